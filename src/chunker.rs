@@ -1,0 +1,278 @@
+//! Content-defined chunking: FastCDC (2020) with a gear table drawn from the
+//! repository key.
+//!
+//! With the published gear table, chunk boundaries of a known file are the
+//! same in every repository, and the sequence of chunk sizes fingerprints the
+//! file. Deriving all 256 gear values from the key makes boundaries
+//! unpredictable to anyone without it. [`StreamChunker`] takes data in pieces
+//! of any size and cuts exactly where a one-shot pass over the whole input
+//! would.
+
+use serde::{Deserialize, Serialize};
+
+use fastcdc::v2020::{cut_gear, select_masks, Normalization};
+
+/// Chunk size bounds, fixed at `strata init`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChunkerParams {
+    /// No chunk is smaller, except a file's last.
+    pub min_size: u32,
+    /// Target average.
+    pub avg_size: u32,
+    /// No chunk is larger.
+    pub max_size: u32,
+}
+
+impl Default for ChunkerParams {
+    /// Chosen by measurement (scripts/bench-chunk-size): see strata-format(5).
+    fn default() -> Self {
+        ChunkerParams {
+            min_size: 256 << 10,
+            avg_size: 1 << 20,
+            max_size: 4 << 20,
+        }
+    }
+}
+
+impl ChunkerParams {
+    /// Checks the bounds FastCDC accepts: even sizes, min < avg < max, and
+    /// each within the crate's limits.
+    pub fn validate(&self) -> Result<(), String> {
+        use fastcdc::v2020::{
+            AVERAGE_MAX, AVERAGE_MIN, MAXIMUM_MAX, MAXIMUM_MIN, MINIMUM_MAX, MINIMUM_MIN,
+        };
+        let (min, avg, max) = (
+            self.min_size as usize,
+            self.avg_size as usize,
+            self.max_size as usize,
+        );
+        if !(MINIMUM_MIN..=MINIMUM_MAX).contains(&min)
+            || !(AVERAGE_MIN..=AVERAGE_MAX).contains(&avg)
+            || !(MAXIMUM_MIN..=MAXIMUM_MAX).contains(&max)
+        {
+            return Err(format!(
+                "chunk sizes {min}/{avg}/{max} are outside {MINIMUM_MIN}..{MINIMUM_MAX} / {AVERAGE_MIN}..{AVERAGE_MAX} / {MAXIMUM_MIN}..{MAXIMUM_MAX}"
+            ));
+        }
+        if !(min < avg && avg < max) || min % 2 + avg % 2 + max % 2 != 0 {
+            return Err(format!(
+                "chunk sizes {min}/{avg}/{max} must be even and increasing"
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// A keyed FastCDC cutter; cheap to share between streams.
+pub struct Chunker {
+    params: ChunkerParams,
+    gear: Box<[u64; 256]>,
+    gear_ls: Box<[u64; 256]>,
+    masks: (u64, u64),
+}
+
+impl Chunker {
+    /// A chunker for `params` whose gear table is drawn from `key`.
+    pub fn new(params: ChunkerParams, key: &[u8; 32]) -> Chunker {
+        let mut bytes = [0u8; 256 * 8];
+        blake3::Hasher::new_keyed(key)
+            .finalize_xof()
+            .fill(&mut bytes);
+        let mut gear = Box::new([0u64; 256]);
+        for (g, b) in gear.iter_mut().zip(bytes.chunks_exact(8)) {
+            *g = u64::from_le_bytes(b.try_into().expect("8 bytes"));
+        }
+        // The FastCDC loop reads two bytes per step; the first uses the table
+        // shifted left by one.
+        let gear_ls = Box::new(gear.map(|g| g << 1));
+        Chunker {
+            params,
+            gear,
+            gear_ls,
+            masks: select_masks(params.avg_size as usize, Normalization::Level2),
+        }
+    }
+
+    /// The size bounds.
+    pub fn params(&self) -> ChunkerParams {
+        self.params
+    }
+
+    /// Length of the chunk at the start of `window`. The answer is final
+    /// only when the window holds `max_size` bytes or is the end of input.
+    fn cut(&self, window: &[u8]) -> usize {
+        let (mask_s, mask_l) = self.masks;
+        let (_, len) = cut_gear(
+            window,
+            self.params.min_size as usize,
+            self.params.avg_size as usize,
+            self.params.max_size as usize,
+            mask_s,
+            mask_l,
+            mask_s << 1,
+            mask_l << 1,
+            self.gear.as_slice(),
+            self.gear_ls.as_slice(),
+        );
+        len.max(1).min(window.len())
+    }
+
+    /// Chunk lengths of a whole input in one pass.
+    pub fn lengths(&self, data: &[u8]) -> Vec<usize> {
+        let mut out = Vec::new();
+        let mut at = 0;
+        while at < data.len() {
+            let n = self.cut(&data[at..]);
+            out.push(n);
+            at += n;
+        }
+        out
+    }
+
+    /// A stream that takes input in pieces.
+    pub fn stream(&self) -> StreamChunker<'_> {
+        StreamChunker {
+            chunker: self,
+            buf: Vec::new(),
+            start: 0,
+        }
+    }
+}
+
+/// Push-based chunking of one file's bytes.
+pub struct StreamChunker<'a> {
+    chunker: &'a Chunker,
+    buf: Vec<u8>,
+    start: usize,
+}
+
+impl StreamChunker<'_> {
+    /// Adds `data`; calls `emit` with every chunk that is now final.
+    pub fn push(&mut self, data: &[u8], mut emit: impl FnMut(&[u8])) {
+        self.buf.extend_from_slice(data);
+        let max = self.chunker.params.max_size as usize;
+        while self.buf.len() - self.start >= max {
+            let n = self.chunker.cut(&self.buf[self.start..]);
+            emit(&self.buf[self.start..self.start + n]);
+            self.start += n;
+        }
+        // Compact only after a whole max_size has been consumed, so each byte
+        // is moved at most once.
+        if self.start >= max {
+            self.buf.drain(..self.start);
+            self.start = 0;
+        }
+    }
+
+    /// Bytes held back, waiting for more input or the end.
+    pub fn pending(&self) -> usize {
+        self.buf.len() - self.start
+    }
+
+    /// Ends the input; emits the remaining chunks.
+    pub fn finish(mut self, mut emit: impl FnMut(&[u8])) {
+        while self.start < self.buf.len() {
+            let n = self.chunker.cut(&self.buf[self.start..]);
+            emit(&self.buf[self.start..self.start + n]);
+            self.start += n;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Deterministic input independent of any crate's RNG, for golden tests.
+    pub(crate) fn xorshift_bytes(seed: u64, len: usize) -> Vec<u8> {
+        let mut x = seed | 1;
+        (0..len)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                (x >> 24) as u8
+            })
+            .collect()
+    }
+
+    fn small() -> ChunkerParams {
+        ChunkerParams {
+            min_size: 2048,
+            avg_size: 8192,
+            max_size: 32768,
+        }
+    }
+
+    fn streamed(c: &Chunker, data: &[u8], pieces: &[usize]) -> Vec<usize> {
+        let mut out = Vec::new();
+        let mut s = c.stream();
+        let mut at = 0;
+        for &p in pieces.iter().cycle() {
+            if at >= data.len() {
+                break;
+            }
+            let end = (at + p.max(1)).min(data.len());
+            s.push(&data[at..end], |c| out.push(c.len()));
+            at = end;
+        }
+        s.finish(|c| out.push(c.len()));
+        out
+    }
+
+    #[test]
+    fn golden_boundaries_of_seeded_input() {
+        let c = Chunker::new(small(), &[7u8; 32]);
+        let data = xorshift_bytes(42, 200_000);
+        let lengths = c.lengths(&data);
+        assert_eq!(lengths.iter().sum::<usize>(), data.len());
+        assert_eq!(lengths, GOLDEN);
+    }
+
+    /// Chunk lengths of `xorshift_bytes(42, 200_000)` under key [7; 32] with
+    /// 2/8/32 KiB bounds. A change here changes every repository's chunking.
+    const GOLDEN: &[usize] = &[
+        3811, 10092, 8458, 5111, 9925, 8278, 10992, 2545, 11118, 6741, 8910, 2568, 2437, 14818,
+        3919, 11209, 11220, 10637, 8245, 11524, 8464, 11309, 4381, 9215, 4073,
+    ];
+
+    #[test]
+    fn the_key_moves_boundaries() {
+        let data = xorshift_bytes(1, 300_000);
+        let a = Chunker::new(small(), &[1u8; 32]).lengths(&data);
+        let b = Chunker::new(small(), &[2u8; 32]).lengths(&data);
+        assert_ne!(a, b);
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        ChunkerParams::default().validate().unwrap();
+        assert!(ChunkerParams {
+            min_size: 10,
+            avg_size: 5,
+            max_size: 1
+        }
+        .validate()
+        .is_err());
+    }
+
+    #[test]
+    fn zeroes_cut_at_max() {
+        let c = Chunker::new(small(), &[0u8; 32]);
+        assert!(c
+            .lengths(&vec![0u8; 100_000])
+            .iter()
+            .all(|&n| n == 32768 || n == 100_000 % 32768));
+    }
+
+    proptest! {
+        #[test]
+        fn streaming_cuts_where_one_shot_does(seed in any::<u64>(), len in 0usize..150_000, pieces in proptest::collection::vec(1usize..70_000, 1..6)) {
+            let c = Chunker::new(small(), &[3u8; 32]);
+            let data = xorshift_bytes(seed, len);
+            prop_assert_eq!(streamed(&c, &data, &pieces), c.lengths(&data));
+        }
+    }
+}

@@ -1,0 +1,14 @@
+//! strata: a versioned, deduplicated, encrypted backup filesystem.
+//!
+//! This library is the engine. The `strata` CLI and the `strata-mountd` FUSE
+//! daemon only translate their inputs into calls of this API.
+
+#![warn(missing_docs)]
+
+pub mod chunker;
+pub mod crypto;
+pub mod format;
+pub mod id;
+pub mod index;
+pub mod pack;
+pub mod storage;

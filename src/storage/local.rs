@@ -1,0 +1,136 @@
+//! The real disk: a directory of ordinary files.
+
+use std::fs::{self, File, OpenOptions};
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use super::{Disk, DiskFile, IndexBackend};
+
+/// A repository directory on a local filesystem.
+#[derive(Debug, Clone)]
+pub struct LocalDisk {
+    root: PathBuf,
+}
+
+impl LocalDisk {
+    /// Files under `root`.
+    pub fn new(root: impl Into<PathBuf>) -> LocalDisk {
+        LocalDisk { root: root.into() }
+    }
+
+    /// The root directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn path(&self, rel: &str) -> PathBuf {
+        if rel.is_empty() {
+            self.root.clone()
+        } else {
+            self.root.join(rel)
+        }
+    }
+}
+
+struct LocalFile(File);
+
+impl DiskFile for LocalFile {
+    fn len(&self) -> io::Result<u64> {
+        Ok(self.0.metadata()?.len())
+    }
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
+        self.0.read_exact_at(buf, offset)
+    }
+    fn write_at(&self, offset: u64, data: &[u8]) -> io::Result<()> {
+        self.0.write_all_at(data, offset)
+    }
+    fn set_len(&self, len: u64) -> io::Result<()> {
+        self.0.set_len(len)
+    }
+    fn sync(&self) -> io::Result<()> {
+        self.0.sync_data()
+    }
+}
+
+impl Disk for LocalDisk {
+    fn open(&self, path: &str, create: bool) -> io::Result<Box<dyn DiskFile>> {
+        let f = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(create)
+            .truncate(false)
+            .open(self.path(path))?;
+        Ok(Box::new(LocalFile(f)))
+    }
+
+    fn create_dir_all(&self, path: &str) -> io::Result<()> {
+        let full = self.path(path);
+        if full.is_dir() {
+            return Ok(());
+        }
+        fs::create_dir_all(&full)?;
+        // Make every new level durable: sync each parent up to the root.
+        let mut dir = full.as_path();
+        while let Some(parent) = dir.parent() {
+            File::open(parent)?.sync_all()?;
+            if parent == self.root || !parent.starts_with(&self.root) {
+                break;
+            }
+            dir = parent;
+        }
+        Ok(())
+    }
+
+    fn list(&self, dir: &str) -> io::Result<Vec<String>> {
+        let mut names = Vec::new();
+        for entry in fs::read_dir(self.path(dir))? {
+            if let Ok(name) = entry?.file_name().into_string() {
+                names.push(name);
+            }
+        }
+        names.sort();
+        Ok(names)
+    }
+
+    fn remove(&self, path: &str) -> io::Result<()> {
+        fs::remove_file(self.path(path))
+    }
+
+    fn rename(&self, from: &str, to: &str) -> io::Result<()> {
+        fs::rename(self.path(from), self.path(to))
+    }
+
+    fn sync_dir(&self, dir: &str) -> io::Result<()> {
+        File::open(self.path(dir))?.sync_all()
+    }
+
+    fn exists(&self, path: &str) -> bool {
+        self.path(path).exists()
+    }
+
+    fn index_backend(&self, path: &str) -> io::Result<IndexBackend> {
+        let f = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(self.path(path))?;
+        let backend = redb::backends::FileBackend::new(f).map_err(io::Error::other)?;
+        Ok(IndexBackend::File(backend))
+    }
+
+    fn available(&self) -> Option<u64> {
+        let st = nix_statvfs(&self.root)?;
+        Some(st)
+    }
+}
+
+fn nix_statvfs(path: &Path) -> Option<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: `c` is a valid NUL-terminated path and `st` a writable statvfs.
+    let rc = unsafe { libc::statvfs(c.as_ptr(), &mut st) };
+    (rc == 0).then(|| st.f_bavail as u64 * st.f_frsize as u64)
+}
