@@ -49,7 +49,8 @@ pub const TRAILER_FINAL: u8 = 1;
 /// One table-of-contents entry: kind u8, id, offset u64, sealed len u32, raw len u32.
 pub const TOC_ENTRY_LEN: usize = 1 + OBJECT_ID_LEN + 8 + 4 + 4;
 
-/// A pack is finished once it reaches this many bytes.
+/// Default of the config's `pack_size`: a pack is finished once it reaches
+/// that many bytes.
 pub const PACK_TARGET_SIZE: u64 = 64 << 20;
 /// Upper bound of any single sealed object, so a corrupt length cannot make a
 /// reader allocate without bound.

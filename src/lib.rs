@@ -5,10 +5,17 @@
 
 #![warn(missing_docs)]
 
+pub mod check;
 pub mod chunker;
+pub mod codec;
+pub mod config;
 pub mod crypto;
 pub mod format;
 pub mod id;
 pub mod index;
 pub mod pack;
+pub mod repair;
+pub mod repo;
+pub mod stats;
 pub mod storage;
+pub mod store;

@@ -49,6 +49,26 @@ pub enum PackError {
     },
 }
 
+/// A checkpoint that did not complete.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckpointError {
+    /// Writing the TOC or trailer failed; the pack was cut back to before it.
+    #[error("writing checkpoint: {0}")]
+    Write(io::Error),
+    /// The sync failed: what the kernel held may be lost.
+    #[error("syncing pack: {0}")]
+    Sync(io::Error),
+}
+
+impl CheckpointError {
+    /// The underlying I/O error.
+    pub fn into_io(self) -> io::Error {
+        match self {
+            CheckpointError::Write(e) | CheckpointError::Sync(e) => e,
+        }
+    }
+}
+
 /// Where one object sits in a pack.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TocEntry {
@@ -214,6 +234,33 @@ impl PackWriter {
         })
     }
 
+    /// Continues a pack whose last intact checkpoint ends at `end` (the file
+    /// must already be cut to that length).
+    pub fn resume(
+        id: PackId,
+        file: Box<dyn DiskFile>,
+        sealer: &Sealer,
+        end: u64,
+    ) -> Result<PackWriter, PackError> {
+        let last = read_trailer(file.as_ref(), sealer, id, end)?;
+        if last.flags & TRAILER_FINAL != 0 {
+            return Err(PackError::BadCheckpoint {
+                pack: id,
+                offset: end,
+                what: "pack is already finished".into(),
+            });
+        }
+        Ok(PackWriter {
+            id,
+            file,
+            len: end,
+            durable_len: end,
+            since_checkpoint: Vec::new(),
+            seq: last.seq + 1,
+            prev_end: end,
+        })
+    }
+
     /// The pack's id.
     pub fn id(&self) -> PackId {
         self.id
@@ -278,7 +325,7 @@ impl PackWriter {
 
     /// Writes a checkpoint (TOC and trailer) and syncs the file. With
     /// `last`, the pack is finished and takes no more objects.
-    pub fn checkpoint(&mut self, sealer: &Sealer, last: bool) -> io::Result<()> {
+    pub fn checkpoint(&mut self, sealer: &Sealer, last: bool) -> Result<(), CheckpointError> {
         if self.since_checkpoint.is_empty() && !last {
             return Ok(());
         }
@@ -299,11 +346,13 @@ impl PackWriter {
         debug_assert_eq!(sealed_trailer.len(), TRAILER_LEN);
         let mut both = toc;
         both.extend_from_slice(&sealed_trailer);
-        if let Err(e) = self.write(&both) {
+        self.write(&both).map_err(CheckpointError::Write)?;
+        if let Err(e) = self.file.sync() {
+            // Whether the checkpoint reached the disk is unknown; the caller
+            // stops writing, and recovery finds the last intact one.
             self.len = start;
-            return Err(e);
+            return Err(CheckpointError::Sync(e));
         }
-        self.file.sync()?;
         self.since_checkpoint.clear();
         self.seq += 1;
         self.prev_end = self.len;

@@ -208,6 +208,10 @@ fn key_encryption_key(
     let mut kek = Zeroizing::new([0u8; 32]);
     match secret {
         Secret::Passphrase(pass) => {
+            // NFC, so the same passphrase typed on two systems is the same bytes.
+            let pass: Zeroizing<String> = Zeroizing::new(
+                unicode_normalization::UnicodeNormalization::nfc(pass.as_str()).collect(),
+            );
             let p =
                 kdf.ok_or_else(|| SlotError::Malformed("passphrase slot without kdf".into()))?;
             let params = argon2::Params::new(p.memory_kib, p.iterations, p.parallelism, Some(32))
@@ -283,6 +287,22 @@ mod tests {
             slot.open(repo, &pass("x")),
             Err(SlotError::WrongSecret)
         ));
+    }
+
+    #[test]
+    fn passphrases_are_compared_in_normal_form() {
+        let repo = RepoId::random();
+        let master = MasterKey::generate();
+        let slot = KeySlot::create(
+            repo,
+            &master,
+            &pass("caf\u{e9}"),
+            SlotKind::Passphrase,
+            "",
+            CHEAP,
+        )
+        .unwrap();
+        assert!(slot.open(repo, &pass("cafe\u{301}")).is_ok());
     }
 
     #[test]

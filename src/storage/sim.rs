@@ -90,6 +90,8 @@ impl State {
 #[derive(Clone, Debug, Default)]
 pub struct SimDisk {
     state: Arc<Mutex<State>>,
+    /// When recording, the state just before each sync.
+    points: Arc<Mutex<Option<Vec<State>>>>,
 }
 
 impl SimDisk {
@@ -120,6 +122,34 @@ impl SimDisk {
         self.lock().faults = Faults::default();
     }
 
+    /// From now on, keep the state as it is at the start of every sync:
+    /// the moments a power cut matters.
+    pub fn record_sync_points(&self) {
+        *self.points.lock().expect("points lock") = Some(Vec::new());
+    }
+
+    /// Number of sync points recorded so far.
+    pub fn sync_point_count(&self) -> usize {
+        self.points
+            .lock()
+            .expect("points lock")
+            .as_ref()
+            .map_or(0, Vec::len)
+    }
+
+    /// Crash images of recorded sync point `n` (see [`SimDisk::crash_images`]).
+    pub fn crash_images_at(&self, n: usize, seed: u64, mixed: usize) -> Vec<SimDisk> {
+        let points = self.points.lock().expect("points lock");
+        let st = &points.as_ref().expect("recording")[n];
+        crash_images_of(st, seed, mixed)
+    }
+
+    fn sync_point(&self, st: &State) {
+        if let Some(points) = self.points.lock().expect("points lock").as_mut() {
+            points.push(st.clone());
+        }
+    }
+
     /// Number of file and directory syncs so far.
     pub fn syncs(&self) -> u64 {
         self.lock().syncs
@@ -145,10 +175,15 @@ impl SimDisk {
 
     /// Disks a power cut now could leave; `seed` varies the mixed images.
     pub fn crash_images(&self, seed: u64, mixed: usize) -> Vec<SimDisk> {
-        let st = self.lock();
+        crash_images_of(&self.lock(), seed, mixed)
+    }
+}
+
+fn crash_images_of(st: &State, seed: u64, mixed: usize) -> Vec<SimDisk> {
+    {
         let mut images = vec![
-            image(&st, |_| (true, usize::MAX), |_| false),
-            image(&st, |ino| (false, st.inodes[&ino].pending.len()), |_| true),
+            image(st, |_| (true, usize::MAX), |_| false),
+            image(st, |ino| (false, st.inodes[&ino].pending.len()), |_| true),
         ];
         let mut x = seed | 1;
         let mut next = move || {
@@ -230,6 +265,7 @@ fn image(
     };
     SimDisk {
         state: Arc::new(Mutex::new(state)),
+        points: Arc::default(),
     }
 }
 
@@ -275,6 +311,7 @@ impl DiskFile for SimFile {
     }
     fn sync(&self) -> io::Result<()> {
         let mut st = self.disk.lock();
+        self.disk.sync_point(&st);
         st.sync_fault()?;
         let node = st.inodes.get_mut(&self.ino).expect("inode");
         node.durable = node.current.clone();
@@ -357,6 +394,7 @@ impl Disk for SimDisk {
 
     fn sync_dir(&self, dir: &str) -> io::Result<()> {
         let mut st = self.lock();
+        self.sync_point(&st);
         st.sync_fault()?;
         let State {
             names,

@@ -1,0 +1,178 @@
+//! `strata repair index`: rebuild index.redb from the packs alone.
+//!
+//! Finished packs are read through their trailer chain; open packs are cut
+//! back to their last intact checkpoint (what a crash left after it is an
+//! uncommitted tail). The new index is built beside the old one and renamed
+//! over it only when complete, so an interrupted repair changes nothing.
+
+use std::collections::HashMap;
+
+use serde::Serialize;
+
+use crate::crypto::Sealer;
+use crate::format::{Kind, INDEX_FILE, OPEN_DIR, PACKS_DIR};
+use crate::id::{ChunkId, PackId};
+use crate::index::{Index, IndexError, Location, PackRecord, PackState};
+use crate::pack;
+use crate::repo::RepoError;
+use crate::storage::Disk;
+use crate::store::{finished_pack_path, open_pack_path, StoreError};
+
+/// What a rebuild found.
+#[derive(Debug, Default, Serialize)]
+pub struct RepairReport {
+    /// Finished packs indexed.
+    pub finished_packs: u64,
+    /// Open packs indexed.
+    pub open_packs: u64,
+    /// Chunks indexed.
+    pub chunks: u64,
+    /// Bytes cut from torn pack tails.
+    pub tail_bytes_cut: u64,
+    /// Packs that could not be read, with the reason; their chunks are not indexed.
+    pub damaged_packs: Vec<String>,
+}
+
+fn io_err(op: &'static str, path: &str) -> impl FnOnce(std::io::Error) -> RepoError {
+    let path = path.to_owned();
+    move |source| RepoError::Io { op, path, source }
+}
+
+/// Every pack id under `packs/` and `open/`.
+pub fn list_packs(disk: &dyn Disk) -> Result<(Vec<PackId>, Vec<PackId>), RepoError> {
+    let mut finished = Vec::new();
+    for sub in disk.list(PACKS_DIR).map_err(io_err("list", PACKS_DIR))? {
+        let dir = format!("{PACKS_DIR}/{sub}");
+        for name in disk.list(&dir).map_err(io_err("list", &dir))? {
+            if let Ok(id) = name.parse::<PackId>() {
+                finished.push(id);
+            }
+        }
+    }
+    let open = disk
+        .list(OPEN_DIR)
+        .map_err(io_err("list", OPEN_DIR))?
+        .iter()
+        .filter_map(|n| n.parse().ok())
+        .collect();
+    Ok((finished, open))
+}
+
+/// Rebuilds the index; `index_sealer` is called once the old index (if any)
+/// has been opened, which takes the repository lock.
+pub fn rebuild_index(
+    disk: &dyn Disk,
+    blob_sealer: &Sealer,
+    index_sealer: impl Fn() -> Result<Sealer, RepoError>,
+) -> Result<RepairReport, RepoError> {
+    // Hold the old index open (if it opens) so no other process uses the
+    // repository while we replace it.
+    let _old = if disk.exists(INDEX_FILE) {
+        match Index::open(
+            disk.index_backend(INDEX_FILE)
+                .map_err(io_err("open", INDEX_FILE))?,
+            index_sealer()?,
+        ) {
+            Ok(index) => Some(index),
+            Err(IndexError::Locked) => return Err(IndexError::Locked.into()),
+            Err(e) => {
+                tracing::warn!(error = %e, "old index does not open; replacing it");
+                None
+            }
+        }
+    } else {
+        None
+    };
+    let tmp = format!("{INDEX_FILE}.rebuild");
+    if disk.exists(&tmp) {
+        disk.remove(&tmp).map_err(io_err("remove", &tmp))?;
+    }
+    let mut report = RepairReport::default();
+    let mut chunks: HashMap<ChunkId, Location> = HashMap::new();
+    let mut packs = Vec::new();
+    let (finished, open) = list_packs(disk)?;
+    let mut add = |id: PackId, entries: Vec<pack::TocEntry>| {
+        for e in entries.into_iter().filter(|e| e.kind == Kind::Chunk) {
+            chunks.entry(e.id).or_insert(Location {
+                pack: id,
+                offset: e.offset,
+                len: e.len,
+                raw_len: e.raw_len,
+            });
+        }
+    };
+    for id in finished {
+        let path = finished_pack_path(id);
+        let result = disk
+            .open(&path, false)
+            .map_err(|e| e.to_string())
+            .and_then(|f| {
+                let len = f.len().map_err(|e| e.to_string())?;
+                let (entries, done) =
+                    pack::read_toc(f.as_ref(), blob_sealer, id, len).map_err(|e| e.to_string())?;
+                if !done {
+                    return Err("last checkpoint is not marked final".to_string());
+                }
+                Ok((entries, len))
+            });
+        match result {
+            Ok((entries, len)) => {
+                add(id, entries);
+                packs.push((
+                    id,
+                    PackRecord {
+                        state: PackState::Finished,
+                        len,
+                    },
+                ));
+                report.finished_packs += 1;
+            }
+            Err(e) => report.damaged_packs.push(format!("{id}: {e}")),
+        }
+    }
+    for id in open {
+        let path = open_pack_path(id);
+        let f = disk.open(&path, false).map_err(io_err("open", &path))?;
+        let len = f.len().map_err(io_err("stat", &path))?;
+        match pack::find_last_checkpoint(f.as_ref(), blob_sealer, id) {
+            Ok(Some(end)) => {
+                if end < len {
+                    f.set_len(end).map_err(io_err("truncate", &path))?;
+                    f.sync().map_err(io_err("sync", &path))?;
+                    report.tail_bytes_cut += len - end;
+                }
+                let (entries, _) =
+                    pack::read_toc(f.as_ref(), blob_sealer, id, end).map_err(StoreError::from)?;
+                add(id, entries);
+                packs.push((
+                    id,
+                    PackRecord {
+                        state: PackState::Open,
+                        len: end,
+                    },
+                ));
+                report.open_packs += 1;
+            }
+            // No checkpoint: nothing in it was ever acknowledged.
+            Ok(None) => {}
+            Err(e) => report.damaged_packs.push(format!("{id}: {e}")),
+        }
+    }
+    report.chunks = chunks.len() as u64;
+    let rows: Vec<_> = chunks.into_iter().collect();
+    {
+        let index = Index::open(
+            disk.index_backend(&tmp).map_err(io_err("create", &tmp))?,
+            index_sealer()?,
+        )?;
+        for batch in rows.chunks(50_000) {
+            index.commit(batch, &[])?;
+        }
+        index.commit(&[], &packs)?;
+    }
+    drop(_old);
+    disk.rename(&tmp, INDEX_FILE)
+        .map_err(io_err("rename", &tmp))?;
+    disk.sync_dir("").map_err(io_err("sync", "."))?;
+    Ok(report)
+}

@@ -1,0 +1,77 @@
+//! `strata stats`: what the repository holds and what it costs on disk.
+
+use serde::Serialize;
+
+use crate::format::INDEX_FILE;
+use crate::index::PackState;
+use crate::repo::{Repo, RepoError};
+use crate::store::{finished_pack_path, open_pack_path};
+
+/// Repository statistics.
+#[derive(Debug, Serialize)]
+pub struct Stats {
+    /// Cipher suite.
+    pub suite: String,
+    /// Distinct chunks stored.
+    pub chunks: u64,
+    /// Their plaintext bytes.
+    pub chunk_bytes: u64,
+    /// Their sealed (compressed, encrypted) bytes.
+    pub stored_bytes: u64,
+    /// Finished packs.
+    pub packs: u64,
+    /// Packs still open.
+    pub open_packs: u64,
+    /// Bytes of all pack files.
+    pub pack_file_bytes: u64,
+    /// Bytes of the index file.
+    pub index_bytes: u64,
+    /// stored_bytes / chunk_bytes.
+    pub compression_ratio: f64,
+    /// Key slots.
+    pub key_slots: usize,
+}
+
+/// Computes the statistics of `repo`.
+pub fn stats(repo: &Repo) -> Result<Stats, RepoError> {
+    let store = repo.store();
+    let chunks = store.index().chunks()?;
+    let chunk_bytes: u64 = chunks.iter().map(|(_, l)| l.raw_len as u64).sum();
+    let stored_bytes: u64 = chunks.iter().map(|(_, l)| l.len as u64).sum();
+    let records = store.pack_records();
+    let file_len = |path: &str| {
+        repo.disk()
+            .open(path, false)
+            .and_then(|f| f.len())
+            .unwrap_or(0)
+    };
+    let pack_file_bytes = records
+        .iter()
+        .map(|(id, r)| match r.state {
+            PackState::Open => file_len(&open_pack_path(*id)),
+            PackState::Finished => file_len(&finished_pack_path(*id)),
+        })
+        .sum();
+    Ok(Stats {
+        suite: repo.config().suite.clone(),
+        chunks: chunks.len() as u64,
+        chunk_bytes,
+        stored_bytes,
+        packs: records
+            .values()
+            .filter(|r| r.state == PackState::Finished)
+            .count() as u64,
+        open_packs: records
+            .values()
+            .filter(|r| r.state == PackState::Open)
+            .count() as u64,
+        pack_file_bytes,
+        index_bytes: file_len(INDEX_FILE),
+        compression_ratio: if chunk_bytes == 0 {
+            1.0
+        } else {
+            stored_bytes as f64 / chunk_bytes as f64
+        },
+        key_slots: repo.list_keys().len(),
+    })
+}

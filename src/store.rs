@@ -1,0 +1,562 @@
+//! The chunk store: deduplicated, sealed chunks in packs, found through the
+//! index.
+//!
+//! Write order (strata-format(5), "DURABILITY"): objects are appended to the
+//! open pack; [`Store::commit`] writes a checkpoint, syncs the pack (and the
+//! `open/` directory for a new pack), and only then commits the index rows
+//! that refer to it, durably. A failed sync makes the store refuse all further
+//! writes (the page cache may have dropped the data, so a retry could
+//! acknowledge bytes that are gone); a full disk cuts the pack back to its last
+//! object and reports [`StoreError::NoSpace`].
+
+use std::collections::HashMap;
+use std::io;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+
+use crate::codec::{ChunkCodec, DecodeError, Verified};
+use crate::format::{Kind, MAX_OBJECT_LEN, OPEN_DIR, PACKS_DIR, TRAILER_FINAL};
+use crate::id::{ChunkId, PackId};
+use crate::index::{Index, IndexError, Location, PackRecord, PackState};
+use crate::pack::{self, CheckpointError, PackError, PackWriter};
+use crate::storage::{Disk, DiskFile};
+
+/// A store operation that failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The disk is full; nothing of the failed write was kept.
+    #[error("no space left for the repository's packs; free space or move the repository, nothing was half-stored")]
+    NoSpace,
+    /// An earlier sync failed; the store takes no writes until restarted and checked.
+    #[error(
+        "the store is read-only after a failed write or sync ({0}); restart and run `strata check`"
+    )]
+    Failed(String),
+    /// An I/O error.
+    #[error("{op} {path}: {source}")]
+    Io {
+        /// What was being done.
+        op: &'static str,
+        /// Repository-relative path.
+        path: String,
+        /// The cause.
+        source: io::Error,
+    },
+    /// No such chunk.
+    #[error("chunk {0} is not in the repository")]
+    NotFound(ChunkId),
+    /// Stored bytes of a chunk are damaged.
+    #[error("chunk {chunk} in pack {pack} at offset {offset} is damaged: {source}")]
+    Corrupt {
+        /// The chunk.
+        chunk: ChunkId,
+        /// Its pack.
+        pack: PackId,
+        /// Its offset.
+        offset: u64,
+        /// What failed.
+        source: DecodeError,
+    },
+    /// A pack's structure is damaged.
+    #[error(transparent)]
+    Pack(#[from] PackError),
+    /// The index failed.
+    #[error(transparent)]
+    Index(#[from] IndexError),
+}
+
+fn io_err(op: &'static str, path: &str) -> impl FnOnce(io::Error) -> StoreError {
+    let path = path.to_owned();
+    move |source| StoreError::Io { op, path, source }
+}
+
+/// Path of an open pack.
+pub fn open_pack_path(id: PackId) -> String {
+    format!("{OPEN_DIR}/{id}")
+}
+
+/// Directory of a finished pack.
+pub fn finished_pack_dir(id: PackId) -> String {
+    format!("{PACKS_DIR}/{}", &id.to_string()[..2])
+}
+
+/// Path of a finished pack.
+pub fn finished_pack_path(id: PackId) -> String {
+    format!("{}/{id}", finished_pack_dir(id))
+}
+
+/// Counters of this process's work, for `strata stats`.
+#[derive(Debug, Default)]
+pub struct Counters {
+    /// Chunks offered.
+    pub chunks_in: AtomicU64,
+    /// Of those, new ones written.
+    pub chunks_new: AtomicU64,
+    /// Plaintext bytes offered.
+    pub bytes_in: AtomicU64,
+    /// Sealed bytes appended to packs.
+    pub bytes_written: AtomicU64,
+    /// Index commits.
+    pub commits: AtomicU64,
+}
+
+struct Writer {
+    pack: Option<PackWriter>,
+    /// The open pack's name is not yet durable in `open/`.
+    pack_is_new: bool,
+    /// Written but not yet committed to the index.
+    pending: HashMap<ChunkId, Location>,
+    failed: Option<String>,
+}
+
+/// The chunk store of one unlocked repository.
+pub struct Store {
+    disk: Arc<dyn Disk>,
+    codec: ChunkCodec,
+    index: Index,
+    pack_target: u64,
+    writer: Mutex<Writer>,
+    packs: RwLock<HashMap<PackId, PackRecord>>,
+    files: Mutex<HashMap<PackId, Arc<dyn DiskFile>>>,
+    /// This process's counters.
+    pub counters: Counters,
+}
+
+impl Store {
+    /// Opens the store and brings it to a clean state after a crash: open
+    /// packs are cut back to their durable length and finished, packs the
+    /// index never referred to are removed, and packs finished just before a
+    /// crash are recorded as such.
+    pub fn open(
+        disk: Arc<dyn Disk>,
+        codec: ChunkCodec,
+        index: Index,
+        pack_target: u64,
+    ) -> Result<Store, StoreError> {
+        let packs: HashMap<PackId, PackRecord> = index.packs()?.into_iter().collect();
+        let store = Store {
+            disk,
+            codec,
+            index,
+            pack_target,
+            writer: Mutex::new(Writer {
+                pack: None,
+                pack_is_new: false,
+                pending: HashMap::new(),
+                failed: None,
+            }),
+            packs: RwLock::new(packs),
+            files: Mutex::new(HashMap::new()),
+            counters: Counters::default(),
+        };
+        let resumed = store.recover()?;
+        store.writer.lock().expect("writer lock").pack = resumed;
+        Ok(store)
+    }
+
+    /// Returns the open pack to keep appending to, if one survived.
+    fn recover(&self) -> Result<Option<PackWriter>, StoreError> {
+        let known = self.packs.read().expect("packs lock").clone();
+        let mut resumed: Option<PackWriter> = None;
+        for name in self.disk.list(OPEN_DIR).map_err(io_err("list", OPEN_DIR))? {
+            let Ok(id) = name.parse::<PackId>() else {
+                continue;
+            };
+            let path = open_pack_path(id);
+            match known.get(&id) {
+                // Nothing durable refers to it: an interrupted pack.
+                None => self.disk.remove(&path).map_err(io_err("remove", &path))?,
+                Some(rec) if rec.state == PackState::Open => {
+                    let Some(mut writer) = self.recover_open(id, rec.len)? else {
+                        continue;
+                    };
+                    if resumed.is_none() {
+                        resumed = Some(writer);
+                    } else {
+                        writer
+                            .checkpoint(self.codec.sealer(), true)
+                            .map_err(|e| e.into_io())
+                            .map_err(io_err("sync", &path))?;
+                        self.publish(id, writer.len())?;
+                    }
+                }
+                // Finished and renamed, but the old name survived the crash.
+                Some(_) if self.disk.exists(&finished_pack_path(id)) => {
+                    self.disk.remove(&path).map_err(io_err("remove", &path))?
+                }
+                // Recorded as finished but the rename was lost: move it again.
+                Some(rec) => self.publish(id, rec.len)?,
+            }
+        }
+        self.disk
+            .sync_dir(OPEN_DIR)
+            .map_err(io_err("sync", OPEN_DIR))?;
+        for (id, rec) in known {
+            let finished = finished_pack_path(id);
+            if rec.state == PackState::Open
+                && !self.disk.exists(&open_pack_path(id))
+                && self.disk.exists(&finished)
+            {
+                // Moved to packs/ just before a crash; take it as finished
+                // only if its last checkpoint says so.
+                let file = self
+                    .disk
+                    .open(&finished, false)
+                    .map_err(io_err("open", &finished))?;
+                let len = file.len().map_err(io_err("stat", &finished))?;
+                let last = pack::read_trailer(file.as_ref(), self.codec.sealer(), id, len)?;
+                if last.flags & TRAILER_FINAL == 0 {
+                    tracing::error!(pack = %id.short(), "pack in packs/ is not finished; run `strata check`");
+                    continue;
+                }
+                let rec = PackRecord {
+                    state: PackState::Finished,
+                    len,
+                };
+                self.index.commit(&[], &[(id, rec)])?;
+                self.packs.write().expect("packs lock").insert(id, rec);
+            }
+        }
+        Ok(resumed)
+    }
+
+    /// Cuts an open pack left by an earlier process back to its durable
+    /// length; returns a writer to continue it, or publishes it if it was
+    /// already finished.
+    fn recover_open(&self, id: PackId, durable: u64) -> Result<Option<PackWriter>, StoreError> {
+        let path = open_pack_path(id);
+        let file = self
+            .disk
+            .open(&path, false)
+            .map_err(io_err("open", &path))?;
+        let len = file.len().map_err(io_err("stat", &path))?;
+        if len < durable {
+            // Synced bytes are missing: leave it for `strata check` to report.
+            tracing::error!(pack = %id.short(), len, durable, "open pack is shorter than its synced length");
+            return Ok(None);
+        }
+        if len > durable {
+            file.set_len(durable).map_err(io_err("truncate", &path))?;
+            file.sync().map_err(io_err("sync", &path))?;
+        }
+        let last = pack::read_trailer(file.as_ref(), self.codec.sealer(), id, durable)?;
+        if last.flags & TRAILER_FINAL != 0 {
+            // Finished, but the move to packs/ did not happen before the crash.
+            self.publish(id, durable)?;
+            return Ok(None);
+        }
+        Ok(Some(PackWriter::resume(
+            id,
+            file,
+            self.codec.sealer(),
+            durable,
+        )?))
+    }
+
+    /// Moves a finished pack into `packs/` and records it.
+    fn publish(&self, id: PackId, len: u64) -> Result<(), StoreError> {
+        let (from, dir, to) = (
+            open_pack_path(id),
+            finished_pack_dir(id),
+            finished_pack_path(id),
+        );
+        self.disk
+            .create_dir_all(&dir)
+            .map_err(io_err("mkdir", &dir))?;
+        self.disk
+            .rename(&from, &to)
+            .map_err(io_err("rename", &from))?;
+        self.disk.sync_dir(&dir).map_err(io_err("sync", &dir))?;
+        self.disk
+            .sync_dir(OPEN_DIR)
+            .map_err(io_err("sync", OPEN_DIR))?;
+        let rec = PackRecord {
+            state: PackState::Finished,
+            len,
+        };
+        self.index.commit(&[], &[(id, rec)])?;
+        self.packs.write().expect("packs lock").insert(id, rec);
+        self.files.lock().expect("files lock").remove(&id);
+        Ok(())
+    }
+
+    /// The chunk codec (ids, sealing).
+    pub fn codec(&self) -> &ChunkCodec {
+        &self.codec
+    }
+
+    /// The index.
+    pub fn index(&self) -> &Index {
+        &self.index
+    }
+
+    /// The disk.
+    pub fn disk(&self) -> &Arc<dyn Disk> {
+        &self.disk
+    }
+
+    /// Stores one chunk unless it is already stored; returns its id and
+    /// whether it was new. Not durable until [`Store::commit`].
+    pub fn put(&self, data: &[u8]) -> Result<(ChunkId, bool), StoreError> {
+        self.counters.chunks_in.fetch_add(1, Ordering::Relaxed);
+        self.counters
+            .bytes_in
+            .fetch_add(data.len() as u64, Ordering::Relaxed);
+        let id = self.codec.id(data);
+        if self
+            .writer
+            .lock()
+            .expect("writer lock")
+            .pending
+            .contains_key(&id)
+            || self.index.chunk(&id)?.is_some()
+        {
+            return Ok((id, false));
+        }
+        let sealed = self.codec.encode(&id, data);
+        let mut w = self.writer.lock().expect("writer lock");
+        if let Some(reason) = &w.failed {
+            return Err(StoreError::Failed(reason.clone()));
+        }
+        if w.pending.contains_key(&id) {
+            return Ok((id, false));
+        }
+        if w.pack.is_none() {
+            let pid = PackId::random();
+            let path = open_pack_path(pid);
+            let file = self
+                .disk
+                .open(&path, true)
+                .map_err(io_err("create", &path))?;
+            let writer = PackWriter::create(pid, file, self.codec.sealer().suite())
+                .map_err(|e| self.write_failed(&mut w, &path, e))?;
+            w.pack = Some(writer);
+            w.pack_is_new = true;
+        }
+        let pack = w.pack.as_mut().expect("open pack");
+        let pid = pack.id();
+        let entry = match pack.append(Kind::Chunk, id, &sealed, data.len() as u32) {
+            Ok(e) => e,
+            Err(e) => return Err(self.write_failed(&mut w, &open_pack_path(pid), e)),
+        };
+        self.counters.chunks_new.fetch_add(1, Ordering::Relaxed);
+        self.counters
+            .bytes_written
+            .fetch_add(sealed.len() as u64, Ordering::Relaxed);
+        let full = pack.len() >= self.pack_target;
+        let loc = Location {
+            pack: pid,
+            offset: entry.offset,
+            len: entry.len,
+            raw_len: entry.raw_len,
+        };
+        w.pending.insert(id, loc);
+        if full {
+            self.finish_pack(&mut w)?;
+        }
+        Ok((id, true))
+    }
+
+    /// Classifies a failed write: a full disk leaves the store usable (the
+    /// pack was cut back), anything else stops writes.
+    fn write_failed(&self, w: &mut Writer, path: &str, e: io::Error) -> StoreError {
+        if e.kind() == io::ErrorKind::StorageFull {
+            return StoreError::NoSpace;
+        }
+        let reason = format!("writing {path}: {e}");
+        tracing::error!(%reason, "store write failed; refusing further writes");
+        w.failed = Some(reason.clone());
+        StoreError::Failed(reason)
+    }
+
+    fn sync_failed(&self, w: &mut Writer, what: &str, e: impl std::fmt::Display) -> StoreError {
+        let reason = format!("{what}: {e}");
+        tracing::error!(%reason, "store sync failed; refusing further writes");
+        w.failed = Some(reason.clone());
+        StoreError::Failed(reason)
+    }
+
+    /// Makes every chunk stored so far durable: checkpoint and sync the open
+    /// pack, then commit the index.
+    pub fn commit(&self) -> Result<(), StoreError> {
+        let mut w = self.writer.lock().expect("writer lock");
+        if let Some(reason) = &w.failed {
+            return Err(StoreError::Failed(reason.clone()));
+        }
+        let Some(pack) = w.pack.as_mut() else {
+            return Ok(());
+        };
+        let pid = pack.id();
+        match pack.checkpoint(self.codec.sealer(), false) {
+            Ok(()) => {}
+            // The checkpoint was cut back; the objects stay pending for the next try.
+            Err(CheckpointError::Write(e)) if e.kind() == io::ErrorKind::StorageFull => {
+                return Err(StoreError::NoSpace)
+            }
+            Err(e) => {
+                return Err(self.sync_failed(
+                    &mut w,
+                    &format!("checkpointing pack {}", pid.short()),
+                    e.into_io(),
+                ))
+            }
+        }
+        let len = pack.durable_len();
+        if w.pack_is_new {
+            if let Err(e) = self.disk.sync_dir(OPEN_DIR) {
+                return Err(self.sync_failed(&mut w, "syncing open/", e));
+            }
+            w.pack_is_new = false;
+        }
+        if len == 0 {
+            return Ok(());
+        }
+        let rec = PackRecord {
+            state: PackState::Open,
+            len,
+        };
+        let rows: Vec<_> = w.pending.iter().map(|(k, v)| (*k, *v)).collect();
+        if let Err(e) = self.index.commit(&rows, &[(pid, rec)]) {
+            return Err(self.sync_failed(&mut w, "committing the index", e));
+        }
+        w.pending.clear();
+        self.packs.write().expect("packs lock").insert(pid, rec);
+        self.counters.commits.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    fn finish_pack(&self, w: &mut Writer) -> Result<(), StoreError> {
+        let mut pack = w.pack.take().expect("open pack");
+        let pid = pack.id();
+        match pack.checkpoint(self.codec.sealer(), true) {
+            Ok(()) => {}
+            Err(CheckpointError::Write(e)) if e.kind() == io::ErrorKind::StorageFull => {
+                w.pack = Some(pack);
+                return Err(StoreError::NoSpace);
+            }
+            Err(e) => {
+                return Err(self.sync_failed(
+                    w,
+                    &format!("finishing pack {}", pid.short()),
+                    e.into_io(),
+                ))
+            }
+        }
+        // Record the chunks while the pack is still under open/, then move it.
+        let rec = PackRecord {
+            state: PackState::Open,
+            len: pack.len(),
+        };
+        let rows: Vec<_> = w.pending.iter().map(|(k, v)| (*k, *v)).collect();
+        let result = self
+            .disk
+            .sync_dir(OPEN_DIR)
+            .map_err(|e| e.to_string())
+            .and_then(|_| {
+                self.index
+                    .commit(&rows, &[(pid, rec)])
+                    .map_err(|e| e.to_string())
+            });
+        if let Err(e) = result {
+            return Err(self.sync_failed(w, "committing a finished pack", e));
+        }
+        w.pending.clear();
+        w.pack_is_new = false;
+        self.packs.write().expect("packs lock").insert(pid, rec);
+        if let Err(e) = self.publish(pid, pack.len()) {
+            return Err(self.sync_failed(w, "publishing a finished pack", e));
+        }
+        Ok(())
+    }
+
+    /// Finishes the open pack (if any) so it moves to `packs/`.
+    pub fn flush_pack(&self) -> Result<(), StoreError> {
+        self.commit()?;
+        let mut w = self.writer.lock().expect("writer lock");
+        match &w.pack {
+            Some(p) if !p.is_empty() => self.finish_pack(&mut w),
+            _ => Ok(()),
+        }
+    }
+
+    /// Reads a chunk; its bytes are returned only after their id checked out.
+    pub fn get(&self, id: &ChunkId) -> Result<Verified, StoreError> {
+        let loc = match self.writer.lock().expect("writer lock").pending.get(id) {
+            Some(loc) => *loc,
+            None => self.index.chunk(id)?.ok_or(StoreError::NotFound(*id))?,
+        };
+        if loc.len as usize > MAX_OBJECT_LEN {
+            return Err(StoreError::Corrupt {
+                chunk: *id,
+                pack: loc.pack,
+                offset: loc.offset,
+                source: DecodeError::Compression(format!("index claims {} sealed bytes", loc.len)),
+            });
+        }
+        let sealed = self.read_object(loc.pack, loc.offset, loc.len)?;
+        self.codec
+            .decode(id, &sealed)
+            .map_err(|source| StoreError::Corrupt {
+                chunk: *id,
+                pack: loc.pack,
+                offset: loc.offset,
+                source,
+            })
+    }
+
+    /// Reads sealed bytes from a pack, wherever it is now.
+    pub fn read_object(&self, pack: PackId, offset: u64, len: u32) -> Result<Vec<u8>, StoreError> {
+        let file = self.pack_file(pack)?;
+        match pack::read_object(file.as_ref(), pack, offset, len) {
+            Ok(b) => Ok(b),
+            Err(e) => {
+                // The pack may have moved from open/ to packs/ since it was opened.
+                self.files.lock().expect("files lock").remove(&pack);
+                let file = self.pack_file(pack)?;
+                pack::read_object(file.as_ref(), pack, offset, len).map_err(|_| StoreError::Pack(e))
+            }
+        }
+    }
+
+    /// An open handle on a pack, from whichever directory holds it.
+    pub fn pack_file(&self, pack: PackId) -> Result<Arc<dyn DiskFile>, StoreError> {
+        if let Some(f) = self.files.lock().expect("files lock").get(&pack) {
+            return Ok(f.clone());
+        }
+        let finished = finished_pack_path(pack);
+        let open = open_pack_path(pack);
+        let file: Arc<dyn DiskFile> = match self.disk.open(&finished, false) {
+            Ok(f) => Arc::from(f),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Arc::from(
+                self.disk
+                    .open(&open, false)
+                    .map_err(io_err("open", &finished))?,
+            ),
+            Err(e) => return Err(io_err("open", &finished)(e)),
+        };
+        let mut files = self.files.lock().expect("files lock");
+        if files.len() >= 256 {
+            files.clear();
+        }
+        files.insert(pack, file.clone());
+        Ok(file)
+    }
+
+    /// What the index knows of each pack.
+    pub fn pack_records(&self) -> HashMap<PackId, PackRecord> {
+        self.packs.read().expect("packs lock").clone()
+    }
+
+    /// Whether writes are refused after a failure.
+    pub fn failed(&self) -> Option<String> {
+        self.writer.lock().expect("writer lock").failed.clone()
+    }
+}
+
+impl Drop for Store {
+    fn drop(&mut self) {
+        if let Err(e) = self.commit() {
+            tracing::warn!(error = %e, "final commit failed; uncommitted chunks are not in the index");
+        }
+    }
+}

@@ -1,0 +1,63 @@
+//! Helpers shared by the engine tests.
+#![allow(dead_code)]
+
+use std::sync::Arc;
+
+use strata::chunker::ChunkerParams;
+use strata::crypto::slot::{KdfParams, Secret, SlotKind};
+use strata::repo::{init, InitOptions, LockedRepo, Repo};
+use strata::storage::Disk;
+use zeroize::Zeroizing;
+
+/// Argon2id cheap enough for tests that unlock hundreds of times.
+pub const CHEAP_KDF: KdfParams = KdfParams {
+    memory_kib: 64,
+    iterations: 1,
+    parallelism: 1,
+};
+
+/// Small chunks so a few hundred KiB exercise many chunks and packs.
+pub const SMALL_CHUNKS: ChunkerParams = ChunkerParams {
+    min_size: 4096,
+    avg_size: 16384,
+    max_size: 65536,
+};
+
+pub fn passphrase(s: &str) -> Secret {
+    Secret::Passphrase(Zeroizing::new(s.to_owned()))
+}
+
+/// Creates an encrypted repository with passphrase "correct horse".
+pub fn init_encrypted(disk: Arc<dyn Disk>) {
+    init(
+        disk,
+        InitOptions {
+            secret: Some((passphrase("correct horse"), SlotKind::Passphrase)),
+            label: "test".into(),
+            kdf: CHEAP_KDF,
+            chunker: SMALL_CHUNKS,
+            pack_size: 1 << 20,
+        },
+    )
+    .expect("init");
+}
+
+pub fn open(disk: Arc<dyn Disk>) -> Repo {
+    LockedRepo::open(disk, "test repository")
+        .expect("open")
+        .unlock(Some(&passphrase("correct horse")))
+        .expect("unlock")
+}
+
+/// Deterministic pseudo-random bytes.
+pub fn bytes(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 32) as u8
+        })
+        .collect()
+}

@@ -1,0 +1,306 @@
+//! The chunk store through the repository API, on real and simulated disks.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::io;
+use std::sync::Arc;
+
+use common::*;
+use strata::check::{check, ReadData};
+use strata::format::INDEX_FILE;
+use strata::id::ChunkId;
+use strata::repo::{LockedRepo, RepoError};
+use strata::storage::sim::SimDisk;
+use strata::storage::{Disk, LocalDisk};
+use strata::store::StoreError;
+
+fn sim() -> (SimDisk, Arc<dyn Disk>) {
+    let d = SimDisk::new();
+    let disk: Arc<dyn Disk> = Arc::new(d.clone());
+    (d, disk)
+}
+
+#[test]
+fn chunks_survive_reopen_on_a_real_disk() {
+    let dir = tempfile::tempdir().unwrap();
+    let disk: Arc<dyn Disk> = Arc::new(LocalDisk::new(dir.path()));
+    init_encrypted(disk.clone());
+    let data = bytes(1, 3 << 20);
+    let ids = {
+        let repo = open(disk.clone());
+        let ids = repo.ingest(&data[..]).unwrap();
+        repo.store().commit().unwrap();
+        ids
+    };
+    let repo = open(disk);
+    let mut back = Vec::new();
+    for (id, len) in &ids {
+        let c = repo.store().get(id).unwrap();
+        assert_eq!(c.as_slice().len(), *len as usize);
+        back.extend_from_slice(c.as_slice());
+    }
+    assert_eq!(back, data);
+    let report = check(&repo, ReadData::All, |_, _| {}).unwrap();
+    assert!(report.ok(), "{:?}", report.errors);
+    assert_eq!(report.chunks_read as usize, ids.len());
+}
+
+#[test]
+fn identical_data_is_stored_once() {
+    let (_, disk) = sim();
+    init_encrypted(disk.clone());
+    let repo = open(disk);
+    let data = bytes(2, 1 << 20);
+    repo.ingest(&data[..]).unwrap();
+    let written = repo
+        .store()
+        .counters
+        .bytes_written
+        .load(std::sync::atomic::Ordering::Relaxed);
+    repo.ingest(&data[..]).unwrap();
+    assert_eq!(
+        repo.store()
+            .counters
+            .bytes_written
+            .load(std::sync::atomic::Ordering::Relaxed),
+        written
+    );
+}
+
+/// Every crash image at every sync point reopens, every chunk acknowledged
+/// by a completed commit before that point reads back, and check finds
+/// nothing that refers to missing bytes.
+#[test]
+fn acknowledged_chunks_survive_every_crash_image() {
+    let (sim, disk) = sim();
+    init_encrypted(disk.clone());
+    sim.record_sync_points();
+    let mut acked: BTreeMap<ChunkId, Vec<u8>> = BTreeMap::new();
+    // (sync points recorded when a commit returned, chunks acknowledged then)
+    let mut history: Vec<(usize, BTreeMap<ChunkId, Vec<u8>>)> = vec![(0, BTreeMap::new())];
+    {
+        let repo = open(disk.clone());
+        for round in 0..14u64 {
+            let mut batch = Vec::new();
+            for i in 0..3 {
+                let data = bytes(round * 10 + i, 20_000 + (i as usize) * 30_000);
+                let (id, _) = repo.store().put(&data).unwrap();
+                batch.push((id, data));
+            }
+            if round % 5 == 4 {
+                repo.store().flush_pack().unwrap();
+            } else {
+                repo.store().commit().unwrap();
+            }
+            acked.extend(batch);
+            history.push((sim.sync_point_count(), acked.clone()));
+        }
+    }
+    let points = sim.sync_point_count();
+    assert!(points > 30, "only {points} sync points");
+    for p in 0..points {
+        // A commit that returned before sync point p started is acknowledged.
+        let expected = &history.iter().rev().find(|(n, _)| *n <= p).unwrap().1;
+        for (k, image) in sim.crash_images_at(p, p as u64, 3).into_iter().enumerate() {
+            let image: Arc<dyn Disk> = Arc::new(image);
+            let repo = LockedRepo::open(image.clone(), "image")
+                .and_then(|l| l.unlock(Some(&passphrase("correct horse"))))
+                .unwrap_or_else(|e| panic!("sync point {p} image {k}: {e}"));
+            for (id, data) in expected {
+                let got = repo
+                    .store()
+                    .get(id)
+                    .unwrap_or_else(|e| panic!("sync point {p} image {k}: {e}"));
+                assert_eq!(got.as_slice(), &data[..]);
+            }
+            let report = check(&repo, ReadData::None, |_, _| {}).unwrap();
+            assert!(report.ok(), "sync point {p} image {k}: {:?}", report.errors);
+            drop(repo);
+            // Recovery itself is crash-safe: a second open needs no more work.
+            let again = open(image);
+            assert!(check(&again, ReadData::All, |_, _| {}).unwrap().ok());
+        }
+    }
+}
+
+#[test]
+fn a_full_disk_stores_nothing_half_and_the_store_goes_on() {
+    let (sim, disk) = sim();
+    init_encrypted(disk.clone());
+    let repo = open(disk.clone());
+    let kept = bytes(3, 50_000);
+    let (kept_id, _) = repo.store().put(&kept).unwrap();
+    repo.store().commit().unwrap();
+    sim.fail_write(0, io::ErrorKind::StorageFull);
+    let lost = bytes(4, 50_000);
+    assert!(matches!(repo.store().put(&lost), Err(StoreError::NoSpace)));
+    sim.heal();
+    assert!(repo.store().failed().is_none());
+    let (again, _) = repo.store().put(&lost).unwrap();
+    repo.store().commit().unwrap();
+    drop(repo);
+    let repo = open(disk);
+    assert_eq!(repo.store().get(&kept_id).unwrap().as_slice(), &kept[..]);
+    assert_eq!(repo.store().get(&again).unwrap().as_slice(), &lost[..]);
+    assert!(check(&repo, ReadData::All, |_, _| {}).unwrap().ok());
+}
+
+#[test]
+fn a_failed_sync_is_sticky_and_loses_nothing_acknowledged() {
+    let (sim, disk) = sim();
+    init_encrypted(disk.clone());
+    let repo = open(disk.clone());
+    let acked = bytes(5, 40_000);
+    let (acked_id, _) = repo.store().put(&acked).unwrap();
+    repo.store().commit().unwrap();
+    repo.store().put(&bytes(6, 40_000)).unwrap();
+    sim.fail_sync(0);
+    assert!(matches!(repo.store().commit(), Err(StoreError::Failed(_))));
+    sim.heal();
+    // Healed disk or not, the store refuses until restarted.
+    assert!(matches!(
+        repo.store().put(&bytes(7, 40_000)),
+        Err(StoreError::Failed(_))
+    ));
+    assert!(matches!(repo.store().commit(), Err(StoreError::Failed(_))));
+    assert_eq!(
+        repo.store().get(&acked_id).unwrap().as_slice(),
+        &acked[..],
+        "reads still work"
+    );
+    drop(repo);
+    for image in sim.crash_images(9, 4) {
+        let repo = open(Arc::new(image));
+        assert_eq!(repo.store().get(&acked_id).unwrap().as_slice(), &acked[..]);
+        assert!(check(&repo, ReadData::All, |_, _| {}).unwrap().ok());
+    }
+}
+
+#[test]
+fn any_failing_write_leaves_a_repository_that_opens_and_checks() {
+    for n in 0..40 {
+        let (sim, disk) = sim();
+        init_encrypted(disk.clone());
+        let mut acked = Vec::new();
+        {
+            let repo = open(disk.clone());
+            sim.fail_write(n, io::ErrorKind::Other);
+            for i in 0..8 {
+                let data = bytes(100 + i, 30_000);
+                let Ok((id, _)) = repo.store().put(&data) else {
+                    break;
+                };
+                if i % 2 == 1 {
+                    if repo.store().commit().is_err() {
+                        break;
+                    }
+                    acked.push((id, data));
+                }
+            }
+        }
+        sim.heal();
+        for image in sim.crash_images(n, 2) {
+            let repo = open(Arc::new(image));
+            for (id, data) in &acked {
+                assert_eq!(
+                    repo.store().get(id).unwrap().as_slice(),
+                    &data[..],
+                    "failing write {n}"
+                );
+            }
+            let report = check(&repo, ReadData::All, |_, _| {}).unwrap();
+            assert!(report.ok(), "failing write {n}: {:?}", report.errors);
+        }
+    }
+}
+
+#[test]
+fn repair_rebuilds_the_same_index_from_packs() {
+    let (sim, disk) = sim();
+    init_encrypted(disk.clone());
+    let (chunks, packs) = {
+        let repo = open(disk.clone());
+        for i in 0..40 {
+            repo.store().put(&bytes(200 + i, 60_000)).unwrap();
+            if i % 9 == 0 {
+                repo.store().commit().unwrap();
+            }
+        }
+        repo.store().commit().unwrap();
+        let mut packs: Vec<_> = repo.store().pack_records().into_iter().collect();
+        packs.sort_by_key(|(id, _)| *id);
+        (repo.store().index().chunks().unwrap(), packs)
+    };
+    assert!(packs.len() >= 2, "the test wants finished and open packs");
+    disk.remove(INDEX_FILE).unwrap();
+    let locked = LockedRepo::open(disk.clone(), "r").unwrap();
+    assert!(matches!(
+        LockedRepo::open(disk.clone(), "r")
+            .unwrap()
+            .unlock(Some(&passphrase("correct horse"))),
+        Err(RepoError::IndexMissing)
+    ));
+    let report = locked
+        .repair_index(Some(&passphrase("correct horse")))
+        .unwrap();
+    assert!(report.damaged_packs.is_empty());
+    let repo = open(disk);
+    assert_eq!(repo.store().index().chunks().unwrap(), chunks);
+    let mut rebuilt: Vec<_> = repo.store().pack_records().into_iter().collect();
+    rebuilt.sort_by_key(|(id, _)| *id);
+    assert_eq!(rebuilt, packs);
+    assert!(check(&repo, ReadData::All, |_, _| {}).unwrap().ok());
+    drop(sim);
+}
+
+#[test]
+fn no_plaintext_reaches_the_disk() {
+    let (sim, disk) = sim();
+    init_encrypted(disk.clone());
+    let marker = b"PATIENT-RECORD-Jane-Doe-1970-01-01 diagnosis: confidential ";
+    let data = marker.repeat(2000);
+    {
+        let repo = open(disk);
+        repo.ingest(&data[..]).unwrap();
+        repo.store().flush_pack().unwrap();
+    }
+    for (path, bytes) in sim.contents() {
+        for needle in [&b"PATIENT-RECORD"[..], b"Jane-Doe", b"confidential"] {
+            assert!(
+                !bytes.windows(needle.len()).any(|w| w == needle),
+                "{path} holds plaintext"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_flipped_byte_is_an_error_naming_the_chunk_never_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let disk: Arc<dyn Disk> = Arc::new(LocalDisk::new(dir.path()));
+    init_encrypted(disk.clone());
+    let data = bytes(9, 100_000);
+    let ids = {
+        let repo = open(disk.clone());
+        let ids = repo.ingest(&data[..]).unwrap();
+        repo.store().flush_pack().unwrap();
+        ids
+    };
+    let repo = open(disk.clone());
+    let (id, _) = ids[0];
+    let loc = repo.store().index().chunk(&id).unwrap().unwrap();
+    drop(repo);
+    let path = dir.path().join(strata::store::finished_pack_path(loc.pack));
+    let mut pack = std::fs::read(&path).unwrap();
+    pack[loc.offset as usize + 20] ^= 1;
+    std::fs::write(&path, pack).unwrap();
+    let repo = open(disk);
+    match repo.store().get(&id) {
+        Err(StoreError::Corrupt { chunk, .. }) => assert_eq!(chunk, id),
+        other => panic!("expected corruption error, got {other:?}"),
+    }
+    let report = check(&repo, ReadData::All, |_, _| {}).unwrap();
+    assert_eq!(report.errors.len(), 1, "{:?}", report.errors);
+    assert!(report.errors[0].contains(&id.to_string()));
+}
