@@ -88,6 +88,8 @@ fn io_err(op: &'static str, path: &str) -> impl FnOnce(std::io::Error) -> RepoEr
 
 /// How to create a repository.
 pub struct InitOptions {
+    /// The new repository's id (callers that name files after it draw it first).
+    pub id: RepoId,
     /// The first key slot's secret; `None` creates an unencrypted repository.
     pub secret: Option<(Secret, SlotKind)>,
     /// Label of the first slot.
@@ -114,6 +116,7 @@ pub fn init(disk: Arc<dyn Disk>, opts: InitOptions) -> Result<RepoId, RepoError>
     };
     let mut config = Config::new(suite, opts.chunker);
     config.pack_size = opts.pack_size;
+    config.id = opts.id.to_string();
     let repo = config.repo_id()?;
     let master = MasterKey::generate();
     for dir in [KEYS_DIR, PACKS_DIR, OPEN_DIR] {

@@ -46,6 +46,17 @@ pub enum SlotKind {
     Escrow,
 }
 
+impl SlotKind {
+    /// The name used in slot files and listings.
+    pub fn name(self) -> &'static str {
+        match self {
+            SlotKind::Passphrase => "passphrase",
+            SlotKind::KeyFile => "key-file",
+            SlotKind::Escrow => "escrow",
+        }
+    }
+}
+
 /// A secret given to open a repository or a slot.
 pub enum Secret {
     /// A passphrase.

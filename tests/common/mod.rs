@@ -32,6 +32,7 @@ pub fn init_encrypted(disk: Arc<dyn Disk>) {
     init(
         disk,
         InitOptions {
+            id: strata::id::RepoId::random(),
             secret: Some((passphrase("correct horse"), SlotKind::Passphrase)),
             label: "test".into(),
             kdf: CHEAP_KDF,

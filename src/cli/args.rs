@@ -1,0 +1,175 @@
+//! Command-line definitions: the single source of `--help`, strata(1) and
+//! the shell completions.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Default repository location when neither --repo nor STRATA_REPO is given.
+pub const DEFAULT_REPO: &str = "/var/lib/strata/repo";
+/// Where `strata init` puts a generated key file, as `<repository id>.key`,
+/// and where other commands look for it.
+pub const DEFAULT_KEY_DIR: &str = "/etc/strata/keys";
+
+const EXIT_CODES: &str = "\
+Exit codes:
+  0   success
+  1   error (the message says what failed and what to do)
+  2   wrong usage: unknown flag, missing argument, invalid value
+  10  no repository at the given location
+  11  the repository is in use by another process (mounted or locked)
+  12  wrong or missing passphrase or key file
+  13  the repository is damaged (check found errors, corrupt data, missing index)";
+
+/// strata: a versioned, deduplicated, encrypted backup filesystem.
+#[derive(Debug, Parser)]
+#[command(name = "strata", version, about, after_help = EXIT_CODES, propagate_version = true)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options every command takes, before or after the command name.
+#[derive(Debug, Args)]
+pub struct Global {
+    /// Repository directory.
+    #[arg(long, short = 'r', global = true, env = "STRATA_REPO", default_value = DEFAULT_REPO, value_name = "DIR")]
+    pub repo: PathBuf,
+    /// Read the passphrase from the first line of FILE.
+    #[arg(long, global = true, env = "STRATA_PASSWORD_FILE", value_name = "FILE")]
+    pub password_file: Option<PathBuf>,
+    /// Run COMMAND (with sh -c) and take the first line it prints as the passphrase.
+    #[arg(
+        long,
+        global = true,
+        env = "STRATA_PASSWORD_COMMAND",
+        value_name = "COMMAND"
+    )]
+    pub password_command: Option<String>,
+    /// Unlock with a key file instead of a passphrase [default: /etc/strata/keys/<repository id>.key if it exists].
+    #[arg(long, global = true, env = "STRATA_KEY_FILE", value_name = "FILE")]
+    pub key_file: Option<PathBuf>,
+    /// Print machine-readable JSON on standard output.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// Print only errors.
+    #[arg(long, short = 'q', global = true)]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create a repository (encrypted unless told otherwise).
+    ///
+    /// With no passphrase source, a random key file is generated outside the
+    /// repository (mode 0400) and its path printed: copy it somewhere safe,
+    /// since without it the backups cannot be read.
+    Init(InitArgs),
+    /// Manage the key slots that unlock the repository.
+    #[command(subcommand)]
+    Key(KeyCommand),
+    /// Verify the repository's structure, and with --read-data its contents.
+    Check(CheckArgs),
+    /// Repair the repository.
+    #[command(subcommand)]
+    Repair(RepairCommand),
+    /// Show what the repository holds and what it costs on disk.
+    Stats,
+    /// Print a shell completion script.
+    Completions {
+        /// bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
+    },
+    /// Write the man pages generated from these definitions into DIR.
+    #[command(hide = true)]
+    Man {
+        /// Output directory.
+        dir: PathBuf,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// Store data unencrypted (anyone who can read the repository reads the backups).
+    #[arg(long)]
+    pub insecure_no_encryption: bool,
+    /// Where to write the generated key file when no passphrase is given
+    /// [default: /etc/strata/keys/<repository id>.key].
+    #[arg(long, value_name = "FILE")]
+    pub key_file_out: Option<PathBuf>,
+    /// Label of the first key slot (who holds the secret).
+    #[arg(long, default_value = "initial")]
+    pub label: String,
+    #[command(flatten)]
+    pub kdf: KdfArgs,
+    /// Average chunk size in KiB (minimum is a quarter, maximum four times).
+    #[arg(long, value_name = "KIB", default_value_t = 1024)]
+    pub chunk_size_kib: u32,
+}
+
+#[derive(Debug, Args)]
+pub struct KdfArgs {
+    /// Argon2id memory per passphrase guess, in MiB.
+    #[arg(long, value_name = "MIB", default_value_t = 64)]
+    pub kdf_memory_mib: u32,
+    /// Argon2id passes.
+    #[arg(long, value_name = "N", default_value_t = 3)]
+    pub kdf_iterations: u32,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeyCommand {
+    /// List key slots.
+    List,
+    /// Add a key slot: a passphrase, a new key file, or an escrow recovery key.
+    Add(KeyAddArgs),
+    /// Remove a key slot (never the last one).
+    Remove {
+        /// Slot id (or its first 8 or more hex digits), from `strata key list`.
+        id: String,
+    },
+    /// Replace the passphrase (or key file) that unlocked this command with a new one.
+    Passwd(NewSecretArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct KeyAddArgs {
+    #[command(flatten)]
+    pub secret: NewSecretArgs,
+    /// Generate a recovery key for escrow and print it once (or write it to --new-key-file).
+    #[arg(long)]
+    pub escrow: bool,
+    /// Who holds the new secret.
+    #[arg(long, default_value = "")]
+    pub label: String,
+}
+
+#[derive(Debug, Args)]
+pub struct NewSecretArgs {
+    /// Read the new passphrase from the first line of FILE.
+    #[arg(long, value_name = "FILE", conflicts_with = "new_key_file")]
+    pub new_password_file: Option<PathBuf>,
+    /// Generate a new key file at FILE (mode 0400; never overwrites).
+    #[arg(long, value_name = "FILE")]
+    pub new_key_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub kdf: KdfArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// Also read, decrypt and hash every chunk.
+    #[arg(long, conflicts_with = "read_data_subset")]
+    pub read_data: bool,
+    /// Read only a subset of packs: n/t (part n of t) or P% (random).
+    #[arg(long, value_name = "SUBSET")]
+    pub read_data_subset: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RepairCommand {
+    /// Rebuild the index (index.redb) from the packs alone.
+    Index,
+}

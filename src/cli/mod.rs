@@ -1,0 +1,426 @@
+//! The CLI: parse flags, turn them into one library call, print the result.
+
+pub mod args;
+mod secrets;
+
+use std::io::IsTerminal;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use clap::CommandFactory;
+use serde::Serialize;
+use strata::check::{check, ReadData};
+use strata::chunker::ChunkerParams;
+use strata::crypto::slot::{KdfParams, SlotKind};
+use strata::format::PACK_TARGET_SIZE;
+use strata::id::RepoId;
+use strata::index::IndexError;
+use strata::repo::{init, InitOptions, LockedRepo, Repo, RepoError};
+use strata::storage::{Disk, LocalDisk};
+use strata::store::StoreError;
+
+use args::{
+    CheckArgs, Cli, Command, Global, InitArgs, KdfArgs, KeyCommand, NewSecretArgs, RepairCommand,
+};
+
+/// Exit codes, as documented in `strata --help`.
+pub mod exit {
+    /// Any other error.
+    pub const ERROR: u8 = 1;
+    /// No repository.
+    pub const NO_REPOSITORY: u8 = 10;
+    /// In use by another process.
+    pub const LOCKED: u8 = 11;
+    /// Wrong or missing secret.
+    pub const WRONG_SECRET: u8 = 12;
+    /// Damage found.
+    pub const DAMAGED: u8 = 13;
+}
+
+/// A check that found damage: reported, then exit 13.
+#[derive(Debug, thiserror::Error)]
+#[error("the repository is damaged: {0} problem(s) found; see above. `strata repair index` rebuilds a damaged index; damaged packs need a replica or the original data")]
+pub struct Damaged(usize);
+
+/// The exit code for an error, from the first cause that has one.
+pub fn exit_code(err: &anyhow::Error) -> u8 {
+    for cause in err.chain() {
+        if cause.downcast_ref::<Damaged>().is_some() {
+            return exit::DAMAGED;
+        }
+        if let Some(e) = cause.downcast_ref::<RepoError>() {
+            return match e {
+                RepoError::NotARepository { .. } => exit::NO_REPOSITORY,
+                RepoError::NoSecret | RepoError::WrongSecret => exit::WRONG_SECRET,
+                RepoError::Index(IndexError::Locked)
+                | RepoError::Store(StoreError::Index(IndexError::Locked)) => exit::LOCKED,
+                RepoError::Config(_)
+                | RepoError::IndexMissing
+                | RepoError::Index(IndexError::Corrupt { .. }) => exit::DAMAGED,
+                RepoError::Store(StoreError::Corrupt { .. } | StoreError::Pack(_)) => exit::DAMAGED,
+                _ => exit::ERROR,
+            };
+        }
+    }
+    exit::ERROR
+}
+
+/// Runs one command.
+pub fn run(cli: Cli) -> Result<()> {
+    let g = &cli.global;
+    match &cli.command {
+        Command::Init(a) => cmd_init(g, a),
+        Command::Key(k) => cmd_key(g, k),
+        Command::Check(a) => cmd_check(g, a),
+        Command::Repair(RepairCommand::Index) => cmd_repair_index(g),
+        Command::Stats => {
+            let repo = unlock(g)?;
+            let s = strata::stats::stats(&repo)?;
+            print(g, &s, || {
+                format!(
+                    "suite            {}\nchunks           {}\nchunk bytes      {}\nstored bytes     {} ({:.1} % of chunk bytes)\npacks            {} finished, {} open ({} bytes)\nindex            {} bytes\nkey slots        {}",
+                    s.suite, s.chunks, s.chunk_bytes, s.stored_bytes, s.compression_ratio * 100.0, s.packs, s.open_packs, s.pack_file_bytes, s.index_bytes, s.key_slots
+                )
+            });
+            Ok(())
+        }
+        Command::Completions { shell } => {
+            clap_complete::generate(
+                *shell,
+                &mut Cli::command(),
+                "strata",
+                &mut std::io::stdout(),
+            );
+            Ok(())
+        }
+        Command::Man { dir } => write_man_pages(dir),
+    }
+}
+
+fn print<T: Serialize>(g: &Global, value: &T, human: impl FnOnce() -> String) {
+    if g.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(value).expect("serializable")
+        );
+    } else if !g.quiet {
+        println!("{}", human());
+    }
+}
+
+fn disk(g: &Global) -> Arc<dyn Disk> {
+    Arc::new(LocalDisk::new(&g.repo))
+}
+
+fn locked(g: &Global) -> Result<LockedRepo> {
+    if !g.repo.is_dir() {
+        return Err(RepoError::NotARepository {
+            path: g.repo.display().to_string(),
+        }
+        .into());
+    }
+    Ok(LockedRepo::open(disk(g), &g.repo.display().to_string())?)
+}
+
+fn secret_for(g: &Global, repo: &LockedRepo) -> Result<Option<strata::crypto::slot::Secret>> {
+    if !repo.encrypted() {
+        return Ok(None);
+    }
+    secrets::unlock_secret(g, &repo.config().id)
+}
+
+fn unlock(g: &Global) -> Result<Repo> {
+    let repo = locked(g)?;
+    let secret = secret_for(g, &repo)?;
+    Ok(repo.unlock(secret.as_ref())?)
+}
+
+fn kdf(a: &KdfArgs) -> KdfParams {
+    KdfParams {
+        memory_kib: a.kdf_memory_mib.saturating_mul(1024),
+        iterations: a.kdf_iterations,
+        parallelism: 1,
+    }
+}
+
+#[derive(Serialize)]
+struct InitReport {
+    repository: String,
+    id: String,
+    encrypted: bool,
+    key_file: Option<String>,
+}
+
+fn cmd_init(g: &Global, a: &InitArgs) -> Result<()> {
+    let avg = a
+        .chunk_size_kib
+        .checked_mul(1024)
+        .context("--chunk-size-kib is too large")?;
+    let chunker = ChunkerParams {
+        min_size: avg / 4,
+        avg_size: avg,
+        max_size: avg.saturating_mul(4),
+    };
+    chunker
+        .validate()
+        .map_err(|e| anyhow::anyhow!("--chunk-size-kib {}: {e}", a.chunk_size_kib))?;
+    let id = RepoId::random();
+    let passphrase = secrets::given_passphrase(g)?;
+    if a.insecure_no_encryption
+        && (passphrase.is_some() || g.key_file.is_some() || a.key_file_out.is_some())
+    {
+        bail!("--insecure-no-encryption takes no passphrase or key file");
+    }
+    // Refuse a non-empty directory before writing anything, the key file included.
+    let created_dir = !g.repo.exists();
+    if !created_dir
+        && std::fs::read_dir(&g.repo)
+            .with_context(|| format!("reading {}", g.repo.display()))?
+            .next()
+            .is_some()
+    {
+        return Err(RepoError::NotEmpty {
+            path: g.repo.display().to_string(),
+        }
+        .into());
+    }
+    let mut generated_key = None;
+    let secret = if a.insecure_no_encryption {
+        None
+    } else if let Some(p) = passphrase {
+        Some((p, SlotKind::Passphrase))
+    } else if let Some(path) = &g.key_file {
+        Some((secrets::read_key_file(path)?, SlotKind::KeyFile))
+    } else {
+        let path = a
+            .key_file_out
+            .clone()
+            .unwrap_or_else(|| secrets::default_key_file(&id.to_string()));
+        let secret = secrets::write_new_key_file(&path)?;
+        generated_key = Some(path);
+        Some((secret, SlotKind::KeyFile))
+    };
+    let opts = InitOptions {
+        id,
+        secret,
+        label: a.label.clone(),
+        kdf: kdf(&a.kdf),
+        chunker,
+        pack_size: PACK_TARGET_SIZE,
+    };
+    let result = (|| -> Result<()> {
+        if created_dir {
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(&g.repo)
+                .with_context(|| format!("creating {}", g.repo.display()))?;
+        }
+        init(disk(g), opts)?;
+        Ok(())
+    })();
+    if let Err(e) = result {
+        // Leave things as they were: no half repository, no orphan key file.
+        if created_dir {
+            let _ = std::fs::remove_dir_all(&g.repo);
+        } else if let Ok(entries) = std::fs::read_dir(&g.repo) {
+            for entry in entries.flatten() {
+                let _ = std::fs::remove_dir_all(entry.path())
+                    .or_else(|_| std::fs::remove_file(entry.path()));
+            }
+        }
+        if let Some(path) = &generated_key {
+            let _ = std::fs::remove_file(path);
+        }
+        return Err(e);
+    }
+    let report = InitReport {
+        repository: g.repo.display().to_string(),
+        id: id.to_string(),
+        encrypted: !a.insecure_no_encryption,
+        key_file: generated_key.as_ref().map(|p| p.display().to_string()),
+    };
+    print(g, &report, || {
+        format!("created repository {} at {}", id, g.repo.display())
+    });
+    if let Some(path) = &generated_key {
+        eprintln!(
+            "strata: no passphrase was given, so a key file was generated: {}\n\
+             strata: WARNING: without this file (or another key slot) the backups cannot be read.\n\
+             strata: Copy it off this machine now and keep it in escrow (e.g. a safe); it is the only key.",
+            path.display()
+        );
+    }
+    if a.insecure_no_encryption {
+        eprintln!("strata: WARNING: the repository is not encrypted; anyone who can read its files can read the backups.");
+    }
+    Ok(())
+}
+
+use std::os::unix::fs::DirBuilderExt;
+
+fn new_secret(a: &NewSecretArgs) -> Result<(strata::crypto::slot::Secret, SlotKind)> {
+    match &a.new_key_file {
+        Some(path) => Ok((secrets::write_new_key_file(path)?, SlotKind::KeyFile)),
+        None => Ok((
+            secrets::new_passphrase(a.new_password_file.as_deref())?,
+            SlotKind::Passphrase,
+        )),
+    }
+}
+
+fn cmd_key(g: &Global, k: &KeyCommand) -> Result<()> {
+    let mut repo = unlock(g)?;
+    match k {
+        KeyCommand::List => {
+            let slots = repo.list_keys();
+            print(g, &slots, || {
+                let mut out = String::from(" current  id                                kind        created               label");
+                for s in &slots {
+                    out.push_str(&format!(
+                        "\n {:7}  {}  {:10}  {:10}  {}",
+                        if s.current { "*" } else { "" },
+                        s.id,
+                        s.kind.name(),
+                        humantime::format_rfc3339_seconds(
+                            std::time::UNIX_EPOCH + Duration::from_secs(s.created)
+                        )
+                        .to_string(),
+                        s.label
+                    ));
+                }
+                out
+            });
+        }
+        KeyCommand::Add(a) => {
+            let (secret, kind, recovery) = if a.escrow {
+                match &a.secret.new_key_file {
+                    Some(path) => (secrets::write_new_key_file(path)?, SlotKind::Escrow, None),
+                    None => {
+                        let (s, text) = secrets::new_recovery_key();
+                        (s, SlotKind::Escrow, Some(text))
+                    }
+                }
+            } else {
+                let (s, kind) = new_secret(&a.secret)?;
+                (s, kind, None)
+            };
+            let id = repo.add_key(&secret, kind, &a.label, kdf(&a.secret.kdf))?;
+            #[derive(Serialize)]
+            struct Added<'a> {
+                id: &'a str,
+                recovery_key: Option<&'a str>,
+            }
+            print(
+                g,
+                &Added {
+                    id: &id,
+                    recovery_key: recovery.as_deref().map(|s| s.trim()),
+                },
+                || {
+                    match &recovery {
+                Some(text) => format!(
+                    "added escrow key slot {id}\nrecovery key (shown once; store it off-site, e.g. printed in a safe; use it as a key file):\n{}",
+                    text.trim()
+                ),
+                None => format!("added key slot {id}"),
+            }
+                },
+            );
+        }
+        KeyCommand::Remove { id } => {
+            repo.remove_key(id)?;
+            if !g.quiet && !g.json {
+                println!("removed key slot {id}");
+            }
+        }
+        KeyCommand::Passwd(a) => {
+            let (secret, _) = new_secret(a)?;
+            let id = repo.change_secret(&secret, kdf(&a.kdf))?;
+            if !g.quiet && !g.json {
+                println!("replaced the key slot that was used with new slot {id}");
+            }
+        }
+    }
+    Ok(())
+}
+
+fn cmd_check(g: &Global, a: &CheckArgs) -> Result<()> {
+    let read = match (&a.read_data_subset, a.read_data) {
+        (Some(s), _) => s.parse::<ReadData>().map_err(anyhow::Error::msg)?,
+        (None, true) => ReadData::All,
+        (None, false) => ReadData::None,
+    };
+    let repo = unlock(g)?;
+    let show_progress = !g.quiet && !g.json && std::io::stderr().is_terminal();
+    let mut last = Instant::now();
+    let report = check(&repo, read, |done, total| {
+        if show_progress && (last.elapsed() > Duration::from_millis(250) || done == total) {
+            eprint!("\rreading data: {done}/{total} chunks");
+            last = Instant::now();
+            if done == total {
+                eprintln!();
+            }
+        }
+    })?;
+    print(g, &report, || {
+        let mut out = String::new();
+        for w in &report.warnings {
+            out.push_str(&format!("warning: {w}\n"));
+        }
+        for e in &report.errors {
+            out.push_str(&format!("error: {e}\n"));
+        }
+        out.push_str(&format!(
+            "checked {} packs and {} index entries; read {} chunks ({} bytes); {} error(s), {} warning(s)",
+            report.packs,
+            report.chunks,
+            report.chunks_read,
+            report.bytes_read,
+            report.errors.len(),
+            report.warnings.len()
+        ));
+        out
+    });
+    if !report.ok() {
+        return Err(Damaged(report.errors.len()).into());
+    }
+    Ok(())
+}
+
+fn cmd_repair_index(g: &Global) -> Result<()> {
+    let repo = locked(g)?;
+    let secret = secret_for(g, &repo)?;
+    let report = repo.repair_index(secret.as_ref())?;
+    print(g, &report, || {
+        let mut out = format!(
+            "rebuilt the index: {} chunks in {} finished and {} open packs; cut {} bytes of torn pack tails",
+            report.chunks, report.finished_packs, report.open_packs, report.tail_bytes_cut
+        );
+        for d in &report.damaged_packs {
+            out.push_str(&format!("\ndamaged pack (not indexed): {d}"));
+        }
+        out
+    });
+    if !report.damaged_packs.is_empty() {
+        return Err(Damaged(report.damaged_packs.len()).into());
+    }
+    Ok(())
+}
+
+fn write_man_pages(dir: &Path) -> Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let cmd = Cli::command();
+    let mut buf = Vec::new();
+    clap_mangen::Man::new(cmd.clone()).render(&mut buf)?;
+    std::fs::write(dir.join("strata.1"), &buf)?;
+    for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
+        let name = format!("strata-{}", sub.get_name());
+        let mut buf = Vec::new();
+        clap_mangen::Man::new(sub.clone().name(name.clone())).render(&mut buf)?;
+        std::fs::write(dir.join(format!("{name}.1")), &buf)?;
+    }
+    Ok(())
+}
