@@ -134,10 +134,18 @@ impl Index {
                 redb::DatabaseError::DatabaseAlreadyOpen => IndexError::Locked,
                 other => db_err(other),
             })?;
-        let tx = db.begin_write().map_err(db_err)?;
-        tx.open_table(CHUNKS).map_err(db_err)?;
-        tx.open_table(PACKS).map_err(db_err)?;
-        tx.commit().map_err(db_err)?;
+        // Create the tables only when they are missing, so opening an
+        // existing index for reading writes nothing.
+        let exists = {
+            let tx = db.begin_read().map_err(db_err)?;
+            tx.open_table(CHUNKS).is_ok() && tx.open_table(PACKS).is_ok()
+        };
+        if !exists {
+            let tx = db.begin_write().map_err(db_err)?;
+            tx.open_table(CHUNKS).map_err(db_err)?;
+            tx.open_table(PACKS).map_err(db_err)?;
+            tx.commit().map_err(db_err)?;
+        }
         Ok(Index { db, sealer })
     }
 

@@ -1,0 +1,329 @@
+//! The `strata` binary: exit codes, messages, and that failures change nothing.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::Arc;
+
+use strata::storage::{Disk, LocalDisk};
+
+struct Env {
+    dir: tempfile::TempDir,
+}
+
+impl Env {
+    fn new() -> Env {
+        let env = Env { dir: tempfile::tempdir().unwrap() };
+        std::fs::write(env.path("pw"), "correct horse\n").unwrap();
+        std::fs::write(env.path("bad"), "wrong horse\n").unwrap();
+        env
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn repo(&self) -> PathBuf {
+        self.path("repo")
+    }
+
+    /// Runs strata with a clean environment and no terminal.
+    fn run(&self, args: &[&str]) -> Output {
+        self.run_env(args, &[])
+    }
+
+    fn run_env(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_strata"));
+        cmd.args(args).env_clear().env("PATH", std::env::var("PATH").unwrap_or_default()).stdin(std::process::Stdio::null());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        cmd.output().unwrap()
+    }
+
+    fn init(&self) {
+        let out = self.run(&["init", "--repo", s(&self.repo()), "--password-file", s(&self.path("pw")), "--kdf-memory-mib", "1", "--kdf-iterations", "1", "--chunk-size-kib", "16"]);
+        assert_ok(&out);
+    }
+
+    fn with_pw(&self, args: &[&str]) -> Output {
+        let (repo, pw) = (self.repo(), self.path("pw"));
+        let mut all = vec!["--repo", s(&repo), "--password-file", s(&pw)];
+        all.extend_from_slice(args);
+        self.run(&all)
+    }
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+fn assert_ok(out: &Output) {
+    assert!(out.status.success(), "exit {:?}\nstdout: {}\nstderr: {}", out.status.code(), String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+}
+
+fn assert_fails(out: &Output, code: i32, message: &str) {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(code), "stderr: {stderr}");
+    assert!(stderr.contains(message), "expected {message:?} in: {stderr}");
+}
+
+/// Every file under `dir` with a digest of its bytes, to show a command changed nothing.
+fn tree(dir: &Path) -> BTreeMap<PathBuf, String> {
+    let mut out = BTreeMap::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                out.insert(p.clone(), "dir".into());
+                stack.push(p);
+            } else {
+                out.insert(p.clone(), blake3::hash(&std::fs::read(&p).unwrap()).to_hex().to_string());
+            }
+        }
+    }
+    out
+}
+
+/// Stores some data through the library so there are packs to damage.
+fn add_data(env: &Env) -> Vec<strata::id::ChunkId> {
+    let disk: Arc<dyn Disk> = Arc::new(LocalDisk::new(env.repo()));
+    let repo = common::open(disk);
+    let ids: Vec<_> = repo.ingest(&common::bytes(1, 400_000)[..]).unwrap().into_iter().map(|(id, _)| id).collect();
+    repo.store().flush_pack().unwrap();
+    ids
+}
+
+#[test]
+fn init_check_stats_round_trip() {
+    let env = Env::new();
+    env.init();
+    add_data(&env);
+    assert_ok(&env.with_pw(&["check", "--read-data"]));
+    assert_ok(&env.with_pw(&["check", "--read-data-subset", "1/2"]));
+    let out = env.with_pw(&["stats", "--json"]);
+    assert_ok(&out);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(v["chunks"].as_u64().unwrap() > 5);
+    assert_eq!(v["suite"], "aes-256-gcm-siv");
+}
+
+#[test]
+fn global_options_go_before_or_after_the_command_and_in_the_environment() {
+    let env = Env::new();
+    env.init();
+    assert_ok(&env.run(&["stats", "--repo", s(&env.repo()), "--password-file", s(&env.path("pw"))]));
+    assert_ok(&env.run_env(&["stats"], &[("STRATA_REPO", s(&env.repo())), ("STRATA_PASSWORD_FILE", s(&env.path("pw")))]));
+    assert_ok(&env.run_env(&["stats"], &[("STRATA_REPO", s(&env.repo())), ("STRATA_PASSWORD", "correct horse")]));
+    assert_ok(&env.run(&["-r", s(&env.repo()), "stats", "--password-command", "echo correct horse"]));
+    assert_fails(&env.run(&["-r", s(&env.repo()), "stats", "--password-command", "exit 3"]), 1, "password command failed");
+}
+
+#[test]
+fn wrong_or_missing_secret_is_refused_and_changes_nothing() {
+    let env = Env::new();
+    env.init();
+    add_data(&env);
+    let before = tree(&env.repo());
+    assert_fails(&env.run(&["-r", s(&env.repo()), "--password-file", s(&env.path("bad")), "check"]), 12, "wrong passphrase");
+    assert_fails(&env.run(&["-r", s(&env.repo()), "check"]), 12, "the repository is encrypted");
+    assert_eq!(tree(&env.repo()), before);
+}
+
+#[test]
+fn a_missing_repository_is_named() {
+    let env = Env::new();
+    assert_fails(&env.run(&["-r", s(&env.path("nothing")), "stats"]), 10, "no strata repository at");
+    std::fs::create_dir(env.path("empty")).unwrap();
+    assert_fails(&env.run(&["-r", s(&env.path("empty")), "stats"]), 10, "strata init");
+}
+
+#[test]
+fn a_damaged_config_is_named_and_nothing_changes() {
+    let env = Env::new();
+    env.init();
+    let config = env.repo().join("config");
+    std::fs::write(&config, "format = \"strata-repository\"\nversion = \"x\"\n").unwrap();
+    let before = tree(&env.repo());
+    assert_fails(&env.with_pw(&["check"]), 13, "config is malformed");
+    assert_eq!(tree(&env.repo()), before);
+}
+
+#[test]
+fn an_edited_config_fails_its_integrity_check() {
+    let env = Env::new();
+    env.init();
+    let config = env.repo().join("config");
+    let text = std::fs::read_to_string(&config).unwrap().replace("avg_size = 16384", "avg_size = 32768");
+    std::fs::write(&config, text).unwrap();
+    assert_fails(&env.with_pw(&["check"]), 13, "integrity check");
+}
+
+#[test]
+fn a_flipped_pack_byte_is_found_by_check_and_nothing_changes() {
+    let env = Env::new();
+    env.init();
+    add_data(&env);
+    let packs: Vec<PathBuf> = tree(&env.repo().join("packs")).into_iter().filter(|(_, d)| d != "dir").map(|(p, _)| p).collect();
+    let mut bytes = std::fs::read(&packs[0]).unwrap();
+    bytes[100] ^= 0x10;
+    std::fs::write(&packs[0], bytes).unwrap();
+    let before = tree(&env.repo());
+    assert_ok(&env.with_pw(&["check"])); // structure is intact
+    let out = env.with_pw(&["check", "--read-data"]);
+    assert_fails(&out, 13, "damaged");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("error: chunk "));
+    // redb rewrites its own header on every open and close; what must not
+    // change are the packs, key slots and config.
+    let data = |t: BTreeMap<PathBuf, String>| t.into_iter().filter(|(p, _)| !p.ends_with("index.redb")).collect::<Vec<_>>();
+    assert_eq!(data(tree(&env.repo())), data(before));
+}
+
+#[test]
+fn a_lost_index_is_rebuilt_by_repair() {
+    let env = Env::new();
+    env.init();
+    add_data(&env);
+    std::fs::remove_file(env.repo().join("index.redb")).unwrap();
+    assert_fails(&env.with_pw(&["check"]), 13, "strata repair index");
+    let out = env.with_pw(&["repair", "index", "--json"]);
+    assert_ok(&out);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(v["chunks"].as_u64().unwrap() > 5);
+    assert_ok(&env.with_pw(&["check", "--read-data"]));
+}
+
+#[test]
+fn a_repository_in_use_is_refused() {
+    let env = Env::new();
+    env.init();
+    let disk: Arc<dyn Disk> = Arc::new(LocalDisk::new(env.repo()));
+    let _held = common::open(disk);
+    assert_fails(&env.with_pw(&["stats"]), 11, "in use by another process");
+}
+
+#[test]
+fn init_refuses_a_non_empty_directory_and_touches_nothing() {
+    let env = Env::new();
+    std::fs::create_dir(env.repo()).unwrap();
+    std::fs::write(env.repo().join("precious"), "data").unwrap();
+    let before = tree(&env.repo());
+    assert_fails(&env.run(&["init", "-r", s(&env.repo()), "--password-file", s(&env.path("pw"))]), 1, "not empty");
+    assert_eq!(tree(&env.repo()), before);
+}
+
+#[test]
+fn init_without_a_passphrase_generates_a_key_file_outside_the_repository() {
+    let env = Env::new();
+    let key = env.path("keys/repo.key");
+    let out = env.run(&["init", "-r", s(&env.repo()), "--key-file-out", s(&key), "--json"]);
+    assert_ok(&out);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("escrow"));
+    assert_eq!(std::fs::metadata(&key).unwrap().permissions().mode() & 0o777, 0o400);
+    assert_ok(&env.run(&["stats", "-r", s(&env.repo()), "--key-file", s(&key)]));
+    assert_ok(&env.run_env(&["stats", "-r", s(&env.repo())], &[("STRATA_KEY_FILE", s(&key))]));
+    // A second init must not overwrite the key file.
+    assert_fails(&env.run(&["init", "-r", s(&env.path("other")), "--key-file-out", s(&key)]), 1, "must not exist");
+    assert!(!env.path("other").exists());
+}
+
+#[test]
+fn key_slots_are_added_listed_changed_and_removed() {
+    let env = Env::new();
+    env.init();
+    std::fs::write(env.path("pw2"), "battery staple\n").unwrap();
+    let cheap = ["--kdf-memory-mib", "1", "--kdf-iterations", "1"];
+    let pw2 = env.path("pw2");
+    let mut add = vec!["key", "add", "--new-password-file", s(&pw2), "--label", "second"];
+    add.extend_from_slice(&cheap);
+    assert_ok(&env.with_pw(&add));
+    let out = env.with_pw(&["key", "add", "--escrow", "--label", "safe", "--json"]);
+    assert_ok(&out);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let recovery = v["recovery_key"].as_str().unwrap().to_owned();
+    std::fs::write(env.path("recovery"), format!("{recovery}\n")).unwrap();
+    std::fs::set_permissions(env.path("recovery"), std::fs::Permissions::from_mode(0o400)).unwrap();
+    assert_ok(&env.run(&["stats", "-r", s(&env.repo()), "--key-file", s(&env.path("recovery"))]));
+    let out = env.with_pw(&["key", "list", "--json"]);
+    let slots: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(slots.as_array().unwrap().len(), 3);
+
+    // passwd replaces the slot that was used.
+    std::fs::write(env.path("pw3"), "new horse\n").unwrap();
+    let pw3_path = env.path("pw3");
+    let mut passwd = vec!["key", "passwd", "--new-password-file", s(&pw3_path)];
+    passwd.extend_from_slice(&cheap);
+    assert_ok(&env.with_pw(&passwd));
+    assert_fails(&env.with_pw(&["stats"]), 12, "wrong passphrase");
+    assert_ok(&env.run(&["stats", "-r", s(&env.repo()), "--password-file", s(&env.path("pw3"))]));
+
+    // Remove all but one; the last is refused.
+    let out = env.run(&["key", "list", "--json", "-r", s(&env.repo()), "--password-file", s(&env.path("pw3"))]);
+    let slots: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let (current, others): (Vec<_>, Vec<_>) = slots.as_array().unwrap().iter().partition(|s| s["current"] == true);
+    assert_eq!((current.len(), others.len()), (1, 2));
+    let repo = env.repo();
+    let pw3 = ["-r", s(&repo), "--password-file", s(&pw3_path)];
+    for slot in &others {
+        let mut args = pw3.to_vec();
+        args.extend_from_slice(&["key", "remove", slot["id"].as_str().unwrap()]);
+        assert_ok(&env.run(&args));
+    }
+    let mut args = pw3.to_vec();
+    args.extend_from_slice(&["key", "remove", current[0]["id"].as_str().unwrap()]);
+    assert_fails(&env.run(&args), 1, "last key slot");
+}
+
+#[test]
+fn an_unencrypted_repository_needs_no_secret() {
+    let env = Env::new();
+    assert_ok(&env.run(&["init", "-r", s(&env.repo()), "--insecure-no-encryption"]));
+    let out = env.run(&["stats", "-r", s(&env.repo()), "--json"]);
+    assert_ok(&out);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["suite"], "none");
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    let env = Env::new();
+    assert_eq!(env.run(&["check", "--no-such-flag"]).status.code(), Some(2));
+    let out = env.run(&["-r", s(&env.repo()), "check", "--read-data-subset", "9/3"]);
+    assert_fails(&out, 1, "neither n/t");
+}
+
+#[test]
+fn help_output_is_pinned() {
+    let env = Env::new();
+    let out = env.run(&["--help"]);
+    assert_ok(&out);
+    let golden = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/help.txt");
+    if std::env::var_os("STRATA_BLESS").is_some() {
+        std::fs::write(&golden, &out.stdout).unwrap();
+    }
+    assert_eq!(String::from_utf8_lossy(&out.stdout), std::fs::read_to_string(golden).unwrap(), "run with STRATA_BLESS=1 to accept");
+}
+
+#[test]
+fn man_pages_are_generated_from_the_flag_definitions() {
+    let env = Env::new();
+    assert_ok(&env.run(&["man", s(&env.path("man"))]));
+    let committed = Path::new(env!("CARGO_MANIFEST_DIR")).join("man");
+    for entry in std::fs::read_dir(env.path("man")).unwrap() {
+        let p = entry.unwrap().path();
+        let name = p.file_name().unwrap();
+        if std::env::var_os("STRATA_BLESS").is_some() {
+            std::fs::copy(&p, committed.join(name)).unwrap();
+        }
+        assert_eq!(
+            std::fs::read_to_string(&p).unwrap(),
+            std::fs::read_to_string(committed.join(name)).unwrap_or_default(),
+            "man/{} is stale: run with STRATA_BLESS=1",
+            name.to_string_lossy()
+        );
+    }
+}
