@@ -16,7 +16,9 @@ struct Env {
 
 impl Env {
     fn new() -> Env {
-        let env = Env { dir: tempfile::tempdir().unwrap() };
+        let env = Env {
+            dir: tempfile::tempdir().unwrap(),
+        };
         std::fs::write(env.path("pw"), "correct horse\n").unwrap();
         std::fs::write(env.path("bad"), "wrong horse\n").unwrap();
         env
@@ -37,7 +39,10 @@ impl Env {
 
     fn run_env(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_strata"));
-        cmd.args(args).env_clear().env("PATH", std::env::var("PATH").unwrap_or_default()).stdin(std::process::Stdio::null());
+        cmd.args(args)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .stdin(std::process::Stdio::null());
         for (k, v) in env {
             cmd.env(k, v);
         }
@@ -45,7 +50,19 @@ impl Env {
     }
 
     fn init(&self) {
-        let out = self.run(&["init", "--repo", s(&self.repo()), "--password-file", s(&self.path("pw")), "--kdf-memory-mib", "1", "--kdf-iterations", "1", "--chunk-size-kib", "16"]);
+        let out = self.run(&[
+            "init",
+            "--repo",
+            s(&self.repo()),
+            "--password-file",
+            s(&self.path("pw")),
+            "--kdf-memory-mib",
+            "1",
+            "--kdf-iterations",
+            "1",
+            "--chunk-size-kib",
+            "16",
+        ]);
         assert_ok(&out);
     }
 
@@ -62,13 +79,22 @@ fn s(p: &Path) -> &str {
 }
 
 fn assert_ok(out: &Output) {
-    assert!(out.status.success(), "exit {:?}\nstdout: {}\nstderr: {}", out.status.code(), String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "exit {:?}\nstdout: {}\nstderr: {}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 fn assert_fails(out: &Output, code: i32, message: &str) {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(code), "stderr: {stderr}");
-    assert!(stderr.contains(message), "expected {message:?} in: {stderr}");
+    assert!(
+        stderr.contains(message),
+        "expected {message:?} in: {stderr}"
+    );
 }
 
 /// Every file under `dir` with a digest of its bytes, to show a command changed nothing.
@@ -82,7 +108,12 @@ fn tree(dir: &Path) -> BTreeMap<PathBuf, String> {
                 out.insert(p.clone(), "dir".into());
                 stack.push(p);
             } else {
-                out.insert(p.clone(), blake3::hash(&std::fs::read(&p).unwrap()).to_hex().to_string());
+                out.insert(
+                    p.clone(),
+                    blake3::hash(&std::fs::read(&p).unwrap())
+                        .to_hex()
+                        .to_string(),
+                );
             }
         }
     }
@@ -93,7 +124,12 @@ fn tree(dir: &Path) -> BTreeMap<PathBuf, String> {
 fn add_data(env: &Env) -> Vec<strata::id::ChunkId> {
     let disk: Arc<dyn Disk> = Arc::new(LocalDisk::new(env.repo()));
     let repo = common::open(disk);
-    let ids: Vec<_> = repo.ingest(&common::bytes(1, 400_000)[..]).unwrap().into_iter().map(|(id, _)| id).collect();
+    let ids: Vec<_> = repo
+        .ingest(&common::bytes(1, 400_000)[..])
+        .unwrap()
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect();
     repo.store().flush_pack().unwrap();
     ids
 }
@@ -116,11 +152,45 @@ fn init_check_stats_round_trip() {
 fn global_options_go_before_or_after_the_command_and_in_the_environment() {
     let env = Env::new();
     env.init();
-    assert_ok(&env.run(&["stats", "--repo", s(&env.repo()), "--password-file", s(&env.path("pw"))]));
-    assert_ok(&env.run_env(&["stats"], &[("STRATA_REPO", s(&env.repo())), ("STRATA_PASSWORD_FILE", s(&env.path("pw")))]));
-    assert_ok(&env.run_env(&["stats"], &[("STRATA_REPO", s(&env.repo())), ("STRATA_PASSWORD", "correct horse")]));
-    assert_ok(&env.run(&["-r", s(&env.repo()), "stats", "--password-command", "echo correct horse"]));
-    assert_fails(&env.run(&["-r", s(&env.repo()), "stats", "--password-command", "exit 3"]), 1, "password command failed");
+    assert_ok(&env.run(&[
+        "stats",
+        "--repo",
+        s(&env.repo()),
+        "--password-file",
+        s(&env.path("pw")),
+    ]));
+    assert_ok(&env.run_env(
+        &["stats"],
+        &[
+            ("STRATA_REPO", s(&env.repo())),
+            ("STRATA_PASSWORD_FILE", s(&env.path("pw"))),
+        ],
+    ));
+    assert_ok(&env.run_env(
+        &["stats"],
+        &[
+            ("STRATA_REPO", s(&env.repo())),
+            ("STRATA_PASSWORD", "correct horse"),
+        ],
+    ));
+    assert_ok(&env.run(&[
+        "-r",
+        s(&env.repo()),
+        "stats",
+        "--password-command",
+        "echo correct horse",
+    ]));
+    assert_fails(
+        &env.run(&[
+            "-r",
+            s(&env.repo()),
+            "stats",
+            "--password-command",
+            "exit 3",
+        ]),
+        1,
+        "password command failed",
+    );
 }
 
 #[test]
@@ -129,17 +199,39 @@ fn wrong_or_missing_secret_is_refused_and_changes_nothing() {
     env.init();
     add_data(&env);
     let before = tree(&env.repo());
-    assert_fails(&env.run(&["-r", s(&env.repo()), "--password-file", s(&env.path("bad")), "check"]), 12, "wrong passphrase");
-    assert_fails(&env.run(&["-r", s(&env.repo()), "check"]), 12, "the repository is encrypted");
+    assert_fails(
+        &env.run(&[
+            "-r",
+            s(&env.repo()),
+            "--password-file",
+            s(&env.path("bad")),
+            "check",
+        ]),
+        12,
+        "wrong passphrase",
+    );
+    assert_fails(
+        &env.run(&["-r", s(&env.repo()), "check"]),
+        12,
+        "the repository is encrypted",
+    );
     assert_eq!(tree(&env.repo()), before);
 }
 
 #[test]
 fn a_missing_repository_is_named() {
     let env = Env::new();
-    assert_fails(&env.run(&["-r", s(&env.path("nothing")), "stats"]), 10, "no strata repository at");
+    assert_fails(
+        &env.run(&["-r", s(&env.path("nothing")), "stats"]),
+        10,
+        "no strata repository at",
+    );
     std::fs::create_dir(env.path("empty")).unwrap();
-    assert_fails(&env.run(&["-r", s(&env.path("empty")), "stats"]), 10, "strata init");
+    assert_fails(
+        &env.run(&["-r", s(&env.path("empty")), "stats"]),
+        10,
+        "strata init",
+    );
 }
 
 #[test]
@@ -158,7 +250,9 @@ fn an_edited_config_fails_its_integrity_check() {
     let env = Env::new();
     env.init();
     let config = env.repo().join("config");
-    let text = std::fs::read_to_string(&config).unwrap().replace("avg_size = 16384", "avg_size = 32768");
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("avg_size = 16384", "avg_size = 32768");
     std::fs::write(&config, text).unwrap();
     assert_fails(&env.with_pw(&["check"]), 13, "integrity check");
 }
@@ -168,7 +262,11 @@ fn a_flipped_pack_byte_is_found_by_check_and_nothing_changes() {
     let env = Env::new();
     env.init();
     add_data(&env);
-    let packs: Vec<PathBuf> = tree(&env.repo().join("packs")).into_iter().filter(|(_, d)| d != "dir").map(|(p, _)| p).collect();
+    let packs: Vec<PathBuf> = tree(&env.repo().join("packs"))
+        .into_iter()
+        .filter(|(_, d)| d != "dir")
+        .map(|(p, _)| p)
+        .collect();
     let mut bytes = std::fs::read(&packs[0]).unwrap();
     bytes[100] ^= 0x10;
     std::fs::write(&packs[0], bytes).unwrap();
@@ -179,7 +277,11 @@ fn a_flipped_pack_byte_is_found_by_check_and_nothing_changes() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("error: chunk "));
     // redb rewrites its own header on every open and close; what must not
     // change are the packs, key slots and config.
-    let data = |t: BTreeMap<PathBuf, String>| t.into_iter().filter(|(p, _)| !p.ends_with("index.redb")).collect::<Vec<_>>();
+    let data = |t: BTreeMap<PathBuf, String>| {
+        t.into_iter()
+            .filter(|(p, _)| !p.ends_with("index.redb"))
+            .collect::<Vec<_>>()
+    };
     assert_eq!(data(tree(&env.repo())), data(before));
 }
 
@@ -212,7 +314,17 @@ fn init_refuses_a_non_empty_directory_and_touches_nothing() {
     std::fs::create_dir(env.repo()).unwrap();
     std::fs::write(env.repo().join("precious"), "data").unwrap();
     let before = tree(&env.repo());
-    assert_fails(&env.run(&["init", "-r", s(&env.repo()), "--password-file", s(&env.path("pw"))]), 1, "not empty");
+    assert_fails(
+        &env.run(&[
+            "init",
+            "-r",
+            s(&env.repo()),
+            "--password-file",
+            s(&env.path("pw")),
+        ]),
+        1,
+        "not empty",
+    );
     assert_eq!(tree(&env.repo()), before);
 }
 
@@ -220,14 +332,37 @@ fn init_refuses_a_non_empty_directory_and_touches_nothing() {
 fn init_without_a_passphrase_generates_a_key_file_outside_the_repository() {
     let env = Env::new();
     let key = env.path("keys/repo.key");
-    let out = env.run(&["init", "-r", s(&env.repo()), "--key-file-out", s(&key), "--json"]);
+    let out = env.run(&[
+        "init",
+        "-r",
+        s(&env.repo()),
+        "--key-file-out",
+        s(&key),
+        "--json",
+    ]);
     assert_ok(&out);
     assert!(String::from_utf8_lossy(&out.stderr).contains("escrow"));
-    assert_eq!(std::fs::metadata(&key).unwrap().permissions().mode() & 0o777, 0o400);
+    assert_eq!(
+        std::fs::metadata(&key).unwrap().permissions().mode() & 0o777,
+        0o400
+    );
     assert_ok(&env.run(&["stats", "-r", s(&env.repo()), "--key-file", s(&key)]));
-    assert_ok(&env.run_env(&["stats", "-r", s(&env.repo())], &[("STRATA_KEY_FILE", s(&key))]));
+    assert_ok(&env.run_env(
+        &["stats", "-r", s(&env.repo())],
+        &[("STRATA_KEY_FILE", s(&key))],
+    ));
     // A second init must not overwrite the key file.
-    assert_fails(&env.run(&["init", "-r", s(&env.path("other")), "--key-file-out", s(&key)]), 1, "must not exist");
+    assert_fails(
+        &env.run(&[
+            "init",
+            "-r",
+            s(&env.path("other")),
+            "--key-file-out",
+            s(&key),
+        ]),
+        1,
+        "must not exist",
+    );
     assert!(!env.path("other").exists());
 }
 
@@ -238,7 +373,14 @@ fn key_slots_are_added_listed_changed_and_removed() {
     std::fs::write(env.path("pw2"), "battery staple\n").unwrap();
     let cheap = ["--kdf-memory-mib", "1", "--kdf-iterations", "1"];
     let pw2 = env.path("pw2");
-    let mut add = vec!["key", "add", "--new-password-file", s(&pw2), "--label", "second"];
+    let mut add = vec![
+        "key",
+        "add",
+        "--new-password-file",
+        s(&pw2),
+        "--label",
+        "second",
+    ];
     add.extend_from_slice(&cheap);
     assert_ok(&env.with_pw(&add));
     let out = env.with_pw(&["key", "add", "--escrow", "--label", "safe", "--json"]);
@@ -247,7 +389,13 @@ fn key_slots_are_added_listed_changed_and_removed() {
     let recovery = v["recovery_key"].as_str().unwrap().to_owned();
     std::fs::write(env.path("recovery"), format!("{recovery}\n")).unwrap();
     std::fs::set_permissions(env.path("recovery"), std::fs::Permissions::from_mode(0o400)).unwrap();
-    assert_ok(&env.run(&["stats", "-r", s(&env.repo()), "--key-file", s(&env.path("recovery"))]));
+    assert_ok(&env.run(&[
+        "stats",
+        "-r",
+        s(&env.repo()),
+        "--key-file",
+        s(&env.path("recovery")),
+    ]));
     let out = env.with_pw(&["key", "list", "--json"]);
     let slots: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(slots.as_array().unwrap().len(), 3);
@@ -259,12 +407,30 @@ fn key_slots_are_added_listed_changed_and_removed() {
     passwd.extend_from_slice(&cheap);
     assert_ok(&env.with_pw(&passwd));
     assert_fails(&env.with_pw(&["stats"]), 12, "wrong passphrase");
-    assert_ok(&env.run(&["stats", "-r", s(&env.repo()), "--password-file", s(&env.path("pw3"))]));
+    assert_ok(&env.run(&[
+        "stats",
+        "-r",
+        s(&env.repo()),
+        "--password-file",
+        s(&env.path("pw3")),
+    ]));
 
     // Remove all but one; the last is refused.
-    let out = env.run(&["key", "list", "--json", "-r", s(&env.repo()), "--password-file", s(&env.path("pw3"))]);
+    let out = env.run(&[
+        "key",
+        "list",
+        "--json",
+        "-r",
+        s(&env.repo()),
+        "--password-file",
+        s(&env.path("pw3")),
+    ]);
     let slots: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let (current, others): (Vec<_>, Vec<_>) = slots.as_array().unwrap().iter().partition(|s| s["current"] == true);
+    let (current, others): (Vec<_>, Vec<_>) = slots
+        .as_array()
+        .unwrap()
+        .iter()
+        .partition(|s| s["current"] == true);
     assert_eq!((current.len(), others.len()), (1, 2));
     let repo = env.repo();
     let pw3 = ["-r", s(&repo), "--password-file", s(&pw3_path)];
@@ -305,7 +471,11 @@ fn help_output_is_pinned() {
     if std::env::var_os("STRATA_BLESS").is_some() {
         std::fs::write(&golden, &out.stdout).unwrap();
     }
-    assert_eq!(String::from_utf8_lossy(&out.stdout), std::fs::read_to_string(golden).unwrap(), "run with STRATA_BLESS=1 to accept");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        std::fs::read_to_string(golden).unwrap(),
+        "run with STRATA_BLESS=1 to accept"
+    );
 }
 
 #[test]

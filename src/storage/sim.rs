@@ -180,39 +180,35 @@ impl SimDisk {
 }
 
 fn crash_images_of(st: &State, seed: u64, mixed: usize) -> Vec<SimDisk> {
-    {
-        let mut images = vec![
-            image(st, |_| (true, usize::MAX), |_| false),
-            image(st, |ino| (false, st.inodes[&ino].pending.len()), |_| true),
-        ];
-        let mut x = seed | 1;
-        let mut next = move || {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x
-        };
-        for _ in 0..mixed {
-            let picks: HashMap<u64, usize> = st
-                .inodes
-                .iter()
-                .map(|(&ino, node)| (ino, next() as usize % (node.pending.len() + 1)))
-                .collect();
-            let newer: BTreeSet<String> = st
-                .names
-                .keys()
-                .chain(st.durable_names.keys())
-                .filter(|_| next() % 2 == 0)
-                .cloned()
-                .collect();
-            images.push(image(
-                &st,
-                |ino| (false, picks[&ino]),
-                |p| newer.contains(p),
-            ));
-        }
-        images
+    let mut images = vec![
+        image(st, |_| (true, usize::MAX), |_| false),
+        image(st, |ino| (false, st.inodes[&ino].pending.len()), |_| true),
+    ];
+    let mut x = seed | 1;
+    let mut next = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    for _ in 0..mixed {
+        // Visit inodes in a fixed order so a seed always builds the same image.
+        let mut inos: Vec<u64> = st.inodes.keys().copied().collect();
+        inos.sort_unstable();
+        let picks: HashMap<u64, usize> = inos
+            .into_iter()
+            .map(|ino| (ino, next() as usize % (st.inodes[&ino].pending.len() + 1)))
+            .collect();
+        let newer: BTreeSet<String> = st
+            .names
+            .keys()
+            .chain(st.durable_names.keys())
+            .filter(|_| next() % 2 == 0)
+            .cloned()
+            .collect();
+        images.push(image(st, |ino| (false, picks[&ino]), |p| newer.contains(p)));
     }
+    images
 }
 
 /// Builds one crash image: `prefix(ino)` says how many pending ops survive
