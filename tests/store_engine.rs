@@ -304,3 +304,134 @@ fn a_flipped_byte_is_an_error_naming_the_chunk_never_data() {
     assert_eq!(report.errors.len(), 1, "{:?}", report.errors);
     assert!(report.errors[0].contains(&id.to_string()));
 }
+
+/// A reader that hands out its bytes in the sizes it is given, as a pipe or
+/// a FUSE write stream would.
+struct Pieces<'a> {
+    data: &'a [u8],
+    sizes: Vec<usize>,
+    next: usize,
+}
+
+impl io::Read for Pieces<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let want = self.sizes[self.next % self.sizes.len()].max(1);
+        self.next += 1;
+        let n = want.min(buf.len()).min(self.data.len());
+        buf[..n].copy_from_slice(&self.data[..n]);
+        self.data = &self.data[n..];
+        Ok(n)
+    }
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(24))]
+    /// Streaming ingest in arbitrary pieces gives the chunks and ids of a
+    /// one-shot pass over the whole input.
+    #[test]
+    fn streaming_ingest_matches_one_shot(seed in 0u64..1000, len in 0usize..300_000, sizes in proptest::collection::vec(1usize..100_000, 1..5)) {
+        let (_, disk) = sim();
+        init_encrypted(disk.clone());
+        let repo = open(disk);
+        let data = bytes(seed, len);
+        let streamed = repo.ingest(Pieces { data: &data, sizes, next: 0 }).unwrap();
+        let mut at = 0;
+        let one_shot: Vec<(ChunkId, u32)> = repo.chunker().lengths(&data).into_iter().map(|n| {
+            let id = repo.store().codec().id(&data[at..at + n]);
+            at += n;
+            (id, n as u32)
+        }).collect();
+        proptest::prop_assert_eq!(streamed, one_shot);
+    }
+}
+
+#[test]
+fn swapped_objects_in_a_pack_are_rejected() {
+    let dir = tempfile::tempdir().unwrap();
+    let disk: Arc<dyn Disk> = Arc::new(LocalDisk::new(dir.path()));
+    init_encrypted(disk.clone());
+    // Two chunks of equal length, so their sealed objects can trade places.
+    let (a, b) = (bytes(20, 30_000), bytes(21, 30_000));
+    let (ia, ib) = {
+        let repo = open(disk.clone());
+        let ia = repo.store().put(&a).unwrap().0;
+        let ib = repo.store().put(&b).unwrap().0;
+        repo.store().flush_pack().unwrap();
+        (ia, ib)
+    };
+    let repo = open(disk.clone());
+    let (la, lb) = (
+        repo.store().index().chunk(&ia).unwrap().unwrap(),
+        repo.store().index().chunk(&ib).unwrap().unwrap(),
+    );
+    assert_eq!((la.pack, la.len), (lb.pack, lb.len));
+    drop(repo);
+    let path = dir.path().join(strata::store::finished_pack_path(la.pack));
+    let mut pack = std::fs::read(&path).unwrap();
+    let (oa, ob, n) = (la.offset as usize, lb.offset as usize, la.len as usize);
+    let object_a = pack[oa..oa + n].to_vec();
+    pack.copy_within(ob..ob + n, oa);
+    pack[ob..ob + n].copy_from_slice(&object_a);
+    std::fs::write(&path, pack).unwrap();
+    let repo = open(disk);
+    assert!(matches!(
+        repo.store().get(&ia),
+        Err(StoreError::Corrupt { .. })
+    ));
+    assert!(matches!(
+        repo.store().get(&ib),
+        Err(StoreError::Corrupt { .. })
+    ));
+}
+
+/// Writes a patient record into a repository on a real disk and returns
+/// grep's exit status for each identifying string (0 found, 1 not found).
+fn grep_record(encrypted: bool) -> Vec<i32> {
+    let dir = tempfile::tempdir().unwrap();
+    let disk: Arc<dyn Disk> = Arc::new(LocalDisk::new(dir.path()));
+    if encrypted {
+        init_encrypted(disk.clone());
+    } else {
+        let opts = strata::repo::InitOptions {
+            id: strata::id::RepoId::random(),
+            secret: None,
+            label: String::new(),
+            kdf: CHEAP_KDF,
+            chunker: SMALL_CHUNKS,
+            pack_size: 1 << 20,
+        };
+        strata::repo::init(disk.clone(), opts).unwrap();
+    }
+    {
+        let repo = LockedRepo::open(disk, "r")
+            .unwrap()
+            .unlock(Some(&passphrase("correct horse")))
+            .unwrap();
+        let text = b"Patient: Erika Mustermann, MRN 0042-7731, allergy: penicillin\n".repeat(5000);
+        repo.ingest(&text[..]).unwrap();
+        repo.ingest(&bytes(30, 200_000)[..]).unwrap();
+        repo.store().commit().unwrap();
+    }
+    ["Mustermann", "penicillin", "MRN 0042"]
+        .iter()
+        .map(|needle| {
+            let out = std::process::Command::new("grep")
+                .args(["-r", "-a", "-q", needle])
+                .arg(dir.path())
+                .status()
+                .unwrap();
+            out.code().unwrap()
+        })
+        .collect()
+}
+
+#[test]
+fn grep_finds_no_plaintext_in_a_real_repository() {
+    assert_eq!(
+        grep_record(true),
+        [1, 1, 1],
+        "plaintext found in an encrypted repository"
+    );
+    // The same scan does find it where nothing is encrypted, so it can fail.
+    assert_eq!(grep_record(false), [0, 0, 0]);
+}
