@@ -41,7 +41,7 @@ fn io_err(op: &'static str, path: &str) -> impl FnOnce(std::io::Error) -> RepoEr
 /// Every pack id under `packs/` and `open/`.
 pub fn list_packs(disk: &dyn Disk) -> Result<(Vec<PackId>, Vec<PackId>), RepoError> {
     let mut finished = Vec::new();
-    for sub in disk.list(PACKS_DIR).map_err(io_err("list", PACKS_DIR))? {
+    for sub in list_or_empty(disk, PACKS_DIR)? {
         let dir = format!("{PACKS_DIR}/{sub}");
         for name in disk.list(&dir).map_err(io_err("list", &dir))? {
             if let Ok(id) = name.parse::<PackId>() {
@@ -49,13 +49,21 @@ pub fn list_packs(disk: &dyn Disk) -> Result<(Vec<PackId>, Vec<PackId>), RepoErr
             }
         }
     }
-    let open = disk
-        .list(OPEN_DIR)
-        .map_err(io_err("list", OPEN_DIR))?
+    let open = list_or_empty(disk, OPEN_DIR)?
         .iter()
         .filter_map(|n| n.parse().ok())
         .collect();
     Ok((finished, open))
+}
+
+/// Names in `dir`; a missing directory holds nothing (copies of a
+/// repository, e.g. through git or some sync tools, drop empty directories).
+pub fn list_or_empty(disk: &dyn Disk, dir: &str) -> Result<Vec<String>, RepoError> {
+    match disk.list(dir) {
+        Ok(names) => Ok(names),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(e) => Err(io_err("list", dir)(e)),
+    }
 }
 
 /// Rebuilds the index; `index_sealer` is called once the old index (if any)

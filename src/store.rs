@@ -158,6 +158,11 @@ impl Store {
     fn recover(&self) -> Result<Option<PackWriter>, StoreError> {
         let known = self.packs.read().expect("packs lock").clone();
         let mut resumed: Option<PackWriter> = None;
+        if !self.disk.exists(OPEN_DIR) {
+            self.disk
+                .create_dir_all(OPEN_DIR)
+                .map_err(io_err("mkdir", OPEN_DIR))?;
+        }
         for name in self.disk.list(OPEN_DIR).map_err(io_err("list", OPEN_DIR))? {
             let Ok(id) = name.parse::<PackId>() else {
                 continue;

@@ -435,3 +435,55 @@ fn grep_finds_no_plaintext_in_a_real_repository() {
     // The same scan does find it where nothing is encrypted, so it can fail.
     assert_eq!(grep_record(false), [0, 0, 0]);
 }
+
+#[test]
+fn any_failing_sync_stops_writes_and_loses_nothing_acknowledged() {
+    for n in 0..30 {
+        let (sim, disk) = sim();
+        init_encrypted(disk.clone());
+        let mut acked = Vec::new();
+        {
+            let repo = open(disk.clone());
+            sim.fail_sync(n);
+            for i in 0..10 {
+                let data = bytes(300 + i, 40_000);
+                let Ok((id, _)) = repo.store().put(&data) else {
+                    break;
+                };
+                let committed = if i % 4 == 3 {
+                    repo.store().flush_pack()
+                } else {
+                    repo.store().commit()
+                };
+                match committed {
+                    Ok(()) => acked.push((id, data)),
+                    Err(StoreError::Failed(_)) => {
+                        assert!(repo.store().failed().is_some());
+                        assert!(
+                            matches!(
+                                repo.store().put(&bytes(999, 10)),
+                                Err(StoreError::Failed(_))
+                            ),
+                            "sync {n}: writes after a failed sync"
+                        );
+                        break;
+                    }
+                    Err(e) => panic!("sync {n}: unexpected {e}"),
+                }
+            }
+        }
+        sim.heal();
+        for image in sim.crash_images(n, 2) {
+            let repo = open(Arc::new(image));
+            for (id, data) in &acked {
+                assert_eq!(
+                    repo.store().get(id).unwrap().as_slice(),
+                    &data[..],
+                    "failing sync {n}"
+                );
+            }
+            let report = check(&repo, ReadData::All, |_, _| {}).unwrap();
+            assert!(report.ok(), "failing sync {n}: {:?}", report.errors);
+        }
+    }
+}

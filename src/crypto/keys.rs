@@ -76,6 +76,17 @@ impl Keys {
 mod tests {
     use super::*;
 
+    /// Pins the derivation contexts: a change here changes every key.
+    #[test]
+    fn golden_derivation() {
+        let k = Keys::derive(&MasterKey::from_bytes([7; 32]));
+        assert_eq!(hex::encode(&k.id[..8]), GOLDEN_ID_KEY);
+        assert_eq!(hex::encode(&k.blob[..8]), GOLDEN_BLOB_KEY);
+    }
+
+    const GOLDEN_ID_KEY: &str = "115e7de68987e5e8";
+    const GOLDEN_BLOB_KEY: &str = "be9a67e7ae8e027f";
+
     #[test]
     fn purpose_keys_differ() {
         let k = Keys::derive(&MasterKey::generate());

@@ -175,6 +175,21 @@ mod tests {
         ]
     }
 
+    /// Pins the associated-data layout and the plain suite's tag: a change
+    /// here makes every existing repository unreadable.
+    #[test]
+    fn golden_plain_seal() {
+        let s = Sealer::new(Suite::Plain, RepoId([0x11; 16]), &[0x22; 32]);
+        let sealed = s.seal(Kind::Chunk, &[0x33; 32], b"strata");
+        assert_eq!(
+            hex::encode(&sealed[..19]),
+            "00000000000000000000000000737472617461"
+        );
+        assert_eq!(hex::encode(&sealed[19..]), GOLDEN_TAG);
+    }
+
+    const GOLDEN_TAG: &str = "8cb5797270b331ae9e25f9b8d3185ffd";
+
     #[test]
     fn fresh_nonce_per_seal() {
         let s = &sealers()[1];

@@ -2,11 +2,13 @@
 //! promises, for crash and fault tests.
 //!
 //! Every file has the bytes a reader sees now and the bytes last made durable
-//! by `sync`, with the writes in between kept in order. Every name has its
-//! current and its durable target. [`SimDisk::crash_images`] builds disks a
-//! power cut at this moment could leave: nothing unsynced survived, all of it
-//! did, or each file kept a prefix of its unsynced writes while each name is
-//! old or new at random. [`SimDisk::fail_write`] and [`SimDisk::fail_sync`]
+//! by `sync`, with the writes in between kept in order. Name changes (create,
+//! rename, remove) are kept in order too, as a journaling filesystem does: a
+//! crash keeps some prefix of them, each rename whole, and `sync_dir` makes
+//! all of them durable. [`SimDisk::crash_images`] builds disks a power cut at
+//! this moment could leave: nothing unsynced survived, all of it did, or each
+//! file kept a random prefix of its unsynced writes and the namespace a random
+//! prefix of its unsynced changes. [`SimDisk::fail_write`] and [`SimDisk::fail_sync`]
 //! make the N-th call from now fail with the given error.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -36,6 +38,31 @@ impl Op {
     }
 }
 
+#[derive(Clone, Debug)]
+enum NameOp {
+    Link(String, u64),
+    Unlink(String),
+    Rename(String, String),
+}
+
+impl NameOp {
+    fn apply(&self, names: &mut BTreeMap<String, u64>) {
+        match self {
+            NameOp::Link(p, ino) => {
+                names.insert(p.clone(), *ino);
+            }
+            NameOp::Unlink(p) => {
+                names.remove(p);
+            }
+            NameOp::Rename(from, to) => {
+                if let Some(ino) = names.remove(from) {
+                    names.insert(to.clone(), ino);
+                }
+            }
+        }
+    }
+}
+
 #[derive(Clone, Debug, Default)]
 struct Inode {
     durable: Vec<u8>,
@@ -54,8 +81,10 @@ struct State {
     inodes: HashMap<u64, Inode>,
     /// Current names: path -> inode.
     names: BTreeMap<String, u64>,
-    /// Names as a crash would find them.
+    /// Names as a crash would find them, before `name_ops`.
     durable_names: BTreeMap<String, u64>,
+    /// Name changes since the last `sync_dir`, in order.
+    name_ops: Vec<NameOp>,
     dirs: BTreeSet<String>,
     next_ino: u64,
     faults: Faults,
@@ -181,8 +210,12 @@ impl SimDisk {
 
 fn crash_images_of(st: &State, seed: u64, mixed: usize) -> Vec<SimDisk> {
     let mut images = vec![
-        image(st, |_| (true, usize::MAX), |_| false),
-        image(st, |ino| (false, st.inodes[&ino].pending.len()), |_| true),
+        image(st, |_| (true, usize::MAX), 0),
+        image(
+            st,
+            |ino| (false, st.inodes[&ino].pending.len()),
+            st.name_ops.len(),
+        ),
     ];
     let mut x = seed | 1;
     let mut next = move || {
@@ -199,37 +232,19 @@ fn crash_images_of(st: &State, seed: u64, mixed: usize) -> Vec<SimDisk> {
             .into_iter()
             .map(|ino| (ino, next() as usize % (st.inodes[&ino].pending.len() + 1)))
             .collect();
-        let newer: BTreeSet<String> = st
-            .names
-            .keys()
-            .chain(st.durable_names.keys())
-            .filter(|_| next() % 2 == 0)
-            .cloned()
-            .collect();
-        images.push(image(st, |ino| (false, picks[&ino]), |p| newer.contains(p)));
+        let name_prefix = next() as usize % (st.name_ops.len() + 1);
+        images.push(image(st, |ino| (false, picks[&ino]), name_prefix));
     }
     images
 }
 
-/// Builds one crash image: `prefix(ino)` says how many pending ops survive
-/// (or `true` = only durable bytes), `newer(path)` whether a name's current
-/// state survives rather than its durable one.
-fn image(
-    st: &State,
-    prefix: impl Fn(u64) -> (bool, usize),
-    newer: impl Fn(&str) -> bool,
-) -> SimDisk {
-    let mut names = BTreeMap::new();
-    let paths: BTreeSet<&String> = st.names.keys().chain(st.durable_names.keys()).collect();
-    for path in paths {
-        let pick = if newer(path) {
-            st.names.get(path)
-        } else {
-            st.durable_names.get(path)
-        };
-        if let Some(&ino) = pick {
-            names.insert(path.clone(), ino);
-        }
+/// Builds one crash image: `prefix(ino)` says how many pending writes of a
+/// file survive (or `true` = only durable bytes), `name_prefix` how many
+/// pending name changes.
+fn image(st: &State, prefix: impl Fn(u64) -> (bool, usize), name_prefix: usize) -> SimDisk {
+    let mut names = st.durable_names.clone();
+    for op in &st.name_ops[..name_prefix] {
+        op.apply(&mut names);
     }
     let mut inodes = HashMap::new();
     for &ino in names.values() {
@@ -253,6 +268,7 @@ fn image(
     let state = State {
         inodes,
         durable_names: names.clone(),
+        name_ops: Vec::new(),
         names,
         dirs: st.dirs.clone(),
         next_ino: st.next_ino,
@@ -334,6 +350,7 @@ impl Disk for SimDisk {
                 let ino = st.next_ino;
                 st.inodes.insert(ino, Inode::default());
                 st.names.insert(path.to_owned(), ino);
+                st.name_ops.push(NameOp::Link(path.to_owned(), ino));
                 ino
             }
             None => return Err(not_found(path)),
@@ -374,10 +391,9 @@ impl Disk for SimDisk {
     fn remove(&self, path: &str) -> io::Result<()> {
         let mut st = self.lock();
         st.write_fault()?;
-        st.names
-            .remove(path)
-            .map(|_| ())
-            .ok_or_else(|| not_found(path))
+        st.names.remove(path).ok_or_else(|| not_found(path))?;
+        st.name_ops.push(NameOp::Unlink(path.to_owned()));
+        Ok(())
     }
 
     fn rename(&self, from: &str, to: &str) -> io::Result<()> {
@@ -385,6 +401,8 @@ impl Disk for SimDisk {
         st.write_fault()?;
         let ino = st.names.remove(from).ok_or_else(|| not_found(from))?;
         st.names.insert(to.to_owned(), ino);
+        st.name_ops
+            .push(NameOp::Rename(from.to_owned(), to.to_owned()));
         Ok(())
     }
 
@@ -392,16 +410,16 @@ impl Disk for SimDisk {
         let mut st = self.lock();
         self.sync_point(&st);
         st.sync_fault()?;
+        // Like a journaling filesystem, a directory sync commits every
+        // earlier name change, in order.
+        let _ = dir;
         let State {
-            names,
             durable_names,
+            name_ops,
             ..
         } = &mut *st;
-        durable_names.retain(|p, _| parent(p) != dir || names.contains_key(p));
-        for (p, ino) in names.iter() {
-            if parent(p) == dir {
-                durable_names.insert(p.clone(), *ino);
-            }
+        for op in name_ops.drain(..) {
+            op.apply(durable_names);
         }
         Ok(())
     }
