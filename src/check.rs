@@ -108,7 +108,8 @@ pub fn check(
     let sealer = store.codec().sealer();
     let mut report = CheckReport::default();
     let records = store.pack_records();
-    let mut tocs: HashMap<PackId, HashSet<(crate::id::ChunkId, u64, u32)>> = HashMap::new();
+    // Per pack: every object its checkpoints list, with its kind.
+    let mut tocs: HashMap<PackId, HashMap<(crate::id::ChunkId, u64, u32), Kind>> = HashMap::new();
     for (id, rec) in &records {
         report.packs += 1;
         let path = match rec.state {
@@ -143,8 +144,7 @@ pub fn check(
                     *id,
                     entries
                         .iter()
-                        .filter(|e| e.kind == Kind::Chunk)
-                        .map(|e| (e.id, e.offset, e.len))
+                        .map(|e| ((e.id, e.offset, e.len), e.kind))
                         .collect(),
                 );
             }
@@ -164,10 +164,16 @@ pub fn check(
             return Ok(report);
         }
     };
+    let mut kinds = HashMap::new();
     for (id, loc) in &chunks {
         report.chunks += 1;
-        match tocs.get(&loc.pack) {
-            Some(toc) if toc.contains(&(*id, loc.offset, loc.len)) => {}
+        match tocs
+            .get(&loc.pack)
+            .map(|toc| toc.get(&(*id, loc.offset, loc.len)))
+        {
+            Some(Some(kind)) => {
+                kinds.insert(*id, *kind);
+            }
             Some(_) => report.errors.push(format!(
                 "chunk {id}: pack {} lists no such object at offset {}",
                 loc.pack, loc.offset
@@ -191,7 +197,8 @@ pub fn check(
             .collect();
         let total = selected.len() as u64;
         for (i, (id, loc)) in selected.into_iter().enumerate() {
-            match store.get(id) {
+            let kind = kinds.get(id).copied().unwrap_or(Kind::Chunk);
+            match store.get_object(kind, id) {
                 Ok(data) => {
                     report.chunks_read += 1;
                     report.bytes_read += data.as_slice().len() as u64;

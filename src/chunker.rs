@@ -8,6 +8,8 @@
 //! of any size and cuts exactly where a one-shot pass over the whole input
 //! would.
 
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
 
 use fastcdc::v2020::{cut_gear, select_masks, Normalization};
@@ -131,9 +133,9 @@ impl Chunker {
     }
 
     /// A stream that takes input in pieces.
-    pub fn stream(&self) -> StreamChunker<'_> {
+    pub fn stream(self: &Arc<Self>) -> StreamChunker {
         StreamChunker {
-            chunker: self,
+            chunker: self.clone(),
             buf: Vec::new(),
             start: 0,
         }
@@ -141,13 +143,13 @@ impl Chunker {
 }
 
 /// Push-based chunking of one file's bytes.
-pub struct StreamChunker<'a> {
-    chunker: &'a Chunker,
+pub struct StreamChunker {
+    chunker: Arc<Chunker>,
     buf: Vec<u8>,
     start: usize,
 }
 
-impl StreamChunker<'_> {
+impl StreamChunker {
     /// Adds `data`; calls `emit` with every chunk that is now final.
     pub fn push(&mut self, data: &[u8], mut emit: impl FnMut(&[u8])) {
         self.buf.extend_from_slice(data);
@@ -168,6 +170,11 @@ impl StreamChunker<'_> {
     /// Bytes held back, waiting for more input or the end.
     pub fn pending(&self) -> usize {
         self.buf.len() - self.start
+    }
+
+    /// The bytes held back.
+    pub fn pending_bytes(&self) -> &[u8] {
+        &self.buf[self.start..]
     }
 
     /// Ends the input; emits the remaining chunks.
@@ -206,7 +213,7 @@ mod tests {
         }
     }
 
-    fn streamed(c: &Chunker, data: &[u8], pieces: &[usize]) -> Vec<usize> {
+    fn streamed(c: &Arc<Chunker>, data: &[u8], pieces: &[usize]) -> Vec<usize> {
         let mut out = Vec::new();
         let mut s = c.stream();
         let mut at = 0;
@@ -224,7 +231,7 @@ mod tests {
 
     #[test]
     fn golden_boundaries_of_seeded_input() {
-        let c = Chunker::new(small(), &[7u8; 32]);
+        let c = Arc::new(Chunker::new(small(), &[7u8; 32]));
         let data = xorshift_bytes(42, 200_000);
         let lengths = c.lengths(&data);
         assert_eq!(lengths.iter().sum::<usize>(), data.len());
@@ -270,7 +277,7 @@ mod tests {
     proptest! {
         #[test]
         fn streaming_cuts_where_one_shot_does(seed in any::<u64>(), len in 0usize..150_000, pieces in proptest::collection::vec(1usize..70_000, 1..6)) {
-            let c = Chunker::new(small(), &[3u8; 32]);
+            let c = Arc::new(Chunker::new(small(), &[3u8; 32]));
             let data = xorshift_bytes(seed, len);
             prop_assert_eq!(streamed(&c, &data, &pieces), c.lengths(&data));
         }

@@ -64,9 +64,29 @@ impl ChunkCodec {
         }
     }
 
-    /// The id of `data`: keyed BLAKE3.
+    /// The id of chunk `data`: keyed BLAKE3.
     pub fn id(&self, data: &[u8]) -> ChunkId {
         ChunkId(*blake3::keyed_hash(&self.id_key, data).as_bytes())
+    }
+
+    /// The id of an object of `kind`: chunks as [`ChunkCodec::id`]; other
+    /// kinds hash their kind byte first, so a tree never shares an id with
+    /// a chunk of the same bytes.
+    pub fn object_id(&self, kind: Kind, data: &[u8]) -> ChunkId {
+        match kind {
+            Kind::Chunk => self.id(data),
+            other => {
+                let mut h = blake3::Hasher::new_keyed(&self.id_key);
+                h.update(&[other as u8]);
+                h.update(data);
+                ChunkId(*h.finalize().as_bytes())
+            }
+        }
+    }
+
+    /// The largest chunk accepted.
+    pub fn max_len(&self) -> usize {
+        self.max_len
     }
 
     /// The sealer of pack objects.
@@ -74,24 +94,38 @@ impl ChunkCodec {
         &self.sealer
     }
 
-    /// Seals `data` under `id`, compressed when that saves at least 1/16.
+    /// Seals chunk `data` under `id`, compressed when that saves at least 1/16.
     pub fn encode(&self, id: &ChunkId, data: &[u8]) -> Vec<u8> {
+        self.encode_object(Kind::Chunk, id, data)
+    }
+
+    /// Seals an object of `kind` (see [`ChunkCodec::encode`]).
+    pub fn encode_object(&self, kind: Kind, id: &ChunkId, data: &[u8]) -> Vec<u8> {
         let compressed = lz4_flex::compress_prepend_size(data);
         if compressed.len() + data.len() / 16 < data.len() {
-            self.sealer.seal_parts(
-                Kind::Chunk,
-                id.as_bytes(),
-                &[&[COMPRESSION_LZ4], &compressed],
-            )
+            let parts: [&[u8]; 2] = [&[COMPRESSION_LZ4], &compressed];
+            self.sealer.seal_parts(kind, id.as_bytes(), &parts)
         } else {
             self.sealer
-                .seal_parts(Kind::Chunk, id.as_bytes(), &[&[COMPRESSION_NONE], data])
+                .seal_parts(kind, id.as_bytes(), &[&[COMPRESSION_NONE], data])
         }
     }
 
     /// Opens, decompresses and verifies a sealed chunk.
     pub fn decode(&self, id: &ChunkId, sealed: &[u8]) -> Result<Verified, DecodeError> {
-        let plain = self.sealer.open(Kind::Chunk, id.as_bytes(), sealed)?;
+        self.decode_object(Kind::Chunk, id, sealed, self.max_len)
+    }
+
+    /// Opens, decompresses and verifies an object of `kind` of at most
+    /// `max_len` bytes.
+    pub fn decode_object(
+        &self,
+        kind: Kind,
+        id: &ChunkId,
+        sealed: &[u8],
+        max_len: usize,
+    ) -> Result<Verified, DecodeError> {
+        let plain = self.sealer.open(kind, id.as_bytes(), sealed)?;
         let (&method, payload) = plain
             .split_first()
             .ok_or_else(|| DecodeError::Compression("empty plaintext".into()))?;
@@ -102,10 +136,9 @@ impl ChunkCodec {
                     .get(..4)
                     .map(|b| u32::from_le_bytes(b.try_into().expect("4 bytes")) as usize)
                     .ok_or_else(|| DecodeError::Compression("no size prefix".into()))?;
-                if size > self.max_len {
+                if size > max_len {
                     return Err(DecodeError::Compression(format!(
-                        "claims {size} bytes, more than the largest chunk ({})",
-                        self.max_len
+                        "claims {size} bytes, more than the largest object ({max_len})"
                     )));
                 }
                 lz4_flex::decompress_size_prepended(payload)
@@ -113,7 +146,7 @@ impl ChunkCodec {
             }
             other => return Err(DecodeError::Compression(format!("unknown method {other}"))),
         };
-        if self.id(&data) != *id {
+        if self.object_id(kind, &data) != *id {
             return Err(DecodeError::HashMismatch);
         }
         Ok(Verified(data))

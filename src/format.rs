@@ -125,6 +125,16 @@ pub enum Kind {
     IndexPack = 7,
     /// The master key wrapped in a key slot.
     KeySlot = 8,
+    /// A value of the head's inode table.
+    HeadInode = 9,
+    /// A value of the head's directory-entry table.
+    HeadDirent = 10,
+    /// A value of the head's extended-attribute table.
+    HeadXattr = 11,
+    /// A value of the head's file-extent table.
+    HeadExtent = 12,
+    /// A value of the index's snapshot table.
+    IndexSnapshot = 13,
 }
 
 impl Kind {

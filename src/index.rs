@@ -169,6 +169,11 @@ impl Index {
         decode(&plain).ok_or_else(|| corrupt("value does not decode".into()))
     }
 
+    /// The database, for the tables of the layers above the store.
+    pub fn database(&self) -> &Database {
+        &self.db
+    }
+
     /// Where chunk `id` is, if indexed.
     pub fn chunk(&self, id: &ChunkId) -> Result<Option<Location>, IndexError> {
         let tx = self.db.begin_read().map_err(db_err)?;

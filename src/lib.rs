@@ -11,6 +11,7 @@ pub mod codec;
 pub mod config;
 pub mod crypto;
 pub mod format;
+pub mod head;
 pub mod id;
 pub mod index;
 pub mod pack;

@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use serde::Serialize;
 
 use crate::crypto::Sealer;
-use crate::format::{Kind, INDEX_FILE, OPEN_DIR, PACKS_DIR};
+use crate::format::{INDEX_FILE, OPEN_DIR, PACKS_DIR};
 use crate::id::{ChunkId, PackId};
 use crate::index::{Index, IndexError, Location, PackRecord, PackState};
 use crate::pack;
@@ -100,7 +100,7 @@ pub fn rebuild_index(
     let mut packs = Vec::new();
     let (finished, open) = list_packs(disk)?;
     let mut add = |id: PackId, entries: Vec<pack::TocEntry>| {
-        for e in entries.into_iter().filter(|e| e.kind == Kind::Chunk) {
+        for e in entries.into_iter() {
             chunks.entry(e.id).or_insert(Location {
                 pack: id,
                 offset: e.offset,

@@ -308,7 +308,7 @@ impl LockedRepo {
             params.max_size as usize,
         );
         let store = Store::open(self.disk.clone(), codec, index, self.config.pack_size)?;
-        let chunker = Chunker::new(params, &unlocked.keys.chunker);
+        let chunker = Arc::new(Chunker::new(params, &unlocked.keys.chunker));
         Ok(Repo {
             locked: self,
             unlocked,
@@ -336,7 +336,7 @@ pub struct Repo {
     locked: LockedRepo,
     unlocked: Unlocked,
     store: Store,
-    chunker: Chunker,
+    chunker: Arc<Chunker>,
 }
 
 /// A key slot as shown by `strata key list`.
@@ -361,7 +361,7 @@ impl Repo {
     }
 
     /// The keyed chunker.
-    pub fn chunker(&self) -> &Chunker {
+    pub fn chunker(&self) -> &Arc<Chunker> {
         &self.chunker
     }
 

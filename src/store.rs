@@ -303,22 +303,26 @@ impl Store {
     /// Stores one chunk unless it is already stored; returns its id and
     /// whether it was new. Not durable until [`Store::commit`].
     pub fn put(&self, data: &[u8]) -> Result<(ChunkId, bool), StoreError> {
+        self.put_object(Kind::Chunk, data)
+    }
+
+    /// Stores an object of `kind` (chunk, tree or snapshot record) unless
+    /// it is already stored; see [`Store::put`].
+    pub fn put_object(&self, kind: Kind, data: &[u8]) -> Result<(ChunkId, bool), StoreError> {
         self.counters.chunks_in.fetch_add(1, Ordering::Relaxed);
-        self.counters
-            .bytes_in
-            .fetch_add(data.len() as u64, Ordering::Relaxed);
-        let id = self.codec.id(data);
-        if self
+        let len = data.len() as u64;
+        self.counters.bytes_in.fetch_add(len, Ordering::Relaxed);
+        let id = self.codec.object_id(kind, data);
+        let pending = self
             .writer
             .lock()
             .expect("writer lock")
             .pending
-            .contains_key(&id)
-            || self.index.chunk(&id)?.is_some()
-        {
+            .contains_key(&id);
+        if pending || self.index.chunk(&id)?.is_some() {
             return Ok((id, false));
         }
-        let sealed = self.codec.encode(&id, data);
+        let sealed = self.codec.encode_object(kind, &id, data);
         let mut w = self.writer.lock().expect("writer lock");
         if let Some(reason) = &w.failed {
             return Err(StoreError::Failed(reason.clone()));
@@ -340,7 +344,7 @@ impl Store {
         }
         let pack = w.pack.as_mut().expect("open pack");
         let pid = pack.id();
-        let entry = match pack.append(Kind::Chunk, id, &sealed, data.len() as u32) {
+        let entry = match pack.append(kind, id, &sealed, data.len() as u32) {
             Ok(e) => e,
             Err(e) => return Err(self.write_failed(&mut w, &open_pack_path(pid), e)),
         };
@@ -486,6 +490,11 @@ impl Store {
 
     /// Reads a chunk; its bytes are returned only after their id checked out.
     pub fn get(&self, id: &ChunkId) -> Result<Verified, StoreError> {
+        self.get_object(Kind::Chunk, id)
+    }
+
+    /// Reads an object of `kind`, verified like [`Store::get`].
+    pub fn get_object(&self, kind: Kind, id: &ChunkId) -> Result<Verified, StoreError> {
         let loc = match self.writer.lock().expect("writer lock").pending.get(id) {
             Some(loc) => *loc,
             None => self.index.chunk(id)?.ok_or(StoreError::NotFound(*id))?,
@@ -499,8 +508,13 @@ impl Store {
             });
         }
         let sealed = self.read_object(loc.pack, loc.offset, loc.len)?;
+        let max = if kind == Kind::Chunk {
+            self.codec.max_len()
+        } else {
+            MAX_OBJECT_LEN
+        };
         self.codec
-            .decode(id, &sealed)
+            .decode_object(kind, id, &sealed, max)
             .map_err(|source| StoreError::Corrupt {
                 chunk: *id,
                 pack: loc.pack,

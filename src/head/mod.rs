@@ -1,0 +1,815 @@
+//! The head: the mutable POSIX tree that backups are written into.
+//!
+//! [`Head`] is the filesystem type the mount translates FUSE requests to; it
+//! has no FUSE types and every test can drive it directly. Inodes, directory
+//! entries, extended attributes and file extents live in redb tables
+//! ([`records`]); file bytes go through the chunk store ([`content`]).
+//!
+//! Durability: every operation commits its own transaction without forcing
+//! it to disk. [`Head::commit`] (called by fsync, by snapshots, and on the
+//! cadence of [`Head::maybe_commit`]: every [`COMMIT_INTERVAL`] or
+//! [`COMMIT_BYTES`] written) syncs the packs and commits durably, which also
+//! makes every earlier head transaction durable. A crash loses at most the
+//! operations since the last durable commit, and never leaves the index
+//! pointing at bytes that are not on disk.
+
+pub mod content;
+pub mod records;
+pub mod txn;
+pub mod types;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use records::{DirentRecord, InodeRecord, XattrRecord};
+use txn::{Read, Reader, Write};
+pub use types::*;
+
+use crate::crypto::Sealer;
+use crate::repo::Repo;
+use crate::store::StoreError;
+
+/// The longest time between durable commits of the head.
+pub const COMMIT_INTERVAL: Duration = Duration::from_secs(5);
+/// The most bytes written between durable commits of the head.
+pub const COMMIT_BYTES: u64 = 64 << 20;
+/// Largest extended attribute value (Linux's XATTR_SIZE_MAX).
+pub const XATTR_MAX: usize = 64 << 10;
+/// Entries returned by one [`Head::readdir`] call.
+pub const READDIR_BATCH: usize = 256;
+
+impl From<StoreError> for FsError {
+    fn from(e: StoreError) -> FsError {
+        match e {
+            StoreError::NoSpace => FsError::NoSpace,
+            StoreError::Failed(_) => FsError::ReadOnly,
+            StoreError::Corrupt { .. } | StoreError::Pack(_) => {
+                tracing::error!(error = %e, "damaged data");
+                FsError::Corrupt(e.to_string())
+            }
+            StoreError::NotFound(id) => FsError::Corrupt(format!("chunk {id} is missing")),
+            other => FsError::Io(other.to_string()),
+        }
+    }
+}
+
+/// Counters that make the head's costs checkable (`strata stats --json`).
+#[derive(Debug, Default)]
+pub struct HeadCounters {
+    /// Bytes held in staging (overwrites not yet re-chunked), now.
+    pub staging_bytes: AtomicU64,
+    /// Directories serialized by the last snapshot.
+    pub last_snapshot_dirs: AtomicU64,
+    /// Durable commits.
+    pub durable_commits: AtomicU64,
+}
+
+/// The mutable tree of one unlocked repository.
+pub struct Head {
+    repo: Repo,
+    sealer: Sealer,
+    name_key: [u8; 32],
+    files: Mutex<HashMap<InodeNo, Arc<Mutex<content::FileState>>>>,
+    open_counts: Mutex<HashMap<InodeNo, u32>>,
+    clock: Mutex<(Instant, u64)>,
+    /// Cost counters.
+    pub counters: HeadCounters,
+}
+
+impl Drop for Head {
+    fn drop(&mut self) {
+        if let Err(e) = self.flush_all().and_then(|_| self.commit()) {
+            tracing::warn!(error = %e, "final head commit failed");
+        }
+        zeroize::Zeroize::zeroize(&mut self.name_key);
+    }
+}
+
+impl Head {
+    /// Opens the head of `repo`, creating the root directory of a new
+    /// repository and removing files unlinked while open before a crash.
+    pub fn new(repo: Repo) -> Result<Head, FsError> {
+        let keys = repo.keys();
+        let suite = repo
+            .config()
+            .suite()
+            .map_err(|e| FsError::Io(e.to_string()))?;
+        let id = repo
+            .config()
+            .repo_id()
+            .map_err(|e| FsError::Io(e.to_string()))?;
+        let head = Head {
+            sealer: Sealer::new(suite, id, &keys.index),
+            name_key: keys.name,
+            repo,
+            files: Mutex::new(HashMap::new()),
+            open_counts: Mutex::new(HashMap::new()),
+            clock: Mutex::new((Instant::now(), 0)),
+            counters: HeadCounters::default(),
+        };
+        head.wtx(|w| {
+            if w.inode(InodeNo::ROOT)?.is_none() {
+                let now = Timestamp::now();
+                let root = InodeRecord {
+                    kind: FileKind::Dir,
+                    perm: 0o755,
+                    uid: 0,
+                    gid: 0,
+                    nlink: 2,
+                    size: 0,
+                    atime: now,
+                    mtime: now,
+                    ctime: now,
+                    btime: now,
+                    rdev: 0,
+                    target: Vec::new(),
+                    clean_tree: None,
+                };
+                w.put(InodeNo::ROOT, &root)?;
+            }
+            for orphan in w.orphans()? {
+                w.delete_inode(orphan)?;
+                w.remove_orphan(orphan)?;
+            }
+            Ok(())
+        })?;
+        head.commit()?;
+        Ok(head)
+    }
+
+    /// The repository.
+    pub fn repo(&self) -> &Repo {
+        &self.repo
+    }
+
+    fn rtx(&self) -> Result<Read<'_>, FsError> {
+        Read::begin(
+            self.repo.store().index().database(),
+            &self.sealer,
+            &self.name_key,
+        )
+    }
+
+    fn wtx<T>(&self, f: impl FnOnce(&mut Write<'_>) -> Result<T, FsError>) -> Result<T, FsError> {
+        txn::write(
+            self.repo.store().index().database(),
+            &self.sealer,
+            &self.name_key,
+            f,
+        )
+    }
+
+    /// Makes everything acknowledged so far durable: packs synced, then one
+    /// durable index commit that carries every earlier head transaction.
+    pub fn commit(&self) -> Result<(), FsError> {
+        self.repo.store().commit()?;
+        // The store commits only when it has chunks; the head may have
+        // metadata changes alone, so force one durable transaction.
+        let tx = self
+            .repo
+            .store()
+            .index()
+            .database()
+            .begin_write()
+            .map_err(records::db)?;
+        tx.commit().map_err(records::db)?;
+        *self.clock.lock().expect("clock") = (Instant::now(), 0);
+        self.counters
+            .durable_commits
+            .fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Commits durably if the cadence says it is time.
+    pub fn maybe_commit(&self, written: u64) -> Result<(), FsError> {
+        let due = {
+            let mut c = self.clock.lock().expect("clock");
+            c.1 += written;
+            c.0.elapsed() >= COMMIT_INTERVAL || c.1 >= COMMIT_BYTES
+        };
+        if due {
+            self.commit()?;
+        }
+        Ok(())
+    }
+
+    fn attr_of(&self, ino: InodeNo, rec: &InodeRecord) -> Attr {
+        let mut attr = Attr {
+            ino,
+            kind: rec.kind,
+            perm: rec.perm,
+            uid: rec.uid,
+            gid: rec.gid,
+            nlink: rec.nlink,
+            size: rec.size,
+            blocks_bytes: rec.size,
+            atime: rec.atime,
+            mtime: rec.mtime,
+            ctime: rec.ctime,
+            btime: rec.btime,
+            rdev: rec.rdev,
+        };
+        if let Some(state) = self.files.lock().expect("files").get(&ino) {
+            state.lock().expect("file state").overlay_attr(&mut attr);
+        }
+        attr
+    }
+
+    /// The attributes of `ino`.
+    pub fn getattr(&self, ino: InodeNo) -> Result<Attr, FsError> {
+        let rec = self.rtx()?.get(ino)?;
+        Ok(self.attr_of(ino, &rec))
+    }
+
+    /// Looks up `name` in directory `parent`.
+    pub fn lookup(&self, parent: InodeNo, name: &FileName) -> Result<Attr, FsError> {
+        let r = self.rtx()?;
+        if r.get(parent)?.kind != FileKind::Dir {
+            return Err(FsError::NotDir);
+        }
+        let entry = r.dirent(parent, name)?.ok_or(FsError::NotFound)?;
+        let ino = InodeNo(entry.ino);
+        Ok(self.attr_of(ino, &r.get(ino)?))
+    }
+
+    /// Lists directory `dir` from `cursor` (0 = the start); every entry
+    /// carries the cursor to resume after it. An empty result is the end.
+    pub fn readdir(&self, dir: InodeNo, cursor: u64) -> Result<Vec<DirEntry>, FsError> {
+        let r = self.rtx()?;
+        if r.get(dir)?.kind != FileKind::Dir {
+            return Err(FsError::NotDir);
+        }
+        // The cursor is the first 8 bytes of the last name hash returned.
+        let after = (cursor != 0).then(|| {
+            let mut h = [0xffu8; 16];
+            h[..8].copy_from_slice(&cursor.to_be_bytes());
+            h
+        });
+        let rows = r.dirents_after(dir, after, READDIR_BATCH)?;
+        rows.into_iter()
+            .map(|(h, d)| {
+                Ok(DirEntry {
+                    name: FileName::new(&d.name)?,
+                    ino: InodeNo(d.ino),
+                    kind: d.kind,
+                    cursor: u64::from_be_bytes(h[..8].try_into().expect("8 bytes")).max(1),
+                })
+            })
+            .collect()
+    }
+
+    /// Reads a symlink's target.
+    pub fn readlink(&self, ino: InodeNo) -> Result<Vec<u8>, FsError> {
+        let rec = self.rtx()?.get(ino)?;
+        if rec.kind != FileKind::Symlink {
+            return Err(FsError::Invalid("not a symbolic link"));
+        }
+        Ok(rec.target)
+    }
+
+    /// Creates a node of `kind` named `name` in `parent`, owned by the
+    /// caller (group from a setgid parent), with `perm` less `umask`.
+    #[allow(clippy::too_many_arguments)]
+    fn create_node(
+        &self,
+        caller: Caller,
+        parent: InodeNo,
+        name: &FileName,
+        kind: FileKind,
+        perm: u32,
+        umask: u32,
+        rdev: u64,
+        target: &[u8],
+    ) -> Result<Attr, FsError> {
+        let (ino, rec) = self.wtx(|w| {
+            let mut dir = w.get(parent)?;
+            if dir.kind != FileKind::Dir {
+                return Err(FsError::NotDir);
+            }
+            if w.dirent(parent, name)?.is_some() {
+                return Err(FsError::Exists);
+            }
+            let now = Timestamp::now();
+            let setgid_dir = dir.perm & libc::S_ISGID != 0;
+            let mut perm = perm & 0o7777 & !(umask & 0o777);
+            if kind == FileKind::Dir && setgid_dir {
+                perm |= libc::S_ISGID;
+            }
+            let ino = w.next_ino()?;
+            let rec = InodeRecord {
+                kind,
+                perm,
+                uid: caller.uid,
+                gid: if setgid_dir { dir.gid } else { caller.gid },
+                nlink: if kind == FileKind::Dir { 2 } else { 1 },
+                size: if kind == FileKind::Symlink {
+                    target.len() as u64
+                } else {
+                    0
+                },
+                atime: now,
+                mtime: now,
+                ctime: now,
+                btime: now,
+                rdev,
+                target: target.to_vec(),
+                clean_tree: None,
+            };
+            w.put(ino, &rec)?;
+            w.link(
+                parent,
+                name,
+                &DirentRecord {
+                    name: name.as_bytes().to_vec(),
+                    ino: ino.0,
+                    kind,
+                },
+            )?;
+            if kind == FileKind::Dir {
+                dir.nlink += 1;
+            }
+            dir.mtime = now;
+            dir.ctime = now;
+            w.put(parent, &dir)?;
+            w.dirty_chain(parent)?;
+            Ok((ino, rec))
+        })?;
+        Ok(self.attr_of(ino, &rec))
+    }
+
+    /// Creates a regular file.
+    pub fn create(
+        &self,
+        caller: Caller,
+        parent: InodeNo,
+        name: &FileName,
+        perm: u32,
+        umask: u32,
+    ) -> Result<Attr, FsError> {
+        self.create_node(caller, parent, name, FileKind::File, perm, umask, 0, &[])
+    }
+
+    /// Creates a directory.
+    pub fn mkdir(
+        &self,
+        caller: Caller,
+        parent: InodeNo,
+        name: &FileName,
+        perm: u32,
+        umask: u32,
+    ) -> Result<Attr, FsError> {
+        self.create_node(caller, parent, name, FileKind::Dir, perm, umask, 0, &[])
+    }
+
+    /// Creates a device node, fifo, socket or regular file from a full st_mode.
+    pub fn mknod(
+        &self,
+        caller: Caller,
+        parent: InodeNo,
+        name: &FileName,
+        mode: u32,
+        umask: u32,
+        rdev: u64,
+    ) -> Result<Attr, FsError> {
+        let kind = FileKind::from_mode(mode).ok_or(FsError::Invalid("unknown file type"))?;
+        if matches!(kind, FileKind::Dir | FileKind::Symlink) {
+            return Err(FsError::Invalid(
+                "mknod cannot make directories or symlinks",
+            ));
+        }
+        self.create_node(caller, parent, name, kind, mode, umask, rdev, &[])
+    }
+
+    /// Creates a symbolic link.
+    pub fn symlink(
+        &self,
+        caller: Caller,
+        parent: InodeNo,
+        name: &FileName,
+        target: &[u8],
+    ) -> Result<Attr, FsError> {
+        if target.is_empty() || target.len() > 4096 {
+            return Err(FsError::Invalid("symlink target must be 1..4096 bytes"));
+        }
+        self.create_node(caller, parent, name, FileKind::Symlink, 0o777, 0, 0, target)
+    }
+
+    /// Adds a hard link `newparent/newname` to `ino`.
+    pub fn link(
+        &self,
+        ino: InodeNo,
+        newparent: InodeNo,
+        newname: &FileName,
+    ) -> Result<Attr, FsError> {
+        let rec = self.wtx(|w| {
+            let mut rec = w.get(ino)?;
+            if rec.kind == FileKind::Dir {
+                return Err(FsError::Invalid(
+                    "hard links to directories are not allowed",
+                ));
+            }
+            if rec.nlink >= 65_000 {
+                return Err(FsError::TooManyLinks);
+            }
+            let mut dir = w.get(newparent)?;
+            if dir.kind != FileKind::Dir {
+                return Err(FsError::NotDir);
+            }
+            if w.dirent(newparent, newname)?.is_some() {
+                return Err(FsError::Exists);
+            }
+            let now = Timestamp::now();
+            rec.nlink += 1;
+            rec.ctime = now;
+            w.put(ino, &rec)?;
+            w.link(
+                newparent,
+                newname,
+                &DirentRecord {
+                    name: newname.as_bytes().to_vec(),
+                    ino: ino.0,
+                    kind: rec.kind,
+                },
+            )?;
+            dir.mtime = now;
+            dir.ctime = now;
+            w.put(newparent, &dir)?;
+            w.dirty_parents(ino)?;
+            Ok(rec)
+        })?;
+        Ok(self.attr_of(ino, &rec))
+    }
+
+    /// Removes a non-directory entry.
+    pub fn unlink(&self, parent: InodeNo, name: &FileName) -> Result<(), FsError> {
+        let open = self.open_counts.lock().expect("open counts").clone();
+        let (child, gone) = self.wtx(|w| {
+            let entry = w.dirent(parent, name)?.ok_or(FsError::NotFound)?;
+            if entry.kind == FileKind::Dir {
+                return Err(FsError::IsDir);
+            }
+            let child = InodeNo(entry.ino);
+            w.dirty_parents(child)?;
+            w.unlink(parent, name, child)?;
+            touch_dir(w, parent)?;
+            Ok((
+                child,
+                drop_link(w, child, open.get(&child).copied().unwrap_or(0) > 0)?,
+            ))
+        })?;
+        if gone {
+            self.files.lock().expect("files").remove(&child);
+        }
+        Ok(())
+    }
+
+    /// Removes an empty directory.
+    pub fn rmdir(&self, parent: InodeNo, name: &FileName) -> Result<(), FsError> {
+        self.wtx(|w| {
+            let entry = w.dirent(parent, name)?.ok_or(FsError::NotFound)?;
+            if entry.kind != FileKind::Dir {
+                return Err(FsError::NotDir);
+            }
+            let child = InodeNo(entry.ino);
+            if !w.is_empty_dir(child)? {
+                return Err(FsError::NotEmpty);
+            }
+            w.dirty_chain(parent)?;
+            w.unlink(parent, name, child)?;
+            let mut dir = w.get(parent)?;
+            dir.nlink -= 1;
+            w.put(parent, &dir)?;
+            touch_dir(w, parent)?;
+            w.delete_inode(child)
+        })
+    }
+
+    /// Renames `parent/name` to `newparent/newname`.
+    pub fn rename(
+        &self,
+        parent: InodeNo,
+        name: &FileName,
+        newparent: InodeNo,
+        newname: &FileName,
+        mode: RenameMode,
+    ) -> Result<(), FsError> {
+        let open = self.open_counts.lock().expect("open counts").clone();
+        self.wtx(|w| {
+            let src = w.dirent(parent, name)?.ok_or(FsError::NotFound)?;
+            if w.get(newparent)?.kind != FileKind::Dir {
+                return Err(FsError::NotDir);
+            }
+            let dst = w.dirent(newparent, newname)?;
+            if parent == newparent && name == newname {
+                return match (mode, dst) {
+                    (RenameMode::NoReplace, Some(_)) => Err(FsError::Exists),
+                    _ => Ok(()),
+                };
+            }
+            if src.kind == FileKind::Dir && is_ancestor(w, InodeNo(src.ino), newparent)? {
+                return Err(FsError::Loop);
+            }
+            if let Some(dst) = &dst {
+                if mode == RenameMode::NoReplace {
+                    return Err(FsError::Exists);
+                }
+                if dst.ino == src.ino {
+                    // Two names of one inode: rename(2) does nothing.
+                    return Ok(());
+                }
+            }
+            w.dirty_chain(parent)?;
+            w.dirty_chain(newparent)?;
+            match (mode, dst) {
+                (RenameMode::Exchange, None) => Err(FsError::NotFound),
+                (RenameMode::Exchange, Some(dst)) => {
+                    if InodeNo(dst.ino) != parent
+                        && dst.kind == FileKind::Dir
+                        && is_ancestor(w, InodeNo(dst.ino), parent)?
+                    {
+                        return Err(FsError::Loop);
+                    }
+                    w.unlink(parent, name, InodeNo(src.ino))?;
+                    w.unlink(newparent, newname, InodeNo(dst.ino))?;
+                    w.link(
+                        parent,
+                        name,
+                        &DirentRecord {
+                            name: name.as_bytes().to_vec(),
+                            ..dst.clone()
+                        },
+                    )?;
+                    w.link(
+                        newparent,
+                        newname,
+                        &DirentRecord {
+                            name: newname.as_bytes().to_vec(),
+                            ..src.clone()
+                        },
+                    )?;
+                    let moved_dirs =
+                        (src.kind == FileKind::Dir) as i64 - (dst.kind == FileKind::Dir) as i64;
+                    adjust_nlink(w, parent, -moved_dirs)?;
+                    adjust_nlink(w, newparent, moved_dirs)?;
+                    touch(w, InodeNo(src.ino))?;
+                    touch(w, InodeNo(dst.ino))?;
+                    touch_dir(w, parent)?;
+                    touch_dir(w, newparent)
+                }
+                (RenameMode::NoReplace, Some(_)) => Err(FsError::Exists),
+                (_, dst) => {
+                    if let Some(dst) = dst {
+                        match (src.kind == FileKind::Dir, dst.kind == FileKind::Dir) {
+                            (true, false) => return Err(FsError::NotDir),
+                            (false, true) => return Err(FsError::IsDir),
+                            (true, true) => {
+                                if !w.is_empty_dir(InodeNo(dst.ino))? {
+                                    return Err(FsError::NotEmpty);
+                                }
+                                w.unlink(newparent, newname, InodeNo(dst.ino))?;
+                                adjust_nlink(w, newparent, -1)?;
+                                w.delete_inode(InodeNo(dst.ino))?;
+                            }
+                            (false, false) => {
+                                let child = InodeNo(dst.ino);
+                                w.dirty_parents(child)?;
+                                w.unlink(newparent, newname, child)?;
+                                drop_link(w, child, open.get(&child).copied().unwrap_or(0) > 0)?;
+                            }
+                        }
+                    }
+                    w.unlink(parent, name, InodeNo(src.ino))?;
+                    w.link(
+                        newparent,
+                        newname,
+                        &DirentRecord {
+                            name: newname.as_bytes().to_vec(),
+                            ..src.clone()
+                        },
+                    )?;
+                    if src.kind == FileKind::Dir && parent != newparent {
+                        adjust_nlink(w, parent, -1)?;
+                        adjust_nlink(w, newparent, 1)?;
+                    }
+                    touch(w, InodeNo(src.ino))?;
+                    touch_dir(w, parent)?;
+                    touch_dir(w, newparent)
+                }
+            }
+        })
+    }
+
+    /// Changes attributes; a size change truncates or extends with a hole.
+    pub fn setattr(&self, ino: InodeNo, set: &SetAttr) -> Result<Attr, FsError> {
+        if let Some(size) = set.size {
+            if self.rtx()?.get(ino)?.kind != FileKind::File {
+                return Err(FsError::Invalid("only regular files have a size to set"));
+            }
+            self.truncate(ino, size)?;
+        }
+        let rec = self.wtx(|w| {
+            let mut rec = w.get(ino)?;
+            let now = Timestamp::now();
+            if let Some(perm) = set.perm {
+                rec.perm = perm & 0o7777;
+            }
+            if let Some(uid) = set.uid {
+                rec.uid = uid;
+            }
+            if let Some(gid) = set.gid {
+                rec.gid = gid;
+            }
+            if let Some(t) = set.atime {
+                rec.atime = t;
+            }
+            if let Some(t) = set.mtime {
+                rec.mtime = t;
+            }
+            rec.ctime = now;
+            w.put(ino, &rec)?;
+            w.dirty_parents(ino)?;
+            Ok(rec)
+        })?;
+        // An explicit mtime (utimensat after a copy) wins over the pending write's.
+        if let Some(state) = self.files.lock().expect("files").get(&ino) {
+            state.lock().expect("file state").attrs_set(set);
+        }
+        Ok(self.attr_of(ino, &rec))
+    }
+
+    /// Sets extended attribute `name`. With `create` it must not exist, with
+    /// `replace` it must.
+    pub fn setxattr(
+        &self,
+        ino: InodeNo,
+        name: &[u8],
+        value: &[u8],
+        create: bool,
+        replace: bool,
+    ) -> Result<(), FsError> {
+        if name.is_empty() || name.len() > 255 {
+            return Err(FsError::Invalid("xattr name must be 1..255 bytes"));
+        }
+        if value.len() > XATTR_MAX {
+            return Err(FsError::TooLarge);
+        }
+        self.wtx(|w| {
+            let mut rec = w.get(ino)?;
+            let exists = w.xattr(ino, name)?.is_some();
+            if create && exists {
+                return Err(FsError::Exists);
+            }
+            if replace && !exists {
+                return Err(FsError::NoAttr);
+            }
+            w.set_xattr(
+                ino,
+                &XattrRecord {
+                    name: name.to_vec(),
+                    value: value.to_vec(),
+                },
+            )?;
+            rec.ctime = Timestamp::now();
+            w.put(ino, &rec)?;
+            w.dirty_parents(ino)
+        })
+    }
+
+    /// An extended attribute's value.
+    pub fn getxattr(&self, ino: InodeNo, name: &[u8]) -> Result<Vec<u8>, FsError> {
+        let r = self.rtx()?;
+        r.get(ino)?;
+        Ok(r.xattr(ino, name)?.ok_or(FsError::NoAttr)?.value)
+    }
+
+    /// Names of all extended attributes, sorted.
+    pub fn listxattr(&self, ino: InodeNo) -> Result<Vec<Vec<u8>>, FsError> {
+        let r = self.rtx()?;
+        r.get(ino)?;
+        Ok(r.xattrs(ino)?.into_iter().map(|x| x.name).collect())
+    }
+
+    /// Removes an extended attribute.
+    pub fn removexattr(&self, ino: InodeNo, name: &[u8]) -> Result<(), FsError> {
+        self.wtx(|w| {
+            let mut rec = w.get(ino)?;
+            if !w.remove_xattr(ino, name)? {
+                return Err(FsError::NoAttr);
+            }
+            rec.ctime = Timestamp::now();
+            w.put(ino, &rec)?;
+            w.dirty_parents(ino)
+        })
+    }
+
+    /// Filesystem statistics.
+    pub fn statfs(&self) -> Result<FsStats, FsError> {
+        let disk = self.repo.disk();
+        let stats = crate::stats::stats(&self.repo).map_err(|e| FsError::Io(e.to_string()))?;
+        Ok(FsStats {
+            free_bytes: disk.available().unwrap_or(0),
+            used_bytes: stats.pack_file_bytes + stats.index_bytes,
+            inodes: 0,
+        })
+    }
+
+    /// Notes an open handle on `ino` (an unlinked file lives until the last is released).
+    pub fn open(&self, ino: InodeNo) -> Result<Attr, FsError> {
+        let attr = self.getattr(ino)?;
+        *self
+            .open_counts
+            .lock()
+            .expect("open counts")
+            .entry(ino)
+            .or_insert(0) += 1;
+        Ok(attr)
+    }
+
+    /// Releases a handle: finishes pending writes, and removes an unlinked
+    /// file when its last handle goes.
+    pub fn release(&self, ino: InodeNo) -> Result<(), FsError> {
+        let last = {
+            let mut counts = self.open_counts.lock().expect("open counts");
+            let n = counts.entry(ino).or_insert(1);
+            *n = n.saturating_sub(1);
+            let last = *n == 0;
+            if last {
+                counts.remove(&ino);
+            }
+            last
+        };
+        let flushed = self.flush(ino);
+        if last {
+            self.wtx(|w| {
+                if let Some(rec) = w.inode(ino)? {
+                    if rec.nlink == 0 {
+                        w.delete_inode(ino)?;
+                        w.remove_orphan(ino)?;
+                    }
+                }
+                Ok(())
+            })?;
+        }
+        flushed
+    }
+}
+
+/// Updates a directory's mtime and ctime.
+fn touch_dir(w: &mut Write<'_>, dir: InodeNo) -> Result<(), FsError> {
+    let mut rec = w.get(dir)?;
+    let now = Timestamp::now();
+    rec.mtime = now;
+    rec.ctime = now;
+    w.put(dir, &rec)
+}
+
+/// Updates an inode's ctime.
+fn touch(w: &mut Write<'_>, ino: InodeNo) -> Result<(), FsError> {
+    let mut rec = w.get(ino)?;
+    rec.ctime = Timestamp::now();
+    w.put(ino, &rec)
+}
+
+fn adjust_nlink(w: &mut Write<'_>, dir: InodeNo, by: i64) -> Result<(), FsError> {
+    if by != 0 {
+        let mut rec = w.get(dir)?;
+        rec.nlink = (rec.nlink as i64 + by) as u32;
+        w.put(dir, &rec)?;
+    }
+    Ok(())
+}
+
+/// Drops one link of `child`; at zero links the inode goes, or becomes an
+/// orphan while it is open. Returns whether it went.
+fn drop_link(w: &mut Write<'_>, child: InodeNo, is_open: bool) -> Result<bool, FsError> {
+    let mut rec = w.get(child)?;
+    rec.nlink = rec.nlink.saturating_sub(1);
+    rec.ctime = Timestamp::now();
+    if rec.nlink > 0 {
+        w.put(child, &rec)?;
+        return Ok(false);
+    }
+    if is_open {
+        w.put(child, &rec)?;
+        w.add_orphan(child)?;
+        return Ok(false);
+    }
+    w.delete_inode(child)?;
+    Ok(true)
+}
+
+/// Whether `ancestor` is `dir` or one of its ancestors.
+fn is_ancestor(w: &Write<'_>, ancestor: InodeNo, dir: InodeNo) -> Result<bool, FsError> {
+    let mut d = dir;
+    loop {
+        if d == ancestor {
+            return Ok(true);
+        }
+        match w.parents(d)?.first() {
+            Some((p, _)) if p.0 != 0 => d = *p,
+            _ => return Ok(false),
+        }
+    }
+}

@@ -1,0 +1,495 @@
+//! Transactions over the head's tables: one write transaction per
+//! operation, committed without forcing it to disk (the store's next
+//! durable commit carries it; see [`super::Head::commit`]).
+
+use redb::{Durability, ReadOnlyTable, ReadableDatabase, ReadableTable, Table, WriteTransaction};
+
+use super::records::*;
+use super::types::{FileName, FsError, InodeNo};
+use crate::crypto::Sealer;
+use crate::format::Kind;
+use crate::id::ChunkId;
+
+/// The keyed hash that stands for `name` in directory `parent`.
+pub fn name_hash(key: &[u8; 32], parent: u64, name: &[u8]) -> [u8; 16] {
+    let mut h = blake3::Hasher::new_keyed(key);
+    h.update(b"d");
+    h.update(&parent.to_le_bytes());
+    h.update(name);
+    h.finalize().as_bytes()[..16].try_into().expect("16 bytes")
+}
+
+/// The keyed hash that stands for xattr `name` of inode `ino`.
+pub fn xattr_hash(key: &[u8; 32], ino: u64, name: &[u8]) -> [u8; 16] {
+    let mut h = blake3::Hasher::new_keyed(key);
+    h.update(b"x");
+    h.update(&ino.to_le_bytes());
+    h.update(name);
+    h.finalize().as_bytes()[..16].try_into().expect("16 bytes")
+}
+
+/// Read access shared by read and write transactions.
+pub trait Reader {
+    /// The sealer of head values.
+    fn sealer(&self) -> &Sealer;
+    /// The name-hash key.
+    fn name_key(&self) -> &[u8; 32];
+    /// An inode, if it exists.
+    fn inode(&self, ino: InodeNo) -> Result<Option<InodeRecord>, FsError>;
+    /// The entry `name` of directory `parent`.
+    fn dirent(&self, parent: InodeNo, name: &FileName) -> Result<Option<DirentRecord>, FsError>;
+    /// Entries of `parent` whose hash is after `after` (or from the start), at most `limit`.
+    fn dirents_after(
+        &self,
+        parent: InodeNo,
+        after: Option<[u8; 16]>,
+        limit: usize,
+    ) -> Result<Vec<([u8; 16], DirentRecord)>, FsError>;
+    /// Parents of `ino` (several for a hard-linked file).
+    fn parents(&self, ino: InodeNo) -> Result<Vec<(InodeNo, [u8; 16])>, FsError>;
+    /// Extended attributes of `ino`.
+    fn xattrs(&self, ino: InodeNo) -> Result<Vec<XattrRecord>, FsError>;
+    /// One extended attribute.
+    fn xattr(&self, ino: InodeNo, name: &[u8]) -> Result<Option<XattrRecord>, FsError>;
+    /// Extents of `ino` from `from` on (including one that starts before and reaches past `from`).
+    fn extents(&self, ino: InodeNo, from: u64) -> Result<Vec<(u64, ChunkId, u32)>, FsError>;
+
+    /// An inode that must exist.
+    fn get(&self, ino: InodeNo) -> Result<InodeRecord, FsError> {
+        self.inode(ino)?.ok_or(FsError::NotFound)
+    }
+}
+
+macro_rules! reader_impl {
+    ($t:ty) => {
+        impl Reader for $t {
+            fn sealer(&self) -> &Sealer {
+                self.sealer
+            }
+            fn name_key(&self) -> &[u8; 32] {
+                self.name_key
+            }
+            fn inode(&self, ino: InodeNo) -> Result<Option<InodeRecord>, FsError> {
+                get_inode(&self.inodes, self.sealer, ino.0)
+            }
+            fn dirent(
+                &self,
+                parent: InodeNo,
+                name: &FileName,
+            ) -> Result<Option<DirentRecord>, FsError> {
+                let h = name_hash(self.name_key, parent.0, name.as_bytes());
+                match self.dirents.get((parent.0, h)).map_err(db)? {
+                    None => Ok(None),
+                    Some(v) => open(
+                        self.sealer,
+                        Kind::HeadDirent,
+                        &key_hash(parent.0, &h),
+                        v.value(),
+                    )
+                    .map(Some),
+                }
+            }
+            fn dirents_after(
+                &self,
+                parent: InodeNo,
+                after: Option<[u8; 16]>,
+                limit: usize,
+            ) -> Result<Vec<([u8; 16], DirentRecord)>, FsError> {
+                let start = (parent.0, after.unwrap_or([0; 16]));
+                let mut out = Vec::new();
+                for row in self
+                    .dirents
+                    .range(start..=(parent.0, [0xff; 16]))
+                    .map_err(db)?
+                {
+                    let (k, v) = row.map_err(db)?;
+                    let (_, h) = k.value();
+                    if Some(h) == after {
+                        continue;
+                    }
+                    out.push((
+                        h,
+                        open(
+                            self.sealer,
+                            Kind::HeadDirent,
+                            &key_hash(parent.0, &h),
+                            v.value(),
+                        )?,
+                    ));
+                    if out.len() >= limit {
+                        break;
+                    }
+                }
+                Ok(out)
+            }
+            fn parents(&self, ino: InodeNo) -> Result<Vec<(InodeNo, [u8; 16])>, FsError> {
+                let mut out = Vec::new();
+                for row in self
+                    .parents
+                    .range((ino.0, 0, [0; 16])..=(ino.0, u64::MAX, [0xff; 16]))
+                    .map_err(db)?
+                {
+                    let (k, _) = row.map_err(db)?;
+                    let (_, p, h) = k.value();
+                    out.push((InodeNo(p), h));
+                }
+                Ok(out)
+            }
+            fn xattrs(&self, ino: InodeNo) -> Result<Vec<XattrRecord>, FsError> {
+                let mut out = Vec::new();
+                for row in self
+                    .xattrs
+                    .range((ino.0, [0; 16])..=(ino.0, [0xff; 16]))
+                    .map_err(db)?
+                {
+                    let (k, v) = row.map_err(db)?;
+                    let (_, h) = k.value();
+                    out.push(open(
+                        self.sealer,
+                        Kind::HeadXattr,
+                        &key_hash(ino.0, &h),
+                        v.value(),
+                    )?);
+                }
+                out.sort_by(|a: &XattrRecord, b| a.name.cmp(&b.name));
+                Ok(out)
+            }
+            fn xattr(&self, ino: InodeNo, name: &[u8]) -> Result<Option<XattrRecord>, FsError> {
+                let h = xattr_hash(self.name_key, ino.0, name);
+                match self.xattrs.get((ino.0, h)).map_err(db)? {
+                    None => Ok(None),
+                    Some(v) => open(
+                        self.sealer,
+                        Kind::HeadXattr,
+                        &key_hash(ino.0, &h),
+                        v.value(),
+                    )
+                    .map(Some),
+                }
+            }
+            fn extents(
+                &self,
+                ino: InodeNo,
+                from: u64,
+            ) -> Result<Vec<(u64, ChunkId, u32)>, FsError> {
+                let mut out = Vec::new();
+                // The extent that starts at or before `from` may reach past it.
+                if let Some(row) = self
+                    .extents
+                    .range((ino.0, 0)..=(ino.0, from))
+                    .map_err(db)?
+                    .next_back()
+                {
+                    let (k, v) = row.map_err(db)?;
+                    let (_, off) = k.value();
+                    let e: ExtentRecord = open(
+                        self.sealer,
+                        Kind::HeadExtent,
+                        &key_pair(ino.0, off),
+                        v.value(),
+                    )?;
+                    if off + e.len as u64 > from {
+                        out.push((off, ChunkId(e.chunk), e.len));
+                    }
+                }
+                if from < u64::MAX {
+                    for row in self
+                        .extents
+                        .range((ino.0, from + 1)..=(ino.0, u64::MAX))
+                        .map_err(db)?
+                    {
+                        let (k, v) = row.map_err(db)?;
+                        let (_, off) = k.value();
+                        let e: ExtentRecord = open(
+                            self.sealer,
+                            Kind::HeadExtent,
+                            &key_pair(ino.0, off),
+                            v.value(),
+                        )?;
+                        out.push((off, ChunkId(e.chunk), e.len));
+                    }
+                }
+                Ok(out)
+            }
+        }
+    };
+}
+
+/// A read transaction's open tables.
+pub struct Read<'a> {
+    sealer: &'a Sealer,
+    name_key: &'a [u8; 32],
+    inodes: ReadOnlyTable<u64, &'static [u8]>,
+    dirents: ReadOnlyTable<(u64, [u8; 16]), &'static [u8]>,
+    parents: ReadOnlyTable<(u64, u64, [u8; 16]), ()>,
+    xattrs: ReadOnlyTable<(u64, [u8; 16]), &'static [u8]>,
+    extents: ReadOnlyTable<(u64, u64), &'static [u8]>,
+}
+
+impl<'a> Read<'a> {
+    /// Opens the tables in a new read transaction.
+    pub fn begin(
+        db: &redb::Database,
+        sealer: &'a Sealer,
+        name_key: &'a [u8; 32],
+    ) -> Result<Read<'a>, FsError> {
+        let tx = db.begin_read().map_err(db_err)?;
+        Ok(Read {
+            sealer,
+            name_key,
+            inodes: tx.open_table(INODES).map_err(db_err)?,
+            dirents: tx.open_table(DIRENTS).map_err(db_err)?,
+            parents: tx.open_table(PARENTS).map_err(db_err)?,
+            xattrs: tx.open_table(XATTRS).map_err(db_err)?,
+            extents: tx.open_table(EXTENTS).map_err(db_err)?,
+        })
+    }
+}
+
+fn db_err(e: impl std::fmt::Display) -> FsError {
+    db(e)
+}
+
+reader_impl!(Read<'_>);
+
+/// A write transaction's open tables.
+pub struct Write<'a> {
+    sealer: &'a Sealer,
+    name_key: &'a [u8; 32],
+    inodes: Table<'a, u64, &'static [u8]>,
+    dirents: Table<'a, (u64, [u8; 16]), &'static [u8]>,
+    parents: Table<'a, (u64, u64, [u8; 16]), ()>,
+    xattrs: Table<'a, (u64, [u8; 16]), &'static [u8]>,
+    extents: Table<'a, (u64, u64), &'static [u8]>,
+    meta: Table<'a, &'static str, u64>,
+}
+
+reader_impl!(Write<'_>);
+
+/// Runs `f` in a write transaction and commits it (not yet durably).
+pub fn write<T>(
+    db: &redb::Database,
+    sealer: &Sealer,
+    name_key: &[u8; 32],
+    f: impl FnOnce(&mut Write<'_>) -> Result<T, FsError>,
+) -> Result<T, FsError> {
+    let mut tx: WriteTransaction = db.begin_write().map_err(db_err)?;
+    tx.set_durability(Durability::None).map_err(db_err)?;
+    let out = {
+        let mut w = Write {
+            sealer,
+            name_key,
+            inodes: tx.open_table(INODES).map_err(db_err)?,
+            dirents: tx.open_table(DIRENTS).map_err(db_err)?,
+            parents: tx.open_table(PARENTS).map_err(db_err)?,
+            xattrs: tx.open_table(XATTRS).map_err(db_err)?,
+            extents: tx.open_table(EXTENTS).map_err(db_err)?,
+            meta: tx.open_table(META).map_err(db_err)?,
+        };
+        f(&mut w)?
+    };
+    tx.commit().map_err(db_err)?;
+    Ok(out)
+}
+
+impl Write<'_> {
+    /// Writes an inode.
+    pub fn put(&mut self, ino: InodeNo, rec: &InodeRecord) -> Result<(), FsError> {
+        put_inode(&mut self.inodes, self.sealer, ino.0, rec)
+    }
+
+    /// Deletes an inode with its xattrs and extents.
+    pub fn delete_inode(&mut self, ino: InodeNo) -> Result<(), FsError> {
+        self.inodes.remove(ino.0).map_err(db)?;
+        self.xattrs
+            .retain_in((ino.0, [0; 16])..=(ino.0, [0xff; 16]), |_, _| false)
+            .map_err(db)?;
+        self.extents
+            .retain_in((ino.0, 0)..=(ino.0, u64::MAX), |_, _| false)
+            .map_err(db)?;
+        Ok(())
+    }
+
+    /// Adds entry `name` -> `rec` to `parent`, and the parent link.
+    pub fn link(
+        &mut self,
+        parent: InodeNo,
+        name: &FileName,
+        rec: &DirentRecord,
+    ) -> Result<(), FsError> {
+        let h = name_hash(self.name_key, parent.0, name.as_bytes());
+        let v = seal(self.sealer, Kind::HeadDirent, &key_hash(parent.0, &h), rec);
+        self.dirents
+            .insert((parent.0, h), v.as_slice())
+            .map_err(db)?;
+        self.parents
+            .insert((rec.ino, parent.0, h), ())
+            .map_err(db)?;
+        Ok(())
+    }
+
+    /// Removes entry `name` (pointing at `child`) from `parent`.
+    pub fn unlink(
+        &mut self,
+        parent: InodeNo,
+        name: &FileName,
+        child: InodeNo,
+    ) -> Result<(), FsError> {
+        let h = name_hash(self.name_key, parent.0, name.as_bytes());
+        self.dirents.remove((parent.0, h)).map_err(db)?;
+        self.parents.remove((child.0, parent.0, h)).map_err(db)?;
+        Ok(())
+    }
+
+    /// Sets or replaces an xattr.
+    pub fn set_xattr(&mut self, ino: InodeNo, rec: &XattrRecord) -> Result<(), FsError> {
+        let h = xattr_hash(self.name_key, ino.0, &rec.name);
+        let v = seal(self.sealer, Kind::HeadXattr, &key_hash(ino.0, &h), rec);
+        self.xattrs.insert((ino.0, h), v.as_slice()).map_err(db)?;
+        Ok(())
+    }
+
+    /// Removes an xattr; whether it existed.
+    pub fn remove_xattr(&mut self, ino: InodeNo, name: &[u8]) -> Result<bool, FsError> {
+        let h = xattr_hash(self.name_key, ino.0, name);
+        Ok(self.xattrs.remove((ino.0, h)).map_err(db)?.is_some())
+    }
+
+    /// Records that bytes `off..off+len` of `ino` are chunk `chunk`.
+    pub fn put_extent(
+        &mut self,
+        ino: InodeNo,
+        off: u64,
+        chunk: ChunkId,
+        len: u32,
+    ) -> Result<(), FsError> {
+        let v = seal(
+            self.sealer,
+            Kind::HeadExtent,
+            &key_pair(ino.0, off),
+            &ExtentRecord {
+                chunk: chunk.0,
+                len,
+            },
+        );
+        self.extents
+            .insert((ino.0, off), v.as_slice())
+            .map_err(db)?;
+        Ok(())
+    }
+
+    /// Forgets every extent of `ino` that starts at or after `from`.
+    pub fn drop_extents_from(&mut self, ino: InodeNo, from: u64) -> Result<(), FsError> {
+        self.extents
+            .retain_in((ino.0, from)..=(ino.0, u64::MAX), |_, _| false)
+            .map_err(db)?;
+        Ok(())
+    }
+
+    /// Forgets the extents of `ino` that start in `from..to`.
+    pub fn drop_extents_between(
+        &mut self,
+        ino: InodeNo,
+        from: u64,
+        to: u64,
+    ) -> Result<(), FsError> {
+        if to > from {
+            self.extents
+                .retain_in((ino.0, from)..(ino.0, to), |_, _| false)
+                .map_err(db)?;
+        }
+        Ok(())
+    }
+
+    /// Draws the next inode number.
+    pub fn next_ino(&mut self) -> Result<InodeNo, FsError> {
+        let next = self
+            .meta
+            .get("next_ino")
+            .map_err(db)?
+            .map_or(2, |v| v.value());
+        self.meta.insert("next_ino", next + 1).map_err(db)?;
+        Ok(InodeNo(next))
+    }
+
+    /// Reads a counter.
+    pub fn counter(&self, name: &'static str) -> Result<u64, FsError> {
+        Ok(self.meta.get(name).map_err(db)?.map_or(0, |v| v.value()))
+    }
+
+    /// Sets a counter.
+    pub fn set_counter(&mut self, name: &'static str, value: u64) -> Result<(), FsError> {
+        self.meta.insert(name, value).map_err(db)?;
+        Ok(())
+    }
+
+    /// Marks `ino` as unlinked but still open; removed at release or next open.
+    pub fn add_orphan(&mut self, ino: InodeNo) -> Result<(), FsError> {
+        self.parents.insert((ino.0, 0, [0; 16]), ()).map_err(db)?;
+        Ok(())
+    }
+
+    /// Clears the orphan mark.
+    pub fn remove_orphan(&mut self, ino: InodeNo) -> Result<(), FsError> {
+        self.parents.remove((ino.0, 0, [0; 16])).map_err(db)?;
+        Ok(())
+    }
+
+    /// Whether `dir` has no entries.
+    pub fn is_empty_dir(&self, dir: InodeNo) -> Result<bool, FsError> {
+        Ok(self
+            .dirents
+            .range((dir.0, [0; 16])..=(dir.0, [0xff; 16]))
+            .map_err(db)?
+            .next()
+            .is_none())
+    }
+
+    /// Clears the clean-tree id of `dir` and every ancestor still marked
+    /// clean: something below them changed, the next snapshot serializes
+    /// them. Stops at the first ancestor already dirty (all above it are).
+    pub fn dirty_chain(&mut self, dir: InodeNo) -> Result<(), FsError> {
+        let mut stack = vec![dir];
+        while let Some(d) = stack.pop() {
+            let Some(mut rec) = self.inode(d)? else {
+                continue;
+            };
+            if rec.clean_tree.is_none() {
+                continue;
+            }
+            rec.clean_tree = None;
+            self.put(d, &rec)?;
+            for (p, _) in self.parents(d)? {
+                if p.0 != 0 {
+                    stack.push(p);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Dirties the directories that list `ino` (all of them, for hard links).
+    pub fn dirty_parents(&mut self, ino: InodeNo) -> Result<(), FsError> {
+        for (p, _) in self.parents(ino)? {
+            if p.0 != 0 {
+                self.dirty_chain(p)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Inodes marked as orphans.
+    pub fn orphans(&self) -> Result<Vec<InodeNo>, FsError> {
+        // Orphan marks are parent rows with parent 0; scan is fine: they are few
+        // and only read at open.
+        let mut out = Vec::new();
+        for row in self.parents.iter().map_err(db)? {
+            let (k, _) = row.map_err(db)?;
+            let (child, p, _) = k.value();
+            if p == 0 {
+                out.push(InodeNo(child));
+            }
+        }
+        Ok(out)
+    }
+}

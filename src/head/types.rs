@@ -1,0 +1,341 @@
+//! The vocabulary of the head filesystem: inode numbers, validated names,
+//! callers, attributes, and the one error type with its errno table.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// An inode number of the head. 1 is the root directory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct InodeNo(pub u64);
+
+impl InodeNo {
+    /// The root directory.
+    pub const ROOT: InodeNo = InodeNo(1);
+}
+
+impl fmt::Display for InodeNo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "inode {}", self.0)
+    }
+}
+
+/// A directory entry name: not empty, not "." or "..", no '/' or NUL, at
+/// most 255 bytes. Any other bytes (not only UTF-8) are allowed, as on Linux.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct FileName(Vec<u8>);
+
+impl FileName {
+    /// The longest name Linux accepts.
+    pub const MAX_LEN: usize = 255;
+
+    /// Validates `bytes` as one path component.
+    pub fn new(bytes: &[u8]) -> Result<FileName, FsError> {
+        if bytes.is_empty()
+            || bytes == b"."
+            || bytes == b".."
+            || bytes.contains(&b'/')
+            || bytes.contains(&0)
+        {
+            return Err(FsError::InvalidName);
+        }
+        if bytes.len() > Self::MAX_LEN {
+            return Err(FsError::NameTooLong);
+        }
+        Ok(FileName(bytes.to_vec()))
+    }
+
+    /// The raw bytes.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl fmt::Debug for FileName {
+    /// Names are patient data: debug output shows only their length.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "FileName({} bytes)", self.0.len())
+    }
+}
+
+/// Who makes a request: from FUSE (uid, gid, pid of the calling thread) or
+/// from the control socket (SO_PEERCRED). Recorded for audit; new files are
+/// owned by `uid` and `gid`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Caller {
+    /// Filesystem user id.
+    pub uid: u32,
+    /// Filesystem group id.
+    pub gid: u32,
+    /// Process id.
+    pub pid: u32,
+}
+
+impl Caller {
+    /// The superuser, for tests and internal work.
+    pub const ROOT: Caller = Caller {
+        uid: 0,
+        gid: 0,
+        pid: 0,
+    };
+}
+
+/// What an inode is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum FileKind {
+    /// Regular file.
+    File,
+    /// Directory.
+    Dir,
+    /// Symbolic link.
+    Symlink,
+    /// Character device.
+    CharDevice,
+    /// Block device.
+    BlockDevice,
+    /// Named pipe.
+    Fifo,
+    /// Unix socket.
+    Socket,
+}
+
+impl FileKind {
+    /// The S_IFMT bits of this kind.
+    pub fn type_bits(self) -> u32 {
+        match self {
+            FileKind::File => libc::S_IFREG,
+            FileKind::Dir => libc::S_IFDIR,
+            FileKind::Symlink => libc::S_IFLNK,
+            FileKind::CharDevice => libc::S_IFCHR,
+            FileKind::BlockDevice => libc::S_IFBLK,
+            FileKind::Fifo => libc::S_IFIFO,
+            FileKind::Socket => libc::S_IFSOCK,
+        }
+    }
+
+    /// The kind named by the S_IFMT bits of `mode`.
+    pub fn from_mode(mode: u32) -> Option<FileKind> {
+        Some(match mode & libc::S_IFMT {
+            libc::S_IFREG => FileKind::File,
+            libc::S_IFDIR => FileKind::Dir,
+            libc::S_IFLNK => FileKind::Symlink,
+            libc::S_IFCHR => FileKind::CharDevice,
+            libc::S_IFBLK => FileKind::BlockDevice,
+            libc::S_IFIFO => FileKind::Fifo,
+            libc::S_IFSOCK => FileKind::Socket,
+            _ => return None,
+        })
+    }
+}
+
+/// A point in time: seconds and nanoseconds since the epoch (may be negative).
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default,
+)]
+pub struct Timestamp {
+    /// Seconds since 1970-01-01T00:00:00Z.
+    pub secs: i64,
+    /// Nanoseconds, 0..1e9.
+    pub nanos: u32,
+}
+
+impl Timestamp {
+    /// The current time.
+    pub fn now() -> Timestamp {
+        let d = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        Timestamp {
+            secs: d.as_secs() as i64,
+            nanos: d.subsec_nanos(),
+        }
+    }
+}
+
+/// The attributes of an inode, as stat(2) shows them.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Attr {
+    /// Inode number.
+    pub ino: InodeNo,
+    /// Kind.
+    pub kind: FileKind,
+    /// Permission bits including setuid, setgid and sticky (no type bits).
+    pub perm: u32,
+    /// Owner.
+    pub uid: u32,
+    /// Group.
+    pub gid: u32,
+    /// Hard links.
+    pub nlink: u32,
+    /// Size in bytes (for a symlink, the target's length).
+    pub size: u64,
+    /// Bytes of storage the content occupies before deduplication (holes excluded).
+    pub blocks_bytes: u64,
+    /// Last access.
+    pub atime: Timestamp,
+    /// Last content change.
+    pub mtime: Timestamp,
+    /// Last attribute change.
+    pub ctime: Timestamp,
+    /// Creation.
+    pub btime: Timestamp,
+    /// Device number of a device node.
+    pub rdev: u64,
+}
+
+impl Attr {
+    /// Full st_mode: type and permission bits.
+    pub fn mode(&self) -> u32 {
+        self.kind.type_bits() | self.perm
+    }
+}
+
+/// Attribute changes of setattr; `None` leaves a field as it is.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SetAttr {
+    /// New permission bits.
+    pub perm: Option<u32>,
+    /// New owner.
+    pub uid: Option<u32>,
+    /// New group.
+    pub gid: Option<u32>,
+    /// New size (truncate or extend with a hole).
+    pub size: Option<u64>,
+    /// New access time.
+    pub atime: Option<Timestamp>,
+    /// New modification time.
+    pub mtime: Option<Timestamp>,
+}
+
+/// How rename treats an existing target.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum RenameMode {
+    /// Replace the target if there is one (rename(2)).
+    #[default]
+    Replace,
+    /// Fail with EEXIST if the target exists (RENAME_NOREPLACE).
+    NoReplace,
+    /// Swap source and target, both must exist (RENAME_EXCHANGE).
+    Exchange,
+}
+
+/// One entry of a directory listing.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DirEntry {
+    /// Its name.
+    pub name: FileName,
+    /// Its inode.
+    pub ino: InodeNo,
+    /// Its kind.
+    pub kind: FileKind,
+    /// Where to resume the listing after this entry.
+    pub cursor: u64,
+}
+
+/// Filesystem statistics for statfs(2).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FsStats {
+    /// Bytes the repository's disk can still take.
+    pub free_bytes: u64,
+    /// Bytes stored in the repository.
+    pub used_bytes: u64,
+    /// Inodes in the head.
+    pub inodes: u64,
+}
+
+/// A filesystem operation that failed. [`FsError::errno`] is the one place
+/// these become errno values.
+#[derive(Debug, thiserror::Error)]
+pub enum FsError {
+    /// No such inode or name.
+    #[error("no such file or directory")]
+    NotFound,
+    /// The name exists.
+    #[error("file exists")]
+    Exists,
+    /// Not a directory where one is needed.
+    #[error("not a directory")]
+    NotDir,
+    /// A directory where a non-directory is needed.
+    #[error("is a directory")]
+    IsDir,
+    /// rmdir or rename over a directory that has entries.
+    #[error("directory not empty")]
+    NotEmpty,
+    /// An invalid name ("", ".", "..", or with '/' or NUL).
+    #[error("invalid file name")]
+    InvalidName,
+    /// A name longer than 255 bytes.
+    #[error("file name too long")]
+    NameTooLong,
+    /// A request that makes no sense for this inode (e.g. readlink of a file).
+    #[error("invalid argument: {0}")]
+    Invalid(&'static str),
+    /// Moving a directory into itself or its own descendant.
+    #[error("cannot move a directory into itself")]
+    Loop,
+    /// No such extended attribute.
+    #[error("no such attribute")]
+    NoAttr,
+    /// A value that exceeds a limit (xattr size, file size).
+    #[error("value too large")]
+    TooLarge,
+    /// Too many hard links.
+    #[error("too many links")]
+    TooManyLinks,
+    /// Snapshots and read-only mode.
+    #[error("read-only")]
+    ReadOnly,
+    /// The store is out of space; nothing was half-stored.
+    #[error("no space left on device")]
+    NoSpace,
+    /// A chunk or tree failed verification; the id is logged, no data returned.
+    #[error("stored data is damaged: {0}")]
+    Corrupt(String),
+    /// An I/O failure below the store.
+    #[error("I/O error: {0}")]
+    Io(String),
+}
+
+impl FsError {
+    /// The errno a system call reports for this error.
+    pub fn errno(&self) -> i32 {
+        match self {
+            FsError::NotFound => libc::ENOENT,
+            FsError::Exists => libc::EEXIST,
+            FsError::NotDir => libc::ENOTDIR,
+            FsError::IsDir => libc::EISDIR,
+            FsError::NotEmpty => libc::ENOTEMPTY,
+            FsError::InvalidName => libc::EINVAL,
+            FsError::NameTooLong => libc::ENAMETOOLONG,
+            FsError::Invalid(_) => libc::EINVAL,
+            FsError::Loop => libc::EINVAL,
+            FsError::NoAttr => libc::ENODATA,
+            FsError::TooLarge => libc::E2BIG,
+            FsError::TooManyLinks => libc::EMLINK,
+            FsError::ReadOnly => libc::EROFS,
+            FsError::NoSpace => libc::ENOSPC,
+            // Damaged data must not pass for a missing file or for success.
+            FsError::Corrupt(_) => libc::EIO,
+            FsError::Io(_) => libc::EIO,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_validated_once() {
+        for bad in [&b""[..], b".", b"..", b"a/b", b"a\0b"] {
+            assert!(matches!(FileName::new(bad), Err(FsError::InvalidName)));
+        }
+        assert!(matches!(
+            FileName::new(&[b'x'; 256]),
+            Err(FsError::NameTooLong)
+        ));
+        assert!(FileName::new(&[b'x'; 255]).is_ok());
+        assert!(FileName::new(b"\xff\xfe newline\n").is_ok());
+    }
+}

@@ -1,0 +1,222 @@
+//! The head filesystem through its Rust API, without a mount.
+
+mod common;
+
+use std::sync::Arc;
+
+use common::*;
+use strata::head::{
+    Caller, FileKind, FileName, FsError, Head, InodeNo, RenameMode, SetAttr, Timestamp,
+};
+use strata::storage::sim::SimDisk;
+use strata::storage::Disk;
+
+fn head() -> (SimDisk, Head) {
+    let sim = SimDisk::new();
+    let disk: Arc<dyn Disk> = Arc::new(sim.clone());
+    init_encrypted(disk.clone());
+    (sim, Head::new(open(disk)).unwrap())
+}
+
+fn n(s: &str) -> FileName {
+    FileName::new(s.as_bytes()).unwrap()
+}
+
+/// Compares bytes without printing them: reports lengths and the first difference.
+fn same(got: &[u8], want: &[u8]) {
+    let first = got.iter().zip(want).position(|(a, b)| a != b);
+    assert!(
+        got == want,
+        "{} bytes vs {} expected; first difference at {:?}",
+        got.len(),
+        want.len(),
+        first
+    );
+}
+
+const ME: Caller = Caller {
+    uid: 1000,
+    gid: 100,
+    pid: 1,
+};
+const ROOT: InodeNo = InodeNo::ROOT;
+
+#[test]
+fn create_write_read_back() {
+    let (_, h) = head();
+    let f = h.create(ME, ROOT, &n("a"), 0o644, 0o022).unwrap();
+    assert_eq!(
+        (f.uid, f.gid, f.perm, f.kind),
+        (1000, 100, 0o644, FileKind::File)
+    );
+    let data = bytes(1, 500_000);
+    h.open(f.ino).unwrap();
+    for (i, piece) in data.chunks(70_000).enumerate() {
+        h.write(f.ino, (i * 70_000) as u64, piece).unwrap();
+        // Reads see the bytes just written, before any flush.
+        same(
+            &h.read(f.ino, 0, 1 << 30).unwrap(),
+            &data[..(i * 70_000 + piece.len())],
+        );
+    }
+    h.release(f.ino).unwrap();
+    assert_eq!(h.getattr(f.ino).unwrap().size, 500_000);
+    same(&h.read(f.ino, 1000, 10).unwrap(), &data[1000..1010]);
+    assert_eq!(h.lookup(ROOT, &n("a")).unwrap().ino, f.ino);
+}
+
+#[test]
+fn overwrites_truncates_and_holes() {
+    let (_, h) = head();
+    let f = h.create(ME, ROOT, &n("f"), 0o644, 0).unwrap().ino;
+    let mut model = bytes(2, 300_000);
+    h.write(f, 0, &model).unwrap();
+    h.flush(f).unwrap();
+    // Overwrite in the middle, then extend past a gap.
+    h.write(f, 1000, b"hello").unwrap();
+    model[1000..1005].copy_from_slice(b"hello");
+    h.write(f, 400_000, b"tail").unwrap();
+    model.resize(400_000, 0);
+    model.extend_from_slice(b"tail");
+    same(&h.read(f, 0, 1 << 30).unwrap(), &model);
+    h.flush(f).unwrap();
+    same(&h.read(f, 0, 1 << 30).unwrap(), &model);
+    h.setattr(
+        f,
+        &SetAttr {
+            size: Some(150_000),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    model.truncate(150_000);
+    same(&h.read(f, 0, 1 << 30).unwrap(), &model);
+    h.setattr(
+        f,
+        &SetAttr {
+            size: Some(200_000),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    model.resize(200_000, 0);
+    same(&h.read(f, 0, 1 << 30).unwrap(), &model);
+}
+
+#[test]
+fn namespace_operations() {
+    let (_, h) = head();
+    let d = h.mkdir(ME, ROOT, &n("d"), 0o755, 0o022).unwrap().ino;
+    assert_eq!(h.getattr(ROOT).unwrap().nlink, 3);
+    let f = h.create(ME, d, &n("f"), 0o600, 0).unwrap().ino;
+    h.link(f, ROOT, &n("hard")).unwrap();
+    assert_eq!(h.getattr(f).unwrap().nlink, 2);
+    h.symlink(ME, ROOT, &n("s"), b"d/f").unwrap();
+    assert_eq!(
+        h.readlink(h.lookup(ROOT, &n("s")).unwrap().ino).unwrap(),
+        b"d/f"
+    );
+    assert!(matches!(h.rmdir(ROOT, &n("d")), Err(FsError::NotEmpty)));
+    assert!(matches!(
+        h.rename(ROOT, &n("d"), d, &n("x"), RenameMode::Replace),
+        Err(FsError::Loop)
+    ));
+    h.rename(d, &n("f"), ROOT, &n("g"), RenameMode::Replace)
+        .unwrap();
+    assert!(matches!(
+        h.rename(ROOT, &n("g"), ROOT, &n("hard"), RenameMode::NoReplace),
+        Err(FsError::Exists)
+    ));
+    h.rename(ROOT, &n("s"), ROOT, &n("d"), RenameMode::Exchange)
+        .unwrap();
+    assert_eq!(h.lookup(ROOT, &n("s")).unwrap().kind, FileKind::Dir);
+    h.unlink(ROOT, &n("hard")).unwrap();
+    assert_eq!(h.getattr(f).unwrap().nlink, 1);
+    h.rmdir(ROOT, &n("s")).unwrap();
+    let mut names: Vec<Vec<u8>> = h
+        .readdir(ROOT, 0)
+        .unwrap()
+        .into_iter()
+        .map(|e| e.name.as_bytes().to_vec())
+        .collect();
+    names.sort();
+    assert_eq!(names, vec![b"d".to_vec(), b"g".to_vec()]);
+    h.setxattr(f, b"user.k", b"v", true, false).unwrap();
+    assert!(matches!(
+        h.setxattr(f, b"user.k", b"v", true, false),
+        Err(FsError::Exists)
+    ));
+    assert_eq!(h.getxattr(f, b"user.k").unwrap(), b"v");
+    assert_eq!(h.listxattr(f).unwrap(), vec![b"user.k".to_vec()]);
+    h.removexattr(f, b"user.k").unwrap();
+    assert!(matches!(h.getxattr(f, b"user.k"), Err(FsError::NoAttr)));
+    let t = Timestamp {
+        secs: -86_400 * 365,
+        nanos: 123_456_789,
+    };
+    let a = h
+        .setattr(
+            f,
+            &SetAttr {
+                mtime: Some(t),
+                perm: Some(0o4755),
+                uid: Some(7),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    assert_eq!((a.mtime, a.perm, a.uid), (t, 0o4755, 7));
+}
+
+#[test]
+fn readdir_resumes_from_its_cursor_over_many_entries() {
+    let (_, h) = head();
+    for i in 0..1000 {
+        h.mknod(ME, ROOT, &n(&format!("e{i}")), libc::S_IFREG | 0o644, 0, 0)
+            .unwrap();
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    let mut cursor = 0;
+    loop {
+        let batch = h.readdir(ROOT, cursor).unwrap();
+        let Some(last) = batch.last() else { break };
+        cursor = last.cursor;
+        for e in batch {
+            assert!(
+                seen.insert(e.name.as_bytes().to_vec()),
+                "entry returned twice"
+            );
+        }
+    }
+    assert_eq!(seen.len(), 1000);
+}
+
+#[test]
+fn setgid_directories_pass_on_their_group() {
+    let (_, h) = head();
+    let d = h.mkdir(ME, ROOT, &n("shared"), 0o2775, 0).unwrap();
+    h.setattr(
+        d.ino,
+        &SetAttr {
+            gid: Some(555),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let f = h.create(ME, d.ino, &n("f"), 0o644, 0).unwrap();
+    assert_eq!(f.gid, 555);
+    let sub = h.mkdir(ME, d.ino, &n("sub"), 0o755, 0).unwrap();
+    assert_eq!((sub.gid, sub.perm & libc::S_ISGID), (555, libc::S_ISGID));
+}
+
+#[test]
+fn an_unlinked_open_file_lives_until_released() {
+    let (_, h) = head();
+    let f = h.create(ME, ROOT, &n("tmp"), 0o644, 0).unwrap().ino;
+    h.open(f).unwrap();
+    h.write(f, 0, b"still here").unwrap();
+    h.unlink(ROOT, &n("tmp")).unwrap();
+    same(&h.read(f, 0, 100).unwrap(), b"still here");
+    h.release(f).unwrap();
+    assert!(matches!(h.getattr(f), Err(FsError::NotFound)));
+}
