@@ -217,6 +217,7 @@ pub struct PackWriter {
     since_checkpoint: Vec<TocEntry>,
     seq: u32,
     prev_end: u64,
+    finished: bool,
 }
 
 impl PackWriter {
@@ -231,6 +232,7 @@ impl PackWriter {
             since_checkpoint: Vec::new(),
             seq: 0,
             prev_end: PACK_HEADER_LEN as u64,
+            finished: false,
         })
     }
 
@@ -258,6 +260,7 @@ impl PackWriter {
             since_checkpoint: Vec::new(),
             seq: last.seq + 1,
             prev_end: end,
+            finished: false,
         })
     }
 
@@ -326,7 +329,7 @@ impl PackWriter {
     /// Writes a checkpoint (TOC and trailer) and syncs the file. With
     /// `last`, the pack is finished and takes no more objects.
     pub fn checkpoint(&mut self, sealer: &Sealer, last: bool) -> Result<(), CheckpointError> {
-        if self.since_checkpoint.is_empty() && !last {
+        if self.finished || (self.since_checkpoint.is_empty() && !last) {
             return Ok(());
         }
         let start = self.len;
@@ -357,6 +360,7 @@ impl PackWriter {
         self.seq += 1;
         self.prev_end = self.len;
         self.durable_len = self.len;
+        self.finished = last;
         Ok(())
     }
 }

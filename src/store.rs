@@ -102,6 +102,8 @@ pub struct Counters {
 
 struct Writer {
     pack: Option<PackWriter>,
+    /// Packs that reached their target size, finished at the next commit.
+    full: Vec<PackWriter>,
     /// The open pack's name is not yet durable in `open/`.
     pack_is_new: bool,
     /// Written but not yet committed to the index.
@@ -141,6 +143,7 @@ impl Store {
             pack_target,
             writer: Mutex::new(Writer {
                 pack: None,
+                full: Vec::new(),
                 pack_is_new: false,
                 pending: HashMap::new(),
                 failed: None,
@@ -361,7 +364,9 @@ impl Store {
         };
         w.pending.insert(id, loc);
         if full {
-            self.finish_pack(&mut w)?;
+            // Finished at the next commit; new objects go to a new pack.
+            let pack = w.pack.take().expect("open pack");
+            w.full.push(pack);
         }
         Ok((id, true))
     }
@@ -385,106 +390,100 @@ impl Store {
         StoreError::Failed(reason)
     }
 
-    /// Makes every chunk stored so far durable: checkpoint and sync the open
-    /// pack, then commit the index.
+    /// Makes every object stored so far durable: finished packs get their
+    /// final checkpoint, the open pack a checkpoint, all are synced, then
+    /// one durable index commit records them; finished packs then move to
+    /// `packs/`. The only place the store writes the index, so a caller may
+    /// store objects while it holds a write transaction of its own.
     pub fn commit(&self) -> Result<(), StoreError> {
+        self.commit_packs(false)
+    }
+
+    /// Like [`Store::commit`], and finishes the open pack too.
+    pub fn flush_pack(&self) -> Result<(), StoreError> {
+        self.commit_packs(true)
+    }
+
+    fn commit_packs(&self, finish_open: bool) -> Result<(), StoreError> {
         let mut w = self.writer.lock().expect("writer lock");
         if let Some(reason) = &w.failed {
             return Err(StoreError::Failed(reason.clone()));
         }
-        let Some(pack) = w.pack.as_mut() else {
-            return Ok(());
-        };
-        let pid = pack.id();
-        match pack.checkpoint(self.codec.sealer(), false) {
-            Ok(()) => {}
-            // The checkpoint was cut back; the objects stay pending for the next try.
-            Err(CheckpointError::Write(e)) if e.kind() == io::ErrorKind::StorageFull => {
-                return Err(StoreError::NoSpace)
-            }
-            Err(e) => {
-                return Err(self.sync_failed(
-                    &mut w,
-                    &format!("checkpointing pack {}", pid.short()),
-                    e.into_io(),
-                ))
+        if finish_open && w.pack.as_ref().is_some_and(|p| !p.is_empty()) {
+            let pack = w.pack.take().expect("checked");
+            w.full.push(pack);
+        }
+        let sealer = self.codec.sealer();
+        let mut records = Vec::new();
+        for i in 0..w.full.len() {
+            let result = w.full[i].checkpoint(sealer, true);
+            let pid = w.full[i].id();
+            self.checkpointed(&mut w, pid, result)?;
+            records.push((
+                pid,
+                PackRecord {
+                    state: PackState::Open,
+                    len: w.full[i].len(),
+                },
+            ));
+        }
+        if let Some(pack) = w.pack.as_mut() {
+            let result = pack.checkpoint(sealer, false);
+            let (pid, len) = (pack.id(), pack.durable_len());
+            self.checkpointed(&mut w, pid, result)?;
+            if len > 0 {
+                records.push((
+                    pid,
+                    PackRecord {
+                        state: PackState::Open,
+                        len,
+                    },
+                ));
             }
         }
-        let len = pack.durable_len();
         if w.pack_is_new {
             if let Err(e) = self.disk.sync_dir(OPEN_DIR) {
                 return Err(self.sync_failed(&mut w, "syncing open/", e));
             }
             w.pack_is_new = false;
         }
-        if len == 0 {
+        if records.is_empty() {
             return Ok(());
         }
-        let rec = PackRecord {
-            state: PackState::Open,
-            len,
-        };
         let rows: Vec<_> = w.pending.iter().map(|(k, v)| (*k, *v)).collect();
-        if let Err(e) = self.index.commit(&rows, &[(pid, rec)]) {
+        if let Err(e) = self.index.commit(&rows, &records) {
             return Err(self.sync_failed(&mut w, "committing the index", e));
         }
         w.pending.clear();
-        self.packs.write().expect("packs lock").insert(pid, rec);
+        self.packs.write().expect("packs lock").extend(records);
         self.counters.commits.fetch_add(1, Ordering::Relaxed);
+        let full = std::mem::take(&mut w.full);
+        for pack in full {
+            if let Err(e) = self.publish(pack.id(), pack.len()) {
+                return Err(self.sync_failed(&mut w, "publishing a finished pack", e));
+            }
+        }
         Ok(())
     }
 
-    fn finish_pack(&self, w: &mut Writer) -> Result<(), StoreError> {
-        let mut pack = w.pack.take().expect("open pack");
-        let pid = pack.id();
-        match pack.checkpoint(self.codec.sealer(), true) {
-            Ok(()) => {}
+    /// Classifies a checkpoint's outcome: a full disk cut the checkpoint
+    /// back and leaves the objects pending; anything else stops writes.
+    fn checkpointed(
+        &self,
+        w: &mut Writer,
+        pack: PackId,
+        result: Result<(), CheckpointError>,
+    ) -> Result<(), StoreError> {
+        match result {
+            Ok(()) => Ok(()),
             Err(CheckpointError::Write(e)) if e.kind() == io::ErrorKind::StorageFull => {
-                w.pack = Some(pack);
-                return Err(StoreError::NoSpace);
+                Err(StoreError::NoSpace)
             }
-            Err(e) => {
-                return Err(self.sync_failed(
-                    w,
-                    &format!("finishing pack {}", pid.short()),
-                    e.into_io(),
-                ))
-            }
-        }
-        // Record the chunks while the pack is still under open/, then move it.
-        let rec = PackRecord {
-            state: PackState::Open,
-            len: pack.len(),
-        };
-        let rows: Vec<_> = w.pending.iter().map(|(k, v)| (*k, *v)).collect();
-        let result = self
-            .disk
-            .sync_dir(OPEN_DIR)
-            .map_err(|e| e.to_string())
-            .and_then(|_| {
-                self.index
-                    .commit(&rows, &[(pid, rec)])
-                    .map_err(|e| e.to_string())
-            });
-        if let Err(e) = result {
-            return Err(self.sync_failed(w, "committing a finished pack", e));
-        }
-        w.pending.clear();
-        w.pack_is_new = false;
-        self.packs.write().expect("packs lock").insert(pid, rec);
-        if let Err(e) = self.publish(pid, pack.len()) {
-            return Err(self.sync_failed(w, "publishing a finished pack", e));
-        }
-        Ok(())
-    }
-
-    /// Finishes the open pack (if any) so it moves to `packs/`.
-    pub fn flush_pack(&self) -> Result<(), StoreError> {
-        self.commit()?;
-        let mut w = self.writer.lock().expect("writer lock");
-        match &w.pack {
-            Some(p) if !p.is_empty() => self.finish_pack(&mut w),
-            _ => Ok(()),
+            Err(e) => Err(self.sync_failed(
+                w,
+                &format!("checkpointing pack {}", pack.short()),
+                e.into_io(),
+            )),
         }
     }
 

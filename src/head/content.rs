@@ -596,9 +596,14 @@ impl Head {
         result
     }
 
-    /// Makes one file durable: its pending writes, then a durable commit.
+    /// Makes a file durable, and with it everything written before: all
+    /// pending writes are flushed, then one durable commit. (Stronger than
+    /// POSIX asks; it keeps the crash state simple to reason about, and a
+    /// stream resumed later re-feeds its last chunk, so boundaries do not
+    /// suffer.) Errors of this file's acknowledged writes come first.
     pub fn fsync(&self, ino: InodeNo) -> Result<(), FsError> {
         self.flush(ino)?;
+        self.flush_all()?;
         self.commit()
     }
 

@@ -15,6 +15,7 @@
 
 pub mod content;
 pub mod records;
+pub mod snapshot;
 pub mod txn;
 pub mod types;
 
@@ -496,7 +497,8 @@ impl Head {
         mode: RenameMode,
     ) -> Result<(), FsError> {
         let open = self.open_counts.lock().expect("open counts").clone();
-        self.wtx(|w| {
+        let mut replaced_gone = None;
+        let result = self.wtx(|w| {
             let src = w.dirent(parent, name)?.ok_or(FsError::NotFound)?;
             if w.get(newparent)?.kind != FileKind::Dir {
                 return Err(FsError::NotDir);
@@ -508,13 +510,14 @@ impl Head {
                     _ => Ok(()),
                 };
             }
+            // Checked in the order Linux checks them.
+            if mode == RenameMode::NoReplace && dst.is_some() {
+                return Err(FsError::Exists);
+            }
             if src.kind == FileKind::Dir && is_ancestor(w, InodeNo(src.ino), newparent)? {
                 return Err(FsError::Loop);
             }
             if let Some(dst) = &dst {
-                if mode == RenameMode::NoReplace {
-                    return Err(FsError::Exists);
-                }
                 if dst.ino == src.ino {
                     // Two names of one inode: rename(2) does nothing.
                     return Ok(());
@@ -576,7 +579,10 @@ impl Head {
                                 let child = InodeNo(dst.ino);
                                 w.dirty_parents(child)?;
                                 w.unlink(newparent, newname, child)?;
-                                drop_link(w, child, open.get(&child).copied().unwrap_or(0) > 0)?;
+                                if drop_link(w, child, open.get(&child).copied().unwrap_or(0) > 0)?
+                                {
+                                    replaced_gone = Some(child);
+                                }
                             }
                         }
                     }
@@ -598,7 +604,11 @@ impl Head {
                     touch_dir(w, newparent)
                 }
             }
-        })
+        });
+        if let Some(gone) = replaced_gone {
+            self.files.lock().expect("files").remove(&gone);
+        }
+        result
     }
 
     /// Changes attributes; a size change truncates or extends with a hole.

@@ -8,6 +8,7 @@
 //! | head_xattrs    | (inode u64, name hash [16])       | [`XattrRecord`]           |
 //! | head_extents   | (inode u64, offset u64)           | [`ExtentRecord`]          |
 //! | head_meta      | name                              | u64                       |
+//! | snapshots      | sequence number u64               | snapshot record           |
 //!
 //! Name hashes are keyed BLAKE3 of (parent, name), so the table order and
 //! keys reveal nothing about names; a listing resumes from the last hash it
@@ -30,6 +31,8 @@ pub const PARENTS: TableDefinition<(u64, u64, [u8; 16]), ()> = TableDefinition::
 pub const XATTRS: TableDefinition<(u64, [u8; 16]), &[u8]> = TableDefinition::new("head_xattrs");
 /// File content: which chunk holds the bytes starting at each offset.
 pub const EXTENTS: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("head_extents");
+/// Snapshot records by sequence number.
+pub const SNAPSHOTS: TableDefinition<u64, &[u8]> = TableDefinition::new("snapshots");
 /// Counters (next inode number, ...).
 pub const META: TableDefinition<&str, u64> = TableDefinition::new("head_meta");
 

@@ -224,6 +224,8 @@ pub struct Read<'a> {
     parents: ReadOnlyTable<(u64, u64, [u8; 16]), ()>,
     xattrs: ReadOnlyTable<(u64, [u8; 16]), &'static [u8]>,
     extents: ReadOnlyTable<(u64, u64), &'static [u8]>,
+    /// Snapshot records.
+    pub snapshots: ReadOnlyTable<u64, &'static [u8]>,
 }
 
 impl<'a> Read<'a> {
@@ -242,6 +244,7 @@ impl<'a> Read<'a> {
             parents: tx.open_table(PARENTS).map_err(db_err)?,
             xattrs: tx.open_table(XATTRS).map_err(db_err)?,
             extents: tx.open_table(EXTENTS).map_err(db_err)?,
+            snapshots: tx.open_table(SNAPSHOTS).map_err(db_err)?,
         })
     }
 }
@@ -262,6 +265,8 @@ pub struct Write<'a> {
     xattrs: Table<'a, (u64, [u8; 16]), &'static [u8]>,
     extents: Table<'a, (u64, u64), &'static [u8]>,
     meta: Table<'a, &'static str, u64>,
+    /// Snapshot records.
+    pub snapshots: Table<'a, u64, &'static [u8]>,
 }
 
 reader_impl!(Write<'_>);
@@ -285,6 +290,7 @@ pub fn write<T>(
             xattrs: tx.open_table(XATTRS).map_err(db_err)?,
             extents: tx.open_table(EXTENTS).map_err(db_err)?,
             meta: tx.open_table(META).map_err(db_err)?,
+            snapshots: tx.open_table(SNAPSHOTS).map_err(db_err)?,
         };
         f(&mut w)?
     };
