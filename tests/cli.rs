@@ -497,3 +497,30 @@ fn man_pages_are_generated_from_the_flag_definitions() {
         );
     }
 }
+
+#[test]
+fn snapshots_are_created_listed_and_shown_offline() {
+    let env = Env::new();
+    env.init();
+    let out = env.with_pw(&["snapshot", "create", "--label", "nightly", "--json"]);
+    assert_ok(&out);
+    let first: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(first["seq"], 1);
+    assert_ok(&env.with_pw(&["snapshot", "create"]));
+    let out = env.with_pw(&["snapshot", "list", "--json"]);
+    let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(list.as_array().unwrap().len(), 2);
+    let out = env.with_pw(&["snapshot", "show", "latest", "--json"]);
+    let latest: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(latest["seq"], 2);
+    assert_eq!(latest["prev"], first["id"], "records form a hash chain");
+    let out = env.with_pw(&["snapshot", "show", "nightly", "--json"]);
+    let by_label: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(by_label["seq"], 1);
+    assert_fails(
+        &env.with_pw(&["snapshot", "show", "weekly"]),
+        1,
+        "no snapshot \"weekly\"",
+    );
+    assert_ok(&env.with_pw(&["check", "--read-data"]));
+}

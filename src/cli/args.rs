@@ -75,6 +75,9 @@ pub enum Command {
     /// Repair the repository.
     #[command(subcommand)]
     Repair(RepairCommand),
+    /// Create, list and inspect snapshots (the repository must not be mounted).
+    #[command(subcommand)]
+    Snapshot(SnapshotCommand),
     /// Show what the repository holds and what it costs on disk.
     Stats,
     /// Print a shell completion script.
@@ -166,6 +169,29 @@ pub struct CheckArgs {
     /// Read only a subset of packs: n/t (part n of t) or P% (random).
     #[arg(long, value_name = "SUBSET")]
     pub read_data_subset: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SnapshotCommand {
+    /// Take a snapshot of the head now.
+    Create {
+        /// A label, e.g. "nightly"; `latest` and labels name the newest snapshot carrying them.
+        #[arg(long)]
+        label: Option<String>,
+    },
+    /// List snapshots, oldest first.
+    List,
+    /// Show one snapshot: by number, time name, label (its newest) or "latest".
+    Show {
+        /// Which snapshot.
+        snapshot: String,
+    },
+    /// Delete a snapshot record (for tests; retention and prune will replace it).
+    #[command(hide = true)]
+    Delete {
+        /// Which snapshot.
+        snapshot: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -2,6 +2,7 @@
 
 pub mod args;
 mod secrets;
+mod snapshot;
 
 use std::io::IsTerminal;
 use std::path::Path;
@@ -75,6 +76,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Key(k) => cmd_key(g, k),
         Command::Check(a) => cmd_check(g, a),
         Command::Repair(RepairCommand::Index) => cmd_repair_index(g),
+        Command::Snapshot(c) => snapshot::run(g, c, unlock(g)?),
         Command::Stats => {
             let repo = unlock(g)?;
             let s = strata::stats::stats(&repo)?;
