@@ -65,6 +65,9 @@ pub struct HeadCounters {
     pub last_snapshot_dirs: AtomicU64,
     /// Durable commits.
     pub durable_commits: AtomicU64,
+    /// Index key and value bytes written by the last operation (a create
+    /// costs a few hundred, whatever the directory's size).
+    pub last_txn_index_bytes: AtomicU64,
 }
 
 /// The mutable tree of one unlocked repository.
@@ -154,12 +157,12 @@ impl Head {
     }
 
     fn wtx<T>(&self, f: impl FnOnce(&mut Write<'_>) -> Result<T, FsError>) -> Result<T, FsError> {
-        txn::write(
-            self.repo.store().index().database(),
-            &self.sealer,
-            &self.name_key,
-            f,
-        )
+        let db = self.repo.store().index().database();
+        let (out, bytes) = txn::write(db, &self.sealer, &self.name_key, f)?;
+        self.counters
+            .last_txn_index_bytes
+            .store(bytes, Ordering::Relaxed);
+        Ok(out)
     }
 
     /// Makes everything acknowledged so far durable: packs synced, then one

@@ -153,16 +153,16 @@ pub fn get_inode(
     }
 }
 
-/// Seals and writes one inode.
+/// Seals and writes one inode; returns the sealed length.
 pub fn put_inode(
     t: &mut Table<u64, &'static [u8]>,
     sealer: &Sealer,
     ino: u64,
     rec: &InodeRecord,
-) -> Result<(), FsError> {
+) -> Result<usize, FsError> {
     let v = seal(sealer, Kind::HeadInode, &key_u64(ino), rec);
     t.insert(ino, v.as_slice()).map_err(db)?;
-    Ok(())
+    Ok(v.len())
 }
 
 /// Maps a redb error: the index failing under the head is an I/O error.

@@ -267,17 +267,20 @@ pub struct Write<'a> {
     meta: Table<'a, &'static str, u64>,
     /// Snapshot records.
     pub snapshots: Table<'a, u64, &'static [u8]>,
+    /// Key and value bytes this transaction wrote, for the cost counters.
+    pub bytes_written: u64,
 }
 
 reader_impl!(Write<'_>);
 
 /// Runs `f` in a write transaction and commits it (not yet durably).
+/// Returns `f`'s result and the key and value bytes written.
 pub fn write<T>(
     db: &redb::Database,
     sealer: &Sealer,
     name_key: &[u8; 32],
     f: impl FnOnce(&mut Write<'_>) -> Result<T, FsError>,
-) -> Result<T, FsError> {
+) -> Result<(T, u64), FsError> {
     let mut tx: WriteTransaction = db.begin_write().map_err(db_err)?;
     tx.set_durability(Durability::None).map_err(db_err)?;
     let out = {
@@ -291,8 +294,10 @@ pub fn write<T>(
             extents: tx.open_table(EXTENTS).map_err(db_err)?,
             meta: tx.open_table(META).map_err(db_err)?,
             snapshots: tx.open_table(SNAPSHOTS).map_err(db_err)?,
+            bytes_written: 0,
         };
-        f(&mut w)?
+        let out = f(&mut w)?;
+        (out, w.bytes_written)
     };
     tx.commit().map_err(db_err)?;
     Ok(out)
@@ -301,7 +306,8 @@ pub fn write<T>(
 impl Write<'_> {
     /// Writes an inode.
     pub fn put(&mut self, ino: InodeNo, rec: &InodeRecord) -> Result<(), FsError> {
-        put_inode(&mut self.inodes, self.sealer, ino.0, rec)
+        self.bytes_written += 8 + put_inode(&mut self.inodes, self.sealer, ino.0, rec)? as u64;
+        Ok(())
     }
 
     /// Deletes an inode with its xattrs and extents.
@@ -352,6 +358,7 @@ impl Write<'_> {
         let h = xattr_hash(self.name_key, ino.0, &rec.name);
         let v = seal(self.sealer, Kind::HeadXattr, &key_hash(ino.0, &h), rec);
         self.xattrs.insert((ino.0, h), v.as_slice()).map_err(db)?;
+        self.bytes_written += 24 + v.len() as u64;
         Ok(())
     }
 

@@ -1,0 +1,184 @@
+//! The cost claims of the head, checked by counters: a snapshot serializes
+//! only changed directories, a create costs the same in a huge directory,
+//! and identical data is stored once.
+
+mod common;
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use common::*;
+use strata::chunker::ChunkerParams;
+use strata::crypto::slot::SlotKind;
+use strata::head::{Caller, FileName, Head, InodeNo, RenameMode, SetAttr, Timestamp};
+use strata::repo::{init, InitOptions};
+use strata::storage::{Disk, LocalDisk};
+
+const ME: Caller = Caller {
+    uid: 0,
+    gid: 0,
+    pid: 1,
+};
+
+fn n(s: &str) -> FileName {
+    FileName::new(s.as_bytes()).unwrap()
+}
+
+fn mem_head() -> Head {
+    let disk: Arc<dyn Disk> = Arc::new(strata::storage::sim::SimDisk::new());
+    init_encrypted(disk.clone());
+    Head::new(open(disk)).unwrap()
+}
+
+/// A repository with the default chunk sizes on a real disk.
+fn disk_head(dir: &std::path::Path) -> Head {
+    let disk: Arc<dyn Disk> = Arc::new(LocalDisk::new(dir));
+    init(
+        disk.clone(),
+        InitOptions {
+            id: strata::id::RepoId::random(),
+            secret: Some((passphrase("correct horse"), SlotKind::Passphrase)),
+            label: String::new(),
+            kdf: CHEAP_KDF,
+            chunker: ChunkerParams::default(),
+            pack_size: 64 << 20,
+        },
+    )
+    .unwrap();
+    Head::new(open(disk)).unwrap()
+}
+
+fn du(dir: &std::path::Path) -> u64 {
+    let out = std::process::Command::new("du")
+        .args(["-sb"])
+        .arg(dir)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn touching_one_file_in_a_100k_file_tree_serializes_only_its_chain() {
+    let h = mem_head();
+    let big = h.mkdir(ME, InodeNo::ROOT, &n("big"), 0o755, 0).unwrap().ino;
+    h.create(ME, big, &n("first"), 0o644, 0).unwrap();
+    let small_dir_cost = h.counters.last_txn_index_bytes.load(Ordering::Relaxed);
+    for i in 0..100_000 {
+        h.create(ME, big, &n(&format!("file-{i:06}")), 0o644, 0)
+            .unwrap();
+    }
+    // A create writes the same rows whatever the directory's size.
+    h.create(ME, big, &n("last"), 0o644, 0).unwrap();
+    let big_dir_cost = h.counters.last_txn_index_bytes.load(Ordering::Relaxed);
+    assert!(big_dir_cost <= small_dir_cost + 16, "create in a 100k directory wrote {big_dir_cost} index bytes, in a small one {small_dir_cost}");
+    let a = h.mkdir(ME, InodeNo::ROOT, &n("a"), 0o755, 0).unwrap().ino;
+    let b = h.mkdir(ME, a, &n("b"), 0o755, 0).unwrap().ino;
+    let c = h.mkdir(ME, b, &n("c"), 0o755, 0).unwrap().ino;
+    let f = h.create(ME, c, &n("f"), 0o644, 0).unwrap().ino;
+    let first = h.snapshot(ME, None).unwrap();
+    assert_eq!(first.stats.dirs_serialized, 5, "root, big, a, b, c");
+    h.setattr(
+        f,
+        &SetAttr {
+            mtime: Some(Timestamp { secs: 1, nanos: 0 }),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let second = h.snapshot(ME, None).unwrap();
+    assert_eq!(
+        second.stats.dirs_serialized, 4,
+        "c, b, a and the root; big is reused"
+    );
+    assert_eq!(second.stats.dirs_reused, 1);
+    // Renaming a directory dirties its old and new parents, not its contents.
+    h.rename(
+        InodeNo::ROOT,
+        &n("a"),
+        InodeNo::ROOT,
+        &n("a2"),
+        RenameMode::Replace,
+    )
+    .unwrap();
+    let third = h.snapshot(ME, None).unwrap();
+    assert_eq!(third.stats.dirs_serialized, 1, "only the root");
+}
+
+fn write_tree(h: &Head, dir: InodeNo, seed: u64) {
+    for i in 0..12u64 {
+        let f = h
+            .create(ME, dir, &n(&format!("f{i}")), 0o644, 0)
+            .unwrap()
+            .ino;
+        let data = if i % 3 == 0 {
+            b"log line: something happened\n".repeat(100_000)
+        } else {
+            bytes(seed + i, 3 << 20)
+        };
+        for (k, piece) in data.chunks(128 << 10).enumerate() {
+            h.write(f, (k * (128 << 10)) as u64, piece).unwrap();
+        }
+        h.release(f).unwrap();
+    }
+}
+
+#[test]
+fn re_ingesting_identical_data_adds_under_one_percent() {
+    let dir = tempfile::tempdir().unwrap();
+    let h = disk_head(dir.path());
+    let x = h.mkdir(ME, InodeNo::ROOT, &n("x"), 0o755, 0).unwrap().ino;
+    write_tree(&h, x, 1);
+    h.snapshot(ME, None).unwrap();
+    let before = du(dir.path());
+    let y = h.mkdir(ME, InodeNo::ROOT, &n("y"), 0o755, 0).unwrap().ino;
+    write_tree(&h, y, 1);
+    h.snapshot(ME, None).unwrap();
+    let after = du(dir.path());
+    let growth = (after - before) as f64 / before as f64;
+    assert!(
+        growth < 0.01,
+        "second copy grew the repository by {:.2} % ({before} -> {after} bytes)",
+        growth * 100.0
+    );
+}
+
+#[test]
+fn an_rsync_style_replace_of_an_unchanged_file_stores_no_data() {
+    let h = mem_head();
+    let data = bytes(5, 2 << 20);
+    let f = h.create(ME, InodeNo::ROOT, &n("db"), 0o644, 0).unwrap().ino;
+    h.write(f, 0, &data).unwrap();
+    h.release(f).unwrap();
+    h.snapshot(ME, None).unwrap();
+    let new_objects = || h.repo().store().counters.chunks_new.load(Ordering::Relaxed);
+    let before = new_objects();
+    // rsync writes a temporary file and renames it over the original.
+    let t = h
+        .create(ME, InodeNo::ROOT, &n(".db.Xy12ab"), 0o600, 0)
+        .unwrap()
+        .ino;
+    for (k, piece) in data.chunks(256 << 10).enumerate() {
+        h.write(t, (k * (256 << 10)) as u64, piece).unwrap();
+    }
+    h.release(t).unwrap();
+    h.rename(
+        InodeNo::ROOT,
+        &n(".db.Xy12ab"),
+        InodeNo::ROOT,
+        &n("db"),
+        RenameMode::Replace,
+    )
+    .unwrap();
+    h.snapshot(ME, None).unwrap();
+    // Only the new root tree and the snapshot record: no file content.
+    assert_eq!(
+        new_objects() - before,
+        2,
+        "replacing an unchanged file stored new objects"
+    );
+}
