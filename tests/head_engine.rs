@@ -220,3 +220,51 @@ fn an_unlinked_open_file_lives_until_released() {
     h.release(f).unwrap();
     assert!(matches!(h.getattr(f), Err(FsError::NotFound)));
 }
+
+#[test]
+fn default_acls_are_inherited_instead_of_the_umask() {
+    use strata::head::acl::{Acl, ACCESS, DEFAULT};
+    let (_, h) = head();
+    let d = h.mkdir(ME, ROOT, &n("shared"), 0o770, 0).unwrap().ino;
+    let default = Acl::from_mode(0o770).with_user(2000, 7);
+    h.setxattr(d, DEFAULT, &default.encode(), false, false)
+        .unwrap();
+    // The umask 077 would leave 0600; the default ACL wins.
+    let f = h.create(ME, d, &n("f"), 0o666, 0o077).unwrap();
+    assert_eq!(f.perm, 0o660);
+    let access = Acl::parse(&h.getxattr(f.ino, ACCESS).unwrap()).unwrap();
+    assert_eq!(access.mode_bits(), 0o660);
+    let sub = h.mkdir(ME, d, &n("sub"), 0o777, 0o022).unwrap();
+    assert_eq!(
+        h.getxattr(sub.ino, DEFAULT).unwrap(),
+        default.encode(),
+        "directories inherit the default ACL"
+    );
+    // chmod keeps the mask in step with the group bits.
+    h.setattr(
+        f.ino,
+        &SetAttr {
+            perm: Some(0o640),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let access = Acl::parse(&h.getxattr(f.ino, ACCESS).unwrap()).unwrap();
+    assert_eq!(access.mode_bits(), 0o640);
+    // Setting an access ACL sets the mode; a minimal one is not stored.
+    h.setxattr(f.ino, ACCESS, &Acl::from_mode(0o604).encode(), false, false)
+        .unwrap();
+    assert_eq!(h.getattr(f.ino).unwrap().perm, 0o604);
+    assert!(matches!(h.getxattr(f.ino, ACCESS), Err(FsError::NoAttr)));
+    assert!(matches!(
+        h.setxattr(f.ino, DEFAULT, &default.encode(), false, false),
+        Err(FsError::PermissionDenied)
+    ));
+    assert!(matches!(
+        h.setxattr(f.ino, ACCESS, b"junk", false, false),
+        Err(FsError::Invalid(_))
+    ));
+    // Without a default ACL the umask applies.
+    let g = h.create(ME, ROOT, &n("g"), 0o666, 0o027).unwrap();
+    assert_eq!(g.perm, 0o640);
+}

@@ -13,6 +13,7 @@
 //! operations since the last durable commit, and never leaves the index
 //! pointing at bytes that are not on disk.
 
+pub mod acl;
 pub mod content;
 pub mod records;
 pub mod snapshot;
@@ -24,6 +25,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use acl::Acl;
 use records::{DirentRecord, InodeRecord, XattrRecord};
 use txn::{Read, Reader, Write};
 pub use types::*;
@@ -297,11 +299,40 @@ impl Head {
             }
             let now = Timestamp::now();
             let setgid_dir = dir.perm & libc::S_ISGID != 0;
-            let mut perm = perm & 0o7777 & !(umask & 0o777);
+            // A default ACL on the directory replaces the umask.
+            let default_acl = match (kind, w.xattr(parent, acl::DEFAULT)?) {
+                (FileKind::Symlink, _) | (_, None) => None,
+                (_, Some(x)) => Some(Acl::parse(&x.value)?),
+            };
+            let (mut perm, access_acl) = match &default_acl {
+                Some(default) => {
+                    let (access, bits) = default.inherit(perm & 0o7777);
+                    (bits, (!access.is_minimal()).then_some(access))
+                }
+                None => (perm & 0o7777 & !(umask & 0o777), None),
+            };
             if kind == FileKind::Dir && setgid_dir {
                 perm |= libc::S_ISGID;
             }
             let ino = w.next_ino()?;
+            if let Some(access) = access_acl {
+                w.set_xattr(
+                    ino,
+                    &XattrRecord {
+                        name: acl::ACCESS.to_vec(),
+                        value: access.encode(),
+                    },
+                )?;
+            }
+            if let (FileKind::Dir, Some(default)) = (kind, &default_acl) {
+                w.set_xattr(
+                    ino,
+                    &XattrRecord {
+                        name: acl::DEFAULT.to_vec(),
+                        value: default.encode(),
+                    },
+                )?;
+            }
             let rec = InodeRecord {
                 kind,
                 perm,
@@ -627,6 +658,18 @@ impl Head {
             let now = Timestamp::now();
             if let Some(perm) = set.perm {
                 rec.perm = perm & 0o7777;
+                // Keep the access ACL in step: its mask (or group) follows the group bits.
+                if let Some(x) = w.xattr(ino, acl::ACCESS)? {
+                    let mut access = Acl::parse(&x.value)?;
+                    access.chmod(rec.perm);
+                    w.set_xattr(
+                        ino,
+                        &XattrRecord {
+                            name: x.name,
+                            value: access.encode(),
+                        },
+                    )?;
+                }
             }
             if let Some(uid) = set.uid {
                 rec.uid = uid;
@@ -677,13 +720,32 @@ impl Head {
             if replace && !exists {
                 return Err(FsError::NoAttr);
             }
-            w.set_xattr(
-                ino,
-                &XattrRecord {
-                    name: name.to_vec(),
-                    value: value.to_vec(),
-                },
-            )?;
+            let stored = if name == acl::ACCESS {
+                // The mode follows the access ACL; one that says no more
+                // than the mode is not kept.
+                let access = Acl::parse(value)?;
+                rec.perm = (rec.perm & 0o7000) | access.mode_bits();
+                !access.is_minimal()
+            } else if name == acl::DEFAULT {
+                if rec.kind != FileKind::Dir {
+                    return Err(FsError::PermissionDenied);
+                }
+                Acl::parse(value)?;
+                true
+            } else {
+                true
+            };
+            if stored {
+                w.set_xattr(
+                    ino,
+                    &XattrRecord {
+                        name: name.to_vec(),
+                        value: value.to_vec(),
+                    },
+                )?;
+            } else {
+                w.remove_xattr(ino, name)?;
+            }
             rec.ctime = Timestamp::now();
             w.put(ino, &rec)?;
             w.dirty_parents(ino)

@@ -286,6 +286,9 @@ pub enum FsError {
     /// Snapshots and read-only mode.
     #[error("read-only")]
     ReadOnly,
+    /// Not allowed for this inode (e.g. a default ACL on a file).
+    #[error("permission denied")]
+    PermissionDenied,
     /// The store is out of space; nothing was half-stored.
     #[error("no space left on device")]
     NoSpace,
@@ -314,6 +317,7 @@ impl FsError {
             FsError::TooLarge => libc::E2BIG,
             FsError::TooManyLinks => libc::EMLINK,
             FsError::ReadOnly => libc::EROFS,
+            FsError::PermissionDenied => libc::EACCES,
             FsError::NoSpace => libc::ENOSPC,
             // Damaged data must not pass for a missing file or for success.
             FsError::Corrupt(_) => libc::EIO,
