@@ -40,7 +40,7 @@ impl Acl {
     /// there are named users or groups.
     pub fn parse(value: &[u8]) -> Result<Acl, FsError> {
         let bad = FsError::Invalid("malformed POSIX ACL");
-        if value.len() < 4 || (value.len() - 4) % 8 != 0 {
+        if value.len() < 4 || !(value.len() - 4).is_multiple_of(8) {
             return Err(bad);
         }
         if u32::from_le_bytes(value[..4].try_into().expect("4 bytes")) != VERSION {
