@@ -336,12 +336,13 @@ impl Store {
         if w.pack.is_none() {
             let pid = PackId::random();
             let path = open_pack_path(pid);
-            let file = self
-                .disk
-                .open(&path, true)
-                .map_err(io_err("create", &path))?;
-            let writer = PackWriter::create(pid, file, self.codec.sealer().suite())
-                .map_err(|e| self.write_failed(&mut w, &path, e))?;
+            let created = self.disk.open(&path, true).and_then(|file| {
+                PackWriter::create(pid, file, self.codec.sealer().suite()).inspect_err(|_| {
+                    // No half pack: a file without a header would not parse.
+                    let _ = self.disk.remove(&path);
+                })
+            });
+            let writer = created.map_err(|e| self.write_failed(&mut w, &path, e))?;
             w.pack = Some(writer);
             w.pack_is_new = true;
         }

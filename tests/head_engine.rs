@@ -268,3 +268,97 @@ fn default_acls_are_inherited_instead_of_the_umask() {
     let g = h.create(ME, ROOT, &n("g"), 0o666, 0o027).unwrap();
     assert_eq!(g.perm, 0o640);
 }
+
+#[test]
+fn statfs_counts_inodes_and_bytes() {
+    let (_, h) = head();
+    let f = h.create(ME, ROOT, &n("f"), 0o644, 0).unwrap().ino;
+    h.write(f, 0, &bytes(9, 100_000)).unwrap();
+    h.fsync(f).unwrap();
+    let s = h.statfs().unwrap();
+    assert_eq!(s.inodes, 2);
+    assert!(s.used_bytes > 100_000);
+}
+
+#[test]
+fn sequential_writes_stage_nothing_and_a_small_overwrite_stores_few_chunks() {
+    use std::sync::atomic::Ordering;
+    let (_, h) = head();
+    let f = h.create(ME, ROOT, &n("big"), 0o644, 0).unwrap().ino;
+    let data = bytes(10, 8 << 20);
+    for (k, piece) in data.chunks(128 << 10).enumerate() {
+        h.write(f, (k * (128 << 10)) as u64, piece).unwrap();
+        assert_eq!(
+            h.counters.staging_bytes.load(Ordering::Relaxed),
+            0,
+            "an append staged bytes"
+        );
+    }
+    h.release(f).unwrap();
+    let new_objects = || h.repo().store().counters.chunks_new.load(Ordering::Relaxed);
+    let before = new_objects();
+    h.write(f, 5 << 20, &[0xAB; 4096]).unwrap();
+    assert_eq!(h.counters.staging_bytes.load(Ordering::Relaxed), 4096);
+    h.flush(f).unwrap();
+    let stored = new_objects() - before;
+    assert!(
+        (1..=3).contains(&stored),
+        "a 4 KiB overwrite of an 8 MiB file stored {stored} chunks"
+    );
+    let mut model = data;
+    model[5 << 20..(5 << 20) + 4096].fill(0xAB);
+    same(&h.read(f, 0, u32::MAX).unwrap(), &model);
+}
+
+#[test]
+fn a_failed_flush_leaves_a_size_and_mtime_rsync_will_not_trust() {
+    let sim = SimDisk::new();
+    let disk: Arc<dyn Disk> = Arc::new(sim.clone());
+    init_encrypted(disk.clone());
+    let h = Head::new(open(disk)).unwrap();
+    let f = h.create(ME, ROOT, &n("f"), 0o644, 0).unwrap().ino;
+    h.write(f, 0, &bytes(11, 20_000)).unwrap();
+    // The source's mtime, as rsync sets it after writing.
+    let source_time = Timestamp {
+        secs: 1_700_000_000,
+        nanos: 5,
+    };
+    h.setattr(
+        f,
+        &SetAttr {
+            mtime: Some(source_time),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    sim.fail_write(0, std::io::ErrorKind::StorageFull);
+    assert!(matches!(h.flush(f), Err(FsError::NoSpace)));
+    sim.heal();
+    let a = h.getattr(f).unwrap();
+    assert_ne!(
+        (a.size, a.mtime),
+        (20_000, source_time),
+        "rsync's quick check would skip this file"
+    );
+}
+
+#[test]
+fn an_unlinked_open_file_is_removed_after_a_crash() {
+    let sim = SimDisk::new();
+    let disk: Arc<dyn Disk> = Arc::new(sim.clone());
+    init_encrypted(disk.clone());
+    let h = Head::new(open(disk)).unwrap();
+    let f = h.create(ME, ROOT, &n("tmp"), 0o644, 0).unwrap().ino;
+    h.open(f).unwrap();
+    h.write(f, 0, &bytes(12, 50_000)).unwrap();
+    h.unlink(ROOT, &n("tmp")).unwrap();
+    h.fsync(f).unwrap();
+    let image = sim.crash_images(1, 0).remove(0);
+    std::mem::forget(h);
+    let h = Head::new(open(Arc::new(image))).unwrap();
+    assert!(
+        matches!(h.getattr(f), Err(FsError::NotFound)),
+        "orphan survived the crash"
+    );
+    assert_eq!(h.statfs().unwrap().inodes, 1);
+}

@@ -781,12 +781,24 @@ impl Head {
 
     /// Filesystem statistics.
     pub fn statfs(&self) -> Result<FsStats, FsError> {
+        // Cheap enough for df: pack lengths are in memory, the inode count
+        // is table metadata.
         let disk = self.repo.disk();
-        let stats = crate::stats::stats(&self.repo).map_err(|e| FsError::Io(e.to_string()))?;
+        let packs: u64 = self
+            .repo
+            .store()
+            .pack_records()
+            .values()
+            .map(|r| r.len)
+            .sum();
+        let index = disk
+            .open(crate::format::INDEX_FILE, false)
+            .and_then(|f| f.len())
+            .unwrap_or(0);
         Ok(FsStats {
             free_bytes: disk.available().unwrap_or(0),
-            used_bytes: stats.pack_file_bytes + stats.index_bytes,
-            inodes: 0,
+            used_bytes: packs + index,
+            inodes: self.rtx()?.inode_count()?,
         })
     }
 

@@ -255,6 +255,14 @@ fn db_err(e: impl std::fmt::Display) -> FsError {
 
 reader_impl!(Read<'_>);
 
+impl Read<'_> {
+    /// Number of inodes in the head.
+    pub fn inode_count(&self) -> Result<u64, FsError> {
+        use redb::ReadableTableMetadata;
+        self.inodes.len().map_err(db)
+    }
+}
+
 /// A write transaction's open tables.
 pub struct Write<'a> {
     sealer: &'a Sealer,
