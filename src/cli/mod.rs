@@ -78,12 +78,22 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Repair(RepairCommand::Index) => cmd_repair_index(g),
         Command::Snapshot(c) => snapshot::run(g, c, unlock(g)?),
         Command::Stats => {
-            let repo = unlock(g)?;
-            let s = strata::stats::stats(&repo)?;
-            print(g, &s, || {
+            #[derive(Serialize)]
+            struct All {
+                #[serde(flatten)]
+                repository: strata::stats::Stats,
+                head: strata::head::HeadStats,
+            }
+            let head = strata::head::Head::new(unlock(g)?)?;
+            let all = All {
+                repository: strata::stats::stats(head.repo())?,
+                head: head.stats()?,
+            };
+            let (s, h) = (&all.repository, &all.head);
+            print(g, &all, || {
                 format!(
-                    "suite            {}\nchunks           {}\nchunk bytes      {}\nstored bytes     {} ({:.1} % of chunk bytes)\npacks            {} finished, {} open ({} bytes)\nindex            {} bytes\nkey slots        {}",
-                    s.suite, s.chunks, s.chunk_bytes, s.stored_bytes, s.compression_ratio * 100.0, s.packs, s.open_packs, s.pack_file_bytes, s.index_bytes, s.key_slots
+                    "suite            {}\nobjects          {} ({} bytes)\nstored bytes     {} ({:.1} % of object bytes)\npacks            {} finished, {} open ({} bytes)\nindex            {} bytes\nkey slots        {}\ninodes           {}\nsnapshots        {} (the newest serialized {} directories, reused {})",
+                    s.suite, s.chunks, s.chunk_bytes, s.stored_bytes, s.compression_ratio * 100.0, s.packs, s.open_packs, s.pack_file_bytes, s.index_bytes, s.key_slots, h.inodes, h.snapshots, h.last_snapshot_dirs_serialized, h.last_snapshot_dirs_reused
                 )
             });
             Ok(())

@@ -72,6 +72,24 @@ pub struct HeadCounters {
     pub last_txn_index_bytes: AtomicU64,
 }
 
+/// What `strata stats` shows of the head. The live counters (staging, last
+/// operation) describe this process: from the daemon, `strata status`.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct HeadStats {
+    /// Inodes in the head.
+    pub inodes: u64,
+    /// Snapshots.
+    pub snapshots: u64,
+    /// Directories the newest snapshot serialized.
+    pub last_snapshot_dirs_serialized: u64,
+    /// Directories the newest snapshot reused unchanged.
+    pub last_snapshot_dirs_reused: u64,
+    /// Bytes of overwrites held for re-chunking now.
+    pub staging_bytes: u64,
+    /// Index bytes written by the last operation.
+    pub last_op_index_bytes: u64,
+}
+
 /// The mutable tree of one unlocked repository.
 pub struct Head {
     repo: Repo,
@@ -799,6 +817,23 @@ impl Head {
             free_bytes: disk.available().unwrap_or(0),
             used_bytes: packs + index,
             inodes: self.rtx()?.inode_count()?,
+        })
+    }
+
+    /// Counts and cost counters of the head, for `strata stats`.
+    pub fn stats(&self) -> Result<HeadStats, FsError> {
+        let snapshots = self.snapshots()?;
+        let last = snapshots
+            .last()
+            .map(|r| r.record.stats.clone())
+            .unwrap_or_default();
+        Ok(HeadStats {
+            inodes: self.rtx()?.inode_count()?,
+            snapshots: snapshots.len() as u64,
+            last_snapshot_dirs_serialized: last.dirs_serialized,
+            last_snapshot_dirs_reused: last.dirs_reused,
+            staging_bytes: self.counters.staging_bytes.load(Ordering::Relaxed),
+            last_op_index_bytes: self.counters.last_txn_index_bytes.load(Ordering::Relaxed),
         })
     }
 
