@@ -83,6 +83,7 @@ fn touching_one_file_in_a_100k_file_tree_serializes_only_its_chain() {
     let first = h.snapshot(ME, None).unwrap();
     assert_eq!(first.stats.dirs_serialized, 5, "root, big, a, b, c");
     h.setattr(
+        ME,
         f,
         &SetAttr {
             mtime: Some(Timestamp { secs: 1, nanos: 0 }),
@@ -98,6 +99,7 @@ fn touching_one_file_in_a_100k_file_tree_serializes_only_its_chain() {
     assert_eq!(second.stats.dirs_reused, 1);
     // Renaming a directory dirties its old and new parents, not its contents.
     h.rename(
+        ME,
         InodeNo::ROOT,
         &n("a"),
         InodeNo::ROOT,
@@ -121,9 +123,9 @@ fn write_tree(h: &Head, dir: InodeNo, seed: u64) {
             bytes(seed + i, 3 << 20)
         };
         for (k, piece) in data.chunks(128 << 10).enumerate() {
-            h.write(f, (k * (128 << 10)) as u64, piece).unwrap();
+            h.write(ME, f, (k * (128 << 10)) as u64, piece).unwrap();
         }
-        h.release(f).unwrap();
+        h.release(ME, f).unwrap();
     }
 }
 
@@ -152,8 +154,8 @@ fn an_rsync_style_replace_of_an_unchanged_file_stores_no_data() {
     let h = mem_head();
     let data = bytes(5, 2 << 20);
     let f = h.create(ME, InodeNo::ROOT, &n("db"), 0o644, 0).unwrap().ino;
-    h.write(f, 0, &data).unwrap();
-    h.release(f).unwrap();
+    h.write(ME, f, 0, &data).unwrap();
+    h.release(ME, f).unwrap();
     h.snapshot(ME, None).unwrap();
     let new_objects = || h.repo().store().counters.chunks_new.load(Ordering::Relaxed);
     let before = new_objects();
@@ -163,10 +165,11 @@ fn an_rsync_style_replace_of_an_unchanged_file_stores_no_data() {
         .unwrap()
         .ino;
     for (k, piece) in data.chunks(256 << 10).enumerate() {
-        h.write(t, (k * (256 << 10)) as u64, piece).unwrap();
+        h.write(ME, t, (k * (256 << 10)) as u64, piece).unwrap();
     }
-    h.release(t).unwrap();
+    h.release(ME, t).unwrap();
     h.rename(
+        ME,
         InodeNo::ROOT,
         &n(".db.Xy12ab"),
         InodeNo::ROOT,

@@ -32,8 +32,8 @@ struct Acked {
 }
 
 fn read_path(h: &Head, name: &str) -> Vec<u8> {
-    let ino = h.lookup(InodeNo::ROOT, &n(name)).unwrap().ino;
-    h.read(ino, 0, u32::MAX).unwrap()
+    let ino = h.lookup(ME, InodeNo::ROOT, &n(name)).unwrap().ino;
+    h.read(ME, ino, 0, u32::MAX).unwrap()
 }
 
 #[test]
@@ -51,9 +51,10 @@ fn fsynced_files_and_snapshots_survive_every_crash_image() {
     for round in 0..8u64 {
         let name = format!("f{}", round % 3);
         let data = bytes(round, 30_000 + round as usize * 17_000);
-        let ino = match h.lookup(InodeNo::ROOT, &n(&name)) {
+        let ino = match h.lookup(ME, InodeNo::ROOT, &n(&name)) {
             Ok(a) => {
                 h.setattr(
+                    ME,
                     a.ino,
                     &strata::head::SetAttr {
                         size: Some(0),
@@ -73,14 +74,14 @@ fn fsynced_files_and_snapshots_survive_every_crash_image() {
             .entry(name.clone())
             .or_default()
             .push((sim.sync_point_count(), data.clone()));
-        h.write(ino, 0, &data).unwrap();
+        h.write(ME, ino, 0, &data).unwrap();
         current.insert(name.clone(), data.clone());
         if round % 3 == 2 {
             let rec = h.snapshot(ME, None).unwrap();
             acked.snapshots.insert(rec.seq, current.clone());
             acked.files = current.clone();
         } else {
-            h.fsync(ino).unwrap();
+            h.fsync(ME, ino).unwrap();
             // fsync flushes every file: all current content is acknowledged.
             acked.files = current.clone();
         }
@@ -125,7 +126,7 @@ fn fsynced_files_and_snapshots_survive_every_crash_image() {
                         .find(|e| e.name == name.as_bytes())
                         .unwrap();
                     assert!(
-                        h.read_snapshot_file(e, 0, u32::MAX).unwrap() == *data,
+                        h.read_snapshot_file(ME, e, 0, u32::MAX).unwrap() == *data,
                         "point {p} image {k}: snapshot {seq} {name}"
                     );
                 }

@@ -50,19 +50,19 @@ fn create_write_read_back() {
         (1000, 100, 0o644, FileKind::File)
     );
     let data = bytes(1, 500_000);
-    h.open(f.ino).unwrap();
+    h.open(ME, f.ino).unwrap();
     for (i, piece) in data.chunks(70_000).enumerate() {
-        h.write(f.ino, (i * 70_000) as u64, piece).unwrap();
+        h.write(ME, f.ino, (i * 70_000) as u64, piece).unwrap();
         // Reads see the bytes just written, before any flush.
         same(
-            &h.read(f.ino, 0, 1 << 30).unwrap(),
+            &h.read(ME, f.ino, 0, 1 << 30).unwrap(),
             &data[..(i * 70_000 + piece.len())],
         );
     }
-    h.release(f.ino).unwrap();
-    assert_eq!(h.getattr(f.ino).unwrap().size, 500_000);
-    same(&h.read(f.ino, 1000, 10).unwrap(), &data[1000..1010]);
-    assert_eq!(h.lookup(ROOT, &n("a")).unwrap().ino, f.ino);
+    h.release(ME, f.ino).unwrap();
+    assert_eq!(h.getattr(ME, f.ino).unwrap().size, 500_000);
+    same(&h.read(ME, f.ino, 1000, 10).unwrap(), &data[1000..1010]);
+    assert_eq!(h.lookup(ME, ROOT, &n("a")).unwrap().ino, f.ino);
 }
 
 #[test]
@@ -70,18 +70,19 @@ fn overwrites_truncates_and_holes() {
     let (_, h) = head();
     let f = h.create(ME, ROOT, &n("f"), 0o644, 0).unwrap().ino;
     let mut model = bytes(2, 300_000);
-    h.write(f, 0, &model).unwrap();
-    h.flush(f).unwrap();
+    h.write(ME, f, 0, &model).unwrap();
+    h.flush(ME, f).unwrap();
     // Overwrite in the middle, then extend past a gap.
-    h.write(f, 1000, b"hello").unwrap();
+    h.write(ME, f, 1000, b"hello").unwrap();
     model[1000..1005].copy_from_slice(b"hello");
-    h.write(f, 400_000, b"tail").unwrap();
+    h.write(ME, f, 400_000, b"tail").unwrap();
     model.resize(400_000, 0);
     model.extend_from_slice(b"tail");
-    same(&h.read(f, 0, 1 << 30).unwrap(), &model);
-    h.flush(f).unwrap();
-    same(&h.read(f, 0, 1 << 30).unwrap(), &model);
+    same(&h.read(ME, f, 0, 1 << 30).unwrap(), &model);
+    h.flush(ME, f).unwrap();
+    same(&h.read(ME, f, 0, 1 << 30).unwrap(), &model);
     h.setattr(
+        ME,
         f,
         &SetAttr {
             size: Some(150_000),
@@ -90,8 +91,9 @@ fn overwrites_truncates_and_holes() {
     )
     .unwrap();
     model.truncate(150_000);
-    same(&h.read(f, 0, 1 << 30).unwrap(), &model);
+    same(&h.read(ME, f, 0, 1 << 30).unwrap(), &model);
     h.setattr(
+        ME,
         f,
         &SetAttr {
             size: Some(200_000),
@@ -100,62 +102,64 @@ fn overwrites_truncates_and_holes() {
     )
     .unwrap();
     model.resize(200_000, 0);
-    same(&h.read(f, 0, 1 << 30).unwrap(), &model);
+    same(&h.read(ME, f, 0, 1 << 30).unwrap(), &model);
 }
 
 #[test]
 fn namespace_operations() {
     let (_, h) = head();
     let d = h.mkdir(ME, ROOT, &n("d"), 0o755, 0o022).unwrap().ino;
-    assert_eq!(h.getattr(ROOT).unwrap().nlink, 3);
+    assert_eq!(h.getattr(ME, ROOT).unwrap().nlink, 3);
     let f = h.create(ME, d, &n("f"), 0o600, 0).unwrap().ino;
-    h.link(f, ROOT, &n("hard")).unwrap();
-    assert_eq!(h.getattr(f).unwrap().nlink, 2);
+    h.link(ME, f, ROOT, &n("hard")).unwrap();
+    assert_eq!(h.getattr(ME, f).unwrap().nlink, 2);
     h.symlink(ME, ROOT, &n("s"), b"d/f").unwrap();
     assert_eq!(
-        h.readlink(h.lookup(ROOT, &n("s")).unwrap().ino).unwrap(),
+        h.readlink(ME, h.lookup(ME, ROOT, &n("s")).unwrap().ino)
+            .unwrap(),
         b"d/f"
     );
-    assert!(matches!(h.rmdir(ROOT, &n("d")), Err(FsError::NotEmpty)));
+    assert!(matches!(h.rmdir(ME, ROOT, &n("d")), Err(FsError::NotEmpty)));
     assert!(matches!(
-        h.rename(ROOT, &n("d"), d, &n("x"), RenameMode::Replace),
+        h.rename(ME, ROOT, &n("d"), d, &n("x"), RenameMode::Replace),
         Err(FsError::Loop)
     ));
-    h.rename(d, &n("f"), ROOT, &n("g"), RenameMode::Replace)
+    h.rename(ME, d, &n("f"), ROOT, &n("g"), RenameMode::Replace)
         .unwrap();
     assert!(matches!(
-        h.rename(ROOT, &n("g"), ROOT, &n("hard"), RenameMode::NoReplace),
+        h.rename(ME, ROOT, &n("g"), ROOT, &n("hard"), RenameMode::NoReplace),
         Err(FsError::Exists)
     ));
-    h.rename(ROOT, &n("s"), ROOT, &n("d"), RenameMode::Exchange)
+    h.rename(ME, ROOT, &n("s"), ROOT, &n("d"), RenameMode::Exchange)
         .unwrap();
-    assert_eq!(h.lookup(ROOT, &n("s")).unwrap().kind, FileKind::Dir);
-    h.unlink(ROOT, &n("hard")).unwrap();
-    assert_eq!(h.getattr(f).unwrap().nlink, 1);
-    h.rmdir(ROOT, &n("s")).unwrap();
+    assert_eq!(h.lookup(ME, ROOT, &n("s")).unwrap().kind, FileKind::Dir);
+    h.unlink(ME, ROOT, &n("hard")).unwrap();
+    assert_eq!(h.getattr(ME, f).unwrap().nlink, 1);
+    h.rmdir(ME, ROOT, &n("s")).unwrap();
     let mut names: Vec<Vec<u8>> = h
-        .readdir(ROOT, 0)
+        .readdir(ME, ROOT, 0)
         .unwrap()
         .into_iter()
         .map(|e| e.name.as_bytes().to_vec())
         .collect();
     names.sort();
     assert_eq!(names, vec![b"d".to_vec(), b"g".to_vec()]);
-    h.setxattr(f, b"user.k", b"v", true, false).unwrap();
+    h.setxattr(ME, f, b"user.k", b"v", true, false).unwrap();
     assert!(matches!(
-        h.setxattr(f, b"user.k", b"v", true, false),
+        h.setxattr(ME, f, b"user.k", b"v", true, false),
         Err(FsError::Exists)
     ));
-    assert_eq!(h.getxattr(f, b"user.k").unwrap(), b"v");
-    assert_eq!(h.listxattr(f).unwrap(), vec![b"user.k".to_vec()]);
-    h.removexattr(f, b"user.k").unwrap();
-    assert!(matches!(h.getxattr(f, b"user.k"), Err(FsError::NoAttr)));
+    assert_eq!(h.getxattr(ME, f, b"user.k").unwrap(), b"v");
+    assert_eq!(h.listxattr(ME, f).unwrap(), vec![b"user.k".to_vec()]);
+    h.removexattr(ME, f, b"user.k").unwrap();
+    assert!(matches!(h.getxattr(ME, f, b"user.k"), Err(FsError::NoAttr)));
     let t = Timestamp {
         secs: -86_400 * 365,
         nanos: 123_456_789,
     };
     let a = h
         .setattr(
+            ME,
             f,
             &SetAttr {
                 mtime: Some(t),
@@ -178,7 +182,7 @@ fn readdir_resumes_from_its_cursor_over_many_entries() {
     let mut seen = std::collections::BTreeSet::new();
     let mut cursor = 0;
     loop {
-        let batch = h.readdir(ROOT, cursor).unwrap();
+        let batch = h.readdir(ME, ROOT, cursor).unwrap();
         let Some(last) = batch.last() else { break };
         cursor = last.cursor;
         for e in batch {
@@ -196,6 +200,7 @@ fn setgid_directories_pass_on_their_group() {
     let (_, h) = head();
     let d = h.mkdir(ME, ROOT, &n("shared"), 0o2775, 0).unwrap();
     h.setattr(
+        ME,
         d.ino,
         &SetAttr {
             gid: Some(555),
@@ -213,12 +218,12 @@ fn setgid_directories_pass_on_their_group() {
 fn an_unlinked_open_file_lives_until_released() {
     let (_, h) = head();
     let f = h.create(ME, ROOT, &n("tmp"), 0o644, 0).unwrap().ino;
-    h.open(f).unwrap();
-    h.write(f, 0, b"still here").unwrap();
-    h.unlink(ROOT, &n("tmp")).unwrap();
-    same(&h.read(f, 0, 100).unwrap(), b"still here");
-    h.release(f).unwrap();
-    assert!(matches!(h.getattr(f), Err(FsError::NotFound)));
+    h.open(ME, f).unwrap();
+    h.write(ME, f, 0, b"still here").unwrap();
+    h.unlink(ME, ROOT, &n("tmp")).unwrap();
+    same(&h.read(ME, f, 0, 100).unwrap(), b"still here");
+    h.release(ME, f).unwrap();
+    assert!(matches!(h.getattr(ME, f), Err(FsError::NotFound)));
 }
 
 #[test]
@@ -227,21 +232,22 @@ fn default_acls_are_inherited_instead_of_the_umask() {
     let (_, h) = head();
     let d = h.mkdir(ME, ROOT, &n("shared"), 0o770, 0).unwrap().ino;
     let default = Acl::from_mode(0o770).with_user(2000, 7);
-    h.setxattr(d, DEFAULT, &default.encode(), false, false)
+    h.setxattr(ME, d, DEFAULT, &default.encode(), false, false)
         .unwrap();
     // The umask 077 would leave 0600; the default ACL wins.
     let f = h.create(ME, d, &n("f"), 0o666, 0o077).unwrap();
     assert_eq!(f.perm, 0o660);
-    let access = Acl::parse(&h.getxattr(f.ino, ACCESS).unwrap()).unwrap();
+    let access = Acl::parse(&h.getxattr(ME, f.ino, ACCESS).unwrap()).unwrap();
     assert_eq!(access.mode_bits(), 0o660);
     let sub = h.mkdir(ME, d, &n("sub"), 0o777, 0o022).unwrap();
     assert_eq!(
-        h.getxattr(sub.ino, DEFAULT).unwrap(),
+        h.getxattr(ME, sub.ino, DEFAULT).unwrap(),
         default.encode(),
         "directories inherit the default ACL"
     );
     // chmod keeps the mask in step with the group bits.
     h.setattr(
+        ME,
         f.ino,
         &SetAttr {
             perm: Some(0o640),
@@ -249,19 +255,29 @@ fn default_acls_are_inherited_instead_of_the_umask() {
         },
     )
     .unwrap();
-    let access = Acl::parse(&h.getxattr(f.ino, ACCESS).unwrap()).unwrap();
+    let access = Acl::parse(&h.getxattr(ME, f.ino, ACCESS).unwrap()).unwrap();
     assert_eq!(access.mode_bits(), 0o640);
     // Setting an access ACL sets the mode; a minimal one is not stored.
-    h.setxattr(f.ino, ACCESS, &Acl::from_mode(0o604).encode(), false, false)
-        .unwrap();
-    assert_eq!(h.getattr(f.ino).unwrap().perm, 0o604);
-    assert!(matches!(h.getxattr(f.ino, ACCESS), Err(FsError::NoAttr)));
+    h.setxattr(
+        ME,
+        f.ino,
+        ACCESS,
+        &Acl::from_mode(0o604).encode(),
+        false,
+        false,
+    )
+    .unwrap();
+    assert_eq!(h.getattr(ME, f.ino).unwrap().perm, 0o604);
     assert!(matches!(
-        h.setxattr(f.ino, DEFAULT, &default.encode(), false, false),
+        h.getxattr(ME, f.ino, ACCESS),
+        Err(FsError::NoAttr)
+    ));
+    assert!(matches!(
+        h.setxattr(ME, f.ino, DEFAULT, &default.encode(), false, false),
         Err(FsError::PermissionDenied)
     ));
     assert!(matches!(
-        h.setxattr(f.ino, ACCESS, b"junk", false, false),
+        h.setxattr(ME, f.ino, ACCESS, b"junk", false, false),
         Err(FsError::Invalid(_))
     ));
     // Without a default ACL the umask applies.
@@ -273,9 +289,9 @@ fn default_acls_are_inherited_instead_of_the_umask() {
 fn statfs_counts_inodes_and_bytes() {
     let (_, h) = head();
     let f = h.create(ME, ROOT, &n("f"), 0o644, 0).unwrap().ino;
-    h.write(f, 0, &bytes(9, 100_000)).unwrap();
-    h.fsync(f).unwrap();
-    let s = h.statfs().unwrap();
+    h.write(ME, f, 0, &bytes(9, 100_000)).unwrap();
+    h.fsync(ME, f).unwrap();
+    let s = h.statfs(ME).unwrap();
     assert_eq!(s.inodes, 2);
     assert!(s.used_bytes > 100_000);
 }
@@ -287,27 +303,30 @@ fn sequential_writes_stage_nothing_and_a_small_overwrite_stores_few_chunks() {
     let f = h.create(ME, ROOT, &n("big"), 0o644, 0).unwrap().ino;
     let data = bytes(10, 8 << 20);
     for (k, piece) in data.chunks(128 << 10).enumerate() {
-        h.write(f, (k * (128 << 10)) as u64, piece).unwrap();
+        h.write(ME, f, (k * (128 << 10)) as u64, piece).unwrap();
         assert_eq!(
             h.counters.staging_bytes.load(Ordering::Relaxed),
             0,
             "an append staged bytes"
         );
     }
-    h.release(f).unwrap();
+    h.release(ME, f).unwrap();
     let new_objects = || h.repo().store().counters.chunks_new.load(Ordering::Relaxed);
     let before = new_objects();
-    h.write(f, 5 << 20, &[0xAB; 4096]).unwrap();
+    h.write(ME, f, 5 << 20, &[0xAB; 4096]).unwrap();
     assert_eq!(h.counters.staging_bytes.load(Ordering::Relaxed), 4096);
-    h.flush(f).unwrap();
+    h.flush(ME, f).unwrap();
     let stored = new_objects() - before;
+    // Content-defined chunking falls back into step with the old boundaries
+    // within a few chunks (how many depends on the key-dependent cuts); the
+    // file has about 500.
     assert!(
-        (1..=3).contains(&stored),
+        (1..=8).contains(&stored),
         "a 4 KiB overwrite of an 8 MiB file stored {stored} chunks"
     );
     let mut model = data;
     model[5 << 20..(5 << 20) + 4096].fill(0xAB);
-    same(&h.read(f, 0, u32::MAX).unwrap(), &model);
+    same(&h.read(ME, f, 0, u32::MAX).unwrap(), &model);
 }
 
 #[test]
@@ -317,13 +336,14 @@ fn a_failed_flush_leaves_a_size_and_mtime_rsync_will_not_trust() {
     init_encrypted(disk.clone());
     let h = Head::new(open(disk)).unwrap();
     let f = h.create(ME, ROOT, &n("f"), 0o644, 0).unwrap().ino;
-    h.write(f, 0, &bytes(11, 20_000)).unwrap();
+    h.write(ME, f, 0, &bytes(11, 20_000)).unwrap();
     // The source's mtime, as rsync sets it after writing.
     let source_time = Timestamp {
         secs: 1_700_000_000,
         nanos: 5,
     };
     h.setattr(
+        ME,
         f,
         &SetAttr {
             mtime: Some(source_time),
@@ -332,9 +352,9 @@ fn a_failed_flush_leaves_a_size_and_mtime_rsync_will_not_trust() {
     )
     .unwrap();
     sim.fail_write(0, std::io::ErrorKind::StorageFull);
-    assert!(matches!(h.flush(f), Err(FsError::NoSpace)));
+    assert!(matches!(h.flush(ME, f), Err(FsError::NoSpace)));
     sim.heal();
-    let a = h.getattr(f).unwrap();
+    let a = h.getattr(ME, f).unwrap();
     assert_ne!(
         (a.size, a.mtime),
         (20_000, source_time),
@@ -349,16 +369,16 @@ fn an_unlinked_open_file_is_removed_after_a_crash() {
     init_encrypted(disk.clone());
     let h = Head::new(open(disk)).unwrap();
     let f = h.create(ME, ROOT, &n("tmp"), 0o644, 0).unwrap().ino;
-    h.open(f).unwrap();
-    h.write(f, 0, &bytes(12, 50_000)).unwrap();
-    h.unlink(ROOT, &n("tmp")).unwrap();
-    h.fsync(f).unwrap();
+    h.open(ME, f).unwrap();
+    h.write(ME, f, 0, &bytes(12, 50_000)).unwrap();
+    h.unlink(ME, ROOT, &n("tmp")).unwrap();
+    h.fsync(ME, f).unwrap();
     let image = sim.crash_images(1, 0).remove(0);
     std::mem::forget(h);
     let h = Head::new(open(Arc::new(image))).unwrap();
     assert!(
-        matches!(h.getattr(f), Err(FsError::NotFound)),
+        matches!(h.getattr(ME, f), Err(FsError::NotFound)),
         "orphan survived the crash"
     );
-    assert_eq!(h.statfs().unwrap().inodes, 1);
+    assert_eq!(h.statfs(ME).unwrap().inodes, 1);
 }

@@ -275,7 +275,9 @@ impl Model {
 fn resolve(h: &Head, path: &str) -> Result<InodeNo, FsError> {
     let mut ino = InodeNo::ROOT;
     for part in path.split('/').filter(|s| !s.is_empty()) {
-        ino = h.lookup(ino, &FileName::new(part.as_bytes()).unwrap())?.ino;
+        ino = h
+            .lookup(ME, ino, &FileName::new(part.as_bytes()).unwrap())?
+            .ino;
     }
     Ok(ino)
 }
@@ -287,7 +289,7 @@ fn engine_view(h: &Head) -> View {
     while let Some((p, dir)) = stack.pop() {
         let mut cursor = 0;
         loop {
-            let batch = h.readdir(dir, cursor).unwrap();
+            let batch = h.readdir(ME, dir, cursor).unwrap();
             let Some(last) = batch.last() else { break };
             cursor = last.cursor;
             for e in batch {
@@ -295,19 +297,19 @@ fn engine_view(h: &Head) -> View {
                     "{p}/{}",
                     String::from_utf8(e.name.as_bytes().to_vec()).unwrap()
                 );
-                let attr = h.getattr(e.ino).unwrap();
+                let attr = h.getattr(ME, e.ino).unwrap();
                 let xattrs: Vec<_> = h
-                    .listxattr(e.ino)
+                    .listxattr(ME, e.ino)
                     .unwrap()
                     .into_iter()
                     .map(|k| {
-                        let v = h.getxattr(e.ino, &k).unwrap();
+                        let v = h.getxattr(ME, e.ino, &k).unwrap();
                         (k, v)
                     })
                     .collect();
                 let s = match attr.kind {
                     FileKind::File => {
-                        let data = h.read(e.ino, 0, u32::MAX).unwrap();
+                        let data = h.read(ME, e.ino, 0, u32::MAX).unwrap();
                         assert_eq!(data.len() as u64, attr.size, "{cp}: read length vs size");
                         Seen::File {
                             digest: digest(&data),
@@ -339,7 +341,7 @@ fn snapshot_view(h: &Head, root: &[u8; 32]) -> View {
             let cp = format!("{p}/{}", String::from_utf8(e.name.clone()).unwrap());
             let s = match e.kind {
                 FileKind::File => {
-                    let data = h.read_snapshot_file(&e, 0, u32::MAX).unwrap();
+                    let data = h.read_snapshot_file(ME, &e, 0, u32::MAX).unwrap();
                     Seen::File {
                         digest: digest(&data),
                         len: data.len(),
@@ -459,7 +461,7 @@ impl Run {
                 }
                 let h = self.h();
                 let got = h
-                    .write(resolve(h, &p).unwrap(), offset as u64, &data)
+                    .write(ME, resolve(h, &p).unwrap(), offset as u64, &data)
                     .map(|_| ());
                 (kind_of(&got), "ok".into())
             }
@@ -473,6 +475,7 @@ impl Run {
                 let h = self.h();
                 let got = h
                     .setattr(
+                        ME,
                         resolve(h, &p).unwrap(),
                         &SetAttr {
                             size: Some(size as u64),
@@ -539,6 +542,7 @@ impl Run {
                     RenameMode::Replace
                 };
                 let got = h.rename(
+                    ME,
                     resolve(h, &spp).unwrap(),
                     &fname(&sname),
                     resolve(h, &dp).unwrap(),
@@ -564,6 +568,7 @@ impl Run {
                 let h = self.h();
                 let got = h
                     .link(
+                        ME,
                         resolve(h, &fp).unwrap(),
                         resolve(h, &dp).unwrap(),
                         &fname(&nm),
@@ -596,9 +601,9 @@ impl Run {
                 let h = self.h();
                 let pino = resolve(h, &pp).unwrap();
                 let got = if rmdir {
-                    h.rmdir(pino, &fname(&nm))
+                    h.rmdir(ME, pino, &fname(&nm))
                 } else {
-                    h.unlink(pino, &fname(&nm))
+                    h.unlink(ME, pino, &fname(&nm))
                 };
                 (kind_of(&got), kind_of(&expect))
             }
@@ -615,7 +620,7 @@ impl Run {
                     None => unreachable!(),
                 }
                 let h = self.h();
-                let got = h.setxattr(resolve(h, &p).unwrap(), &k, &v, false, false);
+                let got = h.setxattr(ME, resolve(h, &p).unwrap(), &k, &v, false, false);
                 (kind_of(&got), "ok".into())
             }
             Op::Flush { file } | Op::Fsync { file } => {
@@ -625,9 +630,9 @@ impl Run {
                 let h = self.h();
                 let ino = resolve(h, &p).unwrap();
                 let got = if matches!(op, Op::Fsync { .. }) {
-                    h.fsync(ino)
+                    h.fsync(ME, ino)
                 } else {
-                    h.flush(ino)
+                    h.flush(ME, ino)
                 };
                 if matches!(op, Op::Fsync { .. }) {
                     // fsync of one file commits everything before it.

@@ -120,7 +120,7 @@ pub fn run(g: &Global, c: &SnapshotCommand, repo: Repo) -> Result<()> {
         }
         SnapshotCommand::Delete { snapshot } => {
             let row = find(&head.snapshots()?, snapshot)?;
-            head.delete_snapshot(row.record.seq)?;
+            head.delete_snapshot(me(), row.record.seq)?;
             if !g.quiet && !g.json {
                 println!("deleted snapshot {}", row.record.seq);
             }

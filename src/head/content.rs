@@ -15,7 +15,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
 use super::txn::Reader;
-use super::types::{Attr, FileKind, FsError, InodeNo, SetAttr, Timestamp};
+use super::types::{Attr, Caller, FileKind, FsError, InodeNo, SetAttr, Timestamp};
 use super::Head;
 use crate::chunker::StreamChunker;
 use crate::id::ChunkId;
@@ -199,7 +199,14 @@ impl Head {
     }
 
     /// Writes `data` at `offset`; returns the bytes written.
-    pub fn write(&self, ino: InodeNo, offset: u64, data: &[u8]) -> Result<usize, FsError> {
+    pub fn write(
+        &self,
+        caller: Caller,
+        ino: InodeNo,
+        offset: u64,
+        data: &[u8],
+    ) -> Result<usize, FsError> {
+        let _op = caller.span("write");
         let state = self.file_state(ino)?;
         let mut st = state.lock().expect("file state");
         let fresh = matches!(&st.mode, Mode::Staged { overlay, dirty, cut } if overlay.is_empty() && dirty.is_empty() && *cut == u64::MAX);
@@ -294,7 +301,14 @@ impl Head {
     }
 
     /// Reads up to `size` bytes at `offset`.
-    pub fn read(&self, ino: InodeNo, offset: u64, size: u32) -> Result<Vec<u8>, FsError> {
+    pub fn read(
+        &self,
+        caller: Caller,
+        ino: InodeNo,
+        offset: u64,
+        size: u32,
+    ) -> Result<Vec<u8>, FsError> {
+        let _op = caller.span("read");
         let state = self.files.lock().expect("files").get(&ino).cloned();
         match state {
             Some(state) => {
@@ -566,7 +580,8 @@ impl Head {
     /// Finishes a file's pending writes: the stream's last chunks or the
     /// staged re-chunking, then size and mtime. Errors of writes already
     /// acknowledged are reported here.
-    pub fn flush(&self, ino: InodeNo) -> Result<(), FsError> {
+    pub fn flush(&self, caller: Caller, ino: InodeNo) -> Result<(), FsError> {
+        let _op = caller.span("flush");
         let Some(state) = self.files.lock().expect("files").get(&ino).cloned() else {
             return Ok(());
         };
@@ -601,18 +616,19 @@ impl Head {
     /// POSIX asks; it keeps the crash state simple to reason about, and a
     /// stream resumed later re-feeds its last chunk, so boundaries do not
     /// suffer.) Errors of this file's acknowledged writes come first.
-    pub fn fsync(&self, ino: InodeNo) -> Result<(), FsError> {
-        self.flush(ino)?;
-        self.flush_all()?;
+    pub fn fsync(&self, caller: Caller, ino: InodeNo) -> Result<(), FsError> {
+        let _op = caller.span("fsync");
+        self.flush(caller, ino)?;
+        self.flush_all(caller)?;
         self.commit()
     }
 
     /// Flushes every file with pending writes (before a snapshot or exit).
-    pub fn flush_all(&self) -> Result<(), FsError> {
+    pub fn flush_all(&self, caller: Caller) -> Result<(), FsError> {
         let inos: Vec<InodeNo> = self.files.lock().expect("files").keys().copied().collect();
         let mut first_err = None;
         for ino in inos {
-            if let Err(e) = self.flush(ino) {
+            if let Err(e) = self.flush(caller, ino) {
                 first_err.get_or_insert(e);
             }
         }

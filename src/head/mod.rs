@@ -104,7 +104,7 @@ pub struct Head {
 
 impl Drop for Head {
     fn drop(&mut self) {
-        if let Err(e) = self.flush_all().and_then(|_| self.commit()) {
+        if let Err(e) = self.flush_all(Caller::ROOT).and_then(|_| self.commit()) {
             tracing::warn!(error = %e, "final head commit failed");
         }
         zeroize::Zeroize::zeroize(&mut self.name_key);
@@ -242,13 +242,20 @@ impl Head {
     }
 
     /// The attributes of `ino`.
-    pub fn getattr(&self, ino: InodeNo) -> Result<Attr, FsError> {
+    pub fn getattr(&self, caller: Caller, ino: InodeNo) -> Result<Attr, FsError> {
+        let _op = caller.span("getattr");
         let rec = self.rtx()?.get(ino)?;
         Ok(self.attr_of(ino, &rec))
     }
 
     /// Looks up `name` in directory `parent`.
-    pub fn lookup(&self, parent: InodeNo, name: &FileName) -> Result<Attr, FsError> {
+    pub fn lookup(
+        &self,
+        caller: Caller,
+        parent: InodeNo,
+        name: &FileName,
+    ) -> Result<Attr, FsError> {
+        let _op = caller.span("lookup");
         let r = self.rtx()?;
         if r.get(parent)?.kind != FileKind::Dir {
             return Err(FsError::NotDir);
@@ -260,7 +267,13 @@ impl Head {
 
     /// Lists directory `dir` from `cursor` (0 = the start); every entry
     /// carries the cursor to resume after it. An empty result is the end.
-    pub fn readdir(&self, dir: InodeNo, cursor: u64) -> Result<Vec<DirEntry>, FsError> {
+    pub fn readdir(
+        &self,
+        caller: Caller,
+        dir: InodeNo,
+        cursor: u64,
+    ) -> Result<Vec<DirEntry>, FsError> {
+        let _op = caller.span("readdir");
         let r = self.rtx()?;
         if r.get(dir)?.kind != FileKind::Dir {
             return Err(FsError::NotDir);
@@ -285,7 +298,8 @@ impl Head {
     }
 
     /// Reads a symlink's target.
-    pub fn readlink(&self, ino: InodeNo) -> Result<Vec<u8>, FsError> {
+    pub fn readlink(&self, caller: Caller, ino: InodeNo) -> Result<Vec<u8>, FsError> {
+        let _op = caller.span("readlink");
         let rec = self.rtx()?.get(ino)?;
         if rec.kind != FileKind::Symlink {
             return Err(FsError::Invalid("not a symbolic link"));
@@ -401,6 +415,7 @@ impl Head {
         perm: u32,
         umask: u32,
     ) -> Result<Attr, FsError> {
+        let _op = caller.span("create");
         self.create_node(caller, parent, name, FileKind::File, perm, umask, 0, &[])
     }
 
@@ -413,6 +428,7 @@ impl Head {
         perm: u32,
         umask: u32,
     ) -> Result<Attr, FsError> {
+        let _op = caller.span("mkdir");
         self.create_node(caller, parent, name, FileKind::Dir, perm, umask, 0, &[])
     }
 
@@ -426,6 +442,7 @@ impl Head {
         umask: u32,
         rdev: u64,
     ) -> Result<Attr, FsError> {
+        let _op = caller.span("mknod");
         let kind = FileKind::from_mode(mode).ok_or(FsError::Invalid("unknown file type"))?;
         if matches!(kind, FileKind::Dir | FileKind::Symlink) {
             return Err(FsError::Invalid(
@@ -443,6 +460,7 @@ impl Head {
         name: &FileName,
         target: &[u8],
     ) -> Result<Attr, FsError> {
+        let _op = caller.span("symlink");
         if target.is_empty() || target.len() > 4096 {
             return Err(FsError::Invalid("symlink target must be 1..4096 bytes"));
         }
@@ -452,10 +470,12 @@ impl Head {
     /// Adds a hard link `newparent/newname` to `ino`.
     pub fn link(
         &self,
+        caller: Caller,
         ino: InodeNo,
         newparent: InodeNo,
         newname: &FileName,
     ) -> Result<Attr, FsError> {
+        let _op = caller.span("link");
         let rec = self.wtx(|w| {
             let mut rec = w.get(ino)?;
             if rec.kind == FileKind::Dir {
@@ -496,7 +516,8 @@ impl Head {
     }
 
     /// Removes a non-directory entry.
-    pub fn unlink(&self, parent: InodeNo, name: &FileName) -> Result<(), FsError> {
+    pub fn unlink(&self, caller: Caller, parent: InodeNo, name: &FileName) -> Result<(), FsError> {
+        let _op = caller.span("unlink");
         let open = self.open_counts.lock().expect("open counts").clone();
         let (child, gone) = self.wtx(|w| {
             let entry = w.dirent(parent, name)?.ok_or(FsError::NotFound)?;
@@ -519,7 +540,8 @@ impl Head {
     }
 
     /// Removes an empty directory.
-    pub fn rmdir(&self, parent: InodeNo, name: &FileName) -> Result<(), FsError> {
+    pub fn rmdir(&self, caller: Caller, parent: InodeNo, name: &FileName) -> Result<(), FsError> {
+        let _op = caller.span("rmdir");
         self.wtx(|w| {
             let entry = w.dirent(parent, name)?.ok_or(FsError::NotFound)?;
             if entry.kind != FileKind::Dir {
@@ -542,12 +564,14 @@ impl Head {
     /// Renames `parent/name` to `newparent/newname`.
     pub fn rename(
         &self,
+        caller: Caller,
         parent: InodeNo,
         name: &FileName,
         newparent: InodeNo,
         newname: &FileName,
         mode: RenameMode,
     ) -> Result<(), FsError> {
+        let _op = caller.span("rename");
         let open = self.open_counts.lock().expect("open counts").clone();
         let mut replaced_gone = None;
         let result = self.wtx(|w| {
@@ -664,7 +688,8 @@ impl Head {
     }
 
     /// Changes attributes; a size change truncates or extends with a hole.
-    pub fn setattr(&self, ino: InodeNo, set: &SetAttr) -> Result<Attr, FsError> {
+    pub fn setattr(&self, caller: Caller, ino: InodeNo, set: &SetAttr) -> Result<Attr, FsError> {
+        let _op = caller.span("setattr");
         if let Some(size) = set.size {
             if self.rtx()?.get(ino)?.kind != FileKind::File {
                 return Err(FsError::Invalid("only regular files have a size to set"));
@@ -717,12 +742,14 @@ impl Head {
     /// `replace` it must.
     pub fn setxattr(
         &self,
+        caller: Caller,
         ino: InodeNo,
         name: &[u8],
         value: &[u8],
         create: bool,
         replace: bool,
     ) -> Result<(), FsError> {
+        let _op = caller.span("setxattr");
         if name.is_empty() || name.len() > 255 {
             return Err(FsError::Invalid("xattr name must be 1..255 bytes"));
         }
@@ -771,21 +798,24 @@ impl Head {
     }
 
     /// An extended attribute's value.
-    pub fn getxattr(&self, ino: InodeNo, name: &[u8]) -> Result<Vec<u8>, FsError> {
+    pub fn getxattr(&self, caller: Caller, ino: InodeNo, name: &[u8]) -> Result<Vec<u8>, FsError> {
+        let _op = caller.span("getxattr");
         let r = self.rtx()?;
         r.get(ino)?;
         Ok(r.xattr(ino, name)?.ok_or(FsError::NoAttr)?.value)
     }
 
     /// Names of all extended attributes, sorted.
-    pub fn listxattr(&self, ino: InodeNo) -> Result<Vec<Vec<u8>>, FsError> {
+    pub fn listxattr(&self, caller: Caller, ino: InodeNo) -> Result<Vec<Vec<u8>>, FsError> {
+        let _op = caller.span("listxattr");
         let r = self.rtx()?;
         r.get(ino)?;
         Ok(r.xattrs(ino)?.into_iter().map(|x| x.name).collect())
     }
 
     /// Removes an extended attribute.
-    pub fn removexattr(&self, ino: InodeNo, name: &[u8]) -> Result<(), FsError> {
+    pub fn removexattr(&self, caller: Caller, ino: InodeNo, name: &[u8]) -> Result<(), FsError> {
+        let _op = caller.span("removexattr");
         self.wtx(|w| {
             let mut rec = w.get(ino)?;
             if !w.remove_xattr(ino, name)? {
@@ -798,7 +828,8 @@ impl Head {
     }
 
     /// Filesystem statistics.
-    pub fn statfs(&self) -> Result<FsStats, FsError> {
+    pub fn statfs(&self, caller: Caller) -> Result<FsStats, FsError> {
+        let _op = caller.span("statfs");
         // Cheap enough for df: pack lengths are in memory, the inode count
         // is table metadata.
         let disk = self.repo.disk();
@@ -838,8 +869,9 @@ impl Head {
     }
 
     /// Notes an open handle on `ino` (an unlinked file lives until the last is released).
-    pub fn open(&self, ino: InodeNo) -> Result<Attr, FsError> {
-        let attr = self.getattr(ino)?;
+    pub fn open(&self, caller: Caller, ino: InodeNo) -> Result<Attr, FsError> {
+        let _op = caller.span("open");
+        let attr = self.getattr(caller, ino)?;
         *self
             .open_counts
             .lock()
@@ -851,7 +883,8 @@ impl Head {
 
     /// Releases a handle: finishes pending writes, and removes an unlinked
     /// file when its last handle goes.
-    pub fn release(&self, ino: InodeNo) -> Result<(), FsError> {
+    pub fn release(&self, caller: Caller, ino: InodeNo) -> Result<(), FsError> {
+        let _op = caller.span("release");
         let last = {
             let mut counts = self.open_counts.lock().expect("open counts");
             let n = counts.entry(ino).or_insert(1);
@@ -862,7 +895,7 @@ impl Head {
             }
             last
         };
-        let flushed = self.flush(ino);
+        let flushed = self.flush(caller, ino);
         if last {
             self.wtx(|w| {
                 if let Some(rec) = w.inode(ino)? {

@@ -131,7 +131,8 @@ impl Head {
     /// Takes a snapshot of the head: flushes pending writes, serializes the
     /// changed directories, records the snapshot and makes it durable.
     pub fn snapshot(&self, caller: Caller, label: Option<&str>) -> Result<SnapshotRecord, FsError> {
-        self.flush_all()?;
+        let _op = caller.span("snapshot");
+        self.flush_all(caller)?;
         let store = self.repo.store();
         let id_key = self.repo.keys().id;
         let record = self.wtx(|w| {
@@ -222,7 +223,8 @@ impl Head {
 
     /// Deletes a snapshot's record (its objects stay until garbage
     /// collection exists). For tests; retention will be the only caller.
-    pub fn delete_snapshot(&self, seq: u64) -> Result<(), FsError> {
+    pub fn delete_snapshot(&self, caller: Caller, seq: u64) -> Result<(), FsError> {
+        let _op = caller.span("delete_snapshot");
         self.wtx(|w| {
             w.snapshots
                 .remove(seq)
@@ -243,10 +245,12 @@ impl Head {
     /// Reads bytes of a file in a snapshot.
     pub fn read_snapshot_file(
         &self,
+        caller: Caller,
         entry: &TreeEntry,
         offset: u64,
         size: u32,
     ) -> Result<Vec<u8>, FsError> {
+        let _op = caller.span("read_snapshot_file");
         let end = (offset + size as u64).min(entry.size);
         if offset >= end {
             return Ok(Vec::new());

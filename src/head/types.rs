@@ -78,6 +78,12 @@ impl Caller {
         gid: 0,
         pid: 0,
     };
+
+    /// A tracing span for one operation on the caller's behalf: every log
+    /// line inside it names who asked (ids only; paths are patient data).
+    pub fn span(&self, op: &'static str) -> tracing::span::EnteredSpan {
+        tracing::debug_span!("op", op, uid = self.uid, gid = self.gid, pid = self.pid).entered()
+    }
 }
 
 /// What an inode is.
