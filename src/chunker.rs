@@ -27,12 +27,16 @@ pub struct ChunkerParams {
 }
 
 impl Default for ChunkerParams {
-    /// Chosen by measurement (scripts/bench-chunk-size): see strata-format(5).
+    /// 64 KiB / 256 KiB / 1 MiB. Measured with scripts/bench-store on a
+    /// mixed 1 GiB dataset and its nightly change: against 1 MiB average
+    /// chunks, 256 KiB stores 47 % less per night (61 vs 114 MiB; in-place
+    /// page rewrites of database files dominate), at the same ingest speed
+    /// and an index of about 1 GB per TB stored.
     fn default() -> Self {
         ChunkerParams {
-            min_size: 256 << 10,
-            avg_size: 1 << 20,
-            max_size: 4 << 20,
+            min_size: 64 << 10,
+            avg_size: 256 << 10,
+            max_size: 1 << 20,
         }
     }
 }

@@ -386,7 +386,8 @@ impl Repo {
         let mut out = Vec::new();
         let mut failure = None;
         let mut stream = self.chunker.stream();
-        let mut buf = vec![0u8; 1 << 20];
+        // Small files are the common case: a large zeroed buffer per file costs more than the reads.
+        let mut buf = vec![0u8; 64 << 10];
         let mut store_one = |chunk: &[u8], out: &mut Vec<(ChunkId, u32)>| {
             if failure.is_none() {
                 match self.store.put(chunk) {

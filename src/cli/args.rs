@@ -108,7 +108,7 @@ pub struct InitArgs {
     #[command(flatten)]
     pub kdf: KdfArgs,
     /// Average chunk size in KiB (minimum is a quarter, maximum four times).
-    #[arg(long, value_name = "KIB", default_value_t = 1024)]
+    #[arg(long, value_name = "KIB", default_value_t = 256)]
     pub chunk_size_kib: u32,
 }
 
