@@ -190,11 +190,8 @@ mod tests {
         c.sign(&key);
         let parsed = Config::parse(&c.render()).unwrap();
         parsed.verify(&key).unwrap();
-        let edited = Config::parse(
-            &c.render()
-                .replace("avg_size = 1048576", "avg_size = 524288"),
-        )
-        .unwrap();
+        let edited =
+            Config::parse(&c.render().replace("avg_size = 262144", "avg_size = 131072")).unwrap();
         assert!(matches!(edited.verify(&key), Err(ConfigError::BadMac)));
     }
 

@@ -98,6 +98,8 @@ pub struct Counters {
     pub bytes_written: AtomicU64,
     /// Index commits.
     pub commits: AtomicU64,
+    /// Objects read and decoded.
+    pub objects_read: AtomicU64,
 }
 
 struct Writer {
@@ -495,6 +497,7 @@ impl Store {
 
     /// Reads an object of `kind`, verified like [`Store::get`].
     pub fn get_object(&self, kind: Kind, id: &ChunkId) -> Result<Verified, StoreError> {
+        self.counters.objects_read.fetch_add(1, Ordering::Relaxed);
         let loc = match self.writer.lock().expect("writer lock").pending.get(id) {
             Some(loc) => *loc,
             None => self.index.chunk(id)?.ok_or(StoreError::NotFound(*id))?,

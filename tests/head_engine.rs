@@ -382,3 +382,32 @@ fn an_unlinked_open_file_is_removed_after_a_crash() {
     );
     assert_eq!(h.statfs(ME).unwrap().inodes, 1);
 }
+
+#[test]
+fn small_reads_never_decode_a_chunk_twice() {
+    use std::sync::atomic::Ordering;
+    let (_, h) = head();
+    let f = h.create(ME, ROOT, &n("f"), 0o644, 0).unwrap().ino;
+    let data = bytes(13, 70_000);
+    h.write(ME, f, 0, &data).unwrap();
+    h.release(ME, f).unwrap();
+    let reads = || {
+        h.repo()
+            .store()
+            .counters
+            .objects_read
+            .load(Ordering::Relaxed)
+    };
+    let before = reads();
+    let mut back = Vec::new();
+    for k in 0..15 {
+        back.extend(h.read(ME, f, k * 4096, 4096).unwrap());
+    }
+    same(&back, &data[..15 * 4096]);
+    let chunks = h.repo().chunker().lengths(&data).len() as u64;
+    assert!(
+        reads() - before <= chunks,
+        "{} decodes for {chunks} chunks",
+        reads() - before
+    );
+}

@@ -20,6 +20,40 @@ use super::Head;
 use crate::chunker::StreamChunker;
 use crate::id::ChunkId;
 
+/// Decoded chunks kept for reads, in bytes.
+pub const CHUNK_CACHE_BYTES: usize = 64 << 20;
+
+/// Recently decoded chunks, evicted oldest first once over [`CHUNK_CACHE_BYTES`].
+#[derive(Default)]
+pub struct ChunkCache {
+    map: HashMap<ChunkId, Arc<crate::codec::Verified>>,
+    order: std::collections::VecDeque<ChunkId>,
+    bytes: usize,
+}
+
+impl ChunkCache {
+    fn get(&self, id: &ChunkId) -> Option<Arc<crate::codec::Verified>> {
+        self.map.get(id).cloned()
+    }
+
+    fn insert(&mut self, id: ChunkId, chunk: Arc<crate::codec::Verified>) {
+        if self.map.contains_key(&id) {
+            return;
+        }
+        self.bytes += chunk.as_slice().len();
+        self.map.insert(id, chunk);
+        self.order.push_back(id);
+        while self.bytes > CHUNK_CACHE_BYTES {
+            let Some(old) = self.order.pop_front() else {
+                break;
+            };
+            if let Some(c) = self.map.remove(&old) {
+                self.bytes -= c.as_slice().len();
+            }
+        }
+    }
+}
+
 /// Staged bytes past which a file is re-chunked without waiting for flush.
 pub const STAGING_LIMIT: u64 = 64 << 20;
 
@@ -143,7 +177,9 @@ impl Head {
     /// end, re-feeding the last chunk so boundaries match a one-shot pass.
     fn start_stream(&self, st: &mut FileState) -> Result<(), FsError> {
         let mut chunker = self.repo.chunker().stream();
-        let last = self.rtx()?.extents(st.ino, st.size.saturating_sub(1))?;
+        let last = self
+            .rtx()?
+            .extents(st.ino, st.size.saturating_sub(1), st.size)?;
         let (buf_start, cleared) = match last.first() {
             Some(&(off, id, len)) if off + len as u64 == st.size => {
                 let bytes = self.repo.store().get(&id)?;
@@ -335,7 +371,7 @@ impl Head {
                         Ok(out)
                     }
                     Mode::Staged { overlay, cut, .. } => {
-                        self.read_virtual(ino, offset, end, overlay, *cut, &mut HashMap::new())
+                        self.read_virtual(ino, offset, end, overlay, *cut)
                     }
                 }
             }
@@ -358,43 +394,37 @@ impl Head {
 
     /// Bytes `from..to` of the stored extents (those below `cut`), zeros in holes.
     fn read_extents(&self, ino: InodeNo, from: u64, to: u64, cut: u64) -> Result<Vec<u8>, FsError> {
-        self.read_extents_cached(ino, from, to, cut, &mut HashMap::new())
-    }
-
-    fn read_extents_cached(
-        &self,
-        ino: InodeNo,
-        from: u64,
-        to: u64,
-        cut: u64,
-        cache: &mut HashMap<ChunkId, crate::codec::Verified>,
-    ) -> Result<Vec<u8>, FsError> {
         let mut out = vec![0u8; to.saturating_sub(from) as usize];
         if to <= from {
             return Ok(out);
         }
-        for (off, id, len) in self.rtx()?.extents(ino, from)? {
+        for (off, id, len) in self.rtx()?.extents(ino, from, to.min(cut))? {
             if off >= to || off >= cut {
                 break;
             }
-            if cache.len() > 4 {
-                cache.clear();
-            }
-            let chunk = match cache.entry(id) {
-                std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
-                std::collections::hash_map::Entry::Vacant(v) => {
-                    v.insert(self.repo.store().get(&id)?)
-                }
-            }
-            .as_slice();
+            let chunk = self.chunk(&id)?;
             let a = from.max(off);
             let b = to.min(off + len as u64).min(cut);
             if a < b {
                 out[(a - from) as usize..(b - from) as usize]
-                    .copy_from_slice(&chunk[(a - off) as usize..(b - off) as usize]);
+                    .copy_from_slice(&chunk.as_slice()[(a - off) as usize..(b - off) as usize]);
             }
         }
         Ok(out)
+    }
+
+    /// A chunk's verified bytes, from the decoded-chunk cache when a recent
+    /// read already decoded it: small reads never decode a chunk twice.
+    pub(super) fn chunk(&self, id: &ChunkId) -> Result<Arc<crate::codec::Verified>, FsError> {
+        if let Some(c) = self.chunk_cache.lock().expect("chunk cache").get(id) {
+            return Ok(c);
+        }
+        let c = Arc::new(self.repo.store().get(id)?);
+        self.chunk_cache
+            .lock()
+            .expect("chunk cache")
+            .insert(*id, c.clone());
+        Ok(c)
     }
 
     /// Bytes `from..to` of a staged file: stored extents with the overlay on top.
@@ -405,9 +435,8 @@ impl Head {
         to: u64,
         overlay: &BTreeMap<u64, Vec<u8>>,
         cut: u64,
-        cache: &mut HashMap<ChunkId, crate::codec::Verified>,
     ) -> Result<Vec<u8>, FsError> {
-        let mut out = self.read_extents_cached(ino, from, to, cut, cache)?;
+        let mut out = self.read_extents(ino, from, to, cut)?;
         let first = overlay.range(..from).next_back().map_or(from, |(&o, _)| o);
         for (&o, run) in overlay.range(first..to) {
             let a = from.max(o);
@@ -475,7 +504,7 @@ impl Head {
         };
         let ino = st.ino;
         let size = st.size;
-        let old = self.rtx()?.extents(ino, 0)?;
+        let old = self.rtx()?.extents(ino, 0, u64::MAX)?;
         let old: Vec<_> = old.into_iter().filter(|(o, _, _)| *o < *cut).collect();
         // Rebuilding may stop where an old extent starts or ends (below the cut).
         let boundary = |p: u64| {
@@ -490,7 +519,6 @@ impl Head {
             .filter(|(a, b)| a < b)
             .collect();
         ranges.sort_unstable();
-        let mut cache = HashMap::new();
         let mut new_rows: Vec<(u64, ChunkId, u32)> = Vec::new();
         let mut replaced: Vec<(u64, u64)> = Vec::new();
         let mut prev_stop = 0u64;
@@ -514,7 +542,7 @@ impl Head {
                 let mut cut_chunks = Vec::new();
                 if fed < size {
                     let n = (size - fed).min(1 << 20);
-                    let block = self.read_virtual(ino, fed, fed + n, overlay, *cut, &mut cache)?;
+                    let block = self.read_virtual(ino, fed, fed + n, overlay, *cut)?;
                     fed += n;
                     stream.push(&block, |c| cut_chunks.push(c.to_vec()));
                 } else {
@@ -596,7 +624,7 @@ impl Head {
             tracing::error!(ino = ino.0, error = %e, "flush failed; file marked incomplete");
             let stored = self
                 .rtx()
-                .and_then(|r| r.extents(ino, 0))
+                .and_then(|r| r.extents(ino, 0, u64::MAX))
                 .map(|e| e.last().map_or(0, |&(o, _, l)| o + l as u64))
                 .unwrap_or(0);
             let _ = self.wtx(|w| {

@@ -98,6 +98,7 @@ pub struct Head {
     files: Mutex<HashMap<InodeNo, Arc<Mutex<content::FileState>>>>,
     open_counts: Mutex<HashMap<InodeNo, u32>>,
     clock: Mutex<(Instant, u64)>,
+    chunk_cache: Mutex<content::ChunkCache>,
     /// Cost counters.
     pub counters: HeadCounters,
 }
@@ -131,6 +132,7 @@ impl Head {
             files: Mutex::new(HashMap::new()),
             open_counts: Mutex::new(HashMap::new()),
             clock: Mutex::new((Instant::now(), 0)),
+            chunk_cache: Mutex::new(content::ChunkCache::default()),
             counters: HeadCounters::default(),
         };
         head.wtx(|w| {

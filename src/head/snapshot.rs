@@ -263,7 +263,7 @@ impl Head {
             if o >= end {
                 break;
             }
-            let data = self.repo.store().get(&ChunkId(chunk))?;
+            let data = self.chunk(&ChunkId(chunk))?;
             let a = offset.max(o);
             let b = end.min(o + l as u64);
             out[(a - offset) as usize..(b - offset) as usize]
@@ -294,7 +294,7 @@ fn entry_of(
     rec: &InodeRecord,
 ) -> Result<TreeEntry, FsError> {
     let extents: Vec<(u64, [u8; 32], u32)> = if rec.kind == FileKind::File {
-        w.extents(ino, 0)?
+        w.extents(ino, 0, rec.size)?
             .into_iter()
             .filter(|&(o, _, _)| o < rec.size)
             .map(|(o, c, l)| (o, c.0, l))

@@ -51,8 +51,14 @@ pub trait Reader {
     fn xattrs(&self, ino: InodeNo) -> Result<Vec<XattrRecord>, FsError>;
     /// One extended attribute.
     fn xattr(&self, ino: InodeNo, name: &[u8]) -> Result<Option<XattrRecord>, FsError>;
-    /// Extents of `ino` from `from` on (including one that starts before and reaches past `from`).
-    fn extents(&self, ino: InodeNo, from: u64) -> Result<Vec<(u64, ChunkId, u32)>, FsError>;
+    /// Extents of `ino` that overlap `from..to` (one that starts before
+    /// `from` and reaches past it included): O(log n + k).
+    fn extents(
+        &self,
+        ino: InodeNo,
+        from: u64,
+        to: u64,
+    ) -> Result<Vec<(u64, ChunkId, u32)>, FsError>;
 
     /// An inode that must exist.
     fn get(&self, ino: InodeNo) -> Result<InodeRecord, FsError> {
@@ -171,6 +177,7 @@ macro_rules! reader_impl {
                 &self,
                 ino: InodeNo,
                 from: u64,
+                to: u64,
             ) -> Result<Vec<(u64, ChunkId, u32)>, FsError> {
                 let mut out = Vec::new();
                 // The extent that starts at or before `from` may reach past it.
@@ -192,10 +199,10 @@ macro_rules! reader_impl {
                         out.push((off, ChunkId(e.chunk), e.len));
                     }
                 }
-                if from < u64::MAX {
+                if from < u64::MAX && from + 1 < to {
                     for row in self
                         .extents
-                        .range((ino.0, from + 1)..=(ino.0, u64::MAX))
+                        .range((ino.0, from + 1)..(ino.0, to))
                         .map_err(db)?
                     {
                         let (k, v) = row.map_err(db)?;
