@@ -48,6 +48,11 @@ enum Op {
         name: u8,
         noreplace: bool,
     },
+    /// An access ACL: with a named user it is kept, a minimal one is not.
+    SetAcl {
+        entry: u8,
+        named: bool,
+    },
     Link {
         file: u8,
         dir: u8,
@@ -86,6 +91,7 @@ fn op() -> impl Strategy<Value = Op> {
         1 => any::<u8>().prop_map(|entry| Op::Unlink { entry }),
         1 => any::<u8>().prop_map(|entry| Op::Rmdir { entry }),
         1 => (any::<u8>(), 0..3u8, any::<u8>()).prop_map(|(entry, key, val)| Op::SetXattr { entry, key, val }),
+        1 => (any::<u8>(), any::<bool>()).prop_map(|(entry, named)| Op::SetAcl { entry, named }),
         2 => any::<u8>().prop_map(|file| Op::Flush { file }),
         1 => any::<u8>().prop_map(|file| Op::Fsync { file }),
         1 => Just(Op::Snapshot),
@@ -621,6 +627,37 @@ impl Run {
                 }
                 let h = self.h();
                 let got = h.setxattr(ME, resolve(h, &p).unwrap(), &k, &v, false, false);
+                (kind_of(&got), "ok".into())
+            }
+            Op::SetAcl { entry, named } => {
+                use strata::head::acl::{Acl, ACCESS};
+                let Some((p, ino)) = pick(&m.paths(), entry) else {
+                    return ok2();
+                };
+                let acl = if named {
+                    Acl::from_mode(0o750).with_user(4242, 5)
+                } else {
+                    Acl::from_mode(0o750)
+                };
+                match m.nodes.get_mut(&ino) {
+                    Some(Node::File { xattrs, .. }) | Some(Node::Dir { xattrs, .. }) => {
+                        if named {
+                            xattrs.insert(ACCESS.to_vec(), acl.encode());
+                        } else {
+                            xattrs.remove(ACCESS);
+                        }
+                    }
+                    None => unreachable!(),
+                }
+                let h = self.h();
+                let got = h.setxattr(
+                    ME,
+                    resolve(h, &p).unwrap(),
+                    ACCESS,
+                    &acl.encode(),
+                    false,
+                    false,
+                );
                 (kind_of(&got), "ok".into())
             }
             Op::Flush { file } | Op::Fsync { file } => {

@@ -373,3 +373,19 @@ fn build_tree(
     stats.dirs_serialized += 1;
     Ok(id.0)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn snapshot_inode_numbers_encode_the_snapshot() {
+        assert_ne!(
+            snapshot_ino(1, 42),
+            snapshot_ino(2, 42),
+            "one file in two snapshots is not a hard link"
+        );
+        assert_eq!(snapshot_ino(3, 42) >> SNAPSHOT_INO_BITS, 3);
+        assert_eq!(snapshot_ino(3, 42) & ((1 << SNAPSHOT_INO_BITS) - 1), 42);
+    }
+}
