@@ -70,16 +70,20 @@ impl ChunkCodec {
     }
 
     /// The id of an object of `kind`: chunks as [`ChunkCodec::id`]; other
-    /// kinds hash their kind byte first, so a tree never shares an id with
-    /// a chunk of the same bytes.
+    /// kinds are hashed under a key of their own (derived from the id key
+    /// and the kind), so a tree can never share an id with a chunk.
     pub fn object_id(&self, kind: Kind, data: &[u8]) -> ChunkId {
         match kind {
             Kind::Chunk => self.id(data),
             other => {
-                let mut h = blake3::Hasher::new_keyed(&self.id_key);
-                h.update(&[other as u8]);
-                h.update(data);
-                ChunkId(*h.finalize().as_bytes())
+                let mut input = [0u8; 33];
+                input[..32].copy_from_slice(&self.id_key);
+                input[32] = other as u8;
+                let mut key = blake3::derive_key(crate::format::derive::KIND_ID, &input);
+                let id = ChunkId(*blake3::keyed_hash(&key, data).as_bytes());
+                zeroize::Zeroize::zeroize(&mut input);
+                zeroize::Zeroize::zeroize(&mut key);
+                id
             }
         }
     }

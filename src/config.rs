@@ -22,7 +22,7 @@ pub enum ConfigError {
     Malformed(String),
     /// Written by a newer strata.
     #[error("repository format version {0} is newer than this strata supports ({FORMAT_VERSION}); upgrade strata")]
-    TooNew(u32),
+    TooNew(i64),
     /// The MAC does not match: the file was edited or belongs to another key.
     #[error("repository config fails its integrity check: it was edited or damaged; restore it from a copy")]
     BadMac,
@@ -49,7 +49,7 @@ pub struct Config {
     /// The master key, only in a repository created without encryption.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub insecure_master_key: Option<String>,
-    /// Keyed BLAKE3 of the config rendered without this field, hex.
+    /// Keyed BLAKE3 (config key) of the fixed rendering of the other fields, hex.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mac: Option<String>,
 }
@@ -81,7 +81,7 @@ impl Config {
             .map_err(|e: toml::de::Error| ConfigError::Malformed(e.message().to_string()))?;
         if let Some(v) = table.get("version").and_then(|v| v.as_integer()) {
             if v > FORMAT_VERSION as i64 {
-                return Err(ConfigError::TooNew(v as u32));
+                return Err(ConfigError::TooNew(v));
             }
         }
         let c: Config =
@@ -93,7 +93,7 @@ impl Config {
             )));
         }
         if c.version > FORMAT_VERSION {
-            return Err(ConfigError::TooNew(c.version));
+            return Err(ConfigError::TooNew(c.version as i64));
         }
         if c.version == 0 {
             return Err(ConfigError::Malformed("version 0 does not exist".into()));

@@ -165,6 +165,8 @@ pub mod derive {
     pub const CONFIG: &str = "strata 2026-11 config mac";
     /// Per-tier data keys: input is master key || tier number (u32 LE).
     pub const TIER: &str = "strata 2026-11 tier data key";
+    /// Id key of objects other than chunks: input is the id key || kind byte.
+    pub const KIND_ID: &str = "strata 2026-11 object id key per kind";
     /// Key of a key-file slot: input is the key file's 32 secret bytes.
     pub const KEY_FILE: &str = "strata 2026-11 key file";
 }

@@ -401,7 +401,7 @@ pub fn read_trailer(
     let t = Trailer::decode(&plain).ok_or_else(|| bad("trailer fields are invalid".into()))?;
     if t.prev_end < PACK_HEADER_LEN as u64
         || t.toc_offset < t.prev_end
-        || t.toc_offset + t.toc_len as u64 != offset
+        || t.toc_offset.checked_add(t.toc_len as u64) != Some(offset)
     {
         return Err(bad("trailer points outside its segment".into()));
     }
@@ -472,8 +472,9 @@ pub fn read_toc(
     Ok((segments.concat(), finished.unwrap_or(false)))
 }
 
-/// The end of the last intact checkpoint of a pack whose tail may be torn,
-/// found by trying each candidate trailer position from the end.
+/// The end of the last checkpoint of a pack whose tail may be torn, found
+/// by trying each candidate trailer position from the end; an error if
+/// that checkpoint's chain does not verify.
 pub fn find_last_checkpoint(
     file: &dyn DiskFile,
     sealer: &Sealer,
@@ -499,15 +500,16 @@ pub fn find_last_checkpoint(
                 continue;
             }
             let end = lo + (start + TRAILER_LEN) as u64;
+            let trailer = &buf[start..start + TRAILER_LEN];
             if sealer
-                .open(
-                    Kind::PackTrailer,
-                    pack.as_bytes(),
-                    &buf[start..start + TRAILER_LEN],
-                )
+                .open(Kind::PackTrailer, pack.as_bytes(), trailer)
                 .is_ok()
-                && read_toc(file, sealer, pack, end).is_ok()
             {
+                // The newest trailer that opens is the last checkpoint; its
+                // chain is verified once. If an older segment is damaged,
+                // the pack is damaged (trying earlier candidates instead
+                // would make a forged pack cost quadratic time).
+                read_toc(file, sealer, pack, end)?;
                 return Ok(Some(end));
             }
         }

@@ -9,7 +9,9 @@ use std::collections::HashMap;
 
 use serde::Serialize;
 
+use crate::codec::ChunkCodec;
 use crate::crypto::Sealer;
+use crate::format::Kind;
 use crate::format::{INDEX_FILE, OPEN_DIR, PACKS_DIR};
 use crate::id::{ChunkId, PackId};
 use crate::index::{Index, IndexError, Location, PackRecord, PackState};
@@ -31,6 +33,12 @@ pub struct RepairReport {
     pub tail_bytes_cut: u64,
     /// Packs that could not be read, with the reason; their chunks are not indexed.
     pub damaged_packs: Vec<String>,
+    /// Whether the head and the snapshot list were carried over from the
+    /// old index (it opened); otherwise the snapshots were recovered from
+    /// their records in the packs and the head starts empty.
+    pub head_preserved: bool,
+    /// Snapshot records recovered from packs.
+    pub snapshots_recovered: u64,
 }
 
 fn io_err(op: &'static str, path: &str) -> impl FnOnce(std::io::Error) -> RepoError {
@@ -70,9 +78,10 @@ pub fn list_or_empty(disk: &dyn Disk, dir: &str) -> Result<Vec<String>, RepoErro
 /// has been opened, which takes the repository lock.
 pub fn rebuild_index(
     disk: &dyn Disk,
-    blob_sealer: &Sealer,
+    codec: &ChunkCodec,
     index_sealer: impl Fn() -> Result<Sealer, RepoError>,
 ) -> Result<RepairReport, RepoError> {
+    let blob_sealer = codec.sealer();
     // Hold the old index open (if it opens) so no other process uses the
     // repository while we replace it.
     let _old = if disk.exists(INDEX_FILE) {
@@ -99,8 +108,12 @@ pub fn rebuild_index(
     let mut chunks: HashMap<ChunkId, Location> = HashMap::new();
     let mut packs = Vec::new();
     let (finished, open) = list_packs(disk)?;
+    let mut snapshot_objects = Vec::new();
     let mut add = |id: PackId, entries: Vec<pack::TocEntry>| {
         for e in entries.into_iter() {
+            if e.kind == Kind::Snapshot {
+                snapshot_objects.push((id, e));
+            }
             chunks.entry(e.id).or_insert(Location {
                 pack: id,
                 offset: e.offset,
@@ -177,10 +190,109 @@ pub fn rebuild_index(
             index.commit(batch, &[])?;
         }
         index.commit(&[], &packs)?;
+        match &_old {
+            Some(old) => {
+                copy_layer_tables(old.database(), index.database())?;
+                report.head_preserved = true;
+            }
+            None => {
+                report.snapshots_recovered = recover_snapshots(
+                    disk,
+                    codec,
+                    &index_sealer()?,
+                    &snapshot_objects,
+                    index.database(),
+                )?;
+            }
+        }
     }
     drop(_old);
     disk.rename(&tmp, INDEX_FILE)
         .map_err(io_err("rename", &tmp))?;
     disk.sync_dir("").map_err(io_err("sync", "."))?;
     Ok(report)
+}
+
+fn db_err(e: impl std::fmt::Display) -> RepoError {
+    RepoError::Index(IndexError::Db(e.to_string()))
+}
+
+/// Copies the head's tables and the snapshot list, row by row (values stay
+/// sealed: they are bound to their keys, not to the file).
+fn copy_layer_tables(from: &redb::Database, to: &redb::Database) -> Result<(), RepoError> {
+    use crate::head::records::{DIRENTS, EXTENTS, INODES, META, PARENTS, SNAPSHOTS, XATTRS};
+    use redb::{ReadableDatabase, ReadableTable};
+    let rt = from.begin_read().map_err(db_err)?;
+    let wt = to.begin_write().map_err(db_err)?;
+    macro_rules! copy {
+        ($def:expr) => {
+            if let Ok(src) = rt.open_table($def) {
+                let mut dst = wt.open_table($def).map_err(db_err)?;
+                for row in src.iter().map_err(db_err)? {
+                    let (k, v) = row.map_err(db_err)?;
+                    dst.insert(k.value(), v.value()).map_err(db_err)?;
+                }
+            }
+        };
+    }
+    copy!(INODES);
+    copy!(DIRENTS);
+    copy!(PARENTS);
+    copy!(XATTRS);
+    copy!(EXTENTS);
+    copy!(META);
+    copy!(SNAPSHOTS);
+    wt.commit().map_err(db_err)
+}
+
+/// Re-indexes snapshot records found in packs; returns how many.
+fn recover_snapshots(
+    disk: &dyn Disk,
+    codec: &ChunkCodec,
+    index_sealer: &Sealer,
+    objects: &[(PackId, pack::TocEntry)],
+    to: &redb::Database,
+) -> Result<u64, RepoError> {
+    use crate::head::records::{seal, META, SNAPSHOTS};
+    use crate::head::snapshot::{SnapshotRecord, SnapshotRow};
+    let mut rows = Vec::new();
+    for (pack_id, e) in objects {
+        let path = if disk.exists(&finished_pack_path(*pack_id)) {
+            finished_pack_path(*pack_id)
+        } else {
+            open_pack_path(*pack_id)
+        };
+        let file = disk.open(&path, false).map_err(io_err("open", &path))?;
+        let sealed = pack::read_object(file.as_ref(), *pack_id, e.offset, e.len)
+            .map_err(StoreError::from)?;
+        let Ok(plain) = codec.decode_object(
+            Kind::Snapshot,
+            &e.id,
+            &sealed,
+            crate::format::MAX_OBJECT_LEN,
+        ) else {
+            tracing::warn!(object = %e.id.short(), "snapshot record does not verify; skipped");
+            continue;
+        };
+        let Ok(record) = postcard::from_bytes::<SnapshotRecord>(plain.as_slice()) else {
+            continue;
+        };
+        rows.push(SnapshotRow { id: e.id.0, record });
+    }
+    let wt = to.begin_write().map_err(db_err)?;
+    {
+        let mut table = wt.open_table(SNAPSHOTS).map_err(db_err)?;
+        for row in &rows {
+            let seq = row.record.seq;
+            let v = seal(index_sealer, Kind::IndexSnapshot, &seq.to_le_bytes(), row);
+            table.insert(seq, v.as_slice()).map_err(db_err)?;
+        }
+        let max = rows.iter().map(|r| r.record.seq).max().unwrap_or(0);
+        wt.open_table(META)
+            .map_err(db_err)?
+            .insert("snapshot_seq", max)
+            .map_err(db_err)?;
+    }
+    wt.commit().map_err(db_err)?;
+    Ok(rows.len() as u64)
 }

@@ -323,11 +323,11 @@ impl LockedRepo {
         secret: Option<&Secret>,
     ) -> Result<crate::repair::RepairReport, RepoError> {
         let unlocked = self.unlock_keys(secret)?;
-        crate::repair::rebuild_index(
-            self.disk.as_ref(),
-            &self.sealer(&unlocked.keys.blob)?,
-            || self.sealer(&unlocked.keys.index),
-        )
+        let max = self.config.chunker.max_size as usize;
+        let codec = ChunkCodec::new(unlocked.keys.id, self.sealer(&unlocked.keys.blob)?, max);
+        crate::repair::rebuild_index(self.disk.as_ref(), &codec, || {
+            self.sealer(&unlocked.keys.index)
+        })
     }
 }
 

@@ -45,6 +45,12 @@ pub enum StoreError {
     /// No such chunk.
     #[error("chunk {0} is not in the repository")]
     NotFound(ChunkId),
+    /// An object larger than any reader accepts.
+    #[error("an object of {len} bytes is larger than the format allows (32 MiB)")]
+    TooLarge {
+        /// Its length.
+        len: usize,
+    },
     /// Stored bytes of a chunk are damaged.
     #[error("chunk {chunk} in pack {pack} at offset {offset} is damaged: {source}")]
     Corrupt {
@@ -127,10 +133,10 @@ pub struct Store {
 }
 
 impl Store {
-    /// Opens the store and brings it to a clean state after a crash: open
-    /// packs are cut back to their durable length and finished, packs the
-    /// index never referred to are removed, and packs finished just before a
-    /// crash are recorded as such.
+    /// Opens the store and brings it to a clean state after a crash: an open
+    /// pack is cut back to its durable length and resumed, packs the index
+    /// never referred to are removed, and packs finished just before a crash
+    /// are published and recorded as such.
     pub fn open(
         disk: Arc<dyn Disk>,
         codec: ChunkCodec,
@@ -214,10 +220,14 @@ impl Store {
                     .open(&finished, false)
                     .map_err(io_err("open", &finished))?;
                 let len = file.len().map_err(io_err("stat", &finished))?;
-                let last = pack::read_trailer(file.as_ref(), self.codec.sealer(), id, len)?;
-                if last.flags & TRAILER_FINAL == 0 {
-                    tracing::error!(pack = %id.short(), "pack in packs/ is not finished; run `strata check`");
-                    continue;
+                // A damaged pack does not keep the repository from opening;
+                // `strata check` reports it.
+                match pack::read_trailer(file.as_ref(), self.codec.sealer(), id, len) {
+                    Ok(last) if last.flags & TRAILER_FINAL != 0 => {}
+                    _ => {
+                        tracing::error!(pack = %id.short(), "pack in packs/ is not a finished pack; run `strata check`");
+                        continue;
+                    }
                 }
                 let rec = PackRecord {
                     state: PackState::Finished,
@@ -249,7 +259,13 @@ impl Store {
             file.set_len(durable).map_err(io_err("truncate", &path))?;
             file.sync().map_err(io_err("sync", &path))?;
         }
-        let last = pack::read_trailer(file.as_ref(), self.codec.sealer(), id, durable)?;
+        let last = match pack::read_trailer(file.as_ref(), self.codec.sealer(), id, durable) {
+            Ok(last) => last,
+            Err(e) => {
+                tracing::error!(pack = %id.short(), error = %e, "open pack is damaged; run `strata check`");
+                return Ok(None);
+            }
+        };
         if last.flags & TRAILER_FINAL != 0 {
             // Finished, but the move to packs/ did not happen before the crash.
             self.publish(id, durable)?;
@@ -314,6 +330,9 @@ impl Store {
     /// Stores an object of `kind` (chunk, tree or snapshot record) unless
     /// it is already stored; see [`Store::put`].
     pub fn put_object(&self, kind: Kind, data: &[u8]) -> Result<(ChunkId, bool), StoreError> {
+        if data.len() + 64 > MAX_OBJECT_LEN {
+            return Err(StoreError::TooLarge { len: data.len() });
+        }
         self.counters.chunks_in.fetch_add(1, Ordering::Relaxed);
         let len = data.len() as u64;
         self.counters.bytes_in.fetch_add(len, Ordering::Relaxed);
@@ -450,9 +469,10 @@ impl Store {
             }
             w.pack_is_new = false;
         }
-        if records.is_empty() {
-            return Ok(());
-        }
+        // Always one durable index commit, under the writer lock: it also
+        // makes the layers' earlier non-durable transactions durable, and
+        // every object those refer to was stored before the lock was taken,
+        // so it is in a pack synced above.
         let rows: Vec<_> = w.pending.iter().map(|(k, v)| (*k, *v)).collect();
         if let Err(e) = self.index.commit(&rows, &records) {
             return Err(self.sync_failed(&mut w, "committing the index", e));

@@ -411,3 +411,70 @@ fn small_reads_never_decode_a_chunk_twice() {
         reads() - before
     );
 }
+
+#[test]
+fn repair_keeps_the_head_or_recovers_snapshots_from_packs() {
+    use strata::repo::LockedRepo;
+    let sim = SimDisk::new();
+    let disk: Arc<dyn Disk> = Arc::new(sim.clone());
+    init_encrypted(disk.clone());
+    let data = bytes(14, 90_000);
+    {
+        let h = Head::new(open(disk.clone())).unwrap();
+        let f = h.create(ME, ROOT, &n("record"), 0o644, 0).unwrap().ino;
+        h.write(ME, f, 0, &data).unwrap();
+        h.snapshot(ME, Some("one")).unwrap();
+        h.snapshot(ME, Some("two")).unwrap();
+    }
+    // An index that still opens: the head and the snapshot list are kept.
+    let report = LockedRepo::open(disk.clone(), "r")
+        .unwrap()
+        .repair_index(Some(&passphrase("correct horse")))
+        .unwrap();
+    assert!(report.head_preserved);
+    {
+        let h = Head::new(open(disk.clone())).unwrap();
+        let f = h.lookup(ME, ROOT, &n("record")).unwrap().ino;
+        same(&h.read(ME, f, 0, u32::MAX).unwrap(), &data);
+        assert_eq!(h.snapshots().unwrap().len(), 2);
+    }
+    // A lost index: the snapshots come back from their records in the packs.
+    disk.remove(strata::format::INDEX_FILE).unwrap();
+    let report = LockedRepo::open(disk.clone(), "r")
+        .unwrap()
+        .repair_index(Some(&passphrase("correct horse")))
+        .unwrap();
+    assert!(!report.head_preserved);
+    assert_eq!(report.snapshots_recovered, 2);
+    let h = Head::new(open(disk)).unwrap();
+    let rows = h.snapshots().unwrap();
+    assert_eq!(
+        rows.iter()
+            .map(|r| r.record.label.clone().unwrap())
+            .collect::<Vec<_>>(),
+        ["one", "two"]
+    );
+    assert_eq!(rows[1].record.prev, Some(rows[0].id), "the chain is intact");
+    let tree = h.tree(&rows[1].record.root.subtree.unwrap()).unwrap();
+    same(
+        &h.read_snapshot_file(ME, &tree.entries[0], 0, u32::MAX)
+            .unwrap(),
+        &data,
+    );
+    // New snapshots continue the numbering.
+    assert_eq!(h.snapshot(ME, None).unwrap().seq, 3);
+}
+
+#[test]
+fn the_cadence_makes_metadata_changes_durable_without_fsync() {
+    let sim = SimDisk::new();
+    let disk: Arc<dyn Disk> = Arc::new(sim.clone());
+    init_encrypted(disk.clone());
+    let mut h = Head::new(open(disk)).unwrap();
+    h.set_cadence(std::time::Duration::ZERO, u64::MAX);
+    h.mkdir(ME, ROOT, &n("kept"), 0o755, 0).unwrap();
+    let image = sim.crash_images(3, 0).remove(0);
+    std::mem::forget(h);
+    let h = Head::new(open(Arc::new(image))).unwrap();
+    assert!(h.lookup(ME, ROOT, &n("kept")).is_ok());
+}

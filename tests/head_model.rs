@@ -404,7 +404,10 @@ impl Run {
     fn reopen(&mut self, disk: SimDisk) {
         self.sim = disk.clone();
         let d: Arc<dyn Disk> = Arc::new(disk);
-        self.head = Some(Head::new(open(d)).unwrap());
+        let mut head = Head::new(open(d)).unwrap();
+        // The model knows durable points only from fsync, snapshot and remount.
+        head.set_cadence(std::time::Duration::MAX, u64::MAX);
+        self.head = Some(head);
     }
 
     /// Applies one op to engine and model; returns (engine result, model result).

@@ -227,6 +227,13 @@ impl Head {
             for (off, id, len) in &rows {
                 w.put_extent(ino, *off, *id, *len)?;
             }
+            // The size grows with the stored extents in the same transaction,
+            // so after a crash no extent lies past the file's end.
+            let mut rec = w.get(ino)?;
+            if rec.size < at {
+                rec.size = at;
+                w.put(ino, &rec)?;
+            }
             Ok(())
         })?;
         *cleared = true;
@@ -580,6 +587,12 @@ impl Head {
             }
             for &(off, id, len) in &new_rows {
                 w.put_extent(ino, off, id, len)?;
+            }
+            // Size and extents change together (see store_stream_chunks).
+            let mut rec = w.get(ino)?;
+            if rec.size != size {
+                rec.size = size;
+                w.put(ino, &rec)?;
             }
             Ok(())
         })?;

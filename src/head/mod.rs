@@ -53,6 +53,7 @@ impl From<StoreError> for FsError {
                 FsError::Corrupt(e.to_string())
             }
             StoreError::NotFound(id) => FsError::Corrupt(format!("chunk {id} is missing")),
+            StoreError::TooLarge { .. } => FsError::TooLarge,
             other => FsError::Io(other.to_string()),
         }
     }
@@ -99,6 +100,12 @@ pub struct Head {
     open_counts: Mutex<HashMap<InodeNo, u32>>,
     clock: Mutex<(Instant, u64)>,
     chunk_cache: Mutex<content::ChunkCache>,
+    /// Serializes durable commits with snapshots, so a snapshot's write
+    /// transaction (which stores tree objects) never waits on a store
+    /// commit that waits on it.
+    commit_lock: Mutex<()>,
+    /// Longest time and most bytes between durable commits.
+    cadence: (Duration, u64),
     /// Cost counters.
     pub counters: HeadCounters,
 }
@@ -133,6 +140,8 @@ impl Head {
             open_counts: Mutex::new(HashMap::new()),
             clock: Mutex::new((Instant::now(), 0)),
             chunk_cache: Mutex::new(content::ChunkCache::default()),
+            commit_lock: Mutex::new(()),
+            cadence: (COMMIT_INTERVAL, COMMIT_BYTES),
             counters: HeadCounters::default(),
         };
         head.wtx(|w| {
@@ -179,6 +188,16 @@ impl Head {
     }
 
     fn wtx<T>(&self, f: impl FnOnce(&mut Write<'_>) -> Result<T, FsError>) -> Result<T, FsError> {
+        let out = self.wtx_no_commit(f)?;
+        self.maybe_commit(0)?;
+        Ok(out)
+    }
+
+    /// A write transaction that never triggers the durable-commit cadence.
+    fn wtx_no_commit<T>(
+        &self,
+        f: impl FnOnce(&mut Write<'_>) -> Result<T, FsError>,
+    ) -> Result<T, FsError> {
         let db = self.repo.store().index().database();
         let (out, bytes) = txn::write(db, &self.sealer, &self.name_key, f)?;
         self.counters
@@ -190,17 +209,13 @@ impl Head {
     /// Makes everything acknowledged so far durable: packs synced, then one
     /// durable index commit that carries every earlier head transaction.
     pub fn commit(&self) -> Result<(), FsError> {
+        let _serial = self.commit_lock.lock().expect("commit lock");
+        self.commit_locked()
+    }
+
+    /// [`Head::commit`] for a caller that holds `commit_lock`.
+    fn commit_locked(&self) -> Result<(), FsError> {
         self.repo.store().commit()?;
-        // The store commits only when it has chunks; the head may have
-        // metadata changes alone, so force one durable transaction.
-        let tx = self
-            .repo
-            .store()
-            .index()
-            .database()
-            .begin_write()
-            .map_err(records::db)?;
-        tx.commit().map_err(records::db)?;
         *self.clock.lock().expect("clock") = (Instant::now(), 0);
         self.counters
             .durable_commits
@@ -208,12 +223,19 @@ impl Head {
         Ok(())
     }
 
+    /// Changes the durable-commit cadence (default [`COMMIT_INTERVAL`],
+    /// [`COMMIT_BYTES`]); tests that reason about exact crash states turn
+    /// it off with `Duration::MAX, u64::MAX`.
+    pub fn set_cadence(&mut self, interval: Duration, bytes: u64) {
+        self.cadence = (interval, bytes);
+    }
+
     /// Commits durably if the cadence says it is time.
     pub fn maybe_commit(&self, written: u64) -> Result<(), FsError> {
         let due = {
             let mut c = self.clock.lock().expect("clock");
             c.1 += written;
-            c.0.elapsed() >= COMMIT_INTERVAL || c.1 >= COMMIT_BYTES
+            c.0.elapsed() >= self.cadence.0 || c.1 >= self.cadence.1
         };
         if due {
             self.commit()?;

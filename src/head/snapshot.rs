@@ -133,9 +133,10 @@ impl Head {
     pub fn snapshot(&self, caller: Caller, label: Option<&str>) -> Result<SnapshotRecord, FsError> {
         let _op = caller.span("snapshot");
         self.flush_all(caller)?;
+        let _serial = self.commit_lock.lock().expect("commit lock");
         let store = self.repo.store();
         let id_key = self.repo.keys().id;
-        let record = self.wtx(|w| {
+        let record = self.wtx_no_commit(|w| {
             let mut stats = SnapshotStats::default();
             let root_rec = w.get(InodeNo::ROOT)?;
             let subtree = build_tree(self, w, InodeNo::ROOT, &root_rec, &mut stats)?;
@@ -181,7 +182,7 @@ impl Head {
             w.snapshots.insert(seq, v.as_slice()).map_err(records::db)?;
             Ok(record)
         })?;
-        self.commit()?;
+        self.commit_locked()?;
         self.counters.last_snapshot_dirs.store(
             record.stats.dirs_serialized,
             std::sync::atomic::Ordering::Relaxed,
@@ -251,19 +252,25 @@ impl Head {
         size: u32,
     ) -> Result<Vec<u8>, FsError> {
         let _op = caller.span("read_snapshot_file");
-        let end = (offset + size as u64).min(entry.size);
+        let end = offset.saturating_add(size as u64).min(entry.size);
         if offset >= end {
             return Ok(Vec::new());
         }
         let mut out = vec![0u8; (end - offset) as usize];
         let first = entry
             .extents
-            .partition_point(|&(o, _, l)| o + l as u64 <= offset);
+            .partition_point(|&(o, _, l)| o.saturating_add(l as u64) <= offset);
         for &(o, chunk, l) in &entry.extents[first..] {
             if o >= end {
                 break;
             }
             let data = self.chunk(&ChunkId(chunk))?;
+            if data.as_slice().len() != l as usize {
+                return Err(FsError::Corrupt(format!(
+                    "chunk {} is not the length its tree says",
+                    ChunkId(chunk)
+                )));
+            }
             let a = offset.max(o);
             let b = end.min(o + l as u64);
             out[(a - offset) as usize..(b - offset) as usize]
