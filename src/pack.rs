@@ -472,9 +472,9 @@ pub fn read_toc(
     Ok((segments.concat(), finished.unwrap_or(false)))
 }
 
-/// The end of the last checkpoint of a pack whose tail may be torn, found
-/// by trying each candidate trailer position from the end; an error if
-/// that checkpoint's chain does not verify.
+/// The end of the last intact checkpoint of a pack whose tail may be torn,
+/// found by trying candidate trailer positions from the end; an error if
+/// the first few trailers that open all belong to broken chains.
 pub fn find_last_checkpoint(
     file: &dyn DiskFile,
     sealer: &Sealer,
@@ -489,6 +489,8 @@ pub fn find_last_checkpoint(
     }
     // Scan the tail in blocks, newest first; a trailer starts with the suite byte.
     const BLOCK: u64 = 1 << 20;
+    const MAX_CANDIDATES: u32 = 8;
+    let mut tries = 0;
     let mut hi = len;
     while hi >= min_end {
         let lo = hi.saturating_sub(BLOCK).max(min_end) - TRAILER_LEN as u64;
@@ -505,12 +507,15 @@ pub fn find_last_checkpoint(
                 .open(Kind::PackTrailer, pack.as_bytes(), trailer)
                 .is_ok()
             {
-                // The newest trailer that opens is the last checkpoint; its
-                // chain is verified once. If an older segment is damaged,
-                // the pack is damaged (trying earlier candidates instead
-                // would make a forged pack cost quadratic time).
-                read_toc(file, sealer, pack, end)?;
-                return Ok(Some(end));
+                // A trailer that opens but whose chain fails (a copy left in
+                // a torn tail, or damage further back) is skipped, a few
+                // times at most: each try walks the chain, and unbounded
+                // tries would let a forged pack cost quadratic time.
+                match read_toc(file, sealer, pack, end) {
+                    Ok(_) => return Ok(Some(end)),
+                    Err(e) if tries + 1 >= MAX_CANDIDATES => return Err(e),
+                    Err(_) => tries += 1,
+                }
             }
         }
         if lo + (TRAILER_LEN as u64) <= min_end {

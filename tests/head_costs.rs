@@ -142,6 +142,10 @@ fn re_ingesting_identical_data_adds_under_one_percent() {
     h.snapshot(ME, None).unwrap();
     let after = du(dir.path());
     let growth = (after - before) as f64 / before as f64;
+    eprintln!(
+        "re-ingest of identical data: {before} -> {after} bytes, +{:.3} %",
+        growth * 100.0
+    );
     assert!(
         growth < 0.01,
         "second copy grew the repository by {:.2} % ({before} -> {after} bytes)",
