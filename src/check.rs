@@ -13,7 +13,7 @@ use crate::index::{Location, PackState};
 use crate::pack;
 use crate::repair::list_packs;
 use crate::repo::{Repo, RepoError};
-use crate::store::{finished_pack_path, open_pack_path};
+use crate::store::open_pack_path;
 
 /// Which packs' data to read.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -112,15 +112,15 @@ pub fn check(
     let mut tocs: HashMap<PackId, HashMap<(crate::id::ChunkId, u64, u32), Kind>> = HashMap::new();
     for (id, rec) in &records {
         report.packs += 1;
-        let path = match rec.state {
-            PackState::Open => open_pack_path(*id),
-            PackState::Finished => finished_pack_path(*id),
+        let opened = match rec.state {
+            PackState::Open => disk.open(&open_pack_path(*id), false),
+            PackState::Finished => store.backend().open(*id),
         };
-        let file = match disk.open(&path, false) {
+        let file = match opened {
             Ok(f) => f,
             Err(e) => {
                 report.errors.push(format!(
-                    "pack {id}: the index refers to it but {path} cannot be opened: {e}"
+                    "pack {id}: the index refers to it but it cannot be opened: {e}"
                 ));
                 continue;
             }
@@ -151,7 +151,7 @@ pub fn check(
             Err(e) => report.errors.push(e.to_string()),
         }
     }
-    let (finished, open) = list_packs(disk)?;
+    let (finished, open) = list_packs(disk, store.backend().as_ref())?;
     for id in finished.iter().chain(&open) {
         if !records.contains_key(id) {
             report.warnings.push(format!("pack {id} is not in the index (left by an interrupted write; `strata repair index` would index it)"));

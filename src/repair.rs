@@ -9,6 +9,7 @@ use std::collections::HashMap;
 
 use serde::Serialize;
 
+use crate::backend::PackBackend;
 use crate::codec::ChunkCodec;
 use crate::crypto::Sealer;
 use crate::format::Kind;
@@ -18,7 +19,7 @@ use crate::index::{Index, IndexError, Location, PackRecord, PackState};
 use crate::pack;
 use crate::repo::RepoError;
 use crate::storage::Disk;
-use crate::store::{finished_pack_path, open_pack_path, StoreError};
+use crate::store::{open_any_pack, open_pack_path, StoreError};
 
 /// What a rebuild found.
 #[derive(Debug, Default, Serialize)]
@@ -46,17 +47,12 @@ fn io_err(op: &'static str, path: &str) -> impl FnOnce(std::io::Error) -> RepoEr
     move |source| RepoError::Io { op, path, source }
 }
 
-/// Every pack id under `packs/` and `open/`.
-pub fn list_packs(disk: &dyn Disk) -> Result<(Vec<PackId>, Vec<PackId>), RepoError> {
-    let mut finished = Vec::new();
-    for sub in list_or_empty(disk, PACKS_DIR)? {
-        let dir = format!("{PACKS_DIR}/{sub}");
-        for name in disk.list(&dir).map_err(io_err("list", &dir))? {
-            if let Ok(id) = name.parse::<PackId>() {
-                finished.push(id);
-            }
-        }
-    }
+/// Every finished pack (from the backend) and every pack under `open/`.
+pub fn list_packs(
+    disk: &dyn Disk,
+    backend: &dyn PackBackend,
+) -> Result<(Vec<PackId>, Vec<PackId>), RepoError> {
+    let finished = backend.list().map_err(io_err("list", PACKS_DIR))?;
     let open = list_or_empty(disk, OPEN_DIR)?
         .iter()
         .filter_map(|n| n.parse().ok())
@@ -78,6 +74,7 @@ pub fn list_or_empty(disk: &dyn Disk, dir: &str) -> Result<Vec<String>, RepoErro
 /// has been opened, which takes the repository lock.
 pub fn rebuild_index(
     disk: &dyn Disk,
+    backend: &dyn PackBackend,
     codec: &ChunkCodec,
     index_sealer: impl Fn() -> Result<Sealer, RepoError>,
 ) -> Result<RepairReport, RepoError> {
@@ -107,7 +104,7 @@ pub fn rebuild_index(
     let mut report = RepairReport::default();
     let mut chunks: HashMap<ChunkId, Location> = HashMap::new();
     let mut packs = Vec::new();
-    let (finished, open) = list_packs(disk)?;
+    let (finished, open) = list_packs(disk, backend)?;
     let mut snapshot_objects = Vec::new();
     let mut add = |id: PackId, entries: Vec<pack::TocEntry>| {
         for e in entries.into_iter() {
@@ -123,19 +120,15 @@ pub fn rebuild_index(
         }
     };
     for id in finished {
-        let path = finished_pack_path(id);
-        let result = disk
-            .open(&path, false)
-            .map_err(|e| e.to_string())
-            .and_then(|f| {
-                let len = f.len().map_err(|e| e.to_string())?;
-                let (entries, done) =
-                    pack::read_toc(f.as_ref(), blob_sealer, id, len).map_err(|e| e.to_string())?;
-                if !done {
-                    return Err("last checkpoint is not marked final".to_string());
-                }
-                Ok((entries, len))
-            });
+        let result = backend.open(id).map_err(|e| e.to_string()).and_then(|f| {
+            let len = f.len().map_err(|e| e.to_string())?;
+            let (entries, done) =
+                pack::read_toc(f.as_ref(), blob_sealer, id, len).map_err(|e| e.to_string())?;
+            if !done {
+                return Err("last checkpoint is not marked final".to_string());
+            }
+            Ok((entries, len))
+        });
         match result {
             Ok((entries, len)) => {
                 add(id, entries);
@@ -198,6 +191,7 @@ pub fn rebuild_index(
             None => {
                 report.snapshots_recovered = recover_snapshots(
                     disk,
+                    backend,
                     codec,
                     &index_sealer()?,
                     &snapshot_objects,
@@ -248,6 +242,7 @@ fn copy_layer_tables(from: &redb::Database, to: &redb::Database) -> Result<(), R
 /// Re-indexes snapshot records found in packs; returns how many.
 fn recover_snapshots(
     disk: &dyn Disk,
+    backend: &dyn PackBackend,
     codec: &ChunkCodec,
     index_sealer: &Sealer,
     objects: &[(PackId, pack::TocEntry)],
@@ -257,12 +252,8 @@ fn recover_snapshots(
     use crate::head::snapshot::{SnapshotRecord, SnapshotRow};
     let mut rows = Vec::new();
     for (pack_id, e) in objects {
-        let path = if disk.exists(&finished_pack_path(*pack_id)) {
-            finished_pack_path(*pack_id)
-        } else {
-            open_pack_path(*pack_id)
-        };
-        let file = disk.open(&path, false).map_err(io_err("open", &path))?;
+        let name = pack_id.to_string();
+        let file = open_any_pack(disk, backend, *pack_id).map_err(io_err("open pack", &name))?;
         let sealed = pack::read_object(file.as_ref(), *pack_id, e.offset, e.len)
             .map_err(StoreError::from)?;
         let Ok(plain) = codec.decode_object(

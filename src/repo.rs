@@ -307,7 +307,14 @@ impl LockedRepo {
             self.sealer(&unlocked.keys.blob)?,
             params.max_size as usize,
         );
-        let store = Store::open(self.disk.clone(), codec, index, self.config.pack_size)?;
+        let backend = Arc::new(crate::backend::LocalBackend::new(self.disk.clone()));
+        let store = Store::open(
+            self.disk.clone(),
+            backend,
+            codec,
+            index,
+            self.config.pack_size,
+        )?;
         let chunker = Arc::new(Chunker::new(params, &unlocked.keys.chunker));
         Ok(Repo {
             locked: self,
@@ -325,7 +332,8 @@ impl LockedRepo {
         let unlocked = self.unlock_keys(secret)?;
         let max = self.config.chunker.max_size as usize;
         let codec = ChunkCodec::new(unlocked.keys.id, self.sealer(&unlocked.keys.blob)?, max);
-        crate::repair::rebuild_index(self.disk.as_ref(), &codec, || {
+        let backend = crate::backend::LocalBackend::new(self.disk.clone());
+        crate::repair::rebuild_index(self.disk.as_ref(), &backend, &codec, || {
             self.sealer(&unlocked.keys.index)
         })
     }

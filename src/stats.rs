@@ -5,7 +5,6 @@ use serde::Serialize;
 use crate::format::INDEX_FILE;
 use crate::index::PackState;
 use crate::repo::{Repo, RepoError};
-use crate::store::{finished_pack_path, open_pack_path};
 
 /// Repository statistics.
 #[derive(Debug, Serialize)]
@@ -39,19 +38,19 @@ pub fn stats(repo: &Repo) -> Result<Stats, RepoError> {
     let chunk_bytes: u64 = chunks.iter().map(|(_, l)| l.raw_len as u64).sum();
     let stored_bytes: u64 = chunks.iter().map(|(_, l)| l.len as u64).sum();
     let records = store.pack_records();
-    let file_len = |path: &str| {
-        repo.disk()
-            .open(path, false)
-            .and_then(|f| f.len())
-            .unwrap_or(0)
-    };
     let pack_file_bytes = records
-        .iter()
-        .map(|(id, r)| match r.state {
-            PackState::Open => file_len(&open_pack_path(*id)),
-            PackState::Finished => file_len(&finished_pack_path(*id)),
+        .keys()
+        .map(|id| {
+            crate::store::open_any_pack(repo.disk().as_ref(), store.backend().as_ref(), *id)
+                .and_then(|f| f.len())
+                .unwrap_or(0)
         })
         .sum();
+    let index_bytes = repo
+        .disk()
+        .open(INDEX_FILE, false)
+        .and_then(|f| f.len())
+        .unwrap_or(0);
     Ok(Stats {
         suite: repo.config().suite.clone(),
         chunks: chunks.len() as u64,
@@ -66,7 +65,7 @@ pub fn stats(repo: &Repo) -> Result<Stats, RepoError> {
             .filter(|r| r.state == PackState::Open)
             .count() as u64,
         pack_file_bytes,
-        index_bytes: file_len(INDEX_FILE),
+        index_bytes,
         compression_ratio: if chunk_bytes == 0 {
             1.0
         } else {

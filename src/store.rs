@@ -14,8 +14,9 @@ use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
+use crate::backend::PackBackend;
 use crate::codec::{ChunkCodec, DecodeError, Verified};
-use crate::format::{Kind, MAX_OBJECT_LEN, OPEN_DIR, PACKS_DIR, TRAILER_FINAL};
+use crate::format::{Kind, MAX_OBJECT_LEN, OPEN_DIR, TRAILER_FINAL};
 use crate::id::{ChunkId, PackId};
 use crate::index::{Index, IndexError, Location, PackRecord, PackState};
 use crate::pack::{self, CheckpointError, PackError, PackWriter};
@@ -81,14 +82,17 @@ pub fn open_pack_path(id: PackId) -> String {
     format!("{OPEN_DIR}/{id}")
 }
 
-/// Directory of a finished pack.
-pub fn finished_pack_dir(id: PackId) -> String {
-    format!("{PACKS_DIR}/{}", &id.to_string()[..2])
-}
-
-/// Path of a finished pack.
-pub fn finished_pack_path(id: PackId) -> String {
-    format!("{}/{id}", finished_pack_dir(id))
+/// A read handle on a pack wherever it is: with the backend once finished,
+/// under `open/` before.
+pub fn open_any_pack(
+    disk: &dyn Disk,
+    backend: &dyn PackBackend,
+    id: PackId,
+) -> io::Result<Box<dyn DiskFile>> {
+    match backend.open(id) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => disk.open(&open_pack_path(id), false),
+        other => other,
+    }
 }
 
 /// Counters of this process's work, for `strata stats`.
@@ -122,6 +126,7 @@ struct Writer {
 /// The chunk store of one unlocked repository.
 pub struct Store {
     disk: Arc<dyn Disk>,
+    backend: Arc<dyn PackBackend>,
     codec: ChunkCodec,
     index: Index,
     pack_target: u64,
@@ -139,6 +144,7 @@ impl Store {
     /// are published and recorded as such.
     pub fn open(
         disk: Arc<dyn Disk>,
+        backend: Arc<dyn PackBackend>,
         codec: ChunkCodec,
         index: Index,
         pack_target: u64,
@@ -146,6 +152,7 @@ impl Store {
         let packs: HashMap<PackId, PackRecord> = index.packs()?.into_iter().collect();
         let store = Store {
             disk,
+            backend,
             codec,
             index,
             pack_target,
@@ -197,7 +204,7 @@ impl Store {
                     }
                 }
                 // Finished and renamed, but the old name survived the crash.
-                Some(_) if self.disk.exists(&finished_pack_path(id)) => {
+                Some(_) if self.backend.exists(id) => {
                     self.disk.remove(&path).map_err(io_err("remove", &path))?
                 }
                 // Recorded as finished but the rename was lost: move it again.
@@ -208,18 +215,15 @@ impl Store {
             .sync_dir(OPEN_DIR)
             .map_err(io_err("sync", OPEN_DIR))?;
         for (id, rec) in known {
-            let finished = finished_pack_path(id);
             if rec.state == PackState::Open
                 && !self.disk.exists(&open_pack_path(id))
-                && self.disk.exists(&finished)
+                && self.backend.exists(id)
             {
-                // Moved to packs/ just before a crash; take it as finished
-                // only if its last checkpoint says so.
-                let file = self
-                    .disk
-                    .open(&finished, false)
-                    .map_err(io_err("open", &finished))?;
-                let len = file.len().map_err(io_err("stat", &finished))?;
+                // Handed to the backend just before a crash; take it as
+                // finished only if its last checkpoint says so.
+                let name = id.to_string();
+                let file = self.backend.open(id).map_err(io_err("open pack", &name))?;
+                let len = file.len().map_err(io_err("stat pack", &name))?;
                 // A damaged pack does not keep the repository from opening;
                 // `strata check` reports it.
                 match pack::read_trailer(file.as_ref(), self.codec.sealer(), id, len) {
@@ -279,23 +283,12 @@ impl Store {
         )?))
     }
 
-    /// Moves a finished pack into `packs/` and records it.
+    /// Hands a finished pack to the backend and records it.
     fn publish(&self, id: PackId, len: u64) -> Result<(), StoreError> {
-        let (from, dir, to) = (
-            open_pack_path(id),
-            finished_pack_dir(id),
-            finished_pack_path(id),
-        );
-        self.disk
-            .create_dir_all(&dir)
-            .map_err(io_err("mkdir", &dir))?;
-        self.disk
-            .rename(&from, &to)
-            .map_err(io_err("rename", &from))?;
-        self.disk.sync_dir(&dir).map_err(io_err("sync", &dir))?;
-        self.disk
-            .sync_dir(OPEN_DIR)
-            .map_err(io_err("sync", OPEN_DIR))?;
+        let from = open_pack_path(id);
+        self.backend
+            .create(id, &from)
+            .map_err(io_err("publish", &from))?;
         let rec = PackRecord {
             state: PackState::Finished,
             len,
@@ -314,6 +307,11 @@ impl Store {
     /// The index.
     pub fn index(&self) -> &Index {
         &self.index
+    }
+
+    /// Where finished packs live.
+    pub fn backend(&self) -> &Arc<dyn PackBackend> {
+        &self.backend
     }
 
     /// The disk.
@@ -565,17 +563,10 @@ impl Store {
         if let Some(f) = self.files.lock().expect("files lock").get(&pack) {
             return Ok(f.clone());
         }
-        let finished = finished_pack_path(pack);
-        let open = open_pack_path(pack);
-        let file: Arc<dyn DiskFile> = match self.disk.open(&finished, false) {
-            Ok(f) => Arc::from(f),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Arc::from(
-                self.disk
-                    .open(&open, false)
-                    .map_err(io_err("open", &finished))?,
-            ),
-            Err(e) => return Err(io_err("open", &finished)(e)),
-        };
+        let file: Arc<dyn DiskFile> =
+            open_any_pack(self.disk.as_ref(), self.backend.as_ref(), pack)
+                .map(Arc::from)
+                .map_err(io_err("open pack", &pack.to_string()))?;
         let mut files = self.files.lock().expect("files lock");
         if files.len() >= 256 {
             files.clear();

@@ -291,7 +291,9 @@ fn a_flipped_byte_is_an_error_naming_the_chunk_never_data() {
     let (id, _) = ids[0];
     let loc = repo.store().index().chunk(&id).unwrap().unwrap();
     drop(repo);
-    let path = dir.path().join(strata::store::finished_pack_path(loc.pack));
+    let path = dir
+        .path()
+        .join(strata::backend::LocalBackend::path(loc.pack));
     let mut pack = std::fs::read(&path).unwrap();
     pack[loc.offset as usize + 20] ^= 1;
     std::fs::write(&path, pack).unwrap();
@@ -366,7 +368,9 @@ fn swapped_objects_in_a_pack_are_rejected() {
     );
     assert_eq!((la.pack, la.len), (lb.pack, lb.len));
     drop(repo);
-    let path = dir.path().join(strata::store::finished_pack_path(la.pack));
+    let path = dir
+        .path()
+        .join(strata::backend::LocalBackend::path(la.pack));
     let mut pack = std::fs::read(&path).unwrap();
     let (oa, ob, n) = (la.offset as usize, lb.offset as usize, la.len as usize);
     let object_a = pack[oa..oa + n].to_vec();
