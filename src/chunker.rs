@@ -171,11 +171,6 @@ impl StreamChunker {
         }
     }
 
-    /// Bytes held back, waiting for more input or the end.
-    pub fn pending(&self) -> usize {
-        self.buf.len() - self.start
-    }
-
     /// The bytes held back.
     pub fn pending_bytes(&self) -> &[u8] {
         &self.buf[self.start..]

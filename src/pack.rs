@@ -284,16 +284,6 @@ impl PackWriter {
         self.durable_len
     }
 
-    /// Objects written since the last checkpoint.
-    pub fn uncheckpointed(&self) -> usize {
-        self.since_checkpoint.len()
-    }
-
-    /// The file, for reads of objects not yet checkpointed.
-    pub fn file(&self) -> &dyn DiskFile {
-        self.file.as_ref()
-    }
-
     /// Appends one sealed object. On failure the pack is cut back to where it
     /// was, so no half object remains.
     pub fn append(

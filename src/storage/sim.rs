@@ -88,7 +88,6 @@ struct State {
     dirs: BTreeSet<String>,
     next_ino: u64,
     faults: Faults,
-    syncs: u64,
 }
 
 impl State {
@@ -104,7 +103,6 @@ impl State {
     }
 
     fn sync_fault(&mut self) -> io::Result<()> {
-        self.syncs += 1;
         if let Some(n) = &mut self.faults.sync_countdown {
             if *n == 0 {
                 return Err(io::Error::other("simulated fsync failure"));
@@ -177,20 +175,6 @@ impl SimDisk {
         if let Some(points) = self.points.lock().expect("points lock").as_mut() {
             points.push(st.clone());
         }
-    }
-
-    /// Number of file and directory syncs so far.
-    pub fn syncs(&self) -> u64 {
-        self.lock().syncs
-    }
-
-    /// Total bytes currently stored, for space accounting in tests.
-    pub fn used_bytes(&self) -> u64 {
-        let st = self.lock();
-        st.names
-            .values()
-            .map(|i| st.inodes[i].current.len() as u64)
-            .sum()
     }
 
     /// Every path and its current bytes, for plaintext scans in tests.
@@ -273,7 +257,6 @@ fn image(st: &State, prefix: impl Fn(u64) -> (bool, usize), name_prefix: usize) 
         dirs: st.dirs.clone(),
         next_ino: st.next_ino,
         faults: Faults::default(),
-        syncs: 0,
     };
     SimDisk {
         state: Arc::new(Mutex::new(state)),
