@@ -80,6 +80,8 @@ pub struct CheckReport {
     pub packs: u64,
     /// Index rows checked against pack TOCs.
     pub chunks: u64,
+    /// Snapshots whose trees were walked.
+    pub snapshots: u64,
     /// Chunks read, opened and hashed.
     pub chunks_read: u64,
     /// Bytes read for that.

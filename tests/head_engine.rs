@@ -478,3 +478,37 @@ fn the_cadence_makes_metadata_changes_durable_without_fsync() {
     let h = Head::new(open(Arc::new(image))).unwrap();
     assert!(h.lookup(ME, ROOT, &n("kept")).is_ok());
 }
+
+#[test]
+fn verify_snapshots_finds_chunks_lost_from_the_index() {
+    use strata::backend::PackBackend;
+    use strata::repo::LockedRepo;
+    let sim = SimDisk::new();
+    let disk: Arc<dyn Disk> = Arc::new(sim.clone());
+    init_encrypted(disk.clone());
+    {
+        let h = Head::new(open(disk.clone())).unwrap();
+        let f = h.create(ME, ROOT, &n("f"), 0o644, 0).unwrap().ino;
+        h.write(ME, f, 0, &bytes(15, 200_000)).unwrap();
+        h.snapshot(ME, None).unwrap();
+        assert!(
+            h.verify_snapshots(ME).unwrap().is_empty(),
+            "a healthy snapshot verifies"
+        );
+        h.repo().store().flush_pack().unwrap();
+        // Lose the finished packs (a disk failure), then rebuild the index.
+        for id in h.repo().store().backend().list().unwrap() {
+            h.repo().store().backend().delete(id).unwrap();
+        }
+    }
+    LockedRepo::open(disk.clone(), "r")
+        .unwrap()
+        .repair_index(Some(&passphrase("correct horse")))
+        .unwrap();
+    let h = Head::new(open(disk)).unwrap();
+    let problems = h.verify_snapshots(ME).unwrap();
+    assert!(
+        !problems.is_empty() && problems.iter().all(|p| p.starts_with("snapshot 1")),
+        "{problems:?}"
+    );
+}

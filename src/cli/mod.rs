@@ -368,7 +368,7 @@ fn cmd_check(g: &Global, a: &CheckArgs) -> Result<()> {
     let repo = unlock(g)?;
     let show_progress = !g.quiet && !g.json && std::io::stderr().is_terminal();
     let mut last = Instant::now();
-    let report = check(&repo, read, |done, total| {
+    let mut report = check(&repo, read, |done, total| {
         if show_progress && (last.elapsed() > Duration::from_millis(250) || done == total) {
             eprint!("\rreading data: {done}/{total} chunks");
             last = Instant::now();
@@ -377,6 +377,12 @@ fn cmd_check(g: &Global, a: &CheckArgs) -> Result<()> {
             }
         }
     })?;
+    // Then the layer above: every snapshot's trees and references.
+    if report.ok() {
+        let head = strata::head::Head::new(repo)?;
+        report.snapshots = head.snapshots()?.len() as u64;
+        report.errors.extend(head.verify_snapshots(snapshot::me())?);
+    }
     print(g, &report, || {
         let mut out = String::new();
         for w in &report.warnings {
@@ -386,9 +392,10 @@ fn cmd_check(g: &Global, a: &CheckArgs) -> Result<()> {
             out.push_str(&format!("error: {e}\n"));
         }
         out.push_str(&format!(
-            "checked {} packs and {} index entries; read {} chunks ({} bytes); {} error(s), {} warning(s)",
+            "checked {} packs, {} index entries and {} snapshots; read {} chunks ({} bytes); {} error(s), {} warning(s)",
             report.packs,
             report.chunks,
+            report.snapshots,
             report.chunks_read,
             report.bytes_read,
             report.errors.len(),

@@ -43,7 +43,7 @@ impl Info {
 }
 
 /// The caller of this command, for the snapshot record.
-fn me() -> Caller {
+pub(super) fn me() -> Caller {
     // SAFETY: these libc calls take no arguments and cannot fail.
     let (uid, gid) = unsafe { (libc::geteuid(), libc::getegid()) };
     Caller {

@@ -236,6 +236,67 @@ impl Head {
         self.commit()
     }
 
+    /// Checks every snapshot's structure: its record is indexed, every tree
+    /// below its root opens, every chunk a file refers to is indexed, and
+    /// every file's content digest matches its extents. Returns the problems.
+    pub fn verify_snapshots(&self, caller: Caller) -> Result<Vec<String>, FsError> {
+        let _op = caller.span("verify_snapshots");
+        let index = self.repo.store().index();
+        let indexed = |id: &[u8; 32]| {
+            index
+                .chunk(&ChunkId(*id))
+                .map(|l| l.is_some())
+                .map_err(|e| FsError::Io(e.to_string()))
+        };
+        let id_key = self.repo.keys().id;
+        let mut errors = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        for row in self.snapshots()? {
+            let seq = row.record.seq;
+            if !indexed(&row.id)? {
+                errors.push(format!(
+                    "snapshot {seq}: its record {} is not in the index",
+                    ChunkId(row.id)
+                ));
+            }
+            let Some(root) = row.record.root.subtree else {
+                errors.push(format!("snapshot {seq}: the record names no root tree"));
+                continue;
+            };
+            let mut stack = vec![root];
+            while let Some(t) = stack.pop() {
+                if !seen.insert(t) {
+                    continue;
+                }
+                let tree = match self.tree(&t) {
+                    Ok(tree) => tree,
+                    Err(e) => {
+                        errors.push(format!("snapshot {seq}: tree {}: {e}", ChunkId(t)));
+                        continue;
+                    }
+                };
+                for e in tree.entries {
+                    stack.extend(e.subtree);
+                    for (_, chunk, _) in &e.extents {
+                        if !indexed(chunk)? {
+                            errors.push(format!(
+                                "snapshot {seq}: chunk {} of inode {} is not in the index",
+                                ChunkId(*chunk),
+                                e.ino
+                            ));
+                        }
+                    }
+                    if e.kind == FileKind::File
+                        && content_digest(&id_key, e.size, &e.extents) != e.digest
+                    {
+                        errors.push(format!("snapshot {seq}: inode {}: the content digest does not match the extents", e.ino));
+                    }
+                }
+            }
+        }
+        Ok(errors)
+    }
+
     /// Reads a tree object.
     pub fn tree(&self, id: &[u8; 32]) -> Result<Tree, FsError> {
         let bytes = self.repo.store().get_object(Kind::Tree, &ChunkId(*id))?;
