@@ -481,7 +481,6 @@ fn the_cadence_makes_metadata_changes_durable_without_fsync() {
 
 #[test]
 fn verify_snapshots_finds_chunks_lost_from_the_index() {
-    use strata::backend::PackBackend;
     use strata::repo::LockedRepo;
     let sim = SimDisk::new();
     let disk: Arc<dyn Disk> = Arc::new(sim.clone());
