@@ -992,3 +992,13 @@ fn is_ancestor(w: &Write<'_>, ancestor: InodeNo, dir: InodeNo) -> Result<bool, F
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    /// The mount serves requests from several FUSE threads on one `Head`.
+    #[test]
+    fn head_is_shared_across_threads() {
+        fn shared<T: Send + Sync>() {}
+        shared::<super::Head>();
+    }
+}
