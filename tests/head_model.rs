@@ -345,7 +345,7 @@ fn snapshot_view(h: &Head, root: &[u8; 32]) -> View {
         let tree: Tree = h.tree(&tree_id).unwrap();
         for e in tree.entries {
             let cp = format!("{p}/{}", String::from_utf8(e.name.clone()).unwrap());
-            let s = match e.kind {
+            let s = match e.meta.kind {
                 FileKind::File => {
                     let data = h.read_snapshot_file(ME, &e, 0, u32::MAX).unwrap();
                     Seen::File {

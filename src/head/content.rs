@@ -154,14 +154,14 @@ impl Head {
             return Ok(s.clone());
         }
         let rec = self.rtx()?.get(ino)?;
-        match rec.kind {
+        match rec.meta.kind {
             FileKind::File => {}
             FileKind::Dir => return Err(FsError::IsDir),
             _ => return Err(FsError::Invalid("not a regular file")),
         }
         let state = Arc::new(Mutex::new(FileState {
             ino,
-            size: rec.size,
+            size: rec.meta.size,
             mtime: None,
             mode: Mode::Staged {
                 overlay: BTreeMap::new(),
@@ -230,8 +230,8 @@ impl Head {
             // The size grows with the stored extents in the same transaction,
             // so after a crash no extent lies past the file's end.
             let mut rec = w.get(ino)?;
-            if rec.size < at {
-                rec.size = at;
+            if rec.meta.size < at {
+                rec.meta.size = at;
                 w.put(ino, &rec)?;
             }
             Ok(())
@@ -385,12 +385,12 @@ impl Head {
             None => {
                 let r = self.rtx()?;
                 let rec = r.get(ino)?;
-                match rec.kind {
+                match rec.meta.kind {
                     FileKind::File => {}
                     FileKind::Dir => return Err(FsError::IsDir),
                     _ => return Err(FsError::Invalid("not a regular file")),
                 }
-                let end = (offset + size as u64).min(rec.size);
+                let end = (offset + size as u64).min(rec.meta.size);
                 if offset >= end {
                     return Ok(Vec::new());
                 }
@@ -590,8 +590,8 @@ impl Head {
             }
             // Size and extents change together (see store_stream_chunks).
             let mut rec = w.get(ino)?;
-            if rec.size != size {
-                rec.size = size;
+            if rec.meta.size != size {
+                rec.meta.size = size;
                 w.put(ino, &rec)?;
             }
             Ok(())
@@ -608,10 +608,10 @@ impl Head {
         let (ino, size, mtime) = (st.ino, st.size, st.mtime);
         self.wtx(|w| {
             let mut rec = w.get(ino)?;
-            rec.size = size;
+            rec.meta.size = size;
             if let Some(t) = mtime {
-                rec.mtime = t;
-                rec.ctime = t;
+                rec.meta.mtime = t;
+                rec.meta.ctime = t;
             }
             w.put(ino, &rec)?;
             w.dirty_parents(ino)
@@ -642,8 +642,8 @@ impl Head {
                 .unwrap_or(0);
             let _ = self.wtx(|w| {
                 let mut rec = w.get(ino)?;
-                rec.size = stored.min(st.size);
-                rec.mtime = Timestamp { secs: 0, nanos: 0 };
+                rec.meta.size = stored.min(st.size);
+                rec.meta.mtime = Timestamp { secs: 0, nanos: 0 };
                 w.put(ino, &rec)
             });
         }

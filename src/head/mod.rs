@@ -147,7 +147,7 @@ impl Head {
         head.wtx(|w| {
             if w.inode(InodeNo::ROOT)?.is_none() {
                 let now = Timestamp::now();
-                let root = InodeRecord {
+                let meta = Meta {
                     kind: FileKind::Dir,
                     perm: 0o755,
                     uid: 0,
@@ -159,6 +159,9 @@ impl Head {
                     ctime: now,
                     btime: now,
                     rdev: 0,
+                };
+                let root = InodeRecord {
+                    meta,
                     target: Vec::new(),
                     clean_tree: None,
                 };
@@ -244,21 +247,7 @@ impl Head {
     }
 
     fn attr_of(&self, ino: InodeNo, rec: &InodeRecord) -> Attr {
-        let mut attr = Attr {
-            ino,
-            kind: rec.kind,
-            perm: rec.perm,
-            uid: rec.uid,
-            gid: rec.gid,
-            nlink: rec.nlink,
-            size: rec.size,
-            blocks_bytes: rec.size,
-            atime: rec.atime,
-            mtime: rec.mtime,
-            ctime: rec.ctime,
-            btime: rec.btime,
-            rdev: rec.rdev,
-        };
+        let mut attr = Attr::new(ino, &rec.meta);
         if let Some(state) = self.files.lock().expect("files").get(&ino) {
             state.lock().expect("file state").overlay_attr(&mut attr);
         }
@@ -281,7 +270,7 @@ impl Head {
     ) -> Result<Attr, FsError> {
         let _op = caller.span("lookup");
         let r = self.rtx()?;
-        if r.get(parent)?.kind != FileKind::Dir {
+        if r.get(parent)?.meta.kind != FileKind::Dir {
             return Err(FsError::NotDir);
         }
         let entry = r.dirent(parent, name)?.ok_or(FsError::NotFound)?;
@@ -299,7 +288,7 @@ impl Head {
     ) -> Result<Vec<DirEntry>, FsError> {
         let _op = caller.span("readdir");
         let r = self.rtx()?;
-        if r.get(dir)?.kind != FileKind::Dir {
+        if r.get(dir)?.meta.kind != FileKind::Dir {
             return Err(FsError::NotDir);
         }
         // The cursor is the first 8 bytes of the last name hash returned.
@@ -325,7 +314,7 @@ impl Head {
     pub fn readlink(&self, caller: Caller, ino: InodeNo) -> Result<Vec<u8>, FsError> {
         let _op = caller.span("readlink");
         let rec = self.rtx()?.get(ino)?;
-        if rec.kind != FileKind::Symlink {
+        if rec.meta.kind != FileKind::Symlink {
             return Err(FsError::Invalid("not a symbolic link"));
         }
         Ok(rec.target)
@@ -347,14 +336,14 @@ impl Head {
     ) -> Result<Attr, FsError> {
         let (ino, rec) = self.wtx(|w| {
             let mut dir = w.get(parent)?;
-            if dir.kind != FileKind::Dir {
+            if dir.meta.kind != FileKind::Dir {
                 return Err(FsError::NotDir);
             }
             if w.dirent(parent, name)?.is_some() {
                 return Err(FsError::Exists);
             }
             let now = Timestamp::now();
-            let setgid_dir = dir.perm & libc::S_ISGID != 0;
+            let setgid_dir = dir.meta.perm & libc::S_ISGID != 0;
             // A default ACL on the directory replaces the umask.
             let default_acl = match (kind, w.xattr(parent, acl::DEFAULT)?) {
                 (FileKind::Symlink, _) | (_, None) => None,
@@ -389,11 +378,11 @@ impl Head {
                     },
                 )?;
             }
-            let rec = InodeRecord {
+            let meta = Meta {
                 kind,
                 perm,
                 uid: caller.uid,
-                gid: if setgid_dir { dir.gid } else { caller.gid },
+                gid: if setgid_dir { dir.meta.gid } else { caller.gid },
                 nlink: if kind == FileKind::Dir { 2 } else { 1 },
                 size: if kind == FileKind::Symlink {
                     target.len() as u64
@@ -405,6 +394,9 @@ impl Head {
                 ctime: now,
                 btime: now,
                 rdev,
+            };
+            let rec = InodeRecord {
+                meta,
                 target: target.to_vec(),
                 clean_tree: None,
             };
@@ -419,10 +411,10 @@ impl Head {
                 },
             )?;
             if kind == FileKind::Dir {
-                dir.nlink += 1;
+                dir.meta.nlink += 1;
             }
-            dir.mtime = now;
-            dir.ctime = now;
+            dir.meta.mtime = now;
+            dir.meta.ctime = now;
             w.put(parent, &dir)?;
             w.dirty_chain(parent)?;
             Ok((ino, rec))
@@ -502,24 +494,24 @@ impl Head {
         let _op = caller.span("link");
         let rec = self.wtx(|w| {
             let mut rec = w.get(ino)?;
-            if rec.kind == FileKind::Dir {
+            if rec.meta.kind == FileKind::Dir {
                 return Err(FsError::Invalid(
                     "hard links to directories are not allowed",
                 ));
             }
-            if rec.nlink >= 65_000 {
+            if rec.meta.nlink >= 65_000 {
                 return Err(FsError::TooManyLinks);
             }
             let mut dir = w.get(newparent)?;
-            if dir.kind != FileKind::Dir {
+            if dir.meta.kind != FileKind::Dir {
                 return Err(FsError::NotDir);
             }
             if w.dirent(newparent, newname)?.is_some() {
                 return Err(FsError::Exists);
             }
             let now = Timestamp::now();
-            rec.nlink += 1;
-            rec.ctime = now;
+            rec.meta.nlink += 1;
+            rec.meta.ctime = now;
             w.put(ino, &rec)?;
             w.link(
                 newparent,
@@ -527,11 +519,11 @@ impl Head {
                 &DirentRecord {
                     name: newname.as_bytes().to_vec(),
                     ino: ino.0,
-                    kind: rec.kind,
+                    kind: rec.meta.kind,
                 },
             )?;
-            dir.mtime = now;
-            dir.ctime = now;
+            dir.meta.mtime = now;
+            dir.meta.ctime = now;
             w.put(newparent, &dir)?;
             w.dirty_parents(ino)?;
             Ok(rec)
@@ -578,7 +570,7 @@ impl Head {
             w.dirty_chain(parent)?;
             w.unlink(parent, name, child)?;
             let mut dir = w.get(parent)?;
-            dir.nlink -= 1;
+            dir.meta.nlink -= 1;
             w.put(parent, &dir)?;
             touch_dir(w, parent)?;
             w.delete_inode(child)
@@ -600,7 +592,7 @@ impl Head {
         let mut replaced_gone = None;
         let result = self.wtx(|w| {
             let src = w.dirent(parent, name)?.ok_or(FsError::NotFound)?;
-            if w.get(newparent)?.kind != FileKind::Dir {
+            if w.get(newparent)?.meta.kind != FileKind::Dir {
                 return Err(FsError::NotDir);
             }
             let dst = w.dirent(newparent, newname)?;
@@ -715,7 +707,7 @@ impl Head {
     pub fn setattr(&self, caller: Caller, ino: InodeNo, set: &SetAttr) -> Result<Attr, FsError> {
         let _op = caller.span("setattr");
         if let Some(size) = set.size {
-            if self.rtx()?.get(ino)?.kind != FileKind::File {
+            if self.rtx()?.get(ino)?.meta.kind != FileKind::File {
                 return Err(FsError::Invalid("only regular files have a size to set"));
             }
             self.truncate(ino, size)?;
@@ -724,11 +716,11 @@ impl Head {
             let mut rec = w.get(ino)?;
             let now = Timestamp::now();
             if let Some(perm) = set.perm {
-                rec.perm = perm & 0o7777;
+                rec.meta.perm = perm & 0o7777;
                 // Keep the access ACL in step: its mask (or group) follows the group bits.
                 if let Some(x) = w.xattr(ino, acl::ACCESS)? {
                     let mut access = Acl::parse(&x.value)?;
-                    access.chmod(rec.perm);
+                    access.chmod(rec.meta.perm);
                     w.set_xattr(
                         ino,
                         &XattrRecord {
@@ -739,18 +731,18 @@ impl Head {
                 }
             }
             if let Some(uid) = set.uid {
-                rec.uid = uid;
+                rec.meta.uid = uid;
             }
             if let Some(gid) = set.gid {
-                rec.gid = gid;
+                rec.meta.gid = gid;
             }
             if let Some(t) = set.atime {
-                rec.atime = t;
+                rec.meta.atime = t;
             }
             if let Some(t) = set.mtime {
-                rec.mtime = t;
+                rec.meta.mtime = t;
             }
-            rec.ctime = now;
+            rec.meta.ctime = now;
             w.put(ino, &rec)?;
             w.dirty_parents(ino)?;
             Ok(rec)
@@ -793,10 +785,10 @@ impl Head {
                 // The mode follows the access ACL; one that says no more
                 // than the mode is not kept.
                 let access = Acl::parse(value)?;
-                rec.perm = (rec.perm & 0o7000) | access.mode_bits();
+                rec.meta.perm = (rec.meta.perm & 0o7000) | access.mode_bits();
                 !access.is_minimal()
             } else if name == acl::DEFAULT {
-                if rec.kind != FileKind::Dir {
+                if rec.meta.kind != FileKind::Dir {
                     return Err(FsError::PermissionDenied);
                 }
                 Acl::parse(value)?;
@@ -815,7 +807,7 @@ impl Head {
             } else {
                 w.remove_xattr(ino, name)?;
             }
-            rec.ctime = Timestamp::now();
+            rec.meta.ctime = Timestamp::now();
             w.put(ino, &rec)?;
             w.dirty_parents(ino)
         })
@@ -845,7 +837,7 @@ impl Head {
             if !w.remove_xattr(ino, name)? {
                 return Err(FsError::NoAttr);
             }
-            rec.ctime = Timestamp::now();
+            rec.meta.ctime = Timestamp::now();
             w.put(ino, &rec)?;
             w.dirty_parents(ino)
         })
@@ -923,7 +915,7 @@ impl Head {
         if last {
             self.wtx(|w| {
                 if let Some(rec) = w.inode(ino)? {
-                    if rec.nlink == 0 {
+                    if rec.meta.nlink == 0 {
                         w.delete_inode(ino)?;
                         w.remove_orphan(ino)?;
                     }
@@ -939,22 +931,22 @@ impl Head {
 fn touch_dir(w: &mut Write<'_>, dir: InodeNo) -> Result<(), FsError> {
     let mut rec = w.get(dir)?;
     let now = Timestamp::now();
-    rec.mtime = now;
-    rec.ctime = now;
+    rec.meta.mtime = now;
+    rec.meta.ctime = now;
     w.put(dir, &rec)
 }
 
 /// Updates an inode's ctime.
 fn touch(w: &mut Write<'_>, ino: InodeNo) -> Result<(), FsError> {
     let mut rec = w.get(ino)?;
-    rec.ctime = Timestamp::now();
+    rec.meta.ctime = Timestamp::now();
     w.put(ino, &rec)
 }
 
 fn adjust_nlink(w: &mut Write<'_>, dir: InodeNo, by: i64) -> Result<(), FsError> {
     if by != 0 {
         let mut rec = w.get(dir)?;
-        rec.nlink = (rec.nlink as i64 + by) as u32;
+        rec.meta.nlink = (rec.meta.nlink as i64 + by) as u32;
         w.put(dir, &rec)?;
     }
     Ok(())
@@ -964,9 +956,9 @@ fn adjust_nlink(w: &mut Write<'_>, dir: InodeNo, by: i64) -> Result<(), FsError>
 /// orphan while it is open. Returns whether it went.
 fn drop_link(w: &mut Write<'_>, child: InodeNo, is_open: bool) -> Result<bool, FsError> {
     let mut rec = w.get(child)?;
-    rec.nlink = rec.nlink.saturating_sub(1);
-    rec.ctime = Timestamp::now();
-    if rec.nlink > 0 {
+    rec.meta.nlink = rec.meta.nlink.saturating_sub(1);
+    rec.meta.ctime = Timestamp::now();
+    if rec.meta.nlink > 0 {
         w.put(child, &rec)?;
         return Ok(false);
     }

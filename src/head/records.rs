@@ -17,7 +17,7 @@
 use redb::{ReadableTable, Table, TableDefinition};
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
-use super::types::{FileKind, FsError, Timestamp};
+use super::types::{FileKind, FsError, Meta};
 use crate::crypto::Sealer;
 use crate::format::Kind;
 
@@ -39,28 +39,8 @@ pub const META: TableDefinition<&str, u64> = TableDefinition::new("head_meta");
 /// What the head keeps per inode.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InodeRecord {
-    /// Kind.
-    pub kind: FileKind,
-    /// Permission bits.
-    pub perm: u32,
-    /// Owner.
-    pub uid: u32,
-    /// Group.
-    pub gid: u32,
-    /// Hard links (for a directory: 2 + subdirectories).
-    pub nlink: u32,
-    /// Size.
-    pub size: u64,
-    /// Times.
-    pub atime: Timestamp,
-    /// Times.
-    pub mtime: Timestamp,
-    /// Times.
-    pub ctime: Timestamp,
-    /// Times.
-    pub btime: Timestamp,
-    /// Device number.
-    pub rdev: u64,
+    /// Kind, permissions, owner, size, times.
+    pub meta: Meta,
     /// Symlink target.
     pub target: Vec<u8>,
     /// A directory's tree id as of the last snapshot, cleared when anything
@@ -168,4 +148,40 @@ pub fn put_inode(
 /// Maps a redb error: the index failing under the head is an I/O error.
 pub fn db(e: impl std::fmt::Display) -> FsError {
     FsError::Io(format!("index: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::head::types::Timestamp;
+
+    /// Pins the postcard encoding of an inode record: a change here changes
+    /// every repository's head.
+    #[test]
+    fn golden_inode_record_encoding() {
+        let t = Timestamp { secs: -1, nanos: 7 };
+        let meta = Meta {
+            kind: FileKind::Symlink,
+            perm: 0o644,
+            uid: 1000,
+            gid: 100,
+            nlink: 1,
+            size: 3,
+            atime: t,
+            mtime: t,
+            ctime: t,
+            btime: t,
+            rdev: 0,
+        };
+        let rec = InodeRecord {
+            meta,
+            target: b"a/b".to_vec(),
+            clean_tree: None,
+        };
+        let bytes = postcard::to_allocvec(&rec).unwrap();
+        assert_eq!(hex::encode(&bytes), GOLDEN);
+        assert_eq!(postcard::from_bytes::<InodeRecord>(&bytes).unwrap(), rec);
+    }
+
+    const GOLDEN: &str = "02a403e80764010301070107010701070003612f6200";
 }

@@ -19,7 +19,7 @@ use redb::ReadableTable;
 
 use super::records::{self, InodeRecord};
 use super::txn::{Reader, Write};
-use super::types::{Caller, FileKind, FsError, InodeNo, Timestamp};
+use super::types::{Caller, FileKind, FsError, InodeNo, Meta, Timestamp};
 use super::Head;
 use crate::format::Kind;
 use crate::id::ChunkId;
@@ -40,28 +40,8 @@ pub struct TreeEntry {
     pub name: Vec<u8>,
     /// Head inode number at snapshot time; equal for hard links.
     pub ino: u64,
-    /// Kind.
-    pub kind: FileKind,
-    /// Permission bits.
-    pub perm: u32,
-    /// Owner.
-    pub uid: u32,
-    /// Group.
-    pub gid: u32,
-    /// Hard links.
-    pub nlink: u32,
-    /// Size.
-    pub size: u64,
-    /// Access time.
-    pub atime: Timestamp,
-    /// Modification time.
-    pub mtime: Timestamp,
-    /// Change time.
-    pub ctime: Timestamp,
-    /// Creation time.
-    pub btime: Timestamp,
-    /// Device number.
-    pub rdev: u64,
+    /// Kind, permissions, owner, size, times.
+    pub meta: Meta,
     /// Symlink target.
     pub target: Vec<u8>,
     /// Extended attributes, sorted by name.
@@ -286,8 +266,8 @@ impl Head {
                             ));
                         }
                     }
-                    if e.kind == FileKind::File
-                        && content_digest(&id_key, e.size, &e.extents) != e.digest
+                    if e.meta.kind == FileKind::File
+                        && content_digest(&id_key, e.meta.size, &e.extents) != e.digest
                     {
                         errors.push(format!("snapshot {seq}: inode {}: the content digest does not match the extents", e.ino));
                     }
@@ -313,7 +293,7 @@ impl Head {
         size: u32,
     ) -> Result<Vec<u8>, FsError> {
         let _op = caller.span("read_snapshot_file");
-        let end = offset.saturating_add(size as u64).min(entry.size);
+        let end = offset.saturating_add(size as u64).min(entry.meta.size);
         if offset >= end {
             return Ok(Vec::new());
         }
@@ -361,10 +341,10 @@ fn entry_of(
     ino: InodeNo,
     rec: &InodeRecord,
 ) -> Result<TreeEntry, FsError> {
-    let extents: Vec<(u64, [u8; 32], u32)> = if rec.kind == FileKind::File {
-        w.extents(ino, 0, rec.size)?
+    let extents: Vec<(u64, [u8; 32], u32)> = if rec.meta.kind == FileKind::File {
+        w.extents(ino, 0, rec.meta.size)?
             .into_iter()
-            .filter(|&(o, _, _)| o < rec.size)
+            .filter(|&(o, _, _)| o < rec.meta.size)
             .map(|(o, c, l)| (o, c.0, l))
             .collect()
     } else {
@@ -373,17 +353,7 @@ fn entry_of(
     Ok(TreeEntry {
         name: name.to_vec(),
         ino: ino.0,
-        kind: rec.kind,
-        perm: rec.perm,
-        uid: rec.uid,
-        gid: rec.gid,
-        nlink: rec.nlink,
-        size: rec.size,
-        atime: rec.atime,
-        mtime: rec.mtime,
-        ctime: rec.ctime,
-        btime: rec.btime,
-        rdev: rec.rdev,
+        meta: rec.meta.clone(),
         target: rec.target.clone(),
         xattrs: w
             .xattrs(ino)?
@@ -391,8 +361,8 @@ fn entry_of(
             .map(|x| (x.name, x.value))
             .collect(),
         subtree: None,
-        digest: if rec.kind == FileKind::File {
-            content_digest(id_key, rec.size, &extents)
+        digest: if rec.meta.kind == FileKind::File {
+            content_digest(id_key, rec.meta.size, &extents)
         } else {
             [0; 32]
         },
@@ -426,7 +396,7 @@ fn build_tree(
             let child = InodeNo(d.ino);
             let child_rec = w.get(child)?;
             let mut entry = entry_of(w, &id_key, &d.name, child, &child_rec)?;
-            if child_rec.kind == FileKind::Dir {
+            if child_rec.meta.kind == FileKind::Dir {
                 entry.subtree = Some(build_tree(head, w, child, &child_rec, stats)?);
             }
             entries.push(entry);

@@ -158,6 +158,35 @@ impl Timestamp {
     }
 }
 
+/// The attributes an inode has in the head and in a snapshot alike. Kept
+/// as one struct in the inode record and in tree entries (postcard encodes
+/// a nested struct as its fields in order).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Meta {
+    /// Kind.
+    pub kind: FileKind,
+    /// Permission bits including setuid, setgid and sticky.
+    pub perm: u32,
+    /// Owner.
+    pub uid: u32,
+    /// Group.
+    pub gid: u32,
+    /// Hard links (for a directory: 2 + subdirectories).
+    pub nlink: u32,
+    /// Size (for a symlink, the target's length).
+    pub size: u64,
+    /// Last access.
+    pub atime: Timestamp,
+    /// Last content change.
+    pub mtime: Timestamp,
+    /// Last attribute change.
+    pub ctime: Timestamp,
+    /// Creation.
+    pub btime: Timestamp,
+    /// Device number of a device node.
+    pub rdev: u64,
+}
+
 /// The attributes of an inode, as stat(2) shows them.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Attr {
@@ -190,6 +219,25 @@ pub struct Attr {
 }
 
 impl Attr {
+    /// The attributes of inode `ino` with `meta`.
+    pub fn new(ino: InodeNo, meta: &Meta) -> Attr {
+        Attr {
+            ino,
+            kind: meta.kind,
+            perm: meta.perm,
+            uid: meta.uid,
+            gid: meta.gid,
+            nlink: meta.nlink,
+            size: meta.size,
+            blocks_bytes: meta.size,
+            atime: meta.atime,
+            mtime: meta.mtime,
+            ctime: meta.ctime,
+            btime: meta.btime,
+            rdev: meta.rdev,
+        }
+    }
+
     /// Full st_mode: type and permission bits.
     pub fn mode(&self) -> u32 {
         self.kind.type_bits() | self.perm
