@@ -10,19 +10,11 @@ use std::sync::Arc;
 use common::*;
 use strata::chunker::ChunkerParams;
 use strata::crypto::slot::SlotKind;
-use strata::head::{Caller, FileName, Head, InodeNo, RenameMode, SetAttr, Timestamp};
+use strata::head::{Caller, Head, InodeNo, RenameMode, SetAttr, Timestamp};
 use strata::repo::{init, InitOptions};
 use strata::storage::{Disk, LocalDisk};
 
-const ME: Caller = Caller {
-    uid: 0,
-    gid: 0,
-    pid: 1,
-};
-
-fn n(s: &str) -> FileName {
-    FileName::new(s.as_bytes()).unwrap()
-}
+const ME: Caller = Caller::ROOT;
 
 fn mem_head() -> Head {
     let disk: Arc<dyn Disk> = Arc::new(strata::storage::sim::SimDisk::new());

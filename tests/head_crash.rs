@@ -10,19 +10,11 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use common::*;
-use strata::head::{Caller, FileName, Head, InodeNo};
+use strata::head::{Caller, Head, InodeNo};
 use strata::storage::sim::SimDisk;
 use strata::storage::Disk;
 
-const ME: Caller = Caller {
-    uid: 0,
-    gid: 0,
-    pid: 1,
-};
-
-fn n(s: &str) -> FileName {
-    FileName::new(s.as_bytes()).unwrap()
-}
+const ME: Caller = Caller::ROOT;
 
 /// What is acknowledged at some moment: fsynced files and completed snapshots.
 #[derive(Clone, Default)]

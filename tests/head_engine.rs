@@ -5,9 +5,7 @@ mod common;
 use std::sync::Arc;
 
 use common::*;
-use strata::head::{
-    Caller, FileKind, FileName, FsError, Head, InodeNo, RenameMode, SetAttr, Timestamp,
-};
+use strata::head::{Caller, FileKind, FsError, Head, InodeNo, RenameMode, SetAttr, Timestamp};
 use strata::storage::sim::SimDisk;
 use strata::storage::Disk;
 
@@ -16,10 +14,6 @@ fn head() -> (SimDisk, Head) {
     let disk: Arc<dyn Disk> = Arc::new(sim.clone());
     init_encrypted(disk.clone());
     (sim, Head::new(open(disk)).unwrap())
-}
-
-fn n(s: &str) -> FileName {
-    FileName::new(s.as_bytes()).unwrap()
 }
 
 /// Compares bytes without printing them: reports lengths and the first difference.

@@ -62,3 +62,8 @@ pub fn bytes(seed: u64, len: usize) -> Vec<u8> {
         })
         .collect()
 }
+
+/// A file name from a test string.
+pub fn n(s: &str) -> strata::head::FileName {
+    strata::head::FileName::new(s.as_bytes()).unwrap()
+}
