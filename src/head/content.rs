@@ -78,6 +78,9 @@ enum Mode {
 /// The in-memory state of a file with unflushed writes.
 pub struct FileState {
     ino: InodeNo,
+    /// Flushed and taken out of the map: a writer that locked it late must
+    /// start over with a fresh state.
+    closed: bool,
     size: u64,
     mtime: Option<Timestamp>,
     mode: Mode,
@@ -86,6 +89,9 @@ pub struct FileState {
 impl FileState {
     /// Shows pending size and mtime in `attr`.
     pub fn overlay_attr(&self, attr: &mut Attr) {
+        if self.closed {
+            return;
+        }
         attr.size = self.size;
         attr.blocks_bytes = self.size;
         if let Some(t) = self.mtime {
@@ -161,6 +167,7 @@ impl Head {
         }
         let state = Arc::new(Mutex::new(FileState {
             ino,
+            closed: false,
             size: rec.meta.size,
             mtime: None,
             mode: Mode::Staged {
@@ -171,6 +178,23 @@ impl Head {
         }));
         let mut files = self.files.lock().expect("files");
         Ok(files.entry(ino).or_insert(state).clone())
+    }
+
+    /// Runs `f` on the file's live state, locked. A state that a concurrent
+    /// flush closed while we waited for its lock is skipped for a fresh one,
+    /// so no write lands in a state nobody will flush.
+    fn with_state<T>(
+        &self,
+        ino: InodeNo,
+        mut f: impl FnMut(&mut FileState) -> Result<T, FsError>,
+    ) -> Result<T, FsError> {
+        loop {
+            let state = self.file_state(ino)?;
+            let mut st = state.lock().expect("file state");
+            if !st.closed {
+                return f(&mut st);
+            }
+        }
     }
 
     /// Turns a fresh state into a stream that continues the file at its
@@ -250,8 +274,17 @@ impl Head {
         data: &[u8],
     ) -> Result<usize, FsError> {
         let _op = caller.span("write");
-        let state = self.file_state(ino)?;
-        let mut st = state.lock().expect("file state");
+        let written = self.with_state(ino, |st| self.write_locked(st, offset, data))?;
+        self.maybe_commit(written as u64)?;
+        Ok(written)
+    }
+
+    fn write_locked(
+        &self,
+        mut st: &mut FileState,
+        offset: u64,
+        data: &[u8],
+    ) -> Result<usize, FsError> {
         let fresh = matches!(&st.mode, Mode::Staged { overlay, dirty, cut } if overlay.is_empty() && dirty.is_empty() && *cut == u64::MAX);
         if fresh && offset == st.size {
             self.start_stream(&mut st)?;
@@ -305,10 +338,8 @@ impl Head {
         let staged = st.staged_bytes();
         self.counters.staging_bytes.store(staged, Ordering::Relaxed);
         if staged > STAGING_LIMIT {
-            self.rebuild(&mut st)?;
+            self.rebuild(st)?;
         }
-        drop(st);
-        self.maybe_commit(data.len() as u64)?;
         Ok(data.len())
     }
 
@@ -354,7 +385,7 @@ impl Head {
         let _op = caller.span("read");
         let state = self.files.lock().expect("files").get(&ino).cloned();
         match state {
-            Some(state) => {
+            Some(state) if !state.lock().expect("file state").closed => {
                 let st = state.lock().expect("file state");
                 let end = (offset + size as u64).min(st.size);
                 if offset >= end {
@@ -382,7 +413,8 @@ impl Head {
                     }
                 }
             }
-            None => {
+            // No pending writes (or a flush just closed them): the stored file.
+            _ => {
                 let r = self.rtx()?;
                 let rec = r.get(ino)?;
                 match rec.meta.kind {
@@ -458,8 +490,10 @@ impl Head {
 
     /// Sets a file's size: cuts stored content or extends with a hole.
     pub(super) fn truncate(&self, ino: InodeNo, size: u64) -> Result<(), FsError> {
-        let state = self.file_state(ino)?;
-        let mut st = state.lock().expect("file state");
+        self.with_state(ino, |st| self.truncate_locked(st, size))
+    }
+
+    fn truncate_locked(&self, mut st: &mut FileState, size: u64) -> Result<(), FsError> {
         if matches!(st.mode, Mode::Stream { .. }) {
             if size == st.size {
                 return Ok(());
@@ -627,6 +661,9 @@ impl Head {
             return Ok(());
         };
         let mut st = state.lock().expect("file state");
+        if st.closed {
+            return Ok(());
+        }
         let result = self
             .finish_stream(&mut st)
             .and_then(|_| self.rebuild(&mut st))
@@ -647,8 +684,11 @@ impl Head {
                 w.put(ino, &rec)
             });
         }
-        drop(st);
+        // Closed and out of the map before the lock goes: a writer waiting
+        // on this state starts over with a fresh one.
+        st.closed = true;
         self.files.lock().expect("files").remove(&ino);
+        drop(st);
         result
     }
 

@@ -248,7 +248,9 @@ impl Head {
 
     fn attr_of(&self, ino: InodeNo, rec: &InodeRecord) -> Attr {
         let mut attr = Attr::new(ino, &rec.meta);
-        if let Some(state) = self.files.lock().expect("files").get(&ino) {
+        // Lock order: a file state before the map, never the reverse.
+        let state = self.files.lock().expect("files").get(&ino).cloned();
+        if let Some(state) = state {
             state.lock().expect("file state").overlay_attr(&mut attr);
         }
         attr
@@ -748,7 +750,8 @@ impl Head {
             Ok(rec)
         })?;
         // An explicit mtime (utimensat after a copy) wins over the pending write's.
-        if let Some(state) = self.files.lock().expect("files").get(&ino) {
+        let state = self.files.lock().expect("files").get(&ino).cloned();
+        if let Some(state) = state {
             state.lock().expect("file state").attrs_set(set);
         }
         Ok(self.attr_of(ino, &rec))
