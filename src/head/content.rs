@@ -279,15 +279,10 @@ impl Head {
         Ok(written)
     }
 
-    fn write_locked(
-        &self,
-        mut st: &mut FileState,
-        offset: u64,
-        data: &[u8],
-    ) -> Result<usize, FsError> {
+    fn write_locked(&self, st: &mut FileState, offset: u64, data: &[u8]) -> Result<usize, FsError> {
         let fresh = matches!(&st.mode, Mode::Staged { overlay, dirty, cut } if overlay.is_empty() && dirty.is_empty() && *cut == u64::MAX);
         if fresh && offset == st.size {
-            self.start_stream(&mut st)?;
+            self.start_stream(st)?;
         }
         let size = st.size;
         let FileState { mode, ino, .. } = &mut *st;
@@ -304,7 +299,7 @@ impl Head {
             }
             Mode::Stream { .. } if offset > size => {
                 // A gap: what lies between stays a hole; a new stream starts.
-                self.finish_stream(&mut st)?;
+                self.finish_stream(st)?;
                 st.mode = Mode::Stream {
                     chunker: self.repo.chunker().stream(),
                     buf_start: offset,
@@ -323,15 +318,15 @@ impl Head {
                 self.store_stream_chunks(ino, buf_start, cleared, cut)?;
             }
             Mode::Stream { .. } => {
-                self.finish_stream(&mut st)?;
+                self.finish_stream(st)?;
                 st.mode = Mode::Staged {
                     overlay: BTreeMap::new(),
                     dirty: Vec::new(),
                     cut: u64::MAX,
                 };
-                self.stage(&mut st, offset, data);
+                self.stage(st, offset, data);
             }
-            Mode::Staged { .. } => self.stage(&mut st, offset, data),
+            Mode::Staged { .. } => self.stage(st, offset, data),
         }
         st.size = st.size.max(offset + data.len() as u64);
         st.mtime = Some(Timestamp::now());
@@ -493,12 +488,12 @@ impl Head {
         self.with_state(ino, |st| self.truncate_locked(st, size))
     }
 
-    fn truncate_locked(&self, mut st: &mut FileState, size: u64) -> Result<(), FsError> {
+    fn truncate_locked(&self, st: &mut FileState, size: u64) -> Result<(), FsError> {
         if matches!(st.mode, Mode::Stream { .. }) {
             if size == st.size {
                 return Ok(());
             }
-            self.finish_stream(&mut st)?;
+            self.finish_stream(st)?;
         }
         if size < st.size {
             if let Mode::Staged {
@@ -528,8 +523,8 @@ impl Head {
         }
         st.size = size;
         st.mtime = Some(Timestamp::now());
-        self.rebuild(&mut st)?;
-        self.persist(&st)?;
+        self.rebuild(st)?;
+        self.persist(st)?;
         Ok(())
     }
 
