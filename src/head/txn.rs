@@ -12,20 +12,32 @@ use crate::id::ChunkId;
 
 /// The keyed hash that stands for `name` in directory `parent`.
 pub fn name_hash(key: &[u8; 32], parent: u64, name: &[u8]) -> [u8; 16] {
-    let mut h = blake3::Hasher::new_keyed(key);
-    h.update(b"d");
-    h.update(&parent.to_le_bytes());
-    h.update(name);
-    h.finalize().as_bytes()[..16].try_into().expect("16 bytes")
+    keyed_name(key, b"d", parent, name)
 }
 
 /// The keyed hash that stands for xattr `name` of inode `ino`.
 pub fn xattr_hash(key: &[u8; 32], ino: u64, name: &[u8]) -> [u8; 16] {
+    keyed_name(key, b"x", ino, name)
+}
+
+/// 16 bytes of keyed BLAKE3 over `domain | owner (u64 LE) | name`.
+fn keyed_name(key: &[u8; 32], domain: &[u8; 1], owner: u64, name: &[u8]) -> [u8; 16] {
     let mut h = blake3::Hasher::new_keyed(key);
-    h.update(b"x");
-    h.update(&ino.to_le_bytes());
+    h.update(domain);
+    h.update(&owner.to_le_bytes());
     h.update(name);
     h.finalize().as_bytes()[..16].try_into().expect("16 bytes")
+}
+
+/// Opens one `head_extents` row as (offset, chunk, length).
+fn extent_row(
+    sealer: &Sealer,
+    ino: InodeNo,
+    off: u64,
+    sealed: &[u8],
+) -> Result<(u64, ChunkId, u32), FsError> {
+    let e: ExtentRecord = open(sealer, Kind::HeadExtent, &key_pair(ino.0, off), sealed)?;
+    Ok((off, ChunkId(e.chunk), e.len))
 }
 
 /// Read access shared by read and write transactions.
@@ -188,15 +200,9 @@ macro_rules! reader_impl {
                     .next_back()
                 {
                     let (k, v) = row.map_err(db)?;
-                    let (_, off) = k.value();
-                    let e: ExtentRecord = open(
-                        self.sealer,
-                        Kind::HeadExtent,
-                        &key_pair(ino.0, off),
-                        v.value(),
-                    )?;
-                    if off + e.len as u64 > from {
-                        out.push((off, ChunkId(e.chunk), e.len));
+                    let extent = extent_row(self.sealer, ino, k.value().1, v.value())?;
+                    if extent.0 + extent.2 as u64 > from {
+                        out.push(extent);
                     }
                 }
                 if from < u64::MAX && from + 1 < to {
@@ -206,14 +212,7 @@ macro_rules! reader_impl {
                         .map_err(db)?
                     {
                         let (k, v) = row.map_err(db)?;
-                        let (_, off) = k.value();
-                        let e: ExtentRecord = open(
-                            self.sealer,
-                            Kind::HeadExtent,
-                            &key_pair(ino.0, off),
-                            v.value(),
-                        )?;
-                        out.push((off, ChunkId(e.chunk), e.len));
+                        out.push(extent_row(self.sealer, ino, k.value().1, v.value())?);
                     }
                 }
                 Ok(out)
