@@ -25,7 +25,7 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("strata: error: {e:#}");
-            ExitCode::from(cli::exit_code(&e))
+            ExitCode::from(strata::exit::exit_code(&e))
         }
     }
 }

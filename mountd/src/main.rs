@@ -1,7 +1,290 @@
-//! strata-mountd: the FUSE daemon. The mount arrives with the next release;
-//! until then this binary only says so, so nothing mistakes it for a mount.
+//! strata-mountd: unlocks a repository and serves it over FUSE until it
+//! is unmounted. Startup and shutdown live here; the callbacks in `fs`.
 
-fn main() -> std::process::ExitCode {
-    eprintln!("strata-mountd: the mount is not part of this release yet; see `strata --help` for the offline commands");
-    std::process::ExitCode::from(1)
+mod fs;
+
+use std::io::Write;
+use std::os::fd::FromRawFd;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use clap::Parser;
+use fuser::{Config, MountOption, SessionACL};
+use strata::control::{self, Daemon};
+use strata::mount_args::{resolve_group, MountdArgs};
+use strata::mountpoint::{self, MountpointError};
+use strata::namespace::{Access, Namespace};
+use strata::repo::{LockedRepo, RepoError};
+use strata::storage::LocalDisk;
+
+use fs::{after_snapshot, Invalidate, StrataFs};
+
+fn main() -> ExitCode {
+    // Keys live in this process: keep it out of core dumps and ptrace.
+    // SAFETY: prctl(PR_SET_DUMPABLE) takes plain integers.
+    unsafe {
+        libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0);
+    }
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("STRATA_LOG")
+                .unwrap_or_else(|_| "info".into()),
+        )
+        .with_target(false)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    let args = MountdArgs::parse();
+    let ready = args.ready_fd.map(|fd| {
+        // SAFETY: `strata mount` passes the write end of a pipe for this.
+        unsafe { std::fs::File::from_raw_fd(fd) }
+    });
+    let ready = Mutex::new(ready);
+    let report = |line: String| {
+        if let Some(mut f) = ready.lock().expect("ready").take() {
+            let _ = f.write_all(line.as_bytes());
+        }
+    };
+    match run(&args, &|| report("ready\n".into())) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            let code = strata::exit::exit_code(&e);
+            tracing::error!("{e:#}");
+            report(format!("error {code} {e:#}\n"));
+            ExitCode::from(code)
+        }
+    }
+}
+
+/// Blocks the termination signals in this thread and every thread it
+/// starts; one thread waits for them and unmounts.
+fn block_signals() -> libc::sigset_t {
+    // SAFETY: plain signal-set manipulation on a local set.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        for s in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP] {
+            libc::sigaddset(&mut set, s);
+        }
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+        set
+    }
+}
+
+fn wait_signal(set: libc::sigset_t) -> i32 {
+    let mut sig = 0;
+    // SAFETY: sigwait writes one int.
+    unsafe { libc::sigwait(&set, &mut sig) };
+    sig
+}
+
+/// Tells systemd we are ready, if it is waiting (Type=notify).
+fn sd_notify(state: &str) {
+    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else {
+        return;
+    };
+    let Ok(sock) = std::os::unix::net::UnixDatagram::unbound() else {
+        return;
+    };
+    let bytes = path.as_encoded_bytes();
+    let sent = if let Some(name) = bytes.strip_prefix(b"@") {
+        use std::os::linux::net::SocketAddrExt;
+        std::os::unix::net::SocketAddr::from_abstract_name(name)
+            .and_then(|a| sock.send_to_addr(state.as_bytes(), &a))
+    } else {
+        sock.send_to(state.as_bytes(), Path::new(&path))
+    };
+    if let Err(e) = sent {
+        tracing::warn!(error = %e, "sd_notify failed");
+    }
+}
+
+struct Served {
+    mountpoint: PathBuf,
+    ns: Arc<Namespace>,
+    invalidate: Mutex<mpsc::Sender<Invalidate>>,
+    unmount: Mutex<Option<fuser::SessionUnmounter>>,
+}
+
+impl Served {
+    fn unmount(&self) {
+        if let Some(mut u) = self.unmount.lock().expect("unmount").take() {
+            if let Err(e) = u.unmount() {
+                tracing::error!(error = %e, "unmount failed");
+            }
+        }
+    }
+}
+
+impl Daemon for Served {
+    fn mountpoint(&self) -> String {
+        self.mountpoint.display().to_string()
+    }
+
+    fn snapshot_taken(&self, label: Option<&str>) {
+        let tx = self.invalidate.lock().expect("invalidate");
+        for inv in after_snapshot(&self.ns, label) {
+            let _ = tx.send(inv);
+        }
+    }
+
+    fn shutdown(&self) {
+        self.unmount();
+    }
+}
+
+fn unlock(args: &MountdArgs) -> Result<strata::repo::Repo> {
+    if !args.repo.is_dir() {
+        return Err(RepoError::NotARepository {
+            path: args.repo.display().to_string(),
+        }
+        .into());
+    }
+    let locked = LockedRepo::open(
+        Arc::new(LocalDisk::new(&args.repo)),
+        &args.repo.display().to_string(),
+    )?;
+    let secret = if !locked.encrypted() {
+        None
+    } else if let Some(fd) = args.key_fd {
+        Some(strata::secrets::read_handoff(fd)?)
+    } else if let Some(f) = &args.key_file {
+        Some(strata::secrets::read_key_file(f)?)
+    } else if let Some(f) = &args.password_file {
+        Some(strata::secrets::read_password_file(f)?)
+    } else {
+        let default = strata::secrets::default_key_file(&locked.config().id);
+        default
+            .exists()
+            .then(|| strata::secrets::read_key_file(&default))
+            .transpose()?
+    };
+    Ok(locked.unlock(secret.as_ref())?)
+}
+
+fn run(args: &MountdArgs, ready: &dyn Fn()) -> Result<()> {
+    let signals = block_signals();
+    let opts = &args.mount;
+    let mnt = mountpoint::canonical(&opts.mountpoint);
+    if let Some(note) = mountpoint::prepare(&mnt)? {
+        tracing::warn!("{note}");
+        eprintln!("strata-mountd: {note}");
+    }
+    let repo = unlock(args)?;
+    let repo_id = repo.config().id.clone();
+    let reader_group = opts
+        .reader_group
+        .as_deref()
+        .map(resolve_group)
+        .transpose()?;
+    let access = Access {
+        // SAFETY: geteuid cannot fail.
+        owner: unsafe { libc::geteuid() },
+        reader_group,
+        allow_other: opts.allow_other,
+    };
+    let head = strata::head::Head::new(repo)?;
+    let ns = Arc::new(Namespace::new(head, access)?);
+    let listener = control::bind(&mountpoint::socket_path(&repo_id))?;
+
+    if let Err(e) = mountpoint::set_immutable(&mnt, true) {
+        tracing::warn!(error = %e, "cannot make the bare mountpoint immutable; writers could fill it while unmounted");
+    }
+    let (tx, rx) = mpsc::channel();
+    let mut config = Config::default();
+    config.mount_options = vec![
+        MountOption::FSName(mountpoint::source_of(&repo_id)),
+        MountOption::Subtype("strata".into()),
+        MountOption::DefaultPermissions,
+        MountOption::NoAtime,
+        MountOption::Dev,
+        MountOption::Suid,
+    ];
+    config.acl = if opts.allow_other || reader_group.is_some() {
+        SessionACL::All
+    } else {
+        SessionACL::Owner
+    };
+    config.n_threads = Some(opts.threads.max(1));
+    config.clone_fd = true;
+    let mut session = fuser::Session::new(StrataFs::new(ns.clone(), tx.clone()), &mnt, &config)
+        .map_err(|e| MountpointError::Mount(mnt.clone(), e.to_string()))?;
+    let served = Arc::new(Served {
+        mountpoint: mnt.clone(),
+        ns: ns.clone(),
+        invalidate: Mutex::new(tx),
+        unmount: Mutex::new(Some(session.unmount_callable())),
+    });
+    let notifier = session.notifier();
+    std::thread::Builder::new()
+        .name("invalidate".into())
+        .spawn(move || {
+            for inv in rx {
+                let r = match &inv {
+                    Invalidate::Entry(parent, name) => notifier.inval_entry(
+                        fuser::INodeNo(*parent),
+                        std::os::unix::ffi::OsStrExt::from_bytes(name.as_slice()),
+                    ),
+                    Invalidate::Inode(ino) => notifier.inval_inode(fuser::INodeNo(*ino), 0, 0),
+                };
+                if let Err(e) = r {
+                    // ENOENT: the kernel had nothing cached, which is fine.
+                    if e.raw_os_error() != Some(libc::ENOENT) {
+                        tracing::debug!(error = %e, "cache invalidation failed");
+                    }
+                }
+            }
+        })?;
+    let s = served.clone();
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            let sig = wait_signal(signals);
+            tracing::info!(signal = sig, "unmounting on signal");
+            s.unmount();
+        })?;
+    let (n, d) = (ns.clone(), served.clone());
+    std::thread::Builder::new()
+        .name("control".into())
+        .spawn(move || control::serve(listener, n, d))?;
+    let serving = std::thread::Builder::new()
+        .name("session".into())
+        .spawn(move || session.run())?;
+
+    wait_answering(&mnt)?;
+    tracing::info!(mountpoint = %mnt.display(), repo = %repo_id, "mounted");
+    ready();
+    sd_notify("READY=1");
+
+    let result = serving
+        .join()
+        .map_err(|_| anyhow::anyhow!("the FUSE session panicked"))?;
+    sd_notify("STOPPING=1");
+    let _ = std::fs::remove_file(mountpoint::socket_path(&repo_id));
+    ns.shutdown().context("committing the head at unmount")?;
+    result.context("serving FUSE")?;
+    tracing::info!(mountpoint = %mnt.display(), "unmounted; everything committed");
+    Ok(())
+}
+
+/// Waits until the mount answers a stat of its root.
+fn wait_answering(mnt: &Path) -> Result<()> {
+    let start = Instant::now();
+    loop {
+        match std::fs::metadata(mnt.join("head")) {
+            Ok(_) => return Ok(()),
+            Err(e) if start.elapsed() > Duration::from_secs(30) => {
+                return Err(MountpointError::Mount(
+                    mnt.to_path_buf(),
+                    format!("the mount does not answer: {e}"),
+                )
+                .into())
+            }
+            Err(_) => std::thread::sleep(Duration::from_millis(10)),
+        }
+    }
 }

@@ -5,21 +5,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-/// Default repository location when neither --repo nor STRATA_REPO is given.
-pub const DEFAULT_REPO: &str = "/var/lib/strata/repo";
-/// Where `strata init` puts a generated key file, as `<repository id>.key`,
-/// and where other commands look for it.
-pub const DEFAULT_KEY_DIR: &str = "/etc/strata/keys";
-
-const EXIT_CODES: &str = "\
-Exit codes:
-  0   success
-  1   error (the message says what failed and what to do)
-  2   wrong usage: unknown flag, missing argument, invalid value
-  10  no repository at the given location
-  11  the repository is in use by another process (mounted or locked)
-  12  wrong or missing passphrase or key file
-  13  the repository is damaged (check found errors, corrupt data, missing index)";
+pub use strata::mount_args::{DEFAULT_REPO, EXIT_CODES};
 
 /// strata: a versioned, deduplicated, encrypted backup filesystem.
 #[derive(Debug, Parser)]
@@ -75,11 +61,25 @@ pub enum Command {
     /// Repair the repository.
     #[command(subcommand)]
     Repair(RepairCommand),
-    /// Create, list and inspect snapshots (the repository must not be mounted).
+    /// Create, list and inspect snapshots (through the daemon while mounted).
     #[command(subcommand)]
     Snapshot(SnapshotCommand),
     /// Show what the repository holds and what it costs on disk.
     Stats,
+    /// Mount the repository: head/ to back up into, snapshots/ to restore from.
+    ///
+    /// Starts strata-mountd, hands it the key on an inherited descriptor
+    /// (never argv or environment), and returns once the mount answers.
+    /// While unmounted, the bare mountpoint is kept immutable so that a
+    /// backup writing into it fails instead of filling the disk below.
+    Mount(MountArgs),
+    /// Unmount: the daemon commits everything, then exits; this waits for it.
+    Umount {
+        /// The mountpoint.
+        mountpoint: PathBuf,
+    },
+    /// Show whether the repository is mounted, where, and its state.
+    Status,
     /// Print a shell completion script.
     Completions {
         /// bash, zsh, fish, elvish or powershell.
@@ -91,6 +91,18 @@ pub enum Command {
         /// Output directory.
         dir: PathBuf,
     },
+}
+
+#[derive(Debug, Args)]
+pub struct MountArgs {
+    #[command(flatten)]
+    pub mount: strata::mount_args::MountOptions,
+    /// Stay in the foreground (the daemon replaces this process; logs go to stderr).
+    #[arg(long, short = 'f')]
+    pub foreground: bool,
+    /// Where the daemon logs [default: /var/log/strata/mountd-<repository id>.log].
+    #[arg(long, value_name = "FILE")]
+    pub log_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

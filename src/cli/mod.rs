@@ -1,6 +1,7 @@
 //! The CLI: parse flags, turn them into one library call, print the result.
 
 pub mod args;
+mod mount;
 mod secrets;
 mod snapshot;
 
@@ -17,56 +18,13 @@ use strata::chunker::ChunkerParams;
 use strata::crypto::slot::{KdfParams, SlotKind};
 use strata::format::PACK_TARGET_SIZE;
 use strata::id::RepoId;
-use strata::index::IndexError;
 use strata::repo::{init, InitOptions, LockedRepo, Repo, RepoError};
 use strata::storage::{Disk, LocalDisk};
-use strata::store::StoreError;
 
 use args::{
     CheckArgs, Cli, Command, Global, InitArgs, KdfArgs, KeyCommand, NewSecretArgs, RepairCommand,
 };
-
-/// Exit codes, as documented in `strata --help`.
-pub mod exit {
-    /// Any other error.
-    pub const ERROR: u8 = 1;
-    /// No repository.
-    pub const NO_REPOSITORY: u8 = 10;
-    /// In use by another process.
-    pub const LOCKED: u8 = 11;
-    /// Wrong or missing secret.
-    pub const WRONG_SECRET: u8 = 12;
-    /// Damage found.
-    pub const DAMAGED: u8 = 13;
-}
-
-/// A check that found damage: reported, then exit 13.
-#[derive(Debug, thiserror::Error)]
-#[error("the repository is damaged: {0} problem(s) found; see above. `strata repair index` rebuilds a damaged index; damaged packs need a replica or the original data")]
-pub struct Damaged(usize);
-
-/// The exit code for an error, from the first cause that has one.
-pub fn exit_code(err: &anyhow::Error) -> u8 {
-    for cause in err.chain() {
-        if cause.downcast_ref::<Damaged>().is_some() {
-            return exit::DAMAGED;
-        }
-        if let Some(e) = cause.downcast_ref::<RepoError>() {
-            return match e {
-                RepoError::NotARepository { .. } => exit::NO_REPOSITORY,
-                RepoError::NoSecret | RepoError::WrongSecret => exit::WRONG_SECRET,
-                RepoError::Index(IndexError::Locked)
-                | RepoError::Store(StoreError::Index(IndexError::Locked)) => exit::LOCKED,
-                RepoError::Config(_)
-                | RepoError::IndexMissing
-                | RepoError::Index(IndexError::Corrupt { .. }) => exit::DAMAGED,
-                RepoError::Store(StoreError::Corrupt { .. } | StoreError::Pack(_)) => exit::DAMAGED,
-                _ => exit::ERROR,
-            };
-        }
-    }
-    exit::ERROR
-}
+use strata::exit::Damaged;
 
 /// Runs one command.
 pub fn run(cli: Cli) -> Result<()> {
@@ -76,7 +34,10 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Key(k) => cmd_key(g, k),
         Command::Check(a) => cmd_check(g, a),
         Command::Repair(RepairCommand::Index) => cmd_repair_index(g),
-        Command::Snapshot(c) => snapshot::run(g, c, unlock(g)?),
+        Command::Snapshot(c) => snapshot::run(g, c),
+        Command::Mount(a) => mount::mount(g, a),
+        Command::Umount { mountpoint } => mount::umount(g, mountpoint),
+        Command::Status => snapshot::status(g),
         Command::Stats => {
             #[derive(Serialize)]
             struct All {
@@ -441,5 +402,10 @@ fn write_man_pages(dir: &Path) -> Result<()> {
         clap_mangen::Man::new(sub.clone().name(name.clone())).render(&mut buf)?;
         std::fs::write(dir.join(format!("{name}.1")), &buf)?;
     }
+    let mut buf = Vec::new();
+    clap_mangen::Man::new(strata::mount_args::MountdArgs::command())
+        .section("8")
+        .render(&mut buf)?;
+    std::fs::write(dir.join("strata-mountd.8"), &buf)?;
     Ok(())
 }

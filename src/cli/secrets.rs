@@ -2,29 +2,17 @@
 //! or the terminal. Never from argv.
 
 use std::io::IsTerminal;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-use std::path::{Path, PathBuf};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
 use std::process::{Command, Stdio};
 
 use anyhow::{bail, Context, Result};
-use strata::crypto::slot::{decode_key_file, encode_key_file, Secret};
+use strata::crypto::slot::{encode_key_file, Secret};
 use zeroize::Zeroizing;
 
-use super::args::{Global, DEFAULT_KEY_DIR};
-
-/// Reads a passphrase file: its first line, without the line ending.
-fn read_password_file(path: &Path) -> Result<Secret> {
-    let text = Zeroizing::new(
-        std::fs::read_to_string(path)
-            .with_context(|| format!("reading password file {}", path.display()))?,
-    );
-    first_line(&text).with_context(|| format!("password file {} is empty", path.display()))
-}
-
-fn first_line(text: &str) -> Option<Secret> {
-    let line = text.lines().next().unwrap_or("");
-    (!line.is_empty()).then(|| Secret::Passphrase(Zeroizing::new(line.to_owned())))
-}
+use super::args::Global;
+pub use strata::secrets::{default_key_file, read_key_file};
+use strata::secrets::{first_line, read_password_file};
 
 fn run_password_command(cmd: &str) -> Result<Secret> {
     let out = Command::new("sh")
@@ -42,31 +30,6 @@ fn run_password_command(cmd: &str) -> Result<Secret> {
         );
     }
     first_line(&stdout).context("the password command printed nothing")
-}
-
-/// Reads a key file, warning if others can read it.
-pub fn read_key_file(path: &Path) -> Result<Secret> {
-    let meta =
-        std::fs::metadata(path).with_context(|| format!("reading key file {}", path.display()))?;
-    if meta.permissions().mode() & 0o077 != 0 {
-        tracing::warn!(file = %path.display(), "key file is readable by group or others; chmod 0400 it");
-    }
-    let text = Zeroizing::new(
-        std::fs::read_to_string(path)
-            .with_context(|| format!("reading key file {}", path.display()))?,
-    );
-    let bytes = decode_key_file(&text).with_context(|| {
-        format!(
-            "{} is not a strata key file (expected one line strata-key-v1:<64 hex digits>)",
-            path.display()
-        )
-    })?;
-    Ok(Secret::KeyFile(bytes))
-}
-
-/// The default key file of repository `id`.
-pub fn default_key_file(repo_id: &str) -> PathBuf {
-    Path::new(DEFAULT_KEY_DIR).join(format!("{repo_id}.key"))
 }
 
 /// The secret to unlock with, from the first source given:

@@ -1,46 +1,13 @@
-//! `strata snapshot …` on an unmounted repository.
+//! `strata snapshot …` and `strata status`: through the daemon's control
+//! socket while the repository is mounted, directly when it is not.
 
 use anyhow::{bail, Result};
-use serde::Serialize;
-use strata::head::snapshot::{SnapshotRecord, SnapshotRow};
+use strata::control::{self, Reply, Request, SnapshotInfo};
 use strata::head::{Caller, Head};
-use strata::repo::Repo;
+use strata::namespace::{Access, Namespace};
 
 use super::args::{Global, SnapshotCommand};
-use super::print;
-
-/// What `snapshot list` and `show` print per snapshot.
-#[derive(Serialize)]
-struct Info {
-    seq: u64,
-    name: String,
-    time: i64,
-    label: Option<String>,
-    id: String,
-    prev: Option<String>,
-    root_tree: Option<String>,
-    dirs_serialized: u64,
-    dirs_reused: u64,
-    caller_uid: u32,
-}
-
-impl Info {
-    fn of(row: &SnapshotRow) -> Info {
-        let r: &SnapshotRecord = &row.record;
-        Info {
-            seq: r.seq,
-            name: r.name(),
-            time: r.time.secs,
-            label: r.label.clone(),
-            id: hex::encode(row.id),
-            prev: r.prev.map(hex::encode),
-            root_tree: r.root.subtree.map(hex::encode),
-            dirs_serialized: r.stats.dirs_serialized,
-            dirs_reused: r.stats.dirs_reused,
-            caller_uid: r.caller.0,
-        }
-    }
-}
+use super::{locked, print, secret_for};
 
 /// The caller of this command, for the snapshot record.
 pub(super) fn me() -> Caller {
@@ -53,78 +20,106 @@ pub(super) fn me() -> Caller {
     }
 }
 
-/// Finds a snapshot by number, time name, label (newest) or "latest".
-fn find(rows: &[SnapshotRow], what: &str) -> Result<SnapshotRow> {
-    let found = match what {
-        "latest" => rows.last(),
-        _ => match what.parse::<u64>() {
-            Ok(seq) => rows.iter().find(|r| r.record.seq == seq),
-            Err(_) => rows
-                .iter()
-                .rev()
-                .find(|r| r.record.name() == what || r.record.label.as_deref() == Some(what)),
-        },
-    };
-    match found {
-        Some(r) => Ok(r.clone()),
-        None => bail!("no snapshot {what:?}: see `strata snapshot list`"),
+/// Serves `req` by the running daemon, or by opening the repository.
+pub fn request(g: &Global, req: &Request) -> Result<Reply> {
+    let repo = locked(g)?;
+    let socket = strata::mountpoint::socket_path(&repo.config().id);
+    if let Some(reply) = control::call(&socket, req)? {
+        return Ok(reply);
     }
+    let secret = secret_for(g, &repo)?;
+    let ns = Namespace::new(Head::new(repo.unlock(secret.as_ref())?)?, Access::default())?;
+    control::handle(&ns, me(), req)
 }
 
-pub fn run(g: &Global, c: &SnapshotCommand, repo: Repo) -> Result<()> {
-    let head = Head::new(repo)?;
-    match c {
+fn show(info: &SnapshotInfo) -> String {
+    format!(
+        "snapshot   {}\nname       {}\nlabel      {}\nid         {}\nprevious   {}\nroot tree  {}\ndirectories serialized {}, reused {}\ntaken by uid {}",
+        info.seq,
+        info.name,
+        info.label.as_deref().unwrap_or("-"),
+        info.id,
+        info.prev.as_deref().unwrap_or("-"),
+        info.root_tree.as_deref().unwrap_or("-"),
+        info.dirs_serialized,
+        info.dirs_reused,
+        info.caller_uid
+    )
+}
+
+pub fn run(g: &Global, c: &SnapshotCommand) -> Result<()> {
+    let req = match c {
         SnapshotCommand::Create { label } => {
-            let rec = head.snapshot(me(), label.as_deref())?;
-            let row = head.snapshot_by_seq(rec.seq)?;
-            let info = Info::of(&row);
-            print(g, &info, || {
-                format!(
-                    "created snapshot {} ({}), {} directories serialized",
-                    info.seq, info.name, info.dirs_serialized
-                )
-            });
-        }
-        SnapshotCommand::List => {
-            let rows = head.snapshots()?;
-            let infos: Vec<Info> = rows.iter().map(Info::of).collect();
-            print(g, &infos, || {
-                let mut out = String::from("   seq  name                  label");
-                for i in &infos {
-                    out.push_str(&format!(
-                        "\n{:>6}  {}  {}",
-                        i.seq,
-                        i.name,
-                        i.label.as_deref().unwrap_or("")
-                    ));
-                }
-                out
-            });
-        }
-        SnapshotCommand::Show { snapshot } => {
-            let info = Info::of(&find(&head.snapshots()?, snapshot)?);
-            print(g, &info, || {
-                format!(
-                    "snapshot   {}\nname       {}\nlabel      {}\nid         {}\nprevious   {}\nroot tree  {}\ndirectories serialized {}, reused {}\ntaken by uid {}",
-                    info.seq,
-                    info.name,
-                    info.label.as_deref().unwrap_or("-"),
-                    info.id,
-                    info.prev.as_deref().unwrap_or("-"),
-                    info.root_tree.as_deref().unwrap_or("-"),
-                    info.dirs_serialized,
-                    info.dirs_reused,
-                    info.caller_uid
-                )
-            });
-        }
-        SnapshotCommand::Delete { snapshot } => {
-            let row = find(&head.snapshots()?, snapshot)?;
-            head.delete_snapshot(me(), row.record.seq)?;
-            if !g.quiet && !g.json {
-                println!("deleted snapshot {}", row.record.seq);
+            if let Some(l) = label {
+                strata::namespace::check_label(l)?;
+            }
+            Request::SnapshotCreate {
+                label: label.clone(),
             }
         }
+        SnapshotCommand::List => Request::SnapshotList,
+        SnapshotCommand::Show { snapshot } => Request::SnapshotShow {
+            snapshot: snapshot.clone(),
+        },
+        SnapshotCommand::Delete { snapshot } => return delete(g, snapshot),
+    };
+    match (c, request(g, &req)?) {
+        (SnapshotCommand::Create { .. }, Reply::Snapshot(info)) => print(g, &info, || {
+            format!(
+                "created snapshot {} ({}), {} directories serialized",
+                info.seq, info.name, info.dirs_serialized
+            )
+        }),
+        (_, Reply::Snapshot(info)) => print(g, &info, || show(&info)),
+        (_, Reply::Snapshots(infos)) => print(g, &infos, || {
+            let mut out = String::from("   seq  name                  label");
+            for i in &infos {
+                out.push_str(&format!(
+                    "\n{:>6}  {}  {}",
+                    i.seq,
+                    i.name,
+                    i.label.as_deref().unwrap_or("")
+                ));
+            }
+            out
+        }),
+        (_, other) => bail!("unexpected answer from the daemon: {other:?}"),
     }
+    Ok(())
+}
+
+/// Deletes a snapshot record (unmounted only; for tests until prune exists).
+fn delete(g: &Global, snapshot: &str) -> Result<()> {
+    let repo = locked(g)?;
+    let secret = secret_for(g, &repo)?;
+    let head = Head::new(repo.unlock(secret.as_ref())?)?;
+    let row = control::find(&head.snapshots()?, snapshot)?;
+    head.delete_snapshot(me(), row.record.seq)?;
+    if !g.quiet && !g.json {
+        println!("deleted snapshot {}", row.record.seq);
+    }
+    Ok(())
+}
+
+/// `strata status`.
+pub fn status(g: &Global) -> Result<()> {
+    let Reply::Status(s) = request(g, &Request::Status)? else {
+        bail!("unexpected answer from the daemon");
+    };
+    print(g, &s, || {
+        let state = match (&s.mountpoint, &s.read_only_reason) {
+            (Some(m), None) => format!("mounted on {m} (daemon pid {})", s.pid.unwrap_or(0)),
+            (Some(m), Some(why)) => format!("mounted on {m}, READ-ONLY: {why}"),
+            (None, _) => "not mounted".to_owned(),
+        };
+        format!(
+            "state       {state}\nsnapshots   {} (latest {})\ninodes      {}\nstaging     {} bytes\ncommits     {}",
+            s.snapshots,
+            s.latest.as_deref().unwrap_or("-"),
+            s.inodes,
+            s.staging_bytes,
+            s.durable_commits
+        )
+    });
     Ok(())
 }

@@ -114,6 +114,12 @@ impl Head {
         let _op = caller.span("snapshot");
         self.flush_all(caller)?;
         let _serial = self.commit_lock.lock().expect("commit lock");
+        // A snapshot's directory name is its time to the second: a second
+        // snapshot within one second waits for the next, so names never
+        // collide and always tell the truth.
+        if let Some(last) = self.last_snapshot()? {
+            wait_past_second(last.record.time.secs);
+        }
         let store = self.repo.store();
         let id_key = self.repo.keys().id;
         let record = self.wtx_no_commit(|w| {
@@ -184,6 +190,21 @@ impl Head {
             )?);
         }
         Ok(out)
+    }
+
+    /// The newest snapshot, if any.
+    pub fn last_snapshot(&self) -> Result<Option<SnapshotRow>, FsError> {
+        let r = self.rtx()?;
+        let last = r.snapshots.last().map_err(records::db)?;
+        last.map(|(k, v)| {
+            records::open(
+                r.sealer(),
+                Kind::IndexSnapshot,
+                &k.value().to_le_bytes(),
+                v.value(),
+            )
+        })
+        .transpose()
     }
 
     /// One snapshot by sequence number.
@@ -318,6 +339,18 @@ impl Head {
                 .copy_from_slice(&data.as_slice()[(a - o) as usize..(b - o) as usize]);
         }
         Ok(out)
+    }
+}
+
+/// Sleeps until the wall clock is past second `secs`.
+fn wait_past_second(secs: i64) {
+    loop {
+        let now = Timestamp::now();
+        if now.secs > secs {
+            return;
+        }
+        let left = 1_000_000_000 - u64::from(now.nanos);
+        std::thread::sleep(std::time::Duration::from_nanos(left.max(1_000_000)));
     }
 }
 

@@ -1,0 +1,676 @@
+//! The FUSE callbacks: each one translates a kernel request into one call
+//! of [`Namespace`] and its answer (or error) into the reply.
+
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::sync::mpsc::Sender;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use fuser::{
+    Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo, InitFlags,
+    KernelConfig, LockOwner, OpenAccMode, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate,
+    ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs,
+    ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
+};
+use strata::head::{Attr, Caller, FileKind, FsError, RenameMode, SetAttr, Timestamp};
+use strata::namespace::{Namespace, Node, SNAPSHOTS_INO};
+
+/// Attributes and entries of the head: the daemon is its only writer.
+const HEAD_TTL: Duration = Duration::from_secs(60);
+/// Snapshots never change.
+const SNAPSHOT_TTL: Duration = Duration::from_secs(3600);
+/// The root, snapshots/ and its symlinks; invalidated when they change.
+const VIRTUAL_TTL: Duration = Duration::from_secs(60);
+/// Largest write the kernel sends.
+const MAX_WRITE: u32 = 1 << 20;
+
+/// A kernel cache entry to drop, sent to the invalidation thread: the
+/// kernel may hold the directory's lock while we serve a request in it,
+/// so notifications never go out from a callback.
+pub enum Invalidate {
+    /// A name in a directory.
+    Entry(u64, Vec<u8>),
+    /// An inode's attributes and data.
+    Inode(u64),
+}
+
+/// The filesystem the kernel talks to.
+pub struct StrataFs {
+    ns: Arc<Namespace>,
+    invalidate: Mutex<Sender<Invalidate>>,
+}
+
+impl StrataFs {
+    /// Serves `ns`; cache invalidations go to `invalidate`.
+    pub fn new(ns: Arc<Namespace>, invalidate: Sender<Invalidate>) -> StrataFs {
+        StrataFs {
+            ns,
+            invalidate: Mutex::new(invalidate),
+        }
+    }
+}
+
+/// What the kernel must forget after a snapshot named by `label` appeared.
+pub fn after_snapshot(ns: &Namespace, label: Option<&str>) -> Vec<Invalidate> {
+    let mut out = vec![Invalidate::Inode(SNAPSHOTS_INO)];
+    for name in std::iter::once(strata::namespace::LATEST).chain(label) {
+        out.push(Invalidate::Entry(SNAPSHOTS_INO, name.as_bytes().to_vec()));
+        out.push(Invalidate::Inode(ns.link_ino(name)));
+    }
+    out
+}
+
+fn caller(req: &Request) -> Caller {
+    Caller {
+        uid: req.uid(),
+        gid: req.gid(),
+        pid: req.pid(),
+    }
+}
+
+fn errno(e: &FsError) -> Errno {
+    Errno::from_i32(e.errno())
+}
+
+fn ttl(ino: u64) -> Duration {
+    match Node::of(ino) {
+        Node::Head(_) => HEAD_TTL,
+        Node::Snap { .. } => SNAPSHOT_TTL,
+        _ => VIRTUAL_TTL,
+    }
+}
+
+fn file_type(k: FileKind) -> FileType {
+    match k {
+        FileKind::File => FileType::RegularFile,
+        FileKind::Dir => FileType::Directory,
+        FileKind::Symlink => FileType::Symlink,
+        FileKind::CharDevice => FileType::CharDevice,
+        FileKind::BlockDevice => FileType::BlockDevice,
+        FileKind::Fifo => FileType::NamedPipe,
+        FileKind::Socket => FileType::Socket,
+    }
+}
+
+fn system_time(t: Timestamp) -> SystemTime {
+    let nanos = Duration::from_nanos(u64::from(t.nanos));
+    if t.secs >= 0 {
+        UNIX_EPOCH + Duration::from_secs(t.secs as u64) + nanos
+    } else {
+        UNIX_EPOCH - Duration::from_secs(t.secs.unsigned_abs()) + nanos
+    }
+}
+
+fn timestamp(t: SystemTime) -> Timestamp {
+    match t.duration_since(UNIX_EPOCH) {
+        Ok(d) => Timestamp {
+            secs: d.as_secs() as i64,
+            nanos: d.subsec_nanos(),
+        },
+        Err(e) => {
+            let d = e.duration();
+            let (secs, nanos) = (d.as_secs() as i64, d.subsec_nanos());
+            if nanos == 0 {
+                Timestamp {
+                    secs: -secs,
+                    nanos: 0,
+                }
+            } else {
+                Timestamp {
+                    secs: -secs - 1,
+                    nanos: 1_000_000_000 - nanos,
+                }
+            }
+        }
+    }
+}
+
+fn time_or_now(t: TimeOrNow) -> Timestamp {
+    match t {
+        TimeOrNow::SpecificTime(t) => timestamp(t),
+        TimeOrNow::Now => Timestamp::now(),
+    }
+}
+
+fn file_attr(a: &Attr) -> FileAttr {
+    FileAttr {
+        ino: INodeNo(a.ino.0),
+        size: a.size,
+        blocks: a.blocks_bytes.div_ceil(512),
+        atime: system_time(a.atime),
+        mtime: system_time(a.mtime),
+        ctime: system_time(a.ctime),
+        crtime: system_time(a.btime),
+        kind: file_type(a.kind),
+        perm: a.perm as u16,
+        nlink: a.nlink,
+        uid: a.uid,
+        gid: a.gid,
+        rdev: a.rdev as u32,
+        blksize: 128 * 1024,
+        flags: 0,
+    }
+}
+
+fn entry(reply: ReplyEntry, r: Result<Attr, FsError>) {
+    match r {
+        Ok(a) => reply.entry(&ttl(a.ino.0), &file_attr(&a), Generation(0)),
+        Err(e) => reply.error(errno(&e)),
+    }
+}
+
+fn empty(reply: ReplyEmpty, r: Result<(), FsError>) {
+    match r {
+        Ok(()) => reply.ok(),
+        Err(e) => reply.error(errno(&e)),
+    }
+}
+
+/// Answers an xattr value or name list by the kernel's size protocol.
+fn xattr(reply: ReplyXattr, size: u32, r: Result<Vec<u8>, FsError>) {
+    match r {
+        Ok(v) if size == 0 => reply.size(v.len() as u32),
+        Ok(v) if v.len() > size as usize => reply.error(Errno::ERANGE),
+        Ok(v) => reply.data(&v),
+        Err(e) => reply.error(errno(&e)),
+    }
+}
+
+fn open_flags(ino: u64) -> FopenFlags {
+    match Node::of(ino) {
+        Node::Snap { .. } => FopenFlags::FOPEN_KEEP_CACHE,
+        _ => FopenFlags::empty(),
+    }
+}
+
+fn writes(flags: OpenFlags) -> bool {
+    flags.acc_mode() != OpenAccMode::O_RDONLY || flags.0 & libc::O_TRUNC != 0
+}
+
+impl Filesystem for StrataFs {
+    fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
+        let wanted = InitFlags::FUSE_POSIX_ACL
+            | InitFlags::FUSE_DONT_MASK
+            | InitFlags::FUSE_DO_READDIRPLUS
+            | InitFlags::FUSE_READDIRPLUS_AUTO
+            | InitFlags::FUSE_PARALLEL_DIROPS
+            | InitFlags::FUSE_CACHE_SYMLINKS
+            | InitFlags::FUSE_ATOMIC_O_TRUNC
+            | InitFlags::FUSE_BIG_WRITES
+            | InitFlags::FUSE_MAX_PAGES;
+        if let Err(missing) = config.add_capabilities(wanted) {
+            tracing::warn!(?missing, "kernel lacks FUSE capabilities");
+            let _ = config.add_capabilities(wanted & !missing);
+        }
+        let _ = config.set_max_write(MAX_WRITE);
+        let _ = config.set_max_readahead(MAX_WRITE);
+        Ok(())
+    }
+
+    fn lookup(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+        entry(
+            reply,
+            self.ns.lookup(caller(req), parent.0, name.as_bytes()),
+        );
+    }
+
+    fn forget(&self, _req: &Request, ino: INodeNo, nlookup: u64) {
+        self.ns.forget(ino.0, nlookup);
+    }
+
+    fn getattr(&self, req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
+        match self.ns.getattr(caller(req), ino.0) {
+            Ok(a) => reply.attr(&ttl(ino.0), &file_attr(&a)),
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+
+    fn setattr(
+        &self,
+        req: &Request,
+        ino: INodeNo,
+        mode: Option<u32>,
+        uid: Option<u32>,
+        gid: Option<u32>,
+        size: Option<u64>,
+        atime: Option<TimeOrNow>,
+        mtime: Option<TimeOrNow>,
+        _ctime: Option<SystemTime>,
+        _fh: Option<FileHandle>,
+        _crtime: Option<SystemTime>,
+        _chgtime: Option<SystemTime>,
+        _bkuptime: Option<SystemTime>,
+        _flags: Option<fuser::BsdFileFlags>,
+        reply: ReplyAttr,
+    ) {
+        let set = SetAttr {
+            perm: mode.map(|m| m & 0o7777),
+            uid,
+            gid,
+            size,
+            atime: atime.map(time_or_now),
+            mtime: mtime.map(time_or_now),
+        };
+        match self.ns.setattr(caller(req), ino.0, &set) {
+            Ok(a) => reply.attr(&ttl(ino.0), &file_attr(&a)),
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+
+    fn readlink(&self, req: &Request, ino: INodeNo, reply: ReplyData) {
+        match self.ns.readlink(caller(req), ino.0) {
+            Ok(t) => reply.data(&t),
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+
+    fn mknod(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        umask: u32,
+        rdev: u32,
+        reply: ReplyEntry,
+    ) {
+        entry(
+            reply,
+            self.ns.mknod(
+                caller(req),
+                parent.0,
+                name.as_bytes(),
+                mode,
+                umask,
+                u64::from(rdev),
+            ),
+        );
+    }
+
+    fn mkdir(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        umask: u32,
+        reply: ReplyEntry,
+    ) {
+        let r = self
+            .ns
+            .mkdir(caller(req), parent.0, name.as_bytes(), mode, umask);
+        if parent.0 != SNAPSHOTS_INO {
+            return entry(reply, r);
+        }
+        // A new snapshot: the kernel binds the name to its directory for
+        // this once (no entry TTL), and later finds the label symlink.
+        match r {
+            Ok(a) => {
+                reply.entry(&Duration::ZERO, &file_attr(&a), Generation(0));
+                let label = name.to_str();
+                let tx = self.invalidate.lock().expect("invalidate");
+                for inv in after_snapshot(&self.ns, label) {
+                    let _ = tx.send(inv);
+                }
+            }
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+
+    fn unlink(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        empty(
+            reply,
+            self.ns.unlink(caller(req), parent.0, name.as_bytes()),
+        );
+    }
+
+    fn rmdir(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        empty(reply, self.ns.rmdir(caller(req), parent.0, name.as_bytes()));
+    }
+
+    fn symlink(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        link_name: &OsStr,
+        target: &std::path::Path,
+        reply: ReplyEntry,
+    ) {
+        entry(
+            reply,
+            self.ns.symlink(
+                caller(req),
+                parent.0,
+                link_name.as_bytes(),
+                target.as_os_str().as_bytes(),
+            ),
+        );
+    }
+
+    fn rename(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        newparent: INodeNo,
+        newname: &OsStr,
+        flags: RenameFlags,
+        reply: ReplyEmpty,
+    ) {
+        let mode = if flags.contains(RenameFlags::RENAME_EXCHANGE) {
+            RenameMode::Exchange
+        } else if flags.contains(RenameFlags::RENAME_NOREPLACE) {
+            RenameMode::NoReplace
+        } else if flags.is_empty() {
+            RenameMode::Replace
+        } else {
+            return reply.error(Errno::EINVAL);
+        };
+        empty(
+            reply,
+            self.ns.rename(
+                caller(req),
+                parent.0,
+                name.as_bytes(),
+                newparent.0,
+                newname.as_bytes(),
+                mode,
+            ),
+        );
+    }
+
+    fn link(
+        &self,
+        req: &Request,
+        ino: INodeNo,
+        newparent: INodeNo,
+        newname: &OsStr,
+        reply: ReplyEntry,
+    ) {
+        entry(
+            reply,
+            self.ns
+                .link(caller(req), ino.0, newparent.0, newname.as_bytes()),
+        );
+    }
+
+    fn open(&self, req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+        match self.ns.open(caller(req), ino.0, writes(flags)) {
+            Ok(_) => reply.opened(FileHandle(0), open_flags(ino.0)),
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+
+    fn read(
+        &self,
+        req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        offset: u64,
+        size: u32,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        reply: ReplyData,
+    ) {
+        match self.ns.read(caller(req), ino.0, offset, size) {
+            Ok(d) => reply.data(&d),
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+
+    fn write(
+        &self,
+        req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        offset: u64,
+        data: &[u8],
+        _write_flags: WriteFlags,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        reply: ReplyWrite,
+    ) {
+        match self.ns.write(caller(req), ino.0, offset, data) {
+            Ok(n) => reply.written(n as u32),
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+
+    fn flush(
+        &self,
+        req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        _lock_owner: LockOwner,
+        reply: ReplyEmpty,
+    ) {
+        empty(reply, self.ns.flush(caller(req), ino.0));
+    }
+
+    fn release(
+        &self,
+        req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        _flush: bool,
+        reply: ReplyEmpty,
+    ) {
+        empty(reply, self.ns.release(caller(req), ino.0));
+    }
+
+    fn fsync(
+        &self,
+        req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        _datasync: bool,
+        reply: ReplyEmpty,
+    ) {
+        empty(reply, self.ns.fsync(caller(req), ino.0));
+    }
+
+    fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        let flags = match Node::of(ino.0) {
+            Node::Snap { .. } => FopenFlags::FOPEN_KEEP_CACHE | FopenFlags::FOPEN_CACHE_DIR,
+            _ => FopenFlags::empty(),
+        };
+        reply.opened(FileHandle(0), flags);
+    }
+
+    fn readdir(
+        &self,
+        req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        offset: u64,
+        mut reply: ReplyDirectory,
+    ) {
+        match self.ns.readdir(caller(req), ino.0, offset, false) {
+            Ok(list) => {
+                for e in list {
+                    if reply.add(
+                        INodeNo(e.ino),
+                        e.cursor,
+                        file_type(e.kind),
+                        OsStr::from_bytes(&e.name),
+                    ) {
+                        break;
+                    }
+                }
+                reply.ok();
+            }
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+
+    fn readdirplus(
+        &self,
+        req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        offset: u64,
+        mut reply: ReplyDirectoryPlus,
+    ) {
+        match self.ns.readdir(caller(req), ino.0, offset, true) {
+            Ok(list) => {
+                let mut full = false;
+                for e in list {
+                    let attr = e.attr.as_ref().expect("readdirplus lists attributes");
+                    // Entries that did not fit were not handed to the kernel:
+                    // it holds no reference to them.
+                    if full
+                        || reply.add(
+                            INodeNo(e.ino),
+                            e.cursor,
+                            OsStr::from_bytes(&e.name),
+                            &ttl(e.ino),
+                            &file_attr(attr),
+                            Generation(0),
+                        )
+                    {
+                        full = true;
+                        self.ns.forget(e.ino, 1);
+                    }
+                }
+                reply.ok();
+            }
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+
+    fn fsyncdir(
+        &self,
+        req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        _datasync: bool,
+        reply: ReplyEmpty,
+    ) {
+        empty(reply, self.ns.fsync(caller(req), ino.0));
+    }
+
+    fn statfs(&self, req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
+        match self.ns.statfs(caller(req)) {
+            Ok(s) => {
+                const BSIZE: u64 = 4096;
+                let free = s.free_bytes / BSIZE;
+                let used = s.used_bytes.div_ceil(BSIZE);
+                let ffree = 1u64 << 32;
+                reply.statfs(
+                    used + free,
+                    free,
+                    free,
+                    s.inodes + ffree,
+                    ffree,
+                    BSIZE as u32,
+                    255,
+                    BSIZE as u32,
+                );
+            }
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+
+    fn setxattr(
+        &self,
+        req: &Request,
+        ino: INodeNo,
+        name: &OsStr,
+        value: &[u8],
+        flags: i32,
+        _position: u32,
+        reply: ReplyEmpty,
+    ) {
+        let create = flags & libc::XATTR_CREATE != 0;
+        let replace = flags & libc::XATTR_REPLACE != 0;
+        empty(
+            reply,
+            self.ns
+                .setxattr(caller(req), ino.0, name.as_bytes(), value, create, replace),
+        );
+    }
+
+    fn getxattr(&self, req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
+        xattr(
+            reply,
+            size,
+            self.ns.getxattr(caller(req), ino.0, name.as_bytes()),
+        );
+    }
+
+    fn listxattr(&self, req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
+        let names = self.ns.listxattr(caller(req), ino.0).map(|names| {
+            let mut out = Vec::new();
+            for n in names {
+                out.extend_from_slice(&n);
+                out.push(0);
+            }
+            out
+        });
+        xattr(reply, size, names);
+    }
+
+    fn removexattr(&self, req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        empty(
+            reply,
+            self.ns.removexattr(caller(req), ino.0, name.as_bytes()),
+        );
+    }
+
+    fn create(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        umask: u32,
+        _flags: i32,
+        reply: ReplyCreate,
+    ) {
+        let c = caller(req);
+        let r = self
+            .ns
+            .create(c, parent.0, name.as_bytes(), mode & 0o7777, umask)
+            .and_then(|a| self.ns.open(c, a.ino.0, true));
+        match r {
+            Ok(a) => reply.created(
+                &ttl(a.ino.0),
+                &file_attr(&a),
+                Generation(0),
+                FileHandle(0),
+                FopenFlags::empty(),
+            ),
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_round_trip_before_and_after_the_epoch() {
+        for t in [
+            Timestamp { secs: 0, nanos: 0 },
+            Timestamp { secs: 1, nanos: 5 },
+            Timestamp {
+                secs: -1,
+                nanos: 999_999_999,
+            },
+            Timestamp {
+                secs: -86_400 * 365 * 70,
+                nanos: 123_456_789,
+            },
+            Timestamp {
+                secs: 4_102_444_800,
+                nanos: 1,
+            },
+        ] {
+            assert_eq!(timestamp(system_time(t)), t);
+        }
+    }
+}

@@ -1,0 +1,261 @@
+//! `strata mount` and `strata umount`: start strata-mountd with the key on
+//! an inherited descriptor and wait until the mount answers; stop it and
+//! wait until it has committed everything.
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use serde::Serialize;
+use strata::control::{self, Reply, Request};
+use strata::exit::Reported;
+use strata::mountpoint::{self, MountpointError};
+
+use super::args::{Global, MountArgs};
+use super::{locked, print, secret_for};
+
+/// The descriptor numbers the daemon finds the key and the readiness pipe on.
+const KEY_FD: i32 = 3;
+const READY_FD: i32 = 4;
+
+#[derive(Serialize)]
+struct Mounted {
+    repository: String,
+    mountpoint: String,
+    log: Option<String>,
+    note: Option<String>,
+}
+
+/// The strata-mountd binary: $STRATA_MOUNTD, beside this program, or on PATH.
+fn mountd_path() -> PathBuf {
+    if let Some(p) = std::env::var_os("STRATA_MOUNTD") {
+        return PathBuf::from(p);
+    }
+    let beside = std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(|d| d.join("strata-mountd")));
+    match beside {
+        Some(p) if p.exists() => p,
+        _ => PathBuf::from("strata-mountd"),
+    }
+}
+
+fn pipe() -> Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0; 2];
+    // SAFETY: pipe2 writes two descriptors into `fds`.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(std::io::Error::last_os_error()).context("creating a pipe");
+    }
+    // SAFETY: both descriptors are new and owned only here.
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
+
+/// Between fork and exec: puts each descriptor at its fixed number, open
+/// across exec. Copies go above the targets first, so a source that sits
+/// on another's target number is not overwritten.
+fn place_fds(moves: &[(i32, i32)]) -> std::io::Result<()> {
+    let mut high = [0; 2];
+    for (i, &(from, _)) in moves.iter().enumerate() {
+        // SAFETY: async-signal-safe descriptor calls only.
+        high[i] = unsafe { libc::fcntl(from, libc::F_DUPFD_CLOEXEC, 10) };
+        if high[i] < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    for (i, &(_, to)) in moves.iter().enumerate() {
+        // SAFETY: as above; dup2 leaves the new descriptor open across exec.
+        if unsafe { libc::dup2(high[i], to) } < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+pub fn mount(g: &Global, a: &MountArgs) -> Result<()> {
+    let repo = locked(g)?;
+    let id = repo.config().id.clone();
+    let note = mountpoint::prepare(&a.mount.mountpoint)?;
+    if let Some(n) = &note {
+        eprintln!("strata: {n}");
+    }
+    let secret = secret_for(g, &repo)?;
+    drop(repo);
+
+    let (key_r, key_w) = pipe()?;
+    if let Some(s) = &secret {
+        std::fs::File::from(key_w).write_all(&strata::secrets::encode_handoff(s))?;
+    } else {
+        drop(key_w);
+    }
+    let mut cmd = Command::new(mountd_path());
+    cmd.arg("--repo")
+        .arg(&g.repo)
+        .arg("--key-fd")
+        .arg(KEY_FD.to_string());
+    cmd.arg("--threads").arg(a.mount.threads.to_string());
+    if a.mount.allow_other {
+        cmd.arg("--allow-other");
+    }
+    if let Some(group) = &a.mount.reader_group {
+        cmd.arg("--reader-group").arg(group);
+    }
+    // The key reaches the daemon only through the descriptor.
+    cmd.env_remove("STRATA_PASSWORD").stdin(Stdio::null());
+    let key_raw = key_r.as_raw_fd();
+
+    if a.foreground {
+        cmd.arg("--").arg(&a.mount.mountpoint);
+        // SAFETY: only async-signal-safe dup2 between fork and exec.
+        unsafe {
+            cmd.pre_exec(move || place_fds(&[(key_raw, KEY_FD)]));
+        }
+        let e = cmd.exec();
+        bail!("starting {}: {e}", mountd_path().display());
+    }
+
+    let (ready_r, ready_w) = pipe()?;
+    let ready_raw = ready_w.as_raw_fd();
+    let log = a
+        .log_file
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(format!("/var/log/strata/mountd-{id}.log")));
+    if let Some(dir) = log.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let log_file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(&log)
+        .with_context(|| format!("opening the daemon log {}", log.display()))?;
+    cmd.arg("--ready-fd").arg(READY_FD.to_string());
+    cmd.arg("--").arg(&a.mount.mountpoint);
+    cmd.stdout(Stdio::null()).stderr(log_file);
+    // SAFETY: only async-signal-safe calls between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            place_fds(&[(key_raw, KEY_FD), (ready_raw, READY_FD)])?;
+            if libc::setsid() < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let child = cmd
+        .spawn()
+        .with_context(|| format!("starting {}", mountd_path().display()))?;
+    drop((key_r, ready_w));
+    let mut line = String::new();
+    BufReader::new(std::fs::File::from(ready_r)).read_line(&mut line)?;
+    let line = line.trim_end();
+    if line == "ready" {
+        let m = Mounted {
+            repository: g.repo.display().to_string(),
+            mountpoint: mountpoint::canonical(&a.mount.mountpoint)
+                .display()
+                .to_string(),
+            log: Some(log.display().to_string()),
+            note,
+        };
+        print(g, &m, || {
+            format!(
+                "mounted {} on {} (daemon pid {}, log {})\n  back up into  {}/head/\n  snapshots in  {}/snapshots/",
+                m.repository,
+                m.mountpoint,
+                child.id(),
+                log.display(),
+                m.mountpoint,
+                m.mountpoint
+            )
+        });
+        return Ok(());
+    }
+    if let Some(rest) = line.strip_prefix("error ") {
+        let (code, msg) = rest.split_once(' ').unwrap_or((rest, ""));
+        return Err(Reported(code.parse().unwrap_or(1), msg.to_owned()).into());
+    }
+    bail!(
+        "strata-mountd stopped before the mount was ready; see {}",
+        log.display()
+    )
+}
+
+#[derive(Serialize)]
+struct Unmounted {
+    mountpoint: String,
+    was_dead: bool,
+}
+
+pub fn umount(g: &Global, dir: &Path) -> Result<()> {
+    let dir = mountpoint::canonical(dir);
+    let m = match mountpoint::mounted_on(&dir) {
+        Some(m) if m.is_strata() => m,
+        _ => return Err(MountpointError::NotMounted(dir).into()),
+    };
+    let was_dead = mountpoint::is_dead(&dir);
+    if was_dead {
+        mountpoint::detach(&dir).with_context(|| format!("detaching {}", dir.display()))?;
+    } else {
+        let id = m.repo_id().unwrap_or_default();
+        let socket = mountpoint::socket_path(id);
+        let pid = match control::call(&socket, &Request::Status)? {
+            Some(Reply::Status(s)) => s.pid,
+            _ => None,
+        };
+        if control::call(&socket, &Request::Shutdown)?.is_none() {
+            // No control socket: unmount directly; the daemon exits on its own.
+            mountpoint::detach(&dir).with_context(|| format!("unmounting {}", dir.display()))?;
+        }
+        if let Some(pid) = pid {
+            wait_exit(pid, &dir)?;
+        }
+    }
+    let out = Unmounted {
+        mountpoint: dir.display().to_string(),
+        was_dead,
+    };
+    print(g, &out, || {
+        if was_dead {
+            format!(
+                "detached the dead mount on {} (its daemon had stopped)",
+                out.mountpoint
+            )
+        } else {
+            format!(
+                "unmounted {}; everything written was committed",
+                out.mountpoint
+            )
+        }
+    });
+    Ok(())
+}
+
+/// Waits for the daemon to finish its last commit and exit.
+fn wait_exit(pid: u32, dir: &Path) -> Result<()> {
+    let start = Instant::now();
+    while Path::new(&format!("/proc/{pid}")).exists() {
+        let zombie = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .map(|s| {
+                s.rsplit(')')
+                    .next()
+                    .is_some_and(|r| r.trim_start().starts_with('Z'))
+            })
+            .unwrap_or(true);
+        if zombie {
+            break;
+        }
+        if start.elapsed() > Duration::from_secs(600) {
+            bail!(
+                "the daemon (pid {pid}) of {} has not exited after 10 minutes",
+                dir.display()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok(())
+}

@@ -1,0 +1,326 @@
+//! Requests the CLI makes of a repository: served by the daemon over its
+//! control socket while the repository is mounted, and by the CLI itself
+//! when it is not. One JSON line each way; the daemon identifies the
+//! caller with SO_PEERCRED and records it with the request.
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::fd::AsRawFd;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+
+use crate::head::snapshot::{SnapshotRecord, SnapshotRow};
+use crate::head::Caller;
+use crate::namespace::Namespace;
+
+/// What the CLI asks.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "request", rename_all = "snake_case")]
+pub enum Request {
+    /// Take a snapshot now.
+    SnapshotCreate {
+        /// Optional label.
+        label: Option<String>,
+    },
+    /// All snapshots, oldest first.
+    SnapshotList,
+    /// One snapshot by number, name, label or "latest".
+    SnapshotShow {
+        /// Which.
+        snapshot: String,
+    },
+    /// The daemon's state.
+    Status,
+    /// Unmount and exit (after committing everything).
+    Shutdown,
+}
+
+/// The answer.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Reply {
+    /// One snapshot.
+    Snapshot(SnapshotInfo),
+    /// Several.
+    Snapshots(Vec<SnapshotInfo>),
+    /// State.
+    Status(Status),
+    /// Done.
+    Done,
+}
+
+/// A snapshot as `strata snapshot list|show` print it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotInfo {
+    /// Sequence number.
+    pub seq: u64,
+    /// Directory name under snapshots/ (UTC time).
+    pub name: String,
+    /// Seconds since the epoch.
+    pub time: i64,
+    /// Label.
+    pub label: Option<String>,
+    /// Record id.
+    pub id: String,
+    /// Previous record id (the hash chain).
+    pub prev: Option<String>,
+    /// Root tree id.
+    pub root_tree: Option<String>,
+    /// Directories serialized.
+    pub dirs_serialized: u64,
+    /// Directories reused unchanged.
+    pub dirs_reused: u64,
+    /// Who took it.
+    pub caller_uid: u32,
+}
+
+impl SnapshotInfo {
+    /// The info of a stored snapshot.
+    pub fn of(row: &SnapshotRow) -> SnapshotInfo {
+        let r: &SnapshotRecord = &row.record;
+        SnapshotInfo {
+            seq: r.seq,
+            name: r.name(),
+            time: r.time.secs,
+            label: r.label.clone(),
+            id: hex::encode(row.id),
+            prev: r.prev.map(hex::encode),
+            root_tree: r.root.subtree.map(hex::encode),
+            dirs_serialized: r.stats.dirs_serialized,
+            dirs_reused: r.stats.dirs_reused,
+            caller_uid: r.caller.0,
+        }
+    }
+}
+
+/// What `strata status` shows.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Status {
+    /// Whether a daemon serves the repository.
+    pub mounted: bool,
+    /// Where.
+    pub mountpoint: Option<String>,
+    /// The daemon's process id.
+    pub pid: Option<u32>,
+    /// Whether the head takes writes; if not, why.
+    pub read_only_reason: Option<String>,
+    /// Snapshots.
+    pub snapshots: u64,
+    /// The newest snapshot's name.
+    pub latest: Option<String>,
+    /// Inodes in the head.
+    pub inodes: u64,
+    /// Bytes of overwrites held for re-chunking.
+    pub staging_bytes: u64,
+    /// Durable commits since the daemon started.
+    pub durable_commits: u64,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum Wire {
+    Ok(Reply),
+    Err(String),
+}
+
+/// Finds a snapshot by number, time name, label (newest) or "latest".
+pub fn find(rows: &[SnapshotRow], what: &str) -> Result<SnapshotRow> {
+    let found = match what {
+        crate::namespace::LATEST => rows.last(),
+        _ => match what.parse::<u64>() {
+            Ok(seq) => rows.iter().find(|r| r.record.seq == seq),
+            Err(_) => rows
+                .iter()
+                .rev()
+                .find(|r| r.record.name() == what || r.record.label.as_deref() == Some(what)),
+        },
+    };
+    match found {
+        Some(r) => Ok(r.clone()),
+        None => bail!("no snapshot {what:?}: see `strata snapshot list`"),
+    }
+}
+
+/// Serves one request against `ns` on behalf of `caller`. Shutdown is
+/// the server's business and answers Done here.
+pub fn handle(ns: &Namespace, caller: Caller, req: &Request) -> Result<Reply> {
+    let _op = caller.span("control");
+    Ok(match req {
+        Request::SnapshotCreate { label } => {
+            let rec = ns.snapshot(caller, label.as_deref())?;
+            let row = ns.head().snapshot_by_seq(rec.seq)?;
+            tracing::info!(
+                seq = rec.seq,
+                uid = caller.uid,
+                pid = caller.pid,
+                "snapshot taken"
+            );
+            Reply::Snapshot(SnapshotInfo::of(&row))
+        }
+        Request::SnapshotList => {
+            Reply::Snapshots(ns.snapshots().iter().map(SnapshotInfo::of).collect())
+        }
+        Request::SnapshotShow { snapshot } => {
+            Reply::Snapshot(SnapshotInfo::of(&find(&ns.snapshots(), snapshot)?))
+        }
+        Request::Status => {
+            let head = ns.head();
+            let stats = head.stats()?;
+            let rows = ns.snapshots();
+            Reply::Status(Status {
+                mounted: false,
+                mountpoint: None,
+                pid: None,
+                read_only_reason: head.repo().store().failed(),
+                snapshots: rows.len() as u64,
+                latest: rows.last().map(|r| r.record.name()),
+                inodes: stats.inodes,
+                staging_bytes: stats.staging_bytes,
+                durable_commits: head
+                    .counters
+                    .durable_commits
+                    .load(std::sync::atomic::Ordering::Relaxed),
+            })
+        }
+        Request::Shutdown => Reply::Done,
+    })
+}
+
+/// The daemon's side: what it adds to the shared handling.
+pub trait Daemon: Send + Sync {
+    /// The mountpoint, for status.
+    fn mountpoint(&self) -> String;
+    /// A snapshot was taken: the kernel's view of snapshots/ must change.
+    fn snapshot_taken(&self, label: Option<&str>);
+    /// Unmount and exit.
+    fn shutdown(&self);
+}
+
+/// Accepts requests on `listener` until the process ends.
+pub fn serve(listener: UnixListener, ns: Arc<Namespace>, daemon: Arc<dyn Daemon>) {
+    for conn in listener.incoming() {
+        let Ok(stream) = conn else { continue };
+        if let Err(e) = serve_one(stream, &ns, daemon.as_ref()) {
+            tracing::warn!(error = %e, "control request failed");
+        }
+    }
+}
+
+fn serve_one(stream: UnixStream, ns: &Namespace, daemon: &dyn Daemon) -> Result<()> {
+    let caller = peer(&stream)?;
+    let mut line = String::new();
+    BufReader::new(&stream).read_line(&mut line)?;
+    let reply = serde_json::from_str::<Request>(&line)
+        .context("malformed request")
+        .and_then(|req| {
+            tracing::info!(
+                uid = caller.uid,
+                gid = caller.gid,
+                pid = caller.pid,
+                ?req,
+                "control request"
+            );
+            let mut reply = handle(ns, caller, &req)?;
+            match (&req, &mut reply) {
+                (Request::SnapshotCreate { label }, _) => daemon.snapshot_taken(label.as_deref()),
+                (Request::Status, Reply::Status(s)) => {
+                    s.mounted = true;
+                    s.mountpoint = Some(daemon.mountpoint());
+                    s.pid = Some(std::process::id());
+                }
+                _ => {}
+            }
+            Ok(reply)
+        });
+    let wire = match reply {
+        Ok(r) => Wire::Ok(r),
+        Err(e) => Wire::Err(format!("{e:#}")),
+    };
+    let mut out = serde_json::to_vec(&wire)?;
+    out.push(b'\n');
+    (&stream).write_all(&out)?;
+    if let Ok(line) = serde_json::from_str::<Request>(&line) {
+        if line == Request::Shutdown {
+            daemon.shutdown();
+        }
+    }
+    Ok(())
+}
+
+/// The peer's credentials (SO_PEERCRED).
+fn peer(stream: &UnixStream) -> Result<Caller> {
+    let mut cred = libc::ucred {
+        pid: 0,
+        uid: 0,
+        gid: 0,
+    };
+    let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
+    // SAFETY: getsockopt writes at most `len` bytes into `cred`.
+    let rc = unsafe {
+        libc::getsockopt(
+            stream.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_PEERCRED,
+            (&mut cred as *mut libc::ucred).cast(),
+            &mut len,
+        )
+    };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error()).context("reading the caller's credentials");
+    }
+    Ok(Caller {
+        uid: cred.uid,
+        gid: cred.gid,
+        pid: cred.pid as u32,
+    })
+}
+
+/// The CLI's side: sends `req` to the daemon at `socket`. `None` if no
+/// daemon listens there.
+pub fn call(socket: &Path, req: &Request) -> Result<Option<Reply>> {
+    let stream = match UnixStream::connect(socket) {
+        Ok(s) => s,
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused
+            ) =>
+        {
+            return Ok(None)
+        }
+        Err(e) => {
+            return Err(e)
+                .with_context(|| format!("connecting to the daemon at {}", socket.display()))
+        }
+    };
+    let mut out = serde_json::to_vec(req)?;
+    out.push(b'\n');
+    (&stream).write_all(&out)?;
+    let mut line = String::new();
+    BufReader::new(&stream)
+        .read_line(&mut line)
+        .context("reading the daemon's answer")?;
+    match serde_json::from_str::<Wire>(&line).context("the daemon's answer is malformed")? {
+        Wire::Ok(r) => Ok(Some(r)),
+        Wire::Err(e) => bail!("{e}"),
+    }
+}
+
+/// Binds the control socket: owner-only, replacing a stale one.
+pub fn bind(socket: &Path) -> Result<UnixListener> {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = socket.parent().context("socket path has no directory")?;
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+    if UnixStream::connect(socket).is_ok() {
+        bail!("another daemon already listens on {}", socket.display());
+    }
+    let _ = std::fs::remove_file(socket);
+    let listener =
+        UnixListener::bind(socket).with_context(|| format!("binding {}", socket.display()))?;
+    std::fs::set_permissions(socket, std::fs::Permissions::from_mode(0o600))?;
+    Ok(listener)
+}

@@ -1,0 +1,59 @@
+//! Exit codes of `strata` and `strata-mountd`, and the one place errors
+//! become them.
+
+use crate::index::IndexError;
+use crate::mountpoint::MountpointError;
+use crate::repo::RepoError;
+use crate::store::StoreError;
+
+/// Any other error.
+pub const ERROR: u8 = 1;
+/// No repository.
+pub const NO_REPOSITORY: u8 = 10;
+/// In use by another process.
+pub const LOCKED: u8 = 11;
+/// Wrong or missing secret.
+pub const WRONG_SECRET: u8 = 12;
+/// Damage found.
+pub const DAMAGED: u8 = 13;
+/// The mountpoint is missing, not a directory, or already mounted.
+pub const MOUNTPOINT: u8 = 14;
+
+/// A check that found damage: reported, then exit 13.
+#[derive(Debug, thiserror::Error)]
+#[error("the repository is damaged: {0} problem(s) found; see above. `strata repair index` rebuilds a damaged index; damaged packs need a replica or the original data")]
+pub struct Damaged(pub usize);
+
+/// An error another process (the daemon) reported, with its exit code.
+#[derive(Debug, thiserror::Error)]
+#[error("{1}")]
+pub struct Reported(pub u8, pub String);
+
+/// The exit code for an error, from the first cause that has one.
+pub fn exit_code(err: &anyhow::Error) -> u8 {
+    for cause in err.chain() {
+        if cause.downcast_ref::<Damaged>().is_some() {
+            return DAMAGED;
+        }
+        if let Some(r) = cause.downcast_ref::<Reported>() {
+            return r.0;
+        }
+        if cause.downcast_ref::<MountpointError>().is_some() {
+            return MOUNTPOINT;
+        }
+        if let Some(e) = cause.downcast_ref::<RepoError>() {
+            return match e {
+                RepoError::NotARepository { .. } => NO_REPOSITORY,
+                RepoError::NoSecret | RepoError::WrongSecret => WRONG_SECRET,
+                RepoError::Index(IndexError::Locked)
+                | RepoError::Store(StoreError::Index(IndexError::Locked)) => LOCKED,
+                RepoError::Config(_)
+                | RepoError::IndexMissing
+                | RepoError::Index(IndexError::Corrupt { .. }) => DAMAGED,
+                RepoError::Store(StoreError::Corrupt { .. } | StoreError::Pack(_)) => DAMAGED,
+                _ => ERROR,
+            };
+        }
+    }
+    ERROR
+}

@@ -1,0 +1,85 @@
+//! Command-line definitions of strata-mountd, shared with `strata mount`
+//! (which starts it) and the man page generator.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser};
+
+/// How a mount looks to users; given to `strata mount` and passed on.
+#[derive(Clone, Debug, Args)]
+pub struct MountOptions {
+    /// Directory to mount on (must exist).
+    pub mountpoint: PathBuf,
+    /// Let users other than the owner in (the mount root becomes 0755;
+    /// head/ stays unwritable to them).
+    #[arg(long)]
+    pub allow_other: bool,
+    /// Let members of GROUP browse the mount and its snapshots (name or gid).
+    #[arg(long, value_name = "GROUP")]
+    pub reader_group: Option<String>,
+    /// FUSE request threads.
+    #[arg(long, value_name = "N", default_value_t = 4)]
+    pub threads: usize,
+}
+
+/// strata-mountd: serves a strata repository as a filesystem.
+///
+/// Usually started by `strata mount`, which hands it the key on an
+/// inherited descriptor and returns once the mount answers. Started
+/// directly (e.g. by systemd with Type=notify), it reads the key from
+/// --key-file or --password-file, or the default key file, and signals
+/// readiness with sd_notify. It runs until the filesystem is unmounted
+/// (`strata umount`, umount(8), or SIGTERM), committing everything first.
+#[derive(Debug, Parser)]
+#[command(name = "strata-mountd", version, after_help = crate::mount_args::EXIT_CODES)]
+pub struct MountdArgs {
+    /// Repository directory.
+    #[arg(long, short = 'r', env = "STRATA_REPO", default_value = crate::mount_args::DEFAULT_REPO, value_name = "DIR")]
+    pub repo: PathBuf,
+    /// Mountpoint and who may see the mount.
+    #[command(flatten)]
+    pub mount: MountOptions,
+    /// Read the key from this inherited file descriptor (how `strata mount` passes it).
+    #[arg(long, value_name = "FD")]
+    pub key_fd: Option<i32>,
+    /// Unlock with this key file [default: /etc/strata/keys/<repository id>.key if it exists].
+    #[arg(long, value_name = "FILE")]
+    pub key_file: Option<PathBuf>,
+    /// Read the passphrase from the first line of FILE.
+    #[arg(long, value_name = "FILE")]
+    pub password_file: Option<PathBuf>,
+    /// Report "ready" or the error on this inherited descriptor (for `strata mount`).
+    #[arg(long, value_name = "FD", hide = true)]
+    pub ready_fd: Option<i32>,
+}
+
+/// Default repository location when neither --repo nor STRATA_REPO is given.
+pub const DEFAULT_REPO: &str = "/var/lib/strata/repo";
+
+/// Exit codes of both programs, as `--help` shows them.
+pub const EXIT_CODES: &str = "\
+Exit codes:
+  0   success
+  1   error (the message says what failed and what to do)
+  2   wrong usage: unknown flag, missing argument, invalid value
+  10  no repository at the given location
+  11  the repository is in use by another process (mounted or locked)
+  12  wrong or missing passphrase or key file
+  13  the repository is damaged (check found errors, corrupt data, missing index)
+  14  the mountpoint is missing, not a directory, or already mounted";
+
+/// The gid of GROUP (a name or a number).
+pub fn resolve_group(group: &str) -> anyhow::Result<u32> {
+    if let Ok(gid) = group.parse::<u32>() {
+        return Ok(gid);
+    }
+    let text = std::fs::read_to_string("/etc/group").unwrap_or_default();
+    text.lines()
+        .filter_map(|l| {
+            let mut f = l.split(':');
+            Some((f.next()?, f.nth(1)?))
+        })
+        .find(|(name, _)| *name == group)
+        .and_then(|(_, gid)| gid.parse().ok())
+        .ok_or_else(|| anyhow::anyhow!("no group {group:?} (see /etc/group)"))
+}
