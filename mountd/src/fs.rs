@@ -102,7 +102,13 @@ fn system_time(t: Timestamp) -> SystemTime {
     }
 }
 
-fn timestamp(t: SystemTime) -> Timestamp {
+/// A time the kernel sent (setattr). fuser 0.18 turns the kernel's
+/// (seconds, nanoseconds) into a SystemTime as the epoch minus (|seconds|,
+/// nanoseconds) when the seconds are negative, where the epoch minus
+/// |seconds| plus nanoseconds is meant; this undoes exactly that, so times
+/// before 1970 keep their nanoseconds. (Pinned by Cargo.lock; the mount
+/// tests catch a change.)
+fn kernel_time(t: SystemTime) -> Timestamp {
     match t.duration_since(UNIX_EPOCH) {
         Ok(d) => Timestamp {
             secs: d.as_secs() as i64,
@@ -110,17 +116,9 @@ fn timestamp(t: SystemTime) -> Timestamp {
         },
         Err(e) => {
             let d = e.duration();
-            let (secs, nanos) = (d.as_secs() as i64, d.subsec_nanos());
-            if nanos == 0 {
-                Timestamp {
-                    secs: -secs,
-                    nanos: 0,
-                }
-            } else {
-                Timestamp {
-                    secs: -secs - 1,
-                    nanos: 1_000_000_000 - nanos,
-                }
+            Timestamp {
+                secs: -(d.as_secs() as i64),
+                nanos: d.subsec_nanos(),
             }
         }
     }
@@ -128,7 +126,7 @@ fn timestamp(t: SystemTime) -> Timestamp {
 
 fn time_or_now(t: TimeOrNow) -> Timestamp {
     match t {
-        TimeOrNow::SpecificTime(t) => timestamp(t),
+        TimeOrNow::SpecificTime(t) => kernel_time(t),
         TimeOrNow::Now => Timestamp::now(),
     }
 }
@@ -670,7 +668,26 @@ mod tests {
                 nanos: 1,
             },
         ] {
-            assert_eq!(timestamp(system_time(t)), t);
+            // What we send is exact.
+            let sent = system_time(t);
+            let back = match sent.duration_since(UNIX_EPOCH) {
+                Ok(d) => (d.as_secs() as i64, d.subsec_nanos()),
+                Err(e) => {
+                    let d = e.duration();
+                    match d.subsec_nanos() {
+                        0 => (-(d.as_secs() as i64), 0),
+                        n => (-(d.as_secs() as i64) - 1, 1_000_000_000 - n),
+                    }
+                }
+            };
+            assert_eq!(back, (t.secs, t.nanos));
+            // What fuser hands us for the kernel's (secs, nsecs) decodes exactly.
+            let received = if t.secs >= 0 {
+                UNIX_EPOCH + Duration::new(t.secs as u64, t.nanos)
+            } else {
+                UNIX_EPOCH - Duration::new(t.secs.unsigned_abs(), t.nanos)
+            };
+            assert_eq!(kernel_time(received), t);
         }
     }
 }

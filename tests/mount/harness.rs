@@ -1,0 +1,239 @@
+//! A real mount for a test: a repository in a temporary directory, mounted
+//! over /dev/fuse by the real `strata mount`, unmounted when dropped.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::Once;
+
+/// The tools the mount tests drive, and the packages that bring them.
+const TOOLS: &[(&str, &str)] = &[
+    ("rsync", "rsync"),
+    ("tar", "tar"),
+    ("setfacl", "acl"),
+    ("setfattr", "attr"),
+    ("chattr", "e2fsprogs"),
+    ("fusermount3", "fuse3"),
+];
+
+fn have(tool: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", &format!("command -v {tool}")])
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+/// Mount tests need root, /dev/fuse and the tools; missing tools are
+/// installed from the OS packages. Anything still missing fails the test
+/// (a mount test never passes by not running).
+pub fn setup() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        // SAFETY: geteuid cannot fail.
+        assert_eq!(unsafe { libc::geteuid() }, 0, "mount tests run as root");
+        assert!(
+            Path::new("/dev/fuse").exists(),
+            "mount tests need /dev/fuse"
+        );
+        let missing: Vec<&str> = TOOLS
+            .iter()
+            .filter(|(t, _)| !have(t))
+            .map(|(_, p)| *p)
+            .collect();
+        if !missing.is_empty() {
+            let status = Command::new("apt-get")
+                .args(["install", "-y", "-qq"])
+                .args(&missing)
+                .env("DEBIAN_FRONTEND", "noninteractive")
+                .status();
+            assert!(
+                status.is_ok_and(|s| s.success()),
+                "installing {missing:?} failed"
+            );
+        }
+        for (t, _) in TOOLS {
+            assert!(have(t), "{t} is missing");
+        }
+        assert!(
+            mountd().exists(),
+            "{} is missing: `cargo test --workspace` builds it",
+            mountd().display()
+        );
+    });
+}
+
+pub fn strata_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_strata"))
+}
+
+fn mountd() -> PathBuf {
+    strata_bin().with_file_name("strata-mountd")
+}
+
+/// Runs a command; returns its output.
+pub fn run(cmd: &mut Command) -> Output {
+    cmd.output()
+        .unwrap_or_else(|e| panic!("running {cmd:?}: {e}"))
+}
+
+/// Runs a command that must succeed; returns its stdout.
+pub fn ok(cmd: &mut Command) -> String {
+    let out = run(cmd);
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed ({}): {}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Asserts that `out` failed with `code` and a message containing `message`.
+pub fn fails(out: &Output, code: i32, message: &str) {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(code), "stderr: {stderr}");
+    assert!(
+        stderr.contains(message),
+        "expected {message:?} in: {stderr}"
+    );
+}
+
+pub fn sh(script: &str) -> String {
+    ok(Command::new("sh").args(["-c", script]))
+}
+
+/// A repository and a mountpoint in one temporary directory.
+pub struct Mount {
+    pub dir: tempfile::TempDir,
+}
+
+impl Mount {
+    /// An encrypted repository, mounted.
+    pub fn new() -> Mount {
+        let m = Mount::unmounted();
+        m.mount();
+        m
+    }
+
+    /// An encrypted repository and an empty mountpoint, not mounted.
+    pub fn unmounted() -> Mount {
+        setup();
+        let dir = tempfile::Builder::new()
+            .prefix("strata-mount-")
+            .tempdir_in("/var/tmp")
+            .expect("tempdir");
+        let m = Mount { dir };
+        std::fs::write(m.path("pw"), "correct horse\n").unwrap();
+        std::fs::create_dir(m.mnt()).unwrap();
+        ok(m.strata()
+            .args(["init", "--kdf-memory-mib", "8", "--kdf-iterations", "1"]));
+        m
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    pub fn repo(&self) -> PathBuf {
+        self.path("repo")
+    }
+
+    pub fn mnt(&self) -> PathBuf {
+        self.path("mnt")
+    }
+
+    pub fn head(&self) -> PathBuf {
+        self.mnt().join("head")
+    }
+
+    pub fn snapshots(&self) -> PathBuf {
+        self.mnt().join("snapshots")
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.path("mountd.log")).unwrap_or_default()
+    }
+
+    /// `strata --repo REPO --password-file PW`.
+    pub fn strata(&self) -> Command {
+        let mut c = Command::new(strata_bin());
+        c.arg("--repo")
+            .arg(self.repo())
+            .arg("--password-file")
+            .arg(self.path("pw"))
+            .env_remove("STRATA_PASSWORD")
+            .env_remove("STRATA_REPO");
+        c
+    }
+
+    pub fn mount(&self) {
+        ok(self
+            .strata()
+            .arg("mount")
+            .arg(self.mnt())
+            .arg("--log-file")
+            .arg(self.path("mountd.log")));
+    }
+
+    pub fn umount(&self) {
+        ok(self.strata().arg("umount").arg(self.mnt()));
+    }
+
+    /// The daemon's process id, from `strata status --json`.
+    pub fn daemon_pid(&self) -> u32 {
+        let out = ok(self.strata().args(["status", "--json"]));
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        v["pid"].as_u64().expect("mounted") as u32
+    }
+
+    /// Takes a snapshot through the mount (mkdir in snapshots/); returns
+    /// the directory it is reached by.
+    pub fn snapshot(&self, label: &str) -> PathBuf {
+        std::fs::create_dir(self.snapshots().join(label)).expect("mkdir in snapshots/");
+        let name = std::fs::read_link(self.snapshots().join(label)).expect("label symlink");
+        self.snapshots().join(name)
+    }
+}
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        let mounted = std::fs::read_to_string("/proc/self/mountinfo")
+            .unwrap_or_default()
+            .contains(&format!(" {} ", self.mnt().display()));
+        if mounted {
+            let _ = run(Command::new(strata_bin()).arg("umount").arg(self.mnt()));
+        }
+        let _ = strata::mountpoint::set_immutable(&self.mnt(), false);
+    }
+}
+
+/// Differences between two trees as rsync sees them with checksums and
+/// exact nanosecond times; empty when they are the same.
+pub fn differences(a: &Path, b: &Path) -> String {
+    ok(Command::new("rsync")
+        .args([
+            "-aHAXc",
+            "--modify-window=-1",
+            "--dry-run",
+            "--itemize-changes",
+            "--delete",
+        ])
+        .arg(format!("{}/", a.display()))
+        .arg(format!("{}/", b.display())))
+}
+
+/// `rsync -aHAXS --stats SRC/ DST/`; returns the number of regular files
+/// it transferred.
+pub fn rsync_into(src: &Path, dst: &Path) -> u64 {
+    let out = ok(Command::new("rsync")
+        .args(["-aHAXS", "--delete", "--stats"])
+        .arg(format!("{}/", src.display()))
+        .arg(format!("{}/", dst.display())));
+    out.lines()
+        .find_map(|l| l.strip_prefix("Number of regular files transferred: "))
+        .unwrap_or_else(|| panic!("no transfer count in rsync --stats: {out}"))
+        .replace(',', "")
+        .trim()
+        .parse()
+        .unwrap()
+}

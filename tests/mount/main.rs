@@ -1,0 +1,470 @@
+//! The mount as users see it: real mounts over /dev/fuse, driven by rsync,
+//! tar and cp, and the failures they must see.
+
+mod harness;
+mod tree;
+
+use std::io::Read;
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+use std::process::Command;
+
+use harness::{differences, fails, ok, rsync_into, run, sh, Mount};
+
+fn errno_of(r: std::io::Result<impl Sized>) -> i32 {
+    match r {
+        Ok(_) => 0,
+        Err(e) => e.raw_os_error().unwrap_or(-1),
+    }
+}
+
+#[test]
+fn rsync_in_snapshot_and_copy_out_keeps_every_file_kind() {
+    let m = Mount::new();
+    let src = m.path("src");
+    tree::make(&src);
+    let dst = m.head().join("tree");
+
+    assert!(rsync_into(&src, &dst) > 3000);
+    assert_eq!(differences(&src, &dst), "", "head differs from the source");
+
+    let snap = m.snapshot("first");
+    assert_eq!(
+        differences(&src, &snap.join("tree")),
+        "",
+        "snapshot differs from the source"
+    );
+
+    // Restores by ordinary copies, out of the snapshot.
+    let by_cp = m.path("restore-cp");
+    ok(Command::new("cp")
+        .arg("-a")
+        .arg(m.snapshots().join("latest/tree"))
+        .arg(&by_cp));
+    assert_eq!(differences(&src, &by_cp), "", "cp -a restore differs");
+    let by_rsync = m.path("restore-rsync");
+    rsync_into(&snap.join("tree"), &by_rsync);
+    assert_eq!(differences(&src, &by_rsync), "", "rsync restore differs");
+    // Holes survive a sparse-aware copy back out.
+    let sparse = std::fs::metadata(by_rsync.join("sparse")).unwrap();
+    assert!(
+        sparse.blocks() * 512 < sparse.len() / 2,
+        "holes were filled"
+    );
+
+    // Hard links share an inode inside a snapshot, files never share one
+    // across snapshots or with the head.
+    let ino = |p: &Path| std::fs::symlink_metadata(p).unwrap().ino();
+    let t = snap.join("tree");
+    assert_eq!(ino(&t.join("hard-a")), ino(&t.join("hard-b")));
+    assert_eq!(ino(&t.join("hard-a")), ino(&t.join("dup/hard-c")));
+    assert_eq!(std::fs::metadata(t.join("hard-a")).unwrap().nlink(), 3);
+
+    // A second identical rsync sends nothing; a small change only the changed file.
+    assert_eq!(rsync_into(&src, &dst), 0);
+    std::fs::write(src.join("hello.txt"), b"changed\n").unwrap();
+    assert_eq!(rsync_into(&src, &dst), 1);
+    let second = m.snapshot("second");
+    assert_ne!(second, snap);
+    assert_ne!(
+        ino(&snap.join("tree/random.bin")),
+        ino(&second.join("tree/random.bin"))
+    );
+    assert_ne!(
+        ino(&second.join("tree/random.bin")),
+        ino(&dst.join("random.bin"))
+    );
+    assert_eq!(differences(&src, &second.join("tree")), "");
+    // The first snapshot still has the old content.
+    assert_eq!(
+        std::fs::read(snap.join("tree/hello.txt")).unwrap(),
+        b"hello, world\n"
+    );
+
+    // Everything is still there after an unmount and mount.
+    m.umount();
+    m.mount();
+    assert_eq!(differences(&src, &dst), "");
+    assert_eq!(differences(&src, &m.snapshots().join("second/tree")), "");
+}
+
+#[test]
+fn tar_with_xattrs_and_acls_round_trips() {
+    let m = Mount::new();
+    let src = m.path("src");
+    tree::make(&src);
+    let dst = m.head().join("tar");
+    std::fs::create_dir(&dst).unwrap();
+    sh(&format!(
+        "tar --xattrs --xattrs-include='*' --acls --format=posix -C {} -cf - . | tar --xattrs --xattrs-include='*' --acls --numeric-owner -C {} -xpf -",
+        src.display(),
+        dst.display()
+    ));
+    let snap = m.snapshot("tar");
+    let out = m.path("out");
+    std::fs::create_dir(&out).unwrap();
+    sh(&format!(
+        "tar --xattrs --xattrs-include='*' --acls --format=posix -C {} -cf - . | tar --xattrs --xattrs-include='*' --acls --numeric-owner -C {} -xpf -",
+        snap.join("tar").display(),
+        out.display()
+    ));
+    // tar keeps hard links, xattrs, ACLs, owners and (posix format) ns times;
+    // it does not restore holes or atimes, which the comparison ignores.
+    assert_eq!(differences(&src, &out), "");
+}
+
+#[test]
+fn snapshots_refuse_every_change_with_erofs() {
+    let m = Mount::new();
+    std::fs::create_dir(m.head().join("d")).unwrap();
+    std::fs::write(m.head().join("d/f"), b"data").unwrap();
+    let snap = m.snapshot("ro");
+    let f = snap.join("d/f");
+    let d = snap.join("d");
+    let erofs = libc::EROFS;
+    assert_eq!(errno_of(std::fs::write(d.join("new"), b"x")), erofs);
+    assert_eq!(
+        errno_of(std::fs::OpenOptions::new().append(true).open(&f)),
+        erofs
+    );
+    assert_eq!(errno_of(std::fs::create_dir(d.join("sub"))), erofs);
+    assert_eq!(errno_of(std::fs::remove_file(&f)), erofs);
+    assert_eq!(errno_of(std::fs::remove_dir(&d)), erofs);
+    assert_eq!(errno_of(std::fs::rename(&f, d.join("g"))), erofs);
+    assert_eq!(errno_of(std::fs::hard_link(&f, d.join("g"))), erofs);
+    assert_eq!(
+        errno_of(std::os::unix::fs::symlink("f", d.join("g"))),
+        erofs
+    );
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        errno_of(std::fs::set_permissions(
+            &f,
+            std::fs::Permissions::from_mode(0o600)
+        )),
+        erofs
+    );
+    assert_eq!(
+        errno_of(std::os::unix::fs::chown(&f, Some(1), Some(1))),
+        erofs
+    );
+    for cmd in [
+        format!("touch -m {}", f.display()),
+        format!("setfattr -n user.x -v y {}", f.display()),
+        format!("setfacl -m u:1:r {}", f.display()),
+        format!("truncate -s 0 {}", f.display()),
+    ] {
+        let out = run(Command::new("sh").args(["-c", &cmd]));
+        assert!(!out.status.success(), "{cmd} succeeded in a snapshot");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("Read-only file system"),
+            "{cmd}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    // Nor can the mount's own directories be changed.
+    assert_eq!(errno_of(std::fs::write(m.mnt().join("x"), b"")), erofs);
+    assert_eq!(errno_of(std::fs::remove_dir(&snap)), erofs);
+    assert_eq!(std::fs::read(&f).unwrap(), b"data");
+}
+
+#[test]
+fn snapshot_names_never_collide_and_links_follow_the_newest() {
+    let m = Mount::new();
+    std::fs::write(m.head().join("f"), b"1").unwrap();
+    let a = m.snapshot("nightly");
+    std::fs::write(m.head().join("f"), b"2").unwrap();
+    // A name in snapshots/ is taken: mkdir of an existing label fails in
+    // the kernel, as for any directory; the CLI reuses labels.
+    assert_eq!(
+        errno_of(std::fs::create_dir(m.snapshots().join("nightly"))),
+        libc::EEXIST
+    );
+    ok(m.strata()
+        .args(["snapshot", "create", "--label", "nightly"]));
+    let b = m
+        .snapshots()
+        .join(std::fs::read_link(m.snapshots().join("nightly")).unwrap());
+    assert_ne!(a, b, "two snapshots in one second got one name");
+    let latest = std::fs::read_link(m.snapshots().join("latest")).unwrap();
+    assert_eq!(m.snapshots().join(latest), b);
+    assert_eq!(std::fs::read(a.join("f")).unwrap(), b"1");
+    assert_eq!(std::fs::read(b.join("f")).unwrap(), b"2");
+
+    // Through the control socket while mounted.
+    let out = ok(m
+        .strata()
+        .args(["snapshot", "create", "--label", "manual", "--json"]));
+    let created: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let name = created["name"].as_str().unwrap();
+    assert!(m.snapshots().join(name).join("f").exists());
+    assert_eq!(
+        std::fs::read_link(m.snapshots().join("latest")).unwrap(),
+        Path::new(name)
+    );
+    let list: serde_json::Value =
+        serde_json::from_str(&ok(m.strata().args(["snapshot", "list", "--json"]))).unwrap();
+    assert_eq!(list.as_array().unwrap().len(), 3);
+    let status: serde_json::Value =
+        serde_json::from_str(&ok(m.strata().args(["status", "--json"]))).unwrap();
+    assert_eq!(status["mounted"], true);
+    assert_eq!(status["snapshots"], 3);
+    let names: Vec<String> = std::fs::read_dir(m.snapshots())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    for want in ["latest", "nightly", "manual"] {
+        assert!(names.iter().any(|n| n == want), "{want} missing: {names:?}");
+    }
+
+    // Labels that could pass for a time name or for `latest` are refused.
+    for (bad, errno) in [
+        ("2026-01-01", libc::EINVAL),
+        ("has space", libc::EINVAL),
+        ("latest", libc::EEXIST),
+    ] {
+        assert_eq!(
+            errno_of(std::fs::create_dir(m.snapshots().join(bad))),
+            errno,
+            "{bad}"
+        );
+    }
+    // Unmounted, the CLI opens the repository itself and sees the same.
+    m.umount();
+    let list: serde_json::Value =
+        serde_json::from_str(&ok(m.strata().args(["snapshot", "list", "--json"]))).unwrap();
+    assert_eq!(list.as_array().unwrap().len(), 3);
+}
+
+#[test]
+fn mount_refusals_name_the_problem_and_change_nothing() {
+    let m = Mount::unmounted();
+    let listing = || {
+        sh(&format!(
+            "cd {} && find . -printf '%p %s %T@\\n' | sort",
+            m.repo().display()
+        ))
+    };
+    let before = listing();
+
+    std::fs::write(m.path("wrong"), "wrong horse\n").unwrap();
+    let out = run(Command::new(harness::strata_bin())
+        .arg("--repo")
+        .arg(m.repo())
+        .arg("--password-file")
+        .arg(m.path("wrong"))
+        .arg("mount")
+        .arg(m.mnt()));
+    fails(&out, 12, "wrong passphrase");
+
+    let out = run(Command::new(harness::strata_bin())
+        .arg("--repo")
+        .arg(m.path("no-repo"))
+        .arg("mount")
+        .arg(m.mnt()));
+    fails(&out, 10, "no-repo");
+
+    let out = run(m.strata().arg("mount").arg(m.path("no-mnt")));
+    fails(&out, 14, "does not exist");
+    assert_eq!(listing(), before, "a refused mount changed the repository");
+
+    m.mount();
+    let out = run(m.strata().arg("mount").arg(m.mnt()));
+    fails(&out, 14, "already mounted");
+    let other = m.path("mnt2");
+    std::fs::create_dir(&other).unwrap();
+    let out = run(m.strata().arg("mount").arg(&other));
+    fails(&out, 11, "in use");
+    let _ = strata::mountpoint::set_immutable(&other, false);
+
+    let out = run(m.strata().arg("umount").arg(&other));
+    fails(&out, 14, "not a strata mount");
+}
+
+#[test]
+fn the_bare_mountpoint_refuses_writes_while_unmounted() {
+    let m = Mount::new();
+    std::fs::write(m.head().join("f"), b"in the repository").unwrap();
+    m.umount();
+    assert_eq!(
+        errno_of(std::fs::write(m.mnt().join("f"), b"lost")),
+        libc::EPERM
+    );
+    m.mount();
+    assert_eq!(
+        std::fs::read(m.head().join("f")).unwrap(),
+        b"in the repository"
+    );
+}
+
+#[test]
+fn a_killed_daemon_loses_no_snapshot_and_the_next_rsync_completes() {
+    let m = Mount::new();
+    let src = m.path("src");
+    std::fs::create_dir(&src).unwrap();
+    for i in 0..40 {
+        std::fs::write(src.join(format!("f{i:02}")), tree::bytes(i, 1 << 20)).unwrap();
+    }
+    let dst = m.head().join("data");
+    rsync_into(&src, &dst);
+    let snap = m.snapshot("before");
+    let snap_name = snap.file_name().unwrap().to_owned();
+
+    // Change everything, and kill the daemon in the middle of the rsync.
+    for i in 0..40 {
+        std::fs::write(src.join(format!("f{i:02}")), tree::bytes(100 + i, 1 << 20)).unwrap();
+    }
+    let pid = m.daemon_pid();
+    let mut rsync = Command::new("rsync")
+        .args(["-aHAXS", "--delete"])
+        .arg(format!("{}/", src.display()))
+        .arg(format!("{}/", dst.display()))
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    // SAFETY: plain kill of the daemon's pid.
+    unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+    let status = rsync.wait().unwrap();
+    assert!(!status.success(), "rsync did not notice the daemon's death");
+
+    // Mount again: the dead mount is cleaned up with a message.
+    let out = run(m
+        .strata()
+        .arg("mount")
+        .arg(m.mnt())
+        .arg("--log-file")
+        .arg(m.path("mountd.log")));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("dead strata mount"));
+
+    // The snapshot is as it was; the rsync runs to completion.
+    let old = m.path("old");
+    std::fs::create_dir(&old).unwrap();
+    for i in 0..40 {
+        std::fs::write(old.join(format!("f{i:02}")), tree::bytes(i, 1 << 20)).unwrap();
+    }
+    let snap = m.snapshots().join(&snap_name).join("data");
+    assert_eq!(
+        sh(&format!("cd {} && cat * | md5sum", snap.display())),
+        sh(&format!("cd {} && cat * | md5sum", old.display()))
+    );
+    rsync_into(&src, &dst);
+    assert_eq!(differences(&src, &dst), "");
+
+    // And the repository checks clean.
+    m.umount();
+    ok(m.strata().args(["check", "--read-data"]));
+}
+
+#[test]
+fn a_damaged_pack_gives_eio_for_its_file_only_and_never_wrong_bytes() {
+    let m = Mount::new();
+    let good = tree::bytes(7, 200_000);
+    let bad = tree::bytes(8, 8 << 20);
+    std::fs::write(m.head().join("damaged"), &bad).unwrap();
+    std::fs::write(m.head().join("intact"), &good).unwrap();
+    m.snapshot("s");
+    m.umount();
+
+    // Flip one byte inside the first file's chunks (written first, at the
+    // start of the largest pack).
+    let pack = sh(&format!(
+        "find {0}/open {0}/packs -type f -printf '%s %p\\n' 2>/dev/null | sort -n | tail -1 | cut -d' ' -f2-",
+        m.repo().display()
+    ));
+    let pack = Path::new(pack.trim());
+    let mut data = std::fs::read(pack).unwrap();
+    assert!(data.len() > 4 << 20, "the pack holds the file");
+    data[2 << 20] ^= 0x40;
+    std::fs::write(pack, &data).unwrap();
+
+    m.mount();
+    for dir in [m.head(), m.snapshots().join("latest")] {
+        assert_eq!(std::fs::read(dir.join("intact")).unwrap(), good);
+        let mut f = std::fs::File::open(dir.join("damaged")).unwrap();
+        let mut eio = 0;
+        let mut offset = 0usize;
+        let mut buf = vec![0u8; 64 << 10];
+        while offset < bad.len() {
+            match f.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => {
+                    assert!(
+                        buf[..n] == bad[offset..offset + n],
+                        "wrong bytes at {offset}"
+                    );
+                    offset += n;
+                }
+                Err(e) => {
+                    assert_eq!(e.raw_os_error(), Some(libc::EIO));
+                    eio += 1;
+                    offset += buf.len();
+                    use std::io::Seek;
+                    f.seek(std::io::SeekFrom::Start(offset as u64)).unwrap();
+                }
+            }
+        }
+        assert!(eio > 0, "damage went unnoticed in {}", dir.display());
+    }
+    assert!(
+        m.log().contains("damaged"),
+        "the damage was not logged: {}",
+        m.log()
+    );
+}
+
+#[test]
+fn a_full_disk_reaches_the_writer_as_enospc() {
+    let m = Mount::unmounted();
+    // The repository on a small filesystem of its own.
+    let small = m.path("small");
+    std::fs::create_dir(&small).unwrap();
+    ok(Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=24m", "tmpfs"])
+        .arg(&small));
+    struct Unmount<'a>(&'a Path);
+    impl Drop for Unmount<'_> {
+        fn drop(&mut self) {
+            let _ = Command::new("umount").arg("-l").arg(self.0).status();
+        }
+    }
+    let _guard = Unmount(&small);
+    let repo = small.join("repo");
+    let strata = |args: &[&str]| {
+        let mut c = Command::new(harness::strata_bin());
+        c.arg("--repo")
+            .arg(&repo)
+            .arg("--password-file")
+            .arg(m.path("pw"));
+        c.args(args);
+        c
+    };
+    ok(&mut strata(&[
+        "init",
+        "--kdf-memory-mib",
+        "8",
+        "--kdf-iterations",
+        "1",
+    ]));
+    ok(strata(&["mount", "--log-file"])
+        .arg(m.path("mountd.log"))
+        .arg(m.mnt()));
+    let out = run(Command::new("dd")
+        .args(["if=/dev/urandom", "bs=1M", "count=64", "conv=fsync"])
+        .arg(format!("of={}", m.head().join("big").display())));
+    assert!(!out.status.success(), "64 MiB fit on a 24 MiB disk");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("No space left on device"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::remove_file(m.head().join("big")).unwrap();
+    ok(Command::new(harness::strata_bin())
+        .arg("umount")
+        .arg(m.mnt()));
+}
