@@ -3,6 +3,7 @@
 //! when it is not. One JSON line each way; the daemon identifies the
 //! caller with SO_PEERCRED and records it with the request.
 
+use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
 use std::os::fd::AsRawFd;
 use std::os::unix::net::{UnixListener, UnixStream};
@@ -117,6 +118,10 @@ pub struct Status {
     pub staging_bytes: u64,
     /// Durable commits since the daemon started.
     pub durable_commits: u64,
+    /// FUSE requests served, per opcode.
+    pub fuse_requests: BTreeMap<String, u64>,
+    /// Microseconds spent serving them, per opcode.
+    pub fuse_micros: BTreeMap<String, u64>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -171,9 +176,6 @@ pub fn handle(ns: &Namespace, caller: Caller, req: &Request) -> Result<Reply> {
             let stats = head.stats()?;
             let rows = ns.snapshots();
             Reply::Status(Status {
-                mounted: false,
-                mountpoint: None,
-                pid: None,
                 read_only_reason: head.repo().store().failed(),
                 snapshots: rows.len() as u64,
                 latest: rows.last().map(|r| r.record.name()),
@@ -183,6 +185,7 @@ pub fn handle(ns: &Namespace, caller: Caller, req: &Request) -> Result<Reply> {
                     .counters
                     .durable_commits
                     .load(std::sync::atomic::Ordering::Relaxed),
+                ..Status::default()
             })
         }
         Request::Shutdown => Reply::Done,
@@ -197,6 +200,8 @@ pub trait Daemon: Send + Sync {
     fn snapshot_taken(&self, label: Option<&str>);
     /// Unmount and exit.
     fn shutdown(&self);
+    /// FUSE requests served: count and microseconds per opcode.
+    fn requests(&self) -> BTreeMap<String, (u64, u64)>;
 }
 
 /// Accepts requests on `listener` until the process ends.
@@ -230,6 +235,10 @@ fn serve_one(stream: UnixStream, ns: &Namespace, daemon: &dyn Daemon) -> Result<
                     s.mounted = true;
                     s.mountpoint = Some(daemon.mountpoint());
                     s.pid = Some(std::process::id());
+                    for (op, (n, us)) in daemon.requests() {
+                        s.fuse_requests.insert(op.clone(), n);
+                        s.fuse_micros.insert(op, us);
+                    }
                 }
                 _ => {}
             }

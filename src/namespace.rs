@@ -626,15 +626,21 @@ impl Namespace {
         }
     }
 
-    /// Writes file bytes.
+    /// Writes file bytes; `kill_setid` when the kernel says the writer's
+    /// write must take setuid/setgid off first.
     pub fn write(
         &self,
         caller: Caller,
         ino: u64,
         offset: u64,
         data: &[u8],
+        kill_setid: bool,
     ) -> Result<usize, FsError> {
-        self.head.write(caller, self.writable(ino)?, offset, data)
+        let ino = self.writable(ino)?;
+        if kill_setid {
+            self.head.kill_setid(caller, ino)?;
+        }
+        self.head.write(caller, ino, offset, data)
     }
 
     /// Finishes a file's pending writes (close).

@@ -4,8 +4,9 @@
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::sync::mpsc::Sender;
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use fuser::{
     Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo, InitFlags,
@@ -35,18 +36,64 @@ pub enum Invalidate {
     Inode(u64),
 }
 
+/// Requests served per opcode and the time spent serving them, for
+/// `strata status --json` and the benchmark: requests per file decide the
+/// speed of a FUSE filesystem.
+#[derive(Default)]
+pub struct Requests {
+    by_op: Mutex<BTreeMap<&'static str, (u64, Duration)>>,
+}
+
+/// Counts one request when dropped.
+pub struct Timer<'a> {
+    requests: &'a Requests,
+    op: &'static str,
+    start: Instant,
+}
+
+impl Requests {
+    fn start(&self, op: &'static str) -> Timer<'_> {
+        Timer {
+            requests: self,
+            op,
+            start: Instant::now(),
+        }
+    }
+
+    /// Count and total microseconds per opcode.
+    pub fn snapshot(&self) -> BTreeMap<String, (u64, u64)> {
+        let by_op = self.by_op.lock().expect("requests");
+        by_op
+            .iter()
+            .map(|(op, (n, t))| (op.to_string(), (*n, t.as_micros() as u64)))
+            .collect()
+    }
+}
+
+impl Drop for Timer<'_> {
+    fn drop(&mut self) {
+        let took = self.start.elapsed();
+        let mut by_op = self.requests.by_op.lock().expect("requests");
+        let e = by_op.entry(self.op).or_default();
+        e.0 += 1;
+        e.1 += took;
+    }
+}
+
 /// The filesystem the kernel talks to.
 pub struct StrataFs {
     ns: Arc<Namespace>,
     invalidate: Mutex<Sender<Invalidate>>,
+    requests: Arc<Requests>,
 }
 
 impl StrataFs {
-    /// Serves `ns`; cache invalidations go to `invalidate`.
-    pub fn new(ns: Arc<Namespace>, invalidate: Sender<Invalidate>) -> StrataFs {
+    /// Serves `ns`; cache invalidations go to `invalidate`; requests are counted in `requests`.
+    pub fn new(ns: Arc<Namespace>, invalidate: Sender<Invalidate>, requests: Arc<Requests>) -> StrataFs {
         StrataFs {
             ns,
             invalidate: Mutex::new(invalidate),
+            requests,
         }
     }
 }
@@ -151,6 +198,27 @@ fn file_attr(a: &Attr) -> FileAttr {
     }
 }
 
+/// The entry of an absent name (inode 0), for the kernel's negative cache.
+fn absent() -> FileAttr {
+    FileAttr {
+        ino: INodeNo(0),
+        size: 0,
+        blocks: 0,
+        atime: UNIX_EPOCH,
+        mtime: UNIX_EPOCH,
+        ctime: UNIX_EPOCH,
+        crtime: UNIX_EPOCH,
+        kind: FileType::RegularFile,
+        perm: 0,
+        nlink: 0,
+        uid: 0,
+        gid: 0,
+        rdev: 0,
+        blksize: 0,
+        flags: 0,
+    }
+}
+
 fn entry(reply: ReplyEntry, r: Result<Attr, FsError>) {
     match r {
         Ok(a) => reply.entry(&ttl(a.ino.0), &file_attr(&a), Generation(0)),
@@ -195,6 +263,8 @@ impl Filesystem for StrataFs {
             | InitFlags::FUSE_PARALLEL_DIROPS
             | InitFlags::FUSE_CACHE_SYMLINKS
             | InitFlags::FUSE_ATOMIC_O_TRUNC
+            | InitFlags::FUSE_WRITEBACK_CACHE
+            | InitFlags::FUSE_HANDLE_KILLPRIV_V2
             | InitFlags::FUSE_BIG_WRITES
             | InitFlags::FUSE_MAX_PAGES;
         if let Err(missing) = config.add_capabilities(wanted) {
@@ -207,17 +277,25 @@ impl Filesystem for StrataFs {
     }
 
     fn lookup(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
-        entry(
-            reply,
-            self.ns.lookup(caller(req), parent.0, name.as_bytes()),
-        );
+        let _t = self.requests.start("lookup");
+        match self.ns.lookup(caller(req), parent.0, name.as_bytes()) {
+            // The daemon is the head's only writer, so the kernel may
+            // remember that a name is absent (inode 0): rsync looks up
+            // every temporary and new name before creating it.
+            Err(FsError::NotFound) if matches!(Node::of(parent.0), Node::Head(_)) => {
+                reply.entry(&HEAD_TTL, &absent(), Generation(0))
+            }
+            r => entry(reply, r),
+        }
     }
 
     fn forget(&self, _req: &Request, ino: INodeNo, nlookup: u64) {
+        let _t = self.requests.start("forget");
         self.ns.forget(ino.0, nlookup);
     }
 
     fn getattr(&self, req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
+        let _t = self.requests.start("getattr");
         match self.ns.getattr(caller(req), ino.0) {
             Ok(a) => reply.attr(&ttl(ino.0), &file_attr(&a)),
             Err(e) => reply.error(errno(&e)),
@@ -242,6 +320,7 @@ impl Filesystem for StrataFs {
         _flags: Option<fuser::BsdFileFlags>,
         reply: ReplyAttr,
     ) {
+        let _t = self.requests.start("setattr");
         let set = SetAttr {
             perm: mode.map(|m| m & 0o7777),
             uid,
@@ -257,6 +336,7 @@ impl Filesystem for StrataFs {
     }
 
     fn readlink(&self, req: &Request, ino: INodeNo, reply: ReplyData) {
+        let _t = self.requests.start("readlink");
         match self.ns.readlink(caller(req), ino.0) {
             Ok(t) => reply.data(&t),
             Err(e) => reply.error(errno(&e)),
@@ -273,6 +353,7 @@ impl Filesystem for StrataFs {
         rdev: u32,
         reply: ReplyEntry,
     ) {
+        let _t = self.requests.start("mknod");
         entry(
             reply,
             self.ns.mknod(
@@ -295,6 +376,7 @@ impl Filesystem for StrataFs {
         umask: u32,
         reply: ReplyEntry,
     ) {
+        let _t = self.requests.start("mkdir");
         let r = self
             .ns
             .mkdir(caller(req), parent.0, name.as_bytes(), mode, umask);
@@ -317,6 +399,7 @@ impl Filesystem for StrataFs {
     }
 
     fn unlink(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        let _t = self.requests.start("unlink");
         empty(
             reply,
             self.ns.unlink(caller(req), parent.0, name.as_bytes()),
@@ -324,6 +407,7 @@ impl Filesystem for StrataFs {
     }
 
     fn rmdir(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        let _t = self.requests.start("rmdir");
         empty(reply, self.ns.rmdir(caller(req), parent.0, name.as_bytes()));
     }
 
@@ -335,6 +419,7 @@ impl Filesystem for StrataFs {
         target: &std::path::Path,
         reply: ReplyEntry,
     ) {
+        let _t = self.requests.start("symlink");
         entry(
             reply,
             self.ns.symlink(
@@ -356,6 +441,7 @@ impl Filesystem for StrataFs {
         flags: RenameFlags,
         reply: ReplyEmpty,
     ) {
+        let _t = self.requests.start("rename");
         let mode = if flags.contains(RenameFlags::RENAME_EXCHANGE) {
             RenameMode::Exchange
         } else if flags.contains(RenameFlags::RENAME_NOREPLACE) {
@@ -386,6 +472,7 @@ impl Filesystem for StrataFs {
         newname: &OsStr,
         reply: ReplyEntry,
     ) {
+        let _t = self.requests.start("link");
         entry(
             reply,
             self.ns
@@ -394,6 +481,7 @@ impl Filesystem for StrataFs {
     }
 
     fn open(&self, req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+        let _t = self.requests.start("open");
         match self.ns.open(caller(req), ino.0, writes(flags)) {
             Ok(_) => reply.opened(FileHandle(0), open_flags(ino.0)),
             Err(e) => reply.error(errno(&e)),
@@ -411,6 +499,7 @@ impl Filesystem for StrataFs {
         _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
+        let _t = self.requests.start("read");
         match self.ns.read(caller(req), ino.0, offset, size) {
             Ok(d) => reply.data(&d),
             Err(e) => reply.error(errno(&e)),
@@ -424,12 +513,14 @@ impl Filesystem for StrataFs {
         _fh: FileHandle,
         offset: u64,
         data: &[u8],
-        _write_flags: WriteFlags,
+        write_flags: WriteFlags,
         _flags: OpenFlags,
         _lock_owner: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
-        match self.ns.write(caller(req), ino.0, offset, data) {
+        let _t = self.requests.start("write");
+        let kill = write_flags.contains(WriteFlags::FUSE_WRITE_KILL_SUIDGID);
+        match self.ns.write(caller(req), ino.0, offset, data, kill) {
             Ok(n) => reply.written(n as u32),
             Err(e) => reply.error(errno(&e)),
         }
@@ -443,6 +534,7 @@ impl Filesystem for StrataFs {
         _lock_owner: LockOwner,
         reply: ReplyEmpty,
     ) {
+        let _t = self.requests.start("flush");
         empty(reply, self.ns.flush(caller(req), ino.0));
     }
 
@@ -456,6 +548,7 @@ impl Filesystem for StrataFs {
         _flush: bool,
         reply: ReplyEmpty,
     ) {
+        let _t = self.requests.start("release");
         empty(reply, self.ns.release(caller(req), ino.0));
     }
 
@@ -467,10 +560,12 @@ impl Filesystem for StrataFs {
         _datasync: bool,
         reply: ReplyEmpty,
     ) {
+        let _t = self.requests.start("fsync");
         empty(reply, self.ns.fsync(caller(req), ino.0));
     }
 
     fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        let _t = self.requests.start("opendir");
         let flags = match Node::of(ino.0) {
             Node::Snap { .. } => FopenFlags::FOPEN_KEEP_CACHE | FopenFlags::FOPEN_CACHE_DIR,
             _ => FopenFlags::empty(),
@@ -486,6 +581,7 @@ impl Filesystem for StrataFs {
         offset: u64,
         mut reply: ReplyDirectory,
     ) {
+        let _t = self.requests.start("readdir");
         match self.ns.readdir(caller(req), ino.0, offset, false) {
             Ok(list) => {
                 for e in list {
@@ -512,6 +608,7 @@ impl Filesystem for StrataFs {
         offset: u64,
         mut reply: ReplyDirectoryPlus,
     ) {
+        let _t = self.requests.start("readdirplus");
         match self.ns.readdir(caller(req), ino.0, offset, true) {
             Ok(list) => {
                 let mut full = false;
@@ -547,10 +644,12 @@ impl Filesystem for StrataFs {
         _datasync: bool,
         reply: ReplyEmpty,
     ) {
+        let _t = self.requests.start("fsyncdir");
         empty(reply, self.ns.fsync(caller(req), ino.0));
     }
 
     fn statfs(&self, req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
+        let _t = self.requests.start("statfs");
         match self.ns.statfs(caller(req)) {
             Ok(s) => {
                 const BSIZE: u64 = 4096;
@@ -582,6 +681,7 @@ impl Filesystem for StrataFs {
         _position: u32,
         reply: ReplyEmpty,
     ) {
+        let _t = self.requests.start("setxattr");
         let create = flags & libc::XATTR_CREATE != 0;
         let replace = flags & libc::XATTR_REPLACE != 0;
         empty(
@@ -592,6 +692,7 @@ impl Filesystem for StrataFs {
     }
 
     fn getxattr(&self, req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
+        let _t = self.requests.start("getxattr");
         xattr(
             reply,
             size,
@@ -600,6 +701,7 @@ impl Filesystem for StrataFs {
     }
 
     fn listxattr(&self, req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
+        let _t = self.requests.start("listxattr");
         let names = self.ns.listxattr(caller(req), ino.0).map(|names| {
             let mut out = Vec::new();
             for n in names {
@@ -612,6 +714,7 @@ impl Filesystem for StrataFs {
     }
 
     fn removexattr(&self, req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        let _t = self.requests.start("removexattr");
         empty(
             reply,
             self.ns.removexattr(caller(req), ino.0, name.as_bytes()),
@@ -628,6 +731,7 @@ impl Filesystem for StrataFs {
         _flags: i32,
         reply: ReplyCreate,
     ) {
+        let _t = self.requests.start("create");
         let c = caller(req);
         let r = self
             .ns

@@ -21,7 +21,7 @@ use strata::namespace::{Access, Namespace};
 use strata::repo::{LockedRepo, RepoError};
 use strata::storage::LocalDisk;
 
-use fs::{after_snapshot, Invalidate, StrataFs};
+use fs::{after_snapshot, Invalidate, Requests, StrataFs};
 
 fn main() -> ExitCode {
     // Keys live in this process: keep it out of core dumps and ptrace.
@@ -108,6 +108,7 @@ struct Served {
     ns: Arc<Namespace>,
     invalidate: Mutex<mpsc::Sender<Invalidate>>,
     unmount: Mutex<Option<fuser::SessionUnmounter>>,
+    requests: Arc<Requests>,
 }
 
 impl Served {
@@ -134,6 +135,10 @@ impl Daemon for Served {
 
     fn shutdown(&self) {
         self.unmount();
+    }
+
+    fn requests(&self) -> std::collections::BTreeMap<String, (u64, u64)> {
+        self.requests.snapshot()
     }
 }
 
@@ -211,13 +216,16 @@ fn run(args: &MountdArgs, ready: &dyn Fn()) -> Result<()> {
     };
     config.n_threads = Some(opts.threads.max(1));
     config.clone_fd = true;
-    let mut session = fuser::Session::new(StrataFs::new(ns.clone(), tx.clone()), &mnt, &config)
+    let requests = Arc::new(Requests::default());
+    let fs = StrataFs::new(ns.clone(), tx.clone(), requests.clone());
+    let mut session = fuser::Session::new(fs, &mnt, &config)
         .map_err(|e| MountpointError::Mount(mnt.clone(), e.to_string()))?;
     let served = Arc::new(Served {
         mountpoint: mnt.clone(),
         ns: ns.clone(),
         invalidate: Mutex::new(tx),
         unmount: Mutex::new(Some(session.unmount_callable())),
+        requests,
     });
     let notifier = session.notifier();
     std::thread::Builder::new()

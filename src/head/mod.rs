@@ -145,6 +145,7 @@ impl Head {
             counters: HeadCounters::default(),
         };
         head.wtx(|w| {
+            w.create_tables()?;
             if w.inode(InodeNo::ROOT)?.is_none() {
                 let now = Timestamp::now();
                 let meta = Meta {
@@ -738,6 +739,14 @@ impl Head {
             if let Some(gid) = set.gid {
                 rec.meta.gid = gid;
             }
+            // As Linux does: a new owner, or a truncate by someone other
+            // than root, takes setuid (and executable setgid) off a file,
+            // unless the same call sets the mode.
+            let owner = set.uid.is_some() || set.gid.is_some();
+            let truncate = set.size.is_some() && caller.uid != 0;
+            if (owner || truncate) && set.perm.is_none() && rec.meta.kind == FileKind::File {
+                rec.meta.perm = without_setid(rec.meta.perm);
+            }
             if let Some(t) = set.atime {
                 rec.meta.atime = t;
             }
@@ -755,6 +764,21 @@ impl Head {
             state.lock().expect("file state").attrs_set(set);
         }
         Ok(self.attr_of(ino, &rec))
+    }
+
+    /// Takes setuid and executable setgid off a file before a write by
+    /// someone other than its owner's privileges allow (the kernel asks,
+    /// with FUSE's kill-suid write flag).
+    pub fn kill_setid(&self, caller: Caller, ino: InodeNo) -> Result<(), FsError> {
+        let attr = self.getattr(caller, ino)?;
+        if attr.kind != FileKind::File || without_setid(attr.perm) == attr.perm {
+            return Ok(());
+        }
+        let set = SetAttr {
+            perm: Some(without_setid(attr.perm)),
+            ..SetAttr::default()
+        };
+        self.setattr(caller, ino, &set).map(|_| ())
     }
 
     /// Sets extended attribute `name`. With `create` it must not exist, with
@@ -915,7 +939,9 @@ impl Head {
             last
         };
         let flushed = self.flush(caller, ino);
-        if last {
+        // Only a file unlinked while open needs a transaction here.
+        let orphan = last && self.rtx()?.inode(ino)?.is_some_and(|r| r.meta.nlink == 0);
+        if orphan {
             self.wtx(|w| {
                 if let Some(rec) = w.inode(ino)? {
                     if rec.meta.nlink == 0 {
@@ -996,4 +1022,14 @@ mod tests {
         fn shared<T: Send + Sync>() {}
         shared::<super::Head>();
     }
+}
+
+/// `perm` without setuid, and without setgid when group-executable (a
+/// setgid bit without group execute marks mandatory locking, not privilege).
+fn without_setid(perm: u32) -> u32 {
+    let mut p = perm & !libc::S_ISUID;
+    if p & libc::S_IXGRP != 0 {
+        p &= !libc::S_ISGID;
+    }
+    p
 }

@@ -133,7 +133,7 @@ impl Head {
             let seq = w.counter("snapshot_seq")? + 1;
             w.set_counter("snapshot_seq", seq)?;
             let last = w
-                .snapshots
+                .snapshots()?
                 .last()
                 .map_err(records::db)?
                 .map(|(k, v)| (k.value(), v.value().to_vec()));
@@ -165,7 +165,7 @@ impl Head {
                 record: record.clone(),
             };
             let v = records::seal(w.sealer(), Kind::IndexSnapshot, &seq.to_le_bytes(), &row);
-            w.snapshots.insert(seq, v.as_slice()).map_err(records::db)?;
+            w.snapshots_mut()?.insert(seq, v.as_slice()).map_err(records::db)?;
             Ok(record)
         })?;
         self.commit_locked()?;
@@ -180,7 +180,7 @@ impl Head {
     pub fn snapshots(&self) -> Result<Vec<SnapshotRow>, FsError> {
         let r = self.rtx()?;
         let mut out = Vec::new();
-        for row in r.snapshots.iter().map_err(records::db)? {
+        for row in r.snapshots()?.iter().map_err(records::db)? {
             let (k, v) = row.map_err(records::db)?;
             out.push(records::open(
                 r.sealer(),
@@ -195,7 +195,7 @@ impl Head {
     /// The newest snapshot, if any.
     pub fn last_snapshot(&self) -> Result<Option<SnapshotRow>, FsError> {
         let r = self.rtx()?;
-        let last = r.snapshots.last().map_err(records::db)?;
+        let last = r.snapshots()?.last().map_err(records::db)?;
         last.map(|(k, v)| {
             records::open(
                 r.sealer(),
@@ -211,7 +211,7 @@ impl Head {
     pub fn snapshot_by_seq(&self, seq: u64) -> Result<SnapshotRow, FsError> {
         let r = self.rtx()?;
         let v = r
-            .snapshots
+            .snapshots()?
             .get(seq)
             .map_err(records::db)?
             .ok_or(FsError::NotFound)?;
@@ -228,7 +228,7 @@ impl Head {
     pub fn delete_snapshot(&self, caller: Caller, seq: u64) -> Result<(), FsError> {
         let _op = caller.span("delete_snapshot");
         self.wtx(|w| {
-            w.snapshots
+            w.snapshots_mut()?
                 .remove(seq)
                 .map_err(records::db)?
                 .ok_or(FsError::NotFound)?;

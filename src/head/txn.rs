@@ -2,6 +2,8 @@
 //! operation, committed without forcing it to disk (the store's next
 //! durable commit carries it; see [`super::Head::commit`]).
 
+use std::cell::OnceCell;
+
 use redb::{Durability, ReadOnlyTable, ReadableDatabase, ReadableTable, Table, WriteTransaction};
 
 use super::records::*;
@@ -88,7 +90,7 @@ macro_rules! reader_impl {
                 self.name_key
             }
             fn inode(&self, ino: InodeNo) -> Result<Option<InodeRecord>, FsError> {
-                get_inode(&self.inodes, self.sealer, ino.0)
+                get_inode(self.inodes_t()?, self.sealer, ino.0)
             }
             fn dirent(
                 &self,
@@ -96,7 +98,7 @@ macro_rules! reader_impl {
                 name: &FileName,
             ) -> Result<Option<DirentRecord>, FsError> {
                 let h = name_hash(self.name_key, parent.0, name.as_bytes());
-                match self.dirents.get((parent.0, h)).map_err(db)? {
+                match self.dirents_t()?.get((parent.0, h)).map_err(db)? {
                     None => Ok(None),
                     Some(v) => open(
                         self.sealer,
@@ -116,7 +118,7 @@ macro_rules! reader_impl {
                 let start = (parent.0, after.unwrap_or([0; 16]));
                 let mut out = Vec::new();
                 for row in self
-                    .dirents
+                    .dirents_t()?
                     .range(start..=(parent.0, [0xff; 16]))
                     .map_err(db)?
                 {
@@ -143,7 +145,7 @@ macro_rules! reader_impl {
             fn parents(&self, ino: InodeNo) -> Result<Vec<(InodeNo, [u8; 16])>, FsError> {
                 let mut out = Vec::new();
                 for row in self
-                    .parents
+                    .parents_t()?
                     .range((ino.0, 0, [0; 16])..=(ino.0, u64::MAX, [0xff; 16]))
                     .map_err(db)?
                 {
@@ -156,7 +158,7 @@ macro_rules! reader_impl {
             fn xattrs(&self, ino: InodeNo) -> Result<Vec<XattrRecord>, FsError> {
                 let mut out = Vec::new();
                 for row in self
-                    .xattrs
+                    .xattrs_t()?
                     .range((ino.0, [0; 16])..=(ino.0, [0xff; 16]))
                     .map_err(db)?
                 {
@@ -174,7 +176,7 @@ macro_rules! reader_impl {
             }
             fn xattr(&self, ino: InodeNo, name: &[u8]) -> Result<Option<XattrRecord>, FsError> {
                 let h = xattr_hash(self.name_key, ino.0, name);
-                match self.xattrs.get((ino.0, h)).map_err(db)? {
+                match self.xattrs_t()?.get((ino.0, h)).map_err(db)? {
                     None => Ok(None),
                     Some(v) => open(
                         self.sealer,
@@ -194,7 +196,7 @@ macro_rules! reader_impl {
                 let mut out = Vec::new();
                 // The extent that starts at or before `from` may reach past it.
                 if let Some(row) = self
-                    .extents
+                    .extents_t()?
                     .range((ino.0, 0)..=(ino.0, from))
                     .map_err(db)?
                     .next_back()
@@ -207,7 +209,7 @@ macro_rules! reader_impl {
                 }
                 if from < u64::MAX && from + 1 < to {
                     for row in self
-                        .extents
+                        .extents_t()?
                         .range((ino.0, from + 1)..(ino.0, to))
                         .map_err(db)?
                     {
@@ -221,37 +223,75 @@ macro_rules! reader_impl {
     };
 }
 
-/// A read transaction's open tables.
+/// Opens a table the first time it is asked for: most operations touch
+/// one or two of the seven, and every open table costs at commit.
+fn lazy<T>(
+    cell: &OnceCell<T>,
+    open: impl FnOnce() -> Result<T, redb::TableError>,
+) -> Result<&T, FsError> {
+    if cell.get().is_none() {
+        let table = open().map_err(db_err)?;
+        let _ = cell.set(table);
+    }
+    Ok(cell.get().expect("just opened"))
+}
+
+/// A read transaction and the tables it has opened.
 pub struct Read<'a> {
     sealer: &'a Sealer,
     name_key: &'a [u8; 32],
-    inodes: ReadOnlyTable<u64, &'static [u8]>,
-    dirents: ReadOnlyTable<(u64, [u8; 16]), &'static [u8]>,
-    parents: ReadOnlyTable<(u64, u64, [u8; 16]), ()>,
-    xattrs: ReadOnlyTable<(u64, [u8; 16]), &'static [u8]>,
-    extents: ReadOnlyTable<(u64, u64), &'static [u8]>,
-    /// Snapshot records.
-    pub snapshots: ReadOnlyTable<u64, &'static [u8]>,
+    tx: redb::ReadTransaction,
+    inodes: OnceCell<ReadOnlyTable<u64, &'static [u8]>>,
+    dirents: OnceCell<ReadOnlyTable<(u64, [u8; 16]), &'static [u8]>>,
+    parents: OnceCell<ReadOnlyTable<(u64, u64, [u8; 16]), ()>>,
+    xattrs: OnceCell<ReadOnlyTable<(u64, [u8; 16]), &'static [u8]>>,
+    extents: OnceCell<ReadOnlyTable<(u64, u64), &'static [u8]>>,
+    snapshots: OnceCell<ReadOnlyTable<u64, &'static [u8]>>,
 }
 
 impl<'a> Read<'a> {
-    /// Opens the tables in a new read transaction.
+    /// Begins a read transaction.
     pub fn begin(
         db: &redb::Database,
         sealer: &'a Sealer,
         name_key: &'a [u8; 32],
     ) -> Result<Read<'a>, FsError> {
-        let tx = db.begin_read().map_err(db_err)?;
         Ok(Read {
             sealer,
             name_key,
-            inodes: tx.open_table(INODES).map_err(db_err)?,
-            dirents: tx.open_table(DIRENTS).map_err(db_err)?,
-            parents: tx.open_table(PARENTS).map_err(db_err)?,
-            xattrs: tx.open_table(XATTRS).map_err(db_err)?,
-            extents: tx.open_table(EXTENTS).map_err(db_err)?,
-            snapshots: tx.open_table(SNAPSHOTS).map_err(db_err)?,
+            tx: db.begin_read().map_err(db_err)?,
+            inodes: OnceCell::new(),
+            dirents: OnceCell::new(),
+            parents: OnceCell::new(),
+            xattrs: OnceCell::new(),
+            extents: OnceCell::new(),
+            snapshots: OnceCell::new(),
         })
+    }
+
+    fn inodes_t(&self) -> Result<&ReadOnlyTable<u64, &'static [u8]>, FsError> {
+        lazy(&self.inodes, || self.tx.open_table(INODES))
+    }
+
+    fn dirents_t(&self) -> Result<&ReadOnlyTable<(u64, [u8; 16]), &'static [u8]>, FsError> {
+        lazy(&self.dirents, || self.tx.open_table(DIRENTS))
+    }
+
+    fn parents_t(&self) -> Result<&ReadOnlyTable<(u64, u64, [u8; 16]), ()>, FsError> {
+        lazy(&self.parents, || self.tx.open_table(PARENTS))
+    }
+
+    fn xattrs_t(&self) -> Result<&ReadOnlyTable<(u64, [u8; 16]), &'static [u8]>, FsError> {
+        lazy(&self.xattrs, || self.tx.open_table(XATTRS))
+    }
+
+    fn extents_t(&self) -> Result<&ReadOnlyTable<(u64, u64), &'static [u8]>, FsError> {
+        lazy(&self.extents, || self.tx.open_table(EXTENTS))
+    }
+
+    /// Snapshot records.
+    pub fn snapshots(&self) -> Result<&ReadOnlyTable<u64, &'static [u8]>, FsError> {
+        lazy(&self.snapshots, || self.tx.open_table(SNAPSHOTS))
     }
 }
 
@@ -265,30 +305,29 @@ impl Read<'_> {
     /// Number of inodes in the head.
     pub fn inode_count(&self) -> Result<u64, FsError> {
         use redb::ReadableTableMetadata;
-        self.inodes.len().map_err(db)
+        self.inodes_t()?.len().map_err(db)
     }
 }
 
-/// A write transaction's open tables.
+/// A write transaction and the tables it has opened.
 pub struct Write<'a> {
     sealer: &'a Sealer,
     name_key: &'a [u8; 32],
-    inodes: Table<'a, u64, &'static [u8]>,
-    dirents: Table<'a, (u64, [u8; 16]), &'static [u8]>,
-    parents: Table<'a, (u64, u64, [u8; 16]), ()>,
-    xattrs: Table<'a, (u64, [u8; 16]), &'static [u8]>,
-    extents: Table<'a, (u64, u64), &'static [u8]>,
-    meta: Table<'a, &'static str, u64>,
-    /// Snapshot records.
-    pub snapshots: Table<'a, u64, &'static [u8]>,
+    tx: &'a WriteTransaction,
+    inodes: OnceCell<Table<'a, u64, &'static [u8]>>,
+    dirents: OnceCell<Table<'a, (u64, [u8; 16]), &'static [u8]>>,
+    parents: OnceCell<Table<'a, (u64, u64, [u8; 16]), ()>>,
+    xattrs: OnceCell<Table<'a, (u64, [u8; 16]), &'static [u8]>>,
+    extents: OnceCell<Table<'a, (u64, u64), &'static [u8]>>,
+    meta: OnceCell<Table<'a, &'static str, u64>>,
+    snapshots: OnceCell<Table<'a, u64, &'static [u8]>>,
     /// Key and value bytes this transaction wrote, for the cost counters.
     pub bytes_written: u64,
 }
 
 reader_impl!(Write<'_>);
 
-/// Runs `f` in a write transaction and commits it (not yet durably).
-/// Returns `f`'s result and the key and value bytes written.
+/// Runs `f` in one write transaction, committed without durability.
 pub fn write<T>(
     db: &redb::Database,
     sealer: &Sealer,
@@ -301,13 +340,14 @@ pub fn write<T>(
         let mut w = Write {
             sealer,
             name_key,
-            inodes: tx.open_table(INODES).map_err(db_err)?,
-            dirents: tx.open_table(DIRENTS).map_err(db_err)?,
-            parents: tx.open_table(PARENTS).map_err(db_err)?,
-            xattrs: tx.open_table(XATTRS).map_err(db_err)?,
-            extents: tx.open_table(EXTENTS).map_err(db_err)?,
-            meta: tx.open_table(META).map_err(db_err)?,
-            snapshots: tx.open_table(SNAPSHOTS).map_err(db_err)?,
+            tx: &tx,
+            inodes: OnceCell::new(),
+            dirents: OnceCell::new(),
+            parents: OnceCell::new(),
+            xattrs: OnceCell::new(),
+            extents: OnceCell::new(),
+            meta: OnceCell::new(),
+            snapshots: OnceCell::new(),
             bytes_written: 0,
         };
         let out = f(&mut w)?;
@@ -317,20 +357,51 @@ pub fn write<T>(
     Ok(out)
 }
 
-impl Write<'_> {
+/// Read and mutable accessors of a write transaction's lazily opened tables.
+macro_rules! write_tables {
+    ($($name:ident, $getter:ident, $name_mut:ident, $def:ident: $k:ty => $v:ty;)*) => {
+        impl<'a> Write<'a> {
+            $(
+                fn $getter(&self) -> Result<&Table<'a, $k, $v>, FsError> {
+                    lazy(&self.$name, || self.tx.open_table($def))
+                }
+
+                fn $name_mut(&mut self) -> Result<&mut Table<'a, $k, $v>, FsError> {
+                    self.$getter()?;
+                    Ok(self.$name.get_mut().expect("just opened"))
+                }
+            )*
+        }
+    };
+}
+
+write_tables! {
+    inodes, inodes_t, inodes_mut, INODES: u64 => &'static [u8];
+    dirents, dirents_t, dirents_mut, DIRENTS: (u64, [u8; 16]) => &'static [u8];
+    parents, parents_t, parents_mut, PARENTS: (u64, u64, [u8; 16]) => ();
+    xattrs, xattrs_t, xattrs_mut, XATTRS: (u64, [u8; 16]) => &'static [u8];
+    extents, extents_t, extents_mut, EXTENTS: (u64, u64) => &'static [u8];
+    meta, meta_t, meta_mut, META: &'static str => u64;
+    snapshots, snapshots_t, snapshots_mut_inner, SNAPSHOTS: u64 => &'static [u8];
+}
+
+impl<'a> Write<'a> {
     /// Writes an inode.
     pub fn put(&mut self, ino: InodeNo, rec: &InodeRecord) -> Result<(), FsError> {
-        self.bytes_written += 8 + put_inode(&mut self.inodes, self.sealer, ino.0, rec)? as u64;
+        self.bytes_written += 8 + {
+            let sealer = self.sealer;
+            put_inode(self.inodes_mut()?, sealer, ino.0, rec)?
+        } as u64;
         Ok(())
     }
 
     /// Deletes an inode with its xattrs and extents.
     pub fn delete_inode(&mut self, ino: InodeNo) -> Result<(), FsError> {
-        self.inodes.remove(ino.0).map_err(db)?;
-        self.xattrs
+        self.inodes_mut()?.remove(ino.0).map_err(db)?;
+        self.xattrs_mut()?
             .retain_in((ino.0, [0; 16])..=(ino.0, [0xff; 16]), |_, _| false)
             .map_err(db)?;
-        self.extents
+        self.extents_mut()?
             .retain_in((ino.0, 0)..=(ino.0, u64::MAX), |_, _| false)
             .map_err(db)?;
         Ok(())
@@ -345,10 +416,10 @@ impl Write<'_> {
     ) -> Result<(), FsError> {
         let h = name_hash(self.name_key, parent.0, name.as_bytes());
         let v = seal(self.sealer, Kind::HeadDirent, &key_hash(parent.0, &h), rec);
-        self.dirents
+        self.dirents_mut()?
             .insert((parent.0, h), v.as_slice())
             .map_err(db)?;
-        self.parents
+        self.parents_mut()?
             .insert((rec.ino, parent.0, h), ())
             .map_err(db)?;
         Ok(())
@@ -362,8 +433,8 @@ impl Write<'_> {
         child: InodeNo,
     ) -> Result<(), FsError> {
         let h = name_hash(self.name_key, parent.0, name.as_bytes());
-        self.dirents.remove((parent.0, h)).map_err(db)?;
-        self.parents.remove((child.0, parent.0, h)).map_err(db)?;
+        self.dirents_mut()?.remove((parent.0, h)).map_err(db)?;
+        self.parents_mut()?.remove((child.0, parent.0, h)).map_err(db)?;
         Ok(())
     }
 
@@ -371,7 +442,7 @@ impl Write<'_> {
     pub fn set_xattr(&mut self, ino: InodeNo, rec: &XattrRecord) -> Result<(), FsError> {
         let h = xattr_hash(self.name_key, ino.0, &rec.name);
         let v = seal(self.sealer, Kind::HeadXattr, &key_hash(ino.0, &h), rec);
-        self.xattrs.insert((ino.0, h), v.as_slice()).map_err(db)?;
+        self.xattrs_mut()?.insert((ino.0, h), v.as_slice()).map_err(db)?;
         self.bytes_written += 24 + v.len() as u64;
         Ok(())
     }
@@ -379,7 +450,7 @@ impl Write<'_> {
     /// Removes an xattr; whether it existed.
     pub fn remove_xattr(&mut self, ino: InodeNo, name: &[u8]) -> Result<bool, FsError> {
         let h = xattr_hash(self.name_key, ino.0, name);
-        Ok(self.xattrs.remove((ino.0, h)).map_err(db)?.is_some())
+        Ok(self.xattrs_mut()?.remove((ino.0, h)).map_err(db)?.is_some())
     }
 
     /// Records that bytes `off..off+len` of `ino` are chunk `chunk`.
@@ -399,7 +470,7 @@ impl Write<'_> {
                 len,
             },
         );
-        self.extents
+        self.extents_mut()?
             .insert((ino.0, off), v.as_slice())
             .map_err(db)?;
         Ok(())
@@ -407,7 +478,7 @@ impl Write<'_> {
 
     /// Forgets every extent of `ino` that starts at or after `from`.
     pub fn drop_extents_from(&mut self, ino: InodeNo, from: u64) -> Result<(), FsError> {
-        self.extents
+        self.extents_mut()?
             .retain_in((ino.0, from)..=(ino.0, u64::MAX), |_, _| false)
             .map_err(db)?;
         Ok(())
@@ -421,7 +492,7 @@ impl Write<'_> {
         to: u64,
     ) -> Result<(), FsError> {
         if to > from {
-            self.extents
+            self.extents_mut()?
                 .retain_in((ino.0, from)..(ino.0, to), |_, _| false)
                 .map_err(db)?;
         }
@@ -431,41 +502,41 @@ impl Write<'_> {
     /// Draws the next inode number.
     pub fn next_ino(&mut self) -> Result<InodeNo, FsError> {
         let next = self
-            .meta
+            .meta_t()?
             .get("next_ino")
             .map_err(db)?
             .map_or(2, |v| v.value());
-        self.meta.insert("next_ino", next + 1).map_err(db)?;
+        self.meta_mut()?.insert("next_ino", next + 1).map_err(db)?;
         Ok(InodeNo(next))
     }
 
     /// Reads a counter.
     pub fn counter(&self, name: &'static str) -> Result<u64, FsError> {
-        Ok(self.meta.get(name).map_err(db)?.map_or(0, |v| v.value()))
+        Ok(self.meta_t()?.get(name).map_err(db)?.map_or(0, |v| v.value()))
     }
 
     /// Sets a counter.
     pub fn set_counter(&mut self, name: &'static str, value: u64) -> Result<(), FsError> {
-        self.meta.insert(name, value).map_err(db)?;
+        self.meta_mut()?.insert(name, value).map_err(db)?;
         Ok(())
     }
 
     /// Marks `ino` as unlinked but still open; removed at release or next open.
     pub fn add_orphan(&mut self, ino: InodeNo) -> Result<(), FsError> {
-        self.parents.insert((ino.0, 0, [0; 16]), ()).map_err(db)?;
+        self.parents_mut()?.insert((ino.0, 0, [0; 16]), ()).map_err(db)?;
         Ok(())
     }
 
     /// Clears the orphan mark.
     pub fn remove_orphan(&mut self, ino: InodeNo) -> Result<(), FsError> {
-        self.parents.remove((ino.0, 0, [0; 16])).map_err(db)?;
+        self.parents_mut()?.remove((ino.0, 0, [0; 16])).map_err(db)?;
         Ok(())
     }
 
     /// Whether `dir` has no entries.
     pub fn is_empty_dir(&self, dir: InodeNo) -> Result<bool, FsError> {
         Ok(self
-            .dirents
+            .dirents_t()?
             .range((dir.0, [0; 16])..=(dir.0, [0xff; 16]))
             .map_err(db)?
             .next()
@@ -505,12 +576,35 @@ impl Write<'_> {
         Ok(())
     }
 
+    /// Creates every table that does not exist yet (a new repository's
+    /// first transaction), so that read transactions find them all.
+    pub fn create_tables(&mut self) -> Result<(), FsError> {
+        self.inodes_t()?;
+        self.dirents_t()?;
+        self.parents_t()?;
+        self.xattrs_t()?;
+        self.extents_t()?;
+        self.meta_t()?;
+        self.snapshots_t()?;
+        Ok(())
+    }
+
+    /// Snapshot records.
+    pub fn snapshots(&self) -> Result<&Table<'a, u64, &'static [u8]>, FsError> {
+        self.snapshots_t()
+    }
+
+    /// Snapshot records, to change.
+    pub fn snapshots_mut(&mut self) -> Result<&mut Table<'a, u64, &'static [u8]>, FsError> {
+        self.snapshots_mut_inner()
+    }
+
     /// Inodes marked as orphans.
     pub fn orphans(&self) -> Result<Vec<InodeNo>, FsError> {
         // Orphan marks are parent rows with parent 0; scan is fine: they are few
         // and only read at open.
         let mut out = Vec::new();
-        for row in self.parents.iter().map_err(db)? {
+        for row in self.parents_t()?.iter().map_err(db)? {
             let (k, _) = row.map_err(db)?;
             let (child, p, _) = k.value();
             if p == 0 {
