@@ -97,8 +97,10 @@ impl SnapshotInfo {
     }
 }
 
-/// What `strata status` shows.
+/// What `strata status` shows. Fields a daemon of another version does
+/// not send take their defaults.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Status {
     /// Whether a daemon serves the repository.
     pub mounted: bool,

@@ -8,7 +8,8 @@ use clap::{Args, Parser};
 /// How a mount looks to users; given to `strata mount` and passed on.
 #[derive(Clone, Debug, Args)]
 pub struct MountOptions {
-    /// Directory to mount on (must exist).
+    /// Directory to mount on (must exist, except the default, which is created).
+    #[arg(default_value = DEFAULT_MOUNTPOINT)]
     pub mountpoint: PathBuf,
     /// Let users other than the owner in (the mount root becomes 0755;
     /// head/ stays unwritable to them).
@@ -52,6 +53,9 @@ pub struct MountdArgs {
     #[arg(long, value_name = "FD", hide = true)]
     pub ready_fd: Option<i32>,
 }
+
+/// Where `strata mount` mounts when given no mountpoint.
+pub const DEFAULT_MOUNTPOINT: &str = "/mnt/strata";
 
 /// Default repository location when neither --repo nor STRATA_REPO is given.
 pub const DEFAULT_REPO: &str = "/var/lib/strata/repo";

@@ -670,9 +670,12 @@ impl Namespace {
         self.head.commit()
     }
 
-    /// The head inode behind `ino`, or EROFS: only the head takes changes.
+    /// The head inode behind `ino`, or EROFS: only the head takes changes,
+    /// and not after the store failed to write or sync (until a restart
+    /// and `strata check`).
     fn writable(&self, ino: u64) -> Result<InodeNo, FsError> {
         match Node::of(ino) {
+            Node::Head(_) if self.head.repo().store().is_read_only() => Err(FsError::ReadOnly),
             Node::Head(i) => Ok(i),
             _ => Err(FsError::ReadOnly),
         }

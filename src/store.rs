@@ -133,6 +133,8 @@ pub struct Store {
     writer: Mutex<Writer>,
     packs: RwLock<HashMap<PackId, PackRecord>>,
     files: Mutex<HashMap<PackId, Arc<dyn DiskFile>>>,
+    /// Set with `Writer::failed`, readable without the writer lock.
+    read_only: std::sync::atomic::AtomicBool,
     /// This process's counters.
     pub counters: Counters,
 }
@@ -165,6 +167,7 @@ impl Store {
             }),
             packs: RwLock::new(packs),
             files: Mutex::new(HashMap::new()),
+            read_only: std::sync::atomic::AtomicBool::new(false),
             counters: Counters::default(),
         };
         let resumed = store.recover()?;
@@ -400,6 +403,8 @@ impl Store {
         let reason = format!("writing {path}: {e}");
         tracing::error!(%reason, "store write failed; refusing further writes");
         w.failed = Some(reason.clone());
+        self.read_only
+            .store(true, std::sync::atomic::Ordering::Release);
         StoreError::Failed(reason)
     }
 
@@ -407,6 +412,8 @@ impl Store {
         let reason = format!("{what}: {e}");
         tracing::error!(%reason, "store sync failed; refusing further writes");
         w.failed = Some(reason.clone());
+        self.read_only
+            .store(true, std::sync::atomic::Ordering::Release);
         StoreError::Failed(reason)
     }
 
@@ -580,7 +587,12 @@ impl Store {
         self.packs.read().expect("packs lock").clone()
     }
 
-    /// Whether writes are refused after a failure.
+    /// Whether writes are refused after a failure (cheap: no lock).
+    pub fn is_read_only(&self) -> bool {
+        self.read_only.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Why writes are refused after a failure, if they are.
     pub fn failed(&self) -> Option<String> {
         self.writer.lock().expect("writer lock").failed.clone()
     }

@@ -1,10 +1,10 @@
 //! The FUSE callbacks: each one translates a kernel request into one call
 //! of [`Namespace`] and its answer (or error) into the reply.
 
+use std::collections::BTreeMap;
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::sync::mpsc::Sender;
-use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -89,7 +89,11 @@ pub struct StrataFs {
 
 impl StrataFs {
     /// Serves `ns`; cache invalidations go to `invalidate`; requests are counted in `requests`.
-    pub fn new(ns: Arc<Namespace>, invalidate: Sender<Invalidate>, requests: Arc<Requests>) -> StrataFs {
+    pub fn new(
+        ns: Arc<Namespace>,
+        invalidate: Sender<Invalidate>,
+        requests: Arc<Requests>,
+    ) -> StrataFs {
         StrataFs {
             ns,
             invalidate: Mutex::new(invalidate),

@@ -124,6 +124,15 @@ pub struct InitArgs {
     pub chunk_size_kib: u32,
 }
 
+impl InitArgs {
+    /// What `strata init` does with no flags (from the definitions above).
+    pub fn defaults() -> InitArgs {
+        use clap::FromArgMatches;
+        let cmd = InitArgs::augment_args(clap::Command::new("init"));
+        InitArgs::from_arg_matches(&cmd.get_matches_from(["init"])).expect("defaults parse")
+    }
+}
+
 #[derive(Debug, Args)]
 pub struct KdfArgs {
     /// Argon2id memory per passphrase guess, in MiB.

@@ -126,7 +126,7 @@ struct InitReport {
     key_file: Option<String>,
 }
 
-fn cmd_init(g: &Global, a: &InitArgs) -> Result<()> {
+pub(crate) fn cmd_init(g: &Global, a: &InitArgs) -> Result<()> {
     let avg = a
         .chunk_size_kib
         .checked_mul(1024)

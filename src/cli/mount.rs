@@ -16,8 +16,9 @@ use strata::control::{self, Reply, Request};
 use strata::exit::Reported;
 use strata::mountpoint::{self, MountpointError};
 
-use super::args::{Global, MountArgs};
+use super::args::{Global, InitArgs, MountArgs, DEFAULT_REPO};
 use super::{locked, print, secret_for};
+use strata::mount_args::DEFAULT_MOUNTPOINT;
 
 /// The descriptor numbers the daemon finds the key and the readiness pipe on.
 const KEY_FD: i32 = 3;
@@ -76,7 +77,23 @@ fn place_fds(moves: &[(i32, i32)]) -> std::io::Result<()> {
     Ok(())
 }
 
+/// The embedded default: the default repository is created on first use
+/// (as `strata init` would, with a generated key file) and the default
+/// mountpoint made, so that `strata mount` alone gives a target for rsync.
+fn embedded_default(g: &Global, a: &MountArgs) -> Result<()> {
+    if g.repo == Path::new(DEFAULT_REPO) && !g.repo.exists() {
+        eprintln!("strata: no repository at {}; creating it", g.repo.display());
+        super::cmd_init(g, &InitArgs::defaults())?;
+    }
+    let mnt = &a.mount.mountpoint;
+    if mnt == Path::new(DEFAULT_MOUNTPOINT) && !mnt.exists() {
+        std::fs::create_dir_all(mnt).with_context(|| format!("creating {}", mnt.display()))?;
+    }
+    Ok(())
+}
+
 pub fn mount(g: &Global, a: &MountArgs) -> Result<()> {
+    embedded_default(g, a)?;
     let repo = locked(g)?;
     let id = repo.config().id.clone();
     let note = mountpoint::prepare(&a.mount.mountpoint)?;

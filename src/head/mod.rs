@@ -1014,16 +1014,6 @@ fn is_ancestor(w: &Write<'_>, ancestor: InodeNo, dir: InodeNo) -> Result<bool, F
     }
 }
 
-#[cfg(test)]
-mod tests {
-    /// The mount serves requests from several FUSE threads on one `Head`.
-    #[test]
-    fn head_is_shared_across_threads() {
-        fn shared<T: Send + Sync>() {}
-        shared::<super::Head>();
-    }
-}
-
 /// `perm` without setuid, and without setgid when group-executable (a
 /// setgid bit without group execute marks mandatory locking, not privilege).
 fn without_setid(perm: u32) -> u32 {
@@ -1032,4 +1022,14 @@ fn without_setid(perm: u32) -> u32 {
         p &= !libc::S_ISGID;
     }
     p
+}
+
+#[cfg(test)]
+mod tests {
+    /// The mount serves requests from several FUSE threads on one `Head`.
+    #[test]
+    fn head_is_shared_across_threads() {
+        fn shared<T: Send + Sync>() {}
+        shared::<super::Head>();
+    }
 }

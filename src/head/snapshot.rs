@@ -165,7 +165,9 @@ impl Head {
                 record: record.clone(),
             };
             let v = records::seal(w.sealer(), Kind::IndexSnapshot, &seq.to_le_bytes(), &row);
-            w.snapshots_mut()?.insert(seq, v.as_slice()).map_err(records::db)?;
+            w.snapshots_mut()?
+                .insert(seq, v.as_slice())
+                .map_err(records::db)?;
             Ok(record)
         })?;
         self.commit_locked()?;

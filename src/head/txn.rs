@@ -223,6 +223,13 @@ macro_rules! reader_impl {
     };
 }
 
+/// Key of a directory entry or an xattr: (owner inode, keyed name hash).
+type NameKey = (u64, [u8; 16]);
+/// Key of a parent link: (child, parent, keyed name hash).
+type ParentKey = (u64, u64, [u8; 16]);
+/// A sealed value.
+type Sealed = &'static [u8];
+
 /// Opens a table the first time it is asked for: most operations touch
 /// one or two of the seven, and every open table costs at commit.
 fn lazy<T>(
@@ -241,12 +248,12 @@ pub struct Read<'a> {
     sealer: &'a Sealer,
     name_key: &'a [u8; 32],
     tx: redb::ReadTransaction,
-    inodes: OnceCell<ReadOnlyTable<u64, &'static [u8]>>,
-    dirents: OnceCell<ReadOnlyTable<(u64, [u8; 16]), &'static [u8]>>,
-    parents: OnceCell<ReadOnlyTable<(u64, u64, [u8; 16]), ()>>,
-    xattrs: OnceCell<ReadOnlyTable<(u64, [u8; 16]), &'static [u8]>>,
-    extents: OnceCell<ReadOnlyTable<(u64, u64), &'static [u8]>>,
-    snapshots: OnceCell<ReadOnlyTable<u64, &'static [u8]>>,
+    inodes: OnceCell<ReadOnlyTable<u64, Sealed>>,
+    dirents: OnceCell<ReadOnlyTable<NameKey, Sealed>>,
+    parents: OnceCell<ReadOnlyTable<ParentKey, ()>>,
+    xattrs: OnceCell<ReadOnlyTable<NameKey, Sealed>>,
+    extents: OnceCell<ReadOnlyTable<(u64, u64), Sealed>>,
+    snapshots: OnceCell<ReadOnlyTable<u64, Sealed>>,
 }
 
 impl<'a> Read<'a> {
@@ -269,28 +276,28 @@ impl<'a> Read<'a> {
         })
     }
 
-    fn inodes_t(&self) -> Result<&ReadOnlyTable<u64, &'static [u8]>, FsError> {
+    fn inodes_t(&self) -> Result<&ReadOnlyTable<u64, Sealed>, FsError> {
         lazy(&self.inodes, || self.tx.open_table(INODES))
     }
 
-    fn dirents_t(&self) -> Result<&ReadOnlyTable<(u64, [u8; 16]), &'static [u8]>, FsError> {
+    fn dirents_t(&self) -> Result<&ReadOnlyTable<NameKey, Sealed>, FsError> {
         lazy(&self.dirents, || self.tx.open_table(DIRENTS))
     }
 
-    fn parents_t(&self) -> Result<&ReadOnlyTable<(u64, u64, [u8; 16]), ()>, FsError> {
+    fn parents_t(&self) -> Result<&ReadOnlyTable<ParentKey, ()>, FsError> {
         lazy(&self.parents, || self.tx.open_table(PARENTS))
     }
 
-    fn xattrs_t(&self) -> Result<&ReadOnlyTable<(u64, [u8; 16]), &'static [u8]>, FsError> {
+    fn xattrs_t(&self) -> Result<&ReadOnlyTable<NameKey, Sealed>, FsError> {
         lazy(&self.xattrs, || self.tx.open_table(XATTRS))
     }
 
-    fn extents_t(&self) -> Result<&ReadOnlyTable<(u64, u64), &'static [u8]>, FsError> {
+    fn extents_t(&self) -> Result<&ReadOnlyTable<(u64, u64), Sealed>, FsError> {
         lazy(&self.extents, || self.tx.open_table(EXTENTS))
     }
 
     /// Snapshot records.
-    pub fn snapshots(&self) -> Result<&ReadOnlyTable<u64, &'static [u8]>, FsError> {
+    pub fn snapshots(&self) -> Result<&ReadOnlyTable<u64, Sealed>, FsError> {
         lazy(&self.snapshots, || self.tx.open_table(SNAPSHOTS))
     }
 }
@@ -314,13 +321,13 @@ pub struct Write<'a> {
     sealer: &'a Sealer,
     name_key: &'a [u8; 32],
     tx: &'a WriteTransaction,
-    inodes: OnceCell<Table<'a, u64, &'static [u8]>>,
-    dirents: OnceCell<Table<'a, (u64, [u8; 16]), &'static [u8]>>,
-    parents: OnceCell<Table<'a, (u64, u64, [u8; 16]), ()>>,
-    xattrs: OnceCell<Table<'a, (u64, [u8; 16]), &'static [u8]>>,
-    extents: OnceCell<Table<'a, (u64, u64), &'static [u8]>>,
+    inodes: OnceCell<Table<'a, u64, Sealed>>,
+    dirents: OnceCell<Table<'a, NameKey, Sealed>>,
+    parents: OnceCell<Table<'a, ParentKey, ()>>,
+    xattrs: OnceCell<Table<'a, NameKey, Sealed>>,
+    extents: OnceCell<Table<'a, (u64, u64), Sealed>>,
     meta: OnceCell<Table<'a, &'static str, u64>>,
-    snapshots: OnceCell<Table<'a, u64, &'static [u8]>>,
+    snapshots: OnceCell<Table<'a, u64, Sealed>>,
     /// Key and value bytes this transaction wrote, for the cost counters.
     pub bytes_written: u64,
 }
@@ -376,13 +383,13 @@ macro_rules! write_tables {
 }
 
 write_tables! {
-    inodes, inodes_t, inodes_mut, INODES: u64 => &'static [u8];
-    dirents, dirents_t, dirents_mut, DIRENTS: (u64, [u8; 16]) => &'static [u8];
-    parents, parents_t, parents_mut, PARENTS: (u64, u64, [u8; 16]) => ();
-    xattrs, xattrs_t, xattrs_mut, XATTRS: (u64, [u8; 16]) => &'static [u8];
-    extents, extents_t, extents_mut, EXTENTS: (u64, u64) => &'static [u8];
+    inodes, inodes_t, inodes_mut, INODES: u64 => Sealed;
+    dirents, dirents_t, dirents_mut, DIRENTS: NameKey => Sealed;
+    parents, parents_t, parents_mut, PARENTS: ParentKey => ();
+    xattrs, xattrs_t, xattrs_mut, XATTRS: NameKey => Sealed;
+    extents, extents_t, extents_mut, EXTENTS: (u64, u64) => Sealed;
     meta, meta_t, meta_mut, META: &'static str => u64;
-    snapshots, snapshots_t, snapshots_mut_inner, SNAPSHOTS: u64 => &'static [u8];
+    snapshots, snapshots_t, snapshots_mut_inner, SNAPSHOTS: u64 => Sealed;
 }
 
 impl<'a> Write<'a> {
@@ -434,7 +441,9 @@ impl<'a> Write<'a> {
     ) -> Result<(), FsError> {
         let h = name_hash(self.name_key, parent.0, name.as_bytes());
         self.dirents_mut()?.remove((parent.0, h)).map_err(db)?;
-        self.parents_mut()?.remove((child.0, parent.0, h)).map_err(db)?;
+        self.parents_mut()?
+            .remove((child.0, parent.0, h))
+            .map_err(db)?;
         Ok(())
     }
 
@@ -442,7 +451,9 @@ impl<'a> Write<'a> {
     pub fn set_xattr(&mut self, ino: InodeNo, rec: &XattrRecord) -> Result<(), FsError> {
         let h = xattr_hash(self.name_key, ino.0, &rec.name);
         let v = seal(self.sealer, Kind::HeadXattr, &key_hash(ino.0, &h), rec);
-        self.xattrs_mut()?.insert((ino.0, h), v.as_slice()).map_err(db)?;
+        self.xattrs_mut()?
+            .insert((ino.0, h), v.as_slice())
+            .map_err(db)?;
         self.bytes_written += 24 + v.len() as u64;
         Ok(())
     }
@@ -512,7 +523,11 @@ impl<'a> Write<'a> {
 
     /// Reads a counter.
     pub fn counter(&self, name: &'static str) -> Result<u64, FsError> {
-        Ok(self.meta_t()?.get(name).map_err(db)?.map_or(0, |v| v.value()))
+        Ok(self
+            .meta_t()?
+            .get(name)
+            .map_err(db)?
+            .map_or(0, |v| v.value()))
     }
 
     /// Sets a counter.
@@ -523,13 +538,17 @@ impl<'a> Write<'a> {
 
     /// Marks `ino` as unlinked but still open; removed at release or next open.
     pub fn add_orphan(&mut self, ino: InodeNo) -> Result<(), FsError> {
-        self.parents_mut()?.insert((ino.0, 0, [0; 16]), ()).map_err(db)?;
+        self.parents_mut()?
+            .insert((ino.0, 0, [0; 16]), ())
+            .map_err(db)?;
         Ok(())
     }
 
     /// Clears the orphan mark.
     pub fn remove_orphan(&mut self, ino: InodeNo) -> Result<(), FsError> {
-        self.parents_mut()?.remove((ino.0, 0, [0; 16])).map_err(db)?;
+        self.parents_mut()?
+            .remove((ino.0, 0, [0; 16]))
+            .map_err(db)?;
         Ok(())
     }
 
@@ -590,12 +609,12 @@ impl<'a> Write<'a> {
     }
 
     /// Snapshot records.
-    pub fn snapshots(&self) -> Result<&Table<'a, u64, &'static [u8]>, FsError> {
+    pub fn snapshots(&self) -> Result<&Table<'a, u64, Sealed>, FsError> {
         self.snapshots_t()
     }
 
     /// Snapshot records, to change.
-    pub fn snapshots_mut(&mut self) -> Result<&mut Table<'a, u64, &'static [u8]>, FsError> {
+    pub fn snapshots_mut(&mut self) -> Result<&mut Table<'a, u64, Sealed>, FsError> {
         self.snapshots_mut_inner()
     }
 

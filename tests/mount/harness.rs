@@ -102,6 +102,21 @@ pub fn sh(script: &str) -> String {
     ok(Command::new("sh").args(["-c", script]))
 }
 
+/// Runs `script` as user `uid`, group `gid` (no supplementary groups but
+/// `groups`); returns its output.
+pub fn sh_as(uid: u32, gid: u32, groups: &[u32], script: &str) -> Output {
+    let groups: Vec<String> = groups.iter().map(u32::to_string).collect();
+    let mut c = Command::new("setpriv");
+    c.arg(format!("--reuid={uid}"))
+        .arg(format!("--regid={gid}"));
+    if groups.is_empty() {
+        c.arg("--clear-groups");
+    } else {
+        c.arg(format!("--groups={}", groups.join(",")));
+    }
+    run(c.args(["sh", "-c", script]))
+}
+
 /// A repository and a mountpoint in one temporary directory.
 pub struct Mount {
     pub dir: tempfile::TempDir,
@@ -167,12 +182,18 @@ impl Mount {
     }
 
     pub fn mount(&self) {
+        self.mount_with(&[]);
+    }
+
+    /// Mounts with extra `strata mount` flags.
+    pub fn mount_with(&self, flags: &[&str]) {
         ok(self
             .strata()
             .arg("mount")
             .arg(self.mnt())
             .arg("--log-file")
-            .arg(self.path("mountd.log")));
+            .arg(self.path("mountd.log"))
+            .args(flags));
     }
 
     pub fn umount(&self) {

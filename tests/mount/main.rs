@@ -9,7 +9,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::process::Command;
 
-use harness::{differences, fails, ok, rsync_into, run, sh, Mount};
+use harness::{differences, fails, ok, rsync_into, run, sh, sh_as, Mount};
 
 fn errno_of(r: std::io::Result<impl Sized>) -> i32 {
     match r {
@@ -303,7 +303,10 @@ fn a_killed_daemon_loses_no_snapshot_and_the_next_rsync_completes() {
     let src = m.path("src");
     std::fs::create_dir(&src).unwrap();
     for i in 0..40 {
-        std::fs::write(src.join(format!("f{i:02}")), tree::bytes(i, 1 << 20)).unwrap();
+        let f = src.join(format!("f{i:02}"));
+        std::fs::write(&f, tree::bytes(i, 1 << 20)).unwrap();
+        // Last week: rsync -a compares whole seconds.
+        tree::set_times(&f, 1_700_000_000 + i as i64, 0);
     }
     let dst = m.head().join("data");
     rsync_into(&src, &dst);
@@ -467,4 +470,210 @@ fn a_full_disk_reaches_the_writer_as_enospc() {
     ok(Command::new(harness::strata_bin())
         .arg("umount")
         .arg(m.mnt()));
+}
+
+#[test]
+fn posix_acls_are_enforced_by_the_kernel_and_follow_chmod() {
+    let m = Mount::unmounted();
+    m.mount_with(&["--allow-other"]);
+    let head = m.head();
+    std::fs::set_permissions(&head, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let f = head.join("record");
+    std::fs::write(&f, b"private\n").unwrap();
+    std::fs::set_permissions(&f, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    // Mode 0600 root: user 1234 may not read it ...
+    let out = sh_as(1234, 1234, &[], &format!("cat {}", f.display()));
+    assert!(!out.status.success(), "read without permission");
+    // ... until an ACL entry allows it; the group bits show the mask.
+    sh(&format!("setfacl -m u:1234:r {}", f.display()));
+    let out = sh_as(1234, 1234, &[], &format!("cat {}", f.display()));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(sh(&format!("stat -c %a {}", f.display())).trim(), "640");
+    // chmod g-r narrows the mask, and with it the named user's access.
+    sh(&format!("chmod g-r {}", f.display()));
+    assert!(sh(&format!("getfacl -p {}", f.display())).contains("mask::---"));
+    let out = sh_as(1234, 1234, &[], &format!("cat {}", f.display()));
+    assert!(!out.status.success(), "the mask did not apply");
+
+    // A default ACL is inherited by new files and directories.
+    let d = head.join("shared");
+    std::fs::create_dir(&d).unwrap();
+    sh(&format!("setfacl -d -m u:1234:rw {}", d.display()));
+    std::fs::write(d.join("new"), b"x").unwrap();
+    std::fs::create_dir(d.join("sub")).unwrap();
+    assert!(sh(&format!("getfacl -p {}/new", d.display())).contains("user:1234:rw-"));
+    assert!(sh(&format!("getfacl -p {}/sub", d.display())).contains("default:user:1234:rw-"));
+    // And the snapshot keeps all of it.
+    let snap = m.snapshot("acl");
+    let acls = |root: &Path| {
+        sh(&format!(
+            "cd {} && getfacl -p shared shared/new shared/sub record",
+            root.display()
+        ))
+    };
+    assert_eq!(acls(&head), acls(&snap));
+}
+
+#[test]
+fn readers_browse_snapshots_and_nobody_else_gets_in() {
+    let m = Mount::unmounted();
+    m.mount_with(&["--reader-group", "5678"]);
+    std::fs::write(m.head().join("f"), b"data").unwrap();
+    let snap = m.snapshot("s");
+    // A member of the reader group can list and read snapshots ...
+    let reader = sh_as(
+        1234,
+        1234,
+        &[5678],
+        &format!("ls {} && cat {}/f", m.snapshots().display(), snap.display()),
+    );
+    assert!(
+        reader.status.success(),
+        "{}",
+        String::from_utf8_lossy(&reader.stderr)
+    );
+    assert!(String::from_utf8_lossy(&reader.stdout).contains("latest"));
+    // ... but not write into the head, nor into a snapshot.
+    let write = sh_as(
+        1234,
+        1234,
+        &[5678],
+        &format!("echo x > {}/g", m.head().display()),
+    );
+    assert!(!write.status.success());
+    // Someone outside the group cannot even enter the mount.
+    let outsider = sh_as(4321, 4321, &[], &format!("ls {}", m.mnt().display()));
+    assert!(!outsider.status.success());
+    assert!(String::from_utf8_lossy(&outsider.stderr).contains("Permission denied"));
+
+    // The control socket is root's only; requests are logged with the caller.
+    let socket = sh("ls -l /run/strata/ | grep -c '^srw------- 1 root'");
+    assert_ne!(socket.trim(), "0");
+    let show: serde_json::Value = serde_json::from_str(&ok(m
+        .strata()
+        .args(["snapshot", "show", "latest", "--json"])))
+    .unwrap();
+    assert_eq!(show["caller_uid"], 0);
+    assert!(m.log().contains("control request"), "{}", m.log());
+}
+
+/// A small ext4 on a loop device whose backing file lives on a tmpfs too
+/// small for it: writes are accepted into the page cache, and fail when the
+/// kernel writes them back, so fsync reports an error, as a dying disk does.
+struct FailingDisk {
+    tmpfs: std::path::PathBuf,
+    fs: std::path::PathBuf,
+    loopdev: String,
+}
+
+impl FailingDisk {
+    fn new(dir: &Path) -> FailingDisk {
+        let tmpfs = dir.join("backing");
+        let fs = dir.join("disk");
+        std::fs::create_dir(&tmpfs).unwrap();
+        std::fs::create_dir(&fs).unwrap();
+        ok(Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=48m", "tmpfs"])
+            .arg(&tmpfs));
+        let image = tmpfs.join("image");
+        ok(Command::new("truncate").args(["-s", "400M"]).arg(&image));
+        let loopdev = ok(Command::new("losetup").args(["-f", "--show"]).arg(&image))
+            .trim()
+            .to_owned();
+        let disk = FailingDisk { tmpfs, fs, loopdev };
+        ok(Command::new("mkfs.ext4").args(["-q", &disk.loopdev]));
+        ok(Command::new("mount").arg(&disk.loopdev).arg(&disk.fs));
+        disk
+    }
+}
+
+impl Drop for FailingDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.fs).status();
+        let _ = Command::new("losetup").args(["-d", &self.loopdev]).status();
+        let _ = Command::new("umount").arg("-l").arg(&self.tmpfs).status();
+    }
+}
+
+#[test]
+fn a_failed_sync_turns_the_head_read_only_with_a_clear_message() {
+    let m = Mount::unmounted();
+    let disk = FailingDisk::new(m.dir.path());
+    let repo = disk.fs.join("repo");
+    let strata = |args: &[&str]| {
+        let mut c = Command::new(harness::strata_bin());
+        c.arg("--repo")
+            .arg(&repo)
+            .arg("--password-file")
+            .arg(m.path("pw"));
+        c.args(args);
+        c
+    };
+    ok(&mut strata(&[
+        "init",
+        "--kdf-memory-mib",
+        "8",
+        "--kdf-iterations",
+        "1",
+    ]));
+    ok(strata(&["mount", "--log-file"])
+        .arg(m.path("mountd.log"))
+        .arg(m.mnt()));
+    std::fs::write(m.head().join("before"), b"kept").unwrap();
+    // More than the disk can really hold; the sync that follows fails.
+    let out = run(Command::new("dd")
+        .args(["if=/dev/urandom", "bs=1M", "count=120", "conv=fsync"])
+        .arg(format!("of={}", m.head().join("big").display())));
+    assert!(!out.status.success(), "the failed sync went unreported");
+
+    // From now on the head takes no writes, and says why.
+    assert_eq!(
+        errno_of(std::fs::write(m.head().join("after"), b"x")),
+        libc::EROFS
+    );
+    let status: serde_json::Value =
+        serde_json::from_str(&ok(&mut strata(&["status", "--json"]))).unwrap();
+    let reason = status["read_only_reason"].as_str().unwrap_or_default();
+    assert!(!reason.is_empty(), "status does not say why: {status}");
+    assert!(m.log().contains("refusing further writes"), "{}", m.log());
+    // What was committed before is still readable.
+    assert_eq!(std::fs::read(m.head().join("before")).unwrap(), b"kept");
+    let _ = run(Command::new(harness::strata_bin())
+        .arg("umount")
+        .arg(m.mnt()));
+}
+
+#[test]
+fn foreground_mode_tells_systemd_when_it_is_ready() {
+    let m = Mount::unmounted();
+    let socket_path = m.path("notify");
+    let notify = std::os::unix::net::UnixDatagram::bind(&socket_path).unwrap();
+    notify
+        .set_read_timeout(Some(std::time::Duration::from_secs(60)))
+        .unwrap();
+    let mut daemon = m
+        .strata()
+        .args(["mount", "--foreground"])
+        .arg(m.mnt())
+        .env("NOTIFY_SOCKET", &socket_path)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut buf = [0u8; 256];
+    let n = notify.recv(&mut buf).expect("no readiness notification");
+    assert_eq!(&buf[..n], b"READY=1");
+    // Ready means answering.
+    std::fs::write(m.head().join("f"), b"served").unwrap();
+    m.umount();
+    let status = daemon.wait().unwrap();
+    assert!(
+        status.success(),
+        "the foreground daemon exited with {status}"
+    );
+    let n = notify.recv(&mut buf).expect("no stopping notification");
+    assert_eq!(&buf[..n], b"STOPPING=1");
 }
