@@ -23,6 +23,7 @@ use crate::head::{
     Attr, Caller, FileKind, FileName, FsError, FsStats, Head, InodeNo, Meta, RenameMode, SetAttr,
     Timestamp,
 };
+use crate::id::ChunkId;
 
 /// The mount root.
 pub const ROOT_INO: u64 = 1;
@@ -133,7 +134,14 @@ type TreeCache = (HashMap<[u8; 32], Arc<Tree>>, VecDeque<[u8; 32]>);
 struct Known {
     entry: Arc<TreeEntry>,
     lookups: u64,
+    /// Its directory's tree and its index there, for reading ahead into
+    /// the files after it.
+    place: ([u8; 32], usize),
 }
+
+/// How far ahead of a reader chunks are decoded, within a file and
+/// across the next files of its directory.
+const READ_AHEAD: u64 = 8 << 20;
 
 /// The mount's tree over one head.
 pub struct Namespace {
@@ -260,7 +268,7 @@ impl Namespace {
                     .binary_search_by(|e| e.name.as_slice().cmp(name))
                     .map_err(|_| FsError::NotFound)?;
                 let child = &tree.entries[i];
-                self.remember(seq, child);
+                self.remember(seq, child, (dir.subtree.expect("a directory"), i));
                 Ok(snap_attr(seq, child))
             }
         }
@@ -357,9 +365,10 @@ impl Namespace {
                 let d = self.entry(seq, ino)?;
                 let tree = self.tree_of(&d)?;
                 let mut out = Vec::new();
+                let id = d.subtree.expect("a directory");
                 for (i, e) in tree.entries.iter().enumerate().skip(cursor as usize) {
                     if plus {
-                        self.remember(seq, e);
+                        self.remember(seq, e, (id, i));
                     }
                     out.push(Listed {
                         name: e.name.clone(),
@@ -589,6 +598,13 @@ impl Namespace {
         match Node::of(ino) {
             Node::Head(i) => Ok(self.shown(self.head.open(caller, i)?)),
             _ if write => Err(FsError::ReadOnly),
+            Node::Snap { seq, ino } => {
+                let e = self.entry(seq, ino)?;
+                if e.meta.kind == FileKind::File {
+                    self.read_ahead(seq, &e, 0);
+                }
+                Ok(snap_attr(seq, &e))
+            }
             _ => self.getattr(caller, ino),
         }
     }
@@ -616,6 +632,7 @@ impl Namespace {
                 if e.meta.kind != FileKind::File {
                     return Err(FsError::Invalid("not a regular file"));
                 }
+                self.read_ahead(seq, &e, offset.saturating_add(u64::from(size)));
                 self.head
                     .read_snapshot_file(caller, &e, offset, size)
                     .inspect_err(|err| {
@@ -664,8 +681,10 @@ impl Namespace {
         self.head.statfs(caller)
     }
 
-    /// Flushes every pending write and commits durably (before unmount).
+    /// Stops the read-ahead workers, flushes every pending write and
+    /// commits durably (before unmount).
     pub fn shutdown(&self) -> Result<(), FsError> {
+        self.head.stop_prefetchers();
         self.head.flush_all(Caller::ROOT)?;
         self.head.commit()
     }
@@ -768,15 +787,62 @@ impl Namespace {
             .ok_or(FsError::NotFound)
     }
 
-    fn remember(&self, seq: u64, entry: &TreeEntry) {
+    fn remember(&self, seq: u64, entry: &TreeEntry, place: ([u8; 32], usize)) {
         let mut known = self.known.lock().expect("known");
         known
             .entry(snapshot_ino(seq, entry.ino))
             .or_insert_with(|| Known {
                 entry: Arc::new(entry.clone()),
                 lookups: 0,
+                place,
             })
             .lookups += 1;
+    }
+
+    /// Runs one read-ahead worker until [`Namespace::shutdown`].
+    pub fn run_prefetcher(&self) {
+        self.head.run_prefetcher();
+    }
+
+    /// Reads ahead of a reader of `entry` at `offset`: the rest of the file
+    /// up to [`READ_AHEAD`], then the files after it in its directory.
+    fn read_ahead(&self, seq: u64, entry: &TreeEntry, offset: u64) {
+        let mut budget = READ_AHEAD;
+        let mut ids = Vec::new();
+        let take = |e: &TreeEntry, from: u64, budget: &mut u64, ids: &mut Vec<ChunkId>| {
+            let first = e
+                .extents
+                .partition_point(|&(o, _, l)| o.saturating_add(u64::from(l)) <= from);
+            for &(_, id, l) in &e.extents[first..] {
+                if *budget == 0 {
+                    return;
+                }
+                ids.push(ChunkId(id));
+                *budget = budget.saturating_sub(u64::from(l));
+            }
+        };
+        take(entry, offset, &mut budget, &mut ids);
+        if budget > 0 {
+            let place = self
+                .known
+                .lock()
+                .expect("known")
+                .get(&snapshot_ino(seq, entry.ino))
+                .map(|k| k.place);
+            let tree =
+                place.and_then(|(dir, _)| self.trees.lock().expect("trees").0.get(&dir).cloned());
+            if let (Some((_, at)), Some(tree)) = (place, tree) {
+                for next in tree.entries.iter().skip(at + 1) {
+                    if budget == 0 {
+                        break;
+                    }
+                    if next.meta.kind == FileKind::File {
+                        take(next, 0, &mut budget, &mut ids);
+                    }
+                }
+            }
+        }
+        self.head.prefetch(ids);
     }
 
     fn tree_of(&self, dir: &TreeEntry) -> Result<Arc<Tree>, FsError> {

@@ -247,9 +247,11 @@ fn xattr(reply: ReplyXattr, size: u32, r: Result<Vec<u8>, FsError>) {
     }
 }
 
+/// Snapshot files never change: the kernel keeps their pages across opens
+/// and need not tell us about a close (nothing to flush).
 fn open_flags(ino: u64) -> FopenFlags {
     match Node::of(ino) {
-        Node::Snap { .. } => FopenFlags::FOPEN_KEEP_CACHE,
+        Node::Snap { .. } => FopenFlags::FOPEN_KEEP_CACHE | FopenFlags::FOPEN_NOFLUSH,
         _ => FopenFlags::empty(),
     }
 }
@@ -267,7 +269,6 @@ impl Filesystem for StrataFs {
             | InitFlags::FUSE_PARALLEL_DIROPS
             | InitFlags::FUSE_CACHE_SYMLINKS
             | InitFlags::FUSE_ATOMIC_O_TRUNC
-            | InitFlags::FUSE_WRITEBACK_CACHE
             | InitFlags::FUSE_HANDLE_KILLPRIV_V2
             | InitFlags::FUSE_BIG_WRITES
             | InitFlags::FUSE_MAX_PAGES;

@@ -23,6 +23,9 @@ use strata::storage::LocalDisk;
 
 use fs::{after_snapshot, Invalidate, Requests, StrataFs};
 
+/// Threads that decode chunks ahead of readers.
+const READ_AHEAD_WORKERS: usize = 2;
+
 fn main() -> ExitCode {
     // Keys live in this process: keep it out of core dumps and ptrace.
     // SAFETY: prctl(PR_SET_DUMPABLE) takes plain integers.
@@ -255,6 +258,12 @@ fn run(args: &MountdArgs, ready: &dyn Fn()) -> Result<()> {
             tracing::info!(signal = sig, "unmounting on signal");
             s.unmount();
         })?;
+    for i in 0..READ_AHEAD_WORKERS {
+        let n = ns.clone();
+        std::thread::Builder::new()
+            .name(format!("read-ahead-{i}"))
+            .spawn(move || n.run_prefetcher())?;
+    }
     let (n, d) = (ns.clone(), served.clone());
     std::thread::Builder::new()
         .name("control".into())

@@ -32,11 +32,15 @@ pub struct ChunkCache {
 }
 
 impl ChunkCache {
-    fn get(&self, id: &ChunkId) -> Option<Arc<crate::codec::Verified>> {
+    pub(super) fn contains(&self, id: &ChunkId) -> bool {
+        self.map.contains_key(id)
+    }
+
+    pub(super) fn get(&self, id: &ChunkId) -> Option<Arc<crate::codec::Verified>> {
         self.map.get(id).cloned()
     }
 
-    fn insert(&mut self, id: ChunkId, chunk: Arc<crate::codec::Verified>) {
+    pub(super) fn insert(&mut self, id: ChunkId, chunk: Arc<crate::codec::Verified>) {
         if self.map.contains_key(&id) {
             return;
         }
@@ -445,20 +449,6 @@ impl Head {
             }
         }
         Ok(out)
-    }
-
-    /// A chunk's verified bytes, from the decoded-chunk cache when a recent
-    /// read already decoded it: small reads never decode a chunk twice.
-    pub(super) fn chunk(&self, id: &ChunkId) -> Result<Arc<crate::codec::Verified>, FsError> {
-        if let Some(c) = self.chunk_cache.lock().expect("chunk cache").get(id) {
-            return Ok(c);
-        }
-        let c = Arc::new(self.repo.store().get(id)?);
-        self.chunk_cache
-            .lock()
-            .expect("chunk cache")
-            .insert(*id, c.clone());
-        Ok(c)
     }
 
     /// Bytes `from..to` of a staged file: stored extents with the overlay on top.

@@ -15,6 +15,7 @@
 
 pub mod acl;
 pub mod content;
+pub mod prefetch;
 pub mod records;
 pub mod snapshot;
 pub mod txn;
@@ -100,6 +101,7 @@ pub struct Head {
     open_counts: Mutex<HashMap<InodeNo, u32>>,
     clock: Mutex<(Instant, u64)>,
     chunk_cache: Mutex<content::ChunkCache>,
+    prefetch: prefetch::Prefetch,
     /// Serializes durable commits with snapshots, so a snapshot's write
     /// transaction (which stores tree objects) never waits on a store
     /// commit that waits on it.
@@ -140,6 +142,7 @@ impl Head {
             open_counts: Mutex::new(HashMap::new()),
             clock: Mutex::new((Instant::now(), 0)),
             chunk_cache: Mutex::new(content::ChunkCache::default()),
+            prefetch: prefetch::Prefetch::default(),
             commit_lock: Mutex::new(()),
             cadence: (COMMIT_INTERVAL, COMMIT_BYTES),
             counters: HeadCounters::default(),
