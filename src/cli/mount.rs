@@ -57,8 +57,9 @@ fn pipe() -> Result<(OwnedFd, OwnedFd)> {
 }
 
 /// Between fork and exec: puts each descriptor at its fixed number, open
-/// across exec. Copies go above the targets first, so a source that sits
-/// on another's target number is not overwritten.
+/// across exec, and closes every other inherited one above them. Copies go
+/// above the targets first, so a source that sits on another's target
+/// number is not overwritten.
 fn place_fds(moves: &[(i32, i32)]) -> std::io::Result<()> {
     let mut high = [0; 2];
     for (i, &(from, _)) in moves.iter().enumerate() {
@@ -74,6 +75,10 @@ fn place_fds(moves: &[(i32, i32)]) -> std::io::Result<()> {
             return Err(std::io::Error::last_os_error());
         }
     }
+    // Nothing else this process inherited reaches the daemon.
+    let first_stray = moves.iter().map(|&(_, to)| to).max().unwrap_or(2) + 1;
+    // SAFETY: close_range only closes descriptors.
+    unsafe { libc::syscall(libc::SYS_close_range, first_stray, u32::MAX, 0) };
     Ok(())
 }
 

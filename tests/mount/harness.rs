@@ -222,7 +222,11 @@ impl Drop for Mount {
             .unwrap_or_default()
             .contains(&format!(" {} ", self.mnt().display()));
         if mounted {
-            let _ = run(Command::new(strata_bin()).arg("umount").arg(self.mnt()));
+            let out = run(Command::new(strata_bin()).arg("umount").arg(self.mnt()));
+            if !out.status.success() {
+                // Leave no mount behind a failed test.
+                let _ = strata::mountpoint::detach(&self.mnt());
+            }
         }
         let _ = strata::mountpoint::set_immutable(&self.mnt(), false);
     }

@@ -681,3 +681,46 @@ fn foreground_mode_tells_systemd_when_it_is_ready() {
     let n = notify.recv(&mut buf).expect("no stopping notification");
     assert_eq!(&buf[..n], b"STOPPING=1");
 }
+
+#[test]
+fn the_key_reaches_the_daemon_through_a_descriptor_only() {
+    let m = Mount::unmounted();
+    // The passphrase in the CLI's environment this time.
+    let out = run(Command::new(harness::strata_bin())
+        .arg("--repo")
+        .arg(m.repo())
+        .arg("mount")
+        .arg(m.mnt())
+        .arg("--log-file")
+        .arg(m.path("mountd.log"))
+        .env("STRATA_PASSWORD", "correct horse"));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let pid = m.daemon_pid();
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap();
+    let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap();
+    for (what, bytes) in [("argv", &cmdline), ("environment", &environ)] {
+        assert!(
+            !bytes.windows(13).any(|w| w == b"correct horse"),
+            "the passphrase is in the daemon's {what}"
+        );
+    }
+    assert!(!environ.windows(15).any(|w| w == b"STRATA_PASSWORD"));
+    // Only the key descriptor's number is on the command line, and it is closed.
+    assert!(cmdline.windows(8).any(|w| w == b"--key-fd"));
+    let fds: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .map(|e| {
+            std::fs::read_link(e.unwrap().path())
+                .map(|p| p.display().to_string())
+                .unwrap_or_default()
+        })
+        .collect();
+    assert!(
+        !fds.iter().any(|l| l.starts_with("pipe:")),
+        "the key pipe is still open: {fds:?}"
+    );
+}
