@@ -8,7 +8,7 @@ use clap::{Args, Parser};
 /// How a mount looks to users; given to `strata mount` and passed on.
 #[derive(Clone, Debug, Args)]
 pub struct MountOptions {
-    /// Directory to mount on (must exist, except the default, which is created).
+    /// Directory to mount on (must exist; `strata mount` creates the default).
     #[arg(default_value = DEFAULT_MOUNTPOINT)]
     pub mountpoint: PathBuf,
     /// Let users other than the owner in (the mount root becomes 0755;
@@ -23,7 +23,11 @@ pub struct MountOptions {
     pub threads: usize,
 }
 
-/// strata-mountd: serves a strata repository as a filesystem.
+/// Serves a strata repository as a filesystem.
+///
+/// MOUNTPOINT/head/ is the read-write tree backups are written into;
+/// MOUNTPOINT/snapshots/<UTC time>/ are read-only snapshots, with `latest`
+/// and label symlinks; `mkdir MOUNTPOINT/snapshots/LABEL` takes a snapshot.
 ///
 /// Usually started by `strata mount`, which hands it the key on an
 /// inherited descriptor and returns once the mount answers. Started
@@ -31,6 +35,8 @@ pub struct MountOptions {
 /// --key-file or --password-file, or the default key file, and signals
 /// readiness with sd_notify. It runs until the filesystem is unmounted
 /// (`strata umount`, umount(8), or SIGTERM), committing everything first.
+/// The control socket is /run/strata/<repository id>.sock (owner only);
+/// logs go to standard error (STRATA_LOG=debug for more).
 #[derive(Debug, Parser)]
 #[command(name = "strata-mountd", version, after_help = crate::mount_args::EXIT_CODES)]
 pub struct MountdArgs {
