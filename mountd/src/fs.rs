@@ -247,12 +247,18 @@ fn xattr(reply: ReplyXattr, size: u32, r: Result<Vec<u8>, FsError>) {
     }
 }
 
-/// Snapshot files never change: the kernel keeps their pages across opens
-/// and need not tell us about a close (nothing to flush).
-fn open_flags(ino: u64) -> FopenFlags {
-    match Node::of(ino) {
-        Node::Snap { .. } => FopenFlags::FOPEN_KEEP_CACHE | FopenFlags::FOPEN_NOFLUSH,
+/// Snapshot files never change: the kernel keeps their pages across
+/// opens. Closing a read-only handle has nothing to flush (rsync -X opens
+/// every file it compares), so the kernel need not tell us.
+fn open_flags(ino: u64, write: bool) -> FopenFlags {
+    let keep = match Node::of(ino) {
+        Node::Snap { .. } => FopenFlags::FOPEN_KEEP_CACHE,
         _ => FopenFlags::empty(),
+    };
+    if write {
+        keep
+    } else {
+        keep | FopenFlags::FOPEN_NOFLUSH
     }
 }
 
@@ -487,8 +493,9 @@ impl Filesystem for StrataFs {
 
     fn open(&self, req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
         let _t = self.requests.start("open");
-        match self.ns.open(caller(req), ino.0, writes(flags)) {
-            Ok(_) => reply.opened(FileHandle(0), open_flags(ino.0)),
+        let write = writes(flags);
+        match self.ns.open(caller(req), ino.0, write) {
+            Ok(_) => reply.opened(FileHandle(0), open_flags(ino.0, write)),
             Err(e) => reply.error(errno(&e)),
         }
     }
