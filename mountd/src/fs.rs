@@ -249,8 +249,7 @@ fn xattr(reply: ReplyXattr, size: u32, r: Result<Vec<u8>, FsError>) {
 
 /// Snapshot files never change: the kernel keeps their pages across
 /// opens. Closing a read-only handle has nothing to flush (rsync -X opens
-/// every file it compares), so the kernel need not tell us (it still does
-/// while it caches writes, to write back what it holds).
+/// every file it compares), so the kernel need not tell us.
 fn open_flags(ino: u64, write: bool) -> FopenFlags {
     let keep = match Node::of(ino) {
         Node::Snap { .. } => FopenFlags::FOPEN_KEEP_CACHE,
@@ -276,11 +275,6 @@ impl Filesystem for StrataFs {
             | InitFlags::FUSE_PARALLEL_DIROPS
             | InitFlags::FUSE_CACHE_SYMLINKS
             | InitFlags::FUSE_ATOMIC_O_TRUNC
-            // rsync writes a file in many small pieces; the kernel's page
-            // cache gathers them into large writes (3x fewer requests on
-            // the benchmark's first night, 20 % less time). Errors of
-            // gathered writes are reported at close and fsync.
-            | InitFlags::FUSE_WRITEBACK_CACHE
             | InitFlags::FUSE_HANDLE_KILLPRIV_V2
             | InitFlags::FUSE_BIG_WRITES
             | InitFlags::FUSE_MAX_PAGES;
