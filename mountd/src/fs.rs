@@ -28,7 +28,9 @@ const MAX_WRITE: u32 = 1 << 20;
 
 /// A kernel cache entry to drop, sent to the invalidation thread: the
 /// kernel may hold the directory's lock while we serve a request in it,
-/// so notifications never go out from a callback.
+/// so notifications never go out from a callback. (Symlink targets are
+/// not cached by the kernel at all, so `latest` and labels read right
+/// after a snapshot point at it even before the invalidation lands.)
 pub enum Invalidate {
     /// A name in a directory.
     Entry(u64, Vec<u8>),
@@ -273,7 +275,6 @@ impl Filesystem for StrataFs {
             | InitFlags::FUSE_DO_READDIRPLUS
             | InitFlags::FUSE_READDIRPLUS_AUTO
             | InitFlags::FUSE_PARALLEL_DIROPS
-            | InitFlags::FUSE_CACHE_SYMLINKS
             | InitFlags::FUSE_ATOMIC_O_TRUNC
             | InitFlags::FUSE_HANDLE_KILLPRIV_V2
             | InitFlags::FUSE_BIG_WRITES

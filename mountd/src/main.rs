@@ -106,10 +106,27 @@ fn sd_notify(state: &str) {
     }
 }
 
+/// Tells the kernel to drop one cached entry or inode.
+fn send_invalidation(notifier: &fuser::Notifier, inv: &Invalidate) {
+    let r = match inv {
+        Invalidate::Entry(parent, name) => notifier.inval_entry(
+            fuser::INodeNo(*parent),
+            std::os::unix::ffi::OsStrExt::from_bytes(name.as_slice()),
+        ),
+        Invalidate::Inode(ino) => notifier.inval_inode(fuser::INodeNo(*ino), 0, 0),
+    };
+    if let Err(e) = r {
+        // ENOENT: the kernel had nothing cached, which is fine.
+        if e.raw_os_error() != Some(libc::ENOENT) {
+            tracing::debug!(error = %e, "cache invalidation failed");
+        }
+    }
+}
+
 struct Served {
     mountpoint: PathBuf,
     ns: Arc<Namespace>,
-    invalidate: Mutex<mpsc::Sender<Invalidate>>,
+    notifier: fuser::Notifier,
     unmount: Mutex<Option<fuser::SessionUnmounter>>,
     requests: Arc<Requests>,
 }
@@ -129,10 +146,11 @@ impl Daemon for Served {
         self.mountpoint.display().to_string()
     }
 
+    /// Called outside any FUSE request, so the kernel's caches can be
+    /// cleared before the CLI hears that the snapshot exists.
     fn snapshot_taken(&self, label: Option<&str>) {
-        let tx = self.invalidate.lock().expect("invalidate");
         for inv in after_snapshot(&self.ns, label) {
-            let _ = tx.send(inv);
+            send_invalidation(&self.notifier, &inv);
         }
     }
 
@@ -226,7 +244,7 @@ fn run(args: &MountdArgs, ready: &dyn Fn()) -> Result<()> {
     let served = Arc::new(Served {
         mountpoint: mnt.clone(),
         ns: ns.clone(),
-        invalidate: Mutex::new(tx),
+        notifier: session.notifier(),
         unmount: Mutex::new(Some(session.unmount_callable())),
         requests,
     });
@@ -235,19 +253,7 @@ fn run(args: &MountdArgs, ready: &dyn Fn()) -> Result<()> {
         .name("invalidate".into())
         .spawn(move || {
             for inv in rx {
-                let r = match &inv {
-                    Invalidate::Entry(parent, name) => notifier.inval_entry(
-                        fuser::INodeNo(*parent),
-                        std::os::unix::ffi::OsStrExt::from_bytes(name.as_slice()),
-                    ),
-                    Invalidate::Inode(ino) => notifier.inval_inode(fuser::INodeNo(*ino), 0, 0),
-                };
-                if let Err(e) = r {
-                    // ENOENT: the kernel had nothing cached, which is fine.
-                    if e.raw_os_error() != Some(libc::ENOENT) {
-                        tracing::debug!(error = %e, "cache invalidation failed");
-                    }
-                }
+                send_invalidation(&notifier, &inv);
             }
         })?;
     let s = served.clone();

@@ -318,14 +318,15 @@ fn a_killed_daemon_loses_no_snapshot_and_the_next_rsync_completes() {
         std::fs::write(src.join(format!("f{i:02}")), tree::bytes(100 + i, 1 << 20)).unwrap();
     }
     let pid = m.daemon_pid();
+    // Slowed to 20 MB/s, so that the kill surely lands in the middle.
     let mut rsync = Command::new("rsync")
-        .args(["-aHAXS", "--delete"])
+        .args(["-aHAXS", "--delete", "--bwlimit=20000"])
         .arg(format!("{}/", src.display()))
         .arg(format!("{}/", dst.display()))
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(300));
+    std::thread::sleep(std::time::Duration::from_millis(700));
     // SAFETY: plain kill of the daemon's pid.
     unsafe { libc::kill(pid as i32, libc::SIGKILL) };
     let status = rsync.wait().unwrap();
