@@ -220,8 +220,10 @@ fn serve_one(stream: UnixStream, ns: &Namespace, daemon: &dyn Daemon) -> Result<
     let caller = peer(&stream)?;
     let mut line = String::new();
     BufReader::new(&stream).read_line(&mut line)?;
-    let reply = serde_json::from_str::<Request>(&line)
-        .context("malformed request")
+    let req = serde_json::from_str::<Request>(&line).context("malformed request");
+    let reply = req
+        .as_ref()
+        .map_err(|e| anyhow::anyhow!("{e:#}"))
         .and_then(|req| {
             tracing::info!(
                 uid = caller.uid,
@@ -230,8 +232,8 @@ fn serve_one(stream: UnixStream, ns: &Namespace, daemon: &dyn Daemon) -> Result<
                 ?req,
                 "control request"
             );
-            let mut reply = handle(ns, caller, &req)?;
-            match (&req, &mut reply) {
+            let mut reply = handle(ns, caller, req)?;
+            match (req, &mut reply) {
                 (Request::SnapshotCreate { label }, _) => daemon.snapshot_taken(label.as_deref()),
                 (Request::Status, Reply::Status(s)) => {
                     s.mounted = true;
@@ -253,10 +255,9 @@ fn serve_one(stream: UnixStream, ns: &Namespace, daemon: &dyn Daemon) -> Result<
     let mut out = serde_json::to_vec(&wire)?;
     out.push(b'\n');
     (&stream).write_all(&out)?;
-    if let Ok(line) = serde_json::from_str::<Request>(&line) {
-        if line == Request::Shutdown {
-            daemon.shutdown();
-        }
+    // Unmount only after the CLI has its answer.
+    if matches!(req, Ok(Request::Shutdown)) {
+        daemon.shutdown();
     }
     Ok(())
 }
@@ -334,4 +335,43 @@ pub fn bind(socket: &Path) -> Result<UnixListener> {
         UnixListener::bind(socket).with_context(|| format!("binding {}", socket.display()))?;
     std::fs::set_permissions(socket, std::fs::Permissions::from_mode(0o600))?;
     Ok(listener)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_have_a_stable_wire_form() {
+        let cases = [
+            (
+                Request::SnapshotCreate {
+                    label: Some("nightly".into()),
+                },
+                r#"{"request":"snapshot_create","label":"nightly"}"#,
+            ),
+            (Request::SnapshotList, r#"{"request":"snapshot_list"}"#),
+            (
+                Request::SnapshotShow {
+                    snapshot: "latest".into(),
+                },
+                r#"{"request":"snapshot_show","snapshot":"latest"}"#,
+            ),
+            (Request::Status, r#"{"request":"status"}"#),
+            (Request::Shutdown, r#"{"request":"shutdown"}"#),
+        ];
+        for (req, json) in cases {
+            assert_eq!(serde_json::to_string(&req).unwrap(), json);
+            assert_eq!(serde_json::from_str::<Request>(json).unwrap(), req);
+        }
+        assert!(serde_json::from_str::<Request>(r#"{"request":"format_disk"}"#).is_err());
+    }
+
+    #[test]
+    fn an_older_daemons_status_still_reads() {
+        let s: Status = serde_json::from_str(r#"{"mounted":true,"pid":7}"#).unwrap();
+        assert!(s.mounted);
+        assert_eq!(s.pid, Some(7));
+        assert!(s.fuse_requests.is_empty());
+    }
 }
