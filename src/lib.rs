@@ -21,6 +21,7 @@ pub mod mount_args;
 pub mod mountpoint;
 pub mod namespace;
 pub mod pack;
+pub mod process;
 pub mod repair;
 pub mod repo;
 pub mod secrets;

@@ -27,20 +27,7 @@ use fs::{after_snapshot, Invalidate, Requests, StrataFs};
 const READ_AHEAD_WORKERS: usize = 2;
 
 fn main() -> ExitCode {
-    // Keys live in this process: keep it out of core dumps and ptrace.
-    // SAFETY: prctl(PR_SET_DUMPABLE) takes plain integers.
-    unsafe {
-        libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0);
-    }
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("STRATA_LOG")
-                .unwrap_or_else(|_| "info".into()),
-        )
-        .with_target(false)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    strata::process::start("info");
     let args = MountdArgs::parse();
     let ready = args.ready_fd.map(|fd| {
         // SAFETY: `strata mount` passes the write end of a pipe for this.

@@ -11,6 +11,30 @@ use std::process::Command;
 
 use harness::{differences, fails, ok, rsync_into, run, sh, sh_as, Mount};
 
+/// `strata --repo REPO --password-file PW ARGS` for a repository kept on
+/// a filesystem of its own.
+fn strata_at(m: &Mount, repo: &Path, args: &[&str]) -> Command {
+    let mut c = Command::new(harness::strata_bin());
+    c.arg("--repo")
+        .arg(repo)
+        .arg("--password-file")
+        .arg(m.path("pw"))
+        .args(args);
+    c
+}
+
+/// Creates a repository at `repo` and mounts it on the test's mountpoint.
+fn init_and_mount_at(m: &Mount, repo: &Path) {
+    ok(&mut strata_at(
+        m,
+        repo,
+        &["init", "--kdf-memory-mib", "8", "--kdf-iterations", "1"],
+    ));
+    ok(strata_at(m, repo, &["mount", "--log-file"])
+        .arg(m.path("mountd.log"))
+        .arg(m.mnt()));
+}
+
 fn errno_of(r: std::io::Result<impl Sized>) -> i32 {
     match r {
         Ok(_) => 0,
@@ -443,25 +467,7 @@ fn a_full_disk_reaches_the_writer_as_enospc() {
     }
     let _guard = Unmount(&small);
     let repo = small.join("repo");
-    let strata = |args: &[&str]| {
-        let mut c = Command::new(harness::strata_bin());
-        c.arg("--repo")
-            .arg(&repo)
-            .arg("--password-file")
-            .arg(m.path("pw"));
-        c.args(args);
-        c
-    };
-    ok(&mut strata(&[
-        "init",
-        "--kdf-memory-mib",
-        "8",
-        "--kdf-iterations",
-        "1",
-    ]));
-    ok(strata(&["mount", "--log-file"])
-        .arg(m.path("mountd.log"))
-        .arg(m.mnt()));
+    init_and_mount_at(&m, &repo);
     let out = run(Command::new("dd")
         .args(["if=/dev/urandom", "bs=1M", "count=64", "conv=fsync"])
         .arg(format!("of={}", m.head().join("big").display())));
@@ -609,25 +615,7 @@ fn a_failed_sync_turns_the_head_read_only_with_a_clear_message() {
     let m = Mount::unmounted();
     let disk = FailingDisk::new(m.dir.path());
     let repo = disk.fs.join("repo");
-    let strata = |args: &[&str]| {
-        let mut c = Command::new(harness::strata_bin());
-        c.arg("--repo")
-            .arg(&repo)
-            .arg("--password-file")
-            .arg(m.path("pw"));
-        c.args(args);
-        c
-    };
-    ok(&mut strata(&[
-        "init",
-        "--kdf-memory-mib",
-        "8",
-        "--kdf-iterations",
-        "1",
-    ]));
-    ok(strata(&["mount", "--log-file"])
-        .arg(m.path("mountd.log"))
-        .arg(m.mnt()));
+    init_and_mount_at(&m, &repo);
     std::fs::write(m.head().join("before"), b"kept").unwrap();
     // More than the disk can really hold; the sync that follows fails.
     let out = run(Command::new("dd")
@@ -641,7 +629,7 @@ fn a_failed_sync_turns_the_head_read_only_with_a_clear_message() {
         libc::EROFS
     );
     let status: serde_json::Value =
-        serde_json::from_str(&ok(&mut strata(&["status", "--json"]))).unwrap();
+        serde_json::from_str(&ok(&mut strata_at(&m, &repo, &["status", "--json"]))).unwrap();
     let reason = status["read_only_reason"].as_str().unwrap_or_default();
     assert!(!reason.is_empty(), "status does not say why: {status}");
     assert!(m.log().contains("refusing further writes"), "{}", m.log());
