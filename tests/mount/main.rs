@@ -1,6 +1,8 @@
 //! The mount as users see it: real mounts over /dev/fuse, driven by rsync,
 //! tar and cp, and the failures they must see.
 
+#[path = "../common/mod.rs"]
+mod common;
 mod harness;
 mod tree;
 
