@@ -13,9 +13,10 @@ use std::sync::Arc;
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
+use crate::backup::record::{RunRecord, RunStatus};
 use crate::head::snapshot::{SnapshotRecord, SnapshotRow};
 use crate::head::Caller;
-use crate::namespace::Namespace;
+use crate::namespace::{may_be_latest, Namespace};
 
 /// What the CLI asks.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -25,6 +26,16 @@ pub enum Request {
     SnapshotCreate {
         /// Optional label.
         label: Option<String>,
+        /// The backup run taking it, stored with it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        run: Option<Box<RunRecord>>,
+    },
+    /// Replace a snapshot's run record with a newer revision.
+    SnapshotRun {
+        /// Snapshot number.
+        seq: u64,
+        /// The run.
+        run: Box<RunRecord>,
     },
     /// All snapshots, oldest first.
     SnapshotList,
@@ -44,7 +55,7 @@ pub enum Request {
 #[serde(rename_all = "snake_case")]
 pub enum Reply {
     /// One snapshot.
-    Snapshot(SnapshotInfo),
+    Snapshot(Box<SnapshotInfo>),
     /// Several.
     Snapshots(Vec<SnapshotInfo>),
     /// State.
@@ -76,11 +87,21 @@ pub struct SnapshotInfo {
     pub dirs_reused: u64,
     /// Who took it.
     pub caller_uid: u32,
+    /// complete, pending, validated, inconsistent or failed.
+    #[serde(default = "complete")]
+    pub status: String,
+    /// The backup run that took it: hook outcomes, consistency points.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run: Option<RunRecord>,
+}
+
+fn complete() -> String {
+    RunStatus::Complete.as_str().to_owned()
 }
 
 impl SnapshotInfo {
     /// The info of a stored snapshot.
-    pub fn of(row: &SnapshotRow) -> SnapshotInfo {
+    pub fn of(row: &SnapshotRow, run: Option<RunRecord>) -> SnapshotInfo {
         let r: &SnapshotRecord = &row.record;
         SnapshotInfo {
             seq: r.seq,
@@ -93,6 +114,12 @@ impl SnapshotInfo {
             dirs_serialized: r.stats.dirs_serialized,
             dirs_reused: r.stats.dirs_reused,
             caller_uid: r.caller.0,
+            status: run
+                .as_ref()
+                .map_or(RunStatus::Complete, |r| r.status)
+                .as_str()
+                .to_owned(),
+            run,
         }
     }
 }
@@ -133,16 +160,28 @@ enum Wire {
     Err(String),
 }
 
-/// Finds a snapshot by number, time name, label (newest) or "latest".
-pub fn find(rows: &[SnapshotRow], what: &str) -> Result<SnapshotRow> {
+/// Finds a snapshot by number, time name, label or "latest" (a label and
+/// "latest" resolve as their symlinks in snapshots/ do).
+pub fn find(
+    rows: &[SnapshotRow],
+    runs: &BTreeMap<u64, RunRecord>,
+    what: &str,
+) -> Result<SnapshotRow> {
+    let linkable = |r: &&SnapshotRow| may_be_latest(runs.get(&r.record.seq));
     let found = match what {
-        crate::namespace::LATEST => rows.last(),
+        crate::namespace::LATEST => rows.iter().rev().find(linkable),
         _ => match what.parse::<u64>() {
             Ok(seq) => rows.iter().find(|r| r.record.seq == seq),
             Err(_) => rows
                 .iter()
                 .rev()
-                .find(|r| r.record.name() == what || r.record.label.as_deref() == Some(what)),
+                .find(|r| r.record.name() == what)
+                .or_else(|| {
+                    rows.iter()
+                        .rev()
+                        .filter(linkable)
+                        .find(|r| r.record.label.as_deref() == Some(what))
+                }),
         },
     };
     match found {
@@ -156,22 +195,38 @@ pub fn find(rows: &[SnapshotRow], what: &str) -> Result<SnapshotRow> {
 pub fn handle(ns: &Namespace, caller: Caller, req: &Request) -> Result<Reply> {
     let _op = caller.span("control");
     Ok(match req {
-        Request::SnapshotCreate { label } => {
-            let rec = ns.snapshot(caller, label.as_deref())?;
+        Request::SnapshotCreate { label, run } => {
+            let rec = ns.snapshot_run(caller, label.as_deref(), run.as_deref())?;
             let row = ns.head().snapshot_by_seq(rec.seq)?;
             tracing::info!(
                 seq = rec.seq,
                 uid = caller.uid,
                 pid = caller.pid,
+                run = run.as_ref().map(|r| r.run.as_str()),
                 "snapshot taken"
             );
-            Reply::Snapshot(SnapshotInfo::of(&row))
+            Reply::Snapshot(Box::new(SnapshotInfo::of(&row, ns.run(rec.seq))))
         }
-        Request::SnapshotList => {
-            Reply::Snapshots(ns.snapshots().iter().map(SnapshotInfo::of).collect())
+        Request::SnapshotRun { seq, run } => {
+            ns.set_run(caller, *seq, run)?;
+            tracing::info!(
+                seq,
+                run = %run.run,
+                status = run.status.as_str(),
+                "snapshot run recorded"
+            );
+            Reply::Done
         }
+        Request::SnapshotList => Reply::Snapshots(
+            ns.snapshots()
+                .iter()
+                .map(|r| SnapshotInfo::of(r, ns.run(r.record.seq)))
+                .collect(),
+        ),
         Request::SnapshotShow { snapshot } => {
-            Reply::Snapshot(SnapshotInfo::of(&find(&ns.snapshots(), snapshot)?))
+            let runs = ns.head().runs()?;
+            let row = find(&ns.snapshots(), &runs, snapshot)?;
+            Reply::Snapshot(Box::new(SnapshotInfo::of(&row, ns.run(row.record.seq))))
         }
         Request::Status => {
             let head = ns.head();
@@ -180,7 +235,11 @@ pub fn handle(ns: &Namespace, caller: Caller, req: &Request) -> Result<Reply> {
             Reply::Status(Status {
                 read_only_reason: head.repo().store().failed(),
                 snapshots: rows.len() as u64,
-                latest: rows.last().map(|r| r.record.name()),
+                latest: rows
+                    .iter()
+                    .rev()
+                    .find(|r| may_be_latest(ns.run(r.record.seq).as_ref()))
+                    .map(|r| r.record.name()),
                 inodes: stats.inodes,
                 staging_bytes: stats.staging_bytes,
                 durable_commits: head
@@ -234,7 +293,13 @@ fn serve_one(stream: UnixStream, ns: &Namespace, daemon: &dyn Daemon) -> Result<
             );
             let mut reply = handle(ns, caller, req)?;
             match (req, &mut reply) {
-                (Request::SnapshotCreate { label }, _) => daemon.snapshot_taken(label.as_deref()),
+                (Request::SnapshotCreate { label, .. }, _) => {
+                    daemon.snapshot_taken(label.as_deref())
+                }
+                (Request::SnapshotRun { seq, .. }, _) => {
+                    let label = ns.snapshots().into_iter().find(|r| r.record.seq == *seq);
+                    daemon.snapshot_taken(label.and_then(|r| r.record.label).as_deref())
+                }
                 (Request::Status, Reply::Status(s)) => {
                     s.mounted = true;
                     s.mountpoint = Some(daemon.mountpoint());
@@ -347,6 +412,7 @@ mod tests {
             (
                 Request::SnapshotCreate {
                     label: Some("nightly".into()),
+                    run: None,
                 },
                 r#"{"request":"snapshot_create","label":"nightly"}"#,
             ),

@@ -1,6 +1,7 @@
 //! Exit codes of `strata` and `strata-mountd`, and the one place errors
 //! become them.
 
+use crate::hostconfig::HostConfigError;
 use crate::index::IndexError;
 use crate::mountpoint::MountpointError;
 use crate::repo::RepoError;
@@ -18,6 +19,17 @@ pub const WRONG_SECRET: u8 = 12;
 pub const DAMAGED: u8 = 13;
 /// The mountpoint is missing, not a directory, or already mounted.
 pub const MOUNTPOINT: u8 = 14;
+
+/// The host configuration cannot be used.
+pub const HOST_CONFIG: u8 = 15;
+/// A backup run stopped because a hook failed or timed out.
+pub const HOOK_FAILED: u8 = 20;
+/// A backup run's copy command failed.
+pub const COPY_FAILED: u8 = 21;
+/// A backup run's snapshot failed validation.
+pub const VALIDATION_FAILED: u8 = 22;
+/// A backup run's snapshot is marked inconsistent.
+pub const INCONSISTENT: u8 = 23;
 
 /// A check that found damage: reported, then exit 13.
 #[derive(Debug, thiserror::Error)]
@@ -37,6 +49,9 @@ pub fn exit_code(err: &anyhow::Error) -> u8 {
         }
         if let Some(r) = cause.downcast_ref::<Reported>() {
             return r.0;
+        }
+        if cause.downcast_ref::<HostConfigError>().is_some() {
+            return HOST_CONFIG;
         }
         if cause.downcast_ref::<MountpointError>().is_some() {
             return MOUNTPOINT;

@@ -135,6 +135,10 @@ pub enum Kind {
     HeadExtent = 12,
     /// A value of the index's snapshot table.
     IndexSnapshot = 13,
+    /// A backup run's record of a snapshot (status, hook outcomes).
+    SnapshotRun = 14,
+    /// A value of the index's run table.
+    IndexSnapshotRun = 15,
 }
 
 impl Kind {
@@ -144,6 +148,7 @@ impl Kind {
             1 => Some(Kind::Chunk),
             2 => Some(Kind::Tree),
             3 => Some(Kind::Snapshot),
+            14 => Some(Kind::SnapshotRun),
             _ => None,
         }
     }

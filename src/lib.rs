@@ -6,6 +6,7 @@
 #![warn(missing_docs)]
 
 pub mod backend;
+pub mod backup;
 pub mod check;
 pub mod chunker;
 pub mod codec;
@@ -15,6 +16,7 @@ pub mod crypto;
 pub mod exit;
 pub mod format;
 pub mod head;
+pub mod hostconfig;
 pub mod id;
 pub mod index;
 pub mod mount_args;

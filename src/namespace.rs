@@ -16,6 +16,7 @@
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, RwLock};
 
+use crate::backup::record::RunRecord;
 use crate::head::snapshot::{
     snapshot_ino, SnapshotRecord, SnapshotRow, Tree, TreeEntry, SNAPSHOT_INO_BITS,
 };
@@ -125,6 +126,8 @@ struct Listing {
     names: HashMap<u64, String>,
     /// Symlink name → the directory it points at; `latest` first.
     links: BTreeMap<String, String>,
+    /// Backup-run records by snapshot number.
+    runs: HashMap<u64, RunRecord>,
 }
 
 /// Decoded directory trees, oldest insertion evicted first.
@@ -178,12 +181,17 @@ impl Namespace {
 
     /// Re-reads the snapshot list (after a snapshot was taken or removed).
     pub fn reload(&self) -> Result<(), FsError> {
-        let mut l = Listing::default();
+        let mut l = Listing {
+            runs: self.head.runs()?.into_iter().collect(),
+            ..Listing::default()
+        };
         for row in self.head.snapshots()? {
             let name = row.record.name();
-            l.links.insert(LATEST.to_owned(), name.clone());
-            if let Some(label) = &row.record.label {
-                l.links.insert(label.clone(), name.clone());
+            if may_be_latest(l.runs.get(&row.record.seq)) {
+                l.links.insert(LATEST.to_owned(), name.clone());
+                if let Some(label) = &row.record.label {
+                    l.links.insert(label.clone(), name.clone());
+                }
             }
             l.names.insert(row.record.seq, name.clone());
             l.by_name.insert(name, row);
@@ -194,12 +202,39 @@ impl Namespace {
 
     /// Takes a snapshot, labelled `label`, and shows it.
     pub fn snapshot(&self, caller: Caller, label: Option<&str>) -> Result<SnapshotRecord, FsError> {
+        self.snapshot_run(caller, label, None)
+    }
+
+    /// Takes a snapshot for a backup run, stored with its run record.
+    pub fn snapshot_run(
+        &self,
+        caller: Caller,
+        label: Option<&str>,
+        run: Option<&RunRecord>,
+    ) -> Result<SnapshotRecord, FsError> {
         if let Some(label) = label {
             check_label(label)?;
         }
-        let rec = self.head.snapshot(caller, label)?;
+        let rec = self.head.snapshot_run(caller, label, run)?;
         self.reload()?;
         Ok(rec)
+    }
+
+    /// Replaces the run record of snapshot `seq` (after validation):
+    /// `latest` and the label may move.
+    pub fn set_run(&self, caller: Caller, seq: u64, run: &RunRecord) -> Result<(), FsError> {
+        self.head.set_run(caller, seq, run)?;
+        self.reload()
+    }
+
+    /// The run record of snapshot `seq`, if a backup run took it.
+    pub fn run(&self, seq: u64) -> Option<RunRecord> {
+        self.listing
+            .read()
+            .expect("listing")
+            .runs
+            .get(&seq)
+            .cloned()
     }
 
     /// The snapshots, oldest first.
@@ -873,6 +908,12 @@ fn snap_attr(seq: u64, e: &TreeEntry) -> Attr {
         attr.blocks_bytes = e.extents.iter().map(|&(_, _, l)| u64::from(l)).sum();
     }
     attr
+}
+
+/// Whether `latest` and labels may point at a snapshot with this run
+/// record: one taken outside a backup run, or one its run allows.
+pub fn may_be_latest(run: Option<&RunRecord>) -> bool {
+    run.is_none_or(|r| r.latest)
 }
 
 /// A label names a symlink in `snapshots/`: letters, digits, '.', '_', '-',

@@ -108,7 +108,7 @@ pub fn rebuild_index(
     let mut snapshot_objects = Vec::new();
     let mut add = |id: PackId, entries: Vec<pack::TocEntry>| {
         for e in entries.into_iter() {
-            if e.kind == Kind::Snapshot {
+            if matches!(e.kind, Kind::Snapshot | Kind::SnapshotRun) {
                 snapshot_objects.push((id, e));
             }
             chunks.entry(e.id).or_insert(Location {
@@ -214,7 +214,7 @@ fn db_err(e: impl std::fmt::Display) -> RepoError {
 /// Copies the head's tables and the snapshot list, row by row (values stay
 /// sealed: they are bound to their keys, not to the file).
 fn copy_layer_tables(from: &redb::Database, to: &redb::Database) -> Result<(), RepoError> {
-    use crate::head::records::{DIRENTS, EXTENTS, INODES, META, PARENTS, SNAPSHOTS, XATTRS};
+    use crate::head::records::{DIRENTS, EXTENTS, INODES, META, PARENTS, RUNS, SNAPSHOTS, XATTRS};
     use redb::{ReadableDatabase, ReadableTable};
     let rt = from.begin_read().map_err(db_err)?;
     let wt = to.begin_write().map_err(db_err)?;
@@ -236,10 +236,12 @@ fn copy_layer_tables(from: &redb::Database, to: &redb::Database) -> Result<(), R
     copy!(EXTENTS);
     copy!(META);
     copy!(SNAPSHOTS);
+    copy!(RUNS);
     wt.commit().map_err(db_err)
 }
 
-/// Re-indexes snapshot records found in packs; returns how many.
+/// Re-indexes snapshot records found in packs, with the newest revision
+/// of each one's backup-run record; returns how many snapshots.
 fn recover_snapshots(
     disk: &dyn Disk,
     backend: &dyn PackBackend,
@@ -248,23 +250,32 @@ fn recover_snapshots(
     objects: &[(PackId, pack::TocEntry)],
     to: &redb::Database,
 ) -> Result<u64, RepoError> {
-    use crate::head::records::{seal, META, SNAPSHOTS};
+    use crate::head::records::{seal, META, RUNS, SNAPSHOTS};
+    use crate::head::runs::StoredRun;
     use crate::head::snapshot::{SnapshotRecord, SnapshotRow};
     let mut rows = Vec::new();
+    let mut runs: HashMap<u64, StoredRun> = HashMap::new();
     for (pack_id, e) in objects {
         let name = pack_id.to_string();
         let file = open_any_pack(disk, backend, *pack_id).map_err(io_err("open pack", &name))?;
         let sealed = pack::read_object(file.as_ref(), *pack_id, e.offset, e.len)
             .map_err(StoreError::from)?;
-        let Ok(plain) = codec.decode_object(
-            Kind::Snapshot,
-            &e.id,
-            &sealed,
-            crate::format::MAX_OBJECT_LEN,
-        ) else {
+        let Ok(plain) = codec.decode_object(e.kind, &e.id, &sealed, crate::format::MAX_OBJECT_LEN)
+        else {
             tracing::warn!(object = %e.id.short(), "snapshot record does not verify; skipped");
             continue;
         };
+        if e.kind == Kind::SnapshotRun {
+            if let Ok(run) = postcard::from_bytes::<StoredRun>(plain.as_slice()) {
+                let newer = runs
+                    .get(&run.seq)
+                    .is_none_or(|old| old.run.revision < run.run.revision);
+                if newer {
+                    runs.insert(run.seq, run);
+                }
+            }
+            continue;
+        }
         let Ok(record) = postcard::from_bytes::<SnapshotRecord>(plain.as_slice()) else {
             continue;
         };
@@ -277,6 +288,19 @@ fn recover_snapshots(
             let seq = row.record.seq;
             let v = seal(index_sealer, Kind::IndexSnapshot, &seq.to_le_bytes(), row);
             table.insert(seq, v.as_slice()).map_err(db_err)?;
+        }
+        let mut run_table = wt.open_table(RUNS).map_err(db_err)?;
+        for row in &rows {
+            let seq = row.record.seq;
+            if let Some(run) = runs.get(&seq).filter(|r| r.snapshot == row.id) {
+                let v = seal(
+                    index_sealer,
+                    Kind::IndexSnapshotRun,
+                    &seq.to_le_bytes(),
+                    run,
+                );
+                run_table.insert(seq, v.as_slice()).map_err(db_err)?;
+            }
         }
         let max = rows.iter().map(|r| r.record.seq).max().unwrap_or(0);
         wt.open_table(META)

@@ -5,6 +5,7 @@ mod common;
 use std::sync::Arc;
 
 use common::*;
+use strata::backup::record::{HookOutcome, RunRecord, RunStatus};
 use strata::head::{Caller, FileKind, FsError, Head, InodeNo, RenameMode, SetAttr, Timestamp};
 use strata::storage::sim::SimDisk;
 use strata::storage::Disk;
@@ -418,8 +419,23 @@ fn repair_keeps_the_head_or_recovers_snapshots_from_packs() {
         let f = h.create(ME, ROOT, &n("record"), 0o644, 0).unwrap().ino;
         h.write(ME, f, 0, &data).unwrap();
         h.snapshot(ME, Some("one")).unwrap();
-        h.snapshot(ME, Some("two")).unwrap();
+        let mut run = run_record(RunStatus::Pending, 1);
+        let seq = h.snapshot_run(ME, Some("two"), Some(&run)).unwrap().seq;
+        run.status = RunStatus::Failed;
+        run.revision = 2;
+        h.set_run(ME, seq, &run).unwrap();
+        assert!(
+            h.set_run(ME, seq, &run).is_err(),
+            "only a newer revision replaces it"
+        );
+        assert_eq!(h.runs().unwrap()[&seq], run);
     }
+    // The run record (status and all) survives both kinds of repair.
+    let failed_run = |h: &Head| {
+        let runs = h.runs().unwrap();
+        assert_eq!(runs.keys().collect::<Vec<_>>(), [&2]);
+        assert_eq!((runs[&2].status, runs[&2].revision), (RunStatus::Failed, 2));
+    };
     // An index that still opens: the head and the snapshot list are kept.
     let report = LockedRepo::open(disk.clone(), "r")
         .unwrap()
@@ -431,6 +447,7 @@ fn repair_keeps_the_head_or_recovers_snapshots_from_packs() {
         let f = h.lookup(ME, ROOT, &n("record")).unwrap().ino;
         same(&h.read(ME, f, 0, u32::MAX).unwrap(), &data);
         assert_eq!(h.snapshots().unwrap().len(), 2);
+        failed_run(&h);
     }
     // A lost index: the snapshots come back from their records in the packs.
     disk.remove(strata::format::INDEX_FILE).unwrap();
@@ -449,6 +466,7 @@ fn repair_keeps_the_head_or_recovers_snapshots_from_packs() {
         ["one", "two"]
     );
     assert_eq!(rows[1].record.prev, Some(rows[0].id), "the chain is intact");
+    failed_run(&h);
     let tree = h.tree(&rows[1].record.root.subtree.unwrap()).unwrap();
     same(
         &h.read_snapshot_file(ME, &tree.entries[0], 0, u32::MAX)
@@ -569,4 +587,24 @@ fn concurrent_writers_and_snapshots_do_not_deadlock() {
     let last = h.snapshot(ME, None).unwrap();
     assert!(h.verify_snapshots(ME).unwrap().is_empty());
     assert_eq!(last.seq, taken + 1);
+}
+
+fn run_record(status: RunStatus, revision: u32) -> RunRecord {
+    RunRecord {
+        run: "run-1".into(),
+        revision,
+        status,
+        latest: status.is_good(),
+        started: 1_700_000_000,
+        copy: HookOutcome {
+            name: "copy".into(),
+            exit: Some(0),
+            ..HookOutcome::default()
+        },
+        hooks: vec![HookOutcome {
+            name: "pg".into(),
+            points: [("lsn".to_owned(), "0/A".to_owned())].into(),
+            ..HookOutcome::default()
+        }],
+    }
 }

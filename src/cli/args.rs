@@ -66,6 +66,15 @@ pub enum Command {
     Snapshot(SnapshotCommand),
     /// Show what the repository holds and what it costs on disk.
     Stats,
+    /// Run a backup: pre-backup hooks, COMMAND (the copy into MNT/head/),
+    /// post-backup hooks, a snapshot, then validation hooks against it.
+    ///
+    /// Hooks come from the host configuration (strata.toml(5)), never from
+    /// the repository. The repository must be mounted. A snapshot that
+    /// validation hooks check stays pending until they pass; `latest` and
+    /// the label move to it only then. The exit code says how the run
+    /// ended (see EXIT STATUS).
+    Backup(BackupArgs),
     /// Mount the repository: head/ to back up into, snapshots/ to restore from.
     ///
     /// Starts strata-mountd, hands it the key on an inherited descriptor
@@ -91,6 +100,20 @@ pub enum Command {
         /// Output directory.
         dir: PathBuf,
     },
+}
+
+#[derive(Debug, Args)]
+pub struct BackupArgs {
+    /// A label for the snapshot, e.g. "nightly".
+    #[arg(long)]
+    pub label: Option<String>,
+    /// The host configuration with the hooks [default: /etc/strata/strata.toml, none if missing].
+    #[arg(long, env = "STRATA_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// The copy, e.g. `rsync -a /var/lib/app/ /mnt/strata/head/app/`; `{source}`
+    /// in it becomes the path a pre-backup hook printed as source=PATH.
+    #[arg(required = true, last = true, value_name = "COMMAND")]
+    pub command: Vec<std::ffi::OsString>,
 }
 
 #[derive(Debug, Args)]

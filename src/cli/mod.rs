@@ -1,6 +1,7 @@
 //! The CLI: parse flags, turn them into one library call, print the result.
 
 pub mod args;
+mod backup;
 mod mount;
 mod secrets;
 mod snapshot;
@@ -35,6 +36,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Check(a) => cmd_check(g, a),
         Command::Repair(RepairCommand::Index) => cmd_repair_index(g),
         Command::Snapshot(c) => snapshot::run(g, c),
+        Command::Backup(a) => backup::run(g, a),
         Command::Mount(a) => mount::mount(g, a),
         Command::Umount { mountpoint } => mount::umount(g, mountpoint),
         Command::Status => snapshot::status(g),

@@ -33,18 +33,55 @@ pub fn request(g: &Global, req: &Request) -> Result<Reply> {
 }
 
 fn show(info: &SnapshotInfo) -> String {
-    format!(
-        "snapshot   {}\nname       {}\nlabel      {}\nid         {}\nprevious   {}\nroot tree  {}\ndirectories serialized {}, reused {}\ntaken by uid {}",
+    let mut out = format!(
+        "snapshot   {}\nname       {}\nlabel      {}\nstatus     {}\nid         {}\nprevious   {}\nroot tree  {}\ndirectories serialized {}, reused {}\ntaken by uid {}",
         info.seq,
         info.name,
         info.label.as_deref().unwrap_or("-"),
+        info.status,
         info.id,
         info.prev.as_deref().unwrap_or("-"),
         info.root_tree.as_deref().unwrap_or("-"),
         info.dirs_serialized,
         info.dirs_reused,
         info.caller_uid
-    )
+    );
+    if let Some(run) = &info.run {
+        out.push_str(&format!("\nbackup run {}", run.run));
+        let outcomes = std::iter::once(&run.copy).chain(&run.hooks);
+        for h in outcomes {
+            let phase = h.phase.map_or("copy", |p| p.as_str());
+            let result = match (&h.error, h.exit) {
+                (None, _) => "ok".to_owned(),
+                (Some(e), _) => format!("FAILED: {e}"),
+            };
+            out.push_str(&format!(
+                "\n  {phase:<13} {:<16} {result} ({:.1} s{})",
+                h.name,
+                h.millis as f64 / 1000.0,
+                if h.attempts > 1 {
+                    format!(", {} attempts", h.attempts)
+                } else {
+                    String::new()
+                }
+            ));
+            for line in h
+                .stderr
+                .lines()
+                .rev()
+                .take(3)
+                .collect::<Vec<_>>()
+                .into_iter()
+                .rev()
+            {
+                out.push_str(&format!("\n      stderr: {line}"));
+            }
+        }
+        for (k, v) in run.points() {
+            out.push_str(&format!("\n  point {k} = {v}"));
+        }
+    }
+    out
 }
 
 pub fn run(g: &Global, c: &SnapshotCommand) -> Result<()> {
@@ -55,6 +92,7 @@ pub fn run(g: &Global, c: &SnapshotCommand) -> Result<()> {
             }
             Request::SnapshotCreate {
                 label: label.clone(),
+                run: None,
             }
         }
         SnapshotCommand::List => Request::SnapshotList,
@@ -72,12 +110,13 @@ pub fn run(g: &Global, c: &SnapshotCommand) -> Result<()> {
         }),
         (_, Reply::Snapshot(info)) => print(g, &info, || show(&info)),
         (_, Reply::Snapshots(infos)) => print(g, &infos, || {
-            let mut out = String::from("   seq  name                  label");
+            let mut out = String::from("   seq  name                  status        label");
             for i in &infos {
                 out.push_str(&format!(
-                    "\n{:>6}  {}  {}",
+                    "\n{:>6}  {}  {:<12}  {}",
                     i.seq,
                     i.name,
+                    i.status,
                     i.label.as_deref().unwrap_or("")
                 ));
             }
@@ -93,7 +132,7 @@ fn delete(g: &Global, snapshot: &str) -> Result<()> {
     let repo = locked(g)?;
     let secret = secret_for(g, &repo)?;
     let head = Head::new(repo.unlock(secret.as_ref())?)?;
-    let row = control::find(&head.snapshots()?, snapshot)?;
+    let row = control::find(&head.snapshots()?, &head.runs()?, snapshot)?;
     head.delete_snapshot(me(), row.record.seq)?;
     if !g.quiet && !g.json {
         println!("deleted snapshot {}", row.record.seq);

@@ -17,6 +17,7 @@ pub mod acl;
 pub mod content;
 pub mod prefetch;
 pub mod records;
+pub mod runs;
 pub mod snapshot;
 pub mod txn;
 pub mod types;

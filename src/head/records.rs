@@ -33,6 +33,8 @@ pub const XATTRS: TableDefinition<(u64, [u8; 16]), &[u8]> = TableDefinition::new
 pub const EXTENTS: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("head_extents");
 /// Snapshot records by sequence number.
 pub const SNAPSHOTS: TableDefinition<u64, &[u8]> = TableDefinition::new("snapshots");
+/// Backup-run records (status, hook outcomes) by snapshot sequence number.
+pub const RUNS: TableDefinition<u64, &[u8]> = TableDefinition::new("snapshot_runs");
 /// Counters (next inode number, ...).
 pub const META: TableDefinition<&str, u64> = TableDefinition::new("head_meta");
 

@@ -18,9 +18,11 @@ use serde::{Deserialize, Serialize};
 use redb::ReadableTable;
 
 use super::records::{self, InodeRecord};
+use super::runs::put_run;
 use super::txn::{Reader, Write};
 use super::types::{Caller, FileKind, FsError, InodeNo, Meta, Timestamp};
 use super::Head;
+use crate::backup::record::RunRecord;
 use crate::format::Kind;
 use crate::id::ChunkId;
 
@@ -111,6 +113,18 @@ impl Head {
     /// Takes a snapshot of the head: flushes pending writes, serializes the
     /// changed directories, records the snapshot and makes it durable.
     pub fn snapshot(&self, caller: Caller, label: Option<&str>) -> Result<SnapshotRecord, FsError> {
+        self.snapshot_run(caller, label, None)
+    }
+
+    /// Takes a snapshot as [`Head::snapshot`] does, stored together with
+    /// the record of the backup run that made it (in one transaction, so
+    /// `latest` never points at it before its status is known).
+    pub fn snapshot_run(
+        &self,
+        caller: Caller,
+        label: Option<&str>,
+        run: Option<&RunRecord>,
+    ) -> Result<SnapshotRecord, FsError> {
         let _op = caller.span("snapshot");
         self.flush_all(caller)?;
         let _serial = self.commit_lock.lock().expect("commit lock");
@@ -168,6 +182,9 @@ impl Head {
             w.snapshots_mut()?
                 .insert(seq, v.as_slice())
                 .map_err(records::db)?;
+            if let Some(run) = run {
+                put_run(w, store, &id.0, seq, run)?;
+            }
             Ok(record)
         })?;
         self.commit_locked()?;
@@ -234,6 +251,7 @@ impl Head {
                 .remove(seq)
                 .map_err(records::db)?
                 .ok_or(FsError::NotFound)?;
+            w.runs_mut()?.remove(seq).map_err(records::db)?;
             Ok(())
         })?;
         self.commit()

@@ -254,6 +254,7 @@ pub struct Read<'a> {
     xattrs: OnceCell<ReadOnlyTable<NameKey, Sealed>>,
     extents: OnceCell<ReadOnlyTable<(u64, u64), Sealed>>,
     snapshots: OnceCell<ReadOnlyTable<u64, Sealed>>,
+    runs: OnceCell<ReadOnlyTable<u64, Sealed>>,
 }
 
 impl<'a> Read<'a> {
@@ -273,6 +274,7 @@ impl<'a> Read<'a> {
             xattrs: OnceCell::new(),
             extents: OnceCell::new(),
             snapshots: OnceCell::new(),
+            runs: OnceCell::new(),
         })
     }
 
@@ -299,6 +301,11 @@ impl<'a> Read<'a> {
     /// Snapshot records.
     pub fn snapshots(&self) -> Result<&ReadOnlyTable<u64, Sealed>, FsError> {
         lazy(&self.snapshots, || self.tx.open_table(SNAPSHOTS))
+    }
+
+    /// Backup-run records of snapshots.
+    pub fn runs(&self) -> Result<&ReadOnlyTable<u64, Sealed>, FsError> {
+        lazy(&self.runs, || self.tx.open_table(RUNS))
     }
 }
 
@@ -328,6 +335,7 @@ pub struct Write<'a> {
     extents: OnceCell<Table<'a, (u64, u64), Sealed>>,
     meta: OnceCell<Table<'a, &'static str, u64>>,
     snapshots: OnceCell<Table<'a, u64, Sealed>>,
+    runs: OnceCell<Table<'a, u64, Sealed>>,
     /// Key and value bytes this transaction wrote, for the cost counters.
     pub bytes_written: u64,
 }
@@ -355,6 +363,7 @@ pub fn write<T>(
             extents: OnceCell::new(),
             meta: OnceCell::new(),
             snapshots: OnceCell::new(),
+            runs: OnceCell::new(),
             bytes_written: 0,
         };
         let out = f(&mut w)?;
@@ -390,6 +399,7 @@ write_tables! {
     extents, extents_t, extents_mut, EXTENTS: (u64, u64) => Sealed;
     meta, meta_t, meta_mut, META: &'static str => u64;
     snapshots, snapshots_t, snapshots_mut_inner, SNAPSHOTS: u64 => Sealed;
+    runs, runs_t, runs_mut_inner, RUNS: u64 => Sealed;
 }
 
 impl<'a> Write<'a> {
@@ -605,6 +615,7 @@ impl<'a> Write<'a> {
         self.extents_t()?;
         self.meta_t()?;
         self.snapshots_t()?;
+        self.runs_t()?;
         Ok(())
     }
 
@@ -616,6 +627,11 @@ impl<'a> Write<'a> {
     /// Snapshot records, to change.
     pub fn snapshots_mut(&mut self) -> Result<&mut Table<'a, u64, Sealed>, FsError> {
         self.snapshots_mut_inner()
+    }
+
+    /// Backup-run records, to change.
+    pub fn runs_mut(&mut self) -> Result<&mut Table<'a, u64, Sealed>, FsError> {
+        self.runs_mut_inner()
     }
 
     /// Inodes marked as orphans.

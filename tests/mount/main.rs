@@ -1,6 +1,7 @@
 //! The mount as users see it: real mounts over /dev/fuse, driven by rsync,
 //! tar and cp, and the failures they must see.
 
+mod backup;
 #[path = "../common/mod.rs"]
 mod common;
 mod harness;

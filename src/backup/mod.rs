@@ -1,0 +1,436 @@
+//! A backup run: pre-backup hooks (sessions start), the copy, sessions
+//! told to finish, post-backup hooks, the snapshot, validation hooks
+//! against the finished snapshot, post-snapshot hooks; on-failure hooks
+//! after any failure. One outcome, one exit code for cron and systemd.
+//!
+//! A snapshot that validation hooks will check is stored as pending, and
+//! `latest` (and its label) move to it only once its status is final and
+//! good, unless the host policy says `latest = "always"`.
+
+pub mod hook;
+pub mod record;
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use anyhow::Result;
+use serde::Serialize;
+
+use crate::control::SnapshotInfo;
+use crate::hostconfig::{FailurePolicy, HookConfig, HostConfig, LatestPolicy};
+use hook::{Env, Session};
+use record::{HookOutcome, Phase, RunRecord, RunStatus};
+
+/// Placeholder in the copy command replaced by a redirected source.
+pub const SOURCE_PLACEHOLDER: &str = "{source}";
+
+/// Where a run takes its snapshot: the running daemon.
+pub trait Target {
+    /// The mountpoint (hooks get `head/` and the snapshot's directory under it).
+    fn mountpoint(&self) -> &Path;
+    /// Takes a snapshot stored with `run`.
+    fn snapshot(&self, label: Option<&str>, run: &RunRecord) -> Result<SnapshotInfo>;
+    /// Replaces the snapshot's run record with a newer revision.
+    fn update(&self, seq: u64, run: &RunRecord) -> Result<()>;
+}
+
+/// Why a run failed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "class", content = "message", rename_all = "snake_case")]
+pub enum Failure {
+    /// A hook failed or timed out and its policy aborts the run.
+    Hook(String),
+    /// The copy command failed.
+    Copy(String),
+    /// The snapshot could not be taken or recorded.
+    Snapshot(String),
+    /// Validation of the snapshot failed.
+    Validation(String),
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Failure::Hook(m) | Failure::Copy(m) | Failure::Snapshot(m) | Failure::Validation(m) => {
+                f.write_str(m)
+            }
+        }
+    }
+}
+
+/// What a run did.
+#[derive(Clone, Debug, Serialize)]
+pub struct Outcome {
+    /// The run record (also stored with the snapshot, if one was taken).
+    pub record: RunRecord,
+    /// The snapshot, if one was taken.
+    pub snapshot: Option<SnapshotInfo>,
+    /// Why it failed, if it did.
+    pub failure: Option<Failure>,
+}
+
+/// One backup run.
+pub struct Run<'a> {
+    config: &'a HostConfig,
+    target: &'a dyn Target,
+    label: Option<String>,
+    command: Vec<OsString>,
+    record: RunRecord,
+    /// Variables every hook gets (before the per-phase ones).
+    base_env: Env,
+    /// The copy's source, once a hook redirected it.
+    source: Option<String>,
+    inconsistent: bool,
+    sessions: Vec<(&'a HookConfig, Session)>,
+    /// Progress lines go to standard error unless quiet.
+    quiet: bool,
+}
+
+impl<'a> Run<'a> {
+    /// A run of `command` (the copy) under `config`, snapshotting into `target`.
+    pub fn new(
+        config: &'a HostConfig,
+        target: &'a dyn Target,
+        label: Option<String>,
+        command: Vec<OsString>,
+        quiet: bool,
+    ) -> Run<'a> {
+        let started = crate::head::Timestamp::now().secs;
+        let run = format!("{started:x}-{:08x}", rand::random::<u32>());
+        let mut base_env: Env = config
+            .backup
+            .env_allow
+            .iter()
+            .filter_map(|k| std::env::var(k).ok().map(|v| (k.clone(), v)))
+            .collect();
+        let mnt = target.mountpoint();
+        base_env.insert("STRATA_RUN".into(), run.clone());
+        base_env.insert("STRATA_MOUNTPOINT".into(), mnt.display().to_string());
+        base_env.insert("STRATA_HEAD".into(), mnt.join("head").display().to_string());
+        base_env.insert("STRATA_LABEL".into(), label.clone().unwrap_or_default());
+        Run {
+            config,
+            target,
+            label,
+            command,
+            record: RunRecord {
+                run,
+                revision: 1,
+                status: RunStatus::Pending,
+                latest: false,
+                started,
+                copy: HookOutcome::default(),
+                hooks: Vec::new(),
+            },
+            base_env,
+            source: None,
+            inconsistent: false,
+            sessions: Vec::new(),
+            quiet,
+        }
+    }
+
+    /// Runs it to the end.
+    pub fn execute(mut self) -> Outcome {
+        let config = self.config;
+        tracing::info!(run = %self.record.run, "backup run started");
+        if let Err(f) = self.until_snapshot() {
+            for (_, s) in std::mem::take(&mut self.sessions).into_iter().rev() {
+                let out = s.abandon();
+                self.note(Phase::PreBackup, out);
+            }
+            self.on_failure(&f);
+            return self.outcome(None, Some(f));
+        }
+        let validating = self.config.hooks(Phase::Validate).next().is_some();
+        self.record.status = match (validating, self.inconsistent) {
+            (true, _) => RunStatus::Pending,
+            (false, true) => RunStatus::Inconsistent,
+            (false, false) => RunStatus::Complete,
+        };
+        self.record.latest = self.latest_allowed();
+        let snap = match self.target.snapshot(self.label.as_deref(), &self.record) {
+            Ok(s) => s,
+            Err(e) => {
+                let f = Failure::Snapshot(format!("the snapshot failed: {e:#}"));
+                self.on_failure(&f);
+                return self.outcome(None, Some(f));
+            }
+        };
+        self.say(&format!("snapshot {} ({}) taken", snap.seq, snap.name));
+        let dir = self.target.mountpoint().join("snapshots").join(&snap.name);
+        self.base_env
+            .insert("STRATA_SNAPSHOT".into(), dir.display().to_string());
+        self.base_env
+            .insert("STRATA_SNAPSHOT_NAME".into(), snap.name.clone());
+        let mut failure = None;
+        if validating {
+            let mut failed = None;
+            for h in config.hooks(Phase::Validate) {
+                if let Err(why) = self.run_hook(h) {
+                    failed.get_or_insert(why);
+                }
+            }
+            self.record.status = match (&failed, self.inconsistent) {
+                (Some(_), _) => RunStatus::Failed,
+                (None, true) => RunStatus::Inconsistent,
+                (None, false) => RunStatus::Validated,
+            };
+            failure = failed.map(Failure::Validation);
+            self.record.latest = self.latest_allowed();
+            if let Err(f) = self.update(snap.seq) {
+                failure.get_or_insert(f);
+            }
+        }
+        if failure.is_none() {
+            let mut any = false;
+            for h in config.hooks(Phase::PostSnapshot) {
+                any = true;
+                if let Err(why) = self.run_hook(h) {
+                    failure.get_or_insert(Failure::Hook(why));
+                }
+            }
+            if any {
+                if let Err(f) = self.update(snap.seq) {
+                    failure.get_or_insert(f);
+                }
+            }
+        }
+        if let Some(f) = &failure {
+            if self.config.hooks(Phase::OnFailure).next().is_some() {
+                self.on_failure(f);
+                if let Err(e) = self.update(snap.seq) {
+                    tracing::warn!(error = %e, "recording the on-failure hooks failed");
+                }
+            }
+        }
+        self.outcome(Some(snap), failure)
+    }
+
+    /// Everything before the snapshot.
+    fn until_snapshot(&mut self) -> Result<(), Failure> {
+        let config = self.config;
+        self.check_placeholder()?;
+        for h in config.hooks(Phase::PreBackup) {
+            if h.session {
+                self.start_session(h)?;
+            } else {
+                self.run_hook(h).map_err(Failure::Hook)?;
+            }
+        }
+        self.copy()?;
+        // Sessions end in the reverse order they started, before the
+        // snapshot, so what they write (backup_label, the WAL) is in it.
+        while let Some((h, s)) = self.sessions.pop() {
+            let out = s.finish();
+            self.settle_hook(h, Phase::PreBackup, out)
+                .map_err(Failure::Hook)?;
+        }
+        for h in config.hooks(Phase::PostBackup) {
+            self.run_hook(h).map_err(Failure::Hook)?;
+        }
+        Ok(())
+    }
+
+    fn check_placeholder(&self) -> Result<(), Failure> {
+        let uses = self
+            .command
+            .iter()
+            .any(|a| a.to_string_lossy().contains(SOURCE_PLACEHOLDER));
+        let redirects = self.config.hooks(Phase::PreBackup).next().is_some();
+        if uses && !redirects {
+            return Err(Failure::Copy(format!(
+                "the copy command uses {SOURCE_PLACEHOLDER} but no pre_backup hook is configured to print source=PATH"
+            )));
+        }
+        Ok(())
+    }
+
+    fn start_session(&mut self, h: &'a HookConfig) -> Result<(), Failure> {
+        self.say(&format!("session hook {}: starting", h.name));
+        match Session::start(h, &self.env(Phase::PreBackup)) {
+            Ok(s) => {
+                self.sessions.push((h, s));
+                self.say(&format!("session hook {}: ready", h.name));
+                Ok(())
+            }
+            Err(out) => self
+                .settle_hook(h, Phase::PreBackup, *out)
+                .map_err(Failure::Hook),
+        }
+    }
+
+    /// Runs `h` and records it; `Err` if its failure stops the phase.
+    fn run_hook(&mut self, h: &HookConfig) -> Result<(), String> {
+        let env = self.env(h.phase);
+        let out = hook::run(h, &env);
+        self.settle_hook(h, h.phase, out)
+    }
+
+    fn settle_hook(
+        &mut self,
+        h: &HookConfig,
+        phase: Phase,
+        out: HookOutcome,
+    ) -> Result<(), String> {
+        let error = out.error.clone();
+        if h.phase == Phase::PreBackup {
+            if let Some(src) = out.points.get("source") {
+                self.source = Some(src.clone());
+            }
+        }
+        self.note(phase, out);
+        let Some(why) = error else {
+            return Ok(());
+        };
+        let why = format!("{} hook {}: {why}", phase.as_str(), h.name);
+        match h.on_failure {
+            FailurePolicy::Abort => Err(why),
+            FailurePolicy::MarkInconsistent => {
+                self.say(&format!("{why}; the snapshot will be marked inconsistent"));
+                self.inconsistent = true;
+                Ok(())
+            }
+        }
+    }
+
+    fn note(&mut self, phase: Phase, mut out: HookOutcome) {
+        out.phase = Some(phase);
+        let how = match &out.error {
+            None => "ok".to_owned(),
+            Some(e) => format!("FAILED: {e}"),
+        };
+        self.say(&format!(
+            "{} hook {}: {how} ({:.1} s)",
+            phase.as_str(),
+            out.name,
+            out.millis as f64 / 1000.0
+        ));
+        tracing::info!(
+            run = %self.record.run,
+            hook = %out.name,
+            phase = phase.as_str(),
+            exit = ?out.exit,
+            timed_out = out.timed_out,
+            millis = out.millis,
+            ok = out.ok(),
+            "hook finished"
+        );
+        self.record.hooks.push(out);
+    }
+
+    /// The copy command: the caller's own program, with the caller's
+    /// environment and terminal, plus the run's variables.
+    fn copy(&mut self) -> Result<(), Failure> {
+        let args: Vec<OsString> = self
+            .command
+            .iter()
+            .map(|a| match &self.source {
+                Some(src) => a.to_string_lossy().replace(SOURCE_PLACEHOLDER, src).into(),
+                None => a.clone(),
+            })
+            .collect();
+        let program = PathBuf::from(&args[0]);
+        self.say(&format!("copy: {}", program.display()));
+        let started = Instant::now();
+        let mut out = HookOutcome {
+            name: "copy".into(),
+            attempts: 1,
+            ..HookOutcome::default()
+        };
+        let mut cmd = Command::new(&args[0]);
+        cmd.args(&args[1..]).process_group(0);
+        for (k, v) in &self.base_env {
+            if k.starts_with("STRATA_") {
+                cmd.env(k, v);
+            }
+        }
+        if let Some(src) = &self.source {
+            cmd.env("STRATA_SOURCE", src);
+        }
+        use std::os::unix::process::CommandExt;
+        match cmd.spawn() {
+            Ok(mut child) => {
+                let deadline = self
+                    .config
+                    .backup
+                    .copy_timeout
+                    .map(|t| started + t)
+                    .unwrap_or(started + std::time::Duration::from_secs(100 * 365 * 86400));
+                let ended = hook::wait_or_kill(&mut child, deadline);
+                hook::settle(&mut out, ended, &self.config.backup.ok_exit);
+            }
+            Err(e) => out.error = Some(format!("cannot start {}: {e}", program.display())),
+        }
+        out.millis = started.elapsed().as_millis() as u64;
+        let error = out.error.clone();
+        self.say(&format!(
+            "copy: {} ({:.1} s)",
+            error
+                .as_deref()
+                .map_or("ok".into(), |e| format!("FAILED: {e}")),
+            out.millis as f64 / 1000.0
+        ));
+        self.record.copy = out;
+        match error {
+            Some(e) => Err(Failure::Copy(format!(
+                "the copy command {}: {e}",
+                program.display()
+            ))),
+            None => Ok(()),
+        }
+    }
+
+    fn on_failure(&mut self, f: &Failure) {
+        for h in self.config.hooks(Phase::OnFailure) {
+            let mut env = self.env(Phase::OnFailure);
+            env.insert("STRATA_FAILURE".into(), f.to_string());
+            let out = hook::run(h, &env);
+            self.note(Phase::OnFailure, out);
+        }
+    }
+
+    fn update(&mut self, seq: u64) -> Result<(), Failure> {
+        self.record.revision += 1;
+        self.target.update(seq, &self.record).map_err(|e| {
+            Failure::Snapshot(format!(
+                "recording the run with snapshot {seq} failed: {e:#}"
+            ))
+        })
+    }
+
+    fn latest_allowed(&self) -> bool {
+        self.config.backup.latest == LatestPolicy::Always || self.record.status.is_good()
+    }
+
+    fn env(&self, phase: Phase) -> Env {
+        let mut env = self.base_env.clone();
+        env.insert("STRATA_PHASE".into(), phase.as_str().into());
+        if let Some(src) = &self.source {
+            env.insert("STRATA_SOURCE".into(), src.clone());
+        }
+        env
+    }
+
+    fn say(&self, line: &str) {
+        if !self.quiet {
+            eprintln!("strata backup: {line}");
+        }
+    }
+
+    fn outcome(self, snapshot: Option<SnapshotInfo>, failure: Option<Failure>) -> Outcome {
+        match &failure {
+            None => {
+                tracing::info!(run = %self.record.run, status = self.record.status.as_str(), "backup run finished")
+            }
+            Some(f) => tracing::error!(run = %self.record.run, error = %f, "backup run failed"),
+        }
+        Outcome {
+            record: self.record,
+            snapshot,
+            failure,
+        }
+    }
+}

@@ -1,0 +1,117 @@
+//! `strata backup`: a backup run against the mounted repository.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Result};
+use strata::backup::record::{RunRecord, RunStatus};
+use strata::backup::{Failure, Outcome, Run, Target};
+use strata::control::{self, Reply, Request, SnapshotInfo};
+use strata::exit::{self, Reported};
+use strata::hostconfig::{HostConfig, DEFAULT_PATH};
+
+use super::args::{BackupArgs, Global};
+use super::{locked, print};
+
+/// The running daemon, reached over its control socket.
+struct Daemon {
+    socket: PathBuf,
+    mountpoint: PathBuf,
+}
+
+impl Daemon {
+    fn call(&self, req: &Request) -> Result<Reply> {
+        match control::call(&self.socket, req)? {
+            Some(reply) => Ok(reply),
+            None => bail!("the daemon stopped during the run"),
+        }
+    }
+}
+
+impl Target for Daemon {
+    fn mountpoint(&self) -> &Path {
+        &self.mountpoint
+    }
+
+    fn snapshot(&self, label: Option<&str>, run: &RunRecord) -> Result<SnapshotInfo> {
+        match self.call(&Request::SnapshotCreate {
+            label: label.map(str::to_owned),
+            run: Some(Box::new(run.clone())),
+        })? {
+            Reply::Snapshot(info) => Ok(*info),
+            other => bail!("unexpected answer from the daemon: {other:?}"),
+        }
+    }
+
+    fn update(&self, seq: u64, run: &RunRecord) -> Result<()> {
+        self.call(&Request::SnapshotRun {
+            seq,
+            run: Box::new(run.clone()),
+        })?;
+        Ok(())
+    }
+}
+
+pub fn run(g: &Global, a: &BackupArgs) -> Result<()> {
+    if let Some(l) = &a.label {
+        strata::namespace::check_label(l)?;
+    }
+    let config = match &a.config {
+        Some(path) => HostConfig::load(path, true)?,
+        None => HostConfig::load(Path::new(DEFAULT_PATH), false)?,
+    };
+    let repo = locked(g)?;
+    let socket = strata::mountpoint::socket_path(&repo.config().id);
+    let not_mounted = || {
+        Reported(
+            exit::MOUNTPOINT,
+            format!(
+                "the repository {} is not mounted; mount it with `strata mount` first (a backup copies into MOUNTPOINT/head/)",
+                g.repo.display()
+            ),
+        )
+    };
+    let Some(Reply::Status(status)) = control::call(&socket, &Request::Status)? else {
+        return Err(not_mounted().into());
+    };
+    let mountpoint = PathBuf::from(status.mountpoint.ok_or_else(not_mounted)?);
+    let daemon = Daemon { socket, mountpoint };
+    let outcome = Run::new(
+        &config,
+        &daemon,
+        a.label.clone(),
+        a.command.clone(),
+        g.quiet || g.json,
+    )
+    .execute();
+    print(g, &outcome, || summary(&outcome));
+    match (&outcome.failure, outcome.record.status) {
+        (None, RunStatus::Inconsistent) => Err(Reported(
+            exit::INCONSISTENT,
+            "the snapshot was taken but is marked inconsistent: a hook failed (see `strata snapshot show`)".into(),
+        )
+        .into()),
+        (None, _) => Ok(()),
+        (Some(f), _) => {
+            let code = match f {
+                Failure::Hook(_) => exit::HOOK_FAILED,
+                Failure::Copy(_) => exit::COPY_FAILED,
+                Failure::Validation(_) => exit::VALIDATION_FAILED,
+                Failure::Snapshot(_) => exit::ERROR,
+            };
+            Err(Reported(code, format!("backup run {} failed: {f}", outcome.record.run)).into())
+        }
+    }
+}
+
+fn summary(o: &Outcome) -> String {
+    match &o.snapshot {
+        Some(s) => format!(
+            "backup run {}: snapshot {} ({}) {}",
+            o.record.run,
+            s.seq,
+            s.name,
+            o.record.status.as_str()
+        ),
+        None => format!("backup run {}: no snapshot taken", o.record.run),
+    }
+}
