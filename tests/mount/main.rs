@@ -5,6 +5,7 @@ mod backup;
 #[path = "../common/mod.rs"]
 mod common;
 mod harness;
+mod postgres;
 mod tree;
 
 use std::io::Read;

@@ -1,0 +1,255 @@
+//! A real PostgreSQL backed up through the mount while pgbench writes:
+//! the restored cluster holds what was committed before the run and not
+//! what was committed after, passes pg_verifybackup (the validate hook)
+//! and pg_amcheck, and starts from a plain `cp -a` out of the snapshot.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
+
+use crate::harness::{ok, run, Mount};
+
+/// PostgreSQL's server programs, installed from the OS packages if missing.
+fn bin_dir() -> PathBuf {
+    let find = || {
+        let mut dirs: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.path().join("bin"))
+            .filter(|p| p.join("pg_ctl").exists())
+            .collect();
+        dirs.sort();
+        dirs.pop()
+    };
+    if let Some(dir) = find() {
+        return dir;
+    }
+    let status = Command::new("apt-get")
+        .args(["install", "-y", "-qq", "postgresql", "postgresql-contrib"])
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .status();
+    assert!(
+        status.is_ok_and(|s| s.success()),
+        "installing PostgreSQL failed"
+    );
+    find().expect("PostgreSQL server programs after installing them")
+}
+
+/// A private cluster: its own data directory, socket directory and port,
+/// owned by the `postgres` user (the server refuses to run as root).
+struct Cluster {
+    bin: PathBuf,
+    data: PathBuf,
+    socket: PathBuf,
+    port: u16,
+}
+
+impl Cluster {
+    fn create(dir: &Path, port: u16) -> Cluster {
+        let bin = bin_dir();
+        std::fs::create_dir_all(dir).unwrap();
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let c = Cluster {
+            bin,
+            data: dir.join("data"),
+            socket: dir.to_owned(),
+            port,
+        };
+        c.as_postgres(&[
+            "initdb",
+            "-D",
+            &c.data.display().to_string(),
+            "-A",
+            "trust",
+            "-U",
+            "postgres",
+            "--no-sync",
+        ]);
+        c
+    }
+
+    /// A cluster on a data directory restored by copying.
+    fn restored(data: &Path, port: u16) -> Cluster {
+        ok(Command::new("chown")
+            .args(["-R", "postgres:postgres"])
+            .arg(data));
+        std::fs::set_permissions(data, std::fs::Permissions::from_mode(0o700)).unwrap();
+        let dir = data.parent().unwrap();
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+        Cluster {
+            bin: bin_dir(),
+            data: data.to_owned(),
+            socket: dir.to_owned(),
+            port,
+        }
+    }
+
+    fn as_postgres(&self, args: &[&str]) -> String {
+        ok(Command::new("runuser")
+            .args(["-u", "postgres", "--"])
+            .arg(self.bin.join(args[0]))
+            .args(&args[1..]))
+    }
+
+    fn start(&self) {
+        let opts = format!(
+            "-p {} -k {} -c listen_addresses='' -c fsync=off",
+            self.port,
+            self.socket.display()
+        );
+        self.as_postgres(&[
+            "pg_ctl",
+            "-D",
+            &self.data.display().to_string(),
+            "-l",
+            &self.data.with_extension("log").display().to_string(),
+            "-o",
+            &opts,
+            "-w",
+            "-t",
+            "120",
+            "start",
+        ]);
+    }
+
+    fn stop(&self) {
+        let _ = run(Command::new("runuser")
+            .args(["-u", "postgres", "--"])
+            .arg(self.bin.join("pg_ctl"))
+            .arg("-D")
+            .arg(&self.data)
+            .args(["-m", "fast", "-w", "stop"]));
+    }
+
+    /// A client program with this cluster's connection options.
+    fn client(&self, program: &str) -> Command {
+        let mut c = Command::new(self.bin.join(program));
+        c.arg("-h")
+            .arg(&self.socket)
+            .arg("-p")
+            .arg(self.port.to_string())
+            .args(["-U", "postgres"]);
+        c
+    }
+
+    fn sql(&self, sql: &str) -> String {
+        ok(self.client("psql").args(["-d", "postgres", "-XAtqc", sql]))
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn free_port(seed: u16) -> u16 {
+    (seed..seed + 100)
+        .find(|p| std::net::TcpListener::bind(("127.0.0.1", *p)).is_ok())
+        .expect("a free port")
+}
+
+#[test]
+fn postgresql_backed_up_under_load_restores_consistent_by_cp() {
+    let m = Mount::new();
+    let cluster = Cluster::create(&m.path("pg-live"), free_port(25432));
+    cluster.start();
+    cluster.sql("CREATE TABLE marker (t text)");
+    ok(cluster
+        .client("pgbench")
+        .args(["-i", "-q", "-s", "4", "postgres"]));
+    cluster.sql("INSERT INTO marker VALUES ('before')");
+
+    // pgbench keeps writing during the whole run.
+    let mut load: Child = cluster
+        .client("pgbench")
+        .args(["-c", "2", "-T", "600", "-n", "postgres"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    let tx_before: u64 = cluster
+        .sql("SELECT count(*) FROM pgbench_history")
+        .trim()
+        .parse()
+        .unwrap();
+
+    let verify = cluster.bin.join("pg_verifybackup");
+    let config = m.path("strata.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[hook]]\nname = \"verify\"\nphase = \"validate\"\ncommand = [\"{}\", \"{{snapshot}}/pg\"]\ntimeout = \"5m\"\n",
+            verify.display()
+        ),
+    )
+    .unwrap();
+    let head_pg = m.head().join("pg");
+    let out = run(m
+        .strata()
+        .args(["backup", "--label", "nightly", "--config"])
+        .arg(&config)
+        .arg("--")
+        .arg(cluster.bin.join("pg_basebackup"))
+        .arg("-h")
+        .arg(&cluster.socket)
+        .args(["-p", &cluster.port.to_string(), "-U", "postgres"])
+        .arg("-D")
+        .arg(&head_pg)
+        .args(["-X", "stream", "-c", "fast", "--no-sync", "-l", "strata"]));
+    assert!(
+        out.status.success(),
+        "backup run failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    cluster.sql("INSERT INTO marker VALUES ('after')");
+    assert!(
+        load.try_wait().unwrap().is_none(),
+        "pgbench was still writing when the run ended"
+    );
+    let tx_after: u64 = cluster
+        .sql("SELECT count(*) FROM pgbench_history")
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(tx_after > tx_before, "pgbench committed during the run");
+    let _ = load.kill();
+    let _ = load.wait();
+
+    let info: serde_json::Value = serde_json::from_str(&ok(m
+        .strata()
+        .args(["snapshot", "show", "nightly", "--json"])))
+    .unwrap();
+    assert_eq!(info["status"], "validated");
+    let verify_out = &info["run"]["hooks"][0];
+    assert_eq!(verify_out["name"], "verify");
+    assert!(
+        verify_out["stdout"]
+            .as_str()
+            .unwrap()
+            .contains("successfully verified"),
+        "{verify_out}"
+    );
+
+    // Restore: a plain copy out of the snapshot, then start it.
+    let restore = m.path("pg-restored");
+    std::fs::create_dir(&restore).unwrap();
+    ok(Command::new("cp")
+        .arg("-a")
+        .arg(m.snapshots().join("nightly/pg"))
+        .arg(restore.join("data")));
+    let restored = Cluster::restored(&restore.join("data"), free_port(26432));
+    restored.start();
+    assert_eq!(restored.sql("SELECT t FROM marker ORDER BY t"), "before\n");
+    let rows: u64 = restored
+        .sql("SELECT count(*) FROM pgbench_accounts")
+        .trim()
+        .parse()
+        .unwrap();
+    assert_eq!(rows, 400_000, "every pgbench account row is there");
+    ok(restored
+        .client("pg_amcheck")
+        .args(["--all", "--install-missing", "--heapallindexed"]));
+}
