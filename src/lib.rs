@@ -5,6 +5,7 @@
 
 #![warn(missing_docs)]
 
+pub mod alert;
 pub mod backend;
 pub mod check;
 pub mod chunker;
