@@ -5,6 +5,7 @@
 
 #![warn(missing_docs)]
 
+pub mod alert;
 pub mod backend;
 pub mod backup;
 pub mod check;
