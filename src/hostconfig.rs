@@ -1,5 +1,5 @@
 //! The host configuration, strata.toml(5): policy that belongs to the
-//! machine, not to the repository (hooks, and the backup run's rules).
+//! machine, not to the repository (hooks, the backup run's rules, alerts).
 //!
 //! Hooks run as root, so whoever can write this file can run code as root:
 //! it must be owned by root and writable by no one else, and so must the
@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer};
 
+use crate::alert::AlertConfig;
 use crate::backup::record::Phase;
 
 /// Where the host configuration lives unless `--config` says otherwise.
@@ -57,6 +58,9 @@ pub struct HostConfig {
     /// Hooks, in the order they run within their phase.
     #[serde(default, rename = "hook")]
     pub hooks: Vec<HookConfig>,
+    /// Alert channels and thresholds.
+    #[serde(default)]
+    pub alerts: AlertConfig,
 }
 
 /// `[backup]`: rules of a backup run.

@@ -391,3 +391,26 @@ impl Alerter {
         st.alerts.retain(|r| t.saturating_sub(r.last_seen) <= limit);
     }
 }
+
+/// Where the alert state of `repository` is kept between invocations:
+/// `$STRATA_STATE_DIR` or /var/lib/strata.
+pub fn state_path(repository: &RepoId) -> PathBuf {
+    let dir = std::env::var_os("STRATA_STATE_DIR").unwrap_or_else(|| "/var/lib/strata".into());
+    PathBuf::from(dir).join(format!("alerts-{repository}.json"))
+}
+
+/// Raises `events` for `repository`, logging what could not be delivered;
+/// an alert never fails the operation that raised it.
+pub fn raise_all(alerter: &Alerter, repository: RepoId, events: Vec<Event>) {
+    for e in events {
+        let kind = e.kind();
+        let report = alerter.raise(e.with_repository(repository));
+        if let Err(err) = report.result() {
+            tracing::error!(kind = kind.name(), error = %err, "an alert could not be delivered");
+            eprintln!(
+                "strata: an alert ({}) could not be delivered: {err}",
+                kind.name()
+            );
+        }
+    }
+}

@@ -7,6 +7,7 @@
 //! `latest` (and its label) move to it only once its status is final and
 //! good, unless the host policy says `latest = "always"`.
 
+pub mod alerts;
 pub mod hook;
 pub mod record;
 

@@ -3,11 +3,15 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Result};
+use std::time::Instant;
 use strata::backup::record::{RunRecord, RunStatus};
-use strata::backup::{Failure, Outcome, Run, Target};
+
+use strata::alert::{self, Alerter};
+use strata::backup::{alerts, Failure, Outcome, Run, Target};
 use strata::control::{self, Reply, Request, SnapshotInfo};
 use strata::exit::{self, Reported};
 use strata::hostconfig::{HostConfig, DEFAULT_PATH};
+use strata::id::RepoId;
 
 use super::args::{BackupArgs, Global};
 use super::{locked, print};
@@ -74,7 +78,15 @@ pub fn run(g: &Global, a: &BackupArgs) -> Result<()> {
         return Err(not_mounted().into());
     };
     let mountpoint = PathBuf::from(status.mountpoint.ok_or_else(not_mounted)?);
+    let id: RepoId = repo.config().id.parse()?;
+    let alerter = Alerter::from_config(&config.alerts, alert::state_path(&id)).map_err(|e| {
+        Reported(
+            exit::HOST_CONFIG,
+            format!("the [alerts] configuration cannot be used: {e}"),
+        )
+    })?;
     let daemon = Daemon { socket, mountpoint };
+    let started = Instant::now();
     let outcome = Run::new(
         &config,
         &daemon,
@@ -83,6 +95,12 @@ pub fn run(g: &Global, a: &BackupArgs) -> Result<()> {
         g.quiet || g.json,
     )
     .execute();
+    let events = alerts::events(&outcome, started.elapsed(), config.alerts.slow_snapshot);
+    alert::raise_all(&alerter, id, events);
+    if outcome.failure.is_none() {
+        // The next failure is news again, not a repeat to de-duplicate.
+        let _ = alerter.resolve(alert::Kind::RunFailed, Some(id));
+    }
     print(g, &outcome, || summary(&outcome));
     match (&outcome.failure, outcome.record.status) {
         (None, RunStatus::Inconsistent) => Err(Reported(

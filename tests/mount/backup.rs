@@ -433,3 +433,80 @@ fn a_bad_configuration_or_no_mount_is_refused_before_anything_runs() {
     let out = run(m.strata().args(["backup"]));
     assert_eq!(out.status.code(), Some(2), "the copy command is required");
 }
+
+#[test]
+fn failed_runs_and_hooks_raise_alerts_that_name_no_path() {
+    let m = Mount::new();
+    source_tree(&m);
+    let pager = script(&m, "pager", "cat >> \"$0.events\"; echo >> \"$0.events\"");
+    let channel = format!(
+        "[alerts]\n[[alerts.channel]]\ntype = \"command\"\ncommand = [\"{}\"]\n",
+        pager.display()
+    );
+    let events = || -> Vec<serde_json::Value> {
+        read(&m, "pager.events")
+            .lines()
+            .filter(|l| !l.is_empty())
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    };
+    let copy = "rsync -a src/ \"$STRATA_HEAD/app/\"";
+    let secret_path = "/srv/patients/jane-doe.pdf";
+    let failing = hook(
+        &m,
+        "quiesce",
+        "pre_backup",
+        "",
+        &format!("echo 'cannot open {secret_path}' >&2; exit 2"),
+    );
+    config(&m, &format!("{channel}{failing}"));
+    fails(&backup(&m, &[], copy), 20, "quiesce");
+    let got = events();
+    assert_eq!(got.len(), 1, "{got:?}");
+    let e = &got[0];
+    assert_eq!(e["kind"], "run_failed");
+    assert_eq!(e["class"], "hook");
+    assert_eq!(e["fields"]["hook"], "quiesce");
+    assert_eq!(e["fields"]["exit_status"], 2);
+    assert!(e["repository"].is_string());
+    assert!(!got[0].to_string().contains("patients"), "{}", got[0]);
+
+    // The same failure again within the window is counted, not re-sent.
+    fails(&backup(&m, &[], copy), 20, "quiesce");
+    assert_eq!(events().len(), 1);
+
+    // A hook that fails under mark-inconsistent raises hook_failed.
+    config(
+        &m,
+        &format!(
+            "{channel}{}",
+            hook(
+                &m,
+                "flush",
+                "post_backup",
+                "on_failure = \"mark-inconsistent\"",
+                "exit 1"
+            )
+        ),
+    );
+    fails(&backup(&m, &[], copy), 23, "inconsistent");
+    let got = events();
+    assert_eq!(got.len(), 2);
+    assert_eq!(got[1]["kind"], "hook_failed");
+    assert_eq!(got[1]["fields"]["hook"], "flush");
+    assert!(got[1]["fields"]["snapshot"].is_string());
+
+    // A run that succeeds clears the failure: the next one is news again.
+    config(&m, &channel);
+    ok(m.strata()
+        .arg("backup")
+        .arg("--config")
+        .arg(m.path("strata.toml"))
+        .args(["--", "sh", "-c", copy])
+        .current_dir(m.dir.path()));
+    config(&m, &format!("{channel}{failing}"));
+    fails(&backup(&m, &[], copy), 20, "quiesce");
+    let got = events();
+    assert_eq!(got.len(), 3, "{got:?}");
+    assert_eq!(got[2]["kind"], "run_failed");
+}

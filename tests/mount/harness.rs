@@ -177,7 +177,8 @@ impl Mount {
             .arg("--password-file")
             .arg(self.path("pw"))
             .env_remove("STRATA_PASSWORD")
-            .env_remove("STRATA_REPO");
+            .env_remove("STRATA_REPO")
+            .env("STRATA_STATE_DIR", self.dir.path());
         c
     }
 
