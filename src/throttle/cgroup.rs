@@ -283,13 +283,15 @@ pub fn device_of(path: &Path) -> Result<DeviceId, IoPriorityError> {
             .map(|s| s.rdev());
         dev = match rdev {
             Some(r) => DeviceId::from_dev(r),
-            None => return Err(IoPriorityError::NoBlockDevice {
-                path: path.to_path_buf(),
-                reason: format!(
+            None => {
+                return Err(IoPriorityError::NoBlockDevice {
+                    path: path.to_path_buf(),
+                    reason: format!(
                     "its filesystem ({}, device {dev}, source {src:?}) is not on a block device",
                     m.map_or("unknown", |m| m.fstype.as_str())
                 ),
-            }),
+                })
+            }
         };
     }
     let sys = PathBuf::from(format!("/sys/dev/block/{dev}"));
