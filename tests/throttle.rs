@@ -710,3 +710,38 @@ fn cgroup_v2_io_max_applies_to_the_repository_device() {
         ),
     }
 }
+
+#[test]
+fn adaptive_task_samples_the_real_pressure_files() {
+    let policy = ThrottlePolicy::from_toml(
+        "[throttle]\nrate = \"20MiB/s\"\n[throttle.adaptive]\npsi = \"both\"\ninterval = \"100ms\"",
+    )
+    .unwrap();
+    let t = Arc::new(Throttle::with_system_clock(policy));
+    let task = strata::throttle::AdaptiveTask::spawn(t.clone()).expect("adaptive policy");
+    // Wait for the first sample (not a timing assertion: the deadline is
+    // only there so a broken sampler fails instead of hanging).
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let verdict = loop {
+        if let Some(v) = t.status().adaptive_verdict {
+            break v;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no sample within 30 s"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    drop(task);
+    assert!(
+        matches!(
+            verdict,
+            strata::throttle::Verdict::Over(_) | strata::throttle::Verdict::Under(_)
+        ),
+        "{verdict:?}"
+    );
+    assert!(verdict.detail().contains("pressure"), "{verdict:?}");
+    // Without adaptive mode there is no task.
+    let plain = Arc::new(Throttle::with_system_clock(ThrottlePolicy::unlimited()));
+    assert!(strata::throttle::AdaptiveTask::spawn(plain).is_none());
+}
