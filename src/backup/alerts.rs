@@ -20,7 +20,7 @@ pub fn events(o: &Outcome, elapsed: Duration, slow: Duration) -> Vec<Event> {
         // The hook that stopped the run is the last failed one.
         let culprit = match f {
             Failure::Copy(_) => Some(&o.record.copy),
-            Failure::Hook(_) | Failure::Validation(_) => failing.clone().last(),
+            Failure::Hook(_) | Failure::Validation(_) => failing.clone().next_back(),
             Failure::Snapshot(_) => None,
         };
         let class = match (f, culprit) {
