@@ -17,6 +17,7 @@ use crate::backup::record::{RunRecord, RunStatus};
 use crate::head::snapshot::{SnapshotRecord, SnapshotRow};
 use crate::head::Caller;
 use crate::namespace::{may_be_latest, Namespace};
+use crate::throttle::{Limits, Throttle, ThrottleStatus};
 
 /// What the CLI asks.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -46,6 +47,17 @@ pub enum Request {
     },
     /// The daemon's state.
     Status,
+    /// The write throttle's state.
+    ThrottleShow,
+    /// Override the write throttle's limits, for `seconds` or until cleared.
+    ThrottleSet {
+        /// The new limits (`None` fields are unlimited).
+        limits: Limits,
+        /// How long the override lasts; until cleared if absent.
+        seconds: Option<u64>,
+    },
+    /// End an override: profiles and the default limit apply again.
+    ThrottleClear,
     /// Unmount and exit (after committing everything).
     Shutdown,
 }
@@ -59,7 +71,9 @@ pub enum Reply {
     /// Several.
     Snapshots(Vec<SnapshotInfo>),
     /// State.
-    Status(Status),
+    Status(Box<Status>),
+    /// The write throttle.
+    Throttle(Box<ThrottleStatus>),
     /// Done.
     Done,
 }
@@ -151,6 +165,8 @@ pub struct Status {
     pub fuse_requests: BTreeMap<String, u64>,
     /// Microseconds spent serving them, per opcode.
     pub fuse_micros: BTreeMap<String, u64>,
+    /// The write throttle: limit, why, achieved rate.
+    pub throttle: Option<ThrottleStatus>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -228,11 +244,14 @@ pub fn handle(ns: &Namespace, caller: Caller, req: &Request) -> Result<Reply> {
             let row = find(&ns.snapshots(), &runs, snapshot)?;
             Reply::Snapshot(Box::new(SnapshotInfo::of(&row, ns.run(row.record.seq))))
         }
+        Request::ThrottleShow | Request::ThrottleSet { .. } | Request::ThrottleClear => {
+            bail!("the repository is not mounted: throttling governs the daemon's write path; mount it first")
+        }
         Request::Status => {
             let head = ns.head();
             let stats = head.stats()?;
             let rows = ns.snapshots();
-            Reply::Status(Status {
+            Reply::Status(Box::new(Status {
                 read_only_reason: head.repo().store().failed(),
                 snapshots: rows.len() as u64,
                 latest: rows
@@ -247,7 +266,7 @@ pub fn handle(ns: &Namespace, caller: Caller, req: &Request) -> Result<Reply> {
                     .durable_commits
                     .load(std::sync::atomic::Ordering::Relaxed),
                 ..Status::default()
-            })
+            }))
         }
         Request::Shutdown => Reply::Done,
     })
@@ -263,6 +282,8 @@ pub trait Daemon: Send + Sync {
     fn shutdown(&self);
     /// FUSE requests served: count and microseconds per opcode.
     fn requests(&self) -> BTreeMap<String, (u64, u64)>;
+    /// The write throttle.
+    fn throttle(&self) -> &Throttle;
 }
 
 /// Accepts requests on `listener` until the process ends.
@@ -291,7 +312,21 @@ fn serve_one(stream: UnixStream, ns: &Namespace, daemon: &dyn Daemon) -> Result<
                 ?req,
                 "control request"
             );
-            let mut reply = handle(ns, caller, req)?;
+            let throttle = daemon.throttle();
+            let mut reply = match req {
+                Request::ThrottleShow => Reply::Throttle(Box::new(throttle.status())),
+                Request::ThrottleSet { limits, seconds } => {
+                    throttle.set(*limits, seconds.map(std::time::Duration::from_secs));
+                    tracing::info!(uid = caller.uid, ?limits, ?seconds, "throttle override set");
+                    Reply::Throttle(Box::new(throttle.status()))
+                }
+                Request::ThrottleClear => {
+                    throttle.clear();
+                    tracing::info!(uid = caller.uid, "throttle override cleared");
+                    Reply::Throttle(Box::new(throttle.status()))
+                }
+                _ => handle(ns, caller, req)?,
+            };
             match (req, &mut reply) {
                 (Request::SnapshotCreate { label, .. }, _) => {
                     daemon.snapshot_taken(label.as_deref())
@@ -304,6 +339,7 @@ fn serve_one(stream: UnixStream, ns: &Namespace, daemon: &dyn Daemon) -> Result<
                     s.mounted = true;
                     s.mountpoint = Some(daemon.mountpoint());
                     s.pid = Some(std::process::id());
+                    s.throttle = Some(throttle.status());
                     for (op, (n, us)) in daemon.requests() {
                         s.fuse_requests.insert(op.clone(), n);
                         s.fuse_micros.insert(op, us);

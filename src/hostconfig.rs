@@ -1,5 +1,6 @@
 //! The host configuration, strata.toml(5): policy that belongs to the
-//! machine, not to the repository (hooks, the backup run's rules, alerts).
+//! machine, not to the repository (hooks, the backup run's rules, alerts,
+//! throttling).
 //!
 //! Hooks run as root, so whoever can write this file can run code as root:
 //! it must be owned by root and writable by no one else, and so must the
@@ -15,6 +16,7 @@ use serde::{Deserialize, Deserializer};
 
 use crate::alert::AlertConfig;
 use crate::backup::record::Phase;
+use crate::throttle::{ThrottleConfig, ThrottlePolicy};
 
 /// Where the host configuration lives unless `--config` says otherwise.
 pub const DEFAULT_PATH: &str = "/etc/strata/strata.toml";
@@ -61,6 +63,9 @@ pub struct HostConfig {
     /// Alert channels and thresholds.
     #[serde(default)]
     pub alerts: AlertConfig,
+    /// Write-path throttling of the daemon.
+    #[serde(default)]
+    pub throttle: ThrottleConfig,
 }
 
 /// `[backup]`: rules of a backup run.
@@ -215,7 +220,23 @@ impl HostConfig {
         Ok(config)
     }
 
+    /// Reads the configuration named by `--config`, or the default one.
+    pub fn load_or_default(path: Option<&Path>) -> Result<HostConfig, HostConfigError> {
+        match path {
+            Some(p) => HostConfig::load(p, true),
+            None => HostConfig::load(Path::new(DEFAULT_PATH), false),
+        }
+    }
+
+    /// The validated `[throttle]` policy.
+    pub fn throttle_policy(&self) -> ThrottlePolicy {
+        self.throttle
+            .validate()
+            .expect("validated when the configuration was loaded")
+    }
+
     fn check(&self) -> Result<(), String> {
+        self.throttle.validate().map_err(|e| e.to_string())?;
         let mut names = BTreeSet::new();
         for h in &self.hooks {
             let name = &h.name;

@@ -32,3 +32,4 @@ pub mod stats;
 pub mod storage;
 pub mod store;
 pub mod throttle;
+pub mod watch;

@@ -21,6 +21,9 @@ pub struct MountOptions {
     /// FUSE request threads.
     #[arg(long, value_name = "N", default_value_t = 4)]
     pub threads: usize,
+    /// The host configuration: throttling and alerts [default: /etc/strata/strata.toml, none if missing].
+    #[arg(long, env = "STRATA_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
 }
 
 /// Serves a strata repository as a filesystem.

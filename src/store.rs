@@ -135,6 +135,8 @@ pub struct Store {
     files: Mutex<HashMap<PackId, Arc<dyn DiskFile>>>,
     /// Set with `Writer::failed`, readable without the writer lock.
     read_only: std::sync::atomic::AtomicBool,
+    /// Writes refused for lack of space, for the storage watch.
+    nospace: std::sync::atomic::AtomicU64,
     /// This process's counters.
     pub counters: Counters,
 }
@@ -168,6 +170,7 @@ impl Store {
             packs: RwLock::new(packs),
             files: Mutex::new(HashMap::new()),
             read_only: std::sync::atomic::AtomicBool::new(false),
+            nospace: std::sync::atomic::AtomicU64::new(0),
             counters: Counters::default(),
         };
         let resumed = store.recover()?;
@@ -398,6 +401,8 @@ impl Store {
     /// pack was cut back), anything else stops writes.
     fn write_failed(&self, w: &mut Writer, path: &str, e: io::Error) -> StoreError {
         if e.kind() == io::ErrorKind::StorageFull {
+            self.nospace
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             return StoreError::NoSpace;
         }
         let reason = format!("writing {path}: {e}");
@@ -590,6 +595,11 @@ impl Store {
     /// Whether writes are refused after a failure (cheap: no lock).
     pub fn is_read_only(&self) -> bool {
         self.read_only.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// How many writes were refused for lack of space since the store opened.
+    pub fn nospace_errors(&self) -> u64 {
+        self.nospace.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Why writes are refused after a failure, if they are.

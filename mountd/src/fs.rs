@@ -16,6 +16,9 @@ use fuser::{
 };
 use strata::head::{Attr, Caller, FileKind, FsError, RenameMode, SetAttr, Timestamp};
 use strata::namespace::{Namespace, Node, SNAPSHOTS_INO};
+use strata::throttle::Throttle;
+
+use crate::delay::Delayer;
 
 /// Attributes and entries of the head: the daemon is its only writer.
 const HEAD_TTL: Duration = Duration::from_secs(60);
@@ -87,19 +90,26 @@ pub struct StrataFs {
     ns: Arc<Namespace>,
     invalidate: Mutex<Sender<Invalidate>>,
     requests: Arc<Requests>,
+    throttle: Arc<Throttle>,
+    delayer: Delayer,
 }
 
 impl StrataFs {
     /// Serves `ns`; cache invalidations go to `invalidate`; requests are counted in `requests`.
+    /// Write replies are held back as `throttle` says, by `delayer`.
     pub fn new(
         ns: Arc<Namespace>,
         invalidate: Sender<Invalidate>,
         requests: Arc<Requests>,
+        throttle: Arc<Throttle>,
+        delayer: Delayer,
     ) -> StrataFs {
         StrataFs {
             ns,
             invalidate: Mutex::new(invalidate),
             requests,
+            throttle,
+            delayer,
         }
     }
 }
@@ -534,7 +544,14 @@ impl Filesystem for StrataFs {
         let _t = self.requests.start("write");
         let kill = write_flags.contains(WriteFlags::FUSE_WRITE_KILL_SUIDGID);
         match self.ns.write(caller(req), ino.0, offset, data, kill) {
-            Ok(n) => reply.written(n as u32),
+            Ok(n) => {
+                let delay = self.throttle.admit(n as u64);
+                if delay.is_zero() {
+                    reply.written(n as u32)
+                } else {
+                    self.delayer.after(delay, move || reply.written(n as u32))
+                }
+            }
             Err(e) => reply.error(errno(&e)),
         }
     }

@@ -1,6 +1,7 @@
 //! strata-mountd: unlocks a repository and serves it over FUSE until it
 //! is unmounted. Startup and shutdown live here; the callbacks in `fs`.
 
+mod delay;
 mod fs;
 
 use std::io::Write;
@@ -14,13 +15,20 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use clap::Parser;
 use fuser::{Config, MountOption, SessionACL};
+use strata::alert::{self, Alerter};
 use strata::control::{self, Daemon};
+use strata::exit::Reported;
+use strata::hostconfig::HostConfig;
+use strata::id::RepoId;
 use strata::mount_args::{resolve_group, MountdArgs};
 use strata::mountpoint::{self, MountpointError};
 use strata::namespace::{Access, Namespace};
 use strata::repo::{LockedRepo, RepoError};
 use strata::storage::LocalDisk;
+use strata::throttle::cgroup::{self, IoPlacement};
+use strata::throttle::{AdaptiveTask, Throttle, ThrottlePolicy};
 
+use delay::Delayer;
 use fs::{after_snapshot, Invalidate, Requests, StrataFs};
 
 /// Threads that decode chunks ahead of readers.
@@ -116,6 +124,7 @@ struct Served {
     notifier: fuser::Notifier,
     unmount: Mutex<Option<fuser::SessionUnmounter>>,
     requests: Arc<Requests>,
+    throttle: Arc<Throttle>,
 }
 
 impl Served {
@@ -148,6 +157,36 @@ impl Daemon for Served {
     fn requests(&self) -> std::collections::BTreeMap<String, (u64, u64)> {
         self.requests.snapshot()
     }
+
+    fn throttle(&self) -> &Throttle {
+        &self.throttle
+    }
+}
+
+/// The write throttle of the host configuration, with its adaptive
+/// sampler and, when `[throttle.io]` asks, the daemon in an I/O cgroup.
+fn start_throttle(
+    policy: ThrottlePolicy,
+    repo_dir: &Path,
+    repo_id: &str,
+) -> (Arc<Throttle>, Option<AdaptiveTask>, Option<IoPlacement>) {
+    let placement = policy.io.as_ref().and_then(|io| {
+        let name = format!("strata-{}", &repo_id[..repo_id.len().min(12)]);
+        match cgroup::place_self(&name, io, repo_dir) {
+            Ok(p) => {
+                tracing::info!(cgroup = %name, "I/O limits applied to the daemon's cgroup");
+                Some(p)
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "[throttle.io] cannot be applied; the write throttle still limits the daemon");
+                eprintln!("strata-mountd: warning: [throttle.io] cannot be applied: {e}");
+                None
+            }
+        }
+    });
+    let throttle = Arc::new(Throttle::with_system_clock(policy));
+    let adaptive = AdaptiveTask::spawn(throttle.clone());
+    (throttle, adaptive, placement)
 }
 
 fn unlock(args: &MountdArgs) -> Result<strata::repo::Repo> {
@@ -187,8 +226,16 @@ fn run(args: &MountdArgs, ready: &dyn Fn()) -> Result<()> {
         tracing::warn!("{note}");
         eprintln!("strata-mountd: {note}");
     }
+    let host = HostConfig::load_or_default(opts.config.as_deref())?;
     let repo = unlock(args)?;
     let repo_id = repo.config().id.clone();
+    let id: RepoId = repo_id.parse()?;
+    let alerter = Alerter::from_config(&host.alerts, alert::state_path(&id)).map_err(|e| {
+        Reported(
+            strata::exit::HOST_CONFIG,
+            format!("the [alerts] configuration cannot be used: {e}"),
+        )
+    })?;
     let reader_group = opts
         .reader_group
         .as_deref()
@@ -225,7 +272,15 @@ fn run(args: &MountdArgs, ready: &dyn Fn()) -> Result<()> {
     config.n_threads = Some(opts.threads.max(1));
     config.clone_fd = true;
     let requests = Arc::new(Requests::default());
-    let fs = StrataFs::new(ns.clone(), tx.clone(), requests.clone());
+    let (throttle, _adaptive, io_placement) =
+        start_throttle(host.throttle_policy(), &args.repo, &repo_id);
+    let fs = StrataFs::new(
+        ns.clone(),
+        tx.clone(),
+        requests.clone(),
+        throttle.clone(),
+        Delayer::spawn()?,
+    );
     let mut session = fuser::Session::new(fs, &mnt, &config)
         .map_err(|e| MountpointError::Mount(mnt.clone(), e.to_string()))?;
     let served = Arc::new(Served {
@@ -234,7 +289,15 @@ fn run(args: &MountdArgs, ready: &dyn Fn()) -> Result<()> {
         notifier: session.notifier(),
         unmount: Mutex::new(Some(session.unmount_callable())),
         requests,
+        throttle,
     });
+    strata::watch::spawn(
+        ns.clone(),
+        alerter,
+        id,
+        args.repo.clone(),
+        host.alerts.fill_threshold,
+    )?;
     let notifier = session.notifier();
     std::thread::Builder::new()
         .name("invalidate".into())
@@ -276,6 +339,11 @@ fn run(args: &MountdArgs, ready: &dyn Fn()) -> Result<()> {
     sd_notify("STOPPING=1");
     let _ = std::fs::remove_file(mountpoint::socket_path(&repo_id));
     ns.shutdown().context("committing the head at unmount")?;
+    if let Some(p) = io_placement {
+        if let Err(e) = p.undo() {
+            tracing::warn!(error = %e, "leaving the I/O cgroup failed");
+        }
+    }
     result.context("serving FUSE")?;
     tracing::info!(mountpoint = %mnt.display(), "unmounted; everything committed");
     Ok(())

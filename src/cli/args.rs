@@ -75,6 +75,14 @@ pub enum Command {
     /// the label move to it only then. The exit code says how the run
     /// ended (see EXIT STATUS).
     Backup(BackupArgs),
+    /// Show or change the daemon's write throttle, live.
+    ///
+    /// The limits come from [throttle] in strata.toml(5): a default rate,
+    /// time-of-day profiles, and adaptive back-off under system pressure.
+    /// `set` overrides them until `clear` (or for --for); adaptive back-off
+    /// still applies beneath an override.
+    #[command(subcommand)]
+    Throttle(ThrottleCommand),
     /// Mount the repository: head/ to back up into, snapshots/ to restore from.
     ///
     /// Starts strata-mountd, hands it the key on an inherited descriptor
@@ -100,6 +108,25 @@ pub enum Command {
         /// Output directory.
         dir: PathBuf,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ThrottleCommand {
+    /// The limit in force, why, and the rate achieved.
+    Show,
+    /// Override the limit, e.g. `set 20MiB/s --for 2h`, or `set unlimited`.
+    Set {
+        /// Bytes per second ("20MiB/s", "500KB/s", "unlimited").
+        rate: String,
+        /// Write requests per second ("2000ops/s").
+        #[arg(long, value_name = "RATE")]
+        ops: Option<String>,
+        /// How long the override lasts, e.g. "2h" [default: until cleared].
+        #[arg(long = "for", value_name = "DURATION")]
+        duration: Option<humantime::Duration>,
+    },
+    /// End the override: profiles and the configured limit apply again.
+    Clear,
 }
 
 #[derive(Debug, Args)]

@@ -10,7 +10,7 @@ use strata::alert::{self, Alerter};
 use strata::backup::{alerts, Failure, Outcome, Run, Target};
 use strata::control::{self, Reply, Request, SnapshotInfo};
 use strata::exit::{self, Reported};
-use strata::hostconfig::{HostConfig, DEFAULT_PATH};
+use strata::hostconfig::HostConfig;
 use strata::id::RepoId;
 
 use super::args::{BackupArgs, Global};
@@ -59,10 +59,7 @@ pub fn run(g: &Global, a: &BackupArgs) -> Result<()> {
     if let Some(l) = &a.label {
         strata::namespace::check_label(l)?;
     }
-    let config = match &a.config {
-        Some(path) => HostConfig::load(path, true)?,
-        None => HostConfig::load(Path::new(DEFAULT_PATH), false)?,
-    };
+    let config = HostConfig::load_or_default(a.config.as_deref())?;
     let repo = locked(g)?;
     let socket = strata::mountpoint::socket_path(&repo.config().id);
     let not_mounted = || {

@@ -5,6 +5,7 @@ mod backup;
 mod mount;
 mod secrets;
 mod snapshot;
+mod throttle;
 
 use std::io::IsTerminal;
 use std::path::Path;
@@ -37,6 +38,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Repair(RepairCommand::Index) => cmd_repair_index(g),
         Command::Snapshot(c) => snapshot::run(g, c),
         Command::Backup(a) => backup::run(g, a),
+        Command::Throttle(c) => throttle::run(g, c),
         Command::Mount(a) => mount::mount(g, a),
         Command::Umount { mountpoint } => mount::umount(g, mountpoint),
         Command::Status => snapshot::status(g),

@@ -126,6 +126,9 @@ pub fn mount(g: &Global, a: &MountArgs) -> Result<()> {
     if let Some(group) = &a.mount.reader_group {
         cmd.arg("--reader-group").arg(group);
     }
+    if let Some(config) = &a.mount.config {
+        cmd.arg("--config").arg(config);
+    }
     // The key reaches the daemon only through the descriptor.
     cmd.env_remove("STRATA_PASSWORD").stdin(Stdio::null());
     let key_raw = key_r.as_raw_fd();

@@ -151,14 +151,19 @@ pub fn status(g: &Global) -> Result<()> {
             (Some(m), Some(why)) => format!("mounted on {m}, READ-ONLY: {why}"),
             (None, _) => "not mounted".to_owned(),
         };
-        format!(
+        let mut out = format!(
             "state       {state}\nsnapshots   {} (latest {})\ninodes      {}\nstaging     {} bytes\ncommits     {}",
             s.snapshots,
             s.latest.as_deref().unwrap_or("-"),
             s.inodes,
             s.staging_bytes,
             s.durable_commits
-        )
+        );
+        if let Some(t) = &s.throttle {
+            out.push('\n');
+            out.push_str(&super::throttle::describe(t));
+        }
+        out
     });
     Ok(())
 }

@@ -6,6 +6,7 @@ mod backup;
 mod common;
 mod harness;
 mod postgres;
+mod throttle;
 mod tree;
 
 use std::io::Read;

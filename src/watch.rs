@@ -1,0 +1,93 @@
+//! The daemon's storage watch: every few seconds it looks at the store and
+//! the filesystem holding the repository, and raises an alert when writes
+//! failed (the store turned read-only, or the disk filled) or the
+//! filesystem is fuller than the threshold. A failure is therefore heard
+//! of within [`INTERVAL`] plus the channel's timeout, whether or not anyone
+//! is running a backup at the time.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use crate::alert::{self, Alerter, Class, Event, Fields, Kind};
+use crate::id::RepoId;
+use crate::namespace::Namespace;
+
+/// How often the watch looks.
+pub const INTERVAL: Duration = Duration::from_secs(5);
+
+/// What the watch has already reported, so each change is raised once
+/// (the alerter's de-duplication covers repeats over longer spans).
+#[derive(Default)]
+struct Seen {
+    failed: bool,
+    nospace: u64,
+}
+
+/// Watches `ns`'s store and the filesystem of `repo_dir` until the process
+/// ends, raising alerts through `alerter`.
+pub fn spawn(
+    ns: Arc<Namespace>,
+    alerter: Alerter,
+    repository: RepoId,
+    repo_dir: PathBuf,
+    fill_threshold: u8,
+) -> std::io::Result<()> {
+    std::thread::Builder::new()
+        .name("storage-watch".into())
+        .spawn(move || {
+            let mut seen = Seen::default();
+            loop {
+                let events = look(&ns, &repo_dir, fill_threshold, &mut seen);
+                alert::raise_all(&alerter, repository, events);
+                std::thread::sleep(INTERVAL);
+            }
+        })?;
+    Ok(())
+}
+
+/// One look: the events that are new since the last.
+fn look(ns: &Namespace, repo_dir: &std::path::Path, threshold: u8, seen: &mut Seen) -> Vec<Event> {
+    let store = ns.head().repo().store();
+    let mut out = Vec::new();
+    if store.failed().is_some() && !seen.failed {
+        seen.failed = true;
+        tracing::error!("storage failure: raising an alert");
+        out.push(Event::new(
+            Kind::StorageError,
+            Class::TransientIo,
+            SystemTime::now(),
+        ));
+    }
+    let nospace = store.nospace_errors();
+    if nospace > seen.nospace {
+        out.push(
+            Event::new(Kind::StorageError, Class::Capacity, SystemTime::now()).with_fields(
+                Fields {
+                    errno: Some(libc::ENOSPC),
+                    attempts: Some((nospace - seen.nospace) as u32),
+                    ..Fields::default()
+                },
+            ),
+        );
+        seen.nospace = nospace;
+    }
+    if let Ok((used, total)) = usage(repo_dir) {
+        out.extend(alert::fill_check(used, total, threshold));
+    }
+    out
+}
+
+/// Bytes used and total on the filesystem holding `path`.
+pub fn usage(path: &std::path::Path) -> std::io::Result<(u64, u64)> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes())?;
+    // SAFETY: statvfs writes one struct into `st`.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::statvfs(c.as_ptr(), &mut st) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let frsize = st.f_frsize;
+    let total = st.f_blocks * frsize;
+    Ok((total - st.f_bfree * frsize, total))
+}
