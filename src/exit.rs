@@ -22,6 +22,8 @@ pub const MOUNTPOINT: u8 = 14;
 
 /// The host configuration cannot be used.
 pub const HOST_CONFIG: u8 = 15;
+/// No good snapshot within the allowed age (`check --freshness`).
+pub const BACKUP_MISSED: u8 = 16;
 /// A backup run stopped because a hook failed or timed out.
 pub const HOOK_FAILED: u8 = 20;
 /// A backup run's copy command failed.

@@ -81,6 +81,7 @@ Exit codes:
   13  the repository is damaged (check found errors, corrupt data, missing index)
   14  the mountpoint is missing, not a directory, or already mounted
   15  the host configuration (strata.toml) is unreadable, unsafe or invalid
+  16  check --freshness: no good snapshot within the allowed age
   20  backup: a hook failed or timed out, and the run stopped
   21  backup: the copy command failed
   22  backup: validation failed; the snapshot is kept, marked failed, not latest

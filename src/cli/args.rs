@@ -240,6 +240,24 @@ pub struct CheckArgs {
     /// Read only a subset of packs: n/t (part n of t) or P% (random).
     #[arg(long, value_name = "SUBSET")]
     pub read_data_subset: Option<String>,
+    /// Instead of the structure, check that a good snapshot is recent and
+    /// the storage has room; raise the missed-backup and fill alerts (run
+    /// from a timer: a dead daemon cannot raise them). Works while mounted.
+    #[arg(long, conflicts_with_all = ["read_data", "read_data_subset"])]
+    pub freshness: bool,
+    /// With --freshness: the age past which the backup counts as missed
+    /// [default: max_snapshot_age in strata.toml, else 25h].
+    #[arg(long, value_name = "DURATION", requires = "freshness")]
+    pub max_age: Option<humantime::Duration>,
+    /// With --freshness: the host configuration with the alert channels
+    /// [default: /etc/strata/strata.toml, none if missing].
+    #[arg(
+        long,
+        env = "STRATA_CONFIG",
+        value_name = "FILE",
+        requires = "freshness"
+    )]
+    pub config: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]

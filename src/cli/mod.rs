@@ -2,6 +2,7 @@
 
 pub mod args;
 mod backup;
+mod freshness;
 mod mount;
 mod secrets;
 mod snapshot;
@@ -325,6 +326,9 @@ fn cmd_key(g: &Global, k: &KeyCommand) -> Result<()> {
 }
 
 fn cmd_check(g: &Global, a: &CheckArgs) -> Result<()> {
+    if a.freshness {
+        return freshness::run(g, a);
+    }
     let read = match (&a.read_data_subset, a.read_data) {
         (Some(s), _) => s.parse::<ReadData>().map_err(anyhow::Error::msg)?,
         (None, true) => ReadData::All,

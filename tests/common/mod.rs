@@ -1,6 +1,8 @@
 //! Helpers shared by the engine tests.
 #![allow(dead_code)]
 
+pub mod webhook;
+
 use std::sync::Arc;
 
 use strata::chunker::ChunkerParams;

@@ -4,6 +4,7 @@
 mod backup;
 #[path = "../common/mod.rs"]
 mod common;
+mod freshness;
 mod harness;
 mod postgres;
 mod throttle;
@@ -24,12 +25,13 @@ fn strata_at(m: &Mount, repo: &Path, args: &[&str]) -> Command {
         .arg(repo)
         .arg("--password-file")
         .arg(m.path("pw"))
+        .env("STRATA_STATE_DIR", m.dir.path())
         .args(args);
     c
 }
 
 /// Creates a repository at `repo` and mounts it on the test's mountpoint.
-fn init_and_mount_at(m: &Mount, repo: &Path) {
+fn init_and_mount_at(m: &Mount, repo: &Path, flags: &[&str]) {
     ok(&mut strata_at(
         m,
         repo,
@@ -37,6 +39,7 @@ fn init_and_mount_at(m: &Mount, repo: &Path) {
     ));
     ok(strata_at(m, repo, &["mount", "--log-file"])
         .arg(m.path("mountd.log"))
+        .args(flags)
         .arg(m.mnt()));
 }
 
@@ -472,7 +475,7 @@ fn a_full_disk_reaches_the_writer_as_enospc() {
     }
     let _guard = Unmount(&small);
     let repo = small.join("repo");
-    init_and_mount_at(&m, &repo);
+    init_and_mount_at(&m, &repo, &[]);
     let out = run(Command::new("dd")
         .args(["if=/dev/urandom", "bs=1M", "count=64", "conv=fsync"])
         .arg(format!("of={}", m.head().join("big").display())));
@@ -620,7 +623,15 @@ fn a_failed_sync_turns_the_head_read_only_with_a_clear_message() {
     let m = Mount::unmounted();
     let disk = FailingDisk::new(m.dir.path());
     let repo = disk.fs.join("repo");
-    init_and_mount_at(&m, &repo);
+    // Alerts go to a webhook receiver on loopback.
+    let (url, alerts) = common::webhook::receiver(200);
+    let config = m.path("strata.toml");
+    std::fs::write(
+        &config,
+        format!("[alerts]\n[[alerts.channel]]\ntype = \"webhook\"\nurl = \"{url}\"\n"),
+    )
+    .unwrap();
+    init_and_mount_at(&m, &repo, &["--config", config.to_str().unwrap()]);
     std::fs::write(m.head().join("before"), b"kept").unwrap();
     // More than the disk can really hold; the sync that follows fails.
     let out = run(Command::new("dd")
@@ -638,6 +649,13 @@ fn a_failed_sync_turns_the_head_read_only_with_a_clear_message() {
     let reason = status["read_only_reason"].as_str().unwrap_or_default();
     assert!(!reason.is_empty(), "status does not say why: {status}");
     assert!(m.log().contains("refusing further writes"), "{}", m.log());
+    // The daemon's storage watch raised the alert on its own, within 30 s.
+    let got = alerts
+        .recv_timeout(std::time::Duration::from_secs(30))
+        .expect("a storage alert within 30 s");
+    let event: serde_json::Value = serde_json::from_str(&got.body).unwrap();
+    assert_eq!(event["kind"], "storage_error", "{event}");
+    assert!(!got.body.contains(&*repo.to_string_lossy()), "{}", got.body);
     // What was committed before is still readable.
     assert_eq!(std::fs::read(m.head().join("before")).unwrap(), b"kept");
     let _ = run(Command::new(harness::strata_bin())
