@@ -150,9 +150,9 @@ fn free_port(seed: u16) -> u16 {
         .expect("a free port")
 }
 
-#[test]
-fn postgresql_backed_up_under_load_restores_consistent_by_cp() {
-    let m = Mount::new();
+/// A live cluster with pgbench tables and a marker row committed before
+/// the backup.
+fn live_cluster(m: &Mount) -> Cluster {
     let cluster = Cluster::create(&m.path("pg-live"), free_port(25432));
     cluster.start();
     cluster.sql("CREATE TABLE marker (t text)");
@@ -160,8 +160,19 @@ fn postgresql_backed_up_under_load_restores_consistent_by_cp() {
         .client("pgbench")
         .args(["-i", "-q", "-s", "4", "postgres"]));
     cluster.sql("INSERT INTO marker VALUES ('before')");
+    cluster
+}
 
-    // pgbench keeps writing during the whole run.
+/// Runs `backup` while pgbench writes, then commits a marker row after it;
+/// checks pgbench really wrote during the run.
+fn under_load(cluster: &Cluster, backup: impl FnOnce()) {
+    let count = || -> u64 {
+        cluster
+            .sql("SELECT count(*) FROM pgbench_history")
+            .trim()
+            .parse()
+            .unwrap()
+    };
     let mut load: Child = cluster
         .client("pgbench")
         .args(["-c", "2", "-T", "600", "-n", "postgres"])
@@ -170,12 +181,45 @@ fn postgresql_backed_up_under_load_restores_consistent_by_cp() {
         .spawn()
         .unwrap();
     std::thread::sleep(std::time::Duration::from_secs(1));
-    let tx_before: u64 = cluster
-        .sql("SELECT count(*) FROM pgbench_history")
+    let before = count();
+    backup();
+    cluster.sql("INSERT INTO marker VALUES ('after')");
+    assert!(
+        load.try_wait().unwrap().is_none(),
+        "pgbench was still writing when the run ended"
+    );
+    assert!(count() > before, "pgbench committed during the run");
+    let _ = load.kill();
+    let _ = load.wait();
+}
+
+/// Restores `snapshot_pg` by cp -a, starts it, and checks it holds what
+/// was committed before the run and not after, and that pg_amcheck is clean.
+fn restore_and_check(m: &Mount, snapshot_pg: &Path) {
+    let restore = m.path("pg-restored");
+    std::fs::create_dir(&restore).unwrap();
+    ok(Command::new("cp")
+        .arg("-a")
+        .arg(snapshot_pg)
+        .arg(restore.join("data")));
+    let restored = Cluster::restored(&restore.join("data"), free_port(26432));
+    restored.start();
+    assert_eq!(restored.sql("SELECT t FROM marker ORDER BY t"), "before\n");
+    let rows: u64 = restored
+        .sql("SELECT count(*) FROM pgbench_accounts")
         .trim()
         .parse()
         .unwrap();
+    assert_eq!(rows, 400_000, "every pgbench account row is there");
+    ok(restored
+        .client("pg_amcheck")
+        .args(["--all", "--install-missing", "--heapallindexed"]));
+}
 
+#[test]
+fn postgresql_backed_up_under_load_restores_consistent_by_cp() {
+    let m = Mount::new();
+    let cluster = live_cluster(&m);
     let verify = cluster.bin.join("pg_verifybackup");
     let config = m.path("strata.toml");
     std::fs::write(
@@ -187,37 +231,25 @@ fn postgresql_backed_up_under_load_restores_consistent_by_cp() {
     )
     .unwrap();
     let head_pg = m.head().join("pg");
-    let out = run(m
-        .strata()
-        .args(["backup", "--label", "nightly", "--config"])
-        .arg(&config)
-        .arg("--")
-        .arg(cluster.bin.join("pg_basebackup"))
-        .arg("-h")
-        .arg(&cluster.socket)
-        .args(["-p", &cluster.port.to_string(), "-U", "postgres"])
-        .arg("-D")
-        .arg(&head_pg)
-        .args(["-X", "stream", "-c", "fast", "--no-sync", "-l", "strata"]));
-    assert!(
-        out.status.success(),
-        "backup run failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    cluster.sql("INSERT INTO marker VALUES ('after')");
-    assert!(
-        load.try_wait().unwrap().is_none(),
-        "pgbench was still writing when the run ended"
-    );
-    let tx_after: u64 = cluster
-        .sql("SELECT count(*) FROM pgbench_history")
-        .trim()
-        .parse()
-        .unwrap();
-    assert!(tx_after > tx_before, "pgbench committed during the run");
-    let _ = load.kill();
-    let _ = load.wait();
-
+    under_load(&cluster, || {
+        let out = run(m
+            .strata()
+            .args(["backup", "--label", "nightly", "--config"])
+            .arg(&config)
+            .arg("--")
+            .arg(cluster.bin.join("pg_basebackup"))
+            .arg("-h")
+            .arg(&cluster.socket)
+            .args(["-p", &cluster.port.to_string(), "-U", "postgres"])
+            .arg("-D")
+            .arg(&head_pg)
+            .args(["-X", "stream", "-c", "fast", "--no-sync", "-l", "strata"]));
+        assert!(
+            out.status.success(),
+            "backup run failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    });
     let info: serde_json::Value = serde_json::from_str(&ok(m
         .strata()
         .args(["snapshot", "show", "nightly", "--json"])))
@@ -232,24 +264,79 @@ fn postgresql_backed_up_under_load_restores_consistent_by_cp() {
             .contains("successfully verified"),
         "{verify_out}"
     );
+    restore_and_check(&m, &m.snapshots().join("nightly/pg"));
+}
 
-    // Restore: a plain copy out of the snapshot, then start it.
-    let restore = m.path("pg-restored");
-    std::fs::create_dir(&restore).unwrap();
-    ok(Command::new("cp")
-        .arg("-a")
-        .arg(m.snapshots().join("nightly/pg"))
-        .arg(restore.join("data")));
-    let restored = Cluster::restored(&restore.join("data"), free_port(26432));
-    restored.start();
-    assert_eq!(restored.sql("SELECT t FROM marker ORDER BY t"), "before\n");
-    let rows: u64 = restored
-        .sql("SELECT count(*) FROM pgbench_accounts")
-        .trim()
-        .parse()
-        .unwrap();
-    assert_eq!(rows, 400_000, "every pgbench account row is there");
-    ok(restored
-        .client("pg_amcheck")
-        .args(["--all", "--install-missing", "--heapallindexed"]));
+/// The session-hook variant: scripts/hooks/postgresql-session holds
+/// pg_backup_start open while rsync copies the live data directory, then
+/// writes backup_label and the WAL of the backup into head/ before the
+/// snapshot.
+#[test]
+fn postgresql_session_hook_brackets_an_rsync_of_the_live_cluster() {
+    let m = Mount::new();
+    let cluster = live_cluster(&m);
+    let hook = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/hooks/postgresql-session");
+    let config = m.path("strata.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[hook]]\nname = \"postgres\"\nphase = \"pre_backup\"\nsession = true\n\
+             command = [\"{}\", \"--dest\", \"pg\"]\ntimeout = \"5m\"\n\
+             env = {{ PGHOST = \"{}\", PGPORT = \"{}\", PGUSER = \"postgres\" }}\n\
+             [[hook]]\nname = \"label\"\nphase = \"validate\"\n\
+             command = [\"/usr/bin/test\", \"-s\", \"{{snapshot}}/pg/backup_label\"]\n",
+            hook.display(),
+            cluster.socket.display(),
+            cluster.port
+        ),
+    )
+    .unwrap();
+    let mut copy = vec!["rsync".to_owned(), "-a".to_owned()];
+    for x in [
+        "/pg_wal/*",
+        "/postmaster.pid",
+        "/postmaster.opts",
+        "/pg_replslot/*",
+        "/pg_stat_tmp/*",
+        "/pg_dynshmem/*",
+        "/pg_notify/*",
+        "/pg_serial/*",
+        "/pg_snapshots/*",
+        "/pg_subtrans/*",
+        "/backup_label",
+        "/tablespace_map",
+    ] {
+        copy.push(format!("--exclude={x}"));
+    }
+    copy.push(format!("{}/", cluster.data.display()));
+    copy.push(format!("{}/", m.head().join("pg").display()));
+    under_load(&cluster, || {
+        let out = run(m
+            .strata()
+            .args(["backup", "--label", "nightly", "--config"])
+            .arg(&config)
+            .arg("--")
+            .args(&copy));
+        assert!(
+            out.status.success(),
+            "backup run failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    });
+    let info: serde_json::Value = serde_json::from_str(&ok(m
+        .strata()
+        .args(["snapshot", "show", "nightly", "--json"])))
+    .unwrap();
+    assert_eq!(info["status"], "validated");
+    let points = &info["run"]["hooks"][0]["points"];
+    assert!(points["start_lsn"].is_string(), "{points}");
+    assert!(points["stop_lsn"].is_string(), "{points}");
+    let snap = m.snapshots().join("nightly/pg");
+    let label = std::fs::read_to_string(snap.join("backup_label")).unwrap();
+    assert!(label.contains("START WAL LOCATION"), "{label}");
+    assert!(
+        std::fs::read_dir(snap.join("pg_wal")).unwrap().count() > 0,
+        "the WAL of the backup is in the snapshot"
+    );
+    restore_and_check(&m, &snap);
 }
