@@ -556,8 +556,34 @@ impl Store {
             })
     }
 
-    /// Reads sealed bytes from a pack, wherever it is now.
+    /// Reads sealed bytes from a pack, wherever it is now. A read that
+    /// fails with a transient I/O error is tried again, a few times with
+    /// backoff (reads are the only store operation that is retried: see
+    /// [`crate::alert::may_retry`]).
     pub fn read_object(&self, pack: PackId, offset: u64, len: u32) -> Result<Vec<u8>, StoreError> {
+        use crate::alert::{classify, may_retry, retry_delay, Operation};
+        let mut attempt = 0;
+        loop {
+            let err = match self.read_object_once(pack, offset, len) {
+                Err(StoreError::Pack(PackError::Io { source, .. }))
+                    if may_retry(Operation::Read, classify(&source)) =>
+                {
+                    source
+                }
+                other => return other,
+            };
+            attempt += 1;
+            match retry_delay(attempt) {
+                Some(pause) => {
+                    tracing::warn!(pack = %pack.short(), offset, attempt, error = %err, "pack read failed; retrying");
+                    std::thread::sleep(pause);
+                }
+                None => return Err(StoreError::Pack(PackError::Io { pack, source: err })),
+            }
+        }
+    }
+
+    fn read_object_once(&self, pack: PackId, offset: u64, len: u32) -> Result<Vec<u8>, StoreError> {
         let file = self.pack_file(pack)?;
         match pack::read_object(file.as_ref(), pack, offset, len) {
             Ok(b) => Ok(b),

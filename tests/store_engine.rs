@@ -147,6 +147,29 @@ fn a_full_disk_stores_nothing_half_and_the_store_goes_on() {
 }
 
 #[test]
+fn transient_read_errors_are_retried_and_persistent_ones_reported() {
+    let (sim, disk) = sim();
+    init_encrypted(disk.clone());
+    let repo = open(disk.clone());
+    let data = bytes(5, 50_000);
+    let (id, _) = repo.store().put(&data).unwrap();
+    repo.store().commit().unwrap();
+    drop(repo);
+    let repo = open(disk);
+    // Two failed reads: the third attempt succeeds.
+    sim.fail_reads(2);
+    assert_eq!(repo.store().get(&id).unwrap().as_slice(), &data[..]);
+    // A disk that keeps failing: an I/O error, after the last attempt.
+    sim.fail_reads(1000);
+    let err = repo.store().get(&id).unwrap_err();
+    assert!(err.to_string().contains("Input/output error"), "{err}");
+    sim.heal();
+    // Writes were never affected, and nothing was marked failed.
+    assert!(repo.store().failed().is_none());
+    assert_eq!(repo.store().get(&id).unwrap().as_slice(), &data[..]);
+}
+
+#[test]
 fn a_failed_sync_is_sticky_and_loses_nothing_acknowledged() {
     let (sim, disk) = sim();
     init_encrypted(disk.clone());

@@ -9,33 +9,41 @@ use super::record::HookOutcome;
 use super::{Failure, Outcome};
 use crate::alert::{Class, Event, Fields, Kind, Token};
 
-/// The events for `o`, a run that started `elapsed` ago; `slow` is the
-/// duration past which a run is reported as slow.
-pub fn events(o: &Outcome, elapsed: Duration, slow: Duration) -> Vec<Event> {
-    let now = SystemTime::now();
-    let snapshot = o.snapshot.as_ref().and_then(|s| Token::new(&s.name).ok());
-    let mut out = Vec::new();
-    let failing = o.record.hooks.iter().filter(|h| !h.ok());
-    if let Some(f) = &o.failure {
-        // The hook that stopped the run is the last failed one.
-        let culprit = match f {
-            Failure::Copy(_) => Some(&o.record.copy),
-            Failure::Hook(_) | Failure::Validation(_) => failing.clone().next_back(),
-            Failure::Snapshot(_) => None,
-        };
-        let class = match (f, culprit) {
-            (_, Some(h)) if h.timed_out => Class::Timeout,
-            (Failure::Hook(_) | Failure::Copy(_), _) => Class::Hook,
-            (Failure::Validation(_), _) => Class::Corruption,
-            (Failure::Snapshot(_), _) => Class::TransientIo,
-        };
-        out.push(Event::new(Kind::RunFailed, class, now).with_fields(fields(
+/// The run_failed event of `o`, a run that has just failed `elapsed` after
+/// it started; raised at once, before the on-failure hooks run.
+pub fn run_failed(o: &Outcome, elapsed: Duration) -> Option<Event> {
+    let f = o.failure.as_ref()?;
+    // The hook that stopped the run is the last failed one.
+    let culprit = match f {
+        Failure::Copy(_) => Some(&o.record.copy),
+        Failure::Hook(_) | Failure::Validation(_) => {
+            o.record.hooks.iter().filter(|h| !h.ok()).next_back()
+        }
+        Failure::Snapshot(_) => None,
+    };
+    let class = match (f, culprit) {
+        (_, Some(h)) if h.timed_out => Class::Timeout,
+        (Failure::Hook(_) | Failure::Copy(_), _) => Class::Hook,
+        (Failure::Validation(_), _) => Class::Corruption,
+        (Failure::Snapshot(_), _) => Class::TransientIo,
+    };
+    Some(
+        Event::new(Kind::RunFailed, class, SystemTime::now()).with_fields(fields(
             culprit,
-            snapshot.clone(),
+            snapshot(o),
             elapsed,
-        )));
-    } else {
-        for h in failing {
+        )),
+    )
+}
+
+/// The events at the end of `o`, a run that took `elapsed`: each failed
+/// hook of a run that went on (under mark-inconsistent), and a run slower
+/// than `slow`.
+pub fn after_run(o: &Outcome, elapsed: Duration, slow: Duration) -> Vec<Event> {
+    let now = SystemTime::now();
+    let mut out = Vec::new();
+    if o.failure.is_none() {
+        for h in o.record.hooks.iter().filter(|h| !h.ok()) {
             let class = if h.timed_out {
                 Class::Timeout
             } else {
@@ -43,7 +51,7 @@ pub fn events(o: &Outcome, elapsed: Duration, slow: Duration) -> Vec<Event> {
             };
             out.push(Event::new(Kind::HookFailed, class, now).with_fields(fields(
                 Some(h),
-                snapshot.clone(),
+                snapshot(o),
                 elapsed,
             )));
         }
@@ -51,7 +59,7 @@ pub fn events(o: &Outcome, elapsed: Duration, slow: Duration) -> Vec<Event> {
     if elapsed > slow {
         out.push(
             Event::new(Kind::SnapshotSlow, Class::Timeout, now).with_fields(Fields {
-                snapshot,
+                snapshot: snapshot(o),
                 elapsed_secs: Some(elapsed.as_secs()),
                 limit_secs: Some(slow.as_secs()),
                 ..Fields::default()
@@ -59,6 +67,10 @@ pub fn events(o: &Outcome, elapsed: Duration, slow: Duration) -> Vec<Event> {
         );
     }
     out
+}
+
+fn snapshot(o: &Outcome) -> Option<Token> {
+    o.snapshot.as_ref().and_then(|s| Token::new(&s.name).ok())
 }
 
 fn fields(h: Option<&HookOutcome>, snapshot: Option<Token>, elapsed: Duration) -> Fields {

@@ -14,7 +14,7 @@ pub mod record;
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::Result;
 use serde::Serialize;
@@ -87,6 +87,9 @@ pub struct Run<'a> {
     sessions: Vec<(&'a HookConfig, Session)>,
     /// Progress lines go to standard error unless quiet.
     quiet: bool,
+    /// Told of a failure at once, before the on-failure hooks run.
+    on_failed: Option<&'a dyn Fn(&Outcome, Duration)>,
+    started: Instant,
 }
 
 impl<'a> Run<'a> {
@@ -130,7 +133,16 @@ impl<'a> Run<'a> {
             inconsistent: false,
             sessions: Vec::new(),
             quiet,
+            on_failed: None,
+            started: Instant::now(),
         }
+    }
+
+    /// Calls `f` with the outcome so far as soon as the run fails (to raise
+    /// the alert without waiting for the on-failure hooks).
+    pub fn on_failed(mut self, f: &'a dyn Fn(&Outcome, Duration)) -> Run<'a> {
+        self.on_failed = Some(f);
+        self
     }
 
     /// Runs it to the end.
@@ -142,7 +154,7 @@ impl<'a> Run<'a> {
                 let out = s.abandon();
                 self.note(Phase::PreBackup, out);
             }
-            self.on_failure(&f);
+            self.on_failure(None, &f);
             return self.outcome(None, Some(f));
         }
         let validating = self.config.hooks(Phase::Validate).next().is_some();
@@ -156,7 +168,7 @@ impl<'a> Run<'a> {
             Ok(s) => s,
             Err(e) => {
                 let f = Failure::Snapshot(format!("the snapshot failed: {e:#}"));
-                self.on_failure(&f);
+                self.on_failure(None, &f);
                 return self.outcome(None, Some(f));
             }
         };
@@ -200,8 +212,9 @@ impl<'a> Run<'a> {
             }
         }
         if let Some(f) = &failure {
-            if self.config.hooks(Phase::OnFailure).next().is_some() {
-                self.on_failure(f);
+            let hooks = self.config.hooks(Phase::OnFailure).next().is_some();
+            self.on_failure(Some(&snap), f);
+            if hooks {
                 if let Err(e) = self.update(snap.seq) {
                     tracing::warn!(error = %e, "recording the on-failure hooks failed");
                 }
@@ -384,7 +397,15 @@ impl<'a> Run<'a> {
         }
     }
 
-    fn on_failure(&mut self, f: &Failure) {
+    fn on_failure(&mut self, snapshot: Option<&SnapshotInfo>, f: &Failure) {
+        if let Some(tell) = self.on_failed {
+            let so_far = Outcome {
+                record: self.record.clone(),
+                snapshot: snapshot.cloned(),
+                failure: Some(f.clone()),
+            };
+            tell(&so_far, self.started.elapsed());
+        }
         for h in self.config.hooks(Phase::OnFailure) {
             let mut env = self.env(Phase::OnFailure);
             env.insert("STRATA_FAILURE".into(), f.to_string());

@@ -84,6 +84,13 @@ pub fn run(g: &Global, a: &BackupArgs) -> Result<()> {
     })?;
     let daemon = Daemon { socket, mountpoint };
     let started = Instant::now();
+    let failed = |o: &Outcome, elapsed| {
+        alert::raise_all(
+            &alerter,
+            id,
+            alerts::run_failed(o, elapsed).into_iter().collect(),
+        );
+    };
     let outcome = Run::new(
         &config,
         &daemon,
@@ -91,8 +98,9 @@ pub fn run(g: &Global, a: &BackupArgs) -> Result<()> {
         a.command.clone(),
         g.quiet || g.json,
     )
+    .on_failed(&failed)
     .execute();
-    let events = alerts::events(&outcome, started.elapsed(), config.alerts.slow_snapshot);
+    let events = alerts::after_run(&outcome, started.elapsed(), config.alerts.slow_snapshot);
     alert::raise_all(&alerter, id, events);
     if outcome.failure.is_none() {
         // The next failure is news again, not a repeat to de-duplicate.

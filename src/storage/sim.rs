@@ -74,6 +74,8 @@ struct Inode {
 struct Faults {
     write_countdown: Option<(u64, io::ErrorKind)>,
     sync_countdown: Option<u64>,
+    /// Reads still to fail with EIO, as a flaky disk or cable does.
+    read_failures: u32,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -142,6 +144,11 @@ impl SimDisk {
     /// Makes the sync `n` syncs from now fail, and every later one.
     pub fn fail_sync(&self, n: u64) {
         self.lock().faults.sync_countdown = Some(n);
+    }
+
+    /// Makes the next `n` reads fail with EIO, then read normally again.
+    pub fn fail_reads(&self, n: u32) {
+        self.lock().faults.read_failures = n;
     }
 
     /// Removes injected faults.
@@ -274,7 +281,11 @@ impl DiskFile for SimFile {
         Ok(self.disk.lock().inodes[&self.ino].current.len() as u64)
     }
     fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
-        let st = self.disk.lock();
+        let mut st = self.disk.lock();
+        if st.faults.read_failures > 0 {
+            st.faults.read_failures -= 1;
+            return Err(io::Error::from_raw_os_error(libc::EIO));
+        }
         let data = &st.inodes[&self.ino].current;
         let end = offset as usize + buf.len();
         if end > data.len() {

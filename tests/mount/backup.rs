@@ -459,8 +459,17 @@ fn failed_runs_and_hooks_raise_alerts_that_name_no_path() {
         "",
         &format!("echo 'cannot open {secret_path}' >&2; exit 2"),
     );
-    config(&m, &format!("{channel}{failing}"));
+    // The alert goes out at once, before the on-failure hooks run.
+    let cleanup = hook(
+        &m,
+        "cleanup",
+        "on_failure",
+        "",
+        "if [ -s \"$DIR/pager.events\" ]; then echo alert-first; else echo hook-first; fi > \"$DIR/which\"",
+    );
+    config(&m, &format!("{channel}{failing}{cleanup}"));
     fails(&backup(&m, &[], copy), 20, "quiesce");
+    assert_eq!(read(&m, "which"), "alert-first\n");
     let got = events();
     assert_eq!(got.len(), 1, "{got:?}");
     let e = &got[0];
