@@ -16,9 +16,7 @@ pub fn run_failed(o: &Outcome, elapsed: Duration) -> Option<Event> {
     // The hook that stopped the run is the last failed one.
     let culprit = match f {
         Failure::Copy(_) => Some(&o.record.copy),
-        Failure::Hook(_) | Failure::Validation(_) => {
-            o.record.hooks.iter().filter(|h| !h.ok()).next_back()
-        }
+        Failure::Hook(_) | Failure::Validation(_) => o.record.hooks.iter().rfind(|h| !h.ok()),
         Failure::Snapshot(_) => None,
     };
     let class = match (f, culprit) {

@@ -72,6 +72,9 @@ pub struct Outcome {
     pub failure: Option<Failure>,
 }
 
+/// Told of a failed run's outcome so far and how long it has run.
+pub type FailureHandler<'a> = dyn Fn(&Outcome, Duration) + 'a;
+
 /// One backup run.
 pub struct Run<'a> {
     config: &'a HostConfig,
@@ -88,7 +91,7 @@ pub struct Run<'a> {
     /// Progress lines go to standard error unless quiet.
     quiet: bool,
     /// Told of a failure at once, before the on-failure hooks run.
-    on_failed: Option<&'a dyn Fn(&Outcome, Duration)>,
+    on_failed: Option<&'a FailureHandler<'a>>,
     started: Instant,
 }
 
@@ -140,7 +143,7 @@ impl<'a> Run<'a> {
 
     /// Calls `f` with the outcome so far as soon as the run fails (to raise
     /// the alert without waiting for the on-failure hooks).
-    pub fn on_failed(mut self, f: &'a dyn Fn(&Outcome, Duration)) -> Run<'a> {
+    pub fn on_failed(mut self, f: &'a FailureHandler<'a>) -> Run<'a> {
         self.on_failed = Some(f);
         self
     }
