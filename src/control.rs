@@ -62,6 +62,24 @@ pub enum Request {
     Shutdown,
 }
 
+impl Request {
+    /// The request's name, for the log: a request can carry hook output
+    /// and paths (a run record), which never go to the log.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Request::SnapshotCreate { .. } => "snapshot_create",
+            Request::SnapshotRun { .. } => "snapshot_run",
+            Request::SnapshotList => "snapshot_list",
+            Request::SnapshotShow { .. } => "snapshot_show",
+            Request::Status => "status",
+            Request::ThrottleShow => "throttle_show",
+            Request::ThrottleSet { .. } => "throttle_set",
+            Request::ThrottleClear => "throttle_clear",
+            Request::Shutdown => "shutdown",
+        }
+    }
+}
+
 /// The answer.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -309,7 +327,7 @@ fn serve_one(stream: UnixStream, ns: &Namespace, daemon: &dyn Daemon) -> Result<
                 uid = caller.uid,
                 gid = caller.gid,
                 pid = caller.pid,
-                ?req,
+                request = req.name(),
                 "control request"
             );
             let throttle = daemon.throttle();
@@ -463,6 +481,7 @@ mod tests {
             (Request::Shutdown, r#"{"request":"shutdown"}"#),
         ];
         for (req, json) in cases {
+            assert!(json.contains(&format!("\"request\":\"{}\"", req.name())));
             assert_eq!(serde_json::to_string(&req).unwrap(), json);
             assert_eq!(serde_json::from_str::<Request>(json).unwrap(), req);
         }

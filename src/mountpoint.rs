@@ -35,6 +35,9 @@ pub enum MountpointError {
 /// One line of /proc/self/mountinfo.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MountEntry {
+    /// The filesystem's device number (major, minor); anonymous (0, N)
+    /// for tmpfs, overlay, btrfs and FUSE.
+    pub dev: (u32, u32),
     /// Where it is mounted.
     pub target: PathBuf,
     /// Filesystem type, e.g. "fuse".
@@ -80,11 +83,14 @@ pub fn parse_mountinfo(text: &str) -> Vec<MountEntry> {
     text.lines()
         .filter_map(|line| {
             let (left, right) = line.split_once(" - ")?;
-            let target = left.split(' ').nth(4)?;
+            let fields: Vec<&str> = left.split(' ').collect();
+            let (major, minor) = fields.get(2)?.split_once(':')?;
+            let target = fields.get(4)?;
             let mut r = right.split(' ');
             let fstype = r.next()?.to_owned();
             let source = String::from_utf8_lossy(&unescape(r.next()?)).into_owned();
             Some(MountEntry {
+                dev: (major.parse().ok()?, minor.parse().ok()?),
                 target: PathBuf::from(std::ffi::OsStr::from_bytes(&unescape(target))),
                 fstype,
                 source,
@@ -222,9 +228,14 @@ mod tests {
     fn mountinfo_lines_parse() {
         let text =
             "36 35 98:0 / /mnt/a\\040b rw,noatime master:1 - fuse.strata strata:abc rw,user_id=0\n\
-                    22 1 8:1 / / rw - ext4 /dev/sda1 rw\n";
+                    22 1 8:1 / / rw - ext4 /dev/sda1 rw\n\
+                    41 31 0:38 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw\n\
+                    garbage\n";
         let m = parse_mountinfo(text);
-        assert_eq!(m.len(), 2);
+        assert_eq!(m.len(), 3);
+        assert_eq!(m[0].dev, (98, 0));
+        assert_eq!((m[1].dev, m[1].source.as_str()), ((8, 1), "/dev/sda1"));
+        assert_eq!((m[2].dev, m[2].fstype.as_str()), ((0, 38), "cgroup2"));
         assert_eq!(m[0].target, PathBuf::from("/mnt/a b"));
         assert!(m[0].is_strata());
         assert_eq!(m[0].repo_id(), Some("abc"));

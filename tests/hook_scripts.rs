@@ -18,8 +18,12 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, ExitStatus, Output, Stdio};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
+
+#[path = "common/mod.rs"]
+mod common;
+
+use common::postgres::{apt_install, as_postgres, Server};
 
 /// How long a hook may take to say `ready` or to end in these tests.
 const HOOK_WAIT: Duration = Duration::from_secs(120);
@@ -41,24 +45,13 @@ fn have(tool: &str) -> bool {
 
 /// Installs the packages of the missing tools (apt-get runs one at a time).
 fn ensure_tools(tools: &[(&str, &str)]) {
-    static APT: Mutex<()> = Mutex::new(());
-    let _guard = APT.lock().unwrap_or_else(|e| e.into_inner());
     let missing: Vec<&str> = tools
         .iter()
         .filter(|(t, _)| !have(t))
         .map(|(_, p)| *p)
         .collect();
     if !missing.is_empty() {
-        let status = Command::new("apt-get")
-            .args(["install", "-y", "-qq", "--no-install-recommends"])
-            .args(&missing)
-            .env("DEBIAN_FRONTEND", "noninteractive")
-            .stdin(Stdio::null())
-            .status();
-        assert!(
-            status.is_ok_and(|s| s.success()),
-            "installing {missing:?} failed (as root, after apt-get update)"
-        );
+        apt_install(&missing);
     }
     for (t, _) in tools {
         assert!(have(t), "{t} is missing after installing its package");
@@ -514,55 +507,24 @@ fn sqlite_refuses_a_copy_that_fails_integrity_check() {
 // ---------------------------------------------------------------------------
 // PostgreSQL: a real private cluster
 
-fn pg_bin() -> PathBuf {
-    let newest = || {
-        let mut dirs: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
-            .ok()?
-            .flatten()
-            .filter_map(|e| {
-                let v = e.file_name().to_str()?.parse().ok()?;
-                let bin = e.path().join("bin");
-                bin.join("initdb").exists().then_some((v, bin))
-            })
-            .collect();
-        dirs.sort();
-        dirs.pop().map(|(_, b)| b)
-    };
-    if newest().is_none() {
-        ensure_tools(&[("no-such-tool-so-install", "postgresql")]);
-    }
-    let bin = newest().expect("PostgreSQL server binaries after installing postgresql");
-    ensure_tools(&[("runuser", "util-linux"), ("setpriv", "util-linux")]);
-    bin
-}
-
-/// Runs a program as the `postgres` OS user (PostgreSQL refuses root).
-fn as_postgres(program: impl AsRef<std::ffi::OsStr>) -> Command {
-    let mut c = Command::new("setpriv");
-    c.args([
-        "--reuid=postgres",
-        "--regid=postgres",
-        "--init-groups",
-        "--",
-    ])
-    .arg(program)
-    .stdin(Stdio::null());
-    c
-}
-
 fn must(cmd: &mut Command) -> String {
     let done = run(cmd);
     done.assert_ok();
     done.stdout.join("\n")
 }
 
+/// psql's rows as lines joined, without the last newline.
+fn rows(out: String) -> String {
+    out.lines().collect::<Vec<_>>().join("\n")
+}
+
 /// A private cluster: its data directory and Unix socket in a temporary
-/// directory owned by `postgres`; no TCP listener.
+/// directory owned by `postgres`, with the hooks copied where that user
+/// reaches them; no TCP listener.
 struct Cluster {
+    // Declared first: the server stops before its directory goes.
+    server: Server,
     env: Env,
-    bin: PathBuf,
-    data: PathBuf,
-    port: u16,
 }
 
 impl Cluster {
@@ -573,8 +535,7 @@ impl Cluster {
             0,
             "PostgreSQL tests run as root"
         );
-        let bin = pg_bin();
-        ensure_tools(&[("psql", "postgresql-client")]);
+        ensure_tools(&[("setpriv", "util-linux")]);
         let env = Env::new(&[]);
         // The hooks run as postgres: they and everything they touch must be
         // reachable by that user, wherever the checkout is.
@@ -588,66 +549,14 @@ impl Cluster {
                 .arg(env.dir.path()),
         );
         must(Command::new("chmod").arg("0755").arg(env.dir.path()));
-        let data = env.path("data");
-        must(
-            as_postgres(bin.join("initdb"))
-                .args(["-A", "trust", "-U", "postgres", "--no-sync", "-D"])
-                .arg(&data),
-        );
-        let c = Cluster {
-            env,
-            bin,
-            data: data.clone(),
-            port: 5432,
-        };
-        c.start(&data, c.port);
-        c
+        let server = Server::init(&env.path("data"), env.dir.path(), 5432);
+        server.start();
+        Cluster { server, env }
     }
 
-    fn socket_dir(&self) -> PathBuf {
-        self.env.dir.path().to_owned()
-    }
-
-    fn start(&self, data: &Path, port: u16) {
-        let opts = format!(
-            "-c listen_addresses='' -c unix_socket_directories='{}' -p {port} -c fsync=off",
-            self.socket_dir().display()
-        );
-        let log = data.with_extension("log");
-        let done = run(as_postgres(self.bin.join("pg_ctl"))
-            .args(["-w", "-t", "120", "-D"])
-            .arg(data)
-            .arg("-l")
-            .arg(&log)
-            .args(["-o", &opts, "start"]));
-        assert!(
-            done.status.success(),
-            "pg_ctl start {}: {}\n{}",
-            data.display(),
-            done.stderr,
-            std::fs::read_to_string(&log).unwrap_or_default()
-        );
-    }
-
-    fn stop(&self, data: &Path) {
-        let _ = run(as_postgres(self.bin.join("pg_ctl"))
-            .args(["-m", "immediate", "-D"])
-            .arg(data)
-            .arg("stop"));
-    }
-
-    /// Runs SQL on the cluster at `port`; returns the unaligned rows.
-    fn sql_at(&self, port: u16, sql: &str) -> String {
-        must(
-            as_postgres(self.bin.join("psql"))
-                .args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h"])
-                .arg(self.socket_dir())
-                .args(["-p", &port.to_string(), "-d", "postgres", "-c", sql]),
-        )
-    }
-
+    /// Runs SQL on the cluster; returns the unaligned rows.
     fn sql(&self, sql: &str) -> String {
-        self.sql_at(self.port, sql)
+        rows(self.server.sql(sql))
     }
 
     /// A hook as strata runs it with `user = "postgres"` and the cluster's
@@ -657,7 +566,10 @@ impl Cluster {
         cmd.env_clear()
             .env(
                 "PATH",
-                format!("{}:/usr/sbin:/usr/bin:/sbin:/bin", self.bin.display()),
+                format!(
+                    "{}:/usr/sbin:/usr/bin:/sbin:/bin",
+                    self.server.bin.display()
+                ),
             )
             .env("LANG", "C.UTF-8")
             .env("STRATA_PHASE", "pre_backup")
@@ -665,8 +577,8 @@ impl Cluster {
             .env("STRATA_MOUNTPOINT", self.env.dir.path())
             .env("STRATA_HEAD", self.env.head())
             .env("STRATA_LABEL", "nightly")
-            .env("PGHOST", self.socket_dir())
-            .env("PGPORT", self.port.to_string())
+            .env("PGHOST", &self.server.socket)
+            .env("PGPORT", self.server.port.to_string())
             .env("PGUSER", "postgres");
         cmd
     }
@@ -674,17 +586,11 @@ impl Cluster {
     /// Copies a data directory as the copy command of a backup run would
     /// (as postgres, leaving out the live WAL and postmaster.pid).
     fn copy_data_dir(&self, to: &Path) {
-        must(as_postgres("cp").arg("-a").arg(&self.data).arg(to));
+        must(as_postgres("cp").arg("-a").arg(&self.server.data).arg(to));
         must(as_postgres("sh").arg("-c").arg(format!(
             "rm -f '{0}/postmaster.pid' '{0}/postmaster.opts' && find '{0}/pg_wal' -maxdepth 1 -type f -delete",
             to.display()
         )));
-    }
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        self.stop(&self.data.clone());
     }
 }
 
@@ -742,32 +648,21 @@ fn postgresql_session_backup_starts_and_passes_pg_amcheck() {
     // The real proof: the copy alone starts, recovers, and is intact.
     let restore = pg.env.path("restore");
     must(as_postgres("cp").arg("-a").arg(&head_pg).arg(&restore));
-    pg.start(&restore, 5433);
+    let restored = Server::on(&restore, &pg.server.socket, 5433);
+    restored.start();
     let check = || {
-        let rows = pg.sql_at(
-            5433,
-            "SELECT string_agg(name, ',' ORDER BY name) FROM marker",
-        );
-        let bulk = pg.sql_at(
-            5433,
-            "SELECT count(*), count(*) FILTER (WHERE pad LIKE '%x') FROM bulk",
-        );
-        let amcheck = run(as_postgres(pg.bin.join("pg_amcheck"))
-            .arg("-h")
-            .arg(pg.socket_dir())
-            .args([
-                "-p",
-                "5433",
-                "-U",
-                "postgres",
-                "--all",
-                "--install-missing",
-                "--heapallindexed",
-            ]));
-        (rows, bulk, amcheck)
+        let marker = rows(restored.sql("SELECT string_agg(name, ',' ORDER BY name) FROM marker"));
+        let bulk =
+            rows(restored.sql("SELECT count(*), count(*) FILTER (WHERE pad LIKE '%x') FROM bulk"));
+        let amcheck = run(restored.client("pg_amcheck").args([
+            "--all",
+            "--install-missing",
+            "--heapallindexed",
+        ]));
+        (marker, bulk, amcheck)
     };
     let (rows, bulk, amcheck) = check();
-    pg.stop(&restore);
+    restored.stop();
     assert_eq!(
         rows, "before,during",
         "committed before finish: present; after: absent"
@@ -875,7 +770,7 @@ fn postgresql_basebackup_writes_a_verifiable_copy_with_its_lsns() {
     assert!(manifest.contains(&format!("\"End-LSN\": \"{}\"", done.kv("stop_lsn"))));
     // pg_verifybackup checks every file and the WAL against the manifest
     // (what a validate hook would run against the snapshot).
-    must(as_postgres(pg.bin.join("pg_verifybackup")).arg(&copy));
+    must(as_postgres(pg.server.bin.join("pg_verifybackup")).arg(&copy));
 }
 
 // ---------------------------------------------------------------------------

@@ -64,6 +64,14 @@ pub(crate) struct Lock(#[allow(dead_code)] Option<File>);
 /// lock file cannot be made, or another strata holds it too long) the caller
 /// goes on unlocked: a lost count is better than a late alert.
 pub(crate) fn lock(path: &Path, wait: Duration) -> Result<Lock, String> {
+    if let Some(dir) = path.parent() {
+        // The state directory (/var/lib/strata) is made on first use, root only.
+        use std::os::unix::fs::DirBuilderExt;
+        let _ = std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir);
+    }
     let lock_path = sibling(path, ".lock");
     let file = OpenOptions::new()
         .create(true)

@@ -24,6 +24,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::rate::ByteRate;
+use crate::mountpoint::{parse_mountinfo, MountEntry};
 
 /// The validated `[throttle.io]` table.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -176,61 +177,7 @@ impl IoPlacement {
     }
 }
 
-/// Undoes the `\NNN` octal escapes of /proc/self/mountinfo fields.
-fn unescape_mountinfo(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'\\'
-            && i + 3 < b.len()
-            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
-        {
-            out.push((b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0'));
-            i += 4;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-/// One line of /proc/self/mountinfo, the fields used here.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MountInfo {
-    /// The filesystem's device number (anonymous 0:N for tmpfs, overlay, btrfs...).
-    pub dev: DeviceId,
-    /// Where it is mounted.
-    pub mount_point: PathBuf,
-    /// Filesystem type.
-    pub fstype: String,
-    /// Mount source (a device path for disk filesystems).
-    pub source: String,
-}
-
-/// Parses /proc/self/mountinfo text; lines not in the format are skipped.
-pub fn parse_mountinfo(text: &str) -> Vec<MountInfo> {
-    text.lines()
-        .filter_map(|line| {
-            let (pre, post) = line.split_once(" - ")?;
-            let pre: Vec<&str> = pre.split(' ').collect();
-            let mut post = post.split(' ');
-            let (maj, min) = pre.get(2)?.split_once(':')?;
-            Some(MountInfo {
-                dev: DeviceId {
-                    major: maj.parse().ok()?,
-                    minor: min.parse().ok()?,
-                },
-                mount_point: PathBuf::from(unescape_mountinfo(pre.get(4)?)),
-                fstype: post.next()?.to_string(),
-                source: unescape_mountinfo(post.next()?),
-            })
-        })
-        .collect()
-}
-
-fn mountinfo() -> Result<Vec<MountInfo>, IoPriorityError> {
+fn mountinfo() -> Result<Vec<MountEntry>, IoPriorityError> {
     let p = Path::new("/proc/self/mountinfo");
     Ok(parse_mountinfo(&fs::read_to_string(p).map_err(io_err(p))?))
 }
@@ -240,7 +187,7 @@ pub fn cgroup2_mount() -> Result<PathBuf, IoPriorityError> {
     mountinfo()?
         .into_iter()
         .find(|m| m.fstype == "cgroup2")
-        .map(|m| m.mount_point)
+        .map(|m| m.target)
         .ok_or_else(|| {
             IoPriorityError::NotAvailable(
                 "no cgroup v2 hierarchy is mounted (none in /proc/self/mountinfo)".into(),
@@ -272,7 +219,10 @@ pub fn device_of(path: &Path) -> Result<DeviceId, IoPriorityError> {
         // An anonymous device (tmpfs, overlayfs, btrfs, ...): a btrfs or
         // similar mount may still name its block device as the source.
         let mounts = mountinfo()?;
-        let m = mounts.iter().rev().find(|m| m.dev == dev);
+        let m = mounts
+            .iter()
+            .rev()
+            .find(|m| m.dev == (dev.major, dev.minor));
         let src = m.map(|m| m.source.clone()).unwrap_or_default();
         let rdev = fs::metadata(&src)
             .ok()
@@ -512,27 +462,6 @@ pub fn place_self(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn mountinfo_lines() {
-        let text =
-            "36 35 98:0 /mnt1 /mnt2 rw,noatime master:1 - ext3 /dev/root rw,errors=continue\n\
-                    41 31 0:38 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw\n\
-                    50 31 0:40 / /mnt/with\\040space rw shared:3 - tmpfs tmpfs rw\n\
-                    garbage\n";
-        let m = parse_mountinfo(text);
-        assert_eq!(m.len(), 3);
-        assert_eq!(
-            m[0].dev,
-            DeviceId {
-                major: 98,
-                minor: 0
-            }
-        );
-        assert_eq!(m[0].source, "/dev/root");
-        assert_eq!(m[1].fstype, "cgroup2");
-        assert_eq!(m[2].mount_point, PathBuf::from("/mnt/with space"));
-    }
 
     #[test]
     fn tmpfs_has_no_block_device() {

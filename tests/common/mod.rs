@@ -1,6 +1,7 @@
 //! Helpers shared by the engine tests.
 #![allow(dead_code)]
 
+pub mod postgres;
 pub mod webhook;
 
 use std::sync::Arc;
@@ -68,4 +69,23 @@ pub fn bytes(seed: u64, len: usize) -> Vec<u8> {
 /// A file name from a test string.
 pub fn n(s: &str) -> strata::head::FileName {
     strata::head::FileName::new(s.as_bytes()).unwrap()
+}
+
+/// Runs a command; returns its output.
+pub fn run(cmd: &mut std::process::Command) -> std::process::Output {
+    cmd.output()
+        .unwrap_or_else(|e| panic!("running {cmd:?}: {e}"))
+}
+
+/// Runs a command that must succeed; returns its stdout.
+pub fn ok(cmd: &mut std::process::Command) -> String {
+    let out = run(cmd);
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed ({}): {}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }

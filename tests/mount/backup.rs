@@ -198,6 +198,12 @@ fn a_backup_run_brackets_the_copy_with_hooks_and_validates_before_latest_moves()
     assert_eq!(run["hooks"][1]["session"], true);
     assert_eq!(run["hooks"][3]["stderr"], "checked\n");
     assert_eq!(run["copy"]["exit"], 0);
+    // Hook output and consistency points stay out of the daemon's log.
+    let log = m.log();
+    assert!(log.contains("snapshot_run"), "{log}");
+    for private in ["prepared", "0/B", "checked", "START WAL"] {
+        assert!(!log.contains(private), "{private} in the log:\n{log}");
+    }
     let human = ok(m.strata().args(["snapshot", "show", "latest"]));
     assert!(human.contains("status     validated"), "{human}");
     assert!(human.contains("point db.stop_lsn = 0/B"), "{human}");

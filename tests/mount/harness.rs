@@ -69,24 +69,7 @@ fn mountd() -> PathBuf {
     strata_bin().with_file_name("strata-mountd")
 }
 
-/// Runs a command; returns its output.
-pub fn run(cmd: &mut Command) -> Output {
-    cmd.output()
-        .unwrap_or_else(|e| panic!("running {cmd:?}: {e}"))
-}
-
-/// Runs a command that must succeed; returns its stdout.
-pub fn ok(cmd: &mut Command) -> String {
-    let out = run(cmd);
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed ({}): {}{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
+pub use crate::common::{ok, run};
 
 /// Asserts that `out` failed with `code` and a message containing `message`.
 pub fn fails(out: &Output, code: i32, message: &str) {

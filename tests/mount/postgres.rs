@@ -4,145 +4,11 @@
 //! and pg_amcheck, and starts from a plain `cp -a` out of the snapshot.
 
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command};
 
+use crate::common::postgres::Server;
 use crate::harness::{ok, run, Mount};
-
-/// PostgreSQL's server programs, installed from the OS packages if missing.
-fn bin_dir() -> PathBuf {
-    let find = || {
-        let mut dirs: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
-            .into_iter()
-            .flatten()
-            .flatten()
-            .map(|e| e.path().join("bin"))
-            .filter(|p| p.join("pg_ctl").exists())
-            .collect();
-        dirs.sort();
-        dirs.pop()
-    };
-    if let Some(dir) = find() {
-        return dir;
-    }
-    let status = Command::new("apt-get")
-        .args(["install", "-y", "-qq", "postgresql", "postgresql-contrib"])
-        .env("DEBIAN_FRONTEND", "noninteractive")
-        .status();
-    assert!(
-        status.is_ok_and(|s| s.success()),
-        "installing PostgreSQL failed"
-    );
-    find().expect("PostgreSQL server programs after installing them")
-}
-
-/// A private cluster: its own data directory, socket directory and port,
-/// owned by the `postgres` user (the server refuses to run as root).
-struct Cluster {
-    bin: PathBuf,
-    data: PathBuf,
-    socket: PathBuf,
-    port: u16,
-}
-
-impl Cluster {
-    fn create(dir: &Path, port: u16) -> Cluster {
-        let bin = bin_dir();
-        std::fs::create_dir_all(dir).unwrap();
-        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o777)).unwrap();
-        let c = Cluster {
-            bin,
-            data: dir.join("data"),
-            socket: dir.to_owned(),
-            port,
-        };
-        c.as_postgres(&[
-            "initdb",
-            "-D",
-            &c.data.display().to_string(),
-            "-A",
-            "trust",
-            "-U",
-            "postgres",
-            "--no-sync",
-        ]);
-        c
-    }
-
-    /// A cluster on a data directory restored by copying.
-    fn restored(data: &Path, port: u16) -> Cluster {
-        ok(Command::new("chown")
-            .args(["-R", "postgres:postgres"])
-            .arg(data));
-        std::fs::set_permissions(data, std::fs::Permissions::from_mode(0o700)).unwrap();
-        let dir = data.parent().unwrap();
-        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o777)).unwrap();
-        Cluster {
-            bin: bin_dir(),
-            data: data.to_owned(),
-            socket: dir.to_owned(),
-            port,
-        }
-    }
-
-    fn as_postgres(&self, args: &[&str]) -> String {
-        ok(Command::new("runuser")
-            .args(["-u", "postgres", "--"])
-            .arg(self.bin.join(args[0]))
-            .args(&args[1..]))
-    }
-
-    fn start(&self) {
-        let opts = format!(
-            "-p {} -k {} -c listen_addresses='' -c fsync=off",
-            self.port,
-            self.socket.display()
-        );
-        self.as_postgres(&[
-            "pg_ctl",
-            "-D",
-            &self.data.display().to_string(),
-            "-l",
-            &self.data.with_extension("log").display().to_string(),
-            "-o",
-            &opts,
-            "-w",
-            "-t",
-            "120",
-            "start",
-        ]);
-    }
-
-    fn stop(&self) {
-        let _ = run(Command::new("runuser")
-            .args(["-u", "postgres", "--"])
-            .arg(self.bin.join("pg_ctl"))
-            .arg("-D")
-            .arg(&self.data)
-            .args(["-m", "fast", "-w", "stop"]));
-    }
-
-    /// A client program with this cluster's connection options.
-    fn client(&self, program: &str) -> Command {
-        let mut c = Command::new(self.bin.join(program));
-        c.arg("-h")
-            .arg(&self.socket)
-            .arg("-p")
-            .arg(self.port.to_string())
-            .args(["-U", "postgres"]);
-        c
-    }
-
-    fn sql(&self, sql: &str) -> String {
-        ok(self.client("psql").args(["-d", "postgres", "-XAtqc", sql]))
-    }
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
 
 fn free_port(seed: u16) -> u16 {
     (seed..seed + 100)
@@ -152,8 +18,11 @@ fn free_port(seed: u16) -> u16 {
 
 /// A live cluster with pgbench tables and a marker row committed before
 /// the backup.
-fn live_cluster(m: &Mount) -> Cluster {
-    let cluster = Cluster::create(&m.path("pg-live"), free_port(25432));
+fn live_cluster(m: &Mount) -> Server {
+    let dir = m.path("pg-live");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let cluster = Server::init(&dir.join("data"), &dir, free_port(25432));
     cluster.start();
     cluster.sql("CREATE TABLE marker (t text)");
     ok(cluster
@@ -165,7 +34,7 @@ fn live_cluster(m: &Mount) -> Cluster {
 
 /// Runs `backup` while pgbench writes, then commits a marker row after it;
 /// checks pgbench really wrote during the run.
-fn under_load(cluster: &Cluster, backup: impl FnOnce()) {
+fn under_load(cluster: &Server, backup: impl FnOnce()) {
     let count = || -> u64 {
         cluster
             .sql("SELECT count(*) FROM pgbench_history")
@@ -202,7 +71,8 @@ fn restore_and_check(m: &Mount, snapshot_pg: &Path) {
         .arg("-a")
         .arg(snapshot_pg)
         .arg(restore.join("data")));
-    let restored = Cluster::restored(&restore.join("data"), free_port(26432));
+    std::fs::set_permissions(&restore, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let restored = Server::on(&restore.join("data"), &restore, free_port(26432));
     restored.start();
     assert_eq!(restored.sql("SELECT t FROM marker ORDER BY t"), "before\n");
     let rows: u64 = restored
