@@ -37,8 +37,10 @@ const MAX_WRITE: u32 = 1 << 20;
 pub enum Invalidate {
     /// A name in a directory.
     Entry(u64, Vec<u8>),
-    /// An inode's attributes and data.
+    /// An inode's attributes and data (a symlink's cached target).
     Inode(u64),
+    /// Everything sent before has reached the kernel.
+    Done(std::sync::mpsc::Sender<()>),
 }
 
 /// Requests served per opcode and the time spent serving them, for
@@ -287,6 +289,7 @@ impl Filesystem for StrataFs {
             | InitFlags::FUSE_PARALLEL_DIROPS
             | InitFlags::FUSE_ATOMIC_O_TRUNC
             | InitFlags::FUSE_HANDLE_KILLPRIV_V2
+            | InitFlags::FUSE_CACHE_SYMLINKS
             | InitFlags::FUSE_BIG_WRITES
             | InitFlags::FUSE_MAX_PAGES;
         if let Err(missing) = config.add_capabilities(wanted) {
@@ -409,10 +412,32 @@ impl Filesystem for StrataFs {
         // this once (no entry TTL), and later finds the label symlink.
         match r {
             Ok(a) => {
-                reply.entry(&Duration::ZERO, &file_attr(&a), Generation(0));
+                // The kernel caches symlink targets: `latest` and the label
+                // must be forgotten before mkdir returns, or a reader could
+                // follow the old target. Inode invalidations take no
+                // directory lock, so they can be made while the kernel holds
+                // snapshots/ for this mkdir; entry invalidations cannot, and
+                // follow the reply.
                 let label = name.to_str();
+                let (inodes, entries): (Vec<_>, Vec<_>) = after_snapshot(&self.ns, label)
+                    .into_iter()
+                    .partition(|i| matches!(i, Invalidate::Inode(_)));
+                let (done, sent) = std::sync::mpsc::channel();
+                {
+                    let tx = self.invalidate.lock().expect("invalidate");
+                    for inv in inodes {
+                        let _ = tx.send(inv);
+                    }
+                    let _ = tx.send(Invalidate::Done(done));
+                }
+                if sent.recv_timeout(Duration::from_secs(5)).is_err() {
+                    tracing::warn!(
+                        "symlink invalidation took over 5 s; `latest` may be stale briefly"
+                    );
+                }
+                reply.entry(&Duration::ZERO, &file_attr(&a), Generation(0));
                 let tx = self.invalidate.lock().expect("invalidate");
-                for inv in after_snapshot(&self.ns, label) {
+                for inv in entries {
                     let _ = tx.send(inv);
                 }
             }

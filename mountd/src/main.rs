@@ -109,6 +109,10 @@ fn send_invalidation(notifier: &fuser::Notifier, inv: &Invalidate) {
             std::os::unix::ffi::OsStrExt::from_bytes(name.as_slice()),
         ),
         Invalidate::Inode(ino) => notifier.inval_inode(fuser::INodeNo(*ino), 0, 0),
+        Invalidate::Done(done) => {
+            let _ = done.send(());
+            Ok(())
+        }
     };
     if let Err(e) = r {
         // ENOENT: the kernel had nothing cached, which is fine.

@@ -248,6 +248,14 @@ fn snapshot_names_never_collide_and_links_follow_the_newest() {
     for want in ["latest", "nightly", "manual"] {
         assert!(names.iter().any(|n| n == want), "{want} missing: {names:?}");
     }
+    // The kernel caches symlink targets; a snapshot taken by mkdir still
+    // moves a cached `latest` before mkdir returns.
+    for label in ["again", "once-more"] {
+        let _cached = std::fs::read_link(m.snapshots().join("latest")).unwrap();
+        let dir = m.snapshot(label);
+        let latest = std::fs::read_link(m.snapshots().join("latest")).unwrap();
+        assert_eq!(m.snapshots().join(latest), dir, "`latest` was stale");
+    }
 
     // Labels that could pass for a time name or for `latest` are refused.
     for (bad, errno) in [
@@ -265,7 +273,7 @@ fn snapshot_names_never_collide_and_links_follow_the_newest() {
     m.umount();
     let list: serde_json::Value =
         serde_json::from_str(&ok(m.strata().args(["snapshot", "list", "--json"]))).unwrap();
-    assert_eq!(list.as_array().unwrap().len(), 3);
+    assert_eq!(list.as_array().unwrap().len(), 5);
 }
 
 #[test]
