@@ -86,6 +86,31 @@ fn restore_and_check(m: &Mount, snapshot_pg: &Path) {
         .args(["--all", "--install-missing", "--heapallindexed"]));
 }
 
+/// `strata backup --label nightly --config CONFIG -- COPY…`, which must succeed.
+fn nightly_backup(m: &Mount, config: &Path, copy: &[impl AsRef<std::ffi::OsStr>]) {
+    let out = run(m
+        .strata()
+        .args(["backup", "--label", "nightly", "--config"])
+        .arg(config)
+        .arg("--")
+        .args(copy));
+    assert!(
+        out.status.success(),
+        "backup run failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The `nightly` snapshot's record, which must say it was validated.
+fn validated_nightly(m: &Mount) -> serde_json::Value {
+    let info: serde_json::Value = serde_json::from_str(&ok(m
+        .strata()
+        .args(["snapshot", "show", "nightly", "--json"])))
+    .unwrap();
+    assert_eq!(info["status"], "validated");
+    info
+}
+
 #[test]
 fn postgresql_backed_up_under_load_restores_consistent_by_cp() {
     let m = Mount::new();
@@ -101,30 +126,26 @@ fn postgresql_backed_up_under_load_restores_consistent_by_cp() {
     )
     .unwrap();
     let head_pg = m.head().join("pg");
-    under_load(&cluster, || {
-        let out = run(m
-            .strata()
-            .args(["backup", "--label", "nightly", "--config"])
-            .arg(&config)
-            .arg("--")
-            .arg(cluster.bin.join("pg_basebackup"))
-            .arg("-h")
-            .arg(&cluster.socket)
-            .args(["-p", &cluster.port.to_string(), "-U", "postgres"])
-            .arg("-D")
-            .arg(&head_pg)
-            .args(["-X", "stream", "-c", "fast", "--no-sync", "-l", "strata"]));
-        assert!(
-            out.status.success(),
-            "backup run failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    });
-    let info: serde_json::Value = serde_json::from_str(&ok(m
-        .strata()
-        .args(["snapshot", "show", "nightly", "--json"])))
-    .unwrap();
-    assert_eq!(info["status"], "validated");
+    let copy: Vec<std::ffi::OsString> = vec![
+        cluster.bin.join("pg_basebackup").into(),
+        "-h".into(),
+        cluster.socket.clone().into(),
+        "-p".into(),
+        cluster.port.to_string().into(),
+        "-U".into(),
+        "postgres".into(),
+        "-D".into(),
+        head_pg.into(),
+    ];
+    let copy = [
+        copy,
+        ["-X", "stream", "-c", "fast", "--no-sync", "-l", "strata"]
+            .map(Into::into)
+            .to_vec(),
+    ]
+    .concat();
+    under_load(&cluster, || nightly_backup(&m, &config, &copy));
+    let info = validated_nightly(&m);
     let verify_out = &info["run"]["hooks"][0];
     assert_eq!(verify_out["name"], "verify");
     assert!(
@@ -180,24 +201,8 @@ fn postgresql_session_hook_brackets_an_rsync_of_the_live_cluster() {
     }
     copy.push(format!("{}/", cluster.data.display()));
     copy.push(format!("{}/", m.head().join("pg").display()));
-    under_load(&cluster, || {
-        let out = run(m
-            .strata()
-            .args(["backup", "--label", "nightly", "--config"])
-            .arg(&config)
-            .arg("--")
-            .args(&copy));
-        assert!(
-            out.status.success(),
-            "backup run failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    });
-    let info: serde_json::Value = serde_json::from_str(&ok(m
-        .strata()
-        .args(["snapshot", "show", "nightly", "--json"])))
-    .unwrap();
-    assert_eq!(info["status"], "validated");
+    under_load(&cluster, || nightly_backup(&m, &config, &copy));
+    let info = validated_nightly(&m);
     let points = &info["run"]["hooks"][0]["points"];
     assert!(points["start_lsn"].is_string(), "{points}");
     assert!(points["stop_lsn"].is_string(), "{points}");
