@@ -228,18 +228,19 @@ impl Channel {
             source,
         };
         let deadline = Instant::now() + self.timeout;
-        let mut child = Command::new(&argv[0])
-            .args(&argv[1..])
-            .env_clear()
-            .env("PATH", CHILD_PATH)
-            .current_dir("/")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            // Its own process group, so a timeout kills whatever it started too.
-            .process_group(0)
-            .spawn()
-            .map_err(io)?;
+        let mut child = crate::process::spawn(
+            Command::new(&argv[0])
+                .args(&argv[1..])
+                .env_clear()
+                .env("PATH", CHILD_PATH)
+                .current_dir("/")
+                .stdin(Stdio::piped())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                // Its own process group, so a timeout kills whatever it started too.
+                .process_group(0),
+        )
+        .map_err(io)?;
         let pid = child.id() as i32;
         let kill_group = || {
             // SAFETY: kill(2) with a negative pid signals the process group we created.

@@ -211,7 +211,7 @@ impl Running {
                 Ok(())
             })
         };
-        let mut child = cmd.spawn().map_err(|e| {
+        let mut child = crate::process::spawn(&mut cmd).map_err(|e| {
             failed(format!(
                 "cannot start {}: {e}",
                 Path::new(&hook.command[0]).display()

@@ -368,7 +368,7 @@ impl<'a> Run<'a> {
             cmd.env("STRATA_SOURCE", src);
         }
         use std::os::unix::process::CommandExt;
-        match cmd.spawn() {
+        match crate::process::spawn(&mut cmd) {
             Ok(mut child) => {
                 let deadline = self
                     .config

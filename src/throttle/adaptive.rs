@@ -400,16 +400,17 @@ impl Sampler {
 pub fn run_probe(argv: &[String], timeout: Duration) -> Result<ProbeReading, String> {
     let prog = argv.first().ok_or("probe command is empty")?;
     let start = Instant::now();
-    let mut child = Command::new(prog)
-        .args(&argv[1..])
-        .env_clear()
-        .env("PATH", PROBE_PATH)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .process_group(0)
-        .spawn()
-        .map_err(|e| format!("probe {prog}: cannot start: {e}"))?;
+    let mut child = crate::process::spawn(
+        Command::new(prog)
+            .args(&argv[1..])
+            .env_clear()
+            .env("PATH", PROBE_PATH)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .process_group(0),
+    )
+    .map_err(|e| format!("probe {prog}: cannot start: {e}"))?;
     let mut out = child.stdout.take().expect("stdout is piped");
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
