@@ -17,6 +17,7 @@ use crate::backup::record::{RunRecord, RunStatus};
 use crate::head::snapshot::{SnapshotRecord, SnapshotRow};
 use crate::head::Caller;
 use crate::namespace::{may_be_latest, Namespace};
+use crate::storage::writeback::WritebackStatus;
 use crate::throttle::{Limits, Throttle, ThrottleStatus};
 
 /// What the CLI asks.
@@ -185,6 +186,9 @@ pub struct Status {
     pub fuse_micros: BTreeMap<String, u64>,
     /// The write throttle: limit, why, achieved rate.
     pub throttle: Option<ThrottleStatus>,
+    /// The pack writeback thread: its I/O priority and what it wrote.
+    #[serde(default)]
+    pub writeback: Option<WritebackStatus>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -279,6 +283,7 @@ pub fn handle(ns: &Namespace, caller: Caller, req: &Request) -> Result<Reply> {
                     .map(|r| r.record.name()),
                 inodes: stats.inodes,
                 staging_bytes: stats.staging_bytes,
+                writeback: head.repo().store().writeback_status(),
                 durable_commits: head
                     .counters
                     .durable_commits

@@ -12,6 +12,7 @@
 //! off. See strata-format(5), "PACKS".
 
 use std::io;
+use std::sync::Arc;
 
 use crate::crypto::{SealError, Sealer};
 use crate::format::*;
@@ -211,9 +212,11 @@ fn toc_context(id: PackId, seq: u32) -> [u8; PACK_ID_LEN + 4] {
 /// Appends objects and checkpoints to one open pack.
 pub struct PackWriter {
     id: PackId,
-    file: Box<dyn DiskFile>,
+    file: Arc<dyn DiskFile>,
     len: u64,
     durable_len: u64,
+    /// Bytes before this were handed to writeback already.
+    written_back: u64,
     since_checkpoint: Vec<TocEntry>,
     seq: u32,
     prev_end: u64,
@@ -226,9 +229,10 @@ impl PackWriter {
         file.write_at(0, &header(id, suite))?;
         Ok(PackWriter {
             id,
-            file,
+            file: Arc::from(file),
             len: PACK_HEADER_LEN as u64,
             durable_len: 0,
+            written_back: 0,
             since_checkpoint: Vec::new(),
             seq: 0,
             prev_end: PACK_HEADER_LEN as u64,
@@ -254,9 +258,10 @@ impl PackWriter {
         }
         Ok(PackWriter {
             id,
-            file,
+            file: Arc::from(file),
             len: end,
             durable_len: end,
+            written_back: end,
             since_checkpoint: Vec::new(),
             seq: last.seq + 1,
             prev_end: end,
@@ -277,6 +282,23 @@ impl PackWriter {
     /// Whether only the header is written.
     pub fn is_empty(&self) -> bool {
         self.len == PACK_HEADER_LEN as u64
+    }
+
+    /// The bytes appended since the last call, once there are at least
+    /// `step` of them (or any, with `all`), to be written back early.
+    pub fn take_writeback(
+        &mut self,
+        step: u64,
+        all: bool,
+    ) -> Option<(Arc<dyn DiskFile>, u64, u64)> {
+        // A failed append cuts the pack back, possibly below the mark.
+        let from = self.written_back.min(self.len);
+        let new = self.len - from;
+        if new == 0 || (new < step && !all) {
+            return None;
+        }
+        self.written_back = self.len;
+        Some((self.file.clone(), from, new))
     }
 
     /// Length as of the last synced checkpoint (0 before the first).

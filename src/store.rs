@@ -12,7 +12,7 @@
 use std::collections::HashMap;
 use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
 use crate::backend::PackBackend;
 use crate::codec::{ChunkCodec, DecodeError, Verified};
@@ -20,7 +20,9 @@ use crate::format::{Kind, MAX_OBJECT_LEN, OPEN_DIR, TRAILER_FINAL};
 use crate::id::{ChunkId, PackId};
 use crate::index::{Index, IndexError, Location, PackRecord, PackState};
 use crate::pack::{self, CheckpointError, PackError, PackWriter};
+use crate::storage::writeback::{self, Writeback, WritebackStatus};
 use crate::storage::{Disk, DiskFile};
+use crate::throttle::ioprio::IoClass;
 
 /// A store operation that failed.
 #[derive(Debug, thiserror::Error)]
@@ -118,8 +120,6 @@ struct Writer {
     full: Vec<PackWriter>,
     /// The open pack's name is not yet durable in `open/`.
     pack_is_new: bool,
-    /// Written but not yet committed to the index.
-    pending: HashMap<ChunkId, Location>,
     failed: Option<String>,
 }
 
@@ -131,6 +131,11 @@ pub struct Store {
     index: Index,
     pack_target: u64,
     writer: Mutex<Writer>,
+    /// Written but not yet committed to the index. Changed under the writer
+    /// lock, but read without it, so reads never wait for a commit's syncs.
+    pending: RwLock<HashMap<ChunkId, Location>>,
+    /// Early writeback of pack bytes, once the daemon starts it.
+    writeback: OnceLock<Writeback>,
     packs: RwLock<HashMap<PackId, PackRecord>>,
     files: Mutex<HashMap<PackId, Arc<dyn DiskFile>>>,
     /// Set with `Writer::failed`, readable without the writer lock.
@@ -164,9 +169,10 @@ impl Store {
                 pack: None,
                 full: Vec::new(),
                 pack_is_new: false,
-                pending: HashMap::new(),
                 failed: None,
             }),
+            pending: RwLock::new(HashMap::new()),
+            writeback: OnceLock::new(),
             packs: RwLock::new(packs),
             files: Mutex::new(HashMap::new()),
             read_only: std::sync::atomic::AtomicBool::new(false),
@@ -341,13 +347,7 @@ impl Store {
         let len = data.len() as u64;
         self.counters.bytes_in.fetch_add(len, Ordering::Relaxed);
         let id = self.codec.object_id(kind, data);
-        let pending = self
-            .writer
-            .lock()
-            .expect("writer lock")
-            .pending
-            .contains_key(&id);
-        if pending || self.index.chunk(&id)?.is_some() {
+        if self.is_pending(&id) || self.index.chunk(&id)?.is_some() {
             return Ok((id, false));
         }
         let sealed = self.codec.encode_object(kind, &id, data);
@@ -355,7 +355,7 @@ impl Store {
         if let Some(reason) = &w.failed {
             return Err(StoreError::Failed(reason.clone()));
         }
-        if w.pending.contains_key(&id) {
+        if self.is_pending(&id) {
             return Ok((id, false));
         }
         if w.pack.is_none() {
@@ -388,11 +388,20 @@ impl Store {
             len: entry.len,
             raw_len: entry.raw_len,
         };
-        w.pending.insert(id, loc);
+        self.pending.write().expect("pending lock").insert(id, loc);
+        let early = self.writeback.get().and_then(|wb| {
+            let range = pack.take_writeback(writeback::STEP, full)?;
+            Some((wb, range))
+        });
         if full {
             // Finished at the next commit; new objects go to a new pack.
             let pack = w.pack.take().expect("open pack");
             w.full.push(pack);
+        }
+        drop(w);
+        if let Some((wb, (file, offset, len))) = early {
+            // Outside the writer lock: this waits while the queue is full.
+            wb.submit(file, offset, len);
         }
         Ok((id, true))
     }
@@ -483,11 +492,17 @@ impl Store {
         // makes the layers' earlier non-durable transactions durable, and
         // every object those refer to was stored before the lock was taken,
         // so it is in a pack synced above.
-        let rows: Vec<_> = w.pending.iter().map(|(k, v)| (*k, *v)).collect();
+        let rows: Vec<_> = self
+            .pending
+            .read()
+            .expect("pending lock")
+            .iter()
+            .map(|(k, v)| (*k, *v))
+            .collect();
         if let Err(e) = self.index.commit(&rows, &records) {
             return Err(self.sync_failed(&mut w, "committing the index", e));
         }
-        w.pending.clear();
+        self.pending.write().expect("pending lock").clear();
         self.packs.write().expect("packs lock").extend(records);
         self.counters.commits.fetch_add(1, Ordering::Relaxed);
         let full = std::mem::take(&mut w.full);
@@ -528,8 +543,9 @@ impl Store {
     /// Reads an object of `kind`, verified like [`Store::get`].
     pub fn get_object(&self, kind: Kind, id: &ChunkId) -> Result<Verified, StoreError> {
         self.counters.objects_read.fetch_add(1, Ordering::Relaxed);
-        let loc = match self.writer.lock().expect("writer lock").pending.get(id) {
-            Some(loc) => *loc,
+        let pending = self.pending.read().expect("pending lock").get(id).copied();
+        let loc = match pending {
+            Some(loc) => loc,
             None => self.index.chunk(id)?.ok_or(StoreError::NotFound(*id))?,
         };
         if loc.len as usize > MAX_OBJECT_LEN {
@@ -616,6 +632,25 @@ impl Store {
     /// What the index knows of each pack.
     pub fn pack_records(&self) -> HashMap<PackId, PackRecord> {
         self.packs.read().expect("packs lock").clone()
+    }
+
+    fn is_pending(&self, id: &ChunkId) -> bool {
+        self.pending.read().expect("pending lock").contains_key(id)
+    }
+
+    /// Starts writing pack bytes back early on a thread of their own, at
+    /// `priority` if given ([`writeback`]); the daemon does, tools that
+    /// open a repository briefly need not. Once per store.
+    pub fn start_writeback(&self, priority: Option<IoClass>) -> io::Result<()> {
+        let wb = Writeback::spawn(priority)?;
+        self.writeback
+            .set(wb)
+            .map_err(|_| io::Error::other("pack writeback is already running"))
+    }
+
+    /// The writeback thread's priority and counters, once started.
+    pub fn writeback_status(&self) -> Option<WritebackStatus> {
+        self.writeback.get().map(Writeback::status)
     }
 
     /// Whether writes are refused after a failure (cheap: no lock).

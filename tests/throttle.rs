@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use strata::throttle::adaptive::{read_psi_file, PsiSource};
 use strata::throttle::cgroup::{self, IoPolicy, IoPriorityError};
+use strata::throttle::ioprio::IoClass;
 use strata::throttle::{
     ByteRate, Limits, LocalTime, OpsRate, PressureSample, Sampler, SimClock, Throttle,
     ThrottleConfigError, ThrottlePolicy, Weekday,
@@ -423,6 +424,7 @@ min_rate = "1MiB/s"
 [throttle.io]
 weight = 50
 max_write = "100MiB/s"
+class = "best-effort"
 
 [hooks]
 whatever = "belongs to another module"
@@ -450,6 +452,19 @@ whatever = "belongs to another module"
     let io = p.io.unwrap();
     assert_eq!(io.weight, Some(50));
     assert_eq!(io.max_write, Some(ByteRate(100 * MIB)));
+    assert_eq!(io.class, Some(IoClass::BestEffort(7)), "level 7 by default");
+    assert!(io.needs_io_controller());
+    for (table, class) in [
+        ("class = \"idle\"", IoClass::Idle),
+        ("class = \"best-effort\"\nlevel = 2", IoClass::BestEffort(2)),
+    ] {
+        let io = ThrottlePolicy::from_toml(&format!("[throttle.io]\n{table}"))
+            .unwrap()
+            .io
+            .unwrap();
+        assert_eq!(io.class, Some(class));
+        assert!(!io.needs_io_controller(), "a class alone needs no cgroup");
+    }
 
     // Absent table: unlimited. Plain numbers are bytes/s and requests/s.
     assert_eq!(
@@ -556,6 +571,26 @@ fn bad_configs_name_key_value_and_what_is_accepted() {
             "[throttle.io]\nmax_write = \"lots\"",
             "throttle.io.max_write",
             &["\"lots\""],
+        ),
+        (
+            "[throttle.io]\nclass = \"realtime\"",
+            "throttle.io.class",
+            &["\"realtime\"", "idle", "best-effort"],
+        ),
+        (
+            "[throttle.io]\nclass = \"best-effort\"\nlevel = 8",
+            "throttle.io.level",
+            &["= 8", "0 (highest) to 7"],
+        ),
+        (
+            "[throttle.io]\nclass = \"idle\"\nlevel = 3",
+            "throttle.io.level",
+            &["no levels"],
+        ),
+        (
+            "[throttle.io]\nlevel = 3",
+            "throttle.io.class",
+            &["best-effort"],
         ),
     ] {
         let text = format!("[throttle]\n{body}");
@@ -676,6 +711,7 @@ fn cgroup_v2_io_max_applies_to_the_repository_device_or_says_why_not() {
         weight: Some(50),
         max_write: Some(ByteRate(100 * MIB)),
         max_read: None,
+        class: None,
     };
     let name = test_cgroup_name("io");
     let io_controller = cgroup::cgroup2_mount()

@@ -25,7 +25,8 @@ use strata::mountpoint::{self, MountpointError};
 use strata::namespace::{Access, Namespace};
 use strata::repo::{LockedRepo, RepoError};
 use strata::storage::LocalDisk;
-use strata::throttle::cgroup::{self, IoPlacement};
+use strata::throttle::cgroup::{self, IoPlacement, IoPolicy};
+use strata::throttle::ioprio::IoClass;
 use strata::throttle::{AdaptiveTask, Throttle, ThrottlePolicy};
 
 use delay::Delayer;
@@ -174,9 +175,9 @@ fn start_throttle(
     repo_dir: &Path,
     repo_id: &str,
 ) -> (Arc<Throttle>, Option<AdaptiveTask>, Option<IoPlacement>) {
-    let placement = policy.io.as_ref().and_then(|io| {
+    let placement = policy.io.filter(IoPolicy::needs_io_controller).and_then(|io| {
         let name = format!("strata-{}", &repo_id[..repo_id.len().min(12)]);
-        match cgroup::place_self(&name, io, repo_dir) {
+        match cgroup::place_self(&name, &io, repo_dir) {
             Ok(p) => {
                 tracing::info!(cgroup = %name, "I/O limits applied to the daemon's cgroup");
                 Some(p)
@@ -191,6 +192,21 @@ fn start_throttle(
     let throttle = Arc::new(Throttle::with_system_clock(policy));
     let adaptive = AdaptiveTask::spawn(throttle.clone());
     (throttle, adaptive, placement)
+}
+
+/// Pack writeback on its own thread, at `[throttle.io] class` if set. A
+/// priority the kernel refuses is a warning: writeback runs without it.
+fn start_writeback(repo: &strata::repo::Repo, class: Option<IoClass>) -> Result<()> {
+    let store = repo.store();
+    if let Err(e) = store.start_writeback(class) {
+        let Some(class) = class else {
+            return Err(e.into());
+        };
+        tracing::warn!(error = %e, %class, "[throttle.io] class cannot be applied; pack writeback runs at the daemon's priority");
+        eprintln!("strata-mountd: warning: [throttle.io] class = {class} cannot be applied: {e}");
+        store.start_writeback(None)?;
+    }
+    Ok(())
 }
 
 fn unlock(args: &MountdArgs) -> Result<strata::repo::Repo> {
@@ -251,6 +267,7 @@ fn run(args: &MountdArgs, ready: &dyn Fn()) -> Result<()> {
         reader_group,
         allow_other: opts.allow_other,
     };
+    start_writeback(&repo, host.throttle_policy().io.and_then(|io| io.class))?;
     let head = strata::head::Head::new(repo)?;
     let ns = Arc::new(Namespace::new(head, access)?);
     let listener = control::bind(&mountpoint::socket_path(&repo_id))?;

@@ -159,6 +159,18 @@ pub fn status(g: &Global) -> Result<()> {
             s.staging_bytes,
             s.durable_commits
         );
+        if let Some(w) = &s.writeback {
+            out.push_str(&format!(
+                "\nwriteback   {} written back at I/O priority {} (thread {}){}",
+                strata::throttle::rate::format_bytes(w.bytes as f64),
+                w.priority,
+                w.thread_id,
+                match w.errors {
+                    0 => String::new(),
+                    n => format!(", {n} ranges FAILED"),
+                }
+            ));
+        }
         if let Some(t) = &s.throttle {
             out.push('\n');
             out.push_str(&super::throttle::describe(t));

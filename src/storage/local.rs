@@ -2,8 +2,10 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io;
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 use super::{Disk, DiskFile, IndexBackend};
 
@@ -33,23 +35,60 @@ impl LocalDisk {
     }
 }
 
-struct LocalFile(File);
+struct LocalFile {
+    file: File,
+    /// A second open file description for [`DiskFile::write_back`]: the
+    /// kernel reports a writeback error once per open file, so errors that
+    /// writeback meets stay visible to `sync` on `file`.
+    writeback: OnceLock<File>,
+}
+
+impl LocalFile {
+    fn new(file: File) -> LocalFile {
+        LocalFile {
+            file,
+            writeback: OnceLock::new(),
+        }
+    }
+}
 
 impl DiskFile for LocalFile {
     fn len(&self) -> io::Result<u64> {
-        Ok(self.0.metadata()?.len())
+        Ok(self.file.metadata()?.len())
     }
     fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
-        self.0.read_exact_at(buf, offset)
+        self.file.read_exact_at(buf, offset)
     }
     fn write_at(&self, offset: u64, data: &[u8]) -> io::Result<()> {
-        self.0.write_all_at(data, offset)
+        self.file.write_all_at(data, offset)
     }
     fn set_len(&self, len: u64) -> io::Result<()> {
-        self.0.set_len(len)
+        self.file.set_len(len)
     }
     fn sync(&self) -> io::Result<()> {
-        self.0.sync_data()
+        self.file.sync_data()
+    }
+    fn write_back(&self, offset: u64, len: u64) -> io::Result<()> {
+        let file = match self.writeback.get() {
+            Some(f) => f,
+            None => {
+                // Opening the descriptor's /proc link opens the same inode
+                // anew, wherever the file has been renamed to since.
+                let again = File::open(format!("/proc/self/fd/{}", self.file.as_raw_fd()))?;
+                self.writeback.get_or_init(|| again)
+            }
+        };
+        let flags = libc::SYNC_FILE_RANGE_WAIT_BEFORE
+            | libc::SYNC_FILE_RANGE_WRITE
+            | libc::SYNC_FILE_RANGE_WAIT_AFTER;
+        // SAFETY: a valid descriptor and plain integers.
+        let rc =
+            unsafe { libc::sync_file_range(file.as_raw_fd(), offset as i64, len as i64, flags) };
+        if rc == 0 {
+            Ok(())
+        } else {
+            Err(io::Error::last_os_error())
+        }
     }
 }
 
@@ -61,7 +100,7 @@ impl Disk for LocalDisk {
             .create(create)
             .truncate(false)
             .open(self.path(path))?;
-        Ok(Box::new(LocalFile(f)))
+        Ok(Box::new(LocalFile::new(f)))
     }
 
     fn create_dir_all(&self, path: &str) -> io::Result<()> {

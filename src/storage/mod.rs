@@ -9,6 +9,7 @@
 
 pub mod local;
 pub mod sim;
+pub mod writeback;
 
 use std::fmt::Debug;
 use std::io;
@@ -77,6 +78,13 @@ pub trait DiskFile: Send + Sync {
     fn set_len(&self, len: u64) -> io::Result<()>;
     /// Makes the file's data and length durable.
     fn sync(&self) -> io::Result<()>;
+    /// Writes a range of the file to the device from the calling thread and
+    /// waits for it, so the I/O is submitted at that thread's I/O priority.
+    /// A hint only: it promises nothing, and its errors are left for `sync`
+    /// to report (the default does nothing).
+    fn write_back(&self, _offset: u64, _len: u64) -> io::Result<()> {
+        Ok(())
+    }
 }
 
 /// The parent directory of a relative path ("" for the root).

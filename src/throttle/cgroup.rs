@@ -1,10 +1,10 @@
 //! I/O priority through cgroup v2: `io.weight` and `io.max`.
 //!
-//! The daemon's pack writes are buffered; the kernel writes them back later
-//! from its flusher threads, and `ioprio_set` does not follow them there.
-//! The cgroup v2 io controller does (writeback is charged to the cgroup that
-//! dirtied the pages), so this is what really governs the disk load of a
-//! backup. [`place`] creates a child cgroup next to where the process is,
+//! The daemon's pack writes are buffered. Most reach the disk from its own
+//! writeback thread at the class of [`super::ioprio`], but whatever the
+//! kernel's flusher threads write back is beyond `ioprio_set`. The cgroup v2
+//! io controller covers that too (writeback is charged to the cgroup that
+//! dirtied the pages), and weighs reads as well. [`place`] creates a child cgroup next to where the process is,
 //! sets `io.weight` and/or `io.max` for the repository's block device in it,
 //! reads them back, and only then moves the process in, so a failure leaves
 //! the process where it was. Each failure says what is missing:
@@ -23,6 +23,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use super::ioprio::IoClass;
 use super::rate::ByteRate;
 use crate::mountpoint::{parse_mountinfo, MountEntry};
 
@@ -35,6 +36,9 @@ pub struct IoPolicy {
     pub max_write: Option<ByteRate>,
     /// `io.max` rbps on the repository's device.
     pub max_read: Option<ByteRate>,
+    /// The I/O scheduling class of the pack writeback thread (not a cgroup
+    /// setting: see [`super::ioprio`]).
+    pub class: Option<IoClass>,
 }
 
 impl IoPolicy {

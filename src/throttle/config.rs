@@ -36,6 +36,8 @@
 //! weight = 50               # cgroup v2 io.weight, 1..10000
 //! max_write = "100MiB/s"    # cgroup v2 io.max wbps on the repository's device
 //! max_read = "200MiB/s"     # cgroup v2 io.max rbps
+//! class = "idle"            # I/O class of pack writeback: idle | best-effort
+//! level = 7                 # with best-effort: 0 (highest) .. 7 (default 7)
 //! ```
 
 use std::collections::HashSet;
@@ -47,6 +49,7 @@ use toml::Value;
 use super::adaptive::{AdaptivePolicy, Aimd, ProbeSpec, PsiSource};
 use super::cgroup::IoPolicy;
 use super::clock::{TimeOfDay, Weekday};
+use super::ioprio::{IoClass, LOWEST_LEVEL};
 use super::profile::{Profile, Schedule};
 use super::rate::{
     parse_byte_limit, parse_ops_limit, parse_percent, ByteRate, Limits, OpsRate, BYTE_RATE_FORMS,
@@ -136,6 +139,10 @@ pub struct IoConfig {
     pub max_write: Option<Value>,
     /// io.max rbps.
     pub max_read: Option<Value>,
+    /// Pack writeback I/O class.
+    pub class: Option<Value>,
+    /// Its level, with best-effort.
+    pub level: Option<Value>,
 }
 
 /// A `[throttle]` table that cannot be used.
@@ -584,7 +591,49 @@ impl IoConfig {
             weight,
             max_write: byte_rate("throttle.io.max_write", &self.max_write)?,
             max_read: byte_rate("throttle.io.max_read", &self.max_read)?,
+            class: self.class()?,
         };
         Ok(policy)
+    }
+
+    fn class(&self) -> Result<Option<IoClass>, ThrottleConfigError> {
+        let level = match &self.level {
+            None => None,
+            Some(v) => Some(
+                v.as_integer()
+                    .filter(|l| (0..=i64::from(LOWEST_LEVEL)).contains(l))
+                    .map(|l| l as u8)
+                    .ok_or_else(|| {
+                        invalid(
+                            "throttle.io.level",
+                            v,
+                            "expected an integer from 0 (highest) to 7 (lowest), as ionice -n takes",
+                        )
+                    })?,
+            ),
+        };
+        let Some(v) = &self.class else {
+            return match level {
+                None => Ok(None),
+                Some(_) => Err(ThrottleConfigError::Missing {
+                    key: "throttle.io.class".into(),
+                    why: "with throttle.io.level (class = \"best-effort\")".into(),
+                }),
+            };
+        };
+        match (v.as_str(), level) {
+            (Some("idle"), None) => Ok(Some(IoClass::Idle)),
+            (Some("idle"), Some(_)) => Err(invalid(
+                "throttle.io.level",
+                self.level.as_ref().expect("level is set"),
+                "the idle class has no levels; remove level or use class = \"best-effort\"",
+            )),
+            (Some("best-effort"), l) => Ok(Some(IoClass::BestEffort(l.unwrap_or(LOWEST_LEVEL)))),
+            _ => Err(invalid(
+                "throttle.io.class",
+                v,
+                "expected \"idle\" or \"best-effort\" (the I/O scheduling class of the pack writeback thread)",
+            )),
+        }
     }
 }

@@ -16,8 +16,9 @@
 //!
 //! Adaptive mode ([`adaptive`]) then lowers the byte rate further while the
 //! system is under pressure; it never raises it above the limit from 1-3.
-//! I/O priority ([`cgroup`]) is separate: it puts the daemon in a cgroup
-//! whose io.weight/io.max the kernel applies to the actual disk writes.
+//! I/O priority is separate: [`ioprio`] gives the daemon's pack writeback
+//! thread its own I/O scheduling class, and [`cgroup`] puts the daemon in a
+//! cgroup whose io.weight/io.max the kernel applies to its disk I/O.
 //!
 //! Locking: all mutable state is behind one mutex, held for O(1) work per
 //! call (no I/O, no allocation on the write path; the local time is read
@@ -30,6 +31,7 @@ pub mod bucket;
 pub mod cgroup;
 pub mod clock;
 pub mod config;
+pub mod ioprio;
 pub mod profile;
 pub mod rate;
 pub mod window;

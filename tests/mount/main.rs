@@ -6,6 +6,7 @@ mod backup;
 mod common;
 mod freshness;
 mod harness;
+mod ioprio;
 mod postgres;
 mod throttle;
 mod tree;
