@@ -389,10 +389,11 @@ impl Store {
             raw_len: entry.raw_len,
         };
         self.pending.write().expect("pending lock").insert(id, loc);
-        let early = self.writeback.get().and_then(|wb| {
-            let range = pack.take_writeback(writeback::STEP, full)?;
-            Some((wb, range))
-        });
+        // Only file data waits for the writeback queue: trees and records
+        // are stored inside index transactions, which must not wait on
+        // low-priority I/O; their bytes go with the next chunk's range.
+        let early = self.writeback.get().filter(|_| kind == Kind::Chunk);
+        let early = early.and_then(|wb| Some((wb, pack.take_writeback(writeback::STEP, full)?)));
         if full {
             // Finished at the next commit; new objects go to a new pack.
             let pack = w.pack.take().expect("open pack");
