@@ -720,6 +720,7 @@ impl Namespace {
     /// commits durably (before unmount).
     pub fn shutdown(&self) -> Result<(), FsError> {
         self.head.stop_prefetchers();
+        self.head.stop_committer();
         self.head.flush_all(Caller::ROOT)?;
         self.head.commit()
     }

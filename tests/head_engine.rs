@@ -2,6 +2,7 @@
 
 mod common;
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use common::*;
@@ -489,6 +490,52 @@ fn the_cadence_makes_metadata_changes_durable_without_fsync() {
     std::mem::forget(h);
     let h = Head::new(open(Arc::new(image))).unwrap();
     assert!(h.lookup(ME, ROOT, &n("kept")).is_ok());
+}
+
+#[test]
+fn a_committer_thread_takes_the_cadence_commits_off_the_operations() {
+    let sim = SimDisk::new();
+    let disk: Arc<dyn Disk> = Arc::new(sim.clone());
+    init_encrypted(disk.clone());
+    let mut h = Head::new(open(disk)).unwrap();
+    // Only bytes make a commit due here, so the test decides when.
+    h.set_cadence(std::time::Duration::from_secs(3600), 1 << 20);
+    let h = Arc::new(h);
+    let committer = std::thread::spawn({
+        let h = h.clone();
+        move || h.run_committer()
+    });
+    let until = |what: &str, done: &dyn Fn() -> bool| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while !done() {
+            assert!(std::time::Instant::now() < deadline, "{what}");
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+    };
+    until("the committer did not start", &|| h.has_committer());
+    let commits = || h.counters.durable_commits.load(Ordering::Relaxed);
+    let background = || h.counters.background_commits.load(Ordering::Relaxed);
+    let before = commits();
+
+    // A window of bytes is made durable by the committer, not by the writer.
+    h.mkdir(ME, ROOT, &n("kept"), 0o755, 0).unwrap();
+    let f = h.create(ME, ROOT, &n("f"), 0o644, 0).unwrap().ino;
+    h.write(ME, f, 0, &bytes(3, 3 << 19)).unwrap();
+    until("no cadence commit", &|| background() >= 1);
+    assert_eq!(commits() - before, 1, "the writer committed too");
+    assert_eq!(background(), 1);
+    let image = sim.crash_images(3, 0).remove(0);
+    let h2 = Head::new(open(Arc::new(image))).unwrap();
+    assert!(h2.lookup(ME, ROOT, &n("kept")).is_ok());
+
+    // A writer two byte windows ahead of the committer commits itself.
+    h.write(ME, f, 3 << 19, &bytes(4, 3 << 20)).unwrap();
+    assert_eq!(commits() - before, 2, "no inline commit");
+    assert_eq!(background(), 1);
+
+    h.stop_committer();
+    committer.join().unwrap();
+    assert!(!h.has_committer());
 }
 
 #[test]

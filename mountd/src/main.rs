@@ -335,6 +335,10 @@ fn run(args: &MountdArgs, ready: &dyn Fn()) -> Result<()> {
             tracing::info!(signal = sig, "unmounting on signal");
             s.unmount();
         })?;
+    let n = ns.clone();
+    std::thread::Builder::new()
+        .name("committer".into())
+        .spawn(move || n.head().run_committer())?;
     for i in 0..READ_AHEAD_WORKERS {
         let n = ns.clone();
         std::thread::Builder::new()

@@ -7,13 +7,14 @@
 //!
 //! Durability: every operation commits its own transaction without forcing
 //! it to disk. [`Head::commit`] (called by fsync, by snapshots, and on the
-//! cadence of [`Head::maybe_commit`]: every [`COMMIT_INTERVAL`] or
-//! [`COMMIT_BYTES`] written) syncs the packs and commits durably, which also
+//! cadence of [`cadence`]: every [`COMMIT_INTERVAL`] or [`COMMIT_BYTES`]
+//! written, from a committer thread in the daemon) syncs the packs and commits durably, which also
 //! makes every earlier head transaction durable. A crash loses at most the
 //! operations since the last durable commit, and never leaves the index
 //! pointing at bytes that are not on disk.
 
 pub mod acl;
+pub mod cadence;
 pub mod content;
 pub mod prefetch;
 pub mod records;
@@ -25,7 +26,7 @@ pub mod types;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use acl::Acl;
 use records::{DirentRecord, InodeRecord, XattrRecord};
@@ -70,6 +71,8 @@ pub struct HeadCounters {
     pub last_snapshot_dirs: AtomicU64,
     /// Durable commits.
     pub durable_commits: AtomicU64,
+    /// Of those, the committer thread's.
+    pub background_commits: AtomicU64,
     /// Index key and value bytes written by the last operation (a create
     /// costs a few hundred, whatever the directory's size).
     pub last_txn_index_bytes: AtomicU64,
@@ -100,15 +103,14 @@ pub struct Head {
     name_key: [u8; 32],
     files: Mutex<HashMap<InodeNo, Arc<Mutex<content::FileState>>>>,
     open_counts: Mutex<HashMap<InodeNo, u32>>,
-    clock: Mutex<(Instant, u64)>,
     chunk_cache: Mutex<content::ChunkCache>,
     prefetch: prefetch::Prefetch,
     /// Serializes durable commits with snapshots, so a snapshot's write
     /// transaction (which stores tree objects) never waits on a store
     /// commit that waits on it.
     commit_lock: Mutex<()>,
-    /// Longest time and most bytes between durable commits.
-    cadence: (Duration, u64),
+    /// When to commit durably.
+    cadence: cadence::Cadence,
     /// Cost counters.
     pub counters: HeadCounters,
 }
@@ -141,11 +143,10 @@ impl Head {
             repo,
             files: Mutex::new(HashMap::new()),
             open_counts: Mutex::new(HashMap::new()),
-            clock: Mutex::new((Instant::now(), 0)),
             chunk_cache: Mutex::new(content::ChunkCache::default()),
             prefetch: prefetch::Prefetch::default(),
             commit_lock: Mutex::new(()),
-            cadence: (COMMIT_INTERVAL, COMMIT_BYTES),
+            cadence: cadence::Cadence::default(),
             counters: HeadCounters::default(),
         };
         head.wtx(|w| {
@@ -223,8 +224,8 @@ impl Head {
 
     /// [`Head::commit`] for a caller that holds `commit_lock`.
     fn commit_locked(&self) -> Result<(), FsError> {
+        self.cadence.committing();
         self.repo.store().commit()?;
-        *self.clock.lock().expect("clock") = (Instant::now(), 0);
         self.counters
             .durable_commits
             .fetch_add(1, Ordering::Relaxed);
@@ -235,17 +236,13 @@ impl Head {
     /// [`COMMIT_BYTES`]); tests that reason about exact crash states turn
     /// it off with `Duration::MAX, u64::MAX`.
     pub fn set_cadence(&mut self, interval: Duration, bytes: u64) {
-        self.cadence = (interval, bytes);
+        self.cadence.set_limits(interval, bytes);
     }
 
-    /// Commits durably if the cadence says it is time.
+    /// Commits durably if the cadence says it is time and no committer
+    /// thread does it ([`Head::run_committer`]).
     pub fn maybe_commit(&self, written: u64) -> Result<(), FsError> {
-        let due = {
-            let mut c = self.clock.lock().expect("clock");
-            c.1 += written;
-            c.0.elapsed() >= self.cadence.0 || c.1 >= self.cadence.1
-        };
-        if due {
+        if self.cadence.note(written) == cadence::Due::Here {
             self.commit()?;
         }
         Ok(())
