@@ -716,13 +716,18 @@ impl Namespace {
         self.head.statfs(caller)
     }
 
-    /// Stops the read-ahead workers, flushes every pending write and
-    /// commits durably (before unmount).
+    /// Stops the read-ahead workers and the committer, flushes every
+    /// pending write, commits durably and lets pack writeback finish
+    /// (before unmount).
     pub fn shutdown(&self) -> Result<(), FsError> {
         self.head.stop_prefetchers();
         self.head.stop_committer();
-        self.head.flush_all(Caller::ROOT)?;
-        self.head.commit()
+        let committed = self
+            .head
+            .flush_all(Caller::ROOT)
+            .and_then(|()| self.head.commit());
+        self.head.repo().store().stop_writeback();
+        committed
     }
 
     /// The head inode behind `ino`, or EROFS: only the head takes changes,

@@ -649,6 +649,14 @@ impl Store {
             .map_err(|_| io::Error::other("pack writeback is already running"))
     }
 
+    /// Ends the writeback thread after its queue (see [`Writeback::stop`]);
+    /// pack bytes then reach the disk through commits alone.
+    pub fn stop_writeback(&self) {
+        if let Some(wb) = self.writeback.get() {
+            wb.stop();
+        }
+    }
+
     /// The writeback thread's priority and counters, once started.
     pub fn writeback_status(&self) -> Option<WritebackStatus> {
         self.writeback.get().map(Writeback::status)

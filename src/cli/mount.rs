@@ -260,18 +260,27 @@ pub fn umount(g: &Global, dir: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Whether every thread of `pid` has ended (it may be a zombie nobody has
+/// reaped yet). A zombie leader is not enough: until its last thread ends,
+/// the process keeps its files open, and with them the repository lock.
+fn exited(pid: u32) -> bool {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return true;
+    };
+    tasks.flatten().all(|t| {
+        std::fs::read_to_string(t.path().join("stat")).map_or(true, |s| {
+            s.rsplit(')')
+                .next()
+                .is_some_and(|r| matches!(r.trim_start().chars().next(), Some('Z' | 'X')))
+        })
+    })
+}
+
 /// Waits for the daemon to finish its last commit and exit.
 fn wait_exit(pid: u32, dir: &Path) -> Result<()> {
     let start = Instant::now();
     while Path::new(&format!("/proc/{pid}")).exists() {
-        let zombie = std::fs::read_to_string(format!("/proc/{pid}/stat"))
-            .map(|s| {
-                s.rsplit(')')
-                    .next()
-                    .is_some_and(|r| r.trim_start().starts_with('Z'))
-            })
-            .unwrap_or(true);
-        if zombie {
+        if exited(pid) {
             break;
         }
         if start.elapsed() > Duration::from_secs(600) {

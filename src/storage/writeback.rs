@@ -13,7 +13,8 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
 
 use serde::{Deserialize, Serialize};
 
@@ -54,9 +55,12 @@ struct Counters {
     errors: AtomicU64,
 }
 
-/// The writeback thread; dropping this ends it once its queue is done.
+/// The writeback thread; [`Writeback::stop`] or dropping this ends it once
+/// its queue is done.
 pub struct Writeback {
-    tx: SyncSender<Range>,
+    /// `None` once stopped.
+    tx: Mutex<Option<SyncSender<Range>>>,
+    thread: Mutex<Option<JoinHandle<()>>>,
     priority: Option<IoClass>,
     thread_id: u32,
     counters: Arc<Counters>,
@@ -71,7 +75,7 @@ impl Writeback {
         let (ready_tx, ready_rx) = sync_channel(1);
         let counters = Arc::new(Counters::default());
         let c = counters.clone();
-        std::thread::Builder::new()
+        let thread = std::thread::Builder::new()
             .name("pack-writeback".into())
             .spawn(move || {
                 let started = priority
@@ -87,7 +91,8 @@ impl Writeback {
             .recv()
             .map_err(|_| std::io::Error::other("the writeback thread ended at once"))??;
         Ok(Writeback {
-            tx,
+            tx: Mutex::new(Some(tx)),
+            thread: Mutex::new(Some(thread)),
             priority,
             thread_id,
             counters,
@@ -95,10 +100,23 @@ impl Writeback {
     }
 
     /// Queues `len` bytes of `file` from `offset`; waits while the queue is
-    /// full.
+    /// full. After [`Writeback::stop`], does nothing.
     pub fn submit(&self, file: Arc<dyn DiskFile>, offset: u64, len: u64) {
-        // The thread lives as long as the sender; a send cannot fail.
-        let _ = self.tx.send(Range { file, offset, len });
+        let tx = self.tx.lock().expect("writeback sender").clone();
+        if let Some(tx) = tx {
+            // The thread lives as long as a sender; a send cannot fail.
+            let _ = tx.send(Range { file, offset, len });
+        }
+    }
+
+    /// Lets the thread finish its queue and waits for it to end, so that a
+    /// process that exits next has no thread left in the middle of disk I/O
+    /// (its files, and the repository lock, would stay open until then).
+    pub fn stop(&self) {
+        drop(self.tx.lock().expect("writeback sender").take());
+        if let Some(thread) = self.thread.lock().expect("writeback thread").take() {
+            let _ = thread.join();
+        }
     }
 
     /// Its priority and counters.
@@ -168,6 +186,9 @@ mod tests {
         assert_eq!(status.bytes, 3 * STEP);
         assert_eq!(status.errors, 0);
         assert_eq!(status.priority, "idle");
+        wb.stop();
+        wb.submit(file.clone(), 0, STEP);
+        assert_eq!(wb.status().ranges, 3, "a stopped thread took more");
     }
 
     #[test]
