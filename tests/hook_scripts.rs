@@ -3,17 +3,19 @@
 //! stdin /dev/null (or, for a session hook, a pipe that receives `finish`),
 //! key=value lines and `ready` on stdout.
 //!
-//! Real components where they run here: SQLite and PostgreSQL (a private
+//! Real components where they run here: SQLite, PostgreSQL (a private
 //! cluster per test, owned by the `postgres` OS user, reachable only through
-//! a Unix socket in the test's directory). Missing tools are installed from
-//! the OS packages; a test never passes by not running. Services that cannot
-//! run here (MySQL, Oracle, SQL Server, LVM/btrfs/fsfreeze on a real volume,
-//! Kafka) are replaced by `tests/hook_scripts/standin`, installed under the
-//! tool's name first on PATH: it records every invocation and every SQL
-//! line it is sent, answers from a reply table, and fails or hangs on
-//! request.
+//! a Unix socket in the test's directory) and MariaDB (a private mariadbd
+//! per test, likewise on a Unix socket in the test's directory). Missing
+//! tools are installed from the OS packages; a test never passes by not
+//! running. Services that cannot run here (MySQL 8, Oracle, SQL Server,
+//! LVM/btrfs/fsfreeze on a real volume, Kafka) are replaced by
+//! `tests/hook_scripts/standin`, installed under the tool's name first on
+//! PATH: it records every invocation and every SQL line it is sent, answers
+//! from a reply table, and fails or hangs on request.
 
 use std::io::{BufRead, BufReader, Write};
+use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, ExitStatus, Output, Stdio};
@@ -774,8 +776,420 @@ fn postgresql_basebackup_writes_a_verifiable_copy_with_its_lsns() {
 }
 
 // ---------------------------------------------------------------------------
-// MySQL / MariaDB: a stand-in mysql client
+// MySQL / MariaDB: a real private MariaDB server; a stand-in client for the
+// MySQL 8 paths
 
+/// The server program of Debian's mariadb-server.
+const MARIADBD: &str = "/usr/sbin/mariadbd";
+
+/// The backup account the hook connects as, with the privileges its header
+/// asks for.
+const BACKUP_USER: &str = "strata_backup";
+const BACKUP_PASSWORD: &str = "test-only-password";
+
+/// A private MariaDB server (mariadbd as root, `--user=root`): data
+/// directory, Unix socket and error log in a test directory, no TCP
+/// listener, binary log on (statement format, so mariadb-binlog shows the
+/// statements). Dropping it stops the server, then removes the directory.
+struct Mariadb {
+    child: Child,
+    data: PathBuf,
+    socket: PathBuf,
+    log: PathBuf,
+    env: Env,
+}
+
+impl Mariadb {
+    fn start() -> Mariadb {
+        // SAFETY: geteuid cannot fail.
+        assert_eq!(unsafe { libc::geteuid() }, 0, "MariaDB tests run as root");
+        ensure_tools(&[
+            ("mariadb-install-db", "mariadb-server"),
+            ("mariadb", "mariadb-client"),
+            ("mariadb-binlog", "mariadb-client"),
+        ]);
+        if !Path::new(MARIADBD).exists() {
+            apt_install(&["mariadb-server"]);
+        }
+        let env = Env::new(&[]);
+        let data = env.path("data");
+        let socket = env.path("mariadb.sock");
+        let log = env.path("mariadb.err");
+        // Its own tmpdir: servers bootstrapping side by side in one /tmp
+        // collide on their temporary tables' file names.
+        let tmp = env.path("tmp");
+        std::fs::create_dir(&tmp).unwrap();
+        let cnf = env.path("server.cnf");
+        std::fs::write(
+            &cnf,
+            format!(
+                "[mariadbd]\nuser=root\ndatadir={}\ntmpdir={}\nsocket={}\npid-file={}\n\
+                 log-error={}\nskip-networking\nlog-bin=binlog\nbinlog-format=STATEMENT\n\
+                 server-id=1\ninnodb-buffer-pool-size=16M\ninnodb-log-file-size=4M\n",
+                data.display(),
+                tmp.display(),
+                socket.display(),
+                env.path("mariadbd.pid").display(),
+                log.display()
+            ),
+        )
+        .unwrap();
+        let defaults = format!("--defaults-file={}", cnf.display());
+        let install = run(Command::new("mariadb-install-db")
+            .arg(&defaults)
+            .args(["--skip-test-db", "--auth-root-authentication-method=socket"])
+            .stdin(Stdio::null()));
+        assert!(
+            install.status.success(),
+            "mariadb-install-db failed ({}):\n{}\n{}",
+            install.status,
+            install.stderr,
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        let child = Command::new(MARIADBD)
+            .arg(&defaults)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("starting mariadbd");
+        let mut server = Mariadb {
+            child,
+            data,
+            socket,
+            log,
+            env,
+        };
+        let deadline = Instant::now() + HOOK_WAIT;
+        while !server
+            .root()
+            .args(["-e", "SELECT 1"])
+            .output()
+            .is_ok_and(|o| o.status.success())
+        {
+            if let Some(status) = server.child.try_wait().expect("try_wait") {
+                panic!("mariadbd ended ({status}):\n{}", server.error_log());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "mariadbd not accepting connections within {HOOK_WAIT:?}:\n{}",
+                server.error_log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        // The account of the header: RELOAD, LOCK TABLES, REPLICATION
+        // CLIENT; its password in a defaults file as the header advises.
+        server.sql(&format!(
+            "CREATE USER {BACKUP_USER}@localhost IDENTIFIED BY '{BACKUP_PASSWORD}';
+             GRANT RELOAD, LOCK TABLES, REPLICATION CLIENT ON *.* TO {BACKUP_USER}@localhost;"
+        ));
+        let client_cnf = server.env.path("backup.cnf");
+        std::fs::write(
+            &client_cnf,
+            format!(
+                "[client]\nuser={BACKUP_USER}\npassword={BACKUP_PASSWORD}\nsocket={}\n",
+                server.socket.display()
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(&client_cnf, std::fs::Permissions::from_mode(0o600)).unwrap();
+        server
+    }
+
+    fn error_log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// The mariadb client as root (unix_socket authentication), rows
+    /// tab-separated without column names.
+    fn root(&self) -> Command {
+        let mut c = Command::new("mariadb");
+        c.arg("--no-defaults")
+            .arg(format!("--socket={}", self.socket.display()))
+            .args(["--user=root", "--batch", "--skip-column-names"])
+            .stdin(Stdio::null());
+        c
+    }
+
+    /// Runs SQL as root that must succeed; returns the rows, trimmed.
+    fn sql(&self, sql: &str) -> String {
+        must(self.root().args(["-e", sql])).trim().to_owned()
+    }
+
+    /// Starts SQL as root in the background (a writer that may block).
+    fn spawn_sql(&self, sql: &str) -> Child {
+        self.root()
+            .args(["-e", sql])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("mariadb client")
+    }
+
+    /// The hook as configured in the header's [[hook]] stanza: `args`, then
+    /// `--`, the backup account's defaults file and `client_args`.
+    fn hook(&self, args: &[&str], client_args: &[&str]) -> Command {
+        let mut cmd = self.env.hook("mysql");
+        cmd.args(args)
+            .arg("--")
+            .arg(format!(
+                "--defaults-extra-file={}",
+                self.env.path("backup.cnf").display()
+            ))
+            .args(client_args);
+        cmd
+    }
+
+    /// Waits until `n` statements starting with `query` wait for the lock
+    /// FLUSH TABLES WITH READ LOCK holds (MariaDB: "Waiting for backup
+    /// lock"; older servers: "... global read lock").
+    fn await_blocked(&self, query: &str, n: usize) {
+        let sql = format!(
+            "SELECT COUNT(*) FROM information_schema.processlist
+              WHERE state LIKE 'Waiting for % lock' AND info LIKE '{query}%'"
+        );
+        let deadline = Instant::now() + HOOK_WAIT;
+        loop {
+            let blocked = self.sql(&sql);
+            if blocked == n.to_string() {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{blocked} of {n} `{query}` waiting for the lock:\n{}",
+                self.sql("SELECT id, user, state, info FROM information_schema.processlist")
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The binary log `file` as mariadb-binlog prints it, limited by the
+    /// `range` options (--start-position/--stop-position).
+    fn binlog(&self, file: &str, range: &[&str]) -> String {
+        must(
+            Command::new("mariadb-binlog")
+                .arg("--no-defaults")
+                .args(range)
+                .arg(self.data.join(file)),
+        )
+    }
+}
+
+impl Drop for Mariadb {
+    fn drop(&mut self) {
+        let pid = self.child.id() as i32;
+        // SAFETY: kill has no memory effects; the pid is our child's,
+        // not yet reaped.
+        unsafe { libc::kill(pid, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while self.child.try_wait().ok().flatten().is_none() {
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+/// Waits for a background client; asserts it succeeded.
+fn wait_ok(mut child: Child, what: &str) {
+    let deadline = Instant::now() + HOOK_WAIT;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{what} did not end within {HOOK_WAIT:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let out = child.wait_with_output().expect("output");
+    assert!(
+        status.success(),
+        "{what} failed ({status}): {}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn mariadb_read_lock_holds_writes_from_ready_to_finish_at_the_recorded_position() {
+    let db = Mariadb::start();
+    db.sql(
+        "CREATE DATABASE shop;
+         CREATE TABLE shop.orders(id INT PRIMARY KEY, item VARCHAR(40)) ENGINE=InnoDB;
+         INSERT INTO shop.orders VALUES (1, 'before-1'), (2, 'before-2');",
+    );
+
+    let mut session = Session::start(&mut db.hook(&["--lock-wait-timeout", "30"], &[]));
+    let before = session.ready();
+    assert_eq!(kv(&before, "lock"), Some("ftwrl"));
+    let version = db.sql("SELECT VERSION()");
+    assert!(version.contains("MariaDB"), "{version}");
+    assert_eq!(kv(&before, "server_version"), Some(version.as_str()));
+    // What the hook recorded is what the server reports while it holds the
+    // lock.
+    let status = db.sql("SHOW MASTER STATUS");
+    let status: Vec<&str> = status.split('\t').collect();
+    let file = kv(&before, "binlog_file").expect("binlog_file");
+    let position = kv(&before, "binlog_position").expect("binlog_position");
+    assert_eq!(&status[..2], &[file, position], "SHOW MASTER STATUS");
+    let gtid = kv(&before, "gtid_binlog_pos").expect("gtid_binlog_pos");
+    assert_eq!(gtid, db.sql("SELECT @@GLOBAL.gtid_binlog_pos"));
+    let seq: u64 = gtid.rsplit('-').next().unwrap().parse().unwrap();
+
+    // A write waits for the lock; reads go on.
+    let writer = db.spawn_sql("INSERT INTO shop.orders VALUES (3, 'during')");
+    db.await_blocked("INSERT INTO shop.orders", 1);
+    assert_eq!(db.sql("SELECT COUNT(*) FROM shop.orders"), "2");
+    assert_eq!(
+        db.sql("SHOW MASTER STATUS").split('\t').nth(1),
+        Some(position),
+        "the binary log moved under the lock"
+    );
+
+    let done = session.finish();
+    done.assert_ok();
+    assert!(kv(&done.stdout, "lock_held_seconds").is_some());
+    wait_ok(writer, "the write blocked by the lock");
+    assert_eq!(
+        db.sql("SELECT GROUP_CONCAT(item ORDER BY id) FROM shop.orders"),
+        "before-1,before-2,during"
+    );
+
+    // The recorded position splits the binary log where the lock was: what
+    // was committed before `ready` is before it, the blocked write (the
+    // next GTID) after it; a point-in-time recovery replays from there.
+    let upto = db.binlog(file, &[&format!("--stop-position={position}")]);
+    assert!(upto.contains("'before-2'"), "{upto}");
+    assert!(!upto.contains("'during'"), "{upto}");
+    let after = db.binlog(file, &[&format!("--start-position={position}")]);
+    assert!(after.contains("'during'"), "{after}");
+    assert!(after.contains(&format!("GTID 0-1-{}", seq + 1)), "{after}");
+    assert!(!after.contains("'before-"), "{after}");
+    assert_eq!(
+        db.sql("SELECT @@GLOBAL.gtid_binlog_pos"),
+        format!("0-1-{}", seq + 1)
+    );
+}
+
+#[test]
+fn mariadb_lock_ends_with_the_session_without_finish_or_when_killed() {
+    let db = Mariadb::start();
+    db.sql("CREATE DATABASE shop; CREATE TABLE shop.orders(id INT PRIMARY KEY) ENGINE=InnoDB;");
+
+    // stdin ends without `finish`: unlocked, exit 1.
+    let mut session = Session::start(&mut db.hook(&[], &[]));
+    session.ready();
+    let writer = db.spawn_sql("INSERT INTO shop.orders VALUES (1)");
+    db.await_blocked("INSERT INTO shop.orders", 1);
+    let done = session.abandon();
+    done.assert_failed("without 'finish'");
+    assert!(
+        done.stderr.contains("lock released (UNLOCK TABLES;)"),
+        "{}",
+        done.stderr
+    );
+    assert!(kv(&done.stdout, "lock_held_seconds").is_none());
+    wait_ok(writer, "the write blocked by the abandoned lock");
+
+    // strata kills a hook's process group on timeout: the client dies with
+    // it, and the server ends its session and the lock.
+    let mut session = Session::start(db.hook(&[], &[]).process_group(0));
+    session.ready();
+    let writer = db.spawn_sql("INSERT INTO shop.orders VALUES (2)");
+    db.await_blocked("INSERT INTO shop.orders", 1);
+    let pgid = session.child.id() as i32;
+    // SAFETY: kill has no memory effects; the group is the hook's own.
+    assert_eq!(unsafe { libc::kill(-pgid, libc::SIGKILL) }, 0);
+    let done = session.wait();
+    assert!(!done.status.success());
+    wait_ok(writer, "the write blocked by the killed hook's lock");
+    assert_eq!(db.sql("SELECT COUNT(*) FROM shop.orders"), "2");
+}
+
+#[test]
+fn mariadb_failures_exit_1_with_the_servers_reason_and_lock_nothing() {
+    let db = Mariadb::start();
+    db.sql(
+        "CREATE DATABASE shop; CREATE TABLE shop.orders(id INT PRIMARY KEY) ENGINE=InnoDB;
+         CREATE USER weak@localhost IDENTIFIED BY 'weak';
+         GRANT LOCK TABLES, REPLICATION CLIENT ON *.* TO weak@localhost;",
+    );
+    let fails = |args: &[&str], client_args: &[&str], messages: &[&str]| {
+        let done = Session::start(&mut db.hook(args, client_args)).abandon();
+        for message in messages {
+            done.assert_failed(message);
+        }
+        assert!(
+            !done.stdout.iter().any(|l| l == "ready"),
+            "{}",
+            done.stdout.join("\n")
+        );
+    };
+    fails(
+        &[],
+        &["--password=wrong"],
+        &[
+            "Access denied for user 'strata_backup'",
+            "while: connecting",
+        ],
+    );
+    let missing = db.env.path("missing.sock");
+    fails(
+        &[],
+        &[&format!("--socket={}", missing.display())],
+        &["Can't connect", "while: connecting"],
+    );
+    fails(
+        &[],
+        &["--user=weak", "--password=weak"],
+        &["RELOAD privilege", "the account needs RELOAD"],
+    );
+    fails(
+        &["--lock", "backup"],
+        &[],
+        &["needs MySQL 8.0", "use --lock ftwrl"],
+    );
+
+    // A session holding a table: FLUSH TABLES WITH READ LOCK gives up
+    // after --lock-wait-timeout instead of stalling every writer.
+    let mut holder = db
+        .root()
+        .arg("--unbuffered")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("mariadb client");
+    let mut holder_in = holder.stdin.take().unwrap();
+    holder_in
+        .write_all(b"LOCK TABLES shop.orders WRITE;\nSELECT 'held';\n")
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(holder.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert_eq!(line.trim(), "held");
+    fails(
+        &["--lock-wait-timeout", "1"],
+        &[],
+        &[
+            "Lock wait timeout exceeded",
+            "taking FLUSH TABLES WITH READ LOCK",
+        ],
+    );
+    drop(holder_in);
+    wait_ok(holder, "the session holding the table");
+
+    // Nothing was left locked: a write goes through at once.
+    db.sql("SET SESSION lock_wait_timeout = 10; INSERT INTO shop.orders VALUES (1);");
+    assert_eq!(db.sql("SELECT COUNT(*) FROM shop.orders"), "1");
+}
+
+/// An Env with the stand-in mysql client answering as a server of `version`.
 fn mysql_env(version: &str) -> Env {
     let env = Env::new(&["mysql"]);
     env.replies(&[
@@ -789,45 +1203,6 @@ fn mysql_env(version: &str) -> Env {
         ("SELECT '__strata_end_of_query__'", "__strata_end_of_query__"),
     ]);
     env
-}
-
-#[test]
-fn mysql_holds_the_read_lock_from_ready_to_finish() {
-    let env = mysql_env("10.11.6-MariaDB-0+deb12u1");
-    let mut session = Session::start(env.hook("mysql").args([
-        "--lock-wait-timeout",
-        "30",
-        "--",
-        "--defaults-extra-file=/etc/strata/mysql.cnf",
-    ]));
-    let before = session.ready();
-    assert_eq!(kv(&before, "binlog_file"), Some("mysql-bin.000042"));
-    assert_eq!(kv(&before, "binlog_position"), Some("1337"));
-    assert_eq!(kv(&before, "gtid_binlog_pos"), Some("0-1-99"));
-    assert_eq!(kv(&before, "lock"), Some("ftwrl"));
-    let log = env.log();
-    assert!(
-        log[0].contains("--defaults-extra-file=/etc/strata/mysql.cnf"),
-        "{log:?}"
-    );
-    assert_in_order(
-        &log,
-        &[
-            "lock_wait_timeout = 30",
-            "FLUSH NO_WRITE_TO_BINLOG TABLES",
-            "FLUSH TABLES WITH READ LOCK",
-            "SHOW MASTER STATUS",
-        ],
-    );
-    assert_eq!(count_matching(&log, "UNLOCK"), 0, "unlocked before finish");
-
-    let done = session.finish();
-    done.assert_ok();
-    assert!(kv(&done.stdout, "lock_held_seconds").is_some());
-    assert_in_order(
-        &env.log(),
-        &["FLUSH TABLES WITH READ LOCK", "UNLOCK TABLES"],
-    );
 }
 
 #[test]
@@ -863,29 +1238,6 @@ fn mysql_8_4_uses_show_binary_log_status_and_lock_instance() {
     let done = Session::start(env.hook("mysql").args(["--lock", "backup"])).abandon();
     done.assert_failed("needs MySQL 8.0");
     assert_eq!(count_matching(&env.log(), "LOCK INSTANCE"), 0);
-}
-
-#[test]
-fn mysql_failing_lock_is_an_error_and_eof_unlocks() {
-    let env = mysql_env("8.0.36");
-    let done = Session::start(
-        env.hook("mysql")
-            .env("STANDIN_FAIL", "FLUSH TABLES WITH READ LOCK"),
-    )
-    .wait();
-    done.assert_failed("FLUSH TABLES WITH READ LOCK");
-    assert!(!done.stdout.iter().any(|l| l == "ready"));
-
-    let env = mysql_env("8.0.36");
-    let mut session = Session::start(&mut env.hook("mysql"));
-    session.ready();
-    let done = session.abandon();
-    done.assert_failed("without 'finish'");
-    assert_in_order(
-        &env.log(),
-        &["FLUSH TABLES WITH READ LOCK", "UNLOCK TABLES"],
-    );
-    assert!(kv(&done.stdout, "lock_held_seconds").is_none());
 }
 
 // ---------------------------------------------------------------------------
