@@ -7,16 +7,16 @@
 //! only the event on standard input; std opens every descriptor close-on-exec,
 //! so nothing else is inherited.
 
-use std::io::{Read, Write};
+use std::io::Read;
 use std::os::unix::fs::MetadataExt;
 use std::os::unix::net::UnixDatagram;
-use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use super::config::{ChannelConfig, ChannelKind, Escalation, Facility};
 use super::event::Event;
+use crate::process::{Ended, Program};
 
 /// The PATH a child process gets.
 pub const CHILD_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -228,54 +228,18 @@ impl Channel {
             source,
         };
         let deadline = Instant::now() + self.timeout;
-        let mut child = crate::process::spawn(
-            Command::new(&argv[0])
-                .args(&argv[1..])
-                .env_clear()
-                .env("PATH", CHILD_PATH)
-                .current_dir("/")
-                .stdin(Stdio::piped())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                // Its own process group, so a timeout kills whatever it started too.
-                .process_group(0),
-        )
-        .map_err(io)?;
-        let pid = child.id() as i32;
-        let kill_group = || {
-            // SAFETY: kill(2) with a negative pid signals the process group we created.
-            unsafe {
-                libc::kill(-pid, libc::SIGKILL);
-            }
-        };
-        // The writer runs in its own thread, so a child that never reads
-        // cannot hold us past the deadline.
-        let mut stdin = child.stdin.take().expect("stdin was piped");
-        let input = input.to_vec();
-        let writer = std::thread::spawn(move || stdin.write_all(&input));
-        let status = loop {
-            match child.try_wait() {
-                Ok(Some(s)) => break s,
-                Ok(None) if Instant::now() >= deadline => {
-                    kill_group();
-                    let _ = child.wait();
-                    return Err(self.timed_out());
-                }
-                Ok(None) => std::thread::sleep(Duration::from_millis(10)),
-                Err(e) => {
-                    kill_group();
-                    let _ = child.wait();
-                    return Err(io(e));
-                }
-            }
-        };
-        // The event is far smaller than a pipe buffer, so the writer is done
-        // unless a background grandchild holds the pipe without reading; it
-        // is then left to finish on its own rather than waited for.
-        let wrote = if writer.is_finished() {
-            writer.join().unwrap_or(Ok(()))
-        } else {
-            Ok(())
+        let mut child = Program::new(&argv[0], &argv[1..])
+            .envs([("PATH", CHILD_PATH)])
+            .dir("/")
+            .input(input.to_vec())
+            .start()
+            .map_err(io)?;
+        let ended = child.wait(deadline);
+        let done = child.finish(ended);
+        let status = match done.ended {
+            Ended::Exited(s) => s,
+            Ended::TimedOut(_) => return Err(self.timed_out()),
+            Ended::Lost(e) => return Err(io(e)),
         };
         if !status.success() {
             let detail = match (status.code(), status.signal()) {
@@ -289,7 +253,7 @@ impl Channel {
             });
         }
         // A program that exits 0 without reading everything is taken at its word.
-        if let Err(e) = wrote {
+        if let Err(e) = done.input {
             if e.kind() != std::io::ErrorKind::BrokenPipe {
                 return Err(io(e));
             }
