@@ -22,8 +22,8 @@
 //! file, bounded the same way). Escalation by time is checked whenever an
 //! alert is raised and by [`Alerter::tick`], which the freshness timer calls.
 //!
-//! The webhook speaks plain HTTP only (ureq without TLS): an https receiver
-//! is reached through a local relay or a command channel running curl. The
+//! The webhook speaks HTTP and HTTPS (rustls), trusting the system's root
+//! certificates and the channel's `ca_file` (an internal CA). The
 //! state file belongs in a root-only directory, one per repository, e.g.
 //! `/var/lib/strata/alerts-<repository id>.json`.
 //!
