@@ -11,8 +11,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use common::webhook::{receiver, tls_receiver};
 use strata::alert::{
-    classify, AlertConfig, Alerter, Channel, ChannelError, Class, Event, Fields, Kind, Outcome,
-    Severity, Token,
+    classify, mail_text, syslog_line, AlertConfig, Alerter, Channel, ChannelError, Class, Event,
+    Facility, Fields, Kind, Outcome, Severity, Token,
 };
 use strata::id::{PackId, RepoId};
 
@@ -570,6 +570,60 @@ fn outstanding_alerts_escalate_by_time_on_tick_and_resolve_forgets() {
     let r = alerter(dir.path(), &toml).raise_at(ev(), t(5 * 3600 + 1));
     assert_eq!(r.count, 1);
     assert!(matches!(r.outcome, Outcome::Sent { ref channel, .. } if channel == "command#0"));
+}
+
+#[test]
+fn resolving_a_sent_alert_tells_each_channel_that_got_it_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let (toml, first, second) = two_recorders(dir.path(), "{ count = 2 }");
+    let repo = RepoId::random();
+    let failed = || event(Kind::RunFailed, Class::Hook).with_repository(repo);
+    let r1 = alerter(dir.path(), &toml).raise_at(failed(), t(0));
+    assert!(matches!(r1.outcome, Outcome::Sent { ref channel, .. } if channel == "command#0"));
+    let r2 = alerter(dir.path(), &toml).raise_at(failed(), t(60));
+    assert!(matches!(r2.outcome, Outcome::Sent { ref channel, .. } if channel == "command#1"));
+    // Counted, not sent: the resolved event names the last one sent.
+    let r3 = alerter(dir.path(), &toml).raise_at(failed(), t(120));
+    assert_eq!(r3.outcome, Outcome::Suppressed);
+    // Another alert stays outstanding and is not resolved.
+    alerter(dir.path(), &toml).raise_at(event(Kind::HookFailed, Class::Hook), t(130));
+    assert_eq!(recorded(&first).len(), 2);
+
+    assert_eq!(
+        alerter(dir.path(), &toml).resolve(Kind::RunFailed, Some(repo)),
+        Ok(1)
+    );
+    for out in [&first, &second] {
+        let got = recorded(out);
+        let resolved = got.last().unwrap();
+        assert_eq!(resolved["state"], "resolved", "{got:?}");
+        assert_eq!(resolved["id"], r2.event.to_string());
+        assert_eq!(resolved["kind"], "run_failed");
+        assert_eq!(resolved["count"], 3);
+        assert!(
+            resolved["message"]
+                .as_str()
+                .unwrap()
+                .starts_with("resolved: backup run failed"),
+            "{resolved}"
+        );
+        assert!(got[..got.len() - 1].iter().all(|e| e["state"] == "firing"));
+    }
+    assert_eq!(recorded(&first).len(), 3);
+    assert_eq!(recorded(&second).len(), 2);
+
+    // Resolved once: nothing is outstanding, nothing more is sent.
+    assert_eq!(
+        alerter(dir.path(), &toml).resolve(Kind::RunFailed, Some(repo)),
+        Ok(0)
+    );
+    assert_eq!(recorded(&first).len(), 3);
+
+    // Syslog takes it as a notice; mail says so in the subject.
+    let e: Event = serde_json::from_value(recorded(&second)[1].clone()).unwrap();
+    assert!(syslog_line(&e, Facility::Daemon).starts_with("<29>strata["));
+    assert!(mail_text(&e, &["oncall@example.org".into()], None)
+        .contains("Subject: [strata resolved] run_failed on "));
 }
 
 #[test]

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use ureq::tls::{Certificate, PemItem, RootCerts, TlsConfig};
 
 use super::config::{ChannelConfig, ChannelKind, Escalation, Facility};
-use super::event::Event;
+use super::event::{AlertState, Event};
 use crate::process::{Ended, Program};
 
 /// The PATH a child process gets.
@@ -306,7 +306,12 @@ impl Channel {
 /// rsyslog and journald both parse: `<PRI>TAG[PID]: MSG`. The timestamp is
 /// left out; both take the time of reception.
 pub fn syslog_line(event: &Event, facility: Facility) -> String {
-    let pri = facility.code() as u32 * 8 + event.severity().syslog_level() as u32;
+    // A resolved alert is a notice (5), whatever its severity was.
+    let level = match event.state() {
+        AlertState::Firing => event.severity().syslog_level(),
+        AlertState::Resolved => 5,
+    };
+    let pri = facility.code() as u32 * 8 + level as u32;
     format!(
         "<{pri}>strata[{}]: {} kind={} class={} severity={} repository={} count={} id={}",
         std::process::id(),
@@ -331,7 +336,10 @@ pub fn mail_text(event: &Event, to: &[String], from: Option<&str>) -> String {
     m.push_str(&format!("To: {}\n", to.join(", ")));
     m.push_str(&format!(
         "Subject: [strata {}] {} on {}{}\n",
-        event.severity(),
+        match event.state() {
+            AlertState::Firing => event.severity().name(),
+            AlertState::Resolved => AlertState::Resolved.name(),
+        },
         event.kind(),
         event.host(),
         event
