@@ -9,10 +9,10 @@ use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use common::webhook::receiver;
+use common::webhook::{receiver, tls_receiver};
 use strata::alert::{
-    classify, AlertConfig, Alerter, Channel, ChannelError, Class, Event, Fields, Kind, Outcome,
-    Severity, Token,
+    classify, mail_text, syslog_line, AlertConfig, Alerter, Channel, ChannelError, Class, Event,
+    Facility, Fields, Kind, Outcome, Severity, Token,
 };
 use strata::id::{PackId, RepoId};
 
@@ -97,6 +97,89 @@ fn webhook_posts_the_event_json_with_the_header_from_a_private_file() {
     assert_eq!(json["repository"], repo.to_string());
     assert_eq!(json["count"], 1);
     assert_eq!(json["id"], report.event.to_string());
+}
+
+#[test]
+fn webhook_over_https_trusts_its_ca_file_besides_the_system_roots() {
+    let dir = tempfile::tempdir().unwrap();
+    let (url, rx, ca) = tls_receiver(200);
+    let ca_file = dir.path().join("internal-ca.pem");
+    std::fs::write(&ca_file, ca).unwrap();
+    let a = alerter(
+        dir.path(),
+        &format!(
+            "[[channel]]\ntype = \"webhook\"\nurl = \"{url}\"\nca_file = \"{}\"\ntimeout = \"5s\"\n",
+            ca_file.display()
+        ),
+    );
+    let e = event(Kind::RunFailed, Class::Hook);
+    let id = e.id();
+    let report = a.raise_at(e, t(0));
+    report.result().unwrap();
+    let req = rx.recv_timeout(Duration::from_secs(5)).unwrap();
+    assert!(req.head.starts_with("POST /strata/alert "), "{}", req.head);
+    let json: serde_json::Value = serde_json::from_str(&req.body).unwrap();
+    assert_eq!(json["id"], id.to_string());
+    assert_eq!(json["kind"], "run_failed");
+}
+
+#[test]
+fn webhook_over_https_without_the_ca_fails_naming_the_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let (url, rx, _ca) = tls_receiver(200);
+    let a = alerter(
+        dir.path(),
+        &format!("[[channel]]\ntype = \"webhook\"\nurl = \"{url}\"\ntimeout = \"5s\"\n"),
+    );
+    let report = a.raise_at(event(Kind::RunFailed, Class::Hook), t(0));
+    assert_eq!(report.outcome, Outcome::Undelivered);
+    let err = report.result().unwrap_err().to_string();
+    assert!(err.starts_with("webhook#0 channel"), "{err}");
+    assert!(
+        matches!(report.failures[0], ChannelError::Tls { .. }),
+        "{err}"
+    );
+    assert!(err.contains("TLS") && err.contains("certificate"), "{err}");
+    assert!(
+        rx.recv_timeout(Duration::from_millis(200)).is_err(),
+        "nothing is sent to an untrusted receiver"
+    );
+}
+
+#[test]
+fn webhook_ca_file_missing_or_not_pem_is_refused_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = dir.path().join("not-pem.txt");
+    std::fs::write(&text, "this is not a certificate\n").unwrap();
+    let torn = dir.path().join("torn.pem");
+    std::fs::write(&torn, "-----BEGIN CERTIFICATE-----\nMIIB\n").unwrap();
+    let junk = dir.path().join("junk.pem");
+    std::fs::write(
+        &junk,
+        "-----BEGIN CERTIFICATE-----\naGVsbG8gd29ybGQ=\n-----END CERTIFICATE-----\n",
+    )
+    .unwrap();
+    let missing = dir.path().join("missing.pem");
+    for (path, why) in [
+        (&missing, "cannot be read"),
+        (&text, "no PEM certificate"),
+        (&torn, "not a PEM file"),
+        (&junk, "cannot be used"),
+        (&dir.path().to_path_buf(), "cannot be read"),
+    ] {
+        let cfg = AlertConfig::parse(&format!(
+            "[[channel]]\ntype = \"syslog\"\n\
+             [[channel]]\ntype = \"webhook\"\nurl = \"https://127.0.0.1:9/\"\nca_file = \"{}\"\n",
+            path.display()
+        ))
+        .unwrap();
+        let err = Alerter::from_config(&cfg, dir.path().join("s.json")).unwrap_err();
+        assert!(matches!(err, ChannelError::Setup { .. }), "{err}");
+        let err = err.to_string();
+        assert!(err.contains("alerts.channel[1].ca_file"), "{err}");
+        assert!(err.contains(&path.display().to_string()), "{err}");
+        assert!(err.contains(why), "{err}");
+    }
 }
 
 #[test]
@@ -490,6 +573,60 @@ fn outstanding_alerts_escalate_by_time_on_tick_and_resolve_forgets() {
 }
 
 #[test]
+fn resolving_a_sent_alert_tells_each_channel_that_got_it_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let (toml, first, second) = two_recorders(dir.path(), "{ count = 2 }");
+    let repo = RepoId::random();
+    let failed = || event(Kind::RunFailed, Class::Hook).with_repository(repo);
+    let r1 = alerter(dir.path(), &toml).raise_at(failed(), t(0));
+    assert!(matches!(r1.outcome, Outcome::Sent { ref channel, .. } if channel == "command#0"));
+    let r2 = alerter(dir.path(), &toml).raise_at(failed(), t(60));
+    assert!(matches!(r2.outcome, Outcome::Sent { ref channel, .. } if channel == "command#1"));
+    // Counted, not sent: the resolved event names the last one sent.
+    let r3 = alerter(dir.path(), &toml).raise_at(failed(), t(120));
+    assert_eq!(r3.outcome, Outcome::Suppressed);
+    // Another alert stays outstanding and is not resolved.
+    alerter(dir.path(), &toml).raise_at(event(Kind::HookFailed, Class::Hook), t(130));
+    assert_eq!(recorded(&first).len(), 2);
+
+    assert_eq!(
+        alerter(dir.path(), &toml).resolve(Kind::RunFailed, Some(repo)),
+        Ok(1)
+    );
+    for out in [&first, &second] {
+        let got = recorded(out);
+        let resolved = got.last().unwrap();
+        assert_eq!(resolved["state"], "resolved", "{got:?}");
+        assert_eq!(resolved["id"], r2.event.to_string());
+        assert_eq!(resolved["kind"], "run_failed");
+        assert_eq!(resolved["count"], 3);
+        assert!(
+            resolved["message"]
+                .as_str()
+                .unwrap()
+                .starts_with("resolved: backup run failed"),
+            "{resolved}"
+        );
+        assert!(got[..got.len() - 1].iter().all(|e| e["state"] == "firing"));
+    }
+    assert_eq!(recorded(&first).len(), 3);
+    assert_eq!(recorded(&second).len(), 2);
+
+    // Resolved once: nothing is outstanding, nothing more is sent.
+    assert_eq!(
+        alerter(dir.path(), &toml).resolve(Kind::RunFailed, Some(repo)),
+        Ok(0)
+    );
+    assert_eq!(recorded(&first).len(), 3);
+
+    // Syslog takes it as a notice; mail says so in the subject.
+    let e: Event = serde_json::from_value(recorded(&second)[1].clone()).unwrap();
+    assert!(syslog_line(&e, Facility::Daemon).starts_with("<29>strata["));
+    assert!(mail_text(&e, &["oncall@example.org".into()], None)
+        .contains("Subject: [strata resolved] run_failed on "));
+}
+
+#[test]
 fn undelivered_alert_is_tried_again_at_the_next_raise() {
     let dir = tempfile::tempdir().unwrap();
     let flag = dir.path().join("working");
@@ -698,8 +835,16 @@ fn bad_configs_name_the_key_and_value() {
             &["alerts.channel[0].url", "ftp://x/"],
         ),
         (
-            "[[channel]]\ntype = \"webhook\"\nurl = \"https://x/\"",
-            &["alerts.channel[0].url", "https"],
+            "[[channel]]\ntype = \"webhook\"\nurl = \"https://x/\"\nca_file = \"ca.pem\"",
+            &["alerts.channel[0].ca_file", "ca.pem", "absolute"],
+        ),
+        (
+            "[[channel]]\ntype = \"webhook\"\nurl = \"http://x/\"\nca_file = \"/etc/ca.pem\"",
+            &["alerts.channel[0].ca_file", "https"],
+        ),
+        (
+            "[[channel]]\ntype = \"command\"\ncommand = [\"/bin/true\"]\nca_file = \"/etc/ca.pem\"",
+            &["alerts.channel[0]", "ca_file", "command"],
         ),
         (
             "[[channel]]\ntype = \"webhook\"",

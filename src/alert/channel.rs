@@ -2,21 +2,24 @@
 //!
 //! Every send is bounded by the channel's timeout: children are killed (with
 //! their process group) when it runs out, sockets carry it as their I/O
-//! timeout, HTTP requests as their overall deadline. Children get a cleared
+//! timeout, HTTP requests as their overall deadline. An https webhook trusts
+//! the system's root certificates and its `ca_file`. Children get a cleared
 //! environment plus a fixed PATH, standard output and error discarded, and
 //! only the event on standard input; std opens every descriptor close-on-exec,
 //! so nothing else is inherited.
 
-use std::io::{Read, Write};
+use std::io::Read;
 use std::os::unix::fs::MetadataExt;
 use std::os::unix::net::UnixDatagram;
-use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use ureq::tls::{Certificate, PemItem, RootCerts, TlsConfig};
+
 use super::config::{ChannelConfig, ChannelKind, Escalation, Facility};
-use super::event::Event;
+use super::event::{AlertState, Event};
+use crate::process::{Ended, Program};
 
 /// The PATH a child process gets.
 pub const CHILD_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -49,6 +52,16 @@ pub enum ChannelError {
         #[source]
         source: std::io::Error,
     },
+    /// TLS with an https receiver failed: its certificate is not trusted
+    /// (not from the system's roots or the `ca_file`), does not name it,
+    /// or the two have no protocol in common.
+    #[error("{channel} channel: TLS with the receiver failed: {detail}")]
+    Tls {
+        /// The channel's name.
+        channel: String,
+        /// What rustls said.
+        detail: String,
+    },
     /// The channel cannot be set up (e.g. the header file is unsafe).
     #[error("{channel} channel is misconfigured: {detail}")]
     Setup {
@@ -75,6 +88,7 @@ enum Target {
     Webhook {
         url: String,
         header: Option<(String, String)>,
+        tls: TlsConfig,
     },
     Email {
         to: Vec<String>,
@@ -99,24 +113,37 @@ impl std::fmt::Debug for Channel {
 impl Channel {
     /// Builds channel number `index` from its configuration; reads the
     /// webhook's header file, which must be a regular file owned by root (or
-    /// by the user running strata) and not readable by group or others.
+    /// by the user running strata) and not readable by group or others, and
+    /// its CA file, which must hold PEM certificates.
     pub fn from_config(index: usize, c: &ChannelConfig) -> Result<Channel, ChannelError> {
         let name = format!("{}#{index}", c.kind.type_name());
+        let setup = |detail| ChannelError::Setup {
+            channel: name.clone(),
+            detail,
+        };
         let target = match &c.kind {
             ChannelKind::Syslog { socket, facility } => Target::Syslog {
                 socket: socket.clone(),
                 facility: *facility,
             },
-            ChannelKind::Webhook { url, header_file } => Target::Webhook {
+            ChannelKind::Webhook {
+                url,
+                header_file,
+                ca_file,
+            } => Target::Webhook {
                 url: url.clone(),
                 header: header_file
                     .as_deref()
                     .map(read_header_file)
                     .transpose()
-                    .map_err(|detail| ChannelError::Setup {
-                        channel: name.clone(),
-                        detail,
-                    })?,
+                    .map_err(setup)?,
+                tls: if url.starts_with("https://") {
+                    let key = format!("alerts.channel[{index}].ca_file");
+                    let roots = roots(ca_file.as_deref(), &key).map_err(setup)?;
+                    TlsConfig::builder().root_certs(roots).build()
+                } else {
+                    TlsConfig::default()
+                },
             },
             ChannelKind::Email { to, from, sendmail } => Target::Email {
                 to: to.clone(),
@@ -165,7 +192,7 @@ impl Channel {
                     Err(e) => Err(io(e)),
                 }
             }
-            Target::Webhook { url, header } => self.post(url, header.as_ref(), event),
+            Target::Webhook { url, header, tls } => self.post(url, header.as_ref(), tls, event),
             Target::Email { to, from, sendmail } => {
                 let argv = [
                     sendmail.to_string_lossy().into_owned(),
@@ -185,14 +212,23 @@ impl Channel {
         }
     }
 
+    fn tls_failed(&self, e: &rustls::Error) -> ChannelError {
+        ChannelError::Tls {
+            channel: self.name.clone(),
+            detail: e.to_string(),
+        }
+    }
+
     fn post(
         &self,
         url: &str,
         header: Option<&(String, String)>,
+        tls: &TlsConfig,
         event: &Event,
     ) -> Result<(), ChannelError> {
         let agent = ureq::Agent::new_with_config(
             ureq::Agent::config_builder()
+                .tls_config(tls.clone())
                 .timeout_global(Some(self.timeout))
                 .http_status_as_error(false)
                 .max_redirects(0)
@@ -210,10 +246,14 @@ impl Channel {
                 detail: format!("receiver answered HTTP {}", resp.status()),
             }),
             Err(ureq::Error::Timeout(_)) => Err(self.timed_out()),
-            Err(ureq::Error::Io(e)) => Err(ChannelError::Io {
-                channel: self.name.clone(),
-                source: e,
-            }),
+            Err(ureq::Error::Rustls(e)) => Err(self.tls_failed(&e)),
+            Err(ureq::Error::Io(e)) => match e.get_ref().and_then(|e| e.downcast_ref()) {
+                Some(tls) => Err(self.tls_failed(tls)),
+                None => Err(ChannelError::Io {
+                    channel: self.name.clone(),
+                    source: e,
+                }),
+            },
             Err(e) => Err(ChannelError::Refused {
                 channel: self.name.clone(),
                 detail: e.to_string(),
@@ -228,54 +268,18 @@ impl Channel {
             source,
         };
         let deadline = Instant::now() + self.timeout;
-        let mut child = crate::process::spawn(
-            Command::new(&argv[0])
-                .args(&argv[1..])
-                .env_clear()
-                .env("PATH", CHILD_PATH)
-                .current_dir("/")
-                .stdin(Stdio::piped())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                // Its own process group, so a timeout kills whatever it started too.
-                .process_group(0),
-        )
-        .map_err(io)?;
-        let pid = child.id() as i32;
-        let kill_group = || {
-            // SAFETY: kill(2) with a negative pid signals the process group we created.
-            unsafe {
-                libc::kill(-pid, libc::SIGKILL);
-            }
-        };
-        // The writer runs in its own thread, so a child that never reads
-        // cannot hold us past the deadline.
-        let mut stdin = child.stdin.take().expect("stdin was piped");
-        let input = input.to_vec();
-        let writer = std::thread::spawn(move || stdin.write_all(&input));
-        let status = loop {
-            match child.try_wait() {
-                Ok(Some(s)) => break s,
-                Ok(None) if Instant::now() >= deadline => {
-                    kill_group();
-                    let _ = child.wait();
-                    return Err(self.timed_out());
-                }
-                Ok(None) => std::thread::sleep(Duration::from_millis(10)),
-                Err(e) => {
-                    kill_group();
-                    let _ = child.wait();
-                    return Err(io(e));
-                }
-            }
-        };
-        // The event is far smaller than a pipe buffer, so the writer is done
-        // unless a background grandchild holds the pipe without reading; it
-        // is then left to finish on its own rather than waited for.
-        let wrote = if writer.is_finished() {
-            writer.join().unwrap_or(Ok(()))
-        } else {
-            Ok(())
+        let mut child = Program::new(&argv[0], &argv[1..])
+            .envs([("PATH", CHILD_PATH)])
+            .dir("/")
+            .input(input.to_vec())
+            .start()
+            .map_err(io)?;
+        let ended = child.wait(deadline);
+        let done = child.finish(ended);
+        let status = match done.ended {
+            Ended::Exited(s) => s,
+            Ended::TimedOut(_) => return Err(self.timed_out()),
+            Ended::Lost(e) => return Err(io(e)),
         };
         if !status.success() {
             let detail = match (status.code(), status.signal()) {
@@ -289,7 +293,7 @@ impl Channel {
             });
         }
         // A program that exits 0 without reading everything is taken at its word.
-        if let Err(e) = wrote {
+        if let Err(e) = done.input {
             if e.kind() != std::io::ErrorKind::BrokenPipe {
                 return Err(io(e));
             }
@@ -302,7 +306,12 @@ impl Channel {
 /// rsyslog and journald both parse: `<PRI>TAG[PID]: MSG`. The timestamp is
 /// left out; both take the time of reception.
 pub fn syslog_line(event: &Event, facility: Facility) -> String {
-    let pri = facility.code() as u32 * 8 + event.severity().syslog_level() as u32;
+    // A resolved alert is a notice (5), whatever its severity was.
+    let level = match event.state() {
+        AlertState::Firing => event.severity().syslog_level(),
+        AlertState::Resolved => 5,
+    };
+    let pri = facility.code() as u32 * 8 + level as u32;
     format!(
         "<{pri}>strata[{}]: {} kind={} class={} severity={} repository={} count={} id={}",
         std::process::id(),
@@ -327,7 +336,10 @@ pub fn mail_text(event: &Event, to: &[String], from: Option<&str>) -> String {
     m.push_str(&format!("To: {}\n", to.join(", ")));
     m.push_str(&format!(
         "Subject: [strata {}] {} on {}{}\n",
-        event.severity(),
+        match event.state() {
+            AlertState::Firing => event.severity().name(),
+            AlertState::Resolved => AlertState::Resolved.name(),
+        },
         event.kind(),
         event.host(),
         event
@@ -407,4 +419,55 @@ fn read_header_file(path: &Path) -> Result<(String, String), String> {
         ));
     }
     Ok((name.to_string(), value.trim().to_string()))
+}
+
+/// The roots an https webhook trusts: the system's (the bundle
+/// update-ca-certificates keeps in /etc/ssl/certs, or SSL_CERT_FILE and
+/// SSL_CERT_DIR) and the certificates in `ca_file`; Mozilla's, built in,
+/// when neither holds any.
+fn roots(ca_file: Option<&Path>, key: &str) -> Result<RootCerts, String> {
+    let mut certs = match ca_file {
+        Some(path) => read_ca_file(path).map_err(|e| format!("{key} = {path:?} {e}"))?,
+        None => Vec::new(),
+    };
+    let system = rustls_native_certs::load_native_certs();
+    for e in &system.errors {
+        tracing::debug!(error = %e, "a system root certificate could not be loaded");
+    }
+    certs.extend(
+        system
+            .certs
+            .iter()
+            .map(|c| Certificate::from_der(c).to_owned()),
+    );
+    Ok(if certs.is_empty() {
+        RootCerts::WebPki
+    } else {
+        RootCerts::from(certs)
+    })
+}
+
+/// The certificates in a PEM file (private keys in it are passed over).
+fn read_ca_file(path: &Path) -> Result<Vec<Certificate<'static>>, String> {
+    let mut pem = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(16 << 20).read_to_end(&mut pem))
+        .map_err(|e| format!("cannot be read: {e}"))?;
+    let mut certs = Vec::new();
+    for item in ureq::tls::parse_pem(&pem) {
+        match item {
+            Ok(PemItem::Certificate(c)) => {
+                rustls::RootCertStore::empty()
+                    .add(c.der().to_vec().into())
+                    .map_err(|e| format!("holds a certificate that cannot be used ({e})"))?;
+                certs.push(c);
+            }
+            Ok(_) => {}
+            Err(e) => return Err(format!("is not a PEM file ({e})")),
+        }
+    }
+    if certs.is_empty() {
+        return Err("holds no PEM certificate (-----BEGIN CERTIFICATE-----)".into());
+    }
+    Ok(certs)
 }

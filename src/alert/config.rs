@@ -14,8 +14,9 @@
 //!
 //! [[alerts.channel]]
 //! type = "webhook"
-//! url = "http://alerts.example:8080/strata"
+//! url = "https://alerts.example/strata"
 //! header_file = "/etc/strata/webhook.header"   # one "Name: value" line, mode 0600
+//! ca_file = "/etc/strata/internal-ca.pem"      # trusted besides the system's roots
 //! timeout = "10s"
 //!
 //! [[alerts.channel]]
@@ -28,7 +29,7 @@
 //! ```
 //!
 //! Parsing validates everything it can without touching the file system; the
-//! header file is read when the [`super::Alerter`] is built.
+//! header and CA files are read when the [`super::Alerter`] is built.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -127,10 +128,12 @@ pub enum ChannelKind {
     },
     /// An HTTP POST of the event's JSON.
     Webhook {
-        /// `http://host[:port]/path`.
+        /// `http://host[:port]/path` or `https://...`.
         url: String,
         /// A file holding one `Name: value` header line (e.g. Authorization).
         header_file: Option<PathBuf>,
+        /// PEM certificates trusted for an https `url`, besides the system's roots.
+        ca_file: Option<PathBuf>,
     },
     /// A plain-text mail through the system's sendmail.
     Email {
@@ -218,6 +221,7 @@ struct RawChannel {
     // webhook
     url: Option<String>,
     header_file: Option<PathBuf>,
+    ca_file: Option<PathBuf>,
     // email
     to: Option<Vec<String>>,
     from: Option<String>,
@@ -292,16 +296,16 @@ fn mail_address(key: &str, a: &str) -> Result<(), String> {
     }
 }
 
-/// Checks an `http://` URL: scheme, a host, no spaces or control characters.
+/// Checks an `http://` or `https://` URL: scheme, a host, no spaces or
+/// control characters.
 fn http_url(key: &str, url: &str) -> Result<(), String> {
-    if url.starts_with("https://") {
+    let Some(rest) = url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"))
+    else {
         return Err(format!(
-            "{key} = {url:?}: https is not supported by the built-in webhook channel; \
-             post through a local relay, or use a command channel running curl"
+            "{key} = {url:?} must start with http:// or https://"
         ));
-    }
-    let Some(rest) = url.strip_prefix("http://") else {
-        return Err(format!("{key} = {url:?} must start with http://"));
     };
     let host = rest.split(['/', '?']).next().unwrap_or("");
     if host.is_empty() || host.contains('@') {
@@ -369,6 +373,7 @@ fn channel(i: usize, c: RawChannel) -> Result<ChannelConfig, String> {
     foreign("facility", c.facility.is_some(), &["syslog"])?;
     foreign("url", c.url.is_some(), &["webhook"])?;
     foreign("header_file", c.header_file.is_some(), &["webhook"])?;
+    foreign("ca_file", c.ca_file.is_some(), &["webhook"])?;
     foreign("to", c.to.is_some(), &["email"])?;
     foreign("from", c.from.is_some(), &["email"])?;
     foreign("sendmail", c.sendmail.is_some(), &["email"])?;
@@ -403,9 +408,19 @@ fn channel(i: usize, c: RawChannel) -> Result<ChannelConfig, String> {
             if let Some(h) = &c.header_file {
                 absolute(&key("header_file"), h)?;
             }
+            if let Some(ca) = &c.ca_file {
+                absolute(&key("ca_file"), ca)?;
+                if !url.starts_with("https://") {
+                    return Err(format!(
+                        "{}: ca_file applies to an https url only, not {url:?}",
+                        key("ca_file")
+                    ));
+                }
+            }
             ChannelKind::Webhook {
                 url,
                 header_file: c.header_file,
+                ca_file: c.ca_file,
             }
         }
         "email" => {

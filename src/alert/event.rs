@@ -129,6 +129,34 @@ impl fmt::Display for Severity {
     }
 }
 
+/// Whether an alert's condition holds or has cleared.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AlertState {
+    /// It holds: the event reports a failure.
+    #[default]
+    Firing,
+    /// It has cleared (a backup run succeeded, a snapshot is fresh again):
+    /// the event repeats the id of the last one the channel got.
+    Resolved,
+}
+
+impl AlertState {
+    /// The name used in JSON and mail.
+    pub fn name(self) -> &'static str {
+        match self {
+            AlertState::Firing => "firing",
+            AlertState::Resolved => "resolved",
+        }
+    }
+}
+
+impl fmt::Display for AlertState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 /// A short name that cannot be a path: 1..=64 characters of
 /// `[A-Za-z0-9._:@+-]`, not `.` or `..`. Hook names, snapshot names and
 /// labels go into events as tokens.
@@ -267,6 +295,8 @@ pub struct Event {
     first_seen: Option<SystemTime>,
     count: u64,
     #[serde(default)]
+    state: AlertState,
+    #[serde(default)]
     fields: Fields,
 }
 
@@ -329,6 +359,7 @@ impl Event {
             time,
             first_seen: None,
             count: 1,
+            state: AlertState::Firing,
             fields: Fields::default(),
         }
     }
@@ -410,9 +441,24 @@ impl Event {
     pub fn count(&self) -> u64 {
         self.count
     }
+    /// Whether it reports a failure or that the failure cleared.
+    pub fn state(&self) -> AlertState {
+        self.state
+    }
     /// Ids and numbers.
     pub fn fields(&self) -> &Fields {
         &self.fields
+    }
+
+    /// The notice that this alert cleared at `time`, under `id` (that of
+    /// the last event sent).
+    pub(crate) fn resolved(&self, id: EventId, time: SystemTime) -> Event {
+        Event {
+            id,
+            time,
+            state: AlertState::Resolved,
+            ..self.clone()
+        }
     }
 
     pub(crate) fn set_repeat(&mut self, count: u64, first_seen: SystemTime) {
@@ -423,7 +469,11 @@ impl Event {
     /// The one-line message, rendered from the kind's template.
     pub fn message(&self) -> String {
         let f = &self.fields;
-        let mut m = match self.kind {
+        let mut m = match self.state {
+            AlertState::Firing => String::new(),
+            AlertState::Resolved => "resolved: ".to_string(),
+        };
+        m.push_str(&match self.kind {
             Kind::RunFailed => "backup run failed".to_string(),
             Kind::HookFailed => match &f.hook {
                 Some(h) => format!("hook {h} failed"),
@@ -436,7 +486,7 @@ impl Event {
             },
             Kind::SnapshotSlow => "snapshot took longer than expected".to_string(),
             Kind::BackupMissed => "no snapshot within the maximum age".to_string(),
-        };
+        });
         m.push_str(&format!(" ({})", self.class));
         if let Some(r) = self.repository {
             m.push_str(&format!(" in repository {}", r.short()));
@@ -504,6 +554,7 @@ impl Serialize for Event {
             #[serde(with = "opt_rfc3339", skip_serializing_if = "Option::is_none")]
             first_seen: &'a Option<SystemTime>,
             count: u64,
+            state: AlertState,
             message: String,
             fields: &'a Fields,
         }
@@ -517,6 +568,7 @@ impl Serialize for Event {
             time: &self.time,
             first_seen: &self.first_seen,
             count: self.count,
+            state: self.state,
             message: self.message(),
             fields: &self.fields,
         }

@@ -14,6 +14,9 @@
 //! - falls through: a channel that fails is reported (in the [`Report`] and
 //!   as a tracing warning) and the next one is tried, then the earlier ones,
 //!   so an alert goes out somewhere if any channel works;
+//! - resolves: [`Alerter::resolve`] forgets an alert whose condition
+//!   cleared and sends the channels that got it one event with the same id
+//!   and the state `resolved`;
 //! - remembers: counts, levels and send times live in a small JSON state
 //!   file, so all of this holds across separate `strata` invocations.
 //!
@@ -22,8 +25,8 @@
 //! file, bounded the same way). Escalation by time is checked whenever an
 //! alert is raised and by [`Alerter::tick`], which the freshness timer calls.
 //!
-//! The webhook speaks plain HTTP only (ureq without TLS): an https receiver
-//! is reached through a local relay or a command channel running curl. The
+//! The webhook speaks HTTP and HTTPS (rustls), trusting the system's root
+//! certificates and the channel's `ca_file` (an internal CA). The
 //! state file belongs in a root-only directory, one per repository, e.g.
 //! `/var/lib/strata/alerts-<repository id>.json`.
 //!
@@ -48,8 +51,8 @@ pub use config::{
     DEFAULT_MAX_SNAPSHOT_AGE, DEFAULT_SENDMAIL, DEFAULT_SLOW_SNAPSHOT, DEFAULT_SYSLOG_SOCKET,
 };
 pub use event::{
-    fill_check, freshness, host_name, BadToken, Class, Event, EventId, Fields, Kind, Severity,
-    Token,
+    fill_check, freshness, host_name, AlertState, BadToken, Class, Event, EventId, Fields, Kind,
+    Severity, Token,
 };
 pub use state::STATE_VERSION;
 
@@ -183,6 +186,8 @@ impl Alerter {
                     level_since: t,
                     level_count: 0,
                     last_sent: None,
+                    sent_id: None,
+                    sent_to: Vec::new(),
                     event: event.clone(),
                 });
                 st.alerts.len() - 1
@@ -203,9 +208,12 @@ impl Alerter {
         let mut failures = Vec::new();
         let outcome = if due {
             match self.deliver(&event, rec.level, &mut failures) {
-                Some(channel) => {
-                    rec.last_sent = Some(t);
-                    Outcome::Sent { channel, escalated }
+                Some(i) => {
+                    rec.sent(i, t);
+                    Outcome::Sent {
+                        channel: self.channels[i].name().to_string(),
+                        escalated,
+                    }
                 }
                 None => Outcome::Undelivered,
             }
@@ -254,10 +262,10 @@ impl Alerter {
             rec.level_count = 0;
             let mut failures = Vec::new();
             let outcome = match self.deliver(&rec.event, rec.level, &mut failures) {
-                Some(channel) => {
-                    rec.last_sent = Some(t);
+                Some(i) => {
+                    rec.sent(i, t);
                     Outcome::Sent {
-                        channel,
+                        channel: self.channels[i].name().to_string(),
                         escalated: true,
                     }
                 }
@@ -279,21 +287,38 @@ impl Alerter {
     }
 
     /// Forgets the alerts of `kind` for `repository` (any class), e.g. after
-    /// a backup run succeeds; the next failure is then news again. Returns
-    /// how many were outstanding. Nothing is sent.
+    /// a backup run succeeds; the next failure is then news again. Each
+    /// channel that got one of them is sent a resolved event with the id of
+    /// the last one sent (a failure to send is logged, not retried).
+    /// Returns how many were outstanding.
     pub fn resolve(&self, kind: Kind, repository: Option<RepoId>) -> Result<usize, String> {
         let mut state_error = None;
         let _lock = self.lock(&mut state_error);
         let mut st = state::load(&self.state_path)?;
-        let before = st.alerts.len();
-        st.alerts
-            .retain(|r| !(r.kind == kind && r.repository == repository));
-        let n = before - st.alerts.len();
-        if n > 0 {
+        let (cleared, kept) = std::mem::take(&mut st.alerts)
+            .into_iter()
+            .partition::<Vec<_>, _>(|r| r.kind == kind && r.repository == repository);
+        st.alerts = kept;
+        if !cleared.is_empty() {
             st.version = STATE_VERSION;
             state::save(&self.state_path, &st)?;
         }
-        Ok(n)
+        let now = SystemTime::now();
+        for rec in &cleared {
+            let Some(id) = rec.sent_id else { continue };
+            let event = rec.event.resolved(id, now);
+            for ch in rec.sent_to.iter().filter_map(|&i| self.channels.get(i)) {
+                match ch.send(&event) {
+                    Ok(()) => {
+                        tracing::info!(event = %id, kind = %event.kind(), channel = ch.name(), "alert resolved")
+                    }
+                    Err(e) => {
+                        tracing::warn!(event = %id, kind = %event.kind(), channel = ch.name(), error = %e, "the resolved alert could not be sent")
+                    }
+                }
+            }
+        }
+        Ok(cleared.len())
     }
 
     /// Applies the current channel's escalation rule; true when the alert moved on.
@@ -320,13 +345,13 @@ impl Alerter {
     }
 
     /// Sends through the channel at `level`, then the later ones, then the
-    /// earlier ones, until one works; returns its name.
+    /// earlier ones, until one works; returns its position.
     fn deliver(
         &self,
         event: &Event,
         level: usize,
         failures: &mut Vec<ChannelError>,
-    ) -> Option<String> {
+    ) -> Option<usize> {
         let n = self.channels.len();
         let level = level.min(n.saturating_sub(1));
         let order = (level..n).chain((0..level).rev());
@@ -335,7 +360,7 @@ impl Alerter {
             match ch.send(event) {
                 Ok(()) => {
                     tracing::info!(event = %event.id(), kind = %event.kind(), class = %event.class(), count = event.count(), channel = ch.name(), "alert sent");
-                    return Some(ch.name().to_string());
+                    return Some(i);
                 }
                 Err(e) => {
                     tracing::warn!(event = %event.id(), kind = %event.kind(), channel = ch.name(), error = %e, "alert channel failed; trying the next");

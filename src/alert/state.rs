@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use super::event::{Class, Event, Kind};
+use super::event::{Class, Event, EventId, Kind};
 use crate::id::RepoId;
 
 /// Version of the state file's layout.
@@ -47,11 +47,26 @@ pub(crate) struct Record {
     pub level_count: u64,
     /// When it was last delivered, if ever.
     pub last_sent: Option<u64>,
+    /// The id of the last event delivered.
+    #[serde(default)]
+    pub sent_id: Option<EventId>,
+    /// The channels (by position) that got it, told when it resolves.
+    #[serde(default)]
+    pub sent_to: Vec<usize>,
     /// The latest occurrence, for re-sending on a timed escalation.
     pub event: Event,
 }
 
 impl Record {
+    /// Notes that channel `channel` got [`Record::event`] at `t`.
+    pub fn sent(&mut self, channel: usize, t: u64) {
+        self.last_sent = Some(t);
+        self.sent_id = Some(self.event.id());
+        if !self.sent_to.contains(&channel) {
+            self.sent_to.push(channel);
+        }
+    }
+
     pub fn matches(&self, kind: Kind, class: Class, repository: Option<RepoId>) -> bool {
         self.kind == kind && self.class == class && self.repository == repository
     }

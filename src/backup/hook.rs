@@ -10,22 +10,19 @@
 
 use std::collections::BTreeMap;
 use std::ffi::CString;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::io::Write;
+use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
-use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
-use std::sync::{Arc, Mutex};
+use std::process::{ChildStdin, ExitStatus};
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
 use super::record::HookOutcome;
 use crate::hostconfig::HookConfig;
+use crate::process::{self, Capture, Ended, Program};
 
 /// How much of each output stream is kept with the snapshot.
 pub const OUTPUT_TAIL: usize = 16 << 10;
-
-/// How long a hook has to exit after SIGTERM before SIGKILL.
-const KILL_GRACE: Duration = Duration::from_secs(5);
 
 /// Longest wait between two attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(300);
@@ -72,7 +69,7 @@ fn run_once(hook: &HookConfig, env: &Env) -> HookOutcome {
         Ok(r) => r,
         Err(out) => return *out,
     };
-    let status = running.wait(Instant::now() + hook.timeout);
+    let status = running.process.wait(Instant::now() + hook.timeout);
     running.finish(status)
 }
 
@@ -90,7 +87,7 @@ impl Session {
     pub fn start(hook: &HookConfig, env: &Env) -> Result<Session, Box<HookOutcome>> {
         let started = Instant::now();
         let mut running = Running::start(hook, env, true)?;
-        let stdin = running.child.stdin.take();
+        let stdin = running.process.take_stdin();
         let deadline = started + hook.timeout;
         let lines = running.lines.take().expect("session lines");
         loop {
@@ -107,7 +104,7 @@ impl Session {
                 Ok(_) | Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => {
                     // Output closed: it exited, or will.
-                    let status = running.wait(deadline);
+                    let status = running.process.wait(deadline);
                     let mut out = running.finish(status);
                     if out.ok() {
                         out.error = Some("it exited without printing \"ready\"".into());
@@ -116,7 +113,7 @@ impl Session {
                 }
             }
             if Instant::now() >= deadline {
-                let status = running.wait(Instant::now());
+                let status = running.process.wait(Instant::now());
                 return Err(Box::new(running.finish(status)));
             }
         }
@@ -126,11 +123,11 @@ impl Session {
     /// waits for it. A session that ended before being told has failed:
     /// whatever it held (a backup mode, a lock) was released too early.
     pub fn finish(mut self) -> HookOutcome {
-        let early = self.running.child.try_wait().ok().flatten();
+        let early = self.running.process.try_wait().ok().flatten();
         if let Some(mut stdin) = self.stdin.take() {
             let _ = stdin.write_all(b"finish\n");
         }
-        let status = self.running.wait(Instant::now() + self.timeout);
+        let status = self.running.process.wait(Instant::now() + self.timeout);
         let mut out = self.running.finish(status);
         out.attempts = 1;
         out.millis = self.started.elapsed().as_millis() as u64;
@@ -147,7 +144,7 @@ impl Session {
     /// input closes, and it must undo what it started and exit.
     pub fn abandon(mut self) -> HookOutcome {
         drop(self.stdin.take());
-        let status = self.running.wait(Instant::now() + self.timeout);
+        let status = self.running.process.wait(Instant::now() + self.timeout);
         let mut out = self.running.finish(status);
         out.attempts = 1;
         out.millis = self.started.elapsed().as_millis() as u64;
@@ -159,10 +156,9 @@ impl Session {
 struct Running {
     name: String,
     session: bool,
-    child: Child,
-    stdout: Arc<Mutex<Tail>>,
-    stderr: Arc<Mutex<Tail>>,
-    readers: Vec<std::thread::JoinHandle<()>>,
+    process: process::Running,
+    /// Standard output line by line, for a session (a hook's is dropped,
+    /// so its lines are not held).
     lines: Option<Receiver<String>>,
 }
 
@@ -177,31 +173,35 @@ impl Running {
                 ..HookOutcome::default()
             })
         };
-        let mut cmd = Command::new(&hook.command[0]);
-        cmd.args(hook.command[1..].iter().map(|a| expand(a, env)))
-            .env_clear()
-            .envs(env)
-            .envs(&hook.env)
-            .current_dir(hook.dir.as_deref().unwrap_or(Path::new("/")))
-            .stdin(if session {
-                Stdio::piped()
-            } else {
-                Stdio::null()
-            })
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .process_group(0);
+        let mut program = Program::new(
+            &hook.command[0],
+            hook.command[1..].iter().map(|a| expand(a, env)),
+        )
+        .envs(env)
+        .envs(&hook.env)
+        .dir(hook.dir.as_deref().unwrap_or(Path::new("/")))
+        .stdout(Capture::Lines { keep: OUTPUT_TAIL })
+        .stderr(Capture::Bytes { keep: OUTPUT_TAIL })
+        .kill_grace(process::KILL_GRACE)
+        // A process that escaped the group may hold the pipes open: wait
+        // for the output only briefly.
+        .kill_leftovers(Duration::from_secs(1));
+        if session {
+            program = program.open_stdin();
+        }
         if let Some(user) = &hook.user {
             let id = Identity::of(user).map_err(failed)?;
-            cmd.env("HOME", &id.home)
-                .env("USER", user)
-                .env("LOGNAME", user);
+            program = program.envs([
+                ("HOME", id.home.as_str()),
+                ("USER", user),
+                ("LOGNAME", user),
+            ]);
             // SAFETY: only async-signal-safe system calls between fork and exec.
-            unsafe { cmd.pre_exec(move || id.assume()) };
+            program = unsafe { program.pre_exec(move || id.assume()) };
         }
         // SAFETY: close_range only marks descriptors close-on-exec.
-        unsafe {
-            cmd.pre_exec(|| {
+        program = unsafe {
+            program.pre_exec(|| {
                 libc::syscall(
                     libc::SYS_close_range,
                     3u32,
@@ -211,78 +211,35 @@ impl Running {
                 Ok(())
             })
         };
-        let mut child = crate::process::spawn(&mut cmd).map_err(|e| {
+        let mut process = program.start().map_err(|e| {
             failed(format!(
                 "cannot start {}: {e}",
                 Path::new(&hook.command[0]).display()
             ))
         })?;
-        let stdout = Arc::new(Mutex::new(Tail::default()));
-        let stderr = Arc::new(Mutex::new(Tail::default()));
-        let (tx, rx) = mpsc::channel();
-        let mut readers = Vec::new();
-        let out_pipe = child.stdout.take().expect("piped");
-        let tail = stdout.clone();
-        readers.push(std::thread::spawn(move || {
-            for line in BufReader::new(out_pipe).split(b'\n') {
-                let Ok(line) = line else { break };
-                let line = String::from_utf8_lossy(&line).into_owned();
-                tail.lock().expect("tail").push_line(&line);
-                let _ = tx.send(line);
-            }
-        }));
-        let mut err_pipe = child.stderr.take().expect("piped");
-        let tail = stderr.clone();
-        readers.push(std::thread::spawn(move || {
-            let mut buf = [0; 8192];
-            while let Ok(n @ 1..) = err_pipe.read(&mut buf) {
-                tail.lock().expect("tail").push(&buf[..n]);
-            }
-        }));
+        let lines = process.take_lines().filter(|_| session);
         Ok(Running {
             name: hook.name.clone(),
             session,
-            child,
-            stdout,
-            stderr,
-            readers,
-            lines: session.then_some(rx),
+            process,
+            lines,
         })
-    }
-
-    /// Waits for the process until `deadline`, then kills its group.
-    fn wait(&mut self, deadline: Instant) -> Ended {
-        wait_or_kill(&mut self.child, deadline)
-    }
-
-    fn signal_group(&self, signal: i32) {
-        signal_group(&self.child, signal);
     }
 
     /// Collects the outcome after the process ended. Processes it left in
     /// its group are killed: a hook may not leave work running.
-    fn finish(mut self, ended: Ended) -> HookOutcome {
-        self.signal_group(libc::SIGKILL);
-        // A process that escaped the group may hold the pipes open: wait
-        // for the readers only briefly.
-        let until = Instant::now() + Duration::from_secs(1);
-        for r in std::mem::take(&mut self.readers) {
-            while !r.is_finished() && Instant::now() < until {
-                std::thread::sleep(Duration::from_millis(10));
-            }
-        }
-        let stdout = self.stdout.lock().expect("tail").text();
-        let stderr = self.stderr.lock().expect("tail").text();
+    fn finish(self, ended: Ended) -> HookOutcome {
+        let done = self.process.finish(ended);
         let mut out = HookOutcome {
-            name: self.name.clone(),
+            name: self.name,
             session: self.session,
             attempts: 1,
-            points: points(&stdout),
-            stdout,
-            stderr,
+            points: points(&done.stdout),
+            stdout: done.stdout,
+            stderr: done.stderr,
             ..HookOutcome::default()
         };
-        settle(&mut out, ended, &[0]);
+        settle(&mut out, done.ended, &[0]);
         out
     }
 }
@@ -312,44 +269,6 @@ pub fn settle(out: &mut HookOutcome, ended: Ended, ok: &[i32]) {
             out.error = Some(format!("it failed ({})", describe(s)));
         }
     }
-}
-
-/// How a wait for a process ended.
-pub enum Ended {
-    /// It exited.
-    Exited(ExitStatus),
-    /// It ran past its deadline and was killed (with its status, if reaped).
-    TimedOut(Option<ExitStatus>),
-    /// Waiting failed.
-    Lost(std::io::Error),
-}
-
-/// Waits for `child`, the leader of its own process group, until
-/// `deadline`; then sends the group SIGTERM, and SIGKILL after a grace.
-pub fn wait_or_kill(child: &mut Child, deadline: Instant) -> Ended {
-    loop {
-        match child.try_wait() {
-            Ok(Some(status)) => return Ended::Exited(status),
-            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
-            Ok(None) => break,
-            Err(e) => return Ended::Lost(e),
-        }
-    }
-    signal_group(child, libc::SIGTERM);
-    let grace = Instant::now() + KILL_GRACE;
-    while Instant::now() < grace {
-        if let Ok(Some(status)) = child.try_wait() {
-            return Ended::TimedOut(Some(status));
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    signal_group(child, libc::SIGKILL);
-    Ended::TimedOut(child.wait().ok())
-}
-
-fn signal_group(child: &Child, signal: i32) {
-    // SAFETY: kill has no memory effects; the group is the child's own.
-    unsafe { libc::kill(-(child.id() as i32), signal) };
 }
 
 /// "exit status 3", "killed by signal 9".
@@ -393,38 +312,6 @@ pub fn points(stdout: &str) -> BTreeMap<String, String> {
         })
         .map(|(k, v)| (k.to_owned(), v.trim_end().to_owned()))
         .collect()
-}
-
-/// The last [`OUTPUT_TAIL`] bytes of a stream.
-#[derive(Default)]
-struct Tail {
-    bytes: Vec<u8>,
-    dropped: bool,
-}
-
-impl Tail {
-    fn push(&mut self, b: &[u8]) {
-        self.bytes.extend_from_slice(b);
-        if self.bytes.len() > OUTPUT_TAIL {
-            let cut = self.bytes.len() - OUTPUT_TAIL;
-            self.bytes.drain(..cut);
-            self.dropped = true;
-        }
-    }
-
-    fn push_line(&mut self, line: &str) {
-        self.push(line.as_bytes());
-        self.push(b"\n");
-    }
-
-    fn text(&self) -> String {
-        let text = String::from_utf8_lossy(&self.bytes);
-        if self.dropped {
-            format!("[…]{text}")
-        } else {
-            text.into_owned()
-        }
-    }
 }
 
 /// A user a hook runs as, resolved before fork.

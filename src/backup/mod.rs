@@ -376,7 +376,8 @@ impl<'a> Run<'a> {
                     .copy_timeout
                     .map(|t| started + t)
                     .unwrap_or(started + std::time::Duration::from_secs(100 * 365 * 86400));
-                let ended = hook::wait_or_kill(&mut child, deadline);
+                let ended =
+                    crate::process::wait_or_kill(&mut child, deadline, crate::process::KILL_GRACE);
                 hook::settle(&mut out, ended, &self.config.backup.ok_exit);
             }
             Err(e) => out.error = Some(format!("cannot start {}: {e}", program.display())),

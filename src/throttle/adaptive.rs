@@ -15,16 +15,13 @@
 //! rate where it is. [`Aimd::step`] and [`AdaptivePolicy::judge`] are pure
 //! functions of their inputs; [`Sampler`] reads the real sources.
 
-use std::io::Read;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
 use super::rate::ByteRate;
+use crate::process::{Capture, Ended, Program};
 
 /// Where the kernel publishes pressure stall information.
 pub const PSI_DIR: &str = "/proc/pressure";
@@ -400,52 +397,30 @@ impl Sampler {
 pub fn run_probe(argv: &[String], timeout: Duration) -> Result<ProbeReading, String> {
     let prog = argv.first().ok_or("probe command is empty")?;
     let start = Instant::now();
-    let mut child = crate::process::spawn(
-        Command::new(prog)
-            .args(&argv[1..])
-            .env_clear()
-            .env("PATH", PROBE_PATH)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .process_group(0),
-    )
-    .map_err(|e| format!("probe {prog}: cannot start: {e}"))?;
-    let mut out = child.stdout.take().expect("stdout is piped");
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let mut buf = Vec::new();
+    let mut child = Program::new(prog, &argv[1..])
+        .envs([("PATH", PROBE_PATH)])
         // Only the tail matters; 64 KiB bounds what a chatty probe costs.
-        let _ = (&mut out).take(64 * 1024).read_to_end(&mut buf);
-        let _ = tx.send(buf);
-    });
-    let status = loop {
-        match child.try_wait() {
-            Ok(Some(st)) => break st,
-            Ok(None) if start.elapsed() >= timeout => {
-                // SAFETY: kill(2) with the negated pid of the group this child
-                // leads; it touches no memory.
-                unsafe { libc::kill(-(child.id() as i32), libc::SIGKILL) };
-                let _ = child.wait();
-                return Ok(ProbeReading {
-                    latency: timeout,
-                    timed_out: true,
-                });
-            }
-            Ok(None) => std::thread::sleep(Duration::from_millis(5).min(timeout / 10)),
-            Err(e) => return Err(format!("probe {prog}: waiting for it: {e}")),
-        }
-    };
+        .stdout(Capture::Bytes { keep: 64 * 1024 })
+        .start()
+        .map_err(|e| format!("probe {prog}: cannot start: {e}"))?;
+    let ended = child.wait(start + timeout);
     let wall = start.elapsed();
+    // A grandchild may keep the pipe open; its output is not waited for long.
+    let done = child.finish(ended);
+    let status = match done.ended {
+        Ended::Exited(st) => st,
+        Ended::TimedOut(_) => {
+            return Ok(ProbeReading {
+                latency: timeout,
+                timed_out: true,
+            })
+        }
+        Ended::Lost(e) => return Err(format!("probe {prog}: waiting for it: {e}")),
+    };
     if !status.success() {
         return Err(format!("probe {prog} failed ({status})"));
     }
-    // A grandchild may keep the pipe open; do not wait for it long.
-    let out = rx
-        .recv_timeout(Duration::from_millis(100))
-        .unwrap_or_default();
-    let text = String::from_utf8_lossy(&out);
-    let last = text.lines().map(str::trim).rfind(|l| !l.is_empty());
+    let last = done.stdout.lines().map(str::trim).rfind(|l| !l.is_empty());
     let latency = last.and_then(parse_latency).unwrap_or(wall);
     Ok(ProbeReading {
         latency,

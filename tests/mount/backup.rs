@@ -506,12 +506,18 @@ fn failed_runs_and_hooks_raise_alerts_that_name_no_path() {
     );
     fails(&backup(&m, &[], copy), 23, "inconsistent");
     let got = events();
-    assert_eq!(got.len(), 2);
+    assert_eq!(got.len(), 3, "{got:?}");
     assert_eq!(got[1]["kind"], "hook_failed");
     assert_eq!(got[1]["fields"]["hook"], "flush");
     assert!(got[1]["fields"]["snapshot"].is_string());
+    // That run did not fail (it made a snapshot): the run failure is
+    // cleared, and the channel told so under the id of the alert it got.
+    assert_eq!(got[2]["kind"], "run_failed");
+    assert_eq!(got[2]["state"], "resolved");
+    assert_eq!(got[2]["id"], got[0]["id"]);
 
-    // A run that succeeds clears the failure: the next one is news again.
+    // A run that succeeds has nothing more to clear; the next failure is
+    // news again.
     config(&m, &channel);
     ok(m.strata()
         .arg("backup")
@@ -519,9 +525,11 @@ fn failed_runs_and_hooks_raise_alerts_that_name_no_path() {
         .arg(m.path("strata.toml"))
         .args(["--", "sh", "-c", copy])
         .current_dir(m.dir.path()));
+    assert_eq!(events().len(), 3);
     config(&m, &format!("{channel}{failing}"));
     fails(&backup(&m, &[], copy), 20, "quiesce");
     let got = events();
-    assert_eq!(got.len(), 3, "{got:?}");
-    assert_eq!(got[2]["kind"], "run_failed");
+    assert_eq!(got.len(), 4, "{got:?}");
+    assert_eq!(got[3]["kind"], "run_failed");
+    assert_eq!(got[3]["state"], "firing");
 }

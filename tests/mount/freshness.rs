@@ -53,10 +53,14 @@ fn a_missed_backup_and_a_full_disk_raise_alerts_mounted_or_not() {
     assert!(e["fields"]["elapsed_secs"].as_u64().unwrap() >= 2);
     assert_eq!(e["fields"]["limit_secs"], 1);
 
-    // A snapshot makes it fresh again.
+    // A snapshot makes it fresh again, and the alert resolved.
     m.snapshot("nightly");
     let out = ok(&mut freshness_cmd(&m));
     assert!(out.contains("newest good snapshot"), "{out}");
+    let resolved = next();
+    assert_eq!(resolved["kind"], "backup_missed");
+    assert_eq!(resolved["state"], "resolved");
+    assert_eq!(resolved["id"], e["id"]);
 
     // A disk fuller than the threshold raises storage_full.
     config("fill_threshold = \"1%\"");
