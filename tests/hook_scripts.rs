@@ -402,7 +402,10 @@ fn usage_errors_exit_2_and_name_the_problem() {
 // SQLite: the real sqlite3
 
 fn sqlite3(db: &Path, sql: &str) -> String {
+    // A busy timeout: a connection that opens while another recovers the
+    // WAL index gets "database is locked" at once without one.
     let out = Command::new("sqlite3")
+        .args(["-cmd", ".timeout 30000"])
         .arg(db)
         .arg(sql)
         .output()
@@ -425,6 +428,7 @@ fn sqlite_copies_a_live_wal_database_and_checks_the_copy() {
     // A connection holding committed rows only in the -wal file (no
     // checkpoint): the copy must contain them.
     let mut writer = Command::new("sqlite3")
+        .args(["-bail", "-cmd", ".timeout 30000"])
         .arg(&src)
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
@@ -440,6 +444,9 @@ fn sqlite_copies_a_live_wal_database_and_checks_the_copy() {
             Instant::now() < deadline,
             "the writer's row never committed"
         );
+        if let Some(status) = writer.try_wait().unwrap() {
+            panic!("the sqlite3 writer exited ({status}) before its row committed");
+        }
         std::thread::sleep(Duration::from_millis(20));
     }
 
