@@ -627,6 +627,36 @@ fn resolving_a_sent_alert_tells_each_channel_that_got_it_once() {
 }
 
 #[test]
+fn the_resolved_event_follows_the_channel_when_the_configuration_is_reordered() {
+    let dir = tempfile::tempdir().unwrap();
+    let (c0, first) = recorder(dir.path(), "first");
+    let (c1, second) = recorder(dir.path(), "second");
+    let (c2, third) = recorder(dir.path(), "third");
+    let channel = |c: &Path| {
+        format!(
+            "[[channel]]\ntype = \"command\"\ncommand = [\"{}\"]\n",
+            c.display()
+        )
+    };
+    let before = format!("{}{}", channel(&c0), channel(&c1));
+    let r =
+        alerter(dir.path(), &before).raise_at(event(Kind::StorageError, Class::TransientIo), t(0));
+    assert!(matches!(r.outcome, Outcome::Sent { ref channel, .. } if channel == "command#0"));
+
+    // The administrator puts a new channel first and swaps the others.
+    let after = format!("{}{}{}", channel(&c2), channel(&c1), channel(&c0));
+    assert_eq!(
+        alerter(dir.path(), &after).resolve(Kind::StorageError, None),
+        Ok(1)
+    );
+    let got = recorded(&first);
+    assert_eq!(got.len(), 2, "{got:?}");
+    assert_eq!(got[1]["state"], "resolved");
+    assert!(recorded(&second).is_empty(), "never told of the alert");
+    assert!(recorded(&third).is_empty(), "never told of the alert");
+}
+
+#[test]
 fn undelivered_alert_is_tried_again_at_the_next_raise() {
     let dir = tempfile::tempdir().unwrap();
     let flag = dir.path().join("working");

@@ -72,9 +72,27 @@ pub enum ChannelError {
     },
 }
 
+/// See [`Channel::identity`].
+fn identity(kind: &ChannelKind) -> String {
+    let destination = match kind {
+        ChannelKind::Syslog { socket, facility } => {
+            format!("{}\0{facility:?}", socket.display())
+        }
+        ChannelKind::Webhook { url, .. } => url.clone(),
+        ChannelKind::Email { to, .. } => to.join("\0"),
+        ChannelKind::Command { argv } => argv.join("\0"),
+    };
+    let mut hasher = blake3::Hasher::new_derive_key("strata alert channel identity v1");
+    hasher.update(kind.type_name().as_bytes());
+    hasher.update(b"\0");
+    hasher.update(destination.as_bytes());
+    hasher.finalize().to_hex()[..16].to_string()
+}
+
 /// A ready-to-use channel.
 pub struct Channel {
     name: String,
+    identity: String,
     target: Target,
     timeout: Duration,
     escalate_after: Option<Escalation>,
@@ -154,6 +172,7 @@ impl Channel {
         };
         Ok(Channel {
             name,
+            identity: identity(&c.kind),
             target,
             timeout: c.timeout,
             escalate_after: c.escalate_after,
@@ -163,6 +182,13 @@ impl Channel {
     /// The channel's name in reports: type and position, e.g. `webhook#1`.
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// Who the channel reaches, as a hash of its type and destination: it
+    /// survives reordering the channels in the configuration, and keeps
+    /// webhook URLs (which may carry tokens) out of the state file.
+    pub fn identity(&self) -> &str {
+        &self.identity
     }
 
     /// How long one send may take.

@@ -209,7 +209,7 @@ impl Alerter {
         let outcome = if due {
             match self.deliver(&event, rec.level, &mut failures) {
                 Some(i) => {
-                    rec.sent(i, t);
+                    rec.sent(self.channels[i].identity(), t);
                     Outcome::Sent {
                         channel: self.channels[i].name().to_string(),
                         escalated,
@@ -263,7 +263,7 @@ impl Alerter {
             let mut failures = Vec::new();
             let outcome = match self.deliver(&rec.event, rec.level, &mut failures) {
                 Some(i) => {
-                    rec.sent(i, t);
+                    rec.sent(self.channels[i].identity(), t);
                     Outcome::Sent {
                         channel: self.channels[i].name().to_string(),
                         escalated: true,
@@ -307,7 +307,8 @@ impl Alerter {
         for rec in &cleared {
             let Some(id) = rec.sent_id else { continue };
             let event = rec.event.resolved(id, now);
-            for ch in rec.sent_to.iter().filter_map(|&i| self.channels.get(i)) {
+            let told = |ch: &&Channel| rec.sent_to.iter().any(|c| c == ch.identity());
+            for ch in self.channels.iter().filter(told) {
                 match ch.send(&event) {
                     Ok(()) => {
                         tracing::info!(event = %id, kind = %event.kind(), channel = ch.name(), "alert resolved")

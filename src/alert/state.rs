@@ -20,7 +20,7 @@ use super::event::{Class, Event, EventId, Kind};
 use crate::id::RepoId;
 
 /// Version of the state file's layout.
-pub const STATE_VERSION: u32 = 1;
+pub const STATE_VERSION: u32 = 2;
 
 #[derive(Debug, Default, Serialize, Deserialize)]
 pub(crate) struct State {
@@ -50,20 +50,23 @@ pub(crate) struct Record {
     /// The id of the last event delivered.
     #[serde(default)]
     pub sent_id: Option<EventId>,
-    /// The channels (by position) that got it, told when it resolves.
+    /// The channels that got it ([`Channel::identity`]), told when it
+    /// resolves.
+    ///
+    /// [`Channel::identity`]: super::channel::Channel::identity
     #[serde(default)]
-    pub sent_to: Vec<usize>,
+    pub sent_to: Vec<String>,
     /// The latest occurrence, for re-sending on a timed escalation.
     pub event: Event,
 }
 
 impl Record {
-    /// Notes that channel `channel` got [`Record::event`] at `t`.
-    pub fn sent(&mut self, channel: usize, t: u64) {
+    /// Notes that the channel with `identity` got [`Record::event`] at `t`.
+    pub fn sent(&mut self, identity: &str, t: u64) {
         self.last_sent = Some(t);
         self.sent_id = Some(self.event.id());
-        if !self.sent_to.contains(&channel) {
-            self.sent_to.push(channel);
+        if !self.sent_to.iter().any(|c| c == identity) {
+            self.sent_to.push(identity.to_string());
         }
     }
 
