@@ -91,6 +91,10 @@ pub enum Command {
     /// backup writing into it fails instead of filling the disk below.
     Mount(MountArgs),
     /// Unmount: the daemon commits everything, then exits; this waits for it.
+    ///
+    /// The bare mountpoint stays immutable (chattr +i), so that a backup run
+    /// while unmounted fails instead of filling the disk below; to remove
+    /// or reuse the directory, `chattr -i MOUNTPOINT` first.
     Umount {
         /// The mountpoint.
         mountpoint: PathBuf,
