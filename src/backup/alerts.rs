@@ -1,6 +1,6 @@
-//! The alerts a backup run's outcome raises: the run failed (classed by
-//! what failed), a hook failed without stopping the run, the run was
-//! slower than expected. Events carry hook names, snapshot names and
+//! The alerts a backup run raises: the run failed (classed by what
+//! failed), a hook failed without stopping the run (both at once), the run
+//! was slower than expected (at its end). Events carry hook names, snapshot names and
 //! numbers, never paths or hook output.
 
 use std::time::{Duration, SystemTime};
@@ -8,6 +8,7 @@ use std::time::{Duration, SystemTime};
 use super::record::HookOutcome;
 use super::{Failure, Outcome};
 use crate::alert::{Class, Event, Fields, Kind, Token};
+use crate::control::SnapshotInfo;
 
 /// The run_failed event of `o`, a run that has just failed `elapsed` after
 /// it started; raised at once, before the on-failure hooks run.
@@ -34,41 +35,40 @@ pub fn run_failed(o: &Outcome, elapsed: Duration) -> Option<Event> {
     )
 }
 
-/// The events at the end of `o`, a run that took `elapsed`: each failed
-/// hook of a run that went on (under mark-inconsistent), and a run slower
-/// than `slow`.
-pub fn after_run(o: &Outcome, elapsed: Duration, slow: Duration) -> Vec<Event> {
-    let now = SystemTime::now();
-    let mut out = Vec::new();
-    if o.failure.is_none() {
-        for h in o.record.hooks.iter().filter(|h| !h.ok()) {
-            let class = if h.timed_out {
-                Class::Timeout
-            } else {
-                Class::Hook
-            };
-            out.push(Event::new(Kind::HookFailed, class, now).with_fields(fields(
-                Some(h),
-                snapshot(o),
-                elapsed,
-            )));
-        }
-    }
-    if elapsed > slow {
-        out.push(
-            Event::new(Kind::SnapshotSlow, Class::Timeout, now).with_fields(Fields {
-                snapshot: snapshot(o),
-                elapsed_secs: Some(elapsed.as_secs()),
-                limit_secs: Some(slow.as_secs()),
-                ..Fields::default()
-            }),
-        );
-    }
-    out
+/// The hook_failed event of `h`, a hook that failed `elapsed` into a run
+/// that goes on (under mark-inconsistent); raised at once.
+pub fn hook_failed(h: &HookOutcome, snapshot: Option<&SnapshotInfo>, elapsed: Duration) -> Event {
+    let class = if h.timed_out {
+        Class::Timeout
+    } else {
+        Class::Hook
+    };
+    Event::new(Kind::HookFailed, class, SystemTime::now()).with_fields(fields(
+        Some(h),
+        snapshot.and_then(token),
+        elapsed,
+    ))
+}
+
+/// The snapshot_slow event of `o`, a run that took `elapsed`, if that is
+/// more than `slow`.
+pub fn slow(o: &Outcome, elapsed: Duration, slow: Duration) -> Option<Event> {
+    (elapsed > slow).then(|| {
+        Event::new(Kind::SnapshotSlow, Class::Timeout, SystemTime::now()).with_fields(Fields {
+            snapshot: snapshot(o),
+            elapsed_secs: Some(elapsed.as_secs()),
+            limit_secs: Some(slow.as_secs()),
+            ..Fields::default()
+        })
+    })
 }
 
 fn snapshot(o: &Outcome) -> Option<Token> {
-    o.snapshot.as_ref().and_then(|s| Token::new(&s.name).ok())
+    o.snapshot.as_ref().and_then(token)
+}
+
+fn token(s: &SnapshotInfo) -> Option<Token> {
+    Token::new(&s.name).ok()
 }
 
 fn fields(h: Option<&HookOutcome>, snapshot: Option<Token>, elapsed: Duration) -> Fields {

@@ -75,6 +75,11 @@ pub struct Outcome {
 /// Told of a failed run's outcome so far and how long it has run.
 pub type FailureHandler<'a> = dyn Fn(&Outcome, Duration) + 'a;
 
+/// Told of a hook that failed without stopping the run (under
+/// mark-inconsistent): the hook, the snapshot if one is taken yet, and how
+/// long the run has run.
+pub type HookFailureHandler<'a> = dyn Fn(&HookOutcome, Option<&SnapshotInfo>, Duration) + 'a;
+
 /// One backup run.
 pub struct Run<'a> {
     config: &'a HostConfig,
@@ -92,6 +97,10 @@ pub struct Run<'a> {
     quiet: bool,
     /// Told of a failure at once, before the on-failure hooks run.
     on_failed: Option<&'a FailureHandler<'a>>,
+    /// Told of a hook failure the run goes on from, at once.
+    on_hook_failed: Option<&'a HookFailureHandler<'a>>,
+    /// The snapshot, once taken.
+    taken: Option<SnapshotInfo>,
     started: Instant,
 }
 
@@ -137,6 +146,8 @@ impl<'a> Run<'a> {
             sessions: Vec::new(),
             quiet,
             on_failed: None,
+            on_hook_failed: None,
+            taken: None,
             started: Instant::now(),
         }
     }
@@ -145,6 +156,13 @@ impl<'a> Run<'a> {
     /// the alert without waiting for the on-failure hooks).
     pub fn on_failed(mut self, f: &'a FailureHandler<'a>) -> Run<'a> {
         self.on_failed = Some(f);
+        self
+    }
+
+    /// Calls `f` as soon as a hook fails without stopping the run (so its
+    /// alert does not wait for the copy to end).
+    pub fn on_hook_failed(mut self, f: &'a HookFailureHandler<'a>) -> Run<'a> {
+        self.on_hook_failed = Some(f);
         self
     }
 
@@ -176,6 +194,7 @@ impl<'a> Run<'a> {
             }
         };
         self.say(&format!("snapshot {} ({}) taken", snap.seq, snap.name));
+        self.taken = Some(snap.clone());
         let dir = self.target.mountpoint().join("snapshots").join(&snap.name);
         self.base_env
             .insert("STRATA_SNAPSHOT".into(), dir.display().to_string());
@@ -308,6 +327,9 @@ impl<'a> Run<'a> {
             FailurePolicy::MarkInconsistent => {
                 self.say(&format!("{why}; the snapshot will be marked inconsistent"));
                 self.inconsistent = true;
+                if let (Some(tell), Some(h)) = (self.on_hook_failed, self.record.hooks.last()) {
+                    tell(h, self.taken.as_ref(), self.started.elapsed());
+                }
                 Ok(())
             }
         }

@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Result};
 use std::time::Instant;
-use strata::backup::record::{RunRecord, RunStatus};
+use strata::backup::record::{HookOutcome, RunRecord, RunStatus};
 
 use strata::alert::{self, Alerter};
 use strata::backup::{alerts, Failure, Outcome, Run, Target};
@@ -91,6 +91,13 @@ pub fn run(g: &Global, a: &BackupArgs) -> Result<()> {
             alerts::run_failed(o, elapsed).into_iter().collect(),
         );
     };
+    let hook_failed = |h: &HookOutcome, snapshot: Option<&SnapshotInfo>, elapsed| {
+        alert::raise_all(
+            &alerter,
+            id,
+            vec![alerts::hook_failed(h, snapshot, elapsed)],
+        );
+    };
     let outcome = Run::new(
         &config,
         &daemon,
@@ -99,9 +106,10 @@ pub fn run(g: &Global, a: &BackupArgs) -> Result<()> {
         g.quiet || g.json,
     )
     .on_failed(&failed)
+    .on_hook_failed(&hook_failed)
     .execute();
-    let events = alerts::after_run(&outcome, started.elapsed(), config.alerts.slow_snapshot);
-    alert::raise_all(&alerter, id, events);
+    let slow = alerts::slow(&outcome, started.elapsed(), config.alerts.slow_snapshot);
+    alert::raise_all(&alerter, id, slow.into_iter().collect());
     if outcome.failure.is_none() {
         // The next failure is news again, not a repeat to de-duplicate.
         let _ = alerter.resolve(alert::Kind::RunFailed, Some(id));

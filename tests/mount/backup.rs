@@ -490,7 +490,8 @@ fn failed_runs_and_hooks_raise_alerts_that_name_no_path() {
     fails(&backup(&m, &[], copy), 20, "quiesce");
     assert_eq!(events().len(), 1);
 
-    // A hook that fails under mark-inconsistent raises hook_failed.
+    // A hook that fails under mark-inconsistent raises hook_failed at once,
+    // while the run goes on: the copy already sees the alert.
     config(
         &m,
         &format!(
@@ -498,18 +499,21 @@ fn failed_runs_and_hooks_raise_alerts_that_name_no_path() {
             hook(
                 &m,
                 "flush",
-                "post_backup",
+                "pre_backup",
                 "on_failure = \"mark-inconsistent\"",
                 "exit 1"
             )
         ),
     );
-    fails(&backup(&m, &[], copy), 23, "inconsistent");
+    let seen = format!("grep -c hook_failed pager.events > seen-by-copy; {copy}");
+    fails(&backup(&m, &[], &seen), 23, "inconsistent");
+    assert_eq!(read(&m, "seen-by-copy"), "1\n", "alerted before the copy");
     let got = events();
     assert_eq!(got.len(), 3, "{got:?}");
     assert_eq!(got[1]["kind"], "hook_failed");
+    assert_eq!(got[1]["class"], "hook");
     assert_eq!(got[1]["fields"]["hook"], "flush");
-    assert!(got[1]["fields"]["snapshot"].is_string());
+    assert_eq!(got[1]["fields"]["exit_status"], 1);
     // That run did not fail (it made a snapshot): the run failure is
     // cleared, and the channel told so under the id of the alert it got.
     assert_eq!(got[2]["kind"], "run_failed");
