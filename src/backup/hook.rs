@@ -75,6 +75,8 @@ fn run_once(hook: &HookConfig, env: &Env) -> HookOutcome {
 
 /// A session hook between `ready` and `finish`.
 pub struct Session {
+    /// A `source=PATH` it printed before `ready`: the copy reads from there.
+    pub source: Option<String>,
     running: Running,
     stdin: Option<ChildStdin>,
     timeout: Duration,
@@ -90,18 +92,25 @@ impl Session {
         let stdin = running.process.take_stdin();
         let deadline = started + hook.timeout;
         let lines = running.lines.take().expect("session lines");
+        let mut source = None;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             match lines.recv_timeout(left.min(Duration::from_millis(100))) {
                 Ok(line) if line.trim() == "ready" => {
                     return Ok(Session {
+                        source,
                         running,
                         stdin,
                         timeout: hook.timeout,
                         started,
                     })
                 }
-                Ok(_) | Err(RecvTimeoutError::Timeout) => {}
+                Ok(line) => {
+                    if let Some(path) = line.trim().strip_prefix("source=") {
+                        source = Some(path.to_owned());
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => {
                     // Output closed: it exited, or will.
                     let status = running.process.wait(deadline);

@@ -270,13 +270,15 @@ impl<'a> Run<'a> {
         Ok(())
     }
 
-    fn check_placeholder(&self) -> Result<(), Failure> {
-        let uses = self
-            .command
+    fn uses_placeholder(&self) -> bool {
+        self.command
             .iter()
-            .any(|a| a.to_string_lossy().contains(SOURCE_PLACEHOLDER));
+            .any(|a| a.to_string_lossy().contains(SOURCE_PLACEHOLDER))
+    }
+
+    fn check_placeholder(&self) -> Result<(), Failure> {
         let redirects = self.config.hooks(Phase::PreBackup).next().is_some();
-        if uses && !redirects {
+        if self.uses_placeholder() && !redirects {
             return Err(Failure::Copy(format!(
                 "the copy command uses {SOURCE_PLACEHOLDER} but no pre_backup hook is configured to print source=PATH"
             )));
@@ -288,6 +290,9 @@ impl<'a> Run<'a> {
         self.say(&format!("session hook {}: starting", h.name));
         match Session::start(h, &self.env(Phase::PreBackup)) {
             Ok(s) => {
+                if let Some(src) = &s.source {
+                    self.source = Some(src.clone());
+                }
                 self.sessions.push((h, s));
                 self.say(&format!("session hook {}: ready", h.name));
                 Ok(())
@@ -363,6 +368,11 @@ impl<'a> Run<'a> {
     /// The copy command: the caller's own program, with the caller's
     /// environment and terminal, plus the run's variables.
     fn copy(&mut self) -> Result<(), Failure> {
+        if self.source.is_none() && self.uses_placeholder() {
+            return Err(Failure::Copy(format!(
+                "the copy command uses {SOURCE_PLACEHOLDER} but no pre_backup hook printed source=PATH; nothing was copied (check the hook that should redirect the source)"
+            )));
+        }
         let args: Vec<OsString> = self
             .command
             .iter()

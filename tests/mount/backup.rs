@@ -396,6 +396,47 @@ fn idempotent_hooks_are_retried_and_a_hook_can_redirect_the_source() {
             "as of the freeze\n"
         );
     }
+
+    // A session hook redirects the source by printing it before "ready".
+    config(
+        &m,
+        &hook(
+            &m,
+            "hold",
+            "pre_backup",
+            "session = true",
+            "echo \"source=$DIR/frozen\"; echo ready; read cmd",
+        ),
+    );
+    ok(m.strata()
+        .arg("backup")
+        .arg("--config")
+        .arg(m.path("strata.toml"))
+        .args([
+            "--",
+            "rsync",
+            "-a",
+            "{source}/",
+            &format!("{}/fs3/", m.head().display()),
+        ]));
+    let snap = m.snapshots().join("latest");
+    assert_eq!(
+        std::fs::read_to_string(snap.join("fs3/frozen.txt")).unwrap(),
+        "as of the freeze\n"
+    );
+
+    // A hook that should have redirected it but did not: nothing is copied
+    // from a path named "{source}".
+    let before = snapshot_count(&m);
+    config(&m, &hook(&m, "silent", "pre_backup", "", "true"));
+    let out = backup(
+        &m,
+        &[],
+        "echo ran > ran; rsync -a {source}/ \"$STRATA_HEAD/fs4/\"",
+    );
+    fails(&out, 21, "no pre_backup hook printed source=PATH");
+    assert!(!m.path("ran").exists(), "the copy did not start");
+    assert_eq!(snapshot_count(&m), before);
 }
 
 #[test]
