@@ -191,22 +191,19 @@ impl HostConfig {
             path: path.to_owned(),
             source,
         };
-        let meta = match std::fs::metadata(path) {
+        // Through symlinks first: the checks are of the file that is read
+        // and the directory that really holds it.
+        let real = match std::fs::canonicalize(path) {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound && !explicit => {
                 return Ok(HostConfig::default())
             }
             other => other.map_err(read_err)?,
         };
-        check_owner(path, &meta)?;
-        if let Some(dir) = path.parent() {
-            let dir = if dir.as_os_str().is_empty() {
-                Path::new(".")
-            } else {
-                dir
-            };
+        check_owner(&real, &std::fs::metadata(&real).map_err(read_err)?)?;
+        if let Some(dir) = real.parent() {
             check_owner(dir, &std::fs::metadata(dir).map_err(read_err)?)?;
         }
-        let text = std::fs::read_to_string(path).map_err(read_err)?;
+        let text = std::fs::read_to_string(&real).map_err(read_err)?;
         HostConfig::parse(&text).map_err(|why| HostConfigError::Invalid {
             path: path.to_owned(),
             why,
@@ -307,6 +304,33 @@ fn check_owner(path: &Path, meta: &std::fs::Metadata) -> Result<(), HostConfigEr
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_symlink_is_checked_where_it_leads() {
+        use std::os::unix::fs::PermissionsExt;
+        let tmp = tempfile::tempdir().unwrap();
+        let open = tmp.path().join("open");
+        std::fs::create_dir(&open).unwrap();
+        std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).unwrap();
+        std::fs::write(open.join("strata.toml"), "").unwrap();
+        let safe = tmp.path().join("safe");
+        std::fs::create_dir(&safe).unwrap();
+        std::fs::set_permissions(&safe, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let link = safe.join("strata.toml");
+        std::os::unix::fs::symlink(open.join("strata.toml"), &link).unwrap();
+        match HostConfig::load(&link, true) {
+            Err(HostConfigError::Unsafe { path, why }) => {
+                assert_eq!(path, open.canonicalize().unwrap(), "{why}");
+                assert!(why.contains("group or others"), "{why}");
+            }
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+        // The same file in a safe directory is read.
+        std::fs::rename(open.join("strata.toml"), safe.join("real.toml")).unwrap();
+        std::fs::remove_file(&link).unwrap();
+        std::os::unix::fs::symlink(safe.join("real.toml"), &link).unwrap();
+        assert!(HostConfig::load(&link, true).is_ok());
+    }
 
     #[test]
     fn a_full_configuration_parses() {
