@@ -329,9 +329,12 @@ impl PackWriter {
 
     fn write(&mut self, bytes: &[u8]) -> io::Result<()> {
         if let Err(e) = self.file.write_at(self.len, bytes) {
-            // Roll the tail back; if even that fails the caller treats the
-            // store as failed, and recovery cuts the tail at the next open.
-            self.file.set_len(self.len).map_err(|_| e.kind())?;
+            // Roll the tail back. If even that fails, the next write goes at
+            // `len` over it, and recovery cuts it at the next open; the
+            // caller gets the write's own error (with its errno) either way.
+            if let Err(cut) = self.file.set_len(self.len) {
+                tracing::warn!(error = %cut, "cannot cut back the tail of a failed pack write");
+            }
             return Err(e);
         }
         self.len += bytes.len() as u64;

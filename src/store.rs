@@ -121,6 +121,8 @@ struct Writer {
     /// The open pack's name is not yet durable in `open/`.
     pack_is_new: bool,
     failed: Option<String>,
+    /// The errno of that failure, when the OS gave one (EIO, EROFS, ...).
+    failed_errno: Option<i32>,
 }
 
 /// The chunk store of one unlocked repository.
@@ -170,6 +172,7 @@ impl Store {
                 full: Vec::new(),
                 pack_is_new: false,
                 failed: None,
+                failed_errno: None,
             }),
             pending: RwLock::new(HashMap::new()),
             writeback: OnceLock::new(),
@@ -418,15 +421,22 @@ impl Store {
         let reason = format!("writing {path}: {e}");
         tracing::error!(%reason, "store write failed; refusing further writes");
         w.failed = Some(reason.clone());
+        w.failed_errno = e.raw_os_error();
         self.read_only
             .store(true, std::sync::atomic::Ordering::Release);
         StoreError::Failed(reason)
     }
 
-    fn sync_failed(&self, w: &mut Writer, what: &str, e: impl std::fmt::Display) -> StoreError {
+    fn sync_failed(
+        &self,
+        w: &mut Writer,
+        what: &str,
+        e: impl std::error::Error + 'static,
+    ) -> StoreError {
         let reason = format!("{what}: {e}");
         tracing::error!(%reason, "store sync failed; refusing further writes");
         w.failed = Some(reason.clone());
+        w.failed_errno = errno_of(&e);
         self.read_only
             .store(true, std::sync::atomic::Ordering::Release);
         StoreError::Failed(reason)
@@ -676,6 +686,26 @@ impl Store {
     pub fn failed(&self) -> Option<String> {
         self.writer.lock().expect("writer lock").failed.clone()
     }
+
+    /// The errno of that failure, when the OS gave one.
+    pub fn failed_errno(&self) -> Option<i32> {
+        self.writer.lock().expect("writer lock").failed_errno
+    }
+}
+
+/// The first OS error number in `e`'s chain of sources.
+fn errno_of(e: &(dyn std::error::Error + 'static)) -> Option<i32> {
+    let mut next = Some(e);
+    while let Some(e) = next {
+        if let Some(errno) = e
+            .downcast_ref::<io::Error>()
+            .and_then(io::Error::raw_os_error)
+        {
+            return Some(errno);
+        }
+        next = e.source();
+    }
+    None
 }
 
 impl Drop for Store {

@@ -52,12 +52,17 @@ fn look(ns: &Namespace, repo_dir: &std::path::Path, threshold: u8, seen: &mut Se
     let mut out = Vec::new();
     if store.failed().is_some() && !seen.failed {
         seen.failed = true;
-        tracing::error!("storage failure: raising an alert");
-        out.push(Event::new(
-            Kind::StorageError,
-            Class::TransientIo,
-            SystemTime::now(),
-        ));
+        // Classed by its errno (EROFS: corruption, EIO: transient I/O, ...);
+        // without one, as transient I/O.
+        let errno = store.failed_errno();
+        let class = errno.map_or(Class::TransientIo, alert::classify_errno);
+        tracing::error!(?errno, %class, "storage failure: raising an alert");
+        out.push(
+            Event::new(Kind::StorageError, class, SystemTime::now()).with_fields(Fields {
+                errno,
+                ..Fields::default()
+            }),
+        );
     }
     let nospace = store.nospace_errors();
     if nospace > seen.nospace {

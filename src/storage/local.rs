@@ -93,13 +93,27 @@ impl DiskFile for LocalFile {
 }
 
 impl Disk for LocalDisk {
+    /// Read-only, so that a repository on a filesystem that went read-only
+    /// can still be opened, inspected and restored from.
+    fn read(&self, path: &str) -> io::Result<Vec<u8>> {
+        fs::read(self.path(path))
+    }
+
     fn open(&self, path: &str, create: bool) -> io::Result<Box<dyn DiskFile>> {
-        let f = OpenOptions::new()
+        let full = self.path(path);
+        let f = match OpenOptions::new()
             .read(true)
             .write(true)
             .create(create)
             .truncate(false)
-            .open(self.path(path))?;
+            .open(&full)
+        {
+            // A filesystem that went read-only (errors=remount-ro) still
+            // serves reads: what was committed stays restorable. A write
+            // through this file fails, as it would anyway.
+            Err(e) if !create && e.raw_os_error() == Some(libc::EROFS) => File::open(&full)?,
+            other => other?,
+        };
         Ok(Box::new(LocalFile::new(f)))
     }
 

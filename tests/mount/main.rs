@@ -664,8 +664,63 @@ fn a_failed_sync_turns_the_head_read_only_with_a_clear_message() {
         .expect("a storage alert within 30 s");
     let event: serde_json::Value = serde_json::from_str(&got.body).unwrap();
     assert_eq!(event["kind"], "storage_error", "{event}");
+    // The loop device reports its full backing store as ENOSPC.
+    assert_eq!(event["fields"]["errno"], libc::ENOSPC, "{event}");
+    assert_eq!(event["class"], "capacity", "{event}");
     assert!(!got.body.contains(&*repo.to_string_lossy()), "{}", got.body);
     // What was committed before is still readable.
+    assert_eq!(std::fs::read(m.head().join("before")).unwrap(), b"kept");
+    let _ = run(Command::new(harness::strata_bin())
+        .arg("umount")
+        .arg(m.mnt()));
+}
+
+#[test]
+fn a_filesystem_the_kernel_turns_read_only_raises_a_corruption_alert() {
+    let m = Mount::unmounted();
+    let disk = FailingDisk::new(m.dir.path());
+    // As a damaged disk mounted errors=remount-ro does: ext4 detects an
+    // error (here one the kernel is asked to report, through its test
+    // trigger) and turns the filesystem read-only under the daemon.
+    ok(Command::new("mount")
+        .args(["-o", "remount,errors=remount-ro"])
+        .arg(&disk.fs));
+    let dev = disk.loopdev.trim_start_matches("/dev/");
+    let trigger = format!("/sys/fs/ext4/{dev}/trigger_fs_error");
+    assert!(Path::new(&trigger).exists(), "{trigger} is missing");
+    let repo = disk.fs.join("repo");
+    let (url, alerts) = common::webhook::receiver(200);
+    let config = m.path("strata.toml");
+    std::fs::write(
+        &config,
+        format!("[alerts]\n[[alerts.channel]]\ntype = \"webhook\"\nurl = \"{url}\"\n"),
+    )
+    .unwrap();
+    init_and_mount_at(&m, &repo, &["--config", config.to_str().unwrap()]);
+    std::fs::write(m.head().join("before"), b"kept").unwrap();
+    ok(Command::new("sync").arg("-f").arg(m.head().join("before")));
+    std::fs::write(&trigger, "strata test: disk error\n").unwrap();
+
+    let out = run(Command::new("dd")
+        .args(["if=/dev/urandom", "bs=1M", "count=8", "conv=fsync"])
+        .arg(format!("of={}", m.head().join("after").display())));
+    assert!(
+        !out.status.success(),
+        "a write to a read-only disk went unreported"
+    );
+    let got = alerts
+        .recv_timeout(std::time::Duration::from_secs(30))
+        .expect("a storage alert within 30 s");
+    let event: serde_json::Value = serde_json::from_str(&got.body).unwrap();
+    assert_eq!(event["kind"], "storage_error", "{event}");
+    assert_eq!(event["fields"]["errno"], libc::EROFS, "{event}");
+    assert_eq!(event["class"], "corruption", "{event}");
+    // Status still opens the repository and says why; what was committed
+    // is still readable.
+    let status: serde_json::Value =
+        serde_json::from_str(&ok(&mut strata_at(&m, &repo, &["status", "--json"]))).unwrap();
+    let reason = status["read_only_reason"].as_str().unwrap_or_default();
+    assert!(reason.contains("Read-only file system"), "{status}");
     assert_eq!(std::fs::read(m.head().join("before")).unwrap(), b"kept");
     let _ = run(Command::new(harness::strata_bin())
         .arg("umount")
