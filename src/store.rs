@@ -112,6 +112,9 @@ pub struct Counters {
     pub commits: AtomicU64,
     /// Objects read and decoded.
     pub objects_read: AtomicU64,
+    /// Objects read whose bytes were damaged (they failed to decode or
+    /// verify, and the reader got an error instead).
+    pub damaged_reads: AtomicU64,
 }
 
 struct Writer {
@@ -554,6 +557,14 @@ impl Store {
     /// Reads an object of `kind`, verified like [`Store::get`].
     pub fn get_object(&self, kind: Kind, id: &ChunkId) -> Result<Verified, StoreError> {
         self.counters.objects_read.fetch_add(1, Ordering::Relaxed);
+        let got = self.get_object_once(kind, id);
+        if let Err(StoreError::Corrupt { .. }) = &got {
+            self.counters.damaged_reads.fetch_add(1, Ordering::Relaxed);
+        }
+        got
+    }
+
+    fn get_object_once(&self, kind: Kind, id: &ChunkId) -> Result<Verified, StoreError> {
         let pending = self.pending.read().expect("pending lock").get(id).copied();
         let loc = match pending {
             Some(loc) => loc,

@@ -1,11 +1,12 @@
 //! The daemon's storage watch: every few seconds it looks at the store and
 //! the filesystem holding the repository, and raises an alert when writes
-//! failed (the store turned read-only, or the disk filled) or the
-//! filesystem is fuller than the threshold. A failure is therefore heard
+//! failed (the store turned read-only, or the disk filled), reads met
+//! damaged pack data, or the filesystem is fuller than the threshold. A failure is therefore heard
 //! of within [`INTERVAL`] plus the channel's timeout, whether or not anyone
 //! is running a backup at the time.
 
 use std::path::PathBuf;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -22,6 +23,7 @@ pub const INTERVAL: Duration = Duration::from_secs(5);
 struct Seen {
     failed: bool,
     nospace: u64,
+    damaged: u64,
 }
 
 /// Watches `ns`'s store and the filesystem of `repo_dir` until the process
@@ -76,6 +78,19 @@ fn look(ns: &Namespace, repo_dir: &std::path::Path, threshold: u8, seen: &mut Se
             ),
         );
         seen.nospace = nospace;
+    }
+    let damaged = store.counters.damaged_reads.load(Ordering::Relaxed);
+    if damaged > seen.damaged {
+        tracing::error!(damaged, "damaged pack data read: raising an alert");
+        out.push(
+            Event::new(Kind::StorageError, Class::Corruption, SystemTime::now()).with_fields(
+                Fields {
+                    attempts: Some((damaged - seen.damaged) as u32),
+                    ..Fields::default()
+                },
+            ),
+        );
+        seen.damaged = damaged;
     }
     if let Ok((used, total)) = usage(repo_dir) {
         out.extend(alert::fill_check(used, total, threshold));

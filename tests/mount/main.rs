@@ -432,7 +432,14 @@ fn a_damaged_pack_gives_eio_for_its_file_only_and_never_wrong_bytes() {
     }
     std::fs::write(pack, &data).unwrap();
 
-    m.mount();
+    let (url, alerts) = common::webhook::receiver(200);
+    let config = m.path("strata.toml");
+    std::fs::write(
+        &config,
+        format!("[alerts]\n[[alerts.channel]]\ntype = \"webhook\"\nurl = \"{url}\"\n"),
+    )
+    .unwrap();
+    m.mount_with(&["--config", config.to_str().unwrap()]);
     for dir in [m.head(), m.snapshots().join("latest")] {
         assert_eq!(std::fs::read(dir.join("intact")).unwrap(), good);
         let mut f = std::fs::File::open(dir.join("damaged")).unwrap();
@@ -465,6 +472,13 @@ fn a_damaged_pack_gives_eio_for_its_file_only_and_never_wrong_bytes() {
         "the damage was not logged: {}",
         m.log()
     );
+    // The daemon's storage watch raised a corruption alert on its own.
+    let got = alerts
+        .recv_timeout(std::time::Duration::from_secs(30))
+        .expect("a corruption alert within 30 s");
+    let event: serde_json::Value = serde_json::from_str(&got.body).unwrap();
+    assert_eq!(event["kind"], "storage_error", "{event}");
+    assert_eq!(event["class"], "corruption", "{event}");
 }
 
 #[test]
