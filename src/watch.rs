@@ -10,7 +10,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use crate::alert::{self, Alerter, Class, Event, Fields, Kind};
+use crate::alert::{self, Alerter, Class, Event, Fields, Kind, Severity};
 use crate::id::RepoId;
 use crate::namespace::Namespace;
 
@@ -24,6 +24,11 @@ struct Seen {
     failed: bool,
     nospace: u64,
     damaged: u64,
+    /// The fill alert in force: none while below the threshold, else its
+    /// severity (warning, then error from 95 %).
+    fill: Option<Severity>,
+    /// The fill dropped back below the threshold since the last look.
+    fill_cleared: bool,
 }
 
 /// Watches `ns`'s store and the filesystem of `repo_dir` until the process
@@ -42,6 +47,11 @@ pub fn spawn(
             loop {
                 let events = look(&ns, &repo_dir, fill_threshold, &mut seen);
                 alert::raise_all(&alerter, repository, events);
+                if std::mem::take(&mut seen.fill_cleared) {
+                    if let Err(e) = alerter.resolve(Kind::StorageFull, Some(repository)) {
+                        tracing::warn!(error = %e, "the storage_full alert could not be resolved");
+                    }
+                }
                 std::thread::sleep(INTERVAL);
             }
         })?;
@@ -93,9 +103,24 @@ fn look(ns: &Namespace, repo_dir: &std::path::Path, threshold: u8, seen: &mut Se
         seen.damaged = damaged;
     }
     if let Ok((used, total)) = usage(repo_dir) {
-        out.extend(alert::fill_check(used, total, threshold));
+        out.extend(fill_change(alert::fill_check(used, total, threshold), seen));
     }
     out
+}
+
+/// The fill alert `now` only when it is news: the disk crossed the
+/// threshold, or 95 %. A disk that stays full is not raised again every
+/// few seconds (that would count towards escalation by count); `strata
+/// check --freshness` repeats it on its own timer.
+fn fill_change(now: Option<Event>, seen: &mut Seen) -> Option<Event> {
+    let level = now.as_ref().map(Event::severity);
+    if level == seen.fill {
+        return None;
+    }
+    seen.fill_cleared = level.is_none();
+    let rose = level > seen.fill;
+    seen.fill = level;
+    now.filter(|_| rose)
 }
 
 /// Bytes used and total on the filesystem holding `path`.
@@ -110,4 +135,29 @@ pub fn usage(path: &std::path::Path) -> std::io::Result<(u64, u64)> {
     let frsize = st.f_frsize;
     let total = st.f_blocks * frsize;
     Ok((total - st.f_bfree * frsize, total))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn look(seen: &mut Seen, used: u64) -> Option<Event> {
+        fill_change(alert::fill_check(used, 100, 80), seen)
+    }
+
+    #[test]
+    fn a_fill_alert_is_raised_on_crossing_not_on_every_look() {
+        let s = &mut Seen::default();
+        assert!(look(s, 50).is_none());
+        let first = look(s, 85).expect("crossing 80 % is news");
+        assert_eq!(first.severity(), Severity::Warning);
+        assert!(look(s, 86).is_none(), "still full: not raised again");
+        assert_eq!(look(s, 96).expect("crossing 95 %").severity(), Severity::Error);
+        assert!(look(s, 97).is_none());
+        assert!(look(s, 90).is_none(), "easing back is not news");
+        assert!(!s.fill_cleared);
+        assert!(look(s, 10).is_none());
+        assert!(s.fill_cleared, "below the threshold: resolved");
+        assert!(look(s, 85).is_some(), "full again is news again");
+    }
 }
