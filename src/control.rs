@@ -414,6 +414,9 @@ fn peer(stream: &UnixStream) -> Result<Caller> {
     })
 }
 
+/// How long a status, list or show question waits for the daemon.
+pub const QUICK_ANSWER: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// The CLI's side: sends `req` to the daemon at `socket`. `None` if no
 /// daemon listens there.
 pub fn call(socket: &Path, req: &Request) -> Result<Option<Reply>> {
@@ -432,13 +435,33 @@ pub fn call(socket: &Path, req: &Request) -> Result<Option<Reply>> {
                 .with_context(|| format!("connecting to the daemon at {}", socket.display()))
         }
     };
+    // Questions a live daemon answers at once get a deadline, so that a
+    // hung daemon fails a status or freshness check instead of hanging it.
+    // Snapshots and shutdown commit first, for as long as that takes.
+    let quick = matches!(
+        req,
+        Request::Status
+            | Request::SnapshotList
+            | Request::SnapshotShow { .. }
+            | Request::ThrottleShow
+    );
+    if quick {
+        stream.set_read_timeout(Some(QUICK_ANSWER))?;
+    }
     let mut out = serde_json::to_vec(req)?;
     out.push(b'\n');
     (&stream).write_all(&out)?;
     let mut line = String::new();
     BufReader::new(&stream)
         .read_line(&mut line)
-        .context("reading the daemon's answer")?;
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut => anyhow::anyhow!(
+                "the daemon at {} did not answer within {} s: it may be hung (see its log, or `journalctl -u strata-mountd`)",
+                socket.display(),
+                QUICK_ANSWER.as_secs()
+            ),
+            _ => anyhow::Error::new(e).context("reading the daemon's answer"),
+        })?;
     match serde_json::from_str::<Wire>(&line).context("the daemon's answer is malformed")? {
         Wire::Ok(r) => Ok(Some(r)),
         Wire::Err(e) => bail!("{e}"),

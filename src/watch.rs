@@ -152,7 +152,10 @@ mod tests {
         let first = look(s, 85).expect("crossing 80 % is news");
         assert_eq!(first.severity(), Severity::Warning);
         assert!(look(s, 86).is_none(), "still full: not raised again");
-        assert_eq!(look(s, 96).expect("crossing 95 %").severity(), Severity::Error);
+        assert_eq!(
+            look(s, 96).expect("crossing 95 %").severity(),
+            Severity::Error
+        );
         assert!(look(s, 97).is_none());
         assert!(look(s, 90).is_none(), "easing back is not news");
         assert!(!s.fill_cleared);

@@ -421,8 +421,21 @@ impl Alerter {
 /// Where the alert state of `repository` is kept between invocations:
 /// `$STRATA_STATE_DIR` or /var/lib/strata.
 pub fn state_path(repository: &RepoId) -> PathBuf {
-    let dir = std::env::var_os("STRATA_STATE_DIR").unwrap_or_else(|| "/var/lib/strata".into());
-    PathBuf::from(dir).join(format!("alerts-{repository}.json"))
+    state_dir().join(format!("alerts-{repository}.json"))
+}
+
+/// The state file for a repository that cannot be opened (its id is
+/// unknown): named by a hash of its path, which stays out of the name.
+pub fn state_path_of(repository_path: &Path) -> PathBuf {
+    use std::os::unix::ffi::OsStrExt;
+    let hash = blake3::hash(repository_path.as_os_str().as_bytes());
+    state_dir().join(format!("alerts-path-{}.json", &hash.to_hex()[..16]))
+}
+
+fn state_dir() -> PathBuf {
+    std::env::var_os("STRATA_STATE_DIR")
+        .unwrap_or_else(|| "/var/lib/strata".into())
+        .into()
 }
 
 /// Raises `events` for `repository`, logging what could not be delivered;

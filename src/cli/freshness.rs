@@ -35,6 +35,44 @@ struct Freshness {
 
 pub fn run(g: &Global, a: &CheckArgs) -> Result<()> {
     let config = HostConfig::load_or_default(a.config.as_deref())?;
+    let result = check(g, a, &config);
+    if let Err(e) = &result {
+        if exit::exit_code(e) != exit::BACKUP_MISSED {
+            unreadable(g, &config, e);
+        }
+    }
+    result
+}
+
+/// A check that could not be made is itself alerted: a repository on a
+/// disk that did not mount, a key that no longer opens it, a daemon that
+/// does not answer would otherwise pass unnoticed until a restore. Without
+/// the repository's id, the alert state is kept by its path.
+fn unreadable(g: &Global, config: &HostConfig, e: &anyhow::Error) {
+    let code = exit::exit_code(e);
+    let class = match code {
+        exit::NO_REPOSITORY | exit::WRONG_SECRET | exit::HOST_CONFIG => alert::Class::Configuration,
+        _ => e
+            .chain()
+            .find_map(|c| c.downcast_ref::<std::io::Error>())
+            .map_or(alert::Class::TransientIo, alert::classify),
+    };
+    let Ok(alerter) = Alerter::from_config(&config.alerts, alert::state_path_of(&g.repo)) else {
+        return;
+    };
+    let event = alert::Event::new(alert::Kind::StorageError, class, SystemTime::now()).with_fields(
+        alert::Fields {
+            exit_status: Some(i32::from(code)),
+            ..alert::Fields::default()
+        },
+    );
+    let report = alerter.raise(event);
+    if let Err(err) = report.result() {
+        eprintln!("strata: the alert that the check failed could not be delivered: {err}");
+    }
+}
+
+fn check(g: &Global, a: &CheckArgs, config: &HostConfig) -> Result<()> {
     let max_age = a
         .max_age
         .map(Duration::from)

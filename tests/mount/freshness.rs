@@ -76,3 +76,26 @@ fn a_missed_backup_and_a_full_disk_raise_alerts_mounted_or_not() {
     fails(&freshness(&m, &["--max-age", "1s"]), 16, "no good snapshot");
     assert_eq!(next()["kind"], "backup_missed");
 }
+
+#[test]
+fn a_check_that_cannot_be_made_is_alerted_too() {
+    let m = Mount::unmounted();
+    let (url, alerts) = receiver(200);
+    std::fs::write(
+        m.path("strata.toml"),
+        format!("[alerts]\n[[alerts.channel]]\ntype = \"webhook\"\nurl = \"{url}\"\n"),
+    )
+    .unwrap();
+    // The backup disk did not mount: the repository is not there.
+    let gone = m.path("unmounted-disk/repo");
+    let out = run(freshness_cmd(&m).arg("--repo").arg(&gone));
+    fails(&out, 10, "no strata repository at");
+    let r = alerts
+        .recv_timeout(std::time::Duration::from_secs(30))
+        .expect("an alert that the check could not be made");
+    let e: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+    assert_eq!(e["kind"], "storage_error", "{e}");
+    assert_eq!(e["class"], "configuration", "{e}");
+    assert_eq!(e["fields"]["exit_status"], 10, "{e}");
+    assert!(!r.body.contains("unmounted-disk"), "no path: {}", r.body);
+}
