@@ -301,8 +301,9 @@ pub trait Daemon: Send + Sync {
     fn mountpoint(&self) -> String;
     /// A snapshot was taken: the kernel's view of snapshots/ must change.
     fn snapshot_taken(&self, label: Option<&str>);
-    /// Unmount and exit.
-    fn shutdown(&self);
+    /// Unmounts; the daemon then commits and exits. An error (EBUSY) leaves
+    /// it mounted and serving, and a later request may try again.
+    fn shutdown(&self) -> std::io::Result<()>;
     /// FUSE requests served: count and microseconds per opcode.
     fn requests(&self) -> BTreeMap<String, (u64, u64)>;
     /// The write throttle.
@@ -348,6 +349,20 @@ fn serve_one(stream: UnixStream, ns: &Namespace, daemon: &dyn Daemon) -> Result<
                     tracing::info!(uid = caller.uid, "throttle override cleared");
                     Reply::Throttle(Box::new(throttle.status()))
                 }
+                Request::Shutdown => {
+                    daemon.shutdown().map_err(|e| {
+                        tracing::warn!(error = %e, "unmount refused; still serving");
+                        let mnt = daemon.mountpoint();
+                        if e.raw_os_error() == Some(libc::EBUSY) {
+                            anyhow::anyhow!(
+                                "{mnt} is busy: a process has a file open or its working directory in it; find it with `fuser -vm {mnt}`, end it, and run `strata umount` again"
+                            )
+                        } else {
+                            anyhow::anyhow!("cannot unmount {mnt}: {e}")
+                        }
+                    })?;
+                    Reply::Done
+                }
                 _ => handle(ns, caller, req)?,
             };
             match (req, &mut reply) {
@@ -379,10 +394,6 @@ fn serve_one(stream: UnixStream, ns: &Namespace, daemon: &dyn Daemon) -> Result<
     let mut out = serde_json::to_vec(&wire)?;
     out.push(b'\n');
     (&stream).write_all(&out)?;
-    // Unmount only after the CLI has its answer.
-    if matches!(req, Ok(Request::Shutdown)) {
-        daemon.shutdown();
-    }
     Ok(())
 }
 

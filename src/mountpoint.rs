@@ -154,6 +154,21 @@ pub fn detach(dir: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Unmounts `dir` now, not lazily: EBUSY while a process has a file or its
+/// working directory in it, and the mount then stays as it was. A `dir`
+/// that is no longer a mountpoint is not an error.
+pub fn unmount(dir: &Path) -> std::io::Result<()> {
+    let c = CString::new(dir.as_os_str().as_bytes())?;
+    // SAFETY: `c` is a valid NUL-terminated path for the duration of the call.
+    if unsafe { libc::umount2(c.as_ptr(), 0) } != 0 {
+        let e = std::io::Error::last_os_error();
+        if e.raw_os_error() != Some(libc::EINVAL) {
+            return Err(e);
+        }
+    }
+    Ok(())
+}
+
 /// Checks that `dir` can take a mount. A dead strata mount left by a killed
 /// daemon is detached, and its note returned for the user.
 pub fn prepare(dir: &Path) -> Result<Option<String>, MountpointError> {

@@ -155,8 +155,12 @@ impl Daemon for Served {
         }
     }
 
-    fn shutdown(&self) {
+    fn shutdown(&self) -> std::io::Result<()> {
+        // Our own umount2, which can fail (busy) and be tried again; the
+        // session's one-shot unmounter then finds nothing left to do.
+        mountpoint::unmount(&self.mountpoint)?;
         self.unmount();
+        Ok(())
     }
 
     fn requests(&self) -> std::collections::BTreeMap<String, (u64, u64)> {

@@ -92,6 +92,10 @@ pub enum Command {
     Mount(MountArgs),
     /// Unmount: the daemon commits everything, then exits; this waits for it.
     ///
+    /// A mount that is busy (a process has a file open or its working
+    /// directory in it) is refused at once with exit 14 and stays mounted;
+    /// `fuser -vm MOUNTPOINT` names the process.
+    ///
     /// The bare mountpoint stays immutable (chattr +i), so that a backup run
     /// while unmounted fails instead of filling the disk below; to remove
     /// or reuse the directory, `chattr -i MOUNTPOINT` first.

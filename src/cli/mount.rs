@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
 use strata::control::{self, Reply, Request};
-use strata::exit::Reported;
+use strata::exit::{self, Reported};
 use strata::mountpoint::{self, MountpointError};
 
 use super::args::{Global, InitArgs, MountArgs, DEFAULT_REPO};
@@ -232,9 +232,16 @@ pub fn umount(g: &Global, dir: &Path) -> Result<()> {
             Some(Reply::Status(s)) => s.pid,
             _ => None,
         };
-        if control::call(&socket, &Request::Shutdown)?.is_none() {
-            // No control socket: unmount directly; the daemon exits on its own.
-            mountpoint::detach(&dir).with_context(|| format!("unmounting {}", dir.display()))?;
+        match control::call(&socket, &Request::Shutdown) {
+            Ok(Some(_)) => {}
+            Ok(None) => {
+                // No control socket: unmount directly; the daemon exits on its own.
+                mountpoint::detach(&dir)
+                    .with_context(|| format!("unmounting {}", dir.display()))?;
+            }
+            // The daemon may exit before its answer is out; gone is done.
+            Err(_) if mountpoint::mounted_on(&dir).is_none() => {}
+            Err(e) => return Err(Reported(exit::MOUNTPOINT, format!("{e:#}")).into()),
         }
         if let Some(pid) = pid {
             wait_exit(pid, &dir)?;

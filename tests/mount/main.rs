@@ -814,3 +814,30 @@ fn the_key_reaches_the_daemon_through_a_descriptor_only() {
         "the key pipe is still open: {fds:?}"
     );
 }
+
+#[test]
+fn a_busy_mount_is_refused_at_once_and_unmounts_once_free() {
+    let m = Mount::new();
+    std::fs::write(m.head().join("kept"), b"kept").unwrap();
+    // A shell whose working directory is in the mount keeps it busy.
+    let mut holder = Command::new("sleep")
+        .arg("600")
+        .current_dir(m.head())
+        .spawn()
+        .unwrap();
+    let out = run(m.strata().arg("umount").arg(m.mnt()));
+    fails(&out, 14, "is busy");
+    fails(&out, 14, "fuser -vm");
+    // Still mounted and serving.
+    std::fs::write(m.head().join("after"), b"after").unwrap();
+    assert_eq!(std::fs::read(m.head().join("kept")).unwrap(), b"kept");
+    // A second try while still busy is refused the same way.
+    fails(&run(m.strata().arg("umount").arg(m.mnt())), 14, "is busy");
+
+    holder.kill().unwrap();
+    holder.wait().unwrap();
+    m.umount();
+    assert!(!m.head().exists(), "still mounted");
+    m.mount();
+    assert_eq!(std::fs::read(m.head().join("after")).unwrap(), b"after");
+}
