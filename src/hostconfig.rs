@@ -25,7 +25,7 @@ pub const DEFAULT_PATH: &str = "/etc/strata/strata.toml";
 #[derive(Debug, thiserror::Error)]
 pub enum HostConfigError {
     /// Cannot be read.
-    #[error("cannot read the host configuration {path}: {source}")]
+    #[error("cannot read the host configuration {path}")]
     Read {
         /// The file.
         path: PathBuf,
@@ -33,12 +33,14 @@ pub enum HostConfigError {
         source: std::io::Error,
     },
     /// Someone other than root could change it.
-    #[error("refusing the host configuration {path}: {why}; hooks run as root, so only root may be able to change it (chown root {path} and chmod go-w it and its directory)")]
+    #[error("refusing the host configuration {path}: {why}; hooks run as root, so only root may be able to change it ({fix})")]
     Unsafe {
         /// The file.
         path: PathBuf,
-        /// What is wrong.
+        /// What is wrong, naming the file or its directory.
         why: String,
+        /// What to do.
+        fix: String,
     },
     /// Not valid.
     #[error("the host configuration {path} is invalid: {why}; see strata.toml(5)")]
@@ -199,9 +201,9 @@ impl HostConfig {
             }
             other => other.map_err(read_err)?,
         };
-        check_owner(&real, &std::fs::metadata(&real).map_err(read_err)?)?;
+        check_owner(&real, None, &std::fs::metadata(&real).map_err(read_err)?)?;
         if let Some(dir) = real.parent() {
-            check_owner(dir, &std::fs::metadata(dir).map_err(read_err)?)?;
+            check_owner(&real, Some(dir), &std::fs::metadata(dir).map_err(read_err)?)?;
         }
         let text = std::fs::read_to_string(&real).map_err(read_err)?;
         HostConfig::parse(&text).map_err(|why| HostConfigError::Invalid {
@@ -281,20 +283,37 @@ impl HostConfig {
 
 /// Root must own `path`, and no one else may write it (a sticky
 /// directory such as /tmp still lets others replace files in it).
-fn check_owner(path: &Path, meta: &std::fs::Metadata) -> Result<(), HostConfigError> {
+/// Checks the configuration `file` itself, or with `dir` its directory
+/// (`meta` is of whichever is checked).
+fn check_owner(
+    file: &Path,
+    dir: Option<&Path>,
+    meta: &std::fs::Metadata,
+) -> Result<(), HostConfigError> {
+    let (what, fix) = match dir {
+        None => (
+            "it".to_owned(),
+            format!("chown root {0} and chmod go-w {0}", file.display()),
+        ),
+        Some(d) => (
+            format!("its directory {}", d.display()),
+            "keep it in a directory only root can write, such as /etc/strata".to_owned(),
+        ),
+    };
     let unsafe_ = |why: String| HostConfigError::Unsafe {
-        path: path.to_owned(),
+        path: file.to_owned(),
         why,
+        fix: fix.clone(),
     };
     if meta.uid() != 0 {
         return Err(unsafe_(format!(
-            "it is owned by uid {}, not root",
+            "{what} is owned by uid {}, not root",
             meta.uid()
         )));
     }
     if meta.mode() & 0o022 != 0 {
         return Err(unsafe_(format!(
-            "its mode {:o} lets group or others write it",
+            "{what} has mode {:o}, which lets group or others write it",
             meta.mode() & 0o7777
         )));
     }
@@ -319,9 +338,15 @@ mod tests {
         let link = safe.join("strata.toml");
         std::os::unix::fs::symlink(open.join("strata.toml"), &link).unwrap();
         match HostConfig::load(&link, true) {
-            Err(HostConfigError::Unsafe { path, why }) => {
-                assert_eq!(path, open.canonicalize().unwrap(), "{why}");
+            Err(HostConfigError::Unsafe { path, why, fix }) => {
+                let real = open.canonicalize().unwrap();
+                assert_eq!(path, real.join("strata.toml"), "{why}");
+                assert!(
+                    why.contains(&format!("its directory {}", real.display())),
+                    "{why}"
+                );
                 assert!(why.contains("group or others"), "{why}");
+                assert!(fix.contains("/etc/strata"), "{fix}");
             }
             other => panic!("expected a refusal, got {other:?}"),
         }

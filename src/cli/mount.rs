@@ -98,6 +98,9 @@ fn embedded_default(g: &Global, a: &MountArgs) -> Result<()> {
 }
 
 pub fn mount(g: &Global, a: &MountArgs) -> Result<()> {
+    // Checked here as well as by the daemon, so that a refusal shows in
+    // full (a TOML error spans lines) before anything starts.
+    strata::hostconfig::HostConfig::load_or_default(a.mount.config.as_deref())?;
     embedded_default(g, a)?;
     let repo = locked(g)?;
     let id = repo.config().id.clone();

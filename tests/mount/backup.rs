@@ -473,6 +473,15 @@ fn a_bad_configuration_or_no_mount_is_refused_before_anything_runs() {
     assert_eq!(snapshot_count(&m), 0);
 
     m.umount();
+    // The mount refuses a bad configuration in full, TOML's lines and all.
+    config(&m, "[backup]\nok_exits = [0]\n");
+    let out = run(m
+        .strata()
+        .arg("mount")
+        .arg(m.mnt())
+        .arg("--config")
+        .arg(m.path("strata.toml")));
+    fails(&out, 15, "unknown field `ok_exits`, expected one of");
     config(&m, "");
     let out = backup(&m, &[], marker);
     fails(&out, 14, "is not mounted");
