@@ -221,10 +221,18 @@ impl Running {
             })
         };
         let mut process = program.start().map_err(|e| {
-            failed(format!(
-                "cannot start {}: {e}",
-                Path::new(&hook.command[0]).display()
-            ))
+            // exec reports a missing working directory as the program's ENOENT.
+            match &hook.dir {
+                Some(dir) if !dir.is_dir() => failed(format!(
+                    "cannot start {}: its working directory {} is not a directory (set dir = to an existing one)",
+                    Path::new(&hook.command[0]).display(),
+                    dir.display()
+                )),
+                _ => failed(format!(
+                    "cannot start {}: {e}",
+                    Path::new(&hook.command[0]).display()
+                )),
+            }
         })?;
         let lines = process.take_lines().filter(|_| session);
         Ok(Running {
@@ -474,6 +482,13 @@ mod tests {
             .error
             .unwrap()
             .contains("cannot start /nonexistent/hook"));
+        let mut h = hook("true");
+        h.dir = Some("/nonexistent/dir".into());
+        let err = run(&h, &env()).error.unwrap();
+        assert!(
+            err.contains("its working directory /nonexistent/dir is not a directory"),
+            "{err}"
+        );
     }
 
     #[test]

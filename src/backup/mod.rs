@@ -478,7 +478,11 @@ impl<'a> Run<'a> {
         }
     }
 
-    fn outcome(self, snapshot: Option<SnapshotInfo>, failure: Option<Failure>) -> Outcome {
+    fn outcome(mut self, snapshot: Option<SnapshotInfo>, failure: Option<Failure>) -> Outcome {
+        if failure.is_some() && snapshot.is_none() {
+            // Stopped before its snapshot: nothing is left pending.
+            self.record.status = RunStatus::Failed;
+        }
         match &failure {
             None => {
                 tracing::info!(run = %self.record.run, status = self.record.status.as_str(), "backup run finished")

@@ -129,7 +129,21 @@ pub fn run(g: &Global, a: &BackupArgs) -> Result<()> {
                 Failure::Validation(_) => exit::VALIDATION_FAILED,
                 Failure::Snapshot(_) => exit::ERROR,
             };
-            Err(Reported(code, format!("backup run {} failed: {f}", outcome.record.run)).into())
+            // A failure after the snapshot (validation, post_snapshot) leaves
+            // it in place: say so, lest a retry make a second one.
+            let taken = outcome.snapshot.as_ref().map_or(String::new(), |s| {
+                format!(
+                    "; snapshot {} ({}) was taken, status {}",
+                    s.seq,
+                    s.name,
+                    outcome.record.status.as_str()
+                )
+            });
+            Err(Reported(
+                code,
+                format!("backup run {} failed: {f}{taken}", outcome.record.run),
+            )
+            .into())
         }
     }
 }

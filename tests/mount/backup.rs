@@ -306,6 +306,7 @@ fn failures_stop_the_run_with_their_own_exit_codes() {
     );
     let out = backup(&m, &["--label", "nightly"], copy);
     fails(&out, 22, "validate hook verify");
+    fails(&out, 22, "was taken, status failed");
     assert_eq!(snapshot_count(&m), 2);
     assert_eq!(latest(&m), good);
     assert_eq!(
@@ -536,8 +537,13 @@ fn failed_runs_and_hooks_raise_alerts_that_name_no_path() {
     assert!(e["repository"].is_string());
     assert!(!got[0].to_string().contains("patients"), "{}", got[0]);
 
-    // The same failure again within the window is counted, not re-sent.
-    fails(&backup(&m, &[], copy), 20, "quiesce");
+    // The same failure again within the window is counted, not re-sent;
+    // --json reports the run as failed, with no snapshot.
+    let out = backup(&m, &["--json"], copy);
+    fails(&out, 20, "quiesce");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["record"]["status"], "failed", "{report}");
+    assert!(report["snapshot"].is_null(), "{report}");
     assert_eq!(events().len(), 1);
 
     // A hook that fails under mark-inconsistent raises hook_failed at once,
