@@ -267,7 +267,11 @@ pub fn handle(ns: &Namespace, caller: Caller, req: &Request) -> Result<Reply> {
             Reply::Snapshot(Box::new(SnapshotInfo::of(&row, ns.run(row.record.seq))))
         }
         Request::ThrottleShow | Request::ThrottleSet { .. } | Request::ThrottleClear => {
-            bail!("the repository is not mounted: throttling governs the daemon's write path; mount it first")
+            return Err(crate::exit::Reported(
+                crate::exit::MOUNTPOINT,
+                "the repository is not mounted: throttling governs the daemon's write path; mount it first".into(),
+            )
+            .into())
         }
         Request::Status => {
             let head = ns.head();

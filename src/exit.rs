@@ -9,6 +9,9 @@ use crate::store::StoreError;
 
 /// Any other error.
 pub const ERROR: u8 = 1;
+/// Wrong usage: an unknown flag, a missing argument, a value that does not
+/// parse (clap's own code for the same).
+pub const USAGE: u8 = 2;
 /// No repository.
 pub const NO_REPOSITORY: u8 = 10;
 /// In use by another process.

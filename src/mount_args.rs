@@ -79,10 +79,12 @@ Exit codes:
   11  the repository is in use by another process (mounted or locked)
   12  wrong or missing passphrase or key file
   13  the repository is damaged (check found errors, corrupt data, missing index)
-  14  the mountpoint is missing, not a directory, or already mounted
+  14  the mountpoint is missing, not a directory, already mounted, not
+      mounted, or busy (umount)
   15  the host configuration (strata.toml) is unreadable, unsafe or invalid
   16  check --freshness: no good snapshot within the allowed age
-  20  backup: a hook failed or timed out, and the run stopped
+  20  backup: a hook failed or timed out (the message says whether the
+      snapshot was taken)
   21  backup: the copy command failed
   22  backup: validation failed; the snapshot is kept, marked failed, not latest
   23  backup: the snapshot is kept but marked inconsistent (a hook failed)";

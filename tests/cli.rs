@@ -188,7 +188,7 @@ fn global_options_go_before_or_after_the_command_and_in_the_environment() {
             "--password-command",
             "exit 3",
         ]),
-        1,
+        12,
         "password command failed",
     );
 }
@@ -214,6 +214,30 @@ fn wrong_or_missing_secret_is_refused_and_changes_nothing() {
         &env.run(&["-r", s(&env.repo()), "check"]),
         12,
         "the repository is encrypted",
+    );
+    // A password file that is missing or empty is the same refusal.
+    assert_fails(
+        &env.run(&[
+            "-r",
+            s(&env.repo()),
+            "--password-file",
+            s(&env.path("no-such-file")),
+            "check",
+        ]),
+        12,
+        "reading password file",
+    );
+    std::fs::write(env.path("empty"), "").unwrap();
+    assert_fails(
+        &env.run(&[
+            "-r",
+            s(&env.repo()),
+            "--password-file",
+            s(&env.path("empty")),
+            "check",
+        ]),
+        12,
+        "is empty",
     );
     assert_eq!(tree(&env.repo()), before);
 }

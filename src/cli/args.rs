@@ -73,7 +73,7 @@ pub enum Command {
     /// the repository. The repository must be mounted. A snapshot that
     /// validation hooks check stays pending until they pass; `latest` and
     /// the label move to it only then. The exit code says how the run
-    /// ended (see EXIT STATUS).
+    /// ended (see the exit codes in strata(1)).
     Backup(BackupArgs),
     /// Show or change the daemon's write throttle, live.
     ///
@@ -124,7 +124,7 @@ pub enum ThrottleCommand {
     Show,
     /// Override the limit, e.g. `set 20MiB/s --for 2h`, or `set unlimited`.
     Set {
-        /// Bytes per second ("20MiB/s", "500KB/s", "unlimited").
+        /// Bytes per second ("20MiB/s", "500kB/s", "unlimited").
         rate: String,
         /// Write requests per second ("2000ops/s").
         #[arg(long, value_name = "RATE")]

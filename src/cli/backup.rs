@@ -57,7 +57,8 @@ impl Target for Daemon {
 
 pub fn run(g: &Global, a: &BackupArgs) -> Result<()> {
     if let Some(l) = &a.label {
-        strata::namespace::check_label(l)?;
+        strata::namespace::check_label(l)
+            .map_err(|e| Reported(exit::USAGE, format!("--label: {e}")))?;
     }
     let config = HostConfig::load_or_default(a.config.as_deref())?;
     let repo = locked(g)?;

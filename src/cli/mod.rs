@@ -404,10 +404,19 @@ fn write_man_pages(dir: &Path) -> Result<()> {
     let mut buf = Vec::new();
     clap_mangen::Man::new(cmd.clone()).render(&mut buf)?;
     std::fs::write(dir.join("strata.1"), &buf)?;
+    // One page per command and per subcommand (strata-throttle-set(1)),
+    // as the SUBCOMMANDS sections refer to them.
+    let mut pages: Vec<(String, clap::Command)> = Vec::new();
     for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
         let name = format!("strata-{}", sub.get_name());
+        for nested in sub.get_subcommands().filter(|s| !s.is_hide_set()) {
+            pages.push((format!("{name}-{}", nested.get_name()), nested.clone()));
+        }
+        pages.push((name, sub.clone()));
+    }
+    for (name, page) in pages {
         let mut buf = Vec::new();
-        clap_mangen::Man::new(sub.clone().name(name.clone())).render(&mut buf)?;
+        clap_mangen::Man::new(page.name(name.clone())).render(&mut buf)?;
         std::fs::write(dir.join(format!("{name}.1")), &buf)?;
     }
     let mut buf = Vec::new();

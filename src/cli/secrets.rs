@@ -36,6 +36,12 @@ fn run_password_command(cmd: &str) -> Result<Secret> {
 /// --key-file, --password-file, --password-command, STRATA_PASSWORD, the
 /// default key file, then a prompt on a terminal. `None` if there is none.
 pub fn unlock_secret(g: &Global, repo_id: &str) -> Result<Option<Secret>> {
+    // A passphrase or key that cannot be had is exit 12, as a wrong one is.
+    find_secret(g, repo_id)
+        .map_err(|e| strata::exit::Reported(strata::exit::WRONG_SECRET, format!("{e:#}")).into())
+}
+
+fn find_secret(g: &Global, repo_id: &str) -> Result<Option<Secret>> {
     if let Some(path) = &g.key_file {
         return read_key_file(path).map(Some);
     }

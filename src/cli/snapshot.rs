@@ -3,6 +3,7 @@
 
 use anyhow::{bail, Result};
 use strata::control::{self, Reply, Request, SnapshotInfo};
+use strata::exit::{self, Reported};
 use strata::head::{Caller, Head};
 use strata::namespace::{Access, Namespace};
 
@@ -88,7 +89,8 @@ pub fn run(g: &Global, c: &SnapshotCommand) -> Result<()> {
     let req = match c {
         SnapshotCommand::Create { label } => {
             if let Some(l) = label {
-                strata::namespace::check_label(l)?;
+                strata::namespace::check_label(l)
+                    .map_err(|e| Reported(exit::USAGE, format!("--label: {e}")))?;
             }
             Request::SnapshotCreate {
                 label: label.clone(),

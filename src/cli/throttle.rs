@@ -1,7 +1,8 @@
 //! `strata throttle show|set|clear`: the running daemon's write throttle.
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use strata::control::{Reply, Request};
+use strata::exit::{self, Reported};
 use strata::throttle::rate::{format_bytes, parse_byte_limit, parse_ops_limit};
 use strata::throttle::{Limits, ThrottleStatus};
 
@@ -18,10 +19,10 @@ pub fn run(g: &Global, c: &ThrottleCommand) -> Result<()> {
             duration,
         } => Request::ThrottleSet {
             limits: Limits {
-                bytes: parse_byte_limit(rate).with_context(|| format!("rate {rate:?}"))?,
+                bytes: parse_byte_limit(rate).map_err(|e| usage(format!("rate: {e}")))?,
                 ops: ops
                     .as_deref()
-                    .map(|o| parse_ops_limit(o).with_context(|| format!("--ops {o:?}")))
+                    .map(|o| parse_ops_limit(o).map_err(|e| usage(format!("--ops: {e}"))))
                     .transpose()?
                     .flatten(),
             },
@@ -34,6 +35,11 @@ pub fn run(g: &Global, c: &ThrottleCommand) -> Result<()> {
     };
     print(g, &s, || describe(&s));
     Ok(())
+}
+
+/// A value that does not parse is wrong usage (exit 2), as clap's own are.
+fn usage(message: String) -> anyhow::Error {
+    Reported(exit::USAGE, message).into()
 }
 
 /// The human form, also part of `strata status`.

@@ -468,7 +468,7 @@ fn a_bad_configuration_or_no_mount_is_refused_before_anything_runs() {
         .args(["--", "true"]));
     fails(&out, 15, "missing.toml");
     let out = backup(&m, &["--label", "0bad"], marker);
-    fails(&out, 1, "label");
+    fails(&out, 2, "label");
     assert!(!m.path("hook-ran").exists());
     assert!(!m.path("ran").exists());
     assert_eq!(snapshot_count(&m), 0);

@@ -91,8 +91,8 @@ fn a_rate_limit_holds_the_writer_back_and_nobody_else() {
     );
 
     let out = run(m.strata().args(["throttle", "set", "ten-fast"]));
-    fails(&out, 1, "ten-fast");
+    fails(&out, 2, "ten-fast");
     m.umount();
     let out = run(m.strata().args(["throttle", "show"]));
-    fails(&out, 1, "not mounted");
+    fails(&out, 14, "not mounted");
 }
