@@ -87,7 +87,9 @@ Exit codes:
       snapshot was taken)
   21  backup: the copy command failed
   22  backup: validation failed; the snapshot is kept, marked failed, not latest
-  23  backup: the snapshot is kept but marked inconsistent (a hook failed)";
+  23  backup: the snapshot is kept but marked inconsistent (a hook failed)
+  128+N  backup: stopped by signal N (130 SIGINT, 143 SIGTERM); the copy
+      and hooks were stopped and on_failure hooks ran";
 
 /// The gid of GROUP (a name or a number).
 pub fn resolve_group(group: &str) -> anyhow::Result<u32> {

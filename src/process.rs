@@ -9,6 +9,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::mpsc::{self, Receiver};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -55,6 +56,46 @@ pub const KILL_GRACE: Duration = Duration::from_secs(5);
 /// The longest nap between two looks at a running program.
 const POLL: Duration = Duration::from_millis(10);
 
+/// The stop signal (SIGINT, SIGTERM, SIGHUP) not yet acted on, once
+/// [`catch_interrupts`] is in force; 0 for none.
+static INTERRUPT: AtomicI32 = AtomicI32::new(0);
+/// The first stop signal received, for the exit status.
+static FIRST_INTERRUPT: AtomicI32 = AtomicI32::new(0);
+
+extern "C" fn on_interrupt(signal: libc::c_int) {
+    // Only atomic stores: async-signal-safe.
+    INTERRUPT.store(signal, Ordering::SeqCst);
+    let _ = FIRST_INTERRUPT.compare_exchange(0, signal, Ordering::SeqCst, Ordering::SeqCst);
+}
+
+/// From now on SIGINT, SIGTERM and SIGHUP do not end this process at once
+/// (leaving the programs it started, each in its own process group,
+/// running on): the program being waited for is stopped with its group as
+/// at a deadline ([`Ended::Interrupted`]), and the caller cleans up.
+pub fn catch_interrupts() {
+    let handler = on_interrupt as extern "C" fn(libc::c_int);
+    for signal in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
+        // SAFETY: installs a handler that only does atomic stores.
+        unsafe { libc::signal(signal, handler as libc::sighandler_t) };
+    }
+}
+
+/// Takes the stop signal not yet acted on, so that cleanup (on-failure
+/// hooks, alerts) can run; another signal stops that too.
+pub fn take_interrupt() -> Option<i32> {
+    Some(INTERRUPT.swap(0, Ordering::SeqCst)).filter(|&s| s != 0)
+}
+
+/// Whether a stop signal is waiting to be acted on.
+pub fn interrupt_pending() -> Option<i32> {
+    Some(INTERRUPT.load(Ordering::SeqCst)).filter(|&s| s != 0)
+}
+
+/// The first stop signal this process received, if any.
+pub fn interrupted_by() -> Option<i32> {
+    Some(FIRST_INTERRUPT.load(Ordering::SeqCst)).filter(|&s| s != 0)
+}
+
 /// How a wait for a program ended.
 #[derive(Debug)]
 pub enum Ended {
@@ -64,13 +105,16 @@ pub enum Ended {
     TimedOut(Option<ExitStatus>),
     /// Waiting failed (its group was killed).
     Lost(std::io::Error),
+    /// This process was told to stop (the signal), and the program was
+    /// stopped with its group (with its status, if reaped).
+    Interrupted(i32, Option<ExitStatus>),
 }
 
 /// Waits for `child`, the leader of its own process group, until
 /// `deadline`; then sends the group SIGTERM, and SIGKILL after `grace`
 /// (at once when `grace` is zero).
 pub fn wait_or_kill(child: &mut Child, deadline: Instant, grace: Duration) -> Ended {
-    match wait_until(child, deadline) {
+    match wait_until(child, deadline, true) {
         Ok(Some(status)) => return Ended::Exited(status),
         Ok(None) => {}
         Err(e) => {
@@ -78,24 +122,36 @@ pub fn wait_or_kill(child: &mut Child, deadline: Instant, grace: Duration) -> En
             return Ended::Lost(e);
         }
     }
+    let ended = |status| match interrupt_pending() {
+        Some(signal) => Ended::Interrupted(signal, status),
+        None => Ended::TimedOut(status),
+    };
     if !grace.is_zero() {
         signal_group(child, libc::SIGTERM);
-        if let Ok(Some(status)) = wait_until(child, Instant::now() + grace) {
-            return Ended::TimedOut(Some(status));
+        if let Ok(Some(status)) = wait_until(child, Instant::now() + grace, false) {
+            return ended(Some(status));
         }
     }
     signal_group(child, libc::SIGKILL);
-    Ended::TimedOut(child.wait().ok())
+    ended(child.wait().ok())
 }
 
-/// Waits for `child` to exit until `until`; `None` when it has not. The
-/// naps grow from a millisecond, so a short program is seen to exit at
-/// once and a long one costs little.
-fn wait_until(child: &mut Child, until: Instant) -> std::io::Result<Option<ExitStatus>> {
+/// Waits for `child` to exit until `until`, or with `interruptible` until
+/// this process is told to stop; `None` when it has not exited. The naps
+/// grow from a millisecond, so a short program is seen to exit at once and
+/// a long one costs little.
+fn wait_until(
+    child: &mut Child,
+    until: Instant,
+    interruptible: bool,
+) -> std::io::Result<Option<ExitStatus>> {
     let mut nap = Duration::from_millis(1);
     loop {
         if let Some(status) = child.try_wait()? {
             return Ok(Some(status));
+        }
+        if interruptible && interrupt_pending().is_some() {
+            return Ok(None);
         }
         let left = until.saturating_duration_since(Instant::now());
         if left.is_zero() {

@@ -306,6 +306,9 @@ impl Channel {
             Ended::Exited(s) => s,
             Ended::TimedOut(_) => return Err(self.timed_out()),
             Ended::Lost(e) => return Err(io(e)),
+            Ended::Interrupted(..) => {
+                return Err(io(std::io::Error::from(std::io::ErrorKind::Interrupted)))
+            }
         };
         if !status.success() {
             let detail = match (status.code(), status.signal()) {

@@ -121,7 +121,7 @@ impl Session {
                     return Err(Box::new(out));
                 }
             }
-            if Instant::now() >= deadline {
+            if Instant::now() >= deadline || process::interrupt_pending().is_some() {
                 let status = running.process.wait(Instant::now());
                 return Err(Box::new(running.finish(status)));
             }
@@ -274,6 +274,13 @@ pub fn settle(out: &mut HookOutcome, ended: Ended, ok: &[i32]) {
             out.error = Some(format!("lost track of the process: {e}"));
             None
         }
+        Ended::Interrupted(signal, s) => {
+            out.error = Some(format!(
+                "stopped with its process group: strata was told to stop ({})",
+                signal_name(signal)
+            ));
+            s
+        }
     };
     if let Some(s) = status {
         out.exit = s.code();
@@ -285,6 +292,16 @@ pub fn settle(out: &mut HookOutcome, ended: Ended, ok: &[i32]) {
         } else if let Some(s) = status.filter(|s| !s.code().is_some_and(|c| ok.contains(&c))) {
             out.error = Some(format!("it failed ({})", describe(s)));
         }
+    }
+}
+
+/// "SIGTERM", or the number of another signal.
+pub fn signal_name(signal: i32) -> String {
+    match signal {
+        libc::SIGINT => "SIGINT".into(),
+        libc::SIGTERM => "SIGTERM".into(),
+        libc::SIGHUP => "SIGHUP".into(),
+        other => format!("signal {other}"),
     }
 }
 

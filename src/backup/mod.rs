@@ -171,6 +171,8 @@ impl<'a> Run<'a> {
         let config = self.config;
         tracing::info!(run = %self.record.run, "backup run started");
         if let Err(f) = self.until_snapshot() {
+            // Told to stop: what follows is the cleanup, which must run.
+            crate::process::take_interrupt();
             for (_, s) in std::mem::take(&mut self.sessions).into_iter().rev() {
                 let out = s.abandon();
                 self.note(Phase::PreBackup, out);
@@ -434,6 +436,7 @@ impl<'a> Run<'a> {
     }
 
     fn on_failure(&mut self, snapshot: Option<&SnapshotInfo>, f: &Failure) {
+        crate::process::take_interrupt();
         if let Some(tell) = self.on_failed {
             let so_far = Outcome {
                 record: self.record.clone(),

@@ -74,6 +74,10 @@ pub enum Command {
     /// validation hooks check stays pending until they pass; `latest` and
     /// the label move to it only then. The exit code says how the run
     /// ended (see the exit codes in strata(1)).
+    ///
+    /// SIGINT, SIGTERM or SIGHUP stops the hook or copy running at the time
+    /// with its process group (TERM, then KILL after 5 s), runs the
+    /// on_failure hooks, raises the alert and exits 128 + the signal.
     Backup(BackupArgs),
     /// Show or change the daemon's write throttle, live.
     ///

@@ -99,6 +99,9 @@ pub fn run(g: &Global, a: &BackupArgs) -> Result<()> {
             vec![alerts::hook_failed(h, snapshot, elapsed)],
         );
     };
+    // A stop signal (Ctrl-C, `timeout`, a stopped unit) stops the program
+    // being waited for with its group, then on-failure hooks and alerts run.
+    strata::process::catch_interrupts();
     let outcome = Run::new(
         &config,
         &daemon,
@@ -123,6 +126,18 @@ pub fn run(g: &Global, a: &BackupArgs) -> Result<()> {
         )
         .into()),
         (None, _) => Ok(()),
+        (Some(f), _) if strata::process::interrupted_by().is_some() => {
+            let signal = strata::process::interrupted_by().unwrap_or(0);
+            Err(Reported(
+                (128 + signal) as u8,
+                format!(
+                    "backup run {} stopped: strata was told to stop ({}); {f}",
+                    outcome.record.run,
+                    strata::backup::hook::signal_name(signal)
+                ),
+            )
+            .into())
+        }
         (Some(f), _) => {
             let code = match f {
                 Failure::Hook(_) => exit::HOOK_FAILED,

@@ -409,7 +409,7 @@ pub fn run_probe(argv: &[String], timeout: Duration) -> Result<ProbeReading, Str
     let done = child.finish(ended);
     let status = match done.ended {
         Ended::Exited(st) => st,
-        Ended::TimedOut(_) => {
+        Ended::TimedOut(_) | Ended::Interrupted(..) => {
             return Ok(ProbeReading {
                 latency: timeout,
                 timed_out: true,

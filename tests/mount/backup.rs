@@ -593,3 +593,53 @@ fn failed_runs_and_hooks_raise_alerts_that_name_no_path() {
     assert_eq!(got[3]["kind"], "run_failed");
     assert_eq!(got[3]["state"], "firing");
 }
+
+#[test]
+fn a_stop_signal_stops_the_copy_with_its_group_and_runs_on_failure() {
+    let m = Mount::new();
+    let cleanup = hook(
+        &m,
+        "cleanup",
+        "on_failure",
+        "",
+        "echo \"$STRATA_FAILURE\" > \"$DIR/cleaned\"",
+    );
+    config(&m, &cleanup);
+    // The copy runs in its own process group, so a signal to strata alone
+    // (as `timeout` or `kill` sends) would leave it running on.
+    let strata = m
+        .strata()
+        .arg("backup")
+        .arg("--config")
+        .arg(m.path("strata.toml"))
+        .args(["--", "sh", "-c", "echo $$ > copy.pid; exec sleep 600"])
+        .current_dir(m.dir.path())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let copy_pid: i32 = loop {
+        if let Ok(pid) = read(&m, "copy.pid").trim().parse() {
+            break pid;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the copy never started"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    // SAFETY: kill(2) with plain integers.
+    unsafe { libc::kill(strata.id() as i32, libc::SIGTERM) };
+    let out = strata.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(128 + libc::SIGTERM), "{stderr}");
+    assert!(stderr.contains("was told to stop (SIGTERM)"), "{stderr}");
+    // SAFETY: as above; signal 0 only asks whether the process exists.
+    let alive = unsafe { libc::kill(copy_pid, 0) } == 0;
+    assert!(!alive, "the copy (pid {copy_pid}) outlived the run");
+    assert!(
+        read(&m, "cleaned").contains("SIGTERM"),
+        "on_failure did not run"
+    );
+    assert_eq!(snapshot_count(&m), 0);
+}
