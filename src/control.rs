@@ -189,6 +189,8 @@ pub struct Status {
     /// The pack writeback thread: its I/O priority and what it wrote.
     #[serde(default)]
     pub writeback: Option<WritebackStatus>,
+    /// Not mounted, but a mount of it is left whose daemon died: where.
+    pub dead_mount: Option<String>,
 }
 
 #[derive(Serialize, Deserialize)]

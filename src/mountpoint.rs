@@ -108,6 +108,18 @@ pub fn mounted_on(dir: &Path) -> Option<MountEntry> {
         .find(|m| m.target == dir)
 }
 
+/// The strata mounts of repository `id` whose daemon has died.
+pub fn dead_mounts_of(id: &str) -> Vec<PathBuf> {
+    let Ok(text) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return Vec::new();
+    };
+    parse_mountinfo(&text)
+        .into_iter()
+        .filter(|m| m.is_strata() && m.repo_id() == Some(id) && is_dead(&m.target))
+        .map(|m| m.target)
+        .collect()
+}
+
 /// The path as the kernel records mounts: absolute, without symlinks. A
 /// dead FUSE mount cannot be stat'ed, so only the parent is resolved.
 pub fn canonical(dir: &Path) -> PathBuf {

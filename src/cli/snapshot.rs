@@ -144,14 +144,21 @@ fn delete(g: &Global, snapshot: &str) -> Result<()> {
 
 /// `strata status`.
 pub fn status(g: &Global) -> Result<()> {
-    let Reply::Status(s) = request(g, &Request::Status)? else {
+    let Reply::Status(mut s) = request(g, &Request::Status)? else {
         bail!("unexpected answer from the daemon");
     };
+    if s.mountpoint.is_none() {
+        let id = locked(g)?.config().id.clone();
+        s.dead_mount = strata::mountpoint::dead_mounts_of(&id)
+            .first()
+            .map(|p| p.display().to_string());
+    }
     print(g, &s, || {
-        let state = match (&s.mountpoint, &s.read_only_reason) {
-            (Some(m), None) => format!("mounted on {m} (daemon pid {})", s.pid.unwrap_or(0)),
-            (Some(m), Some(why)) => format!("mounted on {m}, READ-ONLY: {why}"),
-            (None, _) => "not mounted".to_owned(),
+        let state = match (&s.mountpoint, &s.read_only_reason, &s.dead_mount) {
+            (Some(m), None, _) => format!("mounted on {m} (daemon pid {})", s.pid.unwrap_or(0)),
+            (Some(m), Some(why), _) => format!("mounted on {m}, READ-ONLY: {why}"),
+            (None, _, Some(m)) => format!("DEAD mount on {m}: its daemon stopped"),
+            (None, _, None) => "not mounted".to_owned(),
         };
         let mut out = format!(
             "state       {state}\nsnapshots   {} (latest {})\ninodes      {}\nstaging     {} bytes\ncommits     {}",
@@ -179,5 +186,12 @@ pub fn status(g: &Global) -> Result<()> {
         }
         out
     });
+    if let Some(m) = &s.dead_mount {
+        return Err(Reported(
+            exit::MOUNTPOINT,
+            format!("the daemon serving {m} has died; run `strata umount {m}` to detach the mount, then `strata mount` again (its log says why it stopped)"),
+        )
+        .into());
+    }
     Ok(())
 }

@@ -373,6 +373,12 @@ fn a_killed_daemon_loses_no_snapshot_and_the_next_rsync_completes() {
     let status = rsync.wait().unwrap();
     assert!(!status.success(), "rsync did not notice the daemon's death");
 
+    // Status says the mount is dead and what to do, and fails.
+    let out = run(m.strata().args(["status", "--json"]));
+    fails(&out, 14, "has died; run `strata umount");
+    let s: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(s["dead_mount"], m.mnt().display().to_string(), "{s}");
+
     // Mount again: the dead mount is cleaned up with a message.
     let out = run(m
         .strata()
