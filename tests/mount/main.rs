@@ -438,13 +438,7 @@ fn a_damaged_pack_gives_eio_for_its_file_only_and_never_wrong_bytes() {
     }
     std::fs::write(pack, &data).unwrap();
 
-    let (url, alerts) = common::webhook::receiver(200);
-    let config = m.path("strata.toml");
-    std::fs::write(
-        &config,
-        format!("[alerts]\n[[alerts.channel]]\ntype = \"webhook\"\nurl = \"{url}\"\n"),
-    )
-    .unwrap();
+    let (config, alerts) = webhook_alerts(&m);
     m.mount_with(&["--config", config.to_str().unwrap()]);
     for dir in [m.head(), m.snapshots().join("latest")] {
         assert_eq!(std::fs::read(dir.join("intact")).unwrap(), good);
@@ -609,6 +603,24 @@ fn readers_browse_snapshots_and_nobody_else_gets_in() {
     assert!(m.log().contains("control request"), "{}", m.log());
 }
 
+/// A host configuration whose alerts go to a webhook receiver on loopback,
+/// and what that receiver gets.
+fn webhook_alerts(
+    m: &Mount,
+) -> (
+    std::path::PathBuf,
+    std::sync::mpsc::Receiver<common::webhook::Request>,
+) {
+    let (url, alerts) = common::webhook::receiver(200);
+    let config = m.path("strata.toml");
+    std::fs::write(
+        &config,
+        format!("[alerts]\n[[alerts.channel]]\ntype = \"webhook\"\nurl = \"{url}\"\n"),
+    )
+    .unwrap();
+    (config, alerts)
+}
+
 /// A small ext4 on a loop device whose backing file lives on a tmpfs too
 /// small for it: writes are accepted into the page cache, and fail when the
 /// kernel writes them back, so fsync reports an error, as a dying disk does.
@@ -653,13 +665,7 @@ fn a_failed_sync_turns_the_head_read_only_with_a_clear_message() {
     let disk = FailingDisk::new(m.dir.path());
     let repo = disk.fs.join("repo");
     // Alerts go to a webhook receiver on loopback.
-    let (url, alerts) = common::webhook::receiver(200);
-    let config = m.path("strata.toml");
-    std::fs::write(
-        &config,
-        format!("[alerts]\n[[alerts.channel]]\ntype = \"webhook\"\nurl = \"{url}\"\n"),
-    )
-    .unwrap();
+    let (config, alerts) = webhook_alerts(&m);
     init_and_mount_at(&m, &repo, &["--config", config.to_str().unwrap()]);
     std::fs::write(m.head().join("before"), b"kept").unwrap();
     // More than the disk can really hold; the sync that follows fails.
@@ -709,13 +715,7 @@ fn a_filesystem_the_kernel_turns_read_only_raises_a_corruption_alert() {
     let trigger = format!("/sys/fs/ext4/{dev}/trigger_fs_error");
     assert!(Path::new(&trigger).exists(), "{trigger} is missing");
     let repo = disk.fs.join("repo");
-    let (url, alerts) = common::webhook::receiver(200);
-    let config = m.path("strata.toml");
-    std::fs::write(
-        &config,
-        format!("[alerts]\n[[alerts.channel]]\ntype = \"webhook\"\nurl = \"{url}\"\n"),
-    )
-    .unwrap();
+    let (config, alerts) = webhook_alerts(&m);
     init_and_mount_at(&m, &repo, &["--config", config.to_str().unwrap()]);
     std::fs::write(m.head().join("before"), b"kept").unwrap();
     ok(Command::new("sync").arg("-f").arg(m.head().join("before")));
