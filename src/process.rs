@@ -96,6 +96,16 @@ pub fn interrupted_by() -> Option<i32> {
     Some(FIRST_INTERRUPT.load(Ordering::SeqCst)).filter(|&s| s != 0)
 }
 
+/// "SIGTERM", or the number of another signal.
+pub fn signal_name(signal: i32) -> String {
+    match signal {
+        libc::SIGINT => "SIGINT".into(),
+        libc::SIGTERM => "SIGTERM".into(),
+        libc::SIGHUP => "SIGHUP".into(),
+        other => format!("signal {other}"),
+    }
+}
+
 /// How a wait for a program ended.
 #[derive(Debug)]
 pub enum Ended {

@@ -277,7 +277,7 @@ pub fn settle(out: &mut HookOutcome, ended: Ended, ok: &[i32]) {
         Ended::Interrupted(signal, s) => {
             out.error = Some(format!(
                 "stopped with its process group: strata was told to stop ({})",
-                signal_name(signal)
+                process::signal_name(signal)
             ));
             s
         }
@@ -292,16 +292,6 @@ pub fn settle(out: &mut HookOutcome, ended: Ended, ok: &[i32]) {
         } else if let Some(s) = status.filter(|s| !s.code().is_some_and(|c| ok.contains(&c))) {
             out.error = Some(format!("it failed ({})", describe(s)));
         }
-    }
-}
-
-/// "SIGTERM", or the number of another signal.
-pub fn signal_name(signal: i32) -> String {
-    match signal {
-        libc::SIGINT => "SIGINT".into(),
-        libc::SIGTERM => "SIGTERM".into(),
-        libc::SIGHUP => "SIGHUP".into(),
-        other => format!("signal {other}"),
     }
 }
 

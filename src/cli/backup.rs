@@ -119,26 +119,23 @@ pub fn run(g: &Global, a: &BackupArgs) -> Result<()> {
         let _ = alerter.resolve(alert::Kind::RunFailed, Some(id));
     }
     print(g, &outcome, || summary(&outcome));
-    match (&outcome.failure, outcome.record.status) {
-        (None, RunStatus::Inconsistent) => Err(Reported(
+    match (&outcome.failure, outcome.record.status, strata::process::interrupted_by()) {
+        (None, RunStatus::Inconsistent, _) => Err(Reported(
             exit::INCONSISTENT,
             "the snapshot was taken but is marked inconsistent: a hook failed (see `strata snapshot show`)".into(),
         )
         .into()),
-        (None, _) => Ok(()),
-        (Some(f), _) if strata::process::interrupted_by().is_some() => {
-            let signal = strata::process::interrupted_by().unwrap_or(0);
-            Err(Reported(
+        (None, _, _) => Ok(()),
+        (Some(f), _, Some(signal)) => Err(Reported(
                 (128 + signal) as u8,
                 format!(
                     "backup run {} stopped: strata was told to stop ({}); {f}",
                     outcome.record.run,
-                    strata::backup::hook::signal_name(signal)
-                ),
-            )
-            .into())
-        }
-        (Some(f), _) => {
+                strata::process::signal_name(signal)
+            ),
+        )
+        .into()),
+        (Some(f), _, None) => {
             let code = match f {
                 Failure::Hook(_) => exit::HOOK_FAILED,
                 Failure::Copy(_) => exit::COPY_FAILED,
