@@ -75,7 +75,7 @@ fn ingest(h: &Head, src: &Path, dir: InodeNo, temp_rename: bool) -> u64 {
                 n.clone()
             };
             let f = h.create(ME, dir, &target, 0o644, 0).unwrap().ino;
-            h.open(ME, f).unwrap();
+            h.open(ME, f, strata::head::OpenMode::Write).unwrap();
             for (k, piece) in data.chunks(PIECE).enumerate() {
                 h.write(ME, f, (k * PIECE) as u64, piece).unwrap();
             }

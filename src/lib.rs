@@ -31,5 +31,6 @@ pub mod secrets;
 pub mod stats;
 pub mod storage;
 pub mod store;
+pub mod sync;
 pub mod throttle;
 pub mod watch;

@@ -21,10 +21,11 @@ use crate::head::snapshot::{
     snapshot_ino, SnapshotRecord, SnapshotRow, Tree, TreeEntry, SNAPSHOT_INO_BITS,
 };
 use crate::head::{
-    Attr, Caller, FileKind, FileName, FsError, FsStats, Head, InodeNo, Meta, RenameMode, SetAttr,
-    Timestamp,
+    Attr, Caller, FileKind, FileName, FsError, FsStats, Head, InodeNo, Meta, OpenMode, RenameMode,
+    SetAttr, Timestamp,
 };
 use crate::id::ChunkId;
+use crate::sync::{Recover, RecoverRw};
 
 /// The mount root.
 pub const ROOT_INO: u64 = 1;
@@ -196,7 +197,7 @@ impl Namespace {
             l.names.insert(row.record.seq, name.clone());
             l.by_name.insert(name, row);
         }
-        *self.listing.write().expect("listing") = l;
+        *self.listing.write_locked() = l;
         Ok(())
     }
 
@@ -229,17 +230,12 @@ impl Namespace {
 
     /// The run record of snapshot `seq`, if a backup run took it.
     pub fn run(&self, seq: u64) -> Option<RunRecord> {
-        self.listing
-            .read()
-            .expect("listing")
-            .runs
-            .get(&seq)
-            .cloned()
+        self.listing.read_locked().runs.get(&seq).cloned()
     }
 
     /// The snapshots, oldest first.
     pub fn snapshots(&self) -> Vec<SnapshotRow> {
-        let l = self.listing.read().expect("listing");
+        let l = self.listing.read_locked();
         let mut rows: Vec<SnapshotRow> = l.by_name.values().cloned().collect();
         rows.sort_by_key(|r| r.record.seq);
         rows
@@ -247,12 +243,7 @@ impl Namespace {
 
     /// The directory name of snapshot `seq`.
     pub fn snapshot_name(&self, seq: u64) -> Option<String> {
-        self.listing
-            .read()
-            .expect("listing")
-            .names
-            .get(&seq)
-            .cloned()
+        self.listing.read_locked().names.get(&seq).cloned()
     }
 
     /// Attributes of mount inode `ino`.
@@ -280,7 +271,7 @@ impl Namespace {
             },
             Node::Snapshots => {
                 let name = std::str::from_utf8(name).map_err(|_| FsError::NotFound)?;
-                let l = self.listing.read().expect("listing");
+                let l = self.listing.read_locked();
                 if let Some(row) = l.by_name.get(name) {
                     return Ok(snap_attr(row.record.seq, &row.record.root));
                 }
@@ -312,7 +303,7 @@ impl Namespace {
     /// The kernel dropped `n` references to `ino`.
     pub fn forget(&self, ino: u64, n: u64) {
         if let Node::Snap { .. } = Node::of(ino) {
-            let mut known = self.known.lock().expect("known");
+            let mut known = self.known.locked();
             if let Some(k) = known.get_mut(&ino) {
                 k.lookups = k.lookups.saturating_sub(n);
                 if k.lookups == 0 {
@@ -355,7 +346,7 @@ impl Namespace {
                 (SNAPSHOTS_DIR.to_vec(), SNAPSHOTS_INO, FileKind::Dir),
             ]),
             Node::Snapshots => {
-                let l = self.listing.read().expect("listing");
+                let l = self.listing.read_locked();
                 let mut entries: Vec<(Vec<u8>, u64, FileKind)> = l
                     .by_name
                     .iter()
@@ -423,7 +414,7 @@ impl Namespace {
         match Node::of(ino) {
             Node::Link(n) => {
                 let name = self.link_name(n)?;
-                let l = self.listing.read().expect("listing");
+                let l = self.listing.read_locked();
                 Ok(l.links
                     .get(&name)
                     .ok_or(FsError::NotFound)?
@@ -628,11 +619,11 @@ impl Namespace {
         }
     }
 
-    /// Opens a file; `write` for any write access.
-    pub fn open(&self, caller: Caller, ino: u64, write: bool) -> Result<Attr, FsError> {
+    /// Opens a file.
+    pub fn open(&self, caller: Caller, ino: u64, mode: OpenMode) -> Result<Attr, FsError> {
         match Node::of(ino) {
-            Node::Head(i) => Ok(self.shown(self.head.open(caller, i)?)),
-            _ if write => Err(FsError::ReadOnly),
+            Node::Head(i) => Ok(self.shown(self.head.open(caller, i, mode)?)),
+            _ if mode != OpenMode::Read => Err(FsError::ReadOnly),
             Node::Snap { seq, ino } => {
                 let e = self.entry(seq, ino)?;
                 if e.meta.kind == FileKind::File {
@@ -773,7 +764,7 @@ impl Namespace {
     }
 
     fn link_attr(&self, name: &str, n: u64) -> Result<Attr, FsError> {
-        let l = self.listing.read().expect("listing");
+        let l = self.listing.read_locked();
         let target = l.links.get(name).ok_or(FsError::NotFound)?;
         let row = &l.by_name[target];
         let t = row.record.time;
@@ -799,7 +790,7 @@ impl Namespace {
     }
 
     fn link_number(&self, name: &str) -> u64 {
-        let mut names = self.link_numbers.lock().expect("link numbers");
+        let mut names = self.link_numbers.locked();
         match names.iter().position(|n| n == name) {
             Some(i) => i as u64,
             None => {
@@ -810,18 +801,18 @@ impl Namespace {
     }
 
     fn link_name(&self, n: u64) -> Result<String, FsError> {
-        let names = self.link_numbers.lock().expect("link numbers");
+        let names = self.link_numbers.locked();
         names.get(n as usize).cloned().ok_or(FsError::NotFound)
     }
 
     /// The tree entry of snapshot inode (seq, ino).
     fn entry(&self, seq: u64, ino: u64) -> Result<Arc<TreeEntry>, FsError> {
         if ino == InodeNo::ROOT.0 {
-            let l = self.listing.read().expect("listing");
+            let l = self.listing.read_locked();
             let name = l.names.get(&seq).ok_or(FsError::NotFound)?;
             return Ok(Arc::new(l.by_name[name].record.root.clone()));
         }
-        let known = self.known.lock().expect("known");
+        let known = self.known.locked();
         known
             .get(&snapshot_ino(seq, ino))
             .map(|k| k.entry.clone())
@@ -829,7 +820,7 @@ impl Namespace {
     }
 
     fn remember(&self, seq: u64, entry: &TreeEntry, place: ([u8; 32], usize)) {
-        let mut known = self.known.lock().expect("known");
+        let mut known = self.known.locked();
         known
             .entry(snapshot_ino(seq, entry.ino))
             .or_insert_with(|| Known {
@@ -866,12 +857,10 @@ impl Namespace {
         if budget > 0 {
             let place = self
                 .known
-                .lock()
-                .expect("known")
+                .locked()
                 .get(&snapshot_ino(seq, entry.ino))
                 .map(|k| k.place);
-            let tree =
-                place.and_then(|(dir, _)| self.trees.lock().expect("trees").0.get(&dir).cloned());
+            let tree = place.and_then(|(dir, _)| self.trees.locked().0.get(&dir).cloned());
             if let (Some((_, at)), Some(tree)) = (place, tree) {
                 for next in tree.entries.iter().skip(at + 1) {
                     if budget == 0 {
@@ -888,11 +877,11 @@ impl Namespace {
 
     fn tree_of(&self, dir: &TreeEntry) -> Result<Arc<Tree>, FsError> {
         let id = dir.subtree.ok_or(FsError::NotDir)?;
-        if let Some(t) = self.trees.lock().expect("trees").0.get(&id) {
+        if let Some(t) = self.trees.locked().0.get(&id) {
             return Ok(t.clone());
         }
         let tree = Arc::new(self.head.tree(&id)?);
-        let mut cache = self.trees.lock().expect("trees");
+        let mut cache = self.trees.locked();
         let (map, order) = &mut *cache;
         if map.insert(id, tree.clone()).is_none() {
             order.push_back(id);

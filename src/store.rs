@@ -22,6 +22,7 @@ use crate::index::{Index, IndexError, Location, PackRecord, PackState};
 use crate::pack::{self, CheckpointError, PackError, PackWriter};
 use crate::storage::writeback::{self, Writeback, WritebackStatus};
 use crate::storage::{Disk, DiskFile};
+use crate::sync::{Recover, RecoverRw};
 use crate::throttle::ioprio::IoClass;
 
 /// A store operation that failed.
@@ -186,13 +187,13 @@ impl Store {
             counters: Counters::default(),
         };
         let resumed = store.recover()?;
-        store.writer.lock().expect("writer lock").pack = resumed;
+        store.writer().pack = resumed;
         Ok(store)
     }
 
     /// Returns the open pack to keep appending to, if one survived.
     fn recover(&self) -> Result<Option<PackWriter>, StoreError> {
-        let known = self.packs.read().expect("packs lock").clone();
+        let known = self.packs.read_locked().clone();
         let mut resumed: Option<PackWriter> = None;
         if !self.disk.exists(OPEN_DIR) {
             self.disk
@@ -256,7 +257,7 @@ impl Store {
                     len,
                 };
                 self.index.commit(&[], &[(id, rec)])?;
-                self.packs.write().expect("packs lock").insert(id, rec);
+                self.packs.write_locked().insert(id, rec);
             }
         }
         Ok(resumed)
@@ -312,8 +313,8 @@ impl Store {
             len,
         };
         self.index.commit(&[], &[(id, rec)])?;
-        self.packs.write().expect("packs lock").insert(id, rec);
-        self.files.lock().expect("files lock").remove(&id);
+        self.packs.write_locked().insert(id, rec);
+        self.files.locked().remove(&id);
         Ok(())
     }
 
@@ -357,7 +358,7 @@ impl Store {
             return Ok((id, false));
         }
         let sealed = self.codec.encode_object(kind, &id, data);
-        let mut w = self.writer.lock().expect("writer lock");
+        let mut w = self.writer();
         if let Some(reason) = &w.failed {
             return Err(StoreError::Failed(reason.clone()));
         }
@@ -394,7 +395,7 @@ impl Store {
             len: entry.len,
             raw_len: entry.raw_len,
         };
-        self.pending.write().expect("pending lock").insert(id, loc);
+        self.pending.write_locked().insert(id, loc);
         // Only file data waits for the writeback queue: trees and records
         // are stored inside index transactions, which must not wait on
         // low-priority I/O; their bytes go with the next chunk's range.
@@ -430,6 +431,25 @@ impl Store {
         StoreError::Failed(reason)
     }
 
+    /// The writer, locked. A panic while it was held may have left the
+    /// open pack half-appended, so the store stops writing as after a
+    /// failed sync: committed data stays readable, and a restart with
+    /// `strata check` starts clean.
+    fn writer(&self) -> std::sync::MutexGuard<'_, Writer> {
+        self.writer.lock().unwrap_or_else(|poisoned| {
+            let mut w = poisoned.into_inner();
+            if w.failed.is_none() {
+                let reason = "an internal error interrupted a pack write".to_string();
+                tracing::error!(%reason, "refusing further writes");
+                w.failed = Some(reason);
+                self.read_only
+                    .store(true, std::sync::atomic::Ordering::Release);
+            }
+            self.writer.clear_poison();
+            w
+        })
+    }
+
     fn sync_failed(
         &self,
         w: &mut Writer,
@@ -460,7 +480,7 @@ impl Store {
     }
 
     fn commit_packs(&self, finish_open: bool) -> Result<(), StoreError> {
-        let mut w = self.writer.lock().expect("writer lock");
+        let mut w = self.writer();
         if let Some(reason) = &w.failed {
             return Err(StoreError::Failed(reason.clone()));
         }
@@ -508,16 +528,15 @@ impl Store {
         // so it is in a pack synced above.
         let rows: Vec<_> = self
             .pending
-            .read()
-            .expect("pending lock")
+            .read_locked()
             .iter()
             .map(|(k, v)| (*k, *v))
             .collect();
         if let Err(e) = self.index.commit(&rows, &records) {
             return Err(self.sync_failed(&mut w, "committing the index", e));
         }
-        self.pending.write().expect("pending lock").clear();
-        self.packs.write().expect("packs lock").extend(records);
+        self.pending.write_locked().clear();
+        self.packs.write_locked().extend(records);
         self.counters.commits.fetch_add(1, Ordering::Relaxed);
         let full = std::mem::take(&mut w.full);
         for pack in full {
@@ -565,7 +584,7 @@ impl Store {
     }
 
     fn get_object_once(&self, kind: Kind, id: &ChunkId) -> Result<Verified, StoreError> {
-        let pending = self.pending.read().expect("pending lock").get(id).copied();
+        let pending = self.pending.read_locked().get(id).copied();
         let loc = match pending {
             Some(loc) => loc,
             None => self.index.chunk(id)?.ok_or(StoreError::NotFound(*id))?,
@@ -627,7 +646,7 @@ impl Store {
             Ok(b) => Ok(b),
             Err(e) => {
                 // The pack may have moved from open/ to packs/ since it was opened.
-                self.files.lock().expect("files lock").remove(&pack);
+                self.files.locked().remove(&pack);
                 let file = self.pack_file(pack)?;
                 pack::read_object(file.as_ref(), pack, offset, len).map_err(|_| StoreError::Pack(e))
             }
@@ -636,14 +655,14 @@ impl Store {
 
     /// An open handle on a pack, from whichever directory holds it.
     pub fn pack_file(&self, pack: PackId) -> Result<Arc<dyn DiskFile>, StoreError> {
-        if let Some(f) = self.files.lock().expect("files lock").get(&pack) {
+        if let Some(f) = self.files.locked().get(&pack) {
             return Ok(f.clone());
         }
         let file: Arc<dyn DiskFile> =
             open_any_pack(self.disk.as_ref(), self.backend.as_ref(), pack)
                 .map(Arc::from)
                 .map_err(io_err("open pack", &pack.to_string()))?;
-        let mut files = self.files.lock().expect("files lock");
+        let mut files = self.files.locked();
         if files.len() >= 256 {
             files.clear();
         }
@@ -653,11 +672,11 @@ impl Store {
 
     /// What the index knows of each pack.
     pub fn pack_records(&self) -> HashMap<PackId, PackRecord> {
-        self.packs.read().expect("packs lock").clone()
+        self.packs.read_locked().clone()
     }
 
     fn is_pending(&self, id: &ChunkId) -> bool {
-        self.pending.read().expect("pending lock").contains_key(id)
+        self.pending.read_locked().contains_key(id)
     }
 
     /// Starts writing pack bytes back early on a thread of their own, at
@@ -695,12 +714,12 @@ impl Store {
 
     /// Why writes are refused after a failure, if they are.
     pub fn failed(&self) -> Option<String> {
-        self.writer.lock().expect("writer lock").failed.clone()
+        self.writer().failed.clone()
     }
 
     /// The errno of that failure, when the OS gave one.
     pub fn failed_errno(&self) -> Option<i32> {
-        self.writer.lock().expect("writer lock").failed_errno
+        self.writer().failed_errno
     }
 }
 

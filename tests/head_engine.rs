@@ -7,7 +7,9 @@ use std::sync::Arc;
 
 use common::*;
 use strata::backup::record::{HookOutcome, RunRecord, RunStatus};
-use strata::head::{Caller, FileKind, FsError, Head, InodeNo, RenameMode, SetAttr, Timestamp};
+use strata::head::{
+    Caller, FileKind, FsError, Head, InodeNo, OpenMode, RenameMode, SetAttr, Timestamp,
+};
 use strata::storage::sim::SimDisk;
 use strata::storage::Disk;
 
@@ -46,7 +48,7 @@ fn create_write_read_back() {
         (1000, 100, 0o644, FileKind::File)
     );
     let data = bytes(1, 500_000);
-    h.open(ME, f.ino).unwrap();
+    h.open(ME, f.ino, OpenMode::Write).unwrap();
     for (i, piece) in data.chunks(70_000).enumerate() {
         h.write(ME, f.ino, (i * 70_000) as u64, piece).unwrap();
         // Reads see the bytes just written, before any flush.
@@ -214,7 +216,7 @@ fn setgid_directories_pass_on_their_group() {
 fn an_unlinked_open_file_lives_until_released() {
     let (_, h) = head();
     let f = h.create(ME, ROOT, &n("tmp"), 0o644, 0).unwrap().ino;
-    h.open(ME, f).unwrap();
+    h.open(ME, f, OpenMode::Write).unwrap();
     h.write(ME, f, 0, b"still here").unwrap();
     h.unlink(ME, ROOT, &n("tmp")).unwrap();
     same(&h.read(ME, f, 0, 100).unwrap(), b"still here");
@@ -365,7 +367,7 @@ fn an_unlinked_open_file_is_removed_after_a_crash() {
     init_encrypted(disk.clone());
     let h = Head::new(open(disk)).unwrap();
     let f = h.create(ME, ROOT, &n("tmp"), 0o644, 0).unwrap().ino;
-    h.open(ME, f).unwrap();
+    h.open(ME, f, OpenMode::Write).unwrap();
     h.write(ME, f, 0, &bytes(12, 50_000)).unwrap();
     h.unlink(ME, ROOT, &n("tmp")).unwrap();
     h.fsync(ME, f).unwrap();
@@ -654,4 +656,203 @@ fn run_record(status: RunStatus, revision: u32) -> RunRecord {
             ..HookOutcome::default()
         }],
     }
+}
+
+/// Reads a whole file.
+fn contents(h: &Head, ino: InodeNo) -> Vec<u8> {
+    h.read(ME, ino, 0, u32::MAX).unwrap()
+}
+
+/// Appends `data` at the file's end as `>>` does: open, write, release.
+fn append(h: &Head, ino: InodeNo, data: &[u8]) {
+    h.open(ME, ino, OpenMode::Write).unwrap();
+    let size = h.getattr(ME, ino).unwrap().size;
+    h.write(ME, ino, size, data).unwrap();
+    h.release(ME, ino).unwrap();
+}
+
+/// `len` bytes of one value whose chunks (under this repository's key) are
+/// all cut at the maximum size but the last: the shapes the chunker's
+/// look-ahead cares about when a stream resumes.
+fn uniform(h: &Head, len: usize) -> Vec<u8> {
+    let max = h.repo().chunker().params().max_size as usize;
+    (1..=255u8)
+        .map(|b| vec![b; len])
+        .find(|d| {
+            let l = h.repo().chunker().lengths(d);
+            l[..l.len() - 1].iter().all(|&n| n == max)
+        })
+        .expect("a byte value whose chunks are cut at the maximum")
+}
+
+/// An append to a file written earlier (the stream resumes by re-feeding
+/// its last chunk) used to panic the request, and every later one on the
+/// file, when that chunk was cut at the maximum size.
+#[test]
+fn appends_after_reopen_at_every_shape_of_the_last_chunk() {
+    let sim = SimDisk::new();
+    let disk: Arc<dyn Disk> = Arc::new(sim.clone());
+    init_encrypted(disk.clone());
+    let mut h = Head::new(open(disk.clone())).unwrap();
+    let max = h.repo().chunker().params().max_size as usize;
+    let min = h.repo().chunker().params().min_size as usize;
+    let cases: Vec<(&str, Vec<u8>, u64)> = vec![
+        ("last chunk at max size", uniform(&h, 4 * max), 0),
+        ("last chunk at min size", uniform(&h, max + min), 0),
+        ("last chunk one byte", uniform(&h, max + 1), 0),
+        ("a natural last chunk", bytes(11, 3 * max + 777), 0),
+        ("a hole at the end", bytes(12, 2 * max), 100_000),
+    ];
+    let mut files = Vec::new();
+    for (i, (what, data, hole)) in cases.iter().enumerate() {
+        let f = h
+            .create(ME, ROOT, &n(&format!("f{i}")), 0o644, 0)
+            .unwrap()
+            .ino;
+        append(&h, f, data);
+        let mut want = data.clone();
+        if *hole > 0 {
+            let size = (data.len() as u64) + hole;
+            let set = SetAttr {
+                size: Some(size),
+                ..SetAttr::default()
+            };
+            h.setattr(ME, f, &set).unwrap();
+            want.resize(size as usize, 0);
+        }
+        same(&contents(&h, f), &want);
+        files.push((what, f, want));
+    }
+    h.commit().unwrap();
+    for round in 0..3 {
+        drop(h);
+        h = Head::new(open(disk.clone())).unwrap();
+        for (what, f, want) in &mut files {
+            let more = format!("more {round}\n");
+            append(&h, *f, more.as_bytes());
+            want.extend_from_slice(more.as_bytes());
+            let got = contents(&h, *f);
+            assert!(got == *want, "{what}, round {round}: content differs");
+        }
+        h.commit().unwrap();
+    }
+    // And once more within the same head, without a reopen between appends.
+    for (what, f, want) in &mut files {
+        let tail = uniform(&h, max);
+        append(&h, *f, &tail);
+        append(&h, *f, b"x");
+        want.extend_from_slice(&tail);
+        want.push(b'x');
+        assert!(contents(&h, *f) == *want, "{what}: content differs");
+    }
+}
+
+/// A file still open keeps up to a chunk in the chunker's look-ahead; a
+/// cadence commit stores it (and the file's size and mtime), so a crash
+/// loses no more than the documented window, and the next snapshot sees
+/// the file as written.
+#[test]
+fn a_commit_covers_the_pending_bytes_of_open_files() {
+    let sim = SimDisk::new();
+    let disk: Arc<dyn Disk> = Arc::new(sim.clone());
+    init_encrypted(disk.clone());
+    let h = Head::new(open(disk)).unwrap();
+    let dir = h.mkdir(ME, ROOT, &n("d"), 0o755, 0).unwrap().ino;
+    let f = h.create(ME, dir, &n("f"), 0o644, 0).unwrap().ino;
+    let staged = h.create(ME, dir, &n("staged"), 0o644, 0).unwrap().ino;
+    h.snapshot(ME, Some("before")).unwrap();
+    // A stream written in pieces that leave bytes in the look-ahead, and a
+    // file with an overwrite held in staging; neither is closed.
+    h.open(ME, f, OpenMode::Write).unwrap();
+    let data = bytes(21, 300_001);
+    for (i, piece) in data.chunks(10_000).enumerate() {
+        h.write(ME, f, (i * 10_000) as u64, piece).unwrap();
+    }
+    h.open(ME, staged, OpenMode::Write).unwrap();
+    h.write(ME, staged, 0, b"first").unwrap();
+    h.write(ME, staged, 2, b"ERW").unwrap();
+    let written = h.getattr(ME, f).unwrap();
+    h.commit().unwrap();
+    let image = sim.crash_images(0, 0).remove(0);
+    // The writer goes on after the commit; the crash image must not need it.
+    h.write(ME, f, data.len() as u64, b"after").unwrap();
+    std::mem::forget(h);
+    let h = Head::new(open(Arc::new(image))).unwrap();
+    same(&contents(&h, f), &data);
+    same(&contents(&h, staged), b"fiERW");
+    let attr = h.getattr(ME, f).unwrap();
+    assert_eq!(attr.size, data.len() as u64);
+    assert_eq!(attr.mtime, written.mtime, "the mtime of the last write");
+    // The snapshot after the crash serializes the changed directory.
+    let rec = h.snapshot(ME, Some("after")).unwrap();
+    let root = h.tree(&rec.root.subtree.unwrap()).unwrap();
+    let d = h.tree(&root.entries[0].subtree.unwrap()).unwrap();
+    let entry = d.entries.iter().find(|e| e.name == b"f").unwrap();
+    same(
+        &h.read_snapshot_file(ME, entry, 0, u32::MAX).unwrap(),
+        &data,
+    );
+    // After the crash the stream resumes on what the commit stored.
+    append(&h, f, b"tail");
+    let mut want = data.clone();
+    want.extend_from_slice(b"tail");
+    same(&contents(&h, f), &want);
+}
+
+/// chown takes setuid and executable setgid off every non-directory, as
+/// Linux does, not only off regular files; directories keep theirs.
+#[test]
+fn a_new_owner_clears_setid_on_every_non_directory() {
+    let (_, h) = head();
+    let setid = 0o6755;
+    let mut nodes = vec![
+        h.create(ME, ROOT, &n("file"), setid, 0).unwrap(),
+        h.mkdir(ME, ROOT, &n("dir"), setid, 0).unwrap(),
+    ];
+    for (name, kind) in [
+        ("fifo", libc::S_IFIFO),
+        ("chr", libc::S_IFCHR),
+        ("blk", libc::S_IFBLK),
+        ("sock", libc::S_IFSOCK),
+    ] {
+        nodes.push(h.mknod(ME, ROOT, &n(name), kind | setid, 0, 0).unwrap());
+    }
+    for node in nodes {
+        assert_eq!(node.perm, setid, "{:?}", node.kind);
+        let set = SetAttr {
+            gid: Some(200),
+            ..SetAttr::default()
+        };
+        let after = h.setattr(ME, node.ino, &set).unwrap();
+        let want = match node.kind {
+            FileKind::Dir => setid,
+            _ => 0o755,
+        };
+        assert_eq!(after.perm, want, "{:?}", node.kind);
+    }
+}
+
+/// open(O_TRUNC) empties the file in the open itself, pending writes too,
+/// and updates mtime and ctime even when it was empty already.
+#[test]
+fn open_with_truncate_empties_the_file_and_its_pending_writes() {
+    let (_, h) = head();
+    let f = h.create(ME, ROOT, &n("f"), 0o644, 0).unwrap().ino;
+    h.write(ME, f, 0, &bytes(3, 200_000)).unwrap();
+    h.release(ME, f).unwrap();
+    // A writer still has it open with staged and streamed bytes.
+    h.open(ME, f, OpenMode::Write).unwrap();
+    h.write(ME, f, 10, b"staged").unwrap();
+    let before = h.getattr(ME, f).unwrap();
+    let after = h.open(ME, f, OpenMode::Truncate).unwrap();
+    assert_eq!(after.size, 0);
+    assert!(after.mtime > before.mtime && after.ctime > before.ctime);
+    assert_eq!(contents(&h, f), b"");
+    h.write(ME, f, 0, b"new").unwrap();
+    h.release(ME, f).unwrap();
+    h.release(ME, f).unwrap();
+    assert_eq!(contents(&h, f), b"new");
+    let empty = h.create(ME, ROOT, &n("empty"), 0o644, 0).unwrap();
+    let again = h.open(ME, empty.ino, OpenMode::Truncate).unwrap();
+    assert!(again.mtime > empty.mtime && again.ctime > empty.ctime);
 }

@@ -38,6 +38,14 @@ enum Op {
         len: u32,
         seed: u8,
     },
+    /// A write at the file's end (a resumed stream); with `fill`, one or
+    /// two maximum-size chunks of one byte value (no content-defined cut).
+    Append {
+        file: u8,
+        len: u32,
+        seed: u8,
+        fill: Option<u8>,
+    },
     Truncate {
         file: u8,
         size: u32,
@@ -76,6 +84,8 @@ enum Op {
         file: u8,
     },
     Snapshot,
+    /// A cadence commit: durable, open files and all, without a flush.
+    Commit,
     Remount,
     Crash,
 }
@@ -85,6 +95,7 @@ fn op() -> impl Strategy<Value = Op> {
         3 => (any::<u8>(), 0..6u8).prop_map(|(dir, name)| Op::Create { dir, name }),
         2 => (any::<u8>(), 0..6u8).prop_map(|(dir, name)| Op::Mkdir { dir, name }),
         5 => (any::<u8>(), 0..200_000u32, 1..70_000u32, any::<u8>()).prop_map(|(file, offset, len, seed)| Op::Write { file, offset, len, seed }),
+        3 => (any::<u8>(), 1..100_000u32, any::<u8>(), proptest::option::of(any::<u8>())).prop_map(|(file, len, seed, fill)| Op::Append { file, len, seed, fill }),
         1 => (any::<u8>(), 0..250_000u32).prop_map(|(file, size)| Op::Truncate { file, size }),
         2 => (any::<u8>(), any::<u8>(), 0..6u8, any::<bool>()).prop_map(|(from, dir, name, noreplace)| Op::Rename { from, dir, name, noreplace }),
         1 => (any::<u8>(), any::<u8>(), 0..6u8).prop_map(|(file, dir, name)| Op::Link { file, dir, name }),
@@ -95,6 +106,7 @@ fn op() -> impl Strategy<Value = Op> {
         2 => any::<u8>().prop_map(|file| Op::Flush { file }),
         1 => any::<u8>().prop_map(|file| Op::Fsync { file }),
         1 => Just(Op::Snapshot),
+        1 => Just(Op::Commit),
         1 => Just(Op::Remount),
         1 => Just(Op::Crash),
     ]
@@ -474,6 +486,32 @@ impl Run {
                     .map(|_| ());
                 (kind_of(&got), "ok".into())
             }
+            Op::Append {
+                file,
+                len,
+                seed,
+                fill,
+            } => {
+                let Some((p, ino)) = pick(&m.files(), file) else {
+                    return ok2();
+                };
+                // Whole multiples of the maximum chunk size (tests' 64 KiB), so
+                // a file made of such appends ends in a maximum-size chunk.
+                let data = match fill {
+                    Some(b) => vec![b; 65536 * (1 + len as usize % 2)],
+                    None => bytes(seed as u64 * 7907 + len as u64, len as usize),
+                };
+                let Some(Node::File { data: d, .. }) = m.nodes.get_mut(&ino) else {
+                    unreachable!("files() lists files")
+                };
+                let offset = d.len() as u64;
+                d.extend_from_slice(&data);
+                let h = self.h();
+                let got = h
+                    .write(ME, resolve(h, &p).unwrap(), offset, &data)
+                    .map(|_| ());
+                (kind_of(&got), "ok".into())
+            }
             Op::Truncate { file, size } => {
                 let Some((p, ino)) = pick(&m.files(), file) else {
                     return ok2();
@@ -684,6 +722,11 @@ impl Run {
                 let rec = self.h().snapshot(ME, Some("test")).unwrap();
                 self.durable = self.model.clone();
                 self.snapshots.push((rec.seq, self.model.view()));
+                ok2()
+            }
+            Op::Commit => {
+                self.h().commit().unwrap();
+                self.durable = self.model.clone();
                 ok2()
             }
             Op::Remount => {

@@ -14,8 +14,9 @@ use fuser::{
     ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs,
     ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
 };
-use strata::head::{Attr, Caller, FileKind, FsError, RenameMode, SetAttr, Timestamp};
+use strata::head::{Attr, Caller, FileKind, FsError, OpenMode, RenameMode, SetAttr, Timestamp};
 use strata::namespace::{Namespace, Node, SNAPSHOTS_INO};
+use strata::sync::Recover;
 use strata::throttle::Throttle;
 
 use crate::delay::Delayer;
@@ -67,9 +68,30 @@ impl Requests {
         }
     }
 
+    /// Serves one request: counts it, and turns a panic below into EIO for
+    /// this request alone (logged with the opcode), so one bug met by one
+    /// request does not take the mount down. Locks a panic can poison are
+    /// recovered below (see `strata::sync`).
+    fn serve<T>(
+        &self,
+        op: &'static str,
+        f: impl FnOnce() -> Result<T, FsError>,
+    ) -> Result<T, FsError> {
+        let _t = self.start(op);
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|panic| {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            tracing::error!(op, panic = %what, "internal error; this request fails with EIO");
+            Err(FsError::Io(format!("internal error in {op}")))
+        })
+    }
+
     /// Count and total microseconds per opcode.
     pub fn snapshot(&self) -> BTreeMap<String, (u64, u64)> {
-        let by_op = self.by_op.lock().expect("requests");
+        let by_op = self.by_op.locked();
         by_op
             .iter()
             .map(|(op, (n, t))| (op.to_string(), (*n, t.as_micros() as u64)))
@@ -80,7 +102,7 @@ impl Requests {
 impl Drop for Timer<'_> {
     fn drop(&mut self) {
         let took = self.start.elapsed();
-        let mut by_op = self.requests.by_op.lock().expect("requests");
+        let mut by_op = self.requests.by_op.locked();
         let e = by_op.entry(self.op).or_default();
         e.0 += 1;
         e.1 += took;
@@ -276,8 +298,14 @@ fn open_flags(ino: u64, write: bool) -> FopenFlags {
     }
 }
 
-fn writes(flags: OpenFlags) -> bool {
-    flags.acc_mode() != OpenAccMode::O_RDONLY || flags.0 & libc::O_TRUNC != 0
+fn open_mode(flags: OpenFlags) -> OpenMode {
+    if flags.0 & libc::O_TRUNC != 0 {
+        OpenMode::Truncate
+    } else if flags.acc_mode() != OpenAccMode::O_RDONLY {
+        OpenMode::Write
+    } else {
+        OpenMode::Read
+    }
 }
 
 impl Filesystem for StrataFs {
@@ -302,8 +330,9 @@ impl Filesystem for StrataFs {
     }
 
     fn lookup(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
-        let _t = self.requests.start("lookup");
-        match self.ns.lookup(caller(req), parent.0, name.as_bytes()) {
+        match self.requests.serve("lookup", || {
+            self.ns.lookup(caller(req), parent.0, name.as_bytes())
+        }) {
             // The daemon is the head's only writer, so the kernel may
             // remember that a name is absent (inode 0): rsync looks up
             // every temporary and new name before creating it.
@@ -320,8 +349,10 @@ impl Filesystem for StrataFs {
     }
 
     fn getattr(&self, req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
-        let _t = self.requests.start("getattr");
-        match self.ns.getattr(caller(req), ino.0) {
+        match self
+            .requests
+            .serve("getattr", || self.ns.getattr(caller(req), ino.0))
+        {
             Ok(a) => reply.attr(&ttl(ino.0), &file_attr(&a)),
             Err(e) => reply.error(errno(&e)),
         }
@@ -345,7 +376,6 @@ impl Filesystem for StrataFs {
         _flags: Option<fuser::BsdFileFlags>,
         reply: ReplyAttr,
     ) {
-        let _t = self.requests.start("setattr");
         let set = SetAttr {
             perm: mode.map(|m| m & 0o7777),
             uid,
@@ -354,15 +384,20 @@ impl Filesystem for StrataFs {
             atime: atime.map(time_or_now),
             mtime: mtime.map(time_or_now),
         };
-        match self.ns.setattr(caller(req), ino.0, &set) {
+        match self
+            .requests
+            .serve("setattr", || self.ns.setattr(caller(req), ino.0, &set))
+        {
             Ok(a) => reply.attr(&ttl(ino.0), &file_attr(&a)),
             Err(e) => reply.error(errno(&e)),
         }
     }
 
     fn readlink(&self, req: &Request, ino: INodeNo, reply: ReplyData) {
-        let _t = self.requests.start("readlink");
-        match self.ns.readlink(caller(req), ino.0) {
+        match self
+            .requests
+            .serve("readlink", || self.ns.readlink(caller(req), ino.0))
+        {
             Ok(t) => reply.data(&t),
             Err(e) => reply.error(errno(&e)),
         }
@@ -378,17 +413,18 @@ impl Filesystem for StrataFs {
         rdev: u32,
         reply: ReplyEntry,
     ) {
-        let _t = self.requests.start("mknod");
         entry(
             reply,
-            self.ns.mknod(
-                caller(req),
-                parent.0,
-                name.as_bytes(),
-                mode,
-                umask,
-                u64::from(rdev),
-            ),
+            self.requests.serve("mknod", || {
+                self.ns.mknod(
+                    caller(req),
+                    parent.0,
+                    name.as_bytes(),
+                    mode,
+                    umask,
+                    u64::from(rdev),
+                )
+            }),
         );
     }
 
@@ -401,10 +437,10 @@ impl Filesystem for StrataFs {
         umask: u32,
         reply: ReplyEntry,
     ) {
-        let _t = self.requests.start("mkdir");
-        let r = self
-            .ns
-            .mkdir(caller(req), parent.0, name.as_bytes(), mode, umask);
+        let r = self.requests.serve("mkdir", || {
+            self.ns
+                .mkdir(caller(req), parent.0, name.as_bytes(), mode, umask)
+        });
         if parent.0 != SNAPSHOTS_INO {
             return entry(reply, r);
         }
@@ -424,7 +460,7 @@ impl Filesystem for StrataFs {
                     .partition(|i| matches!(i, Invalidate::Inode(_)));
                 let (done, sent) = std::sync::mpsc::channel();
                 {
-                    let tx = self.invalidate.lock().expect("invalidate");
+                    let tx = self.invalidate.locked();
                     for inv in inodes {
                         let _ = tx.send(inv);
                     }
@@ -436,7 +472,7 @@ impl Filesystem for StrataFs {
                     );
                 }
                 reply.entry(&Duration::ZERO, &file_attr(&a), Generation(0));
-                let tx = self.invalidate.lock().expect("invalidate");
+                let tx = self.invalidate.locked();
                 for inv in entries {
                     let _ = tx.send(inv);
                 }
@@ -446,16 +482,21 @@ impl Filesystem for StrataFs {
     }
 
     fn unlink(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        let _t = self.requests.start("unlink");
         empty(
             reply,
-            self.ns.unlink(caller(req), parent.0, name.as_bytes()),
+            self.requests.serve("unlink", || {
+                self.ns.unlink(caller(req), parent.0, name.as_bytes())
+            }),
         );
     }
 
     fn rmdir(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        let _t = self.requests.start("rmdir");
-        empty(reply, self.ns.rmdir(caller(req), parent.0, name.as_bytes()));
+        empty(
+            reply,
+            self.requests.serve("rmdir", || {
+                self.ns.rmdir(caller(req), parent.0, name.as_bytes())
+            }),
+        );
     }
 
     fn symlink(
@@ -466,15 +507,16 @@ impl Filesystem for StrataFs {
         target: &std::path::Path,
         reply: ReplyEntry,
     ) {
-        let _t = self.requests.start("symlink");
         entry(
             reply,
-            self.ns.symlink(
-                caller(req),
-                parent.0,
-                link_name.as_bytes(),
-                target.as_os_str().as_bytes(),
-            ),
+            self.requests.serve("symlink", || {
+                self.ns.symlink(
+                    caller(req),
+                    parent.0,
+                    link_name.as_bytes(),
+                    target.as_os_str().as_bytes(),
+                )
+            }),
         );
     }
 
@@ -488,7 +530,6 @@ impl Filesystem for StrataFs {
         flags: RenameFlags,
         reply: ReplyEmpty,
     ) {
-        let _t = self.requests.start("rename");
         let mode = if flags.contains(RenameFlags::RENAME_EXCHANGE) {
             RenameMode::Exchange
         } else if flags.contains(RenameFlags::RENAME_NOREPLACE) {
@@ -500,14 +541,16 @@ impl Filesystem for StrataFs {
         };
         empty(
             reply,
-            self.ns.rename(
-                caller(req),
-                parent.0,
-                name.as_bytes(),
-                newparent.0,
-                newname.as_bytes(),
-                mode,
-            ),
+            self.requests.serve("rename", || {
+                self.ns.rename(
+                    caller(req),
+                    parent.0,
+                    name.as_bytes(),
+                    newparent.0,
+                    newname.as_bytes(),
+                    mode,
+                )
+            }),
         );
     }
 
@@ -519,19 +562,22 @@ impl Filesystem for StrataFs {
         newname: &OsStr,
         reply: ReplyEntry,
     ) {
-        let _t = self.requests.start("link");
         entry(
             reply,
-            self.ns
-                .link(caller(req), ino.0, newparent.0, newname.as_bytes()),
+            self.requests.serve("link", || {
+                self.ns
+                    .link(caller(req), ino.0, newparent.0, newname.as_bytes())
+            }),
         );
     }
 
     fn open(&self, req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
-        let _t = self.requests.start("open");
-        let write = writes(flags);
-        match self.ns.open(caller(req), ino.0, write) {
-            Ok(_) => reply.opened(FileHandle(0), open_flags(ino.0, write)),
+        let mode = open_mode(flags);
+        match self
+            .requests
+            .serve("open", || self.ns.open(caller(req), ino.0, mode))
+        {
+            Ok(_) => reply.opened(FileHandle(0), open_flags(ino.0, mode != OpenMode::Read)),
             Err(e) => reply.error(errno(&e)),
         }
     }
@@ -547,8 +593,10 @@ impl Filesystem for StrataFs {
         _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
-        let _t = self.requests.start("read");
-        match self.ns.read(caller(req), ino.0, offset, size) {
+        match self
+            .requests
+            .serve("read", || self.ns.read(caller(req), ino.0, offset, size))
+        {
             Ok(d) => reply.data(&d),
             Err(e) => reply.error(errno(&e)),
         }
@@ -566,9 +614,10 @@ impl Filesystem for StrataFs {
         _lock_owner: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
-        let _t = self.requests.start("write");
         let kill = write_flags.contains(WriteFlags::FUSE_WRITE_KILL_SUIDGID);
-        match self.ns.write(caller(req), ino.0, offset, data, kill) {
+        match self.requests.serve("write", || {
+            self.ns.write(caller(req), ino.0, offset, data, kill)
+        }) {
             Ok(n) => {
                 let delay = self.throttle.admit(n as u64);
                 if delay.is_zero() {
@@ -589,8 +638,11 @@ impl Filesystem for StrataFs {
         _lock_owner: LockOwner,
         reply: ReplyEmpty,
     ) {
-        let _t = self.requests.start("flush");
-        empty(reply, self.ns.flush(caller(req), ino.0));
+        empty(
+            reply,
+            self.requests
+                .serve("flush", || self.ns.flush(caller(req), ino.0)),
+        );
     }
 
     fn release(
@@ -603,8 +655,11 @@ impl Filesystem for StrataFs {
         _flush: bool,
         reply: ReplyEmpty,
     ) {
-        let _t = self.requests.start("release");
-        empty(reply, self.ns.release(caller(req), ino.0));
+        empty(
+            reply,
+            self.requests
+                .serve("release", || self.ns.release(caller(req), ino.0)),
+        );
     }
 
     fn fsync(
@@ -615,8 +670,11 @@ impl Filesystem for StrataFs {
         _datasync: bool,
         reply: ReplyEmpty,
     ) {
-        let _t = self.requests.start("fsync");
-        empty(reply, self.ns.fsync(caller(req), ino.0));
+        empty(
+            reply,
+            self.requests
+                .serve("fsync", || self.ns.fsync(caller(req), ino.0)),
+        );
     }
 
     fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
@@ -636,8 +694,9 @@ impl Filesystem for StrataFs {
         offset: u64,
         mut reply: ReplyDirectory,
     ) {
-        let _t = self.requests.start("readdir");
-        match self.ns.readdir(caller(req), ino.0, offset, false) {
+        match self.requests.serve("readdir", || {
+            self.ns.readdir(caller(req), ino.0, offset, false)
+        }) {
             Ok(list) => {
                 for e in list {
                     if reply.add(
@@ -663,8 +722,9 @@ impl Filesystem for StrataFs {
         offset: u64,
         mut reply: ReplyDirectoryPlus,
     ) {
-        let _t = self.requests.start("readdirplus");
-        match self.ns.readdir(caller(req), ino.0, offset, true) {
+        match self.requests.serve("readdirplus", || {
+            self.ns.readdir(caller(req), ino.0, offset, true)
+        }) {
             Ok(list) => {
                 let mut full = false;
                 for e in list {
@@ -699,13 +759,18 @@ impl Filesystem for StrataFs {
         _datasync: bool,
         reply: ReplyEmpty,
     ) {
-        let _t = self.requests.start("fsyncdir");
-        empty(reply, self.ns.fsync(caller(req), ino.0));
+        empty(
+            reply,
+            self.requests
+                .serve("fsyncdir", || self.ns.fsync(caller(req), ino.0)),
+        );
     }
 
     fn statfs(&self, req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
-        let _t = self.requests.start("statfs");
-        match self.ns.statfs(caller(req)) {
+        match self
+            .requests
+            .serve("statfs", || self.ns.statfs(caller(req)))
+        {
             Ok(s) => {
                 const BSIZE: u64 = 4096;
                 let free = s.free_bytes / BSIZE;
@@ -736,43 +801,48 @@ impl Filesystem for StrataFs {
         _position: u32,
         reply: ReplyEmpty,
     ) {
-        let _t = self.requests.start("setxattr");
         let create = flags & libc::XATTR_CREATE != 0;
         let replace = flags & libc::XATTR_REPLACE != 0;
         empty(
             reply,
-            self.ns
-                .setxattr(caller(req), ino.0, name.as_bytes(), value, create, replace),
+            self.requests.serve("setxattr", || {
+                self.ns
+                    .setxattr(caller(req), ino.0, name.as_bytes(), value, create, replace)
+            }),
         );
     }
 
     fn getxattr(&self, req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
-        let _t = self.requests.start("getxattr");
         xattr(
             reply,
             size,
-            self.ns.getxattr(caller(req), ino.0, name.as_bytes()),
+            self.requests.serve("getxattr", || {
+                self.ns.getxattr(caller(req), ino.0, name.as_bytes())
+            }),
         );
     }
 
     fn listxattr(&self, req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
-        let _t = self.requests.start("listxattr");
-        let names = self.ns.listxattr(caller(req), ino.0).map(|names| {
-            let mut out = Vec::new();
-            for n in names {
-                out.extend_from_slice(&n);
-                out.push(0);
-            }
-            out
-        });
+        let names = self
+            .requests
+            .serve("listxattr", || self.ns.listxattr(caller(req), ino.0))
+            .map(|names| {
+                let mut out = Vec::new();
+                for n in names {
+                    out.extend_from_slice(&n);
+                    out.push(0);
+                }
+                out
+            });
         xattr(reply, size, names);
     }
 
     fn removexattr(&self, req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        let _t = self.requests.start("removexattr");
         empty(
             reply,
-            self.ns.removexattr(caller(req), ino.0, name.as_bytes()),
+            self.requests.serve("removexattr", || {
+                self.ns.removexattr(caller(req), ino.0, name.as_bytes())
+            }),
         );
     }
 
@@ -786,12 +856,12 @@ impl Filesystem for StrataFs {
         _flags: i32,
         reply: ReplyCreate,
     ) {
-        let _t = self.requests.start("create");
         let c = caller(req);
-        let r = self
-            .ns
-            .create(c, parent.0, name.as_bytes(), mode & 0o7777, umask)
-            .and_then(|a| self.ns.open(c, a.ino.0, true));
+        let r = self.requests.serve("create", || {
+            self.ns
+                .create(c, parent.0, name.as_bytes(), mode & 0o7777, umask)
+                .and_then(|a| self.ns.open(c, a.ino.0, OpenMode::Write))
+        });
         match r {
             Ok(a) => reply.created(
                 &ttl(a.ino.0),
@@ -808,6 +878,16 @@ impl Filesystem for StrataFs {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_panic_fails_its_request_alone() {
+        let requests = Requests::default();
+        let r: Result<(), FsError> = requests.serve("write", || panic!("a bug in one request"));
+        assert_eq!(r.map_err(|e| e.errno()), Err(libc::EIO));
+        assert_eq!(requests.serve("read", || Ok(7)).unwrap(), 7);
+        let counts = requests.snapshot();
+        assert_eq!((counts["write"].0, counts["read"].0), (1, 1));
+    }
 
     #[test]
     fn times_round_trip_before_and_after_the_epoch() {

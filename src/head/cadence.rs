@@ -13,6 +13,7 @@ use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use super::{Head, COMMIT_BYTES, COMMIT_INTERVAL};
+use crate::sync::Recover;
 
 /// The cadence's state, shared by operations and the committer thread.
 pub(super) struct Cadence {
@@ -61,7 +62,7 @@ impl Default for Cadence {
 
 impl Cadence {
     fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().expect("cadence")
+        self.state.locked()
     }
 
     pub(super) fn set_limits(&mut self, interval: Duration, bytes: u64) {
@@ -126,7 +127,11 @@ impl Head {
             let wait = c.limits.0.saturating_sub(st.since.elapsed());
             // An interval of Duration::MAX (tests) must not overflow.
             let wait = wait.clamp(Duration::from_millis(1), Duration::from_secs(3600));
-            st = c.wake.wait_timeout(st, wait).expect("cadence").0;
+            st = c
+                .wake
+                .wait_timeout(st, wait)
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .0;
         }
     }
 

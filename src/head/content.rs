@@ -12,13 +12,14 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::txn::Reader;
 use super::types::{Attr, Caller, FileKind, FsError, InodeNo, SetAttr, Timestamp};
 use super::Head;
 use crate::chunker::StreamChunker;
 use crate::id::ChunkId;
+use crate::sync::Recover;
 
 /// Decoded chunks kept for reads, in bytes.
 pub const CHUNK_CACHE_BYTES: usize = 64 << 20;
@@ -160,7 +161,7 @@ fn overlay_write(overlay: &mut BTreeMap<u64, Vec<u8>>, offset: u64, data: &[u8])
 
 impl Head {
     fn file_state(&self, ino: InodeNo) -> Result<Arc<Mutex<FileState>>, FsError> {
-        if let Some(s) = self.files.lock().expect("files").get(&ino) {
+        if let Some(s) = self.files.locked().get(&ino) {
             return Ok(s.clone());
         }
         let rec = self.rtx()?.get(ino)?;
@@ -180,7 +181,7 @@ impl Head {
                 cut: u64::MAX,
             },
         }));
-        let mut files = self.files.lock().expect("files");
+        let mut files = self.files.locked();
         Ok(files.entry(ino).or_insert(state).clone())
     }
 
@@ -194,11 +195,60 @@ impl Head {
     ) -> Result<T, FsError> {
         loop {
             let state = self.file_state(ino)?;
-            let mut st = state.lock().expect("file state");
+            let mut st = self.lock_state(&state)?;
             if !st.closed {
                 return f(&mut st);
             }
         }
+    }
+
+    /// Locks a file's state. A panic while it was held (a bug met by one
+    /// request) may have left its pending writes half-applied: they are
+    /// dropped, the file is marked incomplete as after a failed flush, and
+    /// this request fails. Later requests start over from what is stored.
+    pub(super) fn lock_state<'a>(
+        &self,
+        state: &'a Mutex<FileState>,
+    ) -> Result<MutexGuard<'a, FileState>, FsError> {
+        let poisoned = match state.lock() {
+            Ok(st) => return Ok(st),
+            Err(poisoned) => poisoned,
+        };
+        let mut st = poisoned.into_inner();
+        state.clear_poison();
+        if st.closed {
+            return Ok(st);
+        }
+        // Lock order: a file state before the map.
+        st.closed = true;
+        self.files.locked().remove(&st.ino);
+        self.mark_incomplete(st.ino, st.size);
+        tracing::error!(
+            ino = st.ino.0,
+            "pending writes dropped after an internal error; file marked incomplete"
+        );
+        Err(FsError::Io(format!(
+            "the pending writes of inode {} were lost to an internal error",
+            st.ino.0
+        )))
+    }
+
+    /// Leaves nothing that would make rsync's quick check skip a file whose
+    /// pending writes were lost: its size falls back to what is stored (at
+    /// most `size`) and its mtime becomes one no source has.
+    fn mark_incomplete(&self, ino: InodeNo, size: u64) {
+        let stored = self
+            .rtx()
+            .and_then(|r| r.extents(ino, 0, u64::MAX))
+            .map(|e| e.last().map_or(0, |&(o, _, l)| o + l as u64))
+            .unwrap_or(0);
+        let _ = self.wtx_no_commit(|w| {
+            let mut rec = w.get(ino)?;
+            rec.meta.size = stored.min(size);
+            rec.meta.mtime = Timestamp { secs: 0, nanos: 0 };
+            w.put(ino, &rec)?;
+            w.dirty_parents(ino)
+        });
     }
 
     /// Turns a fresh state into a stream that continues the file at its
@@ -208,11 +258,15 @@ impl Head {
         let last = self
             .rtx()?
             .extents(st.ino, st.size.saturating_sub(1), st.size)?;
+        // A last chunk cut at the maximum size is final whatever follows
+        // (the chunker cuts there anyway), and re-fed it would fill the
+        // look-ahead: the stream starts after it. A shorter one may grow.
+        let max = self.repo.chunker().params().max_size;
         let (buf_start, cleared) = match last.first() {
-            Some(&(off, id, len)) if off + len as u64 == st.size => {
+            Some(&(off, id, len)) if off + len as u64 == st.size && len < max => {
                 let bytes = self.repo.store().get(&id)?;
                 chunker.push(bytes.as_slice(), |_| {
-                    unreachable!("one chunk never fills the look-ahead")
+                    unreachable!("a chunk below the maximum never fills the look-ahead")
                 });
                 (off, false)
             }
@@ -248,7 +302,7 @@ impl Head {
         }
         let from = *buf_start;
         let clear = !*cleared;
-        self.wtx(|w| {
+        self.wtx_no_commit(|w| {
             if clear {
                 w.drop_extents_from(ino, from)?;
             }
@@ -262,7 +316,9 @@ impl Head {
                 rec.meta.size = at;
                 w.put(ino, &rec)?;
             }
-            Ok(())
+            // The file changed: the next snapshot must not reuse its
+            // directories' trees, even if a crash comes before the flush.
+            w.dirty_parents(ino)
         })?;
         *cleared = true;
         *buf_start = at;
@@ -382,10 +438,13 @@ impl Head {
         size: u32,
     ) -> Result<Vec<u8>, FsError> {
         let _op = caller.span("read");
-        let state = self.files.lock().expect("files").get(&ino).cloned();
-        match state {
-            Some(state) if !state.lock().expect("file state").closed => {
-                let st = state.lock().expect("file state");
+        let state = self.files.locked().get(&ino).cloned();
+        let st = match &state {
+            Some(state) => Some(self.lock_state(state)?),
+            None => None,
+        };
+        match st {
+            Some(st) if !st.closed => {
                 let end = (offset + size as u64).min(st.size);
                 if offset >= end {
                     return Ok(Vec::new());
@@ -475,7 +534,8 @@ impl Head {
 
     /// Sets a file's size: cuts stored content or extends with a hole.
     pub(super) fn truncate(&self, ino: InodeNo, size: u64) -> Result<(), FsError> {
-        self.with_state(ino, |st| self.truncate_locked(st, size))
+        self.with_state(ino, |st| self.truncate_locked(st, size))?;
+        self.maybe_commit(0)
     }
 
     fn truncate_locked(&self, st: &mut FileState, size: u64) -> Result<(), FsError> {
@@ -597,7 +657,7 @@ impl Head {
             i += 1;
         }
         let cut_at = *cut;
-        self.wtx(|w| {
+        self.wtx_no_commit(|w| {
             if cut_at != u64::MAX {
                 w.drop_extents_from(ino, cut_at)?;
             }
@@ -607,13 +667,14 @@ impl Head {
             for &(off, id, len) in &new_rows {
                 w.put_extent(ino, off, id, len)?;
             }
-            // Size and extents change together (see store_stream_chunks).
+            // Size and extents change together, and the directories above
+            // are dirtied with them (see store_stream_chunks).
             let mut rec = w.get(ino)?;
             if rec.meta.size != size {
                 rec.meta.size = size;
                 w.put(ino, &rec)?;
             }
-            Ok(())
+            w.dirty_parents(ino)
         })?;
         overlay.clear();
         dirty.clear();
@@ -625,7 +686,7 @@ impl Head {
     /// Writes a file's pending size and mtime to its inode.
     fn persist(&self, st: &FileState) -> Result<(), FsError> {
         let (ino, size, mtime) = (st.ino, st.size, st.mtime);
-        self.wtx(|w| {
+        self.wtx_no_commit(|w| {
             let mut rec = w.get(ino)?;
             rec.meta.size = size;
             if let Some(t) = mtime {
@@ -637,15 +698,74 @@ impl Head {
         })
     }
 
+    /// Makes the pending writes of every open file part of the next commit,
+    /// so the crash window of the cadence holds for files still being
+    /// written (an open file's last MiB used to wait for its close). A
+    /// state busy in a request right now is left for the next commit: it
+    /// may be this thread's own (a write that commits inline), and locking
+    /// it would deadlock. A failure is logged and left in the state for
+    /// the writer's flush to report.
+    pub(super) fn checkpoint_open_files(&self) {
+        let states: Vec<_> = self.files.locked().values().cloned().collect();
+        for state in states {
+            let Ok(mut st) = state.try_lock() else {
+                continue;
+            };
+            if st.closed {
+                continue;
+            }
+            if let Err(e) = self.checkpoint(&mut st) {
+                tracing::warn!(ino = st.ino.0, error = %e, "checkpoint of an open file failed");
+            }
+        }
+    }
+
+    /// Stores a file's pending bytes and its size and mtime without ending
+    /// its writes. A stream keeps its chunker: the look-ahead is stored as
+    /// a provisional last chunk, replaced when the chunker cuts there (the
+    /// `cleared` flag), so chunk boundaries are as without the checkpoint.
+    fn checkpoint(&self, st: &mut FileState) -> Result<(), FsError> {
+        let ino = st.ino;
+        match &mut st.mode {
+            Mode::Stream {
+                chunker,
+                buf_start,
+                cleared,
+            } => {
+                let pending = chunker.pending_bytes();
+                if !pending.is_empty() {
+                    let id = match is_zero(pending) {
+                        true => None,
+                        false => Some(self.repo.store().put(pending)?.0),
+                    };
+                    let (from, len, clear) = (*buf_start, pending.len() as u32, !*cleared);
+                    self.wtx_no_commit(|w| {
+                        if clear {
+                            w.drop_extents_from(ino, from)?;
+                        }
+                        match id {
+                            Some(id) => w.put_extent(ino, from, id, len),
+                            None => Ok(()),
+                        }
+                    })?;
+                    // Extents from `buf_start` on exist again only if stored.
+                    *cleared = id.is_none();
+                }
+            }
+            Mode::Staged { .. } => self.rebuild(st)?,
+        }
+        self.persist(st)
+    }
+
     /// Finishes a file's pending writes: the stream's last chunks or the
     /// staged re-chunking, then size and mtime. Errors of writes already
     /// acknowledged are reported here.
     pub fn flush(&self, caller: Caller, ino: InodeNo) -> Result<(), FsError> {
         let _op = caller.span("flush");
-        let Some(state) = self.files.lock().expect("files").get(&ino).cloned() else {
+        let Some(state) = self.files.locked().get(&ino).cloned() else {
             return Ok(());
         };
-        let mut st = state.lock().expect("file state");
+        let mut st = self.lock_state(&state)?;
         if st.closed {
             return Ok(());
         }
@@ -654,27 +774,17 @@ impl Head {
             .and_then(|_| self.rebuild(&mut st))
             .and_then(|_| self.persist(&st));
         if let Err(e) = &result {
-            // Leave nothing that would make rsync's quick check skip this
-            // file next time: the stored size, and an mtime no source has.
             tracing::error!(ino = ino.0, error = %e, "flush failed; file marked incomplete");
-            let stored = self
-                .rtx()
-                .and_then(|r| r.extents(ino, 0, u64::MAX))
-                .map(|e| e.last().map_or(0, |&(o, _, l)| o + l as u64))
-                .unwrap_or(0);
-            let _ = self.wtx(|w| {
-                let mut rec = w.get(ino)?;
-                rec.meta.size = stored.min(st.size);
-                rec.meta.mtime = Timestamp { secs: 0, nanos: 0 };
-                w.put(ino, &rec)
-            });
+            self.mark_incomplete(ino, st.size);
         }
         // Closed and out of the map before the lock goes: a writer waiting
         // on this state starts over with a fresh one.
         st.closed = true;
-        self.files.lock().expect("files").remove(&ino);
+        self.files.locked().remove(&ino);
         drop(st);
-        result
+        result?;
+        // Noted outside the state's lock: a commit checkpoints file states.
+        self.maybe_commit(0)
     }
 
     /// Makes a file durable, and with it everything written before: all
@@ -691,7 +801,7 @@ impl Head {
 
     /// Flushes every file with pending writes (before a snapshot or exit).
     pub fn flush_all(&self, caller: Caller) -> Result<(), FsError> {
-        let inos: Vec<InodeNo> = self.files.lock().expect("files").keys().copied().collect();
+        let inos: Vec<InodeNo> = self.files.locked().keys().copied().collect();
         let mut first_err = None;
         for ino in inos {
             if let Err(e) = self.flush(caller, ino) {

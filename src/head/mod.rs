@@ -36,6 +36,7 @@ pub use types::*;
 use crate::crypto::Sealer;
 use crate::repo::Repo;
 use crate::store::StoreError;
+use crate::sync::Recover;
 
 /// The longest time between durable commits of the head.
 pub const COMMIT_INTERVAL: Duration = Duration::from_secs(5);
@@ -218,7 +219,8 @@ impl Head {
     /// Makes everything acknowledged so far durable: packs synced, then one
     /// durable index commit that carries every earlier head transaction.
     pub fn commit(&self) -> Result<(), FsError> {
-        let _serial = self.commit_lock.lock().expect("commit lock");
+        self.checkpoint_open_files();
+        let _serial = self.commit_lock.locked();
         self.commit_locked()
     }
 
@@ -251,9 +253,12 @@ impl Head {
     fn attr_of(&self, ino: InodeNo, rec: &InodeRecord) -> Attr {
         let mut attr = Attr::new(ino, &rec.meta);
         // Lock order: a file state before the map, never the reverse.
-        let state = self.files.lock().expect("files").get(&ino).cloned();
+        let state = self.files.locked().get(&ino).cloned();
         if let Some(state) = state {
-            state.lock().expect("file state").overlay_attr(&mut attr);
+            // A state lost to a panic was marked incomplete; `rec` stands.
+            if let Ok(st) = self.lock_state(&state) {
+                st.overlay_attr(&mut attr);
+            }
         }
         attr
     }
@@ -538,7 +543,7 @@ impl Head {
     /// Removes a non-directory entry.
     pub fn unlink(&self, caller: Caller, parent: InodeNo, name: &FileName) -> Result<(), FsError> {
         let _op = caller.span("unlink");
-        let open = self.open_counts.lock().expect("open counts").clone();
+        let open = self.open_counts.locked().clone();
         let (child, gone) = self.wtx(|w| {
             let entry = w.dirent(parent, name)?.ok_or(FsError::NotFound)?;
             if entry.kind == FileKind::Dir {
@@ -554,7 +559,7 @@ impl Head {
             ))
         })?;
         if gone {
-            self.files.lock().expect("files").remove(&child);
+            self.files.locked().remove(&child);
         }
         Ok(())
     }
@@ -592,7 +597,7 @@ impl Head {
         mode: RenameMode,
     ) -> Result<(), FsError> {
         let _op = caller.span("rename");
-        let open = self.open_counts.lock().expect("open counts").clone();
+        let open = self.open_counts.locked().clone();
         let mut replaced_gone = None;
         let result = self.wtx(|w| {
             let src = w.dirent(parent, name)?.ok_or(FsError::NotFound)?;
@@ -702,7 +707,7 @@ impl Head {
             }
         });
         if let Some(gone) = replaced_gone {
-            self.files.lock().expect("files").remove(&gone);
+            self.files.locked().remove(&gone);
         }
         result
     }
@@ -740,12 +745,14 @@ impl Head {
             if let Some(gid) = set.gid {
                 rec.meta.gid = gid;
             }
-            // As Linux does: a new owner, or a truncate by someone other
-            // than root, takes setuid (and executable setgid) off a file,
-            // unless the same call sets the mode.
+            // As Linux does: a new owner (of any non-directory), or a
+            // truncate by someone other than root, takes setuid (and
+            // executable setgid) off, unless the same call sets the mode.
             let owner = set.uid.is_some() || set.gid.is_some();
             let truncate = set.size.is_some() && caller.uid != 0;
-            if (owner || truncate) && set.perm.is_none() && rec.meta.kind == FileKind::File {
+            let kills = (owner && rec.meta.kind != FileKind::Dir)
+                || (truncate && rec.meta.kind == FileKind::File);
+            if kills && set.perm.is_none() {
                 rec.meta.perm = without_setid(rec.meta.perm);
             }
             if let Some(t) = set.atime {
@@ -760,9 +767,9 @@ impl Head {
             Ok(rec)
         })?;
         // An explicit mtime (utimensat after a copy) wins over the pending write's.
-        let state = self.files.lock().expect("files").get(&ino).cloned();
+        let state = self.files.locked().get(&ino).cloned();
         if let Some(state) = state {
-            state.lock().expect("file state").attrs_set(set);
+            self.lock_state(&state)?.attrs_set(set);
         }
         Ok(self.attr_of(ino, &rec))
     }
@@ -912,16 +919,23 @@ impl Head {
         })
     }
 
-    /// Notes an open handle on `ino` (an unlinked file lives until the last is released).
-    pub fn open(&self, caller: Caller, ino: InodeNo) -> Result<Attr, FsError> {
+    /// Notes an open handle on `ino` (an unlinked file lives until the last
+    /// is released). [`OpenMode::Truncate`] empties the file first, as
+    /// open(2) with O_TRUNC does: size 0, mtime and ctime now, and setuid
+    /// dropped when the caller is not root (a truncate by anyone else).
+    pub fn open(&self, caller: Caller, ino: InodeNo, mode: OpenMode) -> Result<Attr, FsError> {
         let _op = caller.span("open");
-        let attr = self.getattr(caller, ino)?;
-        *self
-            .open_counts
-            .lock()
-            .expect("open counts")
-            .entry(ino)
-            .or_insert(0) += 1;
+        let attr = match mode {
+            OpenMode::Truncate => {
+                let set = SetAttr {
+                    size: Some(0),
+                    ..SetAttr::default()
+                };
+                self.setattr(caller, ino, &set)?
+            }
+            OpenMode::Read | OpenMode::Write => self.getattr(caller, ino)?,
+        };
+        *self.open_counts.locked().entry(ino).or_insert(0) += 1;
         Ok(attr)
     }
 
@@ -930,7 +944,7 @@ impl Head {
     pub fn release(&self, caller: Caller, ino: InodeNo) -> Result<(), FsError> {
         let _op = caller.span("release");
         let last = {
-            let mut counts = self.open_counts.lock().expect("open counts");
+            let mut counts = self.open_counts.locked();
             let n = counts.entry(ino).or_insert(1);
             *n = n.saturating_sub(1);
             let last = *n == 0;

@@ -15,6 +15,7 @@ use std::time::Duration;
 use super::Head;
 use crate::codec::Verified;
 use crate::id::ChunkId;
+use crate::sync::Recover;
 
 /// Chunks waiting to be decoded, at most.
 const QUEUE_LIMIT: usize = 512;
@@ -41,7 +42,7 @@ impl Head {
     pub fn prefetch(&self, ids: impl IntoIterator<Item = ChunkId>) {
         let mut fresh = Vec::new();
         {
-            let cache = self.chunk_cache.lock().expect("chunk cache");
+            let cache = self.chunk_cache.locked();
             for id in ids {
                 if !cache.contains(&id) {
                     fresh.push(id);
@@ -51,7 +52,7 @@ impl Head {
         if fresh.is_empty() {
             return;
         }
-        let mut q = self.prefetch.queue.lock().expect("prefetch queue");
+        let mut q = self.prefetch.queue.locked();
         for id in fresh {
             if q.ids.len() >= QUEUE_LIMIT {
                 break;
@@ -67,7 +68,7 @@ impl Head {
     pub fn run_prefetcher(&self) {
         loop {
             let id = {
-                let mut q = self.prefetch.queue.lock().expect("prefetch queue");
+                let mut q = self.prefetch.queue.locked();
                 loop {
                     if q.stopped {
                         return;
@@ -79,27 +80,24 @@ impl Head {
                     q = self.prefetch.work.wait(q).expect("prefetch queue");
                 }
             };
-            if self.chunk_cache.lock().expect("chunk cache").contains(&id) {
+            if self.chunk_cache.locked().contains(&id) {
                 continue;
             }
-            if !self.prefetch.decoding.lock().expect("decoding").insert(id) {
+            if !self.prefetch.decoding.locked().insert(id) {
                 continue;
             }
             // A damaged chunk is reported by the read that needs it.
             if let Ok(c) = self.repo.store().get(&id) {
-                self.chunk_cache
-                    .lock()
-                    .expect("chunk cache")
-                    .insert(id, Arc::new(c));
+                self.chunk_cache.locked().insert(id, Arc::new(c));
             }
-            self.prefetch.decoding.lock().expect("decoding").remove(&id);
+            self.prefetch.decoding.locked().remove(&id);
             self.prefetch.decoded.notify_all();
         }
     }
 
     /// Ends every worker's loop.
     pub fn stop_prefetchers(&self) {
-        self.prefetch.queue.lock().expect("prefetch queue").stopped = true;
+        self.prefetch.queue.locked().stopped = true;
         self.prefetch.work.notify_all();
     }
 
@@ -110,18 +108,15 @@ impl Head {
             return Ok(c);
         }
         let c = Arc::new(self.repo.store().get(id)?);
-        self.chunk_cache
-            .lock()
-            .expect("chunk cache")
-            .insert(*id, c.clone());
+        self.chunk_cache.locked().insert(*id, c.clone());
         Ok(c)
     }
 
     fn cached_or_wait(&self, id: &ChunkId) -> Option<Arc<Verified>> {
-        if let Some(c) = self.chunk_cache.lock().expect("chunk cache").get(id) {
+        if let Some(c) = self.chunk_cache.locked().get(id) {
             return Some(c);
         }
-        let mut decoding = self.prefetch.decoding.lock().expect("decoding");
+        let mut decoding = self.prefetch.decoding.locked();
         while decoding.contains(id) {
             let (d, timeout) = self
                 .prefetch
@@ -134,6 +129,6 @@ impl Head {
             }
         }
         drop(decoding);
-        self.chunk_cache.lock().expect("chunk cache").get(id)
+        self.chunk_cache.locked().get(id)
     }
 }

@@ -25,6 +25,7 @@ use super::Head;
 use crate::backup::record::RunRecord;
 use crate::format::Kind;
 use crate::id::ChunkId;
+use crate::sync::Recover;
 
 /// Bits of a snapshot inode number that hold the head inode number.
 pub const SNAPSHOT_INO_BITS: u32 = 40;
@@ -127,7 +128,7 @@ impl Head {
     ) -> Result<SnapshotRecord, FsError> {
         let _op = caller.span("snapshot");
         self.flush_all(caller)?;
-        let _serial = self.commit_lock.lock().expect("commit lock");
+        let _serial = self.commit_lock.locked();
         // A snapshot's directory name is its time to the second: a second
         // snapshot within one second waits for the next, so names never
         // collide and always tell the truth.

@@ -244,6 +244,18 @@ impl Attr {
     }
 }
 
+/// How a file is opened.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OpenMode {
+    /// Read only.
+    Read,
+    /// Write access (O_WRONLY, O_RDWR).
+    Write,
+    /// Write access, emptied by the open itself (O_TRUNC): the mount
+    /// negotiates atomic O_TRUNC, so the kernel sends no truncate of its own.
+    Truncate,
+}
+
 /// Attribute changes of setattr; `None` leaves a field as it is.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct SetAttr {

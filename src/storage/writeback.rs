@@ -19,6 +19,7 @@ use std::thread::JoinHandle;
 use serde::{Deserialize, Serialize};
 
 use super::DiskFile;
+use crate::sync::Recover;
 use crate::throttle::ioprio::IoClass;
 
 /// Ranges waiting for the thread; a writer blocks when this many are queued.
@@ -104,7 +105,7 @@ impl Writeback {
     /// Queues `len` bytes of `file` from `offset`; waits while the queue is
     /// full. After [`Writeback::stop`], does nothing.
     pub fn submit(&self, file: Arc<dyn DiskFile>, offset: u64, len: u64) {
-        let tx = self.tx.lock().expect("writeback sender").clone();
+        let tx = self.tx.locked().clone();
         if let Some(tx) = tx {
             // The thread lives as long as a sender; a send cannot fail.
             let _ = tx.send(Range { file, offset, len });
@@ -115,8 +116,8 @@ impl Writeback {
     /// process that exits next has no thread left in the middle of disk I/O
     /// (its files, and the repository lock, would stay open until then).
     pub fn stop(&self) {
-        drop(self.tx.lock().expect("writeback sender").take());
-        if let Some(thread) = self.thread.lock().expect("writeback thread").take() {
+        drop(self.tx.locked().take());
+        if let Some(thread) = self.thread.locked().take() {
             let _ = thread.join();
         }
     }

@@ -2,6 +2,7 @@
 //! tar and cp, and the failures they must see.
 
 mod backup;
+mod content;
 #[path = "../common/mod.rs"]
 mod common;
 mod freshness;
