@@ -75,7 +75,8 @@ Exit codes:
   0   success
   1   error (the message says what failed and what to do)
   2   wrong usage: unknown flag, missing argument, invalid value
-  10  no repository at the given location
+  10  no repository at the given location (mount: the default one is
+      missing after earlier use; is its disk mounted?)
   11  the repository is in use by another process (mounted or locked)
   12  wrong or missing passphrase or key file
   13  the repository is damaged (check found errors, corrupt data, missing index)

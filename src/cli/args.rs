@@ -93,6 +93,14 @@ pub enum Command {
     /// (never argv or environment), and returns once the mount answers.
     /// While unmounted, the bare mountpoint is kept immutable so that a
     /// backup writing into it fails instead of filling the disk below.
+    ///
+    /// On a first run, a missing default repository (/var/lib/strata/repo)
+    /// is created as `strata init` would. Once this machine has used one
+    /// (a key file in /etc/strata/keys/, alert state in /var/lib/strata/, a
+    /// daemon log in /var/log/strata/), a missing one is never replaced by
+    /// a new, empty one: exit 10 (is its disk mounted?); `strata init`
+    /// makes a new one on purpose. STRATA_STATE_DIR, STRATA_KEY_DIR and
+    /// STRATA_LOG_DIR move these directories.
     Mount(MountArgs),
     /// Unmount: the daemon commits everything, then exits; this waits for it.
     ///

@@ -4,6 +4,7 @@
 mod backup;
 #[path = "../common/mod.rs"]
 mod common;
+mod first_run;
 mod freshness;
 mod harness;
 mod ioprio;
