@@ -82,7 +82,9 @@ Exit codes:
   13  the repository is damaged (check found errors, corrupt data, missing index)
   14  the mountpoint is missing, not a directory, already mounted, not
       mounted, or busy (umount)
-  15  the host configuration (strata.toml) is unreadable, unsafe or invalid
+  15  the host configuration (strata.toml) is unreadable, unsafe or invalid,
+      or a program it names (or the backup copy script) could be changed by
+      someone other than root
   16  check --freshness: no good snapshot within the allowed age
   20  backup: a hook failed or timed out (the message says whether the
       snapshot was taken)

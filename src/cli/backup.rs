@@ -61,6 +61,14 @@ pub fn run(g: &Global, a: &BackupArgs) -> Result<()> {
             .map_err(|e| Reported(exit::USAGE, format!("--label: {e}")))?;
     }
     let config = HostConfig::load_or_default(a.config.as_deref())?;
+    // The copy runs as root too: a copy command that names a file (a
+    // script) is checked as the configuration's programs are. A bare name
+    // (rsync) is found through the caller's own PATH, theirs to keep safe.
+    let copy = a.command[0].to_string_lossy();
+    if copy.contains('/') {
+        let cwd = std::env::current_dir()?;
+        strata::hostconfig::check_program("the copy command", &copy, None, &cwd)?;
+    }
     let repo = locked(g)?;
     let socket = strata::mountpoint::socket_path(&repo.config().id);
     let not_mounted = || {

@@ -7,6 +7,7 @@ mod common;
 mod first_run;
 mod freshness;
 mod harness;
+mod hook_programs;
 mod ioprio;
 mod postgres;
 mod throttle;
