@@ -91,6 +91,8 @@ Exit codes:
   21  backup: the copy command failed
   22  backup: validation failed; the snapshot is kept, marked failed, not latest
   23  backup: the snapshot is kept but marked inconsistent (a hook failed)
+  24  backup, snapshot create: another backup run is in progress on the
+      repository (its pid, label and start time are named); nothing ran
   128+N  backup: stopped by signal N (130 SIGINT, 143 SIGTERM); the copy
       and hooks were stopped and on_failure hooks ran";
 

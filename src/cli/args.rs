@@ -75,6 +75,10 @@ pub enum Command {
     /// the label move to it only then. The exit code says how the run
     /// ended (see the exit codes in strata(1)).
     ///
+    /// One run at a time per repository: while one is in progress, another
+    /// is refused at once with exit 24, naming its pid, label and start
+    /// time (or waits, with --wait), so the hooks of two runs never overlap.
+    ///
     /// SIGINT, SIGTERM or SIGHUP stops the hook or copy running at the time
     /// with its process group (TERM, then KILL after 5 s), runs the
     /// on_failure hooks, raises the alert and exits 128 + the signal.
@@ -157,6 +161,11 @@ pub struct BackupArgs {
     /// The host configuration with the hooks [default: /etc/strata/strata.toml, none if missing].
     #[arg(long, env = "STRATA_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
+    /// While another run is in progress on the repository, wait for it to
+    /// end (at most DURATION, e.g. --wait=2h; --wait alone: as long as it
+    /// takes) instead of exiting 24 at once.
+    #[arg(long, value_name = "DURATION", num_args = 0..=1, require_equals = true)]
+    pub wait: Option<Option<humantime::Duration>>,
     /// The copy, e.g. `rsync -a /var/lib/app/ /mnt/strata/head/app/`; `{source}`
     /// in it becomes the path a pre-backup hook printed as source=PATH.
     #[arg(required = true, last = true, value_name = "COMMAND")]
@@ -287,6 +296,10 @@ pub enum SnapshotCommand {
         /// A label, e.g. "nightly"; `latest` and labels name the newest snapshot carrying them.
         #[arg(long)]
         label: Option<String>,
+        /// Take it even while a backup run is in progress (it may hold the
+        /// run's copy half-done); without it, that is refused with exit 24.
+        #[arg(long)]
+        force: bool,
     },
     /// List snapshots, oldest first.
     List,

@@ -10,6 +10,7 @@ mod harness;
 mod hook_programs;
 mod ioprio;
 mod postgres;
+mod runs;
 mod throttle;
 mod tree;
 
