@@ -35,6 +35,9 @@ pub const COPY_FAILED: u8 = 21;
 pub const VALIDATION_FAILED: u8 = 22;
 /// A backup run's snapshot is marked inconsistent.
 pub const INCONSISTENT: u8 = 23;
+/// Another backup run is in progress on the repository (`backup`,
+/// `snapshot create`): refused before anything ran.
+pub const RUN_IN_PROGRESS: u8 = 24;
 
 /// A check that found damage: reported, then exit 13.
 #[derive(Debug, thiserror::Error)]

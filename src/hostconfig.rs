@@ -14,8 +14,9 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer};
 
-use crate::alert::AlertConfig;
+use crate::alert::{AlertConfig, ChannelKind, CHILD_PATH};
 use crate::backup::record::Phase;
+use crate::throttle::adaptive::PROBE_PATH;
 use crate::throttle::{ThrottleConfig, ThrottlePolicy};
 
 /// Where the host configuration lives unless `--config` says otherwise.
@@ -38,6 +39,18 @@ pub enum HostConfigError {
         /// The file.
         path: PathBuf,
         /// What is wrong, naming the file or its directory.
+        why: String,
+        /// What to do.
+        fix: String,
+    },
+    /// A program it names could be changed by someone other than root.
+    #[error("refusing to run {who} ({program}) as root: {why}; only root may be able to change a program strata runs ({fix})")]
+    UnsafeProgram {
+        /// What names it: `hook "pre"`, `alert channel 1 (command)`, ...
+        who: String,
+        /// The program as it will be run (resolved through PATH).
+        program: PathBuf,
+        /// What is wrong, naming the file or the directory.
         why: String,
         /// What to do.
         fix: String,
@@ -206,10 +219,53 @@ impl HostConfig {
             check_owner(&real, Some(dir), &std::fs::metadata(dir).map_err(read_err)?)?;
         }
         let text = std::fs::read_to_string(&real).map_err(read_err)?;
-        HostConfig::parse(&text).map_err(|why| HostConfigError::Invalid {
+        let config = HostConfig::parse(&text).map_err(|why| HostConfigError::Invalid {
             path: path.to_owned(),
             why,
-        })
+        })?;
+        config.check_programs()?;
+        Ok(config)
+    }
+
+    /// Every program this configuration names (hooks, alert commands and
+    /// sendmail, the throttle probe) is one root may run, so only root may
+    /// be able to change it: checked as strata.toml itself is.
+    fn check_programs(&self) -> Result<(), HostConfigError> {
+        let own_path = std::env::var("PATH").ok();
+        for h in &self.hooks {
+            // The PATH the hook runs with (see backup::Run and process::Program).
+            let path = h.env.get("PATH").cloned().or_else(|| {
+                own_path
+                    .clone()
+                    .filter(|_| self.backup.env_allow.iter().any(|k| k == "PATH"))
+            });
+            let dir = h.dir.as_deref().unwrap_or(Path::new("/"));
+            check_program(
+                &format!("hook {:?}", h.name),
+                &h.command[0],
+                path.as_deref(),
+                dir,
+            )?;
+        }
+        for (i, c) in self.alerts.channels.iter().enumerate() {
+            let program = match &c.kind {
+                ChannelKind::Command { argv } => argv[0].clone(),
+                ChannelKind::Email { sendmail, .. } => sendmail.to_string_lossy().into_owned(),
+                _ => continue,
+            };
+            let who = format!("alert channel {} ({})", i + 1, c.kind.type_name());
+            check_program(&who, &program, Some(CHILD_PATH), Path::new("/"))?;
+        }
+        let probe = self.throttle_policy().adaptive.and_then(|a| a.probe);
+        if let Some(p) = probe {
+            check_program(
+                "the throttle probe",
+                &p.argv[0],
+                Some(PROBE_PATH),
+                Path::new("/"),
+            )?;
+        }
+        Ok(())
     }
 
     /// Parses and checks the text of a configuration.
@@ -282,9 +338,9 @@ impl HostConfig {
 }
 
 /// Root must own `path`, and no one else may write it (a sticky
-/// directory such as /tmp still lets others replace files in it).
-/// Checks the configuration `file` itself, or with `dir` its directory
-/// (`meta` is of whichever is checked).
+/// directory such as /tmp still lets others create the file whenever it is
+/// absent). Checks the configuration `file` itself, or with `dir` its
+/// directory (`meta` is of whichever is checked).
 fn check_owner(
     file: &Path,
     dir: Option<&Path>,
@@ -300,22 +356,113 @@ fn check_owner(
             "keep it in a directory only root can write, such as /etc/strata".to_owned(),
         ),
     };
-    let unsafe_ = |why: String| HostConfigError::Unsafe {
-        path: file.to_owned(),
-        why,
-        fix: fix.clone(),
-    };
+    match not_root_only(&what, meta) {
+        Some(why) => Err(HostConfigError::Unsafe {
+            path: file.to_owned(),
+            why,
+            fix,
+        }),
+        None => Ok(()),
+    }
+}
+
+/// Why someone other than root could change `what` (`meta` is of it), if
+/// they could: another owner, or write permission for group or others.
+fn not_root_only(what: &str, meta: &std::fs::Metadata) -> Option<String> {
     if meta.uid() != 0 {
-        return Err(unsafe_(format!(
-            "{what} is owned by uid {}, not root",
-            meta.uid()
-        )));
+        return Some(format!("{what} is owned by uid {}, not root", meta.uid()));
     }
     if meta.mode() & 0o022 != 0 {
-        return Err(unsafe_(format!(
+        return Some(format!(
             "{what} has mode {:o}, which lets group or others write it",
             meta.mode() & 0o7777
-        )));
+        ));
+    }
+    None
+}
+
+/// The PATH execvp searches when a program's environment has none
+/// (glibc's default), as for a hook whose PATH is not allowed through.
+const EXEC_DEFAULT_PATH: &str = "/bin:/usr/bin";
+
+/// Where `program` is found when run from `cwd` with PATH `path`, as
+/// execvp finds it: with a slash, as written; otherwise the first
+/// executable regular file in PATH's directories. None if not found.
+pub fn resolve_program(program: &str, path: Option<&str>, cwd: &Path) -> Option<PathBuf> {
+    if program.contains('/') {
+        return Some(cwd.join(program));
+    }
+    path.unwrap_or(EXEC_DEFAULT_PATH)
+        .split(':')
+        .map(|d| cwd.join(d).join(program))
+        .find(|p| std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.mode() & 0o111 != 0))
+}
+
+/// Checks that only root can change the program `who` runs as root:
+/// `program` (resolved through `path` from `cwd` as it will be executed),
+/// through symlinks, and every directory above it, as named and as it
+/// really is. A program not found is not checked: it fails when run.
+///
+/// Its own directory must be writable by root alone, as strata.toml's: in
+/// a sticky world-writable directory such as /tmp, anyone may create the
+/// file under its name whenever it is absent (a tmp cleaner removed it),
+/// and it would run before the next check could see its owner. Higher up,
+/// a sticky directory owned by root is accepted: there, only root can
+/// rename or remove the root-owned directory below it (checked in turn),
+/// so nobody else can swap the path out; a directory someone else created
+/// there fails its own owner check. Any other directory writable by group
+/// or others is refused.
+pub fn check_program(
+    who: &str,
+    program: &str,
+    path: Option<&str>,
+    cwd: &Path,
+) -> Result<(), HostConfigError> {
+    let Some(named) = resolve_program(program, path, cwd) else {
+        return Ok(());
+    };
+    let real = std::fs::canonicalize(&named).ok();
+    let refuse = |why: String, fix: String| HostConfigError::UnsafeProgram {
+        who: who.to_owned(),
+        program: named.clone(),
+        why,
+        fix,
+    };
+    if let Some(real) = &real {
+        let meta = std::fs::metadata(real).map_err(|e| {
+            refuse(
+                format!("{} cannot be read ({e})", real.display()),
+                "check the path in strata.toml".into(),
+            )
+        })?;
+        let what = format!("the file {}", real.display());
+        if let Some(why) = not_root_only(&what, &meta) {
+            let fix = format!("chown root {0} and chmod go-w {0}", real.display());
+            return Err(refuse(why, fix));
+        }
+    }
+    let mut dirs = BTreeSet::new();
+    for p in [Some(&named), real.as_ref()].into_iter().flatten() {
+        for (i, d) in p.ancestors().skip(1).enumerate() {
+            dirs.insert((d.to_owned(), i == 0));
+        }
+    }
+    for (dir, own) in dirs {
+        let Ok(meta) = std::fs::metadata(&dir) else {
+            continue;
+        };
+        let sticky_root = meta.mode() & 0o1000 != 0 && meta.uid() == 0;
+        if !own && sticky_root {
+            continue;
+        }
+        let what = format!("the directory {}", dir.display());
+        if let Some(why) = not_root_only(&what, &meta) {
+            let fix = format!(
+                "chown root {0} and chmod go-w {0}, or move the program into a directory only root can write, such as /usr/local/lib/strata",
+                dir.display()
+            );
+            return Err(refuse(why, fix));
+        }
     }
     Ok(())
 }

@@ -75,19 +75,24 @@ Exit codes:
   0   success
   1   error (the message says what failed and what to do)
   2   wrong usage: unknown flag, missing argument, invalid value
-  10  no repository at the given location
+  10  no repository at the given location (mount: the default one is
+      missing after earlier use; is its disk mounted?)
   11  the repository is in use by another process (mounted or locked)
   12  wrong or missing passphrase or key file
   13  the repository is damaged (check found errors, corrupt data, missing index)
   14  the mountpoint is missing, not a directory, already mounted, not
       mounted, or busy (umount)
-  15  the host configuration (strata.toml) is unreadable, unsafe or invalid
+  15  the host configuration (strata.toml) is unreadable, unsafe or invalid,
+      or a program it names (or the backup copy script) could be changed by
+      someone other than root
   16  check --freshness: no good snapshot within the allowed age
   20  backup: a hook failed or timed out (the message says whether the
       snapshot was taken)
   21  backup: the copy command failed
   22  backup: validation failed; the snapshot is kept, marked failed, not latest
   23  backup: the snapshot is kept but marked inconsistent (a hook failed)
+  24  backup, snapshot create: another backup run is in progress on the
+      repository (its pid, label and start time are named); nothing ran
   128+N  backup: stopped by signal N (130 SIGINT, 143 SIGTERM); the copy
       and hooks were stopped and on_failure hooks ran";
 

@@ -12,7 +12,7 @@ use zeroize::Zeroizing;
 use crate::crypto::slot::{decode_key_file, Secret};
 
 /// Where `strata init` puts a generated key file, as `<repository id>.key`,
-/// and where other commands look for it.
+/// and where other commands look for it, unless STRATA_KEY_DIR says otherwise.
 pub const DEFAULT_KEY_DIR: &str = "/etc/strata/keys";
 
 /// Reads a passphrase file: its first line, without the line ending.
@@ -50,9 +50,14 @@ pub fn read_key_file(path: &Path) -> Result<Secret> {
     Ok(Secret::KeyFile(bytes))
 }
 
+/// The directory of default key files: $STRATA_KEY_DIR or /etc/strata/keys.
+pub fn key_dir() -> PathBuf {
+    std::env::var_os("STRATA_KEY_DIR").map_or_else(|| PathBuf::from(DEFAULT_KEY_DIR), PathBuf::from)
+}
+
 /// The default key file of repository `id`.
 pub fn default_key_file(repo_id: &str) -> PathBuf {
-    Path::new(DEFAULT_KEY_DIR).join(format!("{repo_id}.key"))
+    key_dir().join(format!("{repo_id}.key"))
 }
 
 /// The secret as bytes for the daemon's key descriptor.

@@ -10,6 +10,7 @@
 pub mod alerts;
 pub mod hook;
 pub mod record;
+pub mod runlock;
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};

@@ -75,6 +75,10 @@ pub enum Command {
     /// the label move to it only then. The exit code says how the run
     /// ended (see the exit codes in strata(1)).
     ///
+    /// One run at a time per repository: while one is in progress, another
+    /// is refused at once with exit 24, naming its pid, label and start
+    /// time (or waits, with --wait), so the hooks of two runs never overlap.
+    ///
     /// SIGINT, SIGTERM or SIGHUP stops the hook or copy running at the time
     /// with its process group (TERM, then KILL after 5 s), runs the
     /// on_failure hooks, raises the alert and exits 128 + the signal.
@@ -93,6 +97,14 @@ pub enum Command {
     /// (never argv or environment), and returns once the mount answers.
     /// While unmounted, the bare mountpoint is kept immutable so that a
     /// backup writing into it fails instead of filling the disk below.
+    ///
+    /// On a first run, a missing default repository (/var/lib/strata/repo)
+    /// is created as `strata init` would. Once this machine has used one
+    /// (a key file in /etc/strata/keys/, alert state in /var/lib/strata/, a
+    /// daemon log in /var/log/strata/), a missing one is never replaced by
+    /// a new, empty one: exit 10 (is its disk mounted?); `strata init`
+    /// makes a new one on purpose. STRATA_STATE_DIR, STRATA_KEY_DIR and
+    /// STRATA_LOG_DIR move these directories.
     Mount(MountArgs),
     /// Unmount: the daemon commits everything, then exits; this waits for it.
     ///
@@ -149,6 +161,11 @@ pub struct BackupArgs {
     /// The host configuration with the hooks [default: /etc/strata/strata.toml, none if missing].
     #[arg(long, env = "STRATA_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
+    /// While another run is in progress on the repository, wait for it to
+    /// end (at most DURATION, e.g. --wait=2h; --wait alone: as long as it
+    /// takes) instead of exiting 24 at once.
+    #[arg(long, value_name = "DURATION", num_args = 0..=1, require_equals = true)]
+    pub wait: Option<Option<humantime::Duration>>,
     /// The copy, e.g. `rsync -a /var/lib/app/ /mnt/strata/head/app/`; `{source}`
     /// in it becomes the path a pre-backup hook printed as source=PATH.
     #[arg(required = true, last = true, value_name = "COMMAND")]
@@ -279,6 +296,10 @@ pub enum SnapshotCommand {
         /// A label, e.g. "nightly"; `latest` and labels name the newest snapshot carrying them.
         #[arg(long)]
         label: Option<String>,
+        /// Take it even while a backup run is in progress (it may hold the
+        /// run's copy half-done); without it, that is refused with exit 24.
+        #[arg(long)]
+        force: bool,
     },
     /// List snapshots, oldest first.
     List,

@@ -2,12 +2,12 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Result};
-use std::time::Instant;
+use anyhow::{bail, Context, Result};
+use std::time::{Duration, Instant};
 use strata::backup::record::{HookOutcome, RunRecord, RunStatus};
 
 use strata::alert::{self, Alerter};
-use strata::backup::{alerts, Failure, Outcome, Run, Target};
+use strata::backup::{alerts, runlock, Failure, Outcome, Run, Target};
 use strata::control::{self, Reply, Request, SnapshotInfo};
 use strata::exit::{self, Reported};
 use strata::hostconfig::HostConfig;
@@ -61,6 +61,14 @@ pub fn run(g: &Global, a: &BackupArgs) -> Result<()> {
             .map_err(|e| Reported(exit::USAGE, format!("--label: {e}")))?;
     }
     let config = HostConfig::load_or_default(a.config.as_deref())?;
+    // The copy runs as root too: a copy command that names a file (a
+    // script) is checked as the configuration's programs are. A bare name
+    // (rsync) is found through the caller's own PATH, theirs to keep safe.
+    let copy = a.command[0].to_string_lossy();
+    if copy.contains('/') {
+        let cwd = std::env::current_dir()?;
+        strata::hostconfig::check_program("the copy command", &copy, None, &cwd)?;
+    }
     let repo = locked(g)?;
     let socket = strata::mountpoint::socket_path(&repo.config().id);
     let not_mounted = || {
@@ -84,6 +92,7 @@ pub fn run(g: &Global, a: &BackupArgs) -> Result<()> {
         )
     })?;
     let daemon = Daemon { socket, mountpoint };
+    let _lock = run_lock(g, a, &repo.config().id)?;
     let started = Instant::now();
     let failed = |o: &Outcome, elapsed| {
         alert::raise_all(
@@ -159,6 +168,35 @@ pub fn run(g: &Global, a: &BackupArgs) -> Result<()> {
             .into())
         }
     }
+}
+
+/// Takes the repository's run lock for this run, waiting for the run in
+/// progress if told to; refuses with exit 24 naming that run otherwise.
+fn run_lock(g: &Global, a: &BackupArgs, repo_id: &str) -> Result<runlock::RunLock> {
+    let path = runlock::path(&strata::mountpoint::runtime_dir(), repo_id);
+    let wait = a.wait.map(|w| w.map_or(Duration::MAX, Duration::from));
+    let quiet = g.quiet || g.json;
+    let me = runlock::Holder::me(a.label.clone());
+    let taken = runlock::acquire(&path, &me, wait, |h| {
+        if !quiet {
+            eprintln!("strata backup: waiting for the backup run in progress ({h}) to end");
+        }
+    })
+    .with_context(|| format!("taking the run lock {}", path.display()))?;
+    taken.map_err(|h| {
+        let waited = match wait {
+            Some(w) if w < Duration::MAX => format!(" after waiting {}", humantime::format_duration(w)),
+            _ => String::new(),
+        };
+        Reported(
+            exit::RUN_IN_PROGRESS,
+            format!(
+                "another backup run is in progress on {} ({h}){waited}; this run did not start. Let it end, or queue behind it with --wait[=DURATION]",
+                g.repo.display()
+            ),
+        )
+        .into()
+    })
 }
 
 fn summary(o: &Outcome) -> String {

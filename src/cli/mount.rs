@@ -82,12 +82,31 @@ fn place_fds(moves: &[(i32, i32)]) -> std::io::Result<()> {
     Ok(())
 }
 
-/// The embedded default: the default repository is created on first use
-/// (as `strata init` would, with a generated key file) and the default
-/// mountpoint made, so that `strata mount` alone gives a target for rsync.
+/// The embedded default: on a genuine first run the default repository is
+/// created (as `strata init` would, with a generated key file) and the
+/// default mountpoint made, so that `strata mount` alone gives a target
+/// for rsync. A default repository that is missing after this machine has
+/// used one (its disk did not mount) is never replaced by a new, empty one:
+/// backups would go on "succeeding" into it while the real ones are gone.
 fn embedded_default(g: &Global, a: &MountArgs) -> Result<()> {
-    if g.repo == Path::new(DEFAULT_REPO) && !g.repo.exists() {
-        eprintln!("strata: no repository at {}; creating it", g.repo.display());
+    if g.repo == default_repo() && !g.repo.exists() {
+        if let Some(trace) = earlier_use(&g.repo) {
+            let repo = g.repo.display();
+            return Err(Reported(
+                exit::NO_REPOSITORY,
+                format!(
+                    "no repository at {repo}, but this machine has used one before ({} exists), so no new, empty one is made in its place. \
+                     Is the disk or filesystem that holds it mounted (see `findmnt`, /etc/fstab)? Mount it and run `strata mount` again. \
+                     To start a new, empty repository on purpose: strata init --repo {repo}",
+                    trace.display()
+                ),
+            )
+            .into());
+        }
+        eprintln!(
+            "strata: first run: no repository at {}; creating it",
+            g.repo.display()
+        );
         super::cmd_init(g, &InitArgs::defaults())?;
     }
     let mnt = &a.mount.mountpoint;
@@ -95,6 +114,42 @@ fn embedded_default(g: &Global, a: &MountArgs) -> Result<()> {
         std::fs::create_dir_all(mnt).with_context(|| format!("creating {}", mnt.display()))?;
     }
     Ok(())
+}
+
+/// The default repository: `repo` in the state directory, where the alert
+/// state is kept too ($STRATA_STATE_DIR, else /var/lib/strata, which gives
+/// the --repo default).
+fn default_repo() -> PathBuf {
+    match std::env::var_os("STRATA_STATE_DIR") {
+        Some(dir) => PathBuf::from(dir).join("repo"),
+        None => PathBuf::from(DEFAULT_REPO),
+    }
+}
+
+/// The daemon logs' directory: $STRATA_LOG_DIR, else /var/log/strata.
+fn log_dir() -> PathBuf {
+    std::env::var_os("STRATA_LOG_DIR")
+        .map_or_else(|| PathBuf::from("/var/log/strata"), PathBuf::from)
+}
+
+/// A file left by an earlier repository on this machine, if any: a key
+/// file `strata init` generated, alert state, or a daemon log.
+fn earlier_use(repo: &Path) -> Option<PathBuf> {
+    let state_dir = strata::alert::state_path_of(repo)
+        .parent()
+        .map(Path::to_path_buf)?;
+    let places = [
+        (strata::secrets::key_dir(), "", ".key"),
+        (state_dir, "alerts-", ".json"),
+        (log_dir(), "mountd-", ".log"),
+    ];
+    places.into_iter().find_map(|(dir, prefix, suffix)| {
+        std::fs::read_dir(&dir).ok()?.flatten().find_map(|e| {
+            let name = e.file_name();
+            let name = name.to_string_lossy();
+            (name.starts_with(prefix) && name.ends_with(suffix)).then(|| e.path())
+        })
+    })
 }
 
 pub fn mount(g: &Global, a: &MountArgs) -> Result<()> {
@@ -151,7 +206,7 @@ pub fn mount(g: &Global, a: &MountArgs) -> Result<()> {
     let log = a
         .log_file
         .clone()
-        .unwrap_or_else(|| PathBuf::from(format!("/var/log/strata/mountd-{id}.log")));
+        .unwrap_or_else(|| log_dir().join(format!("mountd-{id}.log")));
     if let Some(dir) = log.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }

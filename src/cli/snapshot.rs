@@ -2,6 +2,7 @@
 //! socket while the repository is mounted, directly when it is not.
 
 use anyhow::{bail, Result};
+use strata::backup::runlock;
 use strata::control::{self, Reply, Request, SnapshotInfo};
 use strata::exit::{self, Reported};
 use strata::head::{Caller, Head};
@@ -87,10 +88,13 @@ fn show(info: &SnapshotInfo) -> String {
 
 pub fn run(g: &Global, c: &SnapshotCommand) -> Result<()> {
     let req = match c {
-        SnapshotCommand::Create { label } => {
+        SnapshotCommand::Create { label, force } => {
             if let Some(l) = label {
                 strata::namespace::check_label(l)
                     .map_err(|e| Reported(exit::USAGE, format!("--label: {e}")))?;
+            }
+            if !force {
+                refuse_during_a_run(g)?;
             }
             Request::SnapshotCreate {
                 label: label.clone(),
@@ -125,6 +129,23 @@ pub fn run(g: &Global, c: &SnapshotCommand) -> Result<()> {
             out
         }),
         (_, other) => bail!("unexpected answer from the daemon: {other:?}"),
+    }
+    Ok(())
+}
+
+/// A snapshot taken while a backup run copies could hold its copy
+/// half-done, so it is refused unless a human means it (--force).
+fn refuse_during_a_run(g: &Global) -> Result<()> {
+    let id = locked(g)?.config().id.clone();
+    let lock = runlock::path(&strata::mountpoint::runtime_dir(), &id);
+    if let Some(h) = runlock::running(&lock)? {
+        return Err(Reported(
+            exit::RUN_IN_PROGRESS,
+            format!(
+                "a backup run is in progress ({h}): a snapshot now could hold its copy half-done; let it finish (it takes its own snapshot), or add --force to take one anyway"
+            ),
+        )
+        .into());
     }
     Ok(())
 }

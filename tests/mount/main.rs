@@ -5,10 +5,13 @@ mod backup;
 mod content;
 #[path = "../common/mod.rs"]
 mod common;
+mod first_run;
 mod freshness;
 mod harness;
+mod hook_programs;
 mod ioprio;
 mod postgres;
+mod runs;
 mod throttle;
 mod tree;
 
