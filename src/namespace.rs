@@ -17,6 +17,7 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, RwLock};
 
 use crate::backup::record::RunRecord;
+use crate::backup::runlock;
 use crate::head::snapshot::{
     snapshot_ino, SnapshotRecord, SnapshotRow, Tree, TreeEntry, SNAPSHOT_INO_BITS,
 };
@@ -446,6 +447,7 @@ impl Namespace {
         if Node::of(parent) == Node::Snapshots {
             let label = std::str::from_utf8(name)
                 .map_err(|_| FsError::Invalid("a snapshot label is ASCII"))?;
+            self.refuse_during_a_run()?;
             let rec = self.snapshot(caller, Some(label))?;
             return Ok(snap_attr(rec.seq, &rec.root));
         }
@@ -457,6 +459,22 @@ impl Namespace {
             umask,
         )?;
         Ok(self.shown(attr))
+    }
+
+    /// A snapshot by mkdir while a backup run is in progress would hold its
+    /// copy half-done: refused, as `strata snapshot create` refuses it
+    /// (which has `--force`; a mkdir has no way to say it).
+    fn refuse_during_a_run(&self) -> Result<(), FsError> {
+        let id = &self.head.repo().config().id;
+        let lock = runlock::path(&crate::mountpoint::runtime_dir(), id);
+        match runlock::running(&lock) {
+            Ok(None) => Ok(()),
+            Ok(Some(holder)) => {
+                tracing::warn!(%holder, "snapshot by mkdir refused: a backup run is in progress");
+                Err(FsError::Busy("a backup run is in progress"))
+            }
+            Err(e) => Err(FsError::Io(format!("reading the run lock: {e}"))),
+        }
     }
 
     /// Creates a regular file.

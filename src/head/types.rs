@@ -355,6 +355,9 @@ pub enum FsError {
     /// Not allowed for this inode (e.g. a default ACL on a file).
     #[error("permission denied")]
     PermissionDenied,
+    /// Refused for now because of something else going on (a backup run).
+    #[error("busy: {0}")]
+    Busy(&'static str),
     /// The store is out of space; nothing was half-stored.
     #[error("no space left on device")]
     NoSpace,
@@ -384,6 +387,7 @@ impl FsError {
             FsError::TooManyLinks => libc::EMLINK,
             FsError::ReadOnly => libc::EROFS,
             FsError::PermissionDenied => libc::EACCES,
+            FsError::Busy(_) => libc::EBUSY,
             FsError::NoSpace => libc::ENOSPC,
             // Damaged data must not pass for a missing file or for success.
             FsError::Corrupt(_) => libc::EIO,

@@ -1,32 +1,23 @@
 //! A private PostgreSQL server for tests: its own data directory, Unix
 //! socket directory and port, no TCP listener, run as the `postgres` OS
-//! user (the server refuses to run as root). PostgreSQL is installed from
-//! the OS packages when missing; a test never passes by not running.
+//! user (the server refuses to run as root). A missing PostgreSQL fails the
+//! test (`.ci/run` installs it); a test never passes by not running.
 
 use std::ffi::OsStr;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::Mutex;
 
-/// Installs OS packages with apt-get, one install at a time across the
-/// test crate (apt-get refuses to run beside itself); asserts success.
-pub fn apt_install(packages: &[&str]) {
-    static APT: Mutex<()> = Mutex::new(());
-    let _guard = APT.lock().unwrap_or_else(|e| e.into_inner());
-    let status = Command::new("apt-get")
-        .args(["install", "-y", "-qq", "--no-install-recommends"])
-        .args(packages)
-        .env("DEBIAN_FRONTEND", "noninteractive")
-        .stdin(Stdio::null())
-        .status();
-    assert!(
-        status.is_ok_and(|s| s.success()),
-        "installing {packages:?} failed (as root, after apt-get update)"
-    );
+/// Fails the test for OS packages that are not installed. Tests never
+/// install packages themselves: `.ci/run` installs what they use.
+pub fn missing_packages(packages: &[&str]) -> ! {
+    panic!(
+        "missing OS packages: apt-get install {} (.ci/run installs them)",
+        packages.join(" ")
+    )
 }
 
-/// The newest PostgreSQL's server programs, installed if missing.
+/// The newest PostgreSQL's server programs.
 pub fn bin_dir() -> PathBuf {
     let newest = || {
         let mut dirs: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
@@ -44,8 +35,7 @@ pub fn bin_dir() -> PathBuf {
     if let Some(bin) = newest() {
         return bin;
     }
-    apt_install(&["postgresql", "postgresql-contrib"]);
-    newest().expect("PostgreSQL server programs after installing postgresql")
+    missing_packages(&["postgresql"])
 }
 
 /// Runs a program as the `postgres` OS user, stdin /dev/null.

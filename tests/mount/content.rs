@@ -129,8 +129,14 @@ fn open_with_o_trunc_empties_the_file() {
     );
     let after = stamps(&h.join("plain"));
     assert_eq!(after.0, 0);
-    assert!(after.1 > before.1, "mtime was not updated: {before:?} {after:?}");
-    assert!(after.2 > before.2, "ctime was not updated: {before:?} {after:?}");
+    assert!(
+        after.1 > before.1,
+        "mtime was not updated: {before:?} {after:?}"
+    );
+    assert!(
+        after.2 > before.2,
+        "ctime was not updated: {before:?} {after:?}"
+    );
 
     // A file with staged (non-append) writes still open.
     put("staged");
@@ -157,7 +163,10 @@ fn open_with_o_trunc_empties_the_file() {
     let mut want = b"cut".to_vec();
     want.resize(long.len(), 0);
     want.extend_from_slice(b"tail");
-    assert!(std::fs::read(h.join("open")).unwrap() == want, "open writer");
+    assert!(
+        std::fs::read(h.join("open")).unwrap() == want,
+        "open writer"
+    );
 
     // Snapshots store what the files hold now, and so does a remount.
     let snap = m.snapshot("truncated");

@@ -22,9 +22,9 @@ fn have(tool: &str) -> bool {
         .is_ok_and(|o| o.status.success())
 }
 
-/// Mount tests need root, /dev/fuse and the tools; missing tools are
-/// installed from the OS packages. Anything still missing fails the test
-/// (a mount test never passes by not running).
+/// Mount tests need root, /dev/fuse and the tools (`.ci/run` installs
+/// them); anything missing fails the test (a mount test never passes by
+/// not running).
 pub fn setup() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
@@ -39,20 +39,11 @@ pub fn setup() {
             .filter(|(t, _)| !have(t))
             .map(|(_, p)| *p)
             .collect();
-        if !missing.is_empty() {
-            let status = Command::new("apt-get")
-                .args(["install", "-y", "-qq"])
-                .args(&missing)
-                .env("DEBIAN_FRONTEND", "noninteractive")
-                .status();
-            assert!(
-                status.is_ok_and(|s| s.success()),
-                "installing {missing:?} failed"
-            );
-        }
-        for (t, _) in TOOLS {
-            assert!(have(t), "{t} is missing");
-        }
+        assert!(
+            missing.is_empty(),
+            "missing OS packages: apt-get install {} (.ci/run installs them)",
+            missing.join(" ")
+        );
         assert!(
             mountd().exists(),
             "{} is missing: `cargo test --workspace` builds it",

@@ -109,6 +109,14 @@ fn a_second_run_is_refused_or_waits_and_hooks_never_overlap() {
     fails(&out, 24, "--force");
     ok(m.strata()
         .args(["snapshot", "create", "--label", "manual", "--force"]));
+    // Nor by mkdir in snapshots/, which has no way to say --force.
+    let err = std::fs::create_dir(m.snapshots().join("by-mkdir")).unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc::EBUSY), "{err}");
+    assert!(
+        m.log().contains("a backup run is in progress"),
+        "{}",
+        m.log()
+    );
 
     // A run told to wait starts when the first one ends, not before.
     let c = spawn(backup(&m, "c", &["--wait"]));
