@@ -870,3 +870,22 @@ fn regression_rename_over_a_file_with_pending_writes() {
         Op::Fsync { file: 0 },
     ]);
 }
+
+/// An append after a flush, to a file whose last chunk was cut at the
+/// maximum size, re-fed that chunk and panicked: the look-ahead was full.
+#[test]
+fn regression_append_after_a_maximum_size_last_chunk() {
+    let append = |fill| Op::Append {
+        file: 0,
+        len: 1,
+        seed: 0,
+        fill,
+    };
+    run(&[
+        Op::Create { dir: 0, name: 0 },
+        append(Some(0)),
+        append(Some(1)),
+        Op::Flush { file: 0 },
+        append(None),
+    ]);
+}
