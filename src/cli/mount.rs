@@ -272,6 +272,8 @@ pub fn mount(g: &Global, a: &MountArgs) -> Result<()> {
 struct Unmounted {
     mountpoint: String,
     was_dead: bool,
+    /// Why not everything written was committed, if it was not.
+    not_committed: Option<String>,
 }
 
 pub fn umount(g: &Global, dir: &Path) -> Result<()> {
@@ -280,47 +282,76 @@ pub fn umount(g: &Global, dir: &Path) -> Result<()> {
         Some(m) if m.is_strata() => m,
         _ => return Err(MountpointError::NotMounted(dir).into()),
     };
-    let was_dead = mountpoint::is_dead(&dir);
-    if was_dead {
+    if mountpoint::is_dead(&dir) {
         mountpoint::detach(&dir).with_context(|| format!("detaching {}", dir.display()))?;
-    } else {
-        let id = m.repo_id().unwrap_or_default();
-        let socket = mountpoint::socket_path(id);
-        let pid = match control::call(&socket, &Request::Status)? {
-            Some(Reply::Status(s)) => s.pid,
-            _ => None,
+        let out = Unmounted {
+            mountpoint: dir.display().to_string(),
+            was_dead: true,
+            not_committed: None,
         };
-        match control::call(&socket, &Request::Shutdown) {
-            Ok(Some(_)) => {}
-            Ok(None) => {
-                // No control socket: unmount directly; the daemon exits on its own.
-                mountpoint::detach(&dir)
-                    .with_context(|| format!("unmounting {}", dir.display()))?;
-            }
-            // The daemon may exit before its answer is out; gone is done.
-            Err(_) if mountpoint::mounted_on(&dir).is_none() => {}
-            Err(e) => return Err(Reported(exit::MOUNTPOINT, format!("{e:#}")).into()),
-        }
-        if let Some(pid) = pid {
-            wait_exit(pid, &dir)?;
-        }
-    }
-    let out = Unmounted {
-        mountpoint: dir.display().to_string(),
-        was_dead,
-    };
-    print(g, &out, || {
-        if was_dead {
+        print(g, &out, || {
             format!(
                 "detached the dead mount on {} (its daemon had stopped)",
                 out.mountpoint
             )
-        } else {
-            format!(
-                "unmounted {}; everything written was committed",
-                out.mountpoint
-            )
+        });
+        return Ok(());
+    }
+    let socket = mountpoint::socket_path(m.repo_id().unwrap_or_default());
+    let status = match control::call(&socket, &Request::Status)? {
+        Some(Reply::Status(s)) => Some(s),
+        _ => None,
+    };
+    match control::call(&socket, &Request::Shutdown) {
+        Ok(Some(_)) => {}
+        Ok(None) => {
+            // No control socket: unmount directly; the daemon exits on its own.
+            mountpoint::detach(&dir).with_context(|| format!("unmounting {}", dir.display()))?;
         }
+        // The daemon may exit before its answer is out; gone is done.
+        Err(_) if mountpoint::mounted_on(&dir).is_none() => {}
+        Err(e) => return Err(Reported(exit::MOUNTPOINT, format!("{e:#}")).into()),
+    }
+    if let Some(pid) = status.as_ref().and_then(|s| s.pid) {
+        wait_exit(pid, &dir)?;
+    }
+    let out = Unmounted {
+        mountpoint: dir.display().to_string(),
+        was_dead: false,
+        not_committed: status.and_then(|s| s.read_only_reason).map(|reason| {
+            format!(
+                "the head had turned read-only after a storage failure ({reason}), so what was written into head/ since its last commit was refused or lost; free space on, or repair, the disk the repository is on (`df`, `dmesg`), mount again (the head comes back at its last commit) and copy again"
+            )
+        }),
+    };
+    finish(g, out)
+}
+
+/// Prints the outcome; not everything committed is an error (exit 25).
+fn finish(g: &Global, out: Unmounted) -> Result<()> {
+    if let Some(why) = &out.not_committed {
+        if g.json {
+            print(g, &out, String::new);
+        }
+        return Err(Reported(
+            exit::NOT_COMMITTED,
+            format!(
+                "{} {}, but not everything written was committed: {why}",
+                if out.was_dead {
+                    "detached the dead mount on"
+                } else {
+                    "unmounted"
+                },
+                out.mountpoint
+            ),
+        )
+        .into());
+    }
+    print(g, &out, || {
+        format!(
+            "unmounted {}; everything written was committed",
+            out.mountpoint
+        )
     });
     Ok(())
 }
