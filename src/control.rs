@@ -198,6 +198,8 @@ pub struct Status {
 enum Wire {
     Ok(Reply),
     Err(String),
+    /// An error with its own exit code, which the CLI exits with.
+    Failed(u8, String),
 }
 
 /// Finds a snapshot by number, time name, label or "latest" (a label and
@@ -236,7 +238,15 @@ pub fn handle(ns: &Namespace, caller: Caller, req: &Request) -> Result<Reply> {
     let _op = caller.span("control");
     Ok(match req {
         Request::SnapshotCreate { label, run } => {
-            let rec = ns.snapshot_run(caller, label.as_deref(), run.as_deref())?;
+            if let Some(refused) = no_snapshot_after_storage_failure(ns, None) {
+                return Err(refused.into());
+            }
+            let rec = ns
+                .snapshot_run(caller, label.as_deref(), run.as_deref())
+                .map_err(|e| match no_snapshot_after_storage_failure(ns, Some(&e)) {
+                    Some(refused) => anyhow::Error::new(refused),
+                    None => e.into(),
+                })?;
             let row = ns.head().snapshot_by_seq(rec.seq)?;
             tracing::info!(
                 seq = rec.seq,
@@ -299,6 +309,28 @@ pub fn handle(ns: &Namespace, caller: Caller, req: &Request) -> Result<Reply> {
         }
         Request::Shutdown => Reply::Done,
     })
+}
+
+/// Why no snapshot can be taken after a storage failure, and what to do:
+/// the store refuses writes since one failed, or `err` (the snapshot's
+/// own failure) is one of the disk's. `None` for anything else. The
+/// storage layer's message (redb's, the OS's) is quoted, never alone.
+fn no_snapshot_after_storage_failure(
+    ns: &Namespace,
+    err: Option<&crate::head::FsError>,
+) -> Option<crate::exit::Reported> {
+    use crate::head::FsError;
+    let what_to_do = "free space on, or repair, the disk the repository is on (`df`, `dmesg`), then `strata umount` and `strata mount` again: the head comes back at its last commit; copy again and take the snapshot then";
+    let message = match (ns.head().repo().store().failed(), err) {
+        (Some(reason), _) => format!(
+            "no snapshot taken: the head turned read-only after a storage failure ({reason}), so what was written into head/ since its last commit is not stored; {what_to_do}"
+        ),
+        (None, Some(e @ (FsError::Io(_) | FsError::NoSpace | FsError::ReadOnly))) => format!(
+            "no snapshot taken: writing it to the repository failed ({e}); {what_to_do}"
+        ),
+        _ => return None,
+    };
+    Some(crate::exit::Reported(crate::exit::NOT_COMMITTED, message))
 }
 
 /// The daemon's side: what it adds to the shared handling.
@@ -395,7 +427,13 @@ fn serve_one(stream: UnixStream, ns: &Namespace, daemon: &dyn Daemon) -> Result<
         });
     let wire = match reply {
         Ok(r) => Wire::Ok(r),
-        Err(e) => Wire::Err(format!("{e:#}")),
+        Err(e) => match e
+            .chain()
+            .find_map(|c| c.downcast_ref::<crate::exit::Reported>())
+        {
+            Some(r) => Wire::Failed(r.0, format!("{e:#}")),
+            None => Wire::Err(format!("{e:#}")),
+        },
     };
     let mut out = serde_json::to_vec(&wire)?;
     out.push(b'\n');
@@ -482,6 +520,7 @@ pub fn call(socket: &Path, req: &Request) -> Result<Option<Reply>> {
     match serde_json::from_str::<Wire>(&line).context("the daemon's answer is malformed")? {
         Wire::Ok(r) => Ok(Some(r)),
         Wire::Err(e) => bail!("{e}"),
+        Wire::Failed(code, e) => Err(crate::exit::Reported(code, e).into()),
     }
 }
 

@@ -38,6 +38,10 @@ pub const INCONSISTENT: u8 = 23;
 /// Another backup run is in progress on the repository (`backup`,
 /// `snapshot create`): refused before anything ran.
 pub const RUN_IN_PROGRESS: u8 = 24;
+/// Not everything written was committed: the head turned read-only after
+/// a storage failure, or the daemon died (`umount`); no snapshot was taken
+/// because of such a failure (`snapshot create`).
+pub const NOT_COMMITTED: u8 = 25;
 
 /// A check that found damage: reported, then exit 13.
 #[derive(Debug, thiserror::Error)]

@@ -93,6 +93,10 @@ Exit codes:
   23  backup: the snapshot is kept but marked inconsistent (a hook failed)
   24  backup, snapshot create: another backup run is in progress on the
       repository (its pid, label and start time are named); nothing ran
+  25  umount: not everything written was committed (the head had turned
+      read-only after a storage failure, or the daemon had died; the mount
+      is gone all the same); snapshot create: no snapshot was taken because
+      of such a failure (the message says what was kept and what to do)
   128+N  backup: stopped by signal N (130 SIGINT, 143 SIGTERM); the copy
       and hooks were stopped and on_failure hooks ran";
 

@@ -281,6 +281,11 @@ impl Store {
         if len > durable {
             file.set_len(durable).map_err(io_err("truncate", &path))?;
             file.sync().map_err(io_err("sync", &path))?;
+            tracing::info!(
+                pack = %id.short(),
+                bytes = len - durable,
+                "recovery: cut an open pack back to its last synced length (an unclean shutdown)"
+            );
         }
         let last = match pack::read_trailer(file.as_ref(), self.codec.sealer(), id, durable) {
             Ok(last) => last,

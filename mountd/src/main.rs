@@ -36,7 +36,10 @@ use fs::{after_snapshot, Invalidate, Requests, StrataFs};
 const READ_AHEAD_WORKERS: usize = 2;
 
 fn main() -> ExitCode {
-    strata::process::start("info");
+    // fuser's own unmount when its session ends finds the mount already
+    // gone after `strata umount` (EINVAL) and would warn every time;
+    // whether the mount is really left is checked after the session.
+    strata::process::start("info,fuser::session=error");
     let args = MountdArgs::parse();
     let ready = args.ready_fd.map(|fd| {
         // SAFETY: `strata mount` passes the write end of a pipe for this.
@@ -133,13 +136,22 @@ struct Served {
 }
 
 impl Served {
+    /// fuser's one-shot unmount. After our own umount2 it fails (EINVAL):
+    /// only a mount that is really still there is worth a log line.
     fn unmount(&self) {
         if let Some(mut u) = self.unmount.lock().expect("unmount").take() {
             if let Err(e) = u.unmount() {
-                tracing::error!(error = %e, "unmount failed");
+                if still_mounted(&self.mountpoint) {
+                    tracing::error!(error = %e, "unmount failed");
+                }
             }
         }
     }
+}
+
+/// Whether a strata mount is still on `mnt`.
+fn still_mounted(mnt: &Path) -> bool {
+    mountpoint::mounted_on(mnt).is_some_and(|m| m.is_strata())
 }
 
 impl Daemon for Served {
@@ -366,6 +378,12 @@ fn run(args: &MountdArgs, ready: &dyn Fn()) -> Result<()> {
         .join()
         .map_err(|_| anyhow::anyhow!("the FUSE session panicked"))?;
     sd_notify("STOPPING=1");
+    if still_mounted(&mnt) {
+        tracing::warn!(mountpoint = %mnt.display(), "the mount outlived its session; detaching it");
+        if let Err(e) = mountpoint::detach(&mnt) {
+            tracing::error!(error = %e, "detaching the mount failed");
+        }
+    }
     let _ = std::fs::remove_file(mountpoint::socket_path(&repo_id));
     ns.shutdown().context("committing the head at unmount")?;
     if let Some(p) = io_placement {

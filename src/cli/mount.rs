@@ -272,7 +272,12 @@ pub fn mount(g: &Global, a: &MountArgs) -> Result<()> {
 struct Unmounted {
     mountpoint: String,
     was_dead: bool,
+    /// Why not everything written was committed, if it was not.
+    not_committed: Option<String>,
 }
+
+/// What a mount whose daemon died lost, and what to do.
+const DEAD_DAEMON: &str = "its daemon had stopped without unmounting (killed or crashed), so what was written since its last commit is lost; the next `strata mount` opens the repository at that commit (its log says what recovery did); copy again before taking a snapshot";
 
 pub fn umount(g: &Global, dir: &Path) -> Result<()> {
     let dir = mountpoint::canonical(dir);
@@ -280,47 +285,98 @@ pub fn umount(g: &Global, dir: &Path) -> Result<()> {
         Some(m) if m.is_strata() => m,
         _ => return Err(MountpointError::NotMounted(dir).into()),
     };
-    let was_dead = mountpoint::is_dead(&dir);
-    if was_dead {
-        mountpoint::detach(&dir).with_context(|| format!("detaching {}", dir.display()))?;
+    let socket = mountpoint::socket_path(m.repo_id().unwrap_or_default());
+    let status = if mountpoint::is_dead(&dir) {
+        None
     } else {
-        let id = m.repo_id().unwrap_or_default();
-        let socket = mountpoint::socket_path(id);
-        let pid = match control::call(&socket, &Request::Status)? {
-            Some(Reply::Status(s)) => s.pid,
-            _ => None,
-        };
-        match control::call(&socket, &Request::Shutdown) {
-            Ok(Some(_)) => {}
-            Ok(None) => {
-                // No control socket: unmount directly; the daemon exits on its own.
-                mountpoint::detach(&dir)
-                    .with_context(|| format!("unmounting {}", dir.display()))?;
-            }
-            // The daemon may exit before its answer is out; gone is done.
-            Err(_) if mountpoint::mounted_on(&dir).is_none() => {}
-            Err(e) => return Err(Reported(exit::MOUNTPOINT, format!("{e:#}")).into()),
+        // A daemon killed a moment ago still answers statfs until its
+        // last thread is gone, and its socket then refuses or resets the
+        // connection: a status that does not come back is checked again.
+        match control::call(&socket, &Request::Status) {
+            Ok(Some(Reply::Status(s))) => Some(s),
+            _ if mountpoint::is_dead(&dir) => None,
+            Ok(_) => return unmount_without_daemon(g, &dir),
+            Err(e) => return Err(e),
         }
-        if let Some(pid) = pid {
-            wait_exit(pid, &dir)?;
-        }
+    };
+    let Some(status) = status else {
+        return detach_dead(g, &dir);
+    };
+    match control::call(&socket, &Request::Shutdown) {
+        Ok(Some(_)) => {}
+        Ok(None) if mountpoint::is_dead(&dir) => return detach_dead(g, &dir),
+        Ok(None) => return unmount_without_daemon(g, &dir),
+        // The daemon may exit before its answer is out; gone is done.
+        Err(_) if mountpoint::mounted_on(&dir).is_none() => {}
+        Err(_) if mountpoint::is_dead(&dir) => return detach_dead(g, &dir),
+        Err(e) => return Err(Reported(exit::MOUNTPOINT, format!("{e:#}")).into()),
+    }
+    if let Some(pid) = status.pid {
+        wait_exit(pid, &dir)?;
     }
     let out = Unmounted {
         mountpoint: dir.display().to_string(),
-        was_dead,
+        was_dead: false,
+        not_committed: status.read_only_reason.map(|reason| {
+            format!(
+                "the head had turned read-only after a storage failure ({reason}), so what was written into head/ since its last commit was refused or lost; free space on, or repair, the disk the repository is on (`df`, `dmesg`), mount again (the head comes back at its last commit) and copy again"
+            )
+        }),
     };
-    print(g, &out, || {
-        if was_dead {
-            format!(
-                "detached the dead mount on {} (its daemon had stopped)",
-                out.mountpoint
-            )
-        } else {
-            format!(
-                "unmounted {}; everything written was committed",
-                out.mountpoint
-            )
+    finish(g, out)
+}
+
+/// The mount's daemon is gone: detach what it left, and say what that lost.
+fn detach_dead(g: &Global, dir: &Path) -> Result<()> {
+    mountpoint::detach(dir).with_context(|| format!("detaching {}", dir.display()))?;
+    finish(
+        g,
+        Unmounted {
+            mountpoint: dir.display().to_string(),
+            was_dead: true,
+            not_committed: Some(DEAD_DAEMON.to_owned()),
+        },
+    )
+}
+
+/// A live mount whose daemon has no control socket: unmount it directly;
+/// the daemon commits as it exits, which only its log can confirm.
+fn unmount_without_daemon(g: &Global, dir: &Path) -> Result<()> {
+    mountpoint::detach(dir).with_context(|| format!("unmounting {}", dir.display()))?;
+    if !g.quiet {
+        eprintln!(
+            "strata: unmounted {}; its daemon has no control socket, so it commits as it exits: its log says whether that succeeded",
+            dir.display()
+        );
+    }
+    Ok(())
+}
+
+/// Prints the outcome; not everything committed is an error (exit 25).
+fn finish(g: &Global, out: Unmounted) -> Result<()> {
+    if let Some(why) = &out.not_committed {
+        if g.json {
+            print(g, &out, String::new);
         }
+        return Err(Reported(
+            exit::NOT_COMMITTED,
+            format!(
+                "{} {}, but not everything written was committed: {why}",
+                if out.was_dead {
+                    "detached the dead mount on"
+                } else {
+                    "unmounted"
+                },
+                out.mountpoint
+            ),
+        )
+        .into());
+    }
+    print(g, &out, || {
+        format!(
+            "unmounted {}; everything written was committed",
+            out.mountpoint
+        )
     });
     Ok(())
 }

@@ -174,9 +174,16 @@ impl Head {
                 };
                 w.put(InodeNo::ROOT, &root)?;
             }
-            for orphan in w.orphans()? {
+            let orphans = w.orphans()?;
+            for &orphan in &orphans {
                 w.delete_inode(orphan)?;
                 w.remove_orphan(orphan)?;
+            }
+            if !orphans.is_empty() {
+                tracing::info!(
+                    inodes = orphans.len(),
+                    "recovery: removed files deleted while still open (an unclean shutdown)"
+                );
             }
             Ok(())
         })?;

@@ -8,6 +8,7 @@ mod content;
 mod first_run;
 mod freshness;
 mod harness;
+mod honest;
 mod hook_programs;
 mod ioprio;
 mod postgres;
