@@ -2,9 +2,9 @@
 //! tar and cp, and the failures they must see.
 
 mod backup;
-mod content;
 #[path = "../common/mod.rs"]
 mod common;
+mod content;
 mod first_run;
 mod freshness;
 mod harness;
@@ -12,6 +12,7 @@ mod hook_programs;
 mod ioprio;
 mod postgres;
 mod runs;
+mod summary;
 mod throttle;
 mod tree;
 

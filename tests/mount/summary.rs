@@ -1,0 +1,119 @@
+//! `strata backup` ends by saying what the run did, and warns when a copy
+//! that succeeded wrote nothing into head/ (a mistyped destination).
+
+use std::process::Output;
+
+use crate::harness::{ok, run, Mount};
+
+/// `strata backup ARGS -- sh -c COPY`, with no host configuration file.
+fn backup(m: &Mount, args: &[&str], copy: &str) -> Output {
+    let config = m.path("strata.toml");
+    if !config.exists() {
+        std::fs::write(&config, "").unwrap();
+    }
+    run(m
+        .strata()
+        .arg("backup")
+        .arg("--config")
+        .arg(&config)
+        .args(args)
+        .args(["--", "sh", "-c", copy])
+        .current_dir(m.dir.path()))
+}
+
+fn json(out: &Output) -> serde_json::Value {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn a_backup_run_reports_what_it_wrote_stored_and_took() {
+    let m = Mount::new();
+    let src = m.path("src");
+    std::fs::create_dir(&src).unwrap();
+    for i in 0..3 {
+        // Incompressible, so the packs grow by about as much.
+        std::fs::write(src.join(format!("f{i}")), crate::common::bytes(i, 200_000)).unwrap();
+    }
+    let copy = format!(
+        "cp -r {} {}",
+        src.display(),
+        m.head().join("data").display()
+    );
+    let out = backup(&m, &["--json"], &copy);
+    let report = json(&out);
+    let s = &report["summary"];
+    assert_eq!(s["files_created"], 3, "{report}");
+    assert!(s["write_requests"].as_u64().unwrap() >= 3, "{report}");
+    let stored = s["bytes_stored"].as_u64().unwrap();
+    assert!(stored > 500_000, "{report}");
+    assert!(s["duration"].as_f64().unwrap() > 0.0, "{report}");
+    assert_eq!(s["nothing_written"], false, "{report}");
+    let name = s["snapshot"].as_str().unwrap();
+    assert!(m.snapshots().join(name).join("data/f2").exists());
+    assert_eq!(s["status"], "complete");
+    assert!(
+        !String::from_utf8_lossy(&out.stderr).contains("warning"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // In text: one line naming the snapshot, the files and the bytes.
+    let out = backup(
+        &m,
+        &[],
+        &format!("echo changed > {}", m.head().join("data/f0").display()),
+    );
+    let text = ok_text(&out);
+    assert!(text.starts_with("backup run "), "{text}");
+    assert!(text.contains("snapshot 20"), "{text}");
+    assert!(
+        text.contains("0 files created and 1 writes into head/"),
+        "{text}"
+    );
+    assert!(text.contains("newly stored, in "), "{text}");
+}
+
+fn ok_text(out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn a_copy_that_wrote_nothing_into_head_is_warned_about() {
+    let m = Mount::new();
+    let elsewhere = m.path("elsewhere");
+    std::fs::create_dir(&elsewhere).unwrap();
+    // A mistyped destination: the copy succeeds, into the wrong directory.
+    let out = backup(
+        &m,
+        &["--json"],
+        &format!("echo data > {}/f", elsewhere.display()),
+    );
+    let report = json(&out);
+    assert_eq!(report["summary"]["nothing_written"], true, "{report}");
+    assert_eq!(report["summary"]["files_created"], 0, "{report}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("warning: nothing was written into")
+            && stderr.contains(&format!("{}/", m.head().display()))
+            && stderr.contains("check the copy's destination"),
+        "{stderr}"
+    );
+    // The snapshot is still taken: the warning does not fail the run.
+    let list = ok(m.strata().args(["snapshot", "list", "--json"]));
+    assert_eq!(
+        serde_json::from_str::<Vec<serde_json::Value>>(&list)
+            .unwrap()
+            .len(),
+        1
+    );
+}
