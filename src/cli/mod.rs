@@ -27,7 +27,7 @@ use strata::storage::{Disk, LocalDisk};
 use args::{
     CheckArgs, Cli, Command, Global, InitArgs, KdfArgs, KeyCommand, NewSecretArgs, RepairCommand,
 };
-use strata::exit::Damaged;
+use strata::exit::{self, Damaged, Reported};
 
 /// Runs one command.
 pub fn run(cli: Cli) -> Result<()> {
@@ -330,7 +330,9 @@ fn cmd_check(g: &Global, a: &CheckArgs) -> Result<()> {
         return freshness::run(g, a);
     }
     let read = match (&a.read_data_subset, a.read_data) {
-        (Some(s), _) => s.parse::<ReadData>().map_err(anyhow::Error::msg)?,
+        (Some(s), _) => s
+            .parse::<ReadData>()
+            .map_err(|e| Reported(exit::USAGE, format!("--read-data-subset: {e}")))?,
         (None, true) => ReadData::All,
         (None, false) => ReadData::None,
     };
