@@ -116,8 +116,9 @@ pub enum Command {
     /// while unmounted fails instead of filling the disk below; to remove
     /// or reuse the directory, `chattr -i MOUNTPOINT` first.
     Umount {
-        /// The mountpoint.
-        mountpoint: PathBuf,
+        /// The mountpoint [default: /mnt/strata if strata is mounted there,
+        /// else the only strata mount].
+        mountpoint: Option<PathBuf>,
     },
     /// Show whether the repository is mounted, where, and its state.
     Status,

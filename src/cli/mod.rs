@@ -9,7 +9,7 @@ mod snapshot;
 mod throttle;
 
 use std::io::IsTerminal;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -41,7 +41,10 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Backup(a) => backup::run(g, a),
         Command::Throttle(c) => throttle::run(g, c),
         Command::Mount(a) => mount::mount(g, a),
-        Command::Umount { mountpoint } => mount::umount(g, mountpoint),
+        Command::Umount { mountpoint } => match mountpoint {
+            Some(dir) => mount::umount(g, dir),
+            None => mount::umount(g, &default_mountpoint()?),
+        },
         Command::Status => snapshot::status(g),
         Command::Stats => {
             #[derive(Serialize)]
@@ -85,6 +88,46 @@ fn print<T: Serialize>(g: &Global, value: &T, human: impl FnOnce() -> String) {
         );
     } else if !g.quiet {
         println!("{}", human());
+    }
+}
+
+/// What `strata umount` with no argument unmounts: the default
+/// mountpoint if strata is mounted there, else the only strata mount.
+fn default_mountpoint() -> Result<PathBuf> {
+    let default = Path::new(strata::mount_args::DEFAULT_MOUNTPOINT);
+    let text =
+        std::fs::read_to_string("/proc/self/mountinfo").context("reading /proc/self/mountinfo")?;
+    let mut mounts: Vec<PathBuf> = strata::mountpoint::parse_mountinfo(&text)
+        .into_iter()
+        .filter(|m| m.is_strata())
+        .map(|m| m.target)
+        .collect();
+    mounts.dedup();
+    if mounts.iter().any(|m| m == default) {
+        return Ok(default.to_owned());
+    }
+    match mounts.as_slice() {
+        [only] => Ok(only.clone()),
+        [] => Err(Reported(
+            exit::MOUNTPOINT,
+            format!(
+                "no strata mount to unmount: nothing is mounted on {} and no other strata mount exists",
+                default.display()
+            ),
+        )
+        .into()),
+        several => Err(Reported(
+            exit::USAGE,
+            format!(
+                "several strata mounts exist ({}); name the one to unmount: `strata umount MOUNTPOINT`",
+                several
+                    .iter()
+                    .map(|m| m.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        )
+        .into()),
     }
 }
 

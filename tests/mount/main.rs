@@ -15,6 +15,7 @@ mod runs;
 mod summary;
 mod throttle;
 mod tree;
+mod umount_default;
 
 use std::io::Read;
 use std::os::unix::fs::MetadataExt;
