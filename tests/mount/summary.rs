@@ -117,3 +117,46 @@ fn a_copy_that_wrote_nothing_into_head_is_warned_about() {
         1
     );
 }
+
+#[test]
+fn a_failed_hook_shows_the_end_of_its_stderr_even_when_quiet() {
+    use std::os::unix::fs::PermissionsExt;
+    let m = Mount::new();
+    let hook = m.path("quiesce.sh");
+    let mut body = String::from("#!/bin/sh\n");
+    for i in 1..=15 {
+        body.push_str(&format!("echo 'line {i} of the hook' >&2\n"));
+    }
+    body.push_str("echo 'FATAL: database is locked' >&2\nexit 3\n");
+    std::fs::write(&hook, body).unwrap();
+    std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::write(
+        m.path("strata.toml"),
+        format!(
+            "[[hook]]\nname = \"quiesce\"\nphase = \"pre_backup\"\ncommand = [\"{}\"]\n",
+            hook.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        m.path("strata.toml"),
+        std::fs::Permissions::from_mode(0o600),
+    )
+    .unwrap();
+    let out = backup(&m, &["--quiet"], "true");
+    assert_eq!(
+        out.status.code(),
+        Some(20),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("hook quiesce failed; the end of its standard error:"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("  | FATAL: database is locked"), "{stderr}");
+    assert!(stderr.contains("  | line 15 of the hook"), "{stderr}");
+    // Only the end: the first lines are left to the run record.
+    assert!(!stderr.contains("line 6 of the hook"), "{stderr}");
+}
