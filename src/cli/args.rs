@@ -65,6 +65,15 @@ pub enum Command {
     #[command(subcommand)]
     Snapshot(SnapshotCommand),
     /// Show what the repository holds and what it costs on disk.
+    ///
+    /// Fields (names as in --json): suite, the cipher suite; chunks, the
+    /// distinct chunks stored (after dedup); chunk_bytes, their plaintext
+    /// bytes; stored_bytes, their bytes as stored (compressed, encrypted);
+    /// compression_ratio, stored_bytes / chunk_bytes; packs and open_packs,
+    /// the finished pack files and those still being written;
+    /// pack_file_bytes, the bytes of all pack files (stored_bytes plus pack
+    /// headers, metadata and space not yet reclaimed); index_bytes, the
+    /// index file; key_slots, the key slots that unlock the repository.
     Stats,
     /// Run a backup: pre-backup hooks, COMMAND (the copy into MNT/head/),
     /// post-backup hooks, a snapshot, then validation hooks against it.
@@ -121,6 +130,18 @@ pub enum Command {
         mountpoint: Option<PathBuf>,
     },
     /// Show whether the repository is mounted, where, and its state.
+    ///
+    /// Fields (names as in --json): mounted; mountpoint and pid, of the
+    /// daemon serving it; read_only_reason, why the head takes no writes,
+    /// if it does not; snapshots and latest, the number of snapshots and
+    /// the newest one's name; inodes, files and directories in the head;
+    /// staging_bytes, overwrites held until they are chunked;
+    /// durable_commits, commits since the daemon started; fuse_requests and
+    /// fuse_micros, the requests served per operation and the microseconds
+    /// spent on them; throttle, the write limit in force and why;
+    /// writeback, the pack writeback thread's I/O priority and what it
+    /// wrote; dead_mount, a mount left behind by a daemon that died (run
+    /// `strata umount` on it). Exits 14 when such a dead mount is found.
     Status,
     /// Print a shell completion script.
     Completions {
