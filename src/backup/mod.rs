@@ -9,6 +9,7 @@
 
 pub mod alerts;
 pub mod hook;
+pub mod journal;
 pub mod record;
 pub mod runlock;
 

@@ -64,6 +64,11 @@ pub enum Command {
     /// Create, list and inspect snapshots (through the daemon while mounted).
     #[command(subcommand)]
     Snapshot(SnapshotCommand),
+    /// List and show backup runs: those stored with their snapshots, and
+    /// those that failed before taking one (kept on this host, the newest
+    /// 50 per repository, under STRATA_STATE_DIR or /var/lib/strata).
+    #[command(subcommand)]
+    Runs(RunsCommand),
     /// Show what the repository holds and what it costs on disk.
     ///
     /// Fields (names as in --json): suite, the cipher suite; chunks, the
@@ -335,6 +340,18 @@ pub enum SnapshotCommand {
     Delete {
         /// Which snapshot.
         snapshot: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RunsCommand {
+    /// List backup runs, oldest first.
+    List,
+    /// Show one backup run: its status, snapshot, failure and every hook's
+    /// outcome with the end of its output.
+    Show {
+        /// The run's id (as `strata runs list` and the logs print it).
+        run: String,
     },
 }
 

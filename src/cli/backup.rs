@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use strata::backup::record::{HookOutcome, RunRecord, RunStatus};
 
 use strata::alert::{self, Alerter};
-use strata::backup::{alerts, runlock, Failure, Outcome, Run, Target};
+use strata::backup::{alerts, journal, runlock, Failure, Outcome, Run, Target};
 use strata::control::{self, Reply, Request, SnapshotInfo};
 use strata::exit::{self, Reported};
 use strata::hostconfig::HostConfig;
@@ -128,6 +128,12 @@ pub fn run(g: &Global, a: &BackupArgs) -> Result<()> {
     if outcome.failure.is_none() {
         // The next failure is news again, not a repeat to de-duplicate.
         let _ = alerter.resolve(alert::Kind::RunFailed, Some(id));
+    }
+    if let (Some(f), None) = (&outcome.failure, &outcome.snapshot) {
+        // No snapshot to store the record with: kept here instead.
+        if let Err(e) = journal::keep(&repo.config().id, &outcome.record, f) {
+            tracing::warn!(error = %e, "the failed run's record could not be kept");
+        }
     }
     let summary = Summary::new(
         &outcome,

@@ -4,6 +4,7 @@ pub mod args;
 mod backup;
 mod freshness;
 mod mount;
+mod runs;
 mod secrets;
 mod snapshot;
 mod throttle;
@@ -39,6 +40,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Repair(RepairCommand::Index) => cmd_repair_index(g),
         Command::Snapshot(c) => snapshot::run(g, c),
         Command::Backup(a) => backup::run(g, a),
+        Command::Runs(c) => runs::run(g, c),
         Command::Throttle(c) => throttle::run(g, c),
         Command::Mount(a) => mount::mount(g, a),
         Command::Umount { mountpoint } => match mountpoint {

@@ -160,3 +160,68 @@ fn a_failed_hook_shows_the_end_of_its_stderr_even_when_quiet() {
     // Only the end: the first lines are left to the run record.
     assert!(!stderr.contains("line 6 of the hook"), "{stderr}");
 }
+
+#[test]
+fn a_failed_run_that_took_no_snapshot_is_kept_listed_and_shown() {
+    use std::os::unix::fs::PermissionsExt;
+    let m = Mount::new();
+    let hook = m.path("quiesce.sh");
+    std::fs::write(
+        &hook,
+        "#!/bin/sh\n[ -e \"$0.ok\" ] && exit 0\necho 'FATAL: database is locked' >&2\nexit 3\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let config = m.path("strata.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[hook]]\nname = \"quiesce\"\nphase = \"pre_backup\"\ncommand = [\"{}\"]\n",
+            hook.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let copy = format!("echo data > {}/f", m.head().display());
+    let out = backup(&m, &["--json"], &copy);
+    assert_eq!(out.status.code(), Some(20));
+    let failed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let failed_run = failed["record"]["run"].as_str().unwrap().to_owned();
+    std::fs::write(m.path("quiesce.sh.ok"), "").unwrap();
+    // Runs are ordered by their start, in whole seconds.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let good = json(&backup(&m, &["--json"], &copy));
+    let good_run = good["record"]["run"].as_str().unwrap();
+
+    let list: Vec<serde_json::Value> =
+        serde_json::from_str(&ok(m.strata().args(["runs", "list", "--json"]))).unwrap();
+    assert_eq!(list.len(), 2, "{list:?}");
+    assert_eq!(list[0]["run"], failed_run.as_str());
+    assert_eq!(list[0]["status"], "failed");
+    assert!(list[0]["snapshot"].is_null());
+    assert!(
+        list[0]["failure"].as_str().unwrap().contains("quiesce"),
+        "{list:?}"
+    );
+    assert_eq!(list[1]["run"], good_run);
+    assert_eq!(list[1]["snapshot"], good["snapshot"]["name"]);
+    let text = ok(m.strata().args(["runs", "list"]));
+    assert!(
+        text.contains(&format!("{failed_run}  ")) && text.contains("no snapshot"),
+        "{text}"
+    );
+
+    let shown = ok(m.strata().args(["runs", "show", &failed_run]));
+    assert!(shown.contains("snapshot: none taken"), "{shown}");
+    assert!(shown.contains("pre_backup quiesce:"), "{shown}");
+    assert!(shown.contains("  | FATAL: database is locked"), "{shown}");
+
+    // Kept on this host: still there once unmounted.
+    m.umount();
+    let list: Vec<serde_json::Value> =
+        serde_json::from_str(&ok(m.strata().args(["runs", "list", "--json"]))).unwrap();
+    assert_eq!(list.len(), 2, "{list:?}");
+    let out = run(m.strata().args(["runs", "show", "no-such-run"]));
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("strata runs list"));
+}
