@@ -269,6 +269,8 @@ struct Counters {
     created: u64,
     /// Write requests into the head.
     writes: u64,
+    /// Bytes they wrote (as the write throttle counts them).
+    written: u64,
     /// Requests of any kind that change the head.
     changes: u64,
     /// Bytes of pack files in the repository.
@@ -286,6 +288,7 @@ impl Counters {
             c.read = true;
             c.created = n("create") + n("mknod");
             c.writes = n("write");
+            c.written = s.throttle.map_or(0, |t| t.bytes);
             c.changes = CHANGES.iter().map(|op| n(op)).sum();
         }
         c
@@ -328,6 +331,8 @@ struct Summary {
     files_created: u64,
     /// Write requests into head/.
     write_requests: u64,
+    /// Bytes they wrote.
+    bytes_written: u64,
     /// Bytes newly stored in the repository's packs, after dedup and compression.
     bytes_stored: u64,
     /// The head was not changed at all during the run.
@@ -343,6 +348,7 @@ impl Summary {
             duration: elapsed.as_secs_f64(),
             files_created: after.created.saturating_sub(before.created),
             write_requests: after.writes.saturating_sub(before.writes),
+            bytes_written: after.written.saturating_sub(before.written),
             bytes_stored: after.packed.saturating_sub(before.packed),
             nothing_written: before.read && after.read && after.changes == before.changes,
         }
@@ -354,9 +360,10 @@ impl Summary {
             None => "no snapshot taken".to_owned(),
         };
         format!(
-            "backup run {}: {snapshot}; {} files created and {} writes into head/, {} newly stored, in {:.1} s",
+            "backup run {}: {snapshot}; {} files created and {} written into head/ ({} writes), {} newly stored, in {:.1} s",
             self.run,
             self.files_created,
+            strata::throttle::rate::format_bytes(self.bytes_written as f64),
             self.write_requests,
             strata::throttle::rate::format_bytes(self.bytes_stored as f64),
             self.duration,

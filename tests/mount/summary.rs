@@ -49,6 +49,7 @@ fn a_backup_run_reports_what_it_wrote_stored_and_took() {
     let s = &report["summary"];
     assert_eq!(s["files_created"], 3, "{report}");
     assert!(s["write_requests"].as_u64().unwrap() >= 3, "{report}");
+    assert_eq!(s["bytes_written"], 600_000, "{report}");
     let stored = s["bytes_stored"].as_u64().unwrap();
     assert!(stored > 500_000, "{report}");
     assert!(s["duration"].as_f64().unwrap() > 0.0, "{report}");
@@ -72,7 +73,7 @@ fn a_backup_run_reports_what_it_wrote_stored_and_took() {
     assert!(text.starts_with("backup run "), "{text}");
     assert!(text.contains("snapshot 20"), "{text}");
     assert!(
-        text.contains("0 files created and 1 writes into head/"),
+        text.contains("0 files created and 8 B written into head/ (1 writes)"),
         "{text}"
     );
     assert!(text.contains("newly stored, in "), "{text}");
