@@ -89,6 +89,14 @@ pub enum Command {
     /// the label move to it only then. The exit code says how the run
     /// ended (see the exit codes in strata(1)).
     ///
+    /// It ends with a summary (under "summary" in --json): the snapshot,
+    /// files created, bytes and write requests into head/, bytes newly
+    /// stored after dedup and compression, and the duration in seconds. A
+    /// copy that succeeded but changed nothing in head/ is warned about (a
+    /// mistyped destination). A failed hook's last lines of stderr are
+    /// printed even with --quiet; a failed run that took no snapshot is
+    /// kept for `strata runs list|show`.
+    ///
     /// One run at a time per repository: while one is in progress, another
     /// is refused at once with exit 24, naming its pid, label and start
     /// time (or waits, with --wait), so the hooks of two runs never overlap.
