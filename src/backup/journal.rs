@@ -31,8 +31,13 @@ pub fn dir(repo_id: &str) -> PathBuf {
 /// Keeps `record` of a run that failed with `failure` and took no
 /// snapshot; forgets the oldest beyond [`KEEP`].
 pub fn keep(repo_id: &str, record: &RunRecord, failure: &Failure) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
     let dir = dir(repo_id);
-    std::fs::create_dir_all(&dir)?;
+    // Hook output can say more than the alerts may: root's only.
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&dir)?;
     let kept = KeptRun {
         record: record.clone(),
         failure: failure.to_string(),

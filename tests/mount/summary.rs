@@ -217,7 +217,16 @@ fn a_failed_run_that_took_no_snapshot_is_kept_listed_and_shown() {
     assert!(shown.contains("pre_backup quiesce:"), "{shown}");
     assert!(shown.contains("  | FATAL: database is locked"), "{shown}");
 
-    // Kept on this host: still there once unmounted.
+    // Kept on this host, root's only: hook output may be sensitive.
+    let kept: Vec<_> = std::fs::read_dir(m.dir.path())
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("runs-"))
+        .collect();
+    assert_eq!(kept.len(), 1);
+    let mode = kept[0].metadata().unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o700, "{mode:o}");
+    // Still there once unmounted.
     m.umount();
     let list: Vec<serde_json::Value> =
         serde_json::from_str(&ok(m.strata().args(["runs", "list", "--json"]))).unwrap();
