@@ -53,7 +53,9 @@ impl std::str::FromStr for ReadData {
             of.trim().parse().map_err(|_| bad())?,
         );
         if n == 0 || of == 0 || n > of {
-            return Err(bad());
+            return Err(format!(
+                "read-data subset {s:?} names no part: in n/t, t is at least 1 and n counts from 1 to t (1/2 and 2/2 are the two halves)"
+            ));
         }
         Ok(ReadData::Part { n, of })
     }

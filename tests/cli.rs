@@ -483,7 +483,7 @@ fn usage_errors_exit_2() {
     let env = Env::new();
     assert_eq!(env.run(&["check", "--no-such-flag"]).status.code(), Some(2));
     let out = env.run(&["-r", s(&env.repo()), "check", "--read-data-subset", "9/3"]);
-    assert_fails(&out, 1, "neither n/t");
+    assert_fails(&out, 2, "names no part");
 }
 
 #[test]

@@ -9,6 +9,7 @@
 
 pub mod alerts;
 pub mod hook;
+pub mod journal;
 pub mod record;
 pub mod runlock;
 
@@ -24,6 +25,9 @@ use crate::control::SnapshotInfo;
 use crate::hostconfig::{FailurePolicy, HookConfig, HostConfig, LatestPolicy};
 use hook::{Env, Session};
 use record::{HookOutcome, Phase, RunRecord, RunStatus};
+
+/// Lines of a failed hook's standard error shown with the failure.
+const STDERR_LINES: usize = 10;
 
 /// Placeholder in the copy command replaced by a redirected source.
 pub const SOURCE_PLACEHOLDER: &str = "{source}";
@@ -365,6 +369,9 @@ impl<'a> Run<'a> {
             ok = out.ok(),
             "hook finished"
         );
+        if !out.ok() {
+            self.stderr_tail(&out);
+        }
         self.record.hooks.push(out);
     }
 
@@ -474,6 +481,25 @@ impl<'a> Run<'a> {
             env.insert("STRATA_SOURCE".into(), src.clone());
         }
         env
+    }
+
+    /// The end of a failed hook's standard error, on ours even when quiet
+    /// (an error, not progress): the terminal, or the journal under systemd.
+    fn stderr_tail(&self, out: &HookOutcome) {
+        let lines: Vec<&str> = out.stderr.lines().collect();
+        if lines.is_empty() {
+            return;
+        }
+        let tail = &lines[lines.len().saturating_sub(STDERR_LINES)..];
+        let mut text = format!(
+            "strata backup: hook {} failed; the end of its standard error:\n",
+            out.name
+        );
+        for line in tail {
+            text.push_str(&format!("  | {line}\n"));
+        }
+        eprint!("{text}");
+        tracing::info!(run = %self.record.run, hook = %out.name, stderr = tail.join("\n"), "failed hook's standard error");
     }
 
     fn say(&self, line: &str) {

@@ -64,7 +64,21 @@ pub enum Command {
     /// Create, list and inspect snapshots (through the daemon while mounted).
     #[command(subcommand)]
     Snapshot(SnapshotCommand),
+    /// List and show backup runs: those stored with their snapshots, and
+    /// those that failed before taking one (kept on this host, the newest
+    /// 50 per repository, under STRATA_STATE_DIR or /var/lib/strata).
+    #[command(subcommand)]
+    Runs(RunsCommand),
     /// Show what the repository holds and what it costs on disk.
+    ///
+    /// Fields (names as in --json): suite, the cipher suite; chunks, the
+    /// distinct chunks stored (after dedup); chunk_bytes, their plaintext
+    /// bytes; stored_bytes, their bytes as stored (compressed, encrypted);
+    /// compression_ratio, stored_bytes / chunk_bytes; packs and open_packs,
+    /// the finished pack files and those still being written;
+    /// pack_file_bytes, the bytes of all pack files (stored_bytes plus pack
+    /// headers, metadata and space not yet reclaimed); index_bytes, the
+    /// index file; key_slots, the key slots that unlock the repository.
     Stats,
     /// Run a backup: pre-backup hooks, COMMAND (the copy into MNT/head/),
     /// post-backup hooks, a snapshot, then validation hooks against it.
@@ -74,6 +88,14 @@ pub enum Command {
     /// validation hooks check stays pending until they pass; `latest` and
     /// the label move to it only then. The exit code says how the run
     /// ended (see the exit codes in strata(1)).
+    ///
+    /// It ends with a summary (under "summary" in --json): the snapshot,
+    /// files created, bytes and write requests into head/, bytes newly
+    /// stored after dedup and compression, and the duration in seconds. A
+    /// copy that succeeded but changed nothing in head/ is warned about (a
+    /// mistyped destination). A failed hook's last lines of stderr are
+    /// printed even with --quiet; a failed run that took no snapshot is
+    /// kept for `strata runs list|show`.
     ///
     /// One run at a time per repository: while one is in progress, another
     /// is refused at once with exit 24, naming its pid, label and start
@@ -116,10 +138,23 @@ pub enum Command {
     /// while unmounted fails instead of filling the disk below; to remove
     /// or reuse the directory, `chattr -i MOUNTPOINT` first.
     Umount {
-        /// The mountpoint.
-        mountpoint: PathBuf,
+        /// The mountpoint [default: /mnt/strata if strata is mounted there,
+        /// else the only strata mount].
+        mountpoint: Option<PathBuf>,
     },
     /// Show whether the repository is mounted, where, and its state.
+    ///
+    /// Fields (names as in --json): mounted; mountpoint and pid, of the
+    /// daemon serving it; read_only_reason, why the head takes no writes,
+    /// if it does not; snapshots and latest, the number of snapshots and
+    /// the newest one's name; inodes, files and directories in the head;
+    /// staging_bytes, overwrites held until they are chunked;
+    /// durable_commits, commits since the daemon started; fuse_requests and
+    /// fuse_micros, the requests served per operation and the microseconds
+    /// spent on them; throttle, the write limit in force and why;
+    /// writeback, the pack writeback thread's I/O priority and what it
+    /// wrote; dead_mount, a mount left behind by a daemon that died (run
+    /// `strata umount` on it). Exits 14 when such a dead mount is found.
     Status,
     /// Print a shell completion script.
     Completions {
@@ -313,6 +348,18 @@ pub enum SnapshotCommand {
     Delete {
         /// Which snapshot.
         snapshot: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RunsCommand {
+    /// List backup runs, oldest first.
+    List,
+    /// Show one backup run: its status, snapshot, failure and every hook's
+    /// outcome with the end of its output.
+    Show {
+        /// The run's id (as `strata runs list` and the logs print it).
+        run: String,
     },
 }
 

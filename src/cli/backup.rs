@@ -3,11 +3,12 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
+use serde::Serialize;
 use std::time::{Duration, Instant};
 use strata::backup::record::{HookOutcome, RunRecord, RunStatus};
 
 use strata::alert::{self, Alerter};
-use strata::backup::{alerts, runlock, Failure, Outcome, Run, Target};
+use strata::backup::{alerts, journal, runlock, Failure, Outcome, Run, Target};
 use strata::control::{self, Reply, Request, SnapshotInfo};
 use strata::exit::{self, Reported};
 use strata::hostconfig::HostConfig;
@@ -94,6 +95,7 @@ pub fn run(g: &Global, a: &BackupArgs) -> Result<()> {
     let daemon = Daemon { socket, mountpoint };
     let _lock = run_lock(g, a, &repo.config().id)?;
     let started = Instant::now();
+    let before = Counters::read(&daemon, &g.repo);
     let failed = |o: &Outcome, elapsed| {
         alert::raise_all(
             &alerter,
@@ -127,7 +129,39 @@ pub fn run(g: &Global, a: &BackupArgs) -> Result<()> {
         // The next failure is news again, not a repeat to de-duplicate.
         let _ = alerter.resolve(alert::Kind::RunFailed, Some(id));
     }
-    print(g, &outcome, || summary(&outcome));
+    if let (Some(f), None) = (&outcome.failure, &outcome.snapshot) {
+        // No snapshot to store the record with: kept here instead.
+        if let Err(e) = journal::keep(&repo.config().id, &outcome.record, f) {
+            tracing::warn!(error = %e, "the failed run's record could not be kept");
+        }
+    }
+    let summary = Summary::new(
+        &outcome,
+        before,
+        Counters::read(&daemon, &g.repo),
+        started.elapsed(),
+    );
+    // A copy that ran and succeeded yet changed nothing is most often one
+    // aimed elsewhere (a mistyped destination), not a quiet night: say so.
+    let copied = outcome.record.copy.attempts > 0 && outcome.record.copy.ok();
+    if copied && summary.nothing_written {
+        let head = daemon.mountpoint.join("head");
+        tracing::warn!(run = %outcome.record.run, "nothing was written into head/ during the run");
+        if !g.quiet {
+            eprintln!(
+                "strata backup: warning: nothing was written into {}/ during the run; if anything changed since the last run, check the copy's destination",
+                head.display()
+            );
+        }
+    }
+    print(
+        g,
+        &Report {
+            outcome: &outcome,
+            summary: &summary,
+        },
+        || summary.text(),
+    );
     match (&outcome.failure, outcome.record.status, strata::process::interrupted_by()) {
         (None, RunStatus::Inconsistent, _) => Err(Reported(
             exit::INCONSISTENT,
@@ -199,15 +233,140 @@ fn run_lock(g: &Global, a: &BackupArgs, repo_id: &str) -> Result<runlock::RunLoc
     })
 }
 
-fn summary(o: &Outcome) -> String {
-    match &o.snapshot {
-        Some(s) => format!(
-            "backup run {}: snapshot {} ({}) {}",
-            o.record.run,
-            s.seq,
-            s.name,
-            o.record.status.as_str()
-        ),
-        None => format!("backup run {}: no snapshot taken", o.record.run),
+/// What `--json` prints: the outcome and its summary.
+#[derive(Serialize)]
+struct Report<'a> {
+    #[serde(flatten)]
+    outcome: &'a Outcome,
+    summary: &'a Summary,
+}
+
+/// FUSE requests that change the head.
+const CHANGES: &[&str] = &[
+    "create",
+    "mknod",
+    "mkdir",
+    "symlink",
+    "link",
+    "write",
+    "setattr",
+    "setxattr",
+    "removexattr",
+    "rename",
+    "unlink",
+    "rmdir",
+];
+
+/// What the daemon and the repository have counted so far; a run's
+/// summary is the difference of two readings. A reading that fails
+/// (daemon gone) counts zero, and the summary says nothing was written
+/// only when both readings came from the daemon.
+#[derive(Clone, Copy, Default)]
+struct Counters {
+    /// Whether the daemon answered.
+    read: bool,
+    /// Files created in the head (create, mknod).
+    created: u64,
+    /// Write requests into the head.
+    writes: u64,
+    /// Bytes they wrote (as the write throttle counts them).
+    written: u64,
+    /// Requests of any kind that change the head.
+    changes: u64,
+    /// Bytes of pack files in the repository.
+    packed: u64,
+}
+
+impl Counters {
+    fn read(daemon: &Daemon, repo: &Path) -> Counters {
+        let mut c = Counters {
+            packed: packed_bytes(repo),
+            ..Counters::default()
+        };
+        if let Ok(Reply::Status(s)) = daemon.call(&Request::Status) {
+            let n = |op: &str| s.fuse_requests.get(op).copied().unwrap_or(0);
+            c.read = true;
+            c.created = n("create") + n("mknod");
+            c.writes = n("write");
+            c.written = s.throttle.map_or(0, |t| t.bytes);
+            c.changes = CHANGES.iter().map(|op| n(op)).sum();
+        }
+        c
+    }
+}
+
+/// The size of the repository's packs, finished and open: what dedup
+/// and compression left to store.
+fn packed_bytes(repo: &Path) -> u64 {
+    [strata::format::PACKS_DIR, strata::format::OPEN_DIR]
+        .iter()
+        .map(|d| tree_bytes(&repo.join(d)))
+        .sum()
+}
+
+fn tree_bytes(dir: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|e| match e.metadata() {
+            Ok(m) if m.is_dir() => tree_bytes(&e.path()),
+            Ok(m) => m.len(),
+            Err(_) => 0,
+        })
+        .sum()
+}
+
+/// What a run did, for the terminal and `--json`.
+#[derive(Serialize)]
+struct Summary {
+    run: String,
+    /// The snapshot's name under snapshots/, if one was taken.
+    snapshot: Option<String>,
+    status: &'static str,
+    /// Seconds the run took.
+    duration: f64,
+    /// Files created in head/ (rsync's temporary files included).
+    files_created: u64,
+    /// Write requests into head/.
+    write_requests: u64,
+    /// Bytes they wrote.
+    bytes_written: u64,
+    /// Bytes newly stored in the repository's packs, after dedup and compression.
+    bytes_stored: u64,
+    /// The head was not changed at all during the run.
+    nothing_written: bool,
+}
+
+impl Summary {
+    fn new(o: &Outcome, before: Counters, after: Counters, elapsed: Duration) -> Summary {
+        Summary {
+            run: o.record.run.clone(),
+            snapshot: o.snapshot.as_ref().map(|s| s.name.clone()),
+            status: o.record.status.as_str(),
+            duration: elapsed.as_secs_f64(),
+            files_created: after.created.saturating_sub(before.created),
+            write_requests: after.writes.saturating_sub(before.writes),
+            bytes_written: after.written.saturating_sub(before.written),
+            bytes_stored: after.packed.saturating_sub(before.packed),
+            nothing_written: before.read && after.read && after.changes == before.changes,
+        }
+    }
+
+    fn text(&self) -> String {
+        let snapshot = match &self.snapshot {
+            Some(name) => format!("snapshot {name} {}", self.status),
+            None => "no snapshot taken".to_owned(),
+        };
+        format!(
+            "backup run {}: {snapshot}; {} files created and {} written into head/ ({} writes), {} newly stored, in {:.1} s",
+            self.run,
+            self.files_created,
+            strata::throttle::rate::format_bytes(self.bytes_written as f64),
+            self.write_requests,
+            strata::throttle::rate::format_bytes(self.bytes_stored as f64),
+            self.duration,
+        )
     }
 }

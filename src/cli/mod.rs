@@ -4,12 +4,13 @@ pub mod args;
 mod backup;
 mod freshness;
 mod mount;
+mod runs;
 mod secrets;
 mod snapshot;
 mod throttle;
 
 use std::io::IsTerminal;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -27,7 +28,7 @@ use strata::storage::{Disk, LocalDisk};
 use args::{
     CheckArgs, Cli, Command, Global, InitArgs, KdfArgs, KeyCommand, NewSecretArgs, RepairCommand,
 };
-use strata::exit::Damaged;
+use strata::exit::{self, Damaged, Reported};
 
 /// Runs one command.
 pub fn run(cli: Cli) -> Result<()> {
@@ -39,9 +40,13 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Repair(RepairCommand::Index) => cmd_repair_index(g),
         Command::Snapshot(c) => snapshot::run(g, c),
         Command::Backup(a) => backup::run(g, a),
+        Command::Runs(c) => runs::run(g, c),
         Command::Throttle(c) => throttle::run(g, c),
         Command::Mount(a) => mount::mount(g, a),
-        Command::Umount { mountpoint } => mount::umount(g, mountpoint),
+        Command::Umount { mountpoint } => match mountpoint {
+            Some(dir) => mount::umount(g, dir),
+            None => mount::umount(g, &default_mountpoint()?),
+        },
         Command::Status => snapshot::status(g),
         Command::Stats => {
             #[derive(Serialize)]
@@ -85,6 +90,46 @@ fn print<T: Serialize>(g: &Global, value: &T, human: impl FnOnce() -> String) {
         );
     } else if !g.quiet {
         println!("{}", human());
+    }
+}
+
+/// What `strata umount` with no argument unmounts: the default
+/// mountpoint if strata is mounted there, else the only strata mount.
+fn default_mountpoint() -> Result<PathBuf> {
+    let default = Path::new(strata::mount_args::DEFAULT_MOUNTPOINT);
+    let text =
+        std::fs::read_to_string("/proc/self/mountinfo").context("reading /proc/self/mountinfo")?;
+    let mut mounts: Vec<PathBuf> = strata::mountpoint::parse_mountinfo(&text)
+        .into_iter()
+        .filter(|m| m.is_strata())
+        .map(|m| m.target)
+        .collect();
+    mounts.dedup();
+    if mounts.iter().any(|m| m == default) {
+        return Ok(default.to_owned());
+    }
+    match mounts.as_slice() {
+        [only] => Ok(only.clone()),
+        [] => Err(Reported(
+            exit::MOUNTPOINT,
+            format!(
+                "no strata mount to unmount: nothing is mounted on {} and no other strata mount exists",
+                default.display()
+            ),
+        )
+        .into()),
+        several => Err(Reported(
+            exit::USAGE,
+            format!(
+                "several strata mounts exist ({}); name the one to unmount: `strata umount MOUNTPOINT`",
+                several
+                    .iter()
+                    .map(|m| m.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        )
+        .into()),
     }
 }
 
@@ -330,7 +375,9 @@ fn cmd_check(g: &Global, a: &CheckArgs) -> Result<()> {
         return freshness::run(g, a);
     }
     let read = match (&a.read_data_subset, a.read_data) {
-        (Some(s), _) => s.parse::<ReadData>().map_err(anyhow::Error::msg)?,
+        (Some(s), _) => s
+            .parse::<ReadData>()
+            .map_err(|e| Reported(exit::USAGE, format!("--read-data-subset: {e}")))?,
         (None, true) => ReadData::All,
         (None, false) => ReadData::None,
     };
@@ -400,10 +447,11 @@ fn cmd_repair_index(g: &Global) -> Result<()> {
 
 fn write_man_pages(dir: &Path) -> Result<()> {
     std::fs::create_dir_all(dir)?;
-    let cmd = Cli::command();
+    // `strata help` is left out of the pages: there is no strata-help(1).
+    let cmd = without_help_subcommand(Cli::command());
     let mut buf = Vec::new();
     clap_mangen::Man::new(cmd.clone()).render(&mut buf)?;
-    std::fs::write(dir.join("strata.1"), &buf)?;
+    let mut all: Vec<String> = Vec::new();
     // One page per command and per subcommand (strata-throttle-set(1)),
     // as the SUBCOMMANDS sections refer to them.
     let mut pages: Vec<(String, clap::Command)> = Vec::new();
@@ -415,14 +463,50 @@ fn write_man_pages(dir: &Path) -> Result<()> {
         pages.push((name, sub.clone()));
     }
     for (name, page) in pages {
-        let mut buf = Vec::new();
-        clap_mangen::Man::new(page.name(name.clone())).render(&mut buf)?;
-        std::fs::write(dir.join(format!("{name}.1")), &buf)?;
+        let mut page_buf = Vec::new();
+        clap_mangen::Man::new(page.name(name.clone())).render(&mut page_buf)?;
+        // A subcommand's page refers to its command's and to strata(1).
+        let parent = name
+            .rsplit_once('-')
+            .map(|(p, _)| p)
+            .filter(|p| *p != "strata");
+        let mut see = vec!["strata(1)".to_owned()];
+        see.extend(parent.map(|p| format!("{p}(1)")));
+        see.push("strata.toml(5)".to_owned());
+        see_also(&mut page_buf, &see);
+        std::fs::write(dir.join(format!("{name}.1")), &page_buf)?;
+        all.push(format!("{name}(1)"));
     }
+    all.sort();
+    all.extend(["strata-mountd(8)", "strata.toml(5)", "strata-format(5)"].map(String::from));
+    see_also(&mut buf, &all);
+    std::fs::write(dir.join("strata.1"), &buf)?;
     let mut buf = Vec::new();
     clap_mangen::Man::new(strata::mount_args::MountdArgs::command())
         .section("8")
         .render(&mut buf)?;
+    see_also(
+        &mut buf,
+        &["strata(1)", "strata-mount(1)", "strata.toml(5)"].map(String::from),
+    );
     std::fs::write(dir.join("strata-mountd.8"), &buf)?;
     Ok(())
+}
+
+/// `cmd` and its subcommands without clap's `help` subcommand.
+fn without_help_subcommand(cmd: clap::Command) -> clap::Command {
+    cmd.disable_help_subcommand(true)
+        .mut_subcommands(without_help_subcommand)
+}
+
+/// Appends a SEE ALSO section naming `pages` ("strata(1)").
+fn see_also(buf: &mut Vec<u8>, pages: &[String]) {
+    let refs: Vec<String> = pages
+        .iter()
+        .map(|p| {
+            let (name, section) = p.split_once('(').expect("name(section)");
+            format!("\\fB{}\\fR({section}", name.replace('-', "\\-"))
+        })
+        .collect();
+    buf.extend_from_slice(format!(".SH \"SEE ALSO\"\n{}\n", refs.join(", ")).as_bytes());
 }

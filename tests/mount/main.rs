@@ -13,8 +13,10 @@ mod hook_programs;
 mod ioprio;
 mod postgres;
 mod runs;
+mod summary;
 mod throttle;
 mod tree;
+mod umount_default;
 
 use std::io::Read;
 use std::os::unix::fs::MetadataExt;
