@@ -548,3 +548,84 @@ fn snapshots_are_created_listed_and_shown_offline() {
     );
     assert_ok(&env.with_pw(&["check", "--read-data"]));
 }
+
+#[test]
+fn a_read_data_subset_naming_no_part_is_a_usage_error() {
+    let env = Env::new();
+    env.init();
+    let before = tree(&env.repo());
+    for bad in ["0/2", "3/2", "1/0"] {
+        let out = env.with_pw(&["check", "--read-data-subset", bad]);
+        assert_fails(&out, 2, "--read-data-subset");
+        assert_fails(&out, 2, "n counts from 1 to t");
+    }
+    let out = env.with_pw(&["check", "--read-data-subset", "half"]);
+    assert_fails(&out, 2, "neither n/t");
+    assert_eq!(
+        tree(&env.repo()),
+        before,
+        "a refused check changed the repository"
+    );
+    assert_ok(&env.with_pw(&["check", "--read-data-subset", "2/2"]));
+}
+
+/// Every `name(section)` a page refers to, as the roff source spells it.
+fn references(page: &str) -> Vec<String> {
+    let text = page
+        .replace("\\-", "-")
+        .replace("\\fB", "")
+        .replace("\\fR", "");
+    let mut out = Vec::new();
+    for (i, _) in text.match_indices("strata") {
+        let rest = &text[i..];
+        let end = rest
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '-' || c == '.'))
+            .unwrap_or(rest.len());
+        let (name, after) = rest.split_at(end);
+        let name = name.trim_end_matches('.');
+        if after.len() > 2 && after.starts_with('(') && after.as_bytes()[2] == b')' {
+            out.push(format!("{name}.{}", &after[1..2]));
+        }
+    }
+    out
+}
+
+#[test]
+fn man_pages_refer_only_to_pages_that_exist_and_end_with_see_also() {
+    let env = Env::new();
+    let dir = env.path("man");
+    assert_ok(&env.run(&["man", s(&dir)]));
+    let committed = Path::new(env!("CARGO_MANIFEST_DIR")).join("man");
+    let exists = |page: &str| dir.join(page).exists() || committed.join(page).exists();
+    let mut seen = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        let page = std::fs::read_to_string(&path).unwrap();
+        assert!(page.contains(".SH \"SEE ALSO\""), "{name} has no SEE ALSO");
+        for r in references(&page) {
+            assert!(exists(&r), "{name} refers to {r}, which does not exist");
+            seen += 1;
+        }
+    }
+    assert!(seen > 50, "only {seen} references found");
+    // What status and stats print is explained on their pages.
+    let status = std::fs::read_to_string(dir.join("strata-status.1")).unwrap();
+    for field in [
+        "read_only_reason",
+        "staging_bytes",
+        "fuse_micros",
+        "dead_mount",
+    ] {
+        assert!(status.contains(field), "strata-status(1) lacks {field}");
+    }
+    let stats = std::fs::read_to_string(dir.join("strata-stats.1")).unwrap();
+    for field in [
+        "stored_bytes",
+        "compression_ratio",
+        "pack_file_bytes",
+        "key_slots",
+    ] {
+        assert!(stats.contains(field), "strata-stats(1) lacks {field}");
+    }
+}
