@@ -3,6 +3,7 @@
 pub mod args;
 mod backup;
 mod freshness;
+mod man;
 mod mount;
 mod runs;
 mod secrets;
@@ -78,7 +79,7 @@ pub fn run(cli: Cli) -> Result<()> {
             );
             Ok(())
         }
-        Command::Man { dir } => write_man_pages(dir),
+        Command::Man { dir } => man::write_pages(dir),
     }
 }
 
@@ -445,68 +446,3 @@ fn cmd_repair_index(g: &Global) -> Result<()> {
     Ok(())
 }
 
-fn write_man_pages(dir: &Path) -> Result<()> {
-    std::fs::create_dir_all(dir)?;
-    // `strata help` is left out of the pages: there is no strata-help(1).
-    let cmd = without_help_subcommand(Cli::command());
-    let mut buf = Vec::new();
-    clap_mangen::Man::new(cmd.clone()).render(&mut buf)?;
-    let mut all: Vec<String> = Vec::new();
-    // One page per command and per subcommand (strata-throttle-set(1)),
-    // as the SUBCOMMANDS sections refer to them.
-    let mut pages: Vec<(String, clap::Command)> = Vec::new();
-    for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
-        let name = format!("strata-{}", sub.get_name());
-        for nested in sub.get_subcommands().filter(|s| !s.is_hide_set()) {
-            pages.push((format!("{name}-{}", nested.get_name()), nested.clone()));
-        }
-        pages.push((name, sub.clone()));
-    }
-    for (name, page) in pages {
-        let mut page_buf = Vec::new();
-        clap_mangen::Man::new(page.name(name.clone())).render(&mut page_buf)?;
-        // A subcommand's page refers to its command's and to strata(1).
-        let parent = name
-            .rsplit_once('-')
-            .map(|(p, _)| p)
-            .filter(|p| *p != "strata");
-        let mut see = vec!["strata(1)".to_owned()];
-        see.extend(parent.map(|p| format!("{p}(1)")));
-        see.push("strata.toml(5)".to_owned());
-        see_also(&mut page_buf, &see);
-        std::fs::write(dir.join(format!("{name}.1")), &page_buf)?;
-        all.push(format!("{name}(1)"));
-    }
-    all.sort();
-    all.extend(["strata-mountd(8)", "strata.toml(5)", "strata-format(5)"].map(String::from));
-    see_also(&mut buf, &all);
-    std::fs::write(dir.join("strata.1"), &buf)?;
-    let mut buf = Vec::new();
-    clap_mangen::Man::new(strata::mount_args::MountdArgs::command())
-        .section("8")
-        .render(&mut buf)?;
-    see_also(
-        &mut buf,
-        &["strata(1)", "strata-mount(1)", "strata.toml(5)"].map(String::from),
-    );
-    std::fs::write(dir.join("strata-mountd.8"), &buf)?;
-    Ok(())
-}
-
-/// `cmd` and its subcommands without clap's `help` subcommand.
-fn without_help_subcommand(cmd: clap::Command) -> clap::Command {
-    cmd.disable_help_subcommand(true)
-        .mut_subcommands(without_help_subcommand)
-}
-
-/// Appends a SEE ALSO section naming `pages` ("strata(1)").
-fn see_also(buf: &mut Vec<u8>, pages: &[String]) {
-    let refs: Vec<String> = pages
-        .iter()
-        .map(|p| {
-            let (name, section) = p.split_once('(').expect("name(section)");
-            format!("\\fB{}\\fR({section}", name.replace('-', "\\-"))
-        })
-        .collect();
-    buf.extend_from_slice(format!(".SH \"SEE ALSO\"\n{}\n", refs.join(", ")).as_bytes());
-}
