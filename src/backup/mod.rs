@@ -144,6 +144,7 @@ impl<'a> Run<'a> {
                 started,
                 copy: HookOutcome::default(),
                 hooks: Vec::new(),
+                leftovers: None,
             },
             base_env,
             source: None,

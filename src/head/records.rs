@@ -9,6 +9,7 @@
 //! | head_extents   | (inode u64, offset u64)           | [`ExtentRecord`]          |
 //! | head_meta      | name                              | u64                       |
 //! | snapshots      | sequence number u64               | snapshot record           |
+//! | head_leftovers | "marker"                          | a failed run's leftovers  |
 //!
 //! Name hashes are keyed BLAKE3 of (parent, name), so the table order and
 //! keys reveal nothing about names; a listing resumes from the last hash it
@@ -35,6 +36,8 @@ pub const EXTENTS: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("he
 pub const SNAPSHOTS: TableDefinition<u64, &[u8]> = TableDefinition::new("snapshots");
 /// Backup-run records (status, hook outcomes) by snapshot sequence number.
 pub const RUNS: TableDefinition<u64, &[u8]> = TableDefinition::new("snapshot_runs");
+/// A failed run's leftovers in the head (one row, see `leftovers`).
+pub const LEFTOVERS: TableDefinition<&str, &[u8]> = TableDefinition::new("head_leftovers");
 /// Counters (next inode number, ...).
 pub const META: TableDefinition<&str, u64> = TableDefinition::new("head_meta");
 
