@@ -152,8 +152,8 @@ pub struct Leftovers {
 
 impl std::fmt::Display for Leftovers {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let started = std::time::UNIX_EPOCH
-            + std::time::Duration::from_secs(self.started.max(0) as u64);
+        let started =
+            std::time::UNIX_EPOCH + std::time::Duration::from_secs(self.started.max(0) as u64);
         write!(
             f,
             "failed run {} (label {}, started {}): {}",
@@ -235,9 +235,15 @@ mod tests {
             hooks: Vec::new(),
         };
         let bytes = postcard::to_allocvec(&old).unwrap();
-        assert_eq!(postcard::from_bytes::<RunRecord>(&bytes).unwrap(), record(None));
+        assert_eq!(
+            postcard::from_bytes::<RunRecord>(&bytes).unwrap(),
+            record(None)
+        );
         let json = serde_json::to_string(&old).unwrap();
-        assert_eq!(serde_json::from_str::<RunRecord>(&json).unwrap(), record(None));
+        assert_eq!(
+            serde_json::from_str::<RunRecord>(&json).unwrap(),
+            record(None)
+        );
     }
 
     #[test]

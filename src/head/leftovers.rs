@@ -81,7 +81,10 @@ impl Head {
 
     /// Runs `f` in a write transaction of its own and commits durably: a
     /// marker that a crash forgets would let leftovers pass unnoticed.
-    fn change<T>(&self, f: impl FnOnce(&WriteTransaction) -> Result<T, FsError>) -> Result<T, FsError> {
+    fn change<T>(
+        &self,
+        f: impl FnOnce(&WriteTransaction) -> Result<T, FsError>,
+    ) -> Result<T, FsError> {
         let db = self.repo.store().index().database();
         let mut tx = db.begin_write().map_err(records::db)?;
         tx.set_durability(Durability::None).map_err(records::db)?;
