@@ -158,6 +158,13 @@ impl<'a> Run<'a> {
         }
     }
 
+    /// Records in the run (and its snapshot) that head/ holds what failed
+    /// run `l` left there: the snapshot takes them over.
+    pub fn taking_over(mut self, l: Option<record::Leftovers>) -> Run<'a> {
+        self.record.leftovers = l;
+        self
+    }
+
     /// Calls `f` with the outcome so far as soon as the run fails (to raise
     /// the alert without waiting for the on-failure hooks).
     pub fn on_failed(mut self, f: &'a FailureHandler<'a>) -> Run<'a> {
