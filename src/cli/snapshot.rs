@@ -218,7 +218,7 @@ pub fn status(g: &Global) -> Result<()> {
                 None => "no good snapshot before it to reset head/ to".to_owned(),
             };
             out.push_str(&format!(
-                "\nLEFTOVERS   head/ holds what {l} left there; the next backup run's snapshot will hold it too; {reset}"
+                "\nLEFTOVERS   head/ holds the leftovers of {l}; the next backup run's snapshot will hold them too; {reset}"
             ));
         }
         out
