@@ -84,6 +84,10 @@ enum Op {
         file: u8,
     },
     Snapshot,
+    /// `strata head reset --to` one of the snapshots taken so far.
+    Reset {
+        snapshot: u8,
+    },
     /// A cadence commit: durable, open files and all, without a flush.
     Commit,
     Remount,
@@ -106,6 +110,7 @@ fn op() -> impl Strategy<Value = Op> {
         2 => any::<u8>().prop_map(|file| Op::Flush { file }),
         1 => any::<u8>().prop_map(|file| Op::Fsync { file }),
         1 => Just(Op::Snapshot),
+        1 => any::<u8>().prop_map(|snapshot| Op::Reset { snapshot }),
         1 => Just(Op::Commit),
         1 => Just(Op::Remount),
         1 => Just(Op::Crash),
@@ -406,6 +411,11 @@ struct Run {
     model: Model,
     durable: Model,
     snapshots: Vec<(u64, View)>,
+    /// The model at each snapshot, for resets.
+    snapshot_models: Vec<Model>,
+    /// Steps left before the tree is walked again after a reset: the walk
+    /// loads every directory, and the steps between must meet them unloaded.
+    unwalked: u32,
 }
 
 impl Run {
@@ -722,6 +732,23 @@ impl Run {
                 let rec = self.h().snapshot(ME, Some("test")).unwrap();
                 self.durable = self.model.clone();
                 self.snapshots.push((rec.seq, self.model.view()));
+                self.snapshot_models.push(self.model.clone());
+                ok2()
+            }
+            Op::Reset { snapshot } => {
+                let Some(i) =
+                    (!self.snapshots.is_empty()).then(|| snapshot as usize % self.snapshots.len())
+                else {
+                    return ok2();
+                };
+                let seq = self.snapshots[i].0;
+                let out = self.h().reset_to_snapshot(ME, seq).unwrap();
+                assert_eq!(out.seq, seq);
+                let next = self.model.next;
+                self.model = self.snapshot_models[i].clone();
+                self.model.next = next;
+                self.durable = self.model.clone();
+                self.unwalked = 4;
                 ok2()
             }
             Op::Commit => {
@@ -774,11 +801,20 @@ fn run(ops: &[Op]) {
         model: Model::new(),
         durable: Model::new(),
         snapshots: Vec::new(),
+        snapshot_models: Vec::new(),
+        unwalked: 0,
     };
     r.reopen(sim);
     for (i, op) in ops.iter().enumerate() {
         let (got, want) = r.apply(op);
         assert_eq!(got, want, "step {i} {op:?}: engine and model disagree");
+        let last = i + 1 == ops.len();
+        if r.unwalked > 0 && !matches!(op, Op::Reset { .. }) {
+            r.unwalked -= 1;
+        }
+        if r.unwalked > 0 && !last {
+            continue;
+        }
         let (engine, model) = (engine_view(r.h()), r.model.view());
         assert!(
             engine == model,

@@ -16,15 +16,17 @@
 pub mod acl;
 pub mod cadence;
 pub mod content;
+pub mod leftovers;
 pub mod prefetch;
 pub mod records;
+pub mod reset;
 pub mod runs;
 pub mod snapshot;
 pub mod txn;
 pub mod types;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -112,6 +114,9 @@ pub struct Head {
     commit_lock: Mutex<()>,
     /// When to commit durably.
     cadence: cadence::Cadence,
+    /// Whether a reset may have left directories unloaded (see
+    /// `reset.rs`): set by a reset or at open, never cleared while open.
+    lazy: AtomicBool,
     /// Cost counters.
     pub counters: HeadCounters,
 }
@@ -149,9 +154,13 @@ impl Head {
             commit_lock: Mutex::new(()),
             cadence: cadence::Cadence::default(),
             counters: HeadCounters::default(),
+            lazy: AtomicBool::new(false),
         };
         head.wtx(|w| {
             w.create_tables()?;
+            if w.any_unloaded()? {
+                head.lazy.store(true, Ordering::SeqCst);
+            }
             if w.inode(InodeNo::ROOT)?.is_none() {
                 let now = Timestamp::now();
                 let meta = Meta {
@@ -201,6 +210,7 @@ impl Head {
             self.repo.store().index().database(),
             &self.sealer,
             &self.name_key,
+            &self.lazy,
         )
     }
 
@@ -216,7 +226,8 @@ impl Head {
         f: impl FnOnce(&mut Write<'_>) -> Result<T, FsError>,
     ) -> Result<T, FsError> {
         let db = self.repo.store().index().database();
-        let (out, bytes) = txn::write(db, &self.sealer, &self.name_key, f)?;
+        let trees = |id: &[u8; 32]| self.tree(id);
+        let (out, bytes) = txn::write(db, &self.sealer, &self.name_key, &self.lazy, &trees, f)?;
         self.counters
             .last_txn_index_bytes
             .store(bytes, Ordering::Relaxed);
@@ -285,13 +296,15 @@ impl Head {
         name: &FileName,
     ) -> Result<Attr, FsError> {
         let _op = caller.span("lookup");
-        let r = self.rtx()?;
-        if r.get(parent)?.meta.kind != FileKind::Dir {
-            return Err(FsError::NotDir);
-        }
-        let entry = r.dirent(parent, name)?.ok_or(FsError::NotFound)?;
-        let ino = InodeNo(entry.ino);
-        Ok(self.attr_of(ino, &r.get(ino)?))
+        self.loading(|| {
+            let r = self.rtx()?;
+            if r.get(parent)?.meta.kind != FileKind::Dir {
+                return Err(FsError::NotDir);
+            }
+            let entry = r.dirent(parent, name)?.ok_or(FsError::NotFound)?;
+            let ino = InodeNo(entry.ino);
+            Ok(self.attr_of(ino, &r.get(ino)?))
+        })
     }
 
     /// Lists directory `dir` from `cursor` (0 = the start); every entry
@@ -303,17 +316,19 @@ impl Head {
         cursor: u64,
     ) -> Result<Vec<DirEntry>, FsError> {
         let _op = caller.span("readdir");
-        let r = self.rtx()?;
-        if r.get(dir)?.meta.kind != FileKind::Dir {
-            return Err(FsError::NotDir);
-        }
         // The cursor is the first 8 bytes of the last name hash returned.
         let after = (cursor != 0).then(|| {
             let mut h = [0xffu8; 16];
             h[..8].copy_from_slice(&cursor.to_be_bytes());
             h
         });
-        let rows = r.dirents_after(dir, after, READDIR_BATCH)?;
+        let rows = self.loading(|| {
+            let r = self.rtx()?;
+            if r.get(dir)?.meta.kind != FileKind::Dir {
+                return Err(FsError::NotDir);
+            }
+            r.dirents_after(dir, after, READDIR_BATCH)
+        })?;
         rows.into_iter()
             .map(|(h, d)| {
                 Ok(DirEntry {
@@ -351,6 +366,7 @@ impl Head {
         target: &[u8],
     ) -> Result<Attr, FsError> {
         let (ino, rec) = self.wtx(|w| {
+            w.load(parent)?;
             let mut dir = w.get(parent)?;
             if dir.meta.kind != FileKind::Dir {
                 return Err(FsError::NotDir);
@@ -518,6 +534,7 @@ impl Head {
             if rec.meta.nlink >= 65_000 {
                 return Err(FsError::TooManyLinks);
             }
+            w.load(newparent)?;
             let mut dir = w.get(newparent)?;
             if dir.meta.kind != FileKind::Dir {
                 return Err(FsError::NotDir);
@@ -552,6 +569,7 @@ impl Head {
         let _op = caller.span("unlink");
         let open = self.open_counts.locked().clone();
         let (child, gone) = self.wtx(|w| {
+            w.load(parent)?;
             let entry = w.dirent(parent, name)?.ok_or(FsError::NotFound)?;
             if entry.kind == FileKind::Dir {
                 return Err(FsError::IsDir);
@@ -575,11 +593,13 @@ impl Head {
     pub fn rmdir(&self, caller: Caller, parent: InodeNo, name: &FileName) -> Result<(), FsError> {
         let _op = caller.span("rmdir");
         self.wtx(|w| {
+            w.load(parent)?;
             let entry = w.dirent(parent, name)?.ok_or(FsError::NotFound)?;
             if entry.kind != FileKind::Dir {
                 return Err(FsError::NotDir);
             }
             let child = InodeNo(entry.ino);
+            w.load(child)?;
             if !w.is_empty_dir(child)? {
                 return Err(FsError::NotEmpty);
             }
@@ -607,6 +627,8 @@ impl Head {
         let open = self.open_counts.locked().clone();
         let mut replaced_gone = None;
         let result = self.wtx(|w| {
+            w.load(parent)?;
+            w.load(newparent)?;
             let src = w.dirent(parent, name)?.ok_or(FsError::NotFound)?;
             if w.get(newparent)?.meta.kind != FileKind::Dir {
                 return Err(FsError::NotDir);
@@ -676,6 +698,7 @@ impl Head {
                             (true, false) => return Err(FsError::NotDir),
                             (false, true) => return Err(FsError::IsDir),
                             (true, true) => {
+                                w.load(InodeNo(dst.ino))?;
                                 if !w.is_empty_dir(InodeNo(dst.ino))? {
                                     return Err(FsError::NotEmpty);
                                 }

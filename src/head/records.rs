@@ -8,6 +8,7 @@
 //! | head_xattrs    | (inode u64, name hash [16])       | [`XattrRecord`]           |
 //! | head_extents   | (inode u64, offset u64)           | [`ExtentRecord`]          |
 //! | head_meta      | name                              | u64                       |
+//! | head_unloaded  | directory inode u64               | ()                        |
 //! | snapshots      | sequence number u64               | snapshot record           |
 //! | head_leftovers | "marker"                          | a failed run's leftovers  |
 //!
@@ -36,6 +37,10 @@ pub const EXTENTS: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("he
 pub const SNAPSHOTS: TableDefinition<u64, &[u8]> = TableDefinition::new("snapshots");
 /// Backup-run records (status, hook outcomes) by snapshot sequence number.
 pub const RUNS: TableDefinition<u64, &[u8]> = TableDefinition::new("snapshot_runs");
+/// Directories a reset left unloaded: their entries are still only in the
+/// snapshot tree their `clean_tree` names (see `Write::load`). Roots for
+/// garbage collection while they last.
+pub const UNLOADED: TableDefinition<u64, ()> = TableDefinition::new("head_unloaded");
 /// A failed run's leftovers in the head (one row, see `leftovers`).
 pub const LEFTOVERS: TableDefinition<&str, &[u8]> = TableDefinition::new("head_leftovers");
 /// Counters (next inode number, ...).

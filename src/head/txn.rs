@@ -3,11 +3,13 @@
 //! durable commit carries it; see [`super::Head::commit`]).
 
 use std::cell::OnceCell;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use redb::{Durability, ReadOnlyTable, ReadableDatabase, ReadableTable, Table, WriteTransaction};
 
 use super::records::*;
-use super::types::{FileName, FsError, InodeNo};
+use super::snapshot::Tree;
+use super::types::{FileKind, FileName, FsError, InodeNo};
 use crate::crypto::Sealer;
 use crate::format::Kind;
 use crate::id::ChunkId;
@@ -82,6 +84,18 @@ pub trait Reader {
 
 macro_rules! reader_impl {
     ($t:ty) => {
+        impl $t {
+            /// Fails with [`FsError::Unloaded`] while `dir` still stands for
+            /// a snapshot tree (after a reset): its entries are not in the
+            /// tables yet, and reading them there would find none.
+            fn check_loaded(&self, dir: InodeNo) -> Result<(), FsError> {
+                if self.lazy && self.unloaded_t()?.get(dir.0).map_err(db)?.is_some() {
+                    return Err(FsError::Unloaded(dir));
+                }
+                Ok(())
+            }
+        }
+
         impl Reader for $t {
             fn sealer(&self) -> &Sealer {
                 self.sealer
@@ -97,6 +111,7 @@ macro_rules! reader_impl {
                 parent: InodeNo,
                 name: &FileName,
             ) -> Result<Option<DirentRecord>, FsError> {
+                self.check_loaded(parent)?;
                 let h = name_hash(self.name_key, parent.0, name.as_bytes());
                 match self.dirents_t()?.get((parent.0, h)).map_err(db)? {
                     None => Ok(None),
@@ -115,6 +130,7 @@ macro_rules! reader_impl {
                 after: Option<[u8; 16]>,
                 limit: usize,
             ) -> Result<Vec<([u8; 16], DirentRecord)>, FsError> {
+                self.check_loaded(parent)?;
                 let start = (parent.0, after.unwrap_or([0; 16]));
                 let mut out = Vec::new();
                 for row in self
@@ -248,6 +264,9 @@ pub struct Read<'a> {
     sealer: &'a Sealer,
     name_key: &'a [u8; 32],
     tx: redb::ReadTransaction,
+    /// Whether some directory may be unloaded (see [`Write::load`]).
+    lazy: bool,
+    unloaded: OnceCell<ReadOnlyTable<u64, ()>>,
     inodes: OnceCell<ReadOnlyTable<u64, Sealed>>,
     dirents: OnceCell<ReadOnlyTable<NameKey, Sealed>>,
     parents: OnceCell<ReadOnlyTable<ParentKey, ()>>,
@@ -258,16 +277,21 @@ pub struct Read<'a> {
 }
 
 impl<'a> Read<'a> {
-    /// Begins a read transaction.
+    /// Begins a read transaction. `lazy` is read after it began, so a
+    /// transaction that sees a reset's tables also sees its flag.
     pub fn begin(
         db: &redb::Database,
         sealer: &'a Sealer,
         name_key: &'a [u8; 32],
+        lazy: &AtomicBool,
     ) -> Result<Read<'a>, FsError> {
+        let tx = db.begin_read().map_err(db_err)?;
         Ok(Read {
             sealer,
             name_key,
-            tx: db.begin_read().map_err(db_err)?,
+            tx,
+            lazy: lazy.load(Ordering::SeqCst),
+            unloaded: OnceCell::new(),
             inodes: OnceCell::new(),
             dirents: OnceCell::new(),
             parents: OnceCell::new(),
@@ -276,6 +300,10 @@ impl<'a> Read<'a> {
             snapshots: OnceCell::new(),
             runs: OnceCell::new(),
         })
+    }
+
+    fn unloaded_t(&self) -> Result<&ReadOnlyTable<u64, ()>, FsError> {
+        lazy(&self.unloaded, || self.tx.open_table(UNLOADED))
     }
 
     fn inodes_t(&self) -> Result<&ReadOnlyTable<u64, Sealed>, FsError> {
@@ -328,6 +356,10 @@ pub struct Write<'a> {
     sealer: &'a Sealer,
     name_key: &'a [u8; 32],
     tx: &'a WriteTransaction,
+    /// Whether some directory may be unloaded, and where their trees are.
+    lazy: bool,
+    trees: Trees<'a>,
+    unloaded: OnceCell<Table<'a, u64, ()>>,
     inodes: OnceCell<Table<'a, u64, Sealed>>,
     dirents: OnceCell<Table<'a, NameKey, Sealed>>,
     parents: OnceCell<Table<'a, ParentKey, ()>>,
@@ -342,11 +374,19 @@ pub struct Write<'a> {
 
 reader_impl!(Write<'_>);
 
+/// Reads the snapshot tree an unloaded directory stands for.
+pub type Trees<'a> = &'a dyn Fn(&[u8; 32]) -> Result<Tree, FsError>;
+
 /// Runs `f` in one write transaction, committed without durability.
+/// `lazy` says whether a reset may have left directories unloaded (read
+/// once the transaction began: writers are serialized, so a reset that
+/// committed before is seen with its flag); `trees` loads them.
 pub fn write<T>(
     db: &redb::Database,
     sealer: &Sealer,
     name_key: &[u8; 32],
+    lazy: &AtomicBool,
+    trees: Trees<'_>,
     f: impl FnOnce(&mut Write<'_>) -> Result<T, FsError>,
 ) -> Result<(T, u64), FsError> {
     let mut tx: WriteTransaction = db.begin_write().map_err(db_err)?;
@@ -356,6 +396,9 @@ pub fn write<T>(
             sealer,
             name_key,
             tx: &tx,
+            lazy: lazy.load(Ordering::SeqCst),
+            trees,
+            unloaded: OnceCell::new(),
             inodes: OnceCell::new(),
             dirents: OnceCell::new(),
             parents: OnceCell::new(),
@@ -392,6 +435,7 @@ macro_rules! write_tables {
 }
 
 write_tables! {
+    unloaded, unloaded_t, unloaded_mut, UNLOADED: u64 => ();
     inodes, inodes_t, inodes_mut, INODES: u64 => Sealed;
     dirents, dirents_t, dirents_mut, DIRENTS: NameKey => Sealed;
     parents, parents_t, parents_mut, PARENTS: ParentKey => ();
@@ -564,6 +608,7 @@ impl<'a> Write<'a> {
 
     /// Whether `dir` has no entries.
     pub fn is_empty_dir(&self, dir: InodeNo) -> Result<bool, FsError> {
+        self.check_loaded(dir)?;
         Ok(self
             .dirents_t()?
             .range((dir.0, [0; 16])..=(dir.0, [0xff; 16]))
@@ -596,7 +641,18 @@ impl<'a> Write<'a> {
     }
 
     /// Dirties the directories that list `ino` (all of them, for hard links).
+    /// A hard-linked file some of whose directories are still unloaded
+    /// loads them all first: nothing says where its other names are, and
+    /// each of those directories' trees holds the file's old metadata.
     pub fn dirty_parents(&mut self, ino: InodeNo) -> Result<(), FsError> {
+        if self.lazy {
+            if let Some(rec) = self.inode(ino)? {
+                let known = self.parents(ino)?.iter().filter(|(p, _)| p.0 != 0).count();
+                if rec.meta.kind != FileKind::Dir && rec.meta.nlink as usize > known {
+                    self.load_all()?;
+                }
+            }
+        }
         for (p, _) in self.parents(ino)? {
             if p.0 != 0 {
                 self.dirty_chain(p)?;
@@ -608,6 +664,7 @@ impl<'a> Write<'a> {
     /// Creates every table that does not exist yet (a new repository's
     /// first transaction), so that read transactions find them all.
     pub fn create_tables(&mut self) -> Result<(), FsError> {
+        self.unloaded_t()?;
         self.inodes_t()?;
         self.dirents_t()?;
         self.parents_t()?;
@@ -647,5 +704,131 @@ impl<'a> Write<'a> {
             }
         }
         Ok(out)
+    }
+}
+
+/// Directories a reset left unloaded: the head points at a snapshot's tree
+/// and copies a directory's entries into its tables only when something
+/// first needs them, so a reset costs the same for ten files as for ten
+/// million. An unloaded directory is clean (its `clean_tree` is the tree
+/// it stands for), so a snapshot reuses that tree as it is.
+impl Write<'_> {
+    /// Loads `dir` if a reset left it unloaded.
+    pub fn load(&mut self, dir: InodeNo) -> Result<(), FsError> {
+        if self.lazy && self.unloaded_t()?.get(dir.0).map_err(db)?.is_some() {
+            self.load_dir(dir)?;
+        }
+        Ok(())
+    }
+
+    /// Loads every unloaded directory (each load may add its subdirectories).
+    pub fn load_all(&mut self) -> Result<(), FsError> {
+        loop {
+            let next = self
+                .unloaded_t()?
+                .first()
+                .map_err(db)?
+                .map(|(k, _)| k.value());
+            match next {
+                Some(dir) => self.load_dir(InodeNo(dir))?,
+                None => return Ok(()),
+            }
+        }
+    }
+
+    /// Whether some directory is still unloaded.
+    pub fn any_unloaded(&self) -> Result<bool, FsError> {
+        Ok(self.unloaded_t()?.first().map_err(db)?.is_some())
+    }
+
+    /// Copies the entries of unloaded directory `dir` from its tree: each
+    /// child's inode (unless a hard link already brought it), xattrs and
+    /// extents, subdirectories unloaded in turn.
+    fn load_dir(&mut self, dir: InodeNo) -> Result<(), FsError> {
+        let id = self
+            .get(dir)?
+            .clean_tree
+            .ok_or_else(|| FsError::Corrupt(format!("unloaded directory {} has no tree", dir.0)))?;
+        let tree = (self.trees)(&id)?;
+        self.unloaded_mut()?.remove(dir.0).map_err(db)?;
+        for e in tree.entries {
+            let ino = InodeNo(e.ino);
+            let name = FileName::new(&e.name)?;
+            let kind = e.meta.kind;
+            if self.inode(ino)?.is_none() {
+                if kind == FileKind::Dir && e.subtree.is_none() {
+                    return Err(FsError::Corrupt(format!(
+                        "directory {} in tree {} has no subtree",
+                        e.ino,
+                        ChunkId(id)
+                    )));
+                }
+                let rec = InodeRecord {
+                    meta: e.meta,
+                    target: e.target,
+                    clean_tree: e.subtree,
+                };
+                self.put(ino, &rec)?;
+                for (name, value) in e.xattrs {
+                    self.set_xattr(ino, &XattrRecord { name, value })?;
+                }
+                for (off, chunk, len) in e.extents {
+                    self.put_extent(ino, off, ChunkId(chunk), len)?;
+                }
+                if kind == FileKind::Dir {
+                    self.unloaded_mut()?.insert(ino.0, ()).map_err(db)?;
+                }
+            }
+            let entry = DirentRecord {
+                name: e.name,
+                ino: e.ino,
+                kind,
+            };
+            self.link(dir, &name, &entry)?;
+        }
+        Ok(())
+    }
+
+    /// Empties the head's tables of inodes, entries, parents, xattrs and
+    /// extents and makes `root` the head's root, unloaded, standing for
+    /// tree `subtree`. Freeing the old tables' pages is redb's work per
+    /// page; no row is read or decoded.
+    pub fn reset_to_tree(
+        &mut self,
+        root: &InodeRecord,
+        xattrs: Vec<XattrRecord>,
+    ) -> Result<(), FsError> {
+        let opened = self.unloaded.get().is_some()
+            || self.inodes.get().is_some()
+            || self.dirents.get().is_some()
+            || self.parents.get().is_some()
+            || self.xattrs.get().is_some()
+            || self.extents.get().is_some();
+        if opened {
+            return Err(FsError::Io(
+                "reset: the head's tables were opened before they were emptied".into(),
+            ));
+        }
+        self.tx.delete_table(UNLOADED).map_err(db_err)?;
+        self.tx.delete_table(INODES).map_err(db_err)?;
+        self.tx.delete_table(DIRENTS).map_err(db_err)?;
+        self.tx.delete_table(PARENTS).map_err(db_err)?;
+        self.tx.delete_table(XATTRS).map_err(db_err)?;
+        self.tx.delete_table(EXTENTS).map_err(db_err)?;
+        self.create_tables()?;
+        if root.meta.kind != FileKind::Dir || root.clean_tree.is_none() {
+            return Err(FsError::Corrupt(
+                "a snapshot's root is not a directory tree".into(),
+            ));
+        }
+        self.put(InodeNo::ROOT, root)?;
+        for x in xattrs {
+            self.set_xattr(InodeNo::ROOT, &x)?;
+        }
+        self.unloaded_mut()?
+            .insert(InodeNo::ROOT.0, ())
+            .map_err(db)?;
+        self.lazy = true;
+        Ok(())
     }
 }

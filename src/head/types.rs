@@ -367,6 +367,11 @@ pub enum FsError {
     /// An I/O failure below the store.
     #[error("I/O error: {0}")]
     Io(String),
+    /// A directory a reset left unloaded was read in a transaction that
+    /// cannot load it; the head loads it and retries, so this never
+    /// reaches a caller but in a race with a second reset.
+    #[error("directory {} is being loaded from its snapshot; try again", .0 .0)]
+    Unloaded(InodeNo),
 }
 
 impl FsError {
@@ -392,6 +397,7 @@ impl FsError {
             // Damaged data must not pass for a missing file or for success.
             FsError::Corrupt(_) => libc::EIO,
             FsError::Io(_) => libc::EIO,
+            FsError::Unloaded(_) => libc::EAGAIN,
         }
     }
 }
