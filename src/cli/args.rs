@@ -100,6 +100,15 @@ pub enum Command {
     /// printed even with --quiet; a failed run that took no snapshot is
     /// kept for `strata runs list|show`.
     ///
+    /// A run that fails after its copy wrote into head/ (the copy failed
+    /// or was stopped by a signal, a later hook failed, validation failed)
+    /// marks the head as holding its leftovers: `strata status` shows it,
+    /// and the next run warns before its copy and in its summary
+    /// ("leftovers_taken_over" in --json), naming the failed run and the
+    /// `strata head reset --to SNAPSHOT` that rolls head/ back to the last
+    /// good snapshot; that run's snapshot record says it took them over,
+    /// and the mark is cleared then (or by the reset).
+    ///
     /// One run at a time per repository: while one is in progress, another
     /// is refused at once with exit 24, naming its pid, label and start
     /// time (or waits, with --wait), so the hooks of two runs never overlap.
