@@ -114,7 +114,10 @@ fn a_failed_copy_is_marked_taken_over_by_the_next_run_and_rolled_back_by_reset()
         &["rsync", "-aHAXS", "--delete", &src_arg, &dst],
     )));
     let good_name = good["summary"]["snapshot"].as_str().unwrap().to_owned();
-    assert_eq!(status(&m)["leftovers"], serde_json::Value::Null);
+    let s = status(&m);
+    assert_eq!(s["leftovers"], serde_json::Value::Null);
+    assert_eq!(s["repository"], m.repo().display().to_string());
+    assert!(s["repository_id"].is_string(), "{s}");
 
     // A copy that fails after writing: rsync copies what it can and exits
     // 23 for a source that does not exist.
@@ -287,6 +290,16 @@ fn head_reset_works_unmounted() {
     std::fs::write(m.head().join("etc/app.conf"), "two, longer").unwrap();
     std::fs::write(m.head().join("extra"), "later").unwrap();
     m.umount();
+    // status names the repository, mounted or not (here: not).
+    let s = status(&m);
+    let id = s["repository_id"].as_str().unwrap().to_owned();
+    assert_eq!(s["repository"], m.repo().display().to_string());
+    assert_eq!(id.len(), 32, "{s}");
+    let text = ok(m.strata().arg("status"));
+    assert!(
+        text.starts_with(&format!("repository  {} (id {id})", m.repo().display())),
+        "{text}"
+    );
 
     let out = ok(m.strata().args(["head", "reset", "--to", "latest"]));
     assert!(out.contains(&format!("({name}, label one")), "{out}");
