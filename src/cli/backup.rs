@@ -151,13 +151,15 @@ pub fn run(g: &Global, a: &BackupArgs) -> Result<()> {
         Counters::read(&daemon, &g.repo),
         started.elapsed(),
     );
-    summary.left_in_head = mark_leftovers(
+    if let Some(l) = mark_leftovers(
         &daemon,
         &outcome,
         &summary,
         a.label.clone(),
         status.latest.clone(),
-    );
+    ) {
+        summary.left_in_head = Some(l);
+    }
     // A copy that ran and succeeded yet changed nothing is most often one
     // aimed elsewhere (a mistyped destination), not a quiet night: say so.
     let copied = outcome.record.copy.attempts > 0 && outcome.record.copy.ok();
@@ -417,8 +419,8 @@ struct Summary {
     /// The failed run whose leftovers head/ held when this run began
     /// (its snapshot holds them too).
     leftovers_taken_over: Option<Leftovers>,
-    /// This run failed after its copy wrote into head/: the failed run
-    /// whose leftovers head/ now holds (this one, or an earlier one).
+    /// The failed run whose leftovers head/ holds after this run failed
+    /// (this one, after its copy wrote into head/, or an earlier one).
     left_in_head: Option<Leftovers>,
 }
 
@@ -434,8 +436,10 @@ impl Summary {
             bytes_written: after.written.saturating_sub(before.written),
             bytes_stored: after.packed.saturating_sub(before.packed),
             nothing_written: before.read && after.read && after.changes == before.changes,
-            leftovers_taken_over: o.record.leftovers.clone(),
-            left_in_head: None,
+            // Taken over only into a snapshot; without one, head/ still
+            // holds them (and the marker stays).
+            leftovers_taken_over: o.record.leftovers.clone().filter(|_| o.snapshot.is_some()),
+            left_in_head: o.record.leftovers.clone().filter(|_| o.snapshot.is_none()),
         }
     }
 
@@ -453,7 +457,7 @@ impl Summary {
         }
         if let Some(l) = &self.left_in_head {
             warnings.push_str(&format!(
-                "\nwarning: head/ keeps what the copy wrote before the run failed: the leftovers of {l}. {}; the next run warns until then",
+                "\nwarning: head/ holds the leftovers of {l}. {}; the next run warns until then",
                 reset_hint(l).replace("before the copy", "before the next run")
             ));
         }
