@@ -13,9 +13,9 @@ use std::sync::Arc;
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
-use crate::backup::record::{RunRecord, RunStatus};
+use crate::backup::record::{Leftovers, RunRecord, RunStatus};
 use crate::head::snapshot::{SnapshotRecord, SnapshotRow};
-use crate::head::Caller;
+use crate::head::{Caller, FsError};
 use crate::namespace::{may_be_latest, Namespace};
 use crate::storage::writeback::WritebackStatus;
 use crate::throttle::{Limits, Throttle, ThrottleStatus};
@@ -48,6 +48,17 @@ pub enum Request {
     },
     /// The daemon's state.
     Status,
+    /// Make head/ snapshot `snapshot`'s tree (by number, name, label or
+    /// "latest"), discarding what changed in it since.
+    HeadReset {
+        /// Which.
+        snapshot: String,
+    },
+    /// A failed run left a partial copy in head/: mark the head.
+    LeftoversRecord {
+        /// The failed run.
+        leftovers: Leftovers,
+    },
     /// The write throttle's state.
     ThrottleShow,
     /// Override the write throttle's limits, for `seconds` or until cleared.
@@ -73,6 +84,8 @@ impl Request {
             Request::SnapshotList => "snapshot_list",
             Request::SnapshotShow { .. } => "snapshot_show",
             Request::Status => "status",
+            Request::HeadReset { .. } => "head_reset",
+            Request::LeftoversRecord { .. } => "leftovers_record",
             Request::ThrottleShow => "throttle_show",
             Request::ThrottleSet { .. } => "throttle_set",
             Request::ThrottleClear => "throttle_clear",
@@ -93,6 +106,10 @@ pub enum Reply {
     Status(Box<Status>),
     /// The write throttle.
     Throttle(Box<ThrottleStatus>),
+    /// What a head reset did.
+    Reset(Box<ResetInfo>),
+    /// The leftovers marker in force.
+    Leftovers(Box<Leftovers>),
     /// Done.
     Done,
 }
@@ -157,6 +174,18 @@ impl SnapshotInfo {
     }
 }
 
+/// What `strata head reset` did.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ResetInfo {
+    /// The snapshot head/ now holds.
+    pub snapshot: SnapshotInfo,
+    /// Inodes head/ held before.
+    pub discarded_inodes: u64,
+    /// The failed run whose leftovers the reset discarded, if head/ was
+    /// marked.
+    pub leftovers: Option<Leftovers>,
+}
+
 /// What `strata status` shows. Fields a daemon of another version does
 /// not send take their defaults.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -191,6 +220,12 @@ pub struct Status {
     pub writeback: Option<WritebackStatus>,
     /// Not mounted, but a mount of it is left whose daemon died: where.
     pub dead_mount: Option<String>,
+    /// The repository's directory.
+    pub repository: Option<String>,
+    /// The repository's id.
+    pub repository_id: Option<String>,
+    /// head/ holds what this failed run left there.
+    pub leftovers: Option<Leftovers>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -247,6 +282,13 @@ pub fn handle(ns: &Namespace, caller: Caller, req: &Request) -> Result<Reply> {
                     Some(refused) => anyhow::Error::new(refused),
                     None => e.into(),
                 })?;
+            if let Some(l) = run.as_ref().and_then(|r| r.leftovers.as_ref()) {
+                // The run's record says its snapshot holds them: the head
+                // is no longer marked. (A crash before this leaves the
+                // marker, and the next run says so again: never silent.)
+                ns.head().clear_leftovers()?;
+                tracing::info!(seq = rec.seq, failed_run = %l.run, "snapshot took over a failed run's leftovers");
+            }
             let row = ns.head().snapshot_by_seq(rec.seq)?;
             tracing::info!(
                 seq = rec.seq,
@@ -278,6 +320,16 @@ pub fn handle(ns: &Namespace, caller: Caller, req: &Request) -> Result<Reply> {
             let row = find(&ns.snapshots(), &runs, snapshot)?;
             Reply::Snapshot(Box::new(SnapshotInfo::of(&row, ns.run(row.record.seq))))
         }
+        Request::HeadReset { snapshot } => reset(ns, caller, snapshot, None)?,
+        Request::LeftoversRecord { leftovers } => {
+            let kept = ns.head().record_leftovers(leftovers)?;
+            tracing::warn!(
+                failed_run = %leftovers.run,
+                marked = %kept.run,
+                "head/ holds a failed run's leftovers"
+            );
+            Reply::Leftovers(Box::new(kept))
+        }
         Request::ThrottleShow | Request::ThrottleSet { .. } | Request::ThrottleClear => {
             return Err(crate::exit::Reported(
                 crate::exit::MOUNTPOINT,
@@ -299,6 +351,7 @@ pub fn handle(ns: &Namespace, caller: Caller, req: &Request) -> Result<Reply> {
                     .map(|r| r.record.name()),
                 inodes: stats.inodes,
                 staging_bytes: stats.staging_bytes,
+                leftovers: head.leftovers()?,
                 writeback: head.repo().store().writeback_status(),
                 durable_commits: head
                     .counters
@@ -309,6 +362,49 @@ pub fn handle(ns: &Namespace, caller: Caller, req: &Request) -> Result<Reply> {
         }
         Request::Shutdown => Reply::Done,
     })
+}
+
+/// Resets head/ to `snapshot`'s tree. `mountpoint` is where head/ is
+/// mounted (open files there refuse the reset), `None` when unmounted.
+fn reset(
+    ns: &Namespace,
+    caller: Caller,
+    snapshot: &str,
+    mountpoint: Option<&str>,
+) -> Result<Reply> {
+    let head = ns.head();
+    let row = find(&ns.snapshots(), &head.runs()?, snapshot).map_err(|e| {
+        crate::exit::Reported(crate::exit::USAGE, format!("head/ was not reset: {e:#}"))
+    })?;
+    let leftovers = head.leftovers()?;
+    let outcome = head
+        .reset_to_snapshot(caller, row.record.seq)
+        .map_err(|e| match e {
+            FsError::Busy(_) => {
+                let mnt = mountpoint.unwrap_or("MOUNTPOINT");
+                anyhow::Error::new(crate::exit::Reported(
+                    crate::exit::MOUNTPOINT,
+                    format!(
+                        "head/ was not reset: files in {mnt}/head/ are open; find the processes with `fuser -vm {mnt}`, let them end (or stop them), and run `strata head reset` again"
+                    ),
+                ))
+            }
+            e => anyhow::Error::new(e).context("resetting head/"),
+        })?;
+    tracing::info!(
+        seq = row.record.seq,
+        uid = caller.uid,
+        pid = caller.pid,
+        discarded_inodes = outcome.discarded_inodes,
+        failed_run = leftovers.as_ref().map(|l| l.run.as_str()),
+        "head reset to a snapshot; later changes discarded"
+    );
+    let info = ResetInfo {
+        snapshot: SnapshotInfo::of(&row, ns.run(row.record.seq)),
+        discarded_inodes: outcome.discarded_inodes,
+        leftovers,
+    };
+    Ok(Reply::Reset(Box::new(info)))
 }
 
 /// Why no snapshot can be taken after a storage failure, and what to do:
@@ -339,6 +435,8 @@ pub trait Daemon: Send + Sync {
     fn mountpoint(&self) -> String;
     /// A snapshot was taken: the kernel's view of snapshots/ must change.
     fn snapshot_taken(&self, label: Option<&str>);
+    /// head/ was reset: the kernel must forget what it cached of it.
+    fn head_reset(&self);
     /// Unmounts; the daemon then commits and exits. An error (EBUSY) leaves
     /// it mounted and serving, and a later request may try again.
     fn shutdown(&self) -> std::io::Result<()>;
@@ -400,6 +498,11 @@ fn serve_one(stream: UnixStream, ns: &Namespace, daemon: &dyn Daemon) -> Result<
                         }
                     })?;
                     Reply::Done
+                }
+                Request::HeadReset { snapshot } => {
+                    let reply = reset(ns, caller, snapshot, Some(&daemon.mountpoint()))?;
+                    daemon.head_reset();
+                    reply
                 }
                 _ => handle(ns, caller, req)?,
             };

@@ -655,6 +655,7 @@ fn run_record(status: RunStatus, revision: u32) -> RunRecord {
             points: [("lsn".to_owned(), "0/A".to_owned())].into(),
             ..HookOutcome::default()
         }],
+        leftovers: None,
     }
 }
 

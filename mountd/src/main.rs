@@ -167,6 +167,19 @@ impl Daemon for Served {
         }
     }
 
+    /// Inode numbers of head/ now stand for other files: the kernel drops
+    /// head/'s entry, and with it every entry cached below it (a reset
+    /// refuses while files there are open), and head/'s own attributes.
+    /// Inodes it still holds get fresh attributes at their next lookup.
+    fn head_reset(&self) {
+        use strata::namespace::{HEAD_INO, ROOT_INO};
+        send_invalidation(&self.notifier, &Invalidate::Inode(HEAD_INO));
+        send_invalidation(
+            &self.notifier,
+            &Invalidate::Entry(ROOT_INO, b"head".to_vec()),
+        );
+    }
+
     fn shutdown(&self) -> std::io::Result<()> {
         // Our own umount2, which can fail (busy) and be tried again; the
         // session's one-shot unmounter then finds nothing left to do.

@@ -144,6 +144,7 @@ impl<'a> Run<'a> {
                 started,
                 copy: HookOutcome::default(),
                 hooks: Vec::new(),
+                leftovers: None,
             },
             base_env,
             source: None,
@@ -155,6 +156,13 @@ impl<'a> Run<'a> {
             taken: None,
             started: Instant::now(),
         }
+    }
+
+    /// Records in the run (and its snapshot) that head/ holds what failed
+    /// run `l` left there: the snapshot takes them over.
+    pub fn taking_over(mut self, l: Option<record::Leftovers>) -> Run<'a> {
+        self.record.leftovers = l;
+        self
     }
 
     /// Calls `f` with the outcome so far as soon as the run fails (to raise

@@ -127,6 +127,58 @@ pub struct RunRecord {
     pub copy: HookOutcome,
     /// Every hook run so far, in order.
     pub hooks: Vec<HookOutcome>,
+    /// What an earlier failed run had left in head/ when this run began:
+    /// its snapshot holds that too. Last, and absent from records written
+    /// before it existed (see [`trailing`]).
+    #[serde(default, deserialize_with = "trailing")]
+    pub leftovers: Option<Leftovers>,
+}
+
+/// A failed run's partial copy still in head/: the head keeps this
+/// marker until `strata head reset` or the next run's snapshot.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Leftovers {
+    /// The failed run's id.
+    pub run: String,
+    /// Its label.
+    pub label: Option<String>,
+    /// When it started, seconds since the epoch.
+    pub started: i64,
+    /// Why it failed.
+    pub why: String,
+    /// The newest good snapshot when it started: what head/ can be reset to.
+    pub last_good: Option<String>,
+}
+
+impl std::fmt::Display for Leftovers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let started =
+            std::time::UNIX_EPOCH + std::time::Duration::from_secs(self.started.max(0) as u64);
+        write!(
+            f,
+            "failed run {} (label {}, started {}): {}",
+            self.run,
+            self.label.as_deref().unwrap_or("(none)"),
+            humantime::format_rfc3339_seconds(started),
+            self.why
+        )
+    }
+}
+
+/// Reads an optional last field that older records lack. JSON reports a
+/// missing field (and `default` applies); postcard, which stores run
+/// records in the index and the packs, has no field names and simply runs
+/// out of bytes there, which means absent (the records are sealed, so
+/// running out is never damage).
+fn trailing<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    if d.is_human_readable() {
+        return Option::<T>::deserialize(d);
+    }
+    Ok(Option::<T>::deserialize(d).unwrap_or(None))
 }
 
 impl RunRecord {
@@ -139,5 +191,76 @@ impl RunRecord {
             }
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(leftovers: Option<Leftovers>) -> RunRecord {
+        RunRecord {
+            run: "r1".into(),
+            revision: 2,
+            status: RunStatus::Validated,
+            latest: true,
+            started: 1_700_000_000,
+            copy: HookOutcome::default(),
+            hooks: Vec::new(),
+            leftovers,
+        }
+    }
+
+    /// The fields of a run record before `leftovers` existed, in order.
+    #[derive(Serialize)]
+    struct Before {
+        run: String,
+        revision: u32,
+        status: RunStatus,
+        latest: bool,
+        started: i64,
+        copy: HookOutcome,
+        hooks: Vec<HookOutcome>,
+    }
+
+    #[test]
+    fn records_written_before_leftovers_existed_still_read() {
+        let old = Before {
+            run: "r1".into(),
+            revision: 2,
+            status: RunStatus::Validated,
+            latest: true,
+            started: 1_700_000_000,
+            copy: HookOutcome::default(),
+            hooks: Vec::new(),
+        };
+        let bytes = postcard::to_allocvec(&old).unwrap();
+        assert_eq!(
+            postcard::from_bytes::<RunRecord>(&bytes).unwrap(),
+            record(None)
+        );
+        let json = serde_json::to_string(&old).unwrap();
+        assert_eq!(
+            serde_json::from_str::<RunRecord>(&json).unwrap(),
+            record(None)
+        );
+    }
+
+    #[test]
+    fn leftovers_round_trip_and_bad_json_is_an_error() {
+        let l = Leftovers {
+            run: "r0".into(),
+            label: Some("nightly".into()),
+            started: 1_699_999_000,
+            why: "the copy command rsync: exit 23".into(),
+            last_good: Some("2026-11-22T02:00:00Z".into()),
+        };
+        let rec = record(Some(l));
+        let bytes = postcard::to_allocvec(&rec).unwrap();
+        assert_eq!(postcard::from_bytes::<RunRecord>(&bytes).unwrap(), rec);
+        let json = serde_json::to_string(&rec).unwrap();
+        assert_eq!(serde_json::from_str::<RunRecord>(&json).unwrap(), rec);
+        let bad = json.replace("\"why\"", "\"whence\"");
+        assert!(serde_json::from_str::<RunRecord>(&bad).is_err());
     }
 }

@@ -64,6 +64,9 @@ pub enum Command {
     /// Create, list and inspect snapshots (through the daemon while mounted).
     #[command(subcommand)]
     Snapshot(SnapshotCommand),
+    /// Manage head/, the tree backups are written into.
+    #[command(subcommand)]
+    Head(HeadCommand),
     /// List and show backup runs: those stored with their snapshots, and
     /// those that failed before taking one (kept on this host, the newest
     /// 50 per repository, under STRATA_STATE_DIR or /var/lib/strata).
@@ -96,6 +99,15 @@ pub enum Command {
     /// mistyped destination). A failed hook's last lines of stderr are
     /// printed even with --quiet; a failed run that took no snapshot is
     /// kept for `strata runs list|show`.
+    ///
+    /// A run that fails after its copy wrote into head/ (the copy failed
+    /// or was stopped by a signal, a later hook failed, validation failed)
+    /// marks the head as holding its leftovers: `strata status` shows it,
+    /// and the next run warns before its copy and in its summary
+    /// ("leftovers_taken_over" in --json), naming the failed run and the
+    /// `strata head reset --to SNAPSHOT` that rolls head/ back to the last
+    /// good snapshot; that run's snapshot record says it took them over,
+    /// and the mark is cleared then (or by the reset).
     ///
     /// One run at a time per repository: while one is in progress, another
     /// is refused at once with exit 24, naming its pid, label and start
@@ -148,6 +160,10 @@ pub enum Command {
     /// daemon serving it; read_only_reason, why the head takes no writes,
     /// if it does not; snapshots and latest, the number of snapshots and
     /// the newest one's name; inodes, files and directories in the head;
+    /// repository and repository_id, its directory and id; leftovers, the
+    /// failed backup run whose partial copy head/ holds (its run id,
+    /// label, start time, why it failed, and last_good, the snapshot to
+    /// reset head/ to with `strata head reset --to`), if any;
     /// staging_bytes, overwrites held until they are chunked;
     /// durable_commits, commits since the daemon started; fuse_requests and
     /// fuse_micros, the requests served per operation and the microseconds
@@ -166,6 +182,31 @@ pub enum Command {
     Man {
         /// Output directory.
         dir: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum HeadCommand {
+    /// Make head/ a snapshot's tree again, discarding every change since.
+    ///
+    /// Like `zfs rollback`: in one transaction, in a time that does not
+    /// grow with the tree, head/ becomes exactly the tree of SNAPSHOT (its
+    /// files, attributes, xattrs and hard links); snapshots are not
+    /// touched. Meant for the leftovers of a failed backup run, which
+    /// `strata status` and the next `strata backup` name: reset to the last
+    /// good snapshot before it, then run the backup again. Asks nothing:
+    /// it is meant for scripts as well as people; it prints the snapshot
+    /// head/ now holds and the failed run whose leftovers it discarded.
+    ///
+    /// Works mounted (the daemon does it, and the kernel forgets what it
+    /// cached of head/) and unmounted (the repository is opened directly).
+    /// Exits 2 when no snapshot has that name, 14 while files in head/ are
+    /// open (`fuser -vm MOUNTPOINT` lists the processes), 24 while a backup
+    /// run is in progress; head/ is then left as it was.
+    Reset {
+        /// The snapshot: its number, its name (UTC time), a label, or "latest".
+        #[arg(long = "to", value_name = "SNAPSHOT")]
+        to: String,
     },
 }
 

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
 use std::time::{Duration, Instant};
-use strata::backup::record::{HookOutcome, RunRecord, RunStatus};
+use strata::backup::record::{HookOutcome, Leftovers, RunRecord, RunStatus};
 
 use strata::alert::{self, Alerter};
 use strata::backup::{alerts, journal, runlock, Failure, Outcome, Run, Target};
@@ -84,7 +84,7 @@ pub fn run(g: &Global, a: &BackupArgs) -> Result<()> {
     let Some(Reply::Status(status)) = control::call(&socket, &Request::Status)? else {
         return Err(not_mounted().into());
     };
-    let mountpoint = PathBuf::from(status.mountpoint.ok_or_else(not_mounted)?);
+    let mountpoint = PathBuf::from(status.mountpoint.clone().ok_or_else(not_mounted)?);
     let id: RepoId = repo.config().id.parse()?;
     let alerter = Alerter::from_config(&config.alerts, alert::state_path(&id)).map_err(|e| {
         Reported(
@@ -94,6 +94,15 @@ pub fn run(g: &Global, a: &BackupArgs) -> Result<()> {
     })?;
     let daemon = Daemon { socket, mountpoint };
     let _lock = run_lock(g, a, &repo.config().id)?;
+    // Asked again under the lock: a run that failed while this one waited
+    // for it has marked the head since.
+    let status = match daemon.call(&Request::Status)? {
+        Reply::Status(s) => s,
+        other => bail!("unexpected answer from the daemon: {other:?}"),
+    };
+    if let (Some(l), false) = (&status.leftovers, g.quiet) {
+        eprintln!("strata backup: warning: {}", taken_over(l, None));
+    }
     let started = Instant::now();
     let before = Counters::read(&daemon, &g.repo);
     let failed = |o: &Outcome, elapsed| {
@@ -120,6 +129,7 @@ pub fn run(g: &Global, a: &BackupArgs) -> Result<()> {
         a.command.clone(),
         g.quiet || g.json,
     )
+    .taking_over(status.leftovers.clone())
     .on_failed(&failed)
     .on_hook_failed(&hook_failed)
     .execute();
@@ -135,12 +145,21 @@ pub fn run(g: &Global, a: &BackupArgs) -> Result<()> {
             tracing::warn!(error = %e, "the failed run's record could not be kept");
         }
     }
-    let summary = Summary::new(
+    let mut summary = Summary::new(
         &outcome,
         before,
         Counters::read(&daemon, &g.repo),
         started.elapsed(),
     );
+    if let Some(l) = mark_leftovers(
+        &daemon,
+        &outcome,
+        &summary,
+        a.label.clone(),
+        status.latest.clone(),
+    ) {
+        summary.left_in_head = Some(l);
+    }
     // A copy that ran and succeeded yet changed nothing is most often one
     // aimed elsewhere (a mistyped destination), not a quiet night: say so.
     let copied = outcome.record.copy.attempts > 0 && outcome.record.copy.ok();
@@ -231,6 +250,66 @@ fn run_lock(g: &Global, a: &BackupArgs, repo_id: &str) -> Result<runlock::RunLoc
         )
         .into()
     })
+}
+
+/// Marks the head when this run failed after its copy wrote into head/:
+/// the next run and `strata status` name it. Returns the marker in force
+/// (an earlier failed run's, if head/ held its leftovers already).
+fn mark_leftovers(
+    daemon: &Daemon,
+    o: &Outcome,
+    summary: &Summary,
+    label: Option<String>,
+    last_good: Option<String>,
+) -> Option<Leftovers> {
+    let f = o.failure.as_ref()?;
+    if o.record.copy.attempts == 0 || summary.nothing_written {
+        return None;
+    }
+    let why = match strata::process::interrupted_by() {
+        Some(signal) => format!("stopped by {}; {f}", strata::process::signal_name(signal)),
+        None => f.to_string(),
+    };
+    let mine = Leftovers {
+        run: o.record.run.clone(),
+        label,
+        started: o.record.started,
+        why,
+        last_good,
+    };
+    match daemon.call(&Request::LeftoversRecord { leftovers: mine }) {
+        Ok(Reply::Leftovers(l)) => Some(*l),
+        Ok(other) => {
+            tracing::warn!(answer = ?other, "unexpected answer to recording leftovers");
+            None
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "the failed run's leftovers could not be marked in the head");
+            eprintln!("strata backup: warning: head/ keeps this run's partial copy, and marking that in the repository failed ({e:#}); roll head/ back with `strata head reset --to SNAPSHOT` before the next run");
+            None
+        }
+    }
+}
+
+/// The warning about leftovers a run took over (`snapshot`: the snapshot
+/// that now holds them, if taken).
+fn taken_over(l: &Leftovers, snapshot: Option<&str>) -> String {
+    let holds = match snapshot {
+        Some(name) => format!("this run's snapshot {name} holds them too, where the copy did not replace them (its record says so)"),
+        None => "this run's snapshot will hold them too, where the copy does not replace them".to_owned(),
+    };
+    format!(
+        "head/ held the leftovers of {l}; {holds}. {}",
+        reset_hint(l)
+    )
+}
+
+/// How to roll head/ back before a failed run `l`.
+fn reset_hint(l: &Leftovers) -> String {
+    match &l.last_good {
+        Some(good) => format!("To start from the last good snapshot instead, run `strata head reset --to {good}` before the copy"),
+        None => "No good snapshot was taken before it to reset head/ to (`strata snapshot list`)".to_owned(),
+    }
 }
 
 /// What `--json` prints: the outcome and its summary.
@@ -337,6 +416,12 @@ struct Summary {
     bytes_stored: u64,
     /// The head was not changed at all during the run.
     nothing_written: bool,
+    /// The failed run whose leftovers head/ held when this run began
+    /// (its snapshot holds them too).
+    leftovers_taken_over: Option<Leftovers>,
+    /// The failed run whose leftovers head/ holds after this run failed
+    /// (this one, after its copy wrote into head/, or an earlier one).
+    left_in_head: Option<Leftovers>,
 }
 
 impl Summary {
@@ -351,6 +436,10 @@ impl Summary {
             bytes_written: after.written.saturating_sub(before.written),
             bytes_stored: after.packed.saturating_sub(before.packed),
             nothing_written: before.read && after.read && after.changes == before.changes,
+            // Taken over only into a snapshot; without one, head/ still
+            // holds them (and the marker stays).
+            leftovers_taken_over: o.record.leftovers.clone().filter(|_| o.snapshot.is_some()),
+            left_in_head: o.record.leftovers.clone().filter(|_| o.snapshot.is_none()),
         }
     }
 
@@ -359,7 +448,20 @@ impl Summary {
             Some(name) => format!("snapshot {name} {}", self.status),
             None => "no snapshot taken".to_owned(),
         };
-        format!(
+        let mut warnings = String::new();
+        if let Some(l) = &self.leftovers_taken_over {
+            warnings.push_str(&format!(
+                "\nwarning: {}",
+                taken_over(l, self.snapshot.as_deref())
+            ));
+        }
+        if let Some(l) = &self.left_in_head {
+            warnings.push_str(&format!(
+                "\nwarning: head/ holds the leftovers of {l}. {}; the next run warns until then",
+                reset_hint(l).replace("before the copy", "before the next run")
+            ));
+        }
+        warnings.insert_str(0, &format!(
             "backup run {}: {snapshot}; {} files created and {} written into head/ ({} writes), {} newly stored, in {:.1} s",
             self.run,
             self.files_created,
@@ -367,6 +469,7 @@ impl Summary {
             self.write_requests,
             strata::throttle::rate::format_bytes(self.bytes_stored as f64),
             self.duration,
-        )
+        ));
+        warnings
     }
 }

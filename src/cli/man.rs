@@ -78,9 +78,13 @@ fn see_also(buf: &mut Vec<u8>, pages: &[String]) {
 
 /// `cmd` with a SYNOPSIS that shows what each option takes
 /// (`[--label LABEL]`, `[--wait[=DURATION]]`), which clap_mangen's own
-/// leaves out.
+/// leaves out. A subcommand is written as typed (`strata key add`).
 fn with_synopsis(name: &str, cmd: clap::Command) -> clap::Command {
-    let mut parts = vec![name.to_owned()];
+    let typed = match name.strip_prefix("strata-") {
+        Some(sub) if name != "strata-mountd" => format!("strata {}", sub.replace('-', " ")),
+        _ => name.to_owned(),
+    };
+    let mut parts = vec![typed];
     for a in cmd.get_arguments().filter(|a| !a.is_hide_set()) {
         if a.is_positional() {
             continue;
@@ -123,7 +127,7 @@ fn with_synopsis(name: &str, cmd: clap::Command) -> clap::Command {
     if cmd.has_subcommands() {
         parts.push("COMMAND".to_owned());
     }
-    cmd.override_usage(parts.join(" "))
+    cmd.bin_name(parts[0].clone()).override_usage(parts.join(" "))
 }
 
 /// An argument's value name: its own, or its id in capitals.

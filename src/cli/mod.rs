@@ -3,6 +3,7 @@
 pub mod args;
 mod backup;
 mod freshness;
+mod head;
 mod man;
 mod mount;
 mod runs;
@@ -41,6 +42,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Repair(RepairCommand::Index) => cmd_repair_index(g),
         Command::Snapshot(c) => snapshot::run(g, c),
         Command::Backup(a) => backup::run(g, a),
+        Command::Head(c) => head::run(g, c),
         Command::Runs(c) => runs::run(g, c),
         Command::Throttle(c) => throttle::run(g, c),
         Command::Mount(a) => mount::mount(g, a),

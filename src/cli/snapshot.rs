@@ -82,6 +82,9 @@ fn show(info: &SnapshotInfo) -> String {
         for (k, v) in run.points() {
             out.push_str(&format!("\n  point {k} = {v}"));
         }
+        if let Some(l) = &run.leftovers {
+            out.push_str(&format!("\n  taken over leftovers of {l}"));
+        }
     }
     out
 }
@@ -168,8 +171,10 @@ pub fn status(g: &Global) -> Result<()> {
     let Reply::Status(mut s) = request(g, &Request::Status)? else {
         bail!("unexpected answer from the daemon");
     };
+    let id = locked(g)?.config().id.clone();
+    s.repository = Some(g.repo.display().to_string());
+    s.repository_id = Some(id.clone());
     if s.mountpoint.is_none() {
-        let id = locked(g)?.config().id.clone();
         s.dead_mount = strata::mountpoint::dead_mounts_of(&id)
             .first()
             .map(|p| p.display().to_string());
@@ -182,7 +187,9 @@ pub fn status(g: &Global) -> Result<()> {
             (None, _, None) => "not mounted".to_owned(),
         };
         let mut out = format!(
-            "state       {state}\nsnapshots   {} (latest {})\ninodes      {}\nstaging     {} bytes\ncommits     {}",
+            "repository  {} (id {})\nstate       {state}\nsnapshots   {} (latest {})\ninodes      {}\nstaging     {} bytes\ncommits     {}",
+            g.repo.display(),
+            id,
             s.snapshots,
             s.latest.as_deref().unwrap_or("-"),
             s.inodes,
@@ -204,6 +211,15 @@ pub fn status(g: &Global) -> Result<()> {
         if let Some(t) = &s.throttle {
             out.push('\n');
             out.push_str(&super::throttle::describe(t));
+        }
+        if let Some(l) = &s.leftovers {
+            let reset = match &l.last_good {
+                Some(good) => format!("`strata head reset --to {good}` rolls head/ back to the last good snapshot before it"),
+                None => "no good snapshot before it to reset head/ to".to_owned(),
+            };
+            out.push_str(&format!(
+                "\nLEFTOVERS   head/ holds the leftovers of {l}; the next backup run's snapshot will hold them too; {reset}"
+            ));
         }
         out
     });

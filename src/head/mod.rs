@@ -16,6 +16,7 @@
 pub mod acl;
 pub mod cadence;
 pub mod content;
+pub mod leftovers;
 pub mod prefetch;
 pub mod records;
 pub mod reset;

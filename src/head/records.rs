@@ -10,6 +10,7 @@
 //! | head_meta      | name                              | u64                       |
 //! | head_unloaded  | directory inode u64               | ()                        |
 //! | snapshots      | sequence number u64               | snapshot record           |
+//! | head_leftovers | "marker"                          | a failed run's leftovers  |
 //!
 //! Name hashes are keyed BLAKE3 of (parent, name), so the table order and
 //! keys reveal nothing about names; a listing resumes from the last hash it
@@ -40,6 +41,8 @@ pub const RUNS: TableDefinition<u64, &[u8]> = TableDefinition::new("snapshot_run
 /// snapshot tree their `clean_tree` names (see `Write::load`). Roots for
 /// garbage collection while they last.
 pub const UNLOADED: TableDefinition<u64, ()> = TableDefinition::new("head_unloaded");
+/// A failed run's leftovers in the head (one row, see `leftovers`).
+pub const LEFTOVERS: TableDefinition<&str, &[u8]> = TableDefinition::new("head_leftovers");
 /// Counters (next inode number, ...).
 pub const META: TableDefinition<&str, u64> = TableDefinition::new("head_meta");
 

@@ -829,6 +829,8 @@ impl Write<'_> {
             .insert(InodeNo::ROOT.0, ())
             .map_err(db)?;
         self.lazy = true;
-        Ok(())
+        // head/ no longer holds a failed run's leftovers: the marker goes
+        // in the same transaction, so no crash separates the two.
+        super::leftovers::clear(self.tx)
     }
 }

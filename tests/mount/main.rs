@@ -8,6 +8,7 @@ mod content;
 mod first_run;
 mod freshness;
 mod harness;
+mod head_reset;
 mod honest;
 mod hook_programs;
 mod ioprio;
