@@ -24,6 +24,8 @@ pub fn run_failed(o: &Outcome, elapsed: Duration) -> Option<Event> {
     };
     let class = match (f, culprit) {
         (_, Some(h)) if h.timed_out => Class::Timeout,
+        // Refused before it started (a misused placeholder): set up wrong.
+        (Failure::Copy(_), Some(h)) if h.attempts == 0 => Class::Configuration,
         (Failure::Hook(_), _) => Class::Hook,
         (Failure::Copy(_), _) => Class::Copy,
         (Failure::Validation(_), _) => Class::Corruption,
