@@ -448,6 +448,27 @@ mod tests {
     use super::*;
 
     #[test]
+    fn names_per_chunk_are_bounded_and_the_rest_counted() {
+        let mut u = ChunkUsers::default();
+        for i in 0..NAMES_PER_CHUNK + 3 {
+            u.add(format!("dir/f{i:02}"), "2026-01-01T00:00:00Z");
+        }
+        // A path already named gains places; it is not counted again.
+        u.add("dir/f00".into(), "head/");
+        assert_eq!(u.paths.len(), NAMES_PER_CHUNK);
+        assert_eq!(u.more, 3);
+        let mut users = Users::default();
+        users.chunks.insert(ChunkId([7; 32]), u);
+        let text = users.to_string();
+        assert!(
+            text.contains("dir/f00  (in snapshot 2026-01-01T00:00:00Z and head/)"),
+            "{text}"
+        );
+        assert!(text.contains("  and 3 more\n"), "{text}");
+        assert!(!text.contains("dir/f10"), "{text}");
+    }
+
+    #[test]
     fn subsets_parse() {
         assert_eq!(
             "2/7".parse::<ReadData>().unwrap(),
