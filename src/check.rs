@@ -1,14 +1,19 @@
 //! `strata check`: the structure first (every pack the index knows is where
 //! it says and its checkpoints open; every index row points at an object its
 //! pack's TOC lists), then optionally the data (every chunk, or a subset of
-//! packs, read, opened and hashed).
+//! packs, read, opened and hashed); and, for a human at a terminal, which
+//! files of which snapshots use a damaged chunk ([`users`]).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fmt;
+use std::rc::Rc;
 
 use serde::Serialize;
 
 use crate::format::Kind;
-use crate::id::PackId;
+use crate::head::txn::Reader;
+use crate::head::{FileKind, FsError, Head, InodeNo, READDIR_BATCH};
+use crate::id::{ChunkId, PackId};
 use crate::index::{Location, PackState};
 use crate::pack;
 use crate::repair::list_packs;
@@ -92,6 +97,9 @@ pub struct CheckReport {
     pub errors: Vec<String>,
     /// Harmless leftovers worth knowing about.
     pub warnings: Vec<String>,
+    /// Chunks that could not be read back intact (named in `errors`).
+    #[serde(skip)]
+    pub damaged: Vec<ChunkId>,
 }
 
 impl CheckReport {
@@ -178,10 +186,13 @@ pub fn check(
             Some(Some(kind)) => {
                 kinds.insert(*id, *kind);
             }
-            Some(_) => report.errors.push(format!(
-                "chunk {id}: pack {} lists no such object at offset {}",
-                loc.pack, loc.offset
-            )),
+            Some(_) => {
+                report.damaged.push(*id);
+                report.errors.push(format!(
+                    "chunk {id}: pack {} lists no such object at offset {}",
+                    loc.pack, loc.offset
+                ))
+            }
             None if records.contains_key(&loc.pack) => {} // pack already reported
             None => report.errors.push(format!(
                 "chunk {id}: its pack {} is not in the index",
@@ -207,10 +218,13 @@ pub fn check(
                     report.chunks_read += 1;
                     report.bytes_read += data.as_slice().len() as u64;
                 }
-                Err(e) => report.errors.push(format!(
-                    "chunk {id} (pack {}, offset {}): {e}",
-                    loc.pack, loc.offset
-                )),
+                Err(e) => {
+                    report.damaged.push(*id);
+                    report.errors.push(format!(
+                        "chunk {id} (pack {}, offset {}): {e}",
+                        loc.pack, loc.offset
+                    ))
+                }
             }
             progress(i as u64 + 1, total);
         }
@@ -218,9 +232,241 @@ pub fn check(
     Ok(report)
 }
 
+/// Paths named per damaged chunk; further uses are only counted.
+pub const NAMES_PER_CHUNK: usize = 10;
+
+/// Where damaged chunks are used, for `strata check` to show a human. The
+/// paths are patient data: they go to the terminal, never to logs, JSON or
+/// alerts, which keep the chunk ids.
+#[derive(Debug, Default)]
+pub struct Users {
+    /// Per damaged chunk that some file uses.
+    pub chunks: BTreeMap<ChunkId, ChunkUsers>,
+    /// Snapshot trees that could not be read: files under them are not named.
+    pub unreadable_trees: u64,
+}
+
+/// The files that use one chunk.
+#[derive(Debug, Default)]
+pub struct ChunkUsers {
+    /// Up to [`NAMES_PER_CHUNK`] paths, each with where it has that chunk:
+    /// snapshot names, and `head/`.
+    pub paths: BTreeMap<String, Vec<String>>,
+    /// Further (path, snapshot or head) uses, not named.
+    pub more: u64,
+}
+
+impl ChunkUsers {
+    fn add(&mut self, path: String, place: &str) {
+        if let Some(places) = self.paths.get_mut(&path) {
+            places.push(place.to_owned());
+        } else if self.paths.len() < NAMES_PER_CHUNK {
+            self.paths.insert(path, vec![place.to_owned()]);
+        } else {
+            self.more += 1;
+        }
+    }
+}
+
+/// The files in snapshots and in the head whose content uses one of
+/// `damaged`. Each snapshot tree is read once however many snapshots share
+/// it, and at most [`NAMES_PER_CHUNK`] paths are kept per chunk, so the
+/// walk costs what `check` already reads and its answer stays short.
+pub fn users(head: &Head, damaged: &[ChunkId]) -> Result<Users, FsError> {
+    let damaged: HashSet<ChunkId> = damaged.iter().copied().collect();
+    let mut out = Users::default();
+    let mut walk = TreeWalk {
+        head,
+        damaged: &damaged,
+        memo: HashMap::new(),
+        unreadable: 0,
+    };
+    for row in head.snapshots()? {
+        let Some(root) = row.record.root.subtree else {
+            continue;
+        };
+        let place = row.record.name();
+        let hits = walk.hits(root);
+        for (chunk, path) in &hits.named {
+            out.chunks
+                .entry(*chunk)
+                .or_default()
+                .add(String::from_utf8_lossy(path).into_owned(), &place);
+        }
+        for (chunk, n) in &hits.more {
+            out.chunks.entry(*chunk).or_default().more += n;
+        }
+    }
+    out.unreadable_trees = walk.unreadable;
+    head_users(head, &damaged, &mut out)?;
+    Ok(out)
+}
+
+/// The damaged chunks used under one snapshot tree, paths relative to it.
+#[derive(Default)]
+struct Hits {
+    /// At most [`NAMES_PER_CHUNK`] per chunk.
+    named: Vec<(ChunkId, Vec<u8>)>,
+    more: HashMap<ChunkId, u64>,
+}
+
+impl Hits {
+    fn add(&mut self, chunk: ChunkId, path: Vec<u8>) {
+        if self.named.iter().filter(|(c, _)| *c == chunk).count() < NAMES_PER_CHUNK {
+            self.named.push((chunk, path));
+        } else {
+            *self.more.entry(chunk).or_default() += 1;
+        }
+    }
+}
+
+struct TreeWalk<'a> {
+    head: &'a Head,
+    damaged: &'a HashSet<ChunkId>,
+    /// Trees already walked (snapshots share unchanged directories).
+    memo: HashMap<[u8; 32], Rc<Hits>>,
+    unreadable: u64,
+}
+
+impl TreeWalk<'_> {
+    fn hits(&mut self, id: [u8; 32]) -> Rc<Hits> {
+        if let Some(h) = self.memo.get(&id) {
+            return h.clone();
+        }
+        let mut hits = Hits::default();
+        match self.head.tree(&id) {
+            Ok(tree) => {
+                for e in tree.entries {
+                    let mut seen = HashSet::new();
+                    for (_, chunk, _) in &e.extents {
+                        let chunk = ChunkId(*chunk);
+                        if self.damaged.contains(&chunk) && seen.insert(chunk) {
+                            hits.add(chunk, e.name.clone());
+                        }
+                    }
+                    if let Some(sub) = e.subtree {
+                        let below = self.hits(sub);
+                        for (chunk, path) in &below.named {
+                            hits.add(*chunk, join(&e.name, path));
+                        }
+                        for (chunk, n) in &below.more {
+                            *hits.more.entry(*chunk).or_default() += n;
+                        }
+                    }
+                }
+            }
+            Err(_) => self.unreadable += 1,
+        }
+        let hits = Rc::new(hits);
+        self.memo.insert(id, hits.clone());
+        hits
+    }
+}
+
+/// Adds the head's files that use a damaged chunk, as `head/`.
+fn head_users(head: &Head, damaged: &HashSet<ChunkId>, out: &mut Users) -> Result<(), FsError> {
+    let r = head.rtx()?;
+    let mut dirs = vec![(InodeNo::ROOT, Vec::new())];
+    while let Some((dir, path)) = dirs.pop() {
+        let mut after = None;
+        loop {
+            let rows = r.dirents_after(dir, after, READDIR_BATCH)?;
+            let Some((last, _)) = rows.last() else { break };
+            after = Some(*last);
+            for (_, d) in rows {
+                let p = join(&path, &d.name);
+                match d.kind {
+                    FileKind::Dir => dirs.push((InodeNo(d.ino), p)),
+                    FileKind::File => {
+                        let mut seen = HashSet::new();
+                        for (_, chunk, _) in r.extents(InodeNo(d.ino), 0, u64::MAX)? {
+                            if damaged.contains(&chunk) && seen.insert(chunk) {
+                                out.chunks
+                                    .entry(chunk)
+                                    .or_default()
+                                    .add(String::from_utf8_lossy(&p).into_owned(), "head/");
+                            }
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn join(dir: &[u8], name: &[u8]) -> Vec<u8> {
+    if dir.is_empty() {
+        return name.to_vec();
+    }
+    let mut p = dir.to_vec();
+    p.push(b'/');
+    p.extend_from_slice(name);
+    p
+}
+
+impl fmt::Display for Users {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (chunk, u) in &self.chunks {
+            writeln!(f, "chunk {chunk} is used by:")?;
+            for (path, places) in &u.paths {
+                let (snaps, head): (Vec<&String>, Vec<&String>) =
+                    places.iter().partition(|p| *p != "head/");
+                let mut at = Vec::new();
+                if !snaps.is_empty() {
+                    let names: Vec<&str> = snaps.iter().map(|s| s.as_str()).collect();
+                    let word = if names.len() == 1 {
+                        "snapshot"
+                    } else {
+                        "snapshots"
+                    };
+                    at.push(format!("{word} {}", names.join(", ")));
+                }
+                if !head.is_empty() {
+                    at.push("head/".to_owned());
+                }
+                writeln!(f, "  {path}  (in {})", at.join(" and "))?;
+            }
+            if u.more > 0 {
+                writeln!(f, "  and {} more", u.more)?;
+            }
+        }
+        if self.unreadable_trees > 0 {
+            writeln!(
+                f,
+                "{} snapshot directories could not be read; files under them are not named",
+                self.unreadable_trees
+            )?;
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn names_per_chunk_are_bounded_and_the_rest_counted() {
+        let mut u = ChunkUsers::default();
+        for i in 0..NAMES_PER_CHUNK + 3 {
+            u.add(format!("dir/f{i:02}"), "2026-01-01T00:00:00Z");
+        }
+        // A path already named gains places; it is not counted again.
+        u.add("dir/f00".into(), "head/");
+        assert_eq!(u.paths.len(), NAMES_PER_CHUNK);
+        assert_eq!(u.more, 3);
+        let mut users = Users::default();
+        users.chunks.insert(ChunkId([7; 32]), u);
+        let text = users.to_string();
+        assert!(
+            text.contains("dir/f00  (in snapshot 2026-01-01T00:00:00Z and head/)"),
+            "{text}"
+        );
+        assert!(text.contains("  and 3 more\n"), "{text}");
+        assert!(!text.contains("dir/f10"), "{text}");
+    }
 
     #[test]
     fn subsets_parse() {

@@ -98,7 +98,9 @@ pub fn may_retry(op: Operation, class: Class) -> bool {
     };
     let class_ok = match class {
         Class::TransientIo | Class::Timeout => true,
-        Class::Capacity | Class::Corruption | Class::Configuration | Class::Hook => false,
+        Class::Capacity | Class::Corruption | Class::Configuration | Class::Hook | Class::Copy => {
+            false
+        }
     };
     op_ok && class_ok
 }

@@ -67,6 +67,8 @@ pub enum Class {
     Configuration,
     /// A hook failed.
     Hook,
+    /// The copy command failed (its exit status or signal is in the fields).
+    Copy,
     /// Something did not finish in time.
     Timeout,
 }
@@ -80,6 +82,7 @@ impl Class {
             Class::Corruption => "corruption",
             Class::Configuration => "configuration",
             Class::Hook => "hook",
+            Class::Copy => "copy",
             Class::Timeout => "timeout",
         }
     }

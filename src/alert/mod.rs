@@ -287,17 +287,31 @@ impl Alerter {
     }
 
     /// Forgets the alerts of `kind` for `repository` (any class), e.g. after
-    /// a backup run succeeds; the next failure is then news again. Each
-    /// channel that got one of them is sent a resolved event with the id of
-    /// the last one sent (a failure to send is logged, not retried).
-    /// Returns how many were outstanding.
+    /// the freshness check finds a fresh snapshot; the next failure is then
+    /// news again. Each channel that got one of them is sent a resolved
+    /// event with the id of the last one sent (a failure to send is logged,
+    /// not retried). Returns how many were outstanding.
     pub fn resolve(&self, kind: Kind, repository: Option<RepoId>) -> Result<usize, String> {
+        self.resolve_classes(kind, repository, |_| true)
+    }
+
+    /// As [`Alerter::resolve`], for the classes `fixed` accepts only: what
+    /// clears one class of failure (a copy that ran) need not clear another
+    /// (data that failed validation).
+    pub fn resolve_classes(
+        &self,
+        kind: Kind,
+        repository: Option<RepoId>,
+        fixed: impl Fn(Class) -> bool,
+    ) -> Result<usize, String> {
         let mut state_error = None;
         let _lock = self.lock(&mut state_error);
         let mut st = state::load(&self.state_path)?;
         let (cleared, kept) = std::mem::take(&mut st.alerts)
             .into_iter()
-            .partition::<Vec<_>, _>(|r| r.kind == kind && r.repository == repository);
+            .partition::<Vec<_>, _>(|r| {
+                r.kind == kind && r.repository == repository && fixed(r.class)
+            });
         st.alerts = kept;
         if !cleared.is_empty() {
             st.version = STATE_VERSION;

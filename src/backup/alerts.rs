@@ -1,14 +1,16 @@
 //! The alerts a backup run raises: the run failed (classed by what
 //! failed), a hook failed without stopping the run (both at once), the run
-//! was slower than expected (at its end). Events carry hook names, snapshot names and
-//! numbers, never paths or hook output.
+//! was slower than expected (at its end); and the earlier run failures a
+//! run clears, by class, as far as it proved them fixed. Events carry hook
+//! names, snapshot names and numbers, never paths or hook output.
 
 use std::time::{Duration, SystemTime};
 
-use super::record::HookOutcome;
+use super::record::{HookOutcome, RunStatus};
 use super::{Failure, Outcome};
-use crate::alert::{Class, Event, Fields, Kind, Token};
+use crate::alert::{Alerter, Class, Event, Fields, Kind, Token};
 use crate::control::SnapshotInfo;
+use crate::id::RepoId;
 
 /// The run_failed event of `o`, a run that has just failed `elapsed` after
 /// it started; raised at once, before the on-failure hooks run.
@@ -22,7 +24,10 @@ pub fn run_failed(o: &Outcome, elapsed: Duration) -> Option<Event> {
     };
     let class = match (f, culprit) {
         (_, Some(h)) if h.timed_out => Class::Timeout,
-        (Failure::Hook(_) | Failure::Copy(_), _) => Class::Hook,
+        // Refused before it started (a misused placeholder): set up wrong.
+        (Failure::Copy(_), Some(h)) if h.attempts == 0 => Class::Configuration,
+        (Failure::Hook(_), _) => Class::Hook,
+        (Failure::Copy(_), _) => Class::Copy,
         (Failure::Validation(_), _) => Class::Corruption,
         (Failure::Snapshot(_), _) => Class::TransientIo,
     };
@@ -61,6 +66,35 @@ pub fn slow(o: &Outcome, elapsed: Duration, slow: Duration) -> Option<Event> {
             ..Fields::default()
         })
     })
+}
+
+/// Resolves the run_failed alerts of `repository` that `o`, a finished
+/// run, proved fixed (see [`proves_fixed`]); a failure to do so is logged.
+pub fn resolve(alerter: &Alerter, repository: RepoId, o: &Outcome) {
+    if let Err(e) =
+        alerter.resolve_classes(Kind::RunFailed, Some(repository), |c| proves_fixed(o, c))
+    {
+        tracing::warn!(error = %e, "resolving earlier run failures failed");
+    }
+}
+
+/// Whether `o` shows the cause of a run failure of `class` gone. A run
+/// that did not fail clears every class but corruption: data that failed
+/// validation is trusted again only when a snapshot passes validation, so
+/// neither an inconsistent run (exit 23) nor one without validation hooks
+/// clears it. A copy that succeeded clears a failed copy even when the run
+/// failed later.
+pub fn proves_fixed(o: &Outcome, class: Class) -> bool {
+    let succeeded = o.failure.is_none();
+    match class {
+        Class::Corruption => succeeded && o.record.status == RunStatus::Validated,
+        Class::Copy => succeeded || (o.record.copy.attempts > 0 && o.record.copy.ok()),
+        Class::TransientIo
+        | Class::Capacity
+        | Class::Configuration
+        | Class::Hook
+        | Class::Timeout => succeeded,
+    }
 }
 
 fn snapshot(o: &Outcome) -> Option<Token> {

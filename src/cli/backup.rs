@@ -135,10 +135,9 @@ pub fn run(g: &Global, a: &BackupArgs) -> Result<()> {
     .execute();
     let slow = alerts::slow(&outcome, started.elapsed(), config.alerts.slow_snapshot);
     alert::raise_all(&alerter, id, slow.into_iter().collect());
-    if outcome.failure.is_none() {
-        // The next failure is news again, not a repeat to de-duplicate.
-        let _ = alerter.resolve(alert::Kind::RunFailed, Some(id));
-    }
+    // What the run proved fixed is cleared: the next such failure is news
+    // again, not a repeat to de-duplicate.
+    alerts::resolve(&alerter, id, &outcome);
     if let (Some(f), None) = (&outcome.failure, &outcome.snapshot) {
         // No snapshot to store the record with: kept here instead.
         if let Err(e) = journal::keep(&repo.config().id, &outcome.record, f) {

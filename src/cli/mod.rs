@@ -397,10 +397,13 @@ fn cmd_check(g: &Global, a: &CheckArgs) -> Result<()> {
         }
     })?;
     // Then the layer above: every snapshot's trees and references.
+    let mut users = String::new();
     if report.ok() {
         let head = strata::head::Head::new(repo)?;
         report.snapshots = head.snapshots()?.len() as u64;
         report.errors.extend(head.verify_snapshots(snapshot::me())?);
+    } else if !report.damaged.is_empty() {
+        users = damaged_users(g, repo, &report.damaged);
     }
     print(g, &report, || {
         let mut out = String::new();
@@ -410,6 +413,7 @@ fn cmd_check(g: &Global, a: &CheckArgs) -> Result<()> {
         for e in &report.errors {
             out.push_str(&format!("error: {e}\n"));
         }
+        out.push_str(&users);
         out.push_str(&format!(
             "checked {} packs, {} index entries and {} snapshots; read {} chunks ({} bytes); {} error(s), {} warning(s)",
             report.packs,
@@ -426,6 +430,28 @@ fn cmd_check(g: &Global, a: &CheckArgs) -> Result<()> {
         return Err(Damaged(report.errors.len()).into());
     }
     Ok(())
+}
+
+/// Which files and snapshots use the damaged chunks, for a human at a
+/// terminal only: file names are patient data, and what is not a terminal
+/// (a pipe, a file, the journal) may leave the machine. Logs keep the ids.
+fn damaged_users(g: &Global, repo: strata::repo::Repo, damaged: &[strata::id::ChunkId]) -> String {
+    if g.json || g.quiet {
+        return String::new();
+    }
+    if !std::io::stdout().is_terminal() {
+        return format!(
+            "{} damaged chunk(s): run this check on a terminal to see the files and snapshots that use them (not printed elsewhere: file names are patient data)\n",
+            damaged.len()
+        );
+    }
+    match strata::head::Head::new(repo).and_then(|h| strata::check::users(&h, damaged)) {
+        Ok(u) if u.chunks.is_empty() => {
+            format!("{u}no file in a snapshot or in head/ uses the damaged chunk(s)\n")
+        }
+        Ok(u) => u.to_string(),
+        Err(e) => format!("the files that use the damaged chunk(s) could not be found: {e}\n"),
+    }
 }
 
 fn cmd_repair_index(g: &Global) -> Result<()> {

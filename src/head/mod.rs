@@ -205,7 +205,9 @@ impl Head {
         &self.repo
     }
 
-    fn rtx(&self) -> Result<Read<'_>, FsError> {
+    /// A read transaction over the head's tables, for walks outside the
+    /// filesystem calls (`strata check` naming the files of damaged chunks).
+    pub fn rtx(&self) -> Result<Read<'_>, FsError> {
         Read::begin(
             self.repo.store().index().database(),
             &self.sealer,

@@ -177,6 +177,7 @@ pub fn read_psi_file(path: &Path) -> Result<Psi, PsiError> {
 pub struct ProbeReading {
     /// The latency it printed, or else its wall time; the timeout when it
     /// timed out.
+    #[serde(with = "super::secs")]
     pub latency: Duration,
     /// Whether it was killed at the timeout.
     pub timed_out: bool,

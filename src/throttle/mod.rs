@@ -34,6 +34,7 @@ pub mod config;
 pub mod ioprio;
 pub mod profile;
 pub mod rate;
+pub mod secs;
 pub mod window;
 
 use std::sync::mpsc;
@@ -100,7 +101,8 @@ struct State {
     total_delay: Duration,
 }
 
-/// What the throttle is doing, for `strata throttle show` and `strata status`.
+/// What the throttle is doing, for `strata throttle show` and `strata status`
+/// (durations in seconds).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ThrottleStatus {
     /// The default limit from the configuration.
@@ -115,6 +117,7 @@ pub struct ThrottleStatus {
     /// The override, if one is active.
     pub override_limits: Option<Limits>,
     /// Time left on the override; `None` when it lasts until cleared.
+    #[serde(with = "secs::opt")]
     pub override_remaining: Option<Duration>,
     /// The adaptive byte rate when adaptation is limiting.
     pub adaptive_rate: Option<ByteRate>,
@@ -125,6 +128,7 @@ pub struct ThrottleStatus {
     /// Requests per second admitted over the last `window`.
     pub achieved_ops_per_sec: f64,
     /// The length of the averaging window.
+    #[serde(with = "secs")]
     pub window: Duration,
     /// Requests admitted since start.
     pub requests: u64,
@@ -133,8 +137,10 @@ pub struct ThrottleStatus {
     /// Requests that were told to wait.
     pub delayed_requests: u64,
     /// Sum of all delays handed out.
+    #[serde(with = "secs")]
     pub total_delay: Duration,
     /// The cap on one delay.
+    #[serde(with = "secs")]
     pub max_delay: Duration,
 }
 

@@ -1,7 +1,9 @@
 //! The mount as users see it: real mounts over /dev/fuse, driven by rsync,
 //! tar and cp, and the failures they must see.
 
+mod alert_classes;
 mod backup;
+mod check_names;
 #[path = "../common/mod.rs"]
 mod common;
 mod content;
@@ -12,6 +14,7 @@ mod head_reset;
 mod honest;
 mod hook_programs;
 mod ioprio;
+mod json_seconds;
 mod postgres;
 mod runs;
 mod summary;
