@@ -11,6 +11,10 @@ pub struct MountOptions {
     /// Directory to mount on (must exist; `strata mount` creates the default).
     #[arg(default_value = DEFAULT_MOUNTPOINT)]
     pub mountpoint: PathBuf,
+    /// Mount even on a directory that is not empty (refused otherwise, exit
+    /// 14: the mount hides what is there until it is unmounted).
+    #[arg(long)]
+    pub nonempty: bool,
     /// Let users other than the owner in (the mount root becomes 0755;
     /// head/ stays unwritable to them).
     #[arg(long)]
@@ -73,15 +77,16 @@ pub const DEFAULT_REPO: &str = "/var/lib/strata/repo";
 pub const EXIT_CODES: &str = "\
 Exit codes:
   0   success
-  1   error (the message says what failed and what to do)
+  1   error (the message says what failed and what to do; mount: e.g.
+      strata-mountd is not found)
   2   wrong usage: unknown flag, missing argument, invalid value
   10  no repository at the given location (mount: the default one is
       missing after earlier use; is its disk mounted?)
   11  the repository is in use by another process (mounted or locked)
   12  wrong or missing passphrase or key file
   13  the repository is damaged (check found errors, corrupt data, missing index)
-  14  the mountpoint is missing, not a directory, already mounted, not
-      mounted, or busy (umount)
+  14  the mountpoint is missing, not a directory, not empty (mount without
+      --nonempty), already mounted, not mounted, or busy (umount)
   15  the host configuration (strata.toml) is unreadable, unsafe or invalid,
       or a program it names (or the backup copy script) could be changed by
       someone other than root
@@ -96,7 +101,8 @@ Exit codes:
   25  umount: not everything written was committed (the head had turned
       read-only after a storage failure, or the daemon had died; the mount
       is gone all the same); snapshot create: no snapshot was taken because
-      of such a failure (the message says what was kept and what to do)
+      of such a failure (the message says what was kept and what to do);
+      also when the daemon's final commit at unmount failed
   128+N  backup: stopped by signal N (130 SIGINT, 143 SIGTERM); the copy
       and hooks were stopped and on_failure hooks ran";
 
