@@ -11,6 +11,7 @@ mod harness;
 mod honest;
 mod hook_programs;
 mod ioprio;
+mod mount_side;
 mod postgres;
 mod runs;
 mod summary;
