@@ -39,7 +39,7 @@ fn name_the_mount(repo: &Path, e: anyhow::Error) -> anyhow::Error {
     strata::exit::Reported(
         strata::exit::LOCKED,
         format!(
-            "{e:#}: it is mounted on {mnt}, and its daemon holds it. Run `strata umount {mnt}` first, then this command, then `strata mount` again; `strata status`, `strata snapshot` and `strata backup` work while it is mounted"
+            "{e:#}: yes, on {mnt}, and its daemon holds it. Run `strata umount {mnt}` first, then this command, then `strata mount` again; `strata status`, `strata snapshot` and `strata backup` work while it is mounted"
         ),
     )
     .into()
