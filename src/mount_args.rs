@@ -42,8 +42,12 @@ pub struct MountOptions {
 /// --key-file or --password-file, or the default key file, and signals
 /// readiness with sd_notify. It runs until the filesystem is unmounted
 /// (`strata umount`, umount(8), or SIGTERM), committing everything first.
+/// On SIGTERM while a process has a file open in the mount, it logs that
+/// the mount is busy and unmounts as soon as it is free.
 /// The control socket is /run/strata/<repository id>.sock (owner only);
-/// logs go to standard error (STRATA_LOG=debug for more).
+/// the outcome of the final commit is left beside it, in
+/// <repository id>.outcome, for `strata umount`. Logs go to standard
+/// error (STRATA_LOG=debug for more).
 #[derive(Debug, Parser)]
 #[command(name = "strata-mountd", version, after_help = crate::mount_args::EXIT_CODES)]
 pub struct MountdArgs {
