@@ -2,18 +2,45 @@
 
 mod cli;
 
+use std::path::Path;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use clap::Parser;
 
 fn main() -> ExitCode {
     strata::process::start("warn");
     let cli = cli::args::Cli::parse();
+    let repo = cli.global.repo.clone();
     match cli::run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
+            let e = name_the_mount(&repo, e);
             eprintln!("strata: error: {e:#}");
             ExitCode::from(strata::exit::exit_code(&e))
         }
     }
+}
+
+/// A command refused because the repository is in use names the mount
+/// that holds it, when one does, and what to do instead.
+fn name_the_mount(repo: &Path, e: anyhow::Error) -> anyhow::Error {
+    if strata::exit::exit_code(&e) != strata::exit::LOCKED {
+        return e;
+    }
+    let disk = Arc::new(strata::storage::LocalDisk::new(repo));
+    let Ok(locked) = strata::repo::LockedRepo::open(disk, &repo.display().to_string()) else {
+        return e;
+    };
+    let Some(mnt) = strata::mountpoint::mount_of(&locked.config().id) else {
+        return e;
+    };
+    let mnt = mnt.display();
+    strata::exit::Reported(
+        strata::exit::LOCKED,
+        format!(
+            "{e:#}: yes, on {mnt}, and its daemon holds it. Run `strata umount {mnt}` first, then this command, then `strata mount` again; `strata status`, `strata snapshot` and `strata backup` work while it is mounted"
+        ),
+    )
+    .into()
 }

@@ -11,6 +11,10 @@ pub struct MountOptions {
     /// Directory to mount on (must exist; `strata mount` creates the default).
     #[arg(default_value = DEFAULT_MOUNTPOINT)]
     pub mountpoint: PathBuf,
+    /// Mount even on a directory that is not empty (refused otherwise, exit
+    /// 14: the mount hides what is there until it is unmounted).
+    #[arg(long)]
+    pub nonempty: bool,
     /// Let users other than the owner in (the mount root becomes 0755;
     /// head/ stays unwritable to them).
     #[arg(long)]
@@ -38,8 +42,12 @@ pub struct MountOptions {
 /// --key-file or --password-file, or the default key file, and signals
 /// readiness with sd_notify. It runs until the filesystem is unmounted
 /// (`strata umount`, umount(8), or SIGTERM), committing everything first.
+/// On SIGTERM while a process has a file open in the mount, it logs that
+/// the mount is busy and unmounts as soon as it is free.
 /// The control socket is /run/strata/<repository id>.sock (owner only);
-/// logs go to standard error (STRATA_LOG=debug for more).
+/// the outcome of the final commit is left beside it, in
+/// <repository id>.outcome, for `strata umount`. Logs go to standard
+/// error (STRATA_LOG=debug for more).
 #[derive(Debug, Parser)]
 #[command(name = "strata-mountd", version, after_help = crate::mount_args::EXIT_CODES)]
 pub struct MountdArgs {
@@ -73,15 +81,17 @@ pub const DEFAULT_REPO: &str = "/var/lib/strata/repo";
 pub const EXIT_CODES: &str = "\
 Exit codes:
   0   success
-  1   error (the message says what failed and what to do)
+  1   error (the message says what failed and what to do; mount: e.g.
+      strata-mountd is not found)
   2   wrong usage: unknown flag, missing argument, invalid value
   10  no repository at the given location (mount: the default one is
       missing after earlier use; is its disk mounted?)
   11  the repository is in use by another process (mounted or locked)
   12  wrong or missing passphrase or key file
   13  the repository is damaged (check found errors, corrupt data, missing index)
-  14  the mountpoint is missing, not a directory, already mounted, not
-      mounted, or busy (umount)
+  14  the mountpoint is missing, not a directory, not empty (mount without
+      --nonempty), already mounted, not mounted, or busy (umount; head
+      reset while files in head/ are open)
   15  the host configuration (strata.toml) is unreadable, unsafe or invalid,
       or a program it names (or the backup copy script) could be changed by
       someone other than root
@@ -91,12 +101,14 @@ Exit codes:
   21  backup: the copy command failed
   22  backup: validation failed; the snapshot is kept, marked failed, not latest
   23  backup: the snapshot is kept but marked inconsistent (a hook failed)
-  24  backup, snapshot create: another backup run is in progress on the
-      repository (its pid, label and start time are named); nothing ran
+  24  backup, snapshot create, head reset: another backup run is in
+      progress on the repository (its pid, label and start time are
+      named); nothing ran
   25  umount: not everything written was committed (the head had turned
       read-only after a storage failure, or the daemon had died; the mount
       is gone all the same); snapshot create: no snapshot was taken because
-      of such a failure (the message says what was kept and what to do)
+      of such a failure (the message says what was kept and what to do);
+      also when the daemon's final commit at unmount failed
   128+N  backup: stopped by signal N (130 SIGINT, 143 SIGTERM); the copy
       and hooks were stopped and on_failure hooks ran";
 

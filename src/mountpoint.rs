@@ -21,6 +21,9 @@ pub enum MountpointError {
     /// It is not a directory.
     #[error("mountpoint {0} is not a directory")]
     NotDir(PathBuf),
+    /// It holds files, which the mount would hide (the first one named).
+    #[error("mountpoint {0} is not empty (it holds {1}): the mount would hide what is there. Choose an empty directory, or pass --nonempty if you mean to mount over it")]
+    NotEmpty(PathBuf, String),
     /// A live filesystem is mounted there.
     #[error("{0} is already mounted ({1}): unmount it first (strata umount {0})")]
     Busy(PathBuf, String),
@@ -181,9 +184,10 @@ pub fn unmount(dir: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Checks that `dir` can take a mount. A dead strata mount left by a killed
-/// daemon is detached, and its note returned for the user.
-pub fn prepare(dir: &Path) -> Result<Option<String>, MountpointError> {
+/// Checks that `dir` can take a mount: an empty directory, or with
+/// `nonempty` any directory. A dead strata mount left by a killed daemon
+/// is detached, and its note returned for the user.
+pub fn prepare(dir: &Path, nonempty: bool) -> Result<Option<String>, MountpointError> {
     let dir = canonical(dir);
     if let Some(m) = mounted_on(&dir) {
         if m.is_strata() && is_dead(&dir) {
@@ -203,15 +207,56 @@ pub fn prepare(dir: &Path) -> Result<Option<String>, MountpointError> {
     match std::fs::metadata(&dir) {
         Err(_) => Err(MountpointError::Missing(dir)),
         Ok(m) if !m.is_dir() => Err(MountpointError::NotDir(dir)),
-        Ok(_) => Ok(None),
+        Ok(_) if nonempty => Ok(None),
+        Ok(_) => {
+            let mut entries = std::fs::read_dir(&dir).into_iter().flatten().flatten();
+            let Some(first) = entries.next() else {
+                return Ok(None);
+            };
+            let first = first.file_name().to_string_lossy().into_owned();
+            let what = match entries.count() {
+                0 => first,
+                n => format!("{first} and {n} more"),
+            };
+            Err(MountpointError::NotEmpty(dir, what))
+        }
+    }
+}
+
+/// Where repository `repo_id` is mounted, if a strata mount of it exists.
+pub fn mount_of(repo_id: &str) -> Option<PathBuf> {
+    let text = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    parse_mountinfo(&text)
+        .into_iter()
+        .find(|m| m.is_strata() && m.repo_id() == Some(repo_id))
+        .map(|m| m.target)
+}
+
+/// Unmounts `dir` as [`unmount`] does, trying again every 100 ms while it
+/// is busy, so that a stop asked for while a file is open in the mount
+/// (`systemctl stop` during a copy) happens once it is closed. `busy` is
+/// called once, at the first refusal.
+pub fn unmount_when_free(dir: &Path, busy: impl FnOnce()) -> std::io::Result<()> {
+    let mut busy = Some(busy);
+    loop {
+        match unmount(dir) {
+            Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {
+                if let Some(busy) = busy.take() {
+                    busy();
+                }
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+            other => return other,
+        }
     }
 }
 
 const FS_IMMUTABLE_FL: libc::c_long = 0x10;
 
 /// Sets or clears the immutable flag of the bare directory `dir`, so that
-/// while nothing is mounted a writer fails instead of filling it.
-pub fn set_immutable(dir: &Path, on: bool) -> std::io::Result<()> {
+/// while nothing is mounted a writer fails instead of filling it; whether
+/// the flag changed.
+pub fn set_immutable(dir: &Path, on: bool) -> std::io::Result<bool> {
     let f = std::fs::File::open(dir)?;
     let fd = std::os::fd::AsRawFd::as_raw_fd(&f);
     let mut flags: libc::c_long = 0;
@@ -228,8 +273,17 @@ pub fn set_immutable(dir: &Path, on: bool) -> std::io::Result<()> {
         if new != flags && libc::ioctl(fd, libc::FS_IOC_SETFLAGS, &new) != 0 {
             return Err(std::io::Error::last_os_error());
         }
+        Ok(new != flags)
     }
-    Ok(())
+}
+
+/// What to tell the administrator when strata made a directory it did not
+/// create immutable.
+pub fn immutable_note(dir: &Path) -> String {
+    format!(
+        "made the mountpoint {0} immutable (chattr +i), so that a writer fails on the bare directory while nothing is mounted instead of filling the disk below; it stays so after `strata umount`. To remove or reuse the directory: chattr -i {0}",
+        dir.display()
+    )
 }
 
 /// The directory of control sockets.
@@ -240,6 +294,12 @@ pub fn runtime_dir() -> PathBuf {
 /// The control socket of the daemon serving repository `repo_id`.
 pub fn socket_path(repo_id: &str) -> PathBuf {
     runtime_dir().join(format!("{repo_id}.sock"))
+}
+
+/// Where the daemon serving repository `repo_id` leaves the outcome of
+/// its final commit for `strata umount`, which waits for it to exit.
+pub fn outcome_path(repo_id: &str) -> PathBuf {
+    runtime_dir().join(format!("{repo_id}.outcome"))
 }
 
 /// The mount source naming repository `repo_id`.
@@ -275,12 +335,22 @@ mod tests {
     fn a_missing_mountpoint_is_named() {
         let dir = tempfile::tempdir().unwrap();
         let missing = dir.path().join("nope");
-        let e = prepare(&missing).unwrap_err();
+        let e = prepare(&missing, false).unwrap_err();
         assert!(matches!(e, MountpointError::Missing(_)));
         assert!(e.to_string().contains("nope"));
         let file = dir.path().join("f");
         std::fs::write(&file, b"").unwrap();
-        assert!(matches!(prepare(&file), Err(MountpointError::NotDir(_))));
-        assert!(prepare(dir.path()).unwrap().is_none());
+        assert!(matches!(
+            prepare(&file, false),
+            Err(MountpointError::NotDir(_))
+        ));
+        let empty = dir.path().join("empty");
+        std::fs::create_dir(&empty).unwrap();
+        assert!(prepare(&empty, false).unwrap().is_none());
+        // `dir` holds "f" and "empty".
+        let e = prepare(dir.path(), false).unwrap_err();
+        assert!(matches!(e, MountpointError::NotEmpty(..)));
+        assert!(e.to_string().contains("--nonempty"), "{e}");
+        assert!(prepare(dir.path(), true).unwrap().is_none());
     }
 }

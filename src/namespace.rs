@@ -449,6 +449,15 @@ impl Namespace {
                 .map_err(|_| FsError::Invalid("a snapshot label is ASCII"))?;
             self.refuse_during_a_run()?;
             let rec = self.snapshot(caller, Some(label))?;
+            // Logged as `strata snapshot create` is (control.rs).
+            tracing::info!(
+                seq = rec.seq,
+                uid = caller.uid,
+                pid = caller.pid,
+                label,
+                by = "mkdir",
+                "snapshot taken"
+            );
             return Ok(snap_attr(rec.seq, &rec.root));
         }
         let attr = self.head.mkdir(

@@ -6,6 +6,7 @@ mod fs;
 
 use std::io::Write;
 use std::os::fd::FromRawFd;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::mpsc;
@@ -271,12 +272,12 @@ fn run(args: &MountdArgs, ready: &dyn Fn()) -> Result<()> {
     let signals = block_signals();
     let opts = &args.mount;
     let mnt = mountpoint::canonical(&opts.mountpoint);
-    if let Some(note) = mountpoint::prepare(&mnt)? {
+    if let Some(note) = mountpoint::prepare(&mnt, opts.nonempty)? {
         tracing::warn!("{note}");
         eprintln!("strata-mountd: {note}");
     }
     let host = HostConfig::load_or_default(opts.config.as_deref())?;
-    let repo = unlock(args)?;
+    let repo = unlock(args).map_err(|e| on_failing_disk(e, &args.repo))?;
     let repo_id = repo.config().id.clone();
     let id: RepoId = repo_id.parse()?;
     let alerter = Alerter::from_config(&host.alerts, alert::state_path(&id)).map_err(|e| {
@@ -297,12 +298,22 @@ fn run(args: &MountdArgs, ready: &dyn Fn()) -> Result<()> {
         allow_other: opts.allow_other,
     };
     start_writeback(&repo, host.throttle_policy().io.and_then(|io| io.class))?;
-    let head = strata::head::Head::new(repo)?;
+    let head = strata::head::Head::new(repo).map_err(|e| on_failing_disk(e.into(), &args.repo))?;
     let ns = Arc::new(Namespace::new(head, access)?);
     let listener = control::bind(&mountpoint::socket_path(&repo_id))?;
+    // An outcome left by an earlier daemon of this repository is stale.
+    let _ = std::fs::remove_file(mountpoint::outcome_path(&repo_id));
 
-    if let Err(e) = mountpoint::set_immutable(&mnt, true) {
-        tracing::warn!(error = %e, "cannot make the bare mountpoint immutable; writers could fill it while unmounted");
+    match mountpoint::set_immutable(&mnt, true) {
+        Ok(false) => {}
+        Ok(true) => {
+            let note = mountpoint::immutable_note(&mnt);
+            tracing::info!("{note}");
+            eprintln!("strata-mountd: {note}");
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot make the bare mountpoint immutable; writers could fill it while unmounted");
+        }
     }
     let (tx, rx) = mpsc::channel();
     let mut config = Config::default();
@@ -362,7 +373,14 @@ fn run(args: &MountdArgs, ready: &dyn Fn()) -> Result<()> {
         .spawn(move || {
             let sig = wait_signal(signals);
             tracing::info!(signal = sig, "unmounting on signal");
-            s.unmount();
+            let mnt = s.mountpoint.display().to_string();
+            let unmounted = mountpoint::unmount_when_free(&s.mountpoint, || {
+                tracing::warn!("{mnt} is busy: a process has a file open or its working directory in it (`fuser -vm {mnt}` names it); unmounting as soon as it is free");
+            });
+            match unmounted {
+                Ok(()) => s.unmount(),
+                Err(e) => tracing::error!(error = %e, "unmounting on signal failed; still serving"),
+            }
         })?;
     let n = ns.clone();
     std::thread::Builder::new()
@@ -398,7 +416,9 @@ fn run(args: &MountdArgs, ready: &dyn Fn()) -> Result<()> {
         }
     }
     let _ = std::fs::remove_file(mountpoint::socket_path(&repo_id));
-    ns.shutdown().context("committing the head at unmount")?;
+    let committed = ns.shutdown().context("committing the head at unmount");
+    write_outcome(&repo_id, &committed);
+    committed?;
     if let Some(p) = io_placement {
         if let Err(e) = p.undo() {
             tracing::warn!(error = %e, "leaving the I/O cgroup failed");
@@ -407,6 +427,57 @@ fn run(args: &MountdArgs, ready: &dyn Fn()) -> Result<()> {
     result.context("serving FUSE")?;
     tracing::info!(mountpoint = %mnt.display(), "unmounted; everything committed");
     Ok(())
+}
+
+/// A repository whose disk refuses writes as it opens: the bare refusal
+/// ("read-only", "Read-only file system") said with what to do. Other
+/// errors are left as they are.
+fn on_failing_disk(e: anyhow::Error, repo: &Path) -> anyhow::Error {
+    use strata::head::FsError;
+    let refused = e.chain().any(|c| {
+        let errno = c
+            .downcast_ref::<std::io::Error>()
+            .and_then(std::io::Error::raw_os_error);
+        matches!(
+            errno,
+            Some(libc::EROFS | libc::ENOSPC | libc::EDQUOT | libc::EIO)
+        ) || matches!(
+            c.downcast_ref::<FsError>(),
+            Some(FsError::ReadOnly | FsError::NoSpace | FsError::Io(_))
+        )
+    });
+    if !refused {
+        return e;
+    }
+    Reported(
+        strata::exit::exit_code(&e),
+        format!(
+            "cannot open the repository at {} for writing: {e:#}. The disk it is on refuses writes (full, failing or remounted read-only after an error?): see `df` and `dmesg`, free space on or repair that disk (and remount it read-write), then mount again",
+            repo.display()
+        ),
+    )
+    .into()
+}
+
+/// Leaves the outcome of the final commit where `strata umount`, which
+/// waits for this process to exit, reads it: "committed", or the error.
+/// Owner only, like the control socket beside it.
+fn write_outcome(repo_id: &str, committed: &Result<()>) {
+    let text = match committed {
+        Ok(()) => "committed\n".to_owned(),
+        Err(e) => format!("{e:#}\n"),
+    };
+    let path = mountpoint::outcome_path(repo_id);
+    let written = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&path)
+        .and_then(|mut f| f.write_all(text.as_bytes()));
+    if let Err(e) = written {
+        tracing::warn!(error = %e, path = %path.display(), "cannot leave the outcome of the final commit for `strata umount`");
+    }
 }
 
 /// Waits until the mount answers a stat of its root.

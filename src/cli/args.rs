@@ -130,7 +130,12 @@ pub enum Command {
     /// Starts strata-mountd, hands it the key on an inherited descriptor
     /// (never argv or environment), and returns once the mount answers.
     /// While unmounted, the bare mountpoint is kept immutable so that a
-    /// backup writing into it fails instead of filling the disk below.
+    /// backup writing into it fails instead of filling the disk below;
+    /// strata says so when it sets the flag on a directory it did not
+    /// create (`chattr -i MOUNTPOINT` undoes it). A mountpoint that is not
+    /// empty is refused with exit 14 unless --nonempty. strata-mountd is
+    /// looked for in $STRATA_MOUNTD, beside strata, then on PATH; when it
+    /// is not found, the message says where strata looked (exit 1).
     ///
     /// On a first run, a missing default repository (/var/lib/strata/repo)
     /// is created as `strata init` would. Once this machine has used one
@@ -145,6 +150,11 @@ pub enum Command {
     /// A mount that is busy (a process has a file open or its working
     /// directory in it) is refused at once with exit 14 and stays mounted;
     /// `fuser -vm MOUNTPOINT` names the process.
+    ///
+    /// Exit 25 when not everything written was committed, which the
+    /// message explains: the head had turned read-only after a storage
+    /// failure, the daemon had died (its dead mount is detached), or the
+    /// daemon's final commit failed. The mount is gone all the same.
     ///
     /// The bare mountpoint stays immutable (chattr +i), so that a backup run
     /// while unmounted fails instead of filling the disk below; to remove

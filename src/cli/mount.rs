@@ -32,18 +32,37 @@ struct Mounted {
     note: Option<String>,
 }
 
-/// The strata-mountd binary: $STRATA_MOUNTD, beside this program, or on PATH.
-fn mountd_path() -> PathBuf {
+/// The strata-mountd binary: $STRATA_MOUNTD, beside this program, or on
+/// PATH. Found before anything starts: a program that is not there would
+/// otherwise fail only in the forked child, with nothing said but a
+/// mount that never became ready.
+fn mountd_path() -> Result<PathBuf> {
     if let Some(p) = std::env::var_os("STRATA_MOUNTD") {
-        return PathBuf::from(p);
+        let p = PathBuf::from(p);
+        if !p.is_file() {
+            bail!(
+                "strata-mountd, the daemon that serves mounts, is not at {} where STRATA_MOUNTD says it is: correct or unset STRATA_MOUNTD",
+                p.display()
+            );
+        }
+        return Ok(p);
     }
     let beside = std::env::current_exe()
         .ok()
         .and_then(|exe| exe.parent().map(|d| d.join("strata-mountd")));
-    match beside {
-        Some(p) if p.exists() => p,
-        _ => PathBuf::from("strata-mountd"),
-    }
+    let on_path = std::env::var_os("PATH").unwrap_or_default();
+    let found = beside
+        .iter()
+        .cloned()
+        .chain(std::env::split_paths(&on_path).map(|d| d.join("strata-mountd")))
+        .find(|p| p.is_file());
+    found.ok_or_else(|| {
+        anyhow::anyhow!(
+            "strata-mountd, the daemon that serves mounts, was not found: not beside this program ({}) nor on PATH ({}). Install it with strata (both come in the same package), or set STRATA_MOUNTD to its path",
+            beside.map_or_else(|| "unknown".into(), |p| p.display().to_string()),
+            on_path.to_string_lossy()
+        )
+    })
 }
 
 fn pipe() -> Result<(OwnedFd, OwnedFd)> {
@@ -88,7 +107,8 @@ fn place_fds(moves: &[(i32, i32)]) -> std::io::Result<()> {
 /// for rsync. A default repository that is missing after this machine has
 /// used one (its disk did not mount) is never replaced by a new, empty one:
 /// backups would go on "succeeding" into it while the real ones are gone.
-fn embedded_default(g: &Global, a: &MountArgs) -> Result<()> {
+/// Whether it created the mountpoint.
+fn embedded_default(g: &Global, a: &MountArgs) -> Result<bool> {
     if g.repo == default_repo() && !g.repo.exists() {
         if let Some(trace) = earlier_use(&g.repo) {
             let repo = g.repo.display();
@@ -112,8 +132,9 @@ fn embedded_default(g: &Global, a: &MountArgs) -> Result<()> {
     let mnt = &a.mount.mountpoint;
     if mnt == Path::new(DEFAULT_MOUNTPOINT) && !mnt.exists() {
         std::fs::create_dir_all(mnt).with_context(|| format!("creating {}", mnt.display()))?;
+        return Ok(true);
     }
-    Ok(())
+    Ok(false)
 }
 
 /// The default repository: `repo` in the state directory, where the alert
@@ -156,11 +177,13 @@ pub fn mount(g: &Global, a: &MountArgs) -> Result<()> {
     // Checked here as well as by the daemon, so that a refusal shows in
     // full (a TOML error spans lines) before anything starts.
     strata::hostconfig::HostConfig::load_or_default(a.mount.config.as_deref())?;
-    embedded_default(g, a)?;
+    let mountd = mountd_path()?;
+    let created = embedded_default(g, a)?;
     let repo = locked(g)?;
     let id = repo.config().id.clone();
-    let note = mountpoint::prepare(&a.mount.mountpoint)?;
-    if let Some(n) = &note {
+    let mut notes = Vec::new();
+    notes.extend(mountpoint::prepare(&a.mount.mountpoint, a.mount.nonempty)?);
+    for n in &notes {
         eprintln!("strata: {n}");
     }
     let secret = secret_for(g, &repo)?;
@@ -172,7 +195,7 @@ pub fn mount(g: &Global, a: &MountArgs) -> Result<()> {
     } else {
         drop(key_w);
     }
-    let mut cmd = Command::new(mountd_path());
+    let mut cmd = Command::new(&mountd);
     cmd.arg("--repo")
         .arg(&g.repo)
         .arg("--key-fd")
@@ -180,6 +203,9 @@ pub fn mount(g: &Global, a: &MountArgs) -> Result<()> {
     cmd.arg("--threads").arg(a.mount.threads.to_string());
     if a.mount.allow_other {
         cmd.arg("--allow-other");
+    }
+    if a.mount.nonempty {
+        cmd.arg("--nonempty");
     }
     if let Some(group) = &a.mount.reader_group {
         cmd.arg("--reader-group").arg(group);
@@ -198,7 +224,7 @@ pub fn mount(g: &Global, a: &MountArgs) -> Result<()> {
             cmd.pre_exec(move || place_fds(&[(key_raw, KEY_FD)]));
         }
         let e = cmd.exec();
-        bail!("starting {}: {e}", mountd_path().display());
+        bail!("starting {}: {e}", mountd.display());
     }
 
     let (ready_r, ready_w) = pipe()?;
@@ -219,6 +245,16 @@ pub fn mount(g: &Global, a: &MountArgs) -> Result<()> {
     cmd.arg("--ready-fd").arg(READY_FD.to_string());
     cmd.arg("--").arg(&a.mount.mountpoint);
     cmd.stdout(Stdio::null()).stderr(log_file);
+    // Made immutable here rather than by the daemon (which only logs it),
+    // so that the user hears of it when the directory is theirs; undone
+    // if the mount fails. An error is the daemon's to log when it tries.
+    let mnt = mountpoint::canonical(&a.mount.mountpoint);
+    let made_immutable = mountpoint::set_immutable(&mnt, true).unwrap_or(false);
+    let undo_immutable = || {
+        if made_immutable {
+            let _ = mountpoint::set_immutable(&mnt, false);
+        }
+    };
     // SAFETY: only async-signal-safe calls between fork and exec.
     unsafe {
         cmd.pre_exec(move || {
@@ -229,14 +265,23 @@ pub fn mount(g: &Global, a: &MountArgs) -> Result<()> {
             Ok(())
         });
     }
-    let child = cmd
-        .spawn()
-        .with_context(|| format!("starting {}", mountd_path().display()))?;
+    let child = cmd.spawn().with_context(|| {
+        undo_immutable();
+        format!("starting {}", mountd.display())
+    })?;
     drop((key_r, ready_w));
     let mut line = String::new();
     BufReader::new(std::fs::File::from(ready_r)).read_line(&mut line)?;
     let line = line.trim_end();
-    if line == "ready" {
+    if line != "ready" {
+        undo_immutable();
+    } else {
+        if made_immutable && !created {
+            let n = mountpoint::immutable_note(&mnt);
+            eprintln!("strata: {n}");
+            notes.push(n);
+        }
+        let note = (!notes.is_empty()).then(|| notes.join("\n"));
         let m = Mounted {
             repository: g.repo.display().to_string(),
             mountpoint: mountpoint::canonical(&a.mount.mountpoint)
@@ -314,17 +359,32 @@ pub fn umount(g: &Global, dir: &Path) -> Result<()> {
     if let Some(pid) = status.pid {
         wait_exit(pid, &dir)?;
     }
+    let outcome = mountpoint::outcome_path(m.repo_id().unwrap_or_default());
+    let final_commit = std::fs::read_to_string(&outcome);
+    let _ = std::fs::remove_file(&outcome);
+    let not_committed = match (status.read_only_reason, final_commit) {
+        (Some(reason), _) => Some(format!(
+            "the head had turned read-only after a storage failure ({reason}), so what was written into head/ since its last commit was refused or lost; {AFTER_STORAGE_FAILURE}"
+        )),
+        (None, Ok(text)) if text.trim_end() == "committed" => None,
+        (None, Ok(error)) => Some(format!(
+            "the daemon's final commit failed ({}), so what was written into head/ since its last commit is lost; {AFTER_STORAGE_FAILURE}",
+            error.trim_end()
+        )),
+        (None, Err(_)) => Some(
+            "the daemon exited without saying whether its final commit succeeded (was it killed while committing?); its log says more. Mount again (the head comes back at its last commit) and check what head/ holds before taking a snapshot".to_owned(),
+        ),
+    };
     let out = Unmounted {
         mountpoint: dir.display().to_string(),
         was_dead: false,
-        not_committed: status.read_only_reason.map(|reason| {
-            format!(
-                "the head had turned read-only after a storage failure ({reason}), so what was written into head/ since its last commit was refused or lost; free space on, or repair, the disk the repository is on (`df`, `dmesg`), mount again (the head comes back at its last commit) and copy again"
-            )
-        }),
+        not_committed,
     };
     finish(g, out)
 }
+
+/// What to do when a storage failure kept writes from being committed.
+const AFTER_STORAGE_FAILURE: &str = "free space on, or repair, the disk the repository is on (`df`, `dmesg`), mount again (the head comes back at its last commit) and copy again";
 
 /// The mount's daemon is gone: detach what it left, and say what that lost.
 fn detach_dead(g: &Global, dir: &Path) -> Result<()> {

@@ -15,6 +15,7 @@ mod honest;
 mod hook_programs;
 mod ioprio;
 mod json_seconds;
+mod mount_side;
 mod postgres;
 mod runs;
 mod summary;
