@@ -37,7 +37,8 @@ pub struct Global {
     /// Unlock with a key file instead of a passphrase [default: /etc/strata/keys/<repository id>.key if it exists].
     #[arg(long, global = true, env = "STRATA_KEY_FILE", value_name = "FILE")]
     pub key_file: Option<PathBuf>,
-    /// Print machine-readable JSON on standard output.
+    /// Print machine-readable JSON on standard output (durations are
+    /// numbers of seconds, times seconds since the epoch).
     #[arg(long, global = true)]
     pub json: bool,
     /// Print only errors.
@@ -349,7 +350,9 @@ pub struct NewSecretArgs {
 
 #[derive(Debug, Args)]
 pub struct CheckArgs {
-    /// Also read, decrypt and hash every chunk.
+    /// Also read, decrypt and hash every chunk. A damaged chunk is named
+    /// by id; on a terminal also by the files and snapshots that hold it
+    /// (never in the log, piped output or --json: paths are patient data).
     #[arg(long, conflicts_with = "read_data_subset")]
     pub read_data: bool,
     /// Read only a subset of packs: n/t (part n of t) or P% (random).
