@@ -28,7 +28,8 @@ pub fn write_pages(dir: &Path) -> Result<()> {
     }
     for (name, page) in pages {
         let mut page_buf = Vec::new();
-        clap_mangen::Man::new(with_synopsis(&name, page.name(name.clone()))).render(&mut page_buf)?;
+        clap_mangen::Man::new(with_synopsis(&name, page.name(name.clone())))
+            .render(&mut page_buf)?;
         // A subcommand's page refers to its command's and to strata(1).
         let parent = name
             .rsplit_once('-')
@@ -127,7 +128,8 @@ fn with_synopsis(name: &str, cmd: clap::Command) -> clap::Command {
     if cmd.has_subcommands() {
         parts.push("COMMAND".to_owned());
     }
-    cmd.bin_name(parts[0].clone()).override_usage(parts.join(" "))
+    cmd.bin_name(parts[0].clone())
+        .override_usage(parts.join(" "))
 }
 
 /// An argument's value name: its own, or its id in capitals.

@@ -473,4 +473,3 @@ fn cmd_repair_index(g: &Global) -> Result<()> {
     }
     Ok(())
 }
-
