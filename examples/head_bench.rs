@@ -14,11 +14,11 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
-use strata::chunker::ChunkerParams;
-use strata::crypto::slot::{KdfParams, Secret, SlotKind};
-use strata::head::{Caller, FileName, Head, InodeNo, RenameMode};
-use strata::repo::{init, InitOptions, LockedRepo};
-use strata::storage::{Disk, LocalDisk};
+use strata::store::chunker::ChunkerParams;
+use strata::store::crypto::slot::{KdfParams, Secret, SlotKind};
+use strata::store::io::{Disk, LocalDisk};
+use strata::store::repo::{init, InitOptions, LockedRepo};
+use strata::tree::head::{Caller, FileName, Head, InodeNo, RenameMode};
 use zeroize::Zeroizing;
 
 const ME: Caller = Caller {
@@ -75,7 +75,7 @@ fn ingest(h: &Head, src: &Path, dir: InodeNo, temp_rename: bool) -> u64 {
                 n.clone()
             };
             let f = h.create(ME, dir, &target, 0o644, 0).unwrap().ino;
-            h.open(ME, f, strata::head::OpenMode::Write).unwrap();
+            h.open(ME, f, strata::tree::head::OpenMode::Write).unwrap();
             for (k, piece) in data.chunks(PIECE).enumerate() {
                 h.write(ME, f, (k * PIECE) as u64, piece).unwrap();
             }
@@ -138,7 +138,7 @@ fn main() {
         parallelism: 1,
     };
     let opts = InitOptions {
-        id: strata::id::RepoId::random(),
+        id: strata::store::id::RepoId::random(),
         secret: Some((secret, SlotKind::Passphrase)),
         label: String::new(),
         kdf,

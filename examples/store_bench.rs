@@ -31,14 +31,14 @@ use clap::{Parser, Subcommand};
 use serde_json::{json, Value};
 use zeroize::Zeroizing;
 
-use strata::chunker::{Chunker, ChunkerParams};
-use strata::codec::ChunkCodec;
-use strata::crypto::slot::{KdfParams, Secret, SlotKind};
-use strata::crypto::Sealer;
-use strata::format::{Suite, PACK_TARGET_SIZE};
-use strata::id::{ChunkId, RepoId};
-use strata::repo::{init, InitOptions, LockedRepo, Repo};
-use strata::storage::{Disk, LocalDisk};
+use strata::store::chunker::{Chunker, ChunkerParams};
+use strata::store::crypto::codec::ChunkCodec;
+use strata::store::crypto::slot::{KdfParams, Secret, SlotKind};
+use strata::store::crypto::Sealer;
+use strata::store::format::{Suite, PACK_TARGET_SIZE};
+use strata::store::id::{ChunkId, RepoId};
+use strata::store::io::{Disk, LocalDisk};
+use strata::store::repo::{init, InitOptions, LockedRepo, Repo};
 
 const MIB: f64 = (1u64 << 20) as f64;
 const PASSPHRASE: &str = "store bench";
@@ -404,7 +404,7 @@ fn chunk_sizes(dir0: &Path, dir1: &Path, avgs: &[u32], work: &Path) -> Value {
         let s1 = ingest_session(&repo_dir, &f1.iter().collect::<Vec<_>>(), &mut known);
         let du1 = du(&repo_dir);
         let repo = open_repo(&repo_dir);
-        let st = strata::stats::stats(&repo).expect("stats");
+        let st = strata::store::stats::stats(&repo).expect("stats");
         drop(repo);
         let du_final = du(&repo_dir);
         let chunks = st.chunks.max(1) as f64;
@@ -810,7 +810,7 @@ fn index_cost(chunks: u64, per_commit: u64, work: &Path) {
     create_repo(&repo_dir, ChunkerParams::default());
     let repo = open_repo(&repo_dir);
     let index_len = || {
-        std::fs::metadata(repo_dir.join(strata::format::INDEX_FILE))
+        std::fs::metadata(repo_dir.join(strata::store::format::INDEX_FILE))
             .expect("index")
             .len()
     };

@@ -1,11 +1,11 @@
 //! Exit codes of `strata` and `strata-mountd`, and the one place errors
 //! become them.
 
-use crate::hostconfig::HostConfigError;
-use crate::index::IndexError;
-use crate::mountpoint::MountpointError;
-use crate::repo::RepoError;
-use crate::store::StoreError;
+use crate::policy::hostconfig::HostConfigError;
+use crate::store::chunks::StoreError;
+use crate::store::index::IndexError;
+use crate::store::repo::RepoError;
+use crate::sys::mountpoint::MountpointError;
 
 /// Any other error.
 pub const ERROR: u8 = 1;

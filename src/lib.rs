@@ -2,35 +2,26 @@
 //!
 //! This library is the engine. The `strata` CLI and the `strata-mountd` FUSE
 //! daemon only translate their inputs into calls of this API.
+//!
+//! One folder per layer, bottom up; a layer imports only from the layers
+//! listed before it (`tests/layers.rs` fails on an import that points up):
+//!
+//! | layer | owns |
+//! |---|---|
+//! | [`sys`] | the operating system: child programs and signals, locks that survive a panic, mount points |
+//! | [`store`] | the repository on disk: format, ids, keys and sealing, chunker, packs, index, the I/O seam, the chunk store |
+//! | [`tree`] | the file trees: the mutable head, snapshots and runs, the namespace the mount shows |
+//! | [`policy`] | what runs around writes: backup runs and hooks, throttling, alerts, the host configuration |
+//! | [`ops`] | operations over a whole repository: check, repair |
+//! | [`exit`] | exit codes: the one place an error of any layer becomes one |
+//! | [`daemon`] | the mounted repository's control socket, storage watch, the daemon's arguments, secrets |
 
 #![warn(missing_docs)]
 
-pub mod alert;
-pub mod backend;
-pub mod backup;
-pub mod check;
-pub mod chunker;
-pub mod codec;
-pub mod config;
-pub mod control;
-pub mod crypto;
+pub mod daemon;
 pub mod exit;
-pub mod format;
-pub mod head;
-pub mod hostconfig;
-pub mod id;
-pub mod index;
-pub mod mount_args;
-pub mod mountpoint;
-pub mod namespace;
-pub mod pack;
-pub mod process;
-pub mod repair;
-pub mod repo;
-pub mod secrets;
-pub mod stats;
-pub mod storage;
+pub mod ops;
+pub mod policy;
 pub mod store;
-pub mod sync;
-pub mod throttle;
-pub mod watch;
+pub mod sys;
+pub mod tree;

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use clap::Parser;
 
 fn main() -> ExitCode {
-    strata::process::start("warn");
+    strata::sys::process::start("warn");
     let cli = cli::args::Cli::parse();
     let repo = cli.global.repo.clone();
     match cli::run(cli) {
@@ -28,11 +28,12 @@ fn name_the_mount(repo: &Path, e: anyhow::Error) -> anyhow::Error {
     if strata::exit::exit_code(&e) != strata::exit::LOCKED {
         return e;
     }
-    let disk = Arc::new(strata::storage::LocalDisk::new(repo));
-    let Ok(locked) = strata::repo::LockedRepo::open(disk, &repo.display().to_string()) else {
+    let disk = Arc::new(strata::store::io::LocalDisk::new(repo));
+    let Ok(locked) = strata::store::repo::LockedRepo::open(disk, &repo.display().to_string())
+    else {
         return e;
     };
-    let Some(mnt) = strata::mountpoint::mount_of(&locked.config().id) else {
+    let Some(mnt) = strata::sys::mountpoint::mount_of(&locked.config().id) else {
         return e;
     };
     let mnt = mnt.display();

@@ -10,11 +10,11 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use common::webhook::{receiver, tls_receiver};
-use strata::alert::{
+use strata::policy::alert::{
     classify, mail_text, syslog_line, AlertConfig, Alerter, Channel, ChannelError, Class, Event,
     Facility, Fields, Kind, Outcome, Severity, Token,
 };
-use strata::id::{PackId, RepoId};
+use strata::store::id::{PackId, RepoId};
 
 fn t(secs: u64) -> SystemTime {
     UNIX_EPOCH + Duration::from_secs(1_800_000_000 + secs)
@@ -299,7 +299,7 @@ fn command_gets_the_json_on_stdin_and_a_cleared_environment() {
     );
     let env = std::fs::read_to_string(&env).unwrap();
     assert!(
-        env.contains(&format!("PATH={}", strata::alert::CHILD_PATH)),
+        env.contains(&format!("PATH={}", strata::policy::alert::CHILD_PATH)),
         "{env}"
     );
     assert!(
@@ -421,7 +421,7 @@ fn email_goes_to_sendmail_t_with_headers_and_a_plain_body() {
         ),
     );
     let repo = RepoId::random();
-    let e = strata::alert::fill_check(90, 100, 80)
+    let e = strata::policy::alert::fill_check(90, 100, 80)
         .unwrap()
         .with_repository(repo)
         .with_host(Token::new("backup1").unwrap());
@@ -768,27 +768,30 @@ fn events_never_carry_the_path_from_an_io_error() {
 fn freshness_and_fill_thresholds() {
     let day = Duration::from_secs(24 * 3600);
     let max = Duration::from_secs(25 * 3600);
-    assert!(strata::alert::freshness(t(0), t(0) + day, max).is_none());
+    assert!(strata::policy::alert::freshness(t(0), t(0) + day, max).is_none());
     assert!(
-        strata::alert::freshness(t(0) + day, t(0), max).is_none(),
+        strata::policy::alert::freshness(t(0) + day, t(0), max).is_none(),
         "clock skew"
     );
-    let e = strata::alert::freshness(t(0), t(0) + max + Duration::from_secs(1), max).unwrap();
+    let e =
+        strata::policy::alert::freshness(t(0), t(0) + max + Duration::from_secs(1), max).unwrap();
     assert_eq!(e.kind(), Kind::BackupMissed);
     assert_eq!(e.fields().elapsed_secs, Some(25 * 3600 + 1));
     assert_eq!(e.fields().limit_secs, Some(25 * 3600));
 
-    assert!(strata::alert::fill_check(79, 100, 80).is_none());
-    assert!(strata::alert::fill_check(0, 0, 80).is_none());
-    let f = strata::alert::fill_check(80, 100, 80).unwrap();
+    assert!(strata::policy::alert::fill_check(79, 100, 80).is_none());
+    assert!(strata::policy::alert::fill_check(0, 0, 80).is_none());
+    let f = strata::policy::alert::fill_check(80, 100, 80).unwrap();
     assert_eq!(f.severity(), Severity::Warning);
     assert_eq!(f.fields().fill_percent, Some(80));
     assert_eq!(
-        strata::alert::fill_check(96, 100, 80).unwrap().severity(),
+        strata::policy::alert::fill_check(96, 100, 80)
+            .unwrap()
+            .severity(),
         Severity::Error
     );
     // Large disks do not overflow.
-    assert!(strata::alert::fill_check(u64::MAX, u64::MAX, 80).is_some());
+    assert!(strata::policy::alert::fill_check(u64::MAX, u64::MAX, 80).is_some());
 }
 
 #[test]

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::Arc;
 
-use strata::storage::{Disk, LocalDisk};
+use strata::store::io::{Disk, LocalDisk};
 
 struct Env {
     dir: tempfile::TempDir,
@@ -121,7 +121,7 @@ fn tree(dir: &Path) -> BTreeMap<PathBuf, String> {
 }
 
 /// Stores some data through the library so there are packs to damage.
-fn add_data(env: &Env) -> Vec<strata::id::ChunkId> {
+fn add_data(env: &Env) -> Vec<strata::store::id::ChunkId> {
     let disk: Arc<dyn Disk> = Arc::new(LocalDisk::new(env.repo()));
     let repo = common::open(disk);
     let ids: Vec<_> = repo

@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use common::*;
-use strata::id::ChunkId;
-use strata::storage::{Disk, LocalDisk};
+use strata::store::id::ChunkId;
+use strata::store::io::{Disk, LocalDisk};
 
 fn fixture() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/repo-v1")
@@ -65,6 +65,7 @@ fn format_v1_fixture_opens_and_reads_back() {
         back.extend_from_slice(repo.store().get(&id).unwrap().as_slice());
     }
     assert!(back == content(), "fixture content differs");
-    let report = strata::check::check(&repo, strata::check::ReadData::All, |_, _| {}).unwrap();
+    let report =
+        strata::ops::check::check(&repo, strata::ops::check::ReadData::All, |_, _| {}).unwrap();
     assert!(report.ok(), "{:?}", report.errors);
 }

@@ -8,16 +8,16 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use common::*;
-use strata::chunker::ChunkerParams;
-use strata::crypto::slot::SlotKind;
-use strata::head::{Caller, Head, InodeNo, RenameMode, SetAttr, Timestamp};
-use strata::repo::{init, InitOptions};
-use strata::storage::{Disk, LocalDisk};
+use strata::store::chunker::ChunkerParams;
+use strata::store::crypto::slot::SlotKind;
+use strata::store::io::{Disk, LocalDisk};
+use strata::store::repo::{init, InitOptions};
+use strata::tree::head::{Caller, Head, InodeNo, RenameMode, SetAttr, Timestamp};
 
 const ME: Caller = Caller::ROOT;
 
 fn mem_head() -> Head {
-    let disk: Arc<dyn Disk> = Arc::new(strata::storage::sim::SimDisk::new());
+    let disk: Arc<dyn Disk> = Arc::new(strata::store::io::sim::SimDisk::new());
     init_encrypted(disk.clone());
     Head::new(open(disk)).unwrap()
 }
@@ -28,7 +28,7 @@ fn disk_head(dir: &std::path::Path) -> Head {
     init(
         disk.clone(),
         InitOptions {
-            id: strata::id::RepoId::random(),
+            id: strata::store::id::RepoId::random(),
             secret: Some((passphrase("correct horse"), SlotKind::Passphrase)),
             label: String::new(),
             kdf: CHEAP_KDF,

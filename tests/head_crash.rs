@@ -10,9 +10,9 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use common::*;
-use strata::head::{Caller, Head, InodeNo};
-use strata::storage::sim::SimDisk;
-use strata::storage::Disk;
+use strata::store::io::sim::SimDisk;
+use strata::store::io::Disk;
+use strata::tree::head::{Caller, Head, InodeNo};
 
 const ME: Caller = Caller::ROOT;
 
@@ -48,7 +48,7 @@ fn fsynced_files_and_snapshots_survive_every_crash_image() {
                 h.setattr(
                     ME,
                     a.ino,
-                    &strata::head::SetAttr {
+                    &strata::tree::head::SetAttr {
                         size: Some(0),
                         ..Default::default()
                     },
@@ -124,7 +124,8 @@ fn fsynced_files_and_snapshots_survive_every_crash_image() {
                 }
             }
             let report =
-                strata::check::check(h.repo(), strata::check::ReadData::All, |_, _| {}).unwrap();
+                strata::ops::check::check(h.repo(), strata::ops::check::ReadData::All, |_, _| {})
+                    .unwrap();
             assert!(report.ok(), "point {p} image {k}: {:?}", report.errors);
         }
     }

@@ -6,12 +6,13 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use common::*;
-use strata::backup::record::{HookOutcome, RunRecord, RunStatus};
-use strata::head::{
+use strata::ops::repair::repair_index;
+use strata::store::io::sim::SimDisk;
+use strata::store::io::Disk;
+use strata::tree::head::{
     Caller, FileKind, FsError, Head, InodeNo, OpenMode, RenameMode, SetAttr, Timestamp,
 };
-use strata::storage::sim::SimDisk;
-use strata::storage::Disk;
+use strata::tree::record::{HookOutcome, RunRecord, RunStatus};
 
 fn head() -> (SimDisk, Head) {
     let sim = SimDisk::new();
@@ -226,7 +227,7 @@ fn an_unlinked_open_file_lives_until_released() {
 
 #[test]
 fn default_acls_are_inherited_instead_of_the_umask() {
-    use strata::head::acl::{Acl, ACCESS, DEFAULT};
+    use strata::tree::head::acl::{Acl, ACCESS, DEFAULT};
     let (_, h) = head();
     let d = h.mkdir(ME, ROOT, &n("shared"), 0o770, 0).unwrap().ino;
     let default = Acl::from_mode(0o770).with_user(2000, 7);
@@ -412,7 +413,7 @@ fn small_reads_never_decode_a_chunk_twice() {
 
 #[test]
 fn repair_keeps_the_head_or_recovers_snapshots_from_packs() {
-    use strata::repo::LockedRepo;
+    use strata::store::repo::LockedRepo;
     let sim = SimDisk::new();
     let disk: Arc<dyn Disk> = Arc::new(sim.clone());
     init_encrypted(disk.clone());
@@ -440,10 +441,11 @@ fn repair_keeps_the_head_or_recovers_snapshots_from_packs() {
         assert_eq!((runs[&2].status, runs[&2].revision), (RunStatus::Failed, 2));
     };
     // An index that still opens: the head and the snapshot list are kept.
-    let report = LockedRepo::open(disk.clone(), "r")
-        .unwrap()
-        .repair_index(Some(&passphrase("correct horse")))
-        .unwrap();
+    let report = repair_index(
+        &LockedRepo::open(disk.clone(), "r").unwrap(),
+        Some(&passphrase("correct horse")),
+    )
+    .unwrap();
     assert!(report.head_preserved);
     {
         let h = Head::new(open(disk.clone())).unwrap();
@@ -453,11 +455,12 @@ fn repair_keeps_the_head_or_recovers_snapshots_from_packs() {
         failed_run(&h);
     }
     // A lost index: the snapshots come back from their records in the packs.
-    disk.remove(strata::format::INDEX_FILE).unwrap();
-    let report = LockedRepo::open(disk.clone(), "r")
-        .unwrap()
-        .repair_index(Some(&passphrase("correct horse")))
-        .unwrap();
+    disk.remove(strata::store::format::INDEX_FILE).unwrap();
+    let report = repair_index(
+        &LockedRepo::open(disk.clone(), "r").unwrap(),
+        Some(&passphrase("correct horse")),
+    )
+    .unwrap();
     assert!(!report.head_preserved);
     assert_eq!(report.snapshots_recovered, 2);
     let h = Head::new(open(disk)).unwrap();
@@ -542,7 +545,7 @@ fn a_committer_thread_takes_the_cadence_commits_off_the_operations() {
 
 #[test]
 fn verify_snapshots_finds_chunks_lost_from_the_index() {
-    use strata::repo::LockedRepo;
+    use strata::store::repo::LockedRepo;
     let sim = SimDisk::new();
     let disk: Arc<dyn Disk> = Arc::new(sim.clone());
     init_encrypted(disk.clone());
@@ -561,10 +564,11 @@ fn verify_snapshots_finds_chunks_lost_from_the_index() {
             h.repo().store().backend().delete(id).unwrap();
         }
     }
-    LockedRepo::open(disk.clone(), "r")
-        .unwrap()
-        .repair_index(Some(&passphrase("correct horse")))
-        .unwrap();
+    repair_index(
+        &LockedRepo::open(disk.clone(), "r").unwrap(),
+        Some(&passphrase("correct horse")),
+    )
+    .unwrap();
     let h = Head::new(open(disk)).unwrap();
     let problems = h.verify_snapshots(ME).unwrap();
     assert!(

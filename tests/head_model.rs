@@ -11,10 +11,10 @@ use std::sync::Arc;
 
 use common::*;
 use proptest::prelude::*;
-use strata::head::snapshot::Tree;
-use strata::head::{Caller, FileKind, FileName, FsError, Head, InodeNo, RenameMode, SetAttr};
-use strata::storage::sim::SimDisk;
-use strata::storage::Disk;
+use strata::store::io::sim::SimDisk;
+use strata::store::io::Disk;
+use strata::tree::head::snapshot::Tree;
+use strata::tree::head::{Caller, FileKind, FileName, FsError, Head, InodeNo, RenameMode, SetAttr};
 
 const ME: Caller = Caller {
     uid: 1000,
@@ -681,7 +681,7 @@ impl Run {
                 (kind_of(&got), "ok".into())
             }
             Op::SetAcl { entry, named } => {
-                use strata::head::acl::{Acl, ACCESS};
+                use strata::tree::head::acl::{Acl, ACCESS};
                 let Some((p, ino)) = pick(&m.paths(), entry) else {
                     return ok2();
                 };

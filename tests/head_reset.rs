@@ -8,9 +8,9 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use common::*;
-use strata::head::{Caller, FileKind, FsError, Head, InodeNo, OpenMode, RenameMode};
-use strata::storage::sim::SimDisk;
-use strata::storage::Disk;
+use strata::store::io::sim::SimDisk;
+use strata::store::io::Disk;
+use strata::tree::head::{Caller, FileKind, FsError, Head, InodeNo, OpenMode, RenameMode};
 
 const ME: Caller = Caller {
     uid: 0,

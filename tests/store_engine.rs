@@ -7,13 +7,14 @@ use std::io;
 use std::sync::Arc;
 
 use common::*;
-use strata::check::{check, ReadData};
-use strata::format::INDEX_FILE;
-use strata::id::ChunkId;
-use strata::repo::{LockedRepo, RepoError};
-use strata::storage::sim::SimDisk;
-use strata::storage::{Disk, LocalDisk};
-use strata::store::StoreError;
+use strata::ops::check::{check, ReadData};
+use strata::ops::repair::repair_index;
+use strata::store::chunks::StoreError;
+use strata::store::format::INDEX_FILE;
+use strata::store::id::ChunkId;
+use strata::store::io::sim::SimDisk;
+use strata::store::io::{Disk, LocalDisk};
+use strata::store::repo::{LockedRepo, RepoError};
 
 fn sim() -> (SimDisk, Arc<dyn Disk>) {
     let d = SimDisk::new();
@@ -264,9 +265,7 @@ fn repair_rebuilds_the_same_index_from_packs() {
             .unlock(Some(&passphrase("correct horse"))),
         Err(RepoError::IndexMissing)
     ));
-    let report = locked
-        .repair_index(Some(&passphrase("correct horse")))
-        .unwrap();
+    let report = repair_index(&locked, Some(&passphrase("correct horse"))).unwrap();
     assert!(report.damaged_packs.is_empty());
     let repo = open(disk);
     assert_eq!(repo.store().index().chunks().unwrap(), chunks);
@@ -316,7 +315,7 @@ fn a_flipped_byte_is_an_error_naming_the_chunk_never_data() {
     drop(repo);
     let path = dir
         .path()
-        .join(strata::backend::LocalBackend::path(loc.pack));
+        .join(strata::store::io::backend::LocalBackend::path(loc.pack));
     let mut pack = std::fs::read(&path).unwrap();
     pack[loc.offset as usize + 20] ^= 1;
     std::fs::write(&path, pack).unwrap();
@@ -393,7 +392,7 @@ fn swapped_objects_in_a_pack_are_rejected() {
     drop(repo);
     let path = dir
         .path()
-        .join(strata::backend::LocalBackend::path(la.pack));
+        .join(strata::store::io::backend::LocalBackend::path(la.pack));
     let mut pack = std::fs::read(&path).unwrap();
     let (oa, ob, n) = (la.offset as usize, lb.offset as usize, la.len as usize);
     let object_a = pack[oa..oa + n].to_vec();
@@ -419,15 +418,15 @@ fn grep_record(encrypted: bool) -> Vec<i32> {
     if encrypted {
         init_encrypted(disk.clone());
     } else {
-        let opts = strata::repo::InitOptions {
-            id: strata::id::RepoId::random(),
+        let opts = strata::store::repo::InitOptions {
+            id: strata::store::id::RepoId::random(),
             secret: None,
             label: String::new(),
             kdf: CHEAP_KDF,
             chunker: SMALL_CHUNKS,
             pack_size: 1 << 20,
         };
-        strata::repo::init(disk.clone(), opts).unwrap();
+        strata::store::repo::init(disk.clone(), opts).unwrap();
     }
     {
         let repo = LockedRepo::open(disk, "r")

@@ -6,13 +6,13 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use strata::throttle::adaptive::{read_psi_file, PsiSource};
-use strata::throttle::cgroup::{self, IoPolicy, IoPriorityError};
-use strata::throttle::ioprio::IoClass;
-use strata::throttle::{
+use strata::policy::throttle::adaptive::{read_psi_file, PsiSource};
+use strata::policy::throttle::cgroup::{self, IoPolicy, IoPriorityError};
+use strata::policy::throttle::{
     ByteRate, Limits, LocalTime, OpsRate, PressureSample, Sampler, SimClock, Throttle,
     ThrottleConfigError, ThrottlePolicy, Weekday,
 };
+use strata::sys::ioprio::IoClass;
 use Weekday::*;
 
 const MIB: u64 = 1024 * 1024;
@@ -391,7 +391,7 @@ fn status_round_trips_through_json() {
     write_sequentially(&t, &clock, 30, MIB);
     let s = t.status();
     let json = serde_json::to_string(&s).unwrap();
-    let back: strata::throttle::ThrottleStatus = serde_json::from_str(&json).unwrap();
+    let back: strata::policy::throttle::ThrottleStatus = serde_json::from_str(&json).unwrap();
     assert_eq!(back, s);
     assert!(
         json.contains("\"reason\":\"profile business-hours\""),
@@ -762,7 +762,7 @@ fn adaptive_task_samples_the_real_pressure_files() {
     )
     .unwrap();
     let t = Arc::new(Throttle::with_system_clock(policy));
-    let task = strata::throttle::AdaptiveTask::spawn(t.clone()).expect("adaptive policy");
+    let task = strata::policy::throttle::AdaptiveTask::spawn(t.clone()).expect("adaptive policy");
     // Wait for the first sample (not a timing assertion: the deadline is
     // only there so a broken sampler fails instead of hanging).
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
@@ -780,12 +780,13 @@ fn adaptive_task_samples_the_real_pressure_files() {
     assert!(
         matches!(
             verdict,
-            strata::throttle::Verdict::Over(_) | strata::throttle::Verdict::Under(_)
+            strata::policy::throttle::Verdict::Over(_)
+                | strata::policy::throttle::Verdict::Under(_)
         ),
         "{verdict:?}"
     );
     assert!(verdict.detail().contains("pressure"), "{verdict:?}");
     // Without adaptive mode there is no task.
     let plain = Arc::new(Throttle::with_system_clock(ThrottlePolicy::unlimited()));
-    assert!(strata::throttle::AdaptiveTask::spawn(plain).is_none());
+    assert!(strata::policy::throttle::AdaptiveTask::spawn(plain).is_none());
 }

@@ -8,10 +8,10 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use strata::chunker::ChunkerParams;
-use strata::codec::ChunkCodec;
-use strata::format::{Kind, MAX_OBJECT_LEN};
-use strata::id::ChunkId;
+use strata::store::chunker::ChunkerParams;
+use strata::store::crypto::codec::ChunkCodec;
+use strata::store::format::{Kind, MAX_OBJECT_LEN};
+use strata::store::id::ChunkId;
 use strata_fuzz::{pack_kind, sealer, KEY, SUITES};
 
 fuzz_target!(|data: &[u8]| {

@@ -8,9 +8,9 @@
 
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
-use strata::codec::ChunkCodec;
-use strata::format::{Kind, Suite};
-use strata::id::ChunkId;
+use strata::store::crypto::codec::ChunkCodec;
+use strata::store::format::{Kind, Suite};
+use strata::store::id::ChunkId;
 use strata_fuzz::{pack_kind, sealer, KEY};
 
 /// Largest object the codec accepts here (small keeps runs fast; the

@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use strata::config::Config;
+use strata::store::config::Config;
 use strata_fuzz::KEY;
 
 fuzz_target!(|data: &[u8]| {

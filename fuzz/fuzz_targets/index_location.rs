@@ -2,7 +2,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use strata::index::Location;
+use strata::store::index::Location;
 
 fuzz_target!(|data: &[u8]| {
     if let Some(loc) = Location::decode(data) {

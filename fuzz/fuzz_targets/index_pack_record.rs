@@ -2,7 +2,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use strata::index::PackRecord;
+use strata::store::index::PackRecord;
 
 fuzz_target!(|data: &[u8]| {
     if let Some(rec) = PackRecord::decode(data) {

@@ -2,7 +2,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use strata::crypto::slot::{decode_key_file, encode_key_file};
+use strata::store::crypto::slot::{decode_key_file, encode_key_file};
 
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {

@@ -5,8 +5,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use strata::crypto::slot::{KeySlot, Secret};
-use strata::id::RepoId;
+use strata::store::crypto::slot::{KeySlot, Secret};
+use strata::store::id::RepoId;
 use zeroize::Zeroizing;
 
 fuzz_target!(|data: &[u8]| {

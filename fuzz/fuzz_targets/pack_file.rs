@@ -8,7 +8,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use strata::pack::header;
+use strata::store::pack::header;
 use strata_fuzz::{pack_file, read_pack, sealer, PACK, SUITES};
 
 fuzz_target!(|data: &[u8]| {

@@ -9,9 +9,9 @@
 
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
-use strata::format::{Kind, PACK_HEADER_LEN, TRAILER_PLAIN_LEN};
-use strata::id::ChunkId;
-use strata::pack::{encode_toc, header, TocEntry, Trailer};
+use strata::store::format::{Kind, PACK_HEADER_LEN, TRAILER_PLAIN_LEN};
+use strata::store::id::ChunkId;
+use strata::store::pack::{encode_toc, header, TocEntry, Trailer};
 use strata_fuzz::{pack_file, pack_kind, read_pack, sealer, toc_context, PACK, SUITES};
 
 /// A number that is either given or taken from an earlier piece, so valid

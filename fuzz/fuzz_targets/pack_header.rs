@@ -3,9 +3,9 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use strata::format::PACK_HEADER_LEN;
-use strata::id::PackId;
-use strata::pack::{check_header, header};
+use strata::store::format::PACK_HEADER_LEN;
+use strata::store::id::PackId;
+use strata::store::pack::{check_header, header};
 use strata_fuzz::SUITES;
 
 fuzz_target!(|data: &[u8]| {

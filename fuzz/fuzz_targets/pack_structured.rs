@@ -8,9 +8,9 @@
 
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
-use strata::id::ChunkId;
-use strata::pack::{PackWriter, TocEntry};
-use strata::storage::Disk;
+use strata::store::id::ChunkId;
+use strata::store::io::Disk;
+use strata::store::pack::{PackWriter, TocEntry};
 use strata_fuzz::{pack_kind, read_pack, sealer, PACK, SUITES};
 
 #[derive(Arbitrary, Debug)]
@@ -62,7 +62,7 @@ struct Input {
 fuzz_target!(|input: Input| {
     let suite = SUITES[input.aes as usize];
     let s = sealer(suite);
-    let disk = strata::storage::sim::SimDisk::new();
+    let disk = strata::store::io::sim::SimDisk::new();
     let mut w = PackWriter::create(PACK, disk.open("p", true).unwrap(), suite).unwrap();
     let mut written: Vec<TocEntry> = Vec::new();
     let append = |w: &mut PackWriter, o: &Object| {
@@ -91,13 +91,13 @@ fuzz_target!(|input: Input| {
 
     // The undamaged pack reads back as written.
     if durable > 0 {
-        let (entries, finished) =
-            strata::pack::read_toc(file.as_ref(), &s, PACK, durable).expect("undamaged pack reads");
+        let (entries, finished) = strata::store::pack::read_toc(file.as_ref(), &s, PACK, durable)
+            .expect("undamaged pack reads");
         assert_eq!(entries, durable_entries);
         assert_eq!(finished, input.finish);
     }
     assert_eq!(
-        strata::pack::find_last_checkpoint(file.as_ref(), &s, PACK).unwrap(),
+        strata::store::pack::find_last_checkpoint(file.as_ref(), &s, PACK).unwrap(),
         (durable > 0).then_some(durable)
     );
 
@@ -156,7 +156,7 @@ fuzz_target!(|input: Input| {
 
     if durable > 0 && lowest >= durable {
         // Damage only after the last checkpoint: recovery finds it intact.
-        let (entries, finished) = strata::pack::read_toc(file.as_ref(), &s, PACK, durable)
+        let (entries, finished) = strata::store::pack::read_toc(file.as_ref(), &s, PACK, durable)
             .expect("pack with an intact checkpoint reads");
         assert_eq!(entries, durable_entries);
         assert_eq!(finished, input.finish);

@@ -2,7 +2,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use strata::pack::{decode_toc, encode_toc};
+use strata::store::pack::{decode_toc, encode_toc};
 
 fuzz_target!(|data: &[u8]| {
     if let Some(entries) = decode_toc(data) {

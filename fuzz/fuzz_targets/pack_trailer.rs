@@ -2,7 +2,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use strata::pack::Trailer;
+use strata::store::pack::Trailer;
 
 fuzz_target!(|data: &[u8]| {
     if let Some(t) = Trailer::decode(data) {

@@ -5,8 +5,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use strata::crypto::SealError;
-use strata::format::SEAL_OVERHEAD;
+use strata::store::crypto::SealError;
+use strata::store::format::SEAL_OVERHEAD;
 use strata_fuzz::{any_kind, sealer, SUITES};
 
 fuzz_target!(|data: &[u8]| {

@@ -1,12 +1,12 @@
 //! Helpers shared by the fuzz targets: fixed keys and ids, a simulated pack
 //! file, and the checks every pack reader result must pass.
 
-use strata::crypto::Sealer;
-use strata::format::{Kind, Suite, PACK_HEADER_LEN};
-use strata::id::{PackId, RepoId};
-use strata::pack::TocEntry;
-use strata::storage::sim::SimDisk;
-use strata::storage::{Disk, DiskFile};
+use strata::store::crypto::Sealer;
+use strata::store::format::{Kind, Suite, PACK_HEADER_LEN};
+use strata::store::id::{PackId, RepoId};
+use strata::store::io::sim::SimDisk;
+use strata::store::io::{Disk, DiskFile};
+use strata::store::pack::TocEntry;
 
 /// The pack every pack target reads.
 pub const PACK: PackId = PackId([0x5a; 16]);
@@ -99,7 +99,7 @@ pub fn check_entries(entries: &[TocEntry], end: u64, file_len: u64) {
 /// What the pack readers made of a file.
 pub struct Reads {
     /// `read_toc` at the given end.
-    pub at_end: Result<(Vec<TocEntry>, bool), strata::pack::PackError>,
+    pub at_end: Result<(Vec<TocEntry>, bool), strata::store::pack::PackError>,
     /// `find_last_checkpoint`.
     pub last: Option<u64>,
 }
@@ -110,20 +110,22 @@ pub struct Reads {
 /// what they accept.
 pub fn read_pack(file: &dyn DiskFile, sealer: &Sealer, end: u64) -> Reads {
     let len = file.len().expect("sim len");
-    let at_end = strata::pack::read_toc(file, sealer, PACK, end);
+    let at_end = strata::store::pack::read_toc(file, sealer, PACK, end);
     if let Ok((entries, _)) = &at_end {
         check_entries(entries, end, len);
     }
     // A damaged chain below the newest trailer is an error (the pack is
     // damaged), never a panic; only I/O errors cannot happen on this file.
-    let last = match strata::pack::find_last_checkpoint(file, sealer, PACK) {
+    let last = match strata::store::pack::find_last_checkpoint(file, sealer, PACK) {
         Ok(last) => last,
-        Err(strata::pack::PackError::Io { source, .. }) => panic!("I/O error on a readable file: {source}"),
+        Err(strata::store::pack::PackError::Io { source, .. }) => {
+            panic!("I/O error on a readable file: {source}")
+        }
         Err(_) => None,
     };
     if let Some(e) = last {
         assert!(e <= len, "checkpoint end {e} past the file ({len})");
-        let (entries, _) = strata::pack::read_toc(file, sealer, PACK, e)
+        let (entries, _) = strata::store::pack::read_toc(file, sealer, PACK, e)
             .expect("find_last_checkpoint returned an end read_toc refuses");
         check_entries(&entries, e, len);
     }

@@ -60,7 +60,7 @@ impl Ts {
 
     /// A time fuser 0.18 hands us: it decodes negative (secs, nsecs) as
     /// the epoch minus (|secs|, nsecs); this undoes exactly that (as
-    /// mountd/src/fs.rs does).
+    /// mountd/src/fuse.rs does).
     fn from_kernel(t: SystemTime) -> Ts {
         match t.duration_since(UNIX_EPOCH) {
             Ok(d) => Ts {

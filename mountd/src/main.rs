@@ -2,7 +2,7 @@
 //! is unmounted. Startup and shutdown live here; the callbacks in `fs`.
 
 mod delay;
-mod fs;
+mod fuse;
 
 use std::io::Write;
 use std::os::fd::FromRawFd;
@@ -16,22 +16,22 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use clap::Parser;
 use fuser::{Config, MountOption, SessionACL};
-use strata::alert::{self, Alerter};
-use strata::control::{self, Daemon};
+use strata::daemon::control::{self, Daemon};
+use strata::daemon::mount_args::{resolve_group, MountdArgs};
 use strata::exit::Reported;
-use strata::hostconfig::HostConfig;
-use strata::id::RepoId;
-use strata::mount_args::{resolve_group, MountdArgs};
-use strata::mountpoint::{self, MountpointError};
-use strata::namespace::{Access, Namespace};
-use strata::repo::{LockedRepo, RepoError};
-use strata::storage::LocalDisk;
-use strata::throttle::cgroup::{self, IoPlacement, IoPolicy};
-use strata::throttle::ioprio::IoClass;
-use strata::throttle::{AdaptiveTask, Throttle, ThrottlePolicy};
+use strata::policy::alert::{self, Alerter};
+use strata::policy::hostconfig::HostConfig;
+use strata::policy::throttle::cgroup::{self, IoPlacement, IoPolicy};
+use strata::policy::throttle::{AdaptiveTask, Throttle, ThrottlePolicy};
+use strata::store::id::RepoId;
+use strata::store::io::LocalDisk;
+use strata::store::repo::{LockedRepo, RepoError};
+use strata::sys::ioprio::IoClass;
+use strata::sys::mountpoint::{self, MountpointError};
+use strata::tree::namespace::{Access, Namespace};
 
 use delay::Delayer;
-use fs::{after_snapshot, Invalidate, Requests, StrataFs};
+use fuse::{after_snapshot, Invalidate, Requests, StrataFs};
 
 /// Threads that decode chunks ahead of readers.
 const READ_AHEAD_WORKERS: usize = 2;
@@ -40,7 +40,7 @@ fn main() -> ExitCode {
     // fuser's own unmount when its session ends finds the mount already
     // gone after `strata umount` (EINVAL) and would warn every time;
     // whether the mount is really left is checked after the session.
-    strata::process::start("info,fuser::session=error");
+    strata::sys::process::start("info,fuser::session=error");
     let args = MountdArgs::parse();
     let ready = args.ready_fd.map(|fd| {
         // SAFETY: `strata mount` passes the write end of a pipe for this.
@@ -173,7 +173,7 @@ impl Daemon for Served {
     /// refuses while files there are open), and head/'s own attributes.
     /// Inodes it still holds get fresh attributes at their next lookup.
     fn head_reset(&self) {
-        use strata::namespace::{HEAD_INO, ROOT_INO};
+        use strata::tree::namespace::{HEAD_INO, ROOT_INO};
         send_invalidation(&self.notifier, &Invalidate::Inode(HEAD_INO));
         send_invalidation(
             &self.notifier,
@@ -226,7 +226,7 @@ fn start_throttle(
 
 /// Pack writeback on its own thread, at `[throttle.io] class` if set. A
 /// priority the kernel refuses is a warning: writeback runs without it.
-fn start_writeback(repo: &strata::repo::Repo, class: Option<IoClass>) -> Result<()> {
+fn start_writeback(repo: &strata::store::repo::Repo, class: Option<IoClass>) -> Result<()> {
     let store = repo.store();
     if let Err(e) = store.start_writeback(class) {
         let Some(class) = class else {
@@ -239,7 +239,7 @@ fn start_writeback(repo: &strata::repo::Repo, class: Option<IoClass>) -> Result<
     Ok(())
 }
 
-fn unlock(args: &MountdArgs) -> Result<strata::repo::Repo> {
+fn unlock(args: &MountdArgs) -> Result<strata::store::repo::Repo> {
     if !args.repo.is_dir() {
         return Err(RepoError::NotARepository {
             path: args.repo.display().to_string(),
@@ -253,16 +253,16 @@ fn unlock(args: &MountdArgs) -> Result<strata::repo::Repo> {
     let secret = if !locked.encrypted() {
         None
     } else if let Some(fd) = args.key_fd {
-        Some(strata::secrets::read_handoff(fd)?)
+        Some(strata::daemon::secrets::read_handoff(fd)?)
     } else if let Some(f) = &args.key_file {
-        Some(strata::secrets::read_key_file(f)?)
+        Some(strata::daemon::secrets::read_key_file(f)?)
     } else if let Some(f) = &args.password_file {
-        Some(strata::secrets::read_password_file(f)?)
+        Some(strata::daemon::secrets::read_password_file(f)?)
     } else {
-        let default = strata::secrets::default_key_file(&locked.config().id);
+        let default = strata::daemon::secrets::default_key_file(&locked.config().id);
         default
             .exists()
-            .then(|| strata::secrets::read_key_file(&default))
+            .then(|| strata::daemon::secrets::read_key_file(&default))
             .transpose()?
     };
     Ok(locked.unlock(secret.as_ref())?)
@@ -298,7 +298,8 @@ fn run(args: &MountdArgs, ready: &dyn Fn()) -> Result<()> {
         allow_other: opts.allow_other,
     };
     start_writeback(&repo, host.throttle_policy().io.and_then(|io| io.class))?;
-    let head = strata::head::Head::new(repo).map_err(|e| on_failing_disk(e.into(), &args.repo))?;
+    let head =
+        strata::tree::head::Head::new(repo).map_err(|e| on_failing_disk(e.into(), &args.repo))?;
     let ns = Arc::new(Namespace::new(head, access)?);
     let listener = control::bind(&mountpoint::socket_path(&repo_id))?;
     // An outcome left by an earlier daemon of this repository is stale.
@@ -352,7 +353,7 @@ fn run(args: &MountdArgs, ready: &dyn Fn()) -> Result<()> {
         requests,
         throttle,
     });
-    strata::watch::spawn(
+    strata::daemon::watch::spawn(
         ns.clone(),
         alerter,
         id,
@@ -433,7 +434,7 @@ fn run(args: &MountdArgs, ready: &dyn Fn()) -> Result<()> {
 /// ("read-only", "Read-only file system") said with what to do. Other
 /// errors are left as they are.
 fn on_failing_disk(e: anyhow::Error, repo: &Path) -> anyhow::Error {
-    use strata::head::FsError;
+    use strata::tree::head::FsError;
     let refused = e.chain().any(|c| {
         let errno = c
             .downcast_ref::<std::io::Error>()

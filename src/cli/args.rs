@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-pub use strata::mount_args::{DEFAULT_REPO, EXIT_CODES};
+pub use strata::daemon::mount_args::{DEFAULT_REPO, EXIT_CODES};
 
 /// strata: a versioned, deduplicated, encrypted backup filesystem.
 #[derive(Debug, Parser)]
@@ -262,7 +262,7 @@ pub struct BackupArgs {
 #[derive(Debug, Args)]
 pub struct MountArgs {
     #[command(flatten)]
-    pub mount: strata::mount_args::MountOptions,
+    pub mount: strata::daemon::mount_args::MountOptions,
     /// Stay in the foreground (the daemon replaces this process; logs go to stderr).
     #[arg(long, short = 'f')]
     pub foreground: bool,

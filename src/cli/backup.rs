@@ -5,14 +5,16 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
 use std::time::{Duration, Instant};
-use strata::backup::record::{HookOutcome, Leftovers, RunRecord, RunStatus};
+use strata::tree::record::{HookOutcome, Leftovers, RunRecord, RunStatus};
 
-use strata::alert::{self, Alerter};
-use strata::backup::{alerts, journal, runlock, Failure, Outcome, Run, Target};
-use strata::control::{self, Reply, Request, SnapshotInfo};
+use strata::daemon::control::{self, Reply, Request};
 use strata::exit::{self, Reported};
-use strata::hostconfig::HostConfig;
-use strata::id::RepoId;
+use strata::policy::alert::{self, Alerter};
+use strata::policy::backup::{alerts, journal, Failure, Outcome, Run, Target};
+use strata::policy::hostconfig::HostConfig;
+use strata::store::id::RepoId;
+use strata::sys::runlock;
+use strata::tree::record::SnapshotInfo;
 
 use super::args::{BackupArgs, Global};
 use super::{locked, print};
@@ -58,7 +60,7 @@ impl Target for Daemon {
 
 pub fn run(g: &Global, a: &BackupArgs) -> Result<()> {
     if let Some(l) = &a.label {
-        strata::namespace::check_label(l)
+        strata::tree::namespace::check_label(l)
             .map_err(|e| Reported(exit::USAGE, format!("--label: {e}")))?;
     }
     let config = HostConfig::load_or_default(a.config.as_deref())?;
@@ -68,10 +70,10 @@ pub fn run(g: &Global, a: &BackupArgs) -> Result<()> {
     let copy = a.command[0].to_string_lossy();
     if copy.contains('/') {
         let cwd = std::env::current_dir()?;
-        strata::hostconfig::check_program("the copy command", &copy, None, &cwd)?;
+        strata::policy::hostconfig::check_program("the copy command", &copy, None, &cwd)?;
     }
     let repo = locked(g)?;
-    let socket = strata::mountpoint::socket_path(&repo.config().id);
+    let socket = strata::sys::mountpoint::socket_path(&repo.config().id);
     let not_mounted = || {
         Reported(
             exit::MOUNTPOINT,
@@ -121,7 +123,7 @@ pub fn run(g: &Global, a: &BackupArgs) -> Result<()> {
     };
     // A stop signal (Ctrl-C, `timeout`, a stopped unit) stops the program
     // being waited for with its group, then on-failure hooks and alerts run.
-    strata::process::catch_interrupts();
+    strata::sys::process::catch_interrupts();
     let outcome = Run::new(
         &config,
         &daemon,
@@ -180,7 +182,7 @@ pub fn run(g: &Global, a: &BackupArgs) -> Result<()> {
         },
         || summary.text(),
     );
-    match (&outcome.failure, outcome.record.status, strata::process::interrupted_by()) {
+    match (&outcome.failure, outcome.record.status, strata::sys::process::interrupted_by()) {
         (None, RunStatus::Inconsistent, _) => Err(Reported(
             exit::INCONSISTENT,
             "the snapshot was taken but is marked inconsistent: a hook failed (see `strata snapshot show`)".into(),
@@ -192,7 +194,7 @@ pub fn run(g: &Global, a: &BackupArgs) -> Result<()> {
                 format!(
                     "backup run {} stopped: strata was told to stop ({}); {f}",
                     outcome.record.run,
-                strata::process::signal_name(signal)
+                strata::sys::process::signal_name(signal)
             ),
         )
         .into()),
@@ -225,7 +227,7 @@ pub fn run(g: &Global, a: &BackupArgs) -> Result<()> {
 /// Takes the repository's run lock for this run, waiting for the run in
 /// progress if told to; refuses with exit 24 naming that run otherwise.
 fn run_lock(g: &Global, a: &BackupArgs, repo_id: &str) -> Result<runlock::RunLock> {
-    let path = runlock::path(&strata::mountpoint::runtime_dir(), repo_id);
+    let path = runlock::path(&strata::sys::mountpoint::runtime_dir(), repo_id);
     let wait = a.wait.map(|w| w.map_or(Duration::MAX, Duration::from));
     let quiet = g.quiet || g.json;
     let me = runlock::Holder::me(a.label.clone());
@@ -265,8 +267,11 @@ fn mark_leftovers(
     if o.record.copy.attempts == 0 || summary.nothing_written {
         return None;
     }
-    let why = match strata::process::interrupted_by() {
-        Some(signal) => format!("stopped by {}; {f}", strata::process::signal_name(signal)),
+    let why = match strata::sys::process::interrupted_by() {
+        Some(signal) => format!(
+            "stopped by {}; {f}",
+            strata::sys::process::signal_name(signal)
+        ),
         None => f.to_string(),
     };
     let mine = Leftovers {
@@ -376,10 +381,13 @@ impl Counters {
 /// The size of the repository's packs, finished and open: what dedup
 /// and compression left to store.
 fn packed_bytes(repo: &Path) -> u64 {
-    [strata::format::PACKS_DIR, strata::format::OPEN_DIR]
-        .iter()
-        .map(|d| tree_bytes(&repo.join(d)))
-        .sum()
+    [
+        strata::store::format::PACKS_DIR,
+        strata::store::format::OPEN_DIR,
+    ]
+    .iter()
+    .map(|d| tree_bytes(&repo.join(d)))
+    .sum()
 }
 
 fn tree_bytes(dir: &Path) -> u64 {
@@ -464,9 +472,9 @@ impl Summary {
             "backup run {}: {snapshot}; {} files created and {} written into head/ ({} writes), {} newly stored, in {:.1} s",
             self.run,
             self.files_created,
-            strata::throttle::rate::format_bytes(self.bytes_written as f64),
+            strata::policy::throttle::rate::format_bytes(self.bytes_written as f64),
             self.write_requests,
-            strata::throttle::rate::format_bytes(self.bytes_stored as f64),
+            strata::policy::throttle::rate::format_bytes(self.bytes_stored as f64),
             self.duration,
         ));
         warnings

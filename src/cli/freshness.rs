@@ -7,14 +7,14 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Result};
 use serde::Serialize;
-use strata::alert::{self, Alerter};
-use strata::control::{Reply, Request};
+use strata::daemon::control::{Reply, Request};
 use strata::exit::{self, Reported};
-use strata::hostconfig::HostConfig;
-use strata::id::RepoId;
+use strata::policy::alert::{self, Alerter};
+use strata::policy::hostconfig::HostConfig;
+use strata::store::id::RepoId;
 
 use super::args::{CheckArgs, Global};
-use super::snapshot::request;
+use super::request;
 use super::{locked, print};
 
 #[derive(Serialize)]
@@ -102,7 +102,7 @@ fn check(g: &Global, a: &CheckArgs, config: &HostConfig) -> Result<()> {
     let mut events = Vec::new();
     let missed = alert::freshness(last, now, max_age);
     events.extend(missed.clone());
-    let usage = strata::watch::usage(&g.repo).ok();
+    let usage = strata::daemon::watch::usage(&g.repo).ok();
     if let Some((used, total)) = usage {
         events.extend(alert::fill_check(used, total, config.alerts.fill_threshold));
     }

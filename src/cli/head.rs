@@ -2,12 +2,12 @@
 //! daemon while mounted, directly when not.
 
 use anyhow::{bail, Context, Result};
-use strata::backup::runlock;
-use strata::control::{Reply, Request};
+use strata::daemon::control::{Reply, Request};
 use strata::exit::{self, Reported};
+use strata::sys::runlock;
 
 use super::args::{Global, HeadCommand};
-use super::snapshot::request;
+use super::request;
 use super::{locked, print};
 
 pub fn run(g: &Global, c: &HeadCommand) -> Result<()> {
@@ -47,7 +47,7 @@ pub fn run(g: &Global, c: &HeadCommand) -> Result<()> {
 /// The repository's run lock, or exit 24 naming the run in progress.
 fn run_lock(g: &Global) -> Result<runlock::RunLock> {
     let id = locked(g)?.config().id.clone();
-    let path = runlock::path(&strata::mountpoint::runtime_dir(), &id);
+    let path = runlock::path(&strata::sys::mountpoint::runtime_dir(), &id);
     let me = runlock::Holder::me(Some("(strata head reset)".into()));
     let taken = runlock::acquire(&path, &me, None, |_| {})
         .with_context(|| format!("taking the run lock {}", path.display()))?;

@@ -47,7 +47,7 @@ pub fn write_pages(dir: &Path) -> Result<()> {
     see_also(&mut buf, &all);
     std::fs::write(dir.join("strata.1"), &buf)?;
     let mut buf = Vec::new();
-    let mountd = strata::mount_args::MountdArgs::command();
+    let mountd = strata::daemon::mount_args::MountdArgs::command();
     clap_mangen::Man::new(with_synopsis("strata-mountd", mountd))
         .section("8")
         .render(&mut buf)?;

@@ -19,13 +19,16 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use clap::CommandFactory;
 use serde::Serialize;
-use strata::check::{check, ReadData};
-use strata::chunker::ChunkerParams;
-use strata::crypto::slot::{KdfParams, SlotKind};
-use strata::format::PACK_TARGET_SIZE;
-use strata::id::RepoId;
-use strata::repo::{init, InitOptions, LockedRepo, Repo, RepoError};
-use strata::storage::{Disk, LocalDisk};
+use strata::daemon::control::{self, Reply, Request};
+use strata::ops::check::{check, ReadData};
+use strata::store::chunker::ChunkerParams;
+use strata::store::crypto::slot::{KdfParams, SlotKind};
+use strata::store::format::PACK_TARGET_SIZE;
+use strata::store::id::RepoId;
+use strata::store::io::{Disk, LocalDisk};
+use strata::store::repo::{init, InitOptions, LockedRepo, Repo, RepoError};
+use strata::tree::head::{Caller, Head};
+use strata::tree::namespace::{Access, Namespace};
 
 use args::{
     CheckArgs, Cli, Command, Global, InitArgs, KdfArgs, KeyCommand, NewSecretArgs, RepairCommand,
@@ -55,12 +58,12 @@ pub fn run(cli: Cli) -> Result<()> {
             #[derive(Serialize)]
             struct All {
                 #[serde(flatten)]
-                repository: strata::stats::Stats,
-                head: strata::head::HeadStats,
+                repository: strata::store::stats::Stats,
+                head: strata::tree::head::HeadStats,
             }
-            let head = strata::head::Head::new(unlock(g)?)?;
+            let head = strata::tree::head::Head::new(unlock(g)?)?;
             let all = All {
-                repository: strata::stats::stats(head.repo())?,
+                repository: strata::store::stats::stats(head.repo())?,
                 head: head.stats()?,
             };
             let (s, h) = (&all.repository, &all.head);
@@ -99,10 +102,10 @@ fn print<T: Serialize>(g: &Global, value: &T, human: impl FnOnce() -> String) {
 /// What `strata umount` with no argument unmounts: the default
 /// mountpoint if strata is mounted there, else the only strata mount.
 fn default_mountpoint() -> Result<PathBuf> {
-    let default = Path::new(strata::mount_args::DEFAULT_MOUNTPOINT);
+    let default = Path::new(strata::daemon::mount_args::DEFAULT_MOUNTPOINT);
     let text =
         std::fs::read_to_string("/proc/self/mountinfo").context("reading /proc/self/mountinfo")?;
-    let mut mounts: Vec<PathBuf> = strata::mountpoint::parse_mountinfo(&text)
+    let mut mounts: Vec<PathBuf> = strata::sys::mountpoint::parse_mountinfo(&text)
         .into_iter()
         .filter(|m| m.is_strata())
         .map(|m| m.target)
@@ -140,6 +143,29 @@ fn disk(g: &Global) -> Arc<dyn Disk> {
     Arc::new(LocalDisk::new(&g.repo))
 }
 
+/// The caller of this command, for the snapshot record.
+fn me() -> Caller {
+    // SAFETY: these libc calls take no arguments and cannot fail.
+    let (uid, gid) = unsafe { (libc::geteuid(), libc::getegid()) };
+    Caller {
+        uid,
+        gid,
+        pid: std::process::id(),
+    }
+}
+
+/// Serves `req` by the running daemon, or by opening the repository.
+pub fn request(g: &Global, req: &Request) -> Result<Reply> {
+    let repo = locked(g)?;
+    let socket = strata::sys::mountpoint::socket_path(&repo.config().id);
+    if let Some(reply) = control::call(&socket, req)? {
+        return Ok(reply);
+    }
+    let secret = secret_for(g, &repo)?;
+    let ns = Namespace::new(Head::new(repo.unlock(secret.as_ref())?)?, Access::default())?;
+    control::handle(&ns, me(), req)
+}
+
 fn locked(g: &Global) -> Result<LockedRepo> {
     if !g.repo.is_dir() {
         return Err(RepoError::NotARepository {
@@ -150,7 +176,10 @@ fn locked(g: &Global) -> Result<LockedRepo> {
     Ok(LockedRepo::open(disk(g), &g.repo.display().to_string())?)
 }
 
-fn secret_for(g: &Global, repo: &LockedRepo) -> Result<Option<strata::crypto::slot::Secret>> {
+fn secret_for(
+    g: &Global,
+    repo: &LockedRepo,
+) -> Result<Option<strata::store::crypto::slot::Secret>> {
     if !repo.encrypted() {
         return Ok(None);
     }
@@ -287,7 +316,7 @@ pub(crate) fn cmd_init(g: &Global, a: &InitArgs) -> Result<()> {
 
 use std::os::unix::fs::DirBuilderExt;
 
-fn new_secret(a: &NewSecretArgs) -> Result<(strata::crypto::slot::Secret, SlotKind)> {
+fn new_secret(a: &NewSecretArgs) -> Result<(strata::store::crypto::slot::Secret, SlotKind)> {
     match &a.new_key_file {
         Some(path) => Ok((secrets::write_new_key_file(path)?, SlotKind::KeyFile)),
         None => Ok((
@@ -399,9 +428,9 @@ fn cmd_check(g: &Global, a: &CheckArgs) -> Result<()> {
     // Then the layer above: every snapshot's trees and references.
     let mut users = String::new();
     if report.ok() {
-        let head = strata::head::Head::new(repo)?;
+        let head = strata::tree::head::Head::new(repo)?;
         report.snapshots = head.snapshots()?.len() as u64;
-        report.errors.extend(head.verify_snapshots(snapshot::me())?);
+        report.errors.extend(head.verify_snapshots(me())?);
     } else if !report.damaged.is_empty() {
         users = damaged_users(g, repo, &report.damaged);
     }
@@ -435,7 +464,11 @@ fn cmd_check(g: &Global, a: &CheckArgs) -> Result<()> {
 /// Which files and snapshots use the damaged chunks, for a human at a
 /// terminal only: file names are patient data, and what is not a terminal
 /// (a pipe, a file, the journal) may leave the machine. Logs keep the ids.
-fn damaged_users(g: &Global, repo: strata::repo::Repo, damaged: &[strata::id::ChunkId]) -> String {
+fn damaged_users(
+    g: &Global,
+    repo: strata::store::repo::Repo,
+    damaged: &[strata::store::id::ChunkId],
+) -> String {
     if g.json || g.quiet {
         return String::new();
     }
@@ -445,7 +478,7 @@ fn damaged_users(g: &Global, repo: strata::repo::Repo, damaged: &[strata::id::Ch
             damaged.len()
         );
     }
-    match strata::head::Head::new(repo).and_then(|h| strata::check::users(&h, damaged)) {
+    match strata::tree::head::Head::new(repo).and_then(|h| strata::ops::check::users(&h, damaged)) {
         Ok(u) if u.chunks.is_empty() => {
             format!("{u}no file in a snapshot or in head/ uses the damaged chunk(s)\n")
         }
@@ -457,7 +490,7 @@ fn damaged_users(g: &Global, repo: strata::repo::Repo, damaged: &[strata::id::Ch
 fn cmd_repair_index(g: &Global) -> Result<()> {
     let repo = locked(g)?;
     let secret = secret_for(g, &repo)?;
-    let report = repo.repair_index(secret.as_ref())?;
+    let report = strata::ops::repair::repair_index(&repo, secret.as_ref())?;
     print(g, &report, || {
         let mut out = format!(
             "rebuilt the index: {} chunks in {} finished and {} open packs; cut {} bytes of torn pack tails",

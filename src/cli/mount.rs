@@ -12,13 +12,13 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
-use strata::control::{self, Reply, Request};
+use strata::daemon::control::{self, Reply, Request};
 use strata::exit::{self, Reported};
-use strata::mountpoint::{self, MountpointError};
+use strata::sys::mountpoint::{self, MountpointError};
 
 use super::args::{Global, InitArgs, MountArgs, DEFAULT_REPO};
 use super::{locked, print, secret_for};
-use strata::mount_args::DEFAULT_MOUNTPOINT;
+use strata::daemon::mount_args::DEFAULT_MOUNTPOINT;
 
 /// The descriptor numbers the daemon finds the key and the readiness pipe on.
 const KEY_FD: i32 = 3;
@@ -156,11 +156,11 @@ fn log_dir() -> PathBuf {
 /// A file left by an earlier repository on this machine, if any: a key
 /// file `strata init` generated, alert state, or a daemon log.
 fn earlier_use(repo: &Path) -> Option<PathBuf> {
-    let state_dir = strata::alert::state_path_of(repo)
+    let state_dir = strata::policy::alert::state_path_of(repo)
         .parent()
         .map(Path::to_path_buf)?;
     let places = [
-        (strata::secrets::key_dir(), "", ".key"),
+        (strata::daemon::secrets::key_dir(), "", ".key"),
         (state_dir, "alerts-", ".json"),
         (log_dir(), "mountd-", ".log"),
     ];
@@ -176,7 +176,7 @@ fn earlier_use(repo: &Path) -> Option<PathBuf> {
 pub fn mount(g: &Global, a: &MountArgs) -> Result<()> {
     // Checked here as well as by the daemon, so that a refusal shows in
     // full (a TOML error spans lines) before anything starts.
-    strata::hostconfig::HostConfig::load_or_default(a.mount.config.as_deref())?;
+    strata::policy::hostconfig::HostConfig::load_or_default(a.mount.config.as_deref())?;
     let mountd = mountd_path()?;
     let created = embedded_default(g, a)?;
     let repo = locked(g)?;
@@ -191,7 +191,7 @@ pub fn mount(g: &Global, a: &MountArgs) -> Result<()> {
 
     let (key_r, key_w) = pipe()?;
     if let Some(s) = &secret {
-        std::fs::File::from(key_w).write_all(&strata::secrets::encode_handoff(s))?;
+        std::fs::File::from(key_w).write_all(&strata::daemon::secrets::encode_handoff(s))?;
     } else {
         drop(key_w);
     }

@@ -3,13 +3,13 @@
 
 use anyhow::{bail, Result};
 use serde::Serialize;
-use strata::backup::journal;
-use strata::backup::record::RunRecord;
-use strata::control::{Reply, Request};
+use strata::daemon::control::{Reply, Request};
 use strata::exit::{self, Reported};
+use strata::policy::backup::journal;
+use strata::tree::record::RunRecord;
 
 use super::args::{Global, RunsCommand};
-use super::{locked, print, snapshot};
+use super::{locked, print};
 
 /// One run as listed and shown.
 #[derive(Serialize)]
@@ -48,7 +48,7 @@ pub fn run(g: &Global, c: &RunsCommand) -> Result<()> {
 /// Runs stored with snapshots and runs kept here, oldest first.
 fn all(g: &Global) -> Result<Vec<Run>> {
     let id = locked(g)?.config().id.clone();
-    let Reply::Snapshots(snaps) = snapshot::request(g, &Request::SnapshotList)? else {
+    let Reply::Snapshots(snaps) = super::request(g, &Request::SnapshotList)? else {
         bail!("unexpected answer listing snapshots");
     };
     let mut runs: Vec<Run> = snaps

@@ -7,12 +7,12 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 
 use anyhow::{bail, Context, Result};
-use strata::crypto::slot::{encode_key_file, Secret};
+use strata::store::crypto::slot::{encode_key_file, Secret};
 use zeroize::Zeroizing;
 
 use super::args::Global;
-pub use strata::secrets::{default_key_file, read_key_file};
-use strata::secrets::{first_line, read_password_file};
+pub use strata::daemon::secrets::{default_key_file, read_key_file};
+use strata::daemon::secrets::{first_line, read_password_file};
 
 fn run_password_command(cmd: &str) -> Result<Secret> {
     let out = Command::new("sh")

@@ -2,37 +2,14 @@
 //! socket while the repository is mounted, directly when it is not.
 
 use anyhow::{bail, Result};
-use strata::backup::runlock;
-use strata::control::{self, Reply, Request, SnapshotInfo};
+use strata::daemon::control::{self, Reply, Request};
 use strata::exit::{self, Reported};
-use strata::head::{Caller, Head};
-use strata::namespace::{Access, Namespace};
+use strata::sys::runlock;
+use strata::tree::head::Head;
+use strata::tree::record::SnapshotInfo;
 
 use super::args::{Global, SnapshotCommand};
-use super::{locked, print, secret_for};
-
-/// The caller of this command, for the snapshot record.
-pub(super) fn me() -> Caller {
-    // SAFETY: these libc calls take no arguments and cannot fail.
-    let (uid, gid) = unsafe { (libc::geteuid(), libc::getegid()) };
-    Caller {
-        uid,
-        gid,
-        pid: std::process::id(),
-    }
-}
-
-/// Serves `req` by the running daemon, or by opening the repository.
-pub fn request(g: &Global, req: &Request) -> Result<Reply> {
-    let repo = locked(g)?;
-    let socket = strata::mountpoint::socket_path(&repo.config().id);
-    if let Some(reply) = control::call(&socket, req)? {
-        return Ok(reply);
-    }
-    let secret = secret_for(g, &repo)?;
-    let ns = Namespace::new(Head::new(repo.unlock(secret.as_ref())?)?, Access::default())?;
-    control::handle(&ns, me(), req)
-}
+use super::{locked, me, print, request, secret_for};
 
 fn show(info: &SnapshotInfo) -> String {
     let mut out = format!(
@@ -93,7 +70,7 @@ pub fn run(g: &Global, c: &SnapshotCommand) -> Result<()> {
     let req = match c {
         SnapshotCommand::Create { label, force } => {
             if let Some(l) = label {
-                strata::namespace::check_label(l)
+                strata::tree::namespace::check_label(l)
                     .map_err(|e| Reported(exit::USAGE, format!("--label: {e}")))?;
             }
             if !force {
@@ -140,7 +117,7 @@ pub fn run(g: &Global, c: &SnapshotCommand) -> Result<()> {
 /// half-done, so it is refused unless a human means it (--force).
 fn refuse_during_a_run(g: &Global) -> Result<()> {
     let id = locked(g)?.config().id.clone();
-    let lock = runlock::path(&strata::mountpoint::runtime_dir(), &id);
+    let lock = runlock::path(&strata::sys::mountpoint::runtime_dir(), &id);
     if let Some(h) = runlock::running(&lock)? {
         return Err(Reported(
             exit::RUN_IN_PROGRESS,
@@ -175,7 +152,7 @@ pub fn status(g: &Global) -> Result<()> {
     s.repository = Some(g.repo.display().to_string());
     s.repository_id = Some(id.clone());
     if s.mountpoint.is_none() {
-        s.dead_mount = strata::mountpoint::dead_mounts_of(&id)
+        s.dead_mount = strata::sys::mountpoint::dead_mounts_of(&id)
             .first()
             .map(|p| p.display().to_string());
     }
@@ -199,7 +176,7 @@ pub fn status(g: &Global) -> Result<()> {
         if let Some(w) = &s.writeback {
             out.push_str(&format!(
                 "\nwriteback   {} written back at I/O priority {} (thread {}){}",
-                strata::throttle::rate::format_bytes(w.bytes as f64),
+                strata::policy::throttle::rate::format_bytes(w.bytes as f64),
                 w.priority,
                 w.thread_id,
                 match w.errors {

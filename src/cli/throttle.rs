@@ -1,14 +1,14 @@
 //! `strata throttle show|set|clear`: the running daemon's write throttle.
 
 use anyhow::{bail, Result};
-use strata::control::{Reply, Request};
+use strata::daemon::control::{Reply, Request};
 use strata::exit::{self, Reported};
-use strata::throttle::rate::{format_bytes, parse_byte_limit, parse_ops_limit};
-use strata::throttle::{Limits, ThrottleStatus};
+use strata::policy::throttle::rate::{format_bytes, parse_byte_limit, parse_ops_limit};
+use strata::policy::throttle::{Limits, ThrottleStatus};
 
 use super::args::{Global, ThrottleCommand};
 use super::print;
-use super::snapshot::request;
+use super::request;
 
 pub fn run(g: &Global, c: &ThrottleCommand) -> Result<()> {
     let req = match c {

@@ -6,10 +6,10 @@ pub mod webhook;
 
 use std::sync::Arc;
 
-use strata::chunker::ChunkerParams;
-use strata::crypto::slot::{KdfParams, Secret, SlotKind};
-use strata::repo::{init, InitOptions, LockedRepo, Repo};
-use strata::storage::Disk;
+use strata::store::chunker::ChunkerParams;
+use strata::store::crypto::slot::{KdfParams, Secret, SlotKind};
+use strata::store::io::Disk;
+use strata::store::repo::{init, InitOptions, LockedRepo, Repo};
 use zeroize::Zeroizing;
 
 /// Argon2id cheap enough for tests that unlock hundreds of times.
@@ -35,7 +35,7 @@ pub fn init_encrypted(disk: Arc<dyn Disk>) {
     init(
         disk,
         InitOptions {
-            id: strata::id::RepoId::random(),
+            id: strata::store::id::RepoId::random(),
             secret: Some((passphrase("correct horse"), SlotKind::Passphrase)),
             label: "test".into(),
             kdf: CHEAP_KDF,
@@ -67,8 +67,8 @@ pub fn bytes(seed: u64, len: usize) -> Vec<u8> {
 }
 
 /// A file name from a test string.
-pub fn n(s: &str) -> strata::head::FileName {
-    strata::head::FileName::new(s.as_bytes()).unwrap()
+pub fn n(s: &str) -> strata::tree::head::FileName {
+    strata::tree::head::FileName::new(s.as_bytes()).unwrap()
 }
 
 /// Runs a command; returns its output.

@@ -200,10 +200,10 @@ impl Drop for Mount {
             let out = run(Command::new(strata_bin()).arg("umount").arg(self.mnt()));
             if !out.status.success() {
                 // Leave no mount behind a failed test.
-                let _ = strata::mountpoint::detach(&self.mnt());
+                let _ = strata::sys::mountpoint::detach(&self.mnt());
             }
         }
-        let _ = strata::mountpoint::set_immutable(&self.mnt(), false);
+        let _ = strata::sys::mountpoint::set_immutable(&self.mnt(), false);
     }
 }
 

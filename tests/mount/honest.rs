@@ -37,7 +37,7 @@ fn umount_right_after_a_kill_detaches_and_says_what_was_lost() {
     );
     drop(open);
     assert!(
-        strata::mountpoint::mounted_on(&m.mnt()).is_none(),
+        strata::sys::mountpoint::mounted_on(&m.mnt()).is_none(),
         "the dead mount is still there"
     );
 
@@ -101,5 +101,5 @@ fn after_a_storage_failure_snapshot_and_umount_say_what_was_not_committed() {
         !String::from_utf8_lossy(&out.stdout).contains("everything written was committed"),
         "{out:?}"
     );
-    assert!(strata::mountpoint::mounted_on(&m.mnt()).is_none());
+    assert!(strata::sys::mountpoint::mounted_on(&m.mnt()).is_none());
 }

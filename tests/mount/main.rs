@@ -328,7 +328,7 @@ fn mount_refusals_name_the_problem_and_change_nothing() {
     std::fs::create_dir(&other).unwrap();
     let out = run(m.strata().arg("mount").arg(&other));
     fails(&out, 11, "in use");
-    let _ = strata::mountpoint::set_immutable(&other, false);
+    let _ = strata::sys::mountpoint::set_immutable(&other, false);
 
     let out = run(m.strata().arg("umount").arg(&other));
     fails(&out, 14, "not a strata mount");

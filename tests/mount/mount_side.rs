@@ -71,14 +71,14 @@ fn a_missing_daemon_is_named_with_where_strata_looked() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!stderr.contains("before the mount was ready"), "{stderr}");
     // Nothing changed: not mounted, the directory as it was.
-    assert!(strata::mountpoint::mounted_on(&m.mnt()).is_none());
+    assert!(strata::sys::mountpoint::mounted_on(&m.mnt()).is_none());
     assert!(!immutable(&m.mnt()));
 
     let wrong = m.path("no-such-mountd");
     let out = run(&mut cmd(Some(wrong.to_str().unwrap())));
     fails(&out, 1, &format!("not at {}", wrong.display()));
     fails(&out, 1, "STRATA_MOUNTD");
-    assert!(strata::mountpoint::mounted_on(&m.mnt()).is_none());
+    assert!(strata::sys::mountpoint::mounted_on(&m.mnt()).is_none());
 }
 
 #[test]
@@ -94,7 +94,7 @@ fn a_non_empty_mountpoint_is_refused_unless_nonempty() {
     fails(&out, 14, &format!("{} is not empty", m.mnt().display()));
     fails(&out, 14, "stray");
     fails(&out, 14, "--nonempty");
-    assert!(strata::mountpoint::mounted_on(&m.mnt()).is_none());
+    assert!(strata::sys::mountpoint::mounted_on(&m.mnt()).is_none());
     assert!(
         !immutable(&m.mnt()),
         "a refused mount changed the directory"
@@ -200,7 +200,7 @@ fn sigterm_on_a_busy_mount_unmounts_once_it_is_free() {
         m.log()
     );
     assert!(
-        strata::mountpoint::mounted_on(&m.mnt()).is_none(),
+        strata::sys::mountpoint::mounted_on(&m.mnt()).is_none(),
         "a mount is left on {}",
         m.mnt().display()
     );
@@ -245,7 +245,7 @@ fn a_final_commit_that_fails_is_not_reported_as_committed() {
         !String::from_utf8_lossy(&out.stdout).contains("everything written was committed"),
         "{out:?}"
     );
-    assert!(strata::mountpoint::mounted_on(&m.mnt()).is_none());
+    assert!(strata::sys::mountpoint::mounted_on(&m.mnt()).is_none());
 }
 
 #[test]
@@ -275,7 +275,7 @@ fn a_head_that_cannot_open_on_a_failing_disk_says_what_to_do() {
     fails(&out, 1, "Read-only file system");
     fails(&out, 1, "refuses writes");
     fails(&out, 1, "`dmesg`");
-    assert!(strata::mountpoint::mounted_on(&m.mnt()).is_none());
+    assert!(strata::sys::mountpoint::mounted_on(&m.mnt()).is_none());
     assert!(
         !immutable(&m.mnt()),
         "a failed mount left the directory immutable"

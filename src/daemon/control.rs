@@ -1,0 +1,625 @@
+//! Requests the CLI makes of a repository: served by the daemon over its
+//! control socket while the repository is mounted, and by the CLI itself
+//! when it is not. One JSON line each way; the daemon identifies the
+//! caller with SO_PEERCRED and records it with the request.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Write};
+use std::os::fd::AsRawFd;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+
+use crate::policy::throttle::{Limits, Throttle, ThrottleStatus};
+use crate::store::io::writeback::WritebackStatus;
+use crate::tree::head::snapshot::SnapshotRow;
+use crate::tree::head::{Caller, FsError};
+use crate::tree::namespace::{may_be_latest, Namespace};
+use crate::tree::record::{Leftovers, RunRecord, SnapshotInfo};
+
+/// What the CLI asks.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "request", rename_all = "snake_case")]
+pub enum Request {
+    /// Take a snapshot now.
+    SnapshotCreate {
+        /// Optional label.
+        label: Option<String>,
+        /// The backup run taking it, stored with it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        run: Option<Box<RunRecord>>,
+    },
+    /// Replace a snapshot's run record with a newer revision.
+    SnapshotRun {
+        /// Snapshot number.
+        seq: u64,
+        /// The run.
+        run: Box<RunRecord>,
+    },
+    /// All snapshots, oldest first.
+    SnapshotList,
+    /// One snapshot by number, name, label or "latest".
+    SnapshotShow {
+        /// Which.
+        snapshot: String,
+    },
+    /// The daemon's state.
+    Status,
+    /// Make head/ snapshot `snapshot`'s tree (by number, name, label or
+    /// "latest"), discarding what changed in it since.
+    HeadReset {
+        /// Which.
+        snapshot: String,
+    },
+    /// A failed run left a partial copy in head/: mark the head.
+    LeftoversRecord {
+        /// The failed run.
+        leftovers: Leftovers,
+    },
+    /// The write throttle's state.
+    ThrottleShow,
+    /// Override the write throttle's limits, for `seconds` or until cleared.
+    ThrottleSet {
+        /// The new limits (`None` fields are unlimited).
+        limits: Limits,
+        /// How long the override lasts; until cleared if absent.
+        seconds: Option<u64>,
+    },
+    /// End an override: profiles and the default limit apply again.
+    ThrottleClear,
+    /// Unmount and exit (after committing everything).
+    Shutdown,
+}
+
+impl Request {
+    /// The request's name, for the log: a request can carry hook output
+    /// and paths (a run record), which never go to the log.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Request::SnapshotCreate { .. } => "snapshot_create",
+            Request::SnapshotRun { .. } => "snapshot_run",
+            Request::SnapshotList => "snapshot_list",
+            Request::SnapshotShow { .. } => "snapshot_show",
+            Request::Status => "status",
+            Request::HeadReset { .. } => "head_reset",
+            Request::LeftoversRecord { .. } => "leftovers_record",
+            Request::ThrottleShow => "throttle_show",
+            Request::ThrottleSet { .. } => "throttle_set",
+            Request::ThrottleClear => "throttle_clear",
+            Request::Shutdown => "shutdown",
+        }
+    }
+}
+
+/// The answer.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Reply {
+    /// One snapshot.
+    Snapshot(Box<SnapshotInfo>),
+    /// Several.
+    Snapshots(Vec<SnapshotInfo>),
+    /// State.
+    Status(Box<Status>),
+    /// The write throttle.
+    Throttle(Box<ThrottleStatus>),
+    /// What a head reset did.
+    Reset(Box<ResetInfo>),
+    /// The leftovers marker in force.
+    Leftovers(Box<Leftovers>),
+    /// Done.
+    Done,
+}
+
+/// What `strata head reset` did.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ResetInfo {
+    /// The snapshot head/ now holds.
+    pub snapshot: SnapshotInfo,
+    /// Inodes head/ held before.
+    pub discarded_inodes: u64,
+    /// The failed run whose leftovers the reset discarded, if head/ was
+    /// marked.
+    pub leftovers: Option<Leftovers>,
+}
+
+/// What `strata status` shows. Fields a daemon of another version does
+/// not send take their defaults.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Status {
+    /// Whether a daemon serves the repository.
+    pub mounted: bool,
+    /// Where.
+    pub mountpoint: Option<String>,
+    /// The daemon's process id.
+    pub pid: Option<u32>,
+    /// Whether the head takes writes; if not, why.
+    pub read_only_reason: Option<String>,
+    /// Snapshots.
+    pub snapshots: u64,
+    /// The newest snapshot's name.
+    pub latest: Option<String>,
+    /// Inodes in the head.
+    pub inodes: u64,
+    /// Bytes of overwrites held for re-chunking.
+    pub staging_bytes: u64,
+    /// Durable commits since the daemon started.
+    pub durable_commits: u64,
+    /// FUSE requests served, per opcode.
+    pub fuse_requests: BTreeMap<String, u64>,
+    /// Microseconds spent serving them, per opcode.
+    pub fuse_micros: BTreeMap<String, u64>,
+    /// The write throttle: limit, why, achieved rate.
+    pub throttle: Option<ThrottleStatus>,
+    /// The pack writeback thread: its I/O priority and what it wrote.
+    #[serde(default)]
+    pub writeback: Option<WritebackStatus>,
+    /// Not mounted, but a mount of it is left whose daemon died: where.
+    pub dead_mount: Option<String>,
+    /// The repository's directory.
+    pub repository: Option<String>,
+    /// The repository's id.
+    pub repository_id: Option<String>,
+    /// head/ holds what this failed run left there.
+    pub leftovers: Option<Leftovers>,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum Wire {
+    Ok(Reply),
+    Err(String),
+    /// An error with its own exit code, which the CLI exits with.
+    Failed(u8, String),
+}
+
+/// Finds a snapshot by number, time name, label or "latest" (a label and
+/// "latest" resolve as their symlinks in snapshots/ do).
+pub fn find(
+    rows: &[SnapshotRow],
+    runs: &BTreeMap<u64, RunRecord>,
+    what: &str,
+) -> Result<SnapshotRow> {
+    let linkable = |r: &&SnapshotRow| may_be_latest(runs.get(&r.record.seq));
+    let found = match what {
+        crate::tree::namespace::LATEST => rows.iter().rev().find(linkable),
+        _ => match what.parse::<u64>() {
+            Ok(seq) => rows.iter().find(|r| r.record.seq == seq),
+            Err(_) => rows
+                .iter()
+                .rev()
+                .find(|r| r.record.name() == what)
+                .or_else(|| {
+                    rows.iter()
+                        .rev()
+                        .filter(linkable)
+                        .find(|r| r.record.label.as_deref() == Some(what))
+                }),
+        },
+    };
+    match found {
+        Some(r) => Ok(r.clone()),
+        None => bail!("no snapshot {what:?}: see `strata snapshot list`"),
+    }
+}
+
+/// Serves one request against `ns` on behalf of `caller`. Shutdown is
+/// the server's business and answers Done here.
+pub fn handle(ns: &Namespace, caller: Caller, req: &Request) -> Result<Reply> {
+    let _op = caller.span("control");
+    Ok(match req {
+        Request::SnapshotCreate { label, run } => {
+            if let Some(refused) = no_snapshot_after_storage_failure(ns, None) {
+                return Err(refused.into());
+            }
+            let rec = ns
+                .snapshot_run(caller, label.as_deref(), run.as_deref())
+                .map_err(|e| match no_snapshot_after_storage_failure(ns, Some(&e)) {
+                    Some(refused) => anyhow::Error::new(refused),
+                    None => e.into(),
+                })?;
+            if let Some(l) = run.as_ref().and_then(|r| r.leftovers.as_ref()) {
+                // The run's record says its snapshot holds them: the head
+                // is no longer marked. (A crash before this leaves the
+                // marker, and the next run says so again: never silent.)
+                ns.head().clear_leftovers()?;
+                tracing::info!(seq = rec.seq, failed_run = %l.run, "snapshot took over a failed run's leftovers");
+            }
+            let row = ns.head().snapshot_by_seq(rec.seq)?;
+            tracing::info!(
+                seq = rec.seq,
+                uid = caller.uid,
+                pid = caller.pid,
+                run = run.as_ref().map(|r| r.run.as_str()),
+                "snapshot taken"
+            );
+            Reply::Snapshot(Box::new(SnapshotInfo::of(&row, ns.run(rec.seq))))
+        }
+        Request::SnapshotRun { seq, run } => {
+            ns.set_run(caller, *seq, run)?;
+            tracing::info!(
+                seq,
+                run = %run.run,
+                status = run.status.as_str(),
+                "snapshot run recorded"
+            );
+            Reply::Done
+        }
+        Request::SnapshotList => Reply::Snapshots(
+            ns.snapshots()
+                .iter()
+                .map(|r| SnapshotInfo::of(r, ns.run(r.record.seq)))
+                .collect(),
+        ),
+        Request::SnapshotShow { snapshot } => {
+            let runs = ns.head().runs()?;
+            let row = find(&ns.snapshots(), &runs, snapshot)?;
+            Reply::Snapshot(Box::new(SnapshotInfo::of(&row, ns.run(row.record.seq))))
+        }
+        Request::HeadReset { snapshot } => reset(ns, caller, snapshot, None)?,
+        Request::LeftoversRecord { leftovers } => {
+            let kept = ns.head().record_leftovers(leftovers)?;
+            tracing::warn!(
+                failed_run = %leftovers.run,
+                marked = %kept.run,
+                "head/ holds a failed run's leftovers"
+            );
+            Reply::Leftovers(Box::new(kept))
+        }
+        Request::ThrottleShow | Request::ThrottleSet { .. } | Request::ThrottleClear => {
+            return Err(crate::exit::Reported(
+                crate::exit::MOUNTPOINT,
+                "the repository is not mounted: throttling governs the daemon's write path; mount it first".into(),
+            )
+            .into())
+        }
+        Request::Status => {
+            let head = ns.head();
+            let stats = head.stats()?;
+            let rows = ns.snapshots();
+            Reply::Status(Box::new(Status {
+                read_only_reason: head.repo().store().failed(),
+                snapshots: rows.len() as u64,
+                latest: rows
+                    .iter()
+                    .rev()
+                    .find(|r| may_be_latest(ns.run(r.record.seq).as_ref()))
+                    .map(|r| r.record.name()),
+                inodes: stats.inodes,
+                staging_bytes: stats.staging_bytes,
+                leftovers: head.leftovers()?,
+                writeback: head.repo().store().writeback_status(),
+                durable_commits: head
+                    .counters
+                    .durable_commits
+                    .load(std::sync::atomic::Ordering::Relaxed),
+                ..Status::default()
+            }))
+        }
+        Request::Shutdown => Reply::Done,
+    })
+}
+
+/// Resets head/ to `snapshot`'s tree. `mountpoint` is where head/ is
+/// mounted (open files there refuse the reset), `None` when unmounted.
+fn reset(
+    ns: &Namespace,
+    caller: Caller,
+    snapshot: &str,
+    mountpoint: Option<&str>,
+) -> Result<Reply> {
+    let head = ns.head();
+    let row = find(&ns.snapshots(), &head.runs()?, snapshot).map_err(|e| {
+        crate::exit::Reported(crate::exit::USAGE, format!("head/ was not reset: {e:#}"))
+    })?;
+    let leftovers = head.leftovers()?;
+    let outcome = head
+        .reset_to_snapshot(caller, row.record.seq)
+        .map_err(|e| match e {
+            FsError::Busy(_) => {
+                let mnt = mountpoint.unwrap_or("MOUNTPOINT");
+                anyhow::Error::new(crate::exit::Reported(
+                    crate::exit::MOUNTPOINT,
+                    format!(
+                        "head/ was not reset: files in {mnt}/head/ are open; find the processes with `fuser -vm {mnt}`, let them end (or stop them), and run `strata head reset` again"
+                    ),
+                ))
+            }
+            e => anyhow::Error::new(e).context("resetting head/"),
+        })?;
+    tracing::info!(
+        seq = row.record.seq,
+        uid = caller.uid,
+        pid = caller.pid,
+        discarded_inodes = outcome.discarded_inodes,
+        failed_run = leftovers.as_ref().map(|l| l.run.as_str()),
+        "head reset to a snapshot; later changes discarded"
+    );
+    let info = ResetInfo {
+        snapshot: SnapshotInfo::of(&row, ns.run(row.record.seq)),
+        discarded_inodes: outcome.discarded_inodes,
+        leftovers,
+    };
+    Ok(Reply::Reset(Box::new(info)))
+}
+
+/// Why no snapshot can be taken after a storage failure, and what to do:
+/// the store refuses writes since one failed, or `err` (the snapshot's
+/// own failure) is one of the disk's. `None` for anything else. The
+/// storage layer's message (redb's, the OS's) is quoted, never alone.
+fn no_snapshot_after_storage_failure(
+    ns: &Namespace,
+    err: Option<&crate::tree::head::FsError>,
+) -> Option<crate::exit::Reported> {
+    use crate::tree::head::FsError;
+    let what_to_do = "free space on, or repair, the disk the repository is on (`df`, `dmesg`), then `strata umount` and `strata mount` again: the head comes back at its last commit; copy again and take the snapshot then";
+    let message = match (ns.head().repo().store().failed(), err) {
+        (Some(reason), _) => format!(
+            "no snapshot taken: the head turned read-only after a storage failure ({reason}), so what was written into head/ since its last commit is not stored; {what_to_do}"
+        ),
+        (None, Some(e @ (FsError::Io(_) | FsError::NoSpace | FsError::ReadOnly))) => format!(
+            "no snapshot taken: writing it to the repository failed ({e}); {what_to_do}"
+        ),
+        _ => return None,
+    };
+    Some(crate::exit::Reported(crate::exit::NOT_COMMITTED, message))
+}
+
+/// The daemon's side: what it adds to the shared handling.
+pub trait Daemon: Send + Sync {
+    /// The mountpoint, for status.
+    fn mountpoint(&self) -> String;
+    /// A snapshot was taken: the kernel's view of snapshots/ must change.
+    fn snapshot_taken(&self, label: Option<&str>);
+    /// head/ was reset: the kernel must forget what it cached of it.
+    fn head_reset(&self);
+    /// Unmounts; the daemon then commits and exits. An error (EBUSY) leaves
+    /// it mounted and serving, and a later request may try again.
+    fn shutdown(&self) -> std::io::Result<()>;
+    /// FUSE requests served: count and microseconds per opcode.
+    fn requests(&self) -> BTreeMap<String, (u64, u64)>;
+    /// The write throttle.
+    fn throttle(&self) -> &Throttle;
+}
+
+/// Accepts requests on `listener` until the process ends.
+pub fn serve(listener: UnixListener, ns: Arc<Namespace>, daemon: Arc<dyn Daemon>) {
+    for conn in listener.incoming() {
+        let Ok(stream) = conn else { continue };
+        if let Err(e) = serve_one(stream, &ns, daemon.as_ref()) {
+            tracing::warn!(error = %e, "control request failed");
+        }
+    }
+}
+
+fn serve_one(stream: UnixStream, ns: &Namespace, daemon: &dyn Daemon) -> Result<()> {
+    let caller = peer(&stream)?;
+    let mut line = String::new();
+    BufReader::new(&stream).read_line(&mut line)?;
+    let req = serde_json::from_str::<Request>(&line).context("malformed request");
+    let reply = req
+        .as_ref()
+        .map_err(|e| anyhow::anyhow!("{e:#}"))
+        .and_then(|req| {
+            tracing::info!(
+                uid = caller.uid,
+                gid = caller.gid,
+                pid = caller.pid,
+                request = req.name(),
+                "control request"
+            );
+            let throttle = daemon.throttle();
+            let mut reply = match req {
+                Request::ThrottleShow => Reply::Throttle(Box::new(throttle.status())),
+                Request::ThrottleSet { limits, seconds } => {
+                    throttle.set(*limits, seconds.map(std::time::Duration::from_secs));
+                    tracing::info!(uid = caller.uid, ?limits, ?seconds, "throttle override set");
+                    Reply::Throttle(Box::new(throttle.status()))
+                }
+                Request::ThrottleClear => {
+                    throttle.clear();
+                    tracing::info!(uid = caller.uid, "throttle override cleared");
+                    Reply::Throttle(Box::new(throttle.status()))
+                }
+                Request::Shutdown => {
+                    daemon.shutdown().map_err(|e| {
+                        tracing::warn!(error = %e, "unmount refused; still serving");
+                        let mnt = daemon.mountpoint();
+                        if e.raw_os_error() == Some(libc::EBUSY) {
+                            anyhow::anyhow!(
+                                "{mnt} is busy: a process has a file open or its working directory in it; find it with `fuser -vm {mnt}`, end it, and run `strata umount` again"
+                            )
+                        } else {
+                            anyhow::anyhow!("cannot unmount {mnt}: {e}")
+                        }
+                    })?;
+                    Reply::Done
+                }
+                Request::HeadReset { snapshot } => {
+                    let reply = reset(ns, caller, snapshot, Some(&daemon.mountpoint()))?;
+                    daemon.head_reset();
+                    reply
+                }
+                _ => handle(ns, caller, req)?,
+            };
+            match (req, &mut reply) {
+                (Request::SnapshotCreate { label, .. }, _) => {
+                    daemon.snapshot_taken(label.as_deref())
+                }
+                (Request::SnapshotRun { seq, .. }, _) => {
+                    let label = ns.snapshots().into_iter().find(|r| r.record.seq == *seq);
+                    daemon.snapshot_taken(label.and_then(|r| r.record.label).as_deref())
+                }
+                (Request::Status, Reply::Status(s)) => {
+                    s.mounted = true;
+                    s.mountpoint = Some(daemon.mountpoint());
+                    s.pid = Some(std::process::id());
+                    s.throttle = Some(throttle.status());
+                    for (op, (n, us)) in daemon.requests() {
+                        s.fuse_requests.insert(op.clone(), n);
+                        s.fuse_micros.insert(op, us);
+                    }
+                }
+                _ => {}
+            }
+            Ok(reply)
+        });
+    let wire = match reply {
+        Ok(r) => Wire::Ok(r),
+        Err(e) => match e
+            .chain()
+            .find_map(|c| c.downcast_ref::<crate::exit::Reported>())
+        {
+            Some(r) => Wire::Failed(r.0, format!("{e:#}")),
+            None => Wire::Err(format!("{e:#}")),
+        },
+    };
+    let mut out = serde_json::to_vec(&wire)?;
+    out.push(b'\n');
+    (&stream).write_all(&out)?;
+    Ok(())
+}
+
+/// The peer's credentials (SO_PEERCRED).
+fn peer(stream: &UnixStream) -> Result<Caller> {
+    let mut cred = libc::ucred {
+        pid: 0,
+        uid: 0,
+        gid: 0,
+    };
+    let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
+    // SAFETY: getsockopt writes at most `len` bytes into `cred`.
+    let rc = unsafe {
+        libc::getsockopt(
+            stream.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_PEERCRED,
+            (&mut cred as *mut libc::ucred).cast(),
+            &mut len,
+        )
+    };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error()).context("reading the caller's credentials");
+    }
+    Ok(Caller {
+        uid: cred.uid,
+        gid: cred.gid,
+        pid: cred.pid as u32,
+    })
+}
+
+/// How long a status, list or show question waits for the daemon.
+pub const QUICK_ANSWER: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// The CLI's side: sends `req` to the daemon at `socket`. `None` if no
+/// daemon listens there.
+pub fn call(socket: &Path, req: &Request) -> Result<Option<Reply>> {
+    let stream = match UnixStream::connect(socket) {
+        Ok(s) => s,
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused
+            ) =>
+        {
+            return Ok(None)
+        }
+        Err(e) => {
+            return Err(e)
+                .with_context(|| format!("connecting to the daemon at {}", socket.display()))
+        }
+    };
+    // Questions a live daemon answers at once get a deadline, so that a
+    // hung daemon fails a status or freshness check instead of hanging it.
+    // Snapshots and shutdown commit first, for as long as that takes.
+    let quick = matches!(
+        req,
+        Request::Status
+            | Request::SnapshotList
+            | Request::SnapshotShow { .. }
+            | Request::ThrottleShow
+    );
+    if quick {
+        stream.set_read_timeout(Some(QUICK_ANSWER))?;
+    }
+    let mut out = serde_json::to_vec(req)?;
+    out.push(b'\n');
+    (&stream).write_all(&out)?;
+    let mut line = String::new();
+    BufReader::new(&stream)
+        .read_line(&mut line)
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut => anyhow::anyhow!(
+                "the daemon at {} did not answer within {} s: it may be hung (see its log, or `journalctl -u strata-mountd`)",
+                socket.display(),
+                QUICK_ANSWER.as_secs()
+            ),
+            _ => anyhow::Error::new(e).context("reading the daemon's answer"),
+        })?;
+    match serde_json::from_str::<Wire>(&line).context("the daemon's answer is malformed")? {
+        Wire::Ok(r) => Ok(Some(r)),
+        Wire::Err(e) => bail!("{e}"),
+        Wire::Failed(code, e) => Err(crate::exit::Reported(code, e).into()),
+    }
+}
+
+/// Binds the control socket: owner-only, replacing a stale one.
+pub fn bind(socket: &Path) -> Result<UnixListener> {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = socket.parent().context("socket path has no directory")?;
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+    if UnixStream::connect(socket).is_ok() {
+        bail!("another daemon already listens on {}", socket.display());
+    }
+    let _ = std::fs::remove_file(socket);
+    let listener =
+        UnixListener::bind(socket).with_context(|| format!("binding {}", socket.display()))?;
+    std::fs::set_permissions(socket, std::fs::Permissions::from_mode(0o600))?;
+    Ok(listener)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_have_a_stable_wire_form() {
+        let cases = [
+            (
+                Request::SnapshotCreate {
+                    label: Some("nightly".into()),
+                    run: None,
+                },
+                r#"{"request":"snapshot_create","label":"nightly"}"#,
+            ),
+            (Request::SnapshotList, r#"{"request":"snapshot_list"}"#),
+            (
+                Request::SnapshotShow {
+                    snapshot: "latest".into(),
+                },
+                r#"{"request":"snapshot_show","snapshot":"latest"}"#,
+            ),
+            (Request::Status, r#"{"request":"status"}"#),
+            (Request::Shutdown, r#"{"request":"shutdown"}"#),
+        ];
+        for (req, json) in cases {
+            assert!(json.contains(&format!("\"request\":\"{}\"", req.name())));
+            assert_eq!(serde_json::to_string(&req).unwrap(), json);
+            assert_eq!(serde_json::from_str::<Request>(json).unwrap(), req);
+        }
+        assert!(serde_json::from_str::<Request>(r#"{"request":"format_disk"}"#).is_err());
+    }
+
+    #[test]
+    fn an_older_daemons_status_still_reads() {
+        let s: Status = serde_json::from_str(r#"{"mounted":true,"pid":7}"#).unwrap();
+        assert!(s.mounted);
+        assert_eq!(s.pid, Some(7));
+        assert!(s.fuse_requests.is_empty());
+    }
+}

@@ -1,0 +1,129 @@
+//! Command-line definitions of strata-mountd, shared with `strata mount`
+//! (which starts it) and the man page generator.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser};
+
+/// How a mount looks to users; given to `strata mount` and passed on.
+#[derive(Clone, Debug, Args)]
+pub struct MountOptions {
+    /// Directory to mount on (must exist; `strata mount` creates the default).
+    #[arg(default_value = DEFAULT_MOUNTPOINT)]
+    pub mountpoint: PathBuf,
+    /// Mount even on a directory that is not empty (refused otherwise, exit
+    /// 14: the mount hides what is there until it is unmounted).
+    #[arg(long)]
+    pub nonempty: bool,
+    /// Let users other than the owner in (the mount root becomes 0755;
+    /// head/ stays unwritable to them).
+    #[arg(long)]
+    pub allow_other: bool,
+    /// Let members of GROUP browse the mount and its snapshots (name or gid).
+    #[arg(long, value_name = "GROUP")]
+    pub reader_group: Option<String>,
+    /// FUSE request threads.
+    #[arg(long, value_name = "N", default_value_t = 4)]
+    pub threads: usize,
+    /// The host configuration: throttling and alerts [default: /etc/strata/strata.toml, none if missing].
+    #[arg(long, env = "STRATA_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+}
+
+/// Serves a strata repository as a filesystem.
+///
+/// MOUNTPOINT/head/ is the read-write tree backups are written into;
+/// MOUNTPOINT/snapshots/<UTC time>/ are read-only snapshots, with `latest`
+/// and label symlinks; `mkdir MOUNTPOINT/snapshots/LABEL` takes a snapshot.
+///
+/// Usually started by `strata mount`, which hands it the key on an
+/// inherited descriptor and returns once the mount answers. Started
+/// directly (e.g. by systemd with Type=notify), it reads the key from
+/// --key-file or --password-file, or the default key file, and signals
+/// readiness with sd_notify. It runs until the filesystem is unmounted
+/// (`strata umount`, umount(8), or SIGTERM), committing everything first.
+/// On SIGTERM while a process has a file open in the mount, it logs that
+/// the mount is busy and unmounts as soon as it is free.
+/// The control socket is /run/strata/<repository id>.sock (owner only);
+/// the outcome of the final commit is left beside it, in
+/// <repository id>.outcome, for `strata umount`. Logs go to standard
+/// error (STRATA_LOG=debug for more).
+#[derive(Debug, Parser)]
+#[command(name = "strata-mountd", version, after_help = crate::daemon::mount_args::EXIT_CODES)]
+pub struct MountdArgs {
+    /// Repository directory.
+    #[arg(long, short = 'r', env = "STRATA_REPO", default_value = crate::daemon::mount_args::DEFAULT_REPO, value_name = "DIR")]
+    pub repo: PathBuf,
+    /// Mountpoint and who may see the mount.
+    #[command(flatten)]
+    pub mount: MountOptions,
+    /// Read the key from this inherited file descriptor (how `strata mount` passes it).
+    #[arg(long, value_name = "FD")]
+    pub key_fd: Option<i32>,
+    /// Unlock with this key file [default: /etc/strata/keys/<repository id>.key if it exists].
+    #[arg(long, value_name = "FILE")]
+    pub key_file: Option<PathBuf>,
+    /// Read the passphrase from the first line of FILE.
+    #[arg(long, value_name = "FILE")]
+    pub password_file: Option<PathBuf>,
+    /// Report "ready" or the error on this inherited descriptor (for `strata mount`).
+    #[arg(long, value_name = "FD", hide = true)]
+    pub ready_fd: Option<i32>,
+}
+
+/// Where `strata mount` mounts when given no mountpoint.
+pub const DEFAULT_MOUNTPOINT: &str = "/mnt/strata";
+
+/// Default repository location when neither --repo nor STRATA_REPO is given.
+pub const DEFAULT_REPO: &str = "/var/lib/strata/repo";
+
+/// Exit codes of both programs, as `--help` shows them.
+pub const EXIT_CODES: &str = "\
+Exit codes:
+  0   success
+  1   error (the message says what failed and what to do; mount: e.g.
+      strata-mountd is not found)
+  2   wrong usage: unknown flag, missing argument, invalid value
+  10  no repository at the given location (mount: the default one is
+      missing after earlier use; is its disk mounted?)
+  11  the repository is in use by another process (mounted or locked)
+  12  wrong or missing passphrase or key file
+  13  the repository is damaged (check found errors, corrupt data, missing index)
+  14  the mountpoint is missing, not a directory, not empty (mount without
+      --nonempty), already mounted, not mounted, or busy (umount; head
+      reset while files in head/ are open)
+  15  the host configuration (strata.toml) is unreadable, unsafe or invalid,
+      or a program it names (or the backup copy script) could be changed by
+      someone other than root
+  16  check --freshness: no good snapshot within the allowed age
+  20  backup: a hook failed or timed out (the message says whether the
+      snapshot was taken)
+  21  backup: the copy command failed
+  22  backup: validation failed; the snapshot is kept, marked failed, not latest
+  23  backup: the snapshot is kept but marked inconsistent (a hook failed)
+  24  backup, snapshot create, head reset: another backup run is in
+      progress on the repository (its pid, label and start time are
+      named); nothing ran
+  25  umount: not everything written was committed (the head had turned
+      read-only after a storage failure, or the daemon had died; the mount
+      is gone all the same); snapshot create: no snapshot was taken because
+      of such a failure (the message says what was kept and what to do);
+      also when the daemon's final commit at unmount failed
+  128+N  backup: stopped by signal N (130 SIGINT, 143 SIGTERM); the copy
+      and hooks were stopped and on_failure hooks ran";
+
+/// The gid of GROUP (a name or a number).
+pub fn resolve_group(group: &str) -> anyhow::Result<u32> {
+    if let Ok(gid) = group.parse::<u32>() {
+        return Ok(gid);
+    }
+    let text = std::fs::read_to_string("/etc/group").unwrap_or_default();
+    text.lines()
+        .filter_map(|l| {
+            let mut f = l.split(':');
+            Some((f.next()?, f.nth(1)?))
+        })
+        .find(|(name, _)| *name == group)
+        .and_then(|(_, gid)| gid.parse().ok())
+        .ok_or_else(|| anyhow::anyhow!("no group {group:?} (see /etc/group)"))
+}

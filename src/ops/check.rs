@@ -1,0 +1,483 @@
+//! `strata check`: the structure first (every pack the index knows is where
+//! it says and its checkpoints open; every index row points at an object its
+//! pack's TOC lists), then optionally the data (every chunk, or a subset of
+//! packs, read, opened and hashed); and, for a human at a terminal, which
+//! files of which snapshots use a damaged chunk ([`users`]).
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fmt;
+use std::rc::Rc;
+
+use serde::Serialize;
+
+use crate::ops::repair::list_packs;
+use crate::store::chunks::open_pack_path;
+use crate::store::format::Kind;
+use crate::store::id::{ChunkId, PackId};
+use crate::store::index::{Location, PackState};
+use crate::store::pack;
+use crate::store::repo::{Repo, RepoError};
+use crate::tree::head::txn::Reader;
+use crate::tree::head::{FileKind, FsError, Head, InodeNo, READDIR_BATCH};
+
+/// Which packs' data to read.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum ReadData {
+    /// Structure only.
+    None,
+    /// Every pack.
+    All,
+    /// Packs whose id falls in part `n` of `of` (1-based), like restic's n/t.
+    Part {
+        /// This part.
+        n: u32,
+        /// Of this many.
+        of: u32,
+    },
+    /// A random fraction of the packs, 0 < f <= 1.
+    Fraction(f64),
+}
+
+impl std::str::FromStr for ReadData {
+    type Err = String;
+    /// Parses `n/t` or `P%`.
+    fn from_str(s: &str) -> Result<ReadData, String> {
+        let bad = || {
+            format!("read-data subset {s:?} is neither n/t (e.g. 2/7) nor a percentage (e.g. 10%)")
+        };
+        if let Some(p) = s.strip_suffix('%') {
+            let p: f64 = p.trim().parse().map_err(|_| bad())?;
+            if !(p > 0.0 && p <= 100.0) {
+                return Err(bad());
+            }
+            return Ok(ReadData::Fraction(p / 100.0));
+        }
+        let (n, of) = s.split_once('/').ok_or_else(bad)?;
+        let (n, of): (u32, u32) = (
+            n.trim().parse().map_err(|_| bad())?,
+            of.trim().parse().map_err(|_| bad())?,
+        );
+        if n == 0 || of == 0 || n > of {
+            return Err(format!(
+                "read-data subset {s:?} names no part: in n/t, t is at least 1 and n counts from 1 to t (1/2 and 2/2 are the two halves)"
+            ));
+        }
+        Ok(ReadData::Part { n, of })
+    }
+}
+
+impl ReadData {
+    fn selects(&self, pack: &PackId) -> bool {
+        match *self {
+            ReadData::None => false,
+            ReadData::All => true,
+            ReadData::Part { n, of } => {
+                let x = u32::from_le_bytes(pack.0[..4].try_into().expect("4 bytes"));
+                x % of == n - 1
+            }
+            ReadData::Fraction(f) => rand::random::<f64>() < f,
+        }
+    }
+}
+
+/// What a check found.
+#[derive(Debug, Default, Serialize)]
+pub struct CheckReport {
+    /// Packs whose structure was checked.
+    pub packs: u64,
+    /// Index rows checked against pack TOCs.
+    pub chunks: u64,
+    /// Snapshots whose trees were walked.
+    pub snapshots: u64,
+    /// Chunks read, opened and hashed.
+    pub chunks_read: u64,
+    /// Bytes read for that.
+    pub bytes_read: u64,
+    /// Damage: the repository is not as it should be.
+    pub errors: Vec<String>,
+    /// Harmless leftovers worth knowing about.
+    pub warnings: Vec<String>,
+    /// Chunks that could not be read back intact (named in `errors`).
+    #[serde(skip)]
+    pub damaged: Vec<ChunkId>,
+}
+
+impl CheckReport {
+    /// Whether no damage was found.
+    pub fn ok(&self) -> bool {
+        self.errors.is_empty()
+    }
+}
+
+/// Checks `repo`; `progress` is told (done, total) while reading data.
+pub fn check(
+    repo: &Repo,
+    read: ReadData,
+    mut progress: impl FnMut(u64, u64),
+) -> Result<CheckReport, RepoError> {
+    let store = repo.store();
+    let disk = repo.disk().as_ref();
+    let sealer = store.codec().sealer();
+    let mut report = CheckReport::default();
+    let records = store.pack_records();
+    // Per pack: every object its checkpoints list, with its kind.
+    let mut tocs: HashMap<PackId, HashMap<(crate::store::id::ChunkId, u64, u32), Kind>> =
+        HashMap::new();
+    for (id, rec) in &records {
+        report.packs += 1;
+        let opened = match rec.state {
+            PackState::Open => disk.open(&open_pack_path(*id), false),
+            PackState::Finished => store.backend().open(*id),
+        };
+        let file = match opened {
+            Ok(f) => f,
+            Err(e) => {
+                report.errors.push(format!(
+                    "pack {id}: the index refers to it but it cannot be opened: {e}"
+                ));
+                continue;
+            }
+        };
+        let len = file.len().unwrap_or(0);
+        if len < rec.len {
+            report.errors.push(format!(
+                "pack {id}: {len} bytes on disk, the index expects {} (synced data is missing)",
+                rec.len
+            ));
+            continue;
+        }
+        match pack::read_toc(file.as_ref(), sealer, *id, rec.len) {
+            Ok((entries, finished)) => {
+                if rec.state == PackState::Finished && !finished {
+                    report.errors.push(format!(
+                        "pack {id}: in packs/ but its last checkpoint is not final"
+                    ));
+                }
+                tocs.insert(
+                    *id,
+                    entries
+                        .iter()
+                        .map(|e| ((e.id, e.offset, e.len), e.kind))
+                        .collect(),
+                );
+            }
+            Err(e) => report.errors.push(e.to_string()),
+        }
+    }
+    let (finished, open) = list_packs(disk, store.backend().as_ref())?;
+    for id in finished.iter().chain(&open) {
+        if !records.contains_key(id) {
+            report.warnings.push(format!("pack {id} is not in the index (left by an interrupted write; `strata repair index` would index it)"));
+        }
+    }
+    let chunks: Vec<(crate::store::id::ChunkId, Location)> = match store.index().chunks() {
+        Ok(c) => c,
+        Err(e) => {
+            report.errors.push(e.to_string());
+            return Ok(report);
+        }
+    };
+    let mut kinds = HashMap::new();
+    for (id, loc) in &chunks {
+        report.chunks += 1;
+        match tocs
+            .get(&loc.pack)
+            .map(|toc| toc.get(&(*id, loc.offset, loc.len)))
+        {
+            Some(Some(kind)) => {
+                kinds.insert(*id, *kind);
+            }
+            Some(_) => {
+                report.damaged.push(*id);
+                report.errors.push(format!(
+                    "chunk {id}: pack {} lists no such object at offset {}",
+                    loc.pack, loc.offset
+                ))
+            }
+            None if records.contains_key(&loc.pack) => {} // pack already reported
+            None => report.errors.push(format!(
+                "chunk {id}: its pack {} is not in the index",
+                loc.pack
+            )),
+        }
+    }
+    if read != ReadData::None {
+        let chosen: HashSet<PackId> = records
+            .keys()
+            .filter(|p| read.selects(p))
+            .copied()
+            .collect();
+        let selected: Vec<_> = chunks
+            .iter()
+            .filter(|(_, l)| chosen.contains(&l.pack))
+            .collect();
+        let total = selected.len() as u64;
+        for (i, (id, loc)) in selected.into_iter().enumerate() {
+            let kind = kinds.get(id).copied().unwrap_or(Kind::Chunk);
+            match store.get_object(kind, id) {
+                Ok(data) => {
+                    report.chunks_read += 1;
+                    report.bytes_read += data.as_slice().len() as u64;
+                }
+                Err(e) => {
+                    report.damaged.push(*id);
+                    report.errors.push(format!(
+                        "chunk {id} (pack {}, offset {}): {e}",
+                        loc.pack, loc.offset
+                    ))
+                }
+            }
+            progress(i as u64 + 1, total);
+        }
+    }
+    Ok(report)
+}
+
+/// Paths named per damaged chunk; further uses are only counted.
+pub const NAMES_PER_CHUNK: usize = 10;
+
+/// Where damaged chunks are used, for `strata check` to show a human. The
+/// paths are patient data: they go to the terminal, never to logs, JSON or
+/// alerts, which keep the chunk ids.
+#[derive(Debug, Default)]
+pub struct Users {
+    /// Per damaged chunk that some file uses.
+    pub chunks: BTreeMap<ChunkId, ChunkUsers>,
+    /// Snapshot trees that could not be read: files under them are not named.
+    pub unreadable_trees: u64,
+}
+
+/// The files that use one chunk.
+#[derive(Debug, Default)]
+pub struct ChunkUsers {
+    /// Up to [`NAMES_PER_CHUNK`] paths, each with where it has that chunk:
+    /// snapshot names, and `head/`.
+    pub paths: BTreeMap<String, Vec<String>>,
+    /// Further (path, snapshot or head) uses, not named.
+    pub more: u64,
+}
+
+impl ChunkUsers {
+    fn add(&mut self, path: String, place: &str) {
+        if let Some(places) = self.paths.get_mut(&path) {
+            places.push(place.to_owned());
+        } else if self.paths.len() < NAMES_PER_CHUNK {
+            self.paths.insert(path, vec![place.to_owned()]);
+        } else {
+            self.more += 1;
+        }
+    }
+}
+
+/// The files in snapshots and in the head whose content uses one of
+/// `damaged`. Each snapshot tree is read once however many snapshots share
+/// it, and at most [`NAMES_PER_CHUNK`] paths are kept per chunk, so the
+/// walk costs what `check` already reads and its answer stays short.
+pub fn users(head: &Head, damaged: &[ChunkId]) -> Result<Users, FsError> {
+    let damaged: HashSet<ChunkId> = damaged.iter().copied().collect();
+    let mut out = Users::default();
+    let mut walk = TreeWalk {
+        head,
+        damaged: &damaged,
+        memo: HashMap::new(),
+        unreadable: 0,
+    };
+    for row in head.snapshots()? {
+        let Some(root) = row.record.root.subtree else {
+            continue;
+        };
+        let place = row.record.name();
+        let hits = walk.hits(root);
+        for (chunk, path) in &hits.named {
+            out.chunks
+                .entry(*chunk)
+                .or_default()
+                .add(String::from_utf8_lossy(path).into_owned(), &place);
+        }
+        for (chunk, n) in &hits.more {
+            out.chunks.entry(*chunk).or_default().more += n;
+        }
+    }
+    out.unreadable_trees = walk.unreadable;
+    head_users(head, &damaged, &mut out)?;
+    Ok(out)
+}
+
+/// The damaged chunks used under one snapshot tree, paths relative to it.
+#[derive(Default)]
+struct Hits {
+    /// At most [`NAMES_PER_CHUNK`] per chunk.
+    named: Vec<(ChunkId, Vec<u8>)>,
+    more: HashMap<ChunkId, u64>,
+}
+
+impl Hits {
+    fn add(&mut self, chunk: ChunkId, path: Vec<u8>) {
+        if self.named.iter().filter(|(c, _)| *c == chunk).count() < NAMES_PER_CHUNK {
+            self.named.push((chunk, path));
+        } else {
+            *self.more.entry(chunk).or_default() += 1;
+        }
+    }
+}
+
+struct TreeWalk<'a> {
+    head: &'a Head,
+    damaged: &'a HashSet<ChunkId>,
+    /// Trees already walked (snapshots share unchanged directories).
+    memo: HashMap<[u8; 32], Rc<Hits>>,
+    unreadable: u64,
+}
+
+impl TreeWalk<'_> {
+    fn hits(&mut self, id: [u8; 32]) -> Rc<Hits> {
+        if let Some(h) = self.memo.get(&id) {
+            return h.clone();
+        }
+        let mut hits = Hits::default();
+        match self.head.tree(&id) {
+            Ok(tree) => {
+                for e in tree.entries {
+                    let mut seen = HashSet::new();
+                    for (_, chunk, _) in &e.extents {
+                        let chunk = ChunkId(*chunk);
+                        if self.damaged.contains(&chunk) && seen.insert(chunk) {
+                            hits.add(chunk, e.name.clone());
+                        }
+                    }
+                    if let Some(sub) = e.subtree {
+                        let below = self.hits(sub);
+                        for (chunk, path) in &below.named {
+                            hits.add(*chunk, join(&e.name, path));
+                        }
+                        for (chunk, n) in &below.more {
+                            *hits.more.entry(*chunk).or_default() += n;
+                        }
+                    }
+                }
+            }
+            Err(_) => self.unreadable += 1,
+        }
+        let hits = Rc::new(hits);
+        self.memo.insert(id, hits.clone());
+        hits
+    }
+}
+
+/// Adds the head's files that use a damaged chunk, as `head/`.
+fn head_users(head: &Head, damaged: &HashSet<ChunkId>, out: &mut Users) -> Result<(), FsError> {
+    let r = head.rtx()?;
+    let mut dirs = vec![(InodeNo::ROOT, Vec::new())];
+    while let Some((dir, path)) = dirs.pop() {
+        let mut after = None;
+        loop {
+            let rows = r.dirents_after(dir, after, READDIR_BATCH)?;
+            let Some((last, _)) = rows.last() else { break };
+            after = Some(*last);
+            for (_, d) in rows {
+                let p = join(&path, &d.name);
+                match d.kind {
+                    FileKind::Dir => dirs.push((InodeNo(d.ino), p)),
+                    FileKind::File => {
+                        let mut seen = HashSet::new();
+                        for (_, chunk, _) in r.extents(InodeNo(d.ino), 0, u64::MAX)? {
+                            if damaged.contains(&chunk) && seen.insert(chunk) {
+                                out.chunks
+                                    .entry(chunk)
+                                    .or_default()
+                                    .add(String::from_utf8_lossy(&p).into_owned(), "head/");
+                            }
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn join(dir: &[u8], name: &[u8]) -> Vec<u8> {
+    if dir.is_empty() {
+        return name.to_vec();
+    }
+    let mut p = dir.to_vec();
+    p.push(b'/');
+    p.extend_from_slice(name);
+    p
+}
+
+impl fmt::Display for Users {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (chunk, u) in &self.chunks {
+            writeln!(f, "chunk {chunk} is used by:")?;
+            for (path, places) in &u.paths {
+                let (snaps, head): (Vec<&String>, Vec<&String>) =
+                    places.iter().partition(|p| *p != "head/");
+                let mut at = Vec::new();
+                if !snaps.is_empty() {
+                    let names: Vec<&str> = snaps.iter().map(|s| s.as_str()).collect();
+                    let word = if names.len() == 1 {
+                        "snapshot"
+                    } else {
+                        "snapshots"
+                    };
+                    at.push(format!("{word} {}", names.join(", ")));
+                }
+                if !head.is_empty() {
+                    at.push("head/".to_owned());
+                }
+                writeln!(f, "  {path}  (in {})", at.join(" and "))?;
+            }
+            if u.more > 0 {
+                writeln!(f, "  and {} more", u.more)?;
+            }
+        }
+        if self.unreadable_trees > 0 {
+            writeln!(
+                f,
+                "{} snapshot directories could not be read; files under them are not named",
+                self.unreadable_trees
+            )?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_per_chunk_are_bounded_and_the_rest_counted() {
+        let mut u = ChunkUsers::default();
+        for i in 0..NAMES_PER_CHUNK + 3 {
+            u.add(format!("dir/f{i:02}"), "2026-01-01T00:00:00Z");
+        }
+        // A path already named gains places; it is not counted again.
+        u.add("dir/f00".into(), "head/");
+        assert_eq!(u.paths.len(), NAMES_PER_CHUNK);
+        assert_eq!(u.more, 3);
+        let mut users = Users::default();
+        users.chunks.insert(ChunkId([7; 32]), u);
+        let text = users.to_string();
+        assert!(
+            text.contains("dir/f00  (in snapshot 2026-01-01T00:00:00Z and head/)"),
+            "{text}"
+        );
+        assert!(text.contains("  and 3 more\n"), "{text}");
+        assert!(!text.contains("dir/f10"), "{text}");
+    }
+
+    #[test]
+    fn subsets_parse() {
+        assert_eq!(
+            "2/7".parse::<ReadData>().unwrap(),
+            ReadData::Part { n: 2, of: 7 }
+        );
+        assert_eq!("10%".parse::<ReadData>().unwrap(), ReadData::Fraction(0.1));
+        for bad in ["0/3", "4/3", "x", "0%", "101%", "1/0"] {
+            assert!(bad.parse::<ReadData>().is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,329 @@
+//! `strata repair index`: rebuild index.redb from the packs alone.
+//!
+//! Finished packs are read through their trailer chain; open packs are cut
+//! back to their last intact checkpoint (what a crash left after it is an
+//! uncommitted tail). The new index is built beside the old one and renamed
+//! over it only when complete, so an interrupted repair changes nothing.
+
+use std::collections::HashMap;
+
+use serde::Serialize;
+
+use crate::store::chunks::{open_any_pack, open_pack_path, StoreError};
+use crate::store::crypto::codec::ChunkCodec;
+use crate::store::crypto::slot::Secret;
+use crate::store::crypto::Sealer;
+use crate::store::format::Kind;
+use crate::store::format::{INDEX_FILE, OPEN_DIR, PACKS_DIR};
+use crate::store::id::{ChunkId, PackId};
+use crate::store::index::{Index, IndexError, Location, PackRecord, PackState};
+use crate::store::io::backend::LocalBackend;
+use crate::store::io::backend::PackBackend;
+use crate::store::io::Disk;
+use crate::store::pack;
+use crate::store::repo::{LockedRepo, RepoError};
+
+/// What a rebuild found.
+#[derive(Debug, Default, Serialize)]
+pub struct RepairReport {
+    /// Finished packs indexed.
+    pub finished_packs: u64,
+    /// Open packs indexed.
+    pub open_packs: u64,
+    /// Chunks indexed.
+    pub chunks: u64,
+    /// Bytes cut from torn pack tails.
+    pub tail_bytes_cut: u64,
+    /// Packs that could not be read, with the reason; their chunks are not indexed.
+    pub damaged_packs: Vec<String>,
+    /// Whether the head and the snapshot list were carried over from the
+    /// old index (it opened); otherwise the snapshots were recovered from
+    /// their records in the packs and the head starts empty.
+    pub head_preserved: bool,
+    /// Snapshot records recovered from packs.
+    pub snapshots_recovered: u64,
+}
+
+fn io_err(op: &'static str, path: &str) -> impl FnOnce(std::io::Error) -> RepoError {
+    let path = path.to_owned();
+    move |source| RepoError::Io { op, path, source }
+}
+
+/// Every finished pack (from the backend) and every pack under `open/`.
+pub fn list_packs(
+    disk: &dyn Disk,
+    backend: &dyn PackBackend,
+) -> Result<(Vec<PackId>, Vec<PackId>), RepoError> {
+    let finished = backend.list().map_err(io_err("list", PACKS_DIR))?;
+    let open = list_or_empty(disk, OPEN_DIR)?
+        .iter()
+        .filter_map(|n| n.parse().ok())
+        .collect();
+    Ok((finished, open))
+}
+
+/// Names in `dir`; a missing directory holds nothing (copies of a
+/// repository, e.g. through git or some sync tools, drop empty directories).
+pub fn list_or_empty(disk: &dyn Disk, dir: &str) -> Result<Vec<String>, RepoError> {
+    match disk.list(dir) {
+        Ok(names) => Ok(names),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(e) => Err(io_err("list", dir)(e)),
+    }
+}
+
+/// Rebuilds the index of a local repository from its packs alone
+/// (`strata repair index`), with the key `secret` opens.
+pub fn repair_index(repo: &LockedRepo, secret: Option<&Secret>) -> Result<RepairReport, RepoError> {
+    let keys = repo.unlock_without_index(secret)?;
+    let codec = keys.codec()?;
+    let backend = LocalBackend::new(repo.disk().clone());
+    rebuild_index(repo.disk().as_ref(), &backend, &codec, || {
+        keys.index_sealer()
+    })
+}
+
+/// Rebuilds the index; `index_sealer` is called once the old index (if any)
+/// has been opened, which takes the repository lock.
+pub fn rebuild_index(
+    disk: &dyn Disk,
+    backend: &dyn PackBackend,
+    codec: &ChunkCodec,
+    index_sealer: impl Fn() -> Result<Sealer, RepoError>,
+) -> Result<RepairReport, RepoError> {
+    let blob_sealer = codec.sealer();
+    // Hold the old index open (if it opens) so no other process uses the
+    // repository while we replace it.
+    let _old = if disk.exists(INDEX_FILE) {
+        match Index::open(
+            disk.index_backend(INDEX_FILE)
+                .map_err(io_err("open", INDEX_FILE))?,
+            index_sealer()?,
+        ) {
+            Ok(index) => Some(index),
+            Err(IndexError::Locked) => return Err(IndexError::Locked.into()),
+            Err(e) => {
+                tracing::warn!(error = %e, "old index does not open; replacing it");
+                None
+            }
+        }
+    } else {
+        None
+    };
+    let tmp = format!("{INDEX_FILE}.rebuild");
+    if disk.exists(&tmp) {
+        disk.remove(&tmp).map_err(io_err("remove", &tmp))?;
+    }
+    let mut report = RepairReport::default();
+    let mut chunks: HashMap<ChunkId, Location> = HashMap::new();
+    let mut packs = Vec::new();
+    let (finished, open) = list_packs(disk, backend)?;
+    let mut snapshot_objects = Vec::new();
+    let mut add = |id: PackId, entries: Vec<pack::TocEntry>| {
+        for e in entries.into_iter() {
+            if matches!(e.kind, Kind::Snapshot | Kind::SnapshotRun) {
+                snapshot_objects.push((id, e));
+            }
+            chunks.entry(e.id).or_insert(Location {
+                pack: id,
+                offset: e.offset,
+                len: e.len,
+                raw_len: e.raw_len,
+            });
+        }
+    };
+    for id in finished {
+        let result = backend.open(id).map_err(|e| e.to_string()).and_then(|f| {
+            let len = f.len().map_err(|e| e.to_string())?;
+            let (entries, done) =
+                pack::read_toc(f.as_ref(), blob_sealer, id, len).map_err(|e| e.to_string())?;
+            if !done {
+                return Err("last checkpoint is not marked final".to_string());
+            }
+            Ok((entries, len))
+        });
+        match result {
+            Ok((entries, len)) => {
+                add(id, entries);
+                packs.push((
+                    id,
+                    PackRecord {
+                        state: PackState::Finished,
+                        len,
+                    },
+                ));
+                report.finished_packs += 1;
+            }
+            Err(e) => report.damaged_packs.push(format!("{id}: {e}")),
+        }
+    }
+    for id in open {
+        let path = open_pack_path(id);
+        let f = disk.open(&path, false).map_err(io_err("open", &path))?;
+        let len = f.len().map_err(io_err("stat", &path))?;
+        match pack::find_last_checkpoint(f.as_ref(), blob_sealer, id) {
+            Ok(Some(end)) => {
+                if end < len {
+                    f.set_len(end).map_err(io_err("truncate", &path))?;
+                    f.sync().map_err(io_err("sync", &path))?;
+                    report.tail_bytes_cut += len - end;
+                }
+                let (entries, _) =
+                    pack::read_toc(f.as_ref(), blob_sealer, id, end).map_err(StoreError::from)?;
+                add(id, entries);
+                packs.push((
+                    id,
+                    PackRecord {
+                        state: PackState::Open,
+                        len: end,
+                    },
+                ));
+                report.open_packs += 1;
+            }
+            // No checkpoint: nothing in it was ever acknowledged.
+            Ok(None) => {}
+            Err(e) => report.damaged_packs.push(format!("{id}: {e}")),
+        }
+    }
+    report.chunks = chunks.len() as u64;
+    let rows: Vec<_> = chunks.into_iter().collect();
+    {
+        let index = Index::open(
+            disk.index_backend(&tmp).map_err(io_err("create", &tmp))?,
+            index_sealer()?,
+        )?;
+        for batch in rows.chunks(50_000) {
+            index.commit(batch, &[])?;
+        }
+        index.commit(&[], &packs)?;
+        match &_old {
+            Some(old) => {
+                copy_layer_tables(old.database(), index.database())?;
+                report.head_preserved = true;
+            }
+            None => {
+                report.snapshots_recovered = recover_snapshots(
+                    disk,
+                    backend,
+                    codec,
+                    &index_sealer()?,
+                    &snapshot_objects,
+                    index.database(),
+                )?;
+            }
+        }
+    }
+    drop(_old);
+    disk.rename(&tmp, INDEX_FILE)
+        .map_err(io_err("rename", &tmp))?;
+    disk.sync_dir("").map_err(io_err("sync", "."))?;
+    Ok(report)
+}
+
+fn db_err(e: impl std::fmt::Display) -> RepoError {
+    RepoError::Index(IndexError::Db(e.to_string()))
+}
+
+/// Copies the head's tables and the snapshot list, row by row (values stay
+/// sealed: they are bound to their keys, not to the file).
+fn copy_layer_tables(from: &redb::Database, to: &redb::Database) -> Result<(), RepoError> {
+    use crate::tree::head::records::{
+        DIRENTS, EXTENTS, INODES, META, PARENTS, RUNS, SNAPSHOTS, XATTRS,
+    };
+    use redb::{ReadableDatabase, ReadableTable};
+    let rt = from.begin_read().map_err(db_err)?;
+    let wt = to.begin_write().map_err(db_err)?;
+    macro_rules! copy {
+        ($def:expr) => {
+            if let Ok(src) = rt.open_table($def) {
+                let mut dst = wt.open_table($def).map_err(db_err)?;
+                for row in src.iter().map_err(db_err)? {
+                    let (k, v) = row.map_err(db_err)?;
+                    dst.insert(k.value(), v.value()).map_err(db_err)?;
+                }
+            }
+        };
+    }
+    copy!(INODES);
+    copy!(DIRENTS);
+    copy!(PARENTS);
+    copy!(XATTRS);
+    copy!(EXTENTS);
+    copy!(META);
+    copy!(SNAPSHOTS);
+    copy!(RUNS);
+    wt.commit().map_err(db_err)
+}
+
+/// Re-indexes snapshot records found in packs, with the newest revision
+/// of each one's backup-run record; returns how many snapshots.
+fn recover_snapshots(
+    disk: &dyn Disk,
+    backend: &dyn PackBackend,
+    codec: &ChunkCodec,
+    index_sealer: &Sealer,
+    objects: &[(PackId, pack::TocEntry)],
+    to: &redb::Database,
+) -> Result<u64, RepoError> {
+    use crate::tree::head::records::{seal, META, RUNS, SNAPSHOTS};
+    use crate::tree::head::runs::StoredRun;
+    use crate::tree::head::snapshot::{SnapshotRecord, SnapshotRow};
+    let mut rows = Vec::new();
+    let mut runs: HashMap<u64, StoredRun> = HashMap::new();
+    for (pack_id, e) in objects {
+        let name = pack_id.to_string();
+        let file = open_any_pack(disk, backend, *pack_id).map_err(io_err("open pack", &name))?;
+        let sealed = pack::read_object(file.as_ref(), *pack_id, e.offset, e.len)
+            .map_err(StoreError::from)?;
+        let Ok(plain) =
+            codec.decode_object(e.kind, &e.id, &sealed, crate::store::format::MAX_OBJECT_LEN)
+        else {
+            tracing::warn!(object = %e.id.short(), "snapshot record does not verify; skipped");
+            continue;
+        };
+        if e.kind == Kind::SnapshotRun {
+            if let Ok(run) = postcard::from_bytes::<StoredRun>(plain.as_slice()) {
+                let newer = runs
+                    .get(&run.seq)
+                    .is_none_or(|old| old.run.revision < run.run.revision);
+                if newer {
+                    runs.insert(run.seq, run);
+                }
+            }
+            continue;
+        }
+        let Ok(record) = postcard::from_bytes::<SnapshotRecord>(plain.as_slice()) else {
+            continue;
+        };
+        rows.push(SnapshotRow { id: e.id.0, record });
+    }
+    let wt = to.begin_write().map_err(db_err)?;
+    {
+        let mut table = wt.open_table(SNAPSHOTS).map_err(db_err)?;
+        for row in &rows {
+            let seq = row.record.seq;
+            let v = seal(index_sealer, Kind::IndexSnapshot, &seq.to_le_bytes(), row);
+            table.insert(seq, v.as_slice()).map_err(db_err)?;
+        }
+        let mut run_table = wt.open_table(RUNS).map_err(db_err)?;
+        for row in &rows {
+            let seq = row.record.seq;
+            if let Some(run) = runs.get(&seq).filter(|r| r.snapshot == row.id) {
+                let v = seal(
+                    index_sealer,
+                    Kind::IndexSnapshotRun,
+                    &seq.to_le_bytes(),
+                    run,
+                );
+                run_table.insert(seq, v.as_slice()).map_err(db_err)?;
+            }
+        }
+        let max = rows.iter().map(|r| r.record.seq).max().unwrap_or(0);
+        wt.open_table(META)
+            .map_err(db_err)?
+            .insert("snapshot_seq", max)
+            .map_err(db_err)?;
+    }
+    wt.commit().map_err(db_err)?;
+    Ok(rows.len() as u64)
+}

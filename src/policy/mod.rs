@@ -1,0 +1,11 @@
+//! What the administrator configures around the write path: backup runs and
+//! their hooks ([`backup`]), throttling ([`throttle`]), alerts ([`alert`]),
+//! and the host configuration that holds them all ([`hostconfig`]).
+//!
+//! Uses the trees and the store through their APIs; imports nothing from ops
+//! or the daemon.
+
+pub mod alert;
+pub mod backup;
+pub mod hostconfig;
+pub mod throttle;

@@ -1,0 +1,836 @@
+//! File content: sequential writes stream into the chunker, anything else
+//! goes to a staging overlay that is re-chunked on flush.
+//!
+//! A file being appended to (rsync, tar, cp, pg_basebackup) keeps only the
+//! chunker's look-ahead in memory; every chunk it cuts is stored at once.
+//! The first write that is not an append moves that file to staging: the
+//! written bytes are kept in memory (never on disk in the clear) over the
+//! stored extents, and flush re-chunks only the regions around them, from
+//! the start of the first extent they touch until the chunker cuts at an old
+//! extent boundary again. So a 4 KiB overwrite in a 10 GiB file stores a
+//! few new chunks, not the file. Chunks of zeros are stored as holes.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use super::txn::Reader;
+use super::types::{Attr, Caller, FileKind, FsError, InodeNo, SetAttr, Timestamp};
+use super::Head;
+use crate::store::chunker::StreamChunker;
+use crate::store::id::ChunkId;
+use crate::sys::sync::Recover;
+
+/// Decoded chunks kept for reads, in bytes.
+pub const CHUNK_CACHE_BYTES: usize = 64 << 20;
+
+/// Recently decoded chunks, evicted oldest first once over [`CHUNK_CACHE_BYTES`].
+#[derive(Default)]
+pub struct ChunkCache {
+    map: HashMap<ChunkId, Arc<crate::store::crypto::codec::Verified>>,
+    order: std::collections::VecDeque<ChunkId>,
+    bytes: usize,
+}
+
+impl ChunkCache {
+    pub(super) fn contains(&self, id: &ChunkId) -> bool {
+        self.map.contains_key(id)
+    }
+
+    pub(super) fn get(&self, id: &ChunkId) -> Option<Arc<crate::store::crypto::codec::Verified>> {
+        self.map.get(id).cloned()
+    }
+
+    pub(super) fn insert(
+        &mut self,
+        id: ChunkId,
+        chunk: Arc<crate::store::crypto::codec::Verified>,
+    ) {
+        if self.map.contains_key(&id) {
+            return;
+        }
+        self.bytes += chunk.as_slice().len();
+        self.map.insert(id, chunk);
+        self.order.push_back(id);
+        while self.bytes > CHUNK_CACHE_BYTES {
+            let Some(old) = self.order.pop_front() else {
+                break;
+            };
+            if let Some(c) = self.map.remove(&old) {
+                self.bytes -= c.as_slice().len();
+            }
+        }
+    }
+}
+
+/// Staged bytes past which a file is re-chunked without waiting for flush.
+pub const STAGING_LIMIT: u64 = 64 << 20;
+
+enum Mode {
+    /// Appending: bytes from `buf_start` on are in the chunker.
+    Stream {
+        chunker: StreamChunker,
+        buf_start: u64,
+        /// Whether extents from `buf_start` on were dropped (they were
+        /// re-fed to continue the last chunk).
+        cleared: bool,
+    },
+    /// Overwrites held over the stored extents.
+    Staged {
+        overlay: BTreeMap<u64, Vec<u8>>,
+        dirty: Vec<(u64, u64)>,
+        /// Stored extents at or past this offset were truncated away.
+        cut: u64,
+    },
+}
+
+/// The in-memory state of a file with unflushed writes.
+pub struct FileState {
+    ino: InodeNo,
+    /// Flushed and taken out of the map: a writer that locked it late must
+    /// start over with a fresh state.
+    closed: bool,
+    size: u64,
+    mtime: Option<Timestamp>,
+    mode: Mode,
+}
+
+impl FileState {
+    /// Shows pending size and mtime in `attr`.
+    pub fn overlay_attr(&self, attr: &mut Attr) {
+        if self.closed {
+            return;
+        }
+        attr.size = self.size;
+        attr.blocks_bytes = self.size;
+        if let Some(t) = self.mtime {
+            attr.mtime = t;
+            attr.ctime = attr.ctime.max(t);
+        }
+    }
+
+    /// A setattr with an explicit mtime supersedes the writes' mtime.
+    pub fn attrs_set(&mut self, set: &SetAttr) {
+        if set.mtime.is_some() {
+            self.mtime = None;
+        }
+    }
+
+    fn staged_bytes(&self) -> u64 {
+        match &self.mode {
+            Mode::Staged { overlay, .. } => overlay.values().map(|v| v.len() as u64).sum(),
+            Mode::Stream { .. } => 0,
+        }
+    }
+}
+
+fn is_zero(data: &[u8]) -> bool {
+    data.iter().all(|&b| b == 0)
+}
+
+/// Writes `data` at `offset` into `overlay`, merging with what is there.
+fn overlay_write(overlay: &mut BTreeMap<u64, Vec<u8>>, offset: u64, data: &[u8]) {
+    let end = offset + data.len() as u64;
+    let mut start = offset;
+    let mut bytes = data.to_vec();
+    // Merge with a run that starts before and reaches into or touches us.
+    if let Some((&o, prev)) = overlay.range(..=offset).next_back() {
+        let pend = o + prev.len() as u64;
+        if pend >= offset {
+            let mut merged = prev[..(offset - o) as usize].to_vec();
+            merged.extend_from_slice(&bytes);
+            if pend > end {
+                merged.extend_from_slice(&prev[(end - o) as usize..]);
+            }
+            start = o;
+            bytes = merged;
+            overlay.remove(&o);
+        }
+    }
+    // Absorb runs that start inside or right after us.
+    let later: Vec<u64> = overlay
+        .range(start..=start + bytes.len() as u64)
+        .map(|(&o, _)| o)
+        .collect();
+    for o in later {
+        let run = overlay.remove(&o).expect("listed");
+        let rend = o + run.len() as u64;
+        let cur_end = start + bytes.len() as u64;
+        if rend > cur_end {
+            bytes.extend_from_slice(&run[(cur_end - o) as usize..]);
+        }
+    }
+    overlay.insert(start, bytes);
+}
+
+impl Head {
+    fn file_state(&self, ino: InodeNo) -> Result<Arc<Mutex<FileState>>, FsError> {
+        if let Some(s) = self.files.locked().get(&ino) {
+            return Ok(s.clone());
+        }
+        let rec = self.rtx()?.get(ino)?;
+        match rec.meta.kind {
+            FileKind::File => {}
+            FileKind::Dir => return Err(FsError::IsDir),
+            _ => return Err(FsError::Invalid("not a regular file")),
+        }
+        let state = Arc::new(Mutex::new(FileState {
+            ino,
+            closed: false,
+            size: rec.meta.size,
+            mtime: None,
+            mode: Mode::Staged {
+                overlay: BTreeMap::new(),
+                dirty: Vec::new(),
+                cut: u64::MAX,
+            },
+        }));
+        let mut files = self.files.locked();
+        Ok(files.entry(ino).or_insert(state).clone())
+    }
+
+    /// Runs `f` on the file's live state, locked. A state that a concurrent
+    /// flush closed while we waited for its lock is skipped for a fresh one,
+    /// so no write lands in a state nobody will flush.
+    fn with_state<T>(
+        &self,
+        ino: InodeNo,
+        mut f: impl FnMut(&mut FileState) -> Result<T, FsError>,
+    ) -> Result<T, FsError> {
+        loop {
+            let state = self.file_state(ino)?;
+            let mut st = self.lock_state(&state)?;
+            if !st.closed {
+                return f(&mut st);
+            }
+        }
+    }
+
+    /// Locks a file's state. A panic while it was held (a bug met by one
+    /// request) may have left its pending writes half-applied: they are
+    /// dropped, the file is marked incomplete as after a failed flush, and
+    /// this request fails. Later requests start over from what is stored.
+    pub(super) fn lock_state<'a>(
+        &self,
+        state: &'a Mutex<FileState>,
+    ) -> Result<MutexGuard<'a, FileState>, FsError> {
+        let poisoned = match state.lock() {
+            Ok(st) => return Ok(st),
+            Err(poisoned) => poisoned,
+        };
+        let mut st = poisoned.into_inner();
+        state.clear_poison();
+        if st.closed {
+            return Ok(st);
+        }
+        // Lock order: a file state before the map.
+        st.closed = true;
+        self.files.locked().remove(&st.ino);
+        self.mark_incomplete(st.ino, st.size);
+        tracing::error!(
+            ino = st.ino.0,
+            "pending writes dropped after an internal error; file marked incomplete"
+        );
+        Err(FsError::Io(format!(
+            "the pending writes of inode {} were lost to an internal error",
+            st.ino.0
+        )))
+    }
+
+    /// Leaves nothing that would make rsync's quick check skip a file whose
+    /// pending writes were lost: its size falls back to what is stored (at
+    /// most `size`) and its mtime becomes one no source has.
+    fn mark_incomplete(&self, ino: InodeNo, size: u64) {
+        let stored = self
+            .rtx()
+            .and_then(|r| r.extents(ino, 0, u64::MAX))
+            .map(|e| e.last().map_or(0, |&(o, _, l)| o + l as u64))
+            .unwrap_or(0);
+        let _ = self.wtx_no_commit(|w| {
+            let mut rec = w.get(ino)?;
+            rec.meta.size = stored.min(size);
+            rec.meta.mtime = Timestamp { secs: 0, nanos: 0 };
+            w.put(ino, &rec)?;
+            w.dirty_parents(ino)
+        });
+    }
+
+    /// Turns a fresh state into a stream that continues the file at its
+    /// end, re-feeding the last chunk so boundaries match a one-shot pass.
+    fn start_stream(&self, st: &mut FileState) -> Result<(), FsError> {
+        let mut chunker = self.repo.chunker().stream();
+        let last = self
+            .rtx()?
+            .extents(st.ino, st.size.saturating_sub(1), st.size)?;
+        // A last chunk cut at the maximum size is final whatever follows
+        // (the chunker cuts there anyway), and re-fed it would fill the
+        // look-ahead: the stream starts after it. A shorter one may grow.
+        let max = self.repo.chunker().params().max_size;
+        let (buf_start, cleared) = match last.first() {
+            Some(&(off, id, len)) if off + len as u64 == st.size && len < max => {
+                let bytes = self.repo.store().get(&id)?;
+                chunker.push(bytes.as_slice(), |_| {
+                    unreachable!("a chunk below the maximum never fills the look-ahead")
+                });
+                (off, false)
+            }
+            _ => (st.size, true),
+        };
+        st.mode = Mode::Stream {
+            chunker,
+            buf_start,
+            cleared,
+        };
+        Ok(())
+    }
+
+    /// Stores chunks cut from a stream that started at `*buf_start`.
+    fn store_stream_chunks(
+        &self,
+        ino: InodeNo,
+        buf_start: &mut u64,
+        cleared: &mut bool,
+        chunks: Vec<Vec<u8>>,
+    ) -> Result<(), FsError> {
+        if chunks.is_empty() {
+            return Ok(());
+        }
+        let mut rows = Vec::with_capacity(chunks.len());
+        let mut at = *buf_start;
+        for c in &chunks {
+            if !is_zero(c) {
+                let (id, _) = self.repo.store().put(c)?;
+                rows.push((at, id, c.len() as u32));
+            }
+            at += c.len() as u64;
+        }
+        let from = *buf_start;
+        let clear = !*cleared;
+        self.wtx_no_commit(|w| {
+            if clear {
+                w.drop_extents_from(ino, from)?;
+            }
+            for (off, id, len) in &rows {
+                w.put_extent(ino, *off, *id, *len)?;
+            }
+            // The size grows with the stored extents in the same transaction,
+            // so after a crash no extent lies past the file's end.
+            let mut rec = w.get(ino)?;
+            if rec.meta.size < at {
+                rec.meta.size = at;
+                w.put(ino, &rec)?;
+            }
+            // The file changed: the next snapshot must not reuse its
+            // directories' trees, even if a crash comes before the flush.
+            w.dirty_parents(ino)
+        })?;
+        *cleared = true;
+        *buf_start = at;
+        Ok(())
+    }
+
+    /// Writes `data` at `offset`; returns the bytes written.
+    pub fn write(
+        &self,
+        caller: Caller,
+        ino: InodeNo,
+        offset: u64,
+        data: &[u8],
+    ) -> Result<usize, FsError> {
+        let _op = caller.span("write");
+        let written = self.with_state(ino, |st| self.write_locked(st, offset, data))?;
+        self.maybe_commit(written as u64)?;
+        Ok(written)
+    }
+
+    fn write_locked(&self, st: &mut FileState, offset: u64, data: &[u8]) -> Result<usize, FsError> {
+        let fresh = matches!(&st.mode, Mode::Staged { overlay, dirty, cut } if overlay.is_empty() && dirty.is_empty() && *cut == u64::MAX);
+        if fresh && offset == st.size {
+            self.start_stream(st)?;
+        }
+        let size = st.size;
+        let FileState { mode, ino, .. } = &mut *st;
+        let ino = *ino;
+        match mode {
+            Mode::Stream {
+                chunker,
+                buf_start,
+                cleared,
+            } if offset == size => {
+                let mut cut = Vec::new();
+                chunker.push(data, |c| cut.push(c.to_vec()));
+                self.store_stream_chunks(ino, buf_start, cleared, cut)?;
+            }
+            Mode::Stream { .. } if offset > size => {
+                // A gap: what lies between stays a hole; a new stream starts.
+                self.finish_stream(st)?;
+                st.mode = Mode::Stream {
+                    chunker: self.repo.chunker().stream(),
+                    buf_start: offset,
+                    cleared: true,
+                };
+                let Mode::Stream {
+                    chunker,
+                    buf_start,
+                    cleared,
+                } = &mut st.mode
+                else {
+                    unreachable!()
+                };
+                let mut cut = Vec::new();
+                chunker.push(data, |c| cut.push(c.to_vec()));
+                self.store_stream_chunks(ino, buf_start, cleared, cut)?;
+            }
+            Mode::Stream { .. } => {
+                self.finish_stream(st)?;
+                st.mode = Mode::Staged {
+                    overlay: BTreeMap::new(),
+                    dirty: Vec::new(),
+                    cut: u64::MAX,
+                };
+                self.stage(st, offset, data);
+            }
+            Mode::Staged { .. } => self.stage(st, offset, data),
+        }
+        st.size = st.size.max(offset + data.len() as u64);
+        st.mtime = Some(Timestamp::now());
+        let staged = st.staged_bytes();
+        self.counters.staging_bytes.store(staged, Ordering::Relaxed);
+        if staged > STAGING_LIMIT {
+            self.rebuild(st)?;
+        }
+        Ok(data.len())
+    }
+
+    fn stage(&self, st: &mut FileState, offset: u64, data: &[u8]) {
+        if let Mode::Staged { overlay, dirty, .. } = &mut st.mode {
+            overlay_write(overlay, offset, data);
+            dirty.push((offset, offset + data.len() as u64));
+        }
+    }
+
+    /// Emits a stream's look-ahead as the file's last chunks.
+    fn finish_stream(&self, st: &mut FileState) -> Result<(), FsError> {
+        let ino = st.ino;
+        if !matches!(st.mode, Mode::Stream { .. }) {
+            return Ok(());
+        }
+        let fresh = Mode::Staged {
+            overlay: BTreeMap::new(),
+            dirty: Vec::new(),
+            cut: u64::MAX,
+        };
+        if let Mode::Stream {
+            chunker,
+            mut buf_start,
+            mut cleared,
+        } = std::mem::replace(&mut st.mode, fresh)
+        {
+            let mut cut = Vec::new();
+            chunker.finish(|c| cut.push(c.to_vec()));
+            self.store_stream_chunks(ino, &mut buf_start, &mut cleared, cut)?;
+        }
+        Ok(())
+    }
+
+    /// Reads up to `size` bytes at `offset`.
+    pub fn read(
+        &self,
+        caller: Caller,
+        ino: InodeNo,
+        offset: u64,
+        size: u32,
+    ) -> Result<Vec<u8>, FsError> {
+        let _op = caller.span("read");
+        let state = self.files.locked().get(&ino).cloned();
+        let st = match &state {
+            Some(state) => Some(self.lock_state(state)?),
+            None => None,
+        };
+        match st {
+            Some(st) if !st.closed => {
+                let end = (offset + size as u64).min(st.size);
+                if offset >= end {
+                    return Ok(Vec::new());
+                }
+                match &st.mode {
+                    Mode::Stream {
+                        chunker, buf_start, ..
+                    } => {
+                        let mut out =
+                            self.read_extents(ino, offset, end.min(*buf_start), u64::MAX)?;
+                        if end > *buf_start {
+                            let pending = chunker.pending_bytes();
+                            let from = offset.max(*buf_start);
+                            out.resize((from - offset) as usize, 0);
+                            let a = (from - buf_start) as usize;
+                            let b = ((end - buf_start) as usize).min(pending.len());
+                            out.extend_from_slice(&pending[a..b]);
+                            out.resize((end - offset) as usize, 0);
+                        }
+                        Ok(out)
+                    }
+                    Mode::Staged { overlay, cut, .. } => {
+                        self.read_virtual(ino, offset, end, overlay, *cut)
+                    }
+                }
+            }
+            // No pending writes (or a flush just closed them): the stored file.
+            _ => {
+                let r = self.rtx()?;
+                let rec = r.get(ino)?;
+                match rec.meta.kind {
+                    FileKind::File => {}
+                    FileKind::Dir => return Err(FsError::IsDir),
+                    _ => return Err(FsError::Invalid("not a regular file")),
+                }
+                let end = (offset + size as u64).min(rec.meta.size);
+                if offset >= end {
+                    return Ok(Vec::new());
+                }
+                self.read_extents(ino, offset, end, u64::MAX)
+            }
+        }
+    }
+
+    /// Bytes `from..to` of the stored extents (those below `cut`), zeros in holes.
+    fn read_extents(&self, ino: InodeNo, from: u64, to: u64, cut: u64) -> Result<Vec<u8>, FsError> {
+        let mut out = vec![0u8; to.saturating_sub(from) as usize];
+        if to <= from {
+            return Ok(out);
+        }
+        for (off, id, len) in self.rtx()?.extents(ino, from, to.min(cut))? {
+            if off >= to || off >= cut {
+                break;
+            }
+            let chunk = self.chunk(&id)?;
+            let a = from.max(off);
+            let b = to.min(off + len as u64).min(cut);
+            if a < b {
+                out[(a - from) as usize..(b - from) as usize]
+                    .copy_from_slice(&chunk.as_slice()[(a - off) as usize..(b - off) as usize]);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Bytes `from..to` of a staged file: stored extents with the overlay on top.
+    fn read_virtual(
+        &self,
+        ino: InodeNo,
+        from: u64,
+        to: u64,
+        overlay: &BTreeMap<u64, Vec<u8>>,
+        cut: u64,
+    ) -> Result<Vec<u8>, FsError> {
+        let mut out = self.read_extents(ino, from, to, cut)?;
+        let first = overlay.range(..from).next_back().map_or(from, |(&o, _)| o);
+        for (&o, run) in overlay.range(first..to) {
+            let a = from.max(o);
+            let b = to.min(o + run.len() as u64);
+            if a < b {
+                out[(a - from) as usize..(b - from) as usize]
+                    .copy_from_slice(&run[(a - o) as usize..(b - o) as usize]);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Sets a file's size: cuts stored content or extends with a hole.
+    pub(super) fn truncate(&self, ino: InodeNo, size: u64) -> Result<(), FsError> {
+        self.with_state(ino, |st| self.truncate_locked(st, size))?;
+        self.maybe_commit(0)
+    }
+
+    fn truncate_locked(&self, st: &mut FileState, size: u64) -> Result<(), FsError> {
+        if matches!(st.mode, Mode::Stream { .. }) {
+            if size == st.size {
+                return Ok(());
+            }
+            self.finish_stream(st)?;
+        }
+        if size < st.size {
+            if let Mode::Staged {
+                overlay,
+                dirty,
+                cut,
+            } = &mut st.mode
+            {
+                let keys: Vec<u64> = overlay
+                    .range(..)
+                    .filter(|(&o, r)| o + r.len() as u64 > size)
+                    .map(|(&o, _)| o)
+                    .collect();
+                for o in keys {
+                    let mut run = overlay.remove(&o).expect("listed");
+                    if o < size {
+                        run.truncate((size - o) as usize);
+                        overlay.insert(o, run);
+                    }
+                }
+                *cut = (*cut).min(size);
+                if size > 0 {
+                    // Re-chunk the extent the new end falls in.
+                    dirty.push((size - 1, size));
+                }
+            }
+        }
+        st.size = size;
+        st.mtime = Some(Timestamp::now());
+        self.rebuild(st)?;
+        self.persist(st)?;
+        Ok(())
+    }
+
+    /// Re-chunks the regions of a staged file around its dirty ranges.
+    fn rebuild(&self, st: &mut FileState) -> Result<(), FsError> {
+        let Mode::Staged {
+            overlay,
+            dirty,
+            cut,
+        } = &mut st.mode
+        else {
+            return Ok(());
+        };
+        let ino = st.ino;
+        let size = st.size;
+        let old = self.rtx()?.extents(ino, 0, u64::MAX)?;
+        let old: Vec<_> = old.into_iter().filter(|(o, _, _)| *o < *cut).collect();
+        // Rebuilding may stop where an old extent starts or ends (below the cut).
+        let boundary = |p: u64| {
+            p >= size
+                || old
+                    .iter()
+                    .any(|&(o, _, l)| (o == p || o + l as u64 == p) && p <= *cut)
+        };
+        let mut ranges: Vec<(u64, u64)> = dirty
+            .iter()
+            .map(|&(a, b)| (a.min(size), b.min(size)))
+            .filter(|(a, b)| a < b)
+            .collect();
+        ranges.sort_unstable();
+        let mut new_rows: Vec<(u64, ChunkId, u32)> = Vec::new();
+        let mut replaced: Vec<(u64, u64)> = Vec::new();
+        let mut prev_stop = 0u64;
+        let mut i = 0;
+        while i < ranges.len() {
+            let (a, mut h) = ranges[i];
+            if a < prev_stop && h <= prev_stop {
+                i += 1;
+                continue;
+            }
+            let start = old
+                .iter()
+                .find(|&&(o, _, l)| o <= a && a < o + l as u64)
+                .map_or(a, |&(o, _, _)| o)
+                .max(prev_stop);
+            let mut stream = self.repo.chunker().stream();
+            let mut pos = start;
+            let mut fed = start;
+            let mut done = false;
+            while !done {
+                let mut cut_chunks = Vec::new();
+                if fed < size {
+                    let n = (size - fed).min(1 << 20);
+                    let block = self.read_virtual(ino, fed, fed + n, overlay, *cut)?;
+                    fed += n;
+                    stream.push(&block, |c| cut_chunks.push(c.to_vec()));
+                } else {
+                    let rest = std::mem::replace(&mut stream, self.repo.chunker().stream());
+                    rest.finish(|c| cut_chunks.push(c.to_vec()));
+                    done = true;
+                }
+                for c in cut_chunks {
+                    if !is_zero(&c) {
+                        let (id, _) = self.repo.store().put(&c)?;
+                        new_rows.push((pos, id, c.len() as u32));
+                    }
+                    pos += c.len() as u64;
+                    while i + 1 < ranges.len() && ranges[i + 1].0 < pos {
+                        i += 1;
+                        h = h.max(ranges[i].1);
+                    }
+                    if pos >= h && boundary(pos) {
+                        done = true;
+                        break;
+                    }
+                }
+            }
+            replaced.push((start, pos));
+            prev_stop = pos;
+            i += 1;
+        }
+        let cut_at = *cut;
+        self.wtx_no_commit(|w| {
+            if cut_at != u64::MAX {
+                w.drop_extents_from(ino, cut_at)?;
+            }
+            for &(a, b) in &replaced {
+                w.drop_extents_between(ino, a, b)?;
+            }
+            for &(off, id, len) in &new_rows {
+                w.put_extent(ino, off, id, len)?;
+            }
+            // Size and extents change together, and the directories above
+            // are dirtied with them (see store_stream_chunks).
+            let mut rec = w.get(ino)?;
+            if rec.meta.size != size {
+                rec.meta.size = size;
+                w.put(ino, &rec)?;
+            }
+            w.dirty_parents(ino)
+        })?;
+        overlay.clear();
+        dirty.clear();
+        *cut = u64::MAX;
+        self.counters.staging_bytes.store(0, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Writes a file's pending size and mtime to its inode.
+    fn persist(&self, st: &FileState) -> Result<(), FsError> {
+        let (ino, size, mtime) = (st.ino, st.size, st.mtime);
+        self.wtx_no_commit(|w| {
+            let mut rec = w.get(ino)?;
+            rec.meta.size = size;
+            if let Some(t) = mtime {
+                rec.meta.mtime = t;
+                rec.meta.ctime = t;
+            }
+            w.put(ino, &rec)?;
+            w.dirty_parents(ino)
+        })
+    }
+
+    /// Makes the pending writes of every open file part of the next commit,
+    /// so the crash window of the cadence holds for files still being
+    /// written (an open file's last MiB used to wait for its close). A
+    /// state busy in a request right now is left for the next commit: it
+    /// may be this thread's own (a write that commits inline), and locking
+    /// it would deadlock. A failure is logged and left in the state for
+    /// the writer's flush to report.
+    pub(super) fn checkpoint_open_files(&self) {
+        let states: Vec<_> = self.files.locked().values().cloned().collect();
+        for state in states {
+            let Ok(mut st) = state.try_lock() else {
+                continue;
+            };
+            if st.closed {
+                continue;
+            }
+            if let Err(e) = self.checkpoint(&mut st) {
+                tracing::warn!(ino = st.ino.0, error = %e, "checkpoint of an open file failed");
+            }
+        }
+    }
+
+    /// Stores a file's pending bytes and its size and mtime without ending
+    /// its writes. A stream keeps its chunker: the look-ahead is stored as
+    /// a provisional last chunk, replaced when the chunker cuts there (the
+    /// `cleared` flag), so chunk boundaries are as without the checkpoint.
+    fn checkpoint(&self, st: &mut FileState) -> Result<(), FsError> {
+        let ino = st.ino;
+        match &mut st.mode {
+            Mode::Stream {
+                chunker,
+                buf_start,
+                cleared,
+            } => {
+                let pending = chunker.pending_bytes();
+                if !pending.is_empty() {
+                    let id = match is_zero(pending) {
+                        true => None,
+                        false => Some(self.repo.store().put(pending)?.0),
+                    };
+                    let (from, len, clear) = (*buf_start, pending.len() as u32, !*cleared);
+                    self.wtx_no_commit(|w| {
+                        if clear {
+                            w.drop_extents_from(ino, from)?;
+                        }
+                        match id {
+                            Some(id) => w.put_extent(ino, from, id, len),
+                            None => Ok(()),
+                        }
+                    })?;
+                    // Extents from `buf_start` on exist again only if stored.
+                    *cleared = id.is_none();
+                }
+            }
+            Mode::Staged { .. } => self.rebuild(st)?,
+        }
+        self.persist(st)
+    }
+
+    /// Finishes a file's pending writes: the stream's last chunks or the
+    /// staged re-chunking, then size and mtime. Errors of writes already
+    /// acknowledged are reported here.
+    pub fn flush(&self, caller: Caller, ino: InodeNo) -> Result<(), FsError> {
+        let _op = caller.span("flush");
+        let Some(state) = self.files.locked().get(&ino).cloned() else {
+            return Ok(());
+        };
+        let mut st = self.lock_state(&state)?;
+        if st.closed {
+            return Ok(());
+        }
+        let result = self
+            .finish_stream(&mut st)
+            .and_then(|_| self.rebuild(&mut st))
+            .and_then(|_| self.persist(&st));
+        if let Err(e) = &result {
+            tracing::error!(ino = ino.0, error = %e, "flush failed; file marked incomplete");
+            self.mark_incomplete(ino, st.size);
+        }
+        // Closed and out of the map before the lock goes: a writer waiting
+        // on this state starts over with a fresh one.
+        st.closed = true;
+        self.files.locked().remove(&ino);
+        drop(st);
+        result?;
+        // Noted outside the state's lock: a commit checkpoints file states.
+        self.maybe_commit(0)
+    }
+
+    /// Makes a file durable, and with it everything written before: all
+    /// pending writes are flushed, then one durable commit. (Stronger than
+    /// POSIX asks; it keeps the crash state simple to reason about, and a
+    /// stream resumed later re-feeds its last chunk, so boundaries do not
+    /// suffer.) Errors of this file's acknowledged writes come first.
+    pub fn fsync(&self, caller: Caller, ino: InodeNo) -> Result<(), FsError> {
+        let _op = caller.span("fsync");
+        self.flush(caller, ino)?;
+        self.flush_all(caller)?;
+        self.commit()
+    }
+
+    /// Flushes every file with pending writes (before a snapshot or exit).
+    pub fn flush_all(&self, caller: Caller) -> Result<(), FsError> {
+        let inos: Vec<InodeNo> = self.files.locked().keys().copied().collect();
+        let mut first_err = None;
+        for ino in inos {
+            if let Err(e) = self.flush(caller, ino) {
+                first_err.get_or_insert(e);
+            }
+        }
+        first_err.map_or(Ok(()), Err)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn overlay_writes_merge() {
+        let mut o = BTreeMap::new();
+        overlay_write(&mut o, 10, b"abcd");
+        overlay_write(&mut o, 12, b"XYZW");
+        overlay_write(&mut o, 0, b"0123456789");
+        assert_eq!(o.len(), 1);
+        assert_eq!(o[&0], b"0123456789abXYZW");
+        overlay_write(&mut o, 100, b"far");
+        overlay_write(&mut o, 5, b"-");
+        assert_eq!(o[&0], b"01234-6789abXYZW");
+        assert_eq!(o[&100], b"far");
+    }
+}

@@ -1,0 +1,197 @@
+//! The head's redb tables and their sealed values.
+//!
+//! | table          | key                               | value (sealed)            |
+//! |----------------|-----------------------------------|---------------------------|
+//! | head_inodes    | inode u64                         | [`InodeRecord`]           |
+//! | head_dirents   | (parent u64, name hash [16])      | [`DirentRecord`]          |
+//! | head_parents   | (child u64, parent u64, hash [16])| ()                        |
+//! | head_xattrs    | (inode u64, name hash [16])       | [`XattrRecord`]           |
+//! | head_extents   | (inode u64, offset u64)           | [`ExtentRecord`]          |
+//! | head_meta      | name                              | u64                       |
+//! | head_unloaded  | directory inode u64               | ()                        |
+//! | snapshots      | sequence number u64               | snapshot record           |
+//! | head_leftovers | "marker"                          | a failed run's leftovers  |
+//!
+//! Name hashes are keyed BLAKE3 of (parent, name), so the table order and
+//! keys reveal nothing about names; a listing resumes from the last hash it
+//! returned, never by skipping entries.
+
+use redb::{ReadableTable, Table, TableDefinition};
+use serde::{de::DeserializeOwned, Deserialize, Serialize};
+
+use super::types::{FileKind, FsError, Meta};
+use crate::store::crypto::Sealer;
+use crate::store::format::Kind;
+
+/// Inode table.
+pub const INODES: TableDefinition<u64, &[u8]> = TableDefinition::new("head_inodes");
+/// Directory entries.
+pub const DIRENTS: TableDefinition<(u64, [u8; 16]), &[u8]> = TableDefinition::new("head_dirents");
+/// Parents of every inode (several for hard links).
+pub const PARENTS: TableDefinition<(u64, u64, [u8; 16]), ()> = TableDefinition::new("head_parents");
+/// Extended attributes.
+pub const XATTRS: TableDefinition<(u64, [u8; 16]), &[u8]> = TableDefinition::new("head_xattrs");
+/// File content: which chunk holds the bytes starting at each offset.
+pub const EXTENTS: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("head_extents");
+/// Snapshot records by sequence number.
+pub const SNAPSHOTS: TableDefinition<u64, &[u8]> = TableDefinition::new("snapshots");
+/// Backup-run records (status, hook outcomes) by snapshot sequence number.
+pub const RUNS: TableDefinition<u64, &[u8]> = TableDefinition::new("snapshot_runs");
+/// Directories a reset left unloaded: their entries are still only in the
+/// snapshot tree their `clean_tree` names (see `Write::load`). Roots for
+/// garbage collection while they last.
+pub const UNLOADED: TableDefinition<u64, ()> = TableDefinition::new("head_unloaded");
+/// A failed run's leftovers in the head (one row, see `leftovers`).
+pub const LEFTOVERS: TableDefinition<&str, &[u8]> = TableDefinition::new("head_leftovers");
+/// Counters (next inode number, ...).
+pub const META: TableDefinition<&str, u64> = TableDefinition::new("head_meta");
+
+/// What the head keeps per inode.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InodeRecord {
+    /// Kind, permissions, owner, size, times.
+    pub meta: Meta,
+    /// Symlink target.
+    pub target: Vec<u8>,
+    /// A directory's tree id as of the last snapshot, cleared when anything
+    /// below it changes.
+    pub clean_tree: Option<[u8; 32]>,
+}
+
+/// A directory entry.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DirentRecord {
+    /// The name.
+    pub name: Vec<u8>,
+    /// Its inode.
+    pub ino: u64,
+    /// Its kind, for readdir without reading the inode.
+    pub kind: FileKind,
+}
+
+/// An extended attribute.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct XattrRecord {
+    /// The name, e.g. `user.comment` or `system.posix_acl_access`.
+    pub name: Vec<u8>,
+    /// The value.
+    pub value: Vec<u8>,
+}
+
+/// A run of file content held by one chunk. Offsets not covered by an extent
+/// are holes (zeros).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExtentRecord {
+    /// The chunk.
+    pub chunk: [u8; 32],
+    /// Its length.
+    pub len: u32,
+}
+
+/// Seals a record as the value of row `key` of a table of `kind`.
+pub fn seal<T: Serialize>(sealer: &Sealer, kind: Kind, key: &[u8], value: &T) -> Vec<u8> {
+    let plain = postcard::to_allocvec(value).expect("records serialize");
+    sealer.seal(kind, key, &plain)
+}
+
+/// Opens a sealed record of row `key`.
+pub fn open<T: DeserializeOwned>(
+    sealer: &Sealer,
+    kind: Kind,
+    key: &[u8],
+    sealed: &[u8],
+) -> Result<T, FsError> {
+    let plain = sealer.open(kind, key, sealed).map_err(|e| {
+        FsError::Corrupt(format!(
+            "head row {kind:?}/{}: {e}",
+            hex::encode(&key[..key.len().min(8)])
+        ))
+    })?;
+    postcard::from_bytes(&plain).map_err(|e| FsError::Corrupt(format!("head row {kind:?}: {e}")))
+}
+
+/// Row-key bytes of the tables, the context their values are sealed to.
+pub fn key_u64(a: u64) -> [u8; 8] {
+    a.to_le_bytes()
+}
+
+/// Row key of a (u64, hash) table.
+pub fn key_hash(a: u64, h: &[u8; 16]) -> [u8; 24] {
+    let mut k = [0u8; 24];
+    k[..8].copy_from_slice(&a.to_le_bytes());
+    k[8..].copy_from_slice(h);
+    k
+}
+
+/// Row key of a (u64, u64) table.
+pub fn key_pair(a: u64, b: u64) -> [u8; 16] {
+    let mut k = [0u8; 16];
+    k[..8].copy_from_slice(&a.to_le_bytes());
+    k[8..].copy_from_slice(&b.to_le_bytes());
+    k
+}
+
+/// Reads and opens one inode.
+pub fn get_inode(
+    t: &impl ReadableTable<u64, &'static [u8]>,
+    sealer: &Sealer,
+    ino: u64,
+) -> Result<Option<InodeRecord>, FsError> {
+    match t.get(ino).map_err(db)? {
+        None => Ok(None),
+        Some(v) => open(sealer, Kind::HeadInode, &key_u64(ino), v.value()).map(Some),
+    }
+}
+
+/// Seals and writes one inode; returns the sealed length.
+pub fn put_inode(
+    t: &mut Table<u64, &'static [u8]>,
+    sealer: &Sealer,
+    ino: u64,
+    rec: &InodeRecord,
+) -> Result<usize, FsError> {
+    let v = seal(sealer, Kind::HeadInode, &key_u64(ino), rec);
+    t.insert(ino, v.as_slice()).map_err(db)?;
+    Ok(v.len())
+}
+
+/// Maps a redb error: the index failing under the head is an I/O error.
+pub fn db(e: impl std::fmt::Display) -> FsError {
+    FsError::Io(format!("index: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tree::head::types::Timestamp;
+
+    /// Pins the postcard encoding of an inode record: a change here changes
+    /// every repository's head.
+    #[test]
+    fn golden_inode_record_encoding() {
+        let t = Timestamp { secs: -1, nanos: 7 };
+        let meta = Meta {
+            kind: FileKind::Symlink,
+            perm: 0o644,
+            uid: 1000,
+            gid: 100,
+            nlink: 1,
+            size: 3,
+            atime: t,
+            mtime: t,
+            ctime: t,
+            btime: t,
+            rdev: 0,
+        };
+        let rec = InodeRecord {
+            meta,
+            target: b"a/b".to_vec(),
+            clean_tree: None,
+        };
+        let bytes = postcard::to_allocvec(&rec).unwrap();
+        assert_eq!(hex::encode(&bytes), GOLDEN);
+        assert_eq!(postcard::from_bytes::<InodeRecord>(&bytes).unwrap(), rec);
+    }
+
+    const GOLDEN: &str = "02a403e80764010301070107010701070003612f6200";
+}

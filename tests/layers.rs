@@ -1,0 +1,121 @@
+//! The library's layers import downwards only (src/lib.rs draws them): a
+//! module may use its own layer and the layers below it, never one above.
+
+use std::path::{Path, PathBuf};
+
+/// Bottom up, as src/lib.rs lists them.
+const LAYERS: &[&str] = &["sys", "store", "tree", "policy", "ops", "exit", "daemon"];
+
+fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            rust_files(&path, out);
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            out.push(path);
+        }
+    }
+}
+
+/// The first path segments after each `crate::` in `code`, comments
+/// removed, with `crate::{a::x, b}` giving `a` and `b`.
+fn crate_imports(code: &str) -> Vec<String> {
+    let code: String = code
+        .lines()
+        .map(|l| l.split("//").next().unwrap_or(""))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let mut found = Vec::new();
+    let mut rest = code.as_str();
+    while let Some(at) = rest.find("crate::") {
+        let before = rest[..at].chars().next_back();
+        rest = &rest[at + "crate::".len()..];
+        if before.is_some_and(|c| c.is_alphanumeric() || c == '_' || c == '$') {
+            continue;
+        }
+        if let Some(group) = rest.strip_prefix('{') {
+            let mut depth = 0;
+            let mut item = String::new();
+            let mut at_start = true;
+            for c in group.chars() {
+                match c {
+                    '{' => depth += 1,
+                    '}' if depth == 0 => break,
+                    '}' => depth -= 1,
+                    ',' if depth == 0 => {
+                        at_start = true;
+                        continue;
+                    }
+                    _ => {}
+                }
+                if at_start && depth == 0 {
+                    if c.is_alphanumeric() || c == '_' {
+                        item.push(c);
+                        continue;
+                    }
+                    if !item.is_empty() {
+                        found.push(std::mem::take(&mut item));
+                        at_start = false;
+                    }
+                }
+            }
+            if !item.is_empty() {
+                found.push(item);
+            }
+        } else {
+            let name: String = rest
+                .chars()
+                .take_while(|c| c.is_alphanumeric() || *c == '_')
+                .collect();
+            found.push(name);
+        }
+    }
+    found
+}
+
+#[test]
+fn imports_point_down_the_layers() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    rust_files(&src, &mut files);
+    let mut upward = Vec::new();
+    let mut seen = 0;
+    for file in &files {
+        let rel = file.strip_prefix(&src).unwrap();
+        let top = rel
+            .components()
+            .next()
+            .unwrap()
+            .as_os_str()
+            .to_str()
+            .unwrap();
+        let top = top.trim_end_matches(".rs");
+        // The binary (main.rs, cli/) and the crate root may use every layer.
+        let Some(mine) = LAYERS.iter().position(|l| *l == top) else {
+            continue;
+        };
+        seen += 1;
+        let code = std::fs::read_to_string(file).unwrap();
+        for name in crate_imports(&code) {
+            if let Some(theirs) = LAYERS.iter().position(|l| *l == name) {
+                if theirs > mine {
+                    upward.push(format!("{} imports crate::{name}", rel.display()));
+                }
+            }
+        }
+    }
+    assert!(seen > 50, "only {seen} files found under {}", src.display());
+    upward.sort();
+    upward.dedup();
+    assert!(
+        upward.is_empty(),
+        "imports that point up the layers (sys < store < tree < policy < ops < exit < daemon):\n{}",
+        upward.join("\n")
+    );
+}
+
+#[test]
+fn the_import_reader_sees_groups_and_skips_comments() {
+    let code = "use crate::{store::id, tree};\n// crate::daemon\nlet x = crate::ops::check();\nuse foo_crate::policy;";
+    assert_eq!(crate_imports(code), ["store", "tree", "ops"]);
+}
