@@ -19,6 +19,7 @@ use strata::store::crypto::slot::{KdfParams, Secret, SlotKind};
 use strata::store::io::{Disk, LocalDisk};
 use strata::store::repo::{init, InitOptions, LockedRepo};
 use strata::tree::head::{Caller, FileName, Head, InodeNo, RenameMode};
+use strata::tree::snapshot::Snapshots;
 use zeroize::Zeroizing;
 
 const ME: Caller = Caller {
@@ -164,7 +165,7 @@ fn main() {
         cpu_seconds() - c,
     );
     let t = Instant::now();
-    let rec = h.snapshot(ME, Some("night0")).unwrap();
+    let rec = Snapshots::of(&h).take(ME, Some("night0")).unwrap();
     println!(
         "snapshot night 0: {:.3} s, {} directories serialized",
         t.elapsed().as_secs_f64(),
@@ -187,7 +188,7 @@ fn main() {
             cpu_seconds() - c,
         );
         let t = Instant::now();
-        let rec = h.snapshot(ME, Some("night1")).unwrap();
+        let rec = Snapshots::of(&h).take(ME, Some("night1")).unwrap();
         let stored = h
             .repo()
             .store()

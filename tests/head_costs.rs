@@ -13,6 +13,7 @@ use strata::store::crypto::slot::SlotKind;
 use strata::store::io::{Disk, LocalDisk};
 use strata::store::repo::{init, InitOptions};
 use strata::tree::head::{Caller, Head, InodeNo, RenameMode, SetAttr, Timestamp};
+use strata::tree::snapshot::Snapshots;
 
 const ME: Caller = Caller::ROOT;
 
@@ -72,7 +73,7 @@ fn touching_one_file_in_a_100k_file_tree_serializes_only_its_chain() {
     let b = h.mkdir(ME, a, &n("b"), 0o755, 0).unwrap().ino;
     let c = h.mkdir(ME, b, &n("c"), 0o755, 0).unwrap().ino;
     let f = h.create(ME, c, &n("f"), 0o644, 0).unwrap().ino;
-    let first = h.snapshot(ME, None).unwrap();
+    let first = Snapshots::of(&h).take(ME, None).unwrap();
     assert_eq!(first.stats.dirs_serialized, 5, "root, big, a, b, c");
     h.setattr(
         ME,
@@ -83,7 +84,7 @@ fn touching_one_file_in_a_100k_file_tree_serializes_only_its_chain() {
         },
     )
     .unwrap();
-    let second = h.snapshot(ME, None).unwrap();
+    let second = Snapshots::of(&h).take(ME, None).unwrap();
     assert_eq!(
         second.stats.dirs_serialized, 4,
         "c, b, a and the root; big is reused"
@@ -99,7 +100,7 @@ fn touching_one_file_in_a_100k_file_tree_serializes_only_its_chain() {
         RenameMode::Replace,
     )
     .unwrap();
-    let third = h.snapshot(ME, None).unwrap();
+    let third = Snapshots::of(&h).take(ME, None).unwrap();
     assert_eq!(third.stats.dirs_serialized, 1, "only the root");
 }
 
@@ -127,11 +128,11 @@ fn re_ingesting_identical_data_adds_under_one_percent() {
     let h = disk_head(dir.path());
     let x = h.mkdir(ME, InodeNo::ROOT, &n("x"), 0o755, 0).unwrap().ino;
     write_tree(&h, x, 1);
-    h.snapshot(ME, None).unwrap();
+    Snapshots::of(&h).take(ME, None).unwrap();
     let before = du(dir.path());
     let y = h.mkdir(ME, InodeNo::ROOT, &n("y"), 0o755, 0).unwrap().ino;
     write_tree(&h, y, 1);
-    h.snapshot(ME, None).unwrap();
+    Snapshots::of(&h).take(ME, None).unwrap();
     let after = du(dir.path());
     let growth = (after - before) as f64 / before as f64;
     eprintln!(
@@ -152,7 +153,7 @@ fn an_rsync_style_replace_of_an_unchanged_file_stores_no_data() {
     let f = h.create(ME, InodeNo::ROOT, &n("db"), 0o644, 0).unwrap().ino;
     h.write(ME, f, 0, &data).unwrap();
     h.release(ME, f).unwrap();
-    h.snapshot(ME, None).unwrap();
+    Snapshots::of(&h).take(ME, None).unwrap();
     let new_objects = || h.repo().store().counters.chunks_new.load(Ordering::Relaxed);
     let before = new_objects();
     // rsync writes a temporary file and renames it over the original.
@@ -173,7 +174,7 @@ fn an_rsync_style_replace_of_an_unchanged_file_stores_no_data() {
         RenameMode::Replace,
     )
     .unwrap();
-    h.snapshot(ME, None).unwrap();
+    Snapshots::of(&h).take(ME, None).unwrap();
     // Only the new root tree and the snapshot record: no file content.
     assert_eq!(
         new_objects() - before,

@@ -13,6 +13,8 @@ use common::*;
 use strata::store::io::sim::SimDisk;
 use strata::store::io::Disk;
 use strata::tree::head::{Caller, Head, InodeNo};
+use strata::tree::objects::Tree;
+use strata::tree::snapshot::Snapshots;
 
 const ME: Caller = Caller::ROOT;
 
@@ -69,7 +71,7 @@ fn fsynced_files_and_snapshots_survive_every_crash_image() {
         h.write(ME, ino, 0, &data).unwrap();
         current.insert(name.clone(), data.clone());
         if round % 3 == 2 {
-            let rec = h.snapshot(ME, None).unwrap();
+            let rec = Snapshots::of(&h).take(ME, None).unwrap();
             acked.snapshots.insert(rec.seq, current.clone());
             acked.files = current.clone();
         } else {
@@ -104,13 +106,13 @@ fn fsynced_files_and_snapshots_survive_every_crash_image() {
                     .collect();
                 assert!(got == *data || got.is_empty() || later, "point {p} image {k}: {name} ({} bytes) is neither its fsynced content nor a later version; versions (written at, len, got is prefix): {which:?}", got.len());
             }
-            let rows = h.snapshots().unwrap();
+            let rows = Snapshots::of(&h).list().unwrap();
             for (seq, files) in &expected.snapshots {
                 let row = rows
                     .iter()
                     .find(|r| r.record.seq == *seq)
                     .unwrap_or_else(|| panic!("point {p} image {k}: snapshot {seq} lost"));
-                let tree = h.tree(&row.record.root.subtree.unwrap()).unwrap();
+                let tree = Tree::load(h.repo().store(), &row.record.root.subtree.unwrap()).unwrap();
                 for (name, data) in files {
                     let e = tree
                         .entries
@@ -118,7 +120,7 @@ fn fsynced_files_and_snapshots_survive_every_crash_image() {
                         .find(|e| e.name == name.as_bytes())
                         .unwrap();
                     assert!(
-                        h.read_snapshot_file(ME, e, 0, u32::MAX).unwrap() == *data,
+                        Snapshots::of(&h).read_file(ME, e, 0, u32::MAX).unwrap() == *data,
                         "point {p} image {k}: snapshot {seq} {name}"
                     );
                 }

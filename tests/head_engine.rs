@@ -12,7 +12,9 @@ use strata::store::io::Disk;
 use strata::tree::head::{
     Caller, FileKind, FsError, Head, InodeNo, OpenMode, RenameMode, SetAttr, Timestamp,
 };
+use strata::tree::objects::Tree;
 use strata::tree::record::{HookOutcome, RunRecord, RunStatus};
+use strata::tree::snapshot::Snapshots;
 
 fn head() -> (SimDisk, Head) {
     let sim = SimDisk::new();
@@ -422,21 +424,24 @@ fn repair_keeps_the_head_or_recovers_snapshots_from_packs() {
         let h = Head::new(open(disk.clone())).unwrap();
         let f = h.create(ME, ROOT, &n("record"), 0o644, 0).unwrap().ino;
         h.write(ME, f, 0, &data).unwrap();
-        h.snapshot(ME, Some("one")).unwrap();
+        Snapshots::of(&h).take(ME, Some("one")).unwrap();
         let mut run = run_record(RunStatus::Pending, 1);
-        let seq = h.snapshot_run(ME, Some("two"), Some(&run)).unwrap().seq;
+        let seq = Snapshots::of(&h)
+            .take_run(ME, Some("two"), Some(&run))
+            .unwrap()
+            .seq;
         run.status = RunStatus::Failed;
         run.revision = 2;
-        h.set_run(ME, seq, &run).unwrap();
+        Snapshots::of(&h).set_run(ME, seq, &run).unwrap();
         assert!(
-            h.set_run(ME, seq, &run).is_err(),
+            Snapshots::of(&h).set_run(ME, seq, &run).is_err(),
             "only a newer revision replaces it"
         );
-        assert_eq!(h.runs().unwrap()[&seq], run);
+        assert_eq!(Snapshots::of(&h).runs().unwrap()[&seq], run);
     }
     // The run record (status and all) survives both kinds of repair.
     let failed_run = |h: &Head| {
-        let runs = h.runs().unwrap();
+        let runs = Snapshots::of(h).runs().unwrap();
         assert_eq!(runs.keys().collect::<Vec<_>>(), [&2]);
         assert_eq!((runs[&2].status, runs[&2].revision), (RunStatus::Failed, 2));
     };
@@ -451,7 +456,7 @@ fn repair_keeps_the_head_or_recovers_snapshots_from_packs() {
         let h = Head::new(open(disk.clone())).unwrap();
         let f = h.lookup(ME, ROOT, &n("record")).unwrap().ino;
         same(&h.read(ME, f, 0, u32::MAX).unwrap(), &data);
-        assert_eq!(h.snapshots().unwrap().len(), 2);
+        assert_eq!(Snapshots::of(&h).list().unwrap().len(), 2);
         failed_run(&h);
     }
     // A lost index: the snapshots come back from their records in the packs.
@@ -464,7 +469,7 @@ fn repair_keeps_the_head_or_recovers_snapshots_from_packs() {
     assert!(!report.head_preserved);
     assert_eq!(report.snapshots_recovered, 2);
     let h = Head::new(open(disk)).unwrap();
-    let rows = h.snapshots().unwrap();
+    let rows = Snapshots::of(&h).list().unwrap();
     assert_eq!(
         rows.iter()
             .map(|r| r.record.label.clone().unwrap())
@@ -473,14 +478,15 @@ fn repair_keeps_the_head_or_recovers_snapshots_from_packs() {
     );
     assert_eq!(rows[1].record.prev, Some(rows[0].id), "the chain is intact");
     failed_run(&h);
-    let tree = h.tree(&rows[1].record.root.subtree.unwrap()).unwrap();
+    let tree = Tree::load(h.repo().store(), &rows[1].record.root.subtree.unwrap()).unwrap();
     same(
-        &h.read_snapshot_file(ME, &tree.entries[0], 0, u32::MAX)
+        &Snapshots::of(&h)
+            .read_file(ME, &tree.entries[0], 0, u32::MAX)
             .unwrap(),
         &data,
     );
     // New snapshots continue the numbering.
-    assert_eq!(h.snapshot(ME, None).unwrap().seq, 3);
+    assert_eq!(Snapshots::of(&h).take(ME, None).unwrap().seq, 3);
 }
 
 #[test]
@@ -553,9 +559,9 @@ fn verify_snapshots_finds_chunks_lost_from_the_index() {
         let h = Head::new(open(disk.clone())).unwrap();
         let f = h.create(ME, ROOT, &n("f"), 0o644, 0).unwrap().ino;
         h.write(ME, f, 0, &bytes(15, 200_000)).unwrap();
-        h.snapshot(ME, None).unwrap();
+        Snapshots::of(&h).take(ME, None).unwrap();
         assert!(
-            h.verify_snapshots(ME).unwrap().is_empty(),
+            Snapshots::of(&h).verify(ME).unwrap().is_empty(),
             "a healthy snapshot verifies"
         );
         h.repo().store().flush_pack().unwrap();
@@ -570,7 +576,7 @@ fn verify_snapshots_finds_chunks_lost_from_the_index() {
     )
     .unwrap();
     let h = Head::new(open(disk)).unwrap();
-    let problems = h.verify_snapshots(ME).unwrap();
+    let problems = Snapshots::of(&h).verify(ME).unwrap();
     assert!(
         !problems.is_empty() && problems.iter().all(|p| p.starts_with("snapshot 1")),
         "{problems:?}"
@@ -620,7 +626,7 @@ fn concurrent_writers_and_snapshots_do_not_deadlock() {
         .collect();
     let mut taken = 0;
     while taken < 3 || !writers.iter().all(|w| w.is_finished()) {
-        h.snapshot(ME, None).unwrap();
+        Snapshots::of(&h).take(ME, None).unwrap();
         taken += 1;
     }
     for w in writers {
@@ -637,8 +643,8 @@ fn concurrent_writers_and_snapshots_do_not_deadlock() {
             );
         }
     }
-    let last = h.snapshot(ME, None).unwrap();
-    assert!(h.verify_snapshots(ME).unwrap().is_empty());
+    let last = Snapshots::of(&h).take(ME, None).unwrap();
+    assert!(Snapshots::of(&h).verify(ME).unwrap().is_empty());
     assert_eq!(last.seq, taken + 1);
 }
 
@@ -765,7 +771,7 @@ fn a_commit_covers_the_pending_bytes_of_open_files() {
     let dir = h.mkdir(ME, ROOT, &n("d"), 0o755, 0).unwrap().ino;
     let f = h.create(ME, dir, &n("f"), 0o644, 0).unwrap().ino;
     let staged = h.create(ME, dir, &n("staged"), 0o644, 0).unwrap().ino;
-    h.snapshot(ME, Some("before")).unwrap();
+    Snapshots::of(&h).take(ME, Some("before")).unwrap();
     // A stream written in pieces that leave bytes in the look-ahead, and a
     // file with an overwrite held in staging; neither is closed.
     h.open(ME, f, OpenMode::Write).unwrap();
@@ -789,12 +795,12 @@ fn a_commit_covers_the_pending_bytes_of_open_files() {
     assert_eq!(attr.size, data.len() as u64);
     assert_eq!(attr.mtime, written.mtime, "the mtime of the last write");
     // The snapshot after the crash serializes the changed directory.
-    let rec = h.snapshot(ME, Some("after")).unwrap();
-    let root = h.tree(&rec.root.subtree.unwrap()).unwrap();
-    let d = h.tree(&root.entries[0].subtree.unwrap()).unwrap();
+    let rec = Snapshots::of(&h).take(ME, Some("after")).unwrap();
+    let root = Tree::load(h.repo().store(), &rec.root.subtree.unwrap()).unwrap();
+    let d = Tree::load(h.repo().store(), &root.entries[0].subtree.unwrap()).unwrap();
     let entry = d.entries.iter().find(|e| e.name == b"f").unwrap();
     same(
-        &h.read_snapshot_file(ME, entry, 0, u32::MAX).unwrap(),
+        &Snapshots::of(&h).read_file(ME, entry, 0, u32::MAX).unwrap(),
         &data,
     );
     // After the crash the stream resumes on what the commit stored.

@@ -13,8 +13,9 @@ use common::*;
 use proptest::prelude::*;
 use strata::store::io::sim::SimDisk;
 use strata::store::io::Disk;
-use strata::tree::head::snapshot::Tree;
 use strata::tree::head::{Caller, FileKind, FileName, FsError, Head, InodeNo, RenameMode, SetAttr};
+use strata::tree::objects::Tree;
+use strata::tree::snapshot::Snapshots;
 
 const ME: Caller = Caller {
     uid: 1000,
@@ -359,12 +360,12 @@ fn snapshot_view(h: &Head, root: &[u8; 32]) -> View {
     let mut by_ino: BTreeMap<u64, Vec<String>> = BTreeMap::new();
     let mut stack = vec![(String::new(), *root)];
     while let Some((p, tree_id)) = stack.pop() {
-        let tree: Tree = h.tree(&tree_id).unwrap();
+        let tree: Tree = Tree::load(h.repo().store(), &tree_id).unwrap();
         for e in tree.entries {
             let cp = format!("{p}/{}", String::from_utf8(e.name.clone()).unwrap());
             let s = match e.meta.kind {
                 FileKind::File => {
-                    let data = h.read_snapshot_file(ME, &e, 0, u32::MAX).unwrap();
+                    let data = Snapshots::of(h).read_file(ME, &e, 0, u32::MAX).unwrap();
                     Seen::File {
                         digest: digest(&data),
                         len: data.len(),
@@ -729,7 +730,7 @@ impl Run {
                 (kind_of(&got), "ok".into())
             }
             Op::Snapshot => {
-                let rec = self.h().snapshot(ME, Some("test")).unwrap();
+                let rec = Snapshots::of(self.h()).take(ME, Some("test")).unwrap();
                 self.durable = self.model.clone();
                 self.snapshots.push((rec.seq, self.model.view()));
                 self.snapshot_models.push(self.model.clone());
@@ -742,7 +743,7 @@ impl Run {
                     return ok2();
                 };
                 let seq = self.snapshots[i].0;
-                let out = self.h().reset_to_snapshot(ME, seq).unwrap();
+                let out = Snapshots::of(self.h()).reset_head(ME, seq).unwrap();
                 assert_eq!(out.seq, seq);
                 let next = self.model.next;
                 self.model = self.snapshot_models[i].clone();
@@ -774,7 +775,7 @@ impl Run {
     }
 
     fn check_snapshots(&self) {
-        let rows = self.h().snapshots().unwrap();
+        let rows = Snapshots::of(self.h()).list().unwrap();
         assert_eq!(rows.len(), self.snapshots.len(), "snapshots lost");
         for (row, (seq, view)) in rows.iter().zip(&self.snapshots) {
             assert_eq!(row.record.seq, *seq);

@@ -1,4 +1,4 @@
-//! `Head::reset_to_snapshot` (`strata head reset --to`): head/ becomes a
+//! `Snapshots::reset_head` (`strata head reset --to`): head/ becomes a
 //! snapshot's tree at once, directories load when first needed, and
 //! nothing a later snapshot stores can be stale.
 
@@ -11,6 +11,8 @@ use common::*;
 use strata::store::io::sim::SimDisk;
 use strata::store::io::Disk;
 use strata::tree::head::{Caller, FileKind, FsError, Head, InodeNo, OpenMode, RenameMode};
+use strata::tree::objects::Tree;
+use strata::tree::snapshot::Snapshots;
 
 const ME: Caller = Caller {
     uid: 0,
@@ -120,20 +122,20 @@ fn scribble(h: &Head) {
 fn a_reset_brings_back_the_snapshot_and_stores_nothing_new() {
     let (_, h) = head();
     populate(&h);
-    let snap = h.snapshot(ME, None).unwrap();
+    let snap = Snapshots::of(&h).take(ME, None).unwrap();
     let want = walk(&h);
     scribble(&h);
     assert_ne!(walk(&h), want);
 
-    let out = h.reset_to_snapshot(ME, snap.seq).unwrap();
+    let out = Snapshots::of(&h).reset_head(ME, snap.seq).unwrap();
     assert_eq!(out.seq, snap.seq);
     assert!(out.discarded_inodes > 50, "{out:?}");
     assert_eq!(walk(&h), want);
 
     // Reset again, and snapshot before anything is read: the whole tree
     // is reused, nothing is serialized.
-    h.reset_to_snapshot(ME, snap.seq).unwrap();
-    let again = h.snapshot(ME, None).unwrap();
+    Snapshots::of(&h).reset_head(ME, snap.seq).unwrap();
+    let again = Snapshots::of(&h).take(ME, None).unwrap();
     assert_eq!(again.stats.dirs_serialized, 0);
     assert_eq!(again.root.subtree, snap.root.subtree);
 }
@@ -142,8 +144,8 @@ fn a_reset_brings_back_the_snapshot_and_stores_nothing_new() {
 fn a_reset_costs_the_same_for_any_tree_and_loads_only_what_is_used() {
     let (_, h) = head();
     populate(&h);
-    let snap = h.snapshot(ME, None).unwrap();
-    h.reset_to_snapshot(ME, snap.seq).unwrap();
+    let snap = Snapshots::of(&h).take(ME, None).unwrap();
+    Snapshots::of(&h).reset_head(ME, snap.seq).unwrap();
     assert_eq!(h.stats().unwrap().inodes, 1, "only the root, unloaded");
     // A lookup in a/ loads the root and a/, not c/ and its 50 files.
     path(&h, "a/f");
@@ -161,9 +163,9 @@ fn namespace_rules_hold_in_directories_not_loaded_yet() {
     let (_, h) = head();
     populate(&h);
     h.mkdir(ME, ROOT, &n("empty"), 0o755, 0).unwrap();
-    let snap = h.snapshot(ME, None).unwrap();
+    let snap = Snapshots::of(&h).take(ME, None).unwrap();
     let check = |op: &dyn Fn(&Head) -> Result<(), FsError>, want: FsError| {
-        h.reset_to_snapshot(ME, snap.seq).unwrap();
+        Snapshots::of(&h).reset_head(ME, snap.seq).unwrap();
         let got = op(&h).unwrap_err();
         assert_eq!(
             std::mem::discriminant(&got),
@@ -192,7 +194,7 @@ fn namespace_rules_hold_in_directories_not_loaded_yet() {
         FsError::NotFound,
     );
     // Each reset left the tree as the snapshot has it.
-    h.reset_to_snapshot(ME, snap.seq).unwrap();
+    Snapshots::of(&h).reset_head(ME, snap.seq).unwrap();
     h.rmdir(ME, ROOT, &n("empty")).unwrap();
     h.unlink(ME, path(&h, "c"), &n("x3")).unwrap();
     assert_eq!(walk(&h).keys().filter(|p| p.starts_with("/c/")).count(), 49);
@@ -202,24 +204,24 @@ fn namespace_rules_hold_in_directories_not_loaded_yet() {
 fn changing_a_hard_linked_file_reaches_its_names_in_directories_not_loaded() {
     let (_, h) = head();
     populate(&h);
-    let snap = h.snapshot(ME, None).unwrap();
-    h.reset_to_snapshot(ME, snap.seq).unwrap();
+    let snap = Snapshots::of(&h).take(ME, None).unwrap();
+    Snapshots::of(&h).reset_head(ME, snap.seq).unwrap();
     // Reach the file by a/f only: a/b/, which holds its other name, is
     // not loaded.
     let f = path(&h, "a/f");
     h.write(ME, f, 0, b"NEW").unwrap();
     h.flush(ME, f).unwrap();
-    let after = h.snapshot(ME, None).unwrap();
-    let root = h.tree(&after.root.subtree.unwrap()).unwrap();
+    let after = Snapshots::of(&h).take(ME, None).unwrap();
+    let root = Tree::load(h.repo().store(), &after.root.subtree.unwrap()).unwrap();
     let a = root.entries.iter().find(|e| e.name == b"a").unwrap();
-    let a = h.tree(&a.subtree.unwrap()).unwrap();
+    let a = Tree::load(h.repo().store(), &a.subtree.unwrap()).unwrap();
     let b = a.entries.iter().find(|e| e.name == b"b").unwrap();
-    let b = h.tree(&b.subtree.unwrap()).unwrap();
+    let b = Tree::load(h.repo().store(), &b.subtree.unwrap()).unwrap();
     let f2 = b.entries.iter().find(|e| e.name == b"f2").unwrap();
     let f1 = a.entries.iter().find(|e| e.name == b"f").unwrap();
     assert_eq!(f2.digest, f1.digest, "a/b/f2 kept the old content");
     assert_eq!(
-        &h.read_snapshot_file(ME, f2, 0, 3).unwrap(),
+        &Snapshots::of(&h).read_file(ME, f2, 0, 3).unwrap(),
         b"NEW",
         "the snapshot's a/b/f2"
     );
@@ -230,22 +232,22 @@ fn changing_a_hard_linked_file_reaches_its_names_in_directories_not_loaded() {
 fn a_reset_is_refused_while_a_file_is_open() {
     let (_, h) = head();
     populate(&h);
-    let snap = h.snapshot(ME, None).unwrap();
+    let snap = Snapshots::of(&h).take(ME, None).unwrap();
     let ino = file(&h, ROOT, "open", b"data");
     h.open(ME, ino, OpenMode::Write).unwrap();
     assert!(matches!(
-        h.reset_to_snapshot(ME, snap.seq),
+        Snapshots::of(&h).reset_head(ME, snap.seq),
         Err(FsError::Busy(_))
     ));
     assert_eq!(h.lookup(ME, ROOT, &n("open")).unwrap().ino, ino);
     h.release(ME, ino).unwrap();
-    h.reset_to_snapshot(ME, snap.seq).unwrap();
+    Snapshots::of(&h).reset_head(ME, snap.seq).unwrap();
     assert!(matches!(
         h.lookup(ME, ROOT, &n("open")),
         Err(FsError::NotFound)
     ));
     assert!(matches!(
-        h.reset_to_snapshot(ME, snap.seq + 1),
+        Snapshots::of(&h).reset_head(ME, snap.seq + 1),
         Err(FsError::NotFound)
     ));
 }
@@ -254,11 +256,11 @@ fn a_reset_is_refused_while_a_file_is_open() {
 fn a_reset_is_durable_and_unloaded_directories_survive_a_crash() {
     let (sim, h) = head();
     populate(&h);
-    let snap = h.snapshot(ME, None).unwrap();
+    let snap = Snapshots::of(&h).take(ME, None).unwrap();
     let want = walk(&h);
     scribble(&h);
     h.commit().unwrap();
-    h.reset_to_snapshot(ME, snap.seq).unwrap();
+    Snapshots::of(&h).reset_head(ME, snap.seq).unwrap();
     // The crash comes before anything was loaded or committed again.
     let image = sim.crash_images(7, 0).remove(0);
     drop(h);

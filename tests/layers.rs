@@ -6,6 +6,17 @@ use std::path::{Path, PathBuf};
 /// Bottom up, as src/lib.rs lists them.
 const LAYERS: &[&str] = &["sys", "store", "tree", "policy", "ops", "exit", "daemon"];
 
+/// The parts of `tree/`, bottom up, as src/tree/mod.rs lists them.
+const TREE: &[&str] = &[
+    "types",
+    "objects",
+    "record",
+    "reader",
+    "head",
+    "snapshot",
+    "namespace",
+];
+
 fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
     for entry in std::fs::read_dir(dir).unwrap() {
         let path = entry.unwrap().path();
@@ -17,9 +28,11 @@ fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
     }
 }
 
-/// The first path segments after each `crate::` in `code`, comments
-/// removed, with `crate::{a::x, b}` giving `a` and `b`.
-fn crate_imports(code: &str) -> Vec<String> {
+/// The first path segments after each `prefix` (such as `crate::`) in
+/// `code`, comments and the test module at the end removed, with
+/// `crate::{a::x, b}` giving `a` and `b`. Tests may set up with any layer.
+fn imports(code: &str, prefix: &str) -> Vec<String> {
+    let code = code.split("#[cfg(test)]").next().unwrap_or("");
     let code: String = code
         .lines()
         .map(|l| l.split("//").next().unwrap_or(""))
@@ -27,9 +40,9 @@ fn crate_imports(code: &str) -> Vec<String> {
         .join("\n");
     let mut found = Vec::new();
     let mut rest = code.as_str();
-    while let Some(at) = rest.find("crate::") {
+    while let Some(at) = rest.find(prefix) {
         let before = rest[..at].chars().next_back();
-        rest = &rest[at + "crate::".len()..];
+        rest = &rest[at + prefix.len()..];
         if before.is_some_and(|c| c.is_alphanumeric() || c == '_' || c == '$') {
             continue;
         }
@@ -96,7 +109,7 @@ fn imports_point_down_the_layers() {
         };
         seen += 1;
         let code = std::fs::read_to_string(file).unwrap();
-        for name in crate_imports(&code) {
+        for name in imports(&code, "crate::") {
             if let Some(theirs) = LAYERS.iter().position(|l| *l == name) {
                 if theirs > mine {
                     upward.push(format!("{} imports crate::{name}", rel.display()));
@@ -115,7 +128,47 @@ fn imports_point_down_the_layers() {
 }
 
 #[test]
-fn the_import_reader_sees_groups_and_skips_comments() {
-    let code = "use crate::{store::id, tree};\n// crate::daemon\nlet x = crate::ops::check();\nuse foo_crate::policy;";
-    assert_eq!(crate_imports(code), ["store", "tree", "ops"]);
+fn the_parts_of_the_tree_import_downwards_too() {
+    let tree = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/tree");
+    let mut files = Vec::new();
+    rust_files(&tree, &mut files);
+    let mut upward = Vec::new();
+    for file in &files {
+        let rel = file.strip_prefix(&tree).unwrap();
+        let top = rel
+            .components()
+            .next()
+            .unwrap()
+            .as_os_str()
+            .to_str()
+            .unwrap();
+        let Some(mine) = TREE.iter().position(|p| *p == top.trim_end_matches(".rs")) else {
+            continue;
+        };
+        let code = std::fs::read_to_string(file).unwrap();
+        for name in imports(&code, "crate::tree::") {
+            if let Some(theirs) = TREE.iter().position(|p| *p == name) {
+                if theirs > mine {
+                    upward.push(format!(
+                        "tree/{} imports crate::tree::{name}",
+                        rel.display()
+                    ));
+                }
+            }
+        }
+    }
+    upward.sort();
+    upward.dedup();
+    assert!(
+        upward.is_empty(),
+        "tree parts that import upwards ({}):\n{}",
+        TREE.join(" < "),
+        upward.join("\n")
+    );
+}
+
+#[test]
+fn the_import_reader_sees_groups_and_skips_comments_and_tests() {
+    let code = "use crate::{store::id, tree};\n// crate::daemon\nlet x = crate::ops::check();\nuse foo_crate::policy;\n#[cfg(test)]\nuse crate::exit;";
+    assert_eq!(imports(code, "crate::"), ["store", "tree", "ops"]);
 }

@@ -10,7 +10,7 @@ use libfuzzer_sys::fuzz_target;
 use serde::{de::DeserializeOwned, Serialize};
 use strata::store::format::{Kind, Suite};
 use strata::tree::head::records::{self, DirentRecord, ExtentRecord, InodeRecord, XattrRecord};
-use strata::tree::head::snapshot::{SnapshotRecord, SnapshotRow, Tree};
+use strata::tree::objects::{SnapshotRecord, SnapshotRow, Tree};
 use strata_fuzz::sealer;
 
 fn check<T: Serialize + DeserializeOwned + PartialEq + std::fmt::Debug>(kind: Kind, plain: &[u8]) {

@@ -34,6 +34,7 @@ use args::{
     CheckArgs, Cli, Command, Global, InitArgs, KdfArgs, KeyCommand, NewSecretArgs, RepairCommand,
 };
 use strata::exit::{self, Damaged, Reported};
+use strata::tree::snapshot::Snapshots;
 
 /// Runs one command.
 pub fn run(cli: Cli) -> Result<()> {
@@ -429,8 +430,8 @@ fn cmd_check(g: &Global, a: &CheckArgs) -> Result<()> {
     let mut users = String::new();
     if report.ok() {
         let head = strata::tree::head::Head::new(repo)?;
-        report.snapshots = head.snapshots()?.len() as u64;
-        report.errors.extend(head.verify_snapshots(me())?);
+        report.snapshots = Snapshots::of(&head).list()?.len() as u64;
+        report.errors.extend(Snapshots::of(&head).verify(me())?);
     } else if !report.damaged.is_empty() {
         users = damaged_users(g, repo, &report.damaged);
     }

@@ -10,6 +10,7 @@ use strata::tree::record::SnapshotInfo;
 
 use super::args::{Global, SnapshotCommand};
 use super::{locked, me, print, request, secret_for};
+use strata::tree::snapshot::Snapshots;
 
 fn show(info: &SnapshotInfo) -> String {
     let mut out = format!(
@@ -135,8 +136,12 @@ fn delete(g: &Global, snapshot: &str) -> Result<()> {
     let repo = locked(g)?;
     let secret = secret_for(g, &repo)?;
     let head = Head::new(repo.unlock(secret.as_ref())?)?;
-    let row = control::find(&head.snapshots()?, &head.runs()?, snapshot)?;
-    head.delete_snapshot(me(), row.record.seq)?;
+    let row = control::find(
+        &Snapshots::of(&head).list()?,
+        &Snapshots::of(&head).runs()?,
+        snapshot,
+    )?;
+    Snapshots::of(&head).delete(me(), row.record.seq)?;
     if !g.quiet && !g.json {
         println!("deleted snapshot {}", row.record.seq);
     }

@@ -15,10 +15,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::policy::throttle::{Limits, Throttle, ThrottleStatus};
 use crate::store::io::writeback::WritebackStatus;
-use crate::tree::head::snapshot::SnapshotRow;
 use crate::tree::head::{Caller, FsError};
 use crate::tree::namespace::{may_be_latest, Namespace};
+use crate::tree::objects::SnapshotRow;
 use crate::tree::record::{Leftovers, RunRecord, SnapshotInfo};
+use crate::tree::snapshot::Snapshots;
 
 /// What the CLI asks.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -229,7 +230,7 @@ pub fn handle(ns: &Namespace, caller: Caller, req: &Request) -> Result<Reply> {
                 ns.head().clear_leftovers()?;
                 tracing::info!(seq = rec.seq, failed_run = %l.run, "snapshot took over a failed run's leftovers");
             }
-            let row = ns.head().snapshot_by_seq(rec.seq)?;
+            let row = Snapshots::of(ns.head()).by_seq(rec.seq)?;
             tracing::info!(
                 seq = rec.seq,
                 uid = caller.uid,
@@ -256,7 +257,7 @@ pub fn handle(ns: &Namespace, caller: Caller, req: &Request) -> Result<Reply> {
                 .collect(),
         ),
         Request::SnapshotShow { snapshot } => {
-            let runs = ns.head().runs()?;
+            let runs = Snapshots::of(ns.head()).runs()?;
             let row = find(&ns.snapshots(), &runs, snapshot)?;
             Reply::Snapshot(Box::new(SnapshotInfo::of(&row, ns.run(row.record.seq))))
         }
@@ -313,12 +314,13 @@ fn reset(
     mountpoint: Option<&str>,
 ) -> Result<Reply> {
     let head = ns.head();
-    let row = find(&ns.snapshots(), &head.runs()?, snapshot).map_err(|e| {
+    let snapshots = Snapshots::of(head);
+    let row = find(&ns.snapshots(), &snapshots.runs()?, snapshot).map_err(|e| {
         crate::exit::Reported(crate::exit::USAGE, format!("head/ was not reset: {e:#}"))
     })?;
     let leftovers = head.leftovers()?;
-    let outcome = head
-        .reset_to_snapshot(caller, row.record.seq)
+    let outcome = snapshots
+        .reset_head(caller, row.record.seq)
         .map_err(|e| match e {
             FsError::Busy(_) => {
                 let mnt = mountpoint.unwrap_or("MOUNTPOINT");

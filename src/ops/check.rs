@@ -19,6 +19,8 @@ use crate::store::pack;
 use crate::store::repo::{Repo, RepoError};
 use crate::tree::head::txn::Reader;
 use crate::tree::head::{FileKind, FsError, Head, InodeNo, READDIR_BATCH};
+use crate::tree::objects::Tree;
+use crate::tree::snapshot::Snapshots;
 
 /// Which packs' data to read.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -282,7 +284,7 @@ pub fn users(head: &Head, damaged: &[ChunkId]) -> Result<Users, FsError> {
         memo: HashMap::new(),
         unreadable: 0,
     };
-    for row in head.snapshots()? {
+    for row in Snapshots::of(head).list()? {
         let Some(root) = row.record.root.subtree else {
             continue;
         };
@@ -335,7 +337,7 @@ impl TreeWalk<'_> {
             return h.clone();
         }
         let mut hits = Hits::default();
-        match self.head.tree(&id) {
+        match Tree::load(self.head.repo().store(), &id) {
             Ok(tree) => {
                 for e in tree.entries {
                     let mut seen = HashSet::new();

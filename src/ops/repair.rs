@@ -266,8 +266,8 @@ fn recover_snapshots(
     to: &redb::Database,
 ) -> Result<u64, RepoError> {
     use crate::tree::head::records::{seal, META, RUNS, SNAPSHOTS};
-    use crate::tree::head::runs::StoredRun;
-    use crate::tree::head::snapshot::{SnapshotRecord, SnapshotRow};
+    use crate::tree::objects::{SnapshotRecord, SnapshotRow};
+    use crate::tree::snapshot::runs::StoredRun;
     let mut rows = Vec::new();
     let mut runs: HashMap<u64, StoredRun> = HashMap::new();
     for (pack_id, e) in objects {

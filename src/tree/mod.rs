@@ -1,10 +1,16 @@
-//! The file trees: the mutable head that writers fill ([`head`]), the
-//! immutable snapshots taken of it and the records of the runs that took
-//! them ([`record`]), and the namespace a mount shows (`head/`,
-//! `snapshots/`: [`namespace`]).
+//! The file trees, bottom up: the types every part shares ([`types`]),
+//! the objects snapshots are stored as ([`objects`]) and the records of the
+//! runs that took them ([`record`]); the read path ([`reader`]); the
+//! mutable head that writers fill ([`head`]); the immutable snapshots taken
+//! of it ([`snapshot`], a sibling that uses the head's API); and the
+//! namespace a mount shows (`head/`, `snapshots/`: [`namespace`]).
 //!
 //! Built on [`crate::store`]; imports nothing from policy, ops or the daemon.
 
 pub mod head;
 pub mod namespace;
+pub mod objects;
+pub mod reader;
 pub mod record;
+pub mod snapshot;
+pub mod types;

@@ -19,14 +19,14 @@ use std::sync::{Arc, Mutex, RwLock};
 use crate::store::id::ChunkId;
 use crate::sys::runlock;
 use crate::sys::sync::{Recover, RecoverRw};
-use crate::tree::head::snapshot::{
-    snapshot_ino, SnapshotRecord, SnapshotRow, Tree, TreeEntry, SNAPSHOT_INO_BITS,
-};
 use crate::tree::head::{
     Attr, Caller, FileKind, FileName, FsError, FsStats, Head, InodeNo, Meta, OpenMode, RenameMode,
     SetAttr, Timestamp,
 };
+use crate::tree::objects::{SnapshotRecord, SnapshotRow, Tree, TreeEntry};
 use crate::tree::record::RunRecord;
+use crate::tree::snapshot::Snapshots;
+use crate::tree::snapshot::{snapshot_ino, SNAPSHOT_INO_BITS};
 
 /// The mount root.
 pub const ROOT_INO: u64 = 1;
@@ -184,10 +184,10 @@ impl Namespace {
     /// Re-reads the snapshot list (after a snapshot was taken or removed).
     pub fn reload(&self) -> Result<(), FsError> {
         let mut l = Listing {
-            runs: self.head.runs()?.into_iter().collect(),
+            runs: Snapshots::of(&self.head).runs()?.into_iter().collect(),
             ..Listing::default()
         };
-        for row in self.head.snapshots()? {
+        for row in Snapshots::of(&self.head).list()? {
             let name = row.record.name();
             if may_be_latest(l.runs.get(&row.record.seq)) {
                 l.links.insert(LATEST.to_owned(), name.clone());
@@ -217,7 +217,7 @@ impl Namespace {
         if let Some(label) = label {
             check_label(label)?;
         }
-        let rec = self.head.snapshot_run(caller, label, run)?;
+        let rec = Snapshots::of(&self.head).take_run(caller, label, run)?;
         self.reload()?;
         Ok(rec)
     }
@@ -225,7 +225,7 @@ impl Namespace {
     /// Replaces the run record of snapshot `seq` (after validation):
     /// `latest` and the label may move.
     pub fn set_run(&self, caller: Caller, seq: u64, run: &RunRecord) -> Result<(), FsError> {
-        self.head.set_run(caller, seq, run)?;
+        Snapshots::of(&self.head).set_run(caller, seq, run)?;
         self.reload()
     }
 
@@ -686,8 +686,8 @@ impl Namespace {
                     return Err(FsError::Invalid("not a regular file"));
                 }
                 self.read_ahead(seq, &e, offset.saturating_add(u64::from(size)));
-                self.head
-                    .read_snapshot_file(caller, &e, offset, size)
+                Snapshots::of(&self.head)
+                    .read_file(caller, &e, offset, size)
                     .inspect_err(|err| {
                         tracing::error!(snapshot = seq, ino, error = %err, "snapshot read failed");
                     })
@@ -738,7 +738,7 @@ impl Namespace {
     /// pending write, commits durably and lets pack writeback finish
     /// (before unmount).
     pub fn shutdown(&self) -> Result<(), FsError> {
-        self.head.stop_prefetchers();
+        self.head.reader().stop();
         self.head.stop_committer();
         let committed = self
             .head
@@ -860,7 +860,7 @@ impl Namespace {
 
     /// Runs one read-ahead worker until [`Namespace::shutdown`].
     pub fn run_prefetcher(&self) {
-        self.head.run_prefetcher();
+        self.head.reader().run_worker(self.head.repo().store());
     }
 
     /// Reads ahead of a reader of `entry` at `offset`: the rest of the file
@@ -899,7 +899,7 @@ impl Namespace {
                 }
             }
         }
-        self.head.prefetch(ids);
+        self.head.reader().prefetch(ids);
     }
 
     fn tree_of(&self, dir: &TreeEntry) -> Result<Arc<Tree>, FsError> {
@@ -907,7 +907,7 @@ impl Namespace {
         if let Some(t) = self.trees.locked().0.get(&id) {
             return Ok(t.clone());
         }
-        let tree = Arc::new(self.head.tree(&id)?);
+        let tree = Arc::new(Tree::load(self.head.repo().store(), &id)?);
         let mut cache = self.trees.locked();
         let (map, order) = &mut *cache;
         if map.insert(id, tree.clone()).is_none() {

@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::head::snapshot::{SnapshotRecord, SnapshotRow};
+use crate::tree::objects::{SnapshotRecord, SnapshotRow};
 
 /// How far a snapshot can be trusted.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

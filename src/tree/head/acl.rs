@@ -4,7 +4,7 @@
 //! ACL's owner, mask (or group) and other entries, and a new inode inherits
 //! its directory's default ACL instead of having the umask applied.
 
-use super::types::FsError;
+use crate::tree::types::FsError;
 
 /// Name of the access ACL attribute.
 pub const ACCESS: &[u8] = b"system.posix_acl_access";

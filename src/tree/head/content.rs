@@ -10,58 +10,16 @@
 //! extent boundary again. So a 4 KiB overwrite in a 10 GiB file stores a
 //! few new chunks, not the file. Chunks of zeros are stored as holes.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::txn::Reader;
-use super::types::{Attr, Caller, FileKind, FsError, InodeNo, SetAttr, Timestamp};
 use super::Head;
 use crate::store::chunker::StreamChunker;
 use crate::store::id::ChunkId;
 use crate::sys::sync::Recover;
-
-/// Decoded chunks kept for reads, in bytes.
-pub const CHUNK_CACHE_BYTES: usize = 64 << 20;
-
-/// Recently decoded chunks, evicted oldest first once over [`CHUNK_CACHE_BYTES`].
-#[derive(Default)]
-pub struct ChunkCache {
-    map: HashMap<ChunkId, Arc<crate::store::crypto::codec::Verified>>,
-    order: std::collections::VecDeque<ChunkId>,
-    bytes: usize,
-}
-
-impl ChunkCache {
-    pub(super) fn contains(&self, id: &ChunkId) -> bool {
-        self.map.contains_key(id)
-    }
-
-    pub(super) fn get(&self, id: &ChunkId) -> Option<Arc<crate::store::crypto::codec::Verified>> {
-        self.map.get(id).cloned()
-    }
-
-    pub(super) fn insert(
-        &mut self,
-        id: ChunkId,
-        chunk: Arc<crate::store::crypto::codec::Verified>,
-    ) {
-        if self.map.contains_key(&id) {
-            return;
-        }
-        self.bytes += chunk.as_slice().len();
-        self.map.insert(id, chunk);
-        self.order.push_back(id);
-        while self.bytes > CHUNK_CACHE_BYTES {
-            let Some(old) = self.order.pop_front() else {
-                break;
-            };
-            if let Some(c) = self.map.remove(&old) {
-                self.bytes -= c.as_slice().len();
-            }
-        }
-    }
-}
+use crate::tree::types::{Attr, Caller, FileKind, FsError, InodeNo, SetAttr, Timestamp};
 
 /// Staged bytes past which a file is re-chunked without waiting for flush.
 pub const STAGING_LIMIT: u64 = 64 << 20;
@@ -503,7 +461,7 @@ impl Head {
             if off >= to || off >= cut {
                 break;
             }
-            let chunk = self.chunk(&id)?;
+            let chunk = self.reader.chunk(self.repo.store(), &id)?;
             let a = from.max(off);
             let b = to.min(off + len as u64).min(cut);
             if a < b {

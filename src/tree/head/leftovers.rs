@@ -11,11 +11,11 @@
 use redb::{Durability, ReadableDatabase, ReadableTable, WriteTransaction};
 
 use super::records::{self, LEFTOVERS};
-use super::types::FsError;
 use super::Head;
 use crate::store::crypto::Sealer;
 use crate::store::format::Kind;
 use crate::tree::record::Leftovers;
+use crate::tree::types::FsError;
 
 /// The row's key, also the context its value is sealed to (no key of the
 /// run table, whose keys are 8 bytes, can equal it).
@@ -99,6 +99,7 @@ impl Head {
 mod tests {
     use super::*;
     use crate::tree::head::Caller;
+    use crate::tree::snapshot::Snapshots;
 
     fn marker(run: &str) -> Leftovers {
         Leftovers {
@@ -149,7 +150,7 @@ mod tests {
         drop(head);
         let head = open(&disk);
         assert_eq!(head.leftovers().unwrap(), Some(marker("a")));
-        head.snapshot(Caller::ROOT, None).unwrap();
+        Snapshots::of(&head).take(Caller::ROOT, None).unwrap();
         head.clear_leftovers().unwrap();
         assert_eq!(head.leftovers().unwrap(), None);
         head.clear_leftovers().unwrap();
@@ -159,9 +160,9 @@ mod tests {
     fn a_reset_clears_the_marker_in_its_own_transaction() {
         let disk = crate::store::io::sim::SimDisk::new();
         let head = open(&disk);
-        let seq = head.snapshot(Caller::ROOT, None).unwrap().seq;
+        let seq = Snapshots::of(&head).take(Caller::ROOT, None).unwrap().seq;
         head.record_leftovers(&marker("a")).unwrap();
-        head.reset_to_snapshot(Caller::ROOT, seq).unwrap();
+        Snapshots::of(&head).reset_head(Caller::ROOT, seq).unwrap();
         assert_eq!(head.leftovers().unwrap(), None);
         drop(head);
         assert_eq!(open(&disk).leftovers().unwrap(), None);

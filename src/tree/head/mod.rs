@@ -17,28 +17,27 @@ pub mod acl;
 pub mod cadence;
 pub mod content;
 pub mod leftovers;
-pub mod prefetch;
 pub mod records;
 pub mod reset;
-pub mod runs;
-pub mod snapshot;
 pub mod txn;
-pub mod types;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use redb::{ReadableTable, ReadableTableMetadata};
+
+pub use crate::tree::types::*;
 use acl::Acl;
 use records::{DirentRecord, InodeRecord, XattrRecord};
 use txn::{Read, Reader, Write};
-pub use types::*;
 
-use crate::store::chunks::StoreError;
 use crate::store::crypto::Sealer;
 use crate::store::repo::Repo;
 use crate::sys::sync::Recover;
+use crate::tree::objects::{SnapshotRow, Tree};
+use crate::tree::reader::ChunkReader;
 
 /// The longest time between durable commits of the head.
 pub const COMMIT_INTERVAL: Duration = Duration::from_secs(5);
@@ -48,22 +47,6 @@ pub const COMMIT_BYTES: u64 = 64 << 20;
 pub const XATTR_MAX: usize = 64 << 10;
 /// Entries returned by one [`Head::readdir`] call.
 pub const READDIR_BATCH: usize = 256;
-
-impl From<StoreError> for FsError {
-    fn from(e: StoreError) -> FsError {
-        match e {
-            StoreError::NoSpace => FsError::NoSpace,
-            StoreError::Failed(_) => FsError::ReadOnly,
-            StoreError::Corrupt { .. } | StoreError::Pack(_) => {
-                tracing::error!(error = %e, "damaged data");
-                FsError::Corrupt(e.to_string())
-            }
-            StoreError::NotFound(id) => FsError::Corrupt(format!("chunk {id} is missing")),
-            StoreError::TooLarge { .. } => FsError::TooLarge,
-            other => FsError::Io(other.to_string()),
-        }
-    }
-}
 
 /// Counters that make the head's costs checkable (`strata stats --json`).
 #[derive(Debug, Default)]
@@ -106,8 +89,7 @@ pub struct Head {
     name_key: [u8; 32],
     files: Mutex<HashMap<InodeNo, Arc<Mutex<content::FileState>>>>,
     open_counts: Mutex<HashMap<InodeNo, u32>>,
-    chunk_cache: Mutex<content::ChunkCache>,
-    prefetch: prefetch::Prefetch,
+    reader: ChunkReader,
     /// Serializes durable commits with snapshots, so a snapshot's write
     /// transaction (which stores tree objects) never waits on a store
     /// commit that waits on it.
@@ -119,6 +101,28 @@ pub struct Head {
     lazy: AtomicBool,
     /// Cost counters.
     pub counters: HeadCounters,
+}
+
+/// A holder of the head's commit serialization ([`Head::serial`]).
+pub struct Serial<'h> {
+    head: &'h Head,
+    _guard: std::sync::MutexGuard<'h, ()>,
+}
+
+impl Serial<'_> {
+    /// Runs `f` in one write transaction that never triggers the
+    /// durable-commit cadence.
+    pub fn transact<T>(
+        &self,
+        f: impl FnOnce(&mut Write<'_>) -> Result<T, FsError>,
+    ) -> Result<T, FsError> {
+        self.head.wtx_no_commit(f)
+    }
+
+    /// Makes everything written so far durable.
+    pub fn commit(&self) -> Result<(), FsError> {
+        self.head.commit_locked()
+    }
 }
 
 impl Drop for Head {
@@ -149,14 +153,13 @@ impl Head {
             repo,
             files: Mutex::new(HashMap::new()),
             open_counts: Mutex::new(HashMap::new()),
-            chunk_cache: Mutex::new(content::ChunkCache::default()),
-            prefetch: prefetch::Prefetch::default(),
+            reader: ChunkReader::default(),
             commit_lock: Mutex::new(()),
             cadence: cadence::Cadence::default(),
             counters: HeadCounters::default(),
             lazy: AtomicBool::new(false),
         };
-        head.wtx(|w| {
+        head.transact(|w| {
             w.create_tables()?;
             if w.any_unloaded()? {
                 head.lazy.store(true, Ordering::SeqCst);
@@ -205,6 +208,12 @@ impl Head {
         &self.repo
     }
 
+    /// The read path: decoded chunks and read-ahead, shared by reads of
+    /// head/ and of snapshots.
+    pub fn reader(&self) -> &ChunkReader {
+        &self.reader
+    }
+
     /// A read transaction over the head's tables, for walks outside the
     /// filesystem calls (`strata check` naming the files of damaged chunks).
     pub fn rtx(&self) -> Result<Read<'_>, FsError> {
@@ -216,7 +225,12 @@ impl Head {
         )
     }
 
-    fn wtx<T>(&self, f: impl FnOnce(&mut Write<'_>) -> Result<T, FsError>) -> Result<T, FsError> {
+    /// Runs `f` in one write transaction, committed at once but not
+    /// durably (the cadence may then make it durable).
+    pub(in crate::tree) fn transact<T>(
+        &self,
+        f: impl FnOnce(&mut Write<'_>) -> Result<T, FsError>,
+    ) -> Result<T, FsError> {
         let out = self.wtx_no_commit(f)?;
         self.maybe_commit(0)?;
         Ok(out)
@@ -228,7 +242,7 @@ impl Head {
         f: impl FnOnce(&mut Write<'_>) -> Result<T, FsError>,
     ) -> Result<T, FsError> {
         let db = self.repo.store().index().database();
-        let trees = |id: &[u8; 32]| self.tree(id);
+        let trees = |id: &[u8; 32]| Tree::load(self.repo.store(), id);
         let (out, bytes) = txn::write(db, &self.sealer, &self.name_key, &self.lazy, &trees, f)?;
         self.counters
             .last_txn_index_bytes
@@ -242,6 +256,17 @@ impl Head {
         self.checkpoint_open_files();
         let _serial = self.commit_lock.locked();
         self.commit_locked()
+    }
+
+    /// Serializes the caller with durable commits until the guard drops:
+    /// what it writes through [`Serial::transact`] and then commits with
+    /// [`Serial::commit`] is durable as one, and no other commit runs in
+    /// between (a snapshot, a reset).
+    pub fn serial(&self) -> Serial<'_> {
+        Serial {
+            head: self,
+            _guard: self.commit_lock.locked(),
+        }
     }
 
     /// [`Head::commit`] for a caller that holds `commit_lock`.
@@ -367,7 +392,7 @@ impl Head {
         rdev: u64,
         target: &[u8],
     ) -> Result<Attr, FsError> {
-        let (ino, rec) = self.wtx(|w| {
+        let (ino, rec) = self.transact(|w| {
             w.load(parent)?;
             let mut dir = w.get(parent)?;
             if dir.meta.kind != FileKind::Dir {
@@ -526,7 +551,7 @@ impl Head {
         newname: &FileName,
     ) -> Result<Attr, FsError> {
         let _op = caller.span("link");
-        let rec = self.wtx(|w| {
+        let rec = self.transact(|w| {
             let mut rec = w.get(ino)?;
             if rec.meta.kind == FileKind::Dir {
                 return Err(FsError::Invalid(
@@ -570,7 +595,7 @@ impl Head {
     pub fn unlink(&self, caller: Caller, parent: InodeNo, name: &FileName) -> Result<(), FsError> {
         let _op = caller.span("unlink");
         let open = self.open_counts.locked().clone();
-        let (child, gone) = self.wtx(|w| {
+        let (child, gone) = self.transact(|w| {
             w.load(parent)?;
             let entry = w.dirent(parent, name)?.ok_or(FsError::NotFound)?;
             if entry.kind == FileKind::Dir {
@@ -594,7 +619,7 @@ impl Head {
     /// Removes an empty directory.
     pub fn rmdir(&self, caller: Caller, parent: InodeNo, name: &FileName) -> Result<(), FsError> {
         let _op = caller.span("rmdir");
-        self.wtx(|w| {
+        self.transact(|w| {
             w.load(parent)?;
             let entry = w.dirent(parent, name)?.ok_or(FsError::NotFound)?;
             if entry.kind != FileKind::Dir {
@@ -628,7 +653,7 @@ impl Head {
         let _op = caller.span("rename");
         let open = self.open_counts.locked().clone();
         let mut replaced_gone = None;
-        let result = self.wtx(|w| {
+        let result = self.transact(|w| {
             w.load(parent)?;
             w.load(newparent)?;
             let src = w.dirent(parent, name)?.ok_or(FsError::NotFound)?;
@@ -753,7 +778,7 @@ impl Head {
             }
             self.truncate(ino, size)?;
         }
-        let rec = self.wtx(|w| {
+        let rec = self.transact(|w| {
             let mut rec = w.get(ino)?;
             let now = Timestamp::now();
             if let Some(perm) = set.perm {
@@ -839,7 +864,7 @@ impl Head {
         if value.len() > XATTR_MAX {
             return Err(FsError::TooLarge);
         }
-        self.wtx(|w| {
+        self.transact(|w| {
             let mut rec = w.get(ino)?;
             let exists = w.xattr(ino, name)?.is_some();
             if create && exists {
@@ -899,7 +924,7 @@ impl Head {
     /// Removes an extended attribute.
     pub fn removexattr(&self, caller: Caller, ino: InodeNo, name: &[u8]) -> Result<(), FsError> {
         let _op = caller.span("removexattr");
-        self.wtx(|w| {
+        self.transact(|w| {
             let mut rec = w.get(ino)?;
             if !w.remove_xattr(ino, name)? {
                 return Err(FsError::NoAttr);
@@ -936,14 +961,21 @@ impl Head {
 
     /// Counts and cost counters of the head, for `strata stats`.
     pub fn stats(&self) -> Result<HeadStats, FsError> {
-        let snapshots = self.snapshots()?;
-        let last = snapshots
-            .last()
-            .map(|r| r.record.stats.clone())
-            .unwrap_or_default();
+        let r = self.rtx()?;
+        let table = r.snapshots()?;
+        let last: Option<SnapshotRow> = match table.last().map_err(records::db)? {
+            Some((k, v)) => Some(records::open(
+                r.sealer(),
+                crate::store::format::Kind::IndexSnapshot,
+                &k.value().to_le_bytes(),
+                v.value(),
+            )?),
+            None => None,
+        };
+        let last = last.map(|row| row.record.stats).unwrap_or_default();
         Ok(HeadStats {
-            inodes: self.rtx()?.inode_count()?,
-            snapshots: snapshots.len() as u64,
+            inodes: r.inode_count()?,
+            snapshots: table.len().map_err(records::db)?,
             last_snapshot_dirs_serialized: last.dirs_serialized,
             last_snapshot_dirs_reused: last.dirs_reused,
             staging_bytes: self.counters.staging_bytes.load(Ordering::Relaxed),
@@ -989,7 +1021,7 @@ impl Head {
         // Only a file unlinked while open needs a transaction here.
         let orphan = last && self.rtx()?.inode(ino)?.is_some_and(|r| r.meta.nlink == 0);
         if orphan {
-            self.wtx(|w| {
+            self.transact(|w| {
                 if let Some(rec) = w.inode(ino)? {
                     if rec.meta.nlink == 0 {
                         w.delete_inode(ino)?;

@@ -19,9 +19,9 @@
 use redb::{ReadableTable, Table, TableDefinition};
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
-use super::types::{FileKind, FsError, Meta};
 use crate::store::crypto::Sealer;
 use crate::store::format::Kind;
+use crate::tree::types::{FileKind, FsError, Meta};
 
 /// Inode table.
 pub const INODES: TableDefinition<u64, &[u8]> = TableDefinition::new("head_inodes");
@@ -163,7 +163,7 @@ pub fn db(e: impl std::fmt::Display) -> FsError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::tree::head::types::Timestamp;
+    use crate::tree::types::Timestamp;
 
     /// Pins the postcard encoding of an inode record: a change here changes
     /// every repository's head.

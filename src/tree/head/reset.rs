@@ -28,30 +28,19 @@
 use std::sync::atomic::Ordering;
 
 use super::records::{InodeRecord, XattrRecord};
-use super::types::{Caller, FsError};
 use super::Head;
 use crate::sys::sync::Recover;
-
-/// What a reset did.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
-pub struct ResetOutcome {
-    /// The snapshot head/ now holds.
-    pub seq: u64,
-    /// Its directory name.
-    pub name: String,
-    /// Inodes the head held before, now discarded (unless the snapshot
-    /// has them too).
-    pub discarded_inodes: u64,
-}
+use crate::tree::objects::TreeEntry;
+use crate::tree::types::{Caller, FsError};
 
 impl Head {
-    /// Makes head/ snapshot `seq`'s tree, discarding everything written
-    /// since; durable when it returns. Refused with [`FsError::Busy`]
-    /// while a file in head/ is open.
-    pub fn reset_to_snapshot(&self, caller: Caller, seq: u64) -> Result<ResetOutcome, FsError> {
+    /// Makes head/ the tree `root` stands for (a snapshot's root entry),
+    /// discarding everything written since; durable when it returns.
+    /// Returns how many inodes the head held before. Refused with
+    /// [`FsError::Busy`] while a file in head/ is open.
+    pub fn reset_to(&self, caller: Caller, root: &TreeEntry) -> Result<u64, FsError> {
         let _op = caller.span("reset");
-        let row = self.snapshot_by_seq(seq)?;
-        let _serial = self.commit_lock.locked();
+        let serial = self.serial();
         let open = self.open_counts.locked();
         if !open.is_empty() {
             return Err(FsError::Busy(
@@ -59,7 +48,6 @@ impl Head {
             ));
         }
         let discarded_inodes = self.rtx()?.inode_count()?;
-        let root = &row.record.root;
         let rec = InodeRecord {
             meta: root.meta.clone(),
             target: root.target.clone(),
@@ -73,7 +61,7 @@ impl Head {
                 value: value.clone(),
             })
             .collect();
-        self.wtx_no_commit(|w| {
+        serial.transact(|w| {
             w.reset_to_tree(&rec, xattrs)?;
             // Inside the transaction: a reader that sees the new tables
             // sees the flag too.
@@ -84,20 +72,8 @@ impl Head {
         // and name inodes that may be gone.
         self.files.locked().clear();
         drop(open);
-        self.commit_locked()?;
-        tracing::info!(
-            seq,
-            snapshot = %row.record.name(),
-            discarded_inodes,
-            uid = caller.uid,
-            pid = caller.pid,
-            "head reset to a snapshot"
-        );
-        Ok(ResetOutcome {
-            seq,
-            name: row.record.name(),
-            discarded_inodes,
-        })
+        serial.commit()?;
+        Ok(discarded_inodes)
     }
 
     /// Runs `f`, a read that may meet a directory a reset left unloaded,

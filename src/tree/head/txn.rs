@@ -8,11 +8,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use redb::{Durability, ReadOnlyTable, ReadableDatabase, ReadableTable, Table, WriteTransaction};
 
 use super::records::*;
-use super::snapshot::Tree;
-use super::types::{FileKind, FileName, FsError, InodeNo};
 use crate::store::crypto::Sealer;
 use crate::store::format::Kind;
 use crate::store::id::ChunkId;
+use crate::tree::objects::Tree;
+use crate::tree::types::{FileKind, FileName, FsError, InodeNo};
 
 /// The keyed hash that stands for `name` in directory `parent`.
 pub fn name_hash(key: &[u8; 32], parent: u64, name: &[u8]) -> [u8; 16] {

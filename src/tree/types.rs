@@ -5,6 +5,8 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+use crate::store::chunks::StoreError;
+
 /// An inode number of the head. 1 is the root directory.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct InodeNo(pub u64);
@@ -398,6 +400,22 @@ impl FsError {
             FsError::Corrupt(_) => libc::EIO,
             FsError::Io(_) => libc::EIO,
             FsError::Unloaded(_) => libc::EAGAIN,
+        }
+    }
+}
+
+impl From<StoreError> for FsError {
+    fn from(e: StoreError) -> FsError {
+        match e {
+            StoreError::NoSpace => FsError::NoSpace,
+            StoreError::Failed(_) => FsError::ReadOnly,
+            StoreError::Corrupt { .. } | StoreError::Pack(_) => {
+                tracing::error!(error = %e, "damaged data");
+                FsError::Corrupt(e.to_string())
+            }
+            StoreError::NotFound(id) => FsError::Corrupt(format!("chunk {id} is missing")),
+            StoreError::TooLarge { .. } => FsError::TooLarge,
+            other => FsError::Io(other.to_string()),
         }
     }
 }

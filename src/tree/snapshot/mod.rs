@@ -4,28 +4,37 @@
 //! stored as an object in a pack and as a row of the `snapshots` table. The
 //! root names a tree object; a tree lists a directory's entries with their
 //! attributes, xattrs, file extents and a content digest, and names its
-//! subdirectories' trees. Every head directory remembers its tree id from
-//! the last snapshot until something below it changes, so a snapshot
-//! serializes only changed directories and their ancestors.
+//! subdirectories' trees ([`crate::tree::objects`]). Every head directory
+//! remembers its tree id from the last snapshot until something below it
+//! changes, so a snapshot serializes only changed directories and their
+//! ancestors.
 //!
 //! The whole tree is built in one write transaction of the index, so no
 //! change can slip between a directory's serialization and its clean mark;
-//! the record and trees become durable together with the next durable
-//! commit, which [`Head::snapshot`] makes before returning.
+//! the record and trees become durable together with the durable commit
+//! that [`Snapshots::take`] makes before returning, under the head's commit
+//! serialization ([`Head::serial`]).
+//!
+//! A sibling of the head, not part of it: [`Snapshots`] works through the
+//! head's public API and its transactions.
 
-use serde::{Deserialize, Serialize};
+pub mod runs;
+
+use std::collections::BTreeMap;
 
 use redb::ReadableTable;
 
-use super::records::{self, InodeRecord};
-use super::runs::put_run;
-use super::txn::{Reader, Write};
-use super::types::{Caller, FileKind, FsError, InodeNo, Meta, Timestamp};
-use super::Head;
 use crate::store::format::Kind;
 use crate::store::id::ChunkId;
-use crate::sys::sync::Recover;
+use crate::tree::head::records::{self, InodeRecord};
+use crate::tree::head::txn::{Reader, Write};
+use crate::tree::head::Head;
+use crate::tree::objects::{
+    content_digest, SnapshotRecord, SnapshotRow, SnapshotStats, Tree, TreeEntry,
+};
 use crate::tree::record::RunRecord;
+use crate::tree::types::{Caller, FileKind, FsError, InodeNo, Timestamp};
+use runs::{put_run, StoredRun};
 
 /// Bits of a snapshot inode number that hold the head inode number.
 pub const SNAPSHOT_INO_BITS: u32 = 40;
@@ -36,111 +45,62 @@ pub fn snapshot_ino(seq: u64, ino: u64) -> u64 {
     (seq << SNAPSHOT_INO_BITS) | (ino & ((1 << SNAPSHOT_INO_BITS) - 1))
 }
 
-/// One entry of a tree: everything a restore needs to recreate it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TreeEntry {
-    /// Name in its directory (empty for a snapshot's root).
-    pub name: Vec<u8>,
-    /// Head inode number at snapshot time; equal for hard links.
-    pub ino: u64,
-    /// Kind, permissions, owner, size, times.
-    pub meta: Meta,
-    /// Symlink target.
-    pub target: Vec<u8>,
-    /// Extended attributes, sorted by name.
-    pub xattrs: Vec<(Vec<u8>, Vec<u8>)>,
-    /// A directory's tree.
-    pub subtree: Option<[u8; 32]>,
-    /// A file's content: (offset, chunk, length); gaps are holes.
-    pub extents: Vec<(u64, [u8; 32], u32)>,
-    /// Keyed digest of a file's size and extents, to verify a restore end to end.
-    pub digest: [u8; 32],
-}
-
-/// A directory's entries, sorted by name.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Tree {
-    /// The entries.
-    pub entries: Vec<TreeEntry>,
-}
-
-/// Counts of one snapshot.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SnapshotStats {
-    /// Directories serialized (changed since the last snapshot).
-    pub dirs_serialized: u64,
-    /// Directories reused from the last snapshot.
-    pub dirs_reused: u64,
-}
-
-/// A snapshot record.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SnapshotRecord {
-    /// Sequence number, from 1; never reused.
+/// What a reset did.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct ResetOutcome {
+    /// The snapshot head/ now holds.
     pub seq: u64,
-    /// When it was taken (UTC).
-    pub time: Timestamp,
-    /// Optional label (e.g. "nightly").
-    pub label: Option<String>,
-    /// The root directory.
-    pub root: TreeEntry,
-    /// Id of the previous snapshot record: the records form a hash chain.
-    pub prev: Option<[u8; 32]>,
-    /// Who asked for it.
-    pub caller: (u32, u32, u32),
-    /// Counts.
-    pub stats: SnapshotStats,
+    /// Its directory name.
+    pub name: String,
+    /// Inodes the head held before, now discarded (unless the snapshot
+    /// has them too).
+    pub discarded_inodes: u64,
 }
 
-/// A stored record with its object id.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SnapshotRow {
-    /// Id of the record object in the packs.
-    pub id: [u8; 32],
-    /// The record.
-    pub record: SnapshotRecord,
+/// The snapshots of one head: taking, listing, reading, verifying them,
+/// their run records, and resetting the head to one.
+#[derive(Clone, Copy)]
+pub struct Snapshots<'h> {
+    head: &'h Head,
 }
 
-impl SnapshotRecord {
-    /// The snapshot's directory name: its UTC time, ISO 8601, to the second.
-    pub fn name(&self) -> String {
-        let t =
-            std::time::UNIX_EPOCH + std::time::Duration::from_secs(self.time.secs.max(0) as u64);
-        humantime::format_rfc3339_seconds(t).to_string()
+impl<'h> Snapshots<'h> {
+    /// The snapshots of `head`.
+    pub fn of(head: &'h Head) -> Snapshots<'h> {
+        Snapshots { head }
     }
-}
 
-impl Head {
     /// Takes a snapshot of the head: flushes pending writes, serializes the
     /// changed directories, records the snapshot and makes it durable.
-    pub fn snapshot(&self, caller: Caller, label: Option<&str>) -> Result<SnapshotRecord, FsError> {
-        self.snapshot_run(caller, label, None)
+    pub fn take(&self, caller: Caller, label: Option<&str>) -> Result<SnapshotRecord, FsError> {
+        self.take_run(caller, label, None)
     }
 
-    /// Takes a snapshot as [`Head::snapshot`] does, stored together with
+    /// Takes a snapshot as [`Snapshots::take`] does, stored together with
     /// the record of the backup run that made it (in one transaction, so
     /// `latest` never points at it before its status is known).
-    pub fn snapshot_run(
+    pub fn take_run(
         &self,
         caller: Caller,
         label: Option<&str>,
         run: Option<&RunRecord>,
     ) -> Result<SnapshotRecord, FsError> {
         let _op = caller.span("snapshot");
-        self.flush_all(caller)?;
-        let _serial = self.commit_lock.locked();
+        let head = self.head;
+        head.flush_all(caller)?;
+        let serial = head.serial();
         // A snapshot's directory name is its time to the second: a second
         // snapshot within one second waits for the next, so names never
         // collide and always tell the truth.
-        if let Some(last) = self.last_snapshot()? {
+        if let Some(last) = self.last()? {
             wait_past_second(last.record.time.secs);
         }
-        let store = self.repo.store();
-        let id_key = self.repo.keys().id;
-        let record = self.wtx_no_commit(|w| {
+        let store = head.repo().store();
+        let id_key = head.repo().keys().id;
+        let record = serial.transact(|w| {
             let mut stats = SnapshotStats::default();
             let root_rec = w.get(InodeNo::ROOT)?;
-            let subtree = build_tree(self, w, InodeNo::ROOT, &root_rec, &mut stats)?;
+            let subtree = build_tree(head, w, InodeNo::ROOT, &root_rec, &mut stats)?;
             let mut root = entry_of(w, &id_key, b"", InodeNo::ROOT, &root_rec)?;
             root.subtree = Some(subtree);
             // Sequence numbers come from a counter, so a deleted snapshot's
@@ -188,8 +148,8 @@ impl Head {
             }
             Ok(record)
         })?;
-        self.commit_locked()?;
-        self.counters.last_snapshot_dirs.store(
+        serial.commit()?;
+        head.counters.last_snapshot_dirs.store(
             record.stats.dirs_serialized,
             std::sync::atomic::Ordering::Relaxed,
         );
@@ -197,8 +157,8 @@ impl Head {
     }
 
     /// All snapshots, oldest first.
-    pub fn snapshots(&self) -> Result<Vec<SnapshotRow>, FsError> {
-        let r = self.rtx()?;
+    pub fn list(&self) -> Result<Vec<SnapshotRow>, FsError> {
+        let r = self.head.rtx()?;
         let mut out = Vec::new();
         for row in r.snapshots()?.iter().map_err(records::db)? {
             let (k, v) = row.map_err(records::db)?;
@@ -213,8 +173,8 @@ impl Head {
     }
 
     /// The newest snapshot, if any.
-    pub fn last_snapshot(&self) -> Result<Option<SnapshotRow>, FsError> {
-        let r = self.rtx()?;
+    pub fn last(&self) -> Result<Option<SnapshotRow>, FsError> {
+        let r = self.head.rtx()?;
         let last = r.snapshots()?.last().map_err(records::db)?;
         last.map(|(k, v)| {
             records::open(
@@ -228,8 +188,8 @@ impl Head {
     }
 
     /// One snapshot by sequence number.
-    pub fn snapshot_by_seq(&self, seq: u64) -> Result<SnapshotRow, FsError> {
-        let r = self.rtx()?;
+    pub fn by_seq(&self, seq: u64) -> Result<SnapshotRow, FsError> {
+        let r = self.head.rtx()?;
         let v = r
             .snapshots()?
             .get(seq)
@@ -245,9 +205,9 @@ impl Head {
 
     /// Deletes a snapshot's record (its objects stay until garbage
     /// collection exists). For tests; retention will be the only caller.
-    pub fn delete_snapshot(&self, caller: Caller, seq: u64) -> Result<(), FsError> {
+    pub fn delete(&self, caller: Caller, seq: u64) -> Result<(), FsError> {
         let _op = caller.span("delete_snapshot");
-        self.wtx(|w| {
+        self.head.transact(|w| {
             w.snapshots_mut()?
                 .remove(seq)
                 .map_err(records::db)?
@@ -255,25 +215,25 @@ impl Head {
             w.runs_mut()?.remove(seq).map_err(records::db)?;
             Ok(())
         })?;
-        self.commit()
+        self.head.commit()
     }
 
     /// Checks every snapshot's structure: its record is indexed, every tree
     /// below its root opens, every chunk a file refers to is indexed, and
     /// every file's content digest matches its extents. Returns the problems.
-    pub fn verify_snapshots(&self, caller: Caller) -> Result<Vec<String>, FsError> {
+    pub fn verify(&self, caller: Caller) -> Result<Vec<String>, FsError> {
         let _op = caller.span("verify_snapshots");
-        let index = self.repo.store().index();
+        let index = self.head.repo().store().index();
         let indexed = |id: &[u8; 32]| {
             index
                 .chunk(&ChunkId(*id))
                 .map(|l| l.is_some())
                 .map_err(|e| FsError::Io(e.to_string()))
         };
-        let id_key = self.repo.keys().id;
+        let id_key = self.head.repo().keys().id;
         let mut errors = Vec::new();
         let mut seen = std::collections::HashSet::new();
-        for row in self.snapshots()? {
+        for row in self.list()? {
             let seq = row.record.seq;
             if !indexed(&row.id)? {
                 errors.push(format!(
@@ -290,7 +250,7 @@ impl Head {
                 if !seen.insert(t) {
                     continue;
                 }
-                let tree = match self.tree(&t) {
+                let tree = match Tree::load(self.head.repo().store(), &t) {
                     Ok(tree) => tree,
                     Err(e) => {
                         errors.push(format!("snapshot {seq}: tree {}: {e}", ChunkId(t)));
@@ -319,15 +279,8 @@ impl Head {
         Ok(errors)
     }
 
-    /// Reads a tree object.
-    pub fn tree(&self, id: &[u8; 32]) -> Result<Tree, FsError> {
-        let bytes = self.repo.store().get_object(Kind::Tree, &ChunkId(*id))?;
-        postcard::from_bytes(bytes.as_slice())
-            .map_err(|e| FsError::Corrupt(format!("tree {}: {e}", ChunkId(*id))))
-    }
-
     /// Reads bytes of a file in a snapshot.
-    pub fn read_snapshot_file(
+    pub fn read_file(
         &self,
         caller: Caller,
         entry: &TreeEntry,
@@ -347,7 +300,10 @@ impl Head {
             if o >= end {
                 break;
             }
-            let data = self.chunk(&ChunkId(chunk))?;
+            let data = self
+                .head
+                .reader()
+                .chunk(self.head.repo().store(), &ChunkId(chunk))?;
             if data.as_slice().len() != l as usize {
                 return Err(FsError::Corrupt(format!(
                     "chunk {} is not the length its tree says",
@@ -361,6 +317,63 @@ impl Head {
         }
         Ok(out)
     }
+
+    /// Replaces the run record of snapshot `seq` with a newer revision
+    /// (after validation), durably.
+    pub fn set_run(&self, caller: Caller, seq: u64, run: &RunRecord) -> Result<(), FsError> {
+        let _op = caller.span("set_run");
+        let row = self.by_seq(seq)?;
+        if let Some(old) = self.runs()?.get(&seq) {
+            if old.run != run.run || old.revision >= run.revision {
+                return Err(FsError::Invalid(
+                    "a run record replaces only an older revision of the same run",
+                ));
+            }
+        }
+        let store = self.head.repo().store();
+        self.head
+            .transact(|w| put_run(w, store, &row.id, seq, run))?;
+        self.head.commit()
+    }
+
+    /// Run records by snapshot sequence number (snapshots taken outside a
+    /// backup run have none).
+    pub fn runs(&self) -> Result<BTreeMap<u64, RunRecord>, FsError> {
+        let r = self.head.rtx()?;
+        let mut out = BTreeMap::new();
+        for row in r.runs()?.iter().map_err(records::db)? {
+            let (k, v) = row.map_err(records::db)?;
+            let stored: StoredRun = records::open(
+                r.sealer(),
+                Kind::IndexSnapshotRun,
+                &k.value().to_le_bytes(),
+                v.value(),
+            )?;
+            out.insert(k.value(), stored.run);
+        }
+        Ok(out)
+    }
+
+    /// Makes head/ snapshot `seq`'s tree, discarding everything written
+    /// since (`strata head reset`); durable when it returns. Refused with
+    /// [`FsError::Busy`] while a file in head/ is open; see [`Head::reset_to`].
+    pub fn reset_head(&self, caller: Caller, seq: u64) -> Result<ResetOutcome, FsError> {
+        let row = self.by_seq(seq)?;
+        let discarded_inodes = self.head.reset_to(caller, &row.record.root)?;
+        tracing::info!(
+            seq,
+            snapshot = %row.record.name(),
+            discarded_inodes,
+            uid = caller.uid,
+            pid = caller.pid,
+            "head reset to a snapshot"
+        );
+        Ok(ResetOutcome {
+            seq,
+            name: row.record.name(),
+            discarded_inodes,
+        })
+    }
 }
 
 /// Sleeps until the wall clock is past second `secs`.
@@ -373,19 +386,6 @@ fn wait_past_second(secs: i64) {
         let left = 1_000_000_000 - u64::from(now.nanos);
         std::thread::sleep(std::time::Duration::from_nanos(left.max(1_000_000)));
     }
-}
-
-/// The digest of a file's content: keyed BLAKE3 over its size and extents.
-pub fn content_digest(id_key: &[u8; 32], size: u64, extents: &[(u64, [u8; 32], u32)]) -> [u8; 32] {
-    let mut h = blake3::Hasher::new_keyed(id_key);
-    h.update(b"content");
-    h.update(&size.to_le_bytes());
-    for (o, c, l) in extents {
-        h.update(&o.to_le_bytes());
-        h.update(c);
-        h.update(&l.to_le_bytes());
-    }
-    *h.finalize().as_bytes()
 }
 
 fn entry_of(
@@ -437,7 +437,7 @@ fn build_tree(
         stats.dirs_reused += 1;
         return Ok(id);
     }
-    let id_key = head.repo.keys().id;
+    let id_key = head.repo().keys().id;
     let mut entries = Vec::new();
     let mut after = None;
     loop {
@@ -458,7 +458,7 @@ fn build_tree(
     }
     entries.sort_by(|a, b| a.name.cmp(&b.name));
     let bytes = postcard::to_allocvec(&Tree { entries }).expect("tree serializes");
-    let (id, _) = head.repo.store().put_object(Kind::Tree, &bytes)?;
+    let (id, _) = head.repo().store().put_object(Kind::Tree, &bytes)?;
     let mut rec = w.get(dir)?;
     rec.clean_tree = Some(id.0);
     w.put(dir, &rec)?;
