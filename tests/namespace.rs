@@ -1,0 +1,293 @@
+//! The namespace a mount shows (`head/`, `snapshots/`, `latest` and label
+//! links, mount inode numbers), through its Rust API, without a mount.
+
+mod common;
+
+use std::sync::Arc;
+
+use common::*;
+use strata::store::io::sim::SimDisk;
+use strata::store::io::Disk;
+use strata::tree::head::{Caller, FileKind, FsError, Head, InodeNo, OpenMode, SetAttr};
+use strata::tree::namespace::{Access, Namespace, Node, HEAD_INO, LATEST, ROOT_INO, SNAPSHOTS_INO};
+use strata::tree::record::{HookOutcome, RunRecord, RunStatus};
+use strata::tree::snapshot::SNAPSHOT_INO_BITS;
+
+const ME: Caller = Caller {
+    uid: 1000,
+    gid: 100,
+    pid: 1,
+};
+
+fn namespace() -> Namespace {
+    let disk: Arc<dyn Disk> = Arc::new(SimDisk::new());
+    init_encrypted(disk.clone());
+    Namespace::new(Head::new(open(disk)).unwrap(), Access::default()).unwrap()
+}
+
+/// Creates `name` in `dir` holding `data`, as a writer would: create,
+/// open, write, release.
+fn put(ns: &Namespace, dir: u64, name: &str, data: &[u8]) -> u64 {
+    let ino = ns
+        .create(ME, dir, name.as_bytes(), 0o644, 0o022)
+        .unwrap()
+        .ino
+        .0;
+    ns.open(ME, ino, OpenMode::Write).unwrap();
+    ns.write(ME, ino, 0, data, false).unwrap();
+    ns.release(ME, ino).unwrap();
+    ino
+}
+
+fn names(ns: &Namespace, dir: u64) -> Vec<String> {
+    ns.readdir(ME, dir, 0, false)
+        .unwrap()
+        .into_iter()
+        .map(|e| String::from_utf8(e.name).unwrap())
+        .collect()
+}
+
+/// The mount inode number of `path` under `dir`, by lookups.
+fn walk(ns: &Namespace, mut dir: u64, path: &str) -> u64 {
+    for part in path.split('/') {
+        dir = ns.lookup(ME, dir, part.as_bytes()).unwrap().ino.0;
+    }
+    dir
+}
+
+fn run_record(status: RunStatus) -> RunRecord {
+    RunRecord {
+        run: "run-1".into(),
+        revision: 1,
+        status,
+        latest: status.is_good(),
+        started: 1_700_000_000,
+        copy: HookOutcome {
+            name: "copy".into(),
+            exit: Some(0),
+            ..HookOutcome::default()
+        },
+        hooks: Vec::new(),
+        leftovers: None,
+    }
+}
+
+#[test]
+fn the_root_holds_head_and_snapshots_and_head_inodes_keep_their_numbers() {
+    let ns = namespace();
+    assert_eq!(names(&ns, ROOT_INO), ["head", "snapshots"]);
+    assert_eq!(walk(&ns, ROOT_INO, "head"), HEAD_INO);
+    assert_eq!(walk(&ns, ROOT_INO, "snapshots"), SNAPSHOTS_INO);
+    assert!(matches!(
+        ns.lookup(ME, ROOT_INO, b"other"),
+        Err(FsError::NotFound)
+    ));
+    assert!(names(&ns, SNAPSHOTS_INO).is_empty(), "no snapshot yet");
+
+    let dir = ns.mkdir(ME, HEAD_INO, b"data", 0o755, 0o022).unwrap().ino.0;
+    let f = put(&ns, dir, "f", b"hello");
+    assert_eq!(Node::of(f), Node::Head(InodeNo(f)));
+    assert!(f >> SNAPSHOT_INO_BITS == 0, "head inodes sit below 2^40");
+    assert_eq!(walk(&ns, HEAD_INO, "data/f"), f);
+    assert_eq!(ns.read(ME, f, 0, 100).unwrap(), b"hello");
+    assert_eq!(names(&ns, HEAD_INO), ["data"]);
+}
+
+#[test]
+fn a_snapshot_shows_under_its_time_with_latest_and_label_links() {
+    let ns = namespace();
+    let dir = ns.mkdir(ME, HEAD_INO, b"data", 0o755, 0o022).unwrap().ino.0;
+    put(&ns, dir, "f", b"night one");
+    let first = ns.snapshot(ME, Some("nightly")).unwrap();
+    let name = first.name();
+
+    assert_eq!(
+        names(&ns, SNAPSHOTS_INO),
+        [name.as_str(), LATEST, "nightly"]
+    );
+    for link in [LATEST, "nightly"] {
+        let attr = ns.lookup(ME, SNAPSHOTS_INO, link.as_bytes()).unwrap();
+        assert_eq!(attr.kind, FileKind::Symlink);
+        assert_eq!(ns.readlink(ME, attr.ino.0).unwrap(), name.as_bytes());
+    }
+    let f1 = walk(&ns, SNAPSHOTS_INO, &format!("{name}/data/f"));
+    assert_eq!(ns.read(ME, f1, 0, 100).unwrap(), b"night one");
+    assert!(matches!(Node::of(f1), Node::Snap { seq, .. } if seq == first.seq));
+
+    // The head moves on; the snapshot does not.
+    let f = walk(&ns, HEAD_INO, "data/f");
+    ns.open(ME, f, OpenMode::Truncate).unwrap();
+    ns.write(ME, f, 0, b"night two", false).unwrap();
+    ns.release(ME, f).unwrap();
+    let second = ns.snapshot(ME, None).unwrap();
+    assert_eq!(ns.read(ME, f1, 0, 100).unwrap(), b"night one");
+    let f2 = walk(&ns, SNAPSHOTS_INO, &format!("{}/data/f", second.name()));
+    assert_eq!(ns.read(ME, f2, 0, 100).unwrap(), b"night two");
+
+    // latest follows the newest snapshot; the label stays with the newest
+    // snapshot that carries it.
+    let target = |link: &str| {
+        let ino = ns.lookup(ME, SNAPSHOTS_INO, link.as_bytes()).unwrap().ino.0;
+        String::from_utf8(ns.readlink(ME, ino).unwrap()).unwrap()
+    };
+    assert_eq!(target(LATEST), second.name());
+    assert_eq!(target("nightly"), name);
+    assert_eq!(
+        ns.snapshots()
+            .iter()
+            .map(|r| r.record.seq)
+            .collect::<Vec<_>>(),
+        [first.seq, second.seq]
+    );
+}
+
+#[test]
+fn one_file_in_two_snapshots_has_two_inode_numbers_and_hard_links_share_one() {
+    let ns = namespace();
+    let f = put(&ns, HEAD_INO, "f", b"x");
+    ns.link(ME, f, HEAD_INO, b"g").unwrap();
+    let a = ns.snapshot(ME, None).unwrap();
+    let b = ns.snapshot(ME, None).unwrap();
+    let in_a = |s: &str| walk(&ns, SNAPSHOTS_INO, &format!("{}/{s}", a.name()));
+    assert_eq!(
+        in_a("f"),
+        in_a("g"),
+        "hard links share an inode within a snapshot"
+    );
+    let in_b = walk(&ns, SNAPSHOTS_INO, &format!("{}/f", b.name()));
+    assert_ne!(
+        in_a("f"),
+        in_b,
+        "never across snapshots (cp -a, rsync -H, du)"
+    );
+    assert_ne!(in_a("f"), f, "nor with the head");
+    let attr = ns.getattr(ME, in_b).unwrap();
+    assert_eq!((attr.ino.0, attr.nlink, attr.size), (in_b, 2, 1));
+    for ino in [in_a("f"), in_b, f] {
+        assert_eq!(Node::of(ino).ino(), ino, "mount inode numbers round-trip");
+    }
+}
+
+#[test]
+fn snapshots_refuse_every_change_with_erofs() {
+    let ns = namespace();
+    let dir = ns.mkdir(ME, HEAD_INO, b"d", 0o755, 0o022).unwrap().ino.0;
+    put(&ns, dir, "f", b"kept");
+    let snap = ns.snapshot(ME, None).unwrap();
+    let root = walk(&ns, SNAPSHOTS_INO, &snap.name());
+    let d = walk(&ns, root, "d");
+    let f = walk(&ns, d, "f");
+    let erofs = |r: Result<(), FsError>| {
+        let e = r.unwrap_err();
+        assert!(matches!(e, FsError::ReadOnly), "{e:?}");
+        assert_eq!(e.errno(), libc::EROFS);
+    };
+    erofs(ns.write(ME, f, 0, b"x", false).map(drop));
+    erofs(ns.create(ME, d, b"new", 0o644, 0).map(drop));
+    erofs(ns.mkdir(ME, d, b"new", 0o755, 0).map(drop));
+    erofs(ns.unlink(ME, d, b"f"));
+    erofs(ns.rmdir(ME, root, b"d"));
+    erofs(ns.link(ME, f, d, b"g").map(drop));
+    erofs(ns.symlink(ME, d, b"s", b"f").map(drop));
+    erofs(
+        ns.setattr(
+            ME,
+            f,
+            &SetAttr {
+                perm: Some(0o600),
+                ..SetAttr::default()
+            },
+        )
+        .map(drop),
+    );
+    erofs(ns.setxattr(ME, f, b"user.a", b"1", false, false));
+    erofs(ns.removexattr(ME, f, b"user.a"));
+    erofs(ns.open(ME, f, OpenMode::Write).map(drop));
+    assert_eq!(ns.read(ME, f, 0, 100).unwrap(), b"kept");
+    assert_eq!(
+        ns.open(ME, f, OpenMode::Read).unwrap().size,
+        4,
+        "reading a snapshot stays possible"
+    );
+}
+
+#[test]
+fn mkdir_in_snapshots_takes_a_labelled_snapshot_and_bad_labels_are_refused() {
+    let ns = namespace();
+    put(&ns, HEAD_INO, "f", b"x");
+    let attr = ns
+        .mkdir(ME, SNAPSHOTS_INO, b"before-upgrade", 0o755, 0)
+        .unwrap();
+    let rows = ns.snapshots();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].record.label.as_deref(), Some("before-upgrade"));
+    assert_eq!(
+        walk(&ns, SNAPSHOTS_INO, &rows[0].record.name()),
+        attr.ino.0,
+        "mkdir answers with the snapshot's directory"
+    );
+    for bad in ["latest", "2026-01-01", "", "a/b", "with space"] {
+        assert!(
+            matches!(ns.snapshot(ME, Some(bad)), Err(FsError::Invalid(_))),
+            "label {bad:?}"
+        );
+    }
+    assert_eq!(ns.snapshots().len(), 1, "a refused label takes no snapshot");
+}
+
+#[test]
+fn latest_skips_a_snapshot_whose_run_failed_until_its_record_is_good() {
+    let ns = namespace();
+    put(&ns, HEAD_INO, "f", b"x");
+    let good = ns.snapshot(ME, Some("nightly")).unwrap();
+    let failed = ns
+        .snapshot_run(ME, Some("nightly"), Some(&run_record(RunStatus::Failed)))
+        .unwrap();
+    let target = |link: &str| {
+        let ino = ns.lookup(ME, SNAPSHOTS_INO, link.as_bytes()).unwrap().ino.0;
+        String::from_utf8(ns.readlink(ME, ino).unwrap()).unwrap()
+    };
+    assert_eq!(target(LATEST), good.name());
+    assert_eq!(target("nightly"), good.name());
+    assert_eq!(
+        names(&ns, SNAPSHOTS_INO).len(),
+        4,
+        "both snapshots are listed, with latest and the label"
+    );
+    assert_eq!(ns.run(failed.seq).unwrap().status, RunStatus::Failed);
+
+    let mut validated = run_record(RunStatus::Validated);
+    validated.revision = 2;
+    ns.set_run(ME, failed.seq, &validated).unwrap();
+    assert_eq!(target(LATEST), failed.name());
+    assert_eq!(target("nightly"), failed.name());
+}
+
+#[test]
+fn a_snapshot_entry_is_kept_until_the_kernel_forgets_every_lookup_of_it() {
+    let ns = namespace();
+    let dir = ns.mkdir(ME, HEAD_INO, b"d", 0o755, 0o022).unwrap().ino.0;
+    put(&ns, dir, "f", b"data");
+    let snap = ns.snapshot(ME, None).unwrap();
+    let f = walk(&ns, SNAPSHOTS_INO, &format!("{}/d/f", snap.name()));
+    // readdirplus counts as a lookup too: two references now.
+    let d = walk(&ns, SNAPSHOTS_INO, &format!("{}/d", snap.name()));
+    let listed = ns.readdir(ME, d, 0, true).unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].ino, f);
+    assert_eq!(listed[0].attr.as_ref().unwrap().size, 4);
+    ns.forget(f, 1);
+    assert_eq!(ns.getattr(ME, f).unwrap().size, 4, "one reference left");
+    assert_eq!(ns.read(ME, f, 0, 100).unwrap(), b"data");
+    ns.forget(f, 1);
+    assert!(
+        matches!(ns.getattr(ME, f), Err(FsError::NotFound)),
+        "forgotten entries are not kept (memory stays bounded by what the kernel holds)"
+    );
+    assert_eq!(
+        ns.lookup(ME, d, b"f").unwrap().ino.0,
+        f,
+        "a new lookup finds it again"
+    );
+    assert_eq!(ns.read(ME, f, 0, 100).unwrap(), b"data");
+}
