@@ -609,7 +609,7 @@ impl Store {
             MAX_OBJECT_LEN
         };
         self.codec
-            .decode_object(kind, id, &sealed, max)
+            .decode_owned(kind, id, sealed, max)
             .map_err(|source| StoreError::Corrupt {
                 chunk: *id,
                 pack: loc.pack,

@@ -2,7 +2,7 @@
 //! reverse, which yields data only after its id checked out.
 
 use crate::store::crypto::{SealError, Sealer};
-use crate::store::format::{Kind, COMPRESSION_LZ4, COMPRESSION_NONE};
+use crate::store::format::{Kind, COMPRESSION_LZ4, COMPRESSION_NONE, NONCE_LEN};
 use crate::store::id::ChunkId;
 
 /// A chunk that cannot be decoded.
@@ -21,23 +21,38 @@ pub enum DecodeError {
 
 /// Chunk bytes whose keyed hash matched their id. Only [`ChunkCodec::decode`]
 /// makes one, so holding a `Verified` means the bytes are the ones stored.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Verified(Vec<u8>);
+/// The bytes may be a window of the buffer they were read and opened in,
+/// so that an uncompressed chunk is never copied out of it.
+#[derive(Clone)]
+pub struct Verified {
+    buf: Vec<u8>,
+    range: std::ops::Range<usize>,
+}
 
 impl Verified {
     /// The bytes.
     pub fn as_slice(&self) -> &[u8] {
-        &self.0
+        &self.buf[self.range.clone()]
     }
     /// The bytes, owned.
-    pub fn into_vec(self) -> Vec<u8> {
-        self.0
+    pub fn into_vec(mut self) -> Vec<u8> {
+        self.buf.truncate(self.range.end);
+        self.buf.drain(..self.range.start);
+        self.buf
     }
 }
 
+impl PartialEq for Verified {
+    fn eq(&self, other: &Verified) -> bool {
+        self.as_slice() == other.as_slice()
+    }
+}
+
+impl Eq for Verified {}
+
 impl std::fmt::Debug for Verified {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Verified({} bytes)", self.0.len())
+        write!(f, "Verified({} bytes)", self.range.len())
     }
 }
 
@@ -103,16 +118,30 @@ impl ChunkCodec {
         self.encode_object(Kind::Chunk, id, data)
     }
 
-    /// Seals an object of `kind` (see [`ChunkCodec::encode`]).
+    /// Seals an object of `kind` (see [`ChunkCodec::encode`]). The
+    /// compressor writes into the sealed object's buffer, which is then
+    /// encrypted in place; an object that does not compress is copied
+    /// there once.
     pub fn encode_object(&self, kind: Kind, id: &ChunkId, data: &[u8]) -> Vec<u8> {
-        let compressed = lz4_flex::compress_prepend_size(data);
-        if compressed.len() + data.len() / 16 < data.len() {
-            let parts: [&[u8]; 2] = [&[COMPRESSION_LZ4], &compressed];
-            self.sealer.seal_parts(kind, id.as_bytes(), &parts)
-        } else {
-            self.sealer
-                .seal_parts(kind, id.as_bytes(), &[&[COMPRESSION_NONE], data])
-        }
+        let bound = lz4_flex::block::get_maximum_output_size(data.len());
+        self.sealer
+            .seal_with(kind, id.as_bytes(), 1 + 4 + bound, |out| {
+                let start = out.len();
+                out.push(COMPRESSION_LZ4);
+                out.extend_from_slice(&(data.len() as u32).to_le_bytes());
+                let body = out.len();
+                out.resize(body + bound, 0);
+                let n = lz4_flex::block::compress_into(data, &mut out[body..])
+                    .expect("the output holds the compressor's bound");
+                // Compressed when that saves at least 1/16, size prefix included.
+                if 4 + n + data.len() / 16 < data.len() {
+                    out.truncate(body + n);
+                } else {
+                    out.truncate(start);
+                    out.push(COMPRESSION_NONE);
+                    out.extend_from_slice(data);
+                }
+            })
     }
 
     /// Opens, decompresses and verifies a sealed chunk.
@@ -129,12 +158,36 @@ impl ChunkCodec {
         sealed: &[u8],
         max_len: usize,
     ) -> Result<Verified, DecodeError> {
-        let plain = self.sealer.open(kind, id.as_bytes(), sealed)?;
+        self.decode_owned(kind, id, sealed.to_vec(), max_len)
+    }
+
+    /// [`ChunkCodec::decode_object`] of a buffer the caller gives up (just
+    /// read from a pack): it is opened in place, and an uncompressed object
+    /// is returned as a window of it, never copied.
+    pub fn decode_owned(
+        &self,
+        kind: Kind,
+        id: &ChunkId,
+        mut sealed: Vec<u8>,
+        max_len: usize,
+    ) -> Result<Verified, DecodeError> {
+        let plain = self
+            .sealer
+            .open_in_place(kind, id.as_bytes(), &mut sealed)?;
+        let plain_len = plain.len();
         let (&method, payload) = plain
             .split_first()
             .ok_or_else(|| DecodeError::Compression("empty plaintext".into()))?;
-        let data = match method {
-            COMPRESSION_NONE => payload.to_vec(),
+        let verified = match method {
+            COMPRESSION_NONE => {
+                // The plaintext starts after the suite byte and the nonce;
+                // its payload after the method byte.
+                let start = 1 + NONCE_LEN + 1;
+                Verified {
+                    buf: sealed,
+                    range: start..start + plain_len - 1,
+                }
+            }
             COMPRESSION_LZ4 => {
                 let size = payload
                     .get(..4)
@@ -145,15 +198,19 @@ impl ChunkCodec {
                         "claims {size} bytes, more than the largest object ({max_len})"
                     )));
                 }
-                lz4_flex::decompress_size_prepended(payload)
-                    .map_err(|e| DecodeError::Compression(e.to_string()))?
+                let data = lz4_flex::decompress_size_prepended(payload)
+                    .map_err(|e| DecodeError::Compression(e.to_string()))?;
+                Verified {
+                    range: 0..data.len(),
+                    buf: data,
+                }
             }
             other => return Err(DecodeError::Compression(format!("unknown method {other}"))),
         };
-        if self.object_id(kind, &data) != *id {
+        if self.object_id(kind, verified.as_slice()) != *id {
             return Err(DecodeError::HashMismatch);
         }
-        Ok(Verified(data))
+        Ok(verified)
     }
 }
 
@@ -188,6 +245,58 @@ mod tests {
         let (a, b) = (b"first".to_vec(), b"second".to_vec());
         let sealed = c.encode(&c.id(&a), &a);
         assert!(c.decode(&c.id(&b), &sealed).is_err());
+    }
+
+    /// The encoder writes what the format has always said (method byte,
+    /// then for lz4 the size as u32 LE and the block): an object sealed the
+    /// plain way decodes, and a new object opens and decompresses the plain
+    /// way.
+    #[test]
+    fn in_place_coding_keeps_the_format() {
+        let c = codec(Suite::Aes256GcmSiv);
+        for data in [
+            vec![b'z'; 70_000],
+            crate::store::chunker::tests::xorshift_bytes(7, 70_000),
+        ] {
+            let id = c.id(&data);
+            let compressed = lz4_flex::compress_prepend_size(&data);
+            let old = if compressed.len() + data.len() / 16 < data.len() {
+                c.sealer.seal_parts(
+                    Kind::Chunk,
+                    id.as_bytes(),
+                    &[&[COMPRESSION_LZ4], &compressed],
+                )
+            } else {
+                c.sealer
+                    .seal_parts(Kind::Chunk, id.as_bytes(), &[&[COMPRESSION_NONE], &data])
+            };
+            assert_eq!(c.decode(&id, &old).unwrap().as_slice(), &data[..]);
+            let new = c.encode(&id, &data);
+            assert_eq!(new.len(), old.len(), "same method, same length");
+            let plain = c.sealer.open(Kind::Chunk, id.as_bytes(), &new).unwrap();
+            let decoded = match plain[0] {
+                COMPRESSION_LZ4 => lz4_flex::decompress_size_prepended(&plain[1..]).unwrap(),
+                _ => plain[1..].to_vec(),
+            };
+            assert_eq!(decoded, data);
+        }
+    }
+
+    #[test]
+    fn an_uncompressed_chunk_is_a_window_of_its_read_buffer() {
+        let c = codec(Suite::Aes256GcmSiv);
+        let data = crate::store::chunker::tests::xorshift_bytes(3, 50_000);
+        let id = c.id(&data);
+        let sealed = c.encode(&id, &data);
+        let v = c
+            .decode_owned(Kind::Chunk, &id, sealed.clone(), 1 << 20)
+            .unwrap();
+        assert_eq!(v.as_slice(), &data[..]);
+        assert_eq!(v.buf.len(), sealed.len(), "no copy: the read buffer itself");
+        assert_eq!(v.into_vec(), data);
+        let mut forged = sealed;
+        forged[40] ^= 1;
+        assert!(c.decode_owned(Kind::Chunk, &id, forged, 1 << 20).is_err());
     }
 
     proptest! {

@@ -87,21 +87,36 @@ impl Sealer {
 
     /// Seals the concatenation of `parts` without joining them first.
     pub fn seal_parts(&self, kind: Kind, context: &[u8], parts: &[&[u8]]) -> Vec<u8> {
+        let len = parts.iter().map(|p| p.len()).sum();
+        self.seal_with(kind, context, len, |out| {
+            parts.iter().for_each(|p| out.extend_from_slice(p))
+        })
+    }
+
+    /// Seals the plaintext that `fill` appends to the output buffer (about
+    /// `len` bytes), so a producer such as the compressor writes it where
+    /// it is then encrypted in place, without a copy in between.
+    pub fn seal_with(
+        &self,
+        kind: Kind,
+        context: &[u8],
+        len: usize,
+        fill: impl FnOnce(&mut Vec<u8>),
+    ) -> Vec<u8> {
         let ad = self.associated_data(kind, context);
-        let len: usize = parts.iter().map(|p| p.len()).sum();
         let mut out = Vec::with_capacity(len + SEAL_OVERHEAD);
         out.push(self.suite as u8);
         match self.suite {
             Suite::Plain => {
                 out.extend_from_slice(&[0u8; NONCE_LEN]);
-                parts.iter().for_each(|p| out.extend_from_slice(p));
+                fill(&mut out);
                 let tag = self.plain_tag(&ad, &out[1 + NONCE_LEN..]);
                 out.extend_from_slice(&tag);
             }
             Suite::Aes256GcmSiv => {
                 let nonce: [u8; NONCE_LEN] = rand::random();
                 out.extend_from_slice(&nonce);
-                parts.iter().for_each(|p| out.extend_from_slice(p));
+                fill(&mut out);
                 let body = &mut out[1 + NONCE_LEN..];
                 let tag = self
                     .aead
@@ -115,6 +130,22 @@ impl Sealer {
 
     /// Opens a sealed object of `kind` expected at `context`.
     pub fn open(&self, kind: Kind, context: &[u8], sealed: &[u8]) -> Result<Vec<u8>, SealError> {
+        let mut buf = sealed.to_vec();
+        let len = self.open_in_place(kind, context, &mut buf)?.len();
+        buf.drain(..1 + NONCE_LEN);
+        buf.truncate(len);
+        Ok(buf)
+    }
+
+    /// Opens a sealed object where it lies: the plaintext is decrypted in
+    /// `sealed` and returned as the part of it that holds it. After an
+    /// error the bytes of `sealed` are unspecified; discard them.
+    pub fn open_in_place<'a>(
+        &self,
+        kind: Kind,
+        context: &[u8],
+        sealed: &'a mut [u8],
+    ) -> Result<&'a mut [u8], SealError> {
         if sealed.len() < SEAL_OVERHEAD {
             return Err(SealError::Truncated { len: sealed.len() });
         }
@@ -125,25 +156,21 @@ impl Sealer {
             });
         }
         let ad = self.associated_data(kind, context);
-        let (head, tag) = sealed.split_at(sealed.len() - TAG_LEN);
+        let at = sealed.len() - TAG_LEN;
+        let (head, tag) = sealed.split_at_mut(at);
         let nonce: [u8; NONCE_LEN] = head[1..1 + NONCE_LEN].try_into().expect("length checked");
-        let mut body = head[1 + NONCE_LEN..].to_vec();
+        let body = &mut head[1 + NONCE_LEN..];
         match self.suite {
             Suite::Plain => {
-                let expected = self.plain_tag(&ad, &body);
+                let expected = self.plain_tag(&ad, body);
                 if !constant_time_eq(&expected, tag) || nonce != [0u8; NONCE_LEN] {
                     return Err(SealError::Forged);
                 }
             }
             Suite::Aes256GcmSiv => {
-                let tag = Tag::try_from(tag).map_err(|_| SealError::Forged)?;
+                let tag = Tag::try_from(&*tag).map_err(|_| SealError::Forged)?;
                 self.aead
-                    .decrypt_inout_detached(
-                        &Nonce::from(nonce),
-                        &ad,
-                        body.as_mut_slice().into(),
-                        &tag,
-                    )
+                    .decrypt_inout_detached(&Nonce::from(nonce), &ad, (&mut *body).into(), &tag)
                     .map_err(|_| SealError::Forged)?;
             }
         }

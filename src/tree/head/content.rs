@@ -17,6 +17,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use super::txn::Reader;
 use super::Head;
 use crate::store::chunker::StreamChunker;
+use crate::store::chunks::{Store, StoreError};
 use crate::store::id::ChunkId;
 use crate::sys::sync::Recover;
 use crate::tree::types::{Attr, Caller, FileKind, FsError, InodeNo, SetAttr, Timestamp};
@@ -84,6 +85,41 @@ impl FileState {
 
 fn is_zero(data: &[u8]) -> bool {
     data.iter().all(|&b| b == 0)
+}
+
+/// What one push into a stream cut: each chunk's length and, unless it
+/// is all zeros (a hole), the id it was stored under; or the first error,
+/// after which nothing more is stored.
+struct Cut {
+    pieces: Result<Vec<(u32, Option<ChunkId>)>, StoreError>,
+}
+
+impl Default for Cut {
+    fn default() -> Cut {
+        Cut {
+            pieces: Ok(Vec::new()),
+        }
+    }
+}
+
+/// Stores chunk `c` as the chunker emits it, from the chunker's own
+/// buffer: the bytes are not copied before the codec seals them.
+fn put_cut(store: &Store, cut: &mut Cut, c: &[u8]) {
+    let Ok(pieces) = &mut cut.pieces else {
+        return;
+    };
+    let id = if is_zero(c) {
+        None
+    } else {
+        match store.put(c) {
+            Ok((id, _)) => Some(id),
+            Err(e) => {
+                cut.pieces = Err(e);
+                return;
+            }
+        }
+    };
+    pieces.push((c.len() as u32, id));
 }
 
 /// Writes `data` at `offset` into `overlay`, merging with what is there.
@@ -242,25 +278,26 @@ impl Head {
         Ok(())
     }
 
-    /// Stores chunks cut from a stream that started at `*buf_start`.
+    /// Records chunks cut from a stream that started at `*buf_start`,
+    /// stored already by [`put_cut`] as the chunker emitted them.
     fn store_stream_chunks(
         &self,
         ino: InodeNo,
         buf_start: &mut u64,
         cleared: &mut bool,
-        chunks: Vec<Vec<u8>>,
+        chunks: Cut,
     ) -> Result<(), FsError> {
-        if chunks.is_empty() {
+        let pieces = chunks.pieces?;
+        if pieces.is_empty() {
             return Ok(());
         }
-        let mut rows = Vec::with_capacity(chunks.len());
+        let mut rows = Vec::with_capacity(pieces.len());
         let mut at = *buf_start;
-        for c in &chunks {
-            if !is_zero(c) {
-                let (id, _) = self.repo.store().put(c)?;
-                rows.push((at, id, c.len() as u32));
+        for (len, id) in pieces {
+            if let Some(id) = id {
+                rows.push((at, id, len));
             }
-            at += c.len() as u64;
+            at += u64::from(len);
         }
         let from = *buf_start;
         let clear = !*cleared;
@@ -315,8 +352,8 @@ impl Head {
                 buf_start,
                 cleared,
             } if offset == size => {
-                let mut cut = Vec::new();
-                chunker.push(data, |c| cut.push(c.to_vec()));
+                let mut cut = Cut::default();
+                chunker.push(data, |c| put_cut(self.repo.store(), &mut cut, c));
                 self.store_stream_chunks(ino, buf_start, cleared, cut)?;
             }
             Mode::Stream { .. } if offset > size => {
@@ -335,8 +372,8 @@ impl Head {
                 else {
                     unreachable!()
                 };
-                let mut cut = Vec::new();
-                chunker.push(data, |c| cut.push(c.to_vec()));
+                let mut cut = Cut::default();
+                chunker.push(data, |c| put_cut(self.repo.store(), &mut cut, c));
                 self.store_stream_chunks(ino, buf_start, cleared, cut)?;
             }
             Mode::Stream { .. } => {
@@ -384,8 +421,8 @@ impl Head {
             mut cleared,
         } = std::mem::replace(&mut st.mode, fresh)
         {
-            let mut cut = Vec::new();
-            chunker.finish(|c| cut.push(c.to_vec()));
+            let mut cut = Cut::default();
+            chunker.finish(|c| put_cut(self.repo.store(), &mut cut, c));
             self.store_stream_chunks(ino, &mut buf_start, &mut cleared, cut)?;
         }
         Ok(())
@@ -587,32 +624,44 @@ impl Head {
             let mut fed = start;
             let mut done = false;
             while !done {
-                let mut cut_chunks = Vec::new();
-                if fed < size {
-                    let n = (size - fed).min(1 << 20);
-                    let block = self.read_virtual(ino, fed, fed + n, overlay, *cut)?;
-                    fed += n;
-                    stream.push(&block, |c| cut_chunks.push(c.to_vec()));
-                } else {
-                    let rest = std::mem::replace(&mut stream, self.repo.chunker().stream());
-                    rest.finish(|c| cut_chunks.push(c.to_vec()));
-                    done = true;
-                }
-                for c in cut_chunks {
-                    if !is_zero(&c) {
-                        let (id, _) = self.repo.store().put(&c)?;
-                        new_rows.push((pos, id, c.len() as u32));
+                // Chunks are stored as they are cut, until one ends on a
+                // boundary past the dirty range; the rest are not needed.
+                let mut stopped = false;
+                let mut failed = None;
+                let mut store_chunk = |c: &[u8]| {
+                    if stopped || failed.is_some() {
+                        return;
+                    }
+                    if !is_zero(c) {
+                        match self.repo.store().put(c) {
+                            Ok((id, _)) => new_rows.push((pos, id, c.len() as u32)),
+                            Err(e) => {
+                                failed = Some(e);
+                                return;
+                            }
+                        }
                     }
                     pos += c.len() as u64;
                     while i + 1 < ranges.len() && ranges[i + 1].0 < pos {
                         i += 1;
                         h = h.max(ranges[i].1);
                     }
-                    if pos >= h && boundary(pos) {
-                        done = true;
-                        break;
-                    }
+                    stopped = pos >= h && boundary(pos);
+                };
+                if fed < size {
+                    let n = (size - fed).min(1 << 20);
+                    let block = self.read_virtual(ino, fed, fed + n, overlay, *cut)?;
+                    fed += n;
+                    stream.push(&block, &mut store_chunk);
+                } else {
+                    let rest = std::mem::replace(&mut stream, self.repo.chunker().stream());
+                    rest.finish(&mut store_chunk);
+                    done = true;
                 }
+                if let Some(e) = failed {
+                    return Err(e.into());
+                }
+                done |= stopped;
             }
             replaced.push((start, pos));
             prev_stop = pos;
