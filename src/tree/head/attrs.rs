@@ -6,7 +6,6 @@ use super::acl::{self, Acl};
 use super::records::XattrRecord;
 use super::txn::Reader;
 use super::{Head, XATTR_MAX};
-use crate::sys::sync::Recover;
 use crate::tree::types::*;
 
 impl Head {
@@ -65,10 +64,7 @@ impl Head {
             Ok(rec)
         })?;
         // An explicit mtime (utimensat after a copy) wins over the pending write's.
-        let state = self.files.locked().get(&ino).cloned();
-        if let Some(state) = state {
-            self.lock_state(&state)?.attrs_set(set);
-        }
+        self.content.attrs_set(self, ino, set)?;
         Ok(self.attr_of(ino, &rec))
     }
 

@@ -9,8 +9,13 @@
 //! the start of the first extent they touch until the chunker cuts at an old
 //! extent boundary again. So a 4 KiB overwrite in a 10 GiB file stores a
 //! few new chunks, not the file. Chunks of zeros are stored as holes.
+//!
+//! [`Content`] owns the files' pending states and their locks; the head's
+//! file calls (write, read, flush, fsync) at the end of this file hand it
+//! the head whose transactions store what it cuts, and run the commit
+//! cadence after it.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -72,6 +77,14 @@ impl FileState {
     pub fn attrs_set(&mut self, set: &SetAttr) {
         if set.mtime.is_some() {
             self.mtime = None;
+        }
+    }
+
+    /// Holds a write in the overlay, to be re-chunked on flush.
+    fn stage(&mut self, offset: u64, data: &[u8]) {
+        if let Mode::Staged { overlay, dirty, .. } = &mut self.mode {
+            overlay_write(overlay, offset, data);
+            dirty.push((offset, offset + data.len() as u64));
         }
     }
 
@@ -157,12 +170,58 @@ fn overlay_write(overlay: &mut BTreeMap<u64, Vec<u8>>, offset: u64, data: &[u8])
     overlay.insert(start, bytes);
 }
 
-impl Head {
-    fn file_state(&self, ino: InodeNo) -> Result<Arc<Mutex<FileState>>, FsError> {
+/// The pending writes of the files being written: one [`FileState`] per
+/// file, each behind its own lock, in a map behind another. Its calls take
+/// the head whose transactions store what they cut.
+///
+/// Lock order: a file's state before the map, never the reverse; the map is
+/// never held across a transaction.
+#[derive(Default)]
+pub struct Content {
+    files: Mutex<HashMap<InodeNo, Arc<Mutex<FileState>>>>,
+}
+
+impl Content {
+    /// Lays a file's pending size and mtime over its stored attributes.
+    pub(super) fn overlay_attr(&self, head: &Head, attr: &mut Attr) {
+        let state = self.files.locked().get(&attr.ino).cloned();
+        if let Some(state) = state {
+            // A state lost to a panic was marked incomplete; `attr` stands.
+            if let Ok(st) = self.lock_state(head, &state) {
+                st.overlay_attr(attr);
+            }
+        }
+    }
+
+    /// A setattr with an explicit mtime supersedes the pending writes'.
+    pub(super) fn attrs_set(
+        &self,
+        head: &Head,
+        ino: InodeNo,
+        set: &SetAttr,
+    ) -> Result<(), FsError> {
+        let state = self.files.locked().get(&ino).cloned();
+        if let Some(state) = state {
+            self.lock_state(head, &state)?.attrs_set(set);
+        }
+        Ok(())
+    }
+
+    /// Drops the state of a file that is gone (its pending writes with it).
+    pub(super) fn forget(&self, ino: InodeNo) {
+        self.files.locked().remove(&ino);
+    }
+
+    /// Drops every state (after a reset: closed files hold nothing pending).
+    pub(super) fn clear(&self) {
+        self.files.locked().clear();
+    }
+
+    fn file_state(&self, head: &Head, ino: InodeNo) -> Result<Arc<Mutex<FileState>>, FsError> {
         if let Some(s) = self.files.locked().get(&ino) {
             return Ok(s.clone());
         }
-        let rec = self.rtx()?.get(ino)?;
+        let rec = head.rtx()?.get(ino)?;
         match rec.meta.kind {
             FileKind::File => {}
             FileKind::Dir => return Err(FsError::IsDir),
@@ -188,12 +247,13 @@ impl Head {
     /// so no write lands in a state nobody will flush.
     fn with_state<T>(
         &self,
+        head: &Head,
         ino: InodeNo,
         mut f: impl FnMut(&mut FileState) -> Result<T, FsError>,
     ) -> Result<T, FsError> {
         loop {
-            let state = self.file_state(ino)?;
-            let mut st = self.lock_state(&state)?;
+            let state = self.file_state(head, ino)?;
+            let mut st = self.lock_state(head, &state)?;
             if !st.closed {
                 return f(&mut st);
             }
@@ -204,8 +264,9 @@ impl Head {
     /// request) may have left its pending writes half-applied: they are
     /// dropped, the file is marked incomplete as after a failed flush, and
     /// this request fails. Later requests start over from what is stored.
-    pub(super) fn lock_state<'a>(
+    fn lock_state<'a>(
         &self,
+        head: &Head,
         state: &'a Mutex<FileState>,
     ) -> Result<MutexGuard<'a, FileState>, FsError> {
         let poisoned = match state.lock() {
@@ -220,7 +281,7 @@ impl Head {
         // Lock order: a file state before the map.
         st.closed = true;
         self.files.locked().remove(&st.ino);
-        self.mark_incomplete(st.ino, st.size);
+        self.mark_incomplete(head, st.ino, st.size);
         tracing::error!(
             ino = st.ino.0,
             "pending writes dropped after an internal error; file marked incomplete"
@@ -234,13 +295,13 @@ impl Head {
     /// Leaves nothing that would make rsync's quick check skip a file whose
     /// pending writes were lost: its size falls back to what is stored (at
     /// most `size`) and its mtime becomes one no source has.
-    fn mark_incomplete(&self, ino: InodeNo, size: u64) {
-        let stored = self
+    fn mark_incomplete(&self, head: &Head, ino: InodeNo, size: u64) {
+        let stored = head
             .rtx()
             .and_then(|r| r.extents(ino, 0, u64::MAX))
             .map(|e| e.last().map_or(0, |&(o, _, l)| o + l as u64))
             .unwrap_or(0);
-        let _ = self.wtx_no_commit(|w| {
+        let _ = head.wtx_no_commit(|w| {
             let mut rec = w.get(ino)?;
             rec.meta.size = stored.min(size);
             rec.meta.mtime = Timestamp { secs: 0, nanos: 0 };
@@ -251,18 +312,18 @@ impl Head {
 
     /// Turns a fresh state into a stream that continues the file at its
     /// end, re-feeding the last chunk so boundaries match a one-shot pass.
-    fn start_stream(&self, st: &mut FileState) -> Result<(), FsError> {
-        let mut chunker = self.repo.chunker().stream();
-        let last = self
+    fn start_stream(&self, head: &Head, st: &mut FileState) -> Result<(), FsError> {
+        let mut chunker = head.repo.chunker().stream();
+        let last = head
             .rtx()?
             .extents(st.ino, st.size.saturating_sub(1), st.size)?;
         // A last chunk cut at the maximum size is final whatever follows
         // (the chunker cuts there anyway), and re-fed it would fill the
         // look-ahead: the stream starts after it. A shorter one may grow.
-        let max = self.repo.chunker().params().max_size;
+        let max = head.repo.chunker().params().max_size;
         let (buf_start, cleared) = match last.first() {
             Some(&(off, id, len)) if off + len as u64 == st.size && len < max => {
-                let bytes = self.repo.store().get(&id)?;
+                let bytes = head.repo.store().get(&id)?;
                 chunker.push(bytes.as_slice(), |_| {
                     unreachable!("a chunk below the maximum never fills the look-ahead")
                 });
@@ -282,6 +343,7 @@ impl Head {
     /// stored already by [`put_cut`] as the chunker emitted them.
     fn store_stream_chunks(
         &self,
+        head: &Head,
         ino: InodeNo,
         buf_start: &mut u64,
         cleared: &mut bool,
@@ -301,7 +363,7 @@ impl Head {
         }
         let from = *buf_start;
         let clear = !*cleared;
-        self.wtx_no_commit(|w| {
+        head.wtx_no_commit(|w| {
             if clear {
                 w.drop_extents_from(ino, from)?;
             }
@@ -325,23 +387,20 @@ impl Head {
     }
 
     /// Writes `data` at `offset`; returns the bytes written.
-    pub fn write(
+    fn write(&self, head: &Head, ino: InodeNo, offset: u64, data: &[u8]) -> Result<usize, FsError> {
+        self.with_state(head, ino, |st| self.write_locked(head, st, offset, data))
+    }
+
+    fn write_locked(
         &self,
-        caller: Caller,
-        ino: InodeNo,
+        head: &Head,
+        st: &mut FileState,
         offset: u64,
         data: &[u8],
     ) -> Result<usize, FsError> {
-        let _op = caller.span("write");
-        let written = self.with_state(ino, |st| self.write_locked(st, offset, data))?;
-        self.maybe_commit(written as u64)?;
-        Ok(written)
-    }
-
-    fn write_locked(&self, st: &mut FileState, offset: u64, data: &[u8]) -> Result<usize, FsError> {
         let fresh = matches!(&st.mode, Mode::Staged { overlay, dirty, cut } if overlay.is_empty() && dirty.is_empty() && *cut == u64::MAX);
         if fresh && offset == st.size {
-            self.start_stream(st)?;
+            self.start_stream(head, st)?;
         }
         let size = st.size;
         let FileState { mode, ino, .. } = &mut *st;
@@ -353,14 +412,14 @@ impl Head {
                 cleared,
             } if offset == size => {
                 let mut cut = Cut::default();
-                chunker.push(data, |c| put_cut(self.repo.store(), &mut cut, c));
-                self.store_stream_chunks(ino, buf_start, cleared, cut)?;
+                chunker.push(data, |c| put_cut(head.repo.store(), &mut cut, c));
+                self.store_stream_chunks(head, ino, buf_start, cleared, cut)?;
             }
             Mode::Stream { .. } if offset > size => {
                 // A gap: what lies between stays a hole; a new stream starts.
-                self.finish_stream(st)?;
+                self.finish_stream(head, st)?;
                 st.mode = Mode::Stream {
-                    chunker: self.repo.chunker().stream(),
+                    chunker: head.repo.chunker().stream(),
                     buf_start: offset,
                     cleared: true,
                 };
@@ -373,39 +432,32 @@ impl Head {
                     unreachable!()
                 };
                 let mut cut = Cut::default();
-                chunker.push(data, |c| put_cut(self.repo.store(), &mut cut, c));
-                self.store_stream_chunks(ino, buf_start, cleared, cut)?;
+                chunker.push(data, |c| put_cut(head.repo.store(), &mut cut, c));
+                self.store_stream_chunks(head, ino, buf_start, cleared, cut)?;
             }
             Mode::Stream { .. } => {
-                self.finish_stream(st)?;
+                self.finish_stream(head, st)?;
                 st.mode = Mode::Staged {
                     overlay: BTreeMap::new(),
                     dirty: Vec::new(),
                     cut: u64::MAX,
                 };
-                self.stage(st, offset, data);
+                st.stage(offset, data);
             }
-            Mode::Staged { .. } => self.stage(st, offset, data),
+            Mode::Staged { .. } => st.stage(offset, data),
         }
         st.size = st.size.max(offset + data.len() as u64);
         st.mtime = Some(Timestamp::now());
         let staged = st.staged_bytes();
-        self.counters.staging_bytes.store(staged, Ordering::Relaxed);
+        head.counters.staging_bytes.store(staged, Ordering::Relaxed);
         if staged > STAGING_LIMIT {
-            self.rebuild(st)?;
+            self.rebuild(head, st)?;
         }
         Ok(data.len())
     }
 
-    fn stage(&self, st: &mut FileState, offset: u64, data: &[u8]) {
-        if let Mode::Staged { overlay, dirty, .. } = &mut st.mode {
-            overlay_write(overlay, offset, data);
-            dirty.push((offset, offset + data.len() as u64));
-        }
-    }
-
     /// Emits a stream's look-ahead as the file's last chunks.
-    fn finish_stream(&self, st: &mut FileState) -> Result<(), FsError> {
+    fn finish_stream(&self, head: &Head, st: &mut FileState) -> Result<(), FsError> {
         let ino = st.ino;
         if !matches!(st.mode, Mode::Stream { .. }) {
             return Ok(());
@@ -422,24 +474,17 @@ impl Head {
         } = std::mem::replace(&mut st.mode, fresh)
         {
             let mut cut = Cut::default();
-            chunker.finish(|c| put_cut(self.repo.store(), &mut cut, c));
-            self.store_stream_chunks(ino, &mut buf_start, &mut cleared, cut)?;
+            chunker.finish(|c| put_cut(head.repo.store(), &mut cut, c));
+            self.store_stream_chunks(head, ino, &mut buf_start, &mut cleared, cut)?;
         }
         Ok(())
     }
 
     /// Reads up to `size` bytes at `offset`.
-    pub fn read(
-        &self,
-        caller: Caller,
-        ino: InodeNo,
-        offset: u64,
-        size: u32,
-    ) -> Result<Vec<u8>, FsError> {
-        let _op = caller.span("read");
+    fn read(&self, head: &Head, ino: InodeNo, offset: u64, size: u32) -> Result<Vec<u8>, FsError> {
         let state = self.files.locked().get(&ino).cloned();
         let st = match &state {
-            Some(state) => Some(self.lock_state(state)?),
+            Some(state) => Some(self.lock_state(head, state)?),
             None => None,
         };
         match st {
@@ -453,7 +498,7 @@ impl Head {
                         chunker, buf_start, ..
                     } => {
                         let mut out =
-                            self.read_extents(ino, offset, end.min(*buf_start), u64::MAX)?;
+                            self.read_extents(head, ino, offset, end.min(*buf_start), u64::MAX)?;
                         if end > *buf_start {
                             let pending = chunker.pending_bytes();
                             let from = offset.max(*buf_start);
@@ -466,13 +511,13 @@ impl Head {
                         Ok(out)
                     }
                     Mode::Staged { overlay, cut, .. } => {
-                        self.read_virtual(ino, offset, end, overlay, *cut)
+                        self.read_virtual(head, ino, offset, end, overlay, *cut)
                     }
                 }
             }
             // No pending writes (or a flush just closed them): the stored file.
             _ => {
-                let r = self.rtx()?;
+                let r = head.rtx()?;
                 let rec = r.get(ino)?;
                 match rec.meta.kind {
                     FileKind::File => {}
@@ -483,22 +528,29 @@ impl Head {
                 if offset >= end {
                     return Ok(Vec::new());
                 }
-                self.read_extents(ino, offset, end, u64::MAX)
+                self.read_extents(head, ino, offset, end, u64::MAX)
             }
         }
     }
 
     /// Bytes `from..to` of the stored extents (those below `cut`), zeros in holes.
-    fn read_extents(&self, ino: InodeNo, from: u64, to: u64, cut: u64) -> Result<Vec<u8>, FsError> {
+    fn read_extents(
+        &self,
+        head: &Head,
+        ino: InodeNo,
+        from: u64,
+        to: u64,
+        cut: u64,
+    ) -> Result<Vec<u8>, FsError> {
         let mut out = vec![0u8; to.saturating_sub(from) as usize];
         if to <= from {
             return Ok(out);
         }
-        for (off, id, len) in self.rtx()?.extents(ino, from, to.min(cut))? {
+        for (off, id, len) in head.rtx()?.extents(ino, from, to.min(cut))? {
             if off >= to || off >= cut {
                 break;
             }
-            let chunk = self.reader.chunk(self.repo.store(), &id)?;
+            let chunk = head.reader.chunk(head.repo.store(), &id)?;
             let a = from.max(off);
             let b = to.min(off + len as u64).min(cut);
             if a < b {
@@ -512,13 +564,14 @@ impl Head {
     /// Bytes `from..to` of a staged file: stored extents with the overlay on top.
     fn read_virtual(
         &self,
+        head: &Head,
         ino: InodeNo,
         from: u64,
         to: u64,
         overlay: &BTreeMap<u64, Vec<u8>>,
         cut: u64,
     ) -> Result<Vec<u8>, FsError> {
-        let mut out = self.read_extents(ino, from, to, cut)?;
+        let mut out = self.read_extents(head, ino, from, to, cut)?;
         let first = overlay.range(..from).next_back().map_or(from, |(&o, _)| o);
         for (&o, run) in overlay.range(first..to) {
             let a = from.max(o);
@@ -532,17 +585,16 @@ impl Head {
     }
 
     /// Sets a file's size: cuts stored content or extends with a hole.
-    pub(super) fn truncate(&self, ino: InodeNo, size: u64) -> Result<(), FsError> {
-        self.with_state(ino, |st| self.truncate_locked(st, size))?;
-        self.maybe_commit(0)
+    fn truncate(&self, head: &Head, ino: InodeNo, size: u64) -> Result<(), FsError> {
+        self.with_state(head, ino, |st| self.truncate_locked(head, st, size))
     }
 
-    fn truncate_locked(&self, st: &mut FileState, size: u64) -> Result<(), FsError> {
+    fn truncate_locked(&self, head: &Head, st: &mut FileState, size: u64) -> Result<(), FsError> {
         if matches!(st.mode, Mode::Stream { .. }) {
             if size == st.size {
                 return Ok(());
             }
-            self.finish_stream(st)?;
+            self.finish_stream(head, st)?;
         }
         if size < st.size {
             if let Mode::Staged {
@@ -572,13 +624,13 @@ impl Head {
         }
         st.size = size;
         st.mtime = Some(Timestamp::now());
-        self.rebuild(st)?;
-        self.persist(st)?;
+        self.rebuild(head, st)?;
+        self.persist(head, st)?;
         Ok(())
     }
 
     /// Re-chunks the regions of a staged file around its dirty ranges.
-    fn rebuild(&self, st: &mut FileState) -> Result<(), FsError> {
+    fn rebuild(&self, head: &Head, st: &mut FileState) -> Result<(), FsError> {
         let Mode::Staged {
             overlay,
             dirty,
@@ -589,7 +641,7 @@ impl Head {
         };
         let ino = st.ino;
         let size = st.size;
-        let old = self.rtx()?.extents(ino, 0, u64::MAX)?;
+        let old = head.rtx()?.extents(ino, 0, u64::MAX)?;
         let old: Vec<_> = old.into_iter().filter(|(o, _, _)| *o < *cut).collect();
         // Rebuilding may stop where an old extent starts or ends (below the cut).
         let boundary = |p: u64| {
@@ -619,7 +671,7 @@ impl Head {
                 .find(|&&(o, _, l)| o <= a && a < o + l as u64)
                 .map_or(a, |&(o, _, _)| o)
                 .max(prev_stop);
-            let mut stream = self.repo.chunker().stream();
+            let mut stream = head.repo.chunker().stream();
             let mut pos = start;
             let mut fed = start;
             let mut done = false;
@@ -633,7 +685,7 @@ impl Head {
                         return;
                     }
                     if !is_zero(c) {
-                        match self.repo.store().put(c) {
+                        match head.repo.store().put(c) {
                             Ok((id, _)) => new_rows.push((pos, id, c.len() as u32)),
                             Err(e) => {
                                 failed = Some(e);
@@ -650,11 +702,11 @@ impl Head {
                 };
                 if fed < size {
                     let n = (size - fed).min(1 << 20);
-                    let block = self.read_virtual(ino, fed, fed + n, overlay, *cut)?;
+                    let block = self.read_virtual(head, ino, fed, fed + n, overlay, *cut)?;
                     fed += n;
                     stream.push(&block, &mut store_chunk);
                 } else {
-                    let rest = std::mem::replace(&mut stream, self.repo.chunker().stream());
+                    let rest = std::mem::replace(&mut stream, head.repo.chunker().stream());
                     rest.finish(&mut store_chunk);
                     done = true;
                 }
@@ -668,7 +720,7 @@ impl Head {
             i += 1;
         }
         let cut_at = *cut;
-        self.wtx_no_commit(|w| {
+        head.wtx_no_commit(|w| {
             if cut_at != u64::MAX {
                 w.drop_extents_from(ino, cut_at)?;
             }
@@ -690,14 +742,14 @@ impl Head {
         overlay.clear();
         dirty.clear();
         *cut = u64::MAX;
-        self.counters.staging_bytes.store(0, Ordering::Relaxed);
+        head.counters.staging_bytes.store(0, Ordering::Relaxed);
         Ok(())
     }
 
     /// Writes a file's pending size and mtime to its inode.
-    fn persist(&self, st: &FileState) -> Result<(), FsError> {
+    fn persist(&self, head: &Head, st: &FileState) -> Result<(), FsError> {
         let (ino, size, mtime) = (st.ino, st.size, st.mtime);
-        self.wtx_no_commit(|w| {
+        head.wtx_no_commit(|w| {
             let mut rec = w.get(ino)?;
             rec.meta.size = size;
             if let Some(t) = mtime {
@@ -716,7 +768,7 @@ impl Head {
     /// may be this thread's own (a write that commits inline), and locking
     /// it would deadlock. A failure is logged and left in the state for
     /// the writer's flush to report.
-    pub(super) fn checkpoint_open_files(&self) {
+    pub(super) fn checkpoint_open_files(&self, head: &Head) {
         let states: Vec<_> = self.files.locked().values().cloned().collect();
         for state in states {
             let Ok(mut st) = state.try_lock() else {
@@ -725,7 +777,7 @@ impl Head {
             if st.closed {
                 continue;
             }
-            if let Err(e) = self.checkpoint(&mut st) {
+            if let Err(e) = self.checkpoint(head, &mut st) {
                 tracing::warn!(ino = st.ino.0, error = %e, "checkpoint of an open file failed");
             }
         }
@@ -735,7 +787,7 @@ impl Head {
     /// its writes. A stream keeps its chunker: the look-ahead is stored as
     /// a provisional last chunk, replaced when the chunker cuts there (the
     /// `cleared` flag), so chunk boundaries are as without the checkpoint.
-    fn checkpoint(&self, st: &mut FileState) -> Result<(), FsError> {
+    fn checkpoint(&self, head: &Head, st: &mut FileState) -> Result<(), FsError> {
         let ino = st.ino;
         match &mut st.mode {
             Mode::Stream {
@@ -747,10 +799,10 @@ impl Head {
                 if !pending.is_empty() {
                     let id = match is_zero(pending) {
                         true => None,
-                        false => Some(self.repo.store().put(pending)?.0),
+                        false => Some(head.repo.store().put(pending)?.0),
                     };
                     let (from, len, clear) = (*buf_start, pending.len() as u32, !*cleared);
-                    self.wtx_no_commit(|w| {
+                    head.wtx_no_commit(|w| {
                         if clear {
                             w.drop_extents_from(ino, from)?;
                         }
@@ -763,37 +815,92 @@ impl Head {
                     *cleared = id.is_none();
                 }
             }
-            Mode::Staged { .. } => self.rebuild(st)?,
+            Mode::Staged { .. } => self.rebuild(head, st)?,
         }
-        self.persist(st)
+        self.persist(head, st)
     }
 
     /// Finishes a file's pending writes: the stream's last chunks or the
     /// staged re-chunking, then size and mtime. Errors of writes already
     /// acknowledged are reported here.
-    pub fn flush(&self, caller: Caller, ino: InodeNo) -> Result<(), FsError> {
-        let _op = caller.span("flush");
+    fn flush(&self, head: &Head, ino: InodeNo) -> Result<(), FsError> {
         let Some(state) = self.files.locked().get(&ino).cloned() else {
             return Ok(());
         };
-        let mut st = self.lock_state(&state)?;
+        let mut st = self.lock_state(head, &state)?;
         if st.closed {
             return Ok(());
         }
         let result = self
-            .finish_stream(&mut st)
-            .and_then(|_| self.rebuild(&mut st))
-            .and_then(|_| self.persist(&st));
+            .finish_stream(head, &mut st)
+            .and_then(|_| self.rebuild(head, &mut st))
+            .and_then(|_| self.persist(head, &st));
         if let Err(e) = &result {
             tracing::error!(ino = ino.0, error = %e, "flush failed; file marked incomplete");
-            self.mark_incomplete(ino, st.size);
+            self.mark_incomplete(head, ino, st.size);
         }
         // Closed and out of the map before the lock goes: a writer waiting
         // on this state starts over with a fresh one.
         st.closed = true;
         self.files.locked().remove(&ino);
         drop(st);
-        result?;
+        result
+    }
+
+    /// Flushes every file with pending writes (before a snapshot or exit).
+    fn flush_all(&self, head: &Head) -> Result<(), FsError> {
+        let inos: Vec<InodeNo> = self.files.locked().keys().copied().collect();
+        let mut first_err = None;
+        for ino in inos {
+            if let Err(e) = self.flush(head, ino) {
+                first_err.get_or_insert(e);
+            }
+        }
+        first_err.map_or(Ok(()), Err)
+    }
+}
+
+/// The head's file content API: each call works on the file's state in
+/// [`Content`] and then lets the durable-commit cadence run.
+impl Head {
+    /// Writes `data` at `offset`; returns the bytes written.
+    pub fn write(
+        &self,
+        caller: Caller,
+        ino: InodeNo,
+        offset: u64,
+        data: &[u8],
+    ) -> Result<usize, FsError> {
+        let _op = caller.span("write");
+        let written = self.content.write(self, ino, offset, data)?;
+        self.maybe_commit(written as u64)?;
+        Ok(written)
+    }
+
+    /// Reads up to `size` bytes at `offset`.
+    pub fn read(
+        &self,
+        caller: Caller,
+        ino: InodeNo,
+        offset: u64,
+        size: u32,
+    ) -> Result<Vec<u8>, FsError> {
+        let _op = caller.span("read");
+        self.content.read(self, ino, offset, size)
+    }
+
+    /// Sets a file's size: pending writes past it are dropped.
+    pub(super) fn truncate(&self, ino: InodeNo, size: u64) -> Result<(), FsError> {
+        self.content.truncate(self, ino, size)?;
+        self.maybe_commit(0)
+    }
+
+    /// Finishes a file's pending writes (close): the stream's last chunks
+    /// are stored, staging is re-chunked, size and mtime are written. A
+    /// failure marks the file incomplete.
+    pub fn flush(&self, caller: Caller, ino: InodeNo) -> Result<(), FsError> {
+        let _op = caller.span("flush");
+        self.content.flush(self, ino)?;
         // Noted outside the state's lock: a commit checkpoints file states.
         self.maybe_commit(0)
     }
@@ -812,14 +919,8 @@ impl Head {
 
     /// Flushes every file with pending writes (before a snapshot or exit).
     pub fn flush_all(&self, caller: Caller) -> Result<(), FsError> {
-        let inos: Vec<InodeNo> = self.files.locked().keys().copied().collect();
-        let mut first_err = None;
-        for ino in inos {
-            if let Err(e) = self.flush(caller, ino) {
-                first_err.get_or_insert(e);
-            }
-        }
-        first_err.map_or(Ok(()), Err)
+        let _op = caller.span("flush_all");
+        self.content.flush_all(self)
     }
 }
 

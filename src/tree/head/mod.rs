@@ -29,7 +29,7 @@ pub mod txn;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use redb::{ReadableTable, ReadableTableMetadata};
@@ -92,7 +92,7 @@ pub struct Head {
     repo: Repo,
     sealer: Sealer,
     name_key: [u8; 32],
-    files: Mutex<HashMap<InodeNo, Arc<Mutex<content::FileState>>>>,
+    content: content::Content,
     open_counts: Mutex<HashMap<InodeNo, u32>>,
     reader: ChunkReader,
     /// Serializes durable commits with snapshots, so a snapshot's write
@@ -156,7 +156,7 @@ impl Head {
             sealer: Sealer::new(suite, id, &keys.index),
             name_key: keys.name,
             repo,
-            files: Mutex::new(HashMap::new()),
+            content: content::Content::default(),
             open_counts: Mutex::new(HashMap::new()),
             reader: ChunkReader::default(),
             commit_lock: Mutex::new(()),
@@ -258,7 +258,7 @@ impl Head {
     /// Makes everything acknowledged so far durable: packs synced, then one
     /// durable index commit that carries every earlier head transaction.
     pub fn commit(&self) -> Result<(), FsError> {
-        self.checkpoint_open_files();
+        self.content.checkpoint_open_files(self);
         let _serial = self.commit_lock.locked();
         self.commit_locked()
     }
@@ -302,14 +302,7 @@ impl Head {
 
     fn attr_of(&self, ino: InodeNo, rec: &InodeRecord) -> Attr {
         let mut attr = Attr::new(ino, &rec.meta);
-        // Lock order: a file state before the map, never the reverse.
-        let state = self.files.locked().get(&ino).cloned();
-        if let Some(state) = state {
-            // A state lost to a panic was marked incomplete; `rec` stands.
-            if let Ok(st) = self.lock_state(&state) {
-                st.overlay_attr(&mut attr);
-            }
-        }
+        self.content.overlay_attr(self, &mut attr);
         attr
     }
 

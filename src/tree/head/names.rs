@@ -244,7 +244,7 @@ impl Head {
             ))
         })?;
         if gone {
-            self.files.locked().remove(&child);
+            self.content.forget(child);
         }
         Ok(())
     }
@@ -397,7 +397,7 @@ impl Head {
             }
         });
         if let Some(gone) = replaced_gone {
-            self.files.locked().remove(&gone);
+            self.content.forget(gone);
         }
         result
     }

@@ -70,7 +70,7 @@ impl Head {
         })?;
         // Closed files' states hold nothing pending (release flushed them)
         // and name inodes that may be gone.
-        self.files.locked().clear();
+        self.content.clear();
         drop(open);
         serial.commit()?;
         Ok(discarded_inodes)
