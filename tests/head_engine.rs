@@ -13,7 +13,7 @@ use strata::tree::head::{
     Caller, FileKind, FsError, Head, InodeNo, OpenMode, RenameMode, SetAttr, Timestamp,
 };
 use strata::tree::objects::Tree;
-use strata::tree::record::{HookOutcome, RunRecord, RunStatus};
+use strata::tree::record::RunStatus;
 use strata::tree::snapshot::Snapshots;
 
 fn head() -> (SimDisk, Head) {
@@ -646,27 +646,6 @@ fn concurrent_writers_and_snapshots_do_not_deadlock() {
     let last = Snapshots::of(&h).take(ME, None).unwrap();
     assert!(Snapshots::of(&h).verify(ME).unwrap().is_empty());
     assert_eq!(last.seq, taken + 1);
-}
-
-fn run_record(status: RunStatus, revision: u32) -> RunRecord {
-    RunRecord {
-        run: "run-1".into(),
-        revision,
-        status,
-        latest: status.is_good(),
-        started: 1_700_000_000,
-        copy: HookOutcome {
-            name: "copy".into(),
-            exit: Some(0),
-            ..HookOutcome::default()
-        },
-        hooks: vec![HookOutcome {
-            name: "pg".into(),
-            points: [("lsn".to_owned(), "0/A".to_owned())].into(),
-            ..HookOutcome::default()
-        }],
-        leftovers: None,
-    }
 }
 
 /// Reads a whole file.

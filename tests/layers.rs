@@ -86,79 +86,52 @@ fn imports(code: &str, prefix: &str) -> Vec<String> {
     found
 }
 
-#[test]
-fn imports_point_down_the_layers() {
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+/// The imports under `src/<dir>` that point up `order` (the parts of `dir`,
+/// bottom up, named by their first path segment after `prefix`), and how
+/// many files belong to one of the parts. Files of no part (the binary,
+/// the crate root) may use every part.
+fn upward_imports(dir: &str, order: &[&str], prefix: &str) -> (Vec<String>, usize) {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("src").join(dir);
     let mut files = Vec::new();
-    rust_files(&src, &mut files);
+    rust_files(&root, &mut files);
     let mut upward = Vec::new();
     let mut seen = 0;
     for file in &files {
-        let rel = file.strip_prefix(&src).unwrap();
-        let top = rel
-            .components()
-            .next()
-            .unwrap()
-            .as_os_str()
-            .to_str()
-            .unwrap();
-        let top = top.trim_end_matches(".rs");
-        // The binary (main.rs, cli/) and the crate root may use every layer.
-        let Some(mine) = LAYERS.iter().position(|l| *l == top) else {
+        let rel = file.strip_prefix(&root).unwrap();
+        let first = rel.components().next().unwrap().as_os_str();
+        let part = first.to_str().unwrap().trim_end_matches(".rs");
+        let Some(mine) = order.iter().position(|p| *p == part) else {
             continue;
         };
         seen += 1;
         let code = std::fs::read_to_string(file).unwrap();
-        for name in imports(&code, "crate::") {
-            if let Some(theirs) = LAYERS.iter().position(|l| *l == name) {
-                if theirs > mine {
-                    upward.push(format!("{} imports crate::{name}", rel.display()));
-                }
+        for name in imports(&code, prefix) {
+            if order.iter().position(|p| *p == name) > Some(mine) {
+                upward.push(format!("{} imports {prefix}{name}", rel.display()));
             }
         }
     }
-    assert!(seen > 50, "only {seen} files found under {}", src.display());
     upward.sort();
     upward.dedup();
+    (upward, seen)
+}
+
+#[test]
+fn imports_point_down_the_layers() {
+    let (upward, seen) = upward_imports("", LAYERS, "crate::");
+    assert!(seen > 50, "only {seen} files of the layers found");
     assert!(
         upward.is_empty(),
-        "imports that point up the layers (sys < store < tree < policy < ops < exit < daemon):\n{}",
+        "imports that point up the layers ({}):\n{}",
+        LAYERS.join(" < "),
         upward.join("\n")
     );
 }
 
 #[test]
 fn the_parts_of_the_tree_import_downwards_too() {
-    let tree = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/tree");
-    let mut files = Vec::new();
-    rust_files(&tree, &mut files);
-    let mut upward = Vec::new();
-    for file in &files {
-        let rel = file.strip_prefix(&tree).unwrap();
-        let top = rel
-            .components()
-            .next()
-            .unwrap()
-            .as_os_str()
-            .to_str()
-            .unwrap();
-        let Some(mine) = TREE.iter().position(|p| *p == top.trim_end_matches(".rs")) else {
-            continue;
-        };
-        let code = std::fs::read_to_string(file).unwrap();
-        for name in imports(&code, "crate::tree::") {
-            if let Some(theirs) = TREE.iter().position(|p| *p == name) {
-                if theirs > mine {
-                    upward.push(format!(
-                        "tree/{} imports crate::tree::{name}",
-                        rel.display()
-                    ));
-                }
-            }
-        }
-    }
-    upward.sort();
-    upward.dedup();
+    let (upward, seen) = upward_imports("tree", TREE, "crate::tree::");
+    assert!(seen > 10, "only {seen} files of the tree found");
     assert!(
         upward.is_empty(),
         "tree parts that import upwards ({}):\n{}",

@@ -10,7 +10,7 @@ use strata::store::io::sim::SimDisk;
 use strata::store::io::Disk;
 use strata::tree::head::{Caller, FileKind, FsError, Head, InodeNo, OpenMode, SetAttr};
 use strata::tree::namespace::{Access, Namespace, Node, HEAD_INO, LATEST, ROOT_INO, SNAPSHOTS_INO};
-use strata::tree::record::{HookOutcome, RunRecord, RunStatus};
+use strata::tree::record::RunStatus;
 use strata::tree::snapshot::SNAPSHOT_INO_BITS;
 
 const ME: Caller = Caller {
@@ -53,23 +53,6 @@ fn walk(ns: &Namespace, mut dir: u64, path: &str) -> u64 {
         dir = ns.lookup(ME, dir, part.as_bytes()).unwrap().ino.0;
     }
     dir
-}
-
-fn run_record(status: RunStatus) -> RunRecord {
-    RunRecord {
-        run: "run-1".into(),
-        revision: 1,
-        status,
-        latest: status.is_good(),
-        started: 1_700_000_000,
-        copy: HookOutcome {
-            name: "copy".into(),
-            exit: Some(0),
-            ..HookOutcome::default()
-        },
-        hooks: Vec::new(),
-        leftovers: None,
-    }
 }
 
 #[test]
@@ -241,7 +224,7 @@ fn latest_skips_a_snapshot_whose_run_failed_until_its_record_is_good() {
     put(&ns, HEAD_INO, "f", b"x");
     let good = ns.snapshot(ME, Some("nightly")).unwrap();
     let failed = ns
-        .snapshot_run(ME, Some("nightly"), Some(&run_record(RunStatus::Failed)))
+        .snapshot_run(ME, Some("nightly"), Some(&run_record(RunStatus::Failed, 1)))
         .unwrap();
     let target = |link: &str| {
         let ino = ns.lookup(ME, SNAPSHOTS_INO, link.as_bytes()).unwrap().ino.0;
@@ -256,8 +239,7 @@ fn latest_skips_a_snapshot_whose_run_failed_until_its_record_is_good() {
     );
     assert_eq!(ns.run(failed.seq).unwrap().status, RunStatus::Failed);
 
-    let mut validated = run_record(RunStatus::Validated);
-    validated.revision = 2;
+    let validated = run_record(RunStatus::Validated, 2);
     ns.set_run(ME, failed.seq, &validated).unwrap();
     assert_eq!(target(LATEST), failed.name());
     assert_eq!(target("nightly"), failed.name());

@@ -10,6 +10,7 @@ use strata::store::chunker::ChunkerParams;
 use strata::store::crypto::slot::{KdfParams, Secret, SlotKind};
 use strata::store::io::Disk;
 use strata::store::repo::{init, InitOptions, LockedRepo, Repo};
+use strata::tree::record::{HookOutcome, RunRecord, RunStatus};
 use zeroize::Zeroizing;
 
 /// Argon2id cheap enough for tests that unlock hundreds of times.
@@ -88,4 +89,27 @@ pub fn ok(cmd: &mut std::process::Command) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The record of a backup run "run-1" with one hook that reported a
+/// consistency point; `latest` may point at it when its status is good.
+pub fn run_record(status: RunStatus, revision: u32) -> RunRecord {
+    RunRecord {
+        run: "run-1".into(),
+        revision,
+        status,
+        latest: status.is_good(),
+        started: 1_700_000_000,
+        copy: HookOutcome {
+            name: "copy".into(),
+            exit: Some(0),
+            ..HookOutcome::default()
+        },
+        hooks: vec![HookOutcome {
+            name: "pg".into(),
+            points: [("lsn".to_owned(), "0/A".to_owned())].into(),
+            ..HookOutcome::default()
+        }],
+        leftovers: None,
+    }
 }
