@@ -9,7 +9,9 @@ use common::*;
 use strata::store::io::sim::SimDisk;
 use strata::store::io::Disk;
 use strata::tree::head::{Caller, FileKind, FsError, Head, InodeNo, OpenMode, SetAttr};
-use strata::tree::namespace::{Access, Namespace, Node, HEAD_INO, LATEST, ROOT_INO, SNAPSHOTS_INO};
+use strata::tree::namespace::{
+    Access, DirReply, Listed, Namespace, Node, HEAD_INO, LATEST, ROOT_INO, SNAPSHOTS_INO,
+};
 use strata::tree::record::RunStatus;
 use strata::tree::snapshot::SNAPSHOT_INO_BITS;
 
@@ -40,8 +42,9 @@ fn put(ns: &Namespace, dir: u64, name: &str, data: &[u8]) -> u64 {
 }
 
 fn names(ns: &Namespace, dir: u64) -> Vec<String> {
-    ns.readdir(ME, dir, 0, false)
-        .unwrap()
+    let mut listed = Vec::new();
+    ns.readdir(ME, dir, 0, false, &mut listed).unwrap();
+    listed
         .into_iter()
         .map(|e| String::from_utf8(e.name).unwrap())
         .collect()
@@ -254,7 +257,8 @@ fn a_snapshot_entry_is_kept_until_the_kernel_forgets_every_lookup_of_it() {
     let f = walk(&ns, SNAPSHOTS_INO, &format!("{}/d/f", snap.name()));
     // readdirplus counts as a lookup too: two references now.
     let d = walk(&ns, SNAPSHOTS_INO, &format!("{}/d", snap.name()));
-    let listed = ns.readdir(ME, d, 0, true).unwrap();
+    let mut listed = Vec::new();
+    ns.readdir(ME, d, 0, true, &mut listed).unwrap();
     assert_eq!(listed.len(), 1);
     assert_eq!(listed[0].ino, f);
     assert_eq!(listed[0].attr.as_ref().unwrap().size, 4);
@@ -272,4 +276,69 @@ fn a_snapshot_entry_is_kept_until_the_kernel_forgets_every_lookup_of_it() {
         "a new lookup finds it again"
     );
     assert_eq!(ns.read(ME, f, 0, 100).unwrap(), b"data");
+}
+
+/// A reply buffer with room for `room` entries.
+struct Room {
+    room: usize,
+    taken: Vec<Listed>,
+}
+
+impl DirReply for Room {
+    fn add(&mut self, entry: Listed) -> bool {
+        if self.taken.len() == self.room {
+            return false;
+        }
+        self.taken.push(entry);
+        true
+    }
+}
+
+#[test]
+fn readdirplus_remembers_only_the_entries_the_reply_took() {
+    let ns = namespace();
+    for name in ["a", "b", "c"] {
+        put(&ns, HEAD_INO, name, name.as_bytes());
+    }
+    let snap = ns.snapshot(ME, None).unwrap();
+    let root = walk(&ns, SNAPSHOTS_INO, &snap.name());
+    let mut reply = Room {
+        room: 2,
+        taken: Vec::new(),
+    };
+    ns.readdir(ME, root, 0, true, &mut reply).unwrap();
+    let names: Vec<_> = reply.taken.iter().map(|e| e.name.clone()).collect();
+    assert_eq!(names, [b"a".to_vec(), b"b".to_vec()]);
+    let a = reply.taken[0].ino;
+    let c = a + 2;
+    assert!(
+        matches!(ns.getattr(ME, c), Err(FsError::NotFound)),
+        "c did not fit: the kernel holds no reference, so the namespace keeps none"
+    );
+    assert_eq!(ns.getattr(ME, a).unwrap().size, 1, "a did, and is kept");
+    // The kernel asks again from the cursor of the last entry it took.
+    let mut rest = Vec::new();
+    ns.readdir(ME, root, reply.taken[1].cursor, true, &mut rest)
+        .unwrap();
+    assert_eq!(rest.len(), 1);
+    assert_eq!(rest[0].name, b"c");
+    assert_eq!(ns.getattr(ME, rest[0].ino).unwrap().size, 1);
+}
+
+#[test]
+fn create_open_makes_an_open_file_in_one_call() {
+    let ns = namespace();
+    let attr = ns.create_open(ME, HEAD_INO, b"f", 0o640, 0o022).unwrap();
+    assert_eq!((attr.kind, attr.perm), (FileKind::File, 0o640));
+    let f = attr.ino.0;
+    ns.write(ME, f, 0, b"open", false).unwrap();
+    // Unlinked while open, it lives until its handle is released.
+    ns.unlink(ME, HEAD_INO, b"f").unwrap();
+    assert_eq!(ns.read(ME, f, 0, 10).unwrap(), b"open");
+    ns.release(ME, f).unwrap();
+    assert!(matches!(ns.getattr(ME, f), Err(FsError::NotFound)));
+    assert!(matches!(
+        ns.create_open(ME, SNAPSHOTS_INO, b"g", 0o644, 0),
+        Err(FsError::ReadOnly)
+    ));
 }

@@ -19,7 +19,7 @@ use strata::sys::sync::Recover;
 use strata::tree::head::{
     Attr, Caller, FileKind, FsError, OpenMode, RenameMode, SetAttr, Timestamp,
 };
-use strata::tree::namespace::{Namespace, Node, SNAPSHOTS_INO};
+use strata::tree::namespace::{DirReply, Listed, Namespace, Node, SNAPSHOTS_INO};
 
 use crate::delay::Delayer;
 
@@ -697,21 +697,10 @@ impl Filesystem for StrataFs {
         mut reply: ReplyDirectory,
     ) {
         match self.requests.serve("readdir", || {
-            self.ns.readdir(caller(req), ino.0, offset, false)
+            self.ns
+                .readdir(caller(req), ino.0, offset, false, &mut Listing(&mut reply))
         }) {
-            Ok(list) => {
-                for e in list {
-                    if reply.add(
-                        INodeNo(e.ino),
-                        e.cursor,
-                        file_type(e.kind),
-                        OsStr::from_bytes(&e.name),
-                    ) {
-                        break;
-                    }
-                }
-                reply.ok();
-            }
+            Ok(()) => reply.ok(),
             Err(e) => reply.error(errno(&e)),
         }
     }
@@ -725,30 +714,15 @@ impl Filesystem for StrataFs {
         mut reply: ReplyDirectoryPlus,
     ) {
         match self.requests.serve("readdirplus", || {
-            self.ns.readdir(caller(req), ino.0, offset, true)
+            self.ns.readdir(
+                caller(req),
+                ino.0,
+                offset,
+                true,
+                &mut ListingPlus(&mut reply),
+            )
         }) {
-            Ok(list) => {
-                let mut full = false;
-                for e in list {
-                    let attr = e.attr.as_ref().expect("readdirplus lists attributes");
-                    // Entries that did not fit were not handed to the kernel:
-                    // it holds no reference to them.
-                    if full
-                        || reply.add(
-                            INodeNo(e.ino),
-                            e.cursor,
-                            OsStr::from_bytes(&e.name),
-                            &ttl(e.ino),
-                            &file_attr(attr),
-                            Generation(0),
-                        )
-                    {
-                        full = true;
-                        self.ns.forget(e.ino, 1);
-                    }
-                }
-                reply.ok();
-            }
+            Ok(()) => reply.ok(),
             Err(e) => reply.error(errno(&e)),
         }
     }
@@ -878,8 +852,7 @@ impl Filesystem for StrataFs {
         let c = caller(req);
         let r = self.requests.serve("create", || {
             self.ns
-                .create(c, parent.0, name.as_bytes(), mode & 0o7777, umask)
-                .and_then(|a| self.ns.open(c, a.ino.0, OpenMode::Write))
+                .create_open(c, parent.0, name.as_bytes(), mode & 0o7777, umask)
         });
         match r {
             Ok(a) => reply.created(
@@ -891,6 +864,41 @@ impl Filesystem for StrataFs {
             ),
             Err(e) => reply.error(errno(&e)),
         }
+    }
+}
+
+/// A readdir reply as the namespace fills it.
+struct Listing<'a>(&'a mut ReplyDirectory);
+
+impl DirReply for Listing<'_> {
+    fn add(&mut self, e: Listed) -> bool {
+        // fuser's add answers whether the buffer is full.
+        !self.0.add(
+            INodeNo(e.ino),
+            e.cursor,
+            file_type(e.kind),
+            OsStr::from_bytes(&e.name),
+        )
+    }
+}
+
+/// A readdirplus reply as the namespace fills it: every entry carries its
+/// attributes.
+struct ListingPlus<'a>(&'a mut ReplyDirectoryPlus);
+
+impl DirReply for ListingPlus<'_> {
+    fn add(&mut self, e: Listed) -> bool {
+        let Some(attr) = &e.attr else {
+            return false;
+        };
+        !self.0.add(
+            INodeNo(e.ino),
+            e.cursor,
+            OsStr::from_bytes(&e.name),
+            &ttl(e.ino),
+            &file_attr(attr),
+            Generation(0),
+        )
     }
 }
 

@@ -119,6 +119,21 @@ pub struct Listed {
     pub attr: Option<Attr>,
 }
 
+/// Where a listing goes: the kernel's reply buffer, which may fill.
+pub trait DirReply {
+    /// Adds `entry`; false when it did not fit, which ends the listing
+    /// (the kernel asks again from the entry's cursor).
+    fn add(&mut self, entry: Listed) -> bool;
+}
+
+/// A listing kept whole (engine callers and tests).
+impl DirReply for Vec<Listed> {
+    fn add(&mut self, entry: Listed) -> bool {
+        self.push(entry);
+        true
+    }
+}
+
 /// The snapshots as `snapshots/` shows them.
 #[derive(Default)]
 struct Listing {
@@ -314,38 +329,48 @@ impl Namespace {
         }
     }
 
-    /// Lists `dir` from `cursor` (0 = the start). With `plus`, every
-    /// entry carries its attributes and counts as a lookup.
+    /// Lists `dir` from `cursor` (0 = the start) into `reply`, until it
+    /// is full. With `plus`, every entry carries its attributes and, once
+    /// `reply` took it, counts as a lookup: an entry that did not fit is
+    /// not remembered, as the kernel holds no reference to it.
     pub fn readdir(
         &self,
         caller: Caller,
         dir: u64,
         cursor: u64,
         plus: bool,
-    ) -> Result<Vec<Listed>, FsError> {
-        let fixed = |entries: Vec<(Vec<u8>, u64, FileKind)>| -> Result<Vec<Listed>, FsError> {
-            let mut out = Vec::new();
+        reply: &mut dyn DirReply,
+    ) -> Result<(), FsError> {
+        let fixed = |entries: Vec<(Vec<u8>, u64, FileKind)>,
+                     reply: &mut dyn DirReply|
+         -> Result<(), FsError> {
             for (i, (name, ino, kind)) in entries.into_iter().enumerate().skip(cursor as usize) {
                 let attr = if plus {
                     Some(self.lookup(caller, dir, &name)?)
                 } else {
                     None
                 };
-                out.push(Listed {
+                let listed = Listed {
                     name,
                     ino,
                     kind,
                     cursor: i as u64 + 1,
                     attr,
-                });
+                };
+                if !reply.add(listed) {
+                    break;
+                }
             }
-            Ok(out)
+            Ok(())
         };
         match Node::of(dir) {
-            Node::Root => fixed(vec![
-                (HEAD_DIR.to_vec(), HEAD_INO, FileKind::Dir),
-                (SNAPSHOTS_DIR.to_vec(), SNAPSHOTS_INO, FileKind::Dir),
-            ]),
+            Node::Root => fixed(
+                vec![
+                    (HEAD_DIR.to_vec(), HEAD_INO, FileKind::Dir),
+                    (SNAPSHOTS_DIR.to_vec(), SNAPSHOTS_INO, FileKind::Dir),
+                ],
+                reply,
+            ),
             Node::Snapshots => {
                 let l = self.listing.read_locked();
                 let mut entries: Vec<(Vec<u8>, u64, FileKind)> = l
@@ -365,49 +390,71 @@ impl Namespace {
                     let n = self.link_number(&name);
                     entries.push((name.into_bytes(), LINK_INO + n, FileKind::Symlink));
                 }
-                fixed(entries)
+                fixed(entries, reply)
             }
             Node::Link(_) => Err(FsError::NotDir),
-            Node::Head(d) => self
-                .head
-                .readdir(caller, d, cursor)?
-                .into_iter()
-                .map(|e| {
-                    let ino = Node::Head(e.ino).ino();
+            Node::Head(d) => {
+                for e in self.head.readdir(caller, d, cursor)? {
                     let attr = if plus {
                         Some(self.shown(self.head.getattr(caller, e.ino)?))
                     } else {
                         None
                     };
-                    Ok(Listed {
+                    let listed = Listed {
                         name: e.name.as_bytes().to_vec(),
-                        ino,
+                        ino: Node::Head(e.ino).ino(),
                         kind: e.kind,
                         cursor: e.cursor,
                         attr,
-                    })
-                })
-                .collect(),
+                    };
+                    if !reply.add(listed) {
+                        break;
+                    }
+                }
+                Ok(())
+            }
             Node::Snap { seq, ino } => {
                 let d = self.entry(seq, ino)?;
                 let tree = self.tree_of(&d)?;
-                let mut out = Vec::new();
                 let id = d.subtree.expect("a directory");
                 for (i, e) in tree.entries.iter().enumerate().skip(cursor as usize) {
-                    if plus {
-                        self.remember(seq, e, (id, i));
-                    }
-                    out.push(Listed {
+                    let listed = Listed {
                         name: e.name.clone(),
                         ino: snapshot_ino(seq, e.ino),
                         kind: e.meta.kind,
                         cursor: i as u64 + 1,
                         attr: plus.then(|| snap_attr(seq, e)),
-                    });
+                    };
+                    if !reply.add(listed) {
+                        break;
+                    }
+                    if plus {
+                        self.remember(seq, e, (id, i));
+                    }
                 }
-                Ok(out)
+                Ok(())
             }
         }
+    }
+
+    /// Creates a regular file and opens it for writing, in one call (the
+    /// kernel's FUSE_CREATE).
+    pub fn create_open(
+        &self,
+        caller: Caller,
+        parent: u64,
+        name: &[u8],
+        perm: u32,
+        umask: u32,
+    ) -> Result<Attr, FsError> {
+        let attr = self.head.create_open(
+            caller,
+            self.writable(parent)?,
+            &FileName::new(name)?,
+            perm,
+            umask,
+        )?;
+        Ok(self.shown(attr))
     }
 
     /// A symlink's target.

@@ -440,8 +440,13 @@ impl Head {
             }
             OpenMode::Read | OpenMode::Write => self.getattr(caller, ino)?,
         };
-        *self.open_counts.locked().entry(ino).or_insert(0) += 1;
+        self.note_open(ino);
         Ok(attr)
+    }
+
+    /// Counts one more open handle on `ino`.
+    fn note_open(&self, ino: InodeNo) {
+        *self.open_counts.locked().entry(ino).or_insert(0) += 1;
     }
 
     /// Releases a handle: finishes pending writes, and removes an unlinked

@@ -127,6 +127,22 @@ impl Head {
         self.create_node(caller, parent, name, FileKind::File, perm, umask, 0, &[])
     }
 
+    /// Creates a regular file and opens it for writing (FUSE_CREATE): the
+    /// open handle counts from the moment the file exists.
+    pub fn create_open(
+        &self,
+        caller: Caller,
+        parent: InodeNo,
+        name: &FileName,
+        perm: u32,
+        umask: u32,
+    ) -> Result<Attr, FsError> {
+        let _op = caller.span("create");
+        let attr = self.create_node(caller, parent, name, FileKind::File, perm, umask, 0, &[])?;
+        self.note_open(attr.ino);
+        Ok(attr)
+    }
+
     /// Creates a directory.
     pub fn mkdir(
         &self,
