@@ -1,6 +1,7 @@
 //! `strata check --freshness`, as the shipped timer runs it: the missed
 //! backup and storage fill alerts a dead daemon could not raise.
 
+use crate::common::tier::{self, Tier};
 use crate::common::webhook::receiver;
 use crate::harness::{fails, ok, run, Mount};
 
@@ -17,6 +18,9 @@ fn freshness(m: &Mount, args: &[&str]) -> std::process::Output {
 
 #[test]
 fn a_missed_backup_and_a_full_disk_raise_alerts_mounted_or_not() {
+    if tier::missing(&[Tier::Mount]) {
+        return;
+    }
     let m = Mount::new();
     let (url, alerts) = receiver(200);
     let config = |extra: &str| {
@@ -79,6 +83,9 @@ fn a_missed_backup_and_a_full_disk_raise_alerts_mounted_or_not() {
 
 #[test]
 fn a_check_that_cannot_be_made_is_alerted_too() {
+    if tier::missing(&[Tier::Mount]) {
+        return;
+    }
     let m = Mount::unmounted();
     let (url, alerts) = receiver(200);
     std::fs::write(

@@ -8,6 +8,7 @@ use std::path::Path;
 use std::process::{Child, Command};
 
 use crate::common::postgres::Server;
+use crate::common::tier::{self, Tier};
 use crate::harness::{ok, run, Mount};
 
 fn free_port(seed: u16) -> u16 {
@@ -113,6 +114,9 @@ fn validated_nightly(m: &Mount) -> serde_json::Value {
 
 #[test]
 fn postgresql_backed_up_under_load_restores_consistent_by_cp() {
+    if tier::missing(&[Tier::Mount, Tier::Postgres]) {
+        return;
+    }
     let m = Mount::new();
     let cluster = live_cluster(&m);
     let verify = cluster.bin.join("pg_verifybackup");
@@ -164,6 +168,9 @@ fn postgresql_backed_up_under_load_restores_consistent_by_cp() {
 /// snapshot.
 #[test]
 fn postgresql_session_hook_brackets_an_rsync_of_the_live_cluster() {
+    if tier::missing(&[Tier::Mount, Tier::Postgres]) {
+        return;
+    }
     let m = Mount::new();
     let cluster = live_cluster(&m);
     let hook = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/hooks/postgresql-session");

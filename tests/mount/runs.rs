@@ -6,6 +6,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::common::tier::{self, Tier};
 use crate::harness::{fails, ok, run, Mount};
 
 /// strata.toml with one pre_backup hook that logs its start, waits until
@@ -79,6 +80,9 @@ fn go(m: &Mount, label: &str) {
 
 #[test]
 fn a_second_run_is_refused_or_waits_and_hooks_never_overlap() {
+    if tier::missing(&[Tier::Mount]) {
+        return;
+    }
     let m = Mount::new();
     config(&m);
     let a = spawn(backup(&m, "a", &[]));

@@ -6,6 +6,7 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use crate::common::tier::{self, Tier};
 use crate::harness::{fails, ok, run, Mount};
 
 fn throttle_json(m: &Mount, args: &[&str]) -> serde_json::Value {
@@ -17,6 +18,9 @@ const MIB: u64 = 1 << 20;
 
 #[test]
 fn a_rate_limit_holds_the_writer_back_and_nobody_else() {
+    if tier::missing(&[Tier::Mount]) {
+        return;
+    }
     let m = Mount::unmounted();
     let config = m.path("strata.toml");
     std::fs::write(
