@@ -126,6 +126,8 @@ fn open_with_o_trunc_empties_the_file() {
     // open(O_WRONLY|O_TRUNC) alone: size 0, mtime and ctime now.
     put("plain");
     let before = stamps(&h.join("plain"));
+    // Not synchronisation: time passes, so that the truncation's ctime
+    // differs from the one before even on a coarse clock.
     std::thread::sleep(Duration::from_millis(20));
     drop(
         std::fs::OpenOptions::new()

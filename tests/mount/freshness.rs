@@ -45,7 +45,8 @@ fn a_missed_backup_and_a_full_disk_raise_alerts_mounted_or_not() {
     assert!(report["newest"].is_null());
     assert!(alerts.try_recv().is_err(), "no alert while fresh");
 
-    // Past the allowed age: exit 16 and the backup_missed alert.
+    // Past the allowed age (time passes): exit 16 and the backup_missed
+    // alert.
     std::thread::sleep(std::time::Duration::from_millis(2100));
     fails(
         &freshness(&m, &["--max-age", "1s"]),
@@ -76,6 +77,7 @@ fn a_missed_backup_and_a_full_disk_raise_alerts_mounted_or_not() {
     // Unmounted, the repository is read directly.
     m.umount();
     config("fill_threshold = \"100%\"");
+    // Time passes: more than the allowed age since the last snapshot.
     std::thread::sleep(std::time::Duration::from_millis(1100));
     fails(&freshness(&m, &["--max-age", "1s"]), 16, "no good snapshot");
     assert_eq!(next()["kind"], "backup_missed");

@@ -401,7 +401,22 @@ fn a_killed_daemon_loses_no_snapshot_and_the_next_rsync_completes() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(700));
+    // Once rsync writes into the mount (its temporary file for the first
+    // changed file appears), the kill lands in the middle of the transfer.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let writing = || {
+        std::fs::read_dir(&dst)
+            .unwrap()
+            .any(|e| e.unwrap().file_name().to_string_lossy().starts_with('.'))
+    };
+    while !writing() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "rsync never started writing into the mount"
+        );
+        assert!(rsync.try_wait().unwrap().is_none(), "rsync ended early");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
     // SAFETY: plain kill of the daemon's pid.
     unsafe { libc::kill(pid as i32, libc::SIGKILL) };
     let status = rsync.wait().unwrap();

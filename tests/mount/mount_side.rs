@@ -193,13 +193,14 @@ fn sigterm_on_a_busy_mount_unmounts_once_it_is_free() {
     }
     let m = Mount::new();
     std::fs::write(m.head().join("kept"), b"kept").unwrap();
-    // A file held open for a second keeps the mount busy.
+    // A file held open keeps the mount busy, until the holder's input ends.
     let mut holder = Command::new("sh")
         .arg("-c")
         .arg(format!(
-            "exec 3<'{}'; echo open; sleep 1",
+            "exec 3<'{}'; echo open; read -r _ || true",
             m.head().join("kept").display()
         ))
+        .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
@@ -213,6 +214,21 @@ fn sigterm_on_a_busy_mount_unmounts_once_it_is_free() {
     let pid = m.daemon_pid();
     // SAFETY: plain kill of the daemon's pid.
     unsafe { libc::kill(pid as i32, libc::SIGTERM) };
+    // The daemon finds the mount busy and says so; then the file is closed.
+    let start = Instant::now();
+    while !m.log().contains("is busy") {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "the daemon never found the mount busy: {}",
+            m.log()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(
+        strata::sys::mountpoint::mounted_on(&m.mnt()).is_some(),
+        "unmounted while a file was open"
+    );
+    drop(holder.stdin.take());
     assert!(
         wait_gone(pid, Duration::from_secs(30)),
         "the daemon did not exit after SIGTERM once the mount was free: {}",

@@ -50,7 +50,17 @@ fn under_load(cluster: &Server, backup: impl FnOnce()) {
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    std::thread::sleep(std::time::Duration::from_secs(1));
+    // pgbench is writing once its first transactions are in the history
+    // (pgbench -i leaves it empty).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while count() == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "pgbench committed nothing within 60 s"
+        );
+        assert!(load.try_wait().unwrap().is_none(), "pgbench ended early");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
     let before = count();
     backup();
     cluster.sql("INSERT INTO marker VALUES ('after')");

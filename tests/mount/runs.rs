@@ -74,6 +74,26 @@ fn wait_for_line(m: &Mount, line: &str) {
     }
 }
 
+/// Reads `child`'s stderr until a line containing `needle` (at most 30 s);
+/// the rest of its stderr is drained in the background.
+fn wait_for_stderr(child: &mut Child, needle: &str) {
+    let stderr = child.stderr.take().expect("stderr piped");
+    let (tx, lines) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufRead::lines(std::io::BufReader::new(stderr)) {
+            let Ok(line) = line else { break };
+            let _ = tx.send(line);
+        }
+    });
+    let mut seen = Vec::new();
+    while !seen.iter().any(|l: &String| l.contains(needle)) {
+        match lines.recv_timeout(Duration::from_secs(30)) {
+            Ok(line) => seen.push(line),
+            Err(e) => panic!("{needle:?} never came ({e}); stderr: {seen:?}"),
+        }
+    }
+}
+
 fn go(m: &Mount, label: &str) {
     std::fs::write(m.path(&format!("go-{label}")), "").unwrap();
 }
@@ -122,21 +142,20 @@ fn a_second_run_is_refused_or_waits_and_hooks_never_overlap() {
         m.log()
     );
 
-    // A run told to wait starts when the first one ends, not before.
-    let c = spawn(backup(&m, "c", &["--wait"]));
-    std::thread::sleep(Duration::from_millis(500));
+    // A run told to wait starts when the first one ends, not before. It
+    // says so once it has found the run lock taken; from then on it only
+    // tries the lock again, which a holds until it ends. Its hook may end
+    // at once, so were c not waiting, "start c" and "end c" would come
+    // before "end a".
+    let mut c = spawn(backup(&m, "c", &["--wait"]));
+    wait_for_stderr(&mut c, "waiting for the backup run in progress");
     go(&m, "c");
-    std::thread::sleep(Duration::from_millis(500));
     assert_eq!(hooks_log(&m), ["start a"], "c waits for a");
     go(&m, "a");
     let a = a.wait_with_output().unwrap();
     assert!(a.status.success(), "{a:?}");
     let c = c.wait_with_output().unwrap();
     assert!(c.status.success(), "{c:?}");
-    assert!(
-        String::from_utf8_lossy(&c.stderr).contains("waiting for the backup run in progress"),
-        "{c:?}"
-    );
     assert_eq!(hooks_log(&m), ["start a", "end a", "start c", "end c"]);
 
     // A run killed outright leaves its lock file behind; it blocks nothing.
