@@ -5,7 +5,6 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Output;
-use std::time::Instant;
 
 use crate::common::tier::{self, Tier};
 use crate::harness::{fails, ok, run, Mount};
@@ -271,12 +270,23 @@ fn failures_stop_the_run_with_their_own_exit_codes() {
     // A hanging hook is killed at its timeout.
     config(
         &m,
-        &hook(&m, "stuck", "pre_backup", "timeout = \"1s\"", "sleep 600"),
+        &hook(
+            &m,
+            "stuck",
+            "pre_backup",
+            "timeout = \"1s\"",
+            "echo $$ > \"$DIR/stuck.pid\"; exec sleep 600",
+        ),
     );
-    let t = Instant::now();
     let out = backup(&m, &[], copy);
     fails(&out, 20, "ran past its timeout");
-    assert!(t.elapsed().as_secs() < 60);
+    let pid = read(&m, "stuck.pid");
+    assert!(!pid.trim().is_empty(), "the hook never started");
+    assert!(
+        !std::path::Path::new(&format!("/proc/{}", pid.trim())).exists(),
+        "the hanging hook {} is still there",
+        pid.trim()
+    );
     assert_eq!(snapshot_count(&m), 1);
 
     // A failed copy: the session is abandoned and sees end of input.
