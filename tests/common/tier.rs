@@ -95,7 +95,7 @@ impl Tier {
                 {
                     missing.push(match e.kind() {
                         std::io::ErrorKind::NotFound => "/dev/fuse (modprobe fuse)".into(),
-                        _ => format!("/dev/fuse opened read-write ({e})"),
+                        _ => format!("/dev/fuse opened read-write: {e}"),
                     });
                 }
                 // strata-mountd mounts with mount(2) when the kernel allows
