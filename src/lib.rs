@@ -25,3 +25,9 @@ pub mod policy;
 pub mod store;
 pub mod sys;
 pub mod tree;
+
+/// What a unit test needs beyond the engine (root, for one): the test tiers
+/// shared with the integration tests.
+#[cfg(test)]
+#[path = "../tests/common/tier.rs"]
+mod tier;

@@ -7,7 +7,7 @@ mod common;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use common::webhook::{receiver, tls_receiver};
 use strata::policy::alert::{
@@ -211,20 +211,16 @@ fn webhook_that_never_answers_times_out_and_the_next_channel_is_used() {
             cmd.display()
         ),
     );
-    let start = Instant::now();
     let report = a.raise_at(event(Kind::StorageError, Class::TransientIo), t(0));
-    assert!(
-        start.elapsed() < Duration::from_secs(5),
-        "{:?}",
-        start.elapsed()
-    );
     assert!(
         rx.recv_timeout(Duration::from_secs(1)).is_ok(),
         "the webhook was tried"
     );
     assert_eq!(report.failures.len(), 1);
+    // Given up at the channel's own timeout (the receiver holds the
+    // connection for 30 s and then closes it without an answer).
     assert!(
-        matches!(report.failures[0], ChannelError::Timeout { .. }),
+        matches!(report.failures[0], ChannelError::Timeout { timeout, .. } if timeout == Duration::from_secs(1)),
         "{}",
         report.failures[0]
     );
@@ -316,7 +312,12 @@ fn command_gets_the_json_on_stdin_and_a_cleared_environment() {
 fn failing_or_hanging_command_is_an_error() {
     let dir = tempfile::tempdir().unwrap();
     let fail = script(dir.path(), "fail", "exit 3");
-    let hang = script(dir.path(), "hang", "sleep 30");
+    let pid_file = dir.path().join("hang.pid");
+    let hang = script(
+        dir.path(),
+        "hang",
+        &format!("echo $$ > '{}'; exec sleep 30", pid_file.display()),
+    );
     let a = alerter(
         dir.path(),
         &format!(
@@ -326,14 +327,15 @@ fn failing_or_hanging_command_is_an_error() {
             hang.display()
         ),
     );
-    let start = Instant::now();
     let report = a.raise_at(event(Kind::HookFailed, Class::Hook), t(0));
-    assert!(
-        start.elapsed() < Duration::from_secs(5),
-        "{:?}",
-        start.elapsed()
-    );
     assert_eq!(report.outcome, Outcome::Undelivered);
+    // The hanging command was killed at its timeout, not left running.
+    let pid = std::fs::read_to_string(&pid_file).unwrap();
+    assert!(
+        !Path::new(&format!("/proc/{}", pid.trim())).exists(),
+        "the hanging command {} is still there",
+        pid.trim()
+    );
     assert_eq!(report.failures.len(), 2);
     assert!(
         report.failures[0].to_string().contains("status 3"),
@@ -341,7 +343,7 @@ fn failing_or_hanging_command_is_an_error() {
         report.failures[0]
     );
     assert!(
-        matches!(report.failures[1], ChannelError::Timeout { .. }),
+        matches!(report.failures[1], ChannelError::Timeout { timeout, .. } if timeout == Duration::from_secs(1)),
         "{}",
         report.failures[1]
     );

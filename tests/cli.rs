@@ -37,11 +37,16 @@ impl Env {
         self.run_env(args, &[])
     }
 
+    /// The run lock and the daemon sockets (STRATA_RUNTIME_DIR) and the
+    /// run journal and alert state (STRATA_STATE_DIR) are the test's own,
+    /// not the machine's /run/strata and /var/lib/strata.
     fn run_env(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_strata"));
         cmd.args(args)
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("STRATA_RUNTIME_DIR", self.path("run"))
+            .env("STRATA_STATE_DIR", self.path("state"))
             .stdin(std::process::Stdio::null());
         for (k, v) in env {
             cmd.env(k, v);

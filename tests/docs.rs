@@ -2,8 +2,15 @@
 
 use std::process::Command;
 
+#[path = "common/tier.rs"]
+mod tier;
+use tier::Tier;
+
 #[test]
 fn hand_written_man_pages_render_cleanly() {
+    if tier::missing(&[Tier::Groff]) {
+        return;
+    }
     for page in ["strata-format.5", "strata.toml.5"] {
         let path = format!("{}/man/{page}", env!("CARGO_MANIFEST_DIR"));
         let out = Command::new("groff")

@@ -5,12 +5,19 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+#[path = "common/tier.rs"]
+mod tier;
+use tier::Tier;
+
 fn units() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/systemd")
 }
 
 #[test]
 fn the_units_verify_with_the_built_programs() {
+    if tier::missing(&[Tier::Systemd]) {
+        return;
+    }
     let strata = PathBuf::from(env!("CARGO_BIN_EXE_strata"));
     let mountd = strata.with_file_name("strata-mountd");
     assert!(

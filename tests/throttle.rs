@@ -13,7 +13,11 @@ use strata::policy::throttle::{
     ThrottleConfigError, ThrottlePolicy, Weekday,
 };
 use strata::sys::ioprio::IoClass;
+use tier::Tier;
 use Weekday::*;
+
+#[path = "common/tier.rs"]
+mod tier;
 
 const MIB: u64 = 1024 * 1024;
 
@@ -632,6 +636,9 @@ fn unknown_keys_are_refused_by_name() {
 
 #[test]
 fn real_pressure_files_parse() {
+    if tier::missing(&[Tier::Pressure]) {
+        return;
+    }
     for name in ["io", "cpu"] {
         let path = Path::new("/proc/pressure").join(name);
         let psi = read_psi_file(&path).unwrap_or_else(|e| {
@@ -680,6 +687,9 @@ fn test_cgroup_name(what: &str) -> String {
 
 #[test]
 fn cgroup_v2_child_holds_a_moved_process_and_is_removed() {
+    if tier::missing(&[Tier::Cgroup]) {
+        return;
+    }
     let root = cgroup::cgroup2_mount()
         .unwrap_or_else(|e| panic!("this test needs a cgroup v2 hierarchy: {e}"));
     let child = Sleeper::start();
@@ -704,6 +714,9 @@ fn cgroup_v2_child_holds_a_moved_process_and_is_removed() {
 /// write throttle alone.
 #[test]
 fn cgroup_v2_io_max_applies_to_the_repository_device_or_says_why_not() {
+    if tier::missing(&[Tier::Cgroup]) {
+        return;
+    }
     let repo = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
     let dev = cgroup::device_of(repo.path()).unwrap_or_else(|e| panic!("{e}"));
     let child = Sleeper::start();
@@ -757,6 +770,9 @@ fn cgroup_v2_io_max_applies_to_the_repository_device_or_says_why_not() {
 
 #[test]
 fn adaptive_task_samples_the_real_pressure_files() {
+    if tier::missing(&[Tier::Pressure]) {
+        return;
+    }
     let policy = ThrottlePolicy::from_toml(
         "[throttle]\nrate = \"20MiB/s\"\n[throttle.adaptive]\npsi = \"both\"\ninterval = \"100ms\"",
     )

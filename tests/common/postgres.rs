@@ -1,7 +1,7 @@
 //! A private PostgreSQL server for tests: its own data directory, Unix
 //! socket directory and port, no TCP listener, run as the `postgres` OS
-//! user (the server refuses to run as root). A missing PostgreSQL fails the
-//! test (`.ci/run` installs it); a test never passes by not running.
+//! user (the server refuses to run as root). A test using it starts by
+//! asking for the postgres tier (`super::tier`).
 
 use std::ffi::OsStr;
 use std::os::unix::fs::PermissionsExt;
@@ -17,25 +17,10 @@ pub fn missing_packages(packages: &[&str]) -> ! {
     )
 }
 
-/// The newest PostgreSQL's server programs.
+/// The newest PostgreSQL's server programs. The tests that use them ask
+/// for the postgres tier first.
 pub fn bin_dir() -> PathBuf {
-    let newest = || {
-        let mut dirs: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
-            .ok()?
-            .flatten()
-            .filter_map(|e| {
-                let v = e.file_name().to_str()?.parse().ok()?;
-                let bin = e.path().join("bin");
-                bin.join("initdb").exists().then_some((v, bin))
-            })
-            .collect();
-        dirs.sort();
-        dirs.pop().map(|(_, b)| b)
-    };
-    if let Some(bin) = newest() {
-        return bin;
-    }
-    missing_packages(&["postgresql"])
+    super::tier::postgres_bin_dir().unwrap_or_else(|| missing_packages(&["postgresql"]))
 }
 
 /// Runs a program as the `postgres` OS user, stdin /dev/null.

@@ -5,6 +5,7 @@
 use std::path::PathBuf;
 use std::process::Output;
 
+use crate::common::tier::{self, Tier};
 use crate::harness::{ok, run, Mount};
 
 /// An executable script in the test directory.
@@ -66,6 +67,9 @@ fn events(m: &Mount) -> Vec<serde_json::Value> {
 
 #[test]
 fn a_failed_copy_is_class_copy_and_only_a_validated_run_clears_corruption() {
+    if tier::missing(&[Tier::Mount]) {
+        return;
+    }
     let m = Mount::new();
     std::fs::create_dir(m.path("src")).unwrap();
     std::fs::write(m.path("src/data.txt"), "records\n").unwrap();

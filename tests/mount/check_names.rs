@@ -3,10 +3,14 @@
 
 use std::process::Command;
 
+use crate::common::tier::{self, Tier};
 use crate::harness::{run, strata_bin, Mount};
 
 #[test]
 fn a_damaged_chunk_is_named_by_file_and_snapshot_on_the_terminal_only() {
+    if tier::missing(&[Tier::Mount]) {
+        return;
+    }
     let m = Mount::new();
     std::fs::create_dir(m.head().join("ward")).unwrap();
     // Incompressible, so that it fills most of its pack.

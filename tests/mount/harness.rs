@@ -1,63 +1,22 @@
 //! A real mount for a test: a repository in a temporary directory, mounted
 //! over /dev/fuse by the real `strata mount`, unmounted when dropped.
 
+use crate::common::tier::{self, Tier};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::sync::Once;
 
-/// The tools the mount tests drive, and the packages that bring them.
-const TOOLS: &[(&str, &str)] = &[
-    ("rsync", "rsync"),
-    ("tar", "tar"),
-    ("setfacl", "acl"),
-    ("setfattr", "attr"),
-    ("chattr", "e2fsprogs"),
-    ("fusermount3", "fuse3"),
-];
-
-fn have(tool: &str) -> bool {
-    Command::new("sh")
-        .args(["-c", &format!("command -v {tool}")])
-        .output()
-        .is_ok_and(|o| o.status.success())
-}
-
-/// Mount tests need root, /dev/fuse and the tools (`.ci/run` installs
-/// them); anything missing fails the test (a mount test never passes by
-/// not running).
+/// Every test here starts with `if tier::missing(&[Tier::Mount]) { return; }`
+/// (root, /dev/fuse, strata-mountd and the tools; see tests/common/tier.rs);
+/// this catches one that does not.
 pub fn setup() {
-    static ONCE: Once = Once::new();
-    ONCE.call_once(|| {
-        // SAFETY: geteuid cannot fail.
-        assert_eq!(unsafe { libc::geteuid() }, 0, "mount tests run as root");
-        assert!(
-            Path::new("/dev/fuse").exists(),
-            "mount tests need /dev/fuse"
-        );
-        let missing: Vec<&str> = TOOLS
-            .iter()
-            .filter(|(t, _)| !have(t))
-            .map(|(_, p)| *p)
-            .collect();
-        assert!(
-            missing.is_empty(),
-            "missing OS packages: apt-get install {} (.ci/run installs them)",
-            missing.join(" ")
-        );
-        assert!(
-            mountd().exists(),
-            "{} is missing: `cargo test --workspace` builds it",
-            mountd().display()
-        );
-    });
+    assert!(
+        !tier::missing(&[Tier::Mount]),
+        "a mount test must start by asking for the mount tier"
+    );
 }
 
 pub fn strata_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_strata"))
-}
-
-fn mountd() -> PathBuf {
-    strata_bin().with_file_name("strata-mountd")
 }
 
 pub use crate::common::{ok, run};

@@ -7,6 +7,7 @@ use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::common::tier::{self, Tier};
 use crate::harness::{differences, fails, ok, run, Mount};
 
 /// `strata backup --config (empty) ARGS -- COPY...`.
@@ -103,6 +104,9 @@ fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
 
 #[test]
 fn a_failed_copy_is_marked_taken_over_by_the_next_run_and_rolled_back_by_reset() {
+    if tier::missing(&[Tier::Mount]) {
+        return;
+    }
     let m = Mount::new();
     let src = m.path("src");
     crate::tree::make(&src);
@@ -205,6 +209,9 @@ fn a_failed_copy_is_marked_taken_over_by_the_next_run_and_rolled_back_by_reset()
 
 #[test]
 fn a_stopped_run_is_marked_and_reset_is_refused_during_a_run_with_open_files_and_bad_names() {
+    if tier::missing(&[Tier::Mount]) {
+        return;
+    }
     let m = Mount::new();
     std::fs::write(m.head().join("kept"), "before the runs").unwrap();
     let base = m.snapshot("base");
@@ -282,6 +289,9 @@ fn a_stopped_run_is_marked_and_reset_is_refused_during_a_run_with_open_files_and
 
 #[test]
 fn head_reset_works_unmounted() {
+    if tier::missing(&[Tier::Mount]) {
+        return;
+    }
     let m = Mount::new();
     std::fs::create_dir(m.head().join("etc")).unwrap();
     std::fs::write(m.head().join("etc/app.conf"), "one").unwrap();

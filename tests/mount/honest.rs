@@ -9,9 +9,13 @@ use std::process::Command;
 
 use super::harness::{self, fails, run, Mount};
 use super::{init_and_mount_at, strata_at, FailingDisk};
+use crate::common::tier::{self, Tier};
 
 #[test]
 fn umount_right_after_a_kill_detaches_and_says_what_was_lost() {
+    if tier::missing(&[Tier::Mount]) {
+        return;
+    }
     let m = Mount::new();
     // A file deleted while still open, committed as such: recovery at
     // the next open removes it.
@@ -56,6 +60,9 @@ fn umount_right_after_a_kill_detaches_and_says_what_was_lost() {
 
 #[test]
 fn an_ioctl_gets_enotty_quietly_and_umount_logs_no_spurious_warning() {
+    if tier::missing(&[Tier::Mount]) {
+        return;
+    }
     let m = Mount::new();
     let f = std::fs::File::create(m.head().join("f")).unwrap();
     // SAFETY: isatty only reads the descriptor's state.
@@ -73,6 +80,9 @@ fn an_ioctl_gets_enotty_quietly_and_umount_logs_no_spurious_warning() {
 
 #[test]
 fn after_a_storage_failure_snapshot_and_umount_say_what_was_not_committed() {
+    if tier::missing(&[Tier::Mount]) {
+        return;
+    }
     let m = Mount::unmounted();
     let disk = FailingDisk::new(m.dir.path());
     let repo = disk.fs.join("repo");

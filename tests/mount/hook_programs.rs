@@ -5,6 +5,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
+use crate::common::tier::{self, Tier};
 use crate::harness::{fails, ok, run, Mount};
 
 fn chmod(path: &Path, mode: u32) {
@@ -47,6 +48,9 @@ fn ran(m: &Mount, name: &str) -> bool {
 
 #[test]
 fn a_program_others_could_change_is_refused_before_anything_runs() {
+    if tier::missing(&[Tier::Mount]) {
+        return;
+    }
     let m = Mount::new();
     let copy = ["true"];
 

@@ -9,6 +9,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use crate::common::tier::{self, Tier};
 use crate::harness::{ok, run, Mount};
 
 const MIB: u64 = 1 << 20;
@@ -105,6 +106,9 @@ fn scheduler_of(path: &Path) -> String {
 
 #[test]
 fn pack_writes_reach_the_disk_from_an_idle_class_thread() {
+    if tier::missing(&[Tier::Mount]) {
+        return;
+    }
     let m = Mount::unmounted();
     let config = m.path("strata.toml");
     fs::write(&config, "[throttle.io]\nclass = \"idle\"\n").unwrap();

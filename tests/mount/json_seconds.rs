@@ -1,6 +1,7 @@
 //! Durations in `--json` output are numbers of seconds, not serde's
 //! `{"secs": .., "nanos": ..}`.
 
+use crate::common::tier::{self, Tier};
 use crate::harness::{ok, Mount};
 
 fn json(m: &Mount, args: &[&str]) -> serde_json::Value {
@@ -15,6 +16,9 @@ fn secs(v: &serde_json::Value, field: &str) -> f64 {
 
 #[test]
 fn throttle_and_status_durations_are_seconds() {
+    if tier::missing(&[Tier::Mount]) {
+        return;
+    }
     let m = Mount::unmounted();
     let config = m.path("strata.toml");
     std::fs::write(

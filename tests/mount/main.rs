@@ -28,6 +28,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::process::Command;
 
+use common::tier::{self, Tier};
 use harness::{differences, fails, ok, rsync_into, run, sh, sh_as, Mount};
 
 /// `strata --repo REPO --password-file PW ARGS` for a repository kept on
@@ -65,6 +66,9 @@ fn errno_of(r: std::io::Result<impl Sized>) -> i32 {
 
 #[test]
 fn rsync_in_snapshot_and_copy_out_keeps_every_file_kind() {
+    if tier::missing(&[Tier::Mount]) {
+        return;
+    }
     let m = Mount::new();
     let src = m.path("src");
     tree::make(&src);
@@ -135,6 +139,9 @@ fn rsync_in_snapshot_and_copy_out_keeps_every_file_kind() {
 
 #[test]
 fn tar_with_xattrs_and_acls_round_trips() {
+    if tier::missing(&[Tier::Mount]) {
+        return;
+    }
     let m = Mount::new();
     let src = m.path("src");
     tree::make(&src);
@@ -160,6 +167,9 @@ fn tar_with_xattrs_and_acls_round_trips() {
 
 #[test]
 fn snapshots_refuse_every_change_with_erofs() {
+    if tier::missing(&[Tier::Mount]) {
+        return;
+    }
     let m = Mount::new();
     std::fs::create_dir(m.head().join("d")).unwrap();
     std::fs::write(m.head().join("d/f"), b"data").unwrap();
@@ -215,6 +225,9 @@ fn snapshots_refuse_every_change_with_erofs() {
 
 #[test]
 fn snapshot_names_never_collide_and_links_follow_the_newest() {
+    if tier::missing(&[Tier::Mount]) {
+        return;
+    }
     let m = Mount::new();
     std::fs::write(m.head().join("f"), b"1").unwrap();
     let a = m.snapshot("nightly");
@@ -291,6 +304,9 @@ fn snapshot_names_never_collide_and_links_follow_the_newest() {
 
 #[test]
 fn mount_refusals_name_the_problem_and_change_nothing() {
+    if tier::missing(&[Tier::Mount]) {
+        return;
+    }
     let m = Mount::unmounted();
     let listing = || {
         sh(&format!(
@@ -336,6 +352,9 @@ fn mount_refusals_name_the_problem_and_change_nothing() {
 
 #[test]
 fn the_bare_mountpoint_refuses_writes_while_unmounted() {
+    if tier::missing(&[Tier::Mount]) {
+        return;
+    }
     let m = Mount::new();
     std::fs::write(m.head().join("f"), b"in the repository").unwrap();
     m.umount();
@@ -352,6 +371,9 @@ fn the_bare_mountpoint_refuses_writes_while_unmounted() {
 
 #[test]
 fn a_killed_daemon_loses_no_snapshot_and_the_next_rsync_completes() {
+    if tier::missing(&[Tier::Mount]) {
+        return;
+    }
     let m = Mount::new();
     let src = m.path("src");
     std::fs::create_dir(&src).unwrap();
@@ -379,7 +401,22 @@ fn a_killed_daemon_loses_no_snapshot_and_the_next_rsync_completes() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(700));
+    // Once rsync writes into the mount (its temporary file for the first
+    // changed file appears), the kill lands in the middle of the transfer.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let writing = || {
+        std::fs::read_dir(&dst)
+            .unwrap()
+            .any(|e| e.unwrap().file_name().to_string_lossy().starts_with('.'))
+    };
+    while !writing() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "rsync never started writing into the mount"
+        );
+        assert!(rsync.try_wait().unwrap().is_none(), "rsync ended early");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
     // SAFETY: plain kill of the daemon's pid.
     unsafe { libc::kill(pid as i32, libc::SIGKILL) };
     let status = rsync.wait().unwrap();
@@ -426,6 +463,9 @@ fn a_killed_daemon_loses_no_snapshot_and_the_next_rsync_completes() {
 
 #[test]
 fn a_damaged_pack_gives_eio_for_its_file_only_and_never_wrong_bytes() {
+    if tier::missing(&[Tier::Mount]) {
+        return;
+    }
     let m = Mount::new();
     let good = tree::bytes(7, 200_000);
     let bad = tree::bytes(8, 8 << 20);
@@ -495,6 +535,9 @@ fn a_damaged_pack_gives_eio_for_its_file_only_and_never_wrong_bytes() {
 
 #[test]
 fn a_full_disk_reaches_the_writer_as_enospc() {
+    if tier::missing(&[Tier::Mount]) {
+        return;
+    }
     let m = Mount::unmounted();
     // The repository on a small filesystem of its own.
     let small = m.path("small");
@@ -537,6 +580,9 @@ fn a_full_disk_reaches_the_writer_as_enospc() {
 
 #[test]
 fn posix_acls_are_enforced_by_the_kernel_and_follow_chmod() {
+    if tier::missing(&[Tier::Mount]) {
+        return;
+    }
     let m = Mount::unmounted();
     m.mount_with(&["--allow-other"]);
     let head = m.head();
@@ -583,6 +629,9 @@ fn posix_acls_are_enforced_by_the_kernel_and_follow_chmod() {
 
 #[test]
 fn readers_browse_snapshots_and_nobody_else_gets_in() {
+    if tier::missing(&[Tier::Mount]) {
+        return;
+    }
     let m = Mount::unmounted();
     m.mount_with(&["--reader-group", "5678"]);
     std::fs::write(m.head().join("f"), b"data").unwrap();
@@ -682,6 +731,9 @@ impl Drop for FailingDisk {
 
 #[test]
 fn a_failed_sync_turns_the_head_read_only_with_a_clear_message() {
+    if tier::missing(&[Tier::Mount]) {
+        return;
+    }
     let m = Mount::unmounted();
     let disk = FailingDisk::new(m.dir.path());
     let repo = disk.fs.join("repo");
@@ -724,6 +776,9 @@ fn a_failed_sync_turns_the_head_read_only_with_a_clear_message() {
 
 #[test]
 fn a_filesystem_the_kernel_turns_read_only_raises_a_corruption_alert() {
+    if tier::missing(&[Tier::Mount]) {
+        return;
+    }
     let m = Mount::unmounted();
     let disk = FailingDisk::new(m.dir.path());
     // As a damaged disk mounted errors=remount-ro does: ext4 detects an
@@ -770,6 +825,9 @@ fn a_filesystem_the_kernel_turns_read_only_raises_a_corruption_alert() {
 
 #[test]
 fn foreground_mode_tells_systemd_when_it_is_ready() {
+    if tier::missing(&[Tier::Mount]) {
+        return;
+    }
     let m = Mount::unmounted();
     let socket_path = m.path("notify");
     let notify = std::os::unix::net::UnixDatagram::bind(&socket_path).unwrap();
@@ -801,6 +859,9 @@ fn foreground_mode_tells_systemd_when_it_is_ready() {
 
 #[test]
 fn the_key_reaches_the_daemon_through_a_descriptor_only() {
+    if tier::missing(&[Tier::Mount]) {
+        return;
+    }
     let m = Mount::unmounted();
     // The passphrase in the CLI's environment this time.
     let out = run(Command::new(harness::strata_bin())
@@ -844,6 +905,9 @@ fn the_key_reaches_the_daemon_through_a_descriptor_only() {
 
 #[test]
 fn a_busy_mount_is_refused_at_once_and_unmounts_once_free() {
+    if tier::missing(&[Tier::Mount]) {
+        return;
+    }
     let m = Mount::new();
     std::fs::write(m.head().join("kept"), b"kept").unwrap();
     // A shell whose working directory is in the mount keeps it busy.

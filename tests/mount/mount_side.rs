@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use super::harness::{self, fails, ok, run, Mount};
 use super::{init_and_mount_at, strata_at, FailingDisk};
+use crate::common::tier::{self, Tier};
 
 /// Whether `lsattr -d` shows the immutable flag on `dir`.
 fn immutable(dir: &Path) -> bool {
@@ -36,6 +37,9 @@ fn wait_gone(pid: u32, limit: Duration) -> bool {
 
 #[test]
 fn a_missing_daemon_is_named_with_where_strata_looked() {
+    if tier::missing(&[Tier::Mount]) {
+        return;
+    }
     let m = Mount::unmounted();
     // strata alone in a directory, with a PATH that has no strata-mountd.
     let alone = m.path("bin");
@@ -83,6 +87,9 @@ fn a_missing_daemon_is_named_with_where_strata_looked() {
 
 #[test]
 fn a_non_empty_mountpoint_is_refused_unless_nonempty() {
+    if tier::missing(&[Tier::Mount]) {
+        return;
+    }
     let m = Mount::unmounted();
     std::fs::write(m.mnt().join("stray"), b"left here").unwrap();
     let out = run(m
@@ -109,6 +116,9 @@ fn a_non_empty_mountpoint_is_refused_unless_nonempty() {
 
 #[test]
 fn making_a_users_directory_immutable_is_said_once() {
+    if tier::missing(&[Tier::Mount]) {
+        return;
+    }
     let m = Mount::unmounted();
     assert!(!immutable(&m.mnt()));
     let mount = || {
@@ -143,6 +153,9 @@ fn making_a_users_directory_immutable_is_said_once() {
 
 #[test]
 fn commands_refused_while_mounted_name_the_mountpoint() {
+    if tier::missing(&[Tier::Mount]) {
+        return;
+    }
     let m = Mount::new();
     let mnt = m.mnt().display().to_string();
     for args in [&["check"][..], &["repair", "index"]] {
@@ -157,6 +170,9 @@ fn commands_refused_while_mounted_name_the_mountpoint() {
 
 #[test]
 fn a_snapshot_taken_by_mkdir_is_logged() {
+    if tier::missing(&[Tier::Mount]) {
+        return;
+    }
     let m = Mount::new();
     std::fs::write(m.head().join("f"), b"x").unwrap();
     m.snapshot("by-mkdir");
@@ -172,15 +188,19 @@ fn a_snapshot_taken_by_mkdir_is_logged() {
 
 #[test]
 fn sigterm_on_a_busy_mount_unmounts_once_it_is_free() {
+    if tier::missing(&[Tier::Mount]) {
+        return;
+    }
     let m = Mount::new();
     std::fs::write(m.head().join("kept"), b"kept").unwrap();
-    // A file held open for a second keeps the mount busy.
+    // A file held open keeps the mount busy, until the holder's input ends.
     let mut holder = Command::new("sh")
         .arg("-c")
         .arg(format!(
-            "exec 3<'{}'; echo open; sleep 1",
+            "exec 3<'{}'; echo open; read -r _ || true",
             m.head().join("kept").display()
         ))
+        .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
@@ -194,6 +214,21 @@ fn sigterm_on_a_busy_mount_unmounts_once_it_is_free() {
     let pid = m.daemon_pid();
     // SAFETY: plain kill of the daemon's pid.
     unsafe { libc::kill(pid as i32, libc::SIGTERM) };
+    // The daemon finds the mount busy and says so; then the file is closed.
+    let start = Instant::now();
+    while !m.log().contains("is busy") {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "the daemon never found the mount busy: {}",
+            m.log()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(
+        strata::sys::mountpoint::mounted_on(&m.mnt()).is_some(),
+        "unmounted while a file was open"
+    );
+    drop(holder.stdin.take());
     assert!(
         wait_gone(pid, Duration::from_secs(30)),
         "the daemon did not exit after SIGTERM once the mount was free: {}",
@@ -215,6 +250,9 @@ fn sigterm_on_a_busy_mount_unmounts_once_it_is_free() {
 
 #[test]
 fn a_final_commit_that_fails_is_not_reported_as_committed() {
+    if tier::missing(&[Tier::Mount]) {
+        return;
+    }
     let m = Mount::unmounted();
     let disk = FailingDisk::new(m.dir.path());
     ok(Command::new("mount")
@@ -250,6 +288,9 @@ fn a_final_commit_that_fails_is_not_reported_as_committed() {
 
 #[test]
 fn a_head_that_cannot_open_on_a_failing_disk_says_what_to_do() {
+    if tier::missing(&[Tier::Mount]) {
+        return;
+    }
     let m = Mount::unmounted();
     let disk = FailingDisk::new(m.dir.path());
     let repo = disk.fs.join("repo");

@@ -3,6 +3,7 @@
 
 use std::process::Output;
 
+use crate::common::tier::{self, Tier};
 use crate::harness::{ok, run, Mount};
 
 /// `strata backup ARGS -- sh -c COPY`, with no host configuration file.
@@ -32,6 +33,9 @@ fn json(out: &Output) -> serde_json::Value {
 
 #[test]
 fn a_backup_run_reports_what_it_wrote_stored_and_took() {
+    if tier::missing(&[Tier::Mount]) {
+        return;
+    }
     let m = Mount::new();
     let src = m.path("src");
     std::fs::create_dir(&src).unwrap();
@@ -90,6 +94,9 @@ fn ok_text(out: &Output) -> String {
 
 #[test]
 fn a_copy_that_wrote_nothing_into_head_is_warned_about() {
+    if tier::missing(&[Tier::Mount]) {
+        return;
+    }
     let m = Mount::new();
     let elsewhere = m.path("elsewhere");
     std::fs::create_dir(&elsewhere).unwrap();
@@ -121,6 +128,9 @@ fn a_copy_that_wrote_nothing_into_head_is_warned_about() {
 
 #[test]
 fn a_failed_hook_shows_the_end_of_its_stderr_even_when_quiet() {
+    if tier::missing(&[Tier::Mount]) {
+        return;
+    }
     use std::os::unix::fs::PermissionsExt;
     let m = Mount::new();
     let hook = m.path("quiesce.sh");
@@ -164,6 +174,9 @@ fn a_failed_hook_shows_the_end_of_its_stderr_even_when_quiet() {
 
 #[test]
 fn a_failed_run_that_took_no_snapshot_is_kept_listed_and_shown() {
+    if tier::missing(&[Tier::Mount]) {
+        return;
+    }
     use std::os::unix::fs::PermissionsExt;
     let m = Mount::new();
     let hook = m.path("quiesce.sh");
