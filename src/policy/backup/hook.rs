@@ -580,8 +580,13 @@ mod tests {
         h.timeout = Duration::from_millis(200);
         let out = Session::start(&h, &env()).err().unwrap();
         assert!(out.timed_out);
-        let s = Session::start(&hook("echo ready; exit 0"), &env()).unwrap();
-        std::thread::sleep(Duration::from_millis(200));
+        let mut s = Session::start(&hook("echo ready; exit 0"), &env()).unwrap();
+        // Wait for the exit itself, so finish meets a session that ended.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while s.running.process.try_wait().unwrap().is_none() {
+            assert!(Instant::now() < deadline, "the session never exited");
+            std::thread::sleep(Duration::from_millis(10));
+        }
         let out = s.finish();
         assert!(out.error.unwrap().contains("ended before"), "");
     }
