@@ -555,6 +555,29 @@ fn snapshots_are_created_listed_and_shown_offline() {
 }
 
 #[test]
+fn a_run_lock_that_cannot_be_read_is_named_and_no_snapshot_is_taken() {
+    let env = Env::new();
+    env.init();
+    // The runtime directory is a file: the run lock cannot be opened.
+    std::fs::write(env.path("run"), b"not a directory").unwrap();
+    let out = env.with_pw(&["snapshot", "create"]);
+    assert_fails(
+        &out,
+        1,
+        "could not tell whether a backup run is in progress",
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&env.path("run").display().to_string()),
+        "{err}"
+    );
+    std::fs::remove_file(env.path("run")).unwrap();
+    let out = env.with_pw(&["snapshot", "list", "--json"]);
+    let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(list.as_array().unwrap().is_empty(), "nothing was taken");
+}
+
+#[test]
 fn a_read_data_subset_naming_no_part_is_a_usage_error() {
     let env = Env::new();
     env.init();

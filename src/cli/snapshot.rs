@@ -1,7 +1,7 @@
 //! `strata snapshot …` and `strata status`: through the daemon's control
 //! socket while the repository is mounted, directly when it is not.
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use strata::daemon::control::{self, Reply, Request};
 use strata::exit::{self, Reported};
 use strata::sys::runlock;
@@ -119,7 +119,13 @@ pub fn run(g: &Global, c: &SnapshotCommand) -> Result<()> {
 fn refuse_during_a_run(g: &Global) -> Result<()> {
     let id = locked(g)?.config().id.clone();
     let lock = runlock::path(&strata::sys::mountpoint::runtime_dir(), &id);
-    if let Some(h) = runlock::running(&lock)? {
+    let running = runlock::running(&lock).with_context(|| {
+        format!(
+            "could not tell whether a backup run is in progress, so no snapshot was taken: reading the run lock {} failed (check that directory, or add --force)",
+            lock.display()
+        )
+    })?;
+    if let Some(h) = running {
         return Err(Reported(
             exit::RUN_IN_PROGRESS,
             format!(
