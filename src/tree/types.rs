@@ -409,13 +409,20 @@ impl From<StoreError> for FsError {
         match e {
             StoreError::NoSpace => FsError::NoSpace,
             StoreError::Failed(_) => FsError::ReadOnly,
+            // A chunk that fails its check, and a pack that does not open,
+            // decode, or read after the retries: logged as damage, EIO.
             StoreError::Corrupt { .. } | StoreError::Pack(_) => {
                 tracing::error!(error = %e, "damaged data");
                 FsError::Corrupt(e.to_string())
             }
+            // The index names a chunk the packs do not hold: damage, not
+            // a missing file (ENOENT would let a copy skip it silently).
             StoreError::NotFound(id) => FsError::Corrupt(format!("chunk {id} is missing")),
             StoreError::TooLarge { .. } => FsError::TooLarge,
-            other => FsError::Io(other.to_string()),
+            // A failed read or write of a repository file, or of the index
+            // database, that is not a full disk (the store reports that as
+            // NoSpace) nor a sticky failure (Failed): EIO, with the message.
+            StoreError::Io { .. } | StoreError::Index(_) => FsError::Io(e.to_string()),
         }
     }
 }
@@ -423,6 +430,34 @@ impl From<StoreError> for FsError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every store failure reaches a writer or reader as an errno that
+    /// says what happened, never as success or ENOENT.
+    #[test]
+    fn store_failures_map_to_their_errnos() {
+        let io = || std::io::Error::from_raw_os_error(libc::EIO);
+        let cases = [
+            (StoreError::NoSpace, libc::ENOSPC),
+            (StoreError::Failed("sync failed".into()), libc::EROFS),
+            (
+                StoreError::NotFound(crate::store::id::ChunkId([7; 32])),
+                libc::EIO,
+            ),
+            (StoreError::TooLarge { len: 1 << 30 }, libc::E2BIG),
+            (
+                StoreError::Io {
+                    op: "open",
+                    path: "index.redb".into(),
+                    source: io(),
+                },
+                libc::EIO,
+            ),
+        ];
+        for (e, errno) in cases {
+            let shown = e.to_string();
+            assert_eq!(FsError::from(e).errno(), errno, "{shown}");
+        }
+    }
 
     #[test]
     fn names_are_validated_once() {
