@@ -27,15 +27,14 @@ fn namespace() -> Namespace {
     Namespace::new(Head::new(open(disk)).unwrap(), Access::default()).unwrap()
 }
 
-/// Creates `name` in `dir` holding `data`, as a writer would: create,
-/// open, write, release.
+/// Creates `name` in `dir` holding `data`, as a writer would: create
+/// and open, write, release.
 fn put(ns: &Namespace, dir: u64, name: &str, data: &[u8]) -> u64 {
     let ino = ns
-        .create(ME, dir, name.as_bytes(), 0o644, 0o022)
+        .create_open(ME, dir, name.as_bytes(), 0o644, 0o022)
         .unwrap()
         .ino
         .0;
-    ns.open(ME, ino, OpenMode::Write).unwrap();
     ns.write(ME, ino, 0, data, false).unwrap();
     ns.release(ME, ino).unwrap();
     ino
@@ -169,7 +168,7 @@ fn snapshots_refuse_every_change_with_erofs() {
         assert_eq!(e.errno(), libc::EROFS);
     };
     erofs(ns.write(ME, f, 0, b"x", false).map(drop));
-    erofs(ns.create(ME, d, b"new", 0o644, 0).map(drop));
+    erofs(ns.create_open(ME, d, b"new", 0o644, 0).map(drop));
     erofs(ns.mkdir(ME, d, b"new", 0o755, 0).map(drop));
     erofs(ns.unlink(ME, d, b"f"));
     erofs(ns.rmdir(ME, root, b"d"));

@@ -533,25 +533,6 @@ impl Namespace {
         }
     }
 
-    /// Creates a regular file.
-    pub fn create(
-        &self,
-        caller: Caller,
-        parent: u64,
-        name: &[u8],
-        perm: u32,
-        umask: u32,
-    ) -> Result<Attr, FsError> {
-        let attr = self.head.create(
-            caller,
-            self.writable(parent)?,
-            &FileName::new(name)?,
-            perm,
-            umask,
-        )?;
-        Ok(self.shown(attr))
-    }
-
     /// Creates a device node, fifo, socket or regular file.
     pub fn mknod(
         &self,

@@ -127,8 +127,8 @@ impl Head {
         self.create_node(caller, parent, name, FileKind::File, perm, umask, 0, &[])
     }
 
-    /// Creates a regular file and opens it for writing (FUSE_CREATE): the
-    /// open handle counts from the moment the file exists.
+    /// Creates a regular file and opens it for writing (FUSE_CREATE), in
+    /// one call of the engine.
     pub fn create_open(
         &self,
         caller: Caller,
@@ -137,8 +137,7 @@ impl Head {
         perm: u32,
         umask: u32,
     ) -> Result<Attr, FsError> {
-        let _op = caller.span("create");
-        let attr = self.create_node(caller, parent, name, FileKind::File, perm, umask, 0, &[])?;
+        let attr = self.create(caller, parent, name, perm, umask)?;
         self.note_open(attr.ino);
         Ok(attr)
     }
