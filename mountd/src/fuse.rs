@@ -1,12 +1,11 @@
 //! The FUSE callbacks: each one translates a kernel request into one call
 //! of [`Namespace`] and its answer (or error) into the reply.
 
-use std::collections::BTreeMap;
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::sync::mpsc::Sender;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use fuser::{
     Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo, InitFlags,
@@ -22,6 +21,8 @@ use strata::tree::head::{
 use strata::tree::namespace::{DirReply, Listed, Namespace, Node, SNAPSHOTS_INO};
 
 use crate::delay::Delayer;
+use crate::invalidate::{after_snapshot, Invalidate};
+use crate::requests::Requests;
 
 /// Attributes and entries of the head: the daemon is its only writer.
 const HEAD_TTL: Duration = Duration::from_secs(60);
@@ -31,85 +32,6 @@ const SNAPSHOT_TTL: Duration = Duration::from_secs(3600);
 const VIRTUAL_TTL: Duration = Duration::from_secs(60);
 /// Largest write the kernel sends.
 const MAX_WRITE: u32 = 1 << 20;
-
-/// A kernel cache entry to drop, sent to the invalidation thread: the
-/// kernel may hold the directory's lock while we serve a request in it,
-/// so notifications never go out from a callback. (Symlink targets are
-/// not cached by the kernel at all, so `latest` and labels read right
-/// after a snapshot point at it even before the invalidation lands.)
-pub enum Invalidate {
-    /// A name in a directory.
-    Entry(u64, Vec<u8>),
-    /// An inode's attributes and data (a symlink's cached target).
-    Inode(u64),
-    /// Everything sent before has reached the kernel.
-    Done(std::sync::mpsc::Sender<()>),
-}
-
-/// Requests served per opcode and the time spent serving them, for
-/// `strata status --json` and the benchmark: requests per file decide the
-/// speed of a FUSE filesystem.
-#[derive(Default)]
-pub struct Requests {
-    by_op: Mutex<BTreeMap<&'static str, (u64, Duration)>>,
-}
-
-/// Counts one request when dropped.
-pub struct Timer<'a> {
-    requests: &'a Requests,
-    op: &'static str,
-    start: Instant,
-}
-
-impl Requests {
-    fn start(&self, op: &'static str) -> Timer<'_> {
-        Timer {
-            requests: self,
-            op,
-            start: Instant::now(),
-        }
-    }
-
-    /// Serves one request: counts it, and turns a panic below into EIO for
-    /// this request alone (logged with the opcode), so one bug met by one
-    /// request does not take the mount down. Locks a panic can poison are
-    /// recovered below (see `strata::sys::sync`).
-    fn serve<T>(
-        &self,
-        op: &'static str,
-        f: impl FnOnce() -> Result<T, FsError>,
-    ) -> Result<T, FsError> {
-        let _t = self.start(op);
-        std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|panic| {
-            let what = panic
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_default();
-            tracing::error!(op, panic = %what, "internal error; this request fails with EIO");
-            Err(FsError::Io(format!("internal error in {op}")))
-        })
-    }
-
-    /// Count and total microseconds per opcode.
-    pub fn snapshot(&self) -> BTreeMap<String, (u64, u64)> {
-        let by_op = self.by_op.locked();
-        by_op
-            .iter()
-            .map(|(op, (n, t))| (op.to_string(), (*n, t.as_micros() as u64)))
-            .collect()
-    }
-}
-
-impl Drop for Timer<'_> {
-    fn drop(&mut self) {
-        let took = self.start.elapsed();
-        let mut by_op = self.requests.by_op.locked();
-        let e = by_op.entry(self.op).or_default();
-        e.0 += 1;
-        e.1 += took;
-    }
-}
 
 /// The filesystem the kernel talks to.
 pub struct StrataFs {
@@ -138,16 +60,6 @@ impl StrataFs {
             delayer,
         }
     }
-}
-
-/// What the kernel must forget after a snapshot named by `label` appeared.
-pub fn after_snapshot(ns: &Namespace, label: Option<&str>) -> Vec<Invalidate> {
-    let mut out = vec![Invalidate::Inode(SNAPSHOTS_INO)];
-    for name in std::iter::once(strata::tree::namespace::LATEST).chain(label) {
-        out.push(Invalidate::Entry(SNAPSHOTS_INO, name.as_bytes().to_vec()));
-        out.push(Invalidate::Inode(ns.link_ino(name)));
-    }
-    out
 }
 
 fn caller(req: &Request) -> Caller {
@@ -905,16 +817,6 @@ impl DirReply for ListingPlus<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_panic_fails_its_request_alone() {
-        let requests = Requests::default();
-        let r: Result<(), FsError> = requests.serve("write", || panic!("a bug in one request"));
-        assert_eq!(r.map_err(|e| e.errno()), Err(libc::EIO));
-        assert_eq!(requests.serve("read", || Ok(7)).unwrap(), 7);
-        let counts = requests.snapshot();
-        assert_eq!((counts["write"].0, counts["read"].0), (1, 1));
-    }
 
     #[test]
     fn times_round_trip_before_and_after_the_epoch() {

@@ -3,6 +3,8 @@
 
 mod delay;
 mod fuse;
+mod invalidate;
+mod requests;
 
 use std::io::Write;
 use std::os::fd::FromRawFd;
@@ -31,7 +33,9 @@ use strata::sys::mountpoint::{self, MountpointError};
 use strata::tree::namespace::{Access, Namespace};
 
 use delay::Delayer;
-use fuse::{after_snapshot, Invalidate, Requests, StrataFs};
+use fuse::StrataFs;
+use invalidate::{after_snapshot, send_invalidation, Invalidate};
+use requests::Requests;
 
 /// Threads that decode chunks ahead of readers.
 const READ_AHEAD_WORKERS: usize = 2;
@@ -103,27 +107,6 @@ fn sd_notify(state: &str) {
     };
     if let Err(e) = sent {
         tracing::warn!(error = %e, "sd_notify failed");
-    }
-}
-
-/// Tells the kernel to drop one cached entry or inode.
-fn send_invalidation(notifier: &fuser::Notifier, inv: &Invalidate) {
-    let r = match inv {
-        Invalidate::Entry(parent, name) => notifier.inval_entry(
-            fuser::INodeNo(*parent),
-            std::os::unix::ffi::OsStrExt::from_bytes(name.as_slice()),
-        ),
-        Invalidate::Inode(ino) => notifier.inval_inode(fuser::INodeNo(*ino), 0, 0),
-        Invalidate::Done(done) => {
-            let _ = done.send(());
-            Ok(())
-        }
-    };
-    if let Err(e) = r {
-        // ENOENT: the kernel had nothing cached, which is fine.
-        if e.raw_os_error() != Some(libc::ENOENT) {
-            tracing::debug!(error = %e, "cache invalidation failed");
-        }
     }
 }
 
