@@ -32,7 +32,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use redb::{ReadableTable, ReadableTableMetadata};
+use redb::ReadableTableMetadata;
 
 pub use crate::tree::types::*;
 use records::InodeRecord;
@@ -41,7 +41,7 @@ use txn::{Read, Reader, Write};
 use crate::store::crypto::Sealer;
 use crate::store::repo::Repo;
 use crate::sys::sync::Recover;
-use crate::tree::objects::{SnapshotRow, Tree};
+use crate::tree::objects::Tree;
 use crate::tree::reader::ChunkReader;
 
 /// The longest time between durable commits of the head.
@@ -403,20 +403,13 @@ impl Head {
     /// Counts and cost counters of the head, for `strata stats`.
     pub fn stats(&self) -> Result<HeadStats, FsError> {
         let r = self.rtx()?;
-        let table = r.snapshots()?;
-        let last: Option<SnapshotRow> = match table.last().map_err(records::db)? {
-            Some((k, v)) => Some(records::open(
-                r.sealer(),
-                crate::store::format::Kind::IndexSnapshot,
-                &k.value().to_le_bytes(),
-                v.value(),
-            )?),
-            None => None,
-        };
-        let last = last.map(|row| row.record.stats).unwrap_or_default();
+        let last = r
+            .last_snapshot()?
+            .map(|row| row.record.stats)
+            .unwrap_or_default();
         Ok(HeadStats {
             inodes: r.inode_count()?,
-            snapshots: table.len().map_err(records::db)?,
+            snapshots: r.snapshots()?.len().map_err(records::db)?,
             last_snapshot_dirs_serialized: last.dirs_serialized,
             last_snapshot_dirs_reused: last.dirs_reused,
             staging_bytes: self.counters.staging_bytes.load(Ordering::Relaxed),

@@ -11,7 +11,7 @@ use super::records::*;
 use crate::store::crypto::Sealer;
 use crate::store::format::Kind;
 use crate::store::id::ChunkId;
-use crate::tree::objects::Tree;
+use crate::tree::objects::{SnapshotRow, Tree};
 use crate::tree::types::{FileKind, FileName, FsError, InodeNo};
 
 /// The keyed hash that stands for `name` in directory `parent`.
@@ -348,6 +348,20 @@ impl Read<'_> {
     pub fn inode_count(&self) -> Result<u64, FsError> {
         use redb::ReadableTableMetadata;
         self.inodes_t()?.len().map_err(db)
+    }
+
+    /// The newest snapshot's row, if any.
+    pub fn last_snapshot(&self) -> Result<Option<SnapshotRow>, FsError> {
+        let last = self.snapshots()?.last().map_err(db)?;
+        last.map(|(k, v)| {
+            open(
+                self.sealer,
+                Kind::IndexSnapshot,
+                &k.value().to_le_bytes(),
+                v.value(),
+            )
+        })
+        .transpose()
     }
 }
 

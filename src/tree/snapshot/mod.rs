@@ -174,17 +174,7 @@ impl<'h> Snapshots<'h> {
 
     /// The newest snapshot, if any.
     pub fn last(&self) -> Result<Option<SnapshotRow>, FsError> {
-        let r = self.head.rtx()?;
-        let last = r.snapshots()?.last().map_err(records::db)?;
-        last.map(|(k, v)| {
-            records::open(
-                r.sealer(),
-                Kind::IndexSnapshot,
-                &k.value().to_le_bytes(),
-                v.value(),
-            )
-        })
-        .transpose()
+        self.head.rtx()?.last_snapshot()
     }
 
     /// One snapshot by sequence number.
