@@ -18,7 +18,7 @@ use strata::sys::sync::Recover;
 use strata::tree::head::{
     Attr, Caller, FileKind, FsError, OpenMode, RenameMode, SetAttr, Timestamp,
 };
-use strata::tree::namespace::{DirReply, Listed, Namespace, Node, SNAPSHOTS_INO};
+use strata::tree::namespace::{DirReply, Listed, Namespace, Node};
 
 use crate::delay::Delayer;
 use crate::invalidate::{after_snapshot, Invalidate};
@@ -72,6 +72,11 @@ fn caller(req: &Request) -> Caller {
 
 fn errno(e: &FsError) -> Errno {
     Errno::from_i32(e.errno())
+}
+
+/// What a kernel inode number stands for in the namespace.
+fn node(ino: INodeNo) -> Node {
+    Node::of(ino.0)
 }
 
 fn ttl(ino: u64) -> Duration {
@@ -245,12 +250,12 @@ impl Filesystem for StrataFs {
 
     fn lookup(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
         match self.requests.serve("lookup", || {
-            self.ns.lookup(caller(req), parent.0, name.as_bytes())
+            self.ns.lookup(caller(req), node(parent), name.as_bytes())
         }) {
             // The daemon is the head's only writer, so the kernel may
             // remember that a name is absent (inode 0): rsync looks up
             // every temporary and new name before creating it.
-            Err(FsError::NotFound) if matches!(Node::of(parent.0), Node::Head(_)) => {
+            Err(FsError::NotFound) if matches!(node(parent), Node::Head(_)) => {
                 reply.entry(&HEAD_TTL, &absent(), Generation(0))
             }
             r => entry(reply, r),
@@ -259,13 +264,13 @@ impl Filesystem for StrataFs {
 
     fn forget(&self, _req: &Request, ino: INodeNo, nlookup: u64) {
         let _t = self.requests.start("forget");
-        self.ns.forget(ino.0, nlookup);
+        self.ns.forget(node(ino), nlookup);
     }
 
     fn getattr(&self, req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
         match self
             .requests
-            .serve("getattr", || self.ns.getattr(caller(req), ino.0))
+            .serve("getattr", || self.ns.getattr(caller(req), node(ino)))
         {
             Ok(a) => reply.attr(&ttl(ino.0), &file_attr(&a)),
             Err(e) => reply.error(errno(&e)),
@@ -300,7 +305,7 @@ impl Filesystem for StrataFs {
         };
         match self
             .requests
-            .serve("setattr", || self.ns.setattr(caller(req), ino.0, &set))
+            .serve("setattr", || self.ns.setattr(caller(req), node(ino), &set))
         {
             Ok(a) => reply.attr(&ttl(ino.0), &file_attr(&a)),
             Err(e) => reply.error(errno(&e)),
@@ -310,7 +315,7 @@ impl Filesystem for StrataFs {
     fn readlink(&self, req: &Request, ino: INodeNo, reply: ReplyData) {
         match self
             .requests
-            .serve("readlink", || self.ns.readlink(caller(req), ino.0))
+            .serve("readlink", || self.ns.readlink(caller(req), node(ino)))
         {
             Ok(t) => reply.data(&t),
             Err(e) => reply.error(errno(&e)),
@@ -332,7 +337,7 @@ impl Filesystem for StrataFs {
             self.requests.serve("mknod", || {
                 self.ns.mknod(
                     caller(req),
-                    parent.0,
+                    node(parent),
                     name.as_bytes(),
                     mode,
                     umask,
@@ -353,9 +358,9 @@ impl Filesystem for StrataFs {
     ) {
         let r = self.requests.serve("mkdir", || {
             self.ns
-                .mkdir(caller(req), parent.0, name.as_bytes(), mode, umask)
+                .mkdir(caller(req), node(parent), name.as_bytes(), mode, umask)
         });
-        if parent.0 != SNAPSHOTS_INO {
+        if node(parent) != Node::Snapshots {
             return entry(reply, r);
         }
         // A new snapshot: the kernel binds the name to its directory for
@@ -399,7 +404,7 @@ impl Filesystem for StrataFs {
         empty(
             reply,
             self.requests.serve("unlink", || {
-                self.ns.unlink(caller(req), parent.0, name.as_bytes())
+                self.ns.unlink(caller(req), node(parent), name.as_bytes())
             }),
         );
     }
@@ -408,7 +413,7 @@ impl Filesystem for StrataFs {
         empty(
             reply,
             self.requests.serve("rmdir", || {
-                self.ns.rmdir(caller(req), parent.0, name.as_bytes())
+                self.ns.rmdir(caller(req), node(parent), name.as_bytes())
             }),
         );
     }
@@ -426,7 +431,7 @@ impl Filesystem for StrataFs {
             self.requests.serve("symlink", || {
                 self.ns.symlink(
                     caller(req),
-                    parent.0,
+                    node(parent),
                     link_name.as_bytes(),
                     target.as_os_str().as_bytes(),
                 )
@@ -458,9 +463,9 @@ impl Filesystem for StrataFs {
             self.requests.serve("rename", || {
                 self.ns.rename(
                     caller(req),
-                    parent.0,
+                    node(parent),
                     name.as_bytes(),
-                    newparent.0,
+                    node(newparent),
                     newname.as_bytes(),
                     mode,
                 )
@@ -480,7 +485,7 @@ impl Filesystem for StrataFs {
             reply,
             self.requests.serve("link", || {
                 self.ns
-                    .link(caller(req), ino.0, newparent.0, newname.as_bytes())
+                    .link(caller(req), node(ino), node(newparent), newname.as_bytes())
             }),
         );
     }
@@ -489,7 +494,7 @@ impl Filesystem for StrataFs {
         let mode = open_mode(flags);
         match self
             .requests
-            .serve("open", || self.ns.open(caller(req), ino.0, mode))
+            .serve("open", || self.ns.open(caller(req), node(ino), mode))
         {
             Ok(_) => reply.opened(FileHandle(0), open_flags(ino.0, mode != OpenMode::Read)),
             Err(e) => reply.error(errno(&e)),
@@ -507,10 +512,9 @@ impl Filesystem for StrataFs {
         _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
-        match self
-            .requests
-            .serve("read", || self.ns.read(caller(req), ino.0, offset, size))
-        {
+        match self.requests.serve("read", || {
+            self.ns.read(caller(req), node(ino), offset, size)
+        }) {
             Ok(d) => reply.data(&d),
             Err(e) => reply.error(errno(&e)),
         }
@@ -530,7 +534,7 @@ impl Filesystem for StrataFs {
     ) {
         let kill = write_flags.contains(WriteFlags::FUSE_WRITE_KILL_SUIDGID);
         match self.requests.serve("write", || {
-            self.ns.write(caller(req), ino.0, offset, data, kill)
+            self.ns.write(caller(req), node(ino), offset, data, kill)
         }) {
             Ok(n) => {
                 let delay = self.throttle.admit(n as u64);
@@ -555,7 +559,7 @@ impl Filesystem for StrataFs {
         empty(
             reply,
             self.requests
-                .serve("flush", || self.ns.flush(caller(req), ino.0)),
+                .serve("flush", || self.ns.flush(caller(req), node(ino))),
         );
     }
 
@@ -572,7 +576,7 @@ impl Filesystem for StrataFs {
         empty(
             reply,
             self.requests
-                .serve("release", || self.ns.release(caller(req), ino.0)),
+                .serve("release", || self.ns.release(caller(req), node(ino))),
         );
     }
 
@@ -587,13 +591,13 @@ impl Filesystem for StrataFs {
         empty(
             reply,
             self.requests
-                .serve("fsync", || self.ns.fsync(caller(req), ino.0)),
+                .serve("fsync", || self.ns.fsync(caller(req), node(ino))),
         );
     }
 
     fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
         let _t = self.requests.start("opendir");
-        let flags = match Node::of(ino.0) {
+        let flags = match node(ino) {
             Node::Snap { .. } => FopenFlags::FOPEN_KEEP_CACHE | FopenFlags::FOPEN_CACHE_DIR,
             _ => FopenFlags::empty(),
         };
@@ -609,8 +613,13 @@ impl Filesystem for StrataFs {
         mut reply: ReplyDirectory,
     ) {
         match self.requests.serve("readdir", || {
-            self.ns
-                .readdir(caller(req), ino.0, offset, false, &mut Listing(&mut reply))
+            self.ns.readdir(
+                caller(req),
+                node(ino),
+                offset,
+                false,
+                &mut Listing(&mut reply),
+            )
         }) {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(errno(&e)),
@@ -628,7 +637,7 @@ impl Filesystem for StrataFs {
         match self.requests.serve("readdirplus", || {
             self.ns.readdir(
                 caller(req),
-                ino.0,
+                node(ino),
                 offset,
                 true,
                 &mut ListingPlus(&mut reply),
@@ -650,7 +659,7 @@ impl Filesystem for StrataFs {
         empty(
             reply,
             self.requests
-                .serve("fsyncdir", || self.ns.fsync(caller(req), ino.0)),
+                .serve("fsyncdir", || self.ns.fsync(caller(req), node(ino))),
         );
     }
 
@@ -694,8 +703,14 @@ impl Filesystem for StrataFs {
         empty(
             reply,
             self.requests.serve("setxattr", || {
-                self.ns
-                    .setxattr(caller(req), ino.0, name.as_bytes(), value, create, replace)
+                self.ns.setxattr(
+                    caller(req),
+                    node(ino),
+                    name.as_bytes(),
+                    value,
+                    create,
+                    replace,
+                )
             }),
         );
     }
@@ -705,7 +720,7 @@ impl Filesystem for StrataFs {
             reply,
             size,
             self.requests.serve("getxattr", || {
-                self.ns.getxattr(caller(req), ino.0, name.as_bytes())
+                self.ns.getxattr(caller(req), node(ino), name.as_bytes())
             }),
         );
     }
@@ -713,7 +728,7 @@ impl Filesystem for StrataFs {
     fn listxattr(&self, req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
         let names = self
             .requests
-            .serve("listxattr", || self.ns.listxattr(caller(req), ino.0))
+            .serve("listxattr", || self.ns.listxattr(caller(req), node(ino)))
             .map(|names| {
                 let mut out = Vec::new();
                 for n in names {
@@ -746,7 +761,7 @@ impl Filesystem for StrataFs {
         empty(
             reply,
             self.requests.serve("removexattr", || {
-                self.ns.removexattr(caller(req), ino.0, name.as_bytes())
+                self.ns.removexattr(caller(req), node(ino), name.as_bytes())
             }),
         );
     }
@@ -764,7 +779,7 @@ impl Filesystem for StrataFs {
         let c = caller(req);
         let r = self.requests.serve("create", || {
             self.ns
-                .create_open(c, parent.0, name.as_bytes(), mode & 0o7777, umask)
+                .create_open(c, node(parent), name.as_bytes(), mode & 0o7777, umask)
         });
         match r {
             Ok(a) => reply.created(
@@ -786,7 +801,7 @@ impl DirReply for Listing<'_> {
     fn add(&mut self, e: Listed) -> bool {
         // fuser's add answers whether the buffer is full.
         !self.0.add(
-            INodeNo(e.ino),
+            INodeNo(e.node.ino()),
             e.cursor,
             file_type(e.kind),
             OsStr::from_bytes(&e.name),
@@ -804,10 +819,10 @@ impl DirReply for ListingPlus<'_> {
             return false;
         };
         !self.0.add(
-            INodeNo(e.ino),
+            INodeNo(e.node.ino()),
             e.cursor,
             OsStr::from_bytes(&e.name),
-            &ttl(e.ino),
+            &ttl(e.node.ino()),
             &file_attr(attr),
             Generation(0),
         )

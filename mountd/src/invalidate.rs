@@ -3,7 +3,7 @@
 //! snapshot, a head reset) is followed by invalidations. They go out from
 //! a thread of their own, never from a FUSE callback.
 
-use strata::tree::namespace::{Namespace, SNAPSHOTS_INO};
+use strata::tree::namespace::{Namespace, LATEST, SNAPSHOTS_INO};
 
 /// A kernel cache entry to drop, sent to the invalidation thread: the
 /// kernel may hold the directory's lock while we serve a request in it,
@@ -22,9 +22,9 @@ pub enum Invalidate {
 /// What the kernel must forget after a snapshot named by `label` appeared.
 pub fn after_snapshot(ns: &Namespace, label: Option<&str>) -> Vec<Invalidate> {
     let mut out = vec![Invalidate::Inode(SNAPSHOTS_INO)];
-    for name in std::iter::once(strata::tree::namespace::LATEST).chain(label) {
+    for name in std::iter::once(LATEST).chain(label) {
         out.push(Invalidate::Entry(SNAPSHOTS_INO, name.as_bytes().to_vec()));
-        out.push(Invalidate::Inode(ns.link_ino(name)));
+        out.push(Invalidate::Inode(ns.snapshots_link(name).ino()));
     }
     out
 }
