@@ -2,7 +2,9 @@
 //! both, compared after every step; crash-and-reopen compared against the
 //! model's last durable state; every snapshot compared against the model as
 //! it was when the snapshot was taken. The model shares no code with the
-//! engine: a tree of maps in memory.
+//! engine: a tree of maps in memory, with files, directories and symlinks,
+//! their permission bits (setuid, setgid and sticky included), owners and
+//! link counts.
 
 mod common;
 
@@ -13,8 +15,11 @@ use common::*;
 use proptest::prelude::*;
 use strata::store::io::sim::SimDisk;
 use strata::store::io::Disk;
-use strata::tree::head::{Caller, FileKind, FileName, FsError, Head, InodeNo, RenameMode, SetAttr};
-use strata::tree::objects::Tree;
+use strata::tree::head::acl::ACCESS;
+use strata::tree::head::{
+    Caller, FileKind, FileName, FsError, Head, InodeNo, RenameMode, SetAttr, Timestamp,
+};
+use strata::tree::objects::{Tree, TreeEntry};
 use strata::tree::snapshot::Snapshots;
 
 const ME: Caller = Caller {
@@ -22,6 +27,12 @@ const ME: Caller = Caller {
     gid: 1000,
     pid: 1,
 };
+
+/// The longest symlink target the head takes.
+const TARGET_MAX: usize = 4096;
+/// Owners a chown picks from.
+const UIDS: [u32; 3] = [0, 1000, 4242];
+const GIDS: [u32; 3] = [0, 1000, 55];
 
 #[derive(Clone, Debug)]
 enum Op {
@@ -32,6 +43,13 @@ enum Op {
     Mkdir {
         dir: u8,
         name: u8,
+    },
+    /// A symlink to `len` bytes (any but NUL); over [`TARGET_MAX`] it is refused.
+    Symlink {
+        dir: u8,
+        name: u8,
+        len: u16,
+        seed: u8,
     },
     Write {
         file: u8,
@@ -47,6 +65,7 @@ enum Op {
         seed: u8,
         fill: Option<u8>,
     },
+    /// A truncate by the owner (not root): it takes setuid off.
     Truncate {
         file: u8,
         size: u32,
@@ -62,6 +81,21 @@ enum Op {
         entry: u8,
         named: bool,
     },
+    /// chmod by the owner of anything but a symlink (chmod follows those);
+    /// the root directory included.
+    Chmod {
+        entry: u8,
+        perm: u16,
+    },
+    /// chown (lchown for a symlink) by root, with a chmod in the same call
+    /// when `perm` is set.
+    Chown {
+        entry: u8,
+        uid: Option<u8>,
+        gid: Option<u8>,
+        perm: Option<u16>,
+    },
+    /// A hard link to a file or a symlink.
     Link {
         file: u8,
         dir: u8,
@@ -95,10 +129,20 @@ enum Op {
     Crash,
 }
 
+/// Permission bits, mostly with setuid or setgid (and group execute, which
+/// decides what a chown takes off), so that later ops meet them.
+fn perm() -> impl Strategy<Value = u16> {
+    prop_oneof![
+        1 => 0..0o10000u16,
+        2 => (0..0o10000u16, prop_oneof![Just(0o4000u16), Just(0o2000), Just(0o6000)]).prop_map(|(p, s)| p | s),
+    ]
+}
+
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         3 => (any::<u8>(), 0..6u8).prop_map(|(dir, name)| Op::Create { dir, name }),
         2 => (any::<u8>(), 0..6u8).prop_map(|(dir, name)| Op::Mkdir { dir, name }),
+        2 => (any::<u8>(), 0..6u8, prop_oneof![1..48u16, 4090..=4097u16], any::<u8>()).prop_map(|(dir, name, len, seed)| Op::Symlink { dir, name, len, seed }),
         5 => (any::<u8>(), 0..200_000u32, 1..70_000u32, any::<u8>()).prop_map(|(file, offset, len, seed)| Op::Write { file, offset, len, seed }),
         3 => (any::<u8>(), 1..100_000u32, any::<u8>(), proptest::option::of(any::<u8>())).prop_map(|(file, len, seed, fill)| Op::Append { file, len, seed, fill }),
         1 => (any::<u8>(), 0..250_000u32).prop_map(|(file, size)| Op::Truncate { file, size }),
@@ -108,6 +152,8 @@ fn op() -> impl Strategy<Value = Op> {
         1 => any::<u8>().prop_map(|entry| Op::Rmdir { entry }),
         1 => (any::<u8>(), 0..3u8, any::<u8>()).prop_map(|(entry, key, val)| Op::SetXattr { entry, key, val }),
         1 => (any::<u8>(), any::<bool>()).prop_map(|(entry, named)| Op::SetAcl { entry, named }),
+        3 => (any::<u8>(), perm()).prop_map(|(entry, perm)| Op::Chmod { entry, perm }),
+        2 => (any::<u8>(), proptest::option::of(0..3u8), proptest::option::of(0..3u8), proptest::option::weighted(0.25, perm())).prop_map(|(entry, uid, gid, perm)| Op::Chown { entry, uid, gid, perm }),
         2 => any::<u8>().prop_map(|file| Op::Flush { file }),
         1 => any::<u8>().prop_map(|file| Op::Fsync { file }),
         1 => Just(Op::Snapshot),
@@ -118,6 +164,8 @@ fn op() -> impl Strategy<Value = Op> {
     ]
 }
 
+type Xattrs = BTreeMap<Vec<u8>, Vec<u8>>;
+
 /// The model: nodes by model inode number; directories map names to nodes.
 #[derive(Clone, Debug, Default)]
 struct Model {
@@ -125,16 +173,57 @@ struct Model {
     next: u64,
 }
 
+/// Permission bits (setuid, setgid, sticky included) and owners.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Own {
+    perm: u32,
+    uid: u32,
+    gid: u32,
+}
+
 #[derive(Clone, Debug, PartialEq)]
 enum Node {
     File {
         data: Vec<u8>,
-        xattrs: BTreeMap<Vec<u8>, Vec<u8>>,
+        xattrs: Xattrs,
+        own: Own,
     },
     Dir {
         entries: BTreeMap<String, u64>,
-        xattrs: BTreeMap<Vec<u8>, Vec<u8>>,
+        xattrs: Xattrs,
+        own: Own,
     },
+    Symlink {
+        target: Vec<u8>,
+        xattrs: Xattrs,
+        own: Own,
+    },
+}
+
+impl Node {
+    fn xattrs_mut(&mut self) -> &mut Xattrs {
+        match self {
+            Node::File { xattrs, .. } | Node::Dir { xattrs, .. } | Node::Symlink { xattrs, .. } => {
+                xattrs
+            }
+        }
+    }
+
+    fn own(&self) -> Own {
+        match self {
+            Node::File { own, .. } | Node::Dir { own, .. } | Node::Symlink { own, .. } => *own,
+        }
+    }
+
+    fn own_mut(&mut self) -> &mut Own {
+        match self {
+            Node::File { own, .. } | Node::Dir { own, .. } | Node::Symlink { own, .. } => own,
+        }
+    }
+
+    fn is_dir(&self) -> bool {
+        matches!(self, Node::Dir { .. })
+    }
 }
 
 /// What a walk sees at one path.
@@ -144,13 +233,26 @@ enum Seen {
         digest: [u8; 32],
         len: usize,
         xattrs: Vec<(Vec<u8>, Vec<u8>)>,
+        own: Own,
+        nlink: u32,
     },
     Dir {
         xattrs: Vec<(Vec<u8>, Vec<u8>)>,
+        own: Own,
+        nlink: u32,
+    },
+    Symlink {
+        /// Of the target, which may be 4 KiB.
+        digest: [u8; 32],
+        len: usize,
+        xattrs: Vec<(Vec<u8>, Vec<u8>)>,
+        own: Own,
+        nlink: u32,
     },
 }
 
-/// Path -> what is there, plus the groups of paths that share an inode.
+/// Path -> what is there (the root as ""), plus the groups of paths that
+/// share an inode.
 type View = (BTreeMap<String, Seen>, BTreeSet<Vec<String>>);
 
 fn digest(d: &[u8]) -> [u8; 32] {
@@ -168,6 +270,38 @@ fn groups(by_ino: BTreeMap<u64, Vec<String>>) -> BTreeSet<Vec<String>> {
         .collect()
 }
 
+/// `perm` less setuid, and less setgid when group-executable, as Linux
+/// takes them off at a chown or a truncate by someone other than root.
+fn without_setid(perm: u32) -> u32 {
+    let mut p = perm & !0o4000;
+    if p & 0o010 != 0 {
+        p &= !0o2000;
+    }
+    p
+}
+
+/// The access ACL the model expects after `SetAcl { named: true }` and any
+/// chmods since: the owner, mask and other entries follow the mode, the
+/// owning group keeps r-x, the named user 4242 r-x. In the xattr's form:
+/// version 2, then (tag, perm, id) sorted by tag.
+fn model_acl(perm: u32) -> Vec<u8> {
+    const NONE: u32 = u32::MAX;
+    let entries = [
+        (0x01u16, (perm >> 6) & 7, NONE),
+        (0x02, 5, 4242),
+        (0x04, 5, NONE),
+        (0x10, (perm >> 3) & 7, NONE),
+        (0x20, perm & 7, NONE),
+    ];
+    let mut out = 2u32.to_le_bytes().to_vec();
+    for (tag, p, id) in entries {
+        out.extend_from_slice(&tag.to_le_bytes());
+        out.extend_from_slice(&(p as u16).to_le_bytes());
+        out.extend_from_slice(&id.to_le_bytes());
+    }
+    out
+}
+
 impl Model {
     fn new() -> Model {
         let mut m = Model {
@@ -179,6 +313,11 @@ impl Model {
             Node::Dir {
                 entries: BTreeMap::new(),
                 xattrs: BTreeMap::new(),
+                own: Own {
+                    perm: 0o755,
+                    uid: 0,
+                    gid: 0,
+                },
             },
         );
         m
@@ -201,14 +340,18 @@ impl Model {
         out
     }
 
+    /// The root and every path.
+    fn all(&self) -> Vec<(String, u64)> {
+        let mut all = vec![(String::new(), 1)];
+        all.extend(self.paths());
+        all
+    }
+
     fn dirs(&self) -> Vec<(String, u64)> {
-        let mut d = vec![(String::new(), 1)];
-        d.extend(
-            self.paths()
-                .into_iter()
-                .filter(|(_, i)| matches!(self.nodes[i], Node::Dir { .. })),
-        );
-        d
+        self.all()
+            .into_iter()
+            .filter(|(_, i)| self.nodes[i].is_dir())
+            .collect()
     }
 
     fn files(&self) -> Vec<(String, u64)> {
@@ -218,18 +361,51 @@ impl Model {
             .collect()
     }
 
+    /// Files and symlinks: what may be hard-linked.
+    fn non_dirs(&self) -> Vec<(String, u64)> {
+        self.paths()
+            .into_iter()
+            .filter(|(_, i)| !self.nodes[i].is_dir())
+            .collect()
+    }
+
+    fn nlink(&self, ino: u64) -> u32 {
+        match &self.nodes[&ino] {
+            Node::Dir { entries, .. } => {
+                2 + entries.values().filter(|c| self.nodes[c].is_dir()).count() as u32
+            }
+            _ => self.links(ino) as u32,
+        }
+    }
+
     fn view(&self) -> View {
         let mut seen = BTreeMap::new();
         let mut by_ino: BTreeMap<u64, Vec<String>> = BTreeMap::new();
-        for (p, ino) in self.paths() {
+        for (p, ino) in self.all() {
+            let nlink = self.nlink(ino);
             let s = match &self.nodes[&ino] {
-                Node::File { data, xattrs } => Seen::File {
+                Node::File { data, xattrs, own } => Seen::File {
                     digest: digest(data),
                     len: data.len(),
                     xattrs: xattrs.clone().into_iter().collect(),
+                    own: *own,
+                    nlink,
                 },
-                Node::Dir { xattrs, .. } => Seen::Dir {
+                Node::Dir { xattrs, own, .. } => Seen::Dir {
                     xattrs: xattrs.clone().into_iter().collect(),
+                    own: *own,
+                    nlink,
+                },
+                Node::Symlink {
+                    target,
+                    xattrs,
+                    own,
+                } => Seen::Symlink {
+                    digest: digest(target),
+                    len: target.len(),
+                    xattrs: xattrs.clone().into_iter().collect(),
+                    own: *own,
+                    nlink,
                 },
             };
             seen.insert(p.clone(), s);
@@ -293,6 +469,27 @@ impl Model {
         }
         false
     }
+
+    /// What a new node made by ME in `dir` gets: ME's owner, and from a
+    /// setgid directory its group (and for a directory the setgid bit).
+    fn new_own(&self, dir: u64, perm: u32, is_dir: bool) -> Own {
+        let parent = self.nodes[&dir].own();
+        let setgid = parent.perm & 0o2000 != 0;
+        Own {
+            perm: perm | if is_dir && setgid { 0o2000 } else { 0 },
+            uid: ME.uid,
+            gid: if setgid { parent.gid } else { ME.gid },
+        }
+    }
+
+    /// chmod: the mode, and an access ACL kept in step with it.
+    fn chmod(&mut self, ino: u64, perm: u32) {
+        let node = self.nodes.get_mut(&ino).unwrap();
+        node.own_mut().perm = perm & 0o7777;
+        if let Some(acl) = node.xattrs_mut().get_mut(ACCESS) {
+            *acl = model_acl(perm);
+        }
+    }
 }
 
 /// Resolves a path in the engine.
@@ -306,9 +503,61 @@ fn resolve(h: &Head, path: &str) -> Result<InodeNo, FsError> {
     Ok(ino)
 }
 
+fn own_of(perm: u32, uid: u32, gid: u32) -> Own {
+    Own { perm, uid, gid }
+}
+
+/// What the engine shows at `ino` (path `cp`); a directory's children are
+/// walked by the caller.
+fn engine_seen(h: &Head, cp: &str, ino: InodeNo) -> Seen {
+    let attr = h.getattr(ME, ino).unwrap();
+    let xattrs: Vec<_> = h
+        .listxattr(ME, ino)
+        .unwrap()
+        .into_iter()
+        .map(|k| {
+            let v = h.getxattr(ME, ino, &k).unwrap();
+            (k, v)
+        })
+        .collect();
+    let own = own_of(attr.perm, attr.uid, attr.gid);
+    let nlink = attr.nlink;
+    match attr.kind {
+        FileKind::File => {
+            let data = h.read(ME, ino, 0, u32::MAX).unwrap();
+            assert_eq!(data.len() as u64, attr.size, "{cp}: read length vs size");
+            Seen::File {
+                digest: digest(&data),
+                len: data.len(),
+                xattrs,
+                own,
+                nlink,
+            }
+        }
+        FileKind::Dir => Seen::Dir { xattrs, own, nlink },
+        FileKind::Symlink => {
+            let target = h.readlink(ME, ino).unwrap();
+            assert_eq!(
+                target.len() as u64,
+                attr.size,
+                "{cp}: lstat size is the target's length"
+            );
+            Seen::Symlink {
+                digest: digest(&target),
+                len: target.len(),
+                xattrs,
+                own,
+                nlink,
+            }
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
 fn engine_view(h: &Head) -> View {
     let mut seen = BTreeMap::new();
     let mut by_ino: BTreeMap<u64, Vec<String>> = BTreeMap::new();
+    seen.insert(String::new(), engine_seen(h, "", InodeNo::ROOT));
     let mut stack = vec![(String::new(), InodeNo::ROOT)];
     while let Some((p, dir)) = stack.pop() {
         let mut cursor = 0;
@@ -321,65 +570,66 @@ fn engine_view(h: &Head) -> View {
                     "{p}/{}",
                     String::from_utf8(e.name.as_bytes().to_vec()).unwrap()
                 );
-                let attr = h.getattr(ME, e.ino).unwrap();
-                let xattrs: Vec<_> = h
-                    .listxattr(ME, e.ino)
-                    .unwrap()
-                    .into_iter()
-                    .map(|k| {
-                        let v = h.getxattr(ME, e.ino, &k).unwrap();
-                        (k, v)
-                    })
-                    .collect();
-                let s = match attr.kind {
-                    FileKind::File => {
-                        let data = h.read(ME, e.ino, 0, u32::MAX).unwrap();
-                        assert_eq!(data.len() as u64, attr.size, "{cp}: read length vs size");
-                        Seen::File {
-                            digest: digest(&data),
-                            len: data.len(),
-                            xattrs,
-                        }
-                    }
-                    FileKind::Dir => {
-                        stack.push((cp.clone(), e.ino));
-                        Seen::Dir { xattrs }
-                    }
-                    other => panic!("unexpected {other:?}"),
-                };
+                let s = engine_seen(h, &cp, e.ino);
+                if let Seen::Dir { .. } = s {
+                    stack.push((cp.clone(), e.ino));
+                }
                 seen.insert(cp.clone(), s);
                 by_ino.entry(e.ino.0).or_default().push(cp);
             }
         }
     }
+    by_ino
+        .entry(InodeNo::ROOT.0)
+        .or_default()
+        .push(String::new());
     (seen, groups(by_ino))
 }
 
-fn snapshot_view(h: &Head, root: &[u8; 32]) -> View {
+fn snapshot_seen(h: &Head, e: &TreeEntry) -> Seen {
+    let xattrs = e.xattrs.clone();
+    let own = own_of(e.meta.perm, e.meta.uid, e.meta.gid);
+    let nlink = e.meta.nlink;
+    match e.meta.kind {
+        FileKind::File => {
+            let data = Snapshots::of(h).read_file(ME, e, 0, u32::MAX).unwrap();
+            Seen::File {
+                digest: digest(&data),
+                len: data.len(),
+                xattrs,
+                own,
+                nlink,
+            }
+        }
+        FileKind::Dir => Seen::Dir { xattrs, own, nlink },
+        FileKind::Symlink => {
+            assert_eq!(e.meta.size, e.target.len() as u64, "a symlink's size");
+            Seen::Symlink {
+                digest: digest(&e.target),
+                len: e.target.len(),
+                xattrs,
+                own,
+                nlink,
+            }
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+fn snapshot_view(h: &Head, root: &TreeEntry) -> View {
     let mut seen = BTreeMap::new();
     let mut by_ino: BTreeMap<u64, Vec<String>> = BTreeMap::new();
-    let mut stack = vec![(String::new(), *root)];
+    seen.insert(String::new(), snapshot_seen(h, root));
+    by_ino.entry(root.ino).or_default().push(String::new());
+    let mut stack = vec![(String::new(), root.subtree.unwrap())];
     while let Some((p, tree_id)) = stack.pop() {
         let tree: Tree = Tree::load(h.repo().store(), &tree_id).unwrap();
         for e in tree.entries {
             let cp = format!("{p}/{}", String::from_utf8(e.name.clone()).unwrap());
-            let s = match e.meta.kind {
-                FileKind::File => {
-                    let data = Snapshots::of(h).read_file(ME, &e, 0, u32::MAX).unwrap();
-                    Seen::File {
-                        digest: digest(&data),
-                        len: data.len(),
-                        xattrs: e.xattrs.clone(),
-                    }
-                }
-                FileKind::Dir => {
-                    stack.push((cp.clone(), e.subtree.unwrap()));
-                    Seen::Dir {
-                        xattrs: e.xattrs.clone(),
-                    }
-                }
-                other => panic!("unexpected {other:?}"),
-            };
+            let s = snapshot_seen(h, &e);
+            if let Seen::Dir { .. } = s {
+                stack.push((cp.clone(), e.subtree.unwrap()));
+            }
             seen.insert(cp.clone(), s);
             by_ino.entry(e.ino).or_default().push(cp);
         }
@@ -404,6 +654,14 @@ fn fname(s: &str) -> FileName {
 
 fn pick<T: Clone>(v: &[T], i: u8) -> Option<T> {
     (!v.is_empty()).then(|| v[i as usize % v.len()].clone())
+}
+
+/// A symlink target of `len` bytes, any value but NUL.
+fn target(seed: u8, len: u16) -> Vec<u8> {
+    bytes(seed as u64 * 7901 + len as u64, len as usize)
+        .into_iter()
+        .map(|b| b.max(1))
+        .collect()
 }
 
 struct Run {
@@ -433,6 +691,26 @@ impl Run {
         self.head = Some(head);
     }
 
+    /// setattr of the node at `p` by `caller`; checks that ctime moves and
+    /// mtime stays, and that the attributes it answers are the ones stored.
+    fn setattr(&self, caller: Caller, p: &str, set: &SetAttr) -> Result<(), FsError> {
+        let h = self.h();
+        let ino = resolve(h, p).unwrap();
+        let before = h.getattr(ME, ino).unwrap();
+        let t0 = Timestamp::now();
+        let got = h.setattr(caller, ino, set)?;
+        let after = h.getattr(ME, ino).unwrap();
+        assert_eq!(got, after, "{p}: setattr answers what getattr shows");
+        assert!(after.ctime >= t0, "{p}: setattr moves ctime");
+        if set.size.is_none() {
+            assert_eq!(
+                after.mtime, before.mtime,
+                "{p}: chmod and chown leave mtime"
+            );
+        }
+        Ok(())
+    }
+
     /// Applies one op to engine and model; returns (engine result, model result).
     fn apply(&mut self, op: &Op) -> (String, String) {
         let m = &mut self.model;
@@ -448,20 +726,20 @@ impl Run {
                 } else {
                     let ino = m.next;
                     m.next += 1;
-                    m.nodes.insert(
-                        ino,
-                        if is_dir {
-                            Node::Dir {
-                                entries: BTreeMap::new(),
-                                xattrs: BTreeMap::new(),
-                            }
-                        } else {
-                            Node::File {
-                                data: Vec::new(),
-                                xattrs: BTreeMap::new(),
-                            }
-                        },
-                    );
+                    let node = if is_dir {
+                        Node::Dir {
+                            entries: BTreeMap::new(),
+                            xattrs: BTreeMap::new(),
+                            own: m.new_own(dino, 0o755, true),
+                        }
+                    } else {
+                        Node::File {
+                            data: Vec::new(),
+                            xattrs: BTreeMap::new(),
+                            own: m.new_own(dino, 0o644, false),
+                        }
+                    };
+                    m.nodes.insert(ino, node);
                     m.entries(dino).insert(nm.clone(), ino);
                     Ok(())
                 };
@@ -472,6 +750,47 @@ impl Run {
                 } else {
                     h.create(ME, parent, &fname(&nm), 0o644, 0)
                 };
+                (kind_of(&got.map(|_| ())), kind_of(&expect))
+            }
+            Op::Symlink {
+                dir,
+                name: n,
+                len,
+                seed,
+            } => {
+                let Some((dp, dino)) = pick(&m.dirs(), dir) else {
+                    return ok2();
+                };
+                let nm = name(n);
+                let target = target(seed, len);
+                let expect = if target.len() > TARGET_MAX {
+                    Err(FsError::Invalid("too long"))
+                } else if m.entries(dino).contains_key(&nm) {
+                    Err(FsError::Exists)
+                } else {
+                    let ino = m.next;
+                    m.next += 1;
+                    let own = m.new_own(dino, 0o777, false);
+                    m.nodes.insert(
+                        ino,
+                        Node::Symlink {
+                            target: target.clone(),
+                            xattrs: BTreeMap::new(),
+                            own,
+                        },
+                    );
+                    m.entries(dino).insert(nm.clone(), ino);
+                    Ok(())
+                };
+                let h = self.h();
+                let got = h.symlink(ME, resolve(h, &dp).unwrap(), &fname(&nm), &target);
+                if let Ok(attr) = &got {
+                    assert_eq!(
+                        (attr.kind, attr.size, attr.perm),
+                        (FileKind::Symlink, target.len() as u64, 0o777),
+                        "{dp}/{nm}: a new symlink's attributes"
+                    );
+                }
                 (kind_of(&got.map(|_| ())), kind_of(&expect))
             }
             Op::Write {
@@ -527,20 +846,15 @@ impl Run {
                 let Some((p, ino)) = pick(&m.files(), file) else {
                     return ok2();
                 };
-                if let Some(Node::File { data, .. }) = m.nodes.get_mut(&ino) {
+                if let Some(Node::File { data, own, .. }) = m.nodes.get_mut(&ino) {
                     data.resize(size as usize, 0);
+                    own.perm = without_setid(own.perm);
                 }
-                let h = self.h();
-                let got = h
-                    .setattr(
-                        ME,
-                        resolve(h, &p).unwrap(),
-                        &SetAttr {
-                            size: Some(size as u64),
-                            ..Default::default()
-                        },
-                    )
-                    .map(|_| ());
+                let set = SetAttr {
+                    size: Some(size as u64),
+                    ..Default::default()
+                };
+                let got = self.setattr(ME, &p, &set);
                 (kind_of(&got), "ok".into())
             }
             Op::Rename {
@@ -560,7 +874,7 @@ impl Run {
                 let spp = spp.to_string();
                 let sname = sname.to_string();
                 let sparent = m.lookup(&spp).unwrap();
-                let src_dir = matches!(m.nodes[&sino], Node::Dir { .. });
+                let src_dir = m.nodes[&sino].is_dir();
                 let dst = m.entries(dino).get(&nm).copied();
                 let expect = if sparent == dino && sname == nm {
                     if noreplace {
@@ -577,7 +891,9 @@ impl Run {
                 } else {
                     let check = match dst {
                         Some(d) => match (src_dir, &m.nodes[&d]) {
-                            (true, Node::File { .. }) => Err(FsError::NotDir),
+                            (true, Node::File { .. } | Node::Symlink { .. }) => {
+                                Err(FsError::NotDir)
+                            }
                             (false, Node::Dir { .. }) => Err(FsError::IsDir),
                             (true, Node::Dir { entries, .. }) if !entries.is_empty() => {
                                 Err(FsError::NotEmpty)
@@ -610,7 +926,7 @@ impl Run {
                 (kind_of(&got), kind_of(&expect))
             }
             Op::Link { file, dir, name: n } => {
-                let Some((fp, fino)) = pick(&m.files(), file) else {
+                let Some((fp, fino)) = pick(&m.non_dirs(), file) else {
                     return ok2();
                 };
                 let Some((dp, dino)) = pick(&m.dirs(), dir) else {
@@ -644,7 +960,7 @@ impl Run {
                 let parent = m.lookup(&pp).unwrap();
                 let expect = match (&m.nodes[&ino], rmdir) {
                     (Node::Dir { .. }, false) => Err(FsError::IsDir),
-                    (Node::File { .. }, true) => Err(FsError::NotDir),
+                    (Node::File { .. } | Node::Symlink { .. }, true) => Err(FsError::NotDir),
                     (Node::Dir { entries, .. }, true) if !entries.is_empty() => {
                         Err(FsError::NotEmpty)
                     }
@@ -671,35 +987,38 @@ impl Run {
                 };
                 let k = format!("user.k{key}").into_bytes();
                 let v = vec![val; val as usize % 40];
-                match m.nodes.get_mut(&ino) {
-                    Some(Node::File { xattrs, .. }) | Some(Node::Dir { xattrs, .. }) => {
-                        xattrs.insert(k.clone(), v.clone());
-                    }
-                    None => unreachable!(),
-                }
+                m.nodes
+                    .get_mut(&ino)
+                    .unwrap()
+                    .xattrs_mut()
+                    .insert(k.clone(), v.clone());
                 let h = self.h();
                 let got = h.setxattr(ME, resolve(h, &p).unwrap(), &k, &v, false, false);
                 (kind_of(&got), "ok".into())
             }
             Op::SetAcl { entry, named } => {
-                use strata::tree::head::acl::{Acl, ACCESS};
+                use strata::tree::head::acl::Acl;
                 let Some((p, ino)) = pick(&m.paths(), entry) else {
                     return ok2();
                 };
+                if matches!(m.nodes[&ino], Node::Symlink { .. }) {
+                    // The kernel has no ACLs for symlinks.
+                    return ok2();
+                }
                 let acl = if named {
                     Acl::from_mode(0o750).with_user(4242, 5)
                 } else {
                     Acl::from_mode(0o750)
                 };
-                match m.nodes.get_mut(&ino) {
-                    Some(Node::File { xattrs, .. }) | Some(Node::Dir { xattrs, .. }) => {
-                        if named {
-                            xattrs.insert(ACCESS.to_vec(), acl.encode());
-                        } else {
-                            xattrs.remove(ACCESS);
-                        }
-                    }
-                    None => unreachable!(),
+                // The mode follows the ACL (special bits kept); a minimal
+                // ACL is the mode and is not kept.
+                let node = m.nodes.get_mut(&ino).unwrap();
+                let own = node.own_mut();
+                own.perm = (own.perm & 0o7000) | 0o750;
+                if named {
+                    node.xattrs_mut().insert(ACCESS.to_vec(), model_acl(0o750));
+                } else {
+                    node.xattrs_mut().remove(ACCESS);
                 }
                 let h = self.h();
                 let got = h.setxattr(
@@ -710,6 +1029,60 @@ impl Run {
                     false,
                     false,
                 );
+                (kind_of(&got), "ok".into())
+            }
+            Op::Chmod { entry, perm } => {
+                let targets: Vec<_> = m
+                    .all()
+                    .into_iter()
+                    .filter(|(_, i)| !matches!(m.nodes[i], Node::Symlink { .. }))
+                    .collect();
+                let Some((p, ino)) = pick(&targets, entry) else {
+                    return ok2();
+                };
+                m.chmod(ino, perm as u32);
+                let set = SetAttr {
+                    perm: Some(perm as u32),
+                    ..Default::default()
+                };
+                let got = self.setattr(ME, &p, &set);
+                (kind_of(&got), "ok".into())
+            }
+            Op::Chown {
+                entry,
+                uid,
+                gid,
+                perm,
+            } => {
+                let Some((p, ino)) = pick(&m.all(), entry) else {
+                    return ok2();
+                };
+                let node = &m.nodes[&ino];
+                let is_dir = node.is_dir();
+                // chmod follows a symlink: no mode for one here.
+                let perm = perm
+                    .filter(|_| !matches!(node, Node::Symlink { .. }))
+                    .map(u32::from);
+                let uid = uid.map(|i| UIDS[i as usize]);
+                let gid = gid.map(|i| GIDS[i as usize]);
+                if let Some(perm) = perm {
+                    m.chmod(ino, perm);
+                }
+                let own = m.nodes.get_mut(&ino).unwrap().own_mut();
+                own.uid = uid.unwrap_or(own.uid);
+                own.gid = gid.unwrap_or(own.gid);
+                // A new owner takes setuid (and executable setgid) off a
+                // non-directory, unless the same call sets the mode.
+                if (uid.is_some() || gid.is_some()) && !is_dir && perm.is_none() {
+                    own.perm = without_setid(own.perm);
+                }
+                let set = SetAttr {
+                    perm,
+                    uid,
+                    gid,
+                    ..Default::default()
+                };
+                let got = self.setattr(Caller::ROOT, &p, &set);
                 (kind_of(&got), "ok".into())
             }
             Op::Flush { file } | Op::Fsync { file } => {
@@ -779,7 +1152,7 @@ impl Run {
         assert_eq!(rows.len(), self.snapshots.len(), "snapshots lost");
         for (row, (seq, view)) in rows.iter().zip(&self.snapshots) {
             assert_eq!(row.record.seq, *seq);
-            let got = snapshot_view(self.h(), &row.record.root.subtree.unwrap());
+            let got = snapshot_view(self.h(), &row.record.root);
             assert!(
                 got == *view,
                 "snapshot {seq} differs from the model at its time:\n{got:?}\n{view:?}"
