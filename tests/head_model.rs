@@ -76,6 +76,11 @@ enum Op {
         name: u8,
         noreplace: bool,
     },
+    /// RENAME_EXCHANGE: two entries of any kinds swap places.
+    Exchange {
+        a: Side,
+        b: Side,
+    },
     /// An access ACL: with a named user it is kept, a minimal one is not.
     SetAcl {
         entry: u8,
@@ -129,6 +134,22 @@ enum Op {
     Crash,
 }
 
+/// One side of an exchange.
+#[derive(Clone, Debug)]
+enum Side {
+    /// An existing entry.
+    Entry(u8),
+    /// A name in a directory, there or not.
+    Name { dir: u8, name: u8 },
+}
+
+fn side() -> impl Strategy<Value = Side> {
+    prop_oneof![
+        3 => any::<u8>().prop_map(Side::Entry),
+        1 => (any::<u8>(), 0..6u8).prop_map(|(dir, name)| Side::Name { dir, name }),
+    ]
+}
+
 /// Permission bits, mostly with setuid or setgid (and group execute, which
 /// decides what a chown takes off), so that later ops meet them.
 fn perm() -> impl Strategy<Value = u16> {
@@ -147,6 +168,7 @@ fn op() -> impl Strategy<Value = Op> {
         3 => (any::<u8>(), 1..100_000u32, any::<u8>(), proptest::option::of(any::<u8>())).prop_map(|(file, len, seed, fill)| Op::Append { file, len, seed, fill }),
         1 => (any::<u8>(), 0..250_000u32).prop_map(|(file, size)| Op::Truncate { file, size }),
         2 => (any::<u8>(), any::<u8>(), 0..6u8, any::<bool>()).prop_map(|(from, dir, name, noreplace)| Op::Rename { from, dir, name, noreplace }),
+        2 => (side(), side()).prop_map(|(a, b)| Op::Exchange { a, b }),
         1 => (any::<u8>(), any::<u8>(), 0..6u8).prop_map(|(file, dir, name)| Op::Link { file, dir, name }),
         1 => any::<u8>().prop_map(|entry| Op::Unlink { entry }),
         1 => any::<u8>().prop_map(|entry| Op::Rmdir { entry }),
@@ -488,6 +510,17 @@ impl Model {
         node.own_mut().perm = perm & 0o7777;
         if let Some(acl) = node.xattrs_mut().get_mut(ACCESS) {
             *acl = model_acl(perm);
+        }
+    }
+
+    /// The (parent path, name) an exchange side names.
+    fn side(&self, s: &Side) -> Option<(String, String)> {
+        match *s {
+            Side::Entry(i) => pick(&self.paths(), i).map(|(p, _)| {
+                let (parent, name) = Model::parent_and_name(&p);
+                (parent.to_string(), name.to_string())
+            }),
+            Side::Name { dir, name: n } => pick(&self.dirs(), dir).map(|(d, _)| (d, name(n))),
         }
     }
 }
@@ -925,6 +958,43 @@ impl Run {
                 );
                 (kind_of(&got), kind_of(&expect))
             }
+            Op::Exchange { a, b } => {
+                let (Some((ap, an)), Some((bp, bn))) = (m.side(&a), m.side(&b)) else {
+                    return ok2();
+                };
+                let apino = m.lookup(&ap).unwrap();
+                let bpino = m.lookup(&bp).unwrap();
+                let aino = m.entries(apino).get(&an).copied();
+                let bino = m.entries(bpino).get(&bn).copied();
+                // In the order Linux checks: both sides exist, neither is a
+                // directory above the other's parent, one inode is no swap.
+                let expect = match (aino, bino) {
+                    (None, _) | (_, None) => Err(FsError::NotFound),
+                    (Some(x), _) if m.nodes[&x].is_dir() && m.is_under(x, &bp) => {
+                        Err(FsError::Loop)
+                    }
+                    (_, Some(y)) if m.nodes[&y].is_dir() && m.is_under(y, &ap) => {
+                        Err(FsError::Loop)
+                    }
+                    (Some(x), Some(y)) => {
+                        if x != y {
+                            m.entries(apino).insert(an.clone(), y);
+                            m.entries(bpino).insert(bn.clone(), x);
+                        }
+                        Ok(())
+                    }
+                };
+                let h = self.h();
+                let got = h.rename(
+                    ME,
+                    resolve(h, &ap).unwrap(),
+                    &fname(&an),
+                    resolve(h, &bp).unwrap(),
+                    &fname(&bn),
+                    RenameMode::Exchange,
+                );
+                (kind_of(&got), kind_of(&expect))
+            }
             Op::Link { file, dir, name: n } => {
                 let Some((fp, fino)) = pick(&m.non_dirs(), file) else {
                     return ok2();
@@ -1322,5 +1392,37 @@ fn regression_a_hard_link_changed_through_one_name_after_a_reset() {
             seed: 5,
         },
         Op::Snapshot,
+    ]);
+}
+
+/// RENAME_EXCHANGE of a file with the directory that holds it: Linux
+/// refuses (EINVAL, the target is an ancestor of the source); the head
+/// swapped them, which put the directory inside itself, cut off from the
+/// root.
+#[test]
+fn regression_exchange_with_the_parent_directory_is_a_loop() {
+    run(&[
+        Op::Mkdir { dir: 0, name: 0 },
+        Op::Mkdir { dir: 1, name: 0 },
+        Op::Create { dir: 2, name: 3 },
+        // /n0/n0/n3 with /n0/n0.
+        Op::Exchange {
+            a: Side::Entry(2),
+            b: Side::Entry(1),
+        },
+    ]);
+}
+
+/// RENAME_EXCHANGE of a directory with a missing name inside it: Linux
+/// finds the target missing (ENOENT) before it looks for a loop.
+#[test]
+fn regression_exchange_with_a_missing_name_is_checked_before_the_loop() {
+    run(&[
+        Op::Mkdir { dir: 0, name: 0 },
+        // /n0 with /n0/n1, which is not there.
+        Op::Exchange {
+            a: Side::Entry(0),
+            b: Side::Name { dir: 1, name: 1 },
+        },
     ]);
 }

@@ -319,6 +319,9 @@ impl Head {
             if mode == RenameMode::NoReplace && dst.is_some() {
                 return Err(FsError::Exists);
             }
+            if mode == RenameMode::Exchange && dst.is_none() {
+                return Err(FsError::NotFound);
+            }
             if src.kind == FileKind::Dir && is_ancestor(w, InodeNo(src.ino), newparent)? {
                 return Err(FsError::Loop);
             }
@@ -333,10 +336,8 @@ impl Head {
             match (mode, dst) {
                 (RenameMode::Exchange, None) => Err(FsError::NotFound),
                 (RenameMode::Exchange, Some(dst)) => {
-                    if InodeNo(dst.ino) != parent
-                        && dst.kind == FileKind::Dir
-                        && is_ancestor(w, InodeNo(dst.ino), parent)?
-                    {
+                    // The target may not be the source's parent either.
+                    if dst.kind == FileKind::Dir && is_ancestor(w, InodeNo(dst.ino), parent)? {
                         return Err(FsError::Loop);
                     }
                     w.unlink(parent, name, InodeNo(src.ino))?;
