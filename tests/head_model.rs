@@ -5,6 +5,13 @@
 //! engine: a tree of maps in memory, with files, directories and symlinks,
 //! their permission bits (setuid, setgid and sticky included), owners and
 //! link counts.
+//!
+//! The head runs inside the mount's [`Namespace`], and the inode numbers the
+//! namespace shows are checked against its rules: a head path keeps its head
+//! inode (the root shows as `HEAD_INO`), a snapshot path shows
+//! `snapshot_ino(seq, head inode)`, so hard links share a number in head/
+//! and within one snapshot and never across snapshots, and a snapshot's
+//! numbers stay the same across remounts and crashes.
 
 mod common;
 
@@ -19,8 +26,11 @@ use strata::tree::head::acl::ACCESS;
 use strata::tree::head::{
     Caller, FileKind, FileName, FsError, Head, InodeNo, RenameMode, SetAttr, Timestamp,
 };
-use strata::tree::objects::{Tree, TreeEntry};
-use strata::tree::snapshot::Snapshots;
+use strata::tree::namespace::{
+    Access, Namespace, Node as Mount, HEAD_INO, ROOT_INO, SNAPSHOTS_INO,
+};
+use strata::tree::objects::{SnapshotRecord, Tree, TreeEntry};
+use strata::tree::snapshot::{snapshot_ino, Snapshots};
 
 const ME: Caller = Caller {
     uid: 1000,
@@ -699,7 +709,7 @@ fn target(seed: u8, len: u16) -> Vec<u8> {
 
 struct Run {
     sim: SimDisk,
-    head: Option<Head>,
+    ns: Option<Namespace>,
     model: Model,
     durable: Model,
     snapshots: Vec<(u64, View)>,
@@ -708,11 +718,18 @@ struct Run {
     /// Steps left before the tree is walked again after a reset: the walk
     /// loads every directory, and the steps between must meet them unloaded.
     unwalked: u32,
+    /// The mount number of every (snapshot, path) seen so far: a snapshot's
+    /// numbers never change, across remounts and crashes too.
+    mount_numbers: BTreeMap<(u64, String), u64>,
 }
 
 impl Run {
     fn h(&self) -> &Head {
-        self.head.as_ref().unwrap()
+        mount_head(self.ns.as_ref().unwrap())
+    }
+
+    fn ns(&self) -> &Namespace {
+        self.ns.as_ref().unwrap()
     }
 
     fn reopen(&mut self, disk: SimDisk) {
@@ -721,7 +738,7 @@ impl Run {
         let mut head = Head::new(open(d)).unwrap();
         // The model knows durable points only from fsync, snapshot and remount.
         head.set_cadence(std::time::Duration::MAX, u64::MAX);
-        self.head = Some(head);
+        self.ns = Some(mount(head));
     }
 
     /// setattr of the node at `p` by `caller`; checks that ctime moves and
@@ -1173,7 +1190,7 @@ impl Run {
                 (kind_of(&got), "ok".into())
             }
             Op::Snapshot => {
-                let rec = Snapshots::of(self.h()).take(ME, Some("test")).unwrap();
+                let rec = mount_snapshot(self.ns());
                 self.durable = self.model.clone();
                 self.snapshots.push((rec.seq, self.model.view()));
                 self.snapshot_models.push(self.model.clone());
@@ -1187,6 +1204,7 @@ impl Run {
                 };
                 let seq = self.snapshots[i].0;
                 let out = Snapshots::of(self.h()).reset_head(ME, seq).unwrap();
+                mount_reload(self.ns());
                 assert_eq!(out.seq, seq);
                 let next = self.model.next;
                 self.model = self.snapshot_models[i].clone();
@@ -1201,7 +1219,7 @@ impl Run {
                 ok2()
             }
             Op::Remount => {
-                drop(self.head.take());
+                drop(self.ns.take());
                 let sim = self.sim.clone();
                 self.durable = self.model.clone();
                 self.reopen(sim);
@@ -1209,7 +1227,7 @@ impl Run {
             }
             Op::Crash => {
                 let image = self.sim.crash_images(0, 0).remove(0);
-                drop(self.head.take());
+                drop(self.ns.take());
                 self.reopen(image);
                 self.model = self.durable.clone();
                 ok2()
@@ -1229,10 +1247,168 @@ impl Run {
             );
         }
     }
+
+    /// The inode numbers the mount shows: head/ (when `head`, as the walk
+    /// loads every directory) and every snapshot, against the rules of
+    /// the namespace and the numbers seen before.
+    fn check_mount(&mut self, head: bool) {
+        let ns = self.ns.as_ref().unwrap();
+        assert_eq!(mount_lookup(ns, ROOT_INO, "head"), HEAD_INO);
+        assert_eq!(mount_getattr(ns, HEAD_INO), HEAD_INO, "head/ is HEAD_INO");
+        if head {
+            let h = mount_head(ns);
+            let seen = mount_walk(ns, HEAD_INO);
+            for (p, &ino) in &seen {
+                assert_eq!(
+                    ino,
+                    resolve(h, p).unwrap().0,
+                    "head{p}: the mount shows the head's inode number"
+                );
+                assert_eq!(Mount::of(ino), Mount::Head(InodeNo(ino)), "head{p}");
+            }
+            assert_eq!(
+                mount_groups(&seen),
+                self.model.view().1,
+                "hard links share a number in head/"
+            );
+        }
+        // Which snapshot each number was seen in: never two.
+        let mut whose: BTreeMap<u64, u64> = BTreeMap::new();
+        let listed = mount_list(ns, SNAPSHOTS_INO);
+        for (seq, view) in &self.snapshots {
+            let name = mount_snapshot_name(ns, *seq);
+            let root = mount_lookup(ns, SNAPSHOTS_INO, &name);
+            assert_eq!(
+                root,
+                snapshot_ino(*seq, InodeNo::ROOT.0),
+                "{name}: its root"
+            );
+            assert!(
+                listed
+                    .iter()
+                    .any(|(n, ino, _, _)| *n == name && *ino == root),
+                "{name}: snapshots/ lists it under its root's number"
+            );
+            let mut seen = mount_walk(ns, root);
+            seen.insert(String::new(), root);
+            for (p, &ino) in &seen {
+                assert!(
+                    matches!(Mount::of(ino), Mount::Snap { seq: s, .. } if s == *seq),
+                    "snapshot {seq}{p}: {ino:#x} is not of this snapshot"
+                );
+                let first = *whose.entry(ino).or_insert(*seq);
+                assert_eq!(first, *seq, "{ino:#x} in two snapshots");
+                let before = *self.mount_numbers.entry((*seq, p.clone())).or_insert(ino);
+                assert_eq!(before, ino, "snapshot {seq}{p}: its number changed");
+            }
+            assert_eq!(
+                mount_groups(&seen),
+                view.1,
+                "snapshot {seq}: hard links share a number, nothing else does"
+            );
+        }
+    }
 }
 
 fn ok2() -> (String, String) {
     ("ok".into(), "ok".into())
+}
+
+fn mount_groups(seen: &BTreeMap<String, u64>) -> BTreeSet<Vec<String>> {
+    let mut by_ino: BTreeMap<u64, Vec<String>> = BTreeMap::new();
+    for (p, &ino) in seen {
+        by_ino.entry(ino).or_default().push(p.clone());
+    }
+    groups(by_ino)
+}
+
+/// Every path under mount directory `top` with its mount number, by
+/// readdirplus, each checked against a lookup and a getattr.
+fn mount_walk(ns: &Namespace, top: u64) -> BTreeMap<String, u64> {
+    let mut out = BTreeMap::new();
+    let mut stack = vec![(String::new(), top)];
+    while let Some((p, dir)) = stack.pop() {
+        for (name, ino, kind, attr_ino) in mount_list(ns, dir) {
+            let cp = format!("{p}/{name}");
+            assert_eq!(
+                attr_ino, ino,
+                "{cp}: readdirplus attributes carry its number"
+            );
+            assert_eq!(
+                mount_lookup(ns, dir, &name),
+                ino,
+                "{cp}: lookup and readdir"
+            );
+            assert_eq!(mount_getattr(ns, ino), ino, "{cp}: getattr");
+            if kind == FileKind::Dir {
+                stack.push((cp.clone(), ino));
+            }
+            out.insert(cp, ino);
+        }
+    }
+    out
+}
+
+// The namespace is called only through the helpers below: its API is
+// moving from raw mount inode numbers to the typed `Node`, and this is
+// the one place to adapt. Mount numbers stay u64 in the rest of the file.
+
+fn mount(head: Head) -> Namespace {
+    Namespace::new(head, Access::default()).unwrap()
+}
+
+fn mount_head(ns: &Namespace) -> &Head {
+    ns.head()
+}
+
+fn mount_snapshot(ns: &Namespace) -> SnapshotRecord {
+    ns.snapshot(ME, Some("test")).unwrap()
+}
+
+fn mount_reload(ns: &Namespace) {
+    ns.reload().unwrap()
+}
+
+fn mount_snapshot_name(ns: &Namespace, seq: u64) -> String {
+    ns.snapshot_name(seq).unwrap()
+}
+
+/// The mount number of `name` in mount directory `parent`.
+fn mount_lookup(ns: &Namespace, parent: u64, name: &str) -> u64 {
+    ns.lookup(ME, Mount::of(parent), name.as_bytes())
+        .unwrap()
+        .ino
+        .0
+}
+
+/// The number getattr answers for mount number `ino`.
+fn mount_getattr(ns: &Namespace, ino: u64) -> u64 {
+    ns.getattr(ME, Mount::of(ino)).unwrap().ino.0
+}
+
+/// The whole of a readdirplus of mount directory `dir`: (name, number,
+/// kind, number in the attributes).
+fn mount_list(ns: &Namespace, dir: u64) -> Vec<(String, u64, FileKind, u64)> {
+    let mut out = Vec::new();
+    let mut cursor = 0;
+    loop {
+        let mut listed = Vec::new();
+        ns.readdir(ME, Mount::of(dir), cursor, true, &mut listed)
+            .unwrap();
+        let Some(last) = listed.last() else {
+            return out;
+        };
+        cursor = last.cursor;
+        for e in listed {
+            let attr_ino = e.attr.as_ref().expect("readdirplus").ino.0;
+            out.push((
+                String::from_utf8(e.name).unwrap(),
+                e.node.ino(),
+                e.kind,
+                attr_ino,
+            ));
+        }
+    }
 }
 
 fn run(ops: &[Op]) {
@@ -1241,22 +1417,27 @@ fn run(ops: &[Op]) {
     init_encrypted(disk.clone());
     let mut r = Run {
         sim: sim.clone(),
-        head: None,
+        ns: None,
         model: Model::new(),
         durable: Model::new(),
         snapshots: Vec::new(),
         snapshot_models: Vec::new(),
         unwalked: 0,
+        mount_numbers: BTreeMap::new(),
     };
     r.reopen(sim);
     for (i, op) in ops.iter().enumerate() {
         let (got, want) = r.apply(op);
         assert_eq!(got, want, "step {i} {op:?}: engine and model disagree");
         let last = i + 1 == ops.len();
+        let mounted = matches!(op, Op::Snapshot | Op::Remount | Op::Crash);
         if r.unwalked > 0 && !matches!(op, Op::Reset { .. }) {
             r.unwalked -= 1;
         }
         if r.unwalked > 0 && !last {
+            if mounted {
+                r.check_mount(false);
+            }
             continue;
         }
         let (engine, model) = (engine_view(r.h()), r.model.view());
@@ -1264,6 +1445,9 @@ fn run(ops: &[Op]) {
             engine == model,
             "step {i} {op:?}: trees differ\nengine {engine:?}\nmodel {model:?}"
         );
+        if mounted || last {
+            r.check_mount(true);
+        }
     }
     r.check_snapshots();
 }
