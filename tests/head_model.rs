@@ -936,6 +936,10 @@ impl Run {
                     Err(FsError::Exists)
                 } else if src_dir && m.is_under(sino, &dp) {
                     Err(FsError::Loop)
+                } else if dst.is_some_and(|d| m.nodes[&d].is_dir() && m.is_under(d, &spp)) {
+                    // The target is a directory above the source: Linux's
+                    // ENOTEMPTY, whatever the source is.
+                    Err(FsError::NotEmpty)
                 } else if dst == Some(sino) {
                     Ok(())
                 } else {
@@ -1607,6 +1611,24 @@ fn regression_exchange_with_a_missing_name_is_checked_before_the_loop() {
         Op::Exchange {
             a: Side::Entry(0),
             b: Side::Name { dir: 1, name: 1 },
+        },
+    ]);
+}
+
+/// A rename of a file onto the directory above it: Linux answers
+/// ENOTEMPTY (the target is an ancestor of the source) before it compares
+/// the kinds; the head answered EISDIR.
+#[test]
+fn regression_rename_onto_an_ancestor_directory_is_not_empty() {
+    run(&[
+        Op::Mkdir { dir: 0, name: 0 },
+        Op::Create { dir: 1, name: 1 },
+        // /n0/n1 onto /n0.
+        Op::Rename {
+            from: 1,
+            dir: 0,
+            name: 0,
+            noreplace: false,
         },
     ]);
 }

@@ -325,6 +325,16 @@ impl Head {
             if src.kind == FileKind::Dir && is_ancestor(w, InodeNo(src.ino), newparent)? {
                 return Err(FsError::Loop);
             }
+            // A target directory above the source: EINVAL for an exchange,
+            // ENOTEMPTY for a rename (before the kinds are compared).
+            if let Some(dst) = &dst {
+                if dst.kind == FileKind::Dir && is_ancestor(w, InodeNo(dst.ino), parent)? {
+                    return Err(match mode {
+                        RenameMode::Exchange => FsError::Loop,
+                        _ => FsError::NotEmpty,
+                    });
+                }
+            }
             if let Some(dst) = &dst {
                 if dst.ino == src.ino {
                     // Two names of one inode: rename(2) does nothing.
@@ -336,10 +346,6 @@ impl Head {
             match (mode, dst) {
                 (RenameMode::Exchange, None) => Err(FsError::NotFound),
                 (RenameMode::Exchange, Some(dst)) => {
-                    // The target may not be the source's parent either.
-                    if dst.kind == FileKind::Dir && is_ancestor(w, InodeNo(dst.ino), parent)? {
-                        return Err(FsError::Loop);
-                    }
                     w.unlink(parent, name, InodeNo(src.ino))?;
                     w.unlink(newparent, newname, InodeNo(dst.ino))?;
                     w.link(
