@@ -1459,7 +1459,7 @@ fn run(ops: &[Op]) {
 proptest! {
     // STRATA_MODEL_CASES=5000 for a longer hunt.
     #![proptest_config(ProptestConfig {
-        cases: std::env::var("STRATA_MODEL_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(256),
+        cases: std::env::var("STRATA_MODEL_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(320),
         ..ProptestConfig::default()
     })]
     #[test]
