@@ -6,7 +6,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use strata::sys::sync::Recover;
-use strata::tree::head::FsError;
+use strata::tree::types::{Fault, FsError};
 
 /// Requests served per opcode and the time spent serving them, for
 /// `strata status --json` and the benchmark: requests per file decide the
@@ -50,7 +50,7 @@ impl Requests {
                 .or_else(|| panic.downcast_ref::<String>().cloned())
                 .unwrap_or_default();
             tracing::error!(op, panic = %what, "internal error; this request fails with EIO");
-            Err(FsError::Io(format!("internal error in {op}")))
+            Err(FsError::Io(Fault::new(format!("internal error in {op}"))))
         })
     }
 

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use crate::store::chunks::Store;
 use crate::store::format::Kind;
 use crate::store::id::ChunkId;
-use crate::tree::types::{FsError, Meta, Timestamp};
+use crate::tree::types::{Fault, FsError, Meta, Timestamp};
 
 /// One entry of a tree: everything a restore needs to recreate it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -91,7 +91,7 @@ impl Tree {
     pub fn load(store: &Store, id: &[u8; 32]) -> Result<Tree, FsError> {
         let bytes = store.get_object(Kind::Tree, &ChunkId(*id))?;
         postcard::from_bytes(bytes.as_slice())
-            .map_err(|e| FsError::Corrupt(format!("tree {}: {e}", ChunkId(*id))))
+            .map_err(|e| FsError::Corrupt(Fault::caused(format!("tree {}", ChunkId(*id)), e)))
     }
 }
 

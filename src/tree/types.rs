@@ -1,6 +1,7 @@
 //! The vocabulary of the head filesystem: inode numbers, validated names,
 //! callers, attributes, and the one error type with its errno table.
 
+use std::borrow::Cow;
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
@@ -365,15 +366,68 @@ pub enum FsError {
     NoSpace,
     /// A chunk or tree failed verification; the id is logged, no data returned.
     #[error("stored data is damaged: {0}")]
-    Corrupt(String),
+    Corrupt(#[source] Fault),
     /// An I/O failure below the store.
     #[error("I/O error: {0}")]
-    Io(String),
+    Io(#[source] Fault),
     /// A directory a reset left unloaded was read in a transaction that
     /// cannot load it; the head loads it and retries, so this never
     /// reaches a caller but in a race with a second reset.
     #[error("directory {} is being loaded from its snapshot; try again", .0 .0)]
     Unloaded(InodeNo),
+}
+
+/// What failed below the tree, for an [`FsError::Io`] or
+/// [`FsError::Corrupt`]: what was being done (or found), and the error that
+/// caused it, kept as the source. Shown as "what: cause".
+#[derive(Debug)]
+pub struct Fault {
+    what: Cow<'static, str>,
+    source: Option<Box<dyn std::error::Error + Send + Sync + 'static>>,
+}
+
+impl Fault {
+    /// A fault with no error below it.
+    pub fn new(what: impl Into<Cow<'static, str>>) -> Fault {
+        Fault {
+            what: what.into(),
+            source: None,
+        }
+    }
+
+    /// `what` failed because of `source`.
+    pub fn caused(
+        what: impl Into<Cow<'static, str>>,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Fault {
+        Fault {
+            what: what.into(),
+            source: Some(Box::new(source)),
+        }
+    }
+
+    /// The fault `source` is, described by itself.
+    pub fn of(source: impl std::error::Error + Send + Sync + 'static) -> Fault {
+        Fault::caused("", source)
+    }
+}
+
+impl std::fmt::Display for Fault {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.source {
+            None => f.write_str(&self.what),
+            Some(s) if self.what.is_empty() => write!(f, "{s}"),
+            Some(s) => write!(f, "{}: {s}", self.what),
+        }
+    }
+}
+
+impl std::error::Error for Fault {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source
+            .as_deref()
+            .map(|s| s as &(dyn std::error::Error + 'static))
+    }
 }
 
 impl FsError {
@@ -413,16 +467,18 @@ impl From<StoreError> for FsError {
             // decode, or read after the retries: logged as damage, EIO.
             StoreError::Corrupt { .. } | StoreError::Pack(_) => {
                 tracing::error!(error = %e, "damaged data");
-                FsError::Corrupt(e.to_string())
+                FsError::Corrupt(Fault::of(e))
             }
             // The index names a chunk the packs do not hold: damage, not
             // a missing file (ENOENT would let a copy skip it silently).
-            StoreError::NotFound(id) => FsError::Corrupt(format!("chunk {id} is missing")),
+            StoreError::NotFound(id) => {
+                FsError::Corrupt(Fault::new(format!("chunk {id} is missing")))
+            }
             StoreError::TooLarge { .. } => FsError::TooLarge,
             // A failed read or write of a repository file, or of the index
             // database, that is not a full disk (the store reports that as
             // NoSpace) nor a sticky failure (Failed): EIO, with the message.
-            StoreError::Io { .. } | StoreError::Index(_) => FsError::Io(e.to_string()),
+            StoreError::Io { .. } | StoreError::Index(_) => FsError::Io(Fault::of(e)),
         }
     }
 }
@@ -452,11 +508,61 @@ mod tests {
                 },
                 libc::EIO,
             ),
+            (
+                StoreError::Index(crate::store::index::IndexError::Locked),
+                libc::EIO,
+            ),
+            (
+                StoreError::Corrupt {
+                    chunk: crate::store::id::ChunkId([7; 32]),
+                    pack: crate::store::id::PackId([8; crate::store::format::PACK_ID_LEN]),
+                    offset: 4096,
+                    source: crate::store::crypto::codec::DecodeError::HashMismatch,
+                },
+                libc::EIO,
+            ),
         ];
         for (e, errno) in cases {
             let shown = e.to_string();
             assert_eq!(FsError::from(e).errno(), errno, "{shown}");
         }
+    }
+
+    /// A store failure reaches the caller with its message as before, and
+    /// with the store's error, down to the OS's, as its source.
+    #[test]
+    fn store_failures_keep_their_source() {
+        use std::error::Error;
+        let e = FsError::from(StoreError::Io {
+            op: "open",
+            path: "index.redb".into(),
+            source: std::io::Error::from_raw_os_error(libc::EIO),
+        });
+        assert!(
+            e.to_string().starts_with("I/O error: open index.redb: "),
+            "{e}"
+        );
+        let mut causes = Vec::new();
+        let mut c = e.source();
+        while let Some(cause) = c {
+            causes.push(cause);
+            c = cause.source();
+        }
+        assert!(causes
+            .iter()
+            .any(|c| matches!(c.downcast_ref::<StoreError>(), Some(StoreError::Io { .. }))));
+        let os = causes
+            .iter()
+            .find_map(|c| c.downcast_ref::<std::io::Error>())
+            .expect("the OS error is in the chain");
+        assert_eq!(os.raw_os_error(), Some(libc::EIO));
+
+        let damaged = FsError::Corrupt(Fault::new("chunk 07 is missing"));
+        assert_eq!(
+            damaged.to_string(),
+            "stored data is damaged: chunk 07 is missing"
+        );
+        assert!(damaged.source().unwrap().source().is_none());
     }
 
     #[test]

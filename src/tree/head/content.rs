@@ -25,7 +25,7 @@ use crate::store::chunker::StreamChunker;
 use crate::store::chunks::{Store, StoreError};
 use crate::store::id::ChunkId;
 use crate::sys::sync::Recover;
-use crate::tree::types::{Attr, Caller, FileKind, FsError, InodeNo, SetAttr, Timestamp};
+use crate::tree::types::{Attr, Caller, Fault, FileKind, FsError, InodeNo, SetAttr, Timestamp};
 
 /// Staged bytes past which a file is re-chunked without waiting for flush.
 pub const STAGING_LIMIT: u64 = 64 << 20;
@@ -286,10 +286,10 @@ impl Content {
             ino = st.ino.0,
             "pending writes dropped after an internal error; file marked incomplete"
         );
-        Err(FsError::Io(format!(
+        Err(FsError::Io(Fault::new(format!(
             "the pending writes of inode {} were lost to an internal error",
             st.ino.0
-        )))
+        ))))
     }
 
     /// Leaves nothing that would make rsync's quick check skip a file whose

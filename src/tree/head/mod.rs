@@ -147,11 +147,11 @@ impl Head {
         let suite = repo
             .config()
             .suite()
-            .map_err(|e| FsError::Io(e.to_string()))?;
+            .map_err(|e| FsError::Io(Fault::of(e)))?;
         let id = repo
             .config()
             .repo_id()
-            .map_err(|e| FsError::Io(e.to_string()))?;
+            .map_err(|e| FsError::Io(Fault::of(e)))?;
         let head = Head {
             sealer: Sealer::new(suite, id, &keys.index),
             name_key: keys.name,

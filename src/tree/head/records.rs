@@ -21,7 +21,7 @@ use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
 use crate::store::crypto::Sealer;
 use crate::store::format::Kind;
-use crate::tree::types::{FileKind, FsError, Meta};
+use crate::tree::types::{Fault, FileKind, FsError, Meta};
 
 /// Inode table.
 pub const INODES: TableDefinition<u64, &[u8]> = TableDefinition::new("head_inodes");
@@ -102,12 +102,16 @@ pub fn open<T: DeserializeOwned>(
     sealed: &[u8],
 ) -> Result<T, FsError> {
     let plain = sealer.open(kind, key, sealed).map_err(|e| {
-        FsError::Corrupt(format!(
-            "head row {kind:?}/{}: {e}",
-            hex::encode(&key[..key.len().min(8)])
+        FsError::Corrupt(Fault::caused(
+            format!(
+                "head row {kind:?}/{}",
+                hex::encode(&key[..key.len().min(8)])
+            ),
+            e,
         ))
     })?;
-    postcard::from_bytes(&plain).map_err(|e| FsError::Corrupt(format!("head row {kind:?}: {e}")))
+    postcard::from_bytes(&plain)
+        .map_err(|e| FsError::Corrupt(Fault::caused(format!("head row {kind:?}"), e)))
 }
 
 /// Row-key bytes of the tables, the context their values are sealed to.
@@ -156,8 +160,8 @@ pub fn put_inode(
 }
 
 /// Maps a redb error: the index failing under the head is an I/O error.
-pub fn db(e: impl std::fmt::Display) -> FsError {
-    FsError::Io(format!("index: {e}"))
+pub fn db(e: impl Into<redb::Error>) -> FsError {
+    FsError::Io(Fault::caused("index", e.into()))
 }
 
 #[cfg(test)]

@@ -12,7 +12,7 @@ use crate::store::crypto::Sealer;
 use crate::store::format::Kind;
 use crate::store::id::ChunkId;
 use crate::tree::objects::{SnapshotRow, Tree};
-use crate::tree::types::{FileKind, FileName, FsError, InodeNo};
+use crate::tree::types::{Fault, FileKind, FileName, FsError, InodeNo};
 
 /// The keyed hash that stands for `name` in directory `parent`.
 pub fn name_hash(key: &[u8; 32], parent: u64, name: &[u8]) -> [u8; 16] {
@@ -337,7 +337,7 @@ impl<'a> Read<'a> {
     }
 }
 
-fn db_err(e: impl std::fmt::Display) -> FsError {
+fn db_err(e: impl Into<redb::Error>) -> FsError {
     db(e)
 }
 
@@ -759,10 +759,12 @@ impl Write<'_> {
     /// child's inode (unless a hard link already brought it), xattrs and
     /// extents, subdirectories unloaded in turn.
     fn load_dir(&mut self, dir: InodeNo) -> Result<(), FsError> {
-        let id = self
-            .get(dir)?
-            .clean_tree
-            .ok_or_else(|| FsError::Corrupt(format!("unloaded directory {} has no tree", dir.0)))?;
+        let id = self.get(dir)?.clean_tree.ok_or_else(|| {
+            FsError::Corrupt(Fault::new(format!(
+                "unloaded directory {} has no tree",
+                dir.0
+            )))
+        })?;
         let tree = (self.trees)(&id)?;
         self.unloaded_mut()?.remove(dir.0).map_err(db)?;
         for e in tree.entries {
@@ -771,11 +773,11 @@ impl Write<'_> {
             let kind = e.meta.kind;
             if self.inode(ino)?.is_none() {
                 if kind == FileKind::Dir && e.subtree.is_none() {
-                    return Err(FsError::Corrupt(format!(
+                    return Err(FsError::Corrupt(Fault::new(format!(
                         "directory {} in tree {} has no subtree",
                         e.ino,
                         ChunkId(id)
-                    )));
+                    ))));
                 }
                 let rec = InodeRecord {
                     meta: e.meta,
@@ -819,9 +821,9 @@ impl Write<'_> {
             || self.xattrs.get().is_some()
             || self.extents.get().is_some();
         if opened {
-            return Err(FsError::Io(
-                "reset: the head's tables were opened before they were emptied".into(),
-            ));
+            return Err(FsError::Io(Fault::new(
+                "reset: the head's tables were opened before they were emptied",
+            )));
         }
         self.tx.delete_table(UNLOADED).map_err(db_err)?;
         self.tx.delete_table(INODES).map_err(db_err)?;
@@ -831,9 +833,9 @@ impl Write<'_> {
         self.tx.delete_table(EXTENTS).map_err(db_err)?;
         self.create_tables()?;
         if root.meta.kind != FileKind::Dir || root.clean_tree.is_none() {
-            return Err(FsError::Corrupt(
-                "a snapshot's root is not a directory tree".into(),
-            ));
+            return Err(FsError::Corrupt(Fault::new(
+                "a snapshot's root is not a directory tree",
+            )));
         }
         self.put(InodeNo::ROOT, root)?;
         for x in xattrs {

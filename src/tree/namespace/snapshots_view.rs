@@ -17,7 +17,7 @@ use crate::tree::namespace::Node;
 use crate::tree::objects::{SnapshotRecord, SnapshotRow, Tree, TreeEntry};
 use crate::tree::record::RunRecord;
 use crate::tree::snapshot::Snapshots;
-use crate::tree::types::{Attr, Caller, FileKind, FsError, InodeNo, OpenMode};
+use crate::tree::types::{Attr, Caller, Fault, FileKind, FsError, InodeNo, OpenMode};
 
 /// The name of the symlink to the newest snapshot.
 pub const LATEST: &str = "latest";
@@ -172,7 +172,7 @@ impl SnapshotsView {
                 tracing::warn!(%holder, "snapshot by mkdir refused: a backup run is in progress");
                 Err(FsError::Busy("a backup run is in progress"))
             }
-            Err(e) => Err(FsError::Io(format!("reading the run lock: {e}"))),
+            Err(e) => Err(FsError::Io(Fault::caused("reading the run lock", e))),
         }
     }
 

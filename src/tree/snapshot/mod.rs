@@ -33,7 +33,7 @@ use crate::tree::objects::{
     content_digest, SnapshotRecord, SnapshotRow, SnapshotStats, Tree, TreeEntry,
 };
 use crate::tree::record::RunRecord;
-use crate::tree::types::{Caller, FileKind, FsError, InodeNo, Timestamp};
+use crate::tree::types::{Caller, Fault, FileKind, FsError, InodeNo, Timestamp};
 use runs::{put_run, StoredRun};
 
 /// Bits of a snapshot inode number that hold the head inode number.
@@ -218,7 +218,7 @@ impl<'h> Snapshots<'h> {
             index
                 .chunk(&ChunkId(*id))
                 .map(|l| l.is_some())
-                .map_err(|e| FsError::Io(e.to_string()))
+                .map_err(|e| FsError::Io(Fault::of(e)))
         };
         let id_key = self.head.repo().keys().id;
         let mut errors = Vec::new();
@@ -295,10 +295,10 @@ impl<'h> Snapshots<'h> {
                 .reader()
                 .chunk(self.head.repo().store(), &ChunkId(chunk))?;
             if data.as_slice().len() != l as usize {
-                return Err(FsError::Corrupt(format!(
+                return Err(FsError::Corrupt(Fault::new(format!(
                     "chunk {} is not the length its tree says",
                     ChunkId(chunk)
-                )));
+                ))));
             }
             let a = offset.max(o);
             let b = end.min(o + l as u64);
