@@ -1,5 +1,8 @@
-//! Exit codes of `strata` and `strata-mountd`, and the one place errors
-//! become them.
+//! Exit codes of `strata` and `strata-mountd`, and the codes of the errors
+//! of the layers below: each top-level error decides its code by an
+//! exhaustive match ([`ExitCode`]). The errors of `daemon/`, above, do the
+//! same beside their definitions, and `daemon::exit_code` finds the error
+//! that decides in a chain.
 
 use crate::policy::hostconfig::HostConfigError;
 use crate::store::chunks::StoreError;
@@ -53,34 +56,91 @@ pub struct Damaged(pub usize);
 #[error("{1}")]
 pub struct Reported(pub u8, pub String);
 
-/// The exit code for an error, from the first cause that has one.
-pub fn exit_code(err: &anyhow::Error) -> u8 {
-    for cause in err.chain() {
-        if cause.downcast_ref::<Damaged>().is_some() {
-            return DAMAGED;
-        }
-        if let Some(r) = cause.downcast_ref::<Reported>() {
-            return r.0;
-        }
-        if cause.downcast_ref::<HostConfigError>().is_some() {
-            return HOST_CONFIG;
-        }
-        if cause.downcast_ref::<MountpointError>().is_some() {
-            return MOUNTPOINT;
-        }
-        if let Some(e) = cause.downcast_ref::<RepoError>() {
-            return match e {
-                RepoError::NotARepository { .. } => NO_REPOSITORY,
-                RepoError::NoSecret | RepoError::WrongSecret => WRONG_SECRET,
-                RepoError::Index(IndexError::Locked)
-                | RepoError::Store(StoreError::Index(IndexError::Locked)) => LOCKED,
-                RepoError::Config(_)
-                | RepoError::IndexMissing
-                | RepoError::Index(IndexError::Corrupt { .. }) => DAMAGED,
-                RepoError::Store(StoreError::Corrupt { .. } | StoreError::Pack(_)) => DAMAGED,
-                _ => ERROR,
-            };
+/// An error that decides the exit code of the command it ends.
+///
+/// Implemented by the library's top-level errors, each with an exhaustive
+/// `match` (no catch-all arm), so a new variant must be given a code.
+/// [`crate::daemon::exit_code`] finds the first such error in a chain.
+pub trait ExitCode {
+    /// The code the process exits with when this error ends it.
+    fn exit_code(&self) -> u8;
+}
+
+impl ExitCode for Damaged {
+    fn exit_code(&self) -> u8 {
+        DAMAGED
+    }
+}
+
+impl ExitCode for Reported {
+    fn exit_code(&self) -> u8 {
+        self.0
+    }
+}
+
+impl ExitCode for HostConfigError {
+    fn exit_code(&self) -> u8 {
+        match self {
+            HostConfigError::Read { .. }
+            | HostConfigError::Unsafe { .. }
+            | HostConfigError::UnsafeProgram { .. }
+            | HostConfigError::Invalid { .. } => HOST_CONFIG,
         }
     }
-    ERROR
+}
+
+impl ExitCode for MountpointError {
+    fn exit_code(&self) -> u8 {
+        match self {
+            MountpointError::Missing(_)
+            | MountpointError::NotDir(_)
+            | MountpointError::NotEmpty(..)
+            | MountpointError::Busy(..)
+            | MountpointError::Mount(..)
+            | MountpointError::NotMounted(_) => MOUNTPOINT,
+        }
+    }
+}
+
+impl ExitCode for RepoError {
+    fn exit_code(&self) -> u8 {
+        match self {
+            RepoError::NotARepository { .. } => NO_REPOSITORY,
+            RepoError::NoSecret | RepoError::WrongSecret => WRONG_SECRET,
+            RepoError::Config(_) | RepoError::IndexMissing => DAMAGED,
+            RepoError::Index(e) => index(e),
+            RepoError::Store(e) => store(e),
+            RepoError::NotEmpty { .. }
+            | RepoError::Slot { .. }
+            | RepoError::Invalid(_)
+            | RepoError::NoSuchSlot(_)
+            | RepoError::LastSlot
+            | RepoError::Io { .. } => ERROR,
+        }
+    }
+}
+
+/// The code of an index error a repository reported.
+fn index(e: &IndexError) -> u8 {
+    match e {
+        IndexError::Locked => LOCKED,
+        IndexError::Corrupt { .. } => DAMAGED,
+        IndexError::Db(_) => ERROR,
+    }
+}
+
+/// The code of a store error a repository reported.
+fn store(e: &StoreError) -> u8 {
+    match e {
+        StoreError::Index(IndexError::Locked) => LOCKED,
+        StoreError::Corrupt { .. } | StoreError::Pack(_) => DAMAGED,
+        // A damaged index row met while storing or reading chunks has
+        // always exited 1, unlike one met opening the repository (13).
+        StoreError::Index(IndexError::Corrupt { .. } | IndexError::Db(_))
+        | StoreError::NoSpace
+        | StoreError::Failed(_)
+        | StoreError::Io { .. }
+        | StoreError::NotFound(_)
+        | StoreError::TooLarge { .. } => ERROR,
+    }
 }

@@ -13,7 +13,7 @@
 //! | [`tree`] | the file trees: the mutable head, snapshots and runs, the namespace the mount shows |
 //! | [`policy`] | what runs around writes: backup runs and hooks, throttling, alerts, the host configuration |
 //! | [`ops`] | operations over a whole repository: check, repair |
-//! | [`exit`] | exit codes: the one place an error of any layer becomes one |
+//! | [`exit`] | exit codes, and the code of each top-level error of the layers below, by an exhaustive match |
 //! | [`daemon`] | the mounted repository's control socket, storage watch, the daemon's arguments, secrets |
 
 #![warn(missing_docs)]

@@ -16,8 +16,8 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             let e = name_the_mount(&repo, e);
-            eprintln!("strata: error: {e:#}");
-            ExitCode::from(strata::exit::exit_code(&e))
+            eprintln!("strata: error: {}", strata::sys::chain::Chain(&*e));
+            ExitCode::from(strata::daemon::exit_code(&*e))
         }
     }
 }
@@ -25,7 +25,7 @@ fn main() -> ExitCode {
 /// A command refused because the repository is in use names the mount
 /// that holds it, when one does, and what to do instead.
 fn name_the_mount(repo: &Path, e: anyhow::Error) -> anyhow::Error {
-    if strata::exit::exit_code(&e) != strata::exit::LOCKED {
+    if strata::daemon::exit_code(&*e) != strata::exit::LOCKED {
         return e;
     }
     let disk = Arc::new(strata::store::io::LocalDisk::new(repo));
@@ -37,10 +37,11 @@ fn name_the_mount(repo: &Path, e: anyhow::Error) -> anyhow::Error {
         return e;
     };
     let mnt = mnt.display();
+    let e = strata::sys::chain::Chain(&*e);
     strata::exit::Reported(
         strata::exit::LOCKED,
         format!(
-            "{e:#}: yes, on {mnt}, and its daemon holds it. Run `strata umount {mnt}` first, then this command, then `strata mount` again; `strata status`, `strata snapshot` and `strata backup` work while it is mounted"
+            "{e}: yes, on {mnt}, and its daemon holds it. Run `strata umount {mnt}` first, then this command, then `strata mount` again; `strata status`, `strata snapshot` and `strata backup` work while it is mounted"
         ),
     )
     .into()

@@ -59,9 +59,10 @@ fn main() -> ExitCode {
     match run(&args, &|| report("ready\n".into())) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            let code = strata::exit::exit_code(&e);
-            tracing::error!("{e:#}");
-            report(format!("error {code} {e:#}\n"));
+            let code = strata::daemon::exit_code(&*e);
+            let e = strata::sys::chain::Chain(&*e);
+            tracing::error!("{e}");
+            report(format!("error {code} {e}\n"));
             ExitCode::from(code)
         }
     }
@@ -434,10 +435,11 @@ fn on_failing_disk(e: anyhow::Error, repo: &Path) -> anyhow::Error {
         return e;
     }
     Reported(
-        strata::exit::exit_code(&e),
+        strata::daemon::exit_code(&*e),
         format!(
-            "cannot open the repository at {} for writing: {e:#}. The disk it is on refuses writes (full, failing or remounted read-only after an error?): see `df` and `dmesg`, free space on or repair that disk (and remount it read-write), then mount again",
-            repo.display()
+            "cannot open the repository at {} for writing: {}. The disk it is on refuses writes (full, failing or remounted read-only after an error?): see `df` and `dmesg`, free space on or repair that disk (and remount it read-write), then mount again",
+            repo.display(),
+            strata::sys::chain::Chain(&*e)
         ),
     )
     .into()
@@ -449,7 +451,7 @@ fn on_failing_disk(e: anyhow::Error, repo: &Path) -> anyhow::Error {
 fn write_outcome(repo_id: &str, committed: &Result<()>) {
     let text = match committed {
         Ok(()) => "committed\n".to_owned(),
-        Err(e) => format!("{e:#}\n"),
+        Err(e) => format!("{}\n", strata::sys::chain::Chain(&**e)),
     };
     let path = mountpoint::outcome_path(repo_id);
     let written = std::fs::OpenOptions::new()

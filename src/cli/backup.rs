@@ -10,7 +10,7 @@ use strata::tree::record::{HookOutcome, Leftovers, RunRecord, RunStatus};
 use strata::daemon::control::{self, Reply, Request};
 use strata::exit::{self, Reported};
 use strata::policy::alert::{self, Alerter};
-use strata::policy::backup::{alerts, journal, Failure, Outcome, Run, Target};
+use strata::policy::backup::{alerts, journal, Failure, Outcome, Run, Target, TargetError};
 use strata::policy::hostconfig::HostConfig;
 use strata::store::id::RepoId;
 use strata::sys::runlock;
@@ -39,17 +39,17 @@ impl Target for Daemon {
         &self.mountpoint
     }
 
-    fn snapshot(&self, label: Option<&str>, run: &RunRecord) -> Result<SnapshotInfo> {
+    fn snapshot(&self, label: Option<&str>, run: &RunRecord) -> Result<SnapshotInfo, TargetError> {
         match self.call(&Request::SnapshotCreate {
             label: label.map(str::to_owned),
             run: Some(Box::new(run.clone())),
         })? {
             Reply::Snapshot(info) => Ok(*info),
-            other => bail!("unexpected answer from the daemon: {other:?}"),
+            other => Err(anyhow::anyhow!("unexpected answer from the daemon: {other:?}").into()),
         }
     }
 
-    fn update(&self, seq: u64, run: &RunRecord) -> Result<()> {
+    fn update(&self, seq: u64, run: &RunRecord) -> Result<(), TargetError> {
         self.call(&Request::SnapshotRun {
             seq,
             run: Box::new(run.clone()),
@@ -289,7 +289,7 @@ fn mark_leftovers(
         }
         Err(e) => {
             tracing::warn!(error = %e, "the failed run's leftovers could not be marked in the head");
-            eprintln!("strata backup: warning: head/ keeps this run's partial copy, and marking that in the repository failed ({e:#}); roll head/ back with `strata head reset --to SNAPSHOT` before the next run");
+            eprintln!("strata backup: warning: head/ keeps this run's partial copy, and marking that in the repository failed ({}); roll head/ back with `strata head reset --to SNAPSHOT` before the next run", strata::sys::chain::Chain(&*e));
             None
         }
     }

@@ -37,7 +37,7 @@ pub fn run(g: &Global, a: &CheckArgs) -> Result<()> {
     let config = HostConfig::load_or_default(a.config.as_deref())?;
     let result = check(g, a, &config);
     if let Err(e) = &result {
-        if exit::exit_code(e) != exit::BACKUP_MISSED {
+        if strata::daemon::exit_code(&**e) != exit::BACKUP_MISSED {
             unreadable(g, &config, e);
         }
     }
@@ -49,7 +49,7 @@ pub fn run(g: &Global, a: &CheckArgs) -> Result<()> {
 /// does not answer would otherwise pass unnoticed until a restore. Without
 /// the repository's id, the alert state is kept by its path.
 fn unreadable(g: &Global, config: &HostConfig, e: &anyhow::Error) {
-    let code = exit::exit_code(e);
+    let code = strata::daemon::exit_code(&**e);
     let class = match code {
         exit::NO_REPOSITORY | exit::WRONG_SECRET | exit::HOST_CONFIG => alert::Class::Configuration,
         _ => e

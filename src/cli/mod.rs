@@ -164,7 +164,7 @@ pub fn request(g: &Global, req: &Request) -> Result<Reply> {
     }
     let secret = secret_for(g, &repo)?;
     let ns = Namespace::new(Head::new(repo.unlock(secret.as_ref())?)?, Access::default())?;
-    control::handle(&ns, me(), req)
+    Ok(control::handle(&ns, me(), req)?)
 }
 
 fn locked(g: &Global) -> Result<LockedRepo> {

@@ -14,6 +14,7 @@ use anyhow::{bail, Context, Result};
 use serde::Serialize;
 use strata::daemon::control::{self, Reply, Request};
 use strata::exit::{self, Reported};
+use strata::sys::chain::Chain;
 use strata::sys::mountpoint::{self, MountpointError};
 
 use super::args::{Global, InitArgs, MountArgs, DEFAULT_REPO};
@@ -341,7 +342,7 @@ pub fn umount(g: &Global, dir: &Path) -> Result<()> {
             Ok(Some(Reply::Status(s))) => Some(s),
             _ if mountpoint::is_dead(&dir) => None,
             Ok(_) => return unmount_without_daemon(g, &dir),
-            Err(e) => return Err(e),
+            Err(e) => return Err(e.into()),
         }
     };
     let Some(status) = status else {
@@ -354,7 +355,9 @@ pub fn umount(g: &Global, dir: &Path) -> Result<()> {
         // The daemon may exit before its answer is out; gone is done.
         Err(_) if mountpoint::mounted_on(&dir).is_none() => {}
         Err(_) if mountpoint::is_dead(&dir) => return detach_dead(g, &dir),
-        Err(e) => return Err(Reported(exit::MOUNTPOINT, format!("{e:#}")).into()),
+        Err(e) => {
+            return Err(Reported(exit::MOUNTPOINT, Chain(&e).to_string()).into());
+        }
     }
     if let Some(pid) = status.pid {
         wait_exit(pid, &dir)?;

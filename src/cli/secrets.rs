@@ -37,16 +37,18 @@ fn run_password_command(cmd: &str) -> Result<Secret> {
 /// default key file, then a prompt on a terminal. `None` if there is none.
 pub fn unlock_secret(g: &Global, repo_id: &str) -> Result<Option<Secret>> {
     // A passphrase or key that cannot be had is exit 12, as a wrong one is.
-    find_secret(g, repo_id)
-        .map_err(|e| strata::exit::Reported(strata::exit::WRONG_SECRET, format!("{e:#}")).into())
+    find_secret(g, repo_id).map_err(|e| {
+        let e = strata::sys::chain::Chain(&*e);
+        strata::exit::Reported(strata::exit::WRONG_SECRET, e.to_string()).into()
+    })
 }
 
 fn find_secret(g: &Global, repo_id: &str) -> Result<Option<Secret>> {
     if let Some(path) = &g.key_file {
-        return read_key_file(path).map(Some);
+        return Ok(Some(read_key_file(path)?));
     }
     if let Some(path) = &g.password_file {
-        return read_password_file(path).map(Some);
+        return Ok(Some(read_password_file(path)?));
     }
     if let Some(cmd) = &g.password_command {
         return run_password_command(cmd).map(Some);
@@ -58,7 +60,7 @@ fn find_secret(g: &Global, repo_id: &str) -> Result<Option<Secret>> {
     }
     let default = default_key_file(repo_id);
     if default.exists() {
-        return read_key_file(&default).map(Some);
+        return Ok(Some(read_key_file(&default)?));
     }
     if std::io::stdin().is_terminal() {
         let pw = Zeroizing::new(rpassword::prompt_password("Passphrase: ")?);
@@ -71,7 +73,7 @@ fn find_secret(g: &Global, repo_id: &str) -> Result<Option<Secret>> {
 /// (--password-file, --password-command, STRATA_PASSWORD).
 pub fn given_passphrase(g: &Global) -> Result<Option<Secret>> {
     if let Some(path) = &g.password_file {
-        return read_password_file(path).map(Some);
+        return Ok(Some(read_password_file(path)?));
     }
     if let Some(cmd) = &g.password_command {
         return run_password_command(cmd).map(Some);
@@ -85,7 +87,7 @@ pub fn given_passphrase(g: &Global) -> Result<Option<Secret>> {
 /// Reads a new passphrase from FILE, or asks twice on a terminal.
 pub fn new_passphrase(file: Option<&Path>) -> Result<Secret> {
     if let Some(path) = file {
-        return read_password_file(path);
+        return Ok(read_password_file(path)?);
     }
     if !std::io::stdin().is_terminal() {
         bail!("no new passphrase: give --new-password-file FILE (or --new-key-file FILE)");

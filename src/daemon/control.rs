@@ -7,19 +7,166 @@ use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
 use std::os::fd::AsRawFd;
 use std::os::unix::net::{UnixListener, UnixStream};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
+use crate::exit::{ExitCode, Reported};
 use crate::policy::throttle::{Limits, Throttle, ThrottleStatus};
 use crate::store::io::writeback::WritebackStatus;
+use crate::sys::chain::Chain;
 use crate::tree::head::{Caller, FsError};
 use crate::tree::namespace::{may_be_latest, Namespace};
 use crate::tree::objects::SnapshotRow;
 use crate::tree::record::{Leftovers, RunRecord, SnapshotInfo};
 use crate::tree::snapshot::Snapshots;
+
+/// What to do when a snapshot failed for a storage failure.
+const AFTER_STORAGE_FAILURE: &str = "free space on, or repair, the disk the repository is on (`df`, `dmesg`), then `strata umount` and `strata mount` again: the head comes back at its last commit; copy again and take the snapshot then";
+
+/// A control request that failed, on either side of the socket.
+#[derive(Debug, thiserror::Error)]
+pub enum ControlError {
+    /// No snapshot answers to the number, name or label.
+    #[error("no snapshot {0:?}: see `strata snapshot list`")]
+    NoSnapshot(String),
+    /// The head or the snapshots failed.
+    #[error(transparent)]
+    Fs(#[from] FsError),
+    /// A throttle request without a daemon.
+    #[error(
+        "the repository is not mounted: throttling governs the daemon's write path; mount it first"
+    )]
+    NotMounted,
+    /// `head reset` named no snapshot.
+    #[error("head/ was not reset: no snapshot {0:?}: see `strata snapshot list`")]
+    NoResetTarget(String),
+    /// `head reset` while files in head/ are open.
+    #[error("head/ was not reset: files in {mnt}/head/ are open; find the processes with `fuser -vm {mnt}`, let them end (or stop them), and run `strata head reset` again")]
+    ResetBusy {
+        /// The mountpoint, or "MOUNTPOINT" when unmounted.
+        mnt: String,
+    },
+    /// Resetting head/ failed.
+    #[error("resetting head/")]
+    Reset(#[source] FsError),
+    /// No snapshot: the store refuses writes since one failed.
+    #[error("no snapshot taken: the head turned read-only after a storage failure ({reason}), so what was written into head/ since its last commit is not stored; {AFTER_STORAGE_FAILURE}")]
+    StoreFailed {
+        /// The store's account of the failure.
+        reason: String,
+    },
+    /// No snapshot: writing it failed on the disk.
+    #[error(
+        "no snapshot taken: writing it to the repository failed ({0}); {AFTER_STORAGE_FAILURE}"
+    )]
+    SnapshotNotStored(#[source] FsError),
+    /// The mountpoint is in use, so the daemon did not unmount.
+    #[error("{mnt} is busy: a process has a file open or its working directory in it; find it with `fuser -vm {mnt}`, end it, and run `strata umount` again")]
+    UnmountBusy {
+        /// The mountpoint.
+        mnt: String,
+    },
+    /// Unmounting failed otherwise.
+    #[error("cannot unmount {mnt}")]
+    Unmount {
+        /// The mountpoint.
+        mnt: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The request line does not parse.
+    #[error("malformed request")]
+    MalformedRequest(#[source] serde_json::Error),
+    /// SO_PEERCRED failed.
+    #[error("reading the caller's credentials")]
+    Credentials(#[source] std::io::Error),
+    /// The daemon's socket exists but does not take a connection.
+    #[error("connecting to the daemon at {}", .socket.display())]
+    Connect {
+        /// The socket.
+        socket: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A quick question got no answer in time.
+    #[error("the daemon at {} did not answer within {} s: it may be hung (see its log, or `journalctl -u strata-mountd`)", .socket.display(), QUICK_ANSWER.as_secs())]
+    Hung {
+        /// The socket.
+        socket: PathBuf,
+    },
+    /// Reading the answer failed.
+    #[error("reading the daemon's answer")]
+    Answer(#[source] std::io::Error),
+    /// The answer does not parse.
+    #[error("the daemon's answer is malformed")]
+    MalformedAnswer(#[source] serde_json::Error),
+    /// The daemon failed the request, with no exit code of its own.
+    #[error("{0}")]
+    Daemon(String),
+    /// The daemon failed the request with an exit code of its own.
+    #[error(transparent)]
+    DaemonReported(Reported),
+    /// The socket path names no directory.
+    #[error("socket path has no directory")]
+    NoSocketDir,
+    /// Creating the socket's directory failed.
+    #[error("creating {}", .path.display())]
+    SocketDir {
+        /// The directory.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A live daemon holds the socket.
+    #[error("another daemon already listens on {}", .0.display())]
+    AlreadyListening(PathBuf),
+    /// Binding the socket failed.
+    #[error("binding {}", .path.display())]
+    Bind {
+        /// The socket.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// Sending or receiving on the socket failed.
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+    /// A request or an answer does not serialize.
+    #[error(transparent)]
+    Json(#[from] serde_json::Error),
+}
+
+impl ExitCode for ControlError {
+    fn exit_code(&self) -> u8 {
+        use crate::exit::{ERROR, MOUNTPOINT, NOT_COMMITTED, USAGE};
+        match self {
+            ControlError::NotMounted | ControlError::ResetBusy { .. } => MOUNTPOINT,
+            ControlError::NoResetTarget(_) => USAGE,
+            ControlError::StoreFailed { .. } | ControlError::SnapshotNotStored(_) => NOT_COMMITTED,
+            ControlError::DaemonReported(r) => r.exit_code(),
+            ControlError::NoSnapshot(_)
+            | ControlError::Fs(_)
+            | ControlError::Reset(_)
+            | ControlError::UnmountBusy { .. }
+            | ControlError::Unmount { .. }
+            | ControlError::MalformedRequest(_)
+            | ControlError::Credentials(_)
+            | ControlError::Connect { .. }
+            | ControlError::Hung { .. }
+            | ControlError::Answer(_)
+            | ControlError::MalformedAnswer(_)
+            | ControlError::Daemon(_)
+            | ControlError::NoSocketDir
+            | ControlError::SocketDir { .. }
+            | ControlError::AlreadyListening(_)
+            | ControlError::Bind { .. }
+            | ControlError::Io(_)
+            | ControlError::Json(_) => ERROR,
+        }
+    }
+}
 
 /// What the CLI asks.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -184,7 +331,7 @@ pub fn find(
     rows: &[SnapshotRow],
     runs: &BTreeMap<u64, RunRecord>,
     what: &str,
-) -> Result<SnapshotRow> {
+) -> Result<SnapshotRow, ControlError> {
     let linkable = |r: &&SnapshotRow| may_be_latest(runs.get(&r.record.seq));
     let found = match what {
         crate::tree::namespace::LATEST => rows.iter().rev().find(linkable),
@@ -204,25 +351,22 @@ pub fn find(
     };
     match found {
         Some(r) => Ok(r.clone()),
-        None => bail!("no snapshot {what:?}: see `strata snapshot list`"),
+        None => Err(ControlError::NoSnapshot(what.to_owned())),
     }
 }
 
 /// Serves one request against `ns` on behalf of `caller`. Shutdown is
 /// the server's business and answers Done here.
-pub fn handle(ns: &Namespace, caller: Caller, req: &Request) -> Result<Reply> {
+pub fn handle(ns: &Namespace, caller: Caller, req: &Request) -> Result<Reply, ControlError> {
     let _op = caller.span("control");
     Ok(match req {
         Request::SnapshotCreate { label, run } => {
-            if let Some(refused) = no_snapshot_after_storage_failure(ns, None) {
-                return Err(refused.into());
+            if let Some(reason) = ns.head().repo().store().failed() {
+                return Err(ControlError::StoreFailed { reason });
             }
             let rec = ns
                 .snapshot_run(caller, label.as_deref(), run.as_deref())
-                .map_err(|e| match no_snapshot_after_storage_failure(ns, Some(&e)) {
-                    Some(refused) => anyhow::Error::new(refused),
-                    None => e.into(),
-                })?;
+                .map_err(|e| no_snapshot(ns, e))?;
             if let Some(l) = run.as_ref().and_then(|r| r.leftovers.as_ref()) {
                 // The run's record says its snapshot holds them: the head
                 // is no longer marked. (A crash before this leaves the
@@ -272,11 +416,7 @@ pub fn handle(ns: &Namespace, caller: Caller, req: &Request) -> Result<Reply> {
             Reply::Leftovers(Box::new(kept))
         }
         Request::ThrottleShow | Request::ThrottleSet { .. } | Request::ThrottleClear => {
-            return Err(crate::exit::Reported(
-                crate::exit::MOUNTPOINT,
-                "the repository is not mounted: throttling governs the daemon's write path; mount it first".into(),
-            )
-            .into())
+            return Err(ControlError::NotMounted)
         }
         Request::Status => {
             let head = ns.head();
@@ -312,26 +452,21 @@ fn reset(
     caller: Caller,
     snapshot: &str,
     mountpoint: Option<&str>,
-) -> Result<Reply> {
+) -> Result<Reply, ControlError> {
     let head = ns.head();
     let snapshots = Snapshots::of(head);
-    let row = find(&ns.snapshots(), &snapshots.runs()?, snapshot).map_err(|e| {
-        crate::exit::Reported(crate::exit::USAGE, format!("head/ was not reset: {e:#}"))
+    let row = find(&ns.snapshots(), &snapshots.runs()?, snapshot).map_err(|e| match e {
+        ControlError::NoSnapshot(what) => ControlError::NoResetTarget(what),
+        e => e,
     })?;
     let leftovers = head.leftovers()?;
     let outcome = snapshots
         .reset_head(caller, row.record.seq)
         .map_err(|e| match e {
-            FsError::Busy(_) => {
-                let mnt = mountpoint.unwrap_or("MOUNTPOINT");
-                anyhow::Error::new(crate::exit::Reported(
-                    crate::exit::MOUNTPOINT,
-                    format!(
-                        "head/ was not reset: files in {mnt}/head/ are open; find the processes with `fuser -vm {mnt}`, let them end (or stop them), and run `strata head reset` again"
-                    ),
-                ))
-            }
-            e => anyhow::Error::new(e).context("resetting head/"),
+            FsError::Busy(_) => ControlError::ResetBusy {
+                mnt: mountpoint.unwrap_or("MOUNTPOINT").to_owned(),
+            },
+            e => ControlError::Reset(e),
         })?;
     tracing::info!(
         seq = row.record.seq,
@@ -349,26 +484,18 @@ fn reset(
     Ok(Reply::Reset(Box::new(info)))
 }
 
-/// Why no snapshot can be taken after a storage failure, and what to do:
-/// the store refuses writes since one failed, or `err` (the snapshot's
-/// own failure) is one of the disk's. `None` for anything else. The
-/// storage layer's message (redb's, the OS's) is quoted, never alone.
-fn no_snapshot_after_storage_failure(
-    ns: &Namespace,
-    err: Option<&crate::tree::head::FsError>,
-) -> Option<crate::exit::Reported> {
-    use crate::tree::head::FsError;
-    let what_to_do = "free space on, or repair, the disk the repository is on (`df`, `dmesg`), then `strata umount` and `strata mount` again: the head comes back at its last commit; copy again and take the snapshot then";
-    let message = match (ns.head().repo().store().failed(), err) {
-        (Some(reason), _) => format!(
-            "no snapshot taken: the head turned read-only after a storage failure ({reason}), so what was written into head/ since its last commit is not stored; {what_to_do}"
-        ),
-        (None, Some(e @ (FsError::Io(_) | FsError::NoSpace | FsError::ReadOnly))) => format!(
-            "no snapshot taken: writing it to the repository failed ({e}); {what_to_do}"
-        ),
-        _ => return None,
-    };
-    Some(crate::exit::Reported(crate::exit::NOT_COMMITTED, message))
+/// Why a snapshot failed, and what to do when the storage is to blame:
+/// the store refuses writes since one failed, or `err` (the snapshot's own
+/// failure) is one of the disk's. The storage layer's message (redb's, the
+/// OS's) is quoted, never alone.
+fn no_snapshot(ns: &Namespace, err: FsError) -> ControlError {
+    match (ns.head().repo().store().failed(), err) {
+        (Some(reason), _) => ControlError::StoreFailed { reason },
+        (None, e @ (FsError::Io(_) | FsError::NoSpace | FsError::ReadOnly)) => {
+            ControlError::SnapshotNotStored(e)
+        }
+        (None, e) => ControlError::Fs(e),
+    }
 }
 
 /// The daemon's side: what it adds to the shared handling.
@@ -393,20 +520,19 @@ pub fn serve(listener: UnixListener, ns: Arc<Namespace>, daemon: Arc<dyn Daemon>
     for conn in listener.incoming() {
         let Ok(stream) = conn else { continue };
         if let Err(e) = serve_one(stream, &ns, daemon.as_ref()) {
-            tracing::warn!(error = %e, "control request failed");
+            tracing::warn!(error = %Chain(&e), "control request failed");
         }
     }
 }
 
-fn serve_one(stream: UnixStream, ns: &Namespace, daemon: &dyn Daemon) -> Result<()> {
+fn serve_one(stream: UnixStream, ns: &Namespace, daemon: &dyn Daemon) -> Result<(), ControlError> {
     let caller = peer(&stream)?;
     let mut line = String::new();
     BufReader::new(&stream).read_line(&mut line)?;
-    let req = serde_json::from_str::<Request>(&line).context("malformed request");
-    let reply = req
-        .as_ref()
-        .map_err(|e| anyhow::anyhow!("{e:#}"))
+    let reply = serde_json::from_str::<Request>(&line)
+        .map_err(ControlError::MalformedRequest)
         .and_then(|req| {
+            let req = &req;
             tracing::info!(
                 uid = caller.uid,
                 gid = caller.gid,
@@ -432,11 +558,9 @@ fn serve_one(stream: UnixStream, ns: &Namespace, daemon: &dyn Daemon) -> Result<
                         tracing::warn!(error = %e, "unmount refused; still serving");
                         let mnt = daemon.mountpoint();
                         if e.raw_os_error() == Some(libc::EBUSY) {
-                            anyhow::anyhow!(
-                                "{mnt} is busy: a process has a file open or its working directory in it; find it with `fuser -vm {mnt}`, end it, and run `strata umount` again"
-                            )
+                            ControlError::UnmountBusy { mnt }
                         } else {
-                            anyhow::anyhow!("cannot unmount {mnt}: {e}")
+                            ControlError::Unmount { mnt, source: e }
                         }
                     })?;
                     Reply::Done
@@ -472,13 +596,13 @@ fn serve_one(stream: UnixStream, ns: &Namespace, daemon: &dyn Daemon) -> Result<
         });
     let wire = match reply {
         Ok(r) => Wire::Ok(r),
-        Err(e) => match e
-            .chain()
-            .find_map(|c| c.downcast_ref::<crate::exit::Reported>())
-        {
-            Some(r) => Wire::Failed(r.0, format!("{e:#}")),
-            None => Wire::Err(format!("{e:#}")),
-        },
+        Err(e) => {
+            let message = Chain(&e).to_string();
+            match e.exit_code() {
+                crate::exit::ERROR => Wire::Err(message),
+                code => Wire::Failed(code, message),
+            }
+        }
     };
     let mut out = serde_json::to_vec(&wire)?;
     out.push(b'\n');
@@ -487,7 +611,7 @@ fn serve_one(stream: UnixStream, ns: &Namespace, daemon: &dyn Daemon) -> Result<
 }
 
 /// The peer's credentials (SO_PEERCRED).
-fn peer(stream: &UnixStream) -> Result<Caller> {
+fn peer(stream: &UnixStream) -> Result<Caller, ControlError> {
     let mut cred = libc::ucred {
         pid: 0,
         uid: 0,
@@ -505,7 +629,7 @@ fn peer(stream: &UnixStream) -> Result<Caller> {
         )
     };
     if rc != 0 {
-        return Err(std::io::Error::last_os_error()).context("reading the caller's credentials");
+        return Err(ControlError::Credentials(std::io::Error::last_os_error()));
     }
     Ok(Caller {
         uid: cred.uid,
@@ -519,7 +643,7 @@ pub const QUICK_ANSWER: std::time::Duration = std::time::Duration::from_secs(60)
 
 /// The CLI's side: sends `req` to the daemon at `socket`. `None` if no
 /// daemon listens there.
-pub fn call(socket: &Path, req: &Request) -> Result<Option<Reply>> {
+pub fn call(socket: &Path, req: &Request) -> Result<Option<Reply>, ControlError> {
     let stream = match UnixStream::connect(socket) {
         Ok(s) => s,
         Err(e)
@@ -530,9 +654,11 @@ pub fn call(socket: &Path, req: &Request) -> Result<Option<Reply>> {
         {
             return Ok(None)
         }
-        Err(e) => {
-            return Err(e)
-                .with_context(|| format!("connecting to the daemon at {}", socket.display()))
+        Err(source) => {
+            return Err(ControlError::Connect {
+                socket: socket.to_owned(),
+                source,
+            })
         }
     };
     // Questions a live daemon answers at once get a deadline, so that a
@@ -555,32 +681,35 @@ pub fn call(socket: &Path, req: &Request) -> Result<Option<Reply>> {
     BufReader::new(&stream)
         .read_line(&mut line)
         .map_err(|e| match e.kind() {
-            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut => anyhow::anyhow!(
-                "the daemon at {} did not answer within {} s: it may be hung (see its log, or `journalctl -u strata-mountd`)",
-                socket.display(),
-                QUICK_ANSWER.as_secs()
-            ),
-            _ => anyhow::Error::new(e).context("reading the daemon's answer"),
+            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut => ControlError::Hung {
+                socket: socket.to_owned(),
+            },
+            _ => ControlError::Answer(e),
         })?;
-    match serde_json::from_str::<Wire>(&line).context("the daemon's answer is malformed")? {
+    match serde_json::from_str::<Wire>(&line).map_err(ControlError::MalformedAnswer)? {
         Wire::Ok(r) => Ok(Some(r)),
-        Wire::Err(e) => bail!("{e}"),
-        Wire::Failed(code, e) => Err(crate::exit::Reported(code, e).into()),
+        Wire::Err(e) => Err(ControlError::Daemon(e)),
+        Wire::Failed(code, e) => Err(ControlError::DaemonReported(Reported(code, e))),
     }
 }
 
 /// Binds the control socket: owner-only, replacing a stale one.
-pub fn bind(socket: &Path) -> Result<UnixListener> {
+pub fn bind(socket: &Path) -> Result<UnixListener, ControlError> {
     use std::os::unix::fs::PermissionsExt;
-    let dir = socket.parent().context("socket path has no directory")?;
-    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let dir = socket.parent().ok_or(ControlError::NoSocketDir)?;
+    std::fs::create_dir_all(dir).map_err(|source| ControlError::SocketDir {
+        path: dir.to_owned(),
+        source,
+    })?;
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
     if UnixStream::connect(socket).is_ok() {
-        bail!("another daemon already listens on {}", socket.display());
+        return Err(ControlError::AlreadyListening(socket.to_owned()));
     }
     let _ = std::fs::remove_file(socket);
-    let listener =
-        UnixListener::bind(socket).with_context(|| format!("binding {}", socket.display()))?;
+    let listener = UnixListener::bind(socket).map_err(|source| ControlError::Bind {
+        path: socket.to_owned(),
+        source,
+    })?;
     std::fs::set_permissions(socket, std::fs::Permissions::from_mode(0o600))?;
     Ok(listener)
 }

@@ -112,8 +112,19 @@ Exit codes:
   128+N  backup: stopped by signal N (130 SIGINT, 143 SIGTERM); the copy
       and hooks were stopped and on_failure hooks ran";
 
+/// A `--group` that names no group.
+#[derive(Debug, thiserror::Error)]
+#[error("no group {0:?} (see /etc/group)")]
+pub struct NoSuchGroup(pub String);
+
+impl crate::exit::ExitCode for NoSuchGroup {
+    fn exit_code(&self) -> u8 {
+        crate::exit::ERROR
+    }
+}
+
 /// The gid of GROUP (a name or a number).
-pub fn resolve_group(group: &str) -> anyhow::Result<u32> {
+pub fn resolve_group(group: &str) -> Result<u32, NoSuchGroup> {
     if let Ok(gid) = group.parse::<u32>() {
         return Ok(gid);
     }
@@ -125,5 +136,5 @@ pub fn resolve_group(group: &str) -> anyhow::Result<u32> {
         })
         .find(|(name, _)| *name == group)
         .and_then(|(_, gid)| gid.parse().ok())
-        .ok_or_else(|| anyhow::anyhow!("no group {group:?} (see /etc/group)"))
+        .ok_or_else(|| NoSuchGroup(group.to_owned()))
 }

@@ -16,10 +16,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use anyhow::Result;
 use serde::Serialize;
 
 use crate::policy::hostconfig::{FailurePolicy, HookConfig, HostConfig, LatestPolicy};
+use crate::sys::chain::Chain;
 use crate::tree::record::SnapshotInfo;
 use crate::tree::record::{HookOutcome, Phase, RunRecord, RunStatus};
 use hook::{Env, Session};
@@ -30,14 +30,19 @@ const STDERR_LINES: usize = 10;
 /// Placeholder in the copy command replaced by a redirected source.
 pub const SOURCE_PLACEHOLDER: &str = "{source}";
 
+/// Why a [`Target`] failed. The target is the binary's (the daemon reached
+/// over its socket); the run only shows the error, with its causes, in the
+/// run's failure.
+pub type TargetError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
 /// Where a run takes its snapshot: the running daemon.
 pub trait Target {
     /// The mountpoint (hooks get `head/` and the snapshot's directory under it).
     fn mountpoint(&self) -> &Path;
     /// Takes a snapshot stored with `run`.
-    fn snapshot(&self, label: Option<&str>, run: &RunRecord) -> Result<SnapshotInfo>;
+    fn snapshot(&self, label: Option<&str>, run: &RunRecord) -> Result<SnapshotInfo, TargetError>;
     /// Replaces the snapshot's run record with a newer revision.
-    fn update(&self, seq: u64, run: &RunRecord) -> Result<()>;
+    fn update(&self, seq: u64, run: &RunRecord) -> Result<(), TargetError>;
 }
 
 /// Why a run failed.
@@ -201,7 +206,7 @@ impl<'a> Run<'a> {
         let snap = match self.target.snapshot(self.label.as_deref(), &self.record) {
             Ok(s) => s,
             Err(e) => {
-                let f = Failure::Snapshot(format!("the snapshot failed: {e:#}"));
+                let f = Failure::Snapshot(format!("the snapshot failed: {}", Chain(&*e)));
                 self.on_failure(None, &f);
                 return self.outcome(None, Some(f));
             }
@@ -474,7 +479,8 @@ impl<'a> Run<'a> {
         self.record.revision += 1;
         self.target.update(seq, &self.record).map_err(|e| {
             Failure::Snapshot(format!(
-                "recording the run with snapshot {seq} failed: {e:#}"
+                "recording the run with snapshot {seq} failed: {}",
+                Chain(&*e)
             ))
         })
     }
