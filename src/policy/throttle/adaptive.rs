@@ -84,12 +84,104 @@ pub enum PsiError {
         reason: String,
     },
     /// The text is not in the kernel's format.
-    #[error("{path}: not in the pressure stall format: {why}")]
+    #[error("{path}: not in the pressure stall format: {source}")]
     Malformed {
         /// The file.
         path: PathBuf,
         /// What is wrong.
-        why: String,
+        source: PsiFormatError,
+    },
+}
+
+/// What is wrong with the text of a pressure file (lines count from 1).
+#[derive(Debug, thiserror::Error)]
+pub enum PsiFormatError {
+    /// A line that is neither `some` nor `full`.
+    #[error("line {line}: unknown kind {kind:?}")]
+    UnknownKind {
+        /// The line.
+        line: usize,
+        /// Its first word.
+        kind: String,
+    },
+    /// A second `some` or `full` line.
+    #[error("line {line}: second {kind:?} line")]
+    Repeated {
+        /// The line.
+        line: usize,
+        /// `some` or `full`.
+        kind: String,
+    },
+    /// A word that is not `key=value`.
+    #[error("line {line}: {word:?} is not key=value")]
+    NotKeyValue {
+        /// The line.
+        line: usize,
+        /// The word.
+        word: String,
+    },
+    /// An average that is not a percentage.
+    #[error("line {line}: {key}={value:?} is not a percentage")]
+    NotPercentage {
+        /// The line.
+        line: usize,
+        /// `avg10`, `avg60` or `avg300`.
+        key: String,
+        /// The value.
+        value: String,
+    },
+    /// A total that is not a count.
+    #[error("line {line}: total={value:?} is not a count of microseconds")]
+    NotMicroseconds {
+        /// The line.
+        line: usize,
+        /// The value.
+        value: String,
+    },
+    /// A line without one of the four known fields.
+    #[error("line {line}: {kind} has no {field}")]
+    Missing {
+        /// The line.
+        line: usize,
+        /// `some` or `full`.
+        kind: String,
+        /// The field.
+        field: &'static str,
+    },
+    /// No `some` line at all.
+    #[error("no \"some\" line")]
+    NoSome,
+}
+
+/// Why a probe command gave no reading.
+#[derive(Debug, thiserror::Error)]
+pub enum ProbeError {
+    /// No command configured.
+    #[error("probe command is empty")]
+    Empty,
+    /// It did not start.
+    #[error("probe {program}: cannot start: {source}")]
+    Start {
+        /// The program.
+        program: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// Waiting for it failed.
+    #[error("probe {program}: waiting for it: {source}")]
+    Lost {
+        /// The program.
+        program: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// It exited unsuccessfully: it could not measure.
+    #[error("probe {program} failed ({status})")]
+    Failed {
+        /// The program.
+        program: String,
+        /// How it ended.
+        status: std::process::ExitStatus,
     },
 }
 
@@ -97,48 +189,72 @@ pub enum PsiError {
 /// `some avg10=0.36 avg60=0.17 avg300=0.52 total=526389369` and optionally a
 /// `full` line of the same shape. Unknown fields are ignored (the kernel may
 /// add some); the four known ones are required on each line.
-pub fn parse_psi(text: &str) -> Result<Psi, String> {
+pub fn parse_psi(text: &str) -> Result<Psi, PsiFormatError> {
     let mut some = None;
     let mut full = None;
-    for (n, line) in text
+    for (n, words) in text
         .lines()
         .enumerate()
         .filter(|(_, l)| !l.trim().is_empty())
     {
-        let mut words = line.split_whitespace();
+        let line = n + 1;
+        let mut words = words.split_whitespace();
         let kind = words.next().unwrap_or_default();
         let slot = match kind {
             "some" => &mut some,
             "full" => &mut full,
-            other => return Err(format!("line {}: unknown kind {other:?}", n + 1)),
+            other => {
+                return Err(PsiFormatError::UnknownKind {
+                    line,
+                    kind: other.to_owned(),
+                })
+            }
         };
         if slot.is_some() {
-            return Err(format!("line {}: second {kind:?} line", n + 1));
+            return Err(PsiFormatError::Repeated {
+                line,
+                kind: kind.to_owned(),
+            });
         }
         let (mut a10, mut a60, mut a300, mut total) = (None, None, None, None);
         for w in words {
             let (k, v) = w
                 .split_once('=')
-                .ok_or_else(|| format!("line {}: {w:?} is not key=value", n + 1))?;
-            let pct = || -> Result<f64, String> {
+                .ok_or_else(|| PsiFormatError::NotKeyValue {
+                    line,
+                    word: w.to_owned(),
+                })?;
+            let pct = || -> Result<f64, PsiFormatError> {
                 v.parse::<f64>()
                     .ok()
                     .filter(|x| x.is_finite() && (0.0..=100.0).contains(x))
-                    .ok_or_else(|| format!("line {}: {k}={v:?} is not a percentage", n + 1))
+                    .ok_or_else(|| PsiFormatError::NotPercentage {
+                        line,
+                        key: k.to_owned(),
+                        value: v.to_owned(),
+                    })
             };
             match k {
                 "avg10" => a10 = Some(pct()?),
                 "avg60" => a60 = Some(pct()?),
                 "avg300" => a300 = Some(pct()?),
                 "total" => {
-                    total = Some(v.parse::<u64>().map_err(|_| {
-                        format!("line {}: total={v:?} is not a count of microseconds", n + 1)
-                    })?)
+                    total = Some(
+                        v.parse::<u64>()
+                            .map_err(|_| PsiFormatError::NotMicroseconds {
+                                line,
+                                value: v.to_owned(),
+                            })?,
+                    )
                 }
                 _ => {}
             }
         }
-        let missing = |what: &str| format!("line {}: {kind} has no {what}", n + 1);
+        let missing = |field| PsiFormatError::Missing {
+            line,
+            kind: kind.to_owned(),
+            field,
+        };
         *slot = Some(PsiLine {
             avg10: a10.ok_or_else(|| missing("avg10"))?,
             avg60: a60.ok_or_else(|| missing("avg60"))?,
@@ -147,7 +263,7 @@ pub fn parse_psi(text: &str) -> Result<Psi, String> {
         });
     }
     Ok(Psi {
-        some: some.ok_or("no \"some\" line")?,
+        some: some.ok_or(PsiFormatError::NoSome)?,
         full,
     })
 }
@@ -166,9 +282,9 @@ pub fn read_psi_file(path: &Path) -> Result<Psi, PsiError> {
             _ => e.to_string(),
         },
     })?;
-    parse_psi(&text).map_err(|why| PsiError::Malformed {
+    parse_psi(&text).map_err(|source| PsiError::Malformed {
         path: path.to_path_buf(),
-        why,
+        source,
     })
 }
 
@@ -382,7 +498,7 @@ impl Sampler {
         if let Some(spec) = &self.policy.probe {
             match run_probe(&spec.argv, spec.timeout) {
                 Ok(r) => s.probe = Some(r),
-                Err(e) => s.unavailable.push(e),
+                Err(e) => s.unavailable.push(e.to_string()),
             }
         }
         s
@@ -395,15 +511,18 @@ impl Sampler {
 /// when that is a duration ("12ms", "1.5s") or a plain number of
 /// milliseconds, and its wall time otherwise. A non-zero exit is an error:
 /// the probe could not measure.
-pub fn run_probe(argv: &[String], timeout: Duration) -> Result<ProbeReading, String> {
-    let prog = argv.first().ok_or("probe command is empty")?;
+pub fn run_probe(argv: &[String], timeout: Duration) -> Result<ProbeReading, ProbeError> {
+    let prog = argv.first().ok_or(ProbeError::Empty)?;
     let start = Instant::now();
     let mut child = Program::new(prog, &argv[1..])
         .envs([("PATH", PROBE_PATH)])
         // Only the tail matters; 64 KiB bounds what a chatty probe costs.
         .stdout(Capture::Bytes { keep: 64 * 1024 })
         .start()
-        .map_err(|e| format!("probe {prog}: cannot start: {e}"))?;
+        .map_err(|source| ProbeError::Start {
+            program: prog.clone(),
+            source,
+        })?;
     let ended = child.wait(start + timeout);
     let wall = start.elapsed();
     // A grandchild may keep the pipe open; its output is not waited for long.
@@ -416,10 +535,18 @@ pub fn run_probe(argv: &[String], timeout: Duration) -> Result<ProbeReading, Str
                 timed_out: true,
             })
         }
-        Ended::Lost(e) => return Err(format!("probe {prog}: waiting for it: {e}")),
+        Ended::Lost(source) => {
+            return Err(ProbeError::Lost {
+                program: prog.clone(),
+                source,
+            })
+        }
     };
     if !status.success() {
-        return Err(format!("probe {prog} failed ({status})"));
+        return Err(ProbeError::Failed {
+            program: prog.clone(),
+            status,
+        });
     }
     let last = done.stdout.lines().map(str::trim).rfind(|l| !l.is_empty());
     let latency = last.and_then(parse_latency).unwrap_or(wall);
@@ -484,7 +611,7 @@ mod tests {
                 "second",
             ),
         ] {
-            let e = parse_psi(text).unwrap_err();
+            let e = parse_psi(text).unwrap_err().to_string();
             assert!(e.contains(needle), "{text:?}: {e}");
         }
     }
@@ -652,9 +779,11 @@ mod tests {
             Duration::from_millis(7)
         );
         let e = run_probe(&sh("exit 3"), t).unwrap_err();
-        assert!(e.contains("failed"), "{e}");
+        assert!(matches!(e, ProbeError::Failed { .. }), "{e}");
+        assert!(e.to_string().contains("failed"), "{e}");
         let e = run_probe(&["/nonexistent/probe".to_string()], t).unwrap_err();
-        assert!(e.contains("cannot start"), "{e}");
+        assert!(matches!(e, ProbeError::Start { .. }), "{e}");
+        assert!(e.to_string().contains("cannot start"), "{e}");
         let short = Duration::from_millis(200);
         assert_eq!(
             run_probe(&sh("sleep 30"), short).unwrap(),

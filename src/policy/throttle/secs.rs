@@ -17,10 +17,15 @@ pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error
     from_secs(f64::deserialize(d)?).map_err(serde::de::Error::custom)
 }
 
+/// A number that is not a duration: negative, not finite, or too large.
+#[derive(Debug, thiserror::Error)]
+#[error("{0} is not a duration in seconds")]
+pub struct NotSeconds(f64);
+
 /// Rounded to the nanosecond, so that 0.3 reads back as 300 ms exactly.
-fn from_secs(secs: f64) -> Result<Duration, String> {
+fn from_secs(secs: f64) -> Result<Duration, NotSeconds> {
     if !(secs.is_finite() && (0.0..1.8e10).contains(&secs)) {
-        return Err(format!("{secs} is not a duration in seconds"));
+        return Err(NotSeconds(secs));
     }
     Ok(Duration::from_nanos((secs * 1e9).round() as u64))
 }
