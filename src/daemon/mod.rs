@@ -112,7 +112,7 @@ mod tests {
         assert_eq!(
             code(HostConfigError::Invalid {
                 path: "/etc/strata/strata.toml".into(),
-                why: "x".into()
+                source: crate::policy::hostconfig::InvalidHostConfig::HookName("a b".into())
             }),
             HOST_CONFIG
         );

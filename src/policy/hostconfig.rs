@@ -16,7 +16,7 @@ use serde::{Deserialize, Deserializer};
 
 use crate::policy::alert::{AlertConfig, ChannelKind, CHILD_PATH};
 use crate::policy::throttle::adaptive::PROBE_PATH;
-use crate::policy::throttle::{ThrottleConfig, ThrottlePolicy};
+use crate::policy::throttle::{ThrottleConfig, ThrottleConfigError, ThrottlePolicy};
 use crate::tree::record::Phase;
 
 /// Where the host configuration lives unless `--config` says otherwise.
@@ -56,13 +56,50 @@ pub enum HostConfigError {
         fix: String,
     },
     /// Not valid.
-    #[error("the host configuration {path} is invalid: {why}; see strata.toml(5)")]
+    #[error("the host configuration {path} is invalid: {source}; see strata.toml(5)")]
     Invalid {
         /// The file.
         path: PathBuf,
         /// What is wrong, naming the key.
-        why: String,
+        source: InvalidHostConfig,
     },
+}
+
+/// What is wrong with the text of a host configuration, naming the key.
+#[derive(Debug, thiserror::Error)]
+pub enum InvalidHostConfig {
+    /// Not TOML, or a key unknown or of the wrong type (alerts included).
+    #[error(transparent)]
+    Toml(#[from] toml::de::Error),
+    /// `[throttle]` is not valid.
+    #[error(transparent)]
+    Throttle(#[from] ThrottleConfigError),
+    /// A hook name with other characters.
+    #[error("hook name {0:?}: use letters, digits, '-' and '_'")]
+    HookName(String),
+    /// Two hooks of one name.
+    #[error("hook name {0:?} is used twice")]
+    HookNameTwice(String),
+    /// A hook without a command.
+    #[error("hook {0:?}: command is empty")]
+    EmptyCommand(String),
+    /// A session hook outside pre_backup.
+    #[error("hook {0:?}: session = true needs phase = \"pre_backup\" (a session starts before the copy and ends before the snapshot)")]
+    SessionPhase(String),
+    /// Retries of a hook that may not run twice.
+    #[error("hook {name:?}: retries = {retries} needs idempotent = true (a hook is retried only if running it twice does no harm)")]
+    RetriesNeedIdempotent {
+        /// The hook.
+        name: String,
+        /// Its retries.
+        retries: u32,
+    },
+    /// Retries of a session hook.
+    #[error("hook {0:?}: a session hook is not retried")]
+    SessionRetried(String),
+    /// A zero timeout.
+    #[error("hook {0:?}: timeout must be more than 0")]
+    ZeroTimeout(String),
 }
 
 /// strata.toml.
@@ -219,9 +256,9 @@ impl HostConfig {
             check_owner(&real, Some(dir), &std::fs::metadata(dir).map_err(read_err)?)?;
         }
         let text = std::fs::read_to_string(&real).map_err(read_err)?;
-        let config = HostConfig::parse(&text).map_err(|why| HostConfigError::Invalid {
+        let config = HostConfig::parse(&text).map_err(|source| HostConfigError::Invalid {
             path: path.to_owned(),
-            why,
+            source,
         })?;
         config.check_programs()?;
         Ok(config)
@@ -269,8 +306,8 @@ impl HostConfig {
     }
 
     /// Parses and checks the text of a configuration.
-    pub fn parse(text: &str) -> Result<HostConfig, String> {
-        let config: HostConfig = toml::from_str(text).map_err(|e| e.to_string())?;
+    pub fn parse(text: &str) -> Result<HostConfig, InvalidHostConfig> {
+        let config: HostConfig = toml::from_str(text)?;
         config.check()?;
         Ok(config)
     }
@@ -290,8 +327,8 @@ impl HostConfig {
             .expect("validated when the configuration was loaded")
     }
 
-    fn check(&self) -> Result<(), String> {
-        self.throttle.validate().map_err(|e| e.to_string())?;
+    fn check(&self) -> Result<(), InvalidHostConfig> {
+        self.throttle.validate()?;
         let mut names = BTreeSet::new();
         for h in &self.hooks {
             let name = &h.name;
@@ -300,32 +337,28 @@ impl HostConfig {
                     .chars()
                     .all(|c| c.is_ascii_alphanumeric() || "-_".contains(c));
             if !ok_name {
-                return Err(format!(
-                    "hook name {name:?}: use letters, digits, '-' and '_'"
-                ));
+                return Err(InvalidHostConfig::HookName(name.clone()));
             }
             if !names.insert(name) {
-                return Err(format!("hook name {name:?} is used twice"));
+                return Err(InvalidHostConfig::HookNameTwice(name.clone()));
             }
             if h.command.is_empty() || h.command[0].is_empty() {
-                return Err(format!("hook {name:?}: command is empty"));
+                return Err(InvalidHostConfig::EmptyCommand(name.clone()));
             }
             if h.session && h.phase != Phase::PreBackup {
-                return Err(format!(
-                    "hook {name:?}: session = true needs phase = \"pre_backup\" (a session starts before the copy and ends before the snapshot)"
-                ));
+                return Err(InvalidHostConfig::SessionPhase(name.clone()));
             }
             if h.retries > 0 && !h.idempotent {
-                return Err(format!(
-                    "hook {name:?}: retries = {} needs idempotent = true (a hook is retried only if running it twice does no harm)",
-                    h.retries
-                ));
+                return Err(InvalidHostConfig::RetriesNeedIdempotent {
+                    name: name.clone(),
+                    retries: h.retries,
+                });
             }
             if h.session && h.retries > 0 {
-                return Err(format!("hook {name:?}: a session hook is not retried"));
+                return Err(InvalidHostConfig::SessionRetried(name.clone()));
             }
             if h.timeout.is_zero() {
-                return Err(format!("hook {name:?}: timeout must be more than 0"));
+                return Err(InvalidHostConfig::ZeroTimeout(name.clone()));
             }
         }
         Ok(())
@@ -587,7 +620,7 @@ mod tests {
             ("[backup]\nlatest = \"sometimes\"".into(), "sometimes"),
         ];
         for (text, want) in cases {
-            let err = HostConfig::parse(&text).unwrap_err();
+            let err = HostConfig::parse(&text).unwrap_err().to_string();
             assert!(err.contains(want), "{text}\n→ {err}");
         }
     }
