@@ -566,8 +566,10 @@ fn outstanding_alerts_escalate_by_time_on_tick_and_resolve_forgets() {
 
     // Resolved: the next failure is news again, at the first channel.
     assert_eq!(
-        alerter(dir.path(), &toml).resolve(Kind::BackupMissed, None),
-        Ok(1)
+        alerter(dir.path(), &toml)
+            .resolve(Kind::BackupMissed, None)
+            .unwrap(),
+        1
     );
     let r = alerter(dir.path(), &toml).raise_at(ev(), t(5 * 3600 + 1));
     assert_eq!(r.count, 1);
@@ -592,8 +594,10 @@ fn resolving_a_sent_alert_tells_each_channel_that_got_it_once() {
     assert_eq!(recorded(&first).len(), 2);
 
     assert_eq!(
-        alerter(dir.path(), &toml).resolve(Kind::RunFailed, Some(repo)),
-        Ok(1)
+        alerter(dir.path(), &toml)
+            .resolve(Kind::RunFailed, Some(repo))
+            .unwrap(),
+        1
     );
     for out in [&first, &second] {
         let got = recorded(out);
@@ -616,8 +620,10 @@ fn resolving_a_sent_alert_tells_each_channel_that_got_it_once() {
 
     // Resolved once: nothing is outstanding, nothing more is sent.
     assert_eq!(
-        alerter(dir.path(), &toml).resolve(Kind::RunFailed, Some(repo)),
-        Ok(0)
+        alerter(dir.path(), &toml)
+            .resolve(Kind::RunFailed, Some(repo))
+            .unwrap(),
+        0
     );
     assert_eq!(recorded(&first).len(), 3);
 
@@ -648,8 +654,10 @@ fn the_resolved_event_follows_the_channel_when_the_configuration_is_reordered() 
     // The administrator puts a new channel first and swaps the others.
     let after = format!("{}{}{}", channel(&c2), channel(&c1), channel(&c0));
     assert_eq!(
-        alerter(dir.path(), &after).resolve(Kind::StorageError, None),
-        Ok(1)
+        alerter(dir.path(), &after)
+            .resolve(Kind::StorageError, None)
+            .unwrap(),
+        1
     );
     let got = recorded(&first);
     assert_eq!(got.len(), 2, "{got:?}");
@@ -725,7 +733,7 @@ fn damaged_state_file_does_not_stop_an_alert() {
     );
     let r = alerter(dir.path(), &toml).raise_at(event(Kind::StorageError, Class::Corruption), t(0));
     assert!(matches!(r.outcome, Outcome::Sent { .. }));
-    assert!(r.state_error.unwrap().contains("damaged"));
+    assert!(r.state_error.unwrap().to_string().contains("damaged"));
     assert_eq!(recorded(&out)[0]["severity"], "critical");
 }
 

@@ -63,13 +63,81 @@ pub enum ChannelError {
         detail: String,
     },
     /// The channel cannot be set up (e.g. the header file is unsafe).
-    #[error("{channel} channel is misconfigured: {detail}")]
+    #[error("{channel} channel is misconfigured: {source}")]
     Setup {
         /// The channel's name.
         channel: String,
         /// What is wrong.
-        detail: String,
+        source: Box<SetupError>,
     },
+}
+
+/// What keeps a webhook channel from being set up.
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    /// The header file does not read.
+    #[error("header_file {path:?}: {source}")]
+    HeaderFile {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The header file is not a regular file.
+    #[error("header_file {0:?} is not a regular file")]
+    HeaderNotAFile(PathBuf),
+    /// Someone else owns the header file.
+    #[error("header_file {path:?} is owned by uid {uid}, not root")]
+    HeaderOwner {
+        /// The file.
+        path: PathBuf,
+        /// Its owner.
+        uid: u32,
+    },
+    /// Group or others may read the header file.
+    #[error("header_file {path:?} has mode {mode:o}; it holds a secret, make it 0600")]
+    HeaderMode {
+        /// The file.
+        path: PathBuf,
+        /// Its permission bits.
+        mode: u32,
+    },
+    /// More than one line.
+    #[error("header_file {0:?} must hold exactly one line")]
+    HeaderLines(PathBuf),
+    /// No `Name: value`.
+    #[error("header_file {0:?} must hold one \"Name: value\" line")]
+    HeaderNotAHeader(PathBuf),
+    /// The header name is not a token.
+    #[error("header_file {0:?}: the header name is not a token")]
+    HeaderName(PathBuf),
+    /// The CA file cannot be used.
+    #[error("{key} = {path:?} {source}")]
+    CaFile {
+        /// The key, `alerts.channel[N].ca_file`.
+        key: String,
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        source: CaFileError,
+    },
+}
+
+/// What is wrong with a CA file (shown after its name).
+#[derive(Debug, thiserror::Error)]
+pub enum CaFileError {
+    /// It does not read.
+    #[error("cannot be read: {0}")]
+    Read(#[source] std::io::Error),
+    /// A certificate rustls refuses.
+    #[error("holds a certificate that cannot be used ({0})")]
+    Certificate(#[source] rustls::Error),
+    /// Not PEM.
+    #[error("is not a PEM file ({0})")]
+    NotPem(#[source] ureq::Error),
+    /// No certificate in it.
+    #[error("holds no PEM certificate (-----BEGIN CERTIFICATE-----)")]
+    NoCertificate,
 }
 
 /// See [`Channel::identity`].
@@ -135,9 +203,9 @@ impl Channel {
     /// its CA file, which must hold PEM certificates.
     pub fn from_config(index: usize, c: &ChannelConfig) -> Result<Channel, ChannelError> {
         let name = format!("{}#{index}", c.kind.type_name());
-        let setup = |detail| ChannelError::Setup {
+        let setup = |source| ChannelError::Setup {
             channel: name.clone(),
-            detail,
+            source: Box::new(source),
         };
         let target = match &c.kind {
             ChannelKind::Syslog { socket, facility } => Target::Syslog {
@@ -404,48 +472,46 @@ pub fn mail_text(event: &Event, to: &[String], from: Option<&str>) -> String {
 
 /// Reads one `Name: value` header from `path`, refusing a file that others
 /// could read or change.
-fn read_header_file(path: &Path) -> Result<(String, String), String> {
-    let f = std::fs::File::open(path).map_err(|e| format!("header_file {path:?}: {e}"))?;
-    let meta = f
-        .metadata()
-        .map_err(|e| format!("header_file {path:?}: {e}"))?;
+fn read_header_file(path: &Path) -> Result<(String, String), SetupError> {
+    let unreadable = |source| SetupError::HeaderFile {
+        path: path.to_owned(),
+        source,
+    };
+    let f = std::fs::File::open(path).map_err(unreadable)?;
+    let meta = f.metadata().map_err(unreadable)?;
     // SAFETY: geteuid has no preconditions.
     let euid = unsafe { libc::geteuid() };
     if !meta.is_file() {
-        return Err(format!("header_file {path:?} is not a regular file"));
+        return Err(SetupError::HeaderNotAFile(path.to_owned()));
     }
     if meta.uid() != 0 && meta.uid() != euid {
-        return Err(format!(
-            "header_file {path:?} is owned by uid {}, not root",
-            meta.uid()
-        ));
+        return Err(SetupError::HeaderOwner {
+            path: path.to_owned(),
+            uid: meta.uid(),
+        });
     }
     if meta.mode() & 0o077 != 0 {
-        return Err(format!(
-            "header_file {path:?} has mode {:o}; it holds a secret, make it 0600",
-            meta.mode() & 0o7777
-        ));
+        return Err(SetupError::HeaderMode {
+            path: path.to_owned(),
+            mode: meta.mode() & 0o7777,
+        });
     }
     let mut text = String::new();
-    f.take(8192)
-        .read_to_string(&mut text)
-        .map_err(|e| format!("header_file {path:?}: {e}"))?;
+    f.take(8192).read_to_string(&mut text).map_err(unreadable)?;
     let line = text.trim_end_matches(['\n', '\r']);
     if line.contains(['\n', '\r']) {
-        return Err(format!("header_file {path:?} must hold exactly one line"));
+        return Err(SetupError::HeaderLines(path.to_owned()));
     }
     let (name, value) = line
         .split_once(':')
-        .ok_or_else(|| format!("header_file {path:?} must hold one \"Name: value\" line"))?;
+        .ok_or_else(|| SetupError::HeaderNotAHeader(path.to_owned()))?;
     let name = name.trim();
     if name.is_empty()
         || !name
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"-_".contains(&b))
     {
-        return Err(format!(
-            "header_file {path:?}: the header name is not a token"
-        ));
+        return Err(SetupError::HeaderName(path.to_owned()));
     }
     Ok((name.to_string(), value.trim().to_string()))
 }
@@ -454,9 +520,13 @@ fn read_header_file(path: &Path) -> Result<(String, String), String> {
 /// update-ca-certificates keeps in /etc/ssl/certs, or SSL_CERT_FILE and
 /// SSL_CERT_DIR) and the certificates in `ca_file`; Mozilla's, built in,
 /// when neither holds any.
-fn roots(ca_file: Option<&Path>, key: &str) -> Result<RootCerts, String> {
+fn roots(ca_file: Option<&Path>, key: &str) -> Result<RootCerts, SetupError> {
     let mut certs = match ca_file {
-        Some(path) => read_ca_file(path).map_err(|e| format!("{key} = {path:?} {e}"))?,
+        Some(path) => read_ca_file(path).map_err(|source| SetupError::CaFile {
+            key: key.to_owned(),
+            path: path.to_owned(),
+            source,
+        })?,
         None => Vec::new(),
     };
     let system = rustls_native_certs::load_native_certs();
@@ -477,26 +547,26 @@ fn roots(ca_file: Option<&Path>, key: &str) -> Result<RootCerts, String> {
 }
 
 /// The certificates in a PEM file (private keys in it are passed over).
-fn read_ca_file(path: &Path) -> Result<Vec<Certificate<'static>>, String> {
+fn read_ca_file(path: &Path) -> Result<Vec<Certificate<'static>>, CaFileError> {
     let mut pem = Vec::new();
     std::fs::File::open(path)
         .and_then(|f| f.take(16 << 20).read_to_end(&mut pem))
-        .map_err(|e| format!("cannot be read: {e}"))?;
+        .map_err(CaFileError::Read)?;
     let mut certs = Vec::new();
     for item in ureq::tls::parse_pem(&pem) {
         match item {
             Ok(PemItem::Certificate(c)) => {
                 rustls::RootCertStore::empty()
                     .add(c.der().to_vec().into())
-                    .map_err(|e| format!("holds a certificate that cannot be used ({e})"))?;
+                    .map_err(CaFileError::Certificate)?;
                 certs.push(c);
             }
             Ok(_) => {}
-            Err(e) => return Err(format!("is not a PEM file ({e})")),
+            Err(e) => return Err(CaFileError::NotPem(e)),
         }
     }
     if certs.is_empty() {
-        return Err("holds no PEM certificate (-----BEGIN CERTIFICATE-----)".into());
+        return Err(CaFileError::NoCertificate);
     }
     Ok(certs)
 }

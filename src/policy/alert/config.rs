@@ -237,20 +237,153 @@ struct RawEscalation {
     elapsed: Option<String>,
 }
 
-fn duration(key: &str, value: Option<&str>, default: Duration) -> Result<Duration, String> {
+/// What is wrong with `[alerts]`, naming the key. Shown inside the TOML
+/// error of the host configuration (serde keeps only the message).
+#[derive(Debug, thiserror::Error)]
+pub enum InvalidAlerts {
+    /// Not a duration.
+    #[error("{key} = {value:?} is not a duration such as \"90s\", \"10m\" or \"25h\" ({source})")]
+    NotDuration {
+        /// The key.
+        key: String,
+        /// Its value.
+        value: String,
+        /// Why.
+        source: humantime::DurationError,
+    },
+    /// A zero duration.
+    #[error("{key} = {value:?} must be longer than zero")]
+    ZeroDuration {
+        /// The key.
+        key: String,
+        /// Its value.
+        value: String,
+    },
+    /// Not a percentage from 1 to 100.
+    #[error("{key} = {value} must be a percentage from 1% to 100%, such as \"80%\"")]
+    NotPercent {
+        /// The key.
+        key: String,
+        /// Its value, as TOML.
+        value: String,
+    },
+    /// A relative path.
+    #[error("{key} = {path:?} must be an absolute path")]
+    NotAbsolute {
+        /// The key.
+        key: String,
+        /// The path.
+        path: PathBuf,
+    },
+    /// Not a plain mail address.
+    #[error("{key} = {value:?} is not a plain mail address such as \"oncall@example.org\"")]
+    NotMailAddress {
+        /// The key.
+        key: String,
+        /// Its value.
+        value: String,
+    },
+    /// A URL that is not http or https.
+    #[error("{key} = {url:?} must start with http:// or https://")]
+    NotHttp {
+        /// The key.
+        key: String,
+        /// The URL.
+        url: String,
+    },
+    /// A URL without a host, or with credentials.
+    #[error("{key} = {url:?} has no host (or carries credentials; use header_file)")]
+    NoHost {
+        /// The key.
+        key: String,
+        /// The URL.
+        url: String,
+    },
+    /// A URL with whitespace or control characters.
+    #[error("{key} = {url:?} contains whitespace")]
+    UrlWhitespace {
+        /// The key.
+        key: String,
+        /// The URL.
+        url: String,
+    },
+    /// A key of another channel type.
+    #[error("{at}: key {name} does not apply to type = {kind:?}")]
+    Foreign {
+        /// The channel, `alerts.channel[N]`.
+        at: String,
+        /// The key.
+        name: &'static str,
+        /// The channel's type.
+        kind: String,
+    },
+    /// An unknown syslog facility.
+    #[error("{key} = {value:?} is not one of daemon, user, local0..local7")]
+    Facility {
+        /// The key.
+        key: String,
+        /// Its value.
+        value: String,
+    },
+    /// A channel type without a key it needs.
+    #[error("{at}: type = {kind:?} needs {needs}")]
+    Needs {
+        /// The channel, `alerts.channel[N]`.
+        at: String,
+        /// The channel's type.
+        kind: &'static str,
+        /// What it needs.
+        needs: &'static str,
+    },
+    /// A CA file for a plain http URL.
+    #[error("{key}: ca_file applies to an https url only, not {url:?}")]
+    CaFileWithoutHttps {
+        /// The key.
+        key: String,
+        /// The URL.
+        url: String,
+    },
+    /// An unknown channel type.
+    #[error("{key} = {value:?} is not one of syslog, webhook, email, command")]
+    UnknownType {
+        /// The key.
+        key: String,
+        /// Its value.
+        value: String,
+    },
+    /// `escalate_after.count = 0`.
+    #[error("{key} = 0 must be at least 1")]
+    ZeroCount {
+        /// The key.
+        key: String,
+    },
+    /// `escalate_after` with neither count nor elapsed.
+    #[error("{key}: give count, elapsed or both")]
+    NoEscalation {
+        /// The key.
+        key: String,
+    },
+}
+
+fn duration(key: &str, value: Option<&str>, default: Duration) -> Result<Duration, InvalidAlerts> {
     let Some(v) = value else {
         return Ok(default);
     };
-    let d = humantime::parse_duration(v).map_err(|e| {
-        format!("{key} = {v:?} is not a duration such as \"90s\", \"10m\" or \"25h\" ({e})")
+    let d = humantime::parse_duration(v).map_err(|source| InvalidAlerts::NotDuration {
+        key: key.to_owned(),
+        value: v.to_owned(),
+        source,
     })?;
     if d.is_zero() {
-        return Err(format!("{key} = {v:?} must be longer than zero"));
+        return Err(InvalidAlerts::ZeroDuration {
+            key: key.to_owned(),
+            value: v.to_owned(),
+        });
     }
     Ok(d)
 }
 
-fn percent(key: &str, value: Option<&toml::Value>) -> Result<u8, String> {
+fn percent(key: &str, value: Option<&toml::Value>) -> Result<u8, InvalidAlerts> {
     let n = match value {
         None => return Ok(DEFAULT_FILL_THRESHOLD),
         Some(toml::Value::Integer(n)) => Some(*n),
@@ -265,22 +398,25 @@ fn percent(key: &str, value: Option<&toml::Value>) -> Result<u8, String> {
     };
     match n {
         Some(n @ 1..=100) => Ok(n as u8),
-        _ => Err(format!(
-            "{key} = {} must be a percentage from 1% to 100%, such as \"80%\"",
-            value.map_or_else(String::new, |v| v.to_string())
-        )),
+        _ => Err(InvalidAlerts::NotPercent {
+            key: key.to_owned(),
+            value: value.map_or_else(String::new, |v| v.to_string()),
+        }),
     }
 }
 
-fn absolute(key: &str, p: &std::path::Path) -> Result<(), String> {
+fn absolute(key: &str, p: &std::path::Path) -> Result<(), InvalidAlerts> {
     if p.is_absolute() {
         Ok(())
     } else {
-        Err(format!("{key} = {p:?} must be an absolute path"))
+        Err(InvalidAlerts::NotAbsolute {
+            key: key.to_owned(),
+            path: p.to_owned(),
+        })
     }
 }
 
-fn mail_address(key: &str, a: &str) -> Result<(), String> {
+fn mail_address(key: &str, a: &str) -> Result<(), InvalidAlerts> {
     let ok = !a.is_empty()
         && a.len() <= 254
         && a.contains('@')
@@ -290,39 +426,37 @@ fn mail_address(key: &str, a: &str) -> Result<(), String> {
     if ok {
         Ok(())
     } else {
-        Err(format!(
-            "{key} = {a:?} is not a plain mail address such as \"oncall@example.org\""
-        ))
+        Err(InvalidAlerts::NotMailAddress {
+            key: key.to_owned(),
+            value: a.to_owned(),
+        })
     }
 }
 
 /// Checks an `http://` or `https://` URL: scheme, a host, no spaces or
 /// control characters.
-fn http_url(key: &str, url: &str) -> Result<(), String> {
+fn http_url(key: &str, url: &str) -> Result<(), InvalidAlerts> {
+    let (key, url) = (key.to_owned(), url.to_owned());
     let Some(rest) = url
         .strip_prefix("http://")
         .or_else(|| url.strip_prefix("https://"))
     else {
-        return Err(format!(
-            "{key} = {url:?} must start with http:// or https://"
-        ));
+        return Err(InvalidAlerts::NotHttp { key, url });
     };
     let host = rest.split(['/', '?']).next().unwrap_or("");
     if host.is_empty() || host.contains('@') {
-        return Err(format!(
-            "{key} = {url:?} has no host (or carries credentials; use header_file)"
-        ));
+        return Err(InvalidAlerts::NoHost { key, url });
     }
     if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err(format!("{key} = {url:?} contains whitespace"));
+        return Err(InvalidAlerts::UrlWhitespace { key, url });
     }
     Ok(())
 }
 
 impl TryFrom<RawAlertConfig> for AlertConfig {
-    type Error = String;
+    type Error = InvalidAlerts;
 
-    fn try_from(raw: RawAlertConfig) -> Result<AlertConfig, String> {
+    fn try_from(raw: RawAlertConfig) -> Result<AlertConfig, InvalidAlerts> {
         let mut channels = Vec::new();
         for (i, c) in raw.channel.into_iter().enumerate() {
             channels.push(channel(i, c)?);
@@ -357,14 +491,18 @@ impl TryFrom<RawAlertConfig> for AlertConfig {
     }
 }
 
-fn channel(i: usize, c: RawChannel) -> Result<ChannelConfig, String> {
+fn channel(i: usize, c: RawChannel) -> Result<ChannelConfig, InvalidAlerts> {
     let at = format!("alerts.channel[{i}]");
     let key = |k: &str| format!("{at}.{k}");
     let t = c.kind.as_str();
     // Keys that belong to other channel types are refused, naming the type.
-    let foreign = |name: &str, present: bool, allowed: &[&str]| -> Result<(), String> {
+    let foreign = |name, present: bool, allowed: &[&str]| -> Result<(), InvalidAlerts> {
         if present && !allowed.contains(&t) {
-            Err(format!("{at}: key {name} does not apply to type = {t:?}"))
+            Err(InvalidAlerts::Foreign {
+                at: at.clone(),
+                name,
+                kind: t.to_owned(),
+            })
         } else {
             Ok(())
         }
@@ -391,19 +529,21 @@ fn channel(i: usize, c: RawChannel) -> Result<ChannelConfig, String> {
                 Some(f) => match f.strip_prefix("local").and_then(|n| n.parse::<u8>().ok()) {
                     Some(n @ 0..=7) => Facility::Local(n),
                     _ => {
-                        return Err(format!(
-                            "{} = {f:?} is not one of daemon, user, local0..local7",
-                            key("facility")
-                        ))
+                        return Err(InvalidAlerts::Facility {
+                            key: key("facility"),
+                            value: f.to_owned(),
+                        })
                     }
                 },
             };
             ChannelKind::Syslog { socket, facility }
         }
         "webhook" => {
-            let url = c
-                .url
-                .ok_or_else(|| format!("{at}: type = \"webhook\" needs url"))?;
+            let url = c.url.ok_or_else(|| InvalidAlerts::Needs {
+                at: at.clone(),
+                kind: "webhook",
+                needs: "url",
+            })?;
             http_url(&key("url"), &url)?;
             if let Some(h) = &c.header_file {
                 absolute(&key("header_file"), h)?;
@@ -411,10 +551,10 @@ fn channel(i: usize, c: RawChannel) -> Result<ChannelConfig, String> {
             if let Some(ca) = &c.ca_file {
                 absolute(&key("ca_file"), ca)?;
                 if !url.starts_with("https://") {
-                    return Err(format!(
-                        "{}: ca_file applies to an https url only, not {url:?}",
-                        key("ca_file")
-                    ));
+                    return Err(InvalidAlerts::CaFileWithoutHttps {
+                        key: key("ca_file"),
+                        url,
+                    });
                 }
             }
             ChannelKind::Webhook {
@@ -426,9 +566,11 @@ fn channel(i: usize, c: RawChannel) -> Result<ChannelConfig, String> {
         "email" => {
             let to = c.to.unwrap_or_default();
             if to.is_empty() {
-                return Err(format!(
-                    "{at}: type = \"email\" needs to = [\"address\", ...]"
-                ));
+                return Err(InvalidAlerts::Needs {
+                    at,
+                    kind: "email",
+                    needs: "to = [\"address\", ...]",
+                });
             }
             for a in &to {
                 mail_address(&key("to"), a)?;
@@ -449,9 +591,11 @@ fn channel(i: usize, c: RawChannel) -> Result<ChannelConfig, String> {
         "command" => {
             let argv = c.command.unwrap_or_default();
             let Some(program) = argv.first() else {
-                return Err(format!(
-                    "{at}: type = \"command\" needs command = [\"/path/to/program\", ...]"
-                ));
+                return Err(InvalidAlerts::Needs {
+                    at,
+                    kind: "command",
+                    needs: "command = [\"/path/to/program\", ...]",
+                });
             };
             absolute(
                 &format!("{}[0]", key("command")),
@@ -460,10 +604,10 @@ fn channel(i: usize, c: RawChannel) -> Result<ChannelConfig, String> {
             ChannelKind::Command { argv }
         }
         other => {
-            return Err(format!(
-                "{} = {other:?} is not one of syslog, webhook, email, command",
-                key("type")
-            ))
+            return Err(InvalidAlerts::UnknownType {
+                key: key("type"),
+                value: other.to_owned(),
+            })
         }
     };
     let timeout = duration(
@@ -480,16 +624,14 @@ fn channel(i: usize, c: RawChannel) -> Result<ChannelConfig, String> {
                 .map(|v| duration(&key("escalate_after.elapsed"), Some(v), Duration::ZERO))
                 .transpose()?;
             if e.count == Some(0) {
-                return Err(format!(
-                    "{} = 0 must be at least 1",
-                    key("escalate_after.count")
-                ));
+                return Err(InvalidAlerts::ZeroCount {
+                    key: key("escalate_after.count"),
+                });
             }
             if e.count.is_none() && elapsed.is_none() {
-                return Err(format!(
-                    "{}: give count, elapsed or both",
-                    key("escalate_after")
-                ));
+                return Err(InvalidAlerts::NoEscalation {
+                    key: key("escalate_after"),
+                });
             }
             Some(Escalation {
                 count: e.count,

@@ -43,10 +43,12 @@ mod state;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-pub use channel::{mail_text, syslog_line, Channel, ChannelError, CHILD_PATH};
+pub use channel::{
+    mail_text, syslog_line, CaFileError, Channel, ChannelError, SetupError, CHILD_PATH,
+};
 pub use classify::{classify, classify_errno};
 pub use config::{
-    AlertConfig, AlertConfigError, ChannelConfig, ChannelKind, Escalation, Facility,
+    AlertConfig, AlertConfigError, ChannelConfig, ChannelKind, Escalation, Facility, InvalidAlerts,
     DEFAULT_CHANNEL_TIMEOUT, DEFAULT_DEDUP_WINDOW, DEFAULT_FILL_THRESHOLD, DEFAULT_FORGET_AFTER,
     DEFAULT_MAX_SNAPSHOT_AGE, DEFAULT_SENDMAIL, DEFAULT_SLOW_SNAPSHOT, DEFAULT_SYSLOG_SOCKET,
 };
@@ -54,7 +56,7 @@ pub use event::{
     fill_check, freshness, host_name, AlertState, BadToken, Class, Event, EventId, Fields, Kind,
     Severity, Token,
 };
-pub use state::STATE_VERSION;
+pub use state::{StateError, STATE_VERSION};
 
 use crate::store::id::RepoId;
 use event::unix_secs;
@@ -73,7 +75,7 @@ pub struct Report {
     pub failures: Vec<ChannelError>,
     /// The state file could not be read, locked or written (the alert was
     /// still handled; de-duplication may be off by one).
-    pub state_error: Option<String>,
+    pub state_error: Option<StateError>,
 }
 
 /// The fate of one alert.
@@ -291,7 +293,7 @@ impl Alerter {
     /// news again. Each channel that got one of them is sent a resolved
     /// event with the id of the last one sent (a failure to send is logged,
     /// not retried). Returns how many were outstanding.
-    pub fn resolve(&self, kind: Kind, repository: Option<RepoId>) -> Result<usize, String> {
+    pub fn resolve(&self, kind: Kind, repository: Option<RepoId>) -> Result<usize, StateError> {
         self.resolve_classes(kind, repository, |_| true)
     }
 
@@ -303,7 +305,7 @@ impl Alerter {
         kind: Kind,
         repository: Option<RepoId>,
         fixed: impl Fn(Class) -> bool,
-    ) -> Result<usize, String> {
+    ) -> Result<usize, StateError> {
         let mut state_error = None;
         let _lock = self.lock(&mut state_error);
         let mut st = state::load(&self.state_path)?;
@@ -387,7 +389,7 @@ impl Alerter {
         None
     }
 
-    fn lock(&self, state_error: &mut Option<String>) -> Option<state::Lock> {
+    fn lock(&self, state_error: &mut Option<StateError>) -> Option<state::Lock> {
         let wait: Duration = self
             .channels
             .iter()
@@ -404,7 +406,7 @@ impl Alerter {
         }
     }
 
-    fn load(&self, state_error: &mut Option<String>) -> State {
+    fn load(&self, state_error: &mut Option<StateError>) -> State {
         match state::load(&self.state_path) {
             Ok(s) => s,
             Err(e) => {
@@ -415,7 +417,7 @@ impl Alerter {
         }
     }
 
-    fn save(&self, st: &State, state_error: &mut Option<String>) {
+    fn save(&self, st: &State, state_error: &mut Option<StateError>) {
         let st = State {
             version: STATE_VERSION,
             alerts: st.alerts.clone(),

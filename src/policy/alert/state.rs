@@ -75,13 +75,68 @@ impl Record {
     }
 }
 
+/// The alert state file could not be locked, read or written.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    /// The lock file does not open.
+    #[error("cannot open alert lock {path:?}: {source}")]
+    OpenLock {
+        /// The lock file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// Another strata held the lock too long.
+    #[error("alert state {path:?} stayed locked for {}", humantime::format_duration(*.wait))]
+    Locked {
+        /// The state file.
+        path: PathBuf,
+        /// How long it was waited for.
+        wait: Duration,
+    },
+    /// The state file does not read.
+    #[error("cannot read alert state {path:?}: {source}")]
+    Read {
+        /// The state file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The state file does not parse.
+    #[error("alert state {path:?} is damaged ({source}); starting over")]
+    Damaged {
+        /// The state file.
+        path: PathBuf,
+        /// Why.
+        source: serde_json::Error,
+    },
+    /// The state file is of another version.
+    #[error("alert state {path:?} has version {version}, not {STATE_VERSION}; starting over")]
+    Version {
+        /// The state file.
+        path: PathBuf,
+        /// Its version.
+        version: u32,
+    },
+    /// Writing it failed.
+    #[error("cannot {what} alert state {path:?}: {source}")]
+    Write {
+        /// What failed: "write", "sync", "replace", "sync the directory of".
+        what: &'static str,
+        /// The state file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
 /// Holds the flock until dropped.
 pub(crate) struct Lock(#[allow(dead_code)] Option<File>);
 
 /// Takes the lock beside `path`, waiting at most `wait`. Without it (the
 /// lock file cannot be made, or another strata holds it too long) the caller
 /// goes on unlocked: a lost count is better than a late alert.
-pub(crate) fn lock(path: &Path, wait: Duration) -> Result<Lock, String> {
+pub(crate) fn lock(path: &Path, wait: Duration) -> Result<Lock, StateError> {
     if let Some(dir) = path.parent() {
         // The state directory (/var/lib/strata) is made on first use, root only.
         use std::os::unix::fs::DirBuilderExt;
@@ -97,7 +152,10 @@ pub(crate) fn lock(path: &Path, wait: Duration) -> Result<Lock, String> {
         .write(true)
         .mode(0o600)
         .open(&lock_path)
-        .map_err(|e| format!("cannot open alert lock {lock_path:?}: {e}"))?;
+        .map_err(|source| StateError::OpenLock {
+            path: lock_path.clone(),
+            source,
+        })?;
     let deadline = Instant::now() + wait;
     loop {
         // SAFETY: flock on a descriptor we own.
@@ -106,34 +164,45 @@ pub(crate) fn lock(path: &Path, wait: Duration) -> Result<Lock, String> {
             return Ok(Lock(Some(file)));
         }
         if Instant::now() >= deadline {
-            return Err(format!(
-                "alert state {path:?} stayed locked for {}",
-                humantime::format_duration(wait)
-            ));
+            return Err(StateError::Locked {
+                path: path.to_owned(),
+                wait,
+            });
         }
         std::thread::sleep(Duration::from_millis(20));
     }
 }
 
-pub(crate) fn load(path: &Path) -> Result<State, String> {
+pub(crate) fn load(path: &Path) -> Result<State, StateError> {
     let text = match std::fs::read_to_string(path) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(State::default()),
-        Err(e) => return Err(format!("cannot read alert state {path:?}: {e}")),
+        Err(source) => {
+            return Err(StateError::Read {
+                path: path.to_owned(),
+                source,
+            })
+        }
     };
-    let state: State = serde_json::from_str(&text)
-        .map_err(|e| format!("alert state {path:?} is damaged ({e}); starting over"))?;
+    let state: State = serde_json::from_str(&text).map_err(|source| StateError::Damaged {
+        path: path.to_owned(),
+        source,
+    })?;
     if state.version != STATE_VERSION {
-        return Err(format!(
-            "alert state {path:?} has version {}, not {STATE_VERSION}; starting over",
-            state.version
-        ));
+        return Err(StateError::Version {
+            path: path.to_owned(),
+            version: state.version,
+        });
     }
     Ok(state)
 }
 
-pub(crate) fn save(path: &Path, state: &State) -> Result<(), String> {
-    let err = |what: &str, e: std::io::Error| format!("cannot {what} alert state {path:?}: {e}");
+pub(crate) fn save(path: &Path, state: &State) -> Result<(), StateError> {
+    let err = |what, source| StateError::Write {
+        what,
+        path: path.to_owned(),
+        source,
+    };
     let tmp = sibling(path, ".tmp");
     let text = serde_json::to_vec_pretty(state).expect("alert state serializes");
     let mut f = OpenOptions::new()
