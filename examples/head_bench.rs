@@ -18,8 +18,9 @@ use strata::store::chunker::ChunkerParams;
 use strata::store::crypto::slot::{KdfParams, Secret, SlotKind};
 use strata::store::io::{Disk, LocalDisk};
 use strata::store::repo::{init, InitOptions, LockedRepo};
-use strata::tree::head::{Caller, FileName, Head, InodeNo, RenameMode};
+use strata::tree::head::Head;
 use strata::tree::snapshot::Snapshots;
+use strata::tree::types::{Caller, FileName, InodeNo, RenameMode};
 use zeroize::Zeroizing;
 
 const ME: Caller = Caller {
@@ -76,7 +77,7 @@ fn ingest(h: &Head, src: &Path, dir: InodeNo, temp_rename: bool) -> u64 {
                 n.clone()
             };
             let f = h.create(ME, dir, &target, 0o644, 0).unwrap().ino;
-            h.open(ME, f, strata::tree::head::OpenMode::Write).unwrap();
+            h.open(ME, f, strata::tree::types::OpenMode::Write).unwrap();
             for (k, piece) in data.chunks(PIECE).enumerate() {
                 h.write(ME, f, (k * PIECE) as u64, piece).unwrap();
             }

@@ -12,8 +12,9 @@ use strata::store::chunker::ChunkerParams;
 use strata::store::crypto::slot::SlotKind;
 use strata::store::io::{Disk, LocalDisk};
 use strata::store::repo::{init, InitOptions};
-use strata::tree::head::{Caller, Head, InodeNo, RenameMode, SetAttr, Timestamp};
+use strata::tree::head::Head;
 use strata::tree::snapshot::Snapshots;
+use strata::tree::types::{Caller, InodeNo, RenameMode, SetAttr, Timestamp};
 
 const ME: Caller = Caller::ROOT;
 

@@ -12,9 +12,10 @@ use std::sync::Arc;
 use common::*;
 use strata::store::io::sim::SimDisk;
 use strata::store::io::Disk;
-use strata::tree::head::{Caller, Head, InodeNo};
+use strata::tree::head::Head;
 use strata::tree::objects::Tree;
 use strata::tree::snapshot::Snapshots;
+use strata::tree::types::{Caller, InodeNo};
 
 const ME: Caller = Caller::ROOT;
 
@@ -50,7 +51,7 @@ fn fsynced_files_and_snapshots_survive_every_crash_image() {
                 h.setattr(
                     ME,
                     a.ino,
-                    &strata::tree::head::SetAttr {
+                    &strata::tree::types::SetAttr {
                         size: Some(0),
                         ..Default::default()
                     },

@@ -9,12 +9,13 @@ use common::*;
 use strata::ops::repair::repair_index;
 use strata::store::io::sim::SimDisk;
 use strata::store::io::Disk;
-use strata::tree::head::{
-    Caller, FileKind, FsError, Head, InodeNo, OpenMode, RenameMode, SetAttr, Timestamp,
-};
+use strata::tree::head::Head;
 use strata::tree::objects::Tree;
 use strata::tree::record::RunStatus;
 use strata::tree::snapshot::Snapshots;
+use strata::tree::types::{
+    Caller, FileKind, FsError, InodeNo, OpenMode, RenameMode, SetAttr, Timestamp,
+};
 
 fn head() -> (SimDisk, Head) {
     let sim = SimDisk::new();

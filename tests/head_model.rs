@@ -23,14 +23,15 @@ use proptest::prelude::*;
 use strata::store::io::sim::SimDisk;
 use strata::store::io::Disk;
 use strata::tree::head::acl::ACCESS;
-use strata::tree::head::{
-    Caller, FileKind, FileName, FsError, Head, InodeNo, RenameMode, SetAttr, Timestamp,
-};
+use strata::tree::head::Head;
 use strata::tree::namespace::{
     Access, Namespace, Node as Mount, HEAD_INO, ROOT_INO, SNAPSHOTS_INO,
 };
 use strata::tree::objects::{SnapshotRecord, Tree, TreeEntry};
 use strata::tree::snapshot::{snapshot_ino, Snapshots};
+use strata::tree::types::{
+    Caller, FileKind, FileName, FsError, InodeNo, RenameMode, SetAttr, Timestamp,
+};
 
 const ME: Caller = Caller {
     uid: 1000,

@@ -10,9 +10,10 @@ use std::sync::Arc;
 use common::*;
 use strata::store::io::sim::SimDisk;
 use strata::store::io::Disk;
-use strata::tree::head::{Caller, FileKind, FsError, Head, InodeNo, OpenMode, RenameMode};
+use strata::tree::head::Head;
 use strata::tree::objects::Tree;
 use strata::tree::snapshot::Snapshots;
+use strata::tree::types::{Caller, FileKind, FsError, InodeNo, OpenMode, RenameMode};
 
 const ME: Caller = Caller {
     uid: 0,

@@ -8,10 +8,11 @@ use std::sync::Arc;
 use common::*;
 use strata::store::io::sim::SimDisk;
 use strata::store::io::Disk;
-use strata::tree::head::{Attr, Caller, FileKind, FsError, Head, OpenMode, SetAttr};
+use strata::tree::head::Head;
 use strata::tree::namespace::{Access, DirReply, Listed, Namespace, Node, HEAD_INO, LATEST};
 use strata::tree::record::RunStatus;
 use strata::tree::snapshot::SNAPSHOT_INO_BITS;
+use strata::tree::types::{Attr, Caller, FileKind, FsError, OpenMode, SetAttr};
 
 const ME: Caller = Caller {
     uid: 1000,

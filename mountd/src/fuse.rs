@@ -15,10 +15,10 @@ use fuser::{
 };
 use strata::policy::throttle::Throttle;
 use strata::sys::sync::Recover;
-use strata::tree::head::{
+use strata::tree::namespace::{DirReply, Listed, Namespace, Node};
+use strata::tree::types::{
     Attr, Caller, FileKind, FsError, OpenMode, RenameMode, SetAttr, Timestamp,
 };
-use strata::tree::namespace::{DirReply, Listed, Namespace, Node};
 
 use crate::delay::Delayer;
 use crate::invalidate::{after_snapshot, Invalidate};

@@ -418,7 +418,7 @@ fn run(args: &MountdArgs, ready: &dyn Fn()) -> Result<()> {
 /// ("read-only", "Read-only file system") said with what to do. Other
 /// errors are left as they are.
 fn on_failing_disk(e: anyhow::Error, repo: &Path) -> anyhow::Error {
-    use strata::tree::head::FsError;
+    use strata::tree::types::FsError;
     let refused = e.chain().any(|c| {
         let errno = c
             .downcast_ref::<std::io::Error>()

@@ -27,8 +27,9 @@ use strata::store::format::PACK_TARGET_SIZE;
 use strata::store::id::RepoId;
 use strata::store::io::{Disk, LocalDisk};
 use strata::store::repo::{init, InitOptions, LockedRepo, Repo, RepoError};
-use strata::tree::head::{Caller, Head};
+use strata::tree::head::Head;
 use strata::tree::namespace::{Access, Namespace};
+use strata::tree::types::Caller;
 
 use args::{
     CheckArgs, Cli, Command, Global, InitArgs, KdfArgs, KeyCommand, NewSecretArgs, RepairCommand,

@@ -16,11 +16,11 @@ use crate::exit::{ExitCode, Reported};
 use crate::policy::throttle::{Limits, Throttle, ThrottleStatus};
 use crate::store::io::writeback::WritebackStatus;
 use crate::sys::chain::Chain;
-use crate::tree::head::{Caller, FsError};
 use crate::tree::namespace::{may_be_latest, Namespace};
 use crate::tree::objects::SnapshotRow;
 use crate::tree::record::{Leftovers, RunRecord, SnapshotInfo};
 use crate::tree::snapshot::Snapshots;
+use crate::tree::types::{Caller, FsError};
 
 /// What to do when a snapshot failed for a storage failure.
 const AFTER_STORAGE_FAILURE: &str = "free space on, or repair, the disk the repository is on (`df`, `dmesg`), then `strata umount` and `strata mount` again: the head comes back at its last commit; copy again and take the snapshot then";

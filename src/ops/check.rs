@@ -18,9 +18,10 @@ use crate::store::index::{Location, PackState};
 use crate::store::pack;
 use crate::store::repo::{Repo, RepoError};
 use crate::tree::head::txn::Reader;
-use crate::tree::head::{FileKind, FsError, Head, InodeNo, READDIR_BATCH};
+use crate::tree::head::{Head, READDIR_BATCH};
 use crate::tree::objects::Tree;
 use crate::tree::snapshot::Snapshots;
+use crate::tree::types::{FileKind, FsError, InodeNo};
 
 /// Which packs' data to read.
 #[derive(Clone, Copy, Debug, PartialEq)]

@@ -69,8 +69,8 @@ pub fn bytes(seed: u64, len: usize) -> Vec<u8> {
 }
 
 /// A file name from a test string.
-pub fn n(s: &str) -> strata::tree::head::FileName {
-    strata::tree::head::FileName::new(s.as_bytes()).unwrap()
+pub fn n(s: &str) -> strata::tree::types::FileName {
+    strata::tree::types::FileName::new(s.as_bytes()).unwrap()
 }
 
 /// Runs a command; returns its output.

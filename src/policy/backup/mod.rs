@@ -121,7 +121,7 @@ impl<'a> Run<'a> {
         command: Vec<OsString>,
         quiet: bool,
     ) -> Run<'a> {
-        let started = crate::tree::head::Timestamp::now().secs;
+        let started = crate::tree::types::Timestamp::now().secs;
         let run = format!("{started:x}-{:08x}", rand::random::<u32>());
         let mut base_env: Env = config
             .backup

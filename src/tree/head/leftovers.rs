@@ -98,8 +98,8 @@ impl Head {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::tree::head::Caller;
     use crate::tree::snapshot::Snapshots;
+    use crate::tree::types::Caller;
 
     fn marker(run: &str) -> Leftovers {
         Leftovers {

@@ -34,7 +34,6 @@ use std::time::Duration;
 
 use redb::ReadableTableMetadata;
 
-pub use crate::tree::types::*;
 use records::InodeRecord;
 use txn::{Read, Reader, Write};
 
@@ -43,6 +42,10 @@ use crate::store::repo::Repo;
 use crate::sys::sync::Recover;
 use crate::tree::objects::Tree;
 use crate::tree::reader::ChunkReader;
+use crate::tree::types::{
+    Attr, Caller, DirEntry, Fault, FileKind, FileName, FsError, FsStats, InodeNo, Meta, OpenMode,
+    SetAttr, Timestamp,
+};
 
 /// The longest time between durable commits of the head.
 pub const COMMIT_INTERVAL: Duration = Duration::from_secs(5);
