@@ -8,4 +8,5 @@
 pub mod alert;
 pub mod backup;
 pub mod hostconfig;
+pub mod retention;
 pub mod throttle;
