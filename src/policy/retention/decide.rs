@@ -180,7 +180,7 @@ pub fn decide(
 
     // Newest first; equal times by number.
     let mut order: Vec<&Candidate> = snapshots.iter().collect();
-    order.sort_by(|a, b| (b.time, b.seq).cmp(&(a.time, a.seq)));
+    order.sort_by_key(|c| std::cmp::Reverse((c.time, c.seq)));
     let good: Vec<&Candidate> = order.iter().copied().filter(|c| c.is_good()).collect();
 
     if let Some(n) = policy.last {
