@@ -15,6 +15,7 @@ use std::time::Duration;
 use serde::{Deserialize, Deserializer};
 
 use crate::policy::alert::{AlertConfig, ChannelKind, CHILD_PATH};
+use crate::policy::retention::{RetentionConfig, RetentionConfigError};
 use crate::policy::throttle::adaptive::PROBE_PATH;
 use crate::policy::throttle::{ThrottleConfig, ThrottleConfigError, ThrottlePolicy};
 use crate::tree::record::Phase;
@@ -74,6 +75,9 @@ pub enum InvalidHostConfig {
     /// `[throttle]` is not valid.
     #[error(transparent)]
     Throttle(#[from] ThrottleConfigError),
+    /// `[retention]` is not valid.
+    #[error(transparent)]
+    Retention(#[from] RetentionConfigError),
     /// A hook name with other characters.
     #[error("hook name {0:?}: use letters, digits, '-' and '_'")]
     HookName(String),
@@ -118,6 +122,9 @@ pub struct HostConfig {
     /// Write-path throttling of the daemon.
     #[serde(default)]
     pub throttle: ThrottleConfig,
+    /// Which snapshots to keep.
+    #[serde(default)]
+    pub retention: RetentionConfig,
 }
 
 /// `[backup]`: rules of a backup run.
@@ -329,6 +336,7 @@ impl HostConfig {
 
     fn check(&self) -> Result<(), InvalidHostConfig> {
         self.throttle.validate()?;
+        self.retention.check()?;
         let mut names = BTreeSet::new();
         for h in &self.hooks {
             let name = &h.name;
@@ -587,6 +595,22 @@ mod tests {
         assert_eq!(c.backup.latest, LatestPolicy::Validated);
         assert_eq!(c.backup.ok_exit, [0]);
         assert!(c.backup.env_allow.contains(&"PATH".to_owned()));
+    }
+
+    #[test]
+    fn retention_is_read_and_a_bad_one_refuses_the_file() {
+        let c = HostConfig::parse("[retention]\nkeep_daily = 7\ntimezone = \"UTC\"\n").unwrap();
+        assert_eq!(c.retention.policy().unwrap().unwrap().daily, Some(7));
+        assert_eq!(
+            HostConfig::parse("").unwrap().retention.policy().unwrap(),
+            None
+        );
+        let e = HostConfig::parse("[retention]\nkeep_weekly = 0\n").unwrap_err();
+        assert!(matches!(e, InvalidHostConfig::Retention(_)), "{e:?}");
+        assert!(
+            e.to_string().contains("[retention]: keep-weekly is 0"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -14,8 +14,10 @@
 //! rules say, a snapshot under a legal hold or inside its retention lock
 //! is kept, and so is the newest good snapshot (`latest`).
 
+mod config;
 mod decide;
 mod policy;
 
+pub use config::{RetentionConfig, RetentionConfigError};
 pub use decide::{decide, Bucket, Candidate, Reason, Verdict};
 pub use policy::{Policy, PolicyError};
