@@ -121,7 +121,10 @@ pub fn rebuild_index(
     let mut snapshot_objects = Vec::new();
     let mut add = |id: PackId, entries: Vec<pack::TocEntry>| {
         for e in entries.into_iter() {
-            if matches!(e.kind, Kind::Snapshot | Kind::SnapshotRun) {
+            if matches!(
+                e.kind,
+                Kind::Snapshot | Kind::SnapshotRun | Kind::SnapshotHold
+            ) {
                 snapshot_objects.push((id, e));
             }
             chunks.entry(e.id).or_insert(Location {
@@ -228,7 +231,7 @@ fn db_err(e: impl std::fmt::Display) -> RepoError {
 /// sealed: they are bound to their keys, not to the file).
 fn copy_layer_tables(from: &redb::Database, to: &redb::Database) -> Result<(), RepoError> {
     use crate::tree::head::records::{
-        DIRENTS, EXTENTS, INODES, META, PARENTS, RUNS, SNAPSHOTS, XATTRS,
+        DIRENTS, EXTENTS, HOLDS, INODES, META, PARENTS, RUNS, SNAPSHOTS, XATTRS,
     };
     use redb::{ReadableDatabase, ReadableTable};
     let rt = from.begin_read().map_err(db_err)?;
@@ -252,6 +255,7 @@ fn copy_layer_tables(from: &redb::Database, to: &redb::Database) -> Result<(), R
     copy!(META);
     copy!(SNAPSHOTS);
     copy!(RUNS);
+    copy!(HOLDS);
     wt.commit().map_err(db_err)
 }
 
@@ -265,11 +269,13 @@ fn recover_snapshots(
     objects: &[(PackId, pack::TocEntry)],
     to: &redb::Database,
 ) -> Result<u64, RepoError> {
-    use crate::tree::head::records::{seal, META, RUNS, SNAPSHOTS};
+    use crate::tree::head::records::{seal, HOLDS, META, RUNS, SNAPSHOTS};
     use crate::tree::objects::{SnapshotRecord, SnapshotRow};
+    use crate::tree::snapshot::holds::{hold_key, HoldEvent};
     use crate::tree::snapshot::runs::StoredRun;
     let mut rows = Vec::new();
     let mut runs: HashMap<u64, StoredRun> = HashMap::new();
+    let mut holds: Vec<HoldEvent> = Vec::new();
     for (pack_id, e) in objects {
         let name = pack_id.to_string();
         let file = open_any_pack(disk, backend, *pack_id).map_err(io_err("open pack", &name))?;
@@ -281,6 +287,12 @@ fn recover_snapshots(
             tracing::warn!(object = %e.id.short(), "snapshot record does not verify; skipped");
             continue;
         };
+        if e.kind == Kind::SnapshotHold {
+            if let Ok(hold) = postcard::from_bytes::<HoldEvent>(plain.as_slice()) {
+                holds.push(hold);
+            }
+            continue;
+        }
         if e.kind == Kind::SnapshotRun {
             if let Ok(run) = postcard::from_bytes::<StoredRun>(plain.as_slice()) {
                 let newer = runs
@@ -316,6 +328,19 @@ fn recover_snapshots(
                     run,
                 );
                 run_table.insert(seq, v.as_slice()).map_err(db_err)?;
+            }
+        }
+        let mut hold_table = wt.open_table(HOLDS).map_err(db_err)?;
+        for hold in &holds {
+            let of_row = rows
+                .iter()
+                .any(|r| r.record.seq == hold.seq && r.id == hold.snapshot);
+            if of_row {
+                let key = hold_key(hold.seq, hold.revision);
+                let v = seal(index_sealer, Kind::IndexSnapshotHold, &key, hold);
+                hold_table
+                    .insert((hold.seq, hold.revision), v.as_slice())
+                    .map_err(db_err)?;
             }
         }
         let max = rows.iter().map(|r| r.record.seq).max().unwrap_or(0);

@@ -139,6 +139,10 @@ pub enum Kind {
     SnapshotRun = 14,
     /// A value of the index's run table.
     IndexSnapshotRun = 15,
+    /// A legal hold placed on or released from a snapshot.
+    SnapshotHold = 16,
+    /// A value of the index's hold table.
+    IndexSnapshotHold = 17,
 }
 
 impl Kind {
@@ -149,6 +153,7 @@ impl Kind {
             2 => Some(Kind::Tree),
             3 => Some(Kind::Snapshot),
             14 => Some(Kind::SnapshotRun),
+            16 => Some(Kind::SnapshotHold),
             _ => None,
         }
     }

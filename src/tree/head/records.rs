@@ -10,6 +10,8 @@
 //! | head_meta      | name                              | u64                       |
 //! | head_unloaded  | directory inode u64               | ()                        |
 //! | snapshots      | sequence number u64               | snapshot record           |
+//! | snapshot_runs  | sequence number u64               | a backup run's record     |
+//! | snapshot_holds | (sequence u64, revision u64)      | a hold or its release     |
 //! | head_leftovers | "marker"                          | a failed run's leftovers  |
 //!
 //! Name hashes are keyed BLAKE3 of (parent, name), so the table order and
@@ -37,6 +39,9 @@ pub const EXTENTS: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("he
 pub const SNAPSHOTS: TableDefinition<u64, &[u8]> = TableDefinition::new("snapshots");
 /// Backup-run records (status, hook outcomes) by snapshot sequence number.
 pub const RUNS: TableDefinition<u64, &[u8]> = TableDefinition::new("snapshot_runs");
+/// Legal holds placed and released, by (snapshot sequence number,
+/// revision); a snapshot's newest revision says whether it is held.
+pub const HOLDS: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("snapshot_holds");
 /// Directories a reset left unloaded: their entries are still only in the
 /// snapshot tree their `clean_tree` names (see `Write::load`). Roots for
 /// garbage collection while they last.

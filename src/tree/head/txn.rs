@@ -274,6 +274,7 @@ pub struct Read<'a> {
     extents: OnceCell<ReadOnlyTable<(u64, u64), Sealed>>,
     snapshots: OnceCell<ReadOnlyTable<u64, Sealed>>,
     runs: OnceCell<ReadOnlyTable<u64, Sealed>>,
+    holds: OnceCell<ReadOnlyTable<(u64, u64), Sealed>>,
 }
 
 impl<'a> Read<'a> {
@@ -299,6 +300,7 @@ impl<'a> Read<'a> {
             extents: OnceCell::new(),
             snapshots: OnceCell::new(),
             runs: OnceCell::new(),
+            holds: OnceCell::new(),
         })
     }
 
@@ -334,6 +336,11 @@ impl<'a> Read<'a> {
     /// Backup-run records of snapshots.
     pub fn runs(&self) -> Result<&ReadOnlyTable<u64, Sealed>, FsError> {
         lazy(&self.runs, || self.tx.open_table(RUNS))
+    }
+
+    /// Legal holds of snapshots, every revision.
+    pub fn holds(&self) -> Result<&ReadOnlyTable<(u64, u64), Sealed>, FsError> {
+        lazy(&self.holds, || self.tx.open_table(HOLDS))
     }
 }
 
@@ -382,6 +389,7 @@ pub struct Write<'a> {
     meta: OnceCell<Table<'a, &'static str, u64>>,
     snapshots: OnceCell<Table<'a, u64, Sealed>>,
     runs: OnceCell<Table<'a, u64, Sealed>>,
+    holds: OnceCell<Table<'a, (u64, u64), Sealed>>,
     /// Key and value bytes this transaction wrote, for the cost counters.
     pub bytes_written: u64,
 }
@@ -421,6 +429,7 @@ pub fn write<T>(
             meta: OnceCell::new(),
             snapshots: OnceCell::new(),
             runs: OnceCell::new(),
+            holds: OnceCell::new(),
             bytes_written: 0,
         };
         let out = f(&mut w)?;
@@ -458,6 +467,7 @@ write_tables! {
     meta, meta_t, meta_mut, META: &'static str => u64;
     snapshots, snapshots_t, snapshots_mut_inner, SNAPSHOTS: u64 => Sealed;
     runs, runs_t, runs_mut_inner, RUNS: u64 => Sealed;
+    holds, holds_t, holds_mut_inner, HOLDS: (u64, u64) => Sealed;
 }
 
 impl<'a> Write<'a> {
@@ -687,6 +697,7 @@ impl<'a> Write<'a> {
         self.meta_t()?;
         self.snapshots_t()?;
         self.runs_t()?;
+        self.holds_t()?;
         Ok(())
     }
 
@@ -703,6 +714,16 @@ impl<'a> Write<'a> {
     /// Backup-run records, to change.
     pub fn runs_mut(&mut self) -> Result<&mut Table<'a, u64, Sealed>, FsError> {
         self.runs_mut_inner()
+    }
+
+    /// Legal holds, every revision.
+    pub fn holds(&self) -> Result<&Table<'a, (u64, u64), Sealed>, FsError> {
+        self.holds_t()
+    }
+
+    /// Legal holds, to add a revision.
+    pub fn holds_mut(&mut self) -> Result<&mut Table<'a, (u64, u64), Sealed>, FsError> {
+        self.holds_mut_inner()
     }
 
     /// Inodes marked as orphans.

@@ -18,6 +18,7 @@
 //! A sibling of the head, not part of it: [`Snapshots`] works through the
 //! head's public API and its transactions.
 
+pub mod holds;
 pub mod runs;
 
 use std::collections::BTreeMap;
@@ -194,10 +195,14 @@ impl<'h> Snapshots<'h> {
     }
 
     /// Deletes a snapshot's record (its objects stay until garbage
-    /// collection exists). For tests; retention will be the only caller.
+    /// collection exists); refused while it is under a legal hold. For
+    /// tests; retention will be the only caller.
     pub fn delete(&self, caller: Caller, seq: u64) -> Result<(), FsError> {
         let _op = caller.span("delete_snapshot");
         self.head.transact(|w| {
+            if holds::last_event(w, seq)?.is_some_and(|e| e.held) {
+                return Err(FsError::Busy("the snapshot is under a legal hold"));
+            }
             w.snapshots_mut()?
                 .remove(seq)
                 .map_err(records::db)?
