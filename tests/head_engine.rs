@@ -6,7 +6,6 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use common::*;
-use strata::ops::repair::repair_index;
 use strata::store::io::sim::SimDisk;
 use strata::store::io::Disk;
 use strata::tree::head::Head;
@@ -416,7 +415,6 @@ fn small_reads_never_decode_a_chunk_twice() {
 
 #[test]
 fn repair_keeps_the_head_or_recovers_snapshots_from_packs() {
-    use strata::store::repo::LockedRepo;
     let sim = SimDisk::new();
     let disk: Arc<dyn Disk> = Arc::new(sim.clone());
     init_encrypted(disk.clone());
@@ -447,11 +445,7 @@ fn repair_keeps_the_head_or_recovers_snapshots_from_packs() {
         assert_eq!((runs[&2].status, runs[&2].revision), (RunStatus::Failed, 2));
     };
     // An index that still opens: the head and the snapshot list are kept.
-    let report = repair_index(
-        &LockedRepo::open(disk.clone(), "r").unwrap(),
-        Some(&passphrase("correct horse")),
-    )
-    .unwrap();
+    let report = repair(&disk);
     assert!(report.head_preserved);
     {
         let h = Head::new(open(disk.clone())).unwrap();
@@ -462,11 +456,7 @@ fn repair_keeps_the_head_or_recovers_snapshots_from_packs() {
     }
     // A lost index: the snapshots come back from their records in the packs.
     disk.remove(strata::store::format::INDEX_FILE).unwrap();
-    let report = repair_index(
-        &LockedRepo::open(disk.clone(), "r").unwrap(),
-        Some(&passphrase("correct horse")),
-    )
-    .unwrap();
+    let report = repair(&disk);
     assert!(!report.head_preserved);
     assert_eq!(report.snapshots_recovered, 2);
     let h = Head::new(open(disk)).unwrap();
@@ -552,7 +542,6 @@ fn a_committer_thread_takes_the_cadence_commits_off_the_operations() {
 
 #[test]
 fn verify_snapshots_finds_chunks_lost_from_the_index() {
-    use strata::store::repo::LockedRepo;
     let sim = SimDisk::new();
     let disk: Arc<dyn Disk> = Arc::new(sim.clone());
     init_encrypted(disk.clone());
@@ -571,11 +560,7 @@ fn verify_snapshots_finds_chunks_lost_from_the_index() {
             h.repo().store().backend().delete(id).unwrap();
         }
     }
-    repair_index(
-        &LockedRepo::open(disk.clone(), "r").unwrap(),
-        Some(&passphrase("correct horse")),
-    )
-    .unwrap();
+    repair(&disk);
     let h = Head::new(open(disk)).unwrap();
     let problems = Snapshots::of(&h).verify(ME).unwrap();
     assert!(

@@ -292,6 +292,48 @@ fn digest(d: &[u8]) -> [u8; 32] {
     *blake3::hash(d).as_bytes()
 }
 
+impl Seen {
+    /// What a walk sees of a node of `kind`, given the bytes of a file or
+    /// the target of a symlink.
+    fn of(
+        kind: FileKind,
+        bytes: Option<&[u8]>,
+        xattrs: Vec<(Vec<u8>, Vec<u8>)>,
+        own: Own,
+        nlink: u32,
+    ) -> Seen {
+        let summary = || {
+            bytes
+                .map(|b| (digest(b), b.len()))
+                .expect("bytes of a file or symlink")
+        };
+        match kind {
+            FileKind::File => {
+                let (digest, len) = summary();
+                Seen::File {
+                    digest,
+                    len,
+                    xattrs,
+                    own,
+                    nlink,
+                }
+            }
+            FileKind::Symlink => {
+                let (digest, len) = summary();
+                Seen::Symlink {
+                    digest,
+                    len,
+                    xattrs,
+                    own,
+                    nlink,
+                }
+            }
+            FileKind::Dir => Seen::Dir { xattrs, own, nlink },
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+}
+
 fn groups(by_ino: BTreeMap<u64, Vec<String>>) -> BTreeSet<Vec<String>> {
     by_ino
         .into_values()
@@ -566,19 +608,12 @@ fn engine_seen(h: &Head, cp: &str, ino: InodeNo) -> Seen {
         .collect();
     let own = own_of(attr.perm, attr.uid, attr.gid);
     let nlink = attr.nlink;
-    match attr.kind {
+    let bytes = match attr.kind {
         FileKind::File => {
             let data = h.read(ME, ino, 0, u32::MAX).unwrap();
             assert_eq!(data.len() as u64, attr.size, "{cp}: read length vs size");
-            Seen::File {
-                digest: digest(&data),
-                len: data.len(),
-                xattrs,
-                own,
-                nlink,
-            }
+            Some(data)
         }
-        FileKind::Dir => Seen::Dir { xattrs, own, nlink },
         FileKind::Symlink => {
             let target = h.readlink(ME, ino).unwrap();
             assert_eq!(
@@ -586,16 +621,11 @@ fn engine_seen(h: &Head, cp: &str, ino: InodeNo) -> Seen {
                 attr.size,
                 "{cp}: lstat size is the target's length"
             );
-            Seen::Symlink {
-                digest: digest(&target),
-                len: target.len(),
-                xattrs,
-                own,
-                nlink,
-            }
+            Some(target)
         }
-        other => panic!("unexpected {other:?}"),
-    }
+        _ => None,
+    };
+    Seen::of(attr.kind, bytes.as_deref(), xattrs, own, nlink)
 }
 
 fn engine_view(h: &Head) -> View {
@@ -634,30 +664,15 @@ fn snapshot_seen(h: &Head, e: &TreeEntry) -> Seen {
     let xattrs = e.xattrs.clone();
     let own = own_of(e.meta.perm, e.meta.uid, e.meta.gid);
     let nlink = e.meta.nlink;
-    match e.meta.kind {
-        FileKind::File => {
-            let data = Snapshots::of(h).read_file(ME, e, 0, u32::MAX).unwrap();
-            Seen::File {
-                digest: digest(&data),
-                len: data.len(),
-                xattrs,
-                own,
-                nlink,
-            }
-        }
-        FileKind::Dir => Seen::Dir { xattrs, own, nlink },
+    let bytes = match e.meta.kind {
+        FileKind::File => Some(Snapshots::of(h).read_file(ME, e, 0, u32::MAX).unwrap()),
         FileKind::Symlink => {
             assert_eq!(e.meta.size, e.target.len() as u64, "a symlink's size");
-            Seen::Symlink {
-                digest: digest(&e.target),
-                len: e.target.len(),
-                xattrs,
-                own,
-                nlink,
-            }
+            Some(e.target.clone())
         }
-        other => panic!("unexpected {other:?}"),
-    }
+        _ => None,
+    };
+    Seen::of(e.meta.kind, bytes.as_deref(), xattrs, own, nlink)
 }
 
 fn snapshot_view(h: &Head, root: &TreeEntry) -> View {

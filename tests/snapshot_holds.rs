@@ -7,10 +7,8 @@ mod common;
 use std::sync::Arc;
 
 use common::*;
-use strata::ops::repair::repair_index;
 use strata::store::io::sim::SimDisk;
 use strata::store::io::Disk;
-use strata::store::repo::LockedRepo;
 use strata::tree::head::Head;
 use strata::tree::snapshot::Snapshots;
 use strata::tree::types::{Caller, FsError};
@@ -116,20 +114,12 @@ fn holds_survive_reopening_and_both_kinds_of_index_repair() {
     };
     check(&disk);
     // An index that still opens: its tables are copied.
-    let report = repair_index(
-        &LockedRepo::open(disk.clone(), "r").unwrap(),
-        Some(&passphrase("correct horse")),
-    )
-    .unwrap();
+    let report = repair(&disk);
     assert!(report.head_preserved);
     check(&disk);
     // A lost index: the events come back from the packs.
     disk.remove(strata::store::format::INDEX_FILE).unwrap();
-    let report = repair_index(
-        &LockedRepo::open(disk.clone(), "r").unwrap(),
-        Some(&passphrase("correct horse")),
-    )
-    .unwrap();
+    let report = repair(&disk);
     assert!(!report.head_preserved);
     check(&disk);
 }

@@ -55,6 +55,15 @@ pub fn open(disk: Arc<dyn Disk>) -> Repo {
         .expect("unlock")
 }
 
+/// `strata repair index` on the repository `init_encrypted` made.
+pub fn repair(disk: &Arc<dyn Disk>) -> strata::ops::repair::RepairReport {
+    strata::ops::repair::repair_index(
+        &LockedRepo::open(disk.clone(), "test repository").expect("open"),
+        Some(&passphrase("correct horse")),
+    )
+    .expect("repair")
+}
+
 /// Deterministic pseudo-random bytes.
 pub fn bytes(seed: u64, len: usize) -> Vec<u8> {
     let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
