@@ -564,8 +564,10 @@ impl Cluster {
         // The hooks run as postgres: they and everything they touch must be
         // reachable by that user, wherever the checkout is.
         std::fs::create_dir(env.path("hooks")).unwrap();
+        // Copied by cp, so no file this process wrote is open in a child
+        // another test forks meanwhile (executing it would fail: ETXTBSY).
         for name in ["postgresql-session", "postgresql-basebackup"] {
-            std::fs::copy(hook(name), env.path("hooks").join(name)).unwrap();
+            must(Command::new("cp").arg(hook(name)).arg(env.path("hooks")));
         }
         must(
             Command::new("chown")

@@ -4,7 +4,6 @@
 //! SIGTERM on a busy mount unmounts once it is free, and a final commit
 //! or a head that fails is reported as such.
 
-use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -45,8 +44,10 @@ fn a_missing_daemon_is_named_with_where_strata_looked() {
     let alone = m.path("bin");
     std::fs::create_dir(&alone).unwrap();
     let strata = alone.join("strata");
-    std::fs::copy(harness::strata_bin(), &strata).unwrap();
-    std::fs::set_permissions(&strata, std::fs::Permissions::from_mode(0o755)).unwrap();
+    // Copied by cp, not by this process: a file this process had open
+    // for writing could be inherited by a child another test forks at that
+    // moment, and executing it would then fail with ETXTBSY.
+    ok(Command::new("cp").arg(harness::strata_bin()).arg(&strata));
     let cmd = |mountd: Option<&str>| {
         let mut c = Command::new(&strata);
         c.arg("--repo")
