@@ -222,7 +222,7 @@ pub(crate) fn cmd_init(g: &Global, a: &InitArgs) -> Result<()> {
     };
     chunker
         .validate()
-        .map_err(|e| anyhow::anyhow!("--chunk-size-kib {}: {e}", a.chunk_size_kib))?;
+        .with_context(|| format!("--chunk-size-kib {}", a.chunk_size_kib))?;
     let id = RepoId::random();
     let passphrase = secrets::given_passphrase(g)?;
     if a.insecure_no_encryption

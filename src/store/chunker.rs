@@ -44,7 +44,7 @@ impl Default for ChunkerParams {
 impl ChunkerParams {
     /// Checks the bounds FastCDC accepts: even sizes, min < avg < max, and
     /// each within the crate's limits.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), InvalidChunkerParams> {
         use fastcdc::v2020::{
             AVERAGE_MAX, AVERAGE_MIN, MAXIMUM_MAX, MAXIMUM_MIN, MINIMUM_MAX, MINIMUM_MIN,
         };
@@ -57,17 +57,33 @@ impl ChunkerParams {
             || !(AVERAGE_MIN..=AVERAGE_MAX).contains(&avg)
             || !(MAXIMUM_MIN..=MAXIMUM_MAX).contains(&max)
         {
-            return Err(format!(
-                "chunk sizes {min}/{avg}/{max} are outside {MINIMUM_MIN}..{MINIMUM_MAX} / {AVERAGE_MIN}..{AVERAGE_MAX} / {MAXIMUM_MIN}..{MAXIMUM_MAX}"
-            ));
+            return Err(InvalidChunkerParams::OutOfRange(*self));
         }
         if !(min < avg && avg < max) || min % 2 + avg % 2 + max % 2 != 0 {
-            return Err(format!(
-                "chunk sizes {min}/{avg}/{max} must be even and increasing"
-            ));
+            return Err(InvalidChunkerParams::NotEvenAndIncreasing(*self));
         }
         Ok(())
     }
+}
+
+/// Chunk size bounds FastCDC does not accept.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum InvalidChunkerParams {
+    /// A size outside the crate's limits.
+    #[error(
+        "chunk sizes {}/{}/{} are outside {}..{} / {}..{} / {}..{}",
+        .0.min_size, .0.avg_size, .0.max_size,
+        fastcdc::v2020::MINIMUM_MIN, fastcdc::v2020::MINIMUM_MAX,
+        fastcdc::v2020::AVERAGE_MIN, fastcdc::v2020::AVERAGE_MAX,
+        fastcdc::v2020::MAXIMUM_MIN, fastcdc::v2020::MAXIMUM_MAX
+    )]
+    OutOfRange(ChunkerParams),
+    /// Odd sizes, or not min < avg < max.
+    #[error(
+        "chunk sizes {}/{}/{} must be even and increasing",
+        .0.min_size, .0.avg_size, .0.max_size
+    )]
+    NotEvenAndIncreasing(ChunkerParams),
 }
 
 /// A keyed FastCDC cutter; cheap to share between streams.
@@ -262,6 +278,39 @@ pub(crate) mod tests {
         }
         .validate()
         .is_err());
+    }
+
+    #[test]
+    fn invalid_bounds_say_which_rule_they_break() {
+        use fastcdc::v2020::{
+            AVERAGE_MAX, AVERAGE_MIN, MAXIMUM_MAX, MAXIMUM_MIN, MINIMUM_MAX, MINIMUM_MIN,
+        };
+        let p = |min_size, avg_size, max_size| ChunkerParams {
+            min_size,
+            avg_size,
+            max_size,
+        };
+        let e = p(2, 4096, 8192).validate().unwrap_err();
+        assert_eq!(e, InvalidChunkerParams::OutOfRange(p(2, 4096, 8192)));
+        assert_eq!(
+            e.to_string(),
+            format!("chunk sizes 2/4096/8192 are outside {MINIMUM_MIN}..{MINIMUM_MAX} / {AVERAGE_MIN}..{AVERAGE_MAX} / {MAXIMUM_MIN}..{MAXIMUM_MAX}")
+        );
+        let e = p(4096, 2048, 8192).validate().unwrap_err();
+        assert_eq!(
+            e,
+            InvalidChunkerParams::NotEvenAndIncreasing(p(4096, 2048, 8192))
+        );
+        assert_eq!(
+            e.to_string(),
+            "chunk sizes 4096/2048/8192 must be even and increasing"
+        );
+        assert_eq!(
+            p(2048, 4097, 16384).validate(),
+            Err(InvalidChunkerParams::NotEvenAndIncreasing(p(
+                2048, 4097, 16384
+            )))
+        );
     }
 
     #[test]

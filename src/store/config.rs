@@ -7,7 +7,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::store::chunker::ChunkerParams;
+use crate::store::chunker::{ChunkerParams, InvalidChunkerParams};
 use crate::store::format::{Suite, FORMAT_VERSION, PACK_TARGET_SIZE};
 use crate::store::id::RepoId;
 
@@ -20,6 +20,9 @@ pub enum ConfigError {
     /// Not TOML, or fields missing or unknown.
     #[error("repository config is malformed: {0}")]
     Malformed(String),
+    /// Chunk size bounds FastCDC does not accept.
+    #[error("repository config is malformed: {0}")]
+    Chunker(#[from] InvalidChunkerParams),
     /// Written by a newer strata.
     #[error("repository format version {0} is newer than this strata supports ({FORMAT_VERSION}); upgrade strata")]
     TooNew(i64),
@@ -100,7 +103,7 @@ impl Config {
         }
         c.repo_id()?;
         let suite = c.suite()?;
-        c.chunker.validate().map_err(ConfigError::Malformed)?;
+        c.chunker.validate()?;
         if !(1 << 20..=1 << 32).contains(&c.pack_size) {
             return Err(ConfigError::Malformed(format!(
                 "pack_size {} is outside 1 MiB..4 GiB",

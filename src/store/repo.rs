@@ -105,7 +105,7 @@ pub struct InitOptions {
 /// Creates a repository on an empty disk; the config is written last, so a
 /// failed init never leaves something that looks like a repository.
 pub fn init(disk: Arc<dyn Disk>, opts: InitOptions) -> Result<RepoId, RepoError> {
-    opts.chunker.validate().map_err(ConfigError::Malformed)?;
+    opts.chunker.validate().map_err(ConfigError::Chunker)?;
     if !disk.list("").map_err(io_err("list", "."))?.is_empty() {
         return Err(RepoError::NotEmpty { path: ".".into() });
     }
