@@ -199,7 +199,8 @@ impl Running {
             program = program.open_stdin();
         }
         if let Some(user) = &hook.user {
-            let id = Identity::of(user).map_err(failed)?;
+            // The outcome is a record: it keeps the error's text.
+            let id = Identity::of(user).map_err(|e| failed(e.to_string()))?;
             program = program.envs([
                 ("HOME", id.home.as_str()),
                 ("USER", user),
@@ -346,16 +347,34 @@ struct Identity {
     home: String,
 }
 
+/// A hook's `user` that cannot be resolved.
+#[derive(Debug, thiserror::Error)]
+enum UnknownUser {
+    /// The name holds a NUL byte.
+    #[error("user {user:?} is not a name")]
+    NotAName {
+        user: String,
+        source: std::ffi::NulError,
+    },
+    /// No passwd entry.
+    #[error("user {0:?} does not exist on this host; create it or change `user` in strata.toml")]
+    Missing(String),
+    /// More groups than getgrouplist is given room for.
+    #[error("user {0:?} is in too many groups")]
+    TooManyGroups(String),
+}
+
 impl Identity {
-    fn of(user: &str) -> Result<Identity, String> {
-        let name = CString::new(user).map_err(|_| format!("user {user:?} is not a name"))?;
+    fn of(user: &str) -> Result<Identity, UnknownUser> {
+        let name = CString::new(user).map_err(|source| UnknownUser::NotAName {
+            user: user.to_owned(),
+            source,
+        })?;
         // SAFETY: getpwnam returns a pointer into static storage or null;
         // it is read at once, before any other passwd call.
         let pw = unsafe { libc::getpwnam(name.as_ptr()) };
         if pw.is_null() {
-            return Err(format!(
-                "user {user:?} does not exist on this host; create it or change `user` in strata.toml"
-            ));
+            return Err(UnknownUser::Missing(user.to_owned()));
         }
         // SAFETY: pw is non-null and points at a valid passwd entry.
         let (uid, gid, home) = unsafe {
@@ -372,7 +391,7 @@ impl Identity {
         // SAFETY: groups has room for n entries; n is updated to the count.
         let rc = unsafe { libc::getgrouplist(name.as_ptr(), gid, groups.as_mut_ptr(), &mut n) };
         if rc < 0 {
-            return Err(format!("user {user:?} is in too many groups"));
+            return Err(UnknownUser::TooManyGroups(user.to_owned()));
         }
         groups.truncate(n as usize);
         Ok(Identity {
@@ -601,6 +620,25 @@ mod tests {
         let out = s.abandon();
         assert_eq!(out.exit, Some(4));
         assert_eq!(out.stderr, "eof\n");
+    }
+
+    #[test]
+    fn an_unknown_user_is_named_and_a_nul_byte_kept_as_the_source() {
+        use std::error::Error;
+        let e = Identity::of("a\0b").err().unwrap();
+        assert_eq!(e.to_string(), "user \"a\\0b\" is not a name");
+        assert!(e.source().unwrap().is::<std::ffi::NulError>());
+        let e = Identity::of("no-such-user-here").err().unwrap();
+        assert_eq!(
+            e.to_string(),
+            "user \"no-such-user-here\" does not exist on this host; create it or change `user` in strata.toml"
+        );
+        let mut h = hook("true");
+        h.user = Some("a\0b".into());
+        assert_eq!(
+            run(&h, &env()).error.as_deref(),
+            Some("user \"a\\0b\" is not a name")
+        );
     }
 
     #[test]
