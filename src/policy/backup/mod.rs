@@ -59,6 +59,14 @@ pub enum Failure {
     Validation(String),
 }
 
+impl Failure {
+    /// The run's failure for a hook that stopped it; the record keeps the
+    /// error's text.
+    fn hook(e: HookFailed) -> Failure {
+        Failure::Hook(e.to_string())
+    }
+}
+
 impl std::fmt::Display for Failure {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
@@ -67,6 +75,20 @@ impl std::fmt::Display for Failure {
             }
         }
     }
+}
+
+/// A hook whose failure stops the phase it ran in, under its
+/// `on_failure = "abort"`.
+#[derive(Debug, thiserror::Error)]
+#[error("{} hook {name}: {why}", .phase.as_str())]
+struct HookFailed {
+    /// The phase it ran in.
+    phase: Phase,
+    /// The hook.
+    name: String,
+    /// What went wrong, as its outcome records it (text: the outcome is
+    /// a record).
+    why: String,
 }
 
 /// What a run did.
@@ -231,7 +253,8 @@ impl<'a> Run<'a> {
                 (None, true) => RunStatus::Inconsistent,
                 (None, false) => RunStatus::Validated,
             };
-            failure = failed.map(Failure::Validation);
+            // The run's failure is a record: it keeps the error's text.
+            failure = failed.map(|f| Failure::Validation(f.to_string()));
             self.record.latest = self.latest_allowed();
             if let Err(f) = self.update(snap.seq) {
                 failure.get_or_insert(f);
@@ -242,7 +265,7 @@ impl<'a> Run<'a> {
             for h in config.hooks(Phase::PostSnapshot) {
                 any = true;
                 if let Err(why) = self.run_hook(h) {
-                    failure.get_or_insert(Failure::Hook(why));
+                    failure.get_or_insert(Failure::hook(why));
                 }
             }
             if any {
@@ -271,7 +294,7 @@ impl<'a> Run<'a> {
             if h.session {
                 self.start_session(h)?;
             } else {
-                self.run_hook(h).map_err(Failure::Hook)?;
+                self.run_hook(h).map_err(Failure::hook)?;
             }
         }
         self.copy()?;
@@ -280,10 +303,10 @@ impl<'a> Run<'a> {
         while let Some((h, s)) = self.sessions.pop() {
             let out = s.finish();
             self.settle_hook(h, Phase::PreBackup, out)
-                .map_err(Failure::Hook)?;
+                .map_err(Failure::hook)?;
         }
         for h in config.hooks(Phase::PostBackup) {
-            self.run_hook(h).map_err(Failure::Hook)?;
+            self.run_hook(h).map_err(Failure::hook)?;
         }
         Ok(())
     }
@@ -317,12 +340,12 @@ impl<'a> Run<'a> {
             }
             Err(out) => self
                 .settle_hook(h, Phase::PreBackup, *out)
-                .map_err(Failure::Hook),
+                .map_err(Failure::hook),
         }
     }
 
     /// Runs `h` and records it; `Err` if its failure stops the phase.
-    fn run_hook(&mut self, h: &HookConfig) -> Result<(), String> {
+    fn run_hook(&mut self, h: &HookConfig) -> Result<(), HookFailed> {
         let env = self.env(h.phase);
         let out = hook::run(h, &env);
         self.settle_hook(h, h.phase, out)
@@ -333,7 +356,7 @@ impl<'a> Run<'a> {
         h: &HookConfig,
         phase: Phase,
         out: HookOutcome,
-    ) -> Result<(), String> {
+    ) -> Result<(), HookFailed> {
         let error = out.error.clone();
         if h.phase == Phase::PreBackup {
             if let Some(src) = out.points.get("source") {
@@ -344,7 +367,11 @@ impl<'a> Run<'a> {
         let Some(why) = error else {
             return Ok(());
         };
-        let why = format!("{} hook {}: {why}", phase.as_str(), h.name);
+        let why = HookFailed {
+            phase,
+            name: h.name.clone(),
+            why,
+        };
         match h.on_failure {
             FailurePolicy::Abort => Err(why),
             FailurePolicy::MarkInconsistent => {
@@ -539,5 +566,23 @@ impl<'a> Run<'a> {
             snapshot,
             failure,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stopping_hook_is_recorded_with_its_phase_and_name() {
+        let e = HookFailed {
+            phase: Phase::Validate,
+            name: "fsck".into(),
+            why: "it failed (exit status 1)".into(),
+        };
+        assert_eq!(
+            Failure::hook(e),
+            Failure::Hook("validate hook fsck: it failed (exit status 1)".into())
+        );
     }
 }
