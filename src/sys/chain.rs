@@ -6,7 +6,8 @@ use std::fmt;
 /// Shows an error and each of its sources, joined with ": ", as anyhow's
 /// `{:#}` does for the binaries. A cause whose text the line already holds
 /// is not repeated: some errors quote their source in their own message
-/// and return it as their source too.
+/// and return it as their source too (trailing whitespace aside, as for a
+/// TOML error, whose text ends in a newline).
 pub struct Chain<'a>(pub &'a (dyn Error + 'static));
 
 impl fmt::Display for Chain<'_> {
@@ -15,7 +16,7 @@ impl fmt::Display for Chain<'_> {
         let mut cause = self.0.source();
         while let Some(c) = cause {
             let text = c.to_string();
-            if !line.contains(&text) {
+            if !line.contains(text.trim_end()) {
                 line.push_str(": ");
                 line.push_str(&text);
             }
@@ -35,6 +36,8 @@ mod tests {
         Apart(#[source] std::io::Error),
         #[error("reading the answer: {0}")]
         Quoted(#[source] std::io::Error),
+        #[error("reading the answer: {}", .0.to_string().trim_end())]
+        Trimmed(#[source] std::io::Error),
     }
 
     #[test]
@@ -46,6 +49,10 @@ mod tests {
         );
         assert_eq!(
             Chain(&Outer::Quoted(io())).to_string(),
+            "reading the answer: the pipe broke"
+        );
+        assert_eq!(
+            Chain(&Outer::Trimmed(std::io::Error::other("the pipe broke\n"))).to_string(),
             "reading the answer: the pipe broke"
         );
     }

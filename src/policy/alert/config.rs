@@ -96,14 +96,16 @@ impl AlertConfig {
     /// document (without the `[alerts]` header). The host configuration
     /// embeds [`AlertConfig`] directly instead.
     pub fn parse(text: &str) -> Result<AlertConfig, AlertConfigError> {
-        toml::from_str(text).map_err(|e| AlertConfigError(e.to_string().trim_end().to_string()))
+        Ok(toml::from_str(text)?)
     }
 }
 
-/// An `[alerts]` table that cannot be used; the text names the key and value.
+/// An `[alerts]` table that cannot be used: not TOML, or a key unknown or
+/// of the wrong type. The text names the key and value; the TOML error,
+/// whose text ends in a newline, is shown without it.
 #[derive(Debug, thiserror::Error)]
-#[error("alerts configuration: {0}")]
-pub struct AlertConfigError(pub String);
+#[error("alerts configuration: {}", .0.to_string().trim_end())]
+pub struct AlertConfigError(#[from] pub toml::de::Error);
 
 /// One channel.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -660,6 +662,27 @@ mod tests {
             c.channels,
             AlertConfig::default().channels,
             "syslog when none given"
+        );
+    }
+
+    #[test]
+    fn a_bad_table_keeps_the_toml_error_as_its_source() {
+        use std::error::Error;
+        let e = AlertConfig::parse("fill_threshold = \"high\"").unwrap_err();
+        let toml = e
+            .source()
+            .unwrap()
+            .downcast_ref::<toml::de::Error>()
+            .unwrap();
+        assert_eq!(
+            e.to_string(),
+            format!("alerts configuration: {}", toml.to_string().trim_end())
+        );
+        assert!(e.to_string().contains("fill_threshold"), "{e}");
+        assert_eq!(
+            crate::sys::chain::Chain(&e).to_string(),
+            e.to_string(),
+            "the source is quoted once"
         );
     }
 }
