@@ -41,13 +41,22 @@ pub enum ReadData {
     Fraction(f64),
 }
 
+/// A `--read-data-subset` that names no subset.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum InvalidReadData {
+    /// Neither `n/t` nor a percentage in (0, 100].
+    #[error("read-data subset {0:?} is neither n/t (e.g. 2/7) nor a percentage (e.g. 10%)")]
+    Syntax(String),
+    /// An `n/t` whose `n` is not one of the `t` parts.
+    #[error("read-data subset {0:?} names no part: in n/t, t is at least 1 and n counts from 1 to t (1/2 and 2/2 are the two halves)")]
+    NoPart(String),
+}
+
 impl std::str::FromStr for ReadData {
-    type Err = String;
+    type Err = InvalidReadData;
     /// Parses `n/t` or `P%`.
-    fn from_str(s: &str) -> Result<ReadData, String> {
-        let bad = || {
-            format!("read-data subset {s:?} is neither n/t (e.g. 2/7) nor a percentage (e.g. 10%)")
-        };
+    fn from_str(s: &str) -> Result<ReadData, InvalidReadData> {
+        let bad = || InvalidReadData::Syntax(s.to_owned());
         if let Some(p) = s.strip_suffix('%') {
             let p: f64 = p.trim().parse().map_err(|_| bad())?;
             if !(p > 0.0 && p <= 100.0) {
@@ -61,9 +70,7 @@ impl std::str::FromStr for ReadData {
             of.trim().parse().map_err(|_| bad())?,
         );
         if n == 0 || of == 0 || n > of {
-            return Err(format!(
-                "read-data subset {s:?} names no part: in n/t, t is at least 1 and n counts from 1 to t (1/2 and 2/2 are the two halves)"
-            ));
+            return Err(InvalidReadData::NoPart(s.to_owned()));
         }
         Ok(ReadData::Part { n, of })
     }
@@ -482,5 +489,17 @@ mod tests {
         for bad in ["0/3", "4/3", "x", "0%", "101%", "1/0"] {
             assert!(bad.parse::<ReadData>().is_err(), "{bad}");
         }
+        assert_eq!(
+            "x".parse::<ReadData>().unwrap_err().to_string(),
+            "read-data subset \"x\" is neither n/t (e.g. 2/7) nor a percentage (e.g. 10%)"
+        );
+        assert_eq!(
+            "4/3".parse::<ReadData>(),
+            Err(InvalidReadData::NoPart("4/3".into()))
+        );
+        assert_eq!(
+            "0%".parse::<ReadData>(),
+            Err(InvalidReadData::Syntax("0%".into()))
+        );
     }
 }
