@@ -44,6 +44,21 @@ pub struct RepairReport {
     pub snapshots_recovered: u64,
 }
 
+/// Why a finished pack is left out of a rebuilt index; the report keeps
+/// the text.
+#[derive(Debug, thiserror::Error)]
+enum DamagedPack {
+    /// It does not open, or its length cannot be read.
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+    /// Its table of contents does not read.
+    #[error(transparent)]
+    Toc(#[from] pack::PackError),
+    /// It ends without a final checkpoint.
+    #[error("last checkpoint is not marked final")]
+    NotFinal,
+}
+
 fn io_err(op: &'static str, path: &str) -> impl FnOnce(std::io::Error) -> RepoError {
     let path = path.to_owned();
     move |source| RepoError::Io { op, path, source }
@@ -136,12 +151,11 @@ pub fn rebuild_index(
         }
     };
     for id in finished {
-        let result = backend.open(id).map_err(|e| e.to_string()).and_then(|f| {
-            let len = f.len().map_err(|e| e.to_string())?;
-            let (entries, done) =
-                pack::read_toc(f.as_ref(), blob_sealer, id, len).map_err(|e| e.to_string())?;
+        let result = backend.open(id).map_err(DamagedPack::from).and_then(|f| {
+            let len = f.len()?;
+            let (entries, done) = pack::read_toc(f.as_ref(), blob_sealer, id, len)?;
             if !done {
-                return Err("last checkpoint is not marked final".to_string());
+                return Err(DamagedPack::NotFinal);
             }
             Ok((entries, len))
         });
