@@ -555,6 +555,87 @@ fn snapshots_are_created_listed_and_shown_offline() {
 }
 
 #[test]
+fn a_legal_hold_is_placed_shown_released_and_keeps_the_snapshot_meanwhile() {
+    let env = Env::new();
+    env.init();
+    assert_ok(&env.with_pw(&["snapshot", "create", "--label", "before-upgrade"]));
+    assert_ok(&env.with_pw(&["snapshot", "create"]));
+
+    let out = env.with_pw(&["snapshot", "hold", "before-upgrade", "--reason", "case 117"]);
+    assert_ok(&out);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).lines().next(),
+        Some(format!("snapshot 1 ({}) is under a legal hold", name_of(&env, 1)).as_str())
+    );
+    let shown = env.with_pw(&["snapshot", "show", "1", "--json"]);
+    let shown: serde_json::Value = serde_json::from_slice(&shown.stdout).unwrap();
+    assert_eq!(shown["hold"]["reason"], "case 117");
+    assert_eq!(shown["hold"]["uid"], unsafe { libc::getuid() });
+    let text =
+        String::from_utf8_lossy(&env.with_pw(&["snapshot", "show", "1"]).stdout).into_owned();
+    assert!(text.contains("legal hold since "), "{text}");
+    assert!(text.contains(": case 117"), "{text}");
+    let list = String::from_utf8_lossy(&env.with_pw(&["snapshot", "list"]).stdout).into_owned();
+    let held: Vec<&str> = list.lines().filter(|l| l.contains(" held ")).collect();
+    assert_eq!(held.len(), 1, "{list}");
+    assert!(held[0].trim_start().starts_with("1 "), "{list}");
+
+    // Refusals: each names the state, exits non-zero, and changes nothing:
+    // no pack byte, and the snapshots with their holds as they were (the
+    // index file itself is rewritten by every open).
+    let state = || {
+        let mut files = tree(&env.repo());
+        files.retain(|p, _| !p.ends_with("index.redb"));
+        let list = env.with_pw(&["snapshot", "list", "--json"]).stdout;
+        (files, list)
+    };
+    let before = state();
+    assert_fails(
+        &env.with_pw(&["snapshot", "hold", "1", "--reason", "again"]),
+        1,
+        "snapshot 1 is already under a legal hold (placed ",
+    );
+    assert_fails(
+        &env.with_pw(&["snapshot", "release", "2", "--reason", "x"]),
+        1,
+        "snapshot 2 is not under a legal hold; nothing changed",
+    );
+    assert_fails(
+        &env.with_pw(&["snapshot", "hold", "2", "--reason", " "]),
+        2,
+        "each need a reason (--reason TEXT)",
+    );
+    assert_fails(
+        &env.with_pw(&["snapshot", "hold", "9", "--reason", "x"]),
+        1,
+        "no snapshot \"9\"",
+    );
+    assert_fails(&env.with_pw(&["snapshot", "hold", "2"]), 2, "--reason");
+    assert_fails(&env.with_pw(&["snapshot", "delete", "1"]), 1, "legal hold");
+    assert!(state() == before, "the refusals changed nothing");
+
+    let out = env.with_pw(&[
+        "snapshot",
+        "release",
+        "1",
+        "--reason",
+        "case closed",
+        "--json",
+    ]);
+    assert_ok(&out);
+    let released: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(released.get("hold").is_none(), "{released}");
+    assert_ok(&env.with_pw(&["snapshot", "delete", "1"]));
+    assert_ok(&env.with_pw(&["check", "--read-data"]));
+}
+
+fn name_of(env: &Env, seq: u64) -> String {
+    let out = env.with_pw(&["snapshot", "show", &seq.to_string(), "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    v["name"].as_str().unwrap().to_owned()
+}
+
+#[test]
 fn a_run_lock_that_cannot_be_read_is_named_and_no_snapshot_is_taken() {
     let env = Env::new();
     env.init();

@@ -397,6 +397,28 @@ pub enum SnapshotCommand {
         /// Which snapshot.
         snapshot: String,
     },
+    /// Place a legal hold on a snapshot: nothing can remove it (no
+    /// retention policy, flag or command) until the hold is released.
+    ///
+    /// The hold, who placed it and the reason are recorded in the
+    /// repository, and so is every release: `snapshot show` prints the
+    /// hold in force. Works mounted (through the daemon) and unmounted.
+    Hold {
+        /// Which snapshot: number, time name, label (its newest) or "latest".
+        snapshot: String,
+        /// Why, e.g. a case or request number (recorded with your uid).
+        #[arg(long)]
+        reason: String,
+    },
+    /// Release a snapshot's legal hold; the release is recorded with its
+    /// reason, and the snapshot is then subject to retention again.
+    Release {
+        /// Which snapshot: number, time name, label (its newest) or "latest".
+        snapshot: String,
+        /// Why (recorded with your uid).
+        #[arg(long)]
+        reason: String,
+    },
     /// Delete a snapshot record (for tests; retention and prune will replace it).
     #[command(hide = true)]
     Delete {

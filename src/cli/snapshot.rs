@@ -26,6 +26,15 @@ fn show(info: &SnapshotInfo) -> String {
         info.dirs_reused,
         info.caller_uid
     );
+    if let Some(h) = &info.hold {
+        let since = std::time::UNIX_EPOCH + std::time::Duration::from_secs(h.since.max(0) as u64);
+        out.push_str(&format!(
+            "\nlegal hold since {} by uid {}: {}",
+            humantime::format_rfc3339_seconds(since),
+            h.uid,
+            h.reason
+        ));
+    }
     if let Some(run) = &info.run {
         out.push_str(&format!("\nbackup run {}", run.run));
         let outcomes = std::iter::once(&run.copy).chain(&run.hooks);
@@ -86,6 +95,14 @@ pub fn run(g: &Global, c: &SnapshotCommand) -> Result<()> {
         SnapshotCommand::Show { snapshot } => Request::SnapshotShow {
             snapshot: snapshot.clone(),
         },
+        SnapshotCommand::Hold { snapshot, reason } => Request::SnapshotHold {
+            snapshot: snapshot.clone(),
+            reason: reason.clone(),
+        },
+        SnapshotCommand::Release { snapshot, reason } => Request::SnapshotRelease {
+            snapshot: snapshot.clone(),
+            reason: reason.clone(),
+        },
         SnapshotCommand::Delete { snapshot } => return delete(g, snapshot),
     };
     match (c, request(g, &req)?) {
@@ -95,15 +112,25 @@ pub fn run(g: &Global, c: &SnapshotCommand) -> Result<()> {
                 info.seq, info.name, info.dirs_serialized
             )
         }),
+        (SnapshotCommand::Hold { .. }, Reply::Snapshot(info)) => print(g, &info, || {
+            format!(
+                "snapshot {} ({}) is under a legal hold",
+                info.seq, info.name
+            )
+        }),
+        (SnapshotCommand::Release { .. }, Reply::Snapshot(info)) => print(g, &info, || {
+            format!("snapshot {} ({}): legal hold released", info.seq, info.name)
+        }),
         (_, Reply::Snapshot(info)) => print(g, &info, || show(&info)),
         (_, Reply::Snapshots(infos)) => print(g, &infos, || {
-            let mut out = String::from("   seq  name                  status        label");
+            let mut out = String::from("   seq  name                  status        hold  label");
             for i in &infos {
                 out.push_str(&format!(
-                    "\n{:>6}  {}  {:<12}  {}",
+                    "\n{:>6}  {}  {:<12}  {:<4}  {}",
                     i.seq,
                     i.name,
                     i.status,
+                    if i.hold.is_some() { "held" } else { "" },
                     i.label.as_deref().unwrap_or("")
                 ));
             }

@@ -18,7 +18,8 @@ use crate::store::io::writeback::WritebackStatus;
 use crate::sys::chain::Chain;
 use crate::tree::namespace::{may_be_latest, Namespace};
 use crate::tree::objects::SnapshotRow;
-use crate::tree::record::{Leftovers, RunRecord, SnapshotInfo};
+use crate::tree::record::{HoldInfo, Leftovers, RunRecord, SnapshotInfo};
+use crate::tree::snapshot::holds::HoldEvent;
 use crate::tree::snapshot::Snapshots;
 use crate::tree::types::{Caller, FsError};
 
@@ -31,6 +32,24 @@ pub enum ControlError {
     /// No snapshot answers to the number, name or label.
     #[error("no snapshot {0:?}: see `strata snapshot list`")]
     NoSnapshot(String),
+    /// A hold on a snapshot that is held already.
+    #[error("snapshot {seq} is already under a legal hold (placed {since} by uid {uid}: {reason:?}); nothing changed")]
+    AlreadyHeld {
+        /// The snapshot.
+        seq: u64,
+        /// When the hold was placed (RFC 3339).
+        since: String,
+        /// Who placed it.
+        uid: u32,
+        /// Why.
+        reason: String,
+    },
+    /// A release of a snapshot that is not held.
+    #[error("snapshot {0} is not under a legal hold; nothing changed (`strata snapshot list` shows which are)")]
+    NotHeld(u64),
+    /// A hold or release without a reason.
+    #[error("a legal hold and its release each need a reason (--reason TEXT), which is recorded with who gave it; nothing changed")]
+    NoReason,
     /// The head or the snapshots failed.
     #[error(transparent)]
     Fs(#[from] FsError),
@@ -143,10 +162,12 @@ impl ExitCode for ControlError {
         use crate::exit::{ERROR, MOUNTPOINT, NOT_COMMITTED, USAGE};
         match self {
             ControlError::NotMounted | ControlError::ResetBusy { .. } => MOUNTPOINT,
-            ControlError::NoResetTarget(_) => USAGE,
+            ControlError::NoResetTarget(_) | ControlError::NoReason => USAGE,
             ControlError::StoreFailed { .. } | ControlError::SnapshotNotStored(_) => NOT_COMMITTED,
             ControlError::DaemonReported(r) => r.exit_code(),
             ControlError::NoSnapshot(_)
+            | ControlError::AlreadyHeld { .. }
+            | ControlError::NotHeld(_)
             | ControlError::Fs(_)
             | ControlError::Reset(_)
             | ControlError::UnmountBusy { .. }
@@ -194,6 +215,20 @@ pub enum Request {
         /// Which.
         snapshot: String,
     },
+    /// Place a legal hold on a snapshot (by number, name, label or "latest").
+    SnapshotHold {
+        /// Which.
+        snapshot: String,
+        /// Why (recorded with the caller).
+        reason: String,
+    },
+    /// Release a snapshot's legal hold.
+    SnapshotRelease {
+        /// Which.
+        snapshot: String,
+        /// Why (recorded with the caller).
+        reason: String,
+    },
     /// The daemon's state.
     Status,
     /// Make head/ snapshot `snapshot`'s tree (by number, name, label or
@@ -231,6 +266,8 @@ impl Request {
             Request::SnapshotRun { .. } => "snapshot_run",
             Request::SnapshotList => "snapshot_list",
             Request::SnapshotShow { .. } => "snapshot_show",
+            Request::SnapshotHold { .. } => "snapshot_hold",
+            Request::SnapshotRelease { .. } => "snapshot_release",
             Request::Status => "status",
             Request::HeadReset { .. } => "head_reset",
             Request::LeftoversRecord { .. } => "leftovers_record",
@@ -382,7 +419,7 @@ pub fn handle(ns: &Namespace, caller: Caller, req: &Request) -> Result<Reply, Co
                 run = run.as_ref().map(|r| r.run.as_str()),
                 "snapshot taken"
             );
-            Reply::Snapshot(Box::new(SnapshotInfo::of(&row, ns.run(rec.seq))))
+            Reply::Snapshot(Box::new(info(ns, &row)?))
         }
         Request::SnapshotRun { seq, run } => {
             ns.set_run(caller, *seq, run)?;
@@ -394,16 +431,25 @@ pub fn handle(ns: &Namespace, caller: Caller, req: &Request) -> Result<Reply, Co
             );
             Reply::Done
         }
-        Request::SnapshotList => Reply::Snapshots(
-            ns.snapshots()
-                .iter()
-                .map(|r| SnapshotInfo::of(r, ns.run(r.record.seq)))
-                .collect(),
-        ),
+        Request::SnapshotList => {
+            let holds = Snapshots::of(ns.head()).holds()?;
+            Reply::Snapshots(
+                ns.snapshots()
+                    .iter()
+                    .map(|r| with_hold(SnapshotInfo::of(r, ns.run(r.record.seq)), &holds))
+                    .collect(),
+            )
+        }
         Request::SnapshotShow { snapshot } => {
             let runs = Snapshots::of(ns.head()).runs()?;
             let row = find(&ns.snapshots(), &runs, snapshot)?;
-            Reply::Snapshot(Box::new(SnapshotInfo::of(&row, ns.run(row.record.seq))))
+            Reply::Snapshot(Box::new(info(ns, &row)?))
+        }
+        Request::SnapshotHold { snapshot, reason } => {
+            Reply::Snapshot(Box::new(hold(ns, caller, snapshot, reason, true)?))
+        }
+        Request::SnapshotRelease { snapshot, reason } => {
+            Reply::Snapshot(Box::new(hold(ns, caller, snapshot, reason, false)?))
         }
         Request::HeadReset { snapshot } => reset(ns, caller, snapshot, None)?,
         Request::LeftoversRecord { leftovers } => {
@@ -445,6 +491,67 @@ pub fn handle(ns: &Namespace, caller: Caller, req: &Request) -> Result<Reply, Co
     })
 }
 
+/// What `snapshot show` and `list` report of `row`: its run and its hold.
+fn info(ns: &Namespace, row: &SnapshotRow) -> Result<SnapshotInfo, ControlError> {
+    let holds = Snapshots::of(ns.head()).holds()?;
+    Ok(with_hold(
+        SnapshotInfo::of(row, ns.run(row.record.seq)),
+        &holds,
+    ))
+}
+
+fn with_hold(mut info: SnapshotInfo, holds: &BTreeMap<u64, HoldEvent>) -> SnapshotInfo {
+    info.hold = holds.get(&info.seq).map(|h| HoldInfo {
+        since: h.time.secs,
+        uid: h.caller.0,
+        reason: h.reason.clone(),
+    });
+    info
+}
+
+/// Places (`held`) or releases the legal hold of `snapshot`. The engine
+/// refuses a double hold or a release of nothing by itself; the checks
+/// here only name the state in the refusal.
+fn hold(
+    ns: &Namespace,
+    caller: Caller,
+    snapshot: &str,
+    reason: &str,
+    held: bool,
+) -> Result<SnapshotInfo, ControlError> {
+    if reason.trim().is_empty() {
+        return Err(ControlError::NoReason);
+    }
+    let snapshots = Snapshots::of(ns.head());
+    let row = find(&ns.snapshots(), &snapshots.runs()?, snapshot)?;
+    let seq = row.record.seq;
+    let current = snapshots.holds()?.remove(&seq);
+    match (held, current) {
+        (true, Some(h)) => {
+            return Err(ControlError::AlreadyHeld {
+                seq,
+                since: rfc3339(h.time.secs),
+                uid: h.caller.0,
+                reason: h.reason,
+            })
+        }
+        (false, None) => return Err(ControlError::NotHeld(seq)),
+        _ => {}
+    }
+    if held {
+        snapshots.hold(caller, seq, reason)?;
+    } else {
+        snapshots.release(caller, seq, reason)?;
+    }
+    info(ns, &row)
+}
+
+/// `secs` since the epoch as an RFC 3339 UTC time.
+fn rfc3339(secs: i64) -> String {
+    let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs.max(0) as u64);
+    humantime::format_rfc3339_seconds(t).to_string()
+}
+
 /// Resets head/ to `snapshot`'s tree. `mountpoint` is where head/ is
 /// mounted (open files there refuse the reset), `None` when unmounted.
 fn reset(
@@ -477,7 +584,7 @@ fn reset(
         "head reset to a snapshot; later changes discarded"
     );
     let info = ResetInfo {
-        snapshot: SnapshotInfo::of(&row, ns.run(row.record.seq)),
+        snapshot: info(ns, &row)?,
         discarded_inodes: outcome.discarded_inodes,
         leftovers,
     };

@@ -227,6 +227,20 @@ pub struct SnapshotInfo {
     /// The backup run that took it: hook outcomes, consistency points.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub run: Option<RunRecord>,
+    /// The legal hold it is under, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hold: Option<HoldInfo>,
+}
+
+/// A legal hold on a snapshot, as `strata snapshot show` and `list` report it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HoldInfo {
+    /// When it was placed, in seconds since the epoch.
+    pub since: i64,
+    /// Who placed it.
+    pub uid: u32,
+    /// Why, as given.
+    pub reason: String,
 }
 
 fn complete() -> String {
@@ -254,6 +268,7 @@ impl SnapshotInfo {
                 .as_str()
                 .to_owned(),
             run,
+            hold: None,
         }
     }
 }

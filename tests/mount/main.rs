@@ -11,6 +11,7 @@ mod first_run;
 mod freshness;
 mod harness;
 mod head_reset;
+mod holds;
 mod honest;
 mod hook_programs;
 mod ioprio;
