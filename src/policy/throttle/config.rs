@@ -166,10 +166,10 @@ pub enum ThrottleConfigError {
         /// When and why.
         why: String,
     },
-    /// Not TOML, or a key not known (the TOML library's message, which
+    /// Not TOML, or a key not known (the TOML library's error, whose text
     /// names line and column).
     #[error("strata.toml: {0}")]
-    Syntax(String),
+    Syntax(#[from] toml::de::Error),
 }
 
 /// The validated policy.
@@ -217,8 +217,7 @@ impl ThrottlePolicy {
         struct Doc {
             throttle: Option<ThrottleConfig>,
         }
-        let doc: Doc =
-            toml::from_str(text).map_err(|e| ThrottleConfigError::Syntax(e.to_string()))?;
+        let doc: Doc = toml::from_str(text)?;
         doc.throttle.unwrap_or_default().validate()
     }
 }
@@ -635,5 +634,27 @@ impl IoConfig {
                 "expected \"idle\" or \"best-effort\" (the I/O scheduling class of the pack writeback thread)",
             )),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_syntax_error_keeps_the_toml_error_as_its_source() {
+        use std::error::Error;
+        let e = ThrottlePolicy::from_toml("[throttle]\nrat = \"1MiB/s\"").unwrap_err();
+        let toml = e
+            .source()
+            .unwrap()
+            .downcast_ref::<toml::de::Error>()
+            .unwrap();
+        assert_eq!(e.to_string(), format!("strata.toml: {toml}"));
+        assert_eq!(
+            crate::sys::chain::Chain(&e).to_string(),
+            e.to_string(),
+            "the source is quoted once"
+        );
     }
 }
