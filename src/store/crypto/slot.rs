@@ -118,9 +118,17 @@ pub struct KeySlot {
 /// A slot that does not parse or does not open.
 #[derive(Debug, thiserror::Error)]
 pub enum SlotError {
-    /// Not valid slot TOML.
+    /// Fields wrong or missing, or an unsupported version.
     #[error("key slot is malformed: {0}")]
     Malformed(String),
+    /// Not valid slot TOML. Boxed, as a TOML error would make this error,
+    /// and the repository errors holding it, larger by a third; the source
+    /// is the box, whose text is the TOML error's.
+    #[error("key slot is malformed: {0}")]
+    Toml(#[source] Box<toml::de::Error>),
+    /// The slot id is not an id.
+    #[error("key slot is malformed: {0}")]
+    Id(#[from] crate::store::id::BadId),
     /// The secret is not the one this slot was made with.
     #[error("wrong passphrase or key file")]
     WrongSecret,
@@ -164,8 +172,7 @@ impl KeySlot {
 
     /// Parses a slot file.
     pub fn parse(text: &str) -> Result<KeySlot, SlotError> {
-        let slot: KeySlot =
-            toml::from_str(text).map_err(|e| SlotError::Malformed(e.to_string()))?;
+        let slot: KeySlot = toml::from_str(text).map_err(|e| SlotError::Toml(Box::new(e)))?;
         if slot.version != 1 {
             return Err(SlotError::Malformed(format!(
                 "slot version {} is not supported by this build",
@@ -183,9 +190,7 @@ impl KeySlot {
 
     /// The slot's id.
     pub fn slot_id(&self) -> Result<SlotId, SlotError> {
-        self.id
-            .parse()
-            .map_err(|e: crate::store::id::BadId| SlotError::Malformed(e.to_string()))
+        Ok(self.id.parse()?)
     }
 
     /// Unwraps the master key with `secret`.
@@ -320,8 +325,36 @@ mod tests {
     fn malformed_slots_are_named() {
         assert!(matches!(
             KeySlot::parse("version = 1"),
-            Err(SlotError::Malformed(_))
+            Err(SlotError::Toml(_))
         ));
         assert!(decode_key_file("strata-key-v1:zz").is_none());
+    }
+
+    #[test]
+    fn malformed_slots_keep_their_source() {
+        use crate::sys::chain::Chain;
+        use std::error::Error;
+        let e = KeySlot::parse("version = 1").unwrap_err();
+        let toml = e
+            .source()
+            .unwrap()
+            .downcast_ref::<Box<toml::de::Error>>()
+            .unwrap();
+        assert_eq!(e.to_string(), format!("key slot is malformed: {toml}"));
+        assert_eq!(Chain(&e).to_string(), e.to_string(), "quoted once");
+
+        let repo = RepoId::random();
+        let master = MasterKey::generate();
+        let mut slot =
+            KeySlot::create(repo, &master, &pass("x"), SlotKind::Passphrase, "", CHEAP).unwrap();
+        slot.id = "zz".into();
+        let e = KeySlot::parse(&slot.render()).unwrap_err();
+        let bad = e
+            .source()
+            .unwrap()
+            .downcast_ref::<crate::store::id::BadId>()
+            .unwrap();
+        assert_eq!(e.to_string(), format!("key slot is malformed: {bad}"));
+        assert_eq!(Chain(&e).to_string(), e.to_string(), "quoted once");
     }
 }
