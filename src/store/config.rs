@@ -17,9 +17,15 @@ pub const FORMAT_NAME: &str = "strata-repository";
 /// A config file that cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    /// Not TOML, or fields missing or unknown.
+    /// Fields with values this strata cannot use.
     #[error("repository config is malformed: {0}")]
     Malformed(String),
+    /// Not TOML, or fields missing or unknown.
+    #[error("repository config is malformed: {0}")]
+    Toml(#[from] TomlMessage),
+    /// The repository id is not an id.
+    #[error("repository config is malformed: {0}")]
+    Id(#[from] crate::store::id::BadId),
     /// Chunk size bounds FastCDC does not accept.
     #[error("repository config is malformed: {0}")]
     Chunker(#[from] InvalidChunkerParams),
@@ -29,6 +35,36 @@ pub enum ConfigError {
     /// The MAC does not match: the file was edited or belongs to another key.
     #[error("repository config fails its integrity check: it was edited or damaged; restore it from a copy")]
     BadMac,
+}
+
+/// A TOML error shown by its message alone, without the position and the
+/// excerpt of the file that the error's own text adds, so that a config
+/// error reads as one line. It has no source: returning the TOML error as
+/// one would show it again in full after the message. [`TomlMessage::error`]
+/// gives it. Boxed, to keep [`ConfigError`] and the repository errors
+/// holding it small.
+#[derive(Debug)]
+pub struct TomlMessage(Box<toml::de::Error>);
+
+impl TomlMessage {
+    /// The TOML error, with its position.
+    pub fn error(&self) -> &toml::de::Error {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for TomlMessage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.0.message())
+    }
+}
+
+impl std::error::Error for TomlMessage {}
+
+impl From<toml::de::Error> for ConfigError {
+    fn from(e: toml::de::Error) -> ConfigError {
+        ConfigError::Toml(TomlMessage(Box::new(e)))
+    }
 }
 
 /// The parsed `config` file.
@@ -79,16 +115,13 @@ impl Config {
     pub fn parse(text: &str) -> Result<Config, ConfigError> {
         // Read the version first, so a newer format is named as such rather
         // than as unknown fields.
-        let table: toml::Table = text
-            .parse()
-            .map_err(|e: toml::de::Error| ConfigError::Malformed(e.message().to_string()))?;
+        let table: toml::Table = text.parse()?;
         if let Some(v) = table.get("version").and_then(|v| v.as_integer()) {
             if v > FORMAT_VERSION as i64 {
                 return Err(ConfigError::TooNew(v));
             }
         }
-        let c: Config =
-            toml::from_str(text).map_err(|e| ConfigError::Malformed(e.message().to_string()))?;
+        let c: Config = toml::from_str(text)?;
         if c.format != FORMAT_NAME {
             return Err(ConfigError::Malformed(format!(
                 "format is {:?}, not {FORMAT_NAME:?}",
@@ -131,9 +164,7 @@ impl Config {
 
     /// The repository id.
     pub fn repo_id(&self) -> Result<RepoId, ConfigError> {
-        self.id
-            .parse()
-            .map_err(|e: crate::store::id::BadId| ConfigError::Malformed(e.to_string()))
+        Ok(self.id.parse()?)
     }
 
     /// The cipher suite.
@@ -202,7 +233,7 @@ mod tests {
     fn malformed_configs_are_named() {
         assert!(matches!(
             Config::parse("garbage"),
-            Err(ConfigError::Malformed(_))
+            Err(ConfigError::Toml(_))
         ));
         let mut c = Config::new(Suite::Aes256GcmSiv, ChunkerParams::default());
         c.sign(&[0; 32]);
@@ -213,5 +244,38 @@ mod tests {
         ));
         let downgraded = c.render().replace("aes-256-gcm-siv", "none");
         assert!(Config::parse(&downgraded).is_err());
+    }
+
+    #[test]
+    fn malformed_configs_keep_their_source() {
+        use crate::sys::chain::Chain;
+        use std::error::Error;
+        let e = Config::parse("garbage").unwrap_err();
+        let toml = e
+            .source()
+            .unwrap()
+            .downcast_ref::<TomlMessage>()
+            .unwrap()
+            .error();
+        assert_eq!(
+            e.to_string(),
+            format!("repository config is malformed: {}", toml.message())
+        );
+        assert_eq!(Chain(&e).to_string(), e.to_string(), "quoted once");
+
+        let mut c = Config::new(Suite::Aes256GcmSiv, ChunkerParams::default());
+        c.sign(&[0; 32]);
+        c.id = "zz".into();
+        let e = Config::parse(&c.render()).unwrap_err();
+        let bad = e
+            .source()
+            .unwrap()
+            .downcast_ref::<crate::store::id::BadId>()
+            .unwrap();
+        assert_eq!(
+            e.to_string(),
+            format!("repository config is malformed: {bad}")
+        );
+        assert_eq!(Chain(&e).to_string(), e.to_string(), "quoted once");
     }
 }
