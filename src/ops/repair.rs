@@ -237,8 +237,8 @@ pub fn rebuild_index(
     Ok(report)
 }
 
-fn db_err(e: impl std::fmt::Display) -> RepoError {
-    RepoError::Index(IndexError::Db(e.to_string()))
+fn db_err(e: impl Into<redb::Error>) -> RepoError {
+    RepoError::Index(crate::store::index::db_err(e))
 }
 
 /// Copies the head's tables and the snapshot list, row by row (values stay

@@ -20,9 +20,11 @@ pub enum IndexError {
     /// Another process holds the index open.
     #[error("the repository is in use by another process (is it mounted?)")]
     Locked,
-    /// redb reported an error.
+    /// redb reported an error. Boxed, as a `redb::Error` would make this
+    /// error, and every error holding it, larger by a third; the source is
+    /// the box, whose text and source are the redb error's.
     #[error("index: {0}")]
-    Db(String),
+    Db(#[source] Box<redb::Error>),
     /// A value did not open or decode.
     #[error("index row {table}/{key} is damaged: {what}")]
     Corrupt {
@@ -35,8 +37,9 @@ pub enum IndexError {
     },
 }
 
-fn db_err(e: impl std::fmt::Display) -> IndexError {
-    IndexError::Db(e.to_string())
+/// Any redb error, as an [`IndexError::Db`].
+pub(crate) fn db_err(e: impl Into<redb::Error>) -> IndexError {
+    IndexError::Db(Box::new(e.into()))
 }
 
 /// Where a chunk's sealed bytes are.
@@ -313,5 +316,26 @@ mod tests {
     fn decoders_reject_garbage() {
         assert!(Location::decode(&[0; 31]).is_none());
         assert!(PackRecord::decode(&[2; 16]).is_none());
+    }
+
+    #[test]
+    fn a_redb_error_is_kept_as_the_source() {
+        use crate::sys::chain::Chain;
+        use std::error::Error;
+        let disk = SimDisk::new();
+        disk.write_atomic("i", &[0xa5; 8192]).unwrap();
+        let sealer = Sealer::new(Suite::Aes256GcmSiv, RepoId::random(), &rand::random());
+        let e = match Index::open(disk.index_backend("i").unwrap(), sealer) {
+            Err(e) => e,
+            Ok(_) => panic!("a file of garbage opened as an index"),
+        };
+        let IndexError::Db(db) = &e else {
+            panic!("{e}")
+        };
+        let source = e.source().unwrap();
+        assert!(source.downcast_ref::<Box<redb::Error>>().is_some());
+        assert_eq!(source.to_string(), db.to_string());
+        assert_eq!(e.to_string(), format!("index: {db}"));
+        assert_eq!(Chain(&e).to_string(), e.to_string(), "quoted once");
     }
 }
