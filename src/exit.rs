@@ -4,6 +4,7 @@
 //! same beside their definitions, and `daemon::exit_code` finds the error
 //! that decides in a chain.
 
+use crate::ops::forget::ForgetError;
 use crate::policy::hostconfig::HostConfigError;
 use crate::store::chunks::StoreError;
 use crate::store::index::IndexError;
@@ -45,6 +46,10 @@ pub const RUN_IN_PROGRESS: u8 = 24;
 /// a storage failure, or the daemon died (`umount`); no snapshot was taken
 /// because of such a failure (`snapshot create`).
 pub const NOT_COMMITTED: u8 = 25;
+/// Refused to protect a snapshot: forgetting one under a legal hold or
+/// inside its retention lock, or shortening the retention lock. Nothing
+/// was changed.
+pub const PROTECTED: u8 = 26;
 
 /// A check that found damage: reported, then exit 13.
 #[derive(Debug, thiserror::Error)]
@@ -89,6 +94,23 @@ impl ExitCode for HostConfigError {
     }
 }
 
+impl ExitCode for ForgetError {
+    fn exit_code(&self) -> u8 {
+        match self {
+            ForgetError::NoPolicy
+            | ForgetError::RulesAndNames
+            | ForgetError::Policy(_)
+            | ForgetError::Config(_) => USAGE,
+            ForgetError::Held { .. } | ForgetError::Locked { .. } => PROTECTED,
+            // The engine's own refusal, when a hold arrived between the
+            // report and the transaction.
+            ForgetError::Fs(crate::tree::types::FsError::Busy(_)) => PROTECTED,
+            ForgetError::Lock(e) => e.exit_code(),
+            ForgetError::Fs(_) => ERROR,
+        }
+    }
+}
+
 impl ExitCode for MountpointError {
     fn exit_code(&self) -> u8 {
         match self {
@@ -108,6 +130,7 @@ impl ExitCode for RepoError {
             RepoError::NotARepository { .. } => NO_REPOSITORY,
             RepoError::NoSecret | RepoError::WrongSecret => WRONG_SECRET,
             RepoError::Config(_) | RepoError::IndexMissing => DAMAGED,
+            RepoError::LockShortened(_) => PROTECTED,
             RepoError::Index(e) => index(e),
             RepoError::Store(e) => store(e),
             RepoError::NotEmpty { .. }

@@ -611,7 +611,7 @@ fn a_legal_hold_is_placed_shown_released_and_keeps_the_snapshot_meanwhile() {
         "no snapshot \"9\"",
     );
     assert_fails(&env.with_pw(&["snapshot", "hold", "2"]), 2, "--reason");
-    assert_fails(&env.with_pw(&["snapshot", "delete", "1"]), 1, "legal hold");
+    assert_fails(&env.with_pw(&["forget", "1"]), 26, "is under a legal hold");
     assert!(state() == before, "the refusals changed nothing");
 
     let out = env.with_pw(&[
@@ -625,7 +625,7 @@ fn a_legal_hold_is_placed_shown_released_and_keeps_the_snapshot_meanwhile() {
     assert_ok(&out);
     let released: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert!(released.get("hold").is_none(), "{released}");
-    assert_ok(&env.with_pw(&["snapshot", "delete", "1"]));
+    assert_ok(&env.with_pw(&["forget", "1"]));
     assert_ok(&env.with_pw(&["check", "--read-data"]));
 }
 

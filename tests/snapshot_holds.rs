@@ -40,7 +40,7 @@ fn a_hold_keeps_a_snapshot_until_it_is_released_and_both_are_recorded() {
     assert_eq!(placed.caller, (0, 0, 4242));
     assert_eq!(s.holds().unwrap().keys().collect::<Vec<_>>(), [&one]);
 
-    let refused = s.delete(ADMIN, one).unwrap_err();
+    let refused = s.forget(ADMIN, &[one], "test").unwrap_err();
     assert!(matches!(refused, FsError::Busy(_)), "{refused:?}");
     assert!(refused.to_string().contains("legal hold"), "{refused}");
     assert_eq!(s.list().unwrap().len(), 2, "nothing was removed");
@@ -53,7 +53,7 @@ fn a_hold_keeps_a_snapshot_until_it_is_released_and_both_are_recorded() {
     assert_eq!(history, [placed, released]);
     assert!(s.hold_history(two).unwrap().is_empty());
 
-    s.delete(ADMIN, one).unwrap();
+    s.forget(ADMIN, &[one], "test").unwrap();
     assert_eq!(s.list().unwrap().len(), 1, "released, it may go");
 }
 
@@ -110,7 +110,10 @@ fn holds_survive_reopening_and_both_kinds_of_index_repair() {
             .map(|e| e.reason)
             .collect();
         assert_eq!(reasons, ["first", "done", "again"]);
-        assert!(matches!(s.delete(ADMIN, two), Err(FsError::Busy(_))));
+        assert!(matches!(
+            s.forget(ADMIN, &[two], "test"),
+            Err(FsError::Busy(_))
+        ));
     };
     check(&disk);
     // An index that still opens: its tables are copied.

@@ -1,6 +1,6 @@
 //! What the kernel must forget, and when: the kernel caches entries and
 //! attributes with long TTLs, so a change the kernel did not make (a new
-//! snapshot, a head reset) is followed by invalidations. They go out from
+//! snapshot, a forgotten one, a head reset) is followed by invalidations. They go out from
 //! a thread of their own, never from a FUSE callback.
 
 use strata::tree::namespace::{Namespace, LATEST, SNAPSHOTS_INO};
@@ -23,6 +23,21 @@ pub enum Invalidate {
 pub fn after_snapshot(ns: &Namespace, label: Option<&str>) -> Vec<Invalidate> {
     let mut out = vec![Invalidate::Inode(SNAPSHOTS_INO)];
     for name in std::iter::once(LATEST).chain(label) {
+        out.push(Invalidate::Entry(SNAPSHOTS_INO, name.as_bytes().to_vec()));
+        out.push(Invalidate::Inode(ns.snapshots_link(name).ino()));
+    }
+    out
+}
+
+/// What the kernel must forget after the snapshots `names` (with `labels`)
+/// were forgotten: their directories, and `latest` and the labels, which
+/// may now point elsewhere or nowhere.
+pub fn after_forget(ns: &Namespace, names: &[String], labels: &[String]) -> Vec<Invalidate> {
+    let mut out = vec![Invalidate::Inode(SNAPSHOTS_INO)];
+    for name in names {
+        out.push(Invalidate::Entry(SNAPSHOTS_INO, name.as_bytes().to_vec()));
+    }
+    for name in std::iter::once(LATEST).chain(labels.iter().map(String::as_str)) {
         out.push(Invalidate::Entry(SNAPSHOTS_INO, name.as_bytes().to_vec()));
         out.push(Invalidate::Inode(ns.snapshots_link(name).ino()));
     }

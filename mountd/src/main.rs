@@ -34,7 +34,7 @@ use strata::tree::namespace::{Access, Namespace};
 
 use delay::Delayer;
 use fuse::StrataFs;
-use invalidate::{after_snapshot, send_invalidation, Invalidate};
+use invalidate::{after_forget, after_snapshot, send_invalidation, Invalidate};
 use requests::Requests;
 
 /// Threads that decode chunks ahead of readers.
@@ -148,6 +148,12 @@ impl Daemon for Served {
     /// cleared before the CLI hears that the snapshot exists.
     fn snapshot_taken(&self, label: Option<&str>) {
         for inv in after_snapshot(&self.ns, label) {
+            send_invalidation(&self.notifier, &inv);
+        }
+    }
+
+    fn snapshots_forgotten(&self, names: &[String], labels: &[String]) {
+        for inv in after_forget(&self.ns, names, labels) {
             send_invalidation(&self.notifier, &inv);
         }
     }

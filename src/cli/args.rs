@@ -65,6 +65,36 @@ pub enum Command {
     /// Create, list and inspect snapshots (through the daemon while mounted).
     #[command(subcommand)]
     Snapshot(SnapshotCommand),
+    /// Forget snapshots: those a retention policy does not keep, or those
+    /// named.
+    ///
+    /// With no SNAPSHOT, applies the keep rules given as flags, or else
+    /// those of [retention] in strata.toml(5) (flags replace the file's
+    /// rules as a whole; its time zone and lock still apply). Every
+    /// snapshot is listed with keep or forget and each rule that keeps it
+    /// (restic's reasons): last N, the newest good snapshot of each of N
+    /// hours, days, ISO weeks, months or years in the named time zone,
+    /// every good snapshot within DURATION of the newest, every snapshot
+    /// with a label. Only good snapshots count for a rule (taken outside a
+    /// backup run, or by one that completed or validated); a failed,
+    /// inconsistent or pending one is kept for inspection for [retention]
+    /// inspect (14 days by default), then forgotten. The newest good
+    /// snapshot (`latest`) is always kept.
+    ///
+    /// Whatever the rules or names say, a snapshot under a legal hold
+    /// (`strata snapshot hold`) or inside the repository's retention lock
+    /// is never forgotten: named, it is refused with exit 26 and nothing
+    /// changes. [retention] lock and lock_label lengthen the repository's
+    /// lock first (it can never be shortened: a shorter one is refused
+    /// with exit 26).
+    ///
+    /// Forgetting removes the snapshot's directory, record and run record;
+    /// `latest` and labels move to the newest good snapshot still kept
+    /// that carries them. A tombstone keeps the snapshot chain verifiable
+    /// and the number is never given again. The data stays in the packs
+    /// until garbage collection frees it. Works mounted (through the
+    /// daemon) and unmounted. --dry-run changes nothing, the lock included.
+    Forget(ForgetArgs),
     /// Manage head/, the tree backups are written into.
     #[command(subcommand)]
     Head(HeadCommand),
@@ -378,6 +408,48 @@ pub struct CheckArgs {
     pub config: Option<PathBuf>,
 }
 
+#[derive(Debug, Args)]
+pub struct ForgetArgs {
+    /// Snapshots to forget: number, time name, label (its newest) or
+    /// "latest"; none to apply the policy.
+    #[arg(value_name = "SNAPSHOT")]
+    pub snapshots: Vec<String>,
+    /// Keep the newest N good snapshots.
+    #[arg(long, value_name = "N")]
+    pub keep_last: Option<u32>,
+    /// Keep the newest good snapshot of each of the newest N hours that have one.
+    #[arg(long, value_name = "N")]
+    pub keep_hourly: Option<u32>,
+    /// … of each of N days.
+    #[arg(long, value_name = "N")]
+    pub keep_daily: Option<u32>,
+    /// … of each of N ISO weeks (Monday to Sunday).
+    #[arg(long, value_name = "N")]
+    pub keep_weekly: Option<u32>,
+    /// … of each of N months.
+    #[arg(long, value_name = "N")]
+    pub keep_monthly: Option<u32>,
+    /// … of each of N years.
+    #[arg(long, value_name = "N")]
+    pub keep_yearly: Option<u32>,
+    /// Keep every good snapshot taken within DURATION (e.g. "30d") of the newest good one.
+    #[arg(long, value_name = "DURATION")]
+    pub keep_within: Option<String>,
+    /// Keep every snapshot with this label (repeatable).
+    #[arg(long, value_name = "LABEL")]
+    pub keep_label: Vec<String>,
+    /// The time zone of hours, days, weeks, months and years (an IANA
+    /// name, e.g. "Europe/Berlin") [default: [retention] timezone, else the system's].
+    #[arg(long, value_name = "ZONE")]
+    pub timezone: Option<String>,
+    /// Show what would be forgotten; change nothing.
+    #[arg(long, short = 'n')]
+    pub dry_run: bool,
+    /// The host configuration with [retention] [default: /etc/strata/strata.toml, none if missing].
+    #[arg(long, env = "STRATA_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum SnapshotCommand {
     /// Take a snapshot of the head now.
@@ -418,12 +490,6 @@ pub enum SnapshotCommand {
         /// Why (recorded with your uid).
         #[arg(long)]
         reason: String,
-    },
-    /// Delete a snapshot record (for tests; retention and prune will replace it).
-    #[command(hide = true)]
-    Delete {
-        /// Which snapshot.
-        snapshot: String,
     },
 }
 

@@ -174,6 +174,13 @@ pub fn run(g: &Global, a: &BackupArgs) -> Result<()> {
             );
         }
     }
+    let retention_error = match apply_retention(&daemon, &config, &outcome) {
+        Some((r, e)) => {
+            summary.retention = Some(r);
+            e
+        }
+        None => None,
+    };
     print(
         g,
         &Report {
@@ -182,6 +189,12 @@ pub fn run(g: &Global, a: &BackupArgs) -> Result<()> {
         },
         || summary.text(),
     );
+    if let Some(e) = retention_error {
+        return Err(e.context(format!(
+            "backup run {} ended good, but applying [retention] after it failed",
+            outcome.record.run
+        )));
+    }
     match (&outcome.failure, outcome.record.status, strata::sys::process::interrupted_by()) {
         (None, RunStatus::Inconsistent, _) => Err(Reported(
             exit::INCONSISTENT,
@@ -429,6 +442,95 @@ struct Summary {
     /// The failed run whose leftovers head/ holds after this run failed
     /// (this one, after its copy wrote into head/, or an earlier one).
     left_in_head: Option<Leftovers>,
+    /// What [retention] forgot after the run, if it has rules and the run
+    /// ended good.
+    retention: Option<Retention>,
+}
+
+/// The configured policy, applied after a good run.
+#[derive(Serialize)]
+struct Retention {
+    /// The rules.
+    policy: Option<String>,
+    /// The snapshots forgotten, by name.
+    forgotten: Vec<String>,
+    /// How many are kept.
+    kept: u64,
+    /// Why it failed, if it did (the run itself ended good).
+    error: Option<String>,
+}
+
+impl Retention {
+    fn text(&self) -> String {
+        match &self.error {
+            Some(e) => format!("\nretention FAILED: {e}"),
+            None => format!(
+                "\nretention ({}): forgot {} snapshot(s){}, kept {}",
+                self.policy.as_deref().unwrap_or("-"),
+                self.forgotten.len(),
+                match self.forgotten.as_slice() {
+                    [] => String::new(),
+                    names => format!(" ({})", names.join(", ")),
+                },
+                self.kept
+            ),
+        }
+    }
+}
+
+/// Applies [retention] through the daemon after a run that ended good;
+/// `None` when it has no rules. A failure is reported with the summary,
+/// and its error returned to decide the exit code.
+fn apply_retention(
+    daemon: &Daemon,
+    config: &HostConfig,
+    outcome: &Outcome,
+) -> Option<(Retention, Option<anyhow::Error>)> {
+    let good = outcome.failure.is_none()
+        && matches!(
+            outcome.record.status,
+            RunStatus::Complete | RunStatus::Validated
+        );
+    if !good || !config.retention.has_rules() {
+        return None;
+    }
+    let req = Request::Forget {
+        snapshots: Vec::new(),
+        retention: config.retention.clone(),
+        dry_run: false,
+    };
+    Some(match daemon.call(&req) {
+        Ok(Reply::Forget(r)) => (
+            Retention {
+                policy: r.policy,
+                forgotten: r
+                    .snapshots
+                    .into_iter()
+                    .filter(|l| !l.keep)
+                    .map(|l| l.name)
+                    .collect(),
+                kept: r.kept,
+                error: None,
+            },
+            None,
+        ),
+        Ok(other) => {
+            let e = anyhow::anyhow!("unexpected answer from the daemon: {other:?}");
+            (Retention::failed(&e), Some(e))
+        }
+        Err(e) => (Retention::failed(&e), Some(e)),
+    })
+}
+
+impl Retention {
+    fn failed(e: &anyhow::Error) -> Retention {
+        Retention {
+            policy: None,
+            forgotten: Vec::new(),
+            kept: 0,
+            error: Some(format!("{e:#}")),
+        }
+    }
 }
 
 impl Summary {
@@ -447,6 +549,7 @@ impl Summary {
             // holds them (and the marker stays).
             leftovers_taken_over: o.record.leftovers.clone().filter(|_| o.snapshot.is_some()),
             left_in_head: o.record.leftovers.clone().filter(|_| o.snapshot.is_none()),
+            retention: None,
         }
     }
 
@@ -477,6 +580,9 @@ impl Summary {
             strata::policy::throttle::rate::format_bytes(self.bytes_stored as f64),
             self.duration,
         ));
+        if let Some(r) = &self.retention {
+            warnings.push_str(&r.text());
+        }
         warnings
     }
 }

@@ -2,6 +2,7 @@
 
 pub mod args;
 mod backup;
+mod forget;
 mod freshness;
 mod head;
 mod man;
@@ -47,6 +48,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Repair(RepairCommand::Index) => cmd_repair_index(g),
         Command::Snapshot(c) => snapshot::run(g, c),
         Command::Backup(a) => backup::run(g, a),
+        Command::Forget(a) => forget::run(g, a),
         Command::Head(c) => head::run(g, c),
         Command::Runs(c) => runs::run(g, c),
         Command::Throttle(c) => throttle::run(g, c),

@@ -2,15 +2,13 @@
 //! socket while the repository is mounted, directly when it is not.
 
 use anyhow::{bail, Context, Result};
-use strata::daemon::control::{self, Reply, Request};
+use strata::daemon::control::{Reply, Request};
 use strata::exit::{self, Reported};
 use strata::sys::runlock;
-use strata::tree::head::Head;
 use strata::tree::record::SnapshotInfo;
 
 use super::args::{Global, SnapshotCommand};
-use super::{locked, me, print, request, secret_for};
-use strata::tree::snapshot::Snapshots;
+use super::{locked, print, request};
 
 fn show(info: &SnapshotInfo) -> String {
     let mut out = format!(
@@ -103,7 +101,6 @@ pub fn run(g: &Global, c: &SnapshotCommand) -> Result<()> {
             snapshot: snapshot.clone(),
             reason: reason.clone(),
         },
-        SnapshotCommand::Delete { snapshot } => return delete(g, snapshot),
     };
     match (c, request(g, &req)?) {
         (SnapshotCommand::Create { .. }, Reply::Snapshot(info)) => print(g, &info, || {
@@ -160,23 +157,6 @@ fn refuse_during_a_run(g: &Global) -> Result<()> {
             ),
         )
         .into());
-    }
-    Ok(())
-}
-
-/// Deletes a snapshot record (unmounted only; for tests until prune exists).
-fn delete(g: &Global, snapshot: &str) -> Result<()> {
-    let repo = locked(g)?;
-    let secret = secret_for(g, &repo)?;
-    let head = Head::new(repo.unlock(secret.as_ref())?)?;
-    let row = control::find(
-        &Snapshots::of(&head).list()?,
-        &Snapshots::of(&head).runs()?,
-        snapshot,
-    )?;
-    Snapshots::of(&head).delete(me(), row.record.seq)?;
-    if !g.quiet && !g.json {
-        println!("deleted snapshot {}", row.record.seq);
     }
     Ok(())
 }

@@ -13,6 +13,8 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use crate::exit::{ExitCode, Reported};
+use crate::ops::forget::{self, ForgetError, ForgetReport, Selection};
+use crate::policy::retention::RetentionConfig;
 use crate::policy::throttle::{Limits, Throttle, ThrottleStatus};
 use crate::store::io::writeback::WritebackStatus;
 use crate::sys::chain::Chain;
@@ -53,6 +55,9 @@ pub enum ControlError {
     /// The head or the snapshots failed.
     #[error(transparent)]
     Fs(#[from] FsError),
+    /// Forgetting refused or failed.
+    #[error(transparent)]
+    Forget(#[from] ForgetError),
     /// A throttle request without a daemon.
     #[error(
         "the repository is not mounted: throttling governs the daemon's write path; mount it first"
@@ -165,6 +170,7 @@ impl ExitCode for ControlError {
             ControlError::NoResetTarget(_) | ControlError::NoReason => USAGE,
             ControlError::StoreFailed { .. } | ControlError::SnapshotNotStored(_) => NOT_COMMITTED,
             ControlError::DaemonReported(r) => r.exit_code(),
+            ControlError::Forget(e) => e.exit_code(),
             ControlError::NoSnapshot(_)
             | ControlError::AlreadyHeld { .. }
             | ControlError::NotHeld(_)
@@ -229,6 +235,19 @@ pub enum Request {
         /// Why (recorded with the caller).
         reason: String,
     },
+    /// Forget the snapshots named (by number, name, label or "latest"),
+    /// or with none named, those the retention rules do not keep; the lock
+    /// in `retention` lengthens the repository's first.
+    Forget {
+        /// Which, by name; empty to apply the rules.
+        #[serde(default)]
+        snapshots: Vec<String>,
+        /// The rules, time zone and lock (strata.toml's `[retention]`
+        /// with the command line's flags applied).
+        retention: RetentionConfig,
+        /// Report only; change nothing.
+        dry_run: bool,
+    },
     /// The daemon's state.
     Status,
     /// Make head/ snapshot `snapshot`'s tree (by number, name, label or
@@ -268,6 +287,7 @@ impl Request {
             Request::SnapshotShow { .. } => "snapshot_show",
             Request::SnapshotHold { .. } => "snapshot_hold",
             Request::SnapshotRelease { .. } => "snapshot_release",
+            Request::Forget { .. } => "forget",
             Request::Status => "status",
             Request::HeadReset { .. } => "head_reset",
             Request::LeftoversRecord { .. } => "leftovers_record",
@@ -295,6 +315,8 @@ pub enum Reply {
     Reset(Box<ResetInfo>),
     /// The leftovers marker in force.
     Leftovers(Box<Leftovers>),
+    /// What forget did.
+    Forget(Box<ForgetReport>),
     /// Done.
     Done,
 }
@@ -452,6 +474,13 @@ pub fn handle(ns: &Namespace, caller: Caller, req: &Request) -> Result<Reply, Co
             Reply::Snapshot(Box::new(hold(ns, caller, snapshot, reason, false)?))
         }
         Request::HeadReset { snapshot } => reset(ns, caller, snapshot, None)?,
+        Request::Forget {
+            snapshots,
+            retention,
+            dry_run,
+        } => Reply::Forget(Box::new(forget_snapshots(
+            ns, caller, snapshots, retention, *dry_run,
+        )?)),
         Request::LeftoversRecord { leftovers } => {
             let kept = ns.head().record_leftovers(leftovers)?;
             tracing::warn!(
@@ -546,6 +575,39 @@ fn hold(
     info(ns, &row)
 }
 
+/// Forgets `names` (resolved as `snapshot show` resolves them), or what
+/// `retention`'s rules do not keep when none are named; then shows the
+/// new list.
+fn forget_snapshots(
+    ns: &Namespace,
+    caller: Caller,
+    names: &[String],
+    retention: &RetentionConfig,
+    dry_run: bool,
+) -> Result<ForgetReport, ControlError> {
+    let head = ns.head();
+    let now = crate::tree::types::Timestamp::now().secs;
+    let report = if names.is_empty() {
+        forget::forget(head, caller, &Selection::Policy(retention), now, dry_run)?
+    } else {
+        let rows = ns.snapshots();
+        let runs = Snapshots::of(head).runs()?;
+        let mut seqs = Vec::new();
+        for name in names {
+            let seq = find(&rows, &runs, name)?.record.seq;
+            if !seqs.contains(&seq) {
+                seqs.push(seq);
+            }
+        }
+        let selection = Selection::These(&seqs, retention);
+        forget::forget(head, caller, &selection, now, dry_run)?
+    };
+    if !dry_run && report.forgotten > 0 {
+        ns.reload()?;
+    }
+    Ok(report)
+}
+
 /// `secs` since the epoch as an RFC 3339 UTC time.
 fn rfc3339(secs: i64) -> String {
     let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs.max(0) as u64);
@@ -611,6 +673,9 @@ pub trait Daemon: Send + Sync {
     fn mountpoint(&self) -> String;
     /// A snapshot was taken: the kernel's view of snapshots/ must change.
     fn snapshot_taken(&self, label: Option<&str>);
+    /// Snapshots were forgotten: the kernel must drop their directories
+    /// and the symlinks (`latest`, `labels`) that may have moved.
+    fn snapshots_forgotten(&self, names: &[String], labels: &[String]);
     /// head/ was reset: the kernel must forget what it cached of it.
     fn head_reset(&self);
     /// Unmounts; the daemon then commits and exits. An error (EBUSY) leaves
@@ -686,6 +751,14 @@ fn serve_one(stream: UnixStream, ns: &Namespace, daemon: &dyn Daemon) -> Result<
                 (Request::SnapshotRun { seq, .. }, _) => {
                     let label = ns.snapshots().into_iter().find(|r| r.record.seq == *seq);
                     daemon.snapshot_taken(label.and_then(|r| r.record.label).as_deref())
+                }
+                (Request::Forget { dry_run: false, .. }, Reply::Forget(report)) => {
+                    let gone = report.snapshots.iter().filter(|l| !l.keep);
+                    let names: Vec<String> = gone.clone().map(|l| l.name.clone()).collect();
+                    let labels: Vec<String> = gone.filter_map(|l| l.label.clone()).collect();
+                    if !names.is_empty() {
+                        daemon.snapshots_forgotten(&names, &labels);
+                    }
                 }
                 (Request::Status, Reply::Status(s)) => {
                     s.mounted = true;

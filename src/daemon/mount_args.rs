@@ -109,6 +109,9 @@ Exit codes:
       is gone all the same); snapshot create: no snapshot was taken because
       of such a failure (the message says what was kept and what to do);
       also when the daemon's final commit at unmount failed
+  26  forget, backup: refused to protect a snapshot: it is under a legal
+      hold or inside the retention lock, or the lock asked for is shorter
+      than the repository's; nothing changed
   128+N  backup: stopped by signal N (130 SIGINT, 143 SIGTERM); the copy
       and hooks were stopped and on_failure hooks ran";
 

@@ -138,7 +138,7 @@ pub fn rebuild_index(
         for e in entries.into_iter() {
             if matches!(
                 e.kind,
-                Kind::Snapshot | Kind::SnapshotRun | Kind::SnapshotHold
+                Kind::Snapshot | Kind::SnapshotRun | Kind::SnapshotHold | Kind::SnapshotTombstone
             ) {
                 snapshot_objects.push((id, e));
             }
@@ -245,7 +245,8 @@ fn db_err(e: impl Into<redb::Error>) -> RepoError {
 /// sealed: they are bound to their keys, not to the file).
 fn copy_layer_tables(from: &redb::Database, to: &redb::Database) -> Result<(), RepoError> {
     use crate::tree::head::records::{
-        DIRENTS, EXTENTS, HOLDS, INODES, META, PARENTS, RUNS, SNAPSHOTS, XATTRS,
+        DIRENTS, EXTENTS, HOLDS, INODES, LEFTOVERS, META, PARENTS, RUNS, SNAPSHOTS, TOMBSTONES,
+        UNLOADED, XATTRS,
     };
     use redb::{ReadableDatabase, ReadableTable};
     let rt = from.begin_read().map_err(db_err)?;
@@ -270,11 +271,16 @@ fn copy_layer_tables(from: &redb::Database, to: &redb::Database) -> Result<(), R
     copy!(SNAPSHOTS);
     copy!(RUNS);
     copy!(HOLDS);
+    copy!(TOMBSTONES);
+    copy!(UNLOADED);
+    copy!(LEFTOVERS);
     wt.commit().map_err(db_err)
 }
 
 /// Re-indexes snapshot records found in packs, with the newest revision
-/// of each one's backup-run record; returns how many snapshots.
+/// of each one's backup-run record, every legal-hold event and every
+/// tombstone; a record with a tombstone stays forgotten. Returns how many
+/// snapshots.
 fn recover_snapshots(
     disk: &dyn Disk,
     backend: &dyn PackBackend,
@@ -283,13 +289,15 @@ fn recover_snapshots(
     objects: &[(PackId, pack::TocEntry)],
     to: &redb::Database,
 ) -> Result<u64, RepoError> {
-    use crate::tree::head::records::{seal, HOLDS, META, RUNS, SNAPSHOTS};
+    use crate::tree::head::records::{seal, HOLDS, META, RUNS, SNAPSHOTS, TOMBSTONES};
     use crate::tree::objects::{SnapshotRecord, SnapshotRow};
+    use crate::tree::snapshot::forget::Tombstone;
     use crate::tree::snapshot::holds::{hold_key, HoldEvent};
     use crate::tree::snapshot::runs::StoredRun;
     let mut rows = Vec::new();
     let mut runs: HashMap<u64, StoredRun> = HashMap::new();
     let mut holds: Vec<HoldEvent> = Vec::new();
+    let mut tombstones: HashMap<u64, Tombstone> = HashMap::new();
     for (pack_id, e) in objects {
         let name = pack_id.to_string();
         let file = open_any_pack(disk, backend, *pack_id).map_err(io_err("open pack", &name))?;
@@ -301,6 +309,12 @@ fn recover_snapshots(
             tracing::warn!(object = %e.id.short(), "snapshot record does not verify; skipped");
             continue;
         };
+        if e.kind == Kind::SnapshotTombstone {
+            if let Ok(t) = postcard::from_bytes::<Tombstone>(plain.as_slice()) {
+                tombstones.insert(t.seq, t);
+            }
+            continue;
+        }
         if e.kind == Kind::SnapshotHold {
             if let Ok(hold) = postcard::from_bytes::<HoldEvent>(plain.as_slice()) {
                 holds.push(hold);
@@ -323,6 +337,9 @@ fn recover_snapshots(
         };
         rows.push(SnapshotRow { id: e.id.0, record });
     }
+    let forgotten =
+        |seq: u64, id: &[u8; 32]| tombstones.get(&seq).is_some_and(|t| t.snapshot == *id);
+    rows.retain(|r| !forgotten(r.record.seq, &r.id));
     let wt = to.begin_write().map_err(db_err)?;
     {
         let mut table = wt.open_table(SNAPSHOTS).map_err(db_err)?;
@@ -349,7 +366,7 @@ fn recover_snapshots(
             let of_row = rows
                 .iter()
                 .any(|r| r.record.seq == hold.seq && r.id == hold.snapshot);
-            if of_row {
+            if of_row || forgotten(hold.seq, &hold.snapshot) {
                 let key = hold_key(hold.seq, hold.revision);
                 let v = seal(index_sealer, Kind::IndexSnapshotHold, &key, hold);
                 hold_table
@@ -357,7 +374,24 @@ fn recover_snapshots(
                     .map_err(db_err)?;
             }
         }
-        let max = rows.iter().map(|r| r.record.seq).max().unwrap_or(0);
+        let mut tombstone_table = wt.open_table(TOMBSTONES).map_err(db_err)?;
+        for t in tombstones.values() {
+            let v = seal(
+                index_sealer,
+                Kind::IndexSnapshotTombstone,
+                &t.seq.to_le_bytes(),
+                t,
+            );
+            tombstone_table
+                .insert(t.seq, v.as_slice())
+                .map_err(db_err)?;
+        }
+        let max = rows
+            .iter()
+            .map(|r| r.record.seq)
+            .chain(tombstones.keys().copied())
+            .max()
+            .unwrap_or(0);
         wt.open_table(META)
             .map_err(db_err)?
             .insert("snapshot_seq", max)

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use crate::store::chunker::{ChunkerParams, InvalidChunkerParams};
 use crate::store::format::{Suite, FORMAT_VERSION, PACK_TARGET_SIZE};
 use crate::store::id::RepoId;
+use crate::store::retention_lock::RetentionLock;
 
 /// The `format` field every strata config carries.
 pub const FORMAT_NAME: &str = "strata-repository";
@@ -88,6 +89,9 @@ pub struct Config {
     /// The master key, only in a repository created without encryption.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub insecure_master_key: Option<String>,
+    /// The retention lock: only ever lengthened.
+    #[serde(default, skip_serializing_if = "RetentionLock::is_empty")]
+    pub retention_lock: RetentionLock,
     /// Keyed BLAKE3 (config key) of the fixed rendering of the other fields, hex.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mac: Option<String>,
@@ -107,6 +111,7 @@ impl Config {
             pack_size: PACK_TARGET_SIZE,
             chunker,
             insecure_master_key: None,
+            retention_lock: RetentionLock::default(),
             mac: None,
         }
     }
@@ -181,7 +186,7 @@ impl Config {
     /// does not depend on how a TOML library formats the file.
     fn compute_mac(&self, key: &[u8; 32]) -> String {
         let canonical = format!(
-            "format={}\nversion={}\nid={}\ncreated={}\nsuite={}\npack_size={}\nchunker={}/{}/{}\ninsecure_master_key={}\n",
+            "format={}\nversion={}\nid={}\ncreated={}\nsuite={}\npack_size={}\nchunker={}/{}/{}\ninsecure_master_key={}\n{}",
             self.format,
             self.version,
             self.id,
@@ -192,6 +197,7 @@ impl Config {
             self.chunker.avg_size,
             self.chunker.max_size,
             self.insecure_master_key.as_deref().unwrap_or("-"),
+            self.retention_lock.canonical(),
         );
         blake3::keyed_hash(key, canonical.as_bytes())
             .to_hex()
@@ -227,6 +233,27 @@ mod tests {
         let edited =
             Config::parse(&c.render().replace("avg_size = 262144", "avg_size = 131072")).unwrap();
         assert!(matches!(edited.verify(&key), Err(ConfigError::BadMac)));
+    }
+
+    #[test]
+    fn a_retention_lock_round_trips_and_is_covered_by_the_mac() {
+        let key = [9u8; 32];
+        let mut c = Config::new(Suite::Aes256GcmSiv, ChunkerParams::default());
+        c.sign(&key);
+        let unlocked_mac = c.mac.clone();
+        c.retention_lock.all = Some(86_400);
+        c.retention_lock.labels.insert("yearly".into(), 172_800);
+        c.sign(&key);
+        assert_ne!(c.mac, unlocked_mac, "the lock is part of what is signed");
+        let text = c.render();
+        assert!(text.contains("[retention_lock]"), "{text}");
+        let parsed = Config::parse(&text).unwrap();
+        assert_eq!(parsed.retention_lock, c.retention_lock);
+        parsed.verify(&key).unwrap();
+        let shortened = Config::parse(&text.replace("all = 86400", "all = 3600")).unwrap();
+        assert!(matches!(shortened.verify(&key), Err(ConfigError::BadMac)));
+        let removed = Config::parse(&text.replace("all = 86400\n", "")).unwrap();
+        assert!(matches!(removed.verify(&key), Err(ConfigError::BadMac)));
     }
 
     #[test]

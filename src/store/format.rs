@@ -143,6 +143,10 @@ pub enum Kind {
     SnapshotHold = 16,
     /// A value of the index's hold table.
     IndexSnapshotHold = 17,
+    /// What is left of a forgotten snapshot: its link in the hash chain.
+    SnapshotTombstone = 18,
+    /// A value of the index's tombstone table.
+    IndexSnapshotTombstone = 19,
 }
 
 impl Kind {
@@ -154,6 +158,7 @@ impl Kind {
             3 => Some(Kind::Snapshot),
             14 => Some(Kind::SnapshotRun),
             16 => Some(Kind::SnapshotHold),
+            18 => Some(Kind::SnapshotTombstone),
             _ => None,
         }
     }

@@ -16,6 +16,7 @@ use crate::store::format::{Suite, CONFIG_FILE, INDEX_FILE, KEYS_DIR, OPEN_DIR, P
 use crate::store::id::{ChunkId, RepoId, SlotId};
 use crate::store::index::{Index, IndexError};
 use crate::store::io::Disk;
+use crate::store::retention_lock::{RetentionLock, Shorter};
 
 /// Why a repository could not be created, opened or changed.
 #[derive(Debug, thiserror::Error)]
@@ -58,6 +59,9 @@ pub enum RepoError {
     /// Removing the slot would leave the repository unopenable.
     #[error("refusing to remove the last key slot: add another key first, or the repository could never be opened again")]
     LastSlot,
+    /// A retention lock asked for is shorter than the repository's.
+    #[error("refusing to shorten the retention lock: {}; a retention lock can only be lengthened, never shortened or removed; ask for at least the repository's lock (`strata forget --dry-run` shows it)", .0.iter().map(|s| s.to_string()).collect::<Vec<_>>().join("; "))]
+    LockShortened(Vec<Shorter>),
     /// The index file is gone but packs are not.
     #[error(
         "the index (index.redb) is missing; rebuild it from the packs with `strata repair index`"
@@ -318,11 +322,13 @@ impl LockedRepo {
             self.config.pack_size,
         )?;
         let chunker = Arc::new(Chunker::new(params, &unlocked.keys.chunker));
+        let retention_lock = std::sync::RwLock::new(self.config.retention_lock.clone());
         Ok(Repo {
             locked: self,
             unlocked,
             store,
             chunker,
+            retention_lock,
         })
     }
 
@@ -373,6 +379,8 @@ pub struct Repo {
     unlocked: Unlocked,
     store: Store,
     chunker: Arc<Chunker>,
+    /// The retention lock as of the last raise (the config's until then).
+    retention_lock: std::sync::RwLock<RetentionLock>,
 }
 
 /// A key slot as shown by `strata key list`.
@@ -409,6 +417,48 @@ impl Repo {
     /// The disk.
     pub fn disk(&self) -> &Arc<dyn Disk> {
         &self.locked.disk
+    }
+
+    /// The retention lock in force.
+    pub fn retention_lock(&self) -> RetentionLock {
+        self.retention_lock
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Lengthens the retention lock to `wanted` where it asks for more,
+    /// durably (the config is re-signed and replaced atomically); refused
+    /// with [`RepoError::LockShortened`] where it asks for less. Returns the
+    /// lock in force.
+    pub fn raise_retention_lock(&self, wanted: &RetentionLock) -> Result<RetentionLock, RepoError> {
+        let mut current = self
+            .retention_lock
+            .write()
+            .unwrap_or_else(|e| e.into_inner());
+        let shorter = current.shorter(wanted);
+        if !shorter.is_empty() {
+            return Err(RepoError::LockShortened(shorter));
+        }
+        let raised = current.raised_to(wanted);
+        if raised == *current {
+            return Ok(raised);
+        }
+        let mut config = self.locked.config.clone();
+        config.retention_lock = raised.clone();
+        if config.mac.is_some() {
+            config.sign(&self.unlocked.keys.config);
+        }
+        self.locked
+            .disk
+            .write_atomic(CONFIG_FILE, config.render().as_bytes())
+            .map_err(io_err("write", CONFIG_FILE))?;
+        tracing::warn!(
+            lock = %raised.describe(),
+            "retention lock lengthened; it can never be shortened"
+        );
+        *current = raised.clone();
+        Ok(raised)
     }
 
     /// The keys derived from the master key (for engine layers above the store).

@@ -80,8 +80,12 @@ pub struct SnapshotRow {
 impl SnapshotRecord {
     /// The snapshot's directory name: its UTC time, ISO 8601, to the second.
     pub fn name(&self) -> String {
-        let t =
-            std::time::UNIX_EPOCH + std::time::Duration::from_secs(self.time.secs.max(0) as u64);
+        SnapshotRecord::name_at(self.time)
+    }
+
+    /// The directory name of a snapshot taken at `time`.
+    pub fn name_at(time: Timestamp) -> String {
+        let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(time.secs.max(0) as u64);
         humantime::format_rfc3339_seconds(t).to_string()
     }
 }

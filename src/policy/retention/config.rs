@@ -1,13 +1,18 @@
 //! `[retention]` in strata.toml: the policy `strata forget` applies when
-//! given no rule on its command line, and the time zone of its calendar.
+//! given no rule on its command line, the time zone of its calendar, and
+//! the retention lock to write into the repository.
+
+use std::collections::BTreeMap;
 
 use jiff::tz::TimeZone;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::policy::retention::{Policy, PolicyError};
+use crate::store::retention_lock::RetentionLock;
 
-/// `[retention]` as written.
-#[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
+/// `[retention]` as written (also how `strata forget` sends its rules to
+/// the daemon).
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct RetentionConfig {
     /// `keep_last = N`.
@@ -33,6 +38,13 @@ pub struct RetentionConfig {
     /// `timezone = "Europe/Berlin"`: the zone of hours, days, weeks,
     /// months and years; the system's by default.
     pub timezone: Option<String>,
+    /// `lock = "7y"`: the retention lock of every snapshot, written into
+    /// the repository, which only ever lengthens it.
+    pub lock: Option<String>,
+    /// `lock_label = { yearly = "10y" }`: the retention lock of the
+    /// snapshots with a label.
+    #[serde(default)]
+    pub lock_label: BTreeMap<String, String>,
 }
 
 /// A `[retention]` that cannot be used.
@@ -43,6 +55,18 @@ pub enum RetentionConfigError {
     Duration {
         /// The key.
         key: &'static str,
+        /// What was written.
+        value: String,
+        /// Why it does not parse.
+        source: humantime::DurationError,
+    },
+    /// A lock's length that does not parse.
+    #[error(
+        "[retention] {key} = {value:?} is not a duration ({source}); write e.g. \"7y\", \"90d\""
+    )]
+    LockDuration {
+        /// The key (`lock`, or `lock_label.LABEL`).
+        key: String,
         /// What was written.
         value: String,
         /// Why it does not parse.
@@ -109,11 +133,52 @@ impl RetentionConfig {
         }
     }
 
-    /// Checks everything [`RetentionConfig::policy`] and
-    /// [`RetentionConfig::time_zone`] will check, when the file is loaded.
+    /// The retention lock asked for (empty when none is configured; the
+    /// repository's own lock applies then).
+    pub fn lock(&self) -> Result<RetentionLock, RetentionConfigError> {
+        let secs = |key: String, value: &str| {
+            humantime::parse_duration(value.trim())
+                .map(|d| d.as_secs())
+                .map_err(|source| RetentionConfigError::LockDuration {
+                    key,
+                    value: value.to_owned(),
+                    source,
+                })
+        };
+        let mut lock = RetentionLock {
+            all: self
+                .lock
+                .as_deref()
+                .map(|v| secs("lock".into(), v))
+                .transpose()?,
+            labels: BTreeMap::new(),
+        };
+        for (label, value) in &self.lock_label {
+            let s = secs(format!("lock_label.{label}"), value)?;
+            lock.labels.insert(label.clone(), s);
+        }
+        Ok(lock)
+    }
+
+    /// Whether any keep rule is written (the lock and zone are not rules).
+    pub fn has_rules(&self) -> bool {
+        self.keep_last.is_some()
+            || self.keep_hourly.is_some()
+            || self.keep_daily.is_some()
+            || self.keep_weekly.is_some()
+            || self.keep_monthly.is_some()
+            || self.keep_yearly.is_some()
+            || self.keep_within.is_some()
+            || !self.keep_label.is_empty()
+    }
+
+    /// Checks everything [`RetentionConfig::policy`],
+    /// [`RetentionConfig::time_zone`] and [`RetentionConfig::lock`] will
+    /// check, when the file is loaded.
     pub fn check(&self) -> Result<(), RetentionConfigError> {
         self.policy()?;
         self.time_zone()?;
+        self.lock()?;
         Ok(())
     }
 }
@@ -163,5 +228,23 @@ mod tests {
             "{e}"
         );
         assert!(toml::from_str::<RetentionConfig>("keep_dayly = 3").is_err());
+    }
+
+    #[test]
+    fn a_lock_is_read_in_seconds_and_a_bad_one_is_named() {
+        let c = parse("lock = \"7y\"\nlock_label = { yearly = \"10y\" }\n");
+        let lock = c.lock().unwrap();
+        assert_eq!(lock.all, Some(7 * 31_557_600));
+        assert_eq!(lock.labels["yearly"], 10 * 31_557_600);
+        assert!(!c.has_rules(), "a lock alone is no keep rule");
+        assert!(parse("").lock().unwrap().is_empty());
+        let e = parse("lock_label = { yearly = \"forever\" }")
+            .check()
+            .unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("lock_label.yearly = \"forever\" is not a duration"),
+            "{e}"
+        );
     }
 }

@@ -12,6 +12,7 @@
 //! | snapshots      | sequence number u64               | snapshot record           |
 //! | snapshot_runs  | sequence number u64               | a backup run's record     |
 //! | snapshot_holds | (sequence u64, revision u64)      | a hold or its release     |
+//! | snapshot_tombstones | sequence number u64          | a forgotten snapshot      |
 //! | head_leftovers | "marker"                          | a failed run's leftovers  |
 //!
 //! Name hashes are keyed BLAKE3 of (parent, name), so the table order and
@@ -42,6 +43,8 @@ pub const RUNS: TableDefinition<u64, &[u8]> = TableDefinition::new("snapshot_run
 /// Legal holds placed and released, by (snapshot sequence number,
 /// revision); a snapshot's newest revision says whether it is held.
 pub const HOLDS: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("snapshot_holds");
+/// Forgotten snapshots by sequence number: their links in the hash chain.
+pub const TOMBSTONES: TableDefinition<u64, &[u8]> = TableDefinition::new("snapshot_tombstones");
 /// Directories a reset left unloaded: their entries are still only in the
 /// snapshot tree their `clean_tree` names (see `Write::load`). Roots for
 /// garbage collection while they last.

@@ -275,6 +275,7 @@ pub struct Read<'a> {
     snapshots: OnceCell<ReadOnlyTable<u64, Sealed>>,
     runs: OnceCell<ReadOnlyTable<u64, Sealed>>,
     holds: OnceCell<ReadOnlyTable<(u64, u64), Sealed>>,
+    tombstones: OnceCell<ReadOnlyTable<u64, Sealed>>,
 }
 
 impl<'a> Read<'a> {
@@ -301,6 +302,7 @@ impl<'a> Read<'a> {
             snapshots: OnceCell::new(),
             runs: OnceCell::new(),
             holds: OnceCell::new(),
+            tombstones: OnceCell::new(),
         })
     }
 
@@ -341,6 +343,11 @@ impl<'a> Read<'a> {
     /// Legal holds of snapshots, every revision.
     pub fn holds(&self) -> Result<&ReadOnlyTable<(u64, u64), Sealed>, FsError> {
         lazy(&self.holds, || self.tx.open_table(HOLDS))
+    }
+
+    /// Forgotten snapshots' links in the hash chain.
+    pub fn tombstones(&self) -> Result<&ReadOnlyTable<u64, Sealed>, FsError> {
+        lazy(&self.tombstones, || self.tx.open_table(TOMBSTONES))
     }
 }
 
@@ -390,6 +397,7 @@ pub struct Write<'a> {
     snapshots: OnceCell<Table<'a, u64, Sealed>>,
     runs: OnceCell<Table<'a, u64, Sealed>>,
     holds: OnceCell<Table<'a, (u64, u64), Sealed>>,
+    tombstones: OnceCell<Table<'a, u64, Sealed>>,
     /// Key and value bytes this transaction wrote, for the cost counters.
     pub bytes_written: u64,
 }
@@ -430,6 +438,7 @@ pub fn write<T>(
             snapshots: OnceCell::new(),
             runs: OnceCell::new(),
             holds: OnceCell::new(),
+            tombstones: OnceCell::new(),
             bytes_written: 0,
         };
         let out = f(&mut w)?;
@@ -468,6 +477,7 @@ write_tables! {
     snapshots, snapshots_t, snapshots_mut_inner, SNAPSHOTS: u64 => Sealed;
     runs, runs_t, runs_mut_inner, RUNS: u64 => Sealed;
     holds, holds_t, holds_mut_inner, HOLDS: (u64, u64) => Sealed;
+    tombstones, tombstones_t, tombstones_mut_inner, TOMBSTONES: u64 => Sealed;
 }
 
 impl<'a> Write<'a> {
@@ -698,6 +708,7 @@ impl<'a> Write<'a> {
         self.snapshots_t()?;
         self.runs_t()?;
         self.holds_t()?;
+        self.tombstones_t()?;
         Ok(())
     }
 
@@ -724,6 +735,16 @@ impl<'a> Write<'a> {
     /// Legal holds, to add a revision.
     pub fn holds_mut(&mut self) -> Result<&mut Table<'a, (u64, u64), Sealed>, FsError> {
         self.holds_mut_inner()
+    }
+
+    /// Forgotten snapshots' links in the hash chain.
+    pub fn tombstones(&self) -> Result<&Table<'a, u64, Sealed>, FsError> {
+        self.tombstones_t()
+    }
+
+    /// Forgotten snapshots, to add one.
+    pub fn tombstones_mut(&mut self) -> Result<&mut Table<'a, u64, Sealed>, FsError> {
+        self.tombstones_mut_inner()
     }
 
     /// Inodes marked as orphans.

@@ -18,6 +18,7 @@
 //! A sibling of the head, not part of it: [`Snapshots`] works through the
 //! head's public API and its transactions.
 
+pub mod forget;
 pub mod holds;
 pub mod runs;
 
@@ -91,10 +92,11 @@ impl<'h> Snapshots<'h> {
         head.flush_all(caller)?;
         let serial = head.serial();
         // A snapshot's directory name is its time to the second: a second
-        // snapshot within one second waits for the next, so names never
-        // collide and always tell the truth.
-        if let Some(last) = self.last()? {
-            wait_past_second(last.record.time.secs);
+        // snapshot within one second of the newest (kept or forgotten)
+        // waits for the next, so names never collide, are never reused,
+        // and always tell the truth.
+        if let Some((_, _, time)) = serial.transact(|w| forget::newest_link(w))? {
+            wait_past_second(time.secs);
         }
         let store = head.repo().store();
         let id_key = head.repo().keys().id;
@@ -104,27 +106,12 @@ impl<'h> Snapshots<'h> {
             let subtree = build_tree(head, w, InodeNo::ROOT, &root_rec, &mut stats)?;
             let mut root = entry_of(w, &id_key, b"", InodeNo::ROOT, &root_rec)?;
             root.subtree = Some(subtree);
-            // Sequence numbers come from a counter, so a deleted snapshot's
-            // number is never given again; `prev` chains to the newest record.
+            // Sequence numbers come from a counter, so a forgotten
+            // snapshot's number is never given again; `prev` chains to the
+            // newest link, kept or forgotten.
             let seq = w.counter("snapshot_seq")? + 1;
             w.set_counter("snapshot_seq", seq)?;
-            let last = w
-                .snapshots()?
-                .last()
-                .map_err(records::db)?
-                .map(|(k, v)| (k.value(), v.value().to_vec()));
-            let prev = match last {
-                Some((n, v)) => Some(
-                    records::open::<SnapshotRow>(
-                        w.sealer(),
-                        Kind::IndexSnapshot,
-                        &n.to_le_bytes(),
-                        &v,
-                    )?
-                    .id,
-                ),
-                None => None,
-            };
+            let prev = forget::newest_link(w)?.map(|(_, id, _)| id);
             let record = SnapshotRecord {
                 seq,
                 time: Timestamp::now(),
@@ -194,30 +181,13 @@ impl<'h> Snapshots<'h> {
         )
     }
 
-    /// Deletes a snapshot's record (its objects stay until garbage
-    /// collection exists); refused while it is under a legal hold. For
-    /// tests; retention will be the only caller.
-    pub fn delete(&self, caller: Caller, seq: u64) -> Result<(), FsError> {
-        let _op = caller.span("delete_snapshot");
-        self.head.transact(|w| {
-            if holds::last_event(w, seq)?.is_some_and(|e| e.held) {
-                return Err(FsError::Busy("the snapshot is under a legal hold"));
-            }
-            w.snapshots_mut()?
-                .remove(seq)
-                .map_err(records::db)?
-                .ok_or(FsError::NotFound)?;
-            w.runs_mut()?.remove(seq).map_err(records::db)?;
-            Ok(())
-        })?;
-        self.head.commit()
-    }
-
-    /// Checks every snapshot's structure: its record is indexed, every tree
-    /// below its root opens, every chunk a file refers to is indexed, and
-    /// every file's content digest matches its extents. Returns the problems.
+    /// Checks the snapshot chain ([`Snapshots::verify_chain`]) and every
+    /// snapshot's structure: its record is indexed, every tree below its
+    /// root opens, every chunk a file refers to is indexed, and every
+    /// file's content digest matches its extents. Returns the problems.
     pub fn verify(&self, caller: Caller) -> Result<Vec<String>, FsError> {
         let _op = caller.span("verify_snapshots");
+        let mut errors = self.verify_chain()?;
         let index = self.head.repo().store().index();
         let indexed = |id: &[u8; 32]| {
             index
@@ -226,7 +196,6 @@ impl<'h> Snapshots<'h> {
                 .map_err(|e| FsError::Io(Fault::of(e)))
         };
         let id_key = self.head.repo().keys().id;
-        let mut errors = Vec::new();
         let mut seen = std::collections::HashSet::new();
         for row in self.list()? {
             let seq = row.record.seq;
