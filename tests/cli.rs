@@ -580,15 +580,8 @@ fn a_legal_hold_is_placed_shown_released_and_keeps_the_snapshot_meanwhile() {
     assert_eq!(held.len(), 1, "{list}");
     assert!(held[0].trim_start().starts_with("1 "), "{list}");
 
-    // Refusals: each names the state, exits non-zero, and changes nothing:
-    // no pack byte, and the snapshots with their holds as they were (the
-    // index file itself is rewritten by every open).
-    let state = || {
-        let mut files = tree(&env.repo());
-        files.retain(|p, _| !p.ends_with("index.redb"));
-        let list = env.with_pw(&["snapshot", "list", "--json"]).stdout;
-        (files, list)
-    };
+    // Refusals: each names the state, exits non-zero, and changes nothing.
+    let state = || repository_state(&env);
     let before = state();
     assert_fails(
         &env.with_pw(&["snapshot", "hold", "1", "--reason", "again"]),
@@ -627,6 +620,15 @@ fn a_legal_hold_is_placed_shown_released_and_keeps_the_snapshot_meanwhile() {
     assert!(released.get("hold").is_none(), "{released}");
     assert_ok(&env.with_pw(&["forget", "1"]));
     assert_ok(&env.with_pw(&["check", "--read-data"]));
+}
+
+/// What a refusal must leave as it was: every file but the index (which
+/// every open rewrites), and the snapshots with their holds.
+fn repository_state(env: &Env) -> (BTreeMap<PathBuf, String>, Vec<u8>) {
+    let mut files = tree(&env.repo());
+    files.retain(|p, _| !p.ends_with("index.redb"));
+    let list = env.with_pw(&["snapshot", "list", "--json"]).stdout;
+    (files, list)
 }
 
 fn name_of(env: &Env, seq: u64) -> String {
@@ -737,4 +739,151 @@ fn man_pages_refer_only_to_pages_that_exist_and_end_with_see_also() {
     ] {
         assert!(stats.contains(field), "strata-stats(1) lacks {field}");
     }
+}
+
+/// A host configuration only root may change (as strata requires).
+fn host_config(env: &Env, name: &str, text: &str) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let path = env.path(name);
+    std::fs::write(&path, text).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    path
+}
+
+fn snapshot_seqs(env: &Env) -> Vec<u64> {
+    let out = env.with_pw(&["snapshot", "list", "--json"]);
+    let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    list.as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["seq"].as_u64().unwrap())
+        .collect()
+}
+
+#[test]
+fn forget_applies_the_configured_or_given_rules_and_reports_every_reason() {
+    let env = Env::new();
+    env.init();
+    assert_ok(&env.with_pw(&["snapshot", "create", "--label", "before-upgrade"]));
+    for _ in 0..3 {
+        assert_ok(&env.with_pw(&["snapshot", "create"]));
+    }
+    let cfg = host_config(
+        &env,
+        "strata.toml",
+        "[retention]\nkeep_last = 1\ntimezone = \"UTC\"\n",
+    );
+    let out = env.with_pw(&["forget", "--dry-run", "--config", s(&cfg)]);
+    assert_ok(&out);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("policy          keep-last 1 (time zone UTC)"),
+        "{text}"
+    );
+    assert!(text.contains("retention lock  none"), "{text}");
+    assert!(
+        text.contains("keep    last 1, newest good snapshot"),
+        "{text}"
+    );
+    assert!(
+        text.contains("would forget 3 snapshot(s), kept 1 (dry run: nothing changed)"),
+        "{text}"
+    );
+    assert_eq!(snapshot_seqs(&env), [1, 2, 3, 4]);
+
+    // Flags replace the file's rules as a whole.
+    let out = env.with_pw(&[
+        "forget",
+        "--keep-label",
+        "before-upgrade",
+        "--config",
+        s(&cfg),
+        "--json",
+    ]);
+    assert_ok(&out);
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["policy"], "keep-label before-upgrade");
+    assert_eq!(
+        (report["forgotten"].as_u64(), report["kept"].as_u64()),
+        (Some(2), Some(2))
+    );
+    assert_eq!(report["snapshots"][0]["reasons"][0]["rule"], "label");
+    assert_eq!(report["snapshots"][1]["keep"], false);
+    assert_eq!(snapshot_seqs(&env), [1, 4]);
+    assert_ok(&env.with_pw(&["check", "--read-data"]));
+}
+
+#[test]
+fn forget_refuses_muddled_requests_protected_snapshots_and_a_shorter_lock() {
+    let env = Env::new();
+    env.init();
+    for _ in 0..3 {
+        assert_ok(&env.with_pw(&["snapshot", "create"]));
+    }
+    let state = || repository_state(&env);
+    let before = state();
+    assert_fails(&env.with_pw(&["forget"]), 2, "no retention policy to apply");
+    assert_fails(
+        &env.with_pw(&["forget", "2", "--keep-last", "1"]),
+        2,
+        "not both",
+    );
+    assert_fails(
+        &env.with_pw(&["forget", "--keep-daily", "0"]),
+        2,
+        "keep-daily is 0",
+    );
+    assert_fails(
+        &env.with_pw(&["forget", "--keep-within", "a fortnight"]),
+        2,
+        "--keep-within = \"a fortnight\" is not a duration",
+    );
+    assert_fails(&env.with_pw(&["forget", "9"]), 1, "no snapshot \"9\"");
+    assert!(state() == before, "the refusals changed nothing");
+
+    let locked = host_config(&env, "locked.toml", "[retention]\nlock = \"30d\"\n");
+    assert_fails(
+        &env.with_pw(&["forget", "2", "--config", s(&locked)]),
+        26,
+        "inside the repository's retention lock until",
+    );
+    let config = std::fs::read_to_string(env.repo().join("config")).unwrap();
+    assert!(
+        config.contains("[retention_lock]\nall = 2592000"),
+        "{config}"
+    );
+    let shorter = host_config(&env, "shorter.toml", "[retention]\nlock = \"1d\"\n");
+    let before = state();
+    assert_fails(
+        &env.with_pw(&["forget", "2", "--config", s(&shorter)]),
+        26,
+        "refusing to shorten the retention lock: lock 1d is shorter than the repository's 30d",
+    );
+    assert_fails(
+        &env.with_pw(&[
+            "forget",
+            "--dry-run",
+            "--keep-last",
+            "1",
+            "--config",
+            s(&shorter),
+        ]),
+        26,
+        "refusing to shorten",
+    );
+    assert!(state() == before, "the refusals changed nothing");
+    // Without a lock in the file, the repository's still applies.
+    assert_fails(&env.with_pw(&["forget", "2"]), 26, "retention lock");
+    let out = env.with_pw(&["forget", "--keep-last", "1", "--dry-run"]);
+    assert_ok(&out);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("retention lock  30d for every snapshot"),
+        "{text}"
+    );
+    assert!(
+        text.contains("would forget 0 snapshot(s), kept 3"),
+        "{text}"
+    );
+    assert_eq!(snapshot_seqs(&env), [1, 2, 3]);
 }

@@ -8,6 +8,7 @@ mod check_names;
 mod common;
 mod content;
 mod first_run;
+mod forget;
 mod freshness;
 mod harness;
 mod head_reset;
