@@ -5,6 +5,7 @@
 //! that decides in a chain.
 
 use crate::ops::forget::ForgetError;
+use crate::ops::prune::PruneError;
 use crate::policy::hostconfig::HostConfigError;
 use crate::store::chunks::StoreError;
 use crate::store::index::IndexError;
@@ -107,6 +108,16 @@ impl ExitCode for ForgetError {
             ForgetError::Fs(crate::tree::types::FsError::Busy(_)) => PROTECTED,
             ForgetError::Lock(e) => e.exit_code(),
             ForgetError::Fs(_) => ERROR,
+        }
+    }
+}
+
+impl ExitCode for PruneError {
+    fn exit_code(&self) -> u8 {
+        match self {
+            PruneError::Mark(_) | PruneError::Pack { .. } | PruneError::Damaged { .. } => DAMAGED,
+            PruneError::Store(e) => store(e),
+            PruneError::ReadOnly(_) | PruneError::Fs(_) => ERROR,
         }
     }
 }

@@ -887,3 +887,53 @@ fn forget_refuses_muddled_requests_protected_snapshots_and_a_shorter_lock() {
     );
     assert_eq!(snapshot_seqs(&env), [1, 2, 3]);
 }
+
+/// Bytes of pack files, as `du` would count them.
+fn pack_file_bytes(env: &Env) -> u64 {
+    tree(&env.repo())
+        .keys()
+        .filter(|p| p.is_file() && p.components().any(|c| c.as_os_str() == "packs"))
+        .map(|p| std::fs::metadata(p).unwrap().len())
+        .sum()
+}
+
+#[test]
+fn prune_deletes_what_nothing_uses_and_refuses_bad_flags() {
+    let env = Env::new();
+    env.init();
+    add_data(&env); // stored, but no snapshot or file uses it
+    assert_ok(&env.with_pw(&["snapshot", "create"]));
+    let before = repository_state(&env);
+    assert_fails(
+        &env.with_pw(&["prune", "--max-unused", "120"]),
+        2,
+        "--max-unused \"120\" is not a percentage from 0 to 100",
+    );
+    assert_fails(
+        &env.with_pw(&["prune", "--max-repack-size", "2 parsecs"]),
+        2,
+        "--max-repack-size \"2 parsecs\" is not a size",
+    );
+    let out = env.with_pw(&["prune", "--dry-run", "--json"]);
+    assert_ok(&out);
+    let dry: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(dry["dry_run"], true);
+    assert!(dry["packs_deleted"].as_u64().unwrap() >= 1, "{dry}");
+    assert!(
+        repository_state(&env) == before,
+        "a dry run changes nothing"
+    );
+
+    let packed = pack_file_bytes(&env);
+    let out = env.with_pw(&["prune"]);
+    assert_ok(&out);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("deleted 1 unused pack(s)"), "{text}");
+    assert!(text.contains(" freed, "), "{text}");
+    let left = pack_file_bytes(&env);
+    assert!(left + 400_000 <= packed, "du shrank: {packed} -> {left}");
+    assert_ok(&env.with_pw(&["check", "--read-data"]));
+    let out = env.with_pw(&["prune", "--json"]);
+    let again: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(again["bytes_freed"], 0, "{again}");
+}

@@ -92,9 +92,24 @@ pub enum Command {
     /// `latest` and labels move to the newest good snapshot still kept
     /// that carries them. A tombstone keeps the snapshot chain verifiable
     /// and the number is never given again. The data stays in the packs
-    /// until garbage collection frees it. Works mounted (through the
+    /// until `strata prune` frees it. Works mounted (through the
     /// daemon) and unmounted. --dry-run changes nothing, the lock included.
     Forget(ForgetArgs),
+    /// Free the space forgotten snapshots used: delete packs that hold
+    /// nothing still in use and repack partly used ones.
+    ///
+    /// Marks every object the kept snapshots and head/ use (reading every
+    /// tree; one that cannot be read stops prune before anything changes),
+    /// deletes the packs that hold none of them, and copies the objects in
+    /// use out of the partly used packs with the most unused space, until
+    /// unused space is within --max-unused of the space in use. Every
+    /// object copied is verified first. The new packs and the index that
+    /// points at them are durable before any pack is deleted: a crash at
+    /// any point loses nothing kept, and the next open (or prune) finishes
+    /// the deletion. Runs on an unmounted repository for now (exit 14
+    /// while mounted: `strata umount` first). Ends with the space freed
+    /// (--json: bytes_before, bytes_after, bytes_freed and the counts).
+    Prune(PruneArgs),
     /// Manage head/, the tree backups are written into.
     #[command(subcommand)]
     Head(HeadCommand),
@@ -406,6 +421,20 @@ pub struct CheckArgs {
         requires = "freshness"
     )]
     pub config: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct PruneArgs {
+    /// Repack until unused space is at most PERCENT of the space in use
+    /// (0 repacks every partly used pack; 100 only deletes empty ones).
+    #[arg(long, value_name = "PERCENT", default_value = "5")]
+    pub max_unused: String,
+    /// Copy at most SIZE of objects in use while repacking (e.g. "10GiB") [default: no limit].
+    #[arg(long, value_name = "SIZE")]
+    pub max_repack_size: Option<String>,
+    /// Show what would be deleted and repacked; change nothing.
+    #[arg(long, short = 'n')]
+    pub dry_run: bool,
 }
 
 #[derive(Debug, Args)]

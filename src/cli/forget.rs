@@ -113,7 +113,7 @@ pub fn text(r: &ForgetReport) -> String {
         if r.dry_run {
             " (dry run: nothing changed)"
         } else if r.forgotten > 0 {
-            "; their data stays in the repository until it is garbage-collected"
+            "; `strata prune` frees the space their data used"
         } else {
             ""
         }

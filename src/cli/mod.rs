@@ -7,6 +7,7 @@ mod freshness;
 mod head;
 mod man;
 mod mount;
+mod prune;
 mod runs;
 mod secrets;
 mod snapshot;
@@ -49,6 +50,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Snapshot(c) => snapshot::run(g, c),
         Command::Backup(a) => backup::run(g, a),
         Command::Forget(a) => forget::run(g, a),
+        Command::Prune(a) => prune::run(g, a),
         Command::Head(c) => head::run(g, c),
         Command::Runs(c) => runs::run(g, c),
         Command::Throttle(c) => throttle::run(g, c),

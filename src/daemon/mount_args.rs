@@ -88,10 +88,11 @@ Exit codes:
       missing after earlier use; is its disk mounted?)
   11  the repository is in use by another process (mounted or locked)
   12  wrong or missing passphrase or key file
-  13  the repository is damaged (check found errors, corrupt data, missing index)
+  13  the repository is damaged (check found errors, corrupt data, missing
+      index; prune stopped before deleting anything because of damage)
   14  the mountpoint is missing, not a directory, not empty (mount without
       --nonempty), already mounted, not mounted, or busy (umount; head
-      reset while files in head/ are open)
+      reset while files in head/ are open); prune while mounted
   15  the host configuration (strata.toml) is unreadable, unsafe or invalid,
       or a program it names (or the backup copy script) could be changed by
       someone other than root

@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use crate::store::crypto::codec::{ChunkCodec, DecodeError, Verified};
 use crate::store::format::{Kind, MAX_OBJECT_LEN, OPEN_DIR, TRAILER_FINAL};
 use crate::store::id::{ChunkId, PackId};
-use crate::store::index::{Index, IndexError, Location, PackRecord, PackState};
+use crate::store::index::{Doom, Index, IndexError, Location, PackRecord, PackState};
 use crate::store::io::backend::PackBackend;
 use crate::store::io::writeback::{self, Writeback, WritebackStatus};
 use crate::store::io::{Disk, DiskFile};
@@ -188,6 +188,12 @@ impl Store {
         };
         let resumed = store.recover()?;
         store.writer().pack = resumed;
+        // A garbage collection interrupted after its commit left packs to
+        // delete; nothing refers to them any more, so failing here only
+        // leaves them for the next open.
+        if let Err(e) = store.delete_doomed() {
+            tracing::warn!(error = %e, "could not delete packs garbage collection dropped; trying again at the next open");
+        }
         Ok(store)
     }
 
@@ -363,12 +369,40 @@ impl Store {
             return Ok((id, false));
         }
         let sealed = self.codec.encode_object(kind, &id, data);
+        self.append(kind, id, &sealed, data.len() as u32, true)?;
+        Ok((id, true))
+    }
+
+    /// Appends an object already sealed (read from another pack by garbage
+    /// collection) to the open pack, even though the index has it: the
+    /// index moves to the new copy at the next commit.
+    pub fn copy_object(
+        &self,
+        kind: Kind,
+        id: ChunkId,
+        sealed: &[u8],
+        raw_len: u32,
+    ) -> Result<(), StoreError> {
+        self.append(kind, id, sealed, raw_len, false)
+    }
+
+    /// Appends sealed object `id` to the open pack (starting one if need
+    /// be) and records its location as pending; a duplicate of a pending
+    /// object is skipped when `dedup`.
+    fn append(
+        &self,
+        kind: Kind,
+        id: ChunkId,
+        sealed: &[u8],
+        raw_len: u32,
+        dedup: bool,
+    ) -> Result<(), StoreError> {
         let mut w = self.writer();
         if let Some(reason) = &w.failed {
             return Err(StoreError::Failed(reason.clone()));
         }
-        if self.is_pending(&id) {
-            return Ok((id, false));
+        if dedup && self.is_pending(&id) {
+            return Ok(());
         }
         if w.pack.is_none() {
             let pid = PackId::random();
@@ -385,7 +419,7 @@ impl Store {
         }
         let pack = w.pack.as_mut().expect("open pack");
         let pid = pack.id();
-        let entry = match pack.append(kind, id, &sealed, data.len() as u32) {
+        let entry = match pack.append(kind, id, sealed, raw_len) {
             Ok(e) => e,
             Err(e) => return Err(self.write_failed(&mut w, &open_pack_path(pid), e)),
         };
@@ -416,7 +450,7 @@ impl Store {
             // Outside the writer lock: this waits while the queue is full.
             wb.submit(file, offset, len);
         }
-        Ok((id, true))
+        Ok(())
     }
 
     /// Classifies a failed write: a full disk leaves the store usable (the
@@ -476,15 +510,52 @@ impl Store {
     /// `packs/`. The only place the store writes the index, so a caller may
     /// store objects while it holds a write transaction of its own.
     pub fn commit(&self) -> Result<(), StoreError> {
-        self.commit_packs(false)
+        self.commit_packs(false, &Doom::default())
     }
 
     /// Like [`Store::commit`], and finishes the open pack too.
     pub fn flush_pack(&self) -> Result<(), StoreError> {
-        self.commit_packs(true)
+        self.commit_packs(true, &Doom::default())
     }
 
-    fn commit_packs(&self, finish_open: bool) -> Result<(), StoreError> {
+    /// Garbage collection's commit: finishes the open pack (holding the
+    /// objects copied out of `doom`'s packs) and, in the same durable index
+    /// commit, drops `doom`'s packs and the rows that still point into them.
+    /// Only then are their files deleted ([`Store::delete_doomed`]), so a
+    /// crash at any point leaves every indexed object in a pack on disk.
+    pub fn commit_dropping(&self, doom: &Doom) -> Result<(), StoreError> {
+        self.commit_packs(true, doom)?;
+        self.packs
+            .write_locked()
+            .retain(|id, _| !doom.packs.contains(id));
+        self.delete_doomed()
+    }
+
+    /// Deletes the files of packs a durable commit dropped, then forgets
+    /// them; at open, this finishes what a crash interrupted.
+    pub fn delete_doomed(&self) -> Result<(), StoreError> {
+        let doomed = self.index.doomed()?;
+        for &id in &doomed {
+            self.files.locked().remove(&id);
+            match self.backend.delete(id) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io_err("delete pack", &id.to_string())(e)),
+            }
+        }
+        self.index.clear_doomed(&doomed)?;
+        Ok(())
+    }
+
+    /// The objects of finished pack `id`, from its table of contents.
+    pub fn pack_contents(&self, id: PackId) -> Result<Vec<pack::TocEntry>, StoreError> {
+        let file = self.pack_file(id)?;
+        let len = file.len().map_err(io_err("stat pack", &id.to_string()))?;
+        let (entries, _) = pack::read_toc(file.as_ref(), self.codec.sealer(), id, len)?;
+        Ok(entries)
+    }
+
+    fn commit_packs(&self, finish_open: bool, doom: &Doom) -> Result<(), StoreError> {
         let mut w = self.writer();
         if let Some(reason) = &w.failed {
             return Err(StoreError::Failed(reason.clone()));
@@ -537,7 +608,7 @@ impl Store {
             .iter()
             .map(|(k, v)| (*k, *v))
             .collect();
-        if let Err(e) = self.index.commit(&rows, &records) {
+        if let Err(e) = self.index.commit_with(&rows, &records, doom) {
             return Err(self.sync_failed(&mut w, "committing the index", e));
         }
         self.pending.write_locked().clear();

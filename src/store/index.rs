@@ -13,6 +13,9 @@ use crate::store::io::IndexBackend;
 
 const CHUNKS: TableDefinition<[u8; 32], &[u8]> = TableDefinition::new("chunks");
 const PACKS: TableDefinition<[u8; 16], &[u8]> = TableDefinition::new("packs");
+/// Packs garbage collection has dropped from `packs` whose files may still
+/// exist: deleted at the next open, then the row goes.
+const DOOMED: TableDefinition<[u8; 16], ()> = TableDefinition::new("prune_doomed");
 
 /// An index that cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -252,9 +255,44 @@ impl Index {
         chunks: &[(ChunkId, Location)],
         packs: &[(PackId, PackRecord)],
     ) -> Result<(), IndexError> {
+        self.commit_with(chunks, packs, &Doom::default())
+    }
+
+    /// [`Index::commit`], and in the same transaction drops the packs of
+    /// `doom` and the chunk rows that point into them (before `chunks` are
+    /// written, so a row moved to a new pack by this commit stays), and
+    /// lists those packs in `prune_doomed` until their files are gone.
+    pub fn commit_with(
+        &self,
+        chunks: &[(ChunkId, Location)],
+        packs: &[(PackId, PackRecord)],
+        doom: &Doom,
+    ) -> Result<(), IndexError> {
         let tx = self.db.begin_write().map_err(db_err)?;
         {
             let mut t = tx.open_table(CHUNKS).map_err(db_err)?;
+            let mut p = tx.open_table(PACKS).map_err(db_err)?;
+            let mut d = tx.open_table(DOOMED).map_err(db_err)?;
+            for id in &doom.chunks {
+                let Some(v) = t.get(id.0).map_err(db_err)?.map(|v| v.value().to_vec()) else {
+                    continue;
+                };
+                let loc = self.open_value(
+                    Kind::IndexChunk,
+                    "chunks",
+                    id.as_bytes(),
+                    &v,
+                    Location::decode,
+                )?;
+                if doom.packs.contains(&loc.pack) {
+                    t.remove(id.0).map_err(db_err)?;
+                }
+            }
+            for pack in &doom.packs {
+                p.remove(pack.0).map_err(db_err)?;
+                d.insert(pack.0, ()).map_err(db_err)?;
+            }
+            drop((p, d));
             for (id, loc) in chunks {
                 let v = self
                     .sealer
@@ -271,6 +309,43 @@ impl Index {
         }
         tx.commit().map_err(db_err)
     }
+
+    /// Packs dropped by garbage collection whose files may still exist.
+    pub fn doomed(&self) -> Result<Vec<PackId>, IndexError> {
+        let tx = self.db.begin_read().map_err(db_err)?;
+        let Ok(table) = tx.open_table(DOOMED) else {
+            return Ok(Vec::new());
+        };
+        let mut out = Vec::new();
+        for row in table.iter().map_err(db_err)? {
+            out.push(PackId(row.map_err(db_err)?.0.value()));
+        }
+        Ok(out)
+    }
+
+    /// Forgets doomed packs whose files are gone, durably.
+    pub fn clear_doomed(&self, packs: &[PackId]) -> Result<(), IndexError> {
+        if packs.is_empty() {
+            return Ok(());
+        }
+        let tx = self.db.begin_write().map_err(db_err)?;
+        {
+            let mut d = tx.open_table(DOOMED).map_err(db_err)?;
+            for pack in packs {
+                d.remove(pack.0).map_err(db_err)?;
+            }
+        }
+        tx.commit().map_err(db_err)
+    }
+}
+
+/// What a garbage-collection commit drops ([`Index::commit_with`]).
+#[derive(Debug, Default)]
+pub struct Doom {
+    /// Packs to drop.
+    pub packs: std::collections::HashSet<PackId>,
+    /// Objects they hold: their rows go if they still point into them.
+    pub chunks: Vec<ChunkId>,
 }
 
 #[cfg(test)]

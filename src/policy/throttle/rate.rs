@@ -46,6 +46,29 @@ fn split_number(s: &str) -> Option<(f64, &str)> {
     Some((num.parse().ok()?, rest.trim_start()))
 }
 
+/// Bytes per unit: B, kB, MB, GB, TB (powers of 1000), KiB, MiB, GiB,
+/// TiB (powers of 1024), or none.
+fn byte_unit(unit: &str) -> Option<f64> {
+    Some(match unit.to_ascii_lowercase().as_str() {
+        "" | "b" => 1.0,
+        "kb" => 1e3,
+        "mb" => 1e6,
+        "gb" => 1e9,
+        "tb" => 1e12,
+        "kib" => 1024.0,
+        "mib" => 1024.0 * 1024.0,
+        "gib" => 1024.0 * 1024.0 * 1024.0,
+        "tib" => 1024.0 * 1024.0 * 1024.0 * 1024.0,
+        _ => return None,
+    })
+}
+
+/// Parses a size: "2GiB", "500MB", a plain number of bytes; at least 1.
+pub fn parse_size(text: &str) -> Option<u64> {
+    let (num, unit) = split_number(text.trim())?;
+    positive_whole(num * byte_unit(unit.trim_end())?)
+}
+
 fn positive_whole(x: f64) -> Option<u64> {
     let r = x.round();
     (r >= 1.0 && r < u64::MAX as f64).then_some(r as u64)
@@ -66,18 +89,7 @@ impl ByteRate {
             None if rest.is_empty() => "",
             None => return Err(err()),
         };
-        let mult: f64 = match unit.to_ascii_lowercase().as_str() {
-            "" | "b" => 1.0,
-            "kb" => 1e3,
-            "mb" => 1e6,
-            "gb" => 1e9,
-            "tb" => 1e12,
-            "kib" => 1024.0,
-            "mib" => 1024.0 * 1024.0,
-            "gib" => 1024.0 * 1024.0 * 1024.0,
-            "tib" => 1024.0 * 1024.0 * 1024.0 * 1024.0,
-            _ => return Err(err()),
-        };
+        let mult = byte_unit(unit).ok_or_else(err)?;
         positive_whole(num * mult).map(ByteRate).ok_or_else(err)
     }
 
@@ -283,6 +295,15 @@ mod tests {
         }
         assert_eq!(ByteRate(20 * 1024 * 1024).to_string(), "20 MiB/s");
         assert_eq!(OpsRate(5).to_string(), "5 ops/s");
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("2GiB"), Some(2 << 30));
+        assert_eq!(parse_size(" 500 MB "), Some(500_000_000));
+        assert_eq!(parse_size("4096"), Some(4096));
+        assert_eq!(parse_size("0"), None);
+        assert_eq!(parse_size("2 parsecs"), None);
     }
 
     #[test]

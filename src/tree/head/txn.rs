@@ -349,6 +349,26 @@ impl<'a> Read<'a> {
     pub fn tombstones(&self) -> Result<&ReadOnlyTable<u64, Sealed>, FsError> {
         lazy(&self.tombstones, || self.tx.open_table(TOMBSTONES))
     }
+
+    /// What the head's rows refer to in the packs, for garbage collection:
+    /// every chunk of every file's extents, and every directory's clean
+    /// tree (which an unloaded directory's entries live in only).
+    pub fn references(&self) -> Result<(Vec<ChunkId>, Vec<[u8; 32]>), FsError> {
+        let mut chunks = Vec::new();
+        for row in self.extents_t()?.iter().map_err(db)? {
+            let (k, v) = row.map_err(db)?;
+            let (ino, off) = k.value();
+            chunks.push(extent_row(self.sealer, InodeNo(ino), off, v.value())?.1);
+        }
+        let mut trees = Vec::new();
+        for row in self.inodes_t()?.iter().map_err(db)? {
+            let (k, v) = row.map_err(db)?;
+            let rec: InodeRecord =
+                open(self.sealer, Kind::HeadInode, &key_u64(k.value()), v.value())?;
+            trees.extend(rec.clean_tree);
+        }
+        Ok((chunks, trees))
+    }
 }
 
 fn db_err(e: impl Into<redb::Error>) -> FsError {

@@ -20,6 +20,7 @@
 
 pub mod forget;
 pub mod holds;
+pub mod live;
 pub mod runs;
 
 use std::collections::BTreeMap;

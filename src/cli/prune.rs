@@ -1,0 +1,79 @@
+//! `strata prune`: on an unmounted repository, opened directly.
+
+use anyhow::Result;
+use strata::daemon::control::{self, Request};
+use strata::exit::{self, Reported};
+use strata::ops::prune::{prune, PruneOptions, PruneReport};
+use strata::policy::throttle::rate::{format_bytes, parse_size};
+use strata::tree::head::Head;
+
+use super::args::{Global, PruneArgs};
+use super::{locked, print, unlock};
+
+/// `--max-unused`: a percentage from 0 to 100, "%" optional.
+fn max_unused(text: &str) -> Option<f64> {
+    let t = text.trim();
+    let v: f64 = t.strip_suffix('%').unwrap_or(t).trim_end().parse().ok()?;
+    (v.is_finite() && (0.0..=100.0).contains(&v)).then_some(v)
+}
+
+pub fn run(g: &Global, a: &PruneArgs) -> Result<()> {
+    let usage = |m: String| Reported(exit::USAGE, m);
+    let opts = PruneOptions {
+        max_unused_percent: max_unused(&a.max_unused).ok_or_else(|| {
+            usage(format!(
+                "--max-unused {:?} is not a percentage from 0 to 100 (e.g. 5 or 5%)",
+                a.max_unused
+            ))
+        })?,
+        max_repack_bytes: match &a.max_repack_size {
+            None => None,
+            Some(t) => Some(parse_size(t).ok_or_else(|| {
+                usage(format!(
+                    "--max-repack-size {t:?} is not a size (e.g. \"10GiB\", \"500MB\", or a number of bytes)"
+                ))
+            })?),
+        },
+        dry_run: a.dry_run,
+    };
+    let repo = locked(g)?;
+    let socket = strata::sys::mountpoint::socket_path(&repo.config().id);
+    if control::call(&socket, &Request::Status)?.is_some() {
+        return Err(Reported(
+            exit::MOUNTPOINT,
+            "the repository is mounted, and prune runs on an unmounted repository for now: `strata umount` first, then prune; nothing changed".into(),
+        )
+        .into());
+    }
+    let head = Head::new(unlock(g)?)?;
+    let report = prune(&head, opts)?;
+    print(g, &report, || text(&report));
+    Ok(())
+}
+
+fn text(r: &PruneReport) -> String {
+    let size = |n: u64| format_bytes(n as f64);
+    let (delete, repack, freed) = if r.dry_run {
+        ("would delete", "would repack", "would be freed")
+    } else {
+        ("deleted", "repacked", "freed")
+    };
+    let mut out = format!(
+        "{} objects in use ({} trees read)\n{delete} {} unused pack(s), {repack} {} ({} of objects in use copied)\n{} in {} pack(s) before, {} in {} after: {} {freed}, {} unused left",
+        r.live_objects,
+        r.trees_read,
+        r.packs_deleted,
+        r.packs_repacked,
+        size(r.bytes_repacked),
+        size(r.bytes_before),
+        r.packs_before,
+        size(r.bytes_after),
+        r.packs_after,
+        size(r.bytes_freed),
+        size(r.unused_bytes_left),
+    );
+    if r.dry_run {
+        out.push_str("\ndry run: nothing changed");
+    }
+    out
+}

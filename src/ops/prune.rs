@@ -1,0 +1,286 @@
+//! `strata prune`: garbage collection. Deletes the packs that hold nothing
+//! still in use and repacks the partly used ones, restic's way.
+//!
+//! Safety, in the order things happen:
+//!
+//! 1. The mark ([`Snapshots::live`]) reads every tree below every kept
+//!    snapshot and the head; a tree it cannot read stops prune before
+//!    anything changes. Records of runs, holds and tombstones are always
+//!    kept: they are small, and an index rebuilt from packs needs them.
+//! 2. A copy of an object is in use only where the index points: a second
+//!    copy elsewhere is garbage.
+//! 3. Every object still in use in a pack to be repacked is read and
+//!    verified against its id, then copied into new packs.
+//! 4. One durable index commit ([`Store::commit_dropping`]) records the
+//!    new packs (synced before it), moves the copied objects' rows to
+//!    them, drops the rows of the garbage and the doomed packs, and lists
+//!    those packs as doomed. Only after it are their files deleted; a crash
+//!    before it leaves the repository as it was (the new packs were never
+//!    recorded, and the next open removes them), a crash after it leaves
+//!    doomed files that nothing refers to, deleted at the next open.
+//!
+//! Runs on an unmounted repository, which the index's file lock keeps to
+//! this process alone: nothing can take a new reference to garbage while
+//! it works.
+
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+
+use crate::store::chunks::StoreError;
+use crate::store::format::{Kind, MAX_OBJECT_LEN};
+use crate::store::id::{ChunkId, PackId};
+use crate::store::index::{Doom, PackState};
+use crate::store::pack::TocEntry;
+use crate::tree::head::Head;
+use crate::tree::snapshot::Snapshots;
+use crate::tree::types::FsError;
+
+/// How much to repack.
+#[derive(Clone, Copy, Debug)]
+pub struct PruneOptions {
+    /// Repack until unused space is at most this percentage of the space in
+    /// use (restic's `--max-unused`, 5 by default).
+    pub max_unused_percent: f64,
+    /// Copy at most this many bytes of objects in use while repacking.
+    pub max_repack_bytes: Option<u64>,
+    /// Report only.
+    pub dry_run: bool,
+}
+
+impl Default for PruneOptions {
+    fn default() -> PruneOptions {
+        PruneOptions {
+            max_unused_percent: 5.0,
+            max_repack_bytes: None,
+            dry_run: false,
+        }
+    }
+}
+
+/// What prune did, or in a dry run would do.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct PruneReport {
+    /// Nothing was changed.
+    pub dry_run: bool,
+    /// Objects the snapshots and the head still use.
+    pub live_objects: u64,
+    /// Trees read to find them.
+    pub trees_read: u64,
+    /// Pack files before.
+    pub packs_before: u64,
+    /// Their bytes.
+    pub bytes_before: u64,
+    /// Packs deleted because nothing in them is used.
+    pub packs_deleted: u64,
+    /// Partly used packs whose used objects were copied, then deleted.
+    pub packs_repacked: u64,
+    /// Bytes of used objects copied.
+    pub bytes_repacked: u64,
+    /// Unused bytes left in packs not repacked.
+    pub unused_bytes_left: u64,
+    /// Pack files after.
+    pub packs_after: u64,
+    /// Their bytes.
+    pub bytes_after: u64,
+    /// `bytes_before - bytes_after`.
+    pub bytes_freed: u64,
+    /// How long it took.
+    pub seconds: f64,
+}
+
+/// Why prune stopped; in every case before anything was deleted.
+#[derive(Debug, thiserror::Error)]
+pub enum PruneError {
+    /// The store refuses writes since a failure.
+    #[error("prune changed nothing: the repository's store refuses writes since a failure ({0}); see `strata status` and the log")]
+    ReadOnly(String),
+    /// Part of what is in use cannot be read.
+    #[error("prune stopped before deleting anything: {0}; run `strata check --read-data`")]
+    Mark(#[source] FsError),
+    /// A pack's table of contents cannot be read.
+    #[error("prune stopped before deleting anything: pack {pack} cannot be read; run `strata check --read-data`")]
+    Pack {
+        /// The pack.
+        pack: PackId,
+        /// Why.
+        source: StoreError,
+    },
+    /// An object in use, to be copied, does not verify.
+    #[error("prune stopped before deleting anything: object {id} in pack {pack} is still in use but damaged; run `strata check --read-data` (a damaged pack needs a replica or the original data)")]
+    Damaged {
+        /// The object.
+        id: ChunkId,
+        /// Its pack.
+        pack: PackId,
+    },
+    /// Reading, copying or committing failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Reading the snapshots failed.
+    #[error(transparent)]
+    Fs(#[from] FsError),
+}
+
+/// One finished pack, judged.
+struct Judged {
+    id: PackId,
+    /// Its file's length.
+    len: u64,
+    /// Its objects still in use, where the index points.
+    used: Vec<TocEntry>,
+    /// Sealed bytes of the others (headers and tables of contents are
+    /// neither).
+    unused: u64,
+    /// Every object in it.
+    all: Vec<ChunkId>,
+}
+
+impl Judged {
+    fn used_bytes(&self) -> u64 {
+        self.used.iter().map(|e| e.len as u64).sum()
+    }
+}
+
+/// Kinds kept whatever the mark says: the records an index rebuilt from
+/// packs recovers runs, holds and tombstones from.
+fn always_kept(kind: Kind) -> bool {
+    matches!(
+        kind,
+        Kind::SnapshotRun | Kind::SnapshotHold | Kind::SnapshotTombstone
+    )
+}
+
+/// Collects the garbage of the repository `head` belongs to.
+pub fn prune(head: &Head, opts: PruneOptions) -> Result<PruneReport, PruneError> {
+    let started = Instant::now();
+    let store = head.repo().store();
+    if let Some(reason) = store.failed() {
+        return Err(PruneError::ReadOnly(reason));
+    }
+    store.commit()?;
+    let live = Snapshots::of(head).live().map_err(PruneError::Mark)?;
+    let mut report = PruneReport {
+        dry_run: opts.dry_run,
+        live_objects: live.ids.len() as u64,
+        trees_read: live.trees,
+        ..PruneReport::default()
+    };
+    let records = store.pack_records();
+    report.packs_before = records.len() as u64;
+    report.bytes_before = records.values().map(|r| r.len).sum();
+    let mut judged = Vec::new();
+    for (&id, rec) in records
+        .iter()
+        .filter(|(_, r)| r.state == PackState::Finished)
+    {
+        let entries = store
+            .pack_contents(id)
+            .map_err(|source| PruneError::Pack { pack: id, source })?;
+        let mut used = Vec::new();
+        let mut unused = 0;
+        for e in &entries {
+            let here = store
+                .index()
+                .chunk(&e.id)
+                .map_err(StoreError::from)?
+                .is_some_and(|loc| loc.pack == id && loc.offset == e.offset);
+            if here && (always_kept(e.kind) || live.ids.contains(&e.id)) {
+                used.push(*e);
+            } else {
+                unused += e.len as u64;
+            }
+        }
+        judged.push(Judged {
+            id,
+            len: rec.len,
+            used,
+            unused,
+            all: entries.iter().map(|e| e.id).collect(),
+        });
+    }
+    let (empty, partly): (Vec<Judged>, Vec<Judged>) =
+        judged.into_iter().partition(|j| j.used.is_empty());
+    let repack = choose_repacks(partly, &opts, &mut report);
+    report.packs_deleted = empty.len() as u64;
+    report.packs_repacked = repack.len() as u64;
+    report.bytes_repacked = repack.iter().map(Judged::used_bytes).sum();
+    if opts.dry_run {
+        let freed: u64 = empty.iter().chain(&repack).map(|j| j.len).sum();
+        report.packs_after = report.packs_before - report.packs_deleted - report.packs_repacked;
+        report.bytes_after = report.bytes_before.saturating_sub(freed) + report.bytes_repacked;
+    } else {
+        for j in &repack {
+            copy_used(store, j)?;
+        }
+        let doom = Doom {
+            packs: empty.iter().chain(&repack).map(|j| j.id).collect(),
+            chunks: empty
+                .iter()
+                .chain(&repack)
+                .flat_map(|j| j.all.iter().copied())
+                .collect(),
+        };
+        if !doom.packs.is_empty() {
+            store.commit_dropping(&doom)?;
+        }
+        let after = store.pack_records();
+        report.packs_after = after.len() as u64;
+        report.bytes_after = after.values().map(|r| r.len).sum();
+        tracing::info!(
+            deleted = report.packs_deleted,
+            repacked = report.packs_repacked,
+            bytes_freed = report.bytes_before.saturating_sub(report.bytes_after),
+            "prune finished"
+        );
+    }
+    report.bytes_freed = report.bytes_before.saturating_sub(report.bytes_after);
+    report.seconds = started.elapsed().as_secs_f64();
+    Ok(report)
+}
+
+/// The partly used packs to repack: most unused space first, until the
+/// unused space left is within `max_unused_percent` of the space in use
+/// (or the copy budget is spent). Counts what stays unused in `report`.
+fn choose_repacks(
+    mut partly: Vec<Judged>,
+    opts: &PruneOptions,
+    report: &mut PruneReport,
+) -> Vec<Judged> {
+    let used: u64 = partly.iter().map(Judged::used_bytes).sum();
+    let mut unused: u64 = partly.iter().map(|j| j.unused).sum();
+    let allowed = (used as f64 * opts.max_unused_percent / 100.0) as u64;
+    partly.sort_by_key(|j| std::cmp::Reverse(j.unused));
+    let mut budget = opts.max_repack_bytes.unwrap_or(u64::MAX);
+    let mut chosen = Vec::new();
+    for j in partly {
+        let cost = j.used_bytes();
+        if unused > allowed && cost <= budget && j.unused > 0 {
+            unused -= j.unused;
+            budget -= cost;
+            chosen.push(j);
+        }
+    }
+    report.unused_bytes_left = unused;
+    chosen
+}
+
+/// Copies the used objects of pack `j` into new packs, each verified
+/// against its id first.
+fn copy_used(store: &crate::store::chunks::Store, j: &Judged) -> Result<(), PruneError> {
+    for e in &j.used {
+        let sealed = store.read_object(j.id, e.offset, e.len)?;
+        if store
+            .codec()
+            .decode_object(e.kind, &e.id, &sealed, MAX_OBJECT_LEN)
+            .is_err()
+        {
+            return Err(PruneError::Damaged {
+                id: e.id,
+                pack: j.id,
+            });
+        }
+        store.copy_object(e.kind, e.id, &sealed, e.raw_len)?;
+    }
+    Ok(())
+}

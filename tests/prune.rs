@@ -1,0 +1,242 @@
+//! Garbage collection on a simulated disk: after forget and prune every
+//! kept snapshot and the head read back byte for byte, check is clean, and
+//! the packs really shrink; at every sync point of a prune, every crash
+//! image opens with nothing kept lost, and a second prune finishes the job.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use common::*;
+use strata::ops::check::{check, ReadData};
+use strata::ops::prune::{prune, PruneError, PruneOptions};
+use strata::store::io::sim::SimDisk;
+use strata::store::io::Disk;
+use strata::tree::head::Head;
+use strata::tree::objects::{Tree, TreeEntry};
+use strata::tree::snapshot::Snapshots;
+use strata::tree::types::{Caller, InodeNo};
+
+const ME: Caller = Caller::ROOT;
+
+/// File name → content, of one snapshot or the head.
+type Files = BTreeMap<String, Vec<u8>>;
+
+/// Writes `name` in the head's root, replacing what it held.
+fn write(h: &Head, name: &str, data: &[u8]) {
+    let ino = match h.lookup(ME, InodeNo::ROOT, &n(name)) {
+        Ok(a) => {
+            let empty = strata::tree::types::SetAttr {
+                size: Some(0),
+                ..Default::default()
+            };
+            h.setattr(ME, a.ino, &empty).unwrap();
+            a.ino
+        }
+        Err(_) => h.create(ME, InodeNo::ROOT, &n(name), 0o644, 0).unwrap().ino,
+    };
+    h.write(ME, ino, 0, data).unwrap();
+}
+
+/// Four nights: a shared file, and one file rewritten every night; returns
+/// what each snapshot holds, by number.
+fn nights(h: &Head) -> BTreeMap<u64, Files> {
+    let mut files = Files::new();
+    let shared = bytes(99, 300_000);
+    write(h, "shared", &shared);
+    files.insert("shared".into(), shared);
+    let mut out = BTreeMap::new();
+    for night in 0..4u64 {
+        let data = bytes(night, 700_000);
+        write(h, "nightly", &data);
+        files.insert("nightly".into(), data);
+        let seq = Snapshots::of(h).take(ME, None).unwrap().seq;
+        out.insert(seq, files.clone());
+    }
+    out
+}
+
+fn entry_bytes(h: &Head, e: &TreeEntry) -> Vec<u8> {
+    Snapshots::of(h)
+        .read_file(ME, e, 0, e.meta.size as u32)
+        .unwrap()
+}
+
+/// Every file of every kept snapshot reads back as it was written, and so
+/// does the head.
+fn all_intact(h: &Head, expected: &BTreeMap<u64, Files>) {
+    let s = Snapshots::of(h);
+    for row in s.list().unwrap() {
+        let want = &expected[&row.record.seq];
+        let root = Tree::load(h.repo().store(), &row.record.root.subtree.unwrap()).unwrap();
+        let got: Files = root
+            .entries
+            .iter()
+            .map(|e| {
+                (
+                    String::from_utf8_lossy(&e.name).into_owned(),
+                    entry_bytes(h, e),
+                )
+            })
+            .collect();
+        assert_eq!(&got, want, "snapshot {}", row.record.seq);
+    }
+    let newest = expected.values().last().unwrap();
+    for (name, data) in newest {
+        let ino = h.lookup(ME, InodeNo::ROOT, &n(name)).unwrap().ino;
+        assert_eq!(&h.read(ME, ino, 0, u32::MAX).unwrap(), data, "head/{name}");
+    }
+}
+
+fn clean(h: &Head) {
+    let report = check(h.repo(), ReadData::All, |_, _| {}).unwrap();
+    assert!(report.errors.is_empty(), "{:?}", report.errors);
+    let errors = Snapshots::of(h).verify(ME).unwrap();
+    assert!(errors.is_empty(), "{errors:?}");
+}
+
+fn pack_bytes(sim: &SimDisk) -> u64 {
+    sim.contents()
+        .iter()
+        .filter(|(p, _)| p.starts_with("packs/") || p.starts_with("open/"))
+        .map(|(_, d)| d.len() as u64)
+        .sum()
+}
+
+fn repository() -> (SimDisk, Arc<dyn Disk>) {
+    let sim = SimDisk::new();
+    let disk: Arc<dyn Disk> = Arc::new(sim.clone());
+    init_encrypted(disk.clone());
+    (sim, disk)
+}
+
+#[test]
+fn prune_after_forget_frees_space_and_loses_nothing_kept() {
+    let (sim, disk) = repository();
+    let h = Head::new(open(disk)).unwrap();
+    let mut expected = nights(&h);
+    h.repo().store().flush_pack().unwrap();
+
+    let dry = prune(
+        &h,
+        PruneOptions {
+            dry_run: true,
+            ..PruneOptions::default()
+        },
+    )
+    .unwrap();
+    assert_eq!((dry.packs_deleted, dry.packs_repacked), (0, 0), "{dry:?}");
+
+    Snapshots::of(&h).forget(ME, &[1, 2], "test").unwrap();
+    expected.retain(|seq, _| *seq > 2);
+    let before = pack_bytes(&sim);
+    let dry = prune(
+        &h,
+        PruneOptions {
+            dry_run: true,
+            ..PruneOptions::default()
+        },
+    )
+    .unwrap();
+    assert!(dry.packs_deleted + dry.packs_repacked > 0, "{dry:?}");
+    assert_eq!(pack_bytes(&sim), before, "a dry run deletes nothing");
+
+    let report = prune(&h, PruneOptions::default()).unwrap();
+    assert!(report.bytes_freed > 1_000_000, "{report:?}");
+    assert!(
+        report.unused_bytes_left * 20 <= report.bytes_after,
+        "{report:?}"
+    );
+    let after = pack_bytes(&sim);
+    assert!(
+        after + 1_000_000 < before,
+        "the pack files shrank: {before} -> {after}"
+    );
+    all_intact(&h, &expected);
+    clean(&h);
+
+    let again = prune(&h, PruneOptions::default()).unwrap();
+    assert_eq!(
+        (again.packs_deleted, again.packs_repacked),
+        (0, 0),
+        "{again:?}"
+    );
+    drop(h);
+    // An index rebuilt from the packs alone still has everything kept.
+    let disk: Arc<dyn Disk> = Arc::new(sim.clone());
+    disk.remove(strata::store::format::INDEX_FILE).unwrap();
+    repair(&disk);
+    let h = Head::new(open(disk)).unwrap();
+    let rows = Snapshots::of(&h).list().unwrap();
+    assert_eq!(
+        rows.iter().map(|r| r.record.seq).collect::<Vec<_>>(),
+        [3, 4]
+    );
+}
+
+#[test]
+fn every_crash_image_of_a_prune_keeps_everything_kept_and_a_second_prune_finishes() {
+    let (sim, disk) = repository();
+    let expected = {
+        let h = Head::new(open(disk.clone())).unwrap();
+        let mut expected = nights(&h);
+        Snapshots::of(&h).forget(ME, &[1, 3], "test").unwrap();
+        expected.retain(|seq, _| *seq == 2 || *seq == 4);
+        h.repo().store().flush_pack().unwrap();
+        sim.record_sync_points();
+        prune(&h, PruneOptions::default()).unwrap();
+        expected
+    };
+    let points = sim.sync_point_count();
+    assert!(points >= 3, "a prune syncs new packs, the index, deletions");
+    for point in 0..points {
+        for image in sim.crash_images_at(point, point as u64, 2) {
+            let disk: Arc<dyn Disk> = Arc::new(image.clone());
+            let h = Head::new(open(disk)).unwrap();
+            all_intact(&h, &expected);
+            clean(&h);
+            prune(&h, PruneOptions::default()).unwrap();
+            all_intact(&h, &expected);
+            clean(&h);
+        }
+    }
+}
+
+#[test]
+fn a_tree_that_cannot_be_read_stops_prune_before_anything_is_deleted() {
+    let (sim, disk) = repository();
+    let loc = {
+        let h = Head::new(open(disk.clone())).unwrap();
+        nights(&h);
+        h.repo().store().flush_pack().unwrap();
+        Snapshots::of(&h).forget(ME, &[1, 2], "test").unwrap();
+        let row = Snapshots::of(&h).by_seq(4).unwrap();
+        let root = strata::store::id::ChunkId(row.record.root.subtree.unwrap());
+        h.repo().store().index().chunk(&root).unwrap().unwrap()
+    };
+    // Damage the pack holding snapshot 4's root tree.
+    let path = strata::store::io::backend::LocalBackend::path(loc.pack);
+    let mut bytes = disk.read(&path).unwrap();
+    bytes[loc.offset as usize + 20] ^= 0xff;
+    disk.write_atomic(&path, &bytes).unwrap();
+    let h = Head::new(open(disk)).unwrap();
+    let files = sim.contents();
+    match prune(&h, PruneOptions::default()) {
+        Err(e @ PruneError::Mark(_)) => {
+            assert!(
+                e.to_string().contains("stopped before deleting anything"),
+                "{e}"
+            );
+            assert_eq!(strata::exit::ExitCode::exit_code(&e), strata::exit::DAMAGED);
+        }
+        other => panic!("{other:?}"),
+    }
+    let packs = |c: &[(String, Vec<u8>)]| -> Vec<(String, Vec<u8>)> {
+        c.iter()
+            .filter(|(p, _)| p.starts_with("packs/"))
+            .cloned()
+            .collect()
+    };
+    assert_eq!(packs(&sim.contents()), packs(&files), "no pack changed");
+}
