@@ -120,6 +120,7 @@ fn prune_after_forget_frees_space_and_loses_nothing_kept() {
 
     let dry = prune(
         &h,
+        ME,
         PruneOptions {
             dry_run: true,
             ..PruneOptions::default()
@@ -133,6 +134,7 @@ fn prune_after_forget_frees_space_and_loses_nothing_kept() {
     let before = pack_bytes(&sim);
     let dry = prune(
         &h,
+        ME,
         PruneOptions {
             dry_run: true,
             ..PruneOptions::default()
@@ -142,7 +144,7 @@ fn prune_after_forget_frees_space_and_loses_nothing_kept() {
     assert!(dry.packs_deleted + dry.packs_repacked > 0, "{dry:?}");
     assert_eq!(pack_bytes(&sim), before, "a dry run deletes nothing");
 
-    let report = prune(&h, PruneOptions::default()).unwrap();
+    let report = prune(&h, ME, PruneOptions::default()).unwrap();
     assert!(report.bytes_freed > 1_000_000, "{report:?}");
     assert!(
         report.unused_bytes_left * 20 <= report.bytes_after,
@@ -156,7 +158,7 @@ fn prune_after_forget_frees_space_and_loses_nothing_kept() {
     all_intact(&h, &expected);
     clean(&h);
 
-    let again = prune(&h, PruneOptions::default()).unwrap();
+    let again = prune(&h, ME, PruneOptions::default()).unwrap();
     assert_eq!(
         (again.packs_deleted, again.packs_repacked),
         (0, 0),
@@ -185,7 +187,7 @@ fn every_crash_image_of_a_prune_keeps_everything_kept_and_a_second_prune_finishe
         expected.retain(|seq, _| *seq == 2 || *seq == 4);
         h.repo().store().flush_pack().unwrap();
         sim.record_sync_points();
-        prune(&h, PruneOptions::default()).unwrap();
+        prune(&h, ME, PruneOptions::default()).unwrap();
         expected
     };
     let points = sim.sync_point_count();
@@ -196,7 +198,7 @@ fn every_crash_image_of_a_prune_keeps_everything_kept_and_a_second_prune_finishe
             let h = Head::new(open(disk)).unwrap();
             all_intact(&h, &expected);
             clean(&h);
-            prune(&h, PruneOptions::default()).unwrap();
+            prune(&h, ME, PruneOptions::default()).unwrap();
             all_intact(&h, &expected);
             clean(&h);
         }
@@ -222,7 +224,7 @@ fn a_tree_that_cannot_be_read_stops_prune_before_anything_is_deleted() {
     disk.write_atomic(&path, &bytes).unwrap();
     let h = Head::new(open(disk)).unwrap();
     let files = sim.contents();
-    match prune(&h, PruneOptions::default()) {
+    match prune(&h, ME, PruneOptions::default()) {
         Err(e @ PruneError::Mark(_)) => {
             assert!(
                 e.to_string().contains("stopped before deleting anything"),
@@ -239,4 +241,59 @@ fn a_tree_that_cannot_be_read_stops_prune_before_anything_is_deleted() {
             .collect()
     };
     assert_eq!(packs(&sim.contents()), packs(&files), "no pack changed");
+}
+
+#[test]
+fn writes_that_store_garbage_again_during_a_prune_lose_nothing() {
+    for round in 0..4u64 {
+        let (_sim, disk) = repository();
+        let h = Head::new(open(disk)).unwrap();
+        let mut expected = nights(&h);
+        h.repo().store().flush_pack().unwrap();
+        Snapshots::of(&h).forget(ME, &[1, 2], "test").unwrap();
+        expected.retain(|seq, _| *seq > 2);
+        // Night 0's and night 1's files are garbage now; a writer stores
+        // exactly those bytes again while prune runs, so each write
+        // deduplicates against a chunk the mark found unused.
+        let garbage: Vec<Vec<u8>> = (0..2).map(|night| bytes(night, 700_000)).collect();
+        let mut written = Files::new();
+        std::thread::scope(|s| {
+            let writer = s.spawn(|| {
+                let mut mine = Files::new();
+                for i in 0..6u64 {
+                    let name = format!("again-{round}-{i}");
+                    let data = &garbage[(i % 2) as usize];
+                    write(&h, &name, data);
+                    h.fsync(ME, h.lookup(ME, InodeNo::ROOT, &n(&name)).unwrap().ino)
+                        .unwrap();
+                    mine.insert(name, data.clone());
+                    if i == 3 {
+                        Snapshots::of(&h).take(ME, Some("during")).unwrap();
+                    }
+                }
+                mine
+            });
+            std::thread::sleep(std::time::Duration::from_millis(round * 15));
+            prune(&h, ME, PruneOptions::default()).unwrap();
+            written = writer.join().unwrap();
+        });
+        for (name, data) in &written {
+            let ino = h.lookup(ME, InodeNo::ROOT, &n(name)).unwrap().ino;
+            assert_eq!(&h.read(ME, ino, 0, u32::MAX).unwrap(), data, "{name}");
+        }
+        // A prune after the writes finds the rest, and still loses nothing.
+        prune(&h, ME, PruneOptions::default()).unwrap();
+        h.repo().store().commit().unwrap();
+        for (name, data) in &written {
+            let ino = h.lookup(ME, InodeNo::ROOT, &n(name)).unwrap().ino;
+            assert_eq!(&h.read(ME, ino, 0, u32::MAX).unwrap(), data, "{name}");
+        }
+        let during = Snapshots::of(&h).list().unwrap();
+        assert_eq!(
+            during.len(),
+            3,
+            "snapshots 3, 4 and the one taken meanwhile"
+        );
+        clean(&h);
+    }
 }

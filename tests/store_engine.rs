@@ -513,3 +513,54 @@ fn any_failing_sync_stops_writes_and_loses_nothing_acknowledged() {
         }
     }
 }
+
+/// The pack `id` is in, as the index says.
+fn pack_of(repo: &strata::store::repo::Repo, id: &ChunkId) -> strata::store::id::PackId {
+    repo.store().index().chunk(id).unwrap().unwrap().pack
+}
+
+#[test]
+fn a_doomed_object_written_again_is_stored_afresh_and_survives_its_pack() {
+    let (_sim, disk) = sim();
+    init_encrypted(disk.clone());
+    let repo = open(disk);
+    let store = repo.store();
+    let data = bytes(5, 50_000);
+    let (x, _) = store.put(&data).unwrap();
+    store.flush_pack().unwrap();
+    let old = pack_of(&repo, &x);
+    let doom = strata::store::index::Doom {
+        packs: [old].into(),
+        chunks: vec![x],
+    };
+
+    store.doom_objects([x].into());
+    assert_eq!(
+        store.put(&data).unwrap(),
+        (x, true),
+        "stored afresh, not deduplicated"
+    );
+    store.commit_dropping(&doom).unwrap();
+    assert_ne!(pack_of(&repo, &x), old);
+    assert_eq!(store.get(&x).unwrap().as_slice(), &data[..]);
+    assert!(!store.backend().exists(old), "the doomed pack is deleted");
+    assert_eq!(
+        store.put(&data).unwrap(),
+        (x, false),
+        "dooming ended with the commit"
+    );
+
+    // Without the dooming, the same write would have deduplicated against
+    // the doomed copy, and its reference would point at nothing.
+    let (y, _) = store.put(&bytes(6, 50_000)).unwrap();
+    store.flush_pack().unwrap();
+    let old = pack_of(&repo, &y);
+    assert_eq!(store.put(&bytes(6, 50_000)).unwrap(), (y, false));
+    store
+        .commit_dropping(&strata::store::index::Doom {
+            packs: [old].into(),
+            chunks: vec![y],
+        })
+        .unwrap();
+    assert!(matches!(store.get(&y), Err(StoreError::NotFound(_))));
+}

@@ -106,9 +106,12 @@ pub enum Command {
     /// object copied is verified first. The new packs and the index that
     /// points at them are durable before any pack is deleted: a crash at
     /// any point loses nothing kept, and the next open (or prune) finishes
-    /// the deletion. Runs on an unmounted repository for now (exit 14
-    /// while mounted: `strata umount` first). Ends with the space freed
-    /// (--json: bytes_before, bytes_after, bytes_freed and the counts).
+    /// the deletion. While mounted, the daemon prunes and writes into
+    /// head/ and snapshots go on: an object about to be deleted that a
+    /// write stores again is stored afresh, never deduplicated against the
+    /// doomed copy. Exit 13 when damage stops it (nothing deleted). Ends
+    /// with the space freed (--json: bytes_before, bytes_after,
+    /// bytes_freed and the counts).
     Prune(PruneArgs),
     /// Manage head/, the tree backups are written into.
     #[command(subcommand)]

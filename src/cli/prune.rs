@@ -1,14 +1,14 @@
-//! `strata prune`: on an unmounted repository, opened directly.
+//! `strata prune`: through the daemon while mounted (writes into head/ go
+//! on), directly when not.
 
-use anyhow::Result;
-use strata::daemon::control::{self, Request};
+use anyhow::{bail, Result};
+use strata::daemon::control::{Reply, Request};
 use strata::exit::{self, Reported};
-use strata::ops::prune::{prune, PruneOptions, PruneReport};
+use strata::ops::prune::{PruneOptions, PruneReport};
 use strata::policy::throttle::rate::{format_bytes, parse_size};
-use strata::tree::head::Head;
 
 use super::args::{Global, PruneArgs};
-use super::{locked, print, unlock};
+use super::{print, request};
 
 /// `--max-unused`: a percentage from 0 to 100, "%" optional.
 fn max_unused(text: &str) -> Option<f64> {
@@ -36,17 +36,9 @@ pub fn run(g: &Global, a: &PruneArgs) -> Result<()> {
         },
         dry_run: a.dry_run,
     };
-    let repo = locked(g)?;
-    let socket = strata::sys::mountpoint::socket_path(&repo.config().id);
-    if control::call(&socket, &Request::Status)?.is_some() {
-        return Err(Reported(
-            exit::MOUNTPOINT,
-            "the repository is mounted, and prune runs on an unmounted repository for now: `strata umount` first, then prune; nothing changed".into(),
-        )
-        .into());
-    }
-    let head = Head::new(unlock(g)?)?;
-    let report = prune(&head, opts)?;
+    let Reply::Prune(report) = request(g, &Request::Prune { options: opts })? else {
+        bail!("unexpected answer from the daemon");
+    };
     print(g, &report, || text(&report));
     Ok(())
 }

@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::exit::{ExitCode, Reported};
 use crate::ops::forget::{self, ForgetError, ForgetReport, Selection};
+use crate::ops::prune::{prune, PruneError, PruneOptions, PruneReport};
 use crate::policy::retention::RetentionConfig;
 use crate::policy::throttle::{Limits, Throttle, ThrottleStatus};
 use crate::store::io::writeback::WritebackStatus;
@@ -58,6 +59,9 @@ pub enum ControlError {
     /// Forgetting refused or failed.
     #[error(transparent)]
     Forget(#[from] ForgetError),
+    /// Garbage collection stopped.
+    #[error(transparent)]
+    Prune(#[from] PruneError),
     /// A throttle request without a daemon.
     #[error(
         "the repository is not mounted: throttling governs the daemon's write path; mount it first"
@@ -171,6 +175,7 @@ impl ExitCode for ControlError {
             ControlError::StoreFailed { .. } | ControlError::SnapshotNotStored(_) => NOT_COMMITTED,
             ControlError::DaemonReported(r) => r.exit_code(),
             ControlError::Forget(e) => e.exit_code(),
+            ControlError::Prune(e) => e.exit_code(),
             ControlError::NoSnapshot(_)
             | ControlError::AlreadyHeld { .. }
             | ControlError::NotHeld(_)
@@ -196,7 +201,7 @@ impl ExitCode for ControlError {
 }
 
 /// What the CLI asks.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "request", rename_all = "snake_case")]
 pub enum Request {
     /// Take a snapshot now.
@@ -248,6 +253,12 @@ pub enum Request {
         /// Report only; change nothing.
         dry_run: bool,
     },
+    /// Collect the garbage: delete packs nothing uses, repack partly
+    /// used ones; writes into head/ go on meanwhile.
+    Prune {
+        /// How much to repack; whether to change anything.
+        options: PruneOptions,
+    },
     /// The daemon's state.
     Status,
     /// Make head/ snapshot `snapshot`'s tree (by number, name, label or
@@ -288,6 +299,7 @@ impl Request {
             Request::SnapshotHold { .. } => "snapshot_hold",
             Request::SnapshotRelease { .. } => "snapshot_release",
             Request::Forget { .. } => "forget",
+            Request::Prune { .. } => "prune",
             Request::Status => "status",
             Request::HeadReset { .. } => "head_reset",
             Request::LeftoversRecord { .. } => "leftovers_record",
@@ -317,6 +329,8 @@ pub enum Reply {
     Leftovers(Box<Leftovers>),
     /// What forget did.
     Forget(Box<ForgetReport>),
+    /// What prune did.
+    Prune(Box<PruneReport>),
     /// Done.
     Done,
 }
@@ -481,6 +495,7 @@ pub fn handle(ns: &Namespace, caller: Caller, req: &Request) -> Result<Reply, Co
         } => Reply::Forget(Box::new(forget_snapshots(
             ns, caller, snapshots, retention, *dry_run,
         )?)),
+        Request::Prune { options } => Reply::Prune(Box::new(prune(ns.head(), caller, *options)?)),
         Request::LeftoversRecord { leftovers } => {
             let kept = ns.head().record_leftovers(leftovers)?;
             tracing::warn!(

@@ -92,7 +92,7 @@ Exit codes:
       index; prune stopped before deleting anything because of damage)
   14  the mountpoint is missing, not a directory, not empty (mount without
       --nonempty), already mounted, not mounted, or busy (umount; head
-      reset while files in head/ are open); prune while mounted
+      reset while files in head/ are open)
   15  the host configuration (strata.toml) is unreadable, unsafe or invalid,
       or a program it names (or the backup copy script) could be changed by
       someone other than root

@@ -19,10 +19,29 @@
 //!    recorded, and the next open removes them), a crash after it leaves
 //!    doomed files that nothing refers to, deleted at the next open.
 //!
-//! Runs on an unmounted repository, which the index's file lock keeps to
-//! this process alone: nothing can take a new reference to garbage while
-//! it works.
+//! While the repository is mounted, writes go on. A write that stores an
+//! object the index already has takes a new reference to it without
+//! storing it (deduplication), so the garbage found by the mark could gain
+//! a reference before it is deleted. Hence, before anything is copied:
+//!
+//! 5. The garbage of the packs to drop is published to the store
+//!    ([`Store::doom_objects`]): from then on a write of one of those
+//!    objects stores a fresh copy instead of deduplicating.
+//! 6. Every open file's pending state is flushed ([`Head::flush_all`]),
+//!    which waits for every write in progress (each stores its chunks and
+//!    records them under its file's lock), and the head's commit lock is
+//!    taken, which waits for a snapshot in progress. A reference taken by
+//!    deduplication before step 5 is now in the head's rows or in a
+//!    snapshot taken since the mark; both are marked again
+//!    ([`Snapshots::mark_since`], reading only trees not yet marked), and a
+//!    pack whose garbage turned out to be in use is left alone.
+//!
+//! After that no reference to the remaining garbage can appear: writes
+//! store fresh copies, whose rows the commit of step 4 writes after
+//! removing the doomed ones. A read that looked an object up just before
+//! its pack was deleted reads it again where the index now says.
 
+use std::collections::HashSet;
 use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
@@ -34,10 +53,10 @@ use crate::store::index::{Doom, PackState};
 use crate::store::pack::TocEntry;
 use crate::tree::head::Head;
 use crate::tree::snapshot::Snapshots;
-use crate::tree::types::FsError;
+use crate::tree::types::{Caller, FsError};
 
 /// How much to repack.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct PruneOptions {
     /// Repack until unused space is at most this percentage of the space in
     /// use (restic's `--max-unused`, 5 by default).
@@ -132,6 +151,8 @@ struct Judged {
     /// Sealed bytes of the others (headers and tables of contents are
     /// neither).
     unused: u64,
+    /// The others the index points at: garbage, as far as the mark knows.
+    garbage: Vec<ChunkId>,
     /// Every object in it.
     all: Vec<ChunkId>,
 }
@@ -151,15 +172,19 @@ fn always_kept(kind: Kind) -> bool {
     )
 }
 
-/// Collects the garbage of the repository `head` belongs to.
-pub fn prune(head: &Head, opts: PruneOptions) -> Result<PruneReport, PruneError> {
+/// Collects the garbage of the repository `head` belongs to, on behalf of
+/// `caller`; writes into the head may go on meanwhile.
+pub fn prune(head: &Head, caller: Caller, opts: PruneOptions) -> Result<PruneReport, PruneError> {
+    let _op = caller.span("prune");
     let started = Instant::now();
     let store = head.repo().store();
     if let Some(reason) = store.failed() {
         return Err(PruneError::ReadOnly(reason));
     }
     store.commit()?;
-    let live = Snapshots::of(head).live().map_err(PruneError::Mark)?;
+    let snapshots = Snapshots::of(head);
+    let marked_after = snapshots.last()?.map_or(0, |r| r.record.seq);
+    let mut live = snapshots.live().map_err(PruneError::Mark)?;
     let mut report = PruneReport {
         dry_run: opts.dry_run,
         live_objects: live.ids.len() as u64,
@@ -179,6 +204,7 @@ pub fn prune(head: &Head, opts: PruneOptions) -> Result<PruneReport, PruneError>
             .map_err(|source| PruneError::Pack { pack: id, source })?;
         let mut used = Vec::new();
         let mut unused = 0;
+        let mut garbage = Vec::new();
         for e in &entries {
             let here = store
                 .index()
@@ -189,6 +215,11 @@ pub fn prune(head: &Head, opts: PruneOptions) -> Result<PruneReport, PruneError>
                 used.push(*e);
             } else {
                 unused += e.len as u64;
+                // A copy the index does not point at cannot be found by a
+                // write or a read; only the indexed ones need dooming.
+                if here {
+                    garbage.push(e.id);
+                }
             }
         }
         judged.push(Judged {
@@ -196,12 +227,36 @@ pub fn prune(head: &Head, opts: PruneOptions) -> Result<PruneReport, PruneError>
             len: rec.len,
             used,
             unused,
+            garbage,
             all: entries.iter().map(|e| e.id).collect(),
         });
     }
-    let (empty, partly): (Vec<Judged>, Vec<Judged>) =
+    let (mut empty, partly): (Vec<Judged>, Vec<Judged>) =
         judged.into_iter().partition(|j| j.used.is_empty());
-    let repack = choose_repacks(partly, &opts, &mut report);
+    let mut repack = choose_repacks(partly, &opts, &mut report);
+    let _undoom = Undoom(store);
+    if !opts.dry_run {
+        let doomed = |packs: &[&Judged]| -> HashSet<ChunkId> {
+            packs
+                .iter()
+                .flat_map(|j| j.garbage.iter().copied())
+                .collect()
+        };
+        store.doom_objects(doomed(&empty.iter().chain(&repack).collect::<Vec<_>>()));
+        head.flush_all(caller)?;
+        {
+            let _snapshots_wait = head.serial();
+            snapshots
+                .mark_since(&mut live, marked_after)
+                .map_err(PruneError::Mark)?;
+        }
+        let untouched = |j: &Judged| !j.garbage.iter().any(|id| live.ids.contains(id));
+        empty.retain(untouched);
+        let planned: u64 = repack.iter().map(|j| j.unused).sum();
+        repack.retain(untouched);
+        report.unused_bytes_left += planned - repack.iter().map(|j| j.unused).sum::<u64>();
+        store.doom_objects(doomed(&empty.iter().chain(&repack).collect::<Vec<_>>()));
+    }
     report.packs_deleted = empty.len() as u64;
     report.packs_repacked = repack.len() as u64;
     report.bytes_repacked = repack.iter().map(Judged::used_bytes).sum();
@@ -237,6 +292,16 @@ pub fn prune(head: &Head, opts: PruneOptions) -> Result<PruneReport, PruneError>
     report.bytes_freed = report.bytes_before.saturating_sub(report.bytes_after);
     report.seconds = started.elapsed().as_secs_f64();
     Ok(report)
+}
+
+/// Ends the dooming however prune ends (a commit that dropped the packs
+/// has removed their rows, so nothing is left to protect).
+struct Undoom<'a>(&'a crate::store::chunks::Store);
+
+impl Drop for Undoom<'_> {
+    fn drop(&mut self) {
+        self.0.doom_objects(HashSet::new());
+    }
 }
 
 /// The partly used packs to repack: most unused space first, until the

@@ -144,6 +144,9 @@ pub struct Store {
     writeback: OnceLock<Writeback>,
     packs: RwLock<HashMap<PackId, PackRecord>>,
     files: Mutex<HashMap<PackId, Arc<dyn DiskFile>>>,
+    /// Objects garbage collection is about to drop: a write of one stores
+    /// a fresh copy instead of deduplicating against the doomed one.
+    doomed: RwLock<std::collections::HashSet<ChunkId>>,
     /// Set with `Writer::failed`, readable without the writer lock.
     read_only: std::sync::atomic::AtomicBool,
     /// Writes refused for lack of space, for the storage watch.
@@ -182,6 +185,7 @@ impl Store {
             writeback: OnceLock::new(),
             packs: RwLock::new(packs),
             files: Mutex::new(HashMap::new()),
+            doomed: RwLock::new(Default::default()),
             read_only: std::sync::atomic::AtomicBool::new(false),
             nospace: std::sync::atomic::AtomicU64::new(0),
             counters: Counters::default(),
@@ -365,7 +369,9 @@ impl Store {
         let len = data.len() as u64;
         self.counters.bytes_in.fetch_add(len, Ordering::Relaxed);
         let id = self.codec.object_id(kind, data);
-        if self.is_pending(&id) || self.index.chunk(&id)?.is_some() {
+        if self.is_pending(&id)
+            || (self.index.chunk(&id)?.is_some() && !self.doomed.read_locked().contains(&id))
+        {
             return Ok((id, false));
         }
         let sealed = self.codec.encode_object(kind, &id, data);
@@ -528,7 +534,17 @@ impl Store {
         self.packs
             .write_locked()
             .retain(|id, _| !doom.packs.contains(id));
+        // Their rows are gone: nothing can deduplicate against them now.
+        self.doom_objects(Default::default());
         self.delete_doomed()
+    }
+
+    /// Makes writes of `ids` store fresh copies instead of deduplicating
+    /// against the copies garbage collection is about to drop (an empty
+    /// set ends that). A write that deduplicated before this call is the
+    /// caller's to find, after it, in the trees' references.
+    pub fn doom_objects(&self, ids: std::collections::HashSet<ChunkId>) {
+        *self.doomed.write_locked() = ids;
     }
 
     /// Deletes the files of packs a durable commit dropped, then forgets
@@ -660,11 +676,27 @@ impl Store {
     }
 
     fn get_object_once(&self, kind: Kind, id: &ChunkId) -> Result<Verified, StoreError> {
+        let loc = self.locate(id)?;
+        match self.get_at(kind, id, loc) {
+            // Garbage collection moved the object and deleted the pack
+            // between the lookup and the read: read it where it is now.
+            Err(StoreError::Pack(_) | StoreError::Io { .. }) if self.locate(id)? != loc => {
+                self.get_at(kind, id, self.locate(id)?)
+            }
+            other => other,
+        }
+    }
+
+    /// Where object `id` is: pending, or as the index says.
+    fn locate(&self, id: &ChunkId) -> Result<Location, StoreError> {
         let pending = self.pending.read_locked().get(id).copied();
-        let loc = match pending {
-            Some(loc) => loc,
-            None => self.index.chunk(id)?.ok_or(StoreError::NotFound(*id))?,
-        };
+        match pending {
+            Some(loc) => Ok(loc),
+            None => Ok(self.index.chunk(id)?.ok_or(StoreError::NotFound(*id))?),
+        }
+    }
+
+    fn get_at(&self, kind: Kind, id: &ChunkId, loc: Location) -> Result<Verified, StoreError> {
         if loc.len as usize > MAX_OBJECT_LEN {
             return Err(StoreError::Corrupt {
                 chunk: *id,

@@ -19,6 +19,7 @@ mod ioprio;
 mod json_seconds;
 mod mount_side;
 mod postgres;
+mod prune;
 mod runs;
 mod summary;
 mod throttle;

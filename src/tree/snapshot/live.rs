@@ -29,8 +29,16 @@ impl Snapshots<'_> {
     /// Fails, naming the tree, when a tree below a root cannot be read.
     pub fn live(&self) -> Result<Live, FsError> {
         let mut live = Live::default();
+        self.mark_since(&mut live, 0)?;
+        Ok(live)
+    }
+
+    /// Adds to `live` what the head refers to now and what the snapshots
+    /// taken after snapshot `after` refer to, reading only trees `live`
+    /// does not hold yet (so it costs what changed since).
+    pub fn mark_since(&self, live: &mut Live, after: u64) -> Result<(), FsError> {
         let mut stack = Vec::new();
-        for row in self.list()? {
+        for row in self.list()?.into_iter().filter(|r| r.record.seq > after) {
             live.ids.insert(ChunkId(row.id));
             stack.extend(row.record.root.subtree);
         }
@@ -55,6 +63,6 @@ impl Snapshots<'_> {
                     .extend(e.extents.iter().map(|(_, chunk, _)| ChunkId(*chunk)));
             }
         }
-        Ok(live)
+        Ok(())
     }
 }
