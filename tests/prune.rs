@@ -297,3 +297,25 @@ fn writes_that_store_garbage_again_during_a_prune_lose_nothing() {
         clean(&h);
     }
 }
+
+#[test]
+fn prune_on_a_store_that_refuses_writes_changes_nothing() {
+    let (sim, disk) = repository();
+    let h = Head::new(open(disk)).unwrap();
+    nights(&h);
+    h.repo().store().flush_pack().unwrap();
+    Snapshots::of(&h).forget(ME, &[1, 2], "test").unwrap();
+    // A failed sync turns the store read-only, as a failing disk does.
+    sim.fail_sync(0);
+    write(&h, "after", &bytes(7, 10_000));
+    assert!(h.repo().store().commit().is_err());
+    sim.heal();
+    let files = sim.contents();
+    match prune(&h, ME, PruneOptions::default()) {
+        Err(e @ PruneError::ReadOnly(_)) => {
+            assert!(e.to_string().starts_with("prune changed nothing"), "{e}");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(sim.contents(), files, "nothing changed");
+}

@@ -103,6 +103,15 @@ fn a_daemon_killed_during_a_prune_loses_nothing_and_the_next_prune_finishes() {
         // SAFETY: plain kill of the daemon's pid.
         unsafe { libc::kill(pid as i32, libc::SIGKILL) };
         let _ = prune.wait_with_output().unwrap();
+        // The mount counts as dead once the daemon's process is gone.
+        let gone = std::time::Instant::now() + Duration::from_secs(30);
+        while Path::new(&format!("/proc/{pid}")).exists() {
+            assert!(
+                std::time::Instant::now() < gone,
+                "the killed daemon lingers"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
         let out = run(m
             .strata()
             .arg("mount")
