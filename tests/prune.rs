@@ -20,6 +20,12 @@ use strata::tree::types::{Caller, InodeNo};
 
 const ME: Caller = Caller::ROOT;
 
+const DRY_RUN: PruneOptions = PruneOptions {
+    max_unused_percent: 5.0,
+    max_repack_bytes: None,
+    dry_run: true,
+};
+
 /// File name → content, of one snapshot or the head.
 type Files = BTreeMap<String, Vec<u8>>;
 
@@ -118,29 +124,13 @@ fn prune_after_forget_frees_space_and_loses_nothing_kept() {
     let mut expected = nights(&h);
     h.repo().store().flush_pack().unwrap();
 
-    let dry = prune(
-        &h,
-        ME,
-        PruneOptions {
-            dry_run: true,
-            ..PruneOptions::default()
-        },
-    )
-    .unwrap();
+    let dry = prune(&h, ME, DRY_RUN).unwrap();
     assert_eq!((dry.packs_deleted, dry.packs_repacked), (0, 0), "{dry:?}");
 
     Snapshots::of(&h).forget(ME, &[1, 2], "test").unwrap();
     expected.retain(|seq, _| *seq > 2);
     let before = pack_bytes(&sim);
-    let dry = prune(
-        &h,
-        ME,
-        PruneOptions {
-            dry_run: true,
-            ..PruneOptions::default()
-        },
-    )
-    .unwrap();
+    let dry = prune(&h, ME, DRY_RUN).unwrap();
     assert!(dry.packs_deleted + dry.packs_repacked > 0, "{dry:?}");
     assert_eq!(pack_bytes(&sim), before, "a dry run deletes nothing");
 

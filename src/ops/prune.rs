@@ -182,6 +182,9 @@ pub fn prune(head: &Head, caller: Caller, opts: PruneOptions) -> Result<PruneRep
         return Err(PruneError::ReadOnly(reason));
     }
     store.commit()?;
+    // Only packs finished before the mark are judged: what was written
+    // since is young, and most likely in use.
+    let records = store.pack_records();
     let snapshots = Snapshots::of(head);
     let marked_after = snapshots.last()?.map_or(0, |r| r.record.seq);
     let mut live = snapshots.live().map_err(PruneError::Mark)?;
@@ -191,7 +194,6 @@ pub fn prune(head: &Head, caller: Caller, opts: PruneOptions) -> Result<PruneRep
         trees_read: live.trees,
         ..PruneReport::default()
     };
-    let records = store.pack_records();
     report.packs_before = records.len() as u64;
     report.bytes_before = records.values().map(|r| r.len).sum();
     let mut judged = Vec::new();

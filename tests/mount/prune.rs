@@ -7,7 +7,7 @@ use std::process::Child;
 use std::time::Duration;
 
 use crate::common::tier::{self, Tier};
-use crate::harness::{differences, ok, rsync_into, run, Mount};
+use crate::harness::{differences, ok, rsync_into, Mount};
 use crate::tree;
 
 /// Night `night`'s tree: 24 files of 256 KiB, each night different.
@@ -112,17 +112,7 @@ fn a_daemon_killed_during_a_prune_loses_nothing_and_the_next_prune_finishes() {
             );
             std::thread::sleep(Duration::from_millis(10));
         }
-        let out = run(m
-            .strata()
-            .arg("mount")
-            .arg(m.mnt())
-            .arg("--log-file")
-            .arg(m.path("mountd.log")));
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        m.mount();
         same(&sources[2], &m.snapshots().join(&kept_name).join("data"));
         same(&sources[2], &m.head().join("data"));
     }
