@@ -358,6 +358,33 @@ fn init_refuses_a_non_empty_directory_and_touches_nothing() {
 }
 
 #[test]
+fn init_takes_a_pack_size_and_refuses_one_out_of_range() {
+    let env = Env::new();
+    let init = |size: &str| {
+        env.run(&[
+            "init",
+            "-r",
+            s(&env.repo()),
+            "--password-file",
+            s(&env.path("pw")),
+            "--kdf-memory-mib",
+            "1",
+            "--kdf-iterations",
+            "1",
+            "--pack-size",
+            size,
+        ])
+    };
+    for bad in ["512KiB", "8GiB", "big"] {
+        assert_fails(&init(bad), 2, "is not a size from 1MiB to 4GiB");
+        assert!(!env.repo().exists(), "nothing created for {bad}");
+    }
+    assert_ok(&init("16MiB"));
+    let config = std::fs::read_to_string(env.repo().join("config")).unwrap();
+    assert!(config.contains("pack_size = 16777216"), "{config}");
+}
+
+#[test]
 fn init_without_a_passphrase_generates_a_key_file_outside_the_repository() {
     let env = Env::new();
     let key = env.path("keys/repo.key");

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use common::*;
 use strata::ops::check::{check, ReadData};
 use strata::ops::prune::{prune, PruneError, PruneOptions};
+use strata::policy::throttle::{Throttle, ThrottlePolicy};
 use strata::store::io::sim::SimDisk;
 use strata::store::io::Disk;
 use strata::tree::head::Head;
@@ -124,18 +125,22 @@ fn prune_after_forget_frees_space_and_loses_nothing_kept() {
     let mut expected = nights(&h);
     h.repo().store().flush_pack().unwrap();
 
-    let dry = prune(&h, ME, DRY_RUN).unwrap();
+    let dry = prune(&h, ME, DRY_RUN, None).unwrap();
     assert_eq!((dry.packs_deleted, dry.packs_repacked), (0, 0), "{dry:?}");
 
     Snapshots::of(&h).forget(ME, &[1, 2], "test").unwrap();
     expected.retain(|seq, _| *seq > 2);
     let before = pack_bytes(&sim);
-    let dry = prune(&h, ME, DRY_RUN).unwrap();
+    let dry = prune(&h, ME, DRY_RUN, None).unwrap();
     assert!(dry.packs_deleted + dry.packs_repacked > 0, "{dry:?}");
     assert_eq!(pack_bytes(&sim), before, "a dry run deletes nothing");
 
-    let report = prune(&h, ME, PruneOptions::default()).unwrap();
+    // The daemon's throttle admits every byte prune copies.
+    let throttle = Throttle::with_system_clock(ThrottlePolicy::unlimited());
+    let report = prune(&h, ME, PruneOptions::default(), Some(&throttle)).unwrap();
     assert!(report.bytes_freed > 1_000_000, "{report:?}");
+    assert!(report.bytes_repacked > 0, "{report:?}");
+    assert_eq!(throttle.status().bytes, report.bytes_repacked);
     assert!(
         report.unused_bytes_left * 20 <= report.bytes_after,
         "{report:?}"
@@ -148,7 +153,7 @@ fn prune_after_forget_frees_space_and_loses_nothing_kept() {
     all_intact(&h, &expected);
     clean(&h);
 
-    let again = prune(&h, ME, PruneOptions::default()).unwrap();
+    let again = prune(&h, ME, PruneOptions::default(), None).unwrap();
     assert_eq!(
         (again.packs_deleted, again.packs_repacked),
         (0, 0),
@@ -177,7 +182,7 @@ fn every_crash_image_of_a_prune_keeps_everything_kept_and_a_second_prune_finishe
         expected.retain(|seq, _| *seq == 2 || *seq == 4);
         h.repo().store().flush_pack().unwrap();
         sim.record_sync_points();
-        prune(&h, ME, PruneOptions::default()).unwrap();
+        prune(&h, ME, PruneOptions::default(), None).unwrap();
         expected
     };
     let points = sim.sync_point_count();
@@ -188,7 +193,7 @@ fn every_crash_image_of_a_prune_keeps_everything_kept_and_a_second_prune_finishe
             let h = Head::new(open(disk)).unwrap();
             all_intact(&h, &expected);
             clean(&h);
-            prune(&h, ME, PruneOptions::default()).unwrap();
+            prune(&h, ME, PruneOptions::default(), None).unwrap();
             all_intact(&h, &expected);
             clean(&h);
         }
@@ -214,7 +219,7 @@ fn a_tree_that_cannot_be_read_stops_prune_before_anything_is_deleted() {
     disk.write_atomic(&path, &bytes).unwrap();
     let h = Head::new(open(disk)).unwrap();
     let files = sim.contents();
-    match prune(&h, ME, PruneOptions::default()) {
+    match prune(&h, ME, PruneOptions::default(), None) {
         Err(e @ PruneError::Mark(_)) => {
             assert!(
                 e.to_string().contains("stopped before deleting anything"),
@@ -264,7 +269,7 @@ fn writes_that_store_garbage_again_during_a_prune_lose_nothing() {
                 mine
             });
             std::thread::sleep(std::time::Duration::from_millis(round * 15));
-            prune(&h, ME, PruneOptions::default()).unwrap();
+            prune(&h, ME, PruneOptions::default(), None).unwrap();
             written = writer.join().unwrap();
         });
         for (name, data) in &written {
@@ -272,7 +277,7 @@ fn writes_that_store_garbage_again_during_a_prune_lose_nothing() {
             assert_eq!(&h.read(ME, ino, 0, u32::MAX).unwrap(), data, "{name}");
         }
         // A prune after the writes finds the rest, and still loses nothing.
-        prune(&h, ME, PruneOptions::default()).unwrap();
+        prune(&h, ME, PruneOptions::default(), None).unwrap();
         h.repo().store().commit().unwrap();
         for (name, data) in &written {
             let ino = h.lookup(ME, InodeNo::ROOT, &n(name)).unwrap().ino;
@@ -301,7 +306,7 @@ fn prune_on_a_store_that_refuses_writes_changes_nothing() {
     assert!(h.repo().store().commit().is_err());
     sim.heal();
     let files = sim.contents();
-    match prune(&h, ME, PruneOptions::default()) {
+    match prune(&h, ME, PruneOptions::default(), None) {
         Err(e @ PruneError::ReadOnly(_)) => {
             assert!(e.to_string().starts_with("prune changed nothing"), "{e}");
         }

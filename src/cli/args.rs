@@ -336,6 +336,11 @@ pub struct InitArgs {
     /// Average chunk size in KiB (minimum is a quarter, maximum four times).
     #[arg(long, value_name = "KIB", default_value_t = 256)]
     pub chunk_size_kib: u32,
+    /// Size at which a pack file is finished, 1MiB to 4GiB. Prune deletes
+    /// and repacks whole finished packs: smaller packs free space sooner,
+    /// larger ones mean fewer files.
+    #[arg(long, value_name = "SIZE", default_value = "64MiB")]
+    pub pack_size: String,
 }
 
 impl InitArgs {

@@ -25,7 +25,6 @@ use strata::daemon::control::{self, Reply, Request};
 use strata::ops::check::{check, ReadData};
 use strata::store::chunker::ChunkerParams;
 use strata::store::crypto::slot::{KdfParams, SlotKind};
-use strata::store::format::PACK_TARGET_SIZE;
 use strata::store::id::RepoId;
 use strata::store::io::{Disk, LocalDisk};
 use strata::store::repo::{init, InitOptions, LockedRepo, Repo, RepoError};
@@ -227,6 +226,17 @@ pub(crate) fn cmd_init(g: &Global, a: &InitArgs) -> Result<()> {
     chunker
         .validate()
         .with_context(|| format!("--chunk-size-kib {}", a.chunk_size_kib))?;
+    let pack_size = strata::policy::throttle::rate::parse_size(&a.pack_size)
+        .filter(|n| (1 << 20..=1 << 32).contains(n))
+        .ok_or_else(|| {
+            strata::exit::Reported(
+                strata::exit::USAGE,
+                format!(
+                    "--pack-size {:?} is not a size from 1MiB to 4GiB (e.g. \"16MiB\"); nothing was created",
+                    a.pack_size
+                ),
+            )
+        })?;
     let id = RepoId::random();
     let passphrase = secrets::given_passphrase(g)?;
     if a.insecure_no_encryption
@@ -269,7 +279,7 @@ pub(crate) fn cmd_init(g: &Global, a: &InitArgs) -> Result<()> {
         label: a.label.clone(),
         kdf: kdf(&a.kdf),
         chunker,
-        pack_size: PACK_TARGET_SIZE,
+        pack_size,
     };
     let result = (|| -> Result<()> {
         if created_dir {

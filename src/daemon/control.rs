@@ -19,6 +19,7 @@ use crate::policy::retention::RetentionConfig;
 use crate::policy::throttle::{Limits, Throttle, ThrottleStatus};
 use crate::store::io::writeback::WritebackStatus;
 use crate::sys::chain::Chain;
+use crate::sys::sync::Recover;
 use crate::tree::namespace::{may_be_latest, Namespace};
 use crate::tree::objects::SnapshotRow;
 use crate::tree::record::{HoldInfo, Leftovers, RunRecord, SnapshotInfo};
@@ -309,6 +310,63 @@ impl Request {
             Request::Shutdown => "shutdown",
         }
     }
+
+    /// Which requests it may run beside; see [`Lane`].
+    pub fn lane(&self) -> Lane {
+        match self {
+            Request::Status
+            | Request::SnapshotList
+            | Request::SnapshotShow { .. }
+            | Request::ThrottleShow
+            | Request::ThrottleSet { .. }
+            | Request::ThrottleClear => Lane::Free,
+            Request::Prune { .. } => Lane::Prune,
+            Request::SnapshotCreate { .. }
+            | Request::SnapshotRun { .. }
+            | Request::SnapshotHold { .. }
+            | Request::SnapshotRelease { .. }
+            | Request::Forget { .. }
+            | Request::HeadReset { .. }
+            | Request::LeftoversRecord { .. }
+            | Request::Shutdown => Lane::Catalog,
+        }
+    }
+}
+
+/// The daemon serves each control connection on its own thread, so a long
+/// prune neither delays a status question nor the snapshot of a backup
+/// run. Requests in one lane run one at a time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Lane {
+    /// Questions and throttle settings: they change no repository state
+    /// and run beside anything.
+    Free,
+    /// Prune: one at a time (the garbage it dooms is one set), beside
+    /// everything else, which its design lets go on (see
+    /// [`crate::ops::prune`]).
+    Prune,
+    /// Everything that changes the snapshots or the head's root: one at a
+    /// time, in the order they come (a snapshot chains to the newest, a
+    /// forget decides over the list it read).
+    Catalog,
+}
+
+/// One lock per lane that has one.
+#[derive(Default)]
+struct Lanes {
+    prune: std::sync::Mutex<()>,
+    catalog: std::sync::Mutex<()>,
+}
+
+impl Lanes {
+    /// Waits for `lane`'s turn; the guard holds it.
+    fn enter(&self, lane: Lane) -> Option<std::sync::MutexGuard<'_, ()>> {
+        match lane {
+            Lane::Free => None,
+            Lane::Prune => Some(self.prune.locked()),
+            Lane::Catalog => Some(self.catalog.locked()),
+        }
+    }
 }
 
 /// The answer.
@@ -495,7 +553,9 @@ pub fn handle(ns: &Namespace, caller: Caller, req: &Request) -> Result<Reply, Co
         } => Reply::Forget(Box::new(forget_snapshots(
             ns, caller, snapshots, retention, *dry_run,
         )?)),
-        Request::Prune { options } => Reply::Prune(Box::new(prune(ns.head(), caller, *options)?)),
+        Request::Prune { options } => {
+            Reply::Prune(Box::new(prune(ns.head(), caller, *options, None)?))
+        }
         Request::LeftoversRecord { leftovers } => {
             let kept = ns.head().record_leftovers(leftovers)?;
             tracing::warn!(
@@ -702,17 +762,33 @@ pub trait Daemon: Send + Sync {
     fn throttle(&self) -> &Throttle;
 }
 
-/// Accepts requests on `listener` until the process ends.
+/// Accepts requests on `listener` until the process ends, each on its own
+/// thread (see [`Lane`]).
 pub fn serve(listener: UnixListener, ns: Arc<Namespace>, daemon: Arc<dyn Daemon>) {
+    let lanes = Arc::new(Lanes::default());
     for conn in listener.incoming() {
         let Ok(stream) = conn else { continue };
-        if let Err(e) = serve_one(stream, &ns, daemon.as_ref()) {
-            tracing::warn!(error = %Chain(&e), "control request failed");
+        let (ns, daemon, lanes) = (ns.clone(), daemon.clone(), lanes.clone());
+        let spawned = std::thread::Builder::new()
+            .name("control-request".into())
+            .spawn(move || {
+                if let Err(e) = serve_one(stream, &ns, daemon.as_ref(), &lanes) {
+                    tracing::warn!(error = %Chain(&e), "control request failed");
+                }
+            });
+        if let Err(e) = spawned {
+            // The connection closes unanswered: the caller reports it.
+            tracing::warn!(error = %e, "no thread for a control request");
         }
     }
 }
 
-fn serve_one(stream: UnixStream, ns: &Namespace, daemon: &dyn Daemon) -> Result<(), ControlError> {
+fn serve_one(
+    stream: UnixStream,
+    ns: &Namespace,
+    daemon: &dyn Daemon,
+    lanes: &Lanes,
+) -> Result<(), ControlError> {
     let caller = peer(&stream)?;
     let mut line = String::new();
     BufReader::new(&stream).read_line(&mut line)?;
@@ -727,8 +803,15 @@ fn serve_one(stream: UnixStream, ns: &Namespace, daemon: &dyn Daemon) -> Result<
                 request = req.name(),
                 "control request"
             );
+            let _turn = lanes.enter(req.lane());
             let throttle = daemon.throttle();
             let mut reply = match req {
+                Request::Prune { options } => Reply::Prune(Box::new(prune(
+                    ns.head(),
+                    caller,
+                    *options,
+                    Some(throttle),
+                )?)),
                 Request::ThrottleShow => Reply::Throttle(Box::new(throttle.status())),
                 Request::ThrottleSet { limits, seconds } => {
                     throttle.set(*limits, seconds.map(std::time::Duration::from_secs));
@@ -859,14 +942,7 @@ pub fn call(socket: &Path, req: &Request) -> Result<Option<Reply>, ControlError>
     // Questions a live daemon answers at once get a deadline, so that a
     // hung daemon fails a status or freshness check instead of hanging it.
     // Snapshots and shutdown commit first, for as long as that takes.
-    let quick = matches!(
-        req,
-        Request::Status
-            | Request::SnapshotList
-            | Request::SnapshotShow { .. }
-            | Request::ThrottleShow
-    );
-    if quick {
+    if req.lane() == Lane::Free {
         stream.set_read_timeout(Some(QUICK_ANSWER))?;
     }
     let mut out = serde_json::to_vec(req)?;

@@ -40,12 +40,18 @@
 //! store fresh copies, whose rows the commit of step 4 writes after
 //! removing the doomed ones. A read that looked an object up just before
 //! its pack was deleted reads it again where the index now says.
+//!
+//! Inside the daemon, prune keeps to the I/O settings writes keep to: each
+//! copied object is admitted by the write throttle (and waits as long as
+//! it says), the thread runs at `[throttle.io] class`, and the daemon's
+//! cgroup (`[throttle.io]` weight and io.max) covers it as any other I/O.
 
 use std::collections::HashSet;
 use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
+use crate::policy::throttle::Throttle;
 use crate::store::chunks::StoreError;
 use crate::store::format::{Kind, MAX_OBJECT_LEN};
 use crate::store::id::{ChunkId, PackId};
@@ -173,10 +179,21 @@ fn always_kept(kind: Kind) -> bool {
 }
 
 /// Collects the garbage of the repository `head` belongs to, on behalf of
-/// `caller`; writes into the head may go on meanwhile.
-pub fn prune(head: &Head, caller: Caller, opts: PruneOptions) -> Result<PruneReport, PruneError> {
+/// `caller`; writes into the head may go on meanwhile. With a `throttle`
+/// (the daemon's), copying keeps to its limits and I/O class.
+pub fn prune(
+    head: &Head,
+    caller: Caller,
+    opts: PruneOptions,
+    throttle: Option<&Throttle>,
+) -> Result<PruneReport, PruneError> {
     let _op = caller.span("prune");
     let started = Instant::now();
+    if let Some(class) = throttle.and_then(|t| t.policy().io.and_then(|io| io.class)) {
+        if let Err(e) = class.apply_to_current_thread() {
+            tracing::warn!(error = %e, %class, "[throttle.io] class cannot be applied; prune runs at the daemon's priority");
+        }
+    }
     let store = head.repo().store();
     if let Some(reason) = store.failed() {
         return Err(PruneError::ReadOnly(reason));
@@ -268,7 +285,7 @@ pub fn prune(head: &Head, caller: Caller, opts: PruneOptions) -> Result<PruneRep
         report.bytes_after = report.bytes_before.saturating_sub(freed) + report.bytes_repacked;
     } else {
         for j in &repack {
-            copy_used(store, j)?;
+            copy_used(store, j, throttle)?;
         }
         let doom = Doom {
             packs: empty.iter().chain(&repack).map(|j| j.id).collect(),
@@ -333,9 +350,16 @@ fn choose_repacks(
 }
 
 /// Copies the used objects of pack `j` into new packs, each verified
-/// against its id first.
-fn copy_used(store: &crate::store::chunks::Store, j: &Judged) -> Result<(), PruneError> {
+/// against its id first and admitted by the `throttle`.
+fn copy_used(
+    store: &crate::store::chunks::Store,
+    j: &Judged,
+    throttle: Option<&Throttle>,
+) -> Result<(), PruneError> {
     for e in &j.used {
+        if let Some(t) = throttle {
+            std::thread::sleep(t.admit(e.len as u64));
+        }
         let sealed = store.read_object(j.id, e.offset, e.len)?;
         if store
             .codec()

@@ -63,8 +63,19 @@ impl Mount {
         m
     }
 
+    /// An encrypted repository whose `strata init` also got `flags`, mounted.
+    pub fn with_init(flags: &[&str]) -> Mount {
+        let m = Mount::unmounted_with(flags);
+        m.mount();
+        m
+    }
+
     /// An encrypted repository and an empty mountpoint, not mounted.
     pub fn unmounted() -> Mount {
+        Mount::unmounted_with(&[])
+    }
+
+    fn unmounted_with(flags: &[&str]) -> Mount {
         setup();
         let dir = tempfile::Builder::new()
             .prefix("strata-mount-")
@@ -74,7 +85,8 @@ impl Mount {
         std::fs::write(m.path("pw"), "correct horse\n").unwrap();
         std::fs::create_dir(m.mnt()).unwrap();
         ok(m.strata()
-            .args(["init", "--kdf-memory-mib", "8", "--kdf-iterations", "1"]));
+            .args(["init", "--kdf-memory-mib", "8", "--kdf-iterations", "1"])
+            .args(flags));
         m
     }
 

@@ -1,6 +1,7 @@
 //! Garbage collection inside the daemon: rsync into head/ and snapshots go
 //! on while it prunes, also storing the very bytes it is deleting, and a
-//! daemon killed at any moment of a prune loses nothing kept.
+//! daemon killed at any moment of a prune loses nothing kept. A throttled
+//! prune keeps to the write limit, and status answers while it runs.
 
 use std::path::{Path, PathBuf};
 use std::process::Child;
@@ -8,6 +9,7 @@ use std::time::Duration;
 
 use crate::common::tier::{self, Tier};
 use crate::harness::{differences, ok, rsync_into, Mount};
+use crate::throttle::{status_throttle, wait_for_throttle};
 use crate::tree;
 
 /// Night `night`'s tree: 24 files of 256 KiB, each night different.
@@ -36,6 +38,12 @@ fn three_nights_two_forgotten(m: &Mount) -> (Vec<PathBuf>, PathBuf) {
     (sources, last)
 }
 
+/// A mounted repository with 1 MiB packs, so that the few MiB a test
+/// writes fill finished packs, the only ones prune judges.
+fn small_packs() -> Mount {
+    Mount::with_init(&["--pack-size", "1MiB"])
+}
+
 fn prune_in_background(m: &Mount) -> Child {
     m.strata()
         .args(["prune", "--max-unused", "0", "--json"])
@@ -54,7 +62,7 @@ fn rsync_and_snapshots_go_on_while_the_daemon_prunes() {
     if tier::missing(&[Tier::Mount]) {
         return;
     }
-    let m = Mount::new();
+    let m = small_packs();
     let (sources, kept) = three_nights_two_forgotten(&m);
     for round in 0..3 {
         // The forgotten nights' bytes, stored again while they are pruned.
@@ -68,6 +76,10 @@ fn rsync_and_snapshots_go_on_while_the_daemon_prunes() {
             "{}",
             String::from_utf8_lossy(&out.stderr)
         );
+        if round == 0 {
+            let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+            assert!(report["bytes_freed"].as_u64() > Some(4 << 20), "{report}");
+        }
         same(&sources[round % 2], &again);
         same(&sources[round % 2], &snap.join(format!("again{round}")));
         same(&sources[2], &kept.join("data"));
@@ -85,10 +97,10 @@ fn a_daemon_killed_during_a_prune_loses_nothing_and_the_next_prune_finishes() {
     if tier::missing(&[Tier::Mount]) {
         return;
     }
-    let m = Mount::new();
+    let m = small_packs();
     let (sources, kept) = three_nights_two_forgotten(&m);
     let kept_name = kept.file_name().unwrap().to_owned();
-    for round in 0..6u64 {
+    for round in 0..10u64 {
         // New garbage each round: a night stored, snapshotted, forgotten.
         let extra = night(&m, 10 + round);
         rsync_into(&extra, &m.head().join("extra"));
@@ -99,7 +111,7 @@ fn a_daemon_killed_during_a_prune_loses_nothing_and_the_next_prune_finishes() {
 
         let pid = m.daemon_pid();
         let prune = prune_in_background(&m);
-        std::thread::sleep(Duration::from_millis(round * 40));
+        std::thread::sleep(Duration::from_millis(round * 30));
         // SAFETY: plain kill of the daemon's pid.
         unsafe { libc::kill(pid as i32, libc::SIGKILL) };
         let _ = prune.wait_with_output().unwrap();
@@ -130,4 +142,67 @@ fn a_daemon_killed_during_a_prune_loses_nothing_and_the_next_prune_finishes() {
         report["packs_deleted"], 0,
         "the earlier prune finished: {report}"
     );
+}
+
+#[test]
+fn a_throttled_prune_keeps_to_the_limit_and_status_answers_meanwhile() {
+    if tier::missing(&[Tier::Mount]) {
+        return;
+    }
+    let m = small_packs();
+    // Old and new files interleaved, so the packs hold both: once the old
+    // ones are forgotten, prune must copy the new ones out.
+    let (old, new) = (night(&m, 0), night(&m, 1));
+    let mixed = m.path("mixed");
+    std::fs::create_dir_all(&mixed).unwrap();
+    for entry in std::fs::read_dir(&new)
+        .unwrap()
+        .chain(std::fs::read_dir(&old).unwrap())
+    {
+        let f = entry.unwrap().path();
+        let tag = if f.starts_with(&old) { "o" } else { "n" };
+        let name = format!("{}{tag}", f.file_name().unwrap().to_string_lossy());
+        std::fs::copy(&f, mixed.join(name)).unwrap();
+    }
+    rsync_into(&mixed, &m.head().join("data"));
+    m.snapshot("both");
+    for dir in [mixed.clone(), m.head().join("data")] {
+        for i in 0..24 {
+            std::fs::remove_file(dir.join(format!("f{i:02}o"))).unwrap();
+        }
+        tree::set_times(&dir, 1_700_000_000, 0);
+    }
+    let kept = m.snapshot("new");
+    ok(m.strata().args(["forget", "both"]));
+
+    ok(m.strata().args(["throttle", "set", "1MiB/s"]));
+    let before = status_throttle(&m);
+    let prune = prune_in_background(&m);
+    // `strata status` answers while the prune copies (it is what polls).
+    wait_for_throttle(&m, |t| t["bytes"].as_u64() > before["bytes"].as_u64());
+    let mut prune = prune;
+    assert!(
+        prune.try_wait().unwrap().is_none(),
+        "the prune still runs while status answers"
+    );
+    let out = prune.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let copied = report["bytes_repacked"].as_u64().unwrap();
+    assert!(copied > 4 << 20, "{report}");
+    let after = status_throttle(&m);
+    let admitted = after["bytes"].as_u64().unwrap() - before["bytes"].as_u64().unwrap();
+    assert_eq!(admitted, copied, "every byte prune copied was admitted");
+    assert!(
+        after["delayed_requests"].as_u64() > before["delayed_requests"].as_u64(),
+        "the limit held the prune back: {after}"
+    );
+    same(&mixed, &kept.join("data"));
+    same(&mixed, &m.head().join("data"));
+    m.umount();
+    ok(m.strata().args(["check", "--read-data"]));
 }

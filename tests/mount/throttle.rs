@@ -18,14 +18,17 @@ fn throttle_json(m: &Mount, args: &[&str]) -> serde_json::Value {
 const MIB: u64 = 1 << 20;
 
 /// The throttle's counters, from `strata status --json`.
-fn status_throttle(m: &Mount) -> serde_json::Value {
+pub(crate) fn status_throttle(m: &Mount) -> serde_json::Value {
     let status: serde_json::Value =
         serde_json::from_str(&ok(m.strata().args(["status", "--json"]))).unwrap();
     status["throttle"].clone()
 }
 
 /// Polls the throttle's counters until `ready` holds (at most 60 s).
-fn wait_for_throttle(m: &Mount, ready: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
+pub(crate) fn wait_for_throttle(
+    m: &Mount,
+    ready: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let t = status_throttle(m);
