@@ -200,6 +200,38 @@ fn every_crash_image_of_a_prune_keeps_everything_kept_and_a_second_prune_finishe
     }
 }
 
+/// Flips a byte inside the object at `offset` of pack `pack`.
+fn damage(disk: &Arc<dyn Disk>, pack: strata::store::id::PackId, offset: u64) {
+    let path = strata::store::io::backend::LocalBackend::path(pack);
+    let mut bytes = disk.read(&path).unwrap();
+    bytes[offset as usize + 20] ^= 0xff;
+    disk.write_atomic(&path, &bytes).unwrap();
+}
+
+/// Prunes a repository damaged where `expected` says; the error must say
+/// nothing was deleted, with exit code 13, and no pack may change.
+fn prune_stops_at_damage(sim: &SimDisk, disk: Arc<dyn Disk>, expected: fn(&PruneError) -> bool) {
+    let h = Head::new(open(disk)).unwrap();
+    let packs = || -> Vec<(String, Vec<u8>)> {
+        sim.contents()
+            .into_iter()
+            .filter(|(p, _)| p.starts_with("packs/"))
+            .collect()
+    };
+    let before = packs();
+    match prune(&h, ME, PruneOptions::default(), None) {
+        Err(e) if expected(&e) => {
+            assert!(
+                e.to_string().contains("stopped before deleting anything"),
+                "{e}"
+            );
+            assert_eq!(strata::exit::ExitCode::exit_code(&e), strata::exit::DAMAGED);
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(packs() == before, "no pack changed");
+}
+
 #[test]
 fn a_tree_that_cannot_be_read_stops_prune_before_anything_is_deleted() {
     let (sim, disk) = repository();
@@ -213,29 +245,37 @@ fn a_tree_that_cannot_be_read_stops_prune_before_anything_is_deleted() {
         h.repo().store().index().chunk(&root).unwrap().unwrap()
     };
     // Damage the pack holding snapshot 4's root tree.
-    let path = strata::store::io::backend::LocalBackend::path(loc.pack);
-    let mut bytes = disk.read(&path).unwrap();
-    bytes[loc.offset as usize + 20] ^= 0xff;
-    disk.write_atomic(&path, &bytes).unwrap();
-    let h = Head::new(open(disk)).unwrap();
-    let files = sim.contents();
-    match prune(&h, ME, PruneOptions::default(), None) {
-        Err(e @ PruneError::Mark(_)) => {
-            assert!(
-                e.to_string().contains("stopped before deleting anything"),
-                "{e}"
-            );
-            assert_eq!(strata::exit::ExitCode::exit_code(&e), strata::exit::DAMAGED);
+    damage(&disk, loc.pack, loc.offset);
+    prune_stops_at_damage(&sim, disk, |e| matches!(e, PruneError::Mark(_)));
+}
+
+#[test]
+fn a_damaged_object_still_in_use_stops_the_repack_before_anything_is_deleted() {
+    let (sim, disk) = repository();
+    let in_use = {
+        let h = Head::new(open(disk.clone())).unwrap();
+        nights(&h);
+        h.repo().store().flush_pack().unwrap();
+        Snapshots::of(&h).forget(ME, &[1, 2], "test").unwrap();
+        let live = Snapshots::of(&h).live().unwrap();
+        let store = h.repo().store();
+        let mut in_use = Vec::new();
+        for pack in store.pack_records().into_keys() {
+            for e in store.pack_contents(pack).unwrap() {
+                if e.kind == strata::store::format::Kind::Chunk && live.ids.contains(&e.id) {
+                    in_use.push((pack, e.offset));
+                }
+            }
         }
-        other => panic!("{other:?}"),
-    }
-    let packs = |c: &[(String, Vec<u8>)]| -> Vec<(String, Vec<u8>)> {
-        c.iter()
-            .filter(|(p, _)| p.starts_with("packs/"))
-            .cloned()
-            .collect()
+        in_use
     };
-    assert_eq!(packs(&sim.contents()), packs(&files), "no pack changed");
+    // Every chunk still in use is damaged (the mark reads trees only), so
+    // whatever prune repacks, it meets one.
+    assert!(!in_use.is_empty());
+    for (pack, offset) in in_use {
+        damage(&disk, pack, offset);
+    }
+    prune_stops_at_damage(&sim, disk, |e| matches!(e, PruneError::Damaged { .. }));
 }
 
 #[test]

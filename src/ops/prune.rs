@@ -221,15 +221,13 @@ pub fn prune(
         let entries = store
             .pack_contents(id)
             .map_err(|source| PruneError::Pack { pack: id, source })?;
+        let all: Vec<ChunkId> = entries.iter().map(|e| e.id).collect();
+        let indexed = store.index().locate(&all).map_err(StoreError::from)?;
         let mut used = Vec::new();
         let mut unused = 0;
         let mut garbage = Vec::new();
-        for e in &entries {
-            let here = store
-                .index()
-                .chunk(&e.id)
-                .map_err(StoreError::from)?
-                .is_some_and(|loc| loc.pack == id && loc.offset == e.offset);
+        for (e, loc) in entries.iter().zip(indexed) {
+            let here = loc.is_some_and(|loc| loc.pack == id && loc.offset == e.offset);
             if here && (always_kept(e.kind) || live.ids.contains(&e.id)) {
                 used.push(*e);
             } else {
@@ -247,7 +245,7 @@ pub fn prune(
             used,
             unused,
             garbage,
-            all: entries.iter().map(|e| e.id).collect(),
+            all,
         });
     }
     let (mut empty, partly): (Vec<Judged>, Vec<Judged>) =
@@ -349,29 +347,70 @@ fn choose_repacks(
     chosen
 }
 
-/// Copies the used objects of pack `j` into new packs, each verified
-/// against its id first and admitted by the `throttle`.
+/// Sealed bytes verified at once while repacking: enough to keep every
+/// core busy, little enough to hold in memory.
+const VERIFY_WINDOW: u64 = 16 << 20;
+
+/// Copies the used objects of pack `j` into new packs in their order (a
+/// file's chunks stay together), each read and verified against its id
+/// first (on every core, a window at a time) and admitted by the
+/// `throttle`.
 fn copy_used(
     store: &crate::store::chunks::Store,
     j: &Judged,
     throttle: Option<&Throttle>,
 ) -> Result<(), PruneError> {
-    for e in &j.used {
-        if let Some(t) = throttle {
-            std::thread::sleep(t.admit(e.len as u64));
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mut rest = &j.used[..];
+    while !rest.is_empty() {
+        let mut bytes = 0;
+        let n = rest
+            .iter()
+            .take_while(|e| {
+                bytes += e.len as u64;
+                bytes <= VERIFY_WINDOW
+            })
+            .count()
+            .max(1);
+        let (window, after) = rest.split_at(n);
+        rest = after;
+        let sealed = read_verified(store, j.id, window, cores)?;
+        for (e, sealed) in window.iter().zip(sealed) {
+            if let Some(t) = throttle {
+                std::thread::sleep(t.admit(e.len as u64));
+            }
+            store.copy_object(e.kind, e.id, &sealed, e.raw_len)?;
         }
-        let sealed = store.read_object(j.id, e.offset, e.len)?;
-        if store
-            .codec()
-            .decode_object(e.kind, &e.id, &sealed, MAX_OBJECT_LEN)
-            .is_err()
-        {
-            return Err(PruneError::Damaged {
-                id: e.id,
-                pack: j.id,
-            });
-        }
-        store.copy_object(e.kind, e.id, &sealed, e.raw_len)?;
     }
     Ok(())
+}
+
+/// The sealed bytes of `entries` of `pack`, in order, each verified
+/// against its id; split over `threads`.
+fn read_verified(
+    store: &crate::store::chunks::Store,
+    pack: PackId,
+    entries: &[TocEntry],
+    threads: usize,
+) -> Result<Vec<Vec<u8>>, PruneError> {
+    let one = |e: &TocEntry| -> Result<Vec<u8>, PruneError> {
+        let sealed = store.read_object(pack, e.offset, e.len)?;
+        store
+            .codec()
+            .decode_object(e.kind, &e.id, &sealed, MAX_OBJECT_LEN)
+            .map_err(|_| PruneError::Damaged { id: e.id, pack })?;
+        Ok(sealed)
+    };
+    let per_thread = entries.len().div_ceil(threads.max(1));
+    std::thread::scope(|s| {
+        let parts: Vec<_> = entries
+            .chunks(per_thread)
+            .map(|part| s.spawn(move || part.iter().map(one).collect::<Result<Vec<_>, _>>()))
+            .collect();
+        let mut out = Vec::with_capacity(entries.len());
+        for part in parts {
+            out.extend(part.join().expect("verifying an object panicked")?);
+        }
+        Ok(out)
+    })
 }

@@ -182,20 +182,28 @@ impl Index {
 
     /// Where chunk `id` is, if indexed.
     pub fn chunk(&self, id: &ChunkId) -> Result<Option<Location>, IndexError> {
+        Ok(self.locate(std::slice::from_ref(id))?.remove(0))
+    }
+
+    /// Where each of `ids` is, if indexed, as of one read transaction
+    /// (cheaper than one each, for many).
+    pub fn locate(&self, ids: &[ChunkId]) -> Result<Vec<Option<Location>>, IndexError> {
         let tx = self.db.begin_read().map_err(db_err)?;
         let table = tx.open_table(CHUNKS).map_err(db_err)?;
-        match table.get(id.0).map_err(db_err)? {
-            None => Ok(None),
-            Some(v) => self
-                .open_value(
-                    Kind::IndexChunk,
-                    "chunks",
-                    id.as_bytes(),
-                    v.value(),
-                    Location::decode,
-                )
-                .map(Some),
-        }
+        ids.iter()
+            .map(|id| match table.get(id.0).map_err(db_err)? {
+                None => Ok(None),
+                Some(v) => self
+                    .open_value(
+                        Kind::IndexChunk,
+                        "chunks",
+                        id.as_bytes(),
+                        v.value(),
+                        Location::decode,
+                    )
+                    .map(Some),
+            })
+            .collect()
     }
 
     /// Every chunk and its location, in id order.
