@@ -645,6 +645,18 @@ fn a_legal_hold_is_placed_shown_released_and_keeps_the_snapshot_meanwhile() {
     assert_ok(&out);
     let released: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert!(released.get("hold").is_none(), "{released}");
+    let history = &released["hold_history"];
+    assert_eq!(history[0]["held"], true, "{released}");
+    assert_eq!(history[0]["reason"], "case 117");
+    assert_eq!(history[1]["held"], false);
+    assert_eq!(history[1]["reason"], "case closed");
+    assert_eq!(history[1]["uid"], unsafe { libc::getuid() });
+    let shown =
+        String::from_utf8_lossy(&env.with_pw(&["snapshot", "show", "1"]).stdout).into_owned();
+    assert!(
+        shown.contains("hold history:") && shown.contains("released by uid"),
+        "{shown}"
+    );
     assert_ok(&env.with_pw(&["forget", "1"]));
     assert_ok(&env.with_pw(&["check", "--read-data"]));
 }

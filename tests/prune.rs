@@ -233,6 +233,44 @@ fn prune_stops_at_damage(sim: &SimDisk, disk: Arc<dyn Disk>, expected: fn(&Prune
 }
 
 #[test]
+fn max_unused_and_max_repack_size_bound_what_is_repacked() {
+    let (_sim, disk) = repository();
+    let h = Head::new(open(disk)).unwrap();
+    let mut expected = nights(&h);
+    h.repo().store().flush_pack().unwrap();
+    Snapshots::of(&h).forget(ME, &[1, 2], "test").unwrap();
+    expected.retain(|seq, _| *seq > 2);
+    let with = |max_unused_percent: f64, max_repack_bytes: Option<u64>, dry_run: bool| {
+        let opts = PruneOptions {
+            max_unused_percent,
+            max_repack_bytes,
+            dry_run,
+        };
+        prune(&h, ME, opts, None).unwrap()
+    };
+    let everything = with(0.0, None, true);
+    assert!(everything.packs_repacked >= 2, "{everything:?}");
+    // 100 %: only the packs nothing uses go.
+    let empty_only = with(100.0, None, true);
+    assert_eq!(empty_only.packs_repacked, 0, "{empty_only:?}");
+    assert_eq!(empty_only.packs_deleted, everything.packs_deleted);
+    // A budget below what any pack holds in use repacks nothing.
+    let none = with(0.0, Some(1), true);
+    assert_eq!(
+        (none.packs_repacked, none.bytes_repacked),
+        (0, 0),
+        "{none:?}"
+    );
+    // A budget of half copies at most half, and for real loses nothing.
+    let budget = everything.bytes_repacked / 2;
+    let half = with(0.0, Some(budget), false);
+    assert!(half.bytes_repacked <= budget, "{half:?}");
+    assert!(half.packs_repacked < everything.packs_repacked, "{half:?}");
+    all_intact(&h, &expected);
+    clean(&h);
+}
+
+#[test]
 fn a_tree_that_cannot_be_read_stops_prune_before_anything_is_deleted() {
     let (sim, disk) = repository();
     let loc = {

@@ -230,7 +230,9 @@ fn holds_and_locks_keep_what_no_rule_keeps_and_an_expired_lock_does_not() {
     let first = at("2026-01-01T01:00:00Z");
     let mut snaps = nightly(first, 10);
     snaps[0].held = true;
-    snaps[1].locked_until = Some(at("2033-01-01T00:00:00Z"));
+    // 00:30 on New Year's Day in Berlin, still 2032 in UTC: the date
+    // printed is the zone's.
+    snaps[1].locked_until = Some(at("2032-12-31T23:30:00Z"));
     snaps[2].locked_until = Some(at("2026-02-01T00:00:00Z"));
     let policy = Policy {
         last: Some(1),

@@ -24,14 +24,32 @@ fn show(info: &SnapshotInfo) -> String {
         info.dirs_reused,
         info.caller_uid
     );
+    let at = |secs: i64| {
+        humantime::format_rfc3339_seconds(
+            std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs.max(0) as u64),
+        )
+    };
     if let Some(h) = &info.hold {
-        let since = std::time::UNIX_EPOCH + std::time::Duration::from_secs(h.since.max(0) as u64);
         out.push_str(&format!(
             "\nlegal hold since {} by uid {}: {}",
-            humantime::format_rfc3339_seconds(since),
+            at(h.since),
             h.uid,
             h.reason
         ));
+    }
+    if !info.hold_history.is_empty() {
+        out.push_str("\nhold history:");
+        for c in &info.hold_history {
+            out.push_str(&format!(
+                "\n  {}  {} by uid {} (gid {}, pid {}): {}",
+                at(c.time),
+                if c.held { "placed" } else { "released" },
+                c.uid,
+                c.gid,
+                c.pid,
+                c.reason
+            ));
+        }
     }
     if let Some(run) = &info.run {
         out.push_str(&format!("\nbackup run {}", run.run));

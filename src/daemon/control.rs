@@ -22,7 +22,7 @@ use crate::sys::chain::Chain;
 use crate::sys::sync::Recover;
 use crate::tree::namespace::{may_be_latest, Namespace};
 use crate::tree::objects::SnapshotRow;
-use crate::tree::record::{HoldInfo, Leftovers, RunRecord, SnapshotInfo};
+use crate::tree::record::{HoldChange, HoldInfo, Leftovers, RunRecord, SnapshotInfo};
 use crate::tree::snapshot::holds::HoldEvent;
 use crate::tree::snapshot::Snapshots;
 use crate::tree::types::{Caller, FsError};
@@ -595,13 +595,27 @@ pub fn handle(ns: &Namespace, caller: Caller, req: &Request) -> Result<Reply, Co
     })
 }
 
-/// What `snapshot show` and `list` report of `row`: its run and its hold.
+/// What `snapshot show` reports of `row`: its run, its hold and every
+/// hold and release it had.
 fn info(ns: &Namespace, row: &SnapshotRow) -> Result<SnapshotInfo, ControlError> {
-    let holds = Snapshots::of(ns.head()).holds()?;
-    Ok(with_hold(
+    let snapshots = Snapshots::of(ns.head());
+    let mut info = with_hold(
         SnapshotInfo::of(row, ns.run(row.record.seq)),
-        &holds,
-    ))
+        &snapshots.holds()?,
+    );
+    info.hold_history = snapshots
+        .hold_history(row.record.seq)?
+        .into_iter()
+        .map(|e| HoldChange {
+            held: e.held,
+            time: e.time.secs,
+            uid: e.caller.0,
+            gid: e.caller.1,
+            pid: e.caller.2,
+            reason: e.reason,
+        })
+        .collect();
+    Ok(info)
 }
 
 fn with_hold(mut info: SnapshotInfo, holds: &BTreeMap<u64, HoldEvent>) -> SnapshotInfo {

@@ -230,6 +230,9 @@ pub struct SnapshotInfo {
     /// The legal hold it is under, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hold: Option<HoldInfo>,
+    /// Every hold and release, oldest first (`snapshot show` only).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hold_history: Vec<HoldChange>,
 }
 
 /// A legal hold on a snapshot, as `strata snapshot show` and `list` report it.
@@ -239,6 +242,23 @@ pub struct HoldInfo {
     pub since: i64,
     /// Who placed it.
     pub uid: u32,
+    /// Why, as given.
+    pub reason: String,
+}
+
+/// One hold placed or released: who, when and why.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HoldChange {
+    /// Placed (true) or released (false).
+    pub held: bool,
+    /// When, in seconds since the epoch.
+    pub time: i64,
+    /// Who: user, group and process.
+    pub uid: u32,
+    /// The caller's group.
+    pub gid: u32,
+    /// The caller's process.
+    pub pid: u32,
     /// Why, as given.
     pub reason: String,
 }
@@ -269,6 +289,7 @@ impl SnapshotInfo {
                 .to_owned(),
             run,
             hold: None,
+            hold_history: Vec::new(),
         }
     }
 }

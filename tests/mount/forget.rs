@@ -171,6 +171,25 @@ fn backup_applies_the_configured_policy_after_each_good_run() {
     assert!(dry.contains("locked until"), "{dry}");
     assert!(dry.contains("would forget 0 snapshot(s), kept 3"), "{dry}");
 
+    // A failed run forgets nothing: keep_last = 2 would take snapshot 3.
+    let out = run(m
+        .strata()
+        .args(["backup", "--json", "--config"])
+        .arg(&cfg)
+        .args(["--", "false"]));
+    assert_eq!(out.status.code(), Some(21), "{out:?}");
+    let failed = json(&String::from_utf8_lossy(&out.stdout));
+    assert!(failed["summary"]["retention"].is_null(), "{failed}");
+    let list = json(&ok(m.strata().args(["snapshot", "list", "--json"])));
+    let seqs: Vec<u64> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["seq"].as_u64().unwrap())
+        .collect();
+    assert!(seqs.starts_with(&[2, 3, 4]), "{seqs:?}");
+    let before = seqs.len();
+
     // A shorter lock in the file is refused, also after a good run: the
     // backup says so and exits 26, and nothing is forgotten.
     config(
@@ -191,7 +210,7 @@ fn backup_applies_the_configured_policy_after_each_good_run() {
     let list = json(&ok(m.strata().args(["snapshot", "list", "--json"])));
     assert_eq!(
         list.as_array().unwrap().len(),
-        4,
+        before + 1,
         "the run's snapshot stays"
     );
 }

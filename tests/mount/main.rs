@@ -760,6 +760,19 @@ fn a_failed_sync_turns_the_head_read_only_with_a_clear_message() {
     let reason = status["read_only_reason"].as_str().unwrap_or_default();
     assert!(!reason.is_empty(), "status does not say why: {status}");
     assert!(m.log().contains("refusing further writes"), "{}", m.log());
+    // Prune refuses too, and deletes nothing.
+    let packs = || {
+        ok(Command::new("find")
+            .arg(repo.join("packs"))
+            .args(["-type", "f", "-printf", "%p %s\n"]))
+    };
+    let before = packs();
+    fails(
+        &run(&mut strata_at(&m, &repo, &["prune"])),
+        1,
+        "prune changed nothing: the repository's store refuses writes",
+    );
+    assert_eq!(packs(), before);
     // The daemon's storage watch raised the alert on its own, within 30 s.
     let got = alerts
         .recv_timeout(std::time::Duration::from_secs(30))

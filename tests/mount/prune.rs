@@ -89,7 +89,48 @@ fn rsync_and_snapshots_go_on_while_the_daemon_prunes() {
     ok(m.strata().args(["check", "--read-data"]));
     m.mount();
     same(&sources[0], &m.head().join("again0"));
-    same(&sources[2], &kept.join("data"));
+    // Restored the way an administrator restores: cp -a.
+    let restored = m.path("restored");
+    ok(std::process::Command::new("cp")
+        .arg("-a")
+        .arg(&kept)
+        .arg(&restored));
+    same(&sources[2], &restored.join("data"));
+}
+
+/// Nights `kept` and `gone` interleaved in one tree, `name` (files fNNk
+/// and fNNg, which rsync copies in that order), so that their chunks share
+/// packs: once `gone`'s files are forgotten, prune must copy `kept`'s out.
+fn interleaved(m: &Mount, name: &str, kept: u64, gone: u64) -> PathBuf {
+    let dir = m.path(name);
+    std::fs::create_dir_all(&dir).unwrap();
+    for (n, tag) in [(kept, "k"), (gone, "g")] {
+        let src = night(m, n);
+        for i in 0..24 {
+            let file = format!("f{i:02}");
+            std::fs::copy(src.join(&file), dir.join(format!("{file}{tag}"))).unwrap();
+        }
+    }
+    dir
+}
+
+/// Removes the `gone` files of an interleaved tree from each of `dirs`,
+/// giving each the same times again.
+fn drop_gone(dirs: &[PathBuf]) {
+    for dir in dirs {
+        for i in 0..24 {
+            std::fs::remove_file(dir.join(format!("f{i:02}g"))).unwrap();
+        }
+        tree::set_times(dir, 1_700_000_000, 0);
+    }
+}
+
+/// How many prune requests the daemon's log shows begun.
+fn prunes_begun(m: &Mount) -> usize {
+    m.log()
+        .lines()
+        .filter(|l| l.contains("control request") && l.contains("prune"))
+        .count()
 }
 
 #[test]
@@ -98,23 +139,59 @@ fn a_daemon_killed_during_a_prune_loses_nothing_and_the_next_prune_finishes() {
         return;
     }
     let m = small_packs();
-    let (sources, kept) = three_nights_two_forgotten(&m);
-    let kept_name = kept.file_name().unwrap().to_owned();
+    // Kill points drawn at random; the seed is printed to replay a failure.
+    let mut seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos() as u64
+        | 1;
+    eprintln!("kill points from seed {seed}");
+    let mut random = move |below: u64| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed % below
+    };
+    let mut kept = Vec::new();
+    let mut interrupted = 0;
     for round in 0..10u64 {
-        // New garbage each round: a night stored, snapshotted, forgotten.
-        let extra = night(&m, 10 + round);
-        rsync_into(&extra, &m.head().join("extra"));
-        m.snapshot(&format!("extra{round}"));
-        std::fs::remove_dir_all(m.head().join("extra")).unwrap();
-        m.snapshot(&format!("clean{round}"));
-        ok(m.strata().args(["forget", &format!("extra{round}")]));
+        // Kept and forgotten data in the same packs each round.
+        let name = format!("mix{round}");
+        let src = interleaved(&m, &name, 2 * round, 2 * round + 1);
+        let dst = m.head().join(&name);
+        rsync_into(&src, &dst);
+        m.snapshot(&format!("both{round}"));
+        drop_gone(&[src.clone(), dst]);
+        let snap = m.snapshot(&format!("kept{round}"));
+        kept.push((snap, name));
+        ok(m.strata().args(["forget", &format!("both{round}")]));
 
+        // Even rounds: the throttle stretches the copying (6 MiB at
+        // 2 MiB/s), and the kill lands within it. Odd rounds: full speed,
+        // the kill lands anywhere, also after the end.
+        let delay = if round % 2 == 0 {
+            ok(m.strata().args(["throttle", "set", "2MiB/s"]));
+            random(1500)
+        } else {
+            random(300)
+        };
         let pid = m.daemon_pid();
+        let begun = prunes_begun(&m);
         let prune = prune_in_background(&m);
-        std::thread::sleep(Duration::from_millis(round * 30));
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while prunes_begun(&m) == begun {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the prune never began"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        std::thread::sleep(Duration::from_millis(delay));
         // SAFETY: plain kill of the daemon's pid.
         unsafe { libc::kill(pid as i32, libc::SIGKILL) };
-        let _ = prune.wait_with_output().unwrap();
+        if !prune.wait_with_output().unwrap().status.success() {
+            interrupted += 1;
+        }
         // The mount counts as dead once the daemon's process is gone.
         let gone = std::time::Instant::now() + Duration::from_secs(30);
         while Path::new(&format!("/proc/{pid}")).exists() {
@@ -125,10 +202,16 @@ fn a_daemon_killed_during_a_prune_loses_nothing_and_the_next_prune_finishes() {
             std::thread::sleep(Duration::from_millis(10));
         }
         m.mount();
-        same(&sources[2], &m.snapshots().join(&kept_name).join("data"));
-        same(&sources[2], &m.head().join("data"));
+        for (snap, name) in &kept {
+            same(&m.path(name), &snap.join(name));
+            same(&m.path(name), &m.head().join(name));
+        }
     }
-    ok(m.strata().args(["prune"]));
+    assert!(
+        interrupted >= 5,
+        "kills landed in {interrupted} prunes only"
+    );
+    ok(m.strata().args(["prune", "--max-unused", "0"]));
     m.umount();
     ok(m.strata().args(["check", "--read-data"]));
     let report: serde_json::Value = serde_json::from_str(&ok(m.strata().args([
@@ -138,8 +221,14 @@ fn a_daemon_killed_during_a_prune_loses_nothing_and_the_next_prune_finishes() {
         "--json",
     ])))
     .unwrap();
+    // What is left is what the unmount wrote (the head's trees, replaced
+    // since), not a round's 6 MiB of garbage.
     assert_eq!(
         report["packs_deleted"], 0,
+        "the earlier prune finished: {report}"
+    );
+    assert!(
+        report["bytes_freed"].as_u64() < Some(1 << 20),
         "the earlier prune finished: {report}"
     );
 }
@@ -150,37 +239,18 @@ fn a_throttled_prune_keeps_to_the_limit_and_status_answers_meanwhile() {
         return;
     }
     let m = small_packs();
-    // Old and new files interleaved, so the packs hold both: once the old
-    // ones are forgotten, prune must copy the new ones out.
-    let (old, new) = (night(&m, 0), night(&m, 1));
-    let mixed = m.path("mixed");
-    std::fs::create_dir_all(&mixed).unwrap();
-    for entry in std::fs::read_dir(&new)
-        .unwrap()
-        .chain(std::fs::read_dir(&old).unwrap())
-    {
-        let f = entry.unwrap().path();
-        let tag = if f.starts_with(&old) { "o" } else { "n" };
-        let name = format!("{}{tag}", f.file_name().unwrap().to_string_lossy());
-        std::fs::copy(&f, mixed.join(name)).unwrap();
-    }
+    let mixed = interleaved(&m, "mixed", 1, 0);
     rsync_into(&mixed, &m.head().join("data"));
     m.snapshot("both");
-    for dir in [mixed.clone(), m.head().join("data")] {
-        for i in 0..24 {
-            std::fs::remove_file(dir.join(format!("f{i:02}o"))).unwrap();
-        }
-        tree::set_times(&dir, 1_700_000_000, 0);
-    }
+    drop_gone(&[mixed.clone(), m.head().join("data")]);
     let kept = m.snapshot("new");
     ok(m.strata().args(["forget", "both"]));
 
     ok(m.strata().args(["throttle", "set", "1MiB/s"]));
     let before = status_throttle(&m);
-    let prune = prune_in_background(&m);
+    let mut prune = prune_in_background(&m);
     // `strata status` answers while the prune copies (it is what polls).
     wait_for_throttle(&m, |t| t["bytes"].as_u64() > before["bytes"].as_u64());
-    let mut prune = prune;
     assert!(
         prune.try_wait().unwrap().is_none(),
         "the prune still runs while status answers"

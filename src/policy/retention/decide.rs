@@ -105,6 +105,8 @@ pub enum Reason {
     Inspect {
         /// Seconds since the epoch.
         until: i64,
+        /// Its date in the policy's time zone, as it is printed.
+        day: String,
     },
     /// Under a legal hold.
     Held,
@@ -112,6 +114,8 @@ pub enum Reason {
     Locked {
         /// Seconds since the epoch.
         until: i64,
+        /// Its date in the policy's time zone, as it is printed.
+        day: String,
     },
 }
 
@@ -139,18 +143,10 @@ impl fmt::Display for Reason {
             Reason::Within => f.write_str("within"),
             Reason::Label(l) => write!(f, "label {l}"),
             Reason::Newest => f.write_str("newest good snapshot"),
-            Reason::Inspect { until } => write!(f, "run not good; inspect until {}", day(*until)),
+            Reason::Inspect { day, .. } => write!(f, "run not good; inspect until {day}"),
             Reason::Held => f.write_str("legal hold"),
-            Reason::Locked { until } => write!(f, "locked until {}", day(*until)),
+            Reason::Locked { day, .. } => write!(f, "locked until {day}"),
         }
-    }
-}
-
-/// A UTC date for messages.
-fn day(time: i64) -> String {
-    match jiff::Timestamp::from_second(time) {
-        Ok(ts) => ts.strftime("%Y-%m-%d").to_string(),
-        Err(_) => format!("@{time}"),
     }
 }
 
@@ -221,13 +217,15 @@ pub fn decide(
     for c in &order {
         let until = c.time.saturating_add(policy.inspect.as_secs() as i64);
         if !c.is_good() && until > now {
-            keep(c.seq, Reason::Inspect { until });
+            let day = Bucket::Day.of(until, tz);
+            keep(c.seq, Reason::Inspect { until, day });
         }
         if c.held {
             keep(c.seq, Reason::Held);
         }
         if let Some(until) = c.locked_until.filter(|&u| u > now) {
-            keep(c.seq, Reason::Locked { until });
+            let day = Bucket::Day.of(until, tz);
+            keep(c.seq, Reason::Locked { until, day });
         }
     }
 
