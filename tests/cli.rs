@@ -878,6 +878,35 @@ fn forget_refuses_muddled_requests_protected_snapshots_and_a_shorter_lock() {
         "--keep-within = \"a fortnight\" is not a duration",
     );
     assert_fails(&env.with_pw(&["forget", "9"]), 1, "no snapshot \"9\"");
+    assert_fails(
+        &env.with_pw(&["forget", "no-such-label"]),
+        1,
+        "no snapshot \"no-such-label\"",
+    );
+    assert_fails(
+        &env.with_pw(&["forget", "--keep-last", "1", "--timezone", "Mars/Olympus"]),
+        2,
+        "is not a time zone this system knows",
+    );
+    for (file, text, message) in [
+        (
+            "zone.toml",
+            "[retention]\nkeep_last = 1\ntimezone = \"Mars/Olympus\"\n",
+            "is not a time zone this system knows",
+        ),
+        (
+            "lock.toml",
+            "[retention]\nkeep_last = 1\nlock = \"forever\"\n",
+            "lock = \"forever\" is not a duration",
+        ),
+    ] {
+        let config = host_config(&env, file, text);
+        assert_fails(
+            &env.with_pw(&["forget", "--config", s(&config)]),
+            15,
+            message,
+        );
+    }
     assert!(state() == before, "the refusals changed nothing");
 
     let locked = host_config(&env, "locked.toml", "[retention]\nlock = \"30d\"\n");
