@@ -11,7 +11,7 @@ use std::sync::Arc;
 use common::*;
 use strata::ops::check::{check, ReadData};
 use strata::ops::prune::{prune, PruneError, PruneOptions};
-use strata::policy::throttle::{Throttle, ThrottlePolicy};
+use strata::policy::throttle::{ByteRate, Limits, Throttle, ThrottlePolicy};
 use strata::store::io::sim::SimDisk;
 use strata::store::io::Disk;
 use strata::tree::head::Head;
@@ -314,6 +314,70 @@ fn a_damaged_object_still_in_use_stops_the_repack_before_anything_is_deleted() {
         damage(&disk, pack, offset);
     }
     prune_stops_at_damage(&sim, disk, |e| matches!(e, PruneError::Damaged { .. }));
+}
+
+#[test]
+fn writes_while_a_throttled_prune_copies_lose_nothing() {
+    let (_sim, disk) = repository();
+    let h = Head::new(open(disk)).unwrap();
+    let mut expected = nights(&h);
+    h.repo().store().flush_pack().unwrap();
+    Snapshots::of(&h).forget(ME, &[1, 2], "test").unwrap();
+    expected.retain(|seq, _| *seq > 2);
+    let garbage: Vec<Vec<u8>> = (0..2).map(|night| bytes(night, 700_000)).collect();
+    // Slow copying, so that the writes below surely fall inside it: the
+    // garbage is doomed by then, and the writes must store it afresh.
+    let throttle = Throttle::with_system_clock(ThrottlePolicy {
+        limits: Limits {
+            bytes: Some(ByteRate(256 << 10)),
+            ops: None,
+        },
+        ..ThrottlePolicy::unlimited()
+    });
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let written = std::thread::scope(|s| {
+        let writer = s.spawn(|| {
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+            while throttle.status().bytes == 0 {
+                assert!(std::time::Instant::now() < deadline, "prune never copied");
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+            let mut mine = Files::new();
+            for i in 0..4u64 {
+                let name = format!("again-{i}");
+                let data = &garbage[(i % 2) as usize];
+                write(&h, &name, data);
+                h.fsync(ME, h.lookup(ME, InodeNo::ROOT, &n(&name)).unwrap().ino)
+                    .unwrap();
+                mine.insert(name, data.clone());
+                if i == 1 {
+                    Snapshots::of(&h).take(ME, Some("during")).unwrap();
+                }
+            }
+            let overlapped = !done.load(std::sync::atomic::Ordering::SeqCst);
+            (mine, overlapped)
+        });
+        let report = prune(&h, ME, PruneOptions::default(), Some(&throttle)).unwrap();
+        done.store(true, std::sync::atomic::Ordering::SeqCst);
+        assert!(report.bytes_repacked > 0, "{report:?}");
+        writer.join().unwrap()
+    });
+    let (written, overlapped) = written;
+    assert!(overlapped, "the writes ended inside the prune");
+    // The snapshot taken meanwhile holds the first two writes.
+    let during_seq = Snapshots::of(&h).list().unwrap().last().unwrap().record.seq;
+    let mut during = expected.values().last().unwrap().clone();
+    for (i, data) in garbage.iter().enumerate() {
+        during.insert(format!("again-{i}"), data.clone());
+    }
+    expected.insert(during_seq, during);
+    h.repo().store().commit().unwrap();
+    for (name, data) in &written {
+        let ino = h.lookup(ME, InodeNo::ROOT, &n(name)).unwrap().ino;
+        assert_eq!(&h.read(ME, ino, 0, u32::MAX).unwrap(), data, "{name}");
+    }
+    all_intact(&h, &expected);
+    clean(&h);
 }
 
 #[test]

@@ -346,8 +346,8 @@ pub enum Lane {
     /// [`crate::ops::prune`]).
     Prune,
     /// Everything that changes the snapshots or the head's root: one at a
-    /// time, in the order they come (a snapshot chains to the newest, a
-    /// forget decides over the list it read).
+    /// time (a snapshot chains to the newest, a forget decides over the
+    /// list it read).
     Catalog,
 }
 

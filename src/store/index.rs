@@ -182,7 +182,9 @@ impl Index {
 
     /// Where chunk `id` is, if indexed.
     pub fn chunk(&self, id: &ChunkId) -> Result<Option<Location>, IndexError> {
-        Ok(self.locate(std::slice::from_ref(id))?.remove(0))
+        let tx = self.db.begin_read().map_err(db_err)?;
+        let table = tx.open_table(CHUNKS).map_err(db_err)?;
+        self.location(&table, id)
     }
 
     /// Where each of `ids` is, if indexed, as of one read transaction
@@ -190,20 +192,26 @@ impl Index {
     pub fn locate(&self, ids: &[ChunkId]) -> Result<Vec<Option<Location>>, IndexError> {
         let tx = self.db.begin_read().map_err(db_err)?;
         let table = tx.open_table(CHUNKS).map_err(db_err)?;
-        ids.iter()
-            .map(|id| match table.get(id.0).map_err(db_err)? {
-                None => Ok(None),
-                Some(v) => self
-                    .open_value(
-                        Kind::IndexChunk,
-                        "chunks",
-                        id.as_bytes(),
-                        v.value(),
-                        Location::decode,
-                    )
-                    .map(Some),
-            })
-            .collect()
+        ids.iter().map(|id| self.location(&table, id)).collect()
+    }
+
+    fn location(
+        &self,
+        table: &impl ReadableTable<[u8; 32], &'static [u8]>,
+        id: &ChunkId,
+    ) -> Result<Option<Location>, IndexError> {
+        match table.get(id.0).map_err(db_err)? {
+            None => Ok(None),
+            Some(v) => self
+                .open_value(
+                    Kind::IndexChunk,
+                    "chunks",
+                    id.as_bytes(),
+                    v.value(),
+                    Location::decode,
+                )
+                .map(Some),
+        }
     }
 
     /// Every chunk and its location, in id order.
