@@ -118,6 +118,46 @@ fn repository() -> (SimDisk, Arc<dyn Disk>) {
     (sim, disk)
 }
 
+/// A repository after three nights and two of them forgotten (their data
+/// is garbage), and what each snapshot still holds.
+fn two_nights_forgotten() -> (Head, BTreeMap<u64, Files>) {
+    let (_sim, disk) = repository();
+    let h = Head::new(open(disk)).unwrap();
+    let mut expected = nights(&h);
+    h.repo().store().flush_pack().unwrap();
+    Snapshots::of(&h).forget(ME, &[1, 2], "test").unwrap();
+    expected.retain(|seq, _| *seq > 2);
+    (h, expected)
+}
+
+/// The forgotten nights' bytes, written again as `count` files named
+/// PREFIX-I (fsynced each), with a snapshot "during" after the first half:
+/// each write deduplicates against a chunk the mark found unused.
+fn store_again(h: &Head, prefix: &str, count: u64) -> Files {
+    let garbage: Vec<Vec<u8>> = (0..2).map(|night| bytes(night, 700_000)).collect();
+    let mut mine = Files::new();
+    for i in 0..count {
+        let name = format!("{prefix}-{i}");
+        let data = &garbage[(i % 2) as usize];
+        write(h, &name, data);
+        h.fsync(ME, h.lookup(ME, InodeNo::ROOT, &n(&name)).unwrap().ino)
+            .unwrap();
+        mine.insert(name, data.clone());
+        if i + 1 == count / 2 {
+            Snapshots::of(h).take(ME, Some("during")).unwrap();
+        }
+    }
+    mine
+}
+
+/// Every file of `files` reads back from the head as written.
+fn reads_back(h: &Head, files: &Files) {
+    for (name, data) in files {
+        let ino = h.lookup(ME, InodeNo::ROOT, &n(name)).unwrap().ino;
+        assert_eq!(&h.read(ME, ino, 0, u32::MAX).unwrap(), data, "{name}");
+    }
+}
+
 #[test]
 fn prune_after_forget_frees_space_and_loses_nothing_kept() {
     let (sim, disk) = repository();
@@ -234,12 +274,7 @@ fn prune_stops_at_damage(sim: &SimDisk, disk: Arc<dyn Disk>, expected: fn(&Prune
 
 #[test]
 fn max_unused_and_max_repack_size_bound_what_is_repacked() {
-    let (_sim, disk) = repository();
-    let h = Head::new(open(disk)).unwrap();
-    let mut expected = nights(&h);
-    h.repo().store().flush_pack().unwrap();
-    Snapshots::of(&h).forget(ME, &[1, 2], "test").unwrap();
-    expected.retain(|seq, _| *seq > 2);
+    let (h, expected) = two_nights_forgotten();
     let with = |max_unused_percent: f64, max_repack_bytes: Option<u64>, dry_run: bool| {
         let opts = PruneOptions {
             max_unused_percent,
@@ -318,12 +353,7 @@ fn a_damaged_object_still_in_use_stops_the_repack_before_anything_is_deleted() {
 
 #[test]
 fn writes_while_a_throttled_prune_copies_lose_nothing() {
-    let (_sim, disk) = repository();
-    let h = Head::new(open(disk)).unwrap();
-    let mut expected = nights(&h);
-    h.repo().store().flush_pack().unwrap();
-    Snapshots::of(&h).forget(ME, &[1, 2], "test").unwrap();
-    expected.retain(|seq, _| *seq > 2);
+    let (h, mut expected) = two_nights_forgotten();
     let garbage: Vec<Vec<u8>> = (0..2).map(|night| bytes(night, 700_000)).collect();
     // Slow copying, so that the writes below surely fall inside it: the
     // garbage is doomed by then, and the writes must store it afresh.
@@ -342,18 +372,7 @@ fn writes_while_a_throttled_prune_copies_lose_nothing() {
                 assert!(std::time::Instant::now() < deadline, "prune never copied");
                 std::thread::sleep(std::time::Duration::from_millis(1));
             }
-            let mut mine = Files::new();
-            for i in 0..4u64 {
-                let name = format!("again-{i}");
-                let data = &garbage[(i % 2) as usize];
-                write(&h, &name, data);
-                h.fsync(ME, h.lookup(ME, InodeNo::ROOT, &n(&name)).unwrap().ino)
-                    .unwrap();
-                mine.insert(name, data.clone());
-                if i == 1 {
-                    Snapshots::of(&h).take(ME, Some("during")).unwrap();
-                }
-            }
+            let mine = store_again(&h, "again", 4);
             let overlapped = !done.load(std::sync::atomic::Ordering::SeqCst);
             (mine, overlapped)
         });
@@ -372,10 +391,7 @@ fn writes_while_a_throttled_prune_copies_lose_nothing() {
     }
     expected.insert(during_seq, during);
     h.repo().store().commit().unwrap();
-    for (name, data) in &written {
-        let ino = h.lookup(ME, InodeNo::ROOT, &n(name)).unwrap().ino;
-        assert_eq!(&h.read(ME, ino, 0, u32::MAX).unwrap(), data, "{name}");
-    }
+    reads_back(&h, &written);
     all_intact(&h, &expected);
     clean(&h);
 }
@@ -383,48 +399,21 @@ fn writes_while_a_throttled_prune_copies_lose_nothing() {
 #[test]
 fn writes_that_store_garbage_again_during_a_prune_lose_nothing() {
     for round in 0..4u64 {
-        let (_sim, disk) = repository();
-        let h = Head::new(open(disk)).unwrap();
-        let mut expected = nights(&h);
-        h.repo().store().flush_pack().unwrap();
-        Snapshots::of(&h).forget(ME, &[1, 2], "test").unwrap();
-        expected.retain(|seq, _| *seq > 2);
+        let (h, _) = two_nights_forgotten();
         // Night 0's and night 1's files are garbage now; a writer stores
-        // exactly those bytes again while prune runs, so each write
-        // deduplicates against a chunk the mark found unused.
-        let garbage: Vec<Vec<u8>> = (0..2).map(|night| bytes(night, 700_000)).collect();
+        // exactly those bytes again while prune runs.
         let mut written = Files::new();
         std::thread::scope(|s| {
-            let writer = s.spawn(|| {
-                let mut mine = Files::new();
-                for i in 0..6u64 {
-                    let name = format!("again-{round}-{i}");
-                    let data = &garbage[(i % 2) as usize];
-                    write(&h, &name, data);
-                    h.fsync(ME, h.lookup(ME, InodeNo::ROOT, &n(&name)).unwrap().ino)
-                        .unwrap();
-                    mine.insert(name, data.clone());
-                    if i == 3 {
-                        Snapshots::of(&h).take(ME, Some("during")).unwrap();
-                    }
-                }
-                mine
-            });
+            let writer = s.spawn(|| store_again(&h, &format!("again-{round}"), 6));
             std::thread::sleep(std::time::Duration::from_millis(round * 15));
             prune(&h, ME, PruneOptions::default(), None).unwrap();
             written = writer.join().unwrap();
         });
-        for (name, data) in &written {
-            let ino = h.lookup(ME, InodeNo::ROOT, &n(name)).unwrap().ino;
-            assert_eq!(&h.read(ME, ino, 0, u32::MAX).unwrap(), data, "{name}");
-        }
+        reads_back(&h, &written);
         // A prune after the writes finds the rest, and still loses nothing.
         prune(&h, ME, PruneOptions::default(), None).unwrap();
         h.repo().store().commit().unwrap();
-        for (name, data) in &written {
-            let ino = h.lookup(ME, InodeNo::ROOT, &n(name)).unwrap().ino;
-            assert_eq!(&h.read(ME, ino, 0, u32::MAX).unwrap(), data, "{name}");
-        }
+        reads_back(&h, &written);
         let during = Snapshots::of(&h).list().unwrap();
         assert_eq!(
             during.len(),

@@ -30,6 +30,16 @@ fn snapshot(m: &Mount, label: &str) -> PathBuf {
     m.snapshots().join(out["name"].as_str().unwrap())
 }
 
+/// The numbers of the snapshots `snapshot list` shows.
+fn snapshot_seqs(m: &Mount) -> Vec<u64> {
+    let list = json(&ok(m.strata().args(["snapshot", "list", "--json"])));
+    list.as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["seq"].as_u64().unwrap())
+        .collect()
+}
+
 fn config(m: &Mount, text: &str) -> PathBuf {
     use std::os::unix::fs::PermissionsExt;
     let path = m.path("strata.toml");
@@ -148,13 +158,7 @@ fn backup_applies_the_configured_policy_after_each_good_run() {
         "{}",
         summaries[2]
     );
-    let list = json(&ok(m.strata().args(["snapshot", "list", "--json"])));
-    let seqs: Vec<u64> = list
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["seq"].as_u64().unwrap())
-        .collect();
+    let seqs = snapshot_seqs(&m);
     assert_eq!(
         seqs,
         [2, 3, 4],
@@ -180,13 +184,7 @@ fn backup_applies_the_configured_policy_after_each_good_run() {
     assert_eq!(out.status.code(), Some(21), "{out:?}");
     let failed = json(&String::from_utf8_lossy(&out.stdout));
     assert!(failed["summary"]["retention"].is_null(), "{failed}");
-    let list = json(&ok(m.strata().args(["snapshot", "list", "--json"])));
-    let seqs: Vec<u64> = list
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["seq"].as_u64().unwrap())
-        .collect();
+    let seqs = snapshot_seqs(&m);
     assert!(seqs.starts_with(&[2, 3, 4]), "{seqs:?}");
     let before = seqs.len();
 
@@ -207,9 +205,8 @@ fn backup_applies_the_configured_policy_after_each_good_run() {
             .contains("shorter than the repository's 10y"),
         "{text}"
     );
-    let list = json(&ok(m.strata().args(["snapshot", "list", "--json"])));
     assert_eq!(
-        list.as_array().unwrap().len(),
+        snapshot_seqs(&m).len(),
         before + 1,
         "the run's snapshot stays"
     );
