@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use common::*;
 use strata::ops::check::{check, ReadData};
-use strata::ops::prune::{prune, PruneError, PruneOptions};
+use strata::ops::prune::{prune, PruneContext, PruneError, PruneOptions, PruneProgress};
 use strata::policy::throttle::{ByteRate, Limits, Throttle, ThrottlePolicy};
 use strata::store::io::sim::SimDisk;
 use strata::store::io::Disk;
@@ -165,19 +165,37 @@ fn prune_after_forget_frees_space_and_loses_nothing_kept() {
     let mut expected = nights(&h);
     h.repo().store().flush_pack().unwrap();
 
-    let dry = prune(&h, ME, DRY_RUN, None).unwrap();
+    let dry = prune(&h, ME, DRY_RUN, PruneContext::default()).unwrap();
     assert_eq!((dry.packs_deleted, dry.packs_repacked), (0, 0), "{dry:?}");
 
     Snapshots::of(&h).forget(ME, &[1, 2], "test").unwrap();
     expected.retain(|seq, _| *seq > 2);
     let before = pack_bytes(&sim);
-    let dry = prune(&h, ME, DRY_RUN, None).unwrap();
+    let dry = prune(&h, ME, DRY_RUN, PruneContext::default()).unwrap();
     assert!(dry.packs_deleted + dry.packs_repacked > 0, "{dry:?}");
     assert_eq!(pack_bytes(&sim), before, "a dry run deletes nothing");
 
     // The daemon's throttle admits every byte prune copies.
     let throttle = Throttle::with_system_clock(ThrottlePolicy::unlimited());
-    let report = prune(&h, ME, PruneOptions::default(), Some(&throttle)).unwrap();
+    // It says how far it is, phase by phase.
+    let told = std::sync::Mutex::new(Vec::<PruneProgress>::new());
+    let tell = |p: &PruneProgress| told.lock().unwrap().push(p.clone());
+    let cx = PruneContext {
+        throttle: Some(&throttle),
+        progress: Some(&tell),
+    };
+    let report = prune(&h, ME, PruneOptions::default(), cx).unwrap();
+    let told = told.into_inner().unwrap();
+    let mut phases: Vec<&str> = told.iter().map(|p| p.phase.as_str()).collect();
+    phases.dedup();
+    assert_eq!(phases, ["mark", "judge", "copy", "commit"]);
+    assert!(
+        told.iter().all(|p| p.done <= p.total || p.total == 0),
+        "{told:?}"
+    );
+    let copies: Vec<&PruneProgress> = told.iter().filter(|p| p.phase == "copy").collect();
+    assert!(copies.iter().all(|p| p.total == report.bytes_repacked));
+    assert!(copies.windows(2).all(|w| w[0].done < w[1].done));
     assert!(report.bytes_freed > 1_000_000, "{report:?}");
     assert!(report.bytes_repacked > 0, "{report:?}");
     assert_eq!(throttle.status().bytes, report.bytes_repacked);
@@ -193,7 +211,7 @@ fn prune_after_forget_frees_space_and_loses_nothing_kept() {
     all_intact(&h, &expected);
     clean(&h);
 
-    let again = prune(&h, ME, PruneOptions::default(), None).unwrap();
+    let again = prune(&h, ME, PruneOptions::default(), PruneContext::default()).unwrap();
     assert_eq!(
         (again.packs_deleted, again.packs_repacked),
         (0, 0),
@@ -222,7 +240,7 @@ fn every_crash_image_of_a_prune_keeps_everything_kept_and_a_second_prune_finishe
         expected.retain(|seq, _| *seq == 2 || *seq == 4);
         h.repo().store().flush_pack().unwrap();
         sim.record_sync_points();
-        prune(&h, ME, PruneOptions::default(), None).unwrap();
+        prune(&h, ME, PruneOptions::default(), PruneContext::default()).unwrap();
         expected
     };
     let points = sim.sync_point_count();
@@ -233,7 +251,7 @@ fn every_crash_image_of_a_prune_keeps_everything_kept_and_a_second_prune_finishe
             let h = Head::new(open(disk)).unwrap();
             all_intact(&h, &expected);
             clean(&h);
-            prune(&h, ME, PruneOptions::default(), None).unwrap();
+            prune(&h, ME, PruneOptions::default(), PruneContext::default()).unwrap();
             all_intact(&h, &expected);
             clean(&h);
         }
@@ -259,7 +277,7 @@ fn prune_stops_at_damage(sim: &SimDisk, disk: Arc<dyn Disk>, expected: fn(&Prune
             .collect()
     };
     let before = packs();
-    match prune(&h, ME, PruneOptions::default(), None) {
+    match prune(&h, ME, PruneOptions::default(), PruneContext::default()) {
         Err(e) if expected(&e) => {
             assert!(
                 e.to_string().contains("stopped before deleting anything"),
@@ -281,7 +299,7 @@ fn max_unused_and_max_repack_size_bound_what_is_repacked() {
             max_repack_bytes,
             dry_run,
         };
-        prune(&h, ME, opts, None).unwrap()
+        prune(&h, ME, opts, PruneContext::default()).unwrap()
     };
     let everything = with(0.0, None, true);
     assert!(everything.packs_repacked >= 2, "{everything:?}");
@@ -376,7 +394,11 @@ fn writes_while_a_throttled_prune_copies_lose_nothing() {
             let overlapped = !done.load(std::sync::atomic::Ordering::SeqCst);
             (mine, overlapped)
         });
-        let report = prune(&h, ME, PruneOptions::default(), Some(&throttle)).unwrap();
+        let cx = PruneContext {
+            throttle: Some(&throttle),
+            ..PruneContext::default()
+        };
+        let report = prune(&h, ME, PruneOptions::default(), cx).unwrap();
         done.store(true, std::sync::atomic::Ordering::SeqCst);
         assert!(report.bytes_repacked > 0, "{report:?}");
         writer.join().unwrap()
@@ -406,12 +428,12 @@ fn writes_that_store_garbage_again_during_a_prune_lose_nothing() {
         std::thread::scope(|s| {
             let writer = s.spawn(|| store_again(&h, &format!("again-{round}"), 6));
             std::thread::sleep(std::time::Duration::from_millis(round * 15));
-            prune(&h, ME, PruneOptions::default(), None).unwrap();
+            prune(&h, ME, PruneOptions::default(), PruneContext::default()).unwrap();
             written = writer.join().unwrap();
         });
         reads_back(&h, &written);
         // A prune after the writes finds the rest, and still loses nothing.
-        prune(&h, ME, PruneOptions::default(), None).unwrap();
+        prune(&h, ME, PruneOptions::default(), PruneContext::default()).unwrap();
         h.repo().store().commit().unwrap();
         reads_back(&h, &written);
         let during = Snapshots::of(&h).list().unwrap();
@@ -437,7 +459,7 @@ fn prune_on_a_store_that_refuses_writes_changes_nothing() {
     assert!(h.repo().store().commit().is_err());
     sim.heal();
     let files = sim.contents();
-    match prune(&h, ME, PruneOptions::default(), None) {
+    match prune(&h, ME, PruneOptions::default(), PruneContext::default()) {
         Err(e @ PruneError::ReadOnly(_)) => {
             assert!(e.to_string().starts_with("prune changed nothing"), "{e}");
         }

@@ -73,7 +73,7 @@ pub fn run(g: &Global, a: &BackupArgs) -> Result<()> {
         strata::policy::hostconfig::check_program("the copy command", &copy, None, &cwd)?;
     }
     let repo = locked(g)?;
-    let socket = strata::sys::mountpoint::socket_path(&repo.config().id);
+    let socket = super::socket(&repo);
     let not_mounted = || {
         Reported(
             exit::MOUNTPOINT,

@@ -161,14 +161,32 @@ fn me() -> Caller {
 
 /// Serves `req` by the running daemon, or by opening the repository.
 pub fn request(g: &Global, req: &Request) -> Result<Reply> {
+    request_or(g, req, |ns, caller| Ok(control::handle(ns, caller, req)?))
+}
+
+/// Serves `req` by the running daemon, or, when none runs, by `here` on
+/// the opened repository.
+pub fn request_or(
+    g: &Global,
+    req: &Request,
+    here: impl FnOnce(&Namespace, Caller) -> Result<Reply>,
+) -> Result<Reply> {
     let repo = locked(g)?;
-    let socket = strata::sys::mountpoint::socket_path(&repo.config().id);
-    if let Some(reply) = control::call(&socket, req)? {
+    if let Some(reply) = control::call(&socket(&repo), req)? {
         return Ok(reply);
     }
     let secret = secret_for(g, &repo)?;
     let ns = Namespace::new(Head::new(repo.unlock(secret.as_ref())?)?, Access::default())?;
-    Ok(control::handle(&ns, me(), req)?)
+    here(&ns, me())
+}
+
+/// The control socket of the repository's daemon, whether one runs or not.
+pub(crate) fn socket_of(g: &Global) -> Result<std::path::PathBuf> {
+    Ok(socket(&locked(g)?))
+}
+
+pub(crate) fn socket(repo: &LockedRepo) -> std::path::PathBuf {
+    strata::sys::mountpoint::socket_path(&repo.config().id)
 }
 
 fn locked(g: &Global) -> Result<LockedRepo> {

@@ -1,14 +1,17 @@
 //! `strata prune`: through the daemon while mounted (writes into head/ go
 //! on), directly when not.
 
+use std::io::IsTerminal;
+use std::time::Duration;
+
 use anyhow::{bail, Result};
-use strata::daemon::control::{Reply, Request};
+use strata::daemon::control::{self, Reply, Request};
 use strata::exit::{self, Reported};
-use strata::ops::prune::{PruneOptions, PruneReport};
+use strata::ops::prune::{prune, PruneContext, PruneOptions, PruneProgress, PruneReport};
 use strata::policy::throttle::rate::{format_bytes, parse_size};
 
 use super::args::{Global, PruneArgs};
-use super::{print, request};
+use super::{print, request_or, socket_of};
 
 /// `--max-unused`: a percentage from 0 to 100, "%" optional.
 fn max_unused(text: &str) -> Option<f64> {
@@ -36,11 +39,95 @@ pub fn run(g: &Global, a: &PruneArgs) -> Result<()> {
         },
         dry_run: a.dry_run,
     };
-    let Reply::Prune(report) = request(g, &Request::Prune { options: opts })? else {
+    let shown = !g.quiet && !g.json && std::io::stderr().is_terminal();
+    let req = Request::Prune { options: opts };
+    let reply = {
+        // Mounted, the daemon prunes and `status` says how far it is.
+        let _poll = shown.then(|| Poll::start(g)).transpose()?;
+        request_or(g, &req, |ns, caller| {
+            let last = std::sync::Mutex::new(None::<(std::time::Instant, String)>);
+            // A new phase at once, the same phase at most 4 times a second.
+            let tell = |p: &PruneProgress| {
+                let mut last = last.lock().unwrap_or_else(|e| e.into_inner());
+                let due = last.as_ref().is_none_or(|(at, phase)| {
+                    *phase != p.phase || at.elapsed() >= Duration::from_millis(250)
+                });
+                if due {
+                    show(p);
+                    *last = Some((std::time::Instant::now(), p.phase.clone()));
+                }
+            };
+            let cx = PruneContext {
+                throttle: None,
+                progress: shown.then_some(&tell as &(dyn Fn(&PruneProgress) + Sync)),
+            };
+            Ok(Reply::Prune(Box::new(prune(ns.head(), caller, opts, cx)?)))
+        })?
+    };
+    if shown {
+        eprint!("\r\x1b[2K");
+    }
+    let Reply::Prune(report) = reply else {
         bail!("unexpected answer from the daemon");
     };
     print(g, &report, || text(&report));
     Ok(())
+}
+
+/// How far a prune is, in words (also for `strata status`).
+pub(crate) fn describe(p: &PruneProgress) -> String {
+    let size = |n: u64| format_bytes(n as f64);
+    match p.phase.as_str() {
+        "mark" => "reading the trees of the kept snapshots and the head".to_owned(),
+        "judge" => format!("reading pack tables, {} of {}", p.done, p.total),
+        "copy" => format!(
+            "copying what is in use, {} of {}",
+            size(p.done),
+            size(p.total)
+        ),
+        "commit" => "committing, then deleting".to_owned(),
+        other => other.to_owned(),
+    }
+}
+
+/// Prune's progress on a terminal: one line, rewritten.
+fn show(p: &PruneProgress) {
+    eprint!("\r\x1b[2Kprune: {}", describe(p));
+}
+
+/// Asks the daemon how far its prune is, twice a second, until dropped.
+struct Poll {
+    stop: std::sync::mpsc::Sender<()>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Poll {
+    fn start(g: &Global) -> Result<Poll> {
+        let socket = socket_of(g)?;
+        let (stop, stopped) = std::sync::mpsc::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            while stopped.recv_timeout(Duration::from_millis(500)).is_err() {
+                if let Ok(Some(Reply::Status(s))) = control::call(&socket, &Request::Status) {
+                    if let Some(p) = &s.prune {
+                        show(p);
+                    }
+                }
+            }
+        });
+        Ok(Poll {
+            stop,
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for Poll {
+    fn drop(&mut self) {
+        let _ = self.stop.send(());
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
 }
 
 fn text(r: &PruneReport) -> String {

@@ -225,6 +225,9 @@ pub fn status(g: &Global) -> Result<()> {
             out.push('\n');
             out.push_str(&super::throttle::describe(t));
         }
+        if let Some(p) = &s.prune {
+            out.push_str(&format!("\npruning     {}", super::prune::describe(p)));
+        }
         if let Some(l) = &s.leftovers {
             let reset = match &l.last_good {
                 Some(good) => format!("`strata head reset --to {good}` rolls head/ back to the last good snapshot before it"),

@@ -14,7 +14,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::exit::{ExitCode, Reported};
 use crate::ops::forget::{self, ForgetError, ForgetReport, Selection};
-use crate::ops::prune::{prune, PruneError, PruneOptions, PruneReport};
+use crate::ops::prune::{
+    prune, PruneContext, PruneError, PruneOptions, PruneProgress, PruneReport,
+};
 use crate::policy::retention::RetentionConfig;
 use crate::policy::throttle::{Limits, Throttle, ThrottleStatus};
 use crate::store::io::writeback::WritebackStatus;
@@ -351,11 +353,12 @@ pub enum Lane {
     Catalog,
 }
 
-/// One lock per lane that has one.
+/// One lock per lane that has one, and how far the running prune is.
 #[derive(Default)]
 struct Lanes {
     prune: std::sync::Mutex<()>,
     catalog: std::sync::Mutex<()>,
+    pruning: std::sync::Mutex<Option<PruneProgress>>,
 }
 
 impl Lanes {
@@ -445,6 +448,9 @@ pub struct Status {
     pub repository_id: Option<String>,
     /// head/ holds what this failed run left there.
     pub leftovers: Option<Leftovers>,
+    /// A prune the daemon is running: how far it is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prune: Option<PruneProgress>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -553,9 +559,12 @@ pub fn handle(ns: &Namespace, caller: Caller, req: &Request) -> Result<Reply, Co
         } => Reply::Forget(Box::new(forget_snapshots(
             ns, caller, snapshots, retention, *dry_run,
         )?)),
-        Request::Prune { options } => {
-            Reply::Prune(Box::new(prune(ns.head(), caller, *options, None)?))
-        }
+        Request::Prune { options } => Reply::Prune(Box::new(prune(
+            ns.head(),
+            caller,
+            *options,
+            PruneContext::default(),
+        )?)),
         Request::LeftoversRecord { leftovers } => {
             let kept = ns.head().record_leftovers(leftovers)?;
             tracing::warn!(
@@ -820,12 +829,16 @@ fn serve_one(
             let _turn = lanes.enter(req.lane());
             let throttle = daemon.throttle();
             let mut reply = match req {
-                Request::Prune { options } => Reply::Prune(Box::new(prune(
-                    ns.head(),
-                    caller,
-                    *options,
-                    Some(throttle),
-                )?)),
+                Request::Prune { options } => {
+                    let tell = |p: &PruneProgress| *lanes.pruning.locked() = Some(p.clone());
+                    let cx = PruneContext {
+                        throttle: Some(throttle),
+                        progress: Some(&tell),
+                    };
+                    let done = prune(ns.head(), caller, *options, cx);
+                    *lanes.pruning.locked() = None;
+                    Reply::Prune(Box::new(done?))
+                }
                 Request::ThrottleShow => Reply::Throttle(Box::new(throttle.status())),
                 Request::ThrottleSet { limits, seconds } => {
                     throttle.set(*limits, seconds.map(std::time::Duration::from_secs));
@@ -877,6 +890,7 @@ fn serve_one(
                     s.mountpoint = Some(daemon.mountpoint());
                     s.pid = Some(std::process::id());
                     s.throttle = Some(throttle.status());
+                    s.prune = lanes.pruning.locked().clone();
                     for (op, (n, us)) in daemon.requests() {
                         s.fuse_requests.insert(op.clone(), n);
                         s.fuse_micros.insert(op, us);

@@ -83,6 +83,42 @@ impl Default for PruneOptions {
     }
 }
 
+/// What prune keeps to and whom it tells how far it is, besides its
+/// options.
+#[derive(Clone, Copy, Default)]
+pub struct PruneContext<'a> {
+    /// The daemon's write throttle: copying keeps to its limits and its
+    /// I/O class.
+    pub throttle: Option<&'a Throttle>,
+    /// Told how far prune is, at each phase and as it goes.
+    pub progress: Option<&'a (dyn Fn(&PruneProgress) + Sync)>,
+}
+
+impl PruneContext<'_> {
+    fn tell(&self, phase: &str, done: u64, total: u64) {
+        if let Some(progress) = self.progress {
+            progress(&PruneProgress {
+                phase: phase.to_owned(),
+                done,
+                total,
+            });
+        }
+    }
+}
+
+/// How far a prune is: `phase` is "mark" (reading the trees), "judge"
+/// (packs read, of `total`), "copy" (bytes copied, of `total`) or
+/// "commit".
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PruneProgress {
+    /// What it does.
+    pub phase: String,
+    /// How much of it is done.
+    pub done: u64,
+    /// Of how much; 0 when not known.
+    pub total: u64,
+}
+
 /// What prune did, or in a dry run would do.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct PruneReport {
@@ -179,17 +215,19 @@ fn always_kept(kind: Kind) -> bool {
 }
 
 /// Collects the garbage of the repository `head` belongs to, on behalf of
-/// `caller`; writes into the head may go on meanwhile. With a `throttle`
-/// (the daemon's), copying keeps to its limits and I/O class.
+/// `caller`; writes into the head may go on meanwhile.
 pub fn prune(
     head: &Head,
     caller: Caller,
     opts: PruneOptions,
-    throttle: Option<&Throttle>,
+    cx: PruneContext,
 ) -> Result<PruneReport, PruneError> {
     let _op = caller.span("prune");
     let started = Instant::now();
-    if let Some(class) = throttle.and_then(|t| t.policy().io.and_then(|io| io.class)) {
+    if let Some(class) = cx
+        .throttle
+        .and_then(|t| t.policy().io.and_then(|io| io.class))
+    {
         if let Err(e) = class.apply_to_current_thread() {
             tracing::warn!(error = %e, %class, "[throttle.io] class cannot be applied; prune runs at the daemon's priority");
         }
@@ -204,6 +242,7 @@ pub fn prune(
     let records = store.pack_records();
     let snapshots = Snapshots::of(head);
     let marked_after = snapshots.last()?.map_or(0, |r| r.record.seq);
+    cx.tell("mark", 0, 0);
     let mut live = snapshots.live().map_err(PruneError::Mark)?;
     let mut report = PruneReport {
         dry_run: opts.dry_run,
@@ -214,10 +253,12 @@ pub fn prune(
     report.packs_before = records.len() as u64;
     report.bytes_before = records.values().map(|r| r.len).sum();
     let mut judged = Vec::new();
-    for (&id, rec) in records
+    let finished: Vec<_> = records
         .iter()
         .filter(|(_, r)| r.state == PackState::Finished)
-    {
+        .collect();
+    for (n, (&id, rec)) in finished.iter().enumerate() {
+        cx.tell("judge", n as u64, finished.len() as u64);
         let entries = store
             .pack_contents(id)
             .map_err(|source| PruneError::Pack { pack: id, source })?;
@@ -282,9 +323,11 @@ pub fn prune(
         report.packs_after = report.packs_before - report.packs_deleted - report.packs_repacked;
         report.bytes_after = report.bytes_before.saturating_sub(freed) + report.bytes_repacked;
     } else {
+        let mut copied = 0;
         for j in &repack {
-            copy_used(store, j, throttle)?;
+            copy_used(store, j, &cx, &mut copied, report.bytes_repacked)?;
         }
+        cx.tell("commit", 0, 0);
         let doom = Doom {
             packs: empty.iter().chain(&repack).map(|j| j.id).collect(),
             chunks: empty
@@ -354,11 +397,13 @@ const VERIFY_WINDOW: u64 = 16 << 20;
 /// Copies the used objects of pack `j` into new packs in their order (a
 /// file's chunks stay together), each read and verified against its id
 /// first (on every core, a window at a time) and admitted by the
-/// `throttle`.
+/// throttle; `copied` counts the bytes, of `total`.
 fn copy_used(
     store: &crate::store::chunks::Store,
     j: &Judged,
-    throttle: Option<&Throttle>,
+    cx: &PruneContext,
+    copied: &mut u64,
+    total: u64,
 ) -> Result<(), PruneError> {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let mut rest = &j.used[..];
@@ -376,10 +421,12 @@ fn copy_used(
         rest = after;
         let sealed = read_verified(store, j.id, window, cores)?;
         for (e, sealed) in window.iter().zip(sealed) {
-            if let Some(t) = throttle {
+            cx.tell("copy", *copied, total);
+            if let Some(t) = cx.throttle {
                 std::thread::sleep(t.admit(e.len as u64));
             }
             store.copy_object(e.kind, e.id, &sealed, e.raw_len)?;
+            *copied += e.len as u64;
         }
     }
     Ok(())

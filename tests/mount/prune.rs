@@ -251,10 +251,24 @@ fn a_throttled_prune_keeps_to_the_limit_and_status_answers_meanwhile() {
     let mut prune = prune_in_background(&m);
     // `strata status` answers while the prune copies (it is what polls).
     wait_for_throttle(&m, |t| t["bytes"].as_u64() > before["bytes"].as_u64());
+    let status: serde_json::Value =
+        serde_json::from_str(&ok(m.strata().args(["status", "--json"]))).unwrap();
     assert!(
         prune.try_wait().unwrap().is_none(),
         "the prune still runs while status answers"
     );
+    // Status says how far it is.
+    let progress = &status["prune"];
+    assert!(
+        progress["phase"] == "copy" || progress["phase"] == "commit",
+        "{status}"
+    );
+    assert!(
+        progress["done"].as_u64() <= progress["total"].as_u64(),
+        "{status}"
+    );
+    let text = ok(m.strata().arg("status"));
+    assert!(text.contains("pruning     "), "{text}");
     let out = prune.wait_with_output().unwrap();
     assert!(
         out.status.success(),
@@ -271,6 +285,9 @@ fn a_throttled_prune_keeps_to_the_limit_and_status_answers_meanwhile() {
         after["delayed_requests"].as_u64() > before["delayed_requests"].as_u64(),
         "the limit held the prune back: {after}"
     );
+    let status: serde_json::Value =
+        serde_json::from_str(&ok(m.strata().args(["status", "--json"]))).unwrap();
+    assert!(status.get("prune").is_none(), "done: {status}");
     same(&mixed, &kept.join("data"));
     same(&mixed, &m.head().join("data"));
     m.umount();
