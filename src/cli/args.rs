@@ -109,7 +109,11 @@ pub enum Command {
     /// the deletion. While mounted, the daemon prunes and writes into
     /// head/ and snapshots go on: an object about to be deleted that a
     /// write stores again is stored afresh, never deduplicated against the
-    /// doomed copy. Exit 13 when damage stops it (nothing deleted). Ends
+    /// doomed copy; the daemon's copying keeps to the write throttle and
+    /// [throttle.io] class, and `strata status` shows how far it is (as
+    /// does a line on a terminal). Only finished packs are judged (see
+    /// `strata init --pack-size`). Exit 13 when damage stops it, 1 when
+    /// the store refuses writes (nothing deleted in either case). Ends
     /// with the space freed (--json: bytes_before, bytes_after,
     /// bytes_freed and the counts).
     Prune(PruneArgs),
