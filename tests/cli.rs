@@ -886,7 +886,7 @@ fn forget_refuses_muddled_requests_protected_snapshots_and_a_shorter_lock() {
     assert_fails(
         &env.with_pw(&["forget", "--keep-last", "1", "--timezone", "Mars/Olympus"]),
         2,
-        "is not a time zone this system knows",
+        "--timezone \"Mars/Olympus\" is not a time zone this system knows",
     );
     for (file, text, message) in [
         (

@@ -45,6 +45,15 @@ fn retention(a: &ForgetArgs, file: RetentionConfig) -> RetentionConfig {
 }
 
 pub fn run(g: &Global, a: &ForgetArgs) -> Result<()> {
+    if let Some(zone) = &a.timezone {
+        if let Err(e) = jiff::tz::TimeZone::get(zone) {
+            return Err(Reported(
+                exit::USAGE,
+                format!("--timezone {zone:?} is not a time zone this system knows ({e}); use an IANA name such as \"Europe/Berlin\" or \"UTC\" (see /usr/share/zoneinfo); nothing changed"),
+            )
+            .into());
+        }
+    }
     let file = HostConfig::load_or_default(a.config.as_deref())?.retention;
     let retention = retention(a, file);
     if !a.snapshots.is_empty() && retention.has_rules() {
