@@ -121,7 +121,11 @@ fn repository() -> (SimDisk, Arc<dyn Disk>) {
 /// A repository after three nights and two of them forgotten (their data
 /// is garbage), and what each snapshot still holds.
 fn two_nights_forgotten() -> (Head, BTreeMap<u64, Files>) {
-    let (_sim, disk) = repository();
+    two_nights_forgotten_on(repository().1)
+}
+
+/// [`two_nights_forgotten`] on `disk`.
+fn two_nights_forgotten_on(disk: Arc<dyn Disk>) -> (Head, BTreeMap<u64, Files>) {
     let h = Head::new(open(disk)).unwrap();
     let mut expected = nights(&h);
     h.repo().store().flush_pack().unwrap();
@@ -327,10 +331,7 @@ fn max_unused_and_max_repack_size_bound_what_is_repacked() {
 fn a_tree_that_cannot_be_read_stops_prune_before_anything_is_deleted() {
     let (sim, disk) = repository();
     let loc = {
-        let h = Head::new(open(disk.clone())).unwrap();
-        nights(&h);
-        h.repo().store().flush_pack().unwrap();
-        Snapshots::of(&h).forget(ME, &[1, 2], "test").unwrap();
+        let (h, _) = two_nights_forgotten_on(disk.clone());
         let row = Snapshots::of(&h).by_seq(4).unwrap();
         let root = strata::store::id::ChunkId(row.record.root.subtree.unwrap());
         h.repo().store().index().chunk(&root).unwrap().unwrap()
@@ -344,10 +345,7 @@ fn a_tree_that_cannot_be_read_stops_prune_before_anything_is_deleted() {
 fn a_damaged_object_still_in_use_stops_the_repack_before_anything_is_deleted() {
     let (sim, disk) = repository();
     let in_use = {
-        let h = Head::new(open(disk.clone())).unwrap();
-        nights(&h);
-        h.repo().store().flush_pack().unwrap();
-        Snapshots::of(&h).forget(ME, &[1, 2], "test").unwrap();
+        let (h, _) = two_nights_forgotten_on(disk.clone());
         let live = Snapshots::of(&h).live().unwrap();
         let store = h.repo().store();
         let mut in_use = Vec::new();
@@ -449,10 +447,7 @@ fn writes_that_store_garbage_again_during_a_prune_lose_nothing() {
 #[test]
 fn prune_on_a_store_that_refuses_writes_changes_nothing() {
     let (sim, disk) = repository();
-    let h = Head::new(open(disk)).unwrap();
-    nights(&h);
-    h.repo().store().flush_pack().unwrap();
-    Snapshots::of(&h).forget(ME, &[1, 2], "test").unwrap();
+    let (h, _) = two_nights_forgotten_on(disk);
     // A failed sync turns the store read-only, as a failing disk does.
     sim.fail_sync(0);
     write(&h, "after", &bytes(7, 10_000));

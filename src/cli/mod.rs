@@ -245,7 +245,7 @@ pub(crate) fn cmd_init(g: &Global, a: &InitArgs) -> Result<()> {
         .validate()
         .with_context(|| format!("--chunk-size-kib {}", a.chunk_size_kib))?;
     let pack_size = strata::policy::throttle::rate::parse_size(&a.pack_size)
-        .filter(|n| (1 << 20..=1 << 32).contains(n))
+        .filter(|n| strata::store::format::PACK_SIZES.contains(n))
         .ok_or_else(|| {
             strata::exit::Reported(
                 strata::exit::USAGE,

@@ -8,7 +8,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::store::chunker::{ChunkerParams, InvalidChunkerParams};
-use crate::store::format::{Suite, FORMAT_VERSION, PACK_TARGET_SIZE};
+use crate::store::format::{Suite, FORMAT_VERSION, PACK_SIZES, PACK_TARGET_SIZE};
 use crate::store::id::RepoId;
 use crate::store::retention_lock::RetentionLock;
 
@@ -142,7 +142,7 @@ impl Config {
         c.repo_id()?;
         let suite = c.suite()?;
         c.chunker.validate()?;
-        if !(1 << 20..=1 << 32).contains(&c.pack_size) {
+        if !PACK_SIZES.contains(&c.pack_size) {
             return Err(ConfigError::Malformed(format!(
                 "pack_size {} is outside 1 MiB..4 GiB",
                 c.pack_size

@@ -52,6 +52,9 @@ pub const TOC_ENTRY_LEN: usize = 1 + OBJECT_ID_LEN + 8 + 4 + 4;
 /// Default of the config's `pack_size`: a pack is finished once it reaches
 /// that many bytes.
 pub const PACK_TARGET_SIZE: u64 = 64 << 20;
+
+/// The pack sizes a config may set: 1 MiB to 4 GiB.
+pub const PACK_SIZES: std::ops::RangeInclusive<u64> = 1 << 20..=1 << 32;
 /// Upper bound of any single sealed object, so a corrupt length cannot make a
 /// reader allocate without bound.
 pub const MAX_OBJECT_LEN: usize = 32 << 20;
