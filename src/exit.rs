@@ -4,6 +4,8 @@
 //! same beside their definitions, and `daemon::exit_code` finds the error
 //! that decides in a chain.
 
+use crate::ops::drill::plan::PlanError;
+use crate::ops::drill::{DrillError, TargetError};
 use crate::ops::forget::ForgetError;
 use crate::ops::prune::PruneError;
 use crate::policy::hostconfig::HostConfigError;
@@ -51,6 +53,10 @@ pub const NOT_COMMITTED: u8 = 25;
 /// inside its retention lock, or shortening the retention lock. Nothing
 /// was changed.
 pub const PROTECTED: u8 = 26;
+/// A restore drill read everything back as the snapshot holds it, but took
+/// longer than its recovery-time objective. (A drill that found damage
+/// exits 13.)
+pub const DRILL_MISSED_RTO: u8 = 27;
 
 /// A check that found damage: reported, then exit 13.
 #[derive(Debug, thiserror::Error)]
@@ -118,6 +124,22 @@ impl ExitCode for PruneError {
             PruneError::Mark(_) | PruneError::Pack { .. } | PruneError::Damaged { .. } => DAMAGED,
             PruneError::Store(e) => store(e),
             PruneError::ReadOnly(_) | PruneError::Fs(_) => ERROR,
+        }
+    }
+}
+
+impl ExitCode for DrillError {
+    fn exit_code(&self) -> u8 {
+        match self {
+            DrillError::Plan(
+                PlanError::Outside(_) | PlanError::NoPath(_) | PlanError::NotADir(_),
+            )
+            | DrillError::Target(TargetError::NotEmpty(_) | TargetError::NotADir(_)) => USAGE,
+            DrillError::Plan(PlanError::Fs(crate::tree::types::FsError::Corrupt(_))) => DAMAGED,
+            DrillError::Plan(PlanError::Fs(_))
+            | DrillError::Target(TargetError::Open(..) | TargetError::Create(..))
+            | DrillError::Source { .. }
+            | DrillError::Record { .. } => ERROR,
         }
     }
 }

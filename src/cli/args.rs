@@ -117,6 +117,35 @@ pub enum Command {
     /// with the space freed (--json: bytes_before, bytes_after,
     /// bytes_freed and the counts).
     Prune(PruneArgs),
+    /// Prove that a snapshot restores, and how fast: a timed restore by
+    /// ordinary file reads, checked against the snapshot, and recorded.
+    ///
+    /// Reads every entry below SNAPSHOT:PATH the way a restore does:
+    /// through the mount while mounted (the daemon reads
+    /// MNT/snapshots/NAME/PATH with ordinary system calls), else through
+    /// the same read path without the kernel. With --to DIR, restores it
+    /// there as `cp -a` does (content with its holes, owners, modes,
+    /// nanosecond times, symlinks, hard links, devices, fifos, extended
+    /// attributes and ACLs; DIR must be empty or new; a directory's
+    /// entries go into DIR itself, anything else to DIR/NAME), flushes it
+    /// to the disk, which ends the timed part, then reads it back and
+    /// checks every byte against the snapshot's chunk ids and content
+    /// digests and every attribute against its trees. With --discard,
+    /// reads every byte and attribute as the restore would and checks
+    /// them, writing nothing: no plaintext reaches a disk.
+    ///
+    /// Files are read by --readers readers at once (8 by default: a
+    /// restore of many small files waits on each file's round trips to the
+    /// daemon, not on the disk). Every drill is recorded in the repository
+    /// (`strata drill list`, `strata drill show N`): who ran it, the
+    /// snapshot, the objective, the times, bytes and files per second and
+    /// the verdict. A drill slower than --rto exits 27 and raises the
+    /// drill_missed_rto alert, which a later drill that meets its
+    /// objective resolves; one that found damage lists what (paths inside
+    /// the snapshot, on the terminal only), exits 13 and raises
+    /// drill_failed.
+    #[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+    Drill(DrillArgs),
     /// Manage head/, the tree backups are written into.
     #[command(subcommand)]
     Head(HeadCommand),
@@ -447,6 +476,44 @@ pub struct PruneArgs {
     /// Show what would be deleted and repacked; change nothing.
     #[arg(long, short = 'n')]
     pub dry_run: bool,
+}
+
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("mode").required(true).args(["to", "discard"])))]
+pub struct DrillArgs {
+    #[command(subcommand)]
+    pub command: Option<DrillCommand>,
+    /// What to drill: a snapshot (number, time name, label or "latest"),
+    /// optionally with a path inside it, e.g. latest:/db.
+    #[arg(value_name = "SNAPSHOT[:PATH]", required = true)]
+    pub what: Option<String>,
+    /// Restore into DIR (empty or new).
+    #[arg(long, value_name = "DIR")]
+    pub to: Option<PathBuf>,
+    /// Read and check everything, write nothing.
+    #[arg(long)]
+    pub discard: bool,
+    /// The recovery-time objective, e.g. 30m or 4h: slower exits 27.
+    #[arg(long, value_name = "DURATION")]
+    pub rto: Option<humantime::Duration>,
+    /// Files read at once.
+    #[arg(long, value_name = "N", default_value_t = strata::ops::drill::DEFAULT_READERS,
+          value_parser = clap::value_parser!(u32).range(1..=256))]
+    pub readers: u32,
+    /// The host configuration with the alert channels [default: /etc/strata/strata.toml, none if missing].
+    #[arg(long, env = "STRATA_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DrillCommand {
+    /// List recorded drills, oldest first.
+    List,
+    /// Show one recorded drill.
+    Show {
+        /// Its number (as `strata drill list` prints it).
+        number: u64,
+    },
 }
 
 #[derive(Debug, Args)]

@@ -2,11 +2,13 @@
 
 pub mod args;
 mod backup;
+mod drill;
 mod forget;
 mod freshness;
 mod head;
 mod man;
 mod mount;
+mod progress;
 mod prune;
 mod runs;
 mod secrets;
@@ -50,6 +52,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Backup(a) => backup::run(g, a),
         Command::Forget(a) => forget::run(g, a),
         Command::Prune(a) => prune::run(g, a),
+        Command::Drill(a) => drill::run(g, a),
         Command::Head(c) => head::run(g, c),
         Command::Runs(c) => runs::run(g, c),
         Command::Throttle(c) => throttle::run(g, c),

@@ -5,13 +5,14 @@ use std::io::IsTerminal;
 use std::time::Duration;
 
 use anyhow::{bail, Result};
-use strata::daemon::control::{self, Reply, Request};
+use strata::daemon::control::{Reply, Request};
 use strata::exit::{self, Reported};
 use strata::ops::prune::{prune, PruneContext, PruneOptions, PruneProgress, PruneReport};
 use strata::policy::throttle::rate::{format_bytes, parse_size};
 
 use super::args::{Global, PruneArgs};
-use super::{print, request_or, socket_of};
+use super::progress::{self, Poll};
+use super::{print, request_or};
 
 /// `--max-unused`: a percentage from 0 to 100, "%" optional.
 fn max_unused(text: &str) -> Option<f64> {
@@ -43,7 +44,13 @@ pub fn run(g: &Global, a: &PruneArgs) -> Result<()> {
     let req = Request::Prune { options: opts };
     let reply = {
         // Mounted, the daemon prunes and `status` says how far it is.
-        let _poll = shown.then(|| Poll::start(g)).transpose()?;
+        let _poll = shown
+            .then(|| {
+                Poll::start(g, |s| {
+                    s.prune.as_ref().map(|p| format!("prune: {}", describe(p)))
+                })
+            })
+            .transpose()?;
         request_or(g, &req, |ns, caller| {
             let last = std::sync::Mutex::new(None::<(std::time::Instant, String)>);
             // A new phase at once, the same phase at most 4 times a second.
@@ -65,7 +72,7 @@ pub fn run(g: &Global, a: &PruneArgs) -> Result<()> {
         })?
     };
     if shown {
-        eprint!("\r\x1b[2K");
+        progress::clear();
     }
     let Reply::Prune(report) = reply else {
         bail!("unexpected answer from the daemon");
@@ -90,44 +97,9 @@ pub(crate) fn describe(p: &PruneProgress) -> String {
     }
 }
 
-/// Prune's progress on a terminal: one line, rewritten.
+/// Prune's progress on a terminal.
 fn show(p: &PruneProgress) {
-    eprint!("\r\x1b[2Kprune: {}", describe(p));
-}
-
-/// Asks the daemon how far its prune is, twice a second, until dropped.
-struct Poll {
-    stop: std::sync::mpsc::Sender<()>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Poll {
-    fn start(g: &Global) -> Result<Poll> {
-        let socket = socket_of(g)?;
-        let (stop, stopped) = std::sync::mpsc::channel::<()>();
-        let thread = std::thread::spawn(move || {
-            while stopped.recv_timeout(Duration::from_millis(500)).is_err() {
-                if let Ok(Some(Reply::Status(s))) = control::call(&socket, &Request::Status) {
-                    if let Some(p) = &s.prune {
-                        show(p);
-                    }
-                }
-            }
-        });
-        Ok(Poll {
-            stop,
-            thread: Some(thread),
-        })
-    }
-}
-
-impl Drop for Poll {
-    fn drop(&mut self) {
-        let _ = self.stop.send(());
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
+    progress::show(&format!("prune: {}", describe(p)));
 }
 
 fn text(r: &PruneReport) -> String {

@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
 use std::os::fd::AsRawFd;
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -13,6 +14,9 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use crate::exit::{ExitCode, Reported};
+use crate::ops::drill::plan::Plan;
+use crate::ops::drill::source::{EngineSource, MountSource, Source};
+use crate::ops::drill::{self, DrillContext, DrillError, DrillProgress, DrillSpec};
 use crate::ops::forget::{self, ForgetError, ForgetReport, Selection};
 use crate::ops::prune::{
     prune, PruneContext, PruneError, PruneOptions, PruneProgress, PruneReport,
@@ -25,6 +29,7 @@ use crate::sys::sync::Recover;
 use crate::tree::namespace::{may_be_latest, Namespace};
 use crate::tree::objects::SnapshotRow;
 use crate::tree::record::{HoldChange, HoldInfo, Leftovers, RunRecord, SnapshotInfo};
+use crate::tree::snapshot::drills::DrillRecord;
 use crate::tree::snapshot::holds::HoldEvent;
 use crate::tree::snapshot::Snapshots;
 use crate::tree::types::{Caller, FsError};
@@ -65,6 +70,12 @@ pub enum ControlError {
     /// Garbage collection stopped.
     #[error(transparent)]
     Prune(#[from] PruneError),
+    /// A drill did not run to its verdict.
+    #[error(transparent)]
+    Drill(#[from] DrillError),
+    /// No drill has the number.
+    #[error("no drill {0}: see `strata drill list`")]
+    NoDrill(u64),
     /// A throttle request without a daemon.
     #[error(
         "the repository is not mounted: throttling governs the daemon's write path; mount it first"
@@ -179,6 +190,8 @@ impl ExitCode for ControlError {
             ControlError::DaemonReported(r) => r.exit_code(),
             ControlError::Forget(e) => e.exit_code(),
             ControlError::Prune(e) => e.exit_code(),
+            ControlError::Drill(e) => e.exit_code(),
+            ControlError::NoDrill(_) => USAGE,
             ControlError::NoSnapshot(_)
             | ControlError::AlreadyHeld { .. }
             | ControlError::NotHeld(_)
@@ -262,6 +275,19 @@ pub enum Request {
         /// How much to repack; whether to change anything.
         options: PruneOptions,
     },
+    /// Restore (or read and discard) a snapshot path, timed and checked
+    /// against the snapshot, and record the drill.
+    Drill {
+        /// What to drill.
+        spec: DrillSpec,
+    },
+    /// Every drill recorded, oldest first.
+    DrillList,
+    /// One drill by number.
+    DrillShow {
+        /// Its number.
+        number: u64,
+    },
     /// The daemon's state.
     Status,
     /// Make head/ snapshot `snapshot`'s tree (by number, name, label or
@@ -303,6 +329,9 @@ impl Request {
             Request::SnapshotRelease { .. } => "snapshot_release",
             Request::Forget { .. } => "forget",
             Request::Prune { .. } => "prune",
+            Request::Drill { .. } => "drill",
+            Request::DrillList => "drill_list",
+            Request::DrillShow { .. } => "drill_show",
             Request::Status => "status",
             Request::HeadReset { .. } => "head_reset",
             Request::LeftoversRecord { .. } => "leftovers_record",
@@ -319,10 +348,13 @@ impl Request {
             Request::Status
             | Request::SnapshotList
             | Request::SnapshotShow { .. }
+            | Request::DrillList
+            | Request::DrillShow { .. }
             | Request::ThrottleShow
             | Request::ThrottleSet { .. }
             | Request::ThrottleClear => Lane::Free,
             Request::Prune { .. } => Lane::Prune,
+            Request::Drill { .. } => Lane::Drill,
             Request::SnapshotCreate { .. }
             | Request::SnapshotRun { .. }
             | Request::SnapshotHold { .. }
@@ -351,6 +383,11 @@ pub enum Lane {
     /// time (a snapshot chains to the newest, a forget decides over the
     /// list it read).
     Catalog,
+    /// Drills: one at a time, so that two never share the disk and skew
+    /// each other's times; beside everything else (a drill only reads,
+    /// and a snapshot it reads cannot be forgotten under it: see
+    /// [`crate::ops::drill`]).
+    Drill,
 }
 
 /// One lock per lane that has one, and how far the running prune is.
@@ -358,7 +395,9 @@ pub enum Lane {
 struct Lanes {
     prune: std::sync::Mutex<()>,
     catalog: std::sync::Mutex<()>,
+    drill: std::sync::Mutex<()>,
     pruning: std::sync::Mutex<Option<PruneProgress>>,
+    drilling: std::sync::Mutex<Option<DrillProgress>>,
 }
 
 impl Lanes {
@@ -368,6 +407,7 @@ impl Lanes {
             Lane::Free => None,
             Lane::Prune => Some(self.prune.locked()),
             Lane::Catalog => Some(self.catalog.locked()),
+            Lane::Drill => Some(self.drill.locked()),
         }
     }
 }
@@ -392,6 +432,10 @@ pub enum Reply {
     Forget(Box<ForgetReport>),
     /// What prune did.
     Prune(Box<PruneReport>),
+    /// One drill.
+    Drill(Box<DrillRecord>),
+    /// Several.
+    Drills(Vec<DrillRecord>),
     /// Done.
     Done,
 }
@@ -451,6 +495,9 @@ pub struct Status {
     /// A prune the daemon is running: how far it is.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prune: Option<PruneProgress>,
+    /// A drill the daemon is running: how far it is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drill: Option<DrillProgress>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -565,6 +612,21 @@ pub fn handle(ns: &Namespace, caller: Caller, req: &Request) -> Result<Reply, Co
             *options,
             PruneContext::default(),
         )?)),
+        Request::Drill { spec } => Reply::Drill(Box::new(run_drill(
+            ns,
+            caller,
+            spec,
+            None,
+            DrillContext::default(),
+        )?)),
+        Request::DrillList => Reply::Drills(Snapshots::of(ns.head()).drills()?),
+        Request::DrillShow { number } => Reply::Drill(Box::new(
+            Snapshots::of(ns.head())
+                .drills()?
+                .into_iter()
+                .find(|d| d.number == *number)
+                .ok_or(ControlError::NoDrill(*number))?,
+        )),
         Request::LeftoversRecord { leftovers } => {
             let kept = ns.head().record_leftovers(leftovers)?;
             tracing::warn!(
@@ -706,6 +768,46 @@ fn forget_snapshots(
     Ok(report)
 }
 
+/// Runs drill `spec` in `ns`: read through the mount at `mountpoint`, or
+/// through the namespace itself when `None`.
+pub fn run_drill(
+    ns: &Namespace,
+    caller: Caller,
+    spec: &DrillSpec,
+    mountpoint: Option<&Path>,
+    cx: DrillContext<'_>,
+) -> Result<DrillRecord, ControlError> {
+    let snapshots = Snapshots::of(ns.head());
+    let row = find(&ns.snapshots(), &snapshots.runs()?, &spec.snapshot)?;
+    let plan = Plan::of(ns.head().repo().store(), &row, &spec.path).map_err(DrillError::from)?;
+    let source: Box<dyn Source + '_> =
+        match mountpoint {
+            Some(mnt) => Box::new(MountSource {
+                root: mnt
+                    .join(std::ffi::OsStr::from_bytes(
+                        crate::tree::namespace::SNAPSHOTS_DIR,
+                    ))
+                    .join(row.record.name())
+                    .join(plan.path.trim_start_matches('/')),
+            }),
+            None => Box::new(EngineSource::new(ns, caller, &plan).map_err(|source| {
+                DrillError::Source {
+                    through: "repository",
+                    source,
+                }
+            })?),
+        };
+    Ok(drill::drill(
+        ns.head(),
+        caller,
+        &row,
+        spec,
+        &plan,
+        source.as_ref(),
+        cx,
+    )?)
+}
+
 /// `secs` since the epoch as an RFC 3339 UTC time.
 fn rfc3339(secs: i64) -> String {
     let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs.max(0) as u64);
@@ -839,6 +941,16 @@ fn serve_one(
                     *lanes.pruning.locked() = None;
                     Reply::Prune(Box::new(done?))
                 }
+                Request::Drill { spec } => {
+                    let tell = |p: &DrillProgress| *lanes.drilling.locked() = Some(p.clone());
+                    let cx = DrillContext {
+                        progress: Some(&tell),
+                    };
+                    let mnt = PathBuf::from(daemon.mountpoint());
+                    let done = run_drill(ns, caller, spec, Some(&mnt), cx);
+                    *lanes.drilling.locked() = None;
+                    Reply::Drill(Box::new(done?))
+                }
                 Request::ThrottleShow => Reply::Throttle(Box::new(throttle.status())),
                 Request::ThrottleSet { limits, seconds } => {
                     throttle.set(*limits, seconds.map(std::time::Duration::from_secs));
@@ -891,6 +1003,7 @@ fn serve_one(
                     s.pid = Some(std::process::id());
                     s.throttle = Some(throttle.status());
                     s.prune = lanes.pruning.locked().clone();
+                    s.drill = lanes.drilling.locked().clone();
                     for (op, (n, us)) in daemon.requests() {
                         s.fuse_requests.insert(op.clone(), n);
                         s.fuse_micros.insert(op, us);

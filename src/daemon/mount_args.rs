@@ -113,6 +113,8 @@ Exit codes:
   26  forget, backup: refused to protect a snapshot: it is under a legal
       hold or inside the retention lock, or the lock asked for is shorter
       than the repository's; nothing changed
+  27  drill: everything read back as the snapshot holds it, but slower than
+      the recovery-time objective (a drill that found damage exits 13)
   128+N  backup: stopped by signal N (130 SIGINT, 143 SIGTERM); the copy
       and hooks were stopped and on_failure hooks ran";
 

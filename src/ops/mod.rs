@@ -1,11 +1,13 @@
 //! Operations over a whole repository, run by the CLI or the daemon: verify
 //! ([`check`]), rebuild what can be rebuilt ([`repair`]), apply retention
-//! ([`forget`]) and collect the garbage it leaves ([`prune`]).
+//! ([`forget`]), collect the garbage it leaves ([`prune`]) and prove that
+//! snapshots restore in time ([`drill`]).
 //!
 //! May use the store, the trees and the policies; imports nothing from the
 //! daemon.
 
 pub mod check;
+pub mod drill;
 pub mod forget;
 pub mod prune;
 pub mod repair;

@@ -206,11 +206,11 @@ impl Judged {
 }
 
 /// Kinds kept whatever the mark says: the records an index rebuilt from
-/// packs recovers runs, holds and tombstones from.
+/// packs recovers runs, holds, tombstones and drills from.
 fn always_kept(kind: Kind) -> bool {
     matches!(
         kind,
-        Kind::SnapshotRun | Kind::SnapshotHold | Kind::SnapshotTombstone
+        Kind::SnapshotRun | Kind::SnapshotHold | Kind::SnapshotTombstone | Kind::Drill
     )
 }
 

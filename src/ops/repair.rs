@@ -138,7 +138,11 @@ pub fn rebuild_index(
         for e in entries.into_iter() {
             if matches!(
                 e.kind,
-                Kind::Snapshot | Kind::SnapshotRun | Kind::SnapshotHold | Kind::SnapshotTombstone
+                Kind::Snapshot
+                    | Kind::SnapshotRun
+                    | Kind::SnapshotHold
+                    | Kind::SnapshotTombstone
+                    | Kind::Drill
             ) {
                 snapshot_objects.push((id, e));
             }
@@ -245,8 +249,8 @@ fn db_err(e: impl Into<redb::Error>) -> RepoError {
 /// sealed: they are bound to their keys, not to the file).
 fn copy_layer_tables(from: &redb::Database, to: &redb::Database) -> Result<(), RepoError> {
     use crate::tree::head::records::{
-        DIRENTS, EXTENTS, HOLDS, INODES, LEFTOVERS, META, PARENTS, RUNS, SNAPSHOTS, TOMBSTONES,
-        UNLOADED, XATTRS,
+        DIRENTS, DRILLS, EXTENTS, HOLDS, INODES, LEFTOVERS, META, PARENTS, RUNS, SNAPSHOTS,
+        TOMBSTONES, UNLOADED, XATTRS,
     };
     use redb::{ReadableDatabase, ReadableTable};
     let rt = from.begin_read().map_err(db_err)?;
@@ -272,15 +276,16 @@ fn copy_layer_tables(from: &redb::Database, to: &redb::Database) -> Result<(), R
     copy!(RUNS);
     copy!(HOLDS);
     copy!(TOMBSTONES);
+    copy!(DRILLS);
     copy!(UNLOADED);
     copy!(LEFTOVERS);
     wt.commit().map_err(db_err)
 }
 
 /// Re-indexes snapshot records found in packs, with the newest revision
-/// of each one's backup-run record, every legal-hold event and every
-/// tombstone; a record with a tombstone stays forgotten. Returns how many
-/// snapshots.
+/// of each one's backup-run record, every legal-hold event, every
+/// tombstone and every drill; a record with a tombstone stays forgotten.
+/// Returns how many snapshots.
 fn recover_snapshots(
     disk: &dyn Disk,
     backend: &dyn PackBackend,
@@ -289,8 +294,9 @@ fn recover_snapshots(
     objects: &[(PackId, pack::TocEntry)],
     to: &redb::Database,
 ) -> Result<u64, RepoError> {
-    use crate::tree::head::records::{seal, HOLDS, META, RUNS, SNAPSHOTS, TOMBSTONES};
+    use crate::tree::head::records::{seal, DRILLS, HOLDS, META, RUNS, SNAPSHOTS, TOMBSTONES};
     use crate::tree::objects::{SnapshotRecord, SnapshotRow};
+    use crate::tree::snapshot::drills::DrillRecord;
     use crate::tree::snapshot::forget::Tombstone;
     use crate::tree::snapshot::holds::{hold_key, HoldEvent};
     use crate::tree::snapshot::runs::StoredRun;
@@ -298,6 +304,7 @@ fn recover_snapshots(
     let mut runs: HashMap<u64, StoredRun> = HashMap::new();
     let mut holds: Vec<HoldEvent> = Vec::new();
     let mut tombstones: HashMap<u64, Tombstone> = HashMap::new();
+    let mut drills: Vec<DrillRecord> = Vec::new();
     for (pack_id, e) in objects {
         let name = pack_id.to_string();
         let file = open_any_pack(disk, backend, *pack_id).map_err(io_err("open pack", &name))?;
@@ -312,6 +319,12 @@ fn recover_snapshots(
         if e.kind == Kind::SnapshotTombstone {
             if let Ok(t) = postcard::from_bytes::<Tombstone>(plain.as_slice()) {
                 tombstones.insert(t.seq, t);
+            }
+            continue;
+        }
+        if e.kind == Kind::Drill {
+            if let Ok(d) = postcard::from_bytes::<DrillRecord>(plain.as_slice()) {
+                drills.push(d);
             }
             continue;
         }
@@ -386,6 +399,11 @@ fn recover_snapshots(
                 .insert(t.seq, v.as_slice())
                 .map_err(db_err)?;
         }
+        let mut drill_table = wt.open_table(DRILLS).map_err(db_err)?;
+        for d in &drills {
+            let v = seal(index_sealer, Kind::IndexDrill, &d.number.to_le_bytes(), d);
+            drill_table.insert(d.number, v.as_slice()).map_err(db_err)?;
+        }
         let max = rows
             .iter()
             .map(|r| r.record.seq)
@@ -395,6 +413,11 @@ fn recover_snapshots(
         wt.open_table(META)
             .map_err(db_err)?
             .insert("snapshot_seq", max)
+            .map_err(db_err)?;
+        let drills_max = drills.iter().map(|d| d.number).max().unwrap_or(0);
+        wt.open_table(META)
+            .map_err(db_err)?
+            .insert("drill_seq", drills_max)
             .map_err(db_err)?;
     }
     wt.commit().map_err(db_err)?;

@@ -150,6 +150,10 @@ pub enum Kind {
     SnapshotTombstone = 18,
     /// A value of the index's tombstone table.
     IndexSnapshotTombstone = 19,
+    /// A restore drill's record: what was read, how long it took, the verdict.
+    Drill = 20,
+    /// A value of the index's drill table.
+    IndexDrill = 21,
 }
 
 impl Kind {
@@ -162,6 +166,7 @@ impl Kind {
             14 => Some(Kind::SnapshotRun),
             16 => Some(Kind::SnapshotHold),
             18 => Some(Kind::SnapshotTombstone),
+            20 => Some(Kind::Drill),
             _ => None,
         }
     }

@@ -31,6 +31,11 @@ pub enum Kind {
     SnapshotSlow,
     /// No snapshot for longer than the maximum age.
     BackupMissed,
+    /// A restore drill took longer than its recovery-time objective.
+    DrillMissedRto,
+    /// A restore drill could not read something, or read something that
+    /// is not what the snapshot holds.
+    DrillFailed,
 }
 
 impl Kind {
@@ -43,6 +48,8 @@ impl Kind {
             Kind::StorageFull => "storage_full",
             Kind::SnapshotSlow => "snapshot_slow",
             Kind::BackupMissed => "backup_missed",
+            Kind::DrillMissedRto => "drill_missed_rto",
+            Kind::DrillFailed => "drill_failed",
         }
     }
 }
@@ -348,9 +355,15 @@ impl Event {
         let severity = match (kind, class) {
             (_, Class::Corruption) => Severity::Critical,
             (Kind::StorageFull | Kind::SnapshotSlow, _) => Severity::Warning,
-            (Kind::RunFailed | Kind::HookFailed | Kind::StorageError | Kind::BackupMissed, _) => {
-                Severity::Error
-            }
+            (
+                Kind::RunFailed
+                | Kind::HookFailed
+                | Kind::StorageError
+                | Kind::BackupMissed
+                | Kind::DrillMissedRto
+                | Kind::DrillFailed,
+                _,
+            ) => Severity::Error,
         };
         Event {
             id: EventId::random(),
@@ -489,6 +502,10 @@ impl Event {
             },
             Kind::SnapshotSlow => "snapshot took longer than expected".to_string(),
             Kind::BackupMissed => "no snapshot within the maximum age".to_string(),
+            Kind::DrillMissedRto => {
+                "a restore drill took longer than its recovery-time objective".to_string()
+            }
+            Kind::DrillFailed => "a restore drill found damage".to_string(),
         });
         m.push_str(&format!(" ({})", self.class));
         if let Some(r) = self.repository {

@@ -14,6 +14,7 @@
 //! | snapshot_holds | (sequence u64, revision u64)      | a hold or its release     |
 //! | snapshot_tombstones | sequence number u64          | a forgotten snapshot      |
 //! | head_leftovers | "marker"                          | a failed run's leftovers  |
+//! | drills         | drill number u64                  | a restore drill's record  |
 //!
 //! Name hashes are keyed BLAKE3 of (parent, name), so the table order and
 //! keys reveal nothing about names; a listing resumes from the last hash it
@@ -45,6 +46,8 @@ pub const RUNS: TableDefinition<u64, &[u8]> = TableDefinition::new("snapshot_run
 pub const HOLDS: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("snapshot_holds");
 /// Forgotten snapshots by sequence number: their links in the hash chain.
 pub const TOMBSTONES: TableDefinition<u64, &[u8]> = TableDefinition::new("snapshot_tombstones");
+/// Restore drills by number, from 1.
+pub const DRILLS: TableDefinition<u64, &[u8]> = TableDefinition::new("drills");
 /// Directories a reset left unloaded: their entries are still only in the
 /// snapshot tree their `clean_tree` names (see `Write::load`). Roots for
 /// garbage collection while they last.

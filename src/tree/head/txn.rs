@@ -276,6 +276,7 @@ pub struct Read<'a> {
     runs: OnceCell<ReadOnlyTable<u64, Sealed>>,
     holds: OnceCell<ReadOnlyTable<(u64, u64), Sealed>>,
     tombstones: OnceCell<ReadOnlyTable<u64, Sealed>>,
+    drills: OnceCell<ReadOnlyTable<u64, Sealed>>,
 }
 
 impl<'a> Read<'a> {
@@ -303,6 +304,7 @@ impl<'a> Read<'a> {
             runs: OnceCell::new(),
             holds: OnceCell::new(),
             tombstones: OnceCell::new(),
+            drills: OnceCell::new(),
         })
     }
 
@@ -348,6 +350,21 @@ impl<'a> Read<'a> {
     /// Forgotten snapshots' links in the hash chain.
     pub fn tombstones(&self) -> Result<&ReadOnlyTable<u64, Sealed>, FsError> {
         lazy(&self.tombstones, || self.tx.open_table(TOMBSTONES))
+    }
+
+    /// Restore drills; `None` in a repository that never had one (the
+    /// table came with drills, after the repository's first transaction).
+    pub fn drills(&self) -> Result<Option<&ReadOnlyTable<u64, Sealed>>, FsError> {
+        if self.drills.get().is_none() {
+            match self.tx.open_table(DRILLS) {
+                Ok(t) => {
+                    let _ = self.drills.set(t);
+                }
+                Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+                Err(e) => return Err(db_err(e)),
+            }
+        }
+        Ok(self.drills.get())
     }
 
     /// What the head's rows refer to in the packs, for garbage collection:
@@ -418,6 +435,7 @@ pub struct Write<'a> {
     runs: OnceCell<Table<'a, u64, Sealed>>,
     holds: OnceCell<Table<'a, (u64, u64), Sealed>>,
     tombstones: OnceCell<Table<'a, u64, Sealed>>,
+    drills: OnceCell<Table<'a, u64, Sealed>>,
     /// Key and value bytes this transaction wrote, for the cost counters.
     pub bytes_written: u64,
 }
@@ -459,6 +477,7 @@ pub fn write<T>(
             runs: OnceCell::new(),
             holds: OnceCell::new(),
             tombstones: OnceCell::new(),
+            drills: OnceCell::new(),
             bytes_written: 0,
         };
         let out = f(&mut w)?;
@@ -498,6 +517,7 @@ write_tables! {
     runs, runs_t, runs_mut_inner, RUNS: u64 => Sealed;
     holds, holds_t, holds_mut_inner, HOLDS: (u64, u64) => Sealed;
     tombstones, tombstones_t, tombstones_mut_inner, TOMBSTONES: u64 => Sealed;
+    drills, drills_t, drills_mut_inner, DRILLS: u64 => Sealed;
 }
 
 impl<'a> Write<'a> {
@@ -729,6 +749,7 @@ impl<'a> Write<'a> {
         self.runs_t()?;
         self.holds_t()?;
         self.tombstones_t()?;
+        self.drills_t()?;
         Ok(())
     }
 
@@ -765,6 +786,11 @@ impl<'a> Write<'a> {
     /// Forgotten snapshots, to add one.
     pub fn tombstones_mut(&mut self) -> Result<&mut Table<'a, u64, Sealed>, FsError> {
         self.tombstones_mut_inner()
+    }
+
+    /// Restore drills, to add one.
+    pub fn drills_mut(&mut self) -> Result<&mut Table<'a, u64, Sealed>, FsError> {
+        self.drills_mut_inner()
     }
 
     /// Inodes marked as orphans.

@@ -26,6 +26,7 @@ use crate::tree::types::{
 use head_view::HeadView;
 pub use node::{Node, HEAD_INO, ROOT_INO, SNAPSHOTS_INO};
 use root_view::RootView;
+pub use root_view::SNAPSHOTS_DIR;
 use snapshots_view::SnapshotsView;
 pub use snapshots_view::{check_label, may_be_latest, LATEST};
 pub use view::{Access, DirReply, Listed};

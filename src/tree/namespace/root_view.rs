@@ -6,7 +6,8 @@ use crate::tree::namespace::Node;
 use crate::tree::types::{Attr, Caller, FileKind, FsError};
 
 const HEAD_DIR: &[u8] = b"head";
-const SNAPSHOTS_DIR: &[u8] = b"snapshots";
+/// The name of `snapshots/` in the mount root.
+pub const SNAPSHOTS_DIR: &[u8] = b"snapshots";
 
 /// The mount root.
 pub(super) struct RootView {

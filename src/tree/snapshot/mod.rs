@@ -18,6 +18,7 @@
 //! A sibling of the head, not part of it: [`Snapshots`] works through the
 //! head's public API and its transactions.
 
+pub mod drills;
 pub mod forget;
 pub mod holds;
 pub mod live;

@@ -1,0 +1,304 @@
+//! `strata drill`: through the daemon while mounted (it reads the
+//! snapshot through the mount), directly when not; then the verdict, its
+//! alert and its exit code.
+
+use std::io::IsTerminal;
+use std::time::{Duration, SystemTime};
+
+use anyhow::{bail, Result};
+use strata::daemon::control::{run_drill, Reply, Request};
+use strata::exit::{self, Reported};
+use strata::ops::drill::{DrillContext, DrillProgress, DrillSpec};
+use strata::policy::alert::{self, Alerter};
+use strata::policy::hostconfig::HostConfig;
+use strata::policy::throttle::rate::format_bytes;
+use strata::store::id::RepoId;
+use strata::tree::snapshot::drills::{DrillRecord, DrillResult};
+
+use super::args::{DrillArgs, DrillCommand, Global};
+use super::progress::{self, Poll};
+use super::{locked, print, request, request_or};
+
+/// Read-ahead workers of a drill that reads without the daemon, as the
+/// daemon runs them.
+const READ_AHEAD_WORKERS: usize = 2;
+
+pub fn run(g: &Global, a: &DrillArgs) -> Result<()> {
+    match &a.command {
+        Some(DrillCommand::List) => list(g),
+        Some(DrillCommand::Show { number }) => show(g, *number),
+        None => drill(g, a),
+    }
+}
+
+/// Splits SNAPSHOT[:PATH]; a snapshot's time name has colons of its own,
+/// so the path starts at the first ":/".
+fn split(what: &str) -> (&str, &str) {
+    match what.find(":/") {
+        Some(i) => (&what[..i], &what[i + 1..]),
+        None => (what, "/"),
+    }
+}
+
+fn drill(g: &Global, a: &DrillArgs) -> Result<()> {
+    let what = a.what.as_deref().expect("clap requires it");
+    let (snapshot, path) = split(what);
+    let to = match &a.to {
+        Some(p) if p.is_absolute() => Some(p.clone()),
+        Some(p) => Some(std::env::current_dir()?.join(p)),
+        None => None,
+    };
+    let spec = DrillSpec {
+        snapshot: snapshot.to_owned(),
+        path: path.to_owned(),
+        to,
+        readers: a.readers,
+        rto_secs: a.rto.map(|d| Duration::from(d).as_secs_f64()),
+        name: None,
+    };
+    let config = HostConfig::load_or_default(a.config.as_deref())?;
+    let shown = !g.quiet && !g.json && std::io::stderr().is_terminal();
+    let req = Request::Drill { spec: spec.clone() };
+    let reply = {
+        // Mounted, the daemon drills and `status` says how far it is.
+        let _poll = shown
+            .then(|| Poll::start(g, |s| s.drill.as_ref().map(describe)))
+            .transpose()?;
+        request_or(g, &req, |ns, caller| {
+            let tell = |p: &DrillProgress| progress::show(&describe(p));
+            let cx = DrillContext {
+                progress: shown.then_some(&tell as &(dyn Fn(&DrillProgress) + Sync)),
+            };
+            std::thread::scope(|s| {
+                for _ in 0..READ_AHEAD_WORKERS {
+                    s.spawn(|| ns.run_prefetcher());
+                }
+                let done = run_drill(ns, caller, &spec, None, cx);
+                ns.head().reader().stop();
+                Ok(Reply::Drill(Box::new(done?)))
+            })
+        })?
+    };
+    if shown {
+        progress::clear();
+    }
+    let Reply::Drill(record) = reply else {
+        bail!("unexpected answer from the daemon");
+    };
+    alert(g, &config, &record);
+    print(g, &json(&record), || text(&record));
+    match record.result {
+        DrillResult::Passed => Ok(()),
+        DrillResult::MissedRto => Err(Reported(
+            exit::DRILL_MISSED_RTO,
+            format!(
+                "drill {}: the restore took {}, longer than the objective of {}",
+                record.number,
+                seconds(record.restore_secs),
+                seconds(record.rto_secs.unwrap_or(0.0)),
+            ),
+        )
+        .into()),
+        DrillResult::Failed => {
+            if g.json || g.quiet {
+                for p in &record.problems {
+                    eprintln!("strata: {p}");
+                }
+            }
+            Err(Reported(
+                exit::DAMAGED,
+                format!(
+                    "drill {}: {} problem(s) found{}; run `strata check --read-data`",
+                    record.number,
+                    record.problem_count,
+                    if record.problem_count > record.problems.len() as u64 {
+                        format!(" (the first {} shown)", record.problems.len())
+                    } else {
+                        String::new()
+                    }
+                ),
+            )
+            .into())
+        }
+    }
+}
+
+/// Raises drill_missed_rto or drill_failed, or resolves them when the
+/// drill passed (drill_missed_rto only when it had an objective to meet).
+/// A failure to alert is said, and does not change the verdict.
+fn alert(g: &Global, config: &HostConfig, record: &DrillRecord) {
+    let Ok(id) = locked(g).and_then(|r| Ok(r.config().id.parse::<RepoId>()?)) else {
+        return;
+    };
+    let alerter = match Alerter::from_config(&config.alerts, alert::state_path(&id)) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("strata: the [alerts] configuration cannot be used, no alert sent: {e}");
+            return;
+        }
+    };
+    let fields = alert::Fields {
+        snapshot: alert::Token::new(&record.snapshot_name).ok(),
+        elapsed_secs: Some(record.restore_secs.ceil() as u64),
+        limit_secs: record.rto_secs.map(|s| s.ceil() as u64),
+        ..alert::Fields::default()
+    };
+    let raise = |kind, class| {
+        let event = alert::Event::new(kind, class, SystemTime::now())
+            .with_repository(id)
+            .with_fields(fields.clone());
+        if let Err(e) = alerter.raise(event).result() {
+            eprintln!("strata: the {kind} alert could not be delivered: {e}");
+        }
+    };
+    let resolve = |kind| {
+        if let Err(e) = alerter.resolve(kind, Some(id)) {
+            eprintln!("strata: resolving the {kind} alert failed: {e}");
+        }
+    };
+    match record.result {
+        DrillResult::Failed => raise(alert::Kind::DrillFailed, alert::Class::Corruption),
+        DrillResult::MissedRto => {
+            raise(alert::Kind::DrillMissedRto, alert::Class::Timeout);
+            resolve(alert::Kind::DrillFailed);
+        }
+        DrillResult::Passed => {
+            if record.rto_secs.is_some() {
+                resolve(alert::Kind::DrillMissedRto);
+            }
+            resolve(alert::Kind::DrillFailed);
+        }
+    }
+}
+
+fn list(g: &Global) -> Result<()> {
+    let Reply::Drills(drills) = request(g, &Request::DrillList)? else {
+        bail!("unexpected answer from the daemon");
+    };
+    let all: Vec<serde_json::Value> = drills.iter().map(json).collect();
+    print(g, &all, || {
+        if drills.is_empty() {
+            return "no drills recorded yet (`strata drill latest --discard` runs one)".to_owned();
+        }
+        let mut out = format!(
+            "{:>4}  {:<20}  {:<10}  {:<20}  {:>9}  {:>9}  {:>10}  {}",
+            "no", "started", "result", "snapshot", "restore", "rto", "rate", "path"
+        );
+        for d in &drills {
+            out.push_str(&format!(
+                "\n{:>4}  {:<20}  {:<10}  {:<20}  {:>9}  {:>9}  {:>10}  {}{}",
+                d.number,
+                rfc3339(d.started.secs),
+                d.result.as_str(),
+                d.snapshot_name,
+                seconds(d.restore_secs),
+                d.rto_secs.map_or("-".to_owned(), seconds),
+                format!("{}/s", format_bytes(d.bytes_per_sec())),
+                d.path,
+                d.to.as_ref()
+                    .map_or(" (discarded)".to_owned(), |t| format!(" -> {t}")),
+            ));
+        }
+        out
+    });
+    Ok(())
+}
+
+fn show(g: &Global, number: u64) -> Result<()> {
+    let Reply::Drill(record) = request(g, &Request::DrillShow { number })? else {
+        bail!("unexpected answer from the daemon");
+    };
+    print(g, &json(&record), || text(&record));
+    Ok(())
+}
+
+/// A drill for --json: times in seconds since the epoch, ids in hex, and
+/// the rates.
+fn json(d: &DrillRecord) -> serde_json::Value {
+    let mut v = serde_json::to_value(d).expect("a drill record serializes");
+    v["started"] = d.started.secs.into();
+    v["snapshot_id"] = hex::encode(d.snapshot_id).into();
+    v["bytes_per_sec"] = d.bytes_per_sec().into();
+    v["files_per_sec"] = d.files_per_sec().into();
+    v
+}
+
+/// A drill in words.
+fn text(d: &DrillRecord) -> String {
+    let mut out = format!(
+        "drill {}: {}\nsnapshot:  {} (number {}), path {}\n",
+        d.number,
+        d.result.as_str(),
+        d.snapshot_name,
+        d.snapshot,
+        d.path
+    );
+    out.push_str(&match &d.to {
+        Some(to) => format!("restored:  to {} through the {}", to, d.through),
+        None => format!("read:      through the {}, discarded", d.through),
+    });
+    out.push_str(&format!(
+        " by {} reader(s)\nstarted:   {} by uid {} (pid {})\ncontent:   {} file(s), {} director(ies), {} other(s), {}\nrestore:   {}, {}/s, {:.0} files/s",
+        d.readers,
+        rfc3339(d.started.secs),
+        d.caller.0,
+        d.caller.2,
+        d.files,
+        d.dirs,
+        d.others,
+        format_bytes(d.bytes as f64),
+        seconds(d.restore_secs),
+        format_bytes(d.bytes_per_sec()),
+        d.files_per_sec(),
+    ));
+    if let Some(rto) = d.rto_secs {
+        let verdict = if d.restore_secs <= rto {
+            "met"
+        } else {
+            "MISSED"
+        };
+        out.push_str(&format!("\nobjective: {} ({verdict})", seconds(rto)));
+    }
+    if d.to.is_some() {
+        out.push_str(&format!(
+            "\nverify:    {} (read back from the disk)",
+            seconds(d.verify_secs)
+        ));
+    }
+    for p in &d.problems {
+        out.push_str(&format!("\nproblem:   {p}"));
+    }
+    if d.problem_count > d.problems.len() as u64 {
+        out.push_str(&format!(
+            "\n           and {} more",
+            d.problem_count - d.problems.len() as u64
+        ));
+    }
+    out
+}
+
+/// How far a drill is, in words (also for `strata status`).
+pub(crate) fn describe(p: &DrillProgress) -> String {
+    let size = |n: u64| format_bytes(n as f64);
+    format!(
+        "drill: {} {} of {} files, {} of {}",
+        p.phase,
+        p.files_done,
+        p.files,
+        size(p.bytes_done),
+        size(p.bytes)
+    )
+}
+
+fn seconds(s: f64) -> String {
+    if s < 60.0 {
+        format!("{s:.2} s")
+    } else {
+        humantime::format_duration(Duration::from_secs(s.round() as u64)).to_string()
+    }
+}
+
+fn rfc3339(secs: i64) -> String {
+    let t = std::time::UNIX_EPOCH + Duration::from_secs(secs.max(0) as u64);
+    humantime::format_rfc3339_seconds(t).to_string()
+}
