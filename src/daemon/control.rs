@@ -384,9 +384,9 @@ pub enum Lane {
     /// list it read).
     Catalog,
     /// Drills: one at a time, so that two never share the disk and skew
-    /// each other's times; beside everything else (a drill only reads,
-    /// and a snapshot it reads cannot be forgotten under it: see
-    /// [`crate::ops::drill`]).
+    /// each other's times; beside everything else, since a drill only
+    /// reads. (A snapshot forgotten while a drill reads it fails the
+    /// drill, which names what it could not read.)
     Drill,
 }
 

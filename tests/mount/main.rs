@@ -7,6 +7,7 @@ mod check_names;
 #[path = "../common/mod.rs"]
 mod common;
 mod content;
+mod drill;
 mod first_run;
 mod forget;
 mod freshness;
