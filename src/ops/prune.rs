@@ -5,8 +5,9 @@
 //!
 //! 1. The mark ([`Snapshots::live`]) reads every tree below every kept
 //!    snapshot and the head; a tree it cannot read stops prune before
-//!    anything changes. Records of runs, holds and tombstones are always
-//!    kept: they are small, and an index rebuilt from packs needs them.
+//!    anything changes. Records of runs, holds, tombstones and drills are
+//!    always kept: they are small, and an index rebuilt from packs needs
+//!    them.
 //! 2. A copy of an object is in use only where the index points: a second
 //!    copy elsewhere is garbage.
 //! 3. Every object still in use in a pack to be repacked is read and
