@@ -62,6 +62,7 @@ fn spec(path: &str, to: Option<PathBuf>) -> DrillSpec {
         readers: 4,
         rto_secs: None,
         name: None,
+        deferred: false,
     }
 }
 

@@ -507,6 +507,30 @@ pub struct DrillArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum DrillCommand {
+    /// Run the drills of strata.toml's [[drill]] entries: those named, or
+    /// all of them.
+    ///
+    /// Each restores (or reads and discards) its snapshot path as `strata
+    /// drill` does; one with `to` restores into a new directory under it,
+    /// removed afterwards unless `keep = true`. One with `validate` then
+    /// runs that program on the restore (STRATA_DRILL_DIR names it): it
+    /// starts the service, waits until it is ready (printing ready_secs=N
+    /// tells how long that took), checks it and stops it; the drill fails
+    /// if it does not exit 0, and its objective covers the restore and the
+    /// service ready. `drill-postgresql` (in /usr/lib/strata/hooks) does
+    /// this for a PostgreSQL cluster. Exit 13 if any drill failed, else 27
+    /// if any missed its objective.
+    Run {
+        /// The entries to run, by name [default: all].
+        names: Vec<String>,
+        /// Only those whose `schedule` says they are due (never run, or
+        /// last run longer ago than it): what the strata-drill timer runs.
+        #[arg(long)]
+        due: bool,
+        /// The host configuration with the [[drill]] entries [default: /etc/strata/strata.toml].
+        #[arg(long, env = "STRATA_CONFIG", value_name = "FILE")]
+        config: Option<PathBuf>,
+    },
     /// List recorded drills, oldest first.
     List,
     /// Show one recorded drill.

@@ -3,6 +3,7 @@
 //! alert and its exit code.
 
 use std::io::IsTerminal;
+use std::path::Path;
 use std::time::{Duration, SystemTime};
 
 use anyhow::{bail, Result};
@@ -18,6 +19,7 @@ use strata::tree::snapshot::drills::{DrillRecord, DrillResult};
 use super::args::{DrillArgs, DrillCommand, Global};
 use super::progress::{self, Poll};
 use super::{locked, print, request, request_or};
+use strata::policy::drill::{service_check, DrillConfig};
 
 /// Read-ahead workers of a drill that reads without the daemon, as the
 /// daemon runs them.
@@ -25,6 +27,9 @@ const READ_AHEAD_WORKERS: usize = 2;
 
 pub fn run(g: &Global, a: &DrillArgs) -> Result<()> {
     match &a.command {
+        Some(DrillCommand::Run { names, due, config }) => {
+            run_configured(g, names, *due, config.as_deref())
+        }
         Some(DrillCommand::List) => list(g),
         Some(DrillCommand::Show { number }) => show(g, *number),
         None => drill(g, a),
@@ -55,8 +60,18 @@ fn drill(g: &Global, a: &DrillArgs) -> Result<()> {
         readers: a.readers,
         rto_secs: a.rto.map(|d| Duration::from(d).as_secs_f64()),
         name: None,
+        deferred: false,
     };
     let config = HostConfig::load_or_default(a.config.as_deref())?;
+    let record = execute(g, &spec)?;
+    alert(g, &config, &record);
+    print(g, &json(&record), || text(&record));
+    verdict(g, &[record])
+}
+
+/// Runs `spec`: through the daemon when one runs, else here; progress on
+/// a terminal.
+fn execute(g: &Global, spec: &DrillSpec) -> Result<DrillRecord> {
     let shown = !g.quiet && !g.json && std::io::stderr().is_terminal();
     let req = Request::Drill { spec: spec.clone() };
     let reply = {
@@ -73,7 +88,7 @@ fn drill(g: &Global, a: &DrillArgs) -> Result<()> {
                 for _ in 0..READ_AHEAD_WORKERS {
                     s.spawn(|| ns.run_prefetcher());
                 }
-                let done = run_drill(ns, caller, &spec, None, cx);
+                let done = run_drill(ns, caller, spec, None, cx);
                 ns.head().reader().stop();
                 Ok(Reply::Drill(Box::new(done?)))
             })
@@ -85,42 +100,175 @@ fn drill(g: &Global, a: &DrillArgs) -> Result<()> {
     let Reply::Drill(record) = reply else {
         bail!("unexpected answer from the daemon");
     };
-    alert(g, &config, &record);
-    print(g, &json(&record), || text(&record));
-    match record.result {
-        DrillResult::Passed => Ok(()),
-        DrillResult::MissedRto => Err(Reported(
-            exit::DRILL_MISSED_RTO,
+    Ok(*record)
+}
+
+/// The exit of drills that ran: 13 if any failed (its problems on
+/// standard error when standard output is JSON or quiet), else 27 if any
+/// missed its objective.
+fn verdict(g: &Global, records: &[DrillRecord]) -> Result<()> {
+    if let Some(d) = records.iter().find(|d| d.result == DrillResult::Failed) {
+        if g.json || g.quiet {
+            for p in &d.problems {
+                eprintln!("strata: {p}");
+            }
+        }
+        let service = d
+            .service
+            .as_ref()
+            .filter(|s| !s.passed())
+            .map(|s| {
+                format!(
+                    "; the service check failed: {}",
+                    s.error.as_deref().unwrap_or("?")
+                )
+            })
+            .unwrap_or_default();
+        let shown = if d.problem_count > d.problems.len() as u64 {
+            format!(" (the first {} shown)", d.problems.len())
+        } else {
+            String::new()
+        };
+        return Err(Reported(
+            exit::DAMAGED,
             format!(
-                "drill {}: the restore took {}, longer than the objective of {}",
-                record.number,
-                seconds(record.restore_secs),
-                seconds(record.rto_secs.unwrap_or(0.0)),
+                "drill {}: {} problem(s) found{shown}{service}; run `strata check --read-data`",
+                d.number, d.problem_count
             ),
         )
-        .into()),
-        DrillResult::Failed => {
-            if g.json || g.quiet {
-                for p in &record.problems {
-                    eprintln!("strata: {p}");
-                }
+        .into());
+    }
+    if let Some(d) = records.iter().find(|d| d.result == DrillResult::MissedRto) {
+        return Err(Reported(
+            exit::DRILL_MISSED_RTO,
+            format!(
+                "drill {}: the recovery took {}, longer than the objective of {}",
+                d.number,
+                seconds(d.recovery_secs()),
+                seconds(d.rto_secs.unwrap_or(0.0)),
+            ),
+        )
+        .into());
+    }
+    Ok(())
+}
+
+/// `strata drill run`: the `[[drill]]` entries named (all when none are),
+/// or only those due.
+fn run_configured(g: &Global, names: &[String], due: bool, path: Option<&Path>) -> Result<()> {
+    let config = HostConfig::load_or_default(path)?;
+    let usage = |m: String| Reported(exit::USAGE, m);
+    if config.drills.is_empty() {
+        return Err(usage(
+            "no [[drill]] entries in the host configuration; see strata.toml(5)".to_owned(),
+        )
+        .into());
+    }
+    let mut chosen: Vec<&DrillConfig> = Vec::new();
+    for name in names {
+        let d = config
+            .drills
+            .iter()
+            .find(|d| &d.name == name)
+            .ok_or_else(|| {
+                let known: Vec<&str> = config.drills.iter().map(|d| d.name.as_str()).collect();
+                usage(format!(
+                    "no [[drill]] named {name:?}; the configured ones: {}",
+                    known.join(", ")
+                ))
+            })?;
+        chosen.push(d);
+    }
+    if names.is_empty() {
+        chosen = config.drills.iter().collect();
+    }
+    if due {
+        let Reply::Drills(past) = request(g, &Request::DrillList)? else {
+            bail!("unexpected answer from the daemon");
+        };
+        let now = strata::tree::types::Timestamp::now().secs;
+        chosen.retain(|d| {
+            let last = past
+                .iter()
+                .rfind(|r| r.name.as_deref() == Some(d.name.as_str()))
+                .map(|r| r.started.secs);
+            strata::policy::drill::due(d.schedule, last, now)
+        });
+    }
+    let mut records = Vec::new();
+    for d in chosen {
+        let record = configured(g, d)?;
+        alert(g, &config, &record);
+        records.push(record);
+    }
+    let all: Vec<serde_json::Value> = records.iter().map(json).collect();
+    print(g, &all, || {
+        if records.is_empty() {
+            return "no drill is due".to_owned();
+        }
+        records.iter().map(text).collect::<Vec<_>>().join("\n\n")
+    });
+    verdict(g, &records)
+}
+
+/// Runs one `[[drill]]`: the restore (or discard), then its service
+/// check, then the record; the restored copy is removed unless kept.
+fn configured(g: &Global, d: &DrillConfig) -> Result<DrillRecord> {
+    let to = match &d.to {
+        Some(scratch) => {
+            std::fs::create_dir_all(scratch).map_err(|e| {
+                anyhow::anyhow!(
+                    "[[drill]] {:?}: cannot create {}: {e}",
+                    d.name,
+                    scratch.display()
+                )
+            })?;
+            let now = strata::tree::types::Timestamp::now();
+            Some(scratch.join(format!("{}-{}-{:09}", d.name, now.secs, now.nanos)))
+        }
+        None => None,
+    };
+    let spec = DrillSpec {
+        snapshot: d.snapshot.clone(),
+        path: d.path.clone(),
+        to: to.clone(),
+        readers: d.readers,
+        rto_secs: d.rto.map(|r| r.as_secs_f64()),
+        name: Some(d.name.clone()),
+        deferred: !d.validate.is_empty(),
+    };
+    let record = execute(g, &spec).and_then(|mut record| {
+        if !spec.deferred {
+            return Ok(record);
+        }
+        if record.problem_count == 0 {
+            let dir = to.as_deref().expect("validate needs to");
+            record.service = Some(service_check(d, dir, &record.snapshot_name));
+            record.result = record.judge();
+        }
+        let req = Request::DrillRecord {
+            record: Box::new(record.clone()),
+        };
+        let reply = request_or(g, &req, |ns, caller| {
+            let stored = strata::ops::drill::store(ns.head(), caller, record)?;
+            Ok(Reply::Drill(Box::new(stored)))
+        })?;
+        let Reply::Drill(stored) = reply else {
+            bail!("unexpected answer from the daemon");
+        };
+        Ok(*stored)
+    });
+    if let (Some(dir), false) = (&to, d.keep) {
+        if dir.exists() {
+            if let Err(e) = std::fs::remove_dir_all(dir) {
+                eprintln!(
+                    "strata: the restored copy {} could not be removed: {e}; remove it by hand",
+                    dir.display()
+                );
             }
-            Err(Reported(
-                exit::DAMAGED,
-                format!(
-                    "drill {}: {} problem(s) found{}; run `strata check --read-data`",
-                    record.number,
-                    record.problem_count,
-                    if record.problem_count > record.problems.len() as u64 {
-                        format!(" (the first {} shown)", record.problems.len())
-                    } else {
-                        String::new()
-                    }
-                ),
-            )
-            .into())
         }
     }
+    record
 }
 
 /// Raises drill_missed_rto or drill_failed, or resolves them when the
@@ -139,7 +287,7 @@ fn alert(g: &Global, config: &HostConfig, record: &DrillRecord) {
     };
     let fields = alert::Fields {
         snapshot: alert::Token::new(&record.snapshot_name).ok(),
-        elapsed_secs: Some(record.restore_secs.ceil() as u64),
+        elapsed_secs: Some(record.recovery_secs().ceil() as u64),
         limit_secs: record.rto_secs.map(|s| s.ceil() as u64),
         ..alert::Fields::default()
     };
@@ -251,13 +399,27 @@ fn text(d: &DrillRecord) -> String {
         format_bytes(d.bytes_per_sec()),
         d.files_per_sec(),
     ));
+    if let Some(s) = &d.service {
+        out.push_str(&format!(
+            "\nservice:   {} ready after {}, checked in {} ({}){}",
+            s.command.first().map_or("", String::as_str),
+            seconds(s.ready_secs),
+            seconds(s.secs),
+            if s.passed() { "passed" } else { "FAILED" },
+            s.error.as_ref().map_or(String::new(), |e| format!(": {e}")),
+        ));
+    }
     if let Some(rto) = d.rto_secs {
-        let verdict = if d.restore_secs <= rto {
+        let verdict = if d.recovery_secs() <= rto {
             "met"
         } else {
             "MISSED"
         };
-        out.push_str(&format!("\nobjective: {} ({verdict})", seconds(rto)));
+        out.push_str(&format!(
+            "\nobjective: {} ({verdict}; recovery {})",
+            seconds(rto),
+            seconds(d.recovery_secs())
+        ));
     }
     if d.to.is_some() {
         out.push_str(&format!(

@@ -281,6 +281,11 @@ pub enum Request {
         /// What to drill.
         spec: DrillSpec,
     },
+    /// Store a deferred drill's record (after its service check).
+    DrillRecord {
+        /// The record; its number is given when it is stored.
+        record: Box<DrillRecord>,
+    },
     /// Every drill recorded, oldest first.
     DrillList,
     /// One drill by number.
@@ -330,6 +335,7 @@ impl Request {
             Request::Forget { .. } => "forget",
             Request::Prune { .. } => "prune",
             Request::Drill { .. } => "drill",
+            Request::DrillRecord { .. } => "drill_record",
             Request::DrillList => "drill_list",
             Request::DrillShow { .. } => "drill_show",
             Request::Status => "status",
@@ -354,7 +360,7 @@ impl Request {
             | Request::ThrottleSet { .. }
             | Request::ThrottleClear => Lane::Free,
             Request::Prune { .. } => Lane::Prune,
-            Request::Drill { .. } => Lane::Drill,
+            Request::Drill { .. } | Request::DrillRecord { .. } => Lane::Drill,
             Request::SnapshotCreate { .. }
             | Request::SnapshotRun { .. }
             | Request::SnapshotHold { .. }
@@ -618,6 +624,11 @@ pub fn handle(ns: &Namespace, caller: Caller, req: &Request) -> Result<Reply, Co
             spec,
             None,
             DrillContext::default(),
+        )?)),
+        Request::DrillRecord { record } => Reply::Drill(Box::new(drill::store(
+            ns.head(),
+            caller,
+            (**record).clone(),
         )?)),
         Request::DrillList => Reply::Drills(Snapshots::of(ns.head()).drills()?),
         Request::DrillShow { number } => Reply::Drill(Box::new(

@@ -323,7 +323,7 @@ fn recover_snapshots(
             continue;
         }
         if e.kind == Kind::Drill {
-            if let Ok(d) = postcard::from_bytes::<DrillRecord>(plain.as_slice()) {
+            if let Ok(d) = DrillRecord::decode(plain.as_slice()) {
                 drills.push(d);
             }
             continue;
@@ -401,7 +401,12 @@ fn recover_snapshots(
         }
         let mut drill_table = wt.open_table(DRILLS).map_err(db_err)?;
         for d in &drills {
-            let v = seal(index_sealer, Kind::IndexDrill, &d.number.to_le_bytes(), d);
+            let v = seal(
+                index_sealer,
+                Kind::IndexDrill,
+                &d.number.to_le_bytes(),
+                &d.encode(),
+            );
             drill_table.insert(d.number, v.as_slice()).map_err(db_err)?;
         }
         let max = rows

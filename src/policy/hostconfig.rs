@@ -15,6 +15,7 @@ use std::time::Duration;
 use serde::{Deserialize, Deserializer};
 
 use crate::policy::alert::{AlertConfig, ChannelKind, CHILD_PATH};
+use crate::policy::drill::{DrillConfig, DrillConfigError};
 use crate::policy::retention::{RetentionConfig, RetentionConfigError};
 use crate::policy::throttle::adaptive::PROBE_PATH;
 use crate::policy::throttle::{ThrottleConfig, ThrottleConfigError, ThrottlePolicy};
@@ -78,6 +79,9 @@ pub enum InvalidHostConfig {
     /// `[retention]` is not valid.
     #[error(transparent)]
     Retention(#[from] RetentionConfigError),
+    /// A `[[drill]]` is not valid.
+    #[error(transparent)]
+    Drill(#[from] DrillConfigError),
     /// A hook name with other characters.
     #[error("hook name {0:?}: use letters, digits, '-' and '_'")]
     HookName(String),
@@ -125,6 +129,9 @@ pub struct HostConfig {
     /// Which snapshots to keep.
     #[serde(default)]
     pub retention: RetentionConfig,
+    /// Restore drills.
+    #[serde(default, rename = "drill")]
+    pub drills: Vec<DrillConfig>,
 }
 
 /// `[backup]`: rules of a backup run.
@@ -300,6 +307,10 @@ impl HostConfig {
             let who = format!("alert channel {} ({})", i + 1, c.kind.type_name());
             check_program(&who, &program, Some(CHILD_PATH), Path::new("/"))?;
         }
+        for d in self.drills.iter().filter(|d| !d.validate.is_empty()) {
+            let who = format!("[[drill]] {:?} validate", d.name);
+            check_program(&who, &d.validate[0], Some(CHILD_PATH), Path::new("/"))?;
+        }
         let probe = self.throttle_policy().adaptive.and_then(|a| a.probe);
         if let Some(p) = probe {
             check_program(
@@ -337,6 +348,7 @@ impl HostConfig {
     fn check(&self) -> Result<(), InvalidHostConfig> {
         self.throttle.validate()?;
         self.retention.check()?;
+        crate::policy::drill::check(&self.drills)?;
         let mut names = BTreeSet::new();
         for h in &self.hooks {
             let name = &h.name;

@@ -1,12 +1,14 @@
 //! What the administrator configures around the write path: backup runs and
 //! their hooks ([`backup`]), throttling ([`throttle`]), alerts ([`alert`]),
-//! and the host configuration that holds them all ([`hostconfig`]).
+//! retention ([`retention`]), restore drills ([`drill`]), and the host
+//! configuration that holds them all ([`hostconfig`]).
 //!
 //! Uses the trees and the store through their APIs; imports nothing from ops
 //! or the daemon.
 
 pub mod alert;
 pub mod backup;
+pub mod drill;
 pub mod hostconfig;
 pub mod retention;
 pub mod throttle;

@@ -138,6 +138,12 @@ impl ChunkReader {
         }
     }
 
+    /// Drops every decoded chunk kept, so that what is read next comes
+    /// from the packs (a drill times a cold restore).
+    pub fn forget_decoded(&self) {
+        *self.cache.locked() = Cache::default();
+    }
+
     /// Ends every worker's loop.
     pub fn stop(&self) {
         self.queue.locked().stopped = true;

@@ -1,6 +1,7 @@
 //! Records of restore drills: a row of the `drills` table per drill, and
 //! each also as an object in the packs, so an index rebuilt from packs
-//! keeps the history an auditor asks for.
+//! keeps the history an auditor asks for. A record is JSON inside its
+//! seal, so that fields can be added without losing the history.
 
 use redb::ReadableTable;
 use serde::{Deserialize, Serialize};
@@ -81,9 +82,67 @@ pub struct DrillRecord {
     pub problems: Vec<String>,
     /// How many things went wrong in all.
     pub problem_count: u64,
+    /// The restored service, started and checked (a `[[drill]]` with a
+    /// `validate` program).
+    #[serde(default)]
+    pub service: Option<ServiceCheck>,
+}
+
+/// A `validate` program's run on a restore: it starts the service on the
+/// restored files, waits until it is ready, checks it and stops it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ServiceCheck {
+    /// The program and its arguments.
+    pub command: Vec<String>,
+    /// Its exit status (`None`: killed, timed out, or not started).
+    pub exit: Option<i32>,
+    /// Why it did not pass, if it did not.
+    pub error: Option<String>,
+    /// Seconds it ran.
+    pub secs: f64,
+    /// Seconds until the service was ready, as it reported them
+    /// (`ready_secs=` on its standard output); else `secs`.
+    pub ready_secs: f64,
+    /// The end of its output.
+    pub output: String,
+}
+
+impl ServiceCheck {
+    /// Whether the service came up and passed its checks.
+    pub fn passed(&self) -> bool {
+        self.exit == Some(0) && self.error.is_none()
+    }
 }
 
 impl DrillRecord {
+    /// The stored form: JSON.
+    pub fn encode(&self) -> Vec<u8> {
+        serde_json::to_vec(self).expect("a drill record serializes")
+    }
+
+    /// A record from its stored form.
+    pub fn decode(bytes: &[u8]) -> Result<DrillRecord, serde_json::Error> {
+        serde_json::from_slice(bytes)
+    }
+
+    /// Seconds until the system was back: the restore, and the service
+    /// ready on it when one was started.
+    pub fn recovery_secs(&self) -> f64 {
+        self.restore_secs + self.service.as_ref().map_or(0.0, |s| s.ready_secs)
+    }
+
+    /// The verdict from what the drill found: anything wrong fails it;
+    /// else a recovery slower than the objective misses it.
+    pub fn judge(&self) -> DrillResult {
+        if self.problem_count > 0 || self.service.as_ref().is_some_and(|s| !s.passed()) {
+            DrillResult::Failed
+        } else if self.rto_secs.is_some_and(|rto| self.recovery_secs() > rto) {
+            DrillResult::MissedRto
+        } else {
+            DrillResult::Passed
+        }
+    }
+
     /// Bytes per second of the restore.
     pub fn bytes_per_sec(&self) -> f64 {
         per_sec(self.bytes as f64, self.restore_secs)
@@ -116,9 +175,9 @@ impl Snapshots<'_> {
             let number = w.counter("drill_seq")? + 1;
             w.set_counter("drill_seq", number)?;
             record.number = number;
-            let bytes = postcard::to_allocvec(&record).expect("drill record serializes");
+            let bytes = record.encode();
             store.put_object(Kind::Drill, &bytes)?;
-            let v = records::seal(w.sealer(), Kind::IndexDrill, &number.to_le_bytes(), &record);
+            let v = records::seal(w.sealer(), Kind::IndexDrill, &number.to_le_bytes(), &bytes);
             w.drills_mut()?
                 .insert(number, v.as_slice())
                 .map_err(records::db)?;
@@ -145,12 +204,18 @@ impl Snapshots<'_> {
         let mut out = Vec::new();
         for row in table.iter().map_err(records::db)? {
             let (k, v) = row.map_err(records::db)?;
-            out.push(records::open(
+            let bytes: Vec<u8> = records::open(
                 r.sealer(),
                 Kind::IndexDrill,
                 &k.value().to_le_bytes(),
                 v.value(),
-            )?);
+            )?;
+            out.push(DrillRecord::decode(&bytes).map_err(|e| {
+                FsError::Corrupt(crate::tree::types::Fault::caused(
+                    format!("drill record {}", k.value()),
+                    e,
+                ))
+            })?);
         }
         Ok(out)
     }
