@@ -1005,3 +1005,99 @@ fn prune_deletes_what_nothing_uses_and_refuses_bad_flags() {
     let again: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(again["bytes_freed"], 0, "{again}");
 }
+
+#[test]
+fn drills_run_unmounted_record_and_exit_by_their_verdict() {
+    let env = Env::new();
+    env.init();
+    assert_ok(&env.with_pw(&["snapshot", "create", "--label", "nightly"]));
+    // A restore into an empty directory, and a discard, both pass.
+    let to = env.path("restored");
+    let out = env.with_pw(&["drill", "nightly", "--to", s(&to), "--json"]);
+    assert_ok(&out);
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (r["result"].as_str(), r["through"].as_str()),
+        (Some("passed"), Some("repository"))
+    );
+    assert!(to.is_dir());
+    assert_ok(&env.with_pw(&["drill", "latest", "--discard"]));
+    // Slower than the objective: 27; bad input: 2, nothing recorded.
+    assert_fails(
+        &env.with_pw(&["drill", "latest", "--discard", "--rto", "1ns"]),
+        27,
+        "longer than the objective",
+    );
+    std::fs::write(to.join("precious"), b"keep").unwrap();
+    assert_fails(
+        &env.with_pw(&["drill", "latest", "--to", s(&to)]),
+        2,
+        "is not empty",
+    );
+    assert_eq!(std::fs::read(to.join("precious")).unwrap(), b"keep");
+    assert_fails(
+        &env.with_pw(&["drill", "latest:/no/such", "--discard"]),
+        2,
+        "nothing at",
+    );
+    assert_fails(&env.with_pw(&["drill", "latest"]), 2, "--discard");
+    let list = env.with_pw(&["drill", "list", "--json"]);
+    assert_ok(&list);
+    let list: serde_json::Value = serde_json::from_slice(&list.stdout).unwrap();
+    let results: Vec<&str> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["result"].as_str().unwrap())
+        .collect();
+    assert_eq!(results, ["passed", "passed", "missed_rto"]);
+
+    // [[drill]] entries: a service check that passes, one that fails (13),
+    // and the schedule deciding what is due.
+    let scratch = env.path("scratch");
+    let check = "test -d \"$STRATA_DRILL_DIR\" && echo ready_secs=0.25";
+    let cfg = host_config(
+        &env,
+        "strata.toml",
+        &format!(
+            "[[drill]]\nname = \"svc\"\nto = \"{scratch}\"\nrto = \"1h\"\nvalidate = [\"/bin/sh\", \"-c\", {check:?}]\nschedule = \"7d\"\n\n[[drill]]\nname = \"broken\"\nto = \"{scratch}\"\nvalidate = [\"/bin/sh\", \"-c\", \"echo starting; exit 4\"]\n",
+            scratch = scratch.display()
+        ),
+    );
+    let out = env.with_pw(&["drill", "run", "svc", "--config", s(&cfg), "--json"]);
+    assert_ok(&out);
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(r[0]["name"], "svc");
+    assert_eq!(r[0]["service"]["ready_secs"], 0.25);
+    assert_eq!(
+        std::fs::read_dir(&scratch).unwrap().count(),
+        0,
+        "the copy is removed"
+    );
+    let out = env.with_pw(&["drill", "run", "broken", "--config", s(&cfg)]);
+    assert_fails(
+        &out,
+        13,
+        "the restored service failed its check (exit status 4)",
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("| starting"),
+        "the program's output is shown: {text}"
+    );
+    // svc ran a moment ago; broken has no schedule: nothing is due.
+    let out = env.with_pw(&["drill", "run", "--due", "--config", s(&cfg)]);
+    assert_ok(&out);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("no drill is due"));
+    assert_fails(
+        &env.with_pw(&["drill", "run", "nope", "--config", s(&cfg)]),
+        2,
+        "no [[drill]] named \"nope\"; the configured ones: svc, broken",
+    );
+    let empty = host_config(&env, "empty.toml", "");
+    assert_fails(
+        &env.with_pw(&["drill", "run", "--config", s(&empty)]),
+        2,
+        "no [[drill]] entries",
+    );
+}

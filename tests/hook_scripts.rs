@@ -374,6 +374,24 @@ fn every_script_is_shellcheck_clean_and_documents_its_contract() {
     }
     let out = run(Command::new("shellcheck").arg(repo_path("tests/hook_scripts/standin")));
     assert!(out.status.success(), "{}", out.stdout.join("\n"));
+    // The drill validation program: a [[drill]]'s, not a [[hook]]'s.
+    let path = hook("drill-postgresql");
+    let source = std::fs::read_to_string(&path).unwrap();
+    for part in [
+        "Usage",
+        "Output",
+        "Exit status",
+        "[[drill]]",
+        "validate = [",
+    ] {
+        assert!(
+            source.contains(part),
+            "drill-postgresql: header lacks {part:?}"
+        );
+    }
+    assert!(source.contains("set -euo pipefail"));
+    let out = run(Command::new("shellcheck").arg(&path));
+    assert!(out.status.success(), "{}", out.stdout.join("\n"));
 }
 
 #[test]
@@ -396,6 +414,8 @@ fn usage_errors_exit_2_and_name_the_problem() {
         ),
         ("mysql", &["--lock", "none"], "--lock"),
         ("oracle", &["--bogus"], "unknown argument"),
+        ("drill-postgresql", &["--timeout", "soon"], "--timeout"),
+        ("drill-postgresql", &["--data"], "--data needs a value"),
     ];
     for (name, args, message) in cases {
         let done = run(env.hook(name).args(*args));
@@ -406,6 +426,10 @@ fn usage_errors_exit_2_and_name_the_problem() {
             done.stderr
         );
     }
+    // No restore to check.
+    let done = run(env.hook("drill-postgresql").env_remove("STRATA_DRILL_DIR"));
+    assert_eq!(done.status.code(), Some(2));
+    assert!(done.stderr.contains("no data directory"), "{}", done.stderr);
     // No head, no run.
     let done = run(env.hook("postgresql-session").env_remove("STRATA_HEAD"));
     assert_eq!(done.status.code(), Some(2));

@@ -44,6 +44,8 @@ fn the_units_verify_with_the_built_programs() {
         [
             "strata-backup@nightly.service",
             "strata-backup@nightly.timer",
+            "strata-drill.service",
+            "strata-drill.timer",
             "strata-freshness.service",
             "strata-freshness.timer",
             "strata-mountd.service"

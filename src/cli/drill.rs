@@ -113,30 +113,26 @@ fn verdict(g: &Global, records: &[DrillRecord]) -> Result<()> {
                 eprintln!("strata: {p}");
             }
         }
-        let service = d
-            .service
-            .as_ref()
-            .filter(|s| !s.passed())
-            .map(|s| {
-                format!(
-                    "; the service check failed: {}",
-                    s.error.as_deref().unwrap_or("?")
-                )
-            })
-            .unwrap_or_default();
-        let shown = if d.problem_count > d.problems.len() as u64 {
-            format!(" (the first {} shown)", d.problems.len())
-        } else {
-            String::new()
-        };
-        return Err(Reported(
-            exit::DAMAGED,
+        let message = if d.problem_count > 0 {
+            let shown = if d.problem_count > d.problems.len() as u64 {
+                format!(" (the first {} shown)", d.problems.len())
+            } else {
+                String::new()
+            };
             format!(
-                "drill {}: {} problem(s) found{shown}{service}; run `strata check --read-data`",
+                "drill {}: {} problem(s) found{shown}; run `strata check --read-data`",
                 d.number, d.problem_count
-            ),
-        )
-        .into());
+            )
+        } else {
+            let why = d.service.as_ref().and_then(|s| s.error.as_deref());
+            format!(
+                "drill {}: the restored service failed its check ({}); its output: `strata drill show {}`",
+                d.number,
+                why.unwrap_or("?"),
+                d.number
+            )
+        };
+        return Err(Reported(exit::DAMAGED, message).into());
     }
     if let Some(d) = records.iter().find(|d| d.result == DrillResult::MissedRto) {
         return Err(Reported(
@@ -408,6 +404,11 @@ fn text(d: &DrillRecord) -> String {
             if s.passed() { "passed" } else { "FAILED" },
             s.error.as_ref().map_or(String::new(), |e| format!(": {e}")),
         ));
+        if !s.passed() {
+            for line in s.output.lines() {
+                out.push_str(&format!("\n           | {line}"));
+            }
+        }
     }
     if let Some(rto) = d.rto_secs {
         let verdict = if d.recovery_secs() <= rto {

@@ -170,6 +170,83 @@ fn postgresql_backed_up_under_load_restores_consistent_by_cp() {
         "{verify_out}"
     );
     restore_and_check(&m, &m.snapshots().join("nightly/pg"));
+    drill_the_service(&m);
+}
+
+/// `strata drill run` with scripts/hooks/drill-postgresql: the cluster in
+/// the nightly snapshot is restored through the mount, started, queried
+/// and checked with pg_amcheck, and its readiness counts toward the
+/// objective; a query that fails fails the drill (exit 13). The restored
+/// copies are gone afterwards.
+fn drill_the_service(m: &Mount) {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/hooks/drill-postgresql");
+    let scratch = m.path("drills");
+    std::fs::create_dir(&scratch).unwrap();
+    std::fs::set_permissions(&scratch, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let config = m.path("drill.toml");
+    let entry = |name: &str, sql: &str| {
+        format!(
+            "[[drill]]\nname = \"{name}\"\nsnapshot = \"nightly\"\npath = \"/pg\"\nto = \"{}\"\nrto = \"1h\"\nvalidate = [\"{}\", \"--owner\", \"postgres\", \"--sql\", \"{sql}\"]\n",
+            scratch.display(),
+            script.display()
+        )
+    };
+    std::fs::write(
+        &config,
+        entry("pg", "SELECT t FROM marker ORDER BY t")
+            + &entry("pg-bad", "SELECT * FROM no_such_table"),
+    )
+    .unwrap();
+    let drill = |name: &str| {
+        run(m
+            .strata()
+            .args(["drill", "run", name, "--json", "--config"])
+            .arg(&config))
+    };
+    let out = drill("pg");
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let records: serde_json::Value =
+        serde_json::from_str(&String::from_utf8_lossy(&out.stdout)).unwrap();
+    let r = &records[0];
+    assert_eq!(
+        (r["result"].as_str(), r["through"].as_str()),
+        (Some("passed"), Some("mount")),
+        "{r}"
+    );
+    let service = &r["service"];
+    let output = service["output"].as_str().unwrap();
+    assert!(output.contains("query_1=before"), "{output}");
+    assert!(output.contains("amcheck=clean"), "{output}");
+    let ready = service["ready_secs"].as_f64().unwrap();
+    assert!(
+        ready > 0.0 && ready <= service["secs"].as_f64().unwrap(),
+        "{service}"
+    );
+    assert_eq!(service["exit"], 0);
+
+    let out = drill("pg-bad");
+    assert_eq!(
+        out.status.code(),
+        Some(13),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("the restored service failed its check (exit status 1)"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        std::fs::read_dir(&scratch).unwrap().count(),
+        0,
+        "restored copies are removed"
+    );
 }
 
 /// The session-hook variant: scripts/hooks/postgresql-session holds
