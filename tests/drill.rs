@@ -367,3 +367,54 @@ fn drill_records_outlive_a_rebuilt_index_and_a_prune() {
     let next = run_drill(&ns, ME, &spec("/", None), None, DrillContext::default()).unwrap();
     assert_eq!(next.number, 3);
 }
+
+#[test]
+fn an_estimate_samples_reads_as_the_drill_does_and_leaves_the_target_as_it_was() {
+    let repo = Repo::new();
+    let ns = repo.namespace();
+    let h = ns.head();
+    // Many small files and a few large ones, so both kinds of sampling run.
+    let dir = h
+        .mkdir(ME, InodeNo::ROOT, &n("many"), 0o755, 0)
+        .unwrap()
+        .ino;
+    for i in 0..300u64 {
+        let f = h
+            .create(ME, dir, &n(&format!("f{i}")), 0o644, 0)
+            .unwrap()
+            .ino;
+        h.write(ME, f, 0, &bytes(i, 2_000 + (i as usize % 7) * 1_000))
+            .unwrap();
+    }
+    for i in 0..2u64 {
+        let f = h
+            .create(ME, InodeNo::ROOT, &n(&format!("big{i}")), 0o644, 0)
+            .unwrap()
+            .ino;
+        h.write(ME, f, 0, &bytes(1000 + i, 10 << 20)).unwrap();
+    }
+    ns.snapshot(ME, None).unwrap();
+    let predict = |to: Option<PathBuf>| {
+        strata::daemon::control::run_estimate(&ns, ME, &spec("/", to), None).unwrap()
+    };
+    let e = predict(None);
+    assert!(e.problems.is_empty(), "{:?}", e.problems);
+    assert_eq!((e.files, e.dirs, e.restore), (302, 2, false));
+    assert!(e.predicted_secs > 0.0 && e.files_secs > 0.0, "{e:?}");
+    assert!(e.sampled_files >= 2 && e.sampled_files < 50, "{e:?}");
+    // Large files are sampled by chunks, 8 MiB of each 10 MiB one.
+    assert!(e.sampled_bytes < 2 * (9 << 20), "{e:?}");
+    assert!(e.parallelism >= 0.5, "{e:?}");
+
+    // Into an existing empty directory: empty again afterwards; into a new
+    // one: gone afterwards. Nothing is recorded.
+    let empty = repo.target("empty");
+    std::fs::create_dir(&empty).unwrap();
+    let e = predict(Some(empty.clone()));
+    assert!(e.restore && e.predicted_secs > 0.0);
+    assert_eq!(std::fs::read_dir(&empty).unwrap().count(), 0);
+    let new = repo.target("new");
+    predict(Some(new.clone()));
+    assert!(!new.exists());
+    assert!(Snapshots::of(ns.head()).drills().unwrap().is_empty());
+}

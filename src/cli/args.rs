@@ -496,6 +496,12 @@ pub struct DrillArgs {
     /// The recovery-time objective, e.g. 30m or 4h: slower exits 27.
     #[arg(long, value_name = "DURATION")]
     pub rto: Option<humantime::Duration>,
+    /// Predict the drill's time from a sample (about 1% of the files and
+    /// at most 8 MiB of each large one, read as the drill reads) instead
+    /// of running it; nothing is recorded. Exit 27 when the prediction
+    /// misses --rto.
+    #[arg(long)]
+    pub estimate: bool,
     /// Files read at once.
     #[arg(long, value_name = "N", default_value_t = strata::ops::drill::DEFAULT_READERS,
           value_parser = clap::value_parser!(u32).range(1..=256))]

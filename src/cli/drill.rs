@@ -7,7 +7,7 @@ use std::path::Path;
 use std::time::{Duration, SystemTime};
 
 use anyhow::{bail, Result};
-use strata::daemon::control::{run_drill, Reply, Request};
+use strata::daemon::control::{run_drill, run_estimate, Reply, Request};
 use strata::exit::{self, Reported};
 use strata::ops::drill::{DrillContext, DrillProgress, DrillSpec};
 use strata::policy::alert::{self, Alerter};
@@ -62,6 +62,9 @@ fn drill(g: &Global, a: &DrillArgs) -> Result<()> {
         name: None,
         deferred: false,
     };
+    if a.estimate {
+        return predict(g, &spec);
+    }
     let config = HostConfig::load_or_default(a.config.as_deref())?;
     let record = execute(g, &spec)?;
     alert(g, &config, &record);
@@ -101,6 +104,86 @@ fn execute(g: &Global, spec: &DrillSpec) -> Result<DrillRecord> {
         bail!("unexpected answer from the daemon");
     };
     Ok(*record)
+}
+
+/// `strata drill --estimate`: the prediction, and exit 27 when it misses
+/// the objective.
+fn predict(g: &Global, spec: &DrillSpec) -> Result<()> {
+    let req = Request::DrillEstimate { spec: spec.clone() };
+    let reply = request_or(g, &req, |ns, caller| {
+        std::thread::scope(|s| {
+            for _ in 0..READ_AHEAD_WORKERS {
+                s.spawn(|| ns.run_prefetcher());
+            }
+            let done = run_estimate(ns, caller, spec, None);
+            ns.head().reader().stop();
+            Ok(Reply::Estimate(Box::new(done?)))
+        })
+    })?;
+    let Reply::Estimate(e) = reply else {
+        bail!("unexpected answer from the daemon");
+    };
+    print(g, &e, || {
+        let mut out = format!(
+            "estimate: {} {} of snapshot {} ({} file(s), {} director(ies), {}) would take {}
+  files {} on {} reader(s) (parallelism {:.1}), directories {}, others {}, flush {}
+  from a sample of {} file(s), {} read in {}",
+            if e.restore {
+                "a restore"
+            } else {
+                "a discard drill"
+            },
+            e.path,
+            e.snapshot_name,
+            e.files,
+            e.dirs,
+            format_bytes(e.bytes as f64),
+            seconds(e.predicted_secs),
+            seconds(e.files_secs),
+            e.readers,
+            e.parallelism,
+            seconds(e.dirs_secs),
+            seconds(e.others_secs),
+            seconds(e.flush_secs),
+            e.sampled_files,
+            format_bytes(e.sampled_bytes as f64),
+            seconds(e.took_secs),
+        );
+        if let Some(rto) = e.rto_secs {
+            let verdict = if e.predicted_secs <= rto {
+                "met"
+            } else {
+                "MISSED"
+            };
+            out.push_str(&format!("\nobjective: {} ({verdict})", seconds(rto)));
+        }
+        for p in &e.problems {
+            out.push_str(&format!("\nproblem:   {p}"));
+        }
+        out
+    });
+    if !e.problems.is_empty() {
+        return Err(Reported(
+            exit::DAMAGED,
+            format!(
+                "the sample met {} problem(s): a drill would fail; run `strata check --read-data`",
+                e.problems.len()
+            ),
+        )
+        .into());
+    }
+    if e.rto_secs.is_some_and(|rto| e.predicted_secs > rto) {
+        return Err(Reported(
+            exit::DRILL_MISSED_RTO,
+            format!(
+                "the drill is predicted to take {}, longer than the objective of {}",
+                seconds(e.predicted_secs),
+                seconds(e.rto_secs.unwrap_or(0.0))
+            ),
+        )
+        .into());
+    }
+    Ok(())
 }
 
 /// The exit of drills that ran: 13 if any failed (its problems on

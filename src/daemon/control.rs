@@ -14,6 +14,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use crate::exit::{ExitCode, Reported};
+use crate::ops::drill::estimate::{estimate, Estimate};
 use crate::ops::drill::plan::Plan;
 use crate::ops::drill::source::{EngineSource, MountSource, Source};
 use crate::ops::drill::{self, DrillContext, DrillError, DrillProgress, DrillSpec};
@@ -281,6 +282,11 @@ pub enum Request {
         /// What to drill.
         spec: DrillSpec,
     },
+    /// Predict a drill's time from a sample (nothing recorded).
+    DrillEstimate {
+        /// The drill to predict.
+        spec: DrillSpec,
+    },
     /// Store a deferred drill's record (after its service check).
     DrillRecord {
         /// The record; its number is given when it is stored.
@@ -336,6 +342,7 @@ impl Request {
             Request::Prune { .. } => "prune",
             Request::Drill { .. } => "drill",
             Request::DrillRecord { .. } => "drill_record",
+            Request::DrillEstimate { .. } => "drill_estimate",
             Request::DrillList => "drill_list",
             Request::DrillShow { .. } => "drill_show",
             Request::Status => "status",
@@ -360,7 +367,9 @@ impl Request {
             | Request::ThrottleSet { .. }
             | Request::ThrottleClear => Lane::Free,
             Request::Prune { .. } => Lane::Prune,
-            Request::Drill { .. } | Request::DrillRecord { .. } => Lane::Drill,
+            Request::Drill { .. } | Request::DrillRecord { .. } | Request::DrillEstimate { .. } => {
+                Lane::Drill
+            }
             Request::SnapshotCreate { .. }
             | Request::SnapshotRun { .. }
             | Request::SnapshotHold { .. }
@@ -442,6 +451,8 @@ pub enum Reply {
     Drill(Box<DrillRecord>),
     /// Several.
     Drills(Vec<DrillRecord>),
+    /// A predicted drill.
+    Estimate(Box<Estimate>),
     /// Done.
     Done,
 }
@@ -625,6 +636,9 @@ pub fn handle(ns: &Namespace, caller: Caller, req: &Request) -> Result<Reply, Co
             None,
             DrillContext::default(),
         )?)),
+        Request::DrillEstimate { spec } => {
+            Reply::Estimate(Box::new(run_estimate(ns, caller, spec, None)?))
+        }
         Request::DrillRecord { record } => Reply::Drill(Box::new(drill::store(
             ns.head(),
             caller,
@@ -788,6 +802,40 @@ pub fn run_drill(
     mountpoint: Option<&Path>,
     cx: DrillContext<'_>,
 ) -> Result<DrillRecord, ControlError> {
+    with_source(ns, caller, spec, mountpoint, |row, plan, source| {
+        Ok(drill::drill(
+            ns.head(),
+            caller,
+            row,
+            spec,
+            plan,
+            source,
+            cx,
+        )?)
+    })
+}
+
+/// Predicts drill `spec` in `ns`, read as [`run_drill`] reads.
+pub fn run_estimate(
+    ns: &Namespace,
+    caller: Caller,
+    spec: &DrillSpec,
+    mountpoint: Option<&Path>,
+) -> Result<Estimate, ControlError> {
+    with_source(ns, caller, spec, mountpoint, |row, plan, source| {
+        Ok(estimate(ns.head(), &row.record.name(), spec, plan, source)?)
+    })
+}
+
+/// Finds `spec`'s snapshot, plans it, and hands both to `f` with the
+/// source to read it through: the mount at `mountpoint`, or the namespace.
+fn with_source<T>(
+    ns: &Namespace,
+    caller: Caller,
+    spec: &DrillSpec,
+    mountpoint: Option<&Path>,
+    f: impl FnOnce(&SnapshotRow, &Plan, &dyn Source) -> Result<T, ControlError>,
+) -> Result<T, ControlError> {
     let snapshots = Snapshots::of(ns.head());
     let row = find(&ns.snapshots(), &snapshots.runs()?, &spec.snapshot)?;
     let plan = Plan::of(ns.head().repo().store(), &row, &spec.path).map_err(DrillError::from)?;
@@ -808,15 +856,7 @@ pub fn run_drill(
                 }
             })?),
         };
-    Ok(drill::drill(
-        ns.head(),
-        caller,
-        &row,
-        spec,
-        &plan,
-        source.as_ref(),
-        cx,
-    )?)
+    f(&row, &plan, source.as_ref())
 }
 
 /// `secs` since the epoch as an RFC 3339 UTC time.
@@ -961,6 +1001,10 @@ fn serve_one(
                     let done = run_drill(ns, caller, spec, Some(&mnt), cx);
                     *lanes.drilling.locked() = None;
                     Reply::Drill(Box::new(done?))
+                }
+                Request::DrillEstimate { spec } => {
+                    let mnt = PathBuf::from(daemon.mountpoint());
+                    Reply::Estimate(Box::new(run_estimate(ns, caller, spec, Some(&mnt))?))
                 }
                 Request::ThrottleShow => Reply::Throttle(Box::new(throttle.status())),
                 Request::ThrottleSet { limits, seconds } => {

@@ -82,25 +82,47 @@ pub fn dir_time_differs(entry: &TreeEntry, attr: &Attr) -> Option<String> {
     })
 }
 
+/// Which of a file's extents to read.
+#[derive(Clone, Copy)]
+pub enum Extents<'a> {
+    /// All of them, checked against the content digest too; with `holes`,
+    /// the bytes between them must read as zeros.
+    All {
+        /// Check the holes.
+        holes: bool,
+    },
+    /// Only these (indexes into the entry's extents), as an estimate
+    /// samples them.
+    Some(&'a [usize]),
+}
+
 /// Reads a file's content with `read` (exact reads at an offset) and
-/// checks each extent against its chunk id; with `holes`, also that the
-/// bytes between extents read as zeros. Calls `each` with every extent's
-/// bytes once they verified. Returns the bytes read, or what differs.
+/// checks each extent against its chunk id. Calls `each` with every
+/// extent's bytes once they verified. Returns the bytes read, or what
+/// differs.
 pub fn content(
     entry: &TreeEntry,
     codec: &ChunkCodec,
     id_key: &[u8; 32],
-    holes: bool,
+    which: Extents<'_>,
     read: &mut dyn FnMut(&mut [u8], u64) -> io::Result<()>,
     each: &mut dyn FnMut(&[u8], u64) -> io::Result<()>,
 ) -> Result<u64, String> {
-    if content_digest(id_key, entry.meta.size, &entry.extents) != entry.digest {
+    let (holes, only) = match which {
+        Extents::All { holes } => (holes, None),
+        Extents::Some(only) => (false, Some(only)),
+    };
+    if only.is_none() && content_digest(id_key, entry.meta.size, &entry.extents) != entry.digest {
         return Err("its extents do not match the snapshot's content digest".to_owned());
     }
     let mut buf = Vec::new();
     let mut at = 0u64;
     let mut read_bytes = 0u64;
-    for &(o, chunk, l) in &entry.extents {
+    let chosen: Vec<&(u64, [u8; 32], u32)> = match only {
+        None => entry.extents.iter().collect(),
+        Some(only) => only.iter().filter_map(|&k| entry.extents.get(k)).collect(),
+    };
+    for &&(o, chunk, l) in &chosen {
         if holes && o > at {
             zeros(read, at, o, &mut buf)?;
         }
@@ -115,7 +137,7 @@ pub fn content(
         read_bytes += u64::from(l);
         at = o + u64::from(l);
     }
-    if holes && entry.meta.size > at {
+    if holes && only.is_none() && entry.meta.size > at {
         zeros(read, at, entry.meta.size, &mut buf)?;
     }
     Ok(read_bytes)

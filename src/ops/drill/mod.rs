@@ -23,6 +23,7 @@
 //! travels back.
 
 pub mod check;
+pub mod estimate;
 pub mod plan;
 pub mod source;
 pub mod target;
@@ -166,6 +167,7 @@ pub fn drill(
         compare: Compare {
             owners: base.is_none() || target::is_root(),
         },
+        flat: false,
     };
     // Cold, as a restore after a disaster is: nothing decoded is kept.
     head.reader().forget_decoded();
@@ -260,6 +262,9 @@ struct Run<'a> {
     files_done: AtomicU64,
     bytes_done: AtomicU64,
     compare: Compare,
+    /// Every entry straight in `base`, named by its index (an estimate's
+    /// sample, whose directories are not restored).
+    flat: bool,
 }
 
 impl Run<'_> {
@@ -281,7 +286,9 @@ impl Run<'_> {
     /// Where entry `i` is restored.
     fn dest(&self, base: &Path, i: usize) -> PathBuf {
         let rel = &self.plan.items[i].rel;
-        if rel.as_os_str().is_empty() {
+        if self.flat {
+            base.join(i.to_string())
+        } else if rel.as_os_str().is_empty() {
             base.to_owned()
         } else {
             base.join(rel)
@@ -310,7 +317,7 @@ impl Run<'_> {
                 dir_meta.push((i, seen));
             }
         }
-        self.each_file(phase, cx, &|i| self.restore_file(i));
+        self.each_file(phase, cx, &|i| self.restore_file(i, None));
         for i in (0..items.len()).filter(|&i| !matches!(kind(i), FileKind::Dir | FileKind::File)) {
             self.restore_special(i);
         }
@@ -365,7 +372,9 @@ impl Run<'_> {
         }
     }
 
-    fn restore_file(&self, i: usize) {
+    /// Reads (and restores) file `i`; with `part`, only those extents
+    /// (an estimate's sample).
+    fn restore_file(&self, i: usize, part: Option<&[usize]>) {
         let entry = &self.plan.items[i].entry;
         let through = self.source.through();
         let run = || -> Result<(), String> {
@@ -400,11 +409,15 @@ impl Run<'_> {
                     None => Ok(()),
                 }
             };
+            let which = match part {
+                None => check::Extents::All { holes: false },
+                Some(only) => check::Extents::Some(only),
+            };
             check::content(
                 entry,
                 store.codec(),
                 &self.head.repo().keys().id,
-                false,
+                which,
                 &mut read,
                 &mut write,
             )?;
@@ -538,7 +551,7 @@ impl Run<'_> {
                     entry,
                     self.head.repo().store().codec(),
                     &self.head.repo().keys().id,
-                    true,
+                    check::Extents::All { holes: true },
                     &mut read,
                     &mut count,
                 )?;

@@ -179,6 +179,34 @@ impl Drop for EngineSource<'_> {
     }
 }
 
+impl EngineSource<'_> {
+    /// The node of directory `i` of `plan`, looked up (with its parents)
+    /// the first time it is asked for, kept until the source is dropped.
+    fn dir_node(&self, plan: &Plan, i: usize) -> io::Result<Node> {
+        if i == 0 {
+            return Ok(self.root);
+        }
+        if let Some(node) = self.dirs.locked().get(&i) {
+            return Ok(*node);
+        }
+        let item = &plan.items[i];
+        let parent = self.dir_node(plan, item.parent.expect("not the root"))?;
+        let attr = self
+            .ns
+            .lookup(self.caller, parent, &item.entry.name)
+            .map_err(io_error)?;
+        let node = Node::of(attr.ino.0);
+        match self.dirs.locked().entry(i) {
+            // Another reader looked it up meanwhile: give this lookup back.
+            std::collections::hash_map::Entry::Occupied(e) => {
+                self.ns.forget(node, 1);
+                Ok(*e.get())
+            }
+            std::collections::hash_map::Entry::Vacant(e) => Ok(*e.insert(node)),
+        }
+    }
+}
+
 impl Source for EngineSource<'_> {
     fn through(&self) -> &'static str {
         "repository"
@@ -186,36 +214,35 @@ impl Source for EngineSource<'_> {
 
     fn item<'a>(&'a self, plan: &'a Plan, i: usize) -> io::Result<Box<dyn SourceItem + 'a>> {
         let item = &plan.items[i];
-        let Some(p) = item.parent else {
+        if item.entry.meta.kind == FileKind::Dir {
+            // Kept until the drill ends: its entries are looked up in it.
             return Ok(Box::new(EngineItem {
                 source: self,
-                node: self.root,
+                node: self.dir_node(plan, i)?,
                 forget: false,
                 opened: false,
             }));
-        };
-        let parent = match p {
-            0 => self.root,
-            p => *self
-                .dirs
-                .locked()
-                .get(&p)
-                .ok_or_else(|| io::Error::other("a directory is read before its parent"))?,
+        }
+        let parent = match item.parent {
+            Some(p) => self.dir_node(plan, p)?,
+            // A file or symlink drilled alone.
+            None => {
+                return Ok(Box::new(EngineItem {
+                    source: self,
+                    node: self.root,
+                    forget: false,
+                    opened: false,
+                }))
+            }
         };
         let attr = self
             .ns
             .lookup(self.caller, parent, &item.entry.name)
             .map_err(io_error)?;
-        let node = Node::of(attr.ino.0);
-        let dir = item.entry.meta.kind == FileKind::Dir;
-        if dir {
-            // Kept until the drill ends: its entries are looked up in it.
-            self.dirs.locked().insert(i, node);
-        }
         Ok(Box::new(EngineItem {
             source: self,
-            node,
-            forget: !dir,
+            node: Node::of(attr.ino.0),
+            forget: true,
             opened: false,
         }))
     }
