@@ -4,6 +4,7 @@
 //! same beside their definitions, and `daemon::exit_code` finds the error
 //! that decides in a chain.
 
+use crate::ops::check::CheckError;
 use crate::ops::drill::plan::PlanError;
 use crate::ops::drill::{DrillError, TargetError};
 use crate::ops::forget::ForgetError;
@@ -124,6 +125,16 @@ impl ExitCode for PruneError {
             PruneError::Mark(_) | PruneError::Pack { .. } | PruneError::Damaged { .. } => DAMAGED,
             PruneError::Store(e) => store(e),
             PruneError::ReadOnly(_) | PruneError::Fs(_) => ERROR,
+        }
+    }
+}
+
+impl ExitCode for CheckError {
+    fn exit_code(&self) -> u8 {
+        match self {
+            CheckError::Repo(e) => e.exit_code(),
+            CheckError::Fs(crate::tree::types::FsError::Corrupt(_)) => DAMAGED,
+            CheckError::Fs(_) => ERROR,
         }
     }
 }

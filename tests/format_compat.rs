@@ -66,6 +66,7 @@ fn format_v1_fixture_opens_and_reads_back() {
     }
     assert!(back == content(), "fixture content differs");
     let report =
-        strata::ops::check::check(&repo, strata::ops::check::ReadData::All, |_, _| {}).unwrap();
+        strata::ops::check::check(&repo, strata::ops::check::ReadData::All, false, |_, _| {})
+            .unwrap();
     assert!(report.ok(), "{:?}", report.errors);
 }

@@ -126,9 +126,13 @@ fn fsynced_files_and_snapshots_survive_every_crash_image() {
                     );
                 }
             }
-            let report =
-                strata::ops::check::check(h.repo(), strata::ops::check::ReadData::All, |_, _| {})
-                    .unwrap();
+            let report = strata::ops::check::check(
+                h.repo(),
+                strata::ops::check::ReadData::All,
+                false,
+                |_, _| {},
+            )
+            .unwrap();
             assert!(report.ok(), "point {p} image {k}: {:?}", report.errors);
         }
     }

@@ -97,7 +97,7 @@ fn all_intact(h: &Head, expected: &BTreeMap<u64, Files>) {
 }
 
 fn clean(h: &Head) {
-    let report = check(h.repo(), ReadData::All, |_, _| {}).unwrap();
+    let report = check(h.repo(), ReadData::All, false, |_, _| {}).unwrap();
     assert!(report.errors.is_empty(), "{:?}", report.errors);
     let errors = Snapshots::of(h).verify(ME).unwrap();
     assert!(errors.is_empty(), "{errors:?}");

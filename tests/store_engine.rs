@@ -42,7 +42,7 @@ fn chunks_survive_reopen_on_a_real_disk() {
         back.extend_from_slice(c.as_slice());
     }
     assert_eq!(back, data);
-    let report = check(&repo, ReadData::All, |_, _| {}).unwrap();
+    let report = check(&repo, ReadData::All, false, |_, _| {}).unwrap();
     assert!(report.ok(), "{:?}", report.errors);
     assert_eq!(report.chunks_read as usize, ids.len());
 }
@@ -115,12 +115,12 @@ fn acknowledged_chunks_survive_every_crash_image() {
                     .unwrap_or_else(|e| panic!("sync point {p} image {k}: {e}"));
                 assert_eq!(got.as_slice(), &data[..]);
             }
-            let report = check(&repo, ReadData::None, |_, _| {}).unwrap();
+            let report = check(&repo, ReadData::None, false, |_, _| {}).unwrap();
             assert!(report.ok(), "sync point {p} image {k}: {:?}", report.errors);
             drop(repo);
             // Recovery itself is crash-safe: a second open needs no more work.
             let again = open(image);
-            assert!(check(&again, ReadData::All, |_, _| {}).unwrap().ok());
+            assert!(check(&again, ReadData::All, false, |_, _| {}).unwrap().ok());
         }
     }
 }
@@ -144,7 +144,7 @@ fn a_full_disk_stores_nothing_half_and_the_store_goes_on() {
     let repo = open(disk);
     assert_eq!(repo.store().get(&kept_id).unwrap().as_slice(), &kept[..]);
     assert_eq!(repo.store().get(&again).unwrap().as_slice(), &lost[..]);
-    assert!(check(&repo, ReadData::All, |_, _| {}).unwrap().ok());
+    assert!(check(&repo, ReadData::All, false, |_, _| {}).unwrap().ok());
 }
 
 #[test]
@@ -197,7 +197,7 @@ fn a_failed_sync_is_sticky_and_loses_nothing_acknowledged() {
     for image in sim.crash_images(9, 4) {
         let repo = open(Arc::new(image));
         assert_eq!(repo.store().get(&acked_id).unwrap().as_slice(), &acked[..]);
-        assert!(check(&repo, ReadData::All, |_, _| {}).unwrap().ok());
+        assert!(check(&repo, ReadData::All, false, |_, _| {}).unwrap().ok());
     }
 }
 
@@ -233,7 +233,7 @@ fn any_failing_write_leaves_a_repository_that_opens_and_checks() {
                     "failing write {n}"
                 );
             }
-            let report = check(&repo, ReadData::All, |_, _| {}).unwrap();
+            let report = check(&repo, ReadData::All, false, |_, _| {}).unwrap();
             assert!(report.ok(), "failing write {n}: {:?}", report.errors);
         }
     }
@@ -272,7 +272,7 @@ fn repair_rebuilds_the_same_index_from_packs() {
     let mut rebuilt: Vec<_> = repo.store().pack_records().into_iter().collect();
     rebuilt.sort_by_key(|(id, _)| *id);
     assert_eq!(rebuilt, packs);
-    assert!(check(&repo, ReadData::All, |_, _| {}).unwrap().ok());
+    assert!(check(&repo, ReadData::All, false, |_, _| {}).unwrap().ok());
     drop(sim);
 }
 
@@ -324,7 +324,7 @@ fn a_flipped_byte_is_an_error_naming_the_chunk_never_data() {
         Err(StoreError::Corrupt { chunk, .. }) => assert_eq!(chunk, id),
         other => panic!("expected corruption error, got {other:?}"),
     }
-    let report = check(&repo, ReadData::All, |_, _| {}).unwrap();
+    let report = check(&repo, ReadData::All, false, |_, _| {}).unwrap();
     assert_eq!(report.errors.len(), 1, "{:?}", report.errors);
     assert!(report.errors[0].contains(&id.to_string()));
 }
@@ -508,7 +508,7 @@ fn any_failing_sync_stops_writes_and_loses_nothing_acknowledged() {
                     "failing sync {n}"
                 );
             }
-            let report = check(&repo, ReadData::All, |_, _| {}).unwrap();
+            let report = check(&repo, ReadData::All, false, |_, _| {}).unwrap();
             assert!(report.ok(), "failing sync {n}: {:?}", report.errors);
         }
     }

@@ -58,6 +58,15 @@ pub enum Command {
     #[command(subcommand)]
     Key(KeyCommand),
     /// Verify the repository's structure, and with --read-data its contents.
+    ///
+    /// Checks every pack the index knows and every index row against its
+    /// pack's table of contents; then every snapshot's trees, the hash
+    /// chain of snapshot records and tombstones, and that every chunk and
+    /// tree head/ refers to is stored. Works mounted: the daemon checks
+    /// while writes and snapshots go on (not beside a prune), at [throttle.io]
+    /// class, and `strata status` shows how far it is; packs it is still
+    /// writing are left out until they are finished (the report says how
+    /// many). Exit 13 when damage is found.
     Check(CheckArgs),
     /// Repair the repository.
     #[command(subcommand)]

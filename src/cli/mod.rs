@@ -24,7 +24,7 @@ use anyhow::{bail, Context, Result};
 use clap::CommandFactory;
 use serde::Serialize;
 use strata::daemon::control::{self, Reply, Request};
-use strata::ops::check::{check, ReadData};
+use strata::ops::check::{check_repo, ReadData};
 use strata::store::chunker::ChunkerParams;
 use strata::store::crypto::slot::{KdfParams, SlotKind};
 use strata::store::id::RepoId;
@@ -38,7 +38,6 @@ use args::{
     CheckArgs, Cli, Command, Global, InitArgs, KdfArgs, KeyCommand, NewSecretArgs, RepairCommand,
 };
 use strata::exit::{self, Damaged, Reported};
-use strata::tree::snapshot::Snapshots;
 
 /// Runs one command.
 pub fn run(cli: Cli) -> Result<()> {
@@ -450,27 +449,46 @@ fn cmd_check(g: &Global, a: &CheckArgs) -> Result<()> {
         (None, true) => ReadData::All,
         (None, false) => ReadData::None,
     };
-    let repo = unlock(g)?;
     let show_progress = !g.quiet && !g.json && std::io::stderr().is_terminal();
-    let mut last = Instant::now();
-    let mut report = check(&repo, read, |done, total| {
-        if show_progress && (last.elapsed() > Duration::from_millis(250) || done == total) {
-            eprint!("\rreading data: {done}/{total} chunks");
-            last = Instant::now();
-            if done == total {
-                eprintln!();
+    let req = Request::Check { read };
+    let reply = {
+        // Mounted, the daemon checks (writes go on) and `status` says how
+        // far its reading is.
+        let _poll = show_progress
+            .then(|| {
+                progress::Poll::start(g, |s| {
+                    s.check
+                        .map(|(done, total)| format!("reading data: {done}/{total} chunks"))
+                })
+            })
+            .transpose()?;
+        let repo = locked(g)?;
+        match control::call(&socket(&repo), &req)? {
+            Some(reply) => reply,
+            None => {
+                let secret = secret_for(g, &repo)?;
+                let repo = repo.unlock(secret.as_ref())?;
+                let mut last = Instant::now();
+                let report = check_repo(repo, me(), read, |done, total| {
+                    if show_progress
+                        && (last.elapsed() > Duration::from_millis(250) || done == total)
+                    {
+                        progress::show(&format!("reading data: {done}/{total} chunks"));
+                        last = Instant::now();
+                    }
+                })?;
+                Reply::Check(Box::new(report))
             }
         }
-    })?;
-    // Then the layer above: every snapshot's trees and references.
-    let mut users = String::new();
-    if report.ok() {
-        let head = strata::tree::head::Head::new(repo)?;
-        report.snapshots = Snapshots::of(&head).list()?.len() as u64;
-        report.errors.extend(Snapshots::of(&head).verify(me())?);
-    } else if !report.damaged.is_empty() {
-        users = damaged_users(g, repo, &report.damaged);
+    };
+    if show_progress {
+        progress::clear();
     }
+    let Reply::Check(mut report) = reply else {
+        bail!("unexpected answer from the daemon");
+    };
+    // Paths are patient data: a terminal only (see damaged_users).
+    let users = damaged_users(g, report.users.take(), report.errors.len());
     print(g, &report, || {
         let mut out = String::new();
         for w in &report.warnings {
@@ -490,6 +508,12 @@ fn cmd_check(g: &Global, a: &CheckArgs) -> Result<()> {
             report.errors.len(),
             report.warnings.len()
         ));
+        if report.open_packs_skipped > 0 {
+            out.push_str(&format!(
+                "\n{} pack(s) being written were left out (the daemon is writing them); a check once they are finished reads them",
+                report.open_packs_skipped
+            ));
+        }
         out
     });
     if !report.ok() {
@@ -501,27 +525,19 @@ fn cmd_check(g: &Global, a: &CheckArgs) -> Result<()> {
 /// Which files and snapshots use the damaged chunks, for a human at a
 /// terminal only: file names are patient data, and what is not a terminal
 /// (a pipe, a file, the journal) may leave the machine. Logs keep the ids.
-fn damaged_users(
-    g: &Global,
-    repo: strata::store::repo::Repo,
-    damaged: &[strata::store::id::ChunkId],
-) -> String {
+fn damaged_users(g: &Global, users: Option<String>, problems: usize) -> String {
+    let Some(users) = users else {
+        return String::new();
+    };
     if g.json || g.quiet {
         return String::new();
     }
     if !std::io::stdout().is_terminal() {
         return format!(
-            "{} damaged chunk(s): run this check on a terminal to see the files and snapshots that use them (not printed elsewhere: file names are patient data)\n",
-            damaged.len()
+            "{problems} problem(s): run this check on a terminal to see the files and snapshots that use damaged data (not printed elsewhere: file names are patient data)\n"
         );
     }
-    match strata::tree::head::Head::new(repo).and_then(|h| strata::ops::check::users(&h, damaged)) {
-        Ok(u) if u.chunks.is_empty() => {
-            format!("{u}no file in a snapshot or in head/ uses the damaged chunk(s)\n")
-        }
-        Ok(u) => u.to_string(),
-        Err(e) => format!("the files that use the damaged chunk(s) could not be found: {e}\n"),
-    }
+    users
 }
 
 fn cmd_repair_index(g: &Global) -> Result<()> {

@@ -14,6 +14,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use crate::exit::{ExitCode, Reported};
+use crate::ops::check::{check_all, CheckError, CheckReport, ReadData};
 use crate::ops::drill::estimate::{estimate, Estimate};
 use crate::ops::drill::plan::Plan;
 use crate::ops::drill::source::{EngineSource, MountSource, Source};
@@ -74,6 +75,9 @@ pub enum ControlError {
     /// A drill did not run to its verdict.
     #[error(transparent)]
     Drill(#[from] DrillError),
+    /// A check did not run to its report.
+    #[error(transparent)]
+    Check(#[from] CheckError),
     /// No drill has the number.
     #[error("no drill {0}: see `strata drill list`")]
     NoDrill(u64),
@@ -192,6 +196,7 @@ impl ExitCode for ControlError {
             ControlError::Forget(e) => e.exit_code(),
             ControlError::Prune(e) => e.exit_code(),
             ControlError::Drill(e) => e.exit_code(),
+            ControlError::Check(e) => e.exit_code(),
             ControlError::NoDrill(_) => USAGE,
             ControlError::NoSnapshot(_)
             | ControlError::AlreadyHeld { .. }
@@ -282,6 +287,12 @@ pub enum Request {
         /// What to drill.
         spec: DrillSpec,
     },
+    /// Check the repository: its structure, every snapshot's trees and
+    /// the chain, the head's references, and with `read` its data.
+    Check {
+        /// Which packs' data to read.
+        read: ReadData,
+    },
     /// Predict a drill's time from a sample (nothing recorded).
     DrillEstimate {
         /// The drill to predict.
@@ -343,6 +354,7 @@ impl Request {
             Request::Drill { .. } => "drill",
             Request::DrillRecord { .. } => "drill_record",
             Request::DrillEstimate { .. } => "drill_estimate",
+            Request::Check { .. } => "check",
             Request::DrillList => "drill_list",
             Request::DrillShow { .. } => "drill_show",
             Request::Status => "status",
@@ -366,7 +378,8 @@ impl Request {
             | Request::ThrottleShow
             | Request::ThrottleSet { .. }
             | Request::ThrottleClear => Lane::Free,
-            Request::Prune { .. } => Lane::Prune,
+            // A check reads the packs prune moves objects out of.
+            Request::Prune { .. } | Request::Check { .. } => Lane::Prune,
             Request::Drill { .. } | Request::DrillRecord { .. } | Request::DrillEstimate { .. } => {
                 Lane::Drill
             }
@@ -413,6 +426,7 @@ struct Lanes {
     drill: std::sync::Mutex<()>,
     pruning: std::sync::Mutex<Option<PruneProgress>>,
     drilling: std::sync::Mutex<Option<DrillProgress>>,
+    checking: std::sync::Mutex<Option<(u64, u64)>>,
 }
 
 impl Lanes {
@@ -453,6 +467,8 @@ pub enum Reply {
     Drills(Vec<DrillRecord>),
     /// A predicted drill.
     Estimate(Box<Estimate>),
+    /// What a check found.
+    Check(Box<CheckReport>),
     /// Done.
     Done,
 }
@@ -515,6 +531,9 @@ pub struct Status {
     /// A drill the daemon is running: how far it is.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub drill: Option<DrillProgress>,
+    /// A check the daemon is running: chunks read of those to read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub check: Option<(u64, u64)>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -639,6 +658,13 @@ pub fn handle(ns: &Namespace, caller: Caller, req: &Request) -> Result<Reply, Co
         Request::DrillEstimate { spec } => {
             Reply::Estimate(Box::new(run_estimate(ns, caller, spec, None)?))
         }
+        Request::Check { read } => Reply::Check(Box::new(check_all(
+            ns.head(),
+            caller,
+            *read,
+            false,
+            |_, _| {},
+        )?)),
         Request::DrillRecord { record } => Reply::Drill(Box::new(drill::store(
             ns.head(),
             caller,
@@ -1002,6 +1028,25 @@ fn serve_one(
                     *lanes.drilling.locked() = None;
                     Reply::Drill(Box::new(done?))
                 }
+                Request::Check { read } => {
+                    if let Some(class) = throttle.policy().io.and_then(|io| io.class) {
+                        if let Err(e) = class.apply_to_current_thread() {
+                            tracing::warn!(error = %e, %class, "[throttle.io] class cannot be applied; check runs at the daemon's priority");
+                        }
+                    }
+                    *lanes.checking.locked() = Some((0, 0));
+                    let tell = |done, total| *lanes.checking.locked() = Some((done, total));
+                    let done = check_all(ns.head(), caller, *read, true, tell);
+                    *lanes.checking.locked() = None;
+                    let report = done?;
+                    tracing::info!(
+                        uid = caller.uid,
+                        errors = report.errors.len(),
+                        damaged = ?report.damaged.iter().map(|c| c.short()).collect::<Vec<_>>(),
+                        "check done"
+                    );
+                    Reply::Check(Box::new(report))
+                }
                 Request::DrillEstimate { spec } => {
                     let mnt = PathBuf::from(daemon.mountpoint());
                     Reply::Estimate(Box::new(run_estimate(ns, caller, spec, Some(&mnt))?))
@@ -1059,6 +1104,7 @@ fn serve_one(
                     s.throttle = Some(throttle.status());
                     s.prune = lanes.pruning.locked().clone();
                     s.drill = lanes.drilling.locked().clone();
+                    s.check = *lanes.checking.locked();
                     for (op, (n, us)) in daemon.requests() {
                         s.fuse_requests.insert(op.clone(), n);
                         s.fuse_micros.insert(op, us);

@@ -43,6 +43,7 @@ pub fn exit_code(err: &(dyn Error + 'static)) -> u8 {
             .or_else(|| code::<crate::ops::forget::ForgetError>(e))
             .or_else(|| code::<crate::ops::prune::PruneError>(e))
             .or_else(|| code::<crate::ops::drill::DrillError>(e))
+            .or_else(|| code::<crate::ops::check::CheckError>(e))
             .or_else(|| code::<secrets::SecretsError>(e))
             .or_else(|| code::<mount_args::NoSuchGroup>(e));
         if let Some(c) = found {

@@ -687,6 +687,17 @@ impl Store {
         }
     }
 
+    /// Whether object `id` is stored: pending (written, its index row not
+    /// yet committed), or in the index. Pending is asked first, so an
+    /// object committed meanwhile is found in the index.
+    pub fn has(&self, id: &ChunkId) -> Result<bool, StoreError> {
+        match self.locate(id) {
+            Ok(_) => Ok(true),
+            Err(StoreError::NotFound(_)) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Where object `id` is: pending, or as the index says.
     fn locate(&self, id: &ChunkId) -> Result<Location, StoreError> {
         let pending = self.pending.read_locked().get(id).copied();

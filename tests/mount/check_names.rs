@@ -11,7 +11,9 @@ fn a_damaged_chunk_is_named_by_file_and_snapshot_on_the_terminal_only() {
     if tier::missing(&[Tier::Mount]) {
         return;
     }
-    let m = Mount::new();
+    // Small packs, so the file's pack is finished: a check while mounted
+    // reads finished packs only.
+    let m = Mount::with_init(&["--pack-size", "1MiB"]);
     std::fs::create_dir(m.head().join("ward")).unwrap();
     // Incompressible, so that it fills most of its pack.
     std::fs::write(
@@ -91,4 +93,72 @@ fn a_damaged_chunk_is_named_by_file_and_snapshot_on_the_terminal_only() {
     // Nor in --json.
     let out = run(m.strata().args(["check", "--read-data", "--json"]));
     assert!(!String::from_utf8_lossy(&out.stdout).contains("jane-doe"));
+
+    // Mounted, the daemon checks, and the terminal names the same file;
+    // the daemon's log keeps the ids.
+    m.mount();
+    let out = run(Command::new("script").args(["-qec", &cmd, "/dev/null"]));
+    let terminal = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(13), "{terminal}");
+    let line = terminal
+        .lines()
+        .find(|l| l.contains("ward/jane-doe.bin"))
+        .unwrap_or_else(|| panic!("the file is not named through the daemon: {terminal}"));
+    assert!(line.contains(&first) && line.contains(&second), "{line}");
+    let daemon = m.log();
+    assert!(daemon.contains("check done"), "{daemon}");
+    for secret in ["jane-doe", &first, &second] {
+        assert!(!daemon.contains(secret), "{secret} in the daemon's log");
+    }
+}
+
+#[test]
+fn a_mounted_repository_is_checked_while_writes_go_on() {
+    if tier::missing(&[Tier::Mount]) {
+        return;
+    }
+    let m = Mount::with_init(&["--pack-size", "1MiB"]);
+    for i in 0..4 {
+        std::fs::write(
+            m.head().join(format!("f{i}")),
+            crate::common::bytes(i, 2 << 20),
+        )
+        .unwrap();
+    }
+    m.snapshot("nightly");
+    // A writer keeps the open pack changing during the whole check.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let (stop, head) = (stop.clone(), m.head());
+        std::thread::spawn(move || {
+            let mut n = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                std::fs::write(
+                    head.join(format!("w{}", n % 50)),
+                    crate::common::bytes(100 + n, 300_000),
+                )
+                .unwrap();
+                n += 1;
+            }
+            n
+        })
+    };
+    for _ in 0..3 {
+        let out = run(m.strata().args(["check", "--read-data", "--json"]));
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert!(report["chunks_read"].as_u64().unwrap() > 0, "{report}");
+        assert_eq!(report["snapshots"], 1);
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    assert!(
+        writer.join().unwrap() > 0,
+        "the writer wrote during the checks"
+    );
 }
