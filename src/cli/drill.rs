@@ -126,7 +126,7 @@ fn predict(g: &Global, spec: &DrillSpec) -> Result<()> {
     print(g, &e, || {
         let mut out = format!(
             "estimate: {} {} of snapshot {} ({} file(s), {} director(ies), {}) would take {}
-  files {} on {} reader(s) (parallelism {:.1}), directories {}, others {}, flush {}
+  files {} on {} reader(s), directories {}, others {}, flush {}
   from a sample of {} file(s), {} read in {}",
             if e.restore {
                 "a restore"
@@ -141,7 +141,6 @@ fn predict(g: &Global, spec: &DrillSpec) -> Result<()> {
             seconds(e.predicted_secs),
             seconds(e.files_secs),
             e.readers,
-            e.parallelism,
             seconds(e.dirs_secs),
             seconds(e.others_secs),
             seconds(e.flush_secs),
