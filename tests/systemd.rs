@@ -48,7 +48,9 @@ fn the_units_verify_with_the_built_programs() {
             "strata-drill.timer",
             "strata-freshness.service",
             "strata-freshness.timer",
-            "strata-mountd.service"
+            "strata-mountd.service",
+            "strata-verify.service",
+            "strata-verify.timer"
         ]
     );
     let out = Command::new("systemd-analyze")

@@ -458,18 +458,21 @@ pub struct CheckArgs {
     /// from a timer: a dead daemon cannot raise them). Works while mounted.
     #[arg(long, conflicts_with_all = ["read_data", "read_data_subset"])]
     pub freshness: bool,
+    /// Read the next slice of the verify cycle: as many finished packs as
+    /// keep the cycle on time so that every pack is read within [verify]
+    /// cycle (30 days by default), on from where the last run stopped (the
+    /// cursor is kept in the repository, like a ZFS scrub). What the
+    /// strata-verify timer runs daily.
+    #[arg(long, conflicts_with_all = ["read_data", "read_data_subset", "freshness"])]
+    pub cycle: bool,
     /// With --freshness: the age past which the backup counts as missed
     /// [default: max_snapshot_age in strata.toml, else 25h].
     #[arg(long, value_name = "DURATION", requires = "freshness")]
     pub max_age: Option<humantime::Duration>,
-    /// With --freshness: the host configuration with the alert channels
-    /// [default: /etc/strata/strata.toml, none if missing].
-    #[arg(
-        long,
-        env = "STRATA_CONFIG",
-        value_name = "FILE",
-        requires = "freshness"
-    )]
+    /// With --freshness or --cycle: the host configuration with the alert
+    /// channels and [verify] [default: /etc/strata/strata.toml, none if
+    /// missing].
+    #[arg(long, env = "STRATA_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
 }
 

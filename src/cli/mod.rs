@@ -443,6 +443,13 @@ fn cmd_check(g: &Global, a: &CheckArgs) -> Result<()> {
         return freshness::run(g, a);
     }
     let read = match (&a.read_data_subset, a.read_data) {
+        _ if a.cycle => {
+            let config =
+                strata::policy::hostconfig::HostConfig::load_or_default(a.config.as_deref())?;
+            ReadData::Cycle {
+                cycle_secs: config.verify.cycle.as_secs().max(1),
+            }
+        }
         (Some(s), _) => s
             .parse::<ReadData>()
             .map_err(|e| Reported(exit::USAGE, format!("--read-data-subset: {e}")))?,
@@ -508,6 +515,22 @@ fn cmd_check(g: &Global, a: &CheckArgs) -> Result<()> {
             report.errors.len(),
             report.warnings.len()
         ));
+        if let Some(c) = &report.cycle {
+            out.push_str(&format!(
+                "\nverify cycle: read {} of {} finished pack(s); {} read in this cycle ({:.0}%), started {}; {} cycle(s) completed{}",
+                c.packs_read,
+                c.packs,
+                c.packs_covered,
+                if c.packs == 0 { 100.0 } else { c.packs_covered as f64 * 100.0 / c.packs as f64 },
+                humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + Duration::from_secs(c.cycle_started.max(0) as u64)),
+                c.cycles,
+                if c.last_completed > 0 {
+                    format!(", the last {}", humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + Duration::from_secs(c.last_completed as u64)))
+                } else {
+                    String::new()
+                }
+            ));
+        }
         if report.open_packs_skipped > 0 {
             out.push_str(&format!(
                 "\n{} pack(s) being written were left out (the daemon is writing them); a check once they are finished reads them",

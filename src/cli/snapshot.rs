@@ -228,6 +228,12 @@ pub fn status(g: &Global) -> Result<()> {
         if let Some(p) = &s.prune {
             out.push_str(&format!("\npruning     {}", super::prune::describe(p)));
         }
+        if let Some(d) = &s.drill {
+            out.push_str(&format!("\ndrilling    {}", super::drill::describe(d)));
+        }
+        if let Some((done, total)) = s.check {
+            out.push_str(&format!("\nchecking    {done} of {total} chunks read"));
+        }
         if let Some(l) = &s.leftovers {
             let reset = match &l.last_good {
                 Some(good) => format!("`strata head reset --to {good}` rolls head/ back to the last good snapshot before it"),

@@ -20,6 +20,7 @@ use crate::store::repo::{Repo, RepoError};
 use crate::tree::head::txn::Reader;
 use crate::tree::head::{Head, READDIR_BATCH};
 use crate::tree::objects::Tree;
+use crate::tree::snapshot::scrub::Scrub;
 use crate::tree::snapshot::Snapshots;
 use crate::tree::types::{FileKind, FsError, InodeNo};
 
@@ -40,6 +41,13 @@ pub enum ReadData {
     },
     /// A random fraction of the packs, 0 < f <= 1.
     Fraction(f64),
+    /// The next slice of the verify cycle (`strata check --cycle`): sized
+    /// so that every finished pack is read within `cycle_secs`, from where
+    /// the last run stopped ([`Scrub`]).
+    Cycle {
+        /// The cycle's length.
+        cycle_secs: u64,
+    },
 }
 
 /// A `--read-data-subset` that names no subset.
@@ -87,6 +95,8 @@ impl ReadData {
                 x % of == n - 1
             }
             ReadData::Fraction(f) => rand::random::<f64>() < f,
+            // Chosen by check_all, which knows the cursor.
+            ReadData::Cycle { .. } => false,
         }
     }
 }
@@ -118,6 +128,9 @@ pub struct CheckReport {
     /// Packs being written while a daemon serves the repository, and
     /// index rows pointing into them: left out (checked once finished).
     pub open_packs_skipped: u64,
+    /// Where the verify cycle is, after a `--cycle` run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cycle: Option<CycleReport>,
 }
 
 impl CheckReport {
@@ -137,6 +150,23 @@ impl CheckReport {
 pub fn check(
     repo: &Repo,
     read: ReadData,
+    live: bool,
+    progress: impl FnMut(u64, u64),
+) -> Result<CheckReport, RepoError> {
+    check_packs(
+        repo,
+        read != ReadData::None,
+        &|p| read.selects(p),
+        live,
+        progress,
+    )
+}
+
+/// [`check`], reading the data of the packs `chosen` selects (when `read`).
+fn check_packs(
+    repo: &Repo,
+    read: bool,
+    chosen: &dyn Fn(&PackId) -> bool,
     live: bool,
     mut progress: impl FnMut(u64, u64),
 ) -> Result<CheckReport, RepoError> {
@@ -235,12 +265,8 @@ pub fn check(
             )),
         }
     }
-    if read != ReadData::None {
-        let chosen: HashSet<PackId> = records
-            .keys()
-            .filter(|p| read.selects(p))
-            .copied()
-            .collect();
+    if read {
+        let chosen: HashSet<PackId> = records.keys().filter(|p| chosen(p)).copied().collect();
         let selected: Vec<_> = chunks
             .iter()
             .filter(|(_, l)| chosen.contains(&l.pack))
@@ -267,6 +293,23 @@ pub fn check(
     Ok(report)
 }
 
+/// A verify cycle's run: what it read and how far the cycle is.
+#[derive(Clone, Debug, Default, Serialize, serde::Deserialize)]
+pub struct CycleReport {
+    /// Finished packs read by this run.
+    pub packs_read: u64,
+    /// Finished packs in the repository.
+    pub packs: u64,
+    /// Of them, read in this cycle (a cycle that just completed: all).
+    pub packs_covered: u64,
+    /// When this cycle started (seconds since the epoch).
+    pub cycle_started: i64,
+    /// Cycles completed.
+    pub cycles: u64,
+    /// When the last one completed (0: none yet).
+    pub last_completed: i64,
+}
+
 /// A check that could not run to its report.
 #[derive(Debug, thiserror::Error)]
 pub enum CheckError {
@@ -289,8 +332,85 @@ pub fn check_all(
     live: bool,
     progress: impl FnMut(u64, u64),
 ) -> Result<CheckReport, CheckError> {
-    let mut report = check(head.repo(), read, live, progress)?;
+    let mut report = match read {
+        ReadData::Cycle { cycle_secs } => cycle(head, cycle_secs, live, progress)?,
+        _ => check(head.repo(), read, live, progress)?,
+    };
     above_the_store(head, caller, &mut report)?;
+    Ok(report)
+}
+
+/// The next slice of the verify cycle: the finished packs after the
+/// cursor, as many as keep the cycle on time (the rest of the cycle's
+/// packs in proportion to the time since the last run over the time the
+/// cycle has left; all of them once it has run out; a first run counts a
+/// day). The cursor moves only after a slice read clean, so damage is
+/// read again by the next run until repaired.
+fn cycle(
+    head: &Head,
+    cycle_secs: u64,
+    live: bool,
+    progress: impl FnMut(u64, u64),
+) -> Result<CheckReport, CheckError> {
+    let snapshots = Snapshots::of(head);
+    let mut state = snapshots.scrub()?;
+    let now = crate::tree::types::Timestamp::now().secs;
+    let prefix = |p: &PackId| u64::from_le_bytes(p.0[..8].try_into().expect("8 bytes"));
+    let mut packs: Vec<PackId> = head
+        .repo()
+        .store()
+        .pack_records()
+        .into_iter()
+        .filter(|(_, r)| r.state == PackState::Finished)
+        .map(|(id, _)| id)
+        .collect();
+    packs.sort_by_key(prefix);
+    if !state.underway {
+        state = Scrub {
+            cursor: 0,
+            underway: true,
+            cycle_started: now,
+            ..state
+        };
+    }
+    let left: Vec<PackId> = packs
+        .iter()
+        .filter(|p| prefix(p) > state.cursor)
+        .copied()
+        .collect();
+    let since = if state.last_run == 0 {
+        86_400
+    } else {
+        (now - state.last_run).max(1)
+    };
+    let time_left = state.cycle_started + cycle_secs as i64 - now;
+    let count = if time_left <= since {
+        left.len()
+    } else {
+        ((left.len() as f64 * since as f64 / time_left as f64).ceil() as usize).min(left.len())
+    };
+    let slice: HashSet<PackId> = left[..count].iter().copied().collect();
+    let mut report = check_packs(head.repo(), true, &|p| slice.contains(p), live, progress)?;
+    if report.ok() {
+        if let Some(last) = left[..count].last() {
+            state.cursor = prefix(last);
+        }
+        if count == left.len() {
+            state.underway = false;
+            state.cycles += 1;
+            state.last_completed = now;
+        }
+        state.last_run = now;
+        snapshots.set_scrub(&state)?;
+    }
+    report.cycle = Some(CycleReport {
+        packs_read: count as u64,
+        packs: packs.len() as u64,
+        packs_covered: (packs.len() - left.len() + count) as u64,
+        cycle_started: state.cycle_started,
+        cycles: state.cycles,
+        last_completed: state.last_completed,
+    });
     Ok(report)
 }
 
@@ -303,6 +423,10 @@ pub fn check_repo(
     read: ReadData,
     progress: impl FnMut(u64, u64),
 ) -> Result<CheckReport, CheckError> {
+    if let ReadData::Cycle { .. } = read {
+        // The cycle's cursor is in the head's tables.
+        return check_all(&Head::new(repo)?, caller, read, false, progress);
+    }
     let mut report = check(&repo, read, false, progress)?;
     match Head::new(repo) {
         Ok(head) => above_the_store(&head, caller, &mut report)?,

@@ -132,6 +132,26 @@ pub struct HostConfig {
     /// Restore drills.
     #[serde(default, rename = "drill")]
     pub drills: Vec<DrillConfig>,
+    /// The verify cycle.
+    #[serde(default)]
+    pub verify: VerifyConfig,
+}
+
+/// `[verify]`: the verify cycle of `strata check --cycle`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct VerifyConfig {
+    /// Every finished pack is read within this [default: 30d].
+    #[serde(deserialize_with = "duration")]
+    pub cycle: Duration,
+}
+
+impl Default for VerifyConfig {
+    fn default() -> Self {
+        VerifyConfig {
+            cycle: Duration::from_secs(30 * 86_400),
+        }
+    }
 }
 
 /// `[backup]`: rules of a backup run.

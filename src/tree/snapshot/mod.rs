@@ -23,6 +23,7 @@ pub mod forget;
 pub mod holds;
 pub mod live;
 pub mod runs;
+pub mod scrub;
 
 use std::collections::BTreeMap;
 
