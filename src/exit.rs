@@ -56,7 +56,8 @@ pub const NOT_COMMITTED: u8 = 25;
 pub const PROTECTED: u8 = 26;
 /// A restore drill read everything back as the snapshot holds it, but took
 /// longer than its recovery-time objective. (A drill that found damage
-/// exits 13.)
+/// exits 13, one whose target refused the restore 1, one whose restored
+/// service failed its check 22.)
 pub const DRILL_MISSED_RTO: u8 = 27;
 
 /// A check that found damage: reported, then exit 13.
@@ -145,8 +146,12 @@ impl ExitCode for DrillError {
             DrillError::Plan(
                 PlanError::Outside(_) | PlanError::NoPath(_) | PlanError::NotADir(_),
             )
-            | DrillError::Target(TargetError::NotEmpty(_) | TargetError::NotADir(_)) => USAGE,
-            DrillError::Plan(PlanError::Fs(crate::tree::types::FsError::Corrupt(_))) => DAMAGED,
+            | DrillError::Target(
+                TargetError::NotEmpty(_) | TargetError::NotADir(_) | TargetError::Unsafe(_),
+            ) => USAGE,
+            DrillError::Plan(
+                PlanError::Fs(crate::tree::types::FsError::Corrupt(_)) | PlanError::Malformed(..),
+            ) => DAMAGED,
             DrillError::Plan(PlanError::Fs(_))
             | DrillError::Target(TargetError::Open(..) | TargetError::Create(..))
             | DrillError::Source { .. }

@@ -1055,7 +1055,7 @@ fn drills_run_unmounted_record_and_exit_by_their_verdict() {
     // [[drill]] entries: a service check that passes, one that fails (13),
     // and the schedule deciding what is due.
     let scratch = env.path("scratch");
-    let check = "test -d \"$STRATA_DRILL_DIR\" && echo ready_secs=0.25";
+    let check = "test -d \"$STRATA_DRILL_DIR\" && sleep 0.3 && echo ready_secs=0.25";
     let cfg = host_config(
         &env,
         "strata.toml",
@@ -1077,7 +1077,7 @@ fn drills_run_unmounted_record_and_exit_by_their_verdict() {
     let out = env.with_pw(&["drill", "run", "broken", "--config", s(&cfg)]);
     assert_fails(
         &out,
-        13,
+        22,
         "the restored service failed its check (exit status 4)",
     );
     let text = String::from_utf8_lossy(&out.stdout);

@@ -290,6 +290,9 @@ fn bad_paths_and_targets_change_nothing() {
     std::fs::write(full.join("precious"), b"keep me").unwrap();
     let file = repo.target("file");
     std::fs::write(&file, b"a file").unwrap();
+    let shared = repo.target("shared");
+    std::fs::create_dir(&shared).unwrap();
+    std::fs::set_permissions(&shared, std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
     let cases: Vec<(DrillSpec, &str, u8)> = vec![
         (spec("/nope", None), "nothing at \"/nope\"", 2),
         (spec("/data/../..", None), "\"..\" is not allowed", 2),
@@ -300,6 +303,7 @@ fn bad_paths_and_targets_change_nothing() {
         ),
         (spec("/", Some(full.clone())), "is not empty", 2),
         (spec("/", Some(file.clone())), "is not a directory", 2),
+        (spec("/", Some(shared.clone())), "is not yours alone", 2),
         (
             spec("/", Some(repo.target("no/such/parent"))),
             "its parent must exist",

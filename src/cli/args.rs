@@ -152,7 +152,8 @@ pub enum Command {
     /// drill_missed_rto alert, which a later drill that meets its
     /// objective resolves; one that found damage lists what (paths inside
     /// the snapshot, on the terminal only), exits 13 and raises
-    /// drill_failed.
+    /// drill_failed; one whose target refused the restore (space,
+    /// permissions, no xattrs) exits 1, also with drill_failed.
     #[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
     Drill(DrillArgs),
     /// Manage head/, the tree backups are written into.
@@ -508,10 +509,10 @@ pub struct DrillArgs {
     /// The recovery-time objective, e.g. 30m or 4h: slower exits 27.
     #[arg(long, value_name = "DURATION")]
     pub rto: Option<humantime::Duration>,
-    /// Predict the drill's time from a sample (about 1% of the files and
-    /// at most 8 MiB of each large one, read as the drill reads) instead
-    /// of running it; nothing is recorded. Exit 27 when the prediction
-    /// misses --rto.
+    /// Predict the drill's time from a sample instead of running it: runs
+    /// of neighbouring files, 1% of each size class (at least two), large
+    /// files by 8 MiB runs of chunks, read as the drill reads; nothing is
+    /// recorded. Exit 27 when the prediction misses --rto.
     #[arg(long)]
     pub estimate: bool,
     /// Files read at once.
@@ -536,8 +537,10 @@ pub enum DrillCommand {
     /// tells how long that took), checks it and stops it; the drill fails
     /// if it does not exit 0, and its objective covers the restore and the
     /// service ready. `drill-postgresql` (in /usr/lib/strata/hooks) does
-    /// this for a PostgreSQL cluster. Exit 13 if any drill failed, else 27
-    /// if any missed its objective.
+    /// this for a PostgreSQL cluster. A drill that cannot run (its path is
+    /// gone) is said and alerted, and the others still run. Exit as the
+    /// first failed drill says (13 damage, 1 the target, 22 the service
+    /// check), else 27 if any missed its objective.
     Run {
         /// The entries to run, by name [default: all].
         names: Vec<String>,

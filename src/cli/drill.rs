@@ -185,8 +185,29 @@ fn predict(g: &Global, spec: &DrillSpec) -> Result<()> {
     Ok(())
 }
 
-/// The exit of drills that ran: 13 if any failed (its problems on
-/// standard error when standard output is JSON or quiet), else 27 if any
+/// How a failed drill failed: what its exit code and alert class say.
+enum Failure {
+    /// Something could not be read or is not what the snapshot holds: 13.
+    Damage,
+    /// The target could not take the restore: 1.
+    Target,
+    /// The restored service failed its check: 22.
+    Service,
+}
+
+fn failure(d: &DrillRecord) -> Failure {
+    if d.damage_count > 0 {
+        Failure::Damage
+    } else if d.problem_count > 0 {
+        Failure::Target
+    } else {
+        Failure::Service
+    }
+}
+
+/// The exit of drills that ran: for the first that failed, 13 (damage),
+/// 1 (the target) or 22 (the service check), with its problems on
+/// standard error when standard output is JSON or quiet; else 27 if any
 /// missed its objective.
 fn verdict(g: &Global, records: &[DrillRecord]) -> Result<()> {
     if let Some(d) = records.iter().find(|d| d.result == DrillResult::Failed) {
@@ -195,26 +216,40 @@ fn verdict(g: &Global, records: &[DrillRecord]) -> Result<()> {
                 eprintln!("strata: {p}");
             }
         }
-        let message = if d.problem_count > 0 {
-            let shown = if d.problem_count > d.problems.len() as u64 {
-                format!(" (the first {} shown)", d.problems.len())
-            } else {
-                String::new()
-            };
-            format!(
-                "drill {}: {} problem(s) found{shown}; run `strata check --read-data`",
-                d.number, d.problem_count
-            )
+        let shown = if d.problem_count > d.problems.len() as u64 {
+            format!(" (the first {} shown)", d.problems.len())
         } else {
-            let why = d.service.as_ref().and_then(|s| s.error.as_deref());
-            format!(
-                "drill {}: the restored service failed its check ({}); its output: `strata drill show {}`",
-                d.number,
-                why.unwrap_or("?"),
-                d.number
-            )
+            String::new()
         };
-        return Err(Reported(exit::DAMAGED, message).into());
+        let (code, message) = match failure(d) {
+            Failure::Damage => (
+                exit::DAMAGED,
+                format!(
+                    "drill {}: {} problem(s) found{shown}, {} of them in what the repository returned; run `strata check --read-data`",
+                    d.number, d.problem_count, d.damage_count
+                ),
+            ),
+            Failure::Target => (
+                exit::ERROR,
+                format!(
+                    "drill {}: the restore could not be written, or not read back as written: {} problem(s){shown}; the repository read clean: give the target room, permissions and extended attributes (or drill with --discard)",
+                    d.number, d.problem_count
+                ),
+            ),
+            Failure::Service => {
+                let why = d.service.as_ref().and_then(|s| s.error.as_deref());
+                (
+                    exit::VALIDATION_FAILED,
+                    format!(
+                        "drill {}: the restored service failed its check ({}); its output: `strata drill show {}`",
+                        d.number,
+                        why.unwrap_or("?"),
+                        d.number
+                    ),
+                )
+            }
+        };
+        return Err(Reported(code, message).into());
     }
     if let Some(d) = records.iter().find(|d| d.result == DrillResult::MissedRto) {
         return Err(Reported(
@@ -273,11 +308,22 @@ fn run_configured(g: &Global, names: &[String], due: bool, path: Option<&Path>) 
             strata::policy::drill::due(d.schedule, last, now)
         });
     }
+    // One drill that cannot run does not keep the others from running:
+    // it is said, alerted, and decides the exit if no verdict does.
     let mut records = Vec::new();
+    let mut first_error = None;
     for d in chosen {
-        let record = configured(g, d)?;
-        alert(g, &config, &record);
-        records.push(record);
+        match configured(g, d) {
+            Ok(record) => {
+                alert(g, &config, &record);
+                records.push(record);
+            }
+            Err(e) => {
+                eprintln!("strata: [[drill]] {:?} did not run: {e:#}", d.name);
+                not_run(g, &config, strata::daemon::exit_code(&*e));
+                first_error.get_or_insert(e);
+            }
+        }
     }
     let all: Vec<serde_json::Value> = records.iter().map(json).collect();
     print(g, &all, || {
@@ -286,7 +332,32 @@ fn run_configured(g: &Global, names: &[String], due: bool, path: Option<&Path>) 
         }
         records.iter().map(text).collect::<Vec<_>>().join("\n\n")
     });
-    verdict(g, &records)
+    verdict(g, &records)?;
+    first_error.map_or(Ok(()), Err)
+}
+
+/// Raises drill_failed for a `[[drill]]` that did not run (exit `code`).
+fn not_run(g: &Global, config: &HostConfig, code: u8) {
+    let Ok(id) = locked(g).and_then(|r| Ok(r.config().id.parse::<RepoId>()?)) else {
+        return;
+    };
+    let Ok(alerter) = Alerter::from_config(&config.alerts, alert::state_path(&id)) else {
+        return;
+    };
+    let class = match code {
+        exit::DAMAGED => alert::Class::Corruption,
+        exit::USAGE | exit::HOST_CONFIG => alert::Class::Configuration,
+        _ => alert::Class::TransientIo,
+    };
+    let event = alert::Event::new(alert::Kind::DrillFailed, class, SystemTime::now())
+        .with_repository(id)
+        .with_fields(alert::Fields {
+            exit_status: Some(i32::from(code)),
+            ..alert::Fields::default()
+        });
+    if let Err(e) = alerter.raise(event).result() {
+        eprintln!("strata: the drill_failed alert could not be delivered: {e}");
+    }
 }
 
 /// Runs one `[[drill]]`: the restore (or discard), then its service
@@ -383,7 +454,14 @@ fn alert(g: &Global, config: &HostConfig, record: &DrillRecord) {
         }
     };
     match record.result {
-        DrillResult::Failed => raise(alert::Kind::DrillFailed, alert::Class::Corruption),
+        DrillResult::Failed => raise(
+            alert::Kind::DrillFailed,
+            match failure(record) {
+                Failure::Damage => alert::Class::Corruption,
+                Failure::Target => alert::Class::Configuration,
+                Failure::Service => alert::Class::Hook,
+            },
+        ),
         DrillResult::MissedRto => {
             raise(alert::Kind::DrillMissedRto, alert::Class::Timeout);
             resolve(alert::Kind::DrillFailed);

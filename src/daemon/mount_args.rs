@@ -100,7 +100,8 @@ Exit codes:
   20  backup: a hook failed or timed out (the message says whether the
       snapshot was taken)
   21  backup: the copy command failed
-  22  backup: validation failed; the snapshot is kept, marked failed, not latest
+  22  backup: validation failed; the snapshot is kept, marked failed, not latest;
+      drill: the restored service failed its check
   23  backup: the snapshot is kept but marked inconsistent (a hook failed)
   24  backup, snapshot create, head reset: another backup run is in
       progress on the repository (its pid, label and start time are
@@ -114,7 +115,8 @@ Exit codes:
       hold or inside the retention lock, or the lock asked for is shorter
       than the repository's; nothing changed
   27  drill: everything read back as the snapshot holds it, but slower than
-      the recovery-time objective (a drill that found damage exits 13)
+      the recovery-time objective (a drill that found damage exits 13; one
+      whose target refused the restore, 1)
   128+N  backup: stopped by signal N (130 SIGINT, 143 SIGTERM); the copy
       and hooks were stopped and on_failure hooks ran";
 

@@ -240,6 +240,15 @@ fn check_packs(
             return Ok(report);
         }
     };
+    // Read from the index after its rows: a pack's record is committed
+    // with (or before) its first rows, so every pack a row names is here.
+    let known: HashSet<PackId> = match store.index().packs() {
+        Ok(p) => p.into_iter().map(|(id, _)| id).collect(),
+        Err(e) => {
+            report.errors.push(e.to_string());
+            return Ok(report);
+        }
+    };
     let mut kinds = HashMap::new();
     for (id, loc) in &chunks {
         report.chunks += 1;
@@ -258,7 +267,7 @@ fn check_packs(
                 ))
             }
             None if records.contains_key(&loc.pack) => {} // pack already reported
-            None if live && known.contains_key(&loc.pack) => {} // open, skipped
+            None if live && known.contains(&loc.pack) => {} // open or new, skipped
             None => report.errors.push(format!(
                 "chunk {id}: its pack {} is not in the index",
                 loc.pack

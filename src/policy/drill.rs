@@ -96,11 +96,7 @@ pub fn check(drills: &[DrillConfig]) -> Result<(), DrillConfigError> {
     let mut names = std::collections::BTreeSet::new();
     for d in drills {
         let name = &d.name;
-        let ok = !name.is_empty()
-            && name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || "-_".contains(c));
-        if !ok {
+        if !crate::policy::hostconfig::is_name(name) {
             return Err(DrillConfigError::Name(name.clone()));
         }
         if !names.insert(name) {
@@ -171,8 +167,8 @@ pub fn service_check(d: &DrillConfig, dir: &Path, snapshot: &str) -> ServiceChec
         .lines()
         .filter_map(|l| l.strip_prefix("ready_secs="))
         .filter_map(|v| v.trim().parse::<f64>().ok())
-        .next_back()
-        .unwrap_or(check.secs);
+        .rfind(|v| v.is_finite())
+        .map_or(check.secs, |v| v.clamp(0.0, check.secs));
     check.output = format!("{}{}", finished.stdout, finished.stderr);
     match finished.ended {
         Ended::Exited(status) => {
@@ -261,14 +257,15 @@ mod tests {
     fn a_service_check_reports_readiness_output_and_failure() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("PG_VERSION"), "16\n").unwrap();
-        let script = "test -f \"$STRATA_DRILL_DIR/PG_VERSION\" || exit 3; echo ready_secs=1.25; echo checked $STRATA_DRILL_SNAPSHOT";
+        let script = "test -f \"$STRATA_DRILL_DIR/PG_VERSION\" || exit 3; sleep 0.1; echo ready_secs=0.05; echo ready_secs=nan; echo checked $STRATA_DRILL_SNAPSHOT";
         let ok = service_check(
             &entry(&["sh", "-c", script], Duration::from_secs(60)),
             dir.path(),
             "2026-12-06T01:00:00Z",
         );
         assert!(ok.passed(), "{ok:?}");
-        assert_eq!((ok.exit, ok.ready_secs), (Some(0), 1.25));
+        // The last finite value, at most the time it ran.
+        assert_eq!((ok.exit, ok.ready_secs), (Some(0), 0.05));
         assert!(ok.output.contains("checked 2026-12-06T01:00:00Z"), "{ok:?}");
 
         let empty = tempfile::tempdir().unwrap();

@@ -255,6 +255,15 @@ fn default_policy() -> FailurePolicy {
     FailurePolicy::Abort
 }
 
+/// Whether `name` may name a hook or a drill: letters, digits, '-' and
+/// '_' (it appears in records, logs and output keys).
+pub fn is_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_".contains(c))
+}
+
 /// A duration written like "10m" or "1h 30m".
 pub fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
     let s = String::deserialize(d)?;
@@ -372,11 +381,7 @@ impl HostConfig {
         let mut names = BTreeSet::new();
         for h in &self.hooks {
             let name = &h.name;
-            let ok_name = !name.is_empty()
-                && name
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || "-_".contains(c));
-            if !ok_name {
+            if !is_name(name) {
                 return Err(InvalidHostConfig::HookName(name.clone()));
             }
             if !names.insert(name) {

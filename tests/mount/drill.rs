@@ -40,19 +40,7 @@ fn a_drill_through_the_mount_restores_the_snapshot_and_is_recorded() {
         return;
     }
     let m = Mount::new();
-    let (url, alerts) = receiver(200);
-    let config = m.path("strata.toml");
-    std::fs::write(
-        &config,
-        format!("[[alerts.channel]]\ntype = \"webhook\"\nurl = \"{url}\"\n"),
-    )
-    .unwrap();
-    let next = || -> serde_json::Value {
-        let r = alerts
-            .recv_timeout(Duration::from_secs(30))
-            .expect("an alert");
-        serde_json::from_str(&r.body).unwrap()
-    };
+    let (config, next) = alerted(&m);
     populate(&m);
     let snap = m.snapshot("nightly");
     let drill = |args: &[&str]| {
@@ -142,13 +130,7 @@ fn a_drill_that_meets_damage_names_the_file_and_exits_13() {
         return;
     }
     let m = Mount::with_init(&["--pack-size", "1MiB"]);
-    let (url, alerts) = receiver(200);
-    let config = m.path("strata.toml");
-    std::fs::write(
-        &config,
-        format!("[[alerts.channel]]\ntype = \"webhook\"\nurl = \"{url}\"\n"),
-    )
-    .unwrap();
+    let (config, next) = alerted(&m);
     sh(&format!(
         "set -e; mkdir {h}/records; head -c 4000000 /dev/urandom > {h}/records/scan; echo fine > {h}/records/note",
         h = m.head().display()
@@ -175,15 +157,31 @@ fn a_drill_that_meets_damage_names_the_file_and_exits_13() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("problem:   /records/scan:"), "{text}");
     assert!(!text.contains("/records/note"), "{text}");
-    let e = serde_json::from_str::<serde_json::Value>(
-        &alerts.recv_timeout(Duration::from_secs(30)).unwrap().body,
-    )
-    .unwrap();
+    let e = next();
     assert_eq!(
         (e["kind"].as_str(), e["class"].as_str()),
         (Some("drill_failed"), Some("corruption"))
     );
     assert!(!m.log().contains("records"), "logs carry no paths");
+}
+
+/// A host configuration whose alerts go to a webhook receiver here; and
+/// the next alert it receives.
+fn alerted(m: &Mount) -> (std::path::PathBuf, impl Fn() -> serde_json::Value) {
+    let (url, alerts) = receiver(200);
+    let config = m.path("strata.toml");
+    std::fs::write(
+        &config,
+        format!("[[alerts.channel]]\ntype = \"webhook\"\nurl = \"{url}\"\n"),
+    )
+    .unwrap();
+    let next = move || -> serde_json::Value {
+        let r = alerts
+            .recv_timeout(Duration::from_secs(30))
+            .expect("an alert");
+        serde_json::from_str(&r.body).unwrap()
+    };
+    (config, next)
 }
 
 /// FUSE read requests the daemon served so far.

@@ -232,7 +232,7 @@ fn drill_the_service(m: &Mount) {
     let out = drill("pg-bad");
     assert_eq!(
         out.status.code(),
-        Some(13),
+        Some(22),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );

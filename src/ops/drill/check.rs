@@ -61,7 +61,13 @@ pub fn differences(entry: &TreeEntry, seen: &Observed, how: Compare) -> Vec<Stri
     if m.kind == FileKind::Symlink && seen.target != entry.target {
         out.push("points elsewhere than in the snapshot".to_owned());
     }
-    if seen.xattrs != entry.xattrs {
+    // A security label the system gave a restored file is not a difference.
+    let label = super::target::LABEL;
+    let seen_xattrs = seen
+        .xattrs
+        .iter()
+        .filter(|(n, _)| n != label || entry.xattrs.iter().any(|(m, _)| m == label));
+    if !seen_xattrs.eq(entry.xattrs.iter()) {
         out.push(format!(
             "{} extended attribute(s) (ACLs included) differ from the snapshot's {}",
             seen.xattrs.len(),
@@ -96,6 +102,14 @@ pub enum Extents<'a> {
     Some(&'a [usize]),
 }
 
+/// Why a file's content did not come through.
+pub enum ContentError {
+    /// Reading failed, or what was read is not what the snapshot holds.
+    Source(String),
+    /// `each` (the restore's write) failed.
+    Target(String),
+}
+
 /// Reads a file's content with `read` (exact reads at an offset) and
 /// checks each extent against its chunk id. Calls `each` with every
 /// extent's bytes once they verified. Returns the bytes read, or what
@@ -107,13 +121,16 @@ pub fn content(
     which: Extents<'_>,
     read: &mut dyn FnMut(&mut [u8], u64) -> io::Result<()>,
     each: &mut dyn FnMut(&[u8], u64) -> io::Result<()>,
-) -> Result<u64, String> {
+) -> Result<u64, ContentError> {
+    use ContentError::Source;
     let (holes, only) = match which {
         Extents::All { holes } => (holes, None),
         Extents::Some(only) => (false, Some(only)),
     };
     if only.is_none() && content_digest(id_key, entry.meta.size, &entry.extents) != entry.digest {
-        return Err("its extents do not match the snapshot's content digest".to_owned());
+        return Err(Source(
+            "its extents do not match the snapshot's content digest".to_owned(),
+        ));
     }
     let mut buf = Vec::new();
     let mut at = 0u64;
@@ -124,21 +141,21 @@ pub fn content(
     };
     for &&(o, chunk, l) in &chosen {
         if holes && o > at {
-            zeros(read, at, o, &mut buf)?;
+            zeros(read, at, o, &mut buf).map_err(Source)?;
         }
         buf.resize(l as usize, 0);
-        read(&mut buf, o).map_err(|e| format!("reading at offset {o}: {e}"))?;
+        read(&mut buf, o).map_err(|e| Source(format!("reading at offset {o}: {e}")))?;
         if codec.id(&buf).0 != chunk {
-            return Err(format!(
+            return Err(Source(format!(
                 "the {l} bytes at offset {o} differ from the snapshot"
-            ));
+            )));
         }
-        each(&buf, o).map_err(|e| format!("writing at offset {o}: {e}"))?;
+        each(&buf, o).map_err(|e| ContentError::Target(format!("writing at offset {o}: {e}")))?;
         read_bytes += u64::from(l);
         at = o + u64::from(l);
     }
     if holes && only.is_none() && entry.meta.size > at {
-        zeros(read, at, entry.meta.size, &mut buf)?;
+        zeros(read, at, entry.meta.size, &mut buf).map_err(Source)?;
     }
     Ok(read_bytes)
 }

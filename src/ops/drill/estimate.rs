@@ -40,17 +40,16 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::Instant;
 
 use rand::seq::IndexedRandom;
 use serde::{Deserialize, Serialize};
 
-use super::check::Compare;
 use super::plan::Plan;
 use super::source::Source;
-use super::{target, DrillError, DrillSpec, Problems, Run};
+use super::{target, DrillError, DrillSpec, Run};
 use crate::sys::sync::Recover;
 use crate::tree::head::Head;
 use crate::tree::types::FileKind;
@@ -233,20 +232,7 @@ pub fn estimate(
         }
         None => None,
     };
-    let run = Run {
-        head,
-        plan,
-        source,
-        base: base.as_deref(),
-        readers: spec.readers.max(1) as usize,
-        problems: Problems::default(),
-        files_done: AtomicU64::new(0),
-        bytes_done: AtomicU64::new(0),
-        compare: Compare {
-            owners: base.is_none() || target::is_root(),
-        },
-        flat: true,
-    };
+    let run = Run::new(head, plan, source, base.as_deref(), spec.readers, true);
     head.reader().forget_decoded();
     let mut rng = rand::rng();
     let items = &plan.items;
@@ -357,7 +343,7 @@ pub fn estimate(
     // measured) time per second; a drill's readers are busy but at its
     // very end, so its files take the work over R.
     let files_secs = work_secs / run.readers.min(plan.files.max(1) as usize) as f64;
-    let (problems, _) = run.problems.take();
+    let (problems, _, _) = run.problems.take();
     Ok(Estimate {
         snapshot_name: snapshot_name.to_owned(),
         path: plan.path.clone(),

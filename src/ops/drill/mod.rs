@@ -155,20 +155,7 @@ pub fn drill(
             through: source.through(),
             source: e,
         })?;
-    let run = Run {
-        head,
-        plan,
-        source,
-        base: base.as_deref(),
-        readers: spec.readers.max(1) as usize,
-        problems: Problems::default(),
-        files_done: AtomicU64::new(0),
-        bytes_done: AtomicU64::new(0),
-        compare: Compare {
-            owners: base.is_none() || target::is_root(),
-        },
-        flat: false,
-    };
+    let run = Run::new(head, plan, source, base.as_deref(), spec.readers, false);
     // Cold, as a restore after a disaster is: nothing decoded is kept.
     head.reader().forget_decoded();
     let clock = Instant::now();
@@ -183,7 +170,7 @@ pub fn drill(
     } else {
         0.0
     };
-    let (problems, problem_count) = run.problems.take();
+    let (problems, problem_count, damage_count) = run.problems.take();
     let mut record = DrillRecord {
         number: 0,
         name: spec.name.clone(),
@@ -206,6 +193,7 @@ pub fn drill(
         result: DrillResult::Passed,
         problems,
         problem_count,
+        damage_count,
         service: None,
     };
     record.result = record.judge();
@@ -231,21 +219,26 @@ pub fn store(head: &Head, caller: Caller, record: DrillRecord) -> Result<DrillRe
 struct Problems {
     kept: Mutex<Vec<String>>,
     count: AtomicU64,
+    /// Of them, the repository's fault.
+    damage: AtomicU64,
 }
 
 impl Problems {
-    fn add(&self, what: String) {
+    fn add(&self, what: String, damage: bool) {
         self.count.fetch_add(1, Ordering::Relaxed);
+        self.damage.fetch_add(u64::from(damage), Ordering::Relaxed);
         let mut kept = self.kept.locked();
         if kept.len() < KEPT_PROBLEMS {
             kept.push(what);
         }
     }
 
-    fn take(&self) -> (Vec<String>, u64) {
+    /// The problems kept, how many in all, and how many were damage.
+    fn take(&self) -> (Vec<String>, u64, u64) {
         (
             std::mem::take(&mut *self.kept.locked()),
             self.count.load(Ordering::Relaxed),
+            self.damage.load(Ordering::Relaxed),
         )
     }
 }
@@ -267,7 +260,33 @@ struct Run<'a> {
     flat: bool,
 }
 
-impl Run<'_> {
+impl<'a> Run<'a> {
+    /// A drill of `plan` read through `source` into `base` (`None`:
+    /// discarded) by `readers`; `flat` for an estimate's sample.
+    fn new(
+        head: &'a Head,
+        plan: &'a Plan,
+        source: &'a dyn Source,
+        base: Option<&'a Path>,
+        readers: u32,
+        flat: bool,
+    ) -> Run<'a> {
+        Run {
+            head,
+            plan,
+            source,
+            base,
+            readers: readers.max(1) as usize,
+            problems: Problems::default(),
+            files_done: AtomicU64::new(0),
+            bytes_done: AtomicU64::new(0),
+            compare: Compare {
+                owners: base.is_none() || target::is_root(),
+            },
+            flat,
+        }
+    }
+
     /// Entry `i`'s path inside the snapshot, for the problems.
     fn shown(&self, i: usize) -> String {
         let rel = &self.plan.items[i].rel;
@@ -279,8 +298,19 @@ impl Run<'_> {
         }
     }
 
+    /// Entry `i` could not be restored: the target refused (space,
+    /// permissions, a filesystem without xattrs), or the copy on it is
+    /// not what was written.
     fn problem(&self, i: usize, what: impl std::fmt::Display) {
-        self.problems.add(format!("{}: {what}", self.shown(i)));
+        self.problems
+            .add(format!("{}: {what}", self.shown(i)), false);
+    }
+
+    /// Entry `i` could not be read, or was not what the snapshot holds:
+    /// the repository (or the mount serving it) is at fault.
+    fn damage(&self, i: usize, what: impl std::fmt::Display) {
+        self.problems
+            .add(format!("{}: {what}", self.shown(i)), true);
     }
 
     /// Where entry `i` is restored.
@@ -308,7 +338,8 @@ impl Run<'_> {
         let mut dir_meta = Vec::new();
         for i in (0..items.len()).filter(|&i| kind(i) == FileKind::Dir) {
             if let Some(seen) = self.read_meta(i) {
-                if let Some(base) = self.base {
+                // The root is the target directory itself, made ready.
+                if let (Some(base), true) = (self.base, i > 0) {
                     if let Err(e) = target::mkdir(&self.dest(base, i)) {
                         self.problem(i, format!("cannot create the directory: {e}"));
                         continue;
@@ -331,9 +362,17 @@ impl Run<'_> {
                     self.problem(*i, format!("cannot set its attributes: {e}"));
                 }
             }
-            if let Err(e) = target::sync(base) {
-                self.problems
-                    .add(format!("flushing the restore to the disk failed: {e}"));
+            // The directory the target is (or is in) for a single entry.
+            let dir = if items[0].entry.meta.kind == FileKind::Dir {
+                base
+            } else {
+                base.parent().unwrap_or(base)
+            };
+            if let Err(e) = target::sync(dir) {
+                self.problems.add(
+                    format!("flushing the restore to the disk failed: {e}"),
+                    false,
+                );
             }
         }
     }
@@ -358,7 +397,7 @@ impl Run<'_> {
             Ok(seen) => {
                 let entry = &self.plan.items[i].entry;
                 for d in check::differences(entry, &seen, self.compare) {
-                    self.problem(
+                    self.damage(
                         i,
                         format!("read through the {}: {d}", self.source.through()),
                     );
@@ -366,7 +405,7 @@ impl Run<'_> {
                 Some(seen)
             }
             Err(e) => {
-                self.problem(i, format!("cannot be read: {e}"));
+                self.damage(i, format!("cannot be read: {e}"));
                 None
             }
         }
@@ -377,25 +416,24 @@ impl Run<'_> {
     fn restore_file(&self, i: usize, part: Option<&[usize]>) {
         let entry = &self.plan.items[i].entry;
         let through = self.source.through();
-        let run = || -> Result<(), String> {
-            let mut item = self
-                .source
-                .item(self.plan, i)
-                .map_err(|e| format!("cannot be read: {e}"))?;
-            let attr = item.stat().map_err(|e| format!("cannot be read: {e}"))?;
-            let xattrs = item.xattrs().map_err(|e| format!("cannot be read: {e}"))?;
+        // Err((what, whether the source is at fault)).
+        let run = || -> Result<(), (String, bool)> {
+            let unreadable = |e: std::io::Error| (format!("cannot be read: {e}"), true);
+            let mut item = self.source.item(self.plan, i).map_err(unreadable)?;
+            let attr = item.stat().map_err(unreadable)?;
+            let xattrs = item.xattrs().map_err(unreadable)?;
             let seen = Observed {
                 attr,
                 xattrs,
                 target: Vec::new(),
             };
             for d in check::differences(entry, &seen, self.compare) {
-                self.problem(i, format!("read through the {through}: {d}"));
+                self.damage(i, format!("read through the {through}: {d}"));
             }
             let out = match self.base {
                 Some(base) => Some(
                     target::create(&self.dest(base, i))
-                        .map_err(|e| format!("cannot be created: {e}"))?,
+                        .map_err(|e| (format!("cannot be created: {e}"), false))?,
                 ),
                 None => None,
             };
@@ -420,17 +458,23 @@ impl Run<'_> {
                 which,
                 &mut read,
                 &mut write,
-            )?;
+            )
+            .map_err(|e| match e {
+                check::ContentError::Source(e) => (e, true),
+                check::ContentError::Target(e) => (e, false),
+            })?;
             if let (Some(f), Some(base)) = (&out, self.base) {
                 f.set_len(entry.meta.size)
-                    .map_err(|e| format!("cannot be written: {e}"))?;
+                    .map_err(|e| (format!("cannot be written: {e}"), false))?;
                 target::apply(&self.dest(base, i), &seen.attr, &seen.xattrs)
-                    .map_err(|e| format!("cannot set its attributes: {e}"))?;
+                    .map_err(|e| (format!("cannot set its attributes: {e}"), false))?;
             }
             Ok(())
         };
-        if let Err(e) = run() {
-            self.problem(i, e);
+        match run() {
+            Err((e, true)) => self.damage(i, e),
+            Err((e, false)) => self.problem(i, e),
+            Ok(()) => {}
         }
     }
 
@@ -554,7 +598,10 @@ impl Run<'_> {
                     check::Extents::All { holes: true },
                     &mut read,
                     &mut count,
-                )?;
+                )
+                .map_err(|e| match e {
+                    check::ContentError::Source(e) | check::ContentError::Target(e) => e,
+                })?;
                 Ok(())
             };
             if let Err(e) = run() {

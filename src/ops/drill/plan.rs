@@ -59,6 +59,11 @@ pub enum PlanError {
     /// A tree does not read.
     #[error(transparent)]
     Fs(#[from] FsError),
+    /// A tree holds what no restore may create: a name that is empty,
+    /// has a '/', is "." or "..", or comes twice; a subtree below
+    /// anything but a directory.
+    #[error("the snapshot's tree below {0:?} is malformed ({1}); run `strata check`")]
+    Malformed(String, &'static str),
 }
 
 impl Plan {
@@ -117,9 +122,38 @@ impl Plan {
                 FileKind::Dir => plan.dirs += 1,
                 _ => plan.others += 1,
             }
+            let is_dir = plan.items[i].entry.meta.kind == FileKind::Dir;
             if let Some(sub) = plan.items[i].entry.subtree {
                 let rel = plan.items[i].rel.clone();
-                for e in Tree::load(store, &sub)?.entries {
+                let shown = || format!("{}/{}", plan.path.trim_end_matches('/'), rel.display());
+                if !is_dir {
+                    return Err(PlanError::Malformed(
+                        shown(),
+                        "a subtree below a non-directory",
+                    ));
+                }
+                let tree = Tree::load(store, &sub)?;
+                for (k, e) in tree.entries.iter().enumerate() {
+                    let name = e.name.as_slice();
+                    if name.is_empty()
+                        || name == b"."
+                        || name == b".."
+                        || name.contains(&b'/')
+                        || name.contains(&0)
+                    {
+                        return Err(PlanError::Malformed(
+                            shown(),
+                            "an entry's name cannot be created",
+                        ));
+                    }
+                    if k > 0 && tree.entries[k - 1].name.as_slice() >= name {
+                        return Err(PlanError::Malformed(
+                            shown(),
+                            "entries out of order or named twice",
+                        ));
+                    }
+                }
+                for e in tree.entries {
                     plan.items.push(Item {
                         rel: rel.join(OsStr::from_bytes(&e.name)),
                         parent: Some(i),

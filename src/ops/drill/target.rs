@@ -6,7 +6,7 @@
 use std::ffi::{CString, OsStr};
 use std::io;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use super::check::Observed;
@@ -15,9 +15,19 @@ use crate::tree::types::{Attr, FileKind, Timestamp};
 
 /// Where the drill's root goes: `to` itself for a directory (which must
 /// be empty or new), `to/NAME` for anything else.
+/// A directory that exists must be this process's own and writable by
+/// nobody else: the restore creates, chowns and chmods paths below it,
+/// which someone else could swap for symlinks meanwhile. A new one is
+/// made private.
 pub fn prepare(to: &Path, root_kind: FileKind, root_name: &Path) -> Result<PathBuf, TargetError> {
     match std::fs::symlink_metadata(to) {
         Ok(md) if md.is_dir() => {
+            use std::os::unix::fs::MetadataExt;
+            // SAFETY: geteuid cannot fail.
+            let me = unsafe { libc::geteuid() };
+            if md.uid() != me || md.mode() & 0o022 != 0 {
+                return Err(TargetError::Unsafe(to.into()));
+            }
             let mut entries = std::fs::read_dir(to).map_err(|e| TargetError::Open(to.into(), e))?;
             if entries.next().is_some() {
                 return Err(TargetError::NotEmpty(to.into()));
@@ -25,7 +35,10 @@ pub fn prepare(to: &Path, root_kind: FileKind, root_name: &Path) -> Result<PathB
         }
         Ok(_) => return Err(TargetError::NotADir(to.into())),
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            std::fs::create_dir(to).map_err(|e| TargetError::Create(to.into(), e))?;
+            std::fs::DirBuilder::new()
+                .mode(0o700)
+                .create(to)
+                .map_err(|e| TargetError::Create(to.into(), e))?;
         }
         Err(e) => return Err(TargetError::Open(to.into(), e)),
     }
@@ -45,6 +58,9 @@ pub enum TargetError {
     /// It is a file.
     #[error("{0} is not a directory: name an empty or new directory with --to")]
     NotADir(PathBuf),
+    /// Someone else owns it or may write into it.
+    #[error("{0} is not yours alone (another owner, or writable by group or others): a restore into it could be redirected by someone who can write there; name a new directory with --to, or one you own with mode 0700")]
+    Unsafe(PathBuf),
     /// It cannot be read.
     #[error("cannot read {0}")]
     Open(PathBuf, #[source] io::Error),
@@ -53,13 +69,10 @@ pub enum TargetError {
     Create(PathBuf, #[source] io::Error),
 }
 
-/// Creates directory `path`, private until its own mode is set last.
+/// Creates directory `path` (which must not exist), private until its own
+/// mode is set last.
 pub fn mkdir(path: &Path) -> io::Result<()> {
-    match std::fs::create_dir(path) {
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists && path.is_dir() => Ok(()),
-        other => other,
-    }
-    .and_then(|()| std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700)))
+    std::fs::DirBuilder::new().mode(0o700).create(path)
 }
 
 /// Creates a new regular file for the content, private until its mode is set.
@@ -100,11 +113,24 @@ pub fn apply(path: &Path, attr: &Attr, xattrs: &[(Vec<u8>, Vec<u8>)]) -> io::Res
     for (name, value) in xattrs {
         xattr::set(path, OsStr::from_bytes(name), value)?;
     }
+    // What the target added (a directory's default ACL inherited) goes,
+    // as the copy is to hold what the snapshot holds; a security label is
+    // the system's.
+    for name in xattr::list(path)? {
+        let name = name.as_bytes();
+        if name != LABEL && !xattrs.iter().any(|(n, _)| n == name) {
+            xattr::remove(path, OsStr::from_bytes(name))?;
+        }
+    }
     if attr.kind != FileKind::Symlink {
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(attr.perm))?;
     }
     set_times(path, attr.atime, attr.mtime)
 }
+
+/// The security label the system gives every new file (SELinux), which
+/// a restore leaves as the system set it.
+pub const LABEL: &[u8] = b"security.selinux";
 
 /// Whether this process may give files away (and so must have restored
 /// owners).
@@ -136,10 +162,13 @@ fn set_times(path: &Path, atime: Timestamp, mtime: Timestamp) -> io::Result<()> 
     }
 }
 
-/// Flushes the filesystem `path` is on: a restore is done when its bytes
-/// are on the disk, not when they are in the page cache.
-pub fn sync(path: &Path) -> io::Result<()> {
-    let dir = std::fs::File::open(path)?;
+/// Flushes the filesystem directory `dir` is on: a restore is done when
+/// its bytes are on the disk, not when they are in the page cache.
+pub fn sync(dir: &Path) -> io::Result<()> {
+    let dir = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW)
+        .open(dir)?;
     // SAFETY: a valid open descriptor.
     if unsafe { libc::syncfs(std::os::fd::AsRawFd::as_raw_fd(&dir)) } == 0 {
         Ok(())

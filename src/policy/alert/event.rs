@@ -505,7 +505,7 @@ impl Event {
             Kind::DrillMissedRto => {
                 "a restore drill took longer than its recovery-time objective".to_string()
             }
-            Kind::DrillFailed => "a restore drill found damage".to_string(),
+            Kind::DrillFailed => "a restore drill failed".to_string(),
         });
         m.push_str(&format!(" ({})", self.class));
         if let Some(r) = self.repository {

@@ -82,6 +82,11 @@ pub struct DrillRecord {
     pub problems: Vec<String>,
     /// How many things went wrong in all.
     pub problem_count: u64,
+    /// Of them, how many were the repository's fault: something that could
+    /// not be read, or was not what the snapshot holds (the rest are the
+    /// target's: space, permissions, a filesystem without xattrs).
+    #[serde(default)]
+    pub damage_count: u64,
     /// The restored service, started and checked (a `[[drill]]` with a
     /// `validate` program).
     #[serde(default)]
