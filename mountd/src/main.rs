@@ -387,6 +387,14 @@ fn run(args: &MountdArgs, ready: &dyn Fn()) -> Result<()> {
     std::thread::Builder::new()
         .name("control".into())
         .spawn(move || control::serve(listener, n, d))?;
+    if let Some(addr) = host.metrics.listen {
+        strata::daemon::metrics_http::spawn(addr, ns.clone(), served.clone()).map_err(|e| {
+            Reported(
+                strata::exit::HOST_CONFIG,
+                format!("[metrics] listen = \"{addr}\" cannot be bound ({e}): another program may use the port; choose another"),
+            )
+        })?;
+    }
     let serving = std::thread::Builder::new()
         .name("session".into())
         .spawn(move || session.run())?;

@@ -274,6 +274,26 @@ pub enum Command {
     /// wrote; dead_mount, a mount left behind by a daemon that died (run
     /// `strata umount` on it). Exits 14 when such a dead mount is found.
     Status,
+    /// Print the repository's metrics in the Prometheus text format, or
+    /// write them for node_exporter's textfile collector.
+    ///
+    /// Series (all prefixed strata_): snapshots; newest_good_snapshot
+    /// timestamp and age; snapshots_logical_bytes, repository_chunk_bytes,
+    /// repository_stored_bytes, repository_pack_file_bytes, dedup_ratio;
+    /// last_run success, timestamp and duration; per drill name the last
+    /// drill's recovery_seconds, rto_seconds, success and timestamp;
+    /// verify_last_run and verify_last_cycle timestamps and
+    /// verify_cycles_total; alerts_firing by kind; while mounted also the
+    /// throttle's limit and achieved rate and fuse_requests_total and
+    /// fuse_request_seconds_total by opcode. The daemon can serve the same
+    /// on a loopback /metrics listener ([metrics] listen in
+    /// strata.toml(5), off by default).
+    Metrics {
+        /// Write DIR/strata_<repository id>.prom (atomically: a temporary
+        /// file renamed over it) instead of printing.
+        #[arg(long, value_name = "DIR")]
+        textfile: Option<PathBuf>,
+    },
     /// Print a shell completion script.
     Completions {
         /// bash, zsh, fish, elvish or powershell.

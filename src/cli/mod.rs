@@ -61,6 +61,7 @@ pub fn run(cli: Cli) -> Result<()> {
             None => mount::umount(g, &default_mountpoint()?),
         },
         Command::Status => snapshot::status(g),
+        Command::Metrics { textfile } => cmd_metrics(g, textfile.as_deref()),
         Command::Stats => {
             #[derive(Serialize)]
             struct All {
@@ -561,6 +562,38 @@ fn damaged_users(g: &Global, users: Option<String>, problems: usize) -> String {
         );
     }
     users
+}
+
+/// `strata metrics`: the daemon's (with its throttle and FUSE counts),
+/// or gathered here when unmounted.
+fn cmd_metrics(g: &Global, textfile: Option<&Path>) -> Result<()> {
+    let reply = request_or(g, &Request::Metrics, |ns, _| {
+        let metrics = strata::ops::metrics::gather(ns.head(), &Default::default())?;
+        Ok(Reply::Metrics(metrics.render()))
+    })?;
+    let Reply::Metrics(text) = reply else {
+        bail!("unexpected answer from the daemon");
+    };
+    let Some(dir) = textfile else {
+        print!("{text}");
+        return Ok(());
+    };
+    let id = locked(g)?.config().id.clone();
+    let name = format!("strata_{id}.prom");
+    let tmp = dir.join(format!(".{name}.tmp"));
+    let written = std::fs::write(&tmp, &text).and_then(|()| std::fs::rename(&tmp, dir.join(&name)));
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(Reported(
+            exit::ERROR,
+            format!(
+                "cannot write {}: {e}; --textfile names node_exporter's collector directory, which must exist and be writable",
+                dir.join(&name).display()
+            ),
+        )
+        .into());
+    }
+    Ok(())
 }
 
 fn cmd_repair_index(g: &Global) -> Result<()> {

@@ -20,6 +20,7 @@ use crate::ops::drill::plan::Plan;
 use crate::ops::drill::source::{EngineSource, MountSource, Source};
 use crate::ops::drill::{self, DrillContext, DrillError, DrillProgress, DrillSpec};
 use crate::ops::forget::{self, ForgetError, ForgetReport, Selection};
+use crate::ops::metrics::{gather, DaemonState, MetricsError};
 use crate::ops::prune::{
     prune, PruneContext, PruneError, PruneOptions, PruneProgress, PruneReport,
 };
@@ -78,6 +79,9 @@ pub enum ControlError {
     /// A check did not run to its report.
     #[error(transparent)]
     Check(#[from] CheckError),
+    /// Metrics could not be gathered.
+    #[error("gathering metrics")]
+    Metrics(#[from] MetricsError),
     /// No drill has the number.
     #[error("no drill {0}: see `strata drill list`")]
     NoDrill(u64),
@@ -197,6 +201,7 @@ impl ExitCode for ControlError {
             ControlError::Prune(e) => e.exit_code(),
             ControlError::Drill(e) => e.exit_code(),
             ControlError::Check(e) => e.exit_code(),
+            ControlError::Metrics(_) => ERROR,
             ControlError::NoDrill(_) => USAGE,
             ControlError::NoSnapshot(_)
             | ControlError::AlreadyHeld { .. }
@@ -310,6 +315,8 @@ pub enum Request {
         /// Its number.
         number: u64,
     },
+    /// The repository's metrics, in the Prometheus text format.
+    Metrics,
     /// The daemon's state.
     Status,
     /// Make head/ snapshot `snapshot`'s tree (by number, name, label or
@@ -358,6 +365,7 @@ impl Request {
             Request::DrillList => "drill_list",
             Request::DrillShow { .. } => "drill_show",
             Request::Status => "status",
+            Request::Metrics => "metrics",
             Request::HeadReset { .. } => "head_reset",
             Request::LeftoversRecord { .. } => "leftovers_record",
             Request::ThrottleShow => "throttle_show",
@@ -371,6 +379,7 @@ impl Request {
     pub fn lane(&self) -> Lane {
         match self {
             Request::Status
+            | Request::Metrics
             | Request::SnapshotList
             | Request::SnapshotShow { .. }
             | Request::DrillList
@@ -469,6 +478,8 @@ pub enum Reply {
     Estimate(Box<Estimate>),
     /// What a check found.
     Check(Box<CheckReport>),
+    /// Metrics, in the Prometheus text format.
+    Metrics(String),
     /// Done.
     Done,
 }
@@ -658,6 +669,7 @@ pub fn handle(ns: &Namespace, caller: Caller, req: &Request) -> Result<Reply, Co
         Request::DrillEstimate { spec } => {
             Reply::Estimate(Box::new(run_estimate(ns, caller, spec, None)?))
         }
+        Request::Metrics => Reply::Metrics(metrics(ns, &DaemonState::default())?),
         Request::Check { read } => Reply::Check(Box::new(check_all(
             ns.head(),
             caller,
@@ -885,6 +897,23 @@ fn with_source<T>(
     f(&row, &plan, source.as_ref())
 }
 
+/// The metrics text of `ns`'s repository, with `daemon`'s parts.
+fn metrics(ns: &Namespace, daemon: &DaemonState) -> Result<String, ControlError> {
+    Ok(gather(ns.head(), daemon)?.render())
+}
+
+/// The metrics text a running daemon serves: with its throttle and FUSE
+/// request counts (also for the `/metrics` listener).
+pub fn daemon_metrics(ns: &Namespace, daemon: &dyn Daemon) -> Result<String, ControlError> {
+    metrics(
+        ns,
+        &DaemonState {
+            throttle: Some(daemon.throttle().status()),
+            requests: daemon.requests(),
+        },
+    )
+}
+
 /// `secs` since the epoch as an RFC 3339 UTC time.
 fn rfc3339(secs: i64) -> String {
     let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs.max(0) as u64);
@@ -1051,6 +1080,7 @@ fn serve_one(
                     let mnt = PathBuf::from(daemon.mountpoint());
                     Reply::Estimate(Box::new(run_estimate(ns, caller, spec, Some(&mnt))?))
                 }
+                Request::Metrics => Reply::Metrics(daemon_metrics(ns, daemon)?),
                 Request::ThrottleShow => Reply::Throttle(Box::new(throttle.status())),
                 Request::ThrottleSet { limits, seconds } => {
                     throttle.set(*limits, seconds.map(std::time::Duration::from_secs));

@@ -82,6 +82,9 @@ pub enum InvalidHostConfig {
     /// A `[[drill]]` is not valid.
     #[error(transparent)]
     Drill(#[from] DrillConfigError),
+    /// A metrics listener other hosts could reach.
+    #[error("[metrics] listen = \"{0}\" is not a loopback address: the metrics name the repository's state to whoever asks; listen on 127.0.0.1 or [::1] and let a local Prometheus (or a proxy with authentication) scrape it")]
+    MetricsNotLoopback(std::net::SocketAddr),
     /// A hook name with other characters.
     #[error("hook name {0:?}: use letters, digits, '-' and '_'")]
     HookName(String),
@@ -135,6 +138,18 @@ pub struct HostConfig {
     /// The verify cycle.
     #[serde(default)]
     pub verify: VerifyConfig,
+    /// The daemon's metrics listener.
+    #[serde(default)]
+    pub metrics: MetricsConfig,
+}
+
+/// `[metrics]`: the daemon's Prometheus listener, off unless set.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// Serve `/metrics` on this loopback address and port, e.g.
+    /// "127.0.0.1:9810"; none by default.
+    pub listen: Option<std::net::SocketAddr>,
 }
 
 /// `[verify]`: the verify cycle of `strata check --cycle`.
@@ -378,6 +393,9 @@ impl HostConfig {
         self.throttle.validate()?;
         self.retention.check()?;
         crate::policy::drill::check(&self.drills)?;
+        if let Some(a) = self.metrics.listen.filter(|a| !a.ip().is_loopback()) {
+            return Err(InvalidHostConfig::MetricsNotLoopback(a));
+        }
         let mut names = BTreeSet::new();
         for h in &self.hooks {
             let name = &h.name;

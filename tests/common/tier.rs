@@ -120,6 +120,17 @@ impl Tier {
                         ("chattr", "e2fsprogs"),
                     ],
                 );
+                // The reference exposition parser the metrics are read with.
+                let parser = std::process::Command::new("/usr/bin/python3")
+                    .args(["-c", "import prometheus_client.parser"])
+                    .output()
+                    .is_ok_and(|o| o.status.success());
+                if !parser {
+                    missing.push(
+                        "the Prometheus client's parser for /usr/bin/python3 (apt-get install python3-prometheus-client)"
+                            .into(),
+                    );
+                }
             }
             Tier::Postgres => {
                 // The server refuses to run as root: tests start it as the

@@ -18,6 +18,7 @@ mod honest;
 mod hook_programs;
 mod ioprio;
 mod json_seconds;
+mod metrics;
 mod mount_side;
 mod postgres;
 mod prune;

@@ -38,7 +38,7 @@ mod channel;
 mod classify;
 mod config;
 mod event;
-mod state;
+pub mod state;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};

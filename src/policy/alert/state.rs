@@ -173,6 +173,17 @@ pub(crate) fn lock(path: &Path, wait: Duration) -> Result<Lock, StateError> {
     }
 }
 
+/// The kinds of the alerts outstanding in the state file at `path` (raised
+/// and not resolved), one per alert; none when the file is missing or
+/// unreadable (the alerter starts over then, too).
+pub fn outstanding(path: &Path) -> Vec<Kind> {
+    std::fs::read_to_string(path)
+        .ok()
+        .and_then(|text| serde_json::from_str::<State>(&text).ok())
+        .map(|s| s.alerts.into_iter().map(|r| r.kind).collect())
+        .unwrap_or_default()
+}
+
 pub(crate) fn load(path: &Path) -> Result<State, StateError> {
     let text = match std::fs::read_to_string(path) {
         Ok(t) => t,
