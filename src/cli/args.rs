@@ -282,8 +282,8 @@ pub enum Command {
     /// repository_stored_bytes, repository_pack_file_bytes, dedup_ratio;
     /// last_run success, timestamp and duration; per drill name the last
     /// drill's recovery_seconds, rto_seconds, success and timestamp;
-    /// verify_last_run and verify_last_cycle timestamps and
-    /// verify_cycles_total; alerts_firing by kind; while mounted also the
+    /// verify_last_run and verify_last_cycle timestamps,
+    /// verify_coverage_ratio and verify_cycles_total; alerts_firing by kind; while mounted also the
     /// throttle's limit and achieved rate and fuse_requests_total and
     /// fuse_request_seconds_total by opcode. The daemon can serve the same
     /// on a loopback /metrics listener ([metrics] listen in

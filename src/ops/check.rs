@@ -20,7 +20,7 @@ use crate::store::repo::{Repo, RepoError};
 use crate::tree::head::txn::Reader;
 use crate::tree::head::{Head, READDIR_BATCH};
 use crate::tree::objects::Tree;
-use crate::tree::snapshot::scrub::Scrub;
+use crate::tree::snapshot::scrub::{pack_key, Scrub};
 use crate::tree::snapshot::Snapshots;
 use crate::tree::types::{FileKind, FsError, InodeNo};
 
@@ -319,6 +319,17 @@ pub struct CycleReport {
     pub last_completed: i64,
 }
 
+/// The finished packs of `head`'s repository: what the verify cycle reads.
+pub fn finished_packs(head: &Head) -> Vec<PackId> {
+    head.repo()
+        .store()
+        .pack_records()
+        .into_iter()
+        .filter(|(_, r)| r.state == PackState::Finished)
+        .map(|(id, _)| id)
+        .collect()
+}
+
 /// A check that could not run to its report.
 #[derive(Debug, thiserror::Error)]
 pub enum CheckError {
@@ -364,15 +375,8 @@ fn cycle(
     let snapshots = Snapshots::of(head);
     let mut state = snapshots.scrub()?;
     let now = crate::tree::types::Timestamp::now().secs;
-    let prefix = |p: &PackId| u64::from_le_bytes(p.0[..8].try_into().expect("8 bytes"));
-    let mut packs: Vec<PackId> = head
-        .repo()
-        .store()
-        .pack_records()
-        .into_iter()
-        .filter(|(_, r)| r.state == PackState::Finished)
-        .map(|(id, _)| id)
-        .collect();
+    let prefix = pack_key;
+    let mut packs = finished_packs(head);
     packs.sort_by_key(prefix);
     if !state.underway {
         state = Scrub {

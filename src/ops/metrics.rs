@@ -261,6 +261,16 @@ pub fn gather(head: &Head, daemon: &DaemonState) -> Result<Metrics, MetricsError
         "When the last verify cycle completed (0: never).",
         scrub.last_completed as f64,
     );
+    let packs = crate::ops::check::finished_packs(head);
+    m.gauge(
+        "strata_verify_coverage_ratio",
+        "Share of the finished packs the verify cycle has read (1: the last cycle completed and no other began).",
+        if packs.is_empty() {
+            1.0
+        } else {
+            scrub.covered(&packs) as f64 / packs.len() as f64
+        },
+    );
 
     // Alerts outstanding, by kind.
     let repo_id: Option<crate::store::id::RepoId> = head.repo().config().id.parse().ok();

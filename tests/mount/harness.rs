@@ -75,7 +75,8 @@ impl Mount {
         Mount::unmounted_with(&[])
     }
 
-    fn unmounted_with(flags: &[&str]) -> Mount {
+    /// As [`Mount::unmounted`], made with extra `strata init` flags.
+    pub fn unmounted_with(flags: &[&str]) -> Mount {
         setup();
         let dir = tempfile::Builder::new()
             .prefix("strata-mount-")

@@ -74,7 +74,8 @@ fn metrics_are_scraped_written_and_printed_in_the_exposition_format() {
     if tier::missing(&[Tier::Mount]) {
         return;
     }
-    let m = Mount::unmounted();
+    // Small packs, so that some are finished for the verify cycle.
+    let m = Mount::unmounted_with(&["--pack-size", "1MiB"]);
     let port = free_port();
     let config = m.path("strata.toml");
     std::fs::write(
@@ -83,7 +84,7 @@ fn metrics_are_scraped_written_and_printed_in_the_exposition_format() {
     )
     .unwrap();
     m.mount_with(&["--config", config.to_str().unwrap()]);
-    std::fs::write(m.head().join("chart"), crate::common::bytes(3, 200_000)).unwrap();
+    std::fs::write(m.head().join("chart"), crate::common::bytes(3, 3 << 20)).unwrap();
     m.snapshot("nightly");
     ok(m.strata()
         .args(["drill", "nightly", "--discard", "--rto", "1h"]));
@@ -95,7 +96,7 @@ fn metrics_are_scraped_written_and_printed_in_the_exposition_format() {
     assert_eq!(value(&scraped, "strata_snapshots", None), 1.0);
     let age = value(&scraped, "strata_newest_good_snapshot_age_seconds", None);
     assert!((0.0..600.0).contains(&age), "{age}");
-    assert!(value(&scraped, "strata_snapshots_logical_bytes", None) >= 200_000.0);
+    assert!(value(&scraped, "strata_snapshots_logical_bytes", None) >= (3 << 20) as f64);
     assert!(value(&scraped, "strata_repository_stored_bytes", None) > 0.0);
     assert_eq!(
         value(&scraped, "strata_drill_success", Some(("drill", ""))),
@@ -145,6 +146,15 @@ fn metrics_are_scraped_written_and_printed_in_the_exposition_format() {
     let printed = parse(&ok(m.strata().arg("metrics")));
     assert_eq!(value(&printed, "strata_snapshots", None), 1.0);
     assert!(printed.get("strata_fuse_requests").is_none());
+    // A verify cycle run that reads everything left completes it.
+    assert_eq!(value(&printed, "strata_verify_coverage_ratio", None), 0.0);
+    std::fs::write(&config, "[verify]\ncycle = \"1s\"\n").unwrap();
+    ok(m.strata()
+        .args(["check", "--cycle", "--config"])
+        .arg(&config));
+    let cycled = parse(&ok(m.strata().arg("metrics")));
+    assert_eq!(value(&cycled, "strata_verify_coverage_ratio", None), 1.0);
+    assert_eq!(value(&cycled, "strata_verify_cycles", None), 1.0);
 
     // A listener other hosts could reach is refused before mounting.
     std::fs::write(&config, "[metrics]\nlisten = \"0.0.0.0:9\"\n").unwrap();

@@ -2,8 +2,14 @@
 //! a cursor over the finished packs, kept in the repository so that each
 //! scheduled run reads on from where the last one stopped.
 
+use crate::store::id::PackId;
 use crate::tree::snapshot::Snapshots;
 use crate::tree::types::FsError;
+
+/// Where pack `p` sits on the cycle's way: its id's first eight bytes.
+pub fn pack_key(p: &PackId) -> u64 {
+    u64::from_le_bytes(p.0[..8].try_into().expect("8 bytes"))
+}
 
 /// The verify cycle's state; all zero before the first run.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -21,6 +27,20 @@ pub struct Scrub {
     pub cycles: u64,
     /// When the last cycle completed.
     pub last_completed: i64,
+}
+
+impl Scrub {
+    /// How many of `packs` this cycle has read: those up to the cursor
+    /// while it is under way; all once one completed and no other began.
+    pub fn covered(&self, packs: &[PackId]) -> usize {
+        if self.underway {
+            packs.iter().filter(|p| pack_key(p) <= self.cursor).count()
+        } else if self.cycles > 0 {
+            packs.len()
+        } else {
+            0
+        }
+    }
 }
 
 impl Snapshots<'_> {
