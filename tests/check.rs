@@ -97,3 +97,65 @@ fn the_verify_cycle_reads_on_from_its_cursor_until_every_pack_is_read() {
     let c = run(month).cycle.unwrap();
     assert_eq!((c.packs_covered, c.cycles), (1, 1), "{c:?}");
 }
+
+#[test]
+fn the_verify_cycle_stays_on_a_damaged_slice_until_it_reads_clean() {
+    let dir = tempfile::tempdir().unwrap();
+    let disk: Arc<dyn Disk> = Arc::new(LocalDisk::new(dir.path()));
+    init_encrypted(disk.clone()); // 1 MiB packs
+    {
+        let h = Head::new(open(disk.clone())).unwrap();
+        for i in 0..8u64 {
+            let f = h
+                .create(ME, InodeNo::ROOT, &n(&format!("f{i}")), 0o644, 0)
+                .unwrap()
+                .ino;
+            h.write(ME, f, 0, &bytes(i, 700_000)).unwrap();
+        }
+        h.flush_all(ME).unwrap();
+        h.commit().unwrap();
+    }
+    // Every finished pack damaged in the middle of its data.
+    let mut saved = Vec::new();
+    let mut dirs = vec![dir.path().join("packs")];
+    while let Some(d) = dirs.pop() {
+        for e in std::fs::read_dir(d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                dirs.push(p);
+            } else {
+                let bytes = std::fs::read(&p).unwrap();
+                let mut damaged = bytes.clone();
+                damaged[bytes.len() / 2] ^= 0x40;
+                std::fs::write(&p, damaged).unwrap();
+                saved.push((p, bytes));
+            }
+        }
+    }
+    assert!(!saved.is_empty());
+    let run = || {
+        check_repo(
+            open(disk.clone()),
+            ME,
+            ReadData::Cycle {
+                cycle_secs: 30 * 86_400,
+            },
+            |_, _| {},
+        )
+        .unwrap()
+    };
+    for _ in 0..2 {
+        let r = run();
+        assert!(!r.ok(), "the slice is damaged");
+        assert_eq!(r.cycle.unwrap().packs_covered, 1, "the cursor stays");
+    }
+    // Repaired (the packs as they were), the same slice reads clean and
+    // the cursor moves on.
+    for (p, bytes) in saved {
+        std::fs::write(p, bytes).unwrap();
+    }
+    let r = run();
+    assert!(r.ok(), "{:?}", r.errors);
+    assert_eq!(r.cycle.unwrap().packs_covered, 1);
+    assert_eq!(run().cycle.unwrap().packs_covered, 2);
+}

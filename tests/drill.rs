@@ -422,3 +422,56 @@ fn an_estimate_samples_reads_as_the_drill_does_and_leaves_the_target_as_it_was()
     assert!(!new.exists());
     assert!(Snapshots::of(ns.head()).drills().unwrap().is_empty());
 }
+
+#[test]
+fn a_target_that_refuses_the_restore_is_not_damage() {
+    use common::tier::{self, Tier};
+    if tier::missing(&[Tier::Root]) {
+        return;
+    }
+    let repo = Repo::new();
+    let ns = repo.namespace();
+    let h = ns.head();
+    let f = h
+        .create(ME, InodeNo::ROOT, &n("scan"), 0o644, 0)
+        .unwrap()
+        .ino;
+    h.write(ME, f, 0, &bytes(9, 3 << 20)).unwrap();
+    ns.snapshot(ME, None).unwrap();
+    // A filesystem of 1 MiB takes a 3 MiB restore only in part.
+    let small = repo.target("small");
+    std::fs::create_dir(&small).unwrap();
+    let out = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=1m,mode=0700", "tmpfs"])
+        .arg(&small)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r = run_drill(
+        &ns,
+        ME,
+        &spec("/", Some(small.clone())),
+        None,
+        DrillContext::default(),
+    );
+    let _ = std::process::Command::new("umount").arg(&small).status();
+    let r = r.unwrap();
+    assert_eq!(r.result, DrillResult::Failed);
+    assert!(r.problem_count > 0);
+    assert_eq!(
+        r.damage_count, 0,
+        "the repository read clean: {:?}",
+        r.problems
+    );
+    assert!(
+        r.problems
+            .iter()
+            .any(|p| p.starts_with("/scan:") && p.contains("writing")),
+        "{:?}",
+        r.problems
+    );
+}

@@ -102,7 +102,9 @@ pub enum Command {
     /// that carries them. A tombstone keeps the snapshot chain verifiable
     /// and the number is never given again. The data stays in the packs
     /// until `strata prune` frees it. Works mounted (through the
-    /// daemon) and unmounted. --dry-run changes nothing, the lock included.
+    /// daemon, where it waits for a drill under way, which may be reading
+    /// the snapshot) and unmounted. --dry-run changes nothing, the lock
+    /// included.
     Forget(ForgetArgs),
     /// Free the space forgotten snapshots used: delete packs that hold
     /// nothing still in use and repack partly used ones.

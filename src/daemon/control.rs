@@ -422,8 +422,8 @@ pub enum Lane {
     Catalog,
     /// Drills: one at a time, so that two never share the disk and skew
     /// each other's times; beside everything else, since a drill only
-    /// reads. (A snapshot forgotten while a drill reads it fails the
-    /// drill, which names what it could not read.)
+    /// reads, but a forget (which could remove the snapshot a drill reads)
+    /// waits for this lane first.
     Drill,
 }
 
@@ -1034,6 +1034,10 @@ fn serve_one(
                 request = req.name(),
                 "control request"
             );
+            // A forget waits for a drill under way (before its own turn, so
+            // snapshots go on meanwhile): it could remove what is read.
+            let _drills_done = matches!(req, Request::Forget { dry_run: false, .. })
+                .then(|| lanes.enter(Lane::Drill));
             let _turn = lanes.enter(req.lane());
             let throttle = daemon.throttle();
             let mut reply = match req {

@@ -189,3 +189,50 @@ fn fuse_reads(m: &Mount) -> u64 {
     let s = json(&ok(m.strata().args(["status", "--json"])));
     s["fuse_requests"]["read"].as_u64().unwrap_or(0)
 }
+
+#[test]
+fn a_forget_waits_for_the_drill_reading_its_snapshot() {
+    if tier::missing(&[Tier::Mount]) {
+        return;
+    }
+    let m = Mount::new();
+    for i in 0..4u64 {
+        std::fs::write(
+            m.head().join(format!("f{i}")),
+            crate::common::bytes(i, 40 << 20),
+        )
+        .unwrap();
+    }
+    let snap = m.snapshot("old");
+    let name = snap.file_name().unwrap().to_str().unwrap().to_owned();
+    std::fs::write(m.head().join("newer"), b"x").unwrap();
+    m.snapshot("new");
+    let mut drill = m.strata();
+    drill.args(["drill", &name, "--discard", "--readers", "1", "--json"]);
+    let drilling = std::thread::spawn(move || crate::harness::run(&mut drill));
+    // Once the daemon says the drill is under way, forget its snapshot.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let s = json(&ok(m.strata().args(["status", "--json"])));
+        if s.get("drill").is_some() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline && !drilling.is_finished(),
+            "the drill was never seen under way"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    ok(m.strata().args(["forget", &name]));
+    let out = drilling.join().unwrap();
+    assert!(
+        out.status.success(),
+        "the drill read its snapshot to the end: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert_eq!(
+        json(&String::from_utf8_lossy(&out.stdout))["result"],
+        "passed"
+    );
+    assert!(!snap.exists(), "forgotten once the drill ended");
+}
