@@ -58,21 +58,7 @@ fn a_chunk_head_refers_to_that_the_index_lost_is_damage() {
 
 #[test]
 fn the_verify_cycle_reads_on_from_its_cursor_until_every_pack_is_read() {
-    let dir = tempfile::tempdir().unwrap();
-    let disk: Arc<dyn Disk> = Arc::new(LocalDisk::new(dir.path()));
-    init_encrypted(disk.clone()); // 1 MiB packs
-    {
-        let h = Head::new(open(disk.clone())).unwrap();
-        for i in 0..12u64 {
-            let f = h
-                .create(ME, InodeNo::ROOT, &n(&format!("f{i}")), 0o644, 0)
-                .unwrap()
-                .ino;
-            h.write(ME, f, 0, &bytes(i, 700_000)).unwrap();
-        }
-        h.flush_all(ME).unwrap();
-        h.commit().unwrap();
-    }
+    let (_dir, disk) = packed(12);
     let month = ReadData::Cycle {
         cycle_secs: 30 * 86_400,
     };
@@ -100,21 +86,7 @@ fn the_verify_cycle_reads_on_from_its_cursor_until_every_pack_is_read() {
 
 #[test]
 fn the_verify_cycle_stays_on_a_damaged_slice_until_it_reads_clean() {
-    let dir = tempfile::tempdir().unwrap();
-    let disk: Arc<dyn Disk> = Arc::new(LocalDisk::new(dir.path()));
-    init_encrypted(disk.clone()); // 1 MiB packs
-    {
-        let h = Head::new(open(disk.clone())).unwrap();
-        for i in 0..8u64 {
-            let f = h
-                .create(ME, InodeNo::ROOT, &n(&format!("f{i}")), 0o644, 0)
-                .unwrap()
-                .ino;
-            h.write(ME, f, 0, &bytes(i, 700_000)).unwrap();
-        }
-        h.flush_all(ME).unwrap();
-        h.commit().unwrap();
-    }
+    let (dir, disk) = packed(8);
     // Every finished pack damaged in the middle of its data.
     let mut saved = Vec::new();
     let mut dirs = vec![dir.path().join("packs")];
@@ -158,4 +130,23 @@ fn the_verify_cycle_stays_on_a_damaged_slice_until_it_reads_clean() {
     assert!(r.ok(), "{:?}", r.errors);
     assert_eq!(r.cycle.unwrap().packs_covered, 1);
     assert_eq!(run().cycle.unwrap().packs_covered, 2);
+}
+
+/// A repository (1 MiB packs) holding `files` files of 700 kB in head/,
+/// committed: several finished packs.
+fn packed(files: u64) -> (tempfile::TempDir, Arc<dyn Disk>) {
+    let dir = tempfile::tempdir().unwrap();
+    let disk: Arc<dyn Disk> = Arc::new(LocalDisk::new(dir.path()));
+    init_encrypted(disk.clone());
+    let h = Head::new(open(disk.clone())).unwrap();
+    for i in 0..files {
+        let f = h
+            .create(ME, InodeNo::ROOT, &n(&format!("f{i}")), 0o644, 0)
+            .unwrap()
+            .ino;
+        h.write(ME, f, 0, &bytes(i, 700_000)).unwrap();
+    }
+    h.flush_all(ME).unwrap();
+    h.commit().unwrap();
+    (dir, disk)
 }
