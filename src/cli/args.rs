@@ -276,6 +276,12 @@ pub enum Command {
     /// wrote; dead_mount, a mount left behind by a daemon that died (run
     /// `strata umount` on it). Exits 14 when such a dead mount is found.
     Status,
+    /// How the backups have gone over time: per snapshot the files and
+    /// bytes it holds, the bytes it added to the store (stored size of the
+    /// objects no earlier kept snapshot had) and its run's status and
+    /// time; every drill against its objective; the verify cycle; the
+    /// alerts outstanding. Reads every tree once.
+    Report,
     /// Print the repository's metrics in the Prometheus text format, or
     /// write them for node_exporter's textfile collector.
     ///

@@ -62,6 +62,7 @@ pub fn run(cli: Cli) -> Result<()> {
         },
         Command::Status => snapshot::status(g),
         Command::Metrics { textfile } => cmd_metrics(g, textfile.as_deref()),
+        Command::Report => cmd_report(g),
         Command::Stats => {
             #[derive(Serialize)]
             struct All {
@@ -593,6 +594,65 @@ fn cmd_metrics(g: &Global, textfile: Option<&Path>) -> Result<()> {
         )
         .into());
     }
+    Ok(())
+}
+
+/// `strata report`: through the daemon while mounted, directly when not.
+fn cmd_report(g: &Global) -> Result<()> {
+    let reply = request_or(g, &Request::Report, |ns, _| {
+        Ok(Reply::Report(Box::new(strata::ops::report::report(
+            ns.head(),
+        )?)))
+    })?;
+    let Reply::Report(r) = reply else {
+        bail!("unexpected answer from the daemon");
+    };
+    print(g, &r, || {
+        let size = |n: u64| strata::policy::throttle::rate::format_bytes(n as f64);
+        let mut out = format!(
+            "{:<22} {:>8} {:>11} {:>11} {:<12} {:>8}",
+            "snapshot", "files", "holds", "added", "run", "run time"
+        );
+        for s in &r.snapshots {
+            out.push_str(&format!(
+                "\n{:<22} {:>8} {:>11} {:>11} {:<12} {:>8}",
+                s.name,
+                s.files,
+                size(s.logical_bytes),
+                size(s.new_stored_bytes),
+                s.run_status.as_deref().unwrap_or("-"),
+                s.run_secs.map_or("-".to_owned(), |t| format!("{t} s")),
+            ));
+        }
+        out.push_str(&format!(
+            "\nstored: {} of chunks ({} before compression)",
+            size(r.stored_bytes),
+            size(r.chunk_bytes)
+        ));
+        for d in &r.drills {
+            out.push_str(&format!(
+                "\ndrill {} {}: {:.2} s recovery{}, {}",
+                d.number,
+                d.name.as_deref().unwrap_or("(by hand)"),
+                d.recovery_secs,
+                d.rto_secs
+                    .map_or(String::new(), |o| format!(" of an objective of {o:.0} s")),
+                d.result.as_str()
+            ));
+        }
+        out.push_str(&format!(
+            "\nverify cycle: {:.0}% read, {} cycle(s) completed",
+            r.verify_coverage * 100.0,
+            r.verify_cycles
+        ));
+        if !r.alerts_outstanding.is_empty() {
+            out.push_str(&format!(
+                "\nalerts outstanding: {}",
+                r.alerts_outstanding.join(", ")
+            ));
+        }
+        out
+    });
     Ok(())
 }
 

@@ -317,6 +317,8 @@ pub enum Request {
     },
     /// The repository's metrics, in the Prometheus text format.
     Metrics,
+    /// How the backups have gone over time.
+    Report,
     /// The daemon's state.
     Status,
     /// Make head/ snapshot `snapshot`'s tree (by number, name, label or
@@ -366,6 +368,7 @@ impl Request {
             Request::DrillShow { .. } => "drill_show",
             Request::Status => "status",
             Request::Metrics => "metrics",
+            Request::Report => "report",
             Request::HeadReset { .. } => "head_reset",
             Request::LeftoversRecord { .. } => "leftovers_record",
             Request::ThrottleShow => "throttle_show",
@@ -375,11 +378,18 @@ impl Request {
         }
     }
 
+    /// Whether a live daemon answers it at once: a question of the Free
+    /// lane, but for the metrics and the report, which read every tree.
+    pub fn quick(&self) -> bool {
+        self.lane() == Lane::Free && !matches!(self, Request::Metrics | Request::Report)
+    }
+
     /// Which requests it may run beside; see [`Lane`].
     pub fn lane(&self) -> Lane {
         match self {
             Request::Status
             | Request::Metrics
+            | Request::Report
             | Request::SnapshotList
             | Request::SnapshotShow { .. }
             | Request::DrillList
@@ -480,6 +490,8 @@ pub enum Reply {
     Check(Box<CheckReport>),
     /// Metrics, in the Prometheus text format.
     Metrics(String),
+    /// The report's data.
+    Report(Box<crate::ops::report::Report>),
     /// Done.
     Done,
 }
@@ -670,6 +682,7 @@ pub fn handle(ns: &Namespace, caller: Caller, req: &Request) -> Result<Reply, Co
             Reply::Estimate(Box::new(run_estimate(ns, caller, spec, None)?))
         }
         Request::Metrics => Reply::Metrics(metrics(ns, &DaemonState::default())?),
+        Request::Report => Reply::Report(Box::new(crate::ops::report::report(ns.head())?)),
         Request::Check { read } => Reply::Check(Box::new(check_all(
             ns.head(),
             caller,
@@ -1218,7 +1231,7 @@ pub fn call(socket: &Path, req: &Request) -> Result<Option<Reply>, ControlError>
     // Questions a live daemon answers at once get a deadline, so that a
     // hung daemon fails a status or freshness check instead of hanging it.
     // Snapshots and shutdown commit first, for as long as that takes.
-    if req.lane() == Lane::Free {
+    if req.quick() {
         stream.set_read_timeout(Some(QUICK_ANSWER))?;
     }
     let mut out = serde_json::to_vec(req)?;

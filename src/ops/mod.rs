@@ -13,3 +13,4 @@ pub mod forget;
 pub mod metrics;
 pub mod prune;
 pub mod repair;
+pub mod report;

@@ -116,6 +116,13 @@ fn metrics_are_scraped_written_and_printed_in_the_exposition_format() {
     let (head, _) = scrape(port, "/other");
     assert!(head.starts_with("HTTP/1.1 404"), "{head}");
 
+    // The report, from the daemon.
+    let report: serde_json::Value =
+        serde_json::from_str(&ok(m.strata().args(["report", "--json"]))).unwrap();
+    assert_eq!(report["snapshots"].as_array().unwrap().len(), 1, "{report}");
+    assert_eq!(report["snapshots"][0]["logical_bytes"], 3 << 20);
+    assert_eq!(report["drills"][0]["result"], "passed");
+
     // For node_exporter's textfile collector: written whole.
     let dir = m.path("textfile");
     std::fs::create_dir(&dir).unwrap();
