@@ -261,34 +261,26 @@ pub fn gather(head: &Head, daemon: &DaemonState) -> Result<Metrics, MetricsError
         "When the last verify cycle completed (0: never).",
         scrub.last_completed as f64,
     );
-    let packs = crate::ops::check::finished_packs(head);
     m.gauge(
         "strata_verify_coverage_ratio",
         "Share of the finished packs the verify cycle has read (1: the last cycle completed and no other began).",
-        if packs.is_empty() {
-            1.0
-        } else {
-            scrub.covered(&packs) as f64 / packs.len() as f64
-        },
+        coverage(head, &scrub),
     );
 
     // Alerts outstanding, by kind.
-    let repo_id: Option<crate::store::id::RepoId> = head.repo().config().id.parse().ok();
-    if let Some(id) = repo_id {
-        let mut firing: BTreeMap<&'static str, u64> = BTreeMap::new();
-        for kind in alert::state::outstanding(&alert::state_path(&id)) {
-            *firing.entry(kind.name()).or_default() += 1;
-        }
-        m.labelled(
-            "strata_alerts_firing",
-            "Alerts outstanding (raised, not yet resolved), by kind.",
-            false,
-            firing
-                .into_iter()
-                .map(|(k, n)| (vec![("kind", k.to_owned())], n as f64))
-                .collect(),
-        );
+    let mut firing: BTreeMap<&'static str, u64> = BTreeMap::new();
+    for kind in outstanding(head) {
+        *firing.entry(kind.name()).or_default() += 1;
     }
+    m.labelled(
+        "strata_alerts_firing",
+        "Alerts outstanding (raised, not yet resolved), by kind.",
+        false,
+        firing
+            .into_iter()
+            .map(|(k, n)| (vec![("kind", k.to_owned())], n as f64))
+            .collect(),
+    );
 
     // What only the daemon knows.
     if let Some(t) = &daemon.throttle {
@@ -328,6 +320,27 @@ pub fn gather(head: &Head, daemon: &DaemonState) -> Result<Metrics, MetricsError
         );
     }
     Ok(m)
+}
+
+/// Share of `head`'s finished packs the verify cycle in `scrub` has read
+/// (1 when there are none to read).
+pub(crate) fn coverage(head: &Head, scrub: &crate::tree::snapshot::scrub::Scrub) -> f64 {
+    let packs = crate::ops::check::finished_packs(head);
+    if packs.is_empty() {
+        1.0
+    } else {
+        scrub.covered(&packs) as f64 / packs.len() as f64
+    }
+}
+
+/// The kinds of the alerts outstanding for `head`'s repository.
+pub(crate) fn outstanding(head: &Head) -> Vec<alert::Kind> {
+    head.repo()
+        .config()
+        .id
+        .parse()
+        .map(|id| alert::state::outstanding(&alert::state_path(&id)))
+        .unwrap_or_default()
 }
 
 /// Bytes of file content below tree `id`, each distinct tree summed once.

@@ -9,7 +9,6 @@ use std::collections::{HashMap, HashSet};
 
 use serde::{Deserialize, Serialize};
 
-use crate::policy::alert;
 use crate::store::id::ChunkId;
 use crate::store::index::Location;
 use crate::tree::head::Head;
@@ -18,7 +17,7 @@ use crate::tree::snapshot::drills::DrillResult;
 use crate::tree::snapshot::Snapshots;
 use crate::tree::types::{FileKind, Timestamp};
 
-use super::metrics::MetricsError;
+use super::metrics::{coverage, outstanding, MetricsError};
 
 /// One snapshot in the report.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -157,27 +156,17 @@ pub fn report(head: &Head) -> Result<Report, MetricsError> {
         })
         .collect();
     let scrub = snapshots.scrub()?;
-    let packs = crate::ops::check::finished_packs(head);
-    let id = head.repo().config().id.clone();
-    let outstanding = id
-        .parse()
-        .map(|id| alert::state::outstanding(&alert::state_path(&id)))
-        .unwrap_or_default();
     Ok(Report {
         generated: Timestamp::now().secs,
-        repository: id,
+        repository: head.repo().config().id.clone(),
         snapshots: points,
         chunk_bytes: stats.chunk_bytes,
         stored_bytes: stats.stored_bytes,
         drills,
         verify_cycles: scrub.cycles,
         verify_last_run: scrub.last_run,
-        verify_coverage: if packs.is_empty() {
-            1.0
-        } else {
-            scrub.covered(&packs) as f64 / packs.len() as f64
-        },
-        alerts_outstanding: outstanding
+        verify_coverage: coverage(head, &scrub),
+        alerts_outstanding: outstanding(head)
             .into_iter()
             .map(|k| k.name().to_owned())
             .collect(),
