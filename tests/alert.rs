@@ -932,3 +932,37 @@ fn bad_configs_name_the_key_and_value() {
         }
     }
 }
+
+#[test]
+fn ended_alerts_are_remembered_as_history_resolved_or_forgotten() {
+    let dir = tempfile::tempdir().unwrap();
+    let (c0, _out) = recorder(dir.path(), "first");
+    let toml = format!(
+        "forget_after = \"1d\"\n[[channel]]\ntype = \"command\"\ncommand = [\"{}\"]\n",
+        c0.display()
+    );
+    let a = || alerter(dir.path(), &toml);
+    a().raise_at(event(Kind::RunFailed, Class::Copy), t(0));
+    a().raise_at(event(Kind::RunFailed, Class::Copy), t(60));
+    a().raise_at(event(Kind::StorageFull, Class::Capacity), t(100));
+    assert_eq!(a().resolve(Kind::RunFailed, None).unwrap(), 1);
+    // Two days on, the storage alert was not seen again: forgotten.
+    a().raise_at(event(Kind::HookFailed, Class::Hook), t(2 * 86_400));
+
+    let h = strata::policy::alert::state::history(a().state_path());
+    let kinds: Vec<_> = h
+        .iter()
+        .map(|s| (s.kind, s.count, s.how.as_deref()))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            (Kind::RunFailed, 2, Some("resolved")),
+            (Kind::StorageFull, 1, Some("forgotten")),
+            (Kind::HookFailed, 1, None),
+        ]
+    );
+    assert_eq!(h[0].first_seen, h[0].last_seen - 60);
+    assert_eq!(h[1].ended, Some(h[2].first_seen));
+    assert_eq!(h[2].ended, None);
+}

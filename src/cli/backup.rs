@@ -10,7 +10,9 @@ use strata::tree::record::{HookOutcome, Leftovers, RunRecord, RunStatus};
 use strata::daemon::control::{self, Reply, Request};
 use strata::exit::{self, Reported};
 use strata::policy::alert::{self, Alerter};
-use strata::policy::backup::{alerts, journal, Failure, Outcome, Run, Target, TargetError};
+use strata::policy::backup::{
+    alerts, journal, Failure, Outcome, Run, Target, TargetError, ThrottleCounts,
+};
 use strata::policy::hostconfig::HostConfig;
 use strata::store::id::RepoId;
 use strata::sys::runlock;
@@ -55,6 +57,18 @@ impl Target for Daemon {
             run: Box::new(run.clone()),
         })?;
         Ok(())
+    }
+
+    fn throttle(&self) -> Option<ThrottleCounts> {
+        let Ok(Reply::Throttle(t)) = self.call(&Request::ThrottleShow) else {
+            return None;
+        };
+        Some(ThrottleCounts {
+            bytes: t.bytes,
+            delayed_requests: t.delayed_requests,
+            delay: t.total_delay,
+            limit_bytes_per_sec: t.effective.bytes.map(|b| b.0),
+        })
     }
 }
 

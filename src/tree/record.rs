@@ -136,6 +136,24 @@ pub struct RunRecord {
     /// before it existed (see [`trailing`]).
     #[serde(default, deserialize_with = "trailing")]
     pub leftovers: Option<Leftovers>,
+    /// What the write throttle saw from the run's start to its snapshot.
+    /// Last, and absent from records written before it existed.
+    #[serde(default, deserialize_with = "trailing")]
+    pub io: Option<RunIo>,
+}
+
+/// The write throttle over a backup run: what the copy wrote into head/
+/// and how long it was held back.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunIo {
+    /// Bytes written into head/.
+    pub written_bytes: u64,
+    /// Requests told to wait.
+    pub delayed_requests: u64,
+    /// Milliseconds of delay handed out, summed over the writers.
+    pub delay_ms: u64,
+    /// The byte limit in force when the snapshot was taken, if any.
+    pub limit_bytes_per_sec: Option<u64>,
 }
 
 /// A failed run's partial copy still in head/: the head keeps this
@@ -308,6 +326,7 @@ mod tests {
             copy: HookOutcome::default(),
             hooks: Vec::new(),
             leftovers,
+            io: None,
         }
     }
 
@@ -344,6 +363,45 @@ mod tests {
             serde_json::from_str::<RunRecord>(&json).unwrap(),
             record(None)
         );
+    }
+
+    #[test]
+    fn records_written_before_io_existed_still_read_and_io_round_trips() {
+        #[derive(Serialize)]
+        struct BeforeIo {
+            run: String,
+            revision: u32,
+            status: RunStatus,
+            latest: bool,
+            started: i64,
+            copy: HookOutcome,
+            hooks: Vec<HookOutcome>,
+            leftovers: Option<Leftovers>,
+        }
+        let old = BeforeIo {
+            run: "r1".into(),
+            revision: 2,
+            status: RunStatus::Validated,
+            latest: true,
+            started: 1_700_000_000,
+            copy: HookOutcome::default(),
+            hooks: Vec::new(),
+            leftovers: None,
+        };
+        let bytes = postcard::to_allocvec(&old).unwrap();
+        assert_eq!(
+            postcard::from_bytes::<RunRecord>(&bytes).unwrap(),
+            record(None)
+        );
+        let mut rec = record(None);
+        rec.io = Some(RunIo {
+            written_bytes: 5 << 30,
+            delayed_requests: 17,
+            delay_ms: 91_000,
+            limit_bytes_per_sec: Some(50 << 20),
+        });
+        let bytes = postcard::to_allocvec(&rec).unwrap();
+        assert_eq!(postcard::from_bytes::<RunRecord>(&bytes).unwrap(), rec);
     }
 
     #[test]

@@ -121,5 +121,6 @@ pub fn run_record(status: RunStatus, revision: u32) -> RunRecord {
             ..HookOutcome::default()
         }],
         leftovers: None,
+        io: None,
     }
 }

@@ -316,6 +316,10 @@ impl Alerter {
             });
         st.alerts = kept;
         if !cleared.is_empty() {
+            let t = unix_secs(SystemTime::now());
+            for rec in &cleared {
+                st.ended(rec, t, "resolved");
+            }
             st.version = STATE_VERSION;
             state::save(&self.state_path, &st)?;
         }
@@ -421,6 +425,7 @@ impl Alerter {
         let st = State {
             version: STATE_VERSION,
             alerts: st.alerts.clone(),
+            history: st.history.clone(),
         };
         if let Err(e) = state::save(&self.state_path, &st) {
             tracing::warn!("{e}");
@@ -430,7 +435,13 @@ impl Alerter {
 
     fn forget_stale(&self, st: &mut State, t: u64) {
         let limit = self.forget_after.as_secs();
-        st.alerts.retain(|r| t.saturating_sub(r.last_seen) <= limit);
+        let (stale, kept) = std::mem::take(&mut st.alerts)
+            .into_iter()
+            .partition::<Vec<_>, _>(|r| t.saturating_sub(r.last_seen) > limit);
+        st.alerts = kept;
+        for rec in &stale {
+            st.ended(rec, t, "forgotten");
+        }
     }
 }
 

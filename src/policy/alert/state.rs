@@ -26,6 +26,47 @@ pub const STATE_VERSION: u32 = 2;
 pub(crate) struct State {
     pub version: u32,
     pub alerts: Vec<Record>,
+    /// Alerts that ended, oldest first, at most [`HISTORY_LIMIT`]: what
+    /// `strata report` shows as the alert history.
+    #[serde(default)]
+    pub history: Vec<Span>,
+}
+
+/// How many ended alerts the state file remembers.
+pub const HISTORY_LIMIT: usize = 1000;
+
+/// One alert from its first occurrence to its end (or to now while it is
+/// outstanding). Times are seconds since the epoch.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Span {
+    /// Its kind.
+    pub kind: Kind,
+    /// Its class.
+    pub class: Class,
+    /// Its first occurrence.
+    pub first_seen: u64,
+    /// Its latest occurrence.
+    pub last_seen: u64,
+    /// Occurrences in all.
+    pub count: u64,
+    /// When it ended; `None` while outstanding.
+    pub ended: Option<u64>,
+    /// How it ended: `resolved` (what failed worked again) or `forgotten`
+    /// (not seen again for the configured time).
+    pub how: Option<String>,
+}
+
+impl State {
+    /// Remembers that `rec` ended at `t`, `how`.
+    pub fn ended(&mut self, rec: &Record, t: u64, how: &str) {
+        self.history.push(Span {
+            ended: Some(t),
+            how: Some(how.to_owned()),
+            ..rec.span()
+        });
+        let over = self.history.len().saturating_sub(HISTORY_LIMIT);
+        self.history.drain(..over);
+    }
 }
 
 /// One outstanding alert. Times are seconds since the epoch.
@@ -67,6 +108,19 @@ impl Record {
         self.sent_id = Some(self.event.id());
         if !self.sent_to.iter().any(|c| c == identity) {
             self.sent_to.push(identity.to_string());
+        }
+    }
+
+    /// It as an outstanding span.
+    pub fn span(&self) -> Span {
+        Span {
+            kind: self.kind,
+            class: self.class,
+            first_seen: self.first_seen,
+            last_seen: self.last_seen,
+            count: self.count,
+            ended: None,
+            how: None,
         }
     }
 
@@ -181,6 +235,21 @@ pub fn outstanding(path: &Path) -> Vec<Kind> {
         .ok()
         .and_then(|text| serde_json::from_str::<State>(&text).ok())
         .map(|s| s.alerts.into_iter().map(|r| r.kind).collect())
+        .unwrap_or_default()
+}
+
+/// Every alert the state file at `path` knows: those that ended, oldest
+/// first, then those outstanding. Empty when the file is missing or
+/// unreadable.
+pub fn history(path: &Path) -> Vec<Span> {
+    std::fs::read_to_string(path)
+        .ok()
+        .and_then(|text| serde_json::from_str::<State>(&text).ok())
+        .map(|s| {
+            let mut out = s.history;
+            out.extend(s.alerts.iter().map(Record::span));
+            out
+        })
         .unwrap_or_default()
 }
 

@@ -43,6 +43,36 @@ pub trait Target {
     fn snapshot(&self, label: Option<&str>, run: &RunRecord) -> Result<SnapshotInfo, TargetError>;
     /// Replaces the snapshot's run record with a newer revision.
     fn update(&self, seq: u64, run: &RunRecord) -> Result<(), TargetError>;
+    /// The write throttle's counts since the target started, if it has a
+    /// throttle: the run records the difference over itself.
+    fn throttle(&self) -> Option<ThrottleCounts> {
+        None
+    }
+}
+
+/// A write throttle's running totals.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ThrottleCounts {
+    /// Bytes admitted.
+    pub bytes: u64,
+    /// Requests told to wait.
+    pub delayed_requests: u64,
+    /// Delay handed out.
+    pub delay: std::time::Duration,
+    /// The byte limit in force.
+    pub limit_bytes_per_sec: Option<u64>,
+}
+
+impl ThrottleCounts {
+    /// What happened between `start` and `self`, as a run records it.
+    pub fn since(&self, start: &ThrottleCounts) -> crate::tree::record::RunIo {
+        crate::tree::record::RunIo {
+            written_bytes: self.bytes.saturating_sub(start.bytes),
+            delayed_requests: self.delayed_requests.saturating_sub(start.delayed_requests),
+            delay_ms: self.delay.saturating_sub(start.delay).as_millis() as u64,
+            limit_bytes_per_sec: self.limit_bytes_per_sec,
+        }
+    }
 }
 
 /// Why a run failed.
@@ -132,6 +162,8 @@ pub struct Run<'a> {
     /// The snapshot, once taken.
     taken: Option<SnapshotInfo>,
     started: Instant,
+    /// The throttle's totals when the run started.
+    throttle_start: Option<ThrottleCounts>,
 }
 
 impl<'a> Run<'a> {
@@ -170,6 +202,7 @@ impl<'a> Run<'a> {
                 copy: HookOutcome::default(),
                 hooks: Vec::new(),
                 leftovers: None,
+                io: None,
             },
             base_env,
             source: None,
@@ -180,6 +213,7 @@ impl<'a> Run<'a> {
             on_hook_failed: None,
             taken: None,
             started: Instant::now(),
+            throttle_start: target.throttle(),
         }
     }
 
@@ -225,6 +259,9 @@ impl<'a> Run<'a> {
             (false, false) => RunStatus::Complete,
         };
         self.record.latest = self.latest_allowed();
+        if let (Some(start), Some(now)) = (&self.throttle_start, self.target.throttle()) {
+            self.record.io = Some(now.since(start));
+        }
         let snap = match self.target.snapshot(self.label.as_deref(), &self.record) {
             Ok(s) => s,
             Err(e) => {
