@@ -1101,3 +1101,86 @@ fn drills_run_unmounted_record_and_exit_by_their_verdict() {
         "no [[drill]] entries",
     );
 }
+
+#[test]
+fn the_verify_cycle_alerts_damage_and_resolves_when_it_reads_clean() {
+    let env = Env::new();
+    env.init();
+    add_data(&env);
+    let config = host_config(&env, "verify.toml", "[verify]\ncycle = \"1s\"\n");
+    let pack = tree(&env.repo().join("packs"))
+        .into_iter()
+        .find(|(_, d)| d != "dir")
+        .map(|(p, _)| p)
+        .unwrap();
+    let good = std::fs::read(&pack).unwrap();
+    let mut bad = good.clone();
+    bad[good.len() / 2] ^= 0x08;
+    std::fs::write(&pack, &bad).unwrap();
+    let cycle = || env.with_pw(&["check", "--cycle", "--config", s(&config)]);
+    assert_fails(&cycle(), 13, "damaged");
+    let history = || {
+        let state = std::fs::read_dir(env.path("state"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|p| p.extension().is_some_and(|x| x == "json"))
+            .expect("an alert state file");
+        strata::policy::alert::state::history(&state)
+    };
+    let h = history();
+    assert_eq!(h.len(), 1, "{h:?}");
+    assert_eq!(
+        (h[0].kind.name(), h[0].class.to_string(), h[0].ended),
+        ("verify_failed", "corruption".to_owned(), None)
+    );
+    // Repaired, the next run reads clean: the alert ends, resolved.
+    std::fs::write(&pack, &good).unwrap();
+    assert_ok(&cycle());
+    let h = history();
+    assert_eq!(h.len(), 1, "{h:?}");
+    assert!(h[0].ended.is_some(), "{h:?}");
+    assert_eq!(h[0].how.as_deref(), Some("resolved"));
+    // The report shows it as a finding, and the page draws it.
+    let page = env.path("report.html");
+    let out = env.with_pw(&["report", "--html", s(&page)]);
+    assert_ok(&out);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("report written to"));
+    let html = std::fs::read_to_string(&page).unwrap();
+    assert!(html.contains("<td>verify_failed</td>"), "{html}");
+    assert!(html.contains("damage found"), "{html}");
+}
+
+#[test]
+fn report_html_refuses_a_directory_or_a_missing_one_and_writes_nothing() {
+    let env = Env::new();
+    env.init();
+    assert_ok(&env.with_pw(&["snapshot", "create"]));
+    let before = tree(&env.path("."));
+    assert_fails(
+        &env.with_pw(&["report", "--html", s(&env.path("."))]),
+        2,
+        "that is a directory; name the file to write",
+    );
+    let missing = env.path("no/such/dir/report.html");
+    assert_fails(
+        &env.with_pw(&["report", "--html", s(&missing)]),
+        1,
+        "name a file in a directory that exists",
+    );
+    assert!(!env.path("no").exists());
+    let data = |t: BTreeMap<PathBuf, String>| {
+        t.into_iter()
+            .filter(|(p, _)| !p.ends_with("index.redb"))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(data(tree(&env.path("."))), data(before));
+    // --json with --html: the data on stdout, the page written.
+    let page = env.path("r.html");
+    let out = env.with_pw(&["report", "--html", s(&page), "--json"]);
+    assert_ok(&out);
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(r["snapshots"].as_array().unwrap().len(), 1);
+    assert!(std::fs::read_to_string(&page)
+        .unwrap()
+        .starts_with("<!doctype html>"));
+}

@@ -279,9 +279,20 @@ pub enum Command {
     /// How the backups have gone over time: per snapshot the files and
     /// bytes it holds, the bytes it added to the store (stored size of the
     /// objects no earlier kept snapshot had) and its run's status and
-    /// time; every drill against its objective; the verify cycle; the
-    /// alerts outstanding. Reads every tree once.
-    Report,
+    /// time and what the write throttle held back; every drill against its
+    /// objective; the verify cycle; the alerts outstanding and those this
+    /// host remembers. Reads every tree once.
+    ///
+    /// With --html, also writes the report as one self-contained page with
+    /// plots (storage over time, what each night added, run times and
+    /// throttling, drills against objectives, verify coverage, the alert
+    /// history) that opens from disk in a browser with no network.
+    Report {
+        /// Write the HTML page to FILE (atomically: a temporary file beside
+        /// it renamed over it).
+        #[arg(long, value_name = "FILE")]
+        html: Option<PathBuf>,
+    },
     /// Print the repository's metrics in the Prometheus text format, or
     /// write them for node_exporter's textfile collector.
     ///
@@ -490,8 +501,9 @@ pub struct CheckArgs {
     /// Read the next slice of the verify cycle: as many finished packs as
     /// keep the cycle on time so that every pack is read within [verify]
     /// cycle (30 days by default), on from where the last run stopped (the
-    /// cursor is kept in the repository, like a ZFS scrub). What the
-    /// strata-verify timer runs daily.
+    /// cursor is kept in the repository, like a ZFS scrub). Damage it
+    /// reads raises the verify_failed alert; a later run that reads clean
+    /// resolves it. What the strata-verify timer runs daily.
     #[arg(long, conflicts_with_all = ["read_data", "read_data_subset", "freshness"])]
     pub cycle: bool,
     /// With --freshness: the age past which the backup counts as missed

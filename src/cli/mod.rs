@@ -62,7 +62,7 @@ pub fn run(cli: Cli) -> Result<()> {
         },
         Command::Status => snapshot::status(g),
         Command::Metrics { textfile } => cmd_metrics(g, textfile.as_deref()),
-        Command::Report => cmd_report(g),
+        Command::Report { html } => cmd_report(g, html.as_deref()),
         Command::Stats => {
             #[derive(Serialize)]
             struct All {
@@ -444,14 +444,17 @@ fn cmd_check(g: &Global, a: &CheckArgs) -> Result<()> {
     if a.freshness {
         return freshness::run(g, a);
     }
+    // The verify cycle runs from a timer: what it finds is alerted.
+    let cycle_config = a
+        .cycle
+        .then(|| strata::policy::hostconfig::HostConfig::load_or_default(a.config.as_deref()))
+        .transpose()?;
     let read = match (&a.read_data_subset, a.read_data) {
-        _ if a.cycle => {
-            let config =
-                strata::policy::hostconfig::HostConfig::load_or_default(a.config.as_deref())?;
-            ReadData::Cycle {
-                cycle_secs: config.verify.cycle.as_secs().max(1),
-            }
-        }
+        _ if a.cycle => ReadData::Cycle {
+            cycle_secs: cycle_config
+                .as_ref()
+                .map_or(1, |c| c.verify.cycle.as_secs().max(1)),
+        },
         (Some(s), _) => s
             .parse::<ReadData>()
             .map_err(|e| Reported(exit::USAGE, format!("--read-data-subset: {e}")))?,
@@ -541,10 +544,47 @@ fn cmd_check(g: &Global, a: &CheckArgs) -> Result<()> {
         }
         out
     });
+    if let Some(config) = &cycle_config {
+        verify_alert(g, config, report.ok());
+    }
     if !report.ok() {
         return Err(Damaged(report.errors.len()).into());
     }
     Ok(())
+}
+
+/// Raises verify_failed when the verify cycle found damage, or resolves it
+/// when a cycle run read clean. A failure to alert is said and does not
+/// change the check's verdict.
+fn verify_alert(g: &Global, config: &strata::policy::hostconfig::HostConfig, clean: bool) {
+    use strata::policy::alert::{self, Alerter};
+    let Ok(id) = locked(g).and_then(|r| Ok(r.config().id.parse::<strata::store::id::RepoId>()?))
+    else {
+        return;
+    };
+    let alerter = match Alerter::from_config(&config.alerts, alert::state_path(&id)) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("strata: the [alerts] configuration cannot be used, no alert sent: {e}");
+            return;
+        }
+    };
+    let kind = alert::Kind::VerifyFailed;
+    if clean {
+        if let Err(e) = alerter.resolve(kind, Some(id)) {
+            eprintln!("strata: resolving the {kind} alert failed: {e}");
+        }
+        return;
+    }
+    let event = alert::Event::new(kind, alert::Class::Corruption, std::time::SystemTime::now())
+        .with_repository(id)
+        .with_fields(alert::Fields {
+            exit_status: Some(i32::from(exit::DAMAGED)),
+            ..alert::Fields::default()
+        });
+    if let Err(e) = alerter.raise(event).result() {
+        eprintln!("strata: the {kind} alert could not be delivered: {e}");
+    }
 }
 
 /// Which files and snapshots use the damaged chunks, for a human at a
@@ -581,10 +621,7 @@ fn cmd_metrics(g: &Global, textfile: Option<&Path>) -> Result<()> {
     };
     let id = locked(g)?.config().id.clone();
     let name = format!("strata_{id}.prom");
-    let tmp = dir.join(format!(".{name}.tmp"));
-    let written = std::fs::write(&tmp, &text).and_then(|()| std::fs::rename(&tmp, dir.join(&name)));
-    if let Err(e) = written {
-        let _ = std::fs::remove_file(&tmp);
+    if let Err(e) = replace_file(&dir.join(&name), text.as_bytes()) {
         return Err(Reported(
             exit::ERROR,
             format!(
@@ -597,8 +634,21 @@ fn cmd_metrics(g: &Global, textfile: Option<&Path>) -> Result<()> {
     Ok(())
 }
 
-/// `strata report`: through the daemon while mounted, directly when not.
-fn cmd_report(g: &Global) -> Result<()> {
+/// Writes `bytes` to `path` as a whole: into a temporary file beside it,
+/// renamed over it, so a reader never sees half of it.
+fn replace_file(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    let tmp = path.with_file_name(format!(".{name}.tmp"));
+    let written = std::fs::write(&tmp, bytes).and_then(|()| std::fs::rename(&tmp, path));
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written
+}
+
+/// `strata report`: through the daemon while mounted, directly when not;
+/// the page is drawn here.
+fn cmd_report(g: &Global, html: Option<&Path>) -> Result<()> {
     let reply = request_or(g, &Request::Report, |ns, _| {
         Ok(Reply::Report(Box::new(strata::ops::report::report(
             ns.head(),
@@ -607,6 +657,37 @@ fn cmd_report(g: &Global) -> Result<()> {
     let Reply::Report(r) = reply else {
         bail!("unexpected answer from the daemon");
     };
+    if let Some(file) = html {
+        if file.is_dir() || file.file_name().is_none() {
+            return Err(Reported(
+                exit::USAGE,
+                format!(
+                    "--html {}: that is a directory; name the file to write, e.g. {}",
+                    file.display(),
+                    file.join("strata-report.html").display()
+                ),
+            )
+            .into());
+        }
+        let zone = jiff::tz::TimeZone::system();
+        let page = strata::ops::report::html::render(&r, &zone)?;
+        replace_file(file, page.as_bytes()).map_err(|e| {
+            Reported(
+                exit::ERROR,
+                format!(
+                    "cannot write the report to {}: {e}; name a file in a directory that exists and that you can write",
+                    file.display()
+                ),
+            )
+        })?;
+        // The page is the report; --json still prints the data.
+        if !g.json {
+            if !g.quiet {
+                println!("report written to {}", file.display());
+            }
+            return Ok(());
+        }
+    }
     print(g, &r, || {
         let size = |n: u64| strata::policy::throttle::rate::format_bytes(n as f64);
         let mut out = format!(

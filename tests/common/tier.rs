@@ -49,9 +49,11 @@ pub enum Tier {
     Cgroup,
     /// The kernel's pressure stall information (the adaptive throttle).
     Pressure,
+    /// A headless Chromium, for the pages a person reads.
+    Browser,
 }
 
-const TIERS: [Tier; 10] = [
+const TIERS: [Tier; 11] = [
     Tier::Root,
     Tier::Mount,
     Tier::Postgres,
@@ -62,6 +64,7 @@ const TIERS: [Tier; 10] = [
     Tier::Groff,
     Tier::Cgroup,
     Tier::Pressure,
+    Tier::Browser,
 ];
 
 impl Tier {
@@ -77,6 +80,7 @@ impl Tier {
             Tier::Groff => "groff",
             Tier::Cgroup => "cgroup",
             Tier::Pressure => "pressure",
+            Tier::Browser => "browser",
         }
     }
 
@@ -166,6 +170,7 @@ impl Tier {
             Tier::Shellcheck => need_programs(&mut missing, &[("shellcheck", "shellcheck")]),
             Tier::Systemd => need_programs(&mut missing, &[("systemd-analyze", "systemd")]),
             Tier::Groff => need_programs(&mut missing, &[("groff", "groff-base")]),
+            Tier::Browser => need_programs(&mut missing, &[("chromium", "chromium")]),
             Tier::Cgroup => {
                 if let Err(why) = cgroup_writable() {
                     missing.push(why);

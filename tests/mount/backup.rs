@@ -151,6 +151,12 @@ fn a_backup_run_brackets_the_copy_with_hooks_and_validates_before_latest_moves()
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report["record"]["status"], "validated");
     assert!(report["failure"].is_null());
+    // The write throttle's view of the run: what the copy wrote into head/
+    // (nothing held it back; no limit is configured).
+    let io = &report["record"]["io"];
+    assert!(io["written_bytes"].as_u64().unwrap() > 0, "{report}");
+    assert_eq!(io["delay_ms"], 0, "{report}");
+    assert!(io["limit_bytes_per_sec"].is_null(), "{report}");
 
     // Every phase ran once, in order, and the session finished before the
     // snapshot (its backup_label is in it).

@@ -36,6 +36,8 @@ pub enum Kind {
     /// A restore drill could not read something, or read something that
     /// is not what the snapshot holds.
     DrillFailed,
+    /// The verify cycle (`strata check --cycle`) found damage.
+    VerifyFailed,
 }
 
 impl Kind {
@@ -50,6 +52,7 @@ impl Kind {
             Kind::BackupMissed => "backup_missed",
             Kind::DrillMissedRto => "drill_missed_rto",
             Kind::DrillFailed => "drill_failed",
+            Kind::VerifyFailed => "verify_failed",
         }
     }
 }
@@ -361,7 +364,8 @@ impl Event {
                 | Kind::StorageError
                 | Kind::BackupMissed
                 | Kind::DrillMissedRto
-                | Kind::DrillFailed,
+                | Kind::DrillFailed
+                | Kind::VerifyFailed,
                 _,
             ) => Severity::Error,
         };
@@ -506,6 +510,7 @@ impl Event {
                 "a restore drill took longer than its recovery-time objective".to_string()
             }
             Kind::DrillFailed => "a restore drill failed".to_string(),
+            Kind::VerifyFailed => "the verify cycle found damage".to_string(),
         });
         m.push_str(&format!(" ({})", self.class));
         if let Some(r) = self.repository {

@@ -1,18 +1,22 @@
 //! `strata report`: how the backups have gone, over time, from what the
 //! repository records: per snapshot the bytes it holds and the bytes it
-//! added to the store, its backup run; every drill against its objective;
-//! where the verify cycle is; the alerts outstanding. The data a person's
-//! report is drawn from (`--json` now; the HTML page with plots builds on
-//! it).
+//! added to the store, its backup run and what the write throttle held
+//! back; every drill against its objective; where the verify cycle is;
+//! the alerts, outstanding and past. [`html`] draws it for a person.
+
+pub mod html;
+mod plot;
 
 use std::collections::{HashMap, HashSet};
 
 use serde::{Deserialize, Serialize};
 
+use crate::policy::alert;
 use crate::store::id::ChunkId;
 use crate::store::index::Location;
 use crate::tree::head::Head;
 use crate::tree::objects::Tree;
+use crate::tree::record::RunIo;
 use crate::tree::snapshot::drills::DrillResult;
 use crate::tree::snapshot::Snapshots;
 use crate::tree::types::{FileKind, Timestamp};
@@ -41,6 +45,8 @@ pub struct SnapshotPoint {
     pub run_status: Option<String>,
     /// Seconds from the run's start to the snapshot.
     pub run_secs: Option<i64>,
+    /// What the write throttle saw during the run.
+    pub run_io: Option<RunIo>,
 }
 
 /// One drill in the report.
@@ -83,6 +89,9 @@ pub struct Report {
     pub verify_coverage: f64,
     /// Alerts outstanding, by kind name.
     pub alerts_outstanding: Vec<String>,
+    /// Every alert this host remembers for the repository: those that
+    /// ended, oldest first, then those outstanding.
+    pub alerts: Vec<alert::state::Span>,
 }
 
 /// The report of `head`'s repository.
@@ -116,6 +125,7 @@ pub fn report(head: &Head) -> Result<Report, MetricsError> {
             run_secs: runs
                 .get(&row.record.seq)
                 .map(|r| (row.record.time.secs - r.started).max(0)),
+            run_io: runs.get(&row.record.seq).and_then(|r| r.io),
         };
         let stored = |id: &ChunkId| located.get(id).map_or(0, |l| u64::from(l.len));
         if seen_chunks.insert(ChunkId(row.id)) {
@@ -170,5 +180,12 @@ pub fn report(head: &Head) -> Result<Report, MetricsError> {
             .into_iter()
             .map(|k| k.name().to_owned())
             .collect(),
+        alerts: head
+            .repo()
+            .config()
+            .id
+            .parse()
+            .map(|id| alert::state::history(&alert::state_path(&id)))
+            .unwrap_or_default(),
     })
 }
