@@ -125,7 +125,7 @@ fn predict(g: &Global, spec: &DrillSpec) -> Result<()> {
     };
     print(g, &e, || {
         let mut out = format!(
-            "estimate: {} {} of snapshot {} ({} file(s), {} director(ies), {}) would take {}
+            "estimate: {} {} of snapshot {} ({} file(s), {} director(ies), {}) would take {} (± {:.1} %)
   files {} on {} reader(s), directories {}, others {}, flush {}
   from a sample of {} file(s), {} read in {}",
             if e.restore {
@@ -139,6 +139,7 @@ fn predict(g: &Global, spec: &DrillSpec) -> Result<()> {
             e.dirs,
             format_bytes(e.bytes as f64),
             seconds(e.predicted_secs),
+            e.margin_pct,
             seconds(e.files_secs),
             e.readers,
             seconds(e.dirs_secs),

@@ -411,6 +411,33 @@ impl<'a> Run<'a> {
         }
     }
 
+    /// Looks entry `i` up and reads its attributes, and drops them: the
+    /// way to an estimate's sampled entry, walked as the drill walks it.
+    fn warm_meta(&self, i: usize) {
+        if let Ok(item) = self.source.item(self.plan, i) {
+            let _ = item.stat();
+        }
+    }
+
+    /// Reads extents `part` of file `i` as a restore would and drops
+    /// them: an estimate's lead-in, which leaves the source as warm as a
+    /// drill leaves it (nothing is checked or counted).
+    fn warm(&self, i: usize, part: &[usize]) {
+        let Ok(mut item) = self.source.item(self.plan, i) else {
+            return;
+        };
+        let mut buf = Vec::new();
+        for &k in part {
+            let Some(&(o, _, l)) = self.plan.items[i].entry.extents.get(k) else {
+                continue;
+            };
+            buf.resize(l as usize, 0);
+            if item.read_exact_at(&mut buf, o).is_err() {
+                return;
+            }
+        }
+    }
+
     /// Reads (and restores) file `i`; with `part`, only those extents
     /// (an estimate's sample).
     fn restore_file(&self, i: usize, part: Option<&[usize]>) {
