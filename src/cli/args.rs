@@ -551,7 +551,9 @@ pub struct DrillArgs {
     pub rto: Option<humantime::Duration>,
     /// Predict the drill's time from a sample instead of running it: runs
     /// of neighbouring files, 1% of each size class (at least two), large
-    /// files by 8 MiB runs of chunks, read as the drill reads; nothing is
+    /// files by 8 MiB runs of chunks, read as the drill reads, each after
+    /// an untimed lead-in; grown until the standard error is under 2% or
+    /// 12% of the bytes are read. Says its 95% margin; nothing is
     /// recorded. Exit 27 when the prediction misses --rto.
     #[arg(long)]
     pub estimate: bool,

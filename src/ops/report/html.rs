@@ -220,6 +220,14 @@ fn runs(page: &mut String, r: &Report, day: &plot::Label<'_>) -> Result<(), Plot
     if no_snapshots(page, r) {
         return Ok(());
     }
+    if r.snapshots.iter().all(|s| s.run_secs.is_none()) {
+        page.push_str(
+            "<p>No backup run recorded: these snapshots were taken by hand \
+             (<code>strata backup</code> records its runs).</p>",
+        );
+        close(page);
+        return Ok(());
+    }
     let times: Vec<i64> = r.snapshots.iter().map(|s| s.time).collect();
     let secs: Vec<Option<f64>> = r
         .snapshots

@@ -151,7 +151,7 @@ pub fn runs(
             .disable_x_mesh()
             .x_labels(times.len().min(12))
             .x_label_formatter(&|v| segment_label(v, times, label))
-            .y_label_formatter(&|y| format!("{y:.0} s"))
+            .y_label_formatter(&|y| seconds(*y))
             .label_style(FONT)
             .draw()?;
         chart.draw_series(
@@ -210,6 +210,7 @@ pub fn drills(dots: &[DrillDot], now: i64, label: &Label<'_>) -> Result<String, 
         chart
             .configure_mesh()
             .x_labels(8)
+            .y_labels(6)
             .x_label_formatter(&|t| label(*t))
             .y_label_formatter(&|y| seconds(*y))
             .label_style(FONT)
@@ -358,10 +359,14 @@ fn segment_label(v: &SegmentValue<i32>, times: &[i64], label: &Label<'_>) -> Str
     }
 }
 
-/// `s` seconds as an axis says it: to the second once past 10 s.
+/// `s` seconds as an axis says it: in minutes and hours past a minute.
 fn seconds(s: f64) -> String {
-    if s >= 10.0 {
+    if s >= 60.0 {
         humantime::format_duration(std::time::Duration::from_secs(s.round() as u64)).to_string()
+    } else if s >= 10.0 {
+        format!("{s:.0} s")
+    } else if s >= 1.0 {
+        format!("{s:.1} s")
     } else {
         format!("{s:.2} s")
     }
@@ -372,7 +377,7 @@ fn seconds(s: f64) -> String {
 fn time_range(times: impl Iterator<Item = i64>, now: i64) -> (i64, i64) {
     let (lo, hi) = times.fold((i64::MAX, i64::MIN), |(lo, hi), t| (lo.min(t), hi.max(t)));
     let (lo, hi) = if lo > hi { (now, now) } else { (lo, hi) };
-    let pad = ((hi - lo) / 20).max(3600);
+    let pad = ((hi - lo) / 20).max(600);
     (lo - pad, hi + pad)
 }
 
