@@ -140,16 +140,13 @@ fn the_report_page_loads_clean_in_chromium_and_draws_every_point() {
 
     // And the page as a person sees it.
     let shot = dir.path().join("report.png");
-    let out = chromium(dir.path())
-        .arg(format!("--screenshot={}", shot.display()))
-        .arg("--window-size=1100,3600")
-        .arg(format!("file://{}", page.display()))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    browse(
+        dir.path(),
+        &[
+            &format!("--screenshot={}", shot.display()),
+            "--window-size=1100,3600",
+        ],
+        &page,
     );
     let png = std::fs::read(&shot).unwrap();
     assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
@@ -303,11 +300,10 @@ fn chromium(dir: &Path) -> Command {
     c
 }
 
-/// Loads `page`; returns what the probe found and the console lines the
-/// browser logged.
-fn load(page: &Path, dir: &Path) -> (serde_json::Value, Vec<String>) {
+/// Chromium with `args` on `page`, which must succeed.
+fn browse(dir: &Path, args: &[&str], page: &Path) -> std::process::Output {
     let out = chromium(dir)
-        .arg("--dump-dom")
+        .args(args)
         .arg(format!("file://{}", page.display()))
         .output()
         .unwrap();
@@ -316,6 +312,13 @@ fn load(page: &Path, dir: &Path) -> (serde_json::Value, Vec<String>) {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    out
+}
+
+/// Loads `page`; returns what the probe found and the console lines the
+/// browser logged.
+fn load(page: &Path, dir: &Path) -> (serde_json::Value, Vec<String>) {
+    let out = browse(dir, &["--dump-dom"], page);
     let dom = String::from_utf8_lossy(&out.stdout);
     let start = dom.find("<pre id=\"probe\">").expect("the probe ran") + "<pre id=\"probe\">".len();
     let end = start + dom[start..].find("</pre>").unwrap();

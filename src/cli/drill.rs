@@ -10,15 +10,14 @@ use anyhow::{bail, Result};
 use strata::daemon::control::{run_drill, run_estimate, Reply, Request};
 use strata::exit::{self, Reported};
 use strata::ops::drill::{DrillContext, DrillProgress, DrillSpec};
-use strata::policy::alert::{self, Alerter};
+use strata::policy::alert;
 use strata::policy::hostconfig::HostConfig;
 use strata::policy::throttle::rate::format_bytes;
-use strata::store::id::RepoId;
 use strata::tree::snapshot::drills::{DrillRecord, DrillResult};
 
 use super::args::{DrillArgs, DrillCommand, Global};
 use super::progress::{self, Poll};
-use super::{locked, print, request, request_or};
+use super::{print, request, request_or};
 use strata::policy::drill::{service_check, DrillConfig};
 
 /// Read-ahead workers of a drill that reads without the daemon, as the
@@ -339,10 +338,7 @@ fn run_configured(g: &Global, names: &[String], due: bool, path: Option<&Path>) 
 
 /// Raises drill_failed for a `[[drill]]` that did not run (exit `code`).
 fn not_run(g: &Global, config: &HostConfig, code: u8) {
-    let Ok(id) = locked(g).and_then(|r| Ok(r.config().id.parse::<RepoId>()?)) else {
-        return;
-    };
-    let Ok(alerter) = Alerter::from_config(&config.alerts, alert::state_path(&id)) else {
+    let Some((id, alerter)) = super::alerter(g, config) else {
         return;
     };
     let class = match code {
@@ -425,15 +421,8 @@ fn configured(g: &Global, d: &DrillConfig) -> Result<DrillRecord> {
 /// drill passed (drill_missed_rto only when it had an objective to meet).
 /// A failure to alert is said, and does not change the verdict.
 fn alert(g: &Global, config: &HostConfig, record: &DrillRecord) {
-    let Ok(id) = locked(g).and_then(|r| Ok(r.config().id.parse::<RepoId>()?)) else {
+    let Some((id, alerter)) = super::alerter(g, config) else {
         return;
-    };
-    let alerter = match Alerter::from_config(&config.alerts, alert::state_path(&id)) {
-        Ok(a) => a,
-        Err(e) => {
-            eprintln!("strata: the [alerts] configuration cannot be used, no alert sent: {e}");
-            return;
-        }
     };
     let fields = alert::Fields {
         snapshot: alert::Token::new(&record.snapshot_name).ok(),

@@ -553,21 +553,30 @@ fn cmd_check(g: &Global, a: &CheckArgs) -> Result<()> {
     Ok(())
 }
 
+/// The repository's id and the alerter of `config`'s channels; `None`
+/// (said, when the configuration is at fault) when alerts cannot be sent.
+pub(crate) fn alerter(
+    g: &Global,
+    config: &strata::policy::hostconfig::HostConfig,
+) -> Option<(strata::store::id::RepoId, strata::policy::alert::Alerter)> {
+    use strata::policy::alert::{self, Alerter};
+    let id: strata::store::id::RepoId = locked(g).ok()?.config().id.parse().ok()?;
+    match Alerter::from_config(&config.alerts, alert::state_path(&id)) {
+        Ok(a) => Some((id, a)),
+        Err(e) => {
+            eprintln!("strata: the [alerts] configuration cannot be used, no alert sent: {e}");
+            None
+        }
+    }
+}
+
 /// Raises verify_failed when the verify cycle found damage, or resolves it
 /// when a cycle run read clean. A failure to alert is said and does not
 /// change the check's verdict.
 fn verify_alert(g: &Global, config: &strata::policy::hostconfig::HostConfig, clean: bool) {
-    use strata::policy::alert::{self, Alerter};
-    let Ok(id) = locked(g).and_then(|r| Ok(r.config().id.parse::<strata::store::id::RepoId>()?))
-    else {
+    use strata::policy::alert;
+    let Some((id, alerter)) = alerter(g, config) else {
         return;
-    };
-    let alerter = match Alerter::from_config(&config.alerts, alert::state_path(&id)) {
-        Ok(a) => a,
-        Err(e) => {
-            eprintln!("strata: the [alerts] configuration cannot be used, no alert sent: {e}");
-            return;
-        }
     };
     let kind = alert::Kind::VerifyFailed;
     if clean {

@@ -68,19 +68,7 @@ pub fn storage(
 ) -> Result<String, PlotError> {
     let top = held.iter().chain(stored).copied().max().unwrap_or(0).max(1) as f64 * 1.1;
     draw("storage", |root| {
-        let mut chart = ChartBuilder::on(&root)
-            .margin(12)
-            .x_label_area_size(32)
-            .y_label_area_size(80)
-            .build_cartesian_2d(slots(times.len()), 0f64..top)?;
-        chart
-            .configure_mesh()
-            .disable_x_mesh()
-            .x_labels(times.len().min(12))
-            .x_label_formatter(&|v| segment_label(v, times, label))
-            .y_label_formatter(&|y| format_bytes(*y))
-            .label_style(FONT)
-            .draw()?;
+        let mut chart = slot_chart(&root, times, top, label, &|y| format_bytes(*y))?;
         for (values, color) in [(held, Palette::HELD), (stored, Palette::STORED)] {
             let points: Vec<_> = values
                 .iter()
@@ -102,19 +90,7 @@ pub fn storage(
 pub fn growth(times: &[i64], added: &[u64], label: &Label<'_>) -> Result<String, PlotError> {
     let top = added.iter().copied().max().unwrap_or(0).max(1) as f64 * 1.1;
     draw("growth", |root| {
-        let mut chart = ChartBuilder::on(&root)
-            .margin(12)
-            .x_label_area_size(32)
-            .y_label_area_size(80)
-            .build_cartesian_2d(slots(times.len()), 0f64..top)?;
-        chart
-            .configure_mesh()
-            .disable_x_mesh()
-            .x_labels(times.len().min(12))
-            .x_label_formatter(&|v| segment_label(v, times, label))
-            .y_label_formatter(&|y| format_bytes(*y))
-            .label_style(FONT)
-            .draw()?;
+        let mut chart = slot_chart(&root, times, top, label, &|y| format_bytes(*y))?;
         chart.draw_series(
             Histogram::vertical(&chart)
                 .style(Palette::GROWTH.filled())
@@ -141,19 +117,7 @@ pub fn runs(
         .fold(1.0, f64::max)
         * 1.1;
     draw("runs", |root| {
-        let mut chart = ChartBuilder::on(&root)
-            .margin(12)
-            .x_label_area_size(32)
-            .y_label_area_size(80)
-            .build_cartesian_2d(slots(times.len()), 0f64..top)?;
-        chart
-            .configure_mesh()
-            .disable_x_mesh()
-            .x_labels(times.len().min(12))
-            .x_label_formatter(&|v| segment_label(v, times, label))
-            .y_label_formatter(&|y| seconds(*y))
-            .label_style(FONT)
-            .draw()?;
+        let mut chart = slot_chart(&root, times, top, label, &|y| seconds(*y))?;
         chart.draw_series(
             Histogram::vertical(&chart)
                 .style(Palette::RUN.filled())
@@ -339,6 +303,40 @@ fn draw_sized(
     }
     Ok(svg)
 }
+
+/// A chart of a slot per snapshot (labelled with its time by `label`)
+/// up to `top`, its values labelled by `value`, axes drawn.
+fn slot_chart<'a, 'b>(
+    root: &'a Area<'b>,
+    times: &[i64],
+    top: f64,
+    label: &Label<'_>,
+    value: &dyn Fn(&f64) -> String,
+) -> Result<SlotChart<'a, 'b>, Box<dyn std::error::Error + 'static>> {
+    let mut chart = ChartBuilder::on(root)
+        .margin(12)
+        .x_label_area_size(32)
+        .y_label_area_size(80)
+        .build_cartesian_2d(slots(times.len()), 0f64..top)?;
+    chart
+        .configure_mesh()
+        .disable_x_mesh()
+        .x_labels(times.len().min(12))
+        .x_label_formatter(&|v| segment_label(v, times, label))
+        .y_label_formatter(value)
+        .label_style(FONT)
+        .draw()?;
+    Ok(chart)
+}
+
+type SlotChart<'a, 'b> = ChartContext<
+    'a,
+    SVGBackend<'b>,
+    Cartesian2d<
+        plotters::coord::ranged1d::SegmentedCoord<plotters::coord::types::RangedCoordi32>,
+        plotters::coord::types::RangedCoordf64,
+    >,
+>;
 
 /// `n` slots side by side, a bar or point centred in each.
 fn slots(
