@@ -10,7 +10,11 @@ use clap::Parser;
 
 fn main() -> ExitCode {
     strata::sys::process::start("warn");
-    let cli = cli::args::Cli::parse();
+    let mut cli = cli::args::Cli::parse();
+    if let Err(e) = cli::resolve_remote(&mut cli.global) {
+        eprintln!("strata: error: {}", strata::sys::chain::Chain(&*e));
+        return ExitCode::from(strata::daemon::exit_code(&*e));
+    }
     let repo = cli.global.repo.clone();
     match cli::run(cli) {
         Ok(()) => ExitCode::SUCCESS,

@@ -26,7 +26,6 @@ use strata::policy::hostconfig::HostConfig;
 use strata::policy::throttle::cgroup::{self, IoPlacement, IoPolicy};
 use strata::policy::throttle::{AdaptiveTask, Throttle, ThrottlePolicy};
 use strata::store::id::RepoId;
-use strata::store::io::LocalDisk;
 use strata::store::repo::{LockedRepo, RepoError};
 use strata::sys::ioprio::IoClass;
 use strata::sys::mountpoint::{self, MountpointError};
@@ -237,7 +236,7 @@ fn unlock(args: &MountdArgs) -> Result<strata::store::repo::Repo> {
         .into());
     }
     let locked = LockedRepo::open(
-        Arc::new(LocalDisk::new(&args.repo)),
+        strata::store::io::open_dir(&args.repo)?,
         &args.repo.display().to_string(),
     )?;
     let secret = if !locked.encrypted() {

@@ -20,9 +20,16 @@ pub struct Cli {
 /// Options every command takes, before or after the command name.
 #[derive(Debug, Args)]
 pub struct Global {
-    /// Repository directory.
+    /// Repository directory, or s3://BUCKET/PREFIX for a repository whose
+    /// packs live in an S3-compatible bucket (its local part then lives in
+    /// $STRATA_CACHE_DIR/s3/BUCKET/PREFIX, /var/cache/strata by default;
+    /// endpoint, region and credentials come from the AWS_* variables).
     #[arg(long, short = 'r', global = true, env = "STRATA_REPO", default_value = DEFAULT_REPO, value_name = "DIR")]
     pub repo: PathBuf,
+    /// The bucket's URL when --repo named one (--repo is then its local
+    /// directory).
+    #[arg(skip)]
+    pub remote: Option<String>,
     /// Read the passphrase from the first line of FILE.
     #[arg(long, global = true, env = "STRATA_PASSWORD_FILE", value_name = "FILE")]
     pub password_file: Option<PathBuf>,

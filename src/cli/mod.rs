@@ -148,8 +148,60 @@ fn default_mountpoint() -> Result<PathBuf> {
     }
 }
 
-fn disk(g: &Global) -> Arc<dyn Disk> {
-    Arc::new(LocalDisk::new(&g.repo))
+fn disk(g: &Global) -> Result<Arc<dyn Disk>> {
+    Ok(strata::store::io::open_dir(&g.repo)?)
+}
+
+/// With `--repo s3://BUCKET/PREFIX`, makes `g.repo` the bucket's local
+/// directory and keeps the URL.
+pub fn resolve_remote(g: &mut Global) -> Result<()> {
+    let Some(url) = g.repo.to_str().filter(|r| r.starts_with("s3://")) else {
+        return Ok(());
+    };
+    let url = url.trim_end_matches('/').to_owned();
+    let (bucket, prefix) = strata::store::io::remote::parse_url(&url)
+        .map_err(|e| Reported(exit::USAGE, format!("--repo: {e}")))?;
+    let base = std::env::var_os("STRATA_CACHE_DIR")
+        .map_or_else(|| PathBuf::from("/var/cache/strata"), PathBuf::from);
+    let mut dir = base.join("s3").join(bucket);
+    dir.push(if prefix.is_empty() { "_" } else { &prefix });
+    g.repo = dir;
+    g.remote = Some(url);
+    Ok(())
+}
+
+/// A bucket's repository seen here for the first time: its config and key
+/// slots fetched into a new local directory (the index is rebuilt from the
+/// packs by `strata repair index`).
+fn bootstrap(g: &Global, url: &str) -> Result<()> {
+    use strata::store::format::{CONFIG_FILE, KEYS_DIR};
+    use strata::store::io::remote::{Remote, RemoteConfig, REMOTE_FILE};
+    let config = RemoteConfig::from_env(url)?;
+    let remote = Remote::connect(&config)?;
+    let text = match remote.get(CONFIG_FILE) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(RepoError::NotARepository {
+                path: url.to_owned(),
+            }
+            .into())
+        }
+        Err(e) => return Err(e).context(format!("reading {url}")),
+    };
+    let slots = remote.list(KEYS_DIR).context(format!("listing {url}"))?;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(g.repo.join(KEYS_DIR))
+        .with_context(|| format!("creating {}", g.repo.display()))?;
+    let local = LocalDisk::new(&g.repo);
+    for name in slots {
+        let path = format!("{KEYS_DIR}/{name}");
+        local.write_atomic(&path, &remote.get(&path)?)?;
+    }
+    local.write_atomic(CONFIG_FILE, &text)?;
+    local.write_atomic(REMOTE_FILE, config.render().as_bytes())?;
+    Ok(())
 }
 
 /// The caller of this command, for the snapshot record.
@@ -194,13 +246,18 @@ pub(crate) fn socket(repo: &LockedRepo) -> std::path::PathBuf {
 }
 
 fn locked(g: &Global) -> Result<LockedRepo> {
+    if let Some(url) = &g.remote {
+        if !g.repo.join(strata::store::format::CONFIG_FILE).exists() {
+            bootstrap(g, url)?;
+        }
+    }
     if !g.repo.is_dir() {
         return Err(RepoError::NotARepository {
             path: g.repo.display().to_string(),
         }
         .into());
     }
-    Ok(LockedRepo::open(disk(g), &g.repo.display().to_string())?)
+    Ok(LockedRepo::open(disk(g)?, &g.repo.display().to_string())?)
 }
 
 fn secret_for(
@@ -311,7 +368,18 @@ pub(crate) fn cmd_init(g: &Global, a: &InitArgs) -> Result<()> {
                 .create(&g.repo)
                 .with_context(|| format!("creating {}", g.repo.display()))?;
         }
-        init(disk(g), opts)?;
+        if let Some(url) = &g.remote {
+            use strata::store::io::remote::{Remote, RemoteConfig, REMOTE_FILE};
+            let config = RemoteConfig::from_env(url)?;
+            let remote = Remote::connect(&config)?;
+            match remote.size(strata::store::format::CONFIG_FILE) {
+                Ok(_) => bail!("{url} already holds a repository; nothing was created (use it with --repo {url}, or name another prefix)"),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e).context(format!("cannot reach {url}; nothing was created")),
+            }
+            LocalDisk::new(&g.repo).write_atomic(REMOTE_FILE, config.render().as_bytes())?;
+        }
+        init(disk(g)?, opts)?;
         Ok(())
     })();
     if let Err(e) = result {

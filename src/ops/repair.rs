@@ -17,7 +17,6 @@ use crate::store::format::Kind;
 use crate::store::format::{INDEX_FILE, OPEN_DIR, PACKS_DIR};
 use crate::store::id::{ChunkId, PackId};
 use crate::store::index::{Index, IndexError, Location, PackRecord, PackState};
-use crate::store::io::backend::LocalBackend;
 use crate::store::io::backend::PackBackend;
 use crate::store::io::Disk;
 use crate::store::pack;
@@ -87,13 +86,13 @@ pub fn list_or_empty(disk: &dyn Disk, dir: &str) -> Result<Vec<String>, RepoErro
     }
 }
 
-/// Rebuilds the index of a local repository from its packs alone
-/// (`strata repair index`), with the key `secret` opens.
+/// Rebuilds the index of a repository from its packs alone (`strata
+/// repair index`; a bucket's from the bucket), with the key `secret` opens.
 pub fn repair_index(repo: &LockedRepo, secret: Option<&Secret>) -> Result<RepairReport, RepoError> {
     let keys = repo.unlock_without_index(secret)?;
     let codec = keys.codec()?;
-    let backend = LocalBackend::new(repo.disk().clone());
-    rebuild_index(repo.disk().as_ref(), &backend, &codec, || {
+    let backend = crate::store::io::pack_backend(repo.disk());
+    rebuild_index(repo.disk().as_ref(), backend.as_ref(), &codec, || {
         keys.index_sealer()
     })
 }

@@ -110,7 +110,12 @@ pub struct InitOptions {
 /// failed init never leaves something that looks like a repository.
 pub fn init(disk: Arc<dyn Disk>, opts: InitOptions) -> Result<RepoId, RepoError> {
     opts.chunker.validate().map_err(ConfigError::Chunker)?;
-    if !disk.list("").map_err(io_err("list", "."))?.is_empty() {
+    // A bucket's repository directory holds its remote.toml already.
+    let listed = disk.list("").map_err(io_err("list", "."))?;
+    if listed
+        .iter()
+        .any(|n| n != crate::store::io::remote::REMOTE_FILE)
+    {
         return Err(RepoError::NotEmpty { path: ".".into() });
     }
     let suite = if opts.secret.is_some() {
@@ -311,9 +316,7 @@ impl LockedRepo {
             self.sealer(&unlocked.keys.blob)?,
             params.max_size as usize,
         );
-        let backend = Arc::new(crate::store::io::backend::LocalBackend::new(
-            self.disk.clone(),
-        ));
+        let backend = crate::store::io::pack_backend(&self.disk);
         let store = Store::open(
             self.disk.clone(),
             backend,

@@ -51,9 +51,11 @@ pub enum Tier {
     Pressure,
     /// A headless Chromium, for the pages a person reads.
     Browser,
+    /// An S3-compatible server on loopback (moto's).
+    S3,
 }
 
-const TIERS: [Tier; 11] = [
+const TIERS: [Tier; 12] = [
     Tier::Root,
     Tier::Mount,
     Tier::Postgres,
@@ -65,6 +67,7 @@ const TIERS: [Tier; 11] = [
     Tier::Cgroup,
     Tier::Pressure,
     Tier::Browser,
+    Tier::S3,
 ];
 
 impl Tier {
@@ -81,6 +84,7 @@ impl Tier {
             Tier::Cgroup => "cgroup",
             Tier::Pressure => "pressure",
             Tier::Browser => "browser",
+            Tier::S3 => "s3",
         }
     }
 
@@ -171,6 +175,11 @@ impl Tier {
             Tier::Systemd => need_programs(&mut missing, &[("systemd-analyze", "systemd")]),
             Tier::Groff => need_programs(&mut missing, &[("groff", "groff-base")]),
             Tier::Browser => need_programs(&mut missing, &[("chromium", "chromium")]),
+            Tier::S3 => {
+                if find_program("moto_server").is_none() {
+                    missing.push("moto_server (pip install 'moto[server]')".into());
+                }
+            }
             Tier::Cgroup => {
                 if let Err(why) = cgroup_writable() {
                     missing.push(why);

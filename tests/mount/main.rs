@@ -23,6 +23,7 @@ mod mount_side;
 mod postgres;
 mod prune;
 mod runs;
+mod s3;
 mod summary;
 mod throttle;
 mod tree;

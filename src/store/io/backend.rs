@@ -29,6 +29,11 @@ pub trait PackBackend: Debug + Send + Sync {
     fn exists(&self, id: PackId) -> bool;
     /// Deletes pack `id`. Only garbage collection, honouring retention, calls this.
     fn delete(&self, id: PackId) -> io::Result<()>;
+    /// Whether the packs leave the machine: a snapshot then finishes the
+    /// open pack, so that the snapshot is whole where the packs are.
+    fn is_remote(&self) -> bool {
+        false
+    }
 }
 
 /// Finished packs in the repository directory.

@@ -9,7 +9,9 @@
 
 pub mod backend;
 pub mod local;
+pub mod remote;
 pub mod retry;
+pub mod s3;
 pub mod sim;
 pub mod writeback;
 
@@ -39,6 +41,10 @@ pub trait Disk: Debug + Send + Sync + 'static {
     fn index_backend(&self, path: &str) -> io::Result<IndexBackend>;
     /// Bytes free for new data, if known.
     fn available(&self) -> Option<u64> {
+        None
+    }
+    /// The bucket that holds this repository's finished packs, if any.
+    fn remote(&self) -> Option<std::sync::Arc<remote::Remote>> {
         None
     }
 
@@ -86,6 +92,27 @@ pub trait DiskFile: Send + Sync {
     /// to report (the default does nothing).
     fn write_back(&self, _offset: u64, _len: u64) -> io::Result<()> {
         Ok(())
+    }
+}
+
+/// The repository directory at `root`: mirrored to its bucket when its
+/// `remote.toml` names one, else a plain local one.
+pub fn open_dir(root: &std::path::Path) -> Result<std::sync::Arc<dyn Disk>, remote::RemoteError> {
+    let local = LocalDisk::new(root);
+    let text = match std::fs::read_to_string(root.join(remote::REMOTE_FILE)) {
+        Ok(t) => t,
+        Err(_) => return Ok(std::sync::Arc::new(local)),
+    };
+    let r = remote::Remote::connect(&remote::RemoteConfig::parse(&text)?)?;
+    Ok(std::sync::Arc::new(s3::MirroredDisk::new(local, r)))
+}
+
+/// Where `disk`'s repository keeps its finished packs: its bucket, or its
+/// own `packs/` directory.
+pub fn pack_backend(disk: &std::sync::Arc<dyn Disk>) -> std::sync::Arc<dyn backend::PackBackend> {
+    match disk.remote() {
+        Some(r) => std::sync::Arc::new(s3::S3Backend::new(r, disk.clone())),
+        None => std::sync::Arc::new(backend::LocalBackend::new(disk.clone())),
     }
 }
 

@@ -140,6 +140,11 @@ impl<'h> Snapshots<'h> {
             Ok(record)
         })?;
         serial.commit()?;
+        // A bucket's snapshot is in the bucket once taken: the open pack,
+        // which holds its new trees and its record, is finished and sent.
+        if store.backend().is_remote() {
+            store.flush_pack()?;
+        }
         head.counters.last_snapshot_dirs.store(
             record.stats.dirs_serialized,
             std::sync::atomic::Ordering::Relaxed,

@@ -1,0 +1,333 @@
+//! An S3-compatible bucket (a prefix in it) that holds a repository's
+//! finished packs and copies of its config and key slots, so that the
+//! repository can be rebuilt from the bucket alone (`strata repair index`).
+//!
+//! The repository's directory stays local: it is the cache of the bucket
+//! (index, head, open packs, the packs written or read here). Its
+//! `remote.toml` says where the bucket is; credentials never go there:
+//! they come from the usual environment variables (`AWS_ACCESS_KEY_ID`,
+//! `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`), as for every AWS tool.
+//!
+//! The client is the Arrow project's `object_store` (request signing,
+//! retries with backoff, conditional create); its calls are async, so a
+//! [`Remote`] owns a small runtime and waits on each call.
+
+use std::io;
+use std::sync::Arc;
+use std::time::Duration;
+
+use object_store::aws::{AmazonS3, AmazonS3Builder};
+use object_store::path::Path as ObjectPath;
+use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
+use serde::{Deserialize, Serialize};
+
+/// The file in a repository directory that names its bucket.
+pub const REMOTE_FILE: &str = "remote.toml";
+
+/// Where the bucket is: everything but the credentials.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RemoteConfig {
+    /// `s3://BUCKET/PREFIX`.
+    pub url: String,
+    /// The endpoint of a self-hosted or other S3-compatible store
+    /// (`AWS_ENDPOINT_URL`); AWS's own when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
+    /// The region (`AWS_REGION`); us-east-1 when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    /// Whether plain http is allowed (`AWS_ALLOW_HTTP=true`): for a store
+    /// on loopback or a trusted network only.
+    #[serde(default)]
+    pub allow_http: bool,
+    /// Bucket-in-the-host-name requests (`AWS_VIRTUAL_HOSTED_STYLE_REQUEST`);
+    /// path-style (what self-hosted stores expect) when false.
+    #[serde(default)]
+    pub virtual_hosted: bool,
+}
+
+impl RemoteConfig {
+    /// The bucket at `url`, the rest from the environment as the AWS tools
+    /// read it.
+    pub fn from_env(url: &str) -> Result<RemoteConfig, RemoteError> {
+        parse_url(url)?;
+        let var = |names: &[&str]| names.iter().find_map(|n| std::env::var(n).ok());
+        let yes = |names: &[&str]| var(names).is_some_and(|v| v.eq_ignore_ascii_case("true"));
+        Ok(RemoteConfig {
+            url: url.to_owned(),
+            endpoint: var(&["AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL", "AWS_ENDPOINT"]),
+            region: var(&["AWS_REGION", "AWS_DEFAULT_REGION"]),
+            allow_http: yes(&["AWS_ALLOW_HTTP"]),
+            virtual_hosted: yes(&["AWS_VIRTUAL_HOSTED_STYLE_REQUEST"]),
+        })
+    }
+
+    /// Parses a `remote.toml`.
+    pub fn parse(text: &str) -> Result<RemoteConfig, RemoteError> {
+        let c: RemoteConfig =
+            toml::from_str(text).map_err(|e| RemoteError::Config(e.message().to_owned()))?;
+        parse_url(&c.url)?;
+        Ok(c)
+    }
+
+    /// The `remote.toml` text.
+    pub fn render(&self) -> String {
+        toml::to_string(self).expect("remote config renders")
+    }
+}
+
+/// `s3://BUCKET[/PREFIX]` as (bucket, prefix without slashes at its ends).
+pub fn parse_url(url: &str) -> Result<(String, String), RemoteError> {
+    let rest = url
+        .strip_prefix("s3://")
+        .ok_or_else(|| RemoteError::Url(url.to_owned()))?;
+    let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+    let valid = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.';
+    if bucket.len() < 3 || bucket.len() > 63 || !bucket.chars().all(valid) {
+        return Err(RemoteError::Url(url.to_owned()));
+    }
+    let prefix = prefix.trim_matches('/');
+    if prefix.split('/').any(|p| p == "." || p == "..") {
+        return Err(RemoteError::Url(url.to_owned()));
+    }
+    Ok((bucket.to_owned(), prefix.to_owned()))
+}
+
+/// The bucket could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum RemoteError {
+    /// Not an `s3://BUCKET/PREFIX` URL.
+    #[error("{0:?} is not an s3://BUCKET/PREFIX URL (bucket: 3 to 63 lowercase letters, digits, dots and dashes)")]
+    Url(String),
+    /// `remote.toml` does not parse.
+    #[error("remote.toml: {0}")]
+    Config(String),
+    /// The client could not be set up.
+    #[error("the S3 client cannot be set up: {0}")]
+    Client(String),
+}
+
+/// A connection to the bucket.
+pub struct Remote {
+    config: RemoteConfig,
+    store: AmazonS3,
+    prefix: String,
+    runtime: tokio::runtime::Runtime,
+}
+
+impl std::fmt::Debug for Remote {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Remote")
+            .field("url", &self.config.url)
+            .finish()
+    }
+}
+
+impl Remote {
+    /// Connects to the bucket `config` names, with the credentials of the
+    /// environment.
+    pub fn connect(config: &RemoteConfig) -> Result<Arc<Remote>, RemoteError> {
+        // TLS through rustls with ring: the provider is chosen once per
+        // process (a second install is refused, harmlessly).
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let (bucket, prefix) = parse_url(&config.url)?;
+        let mut b = AmazonS3Builder::new()
+            .with_bucket_name(&bucket)
+            .with_allow_http(config.allow_http)
+            .with_virtual_hosted_style_request(config.virtual_hosted)
+            .with_region(config.region.as_deref().unwrap_or("us-east-1"))
+            .with_retry(object_store::RetryConfig {
+                backoff: object_store::BackoffConfig {
+                    init_backoff: Duration::from_millis(100),
+                    max_backoff: Duration::from_secs(15),
+                    base: 2.0,
+                },
+                max_retries: 8,
+                retry_timeout: Duration::from_secs(300),
+            });
+        if let Some(e) = &config.endpoint {
+            b = b.with_endpoint(e);
+        }
+        for (key, var) in [
+            ("aws_access_key_id", "AWS_ACCESS_KEY_ID"),
+            ("aws_secret_access_key", "AWS_SECRET_ACCESS_KEY"),
+            ("aws_session_token", "AWS_SESSION_TOKEN"),
+        ] {
+            if let (Ok(k), Ok(v)) = (key.parse(), std::env::var(var)) {
+                b = b.with_config(k, v);
+            }
+        }
+        let store = b.build().map_err(|e| RemoteError::Client(e.to_string()))?;
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("strata-s3")
+            .enable_all()
+            .build()
+            .map_err(|e| RemoteError::Client(e.to_string()))?;
+        Ok(Arc::new(Remote {
+            config: config.clone(),
+            store,
+            prefix,
+            runtime,
+        }))
+    }
+
+    /// Where the bucket is.
+    pub fn config(&self) -> &RemoteConfig {
+        &self.config
+    }
+
+    fn path(&self, rel: &str) -> ObjectPath {
+        if self.prefix.is_empty() {
+            ObjectPath::from(rel)
+        } else {
+            ObjectPath::from(format!("{}/{rel}", self.prefix))
+        }
+    }
+
+    /// Stores `data` at `rel` unless something is there already: false
+    /// then (nothing is overwritten).
+    pub fn put_new(&self, rel: &str, data: Vec<u8>) -> io::Result<bool> {
+        let opts = PutOptions {
+            mode: PutMode::Create,
+            ..PutOptions::default()
+        };
+        match self.runtime.block_on(self.store.put_opts(
+            &self.path(rel),
+            PutPayload::from(data),
+            opts,
+        )) {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::AlreadyExists { .. }) => Ok(false),
+            Err(e) => Err(io_err(rel, e)),
+        }
+    }
+
+    /// Stores `data` at `rel`, replacing what is there (the config and
+    /// key slots' copies only: packs are never replaced).
+    pub fn put(&self, rel: &str, data: Vec<u8>) -> io::Result<()> {
+        self.runtime
+            .block_on(self.store.put(&self.path(rel), PutPayload::from(data)))
+            .map(|_| ())
+            .map_err(|e| io_err(rel, e))
+    }
+
+    /// The whole object at `rel`.
+    pub fn get(&self, rel: &str) -> io::Result<Vec<u8>> {
+        self.runtime
+            .block_on(async {
+                let got = self.store.get(&self.path(rel)).await?;
+                got.bytes().await
+            })
+            .map(|b| b.to_vec())
+            .map_err(|e| io_err(rel, e))
+    }
+
+    /// Bytes `offset..offset + buf.len()` of the object at `rel`.
+    pub fn get_range(&self, rel: &str, offset: u64, buf: &mut [u8]) -> io::Result<()> {
+        let range = offset..offset + buf.len() as u64;
+        let got = self
+            .runtime
+            .block_on(self.store.get_range(&self.path(rel), range))
+            .map_err(|e| io_err(rel, e))?;
+        if got.len() != buf.len() {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                format!("{rel}: {} of {} bytes at {offset}", got.len(), buf.len()),
+            ));
+        }
+        buf.copy_from_slice(&got);
+        Ok(())
+    }
+
+    /// The size of the object at `rel`; `NotFound` when there is none.
+    pub fn size(&self, rel: &str) -> io::Result<u64> {
+        self.runtime
+            .block_on(self.store.head(&self.path(rel)))
+            .map(|m| m.size)
+            .map_err(|e| io_err(rel, e))
+    }
+
+    /// Names of the objects under `dir` (relative to it), sorted.
+    pub fn list(&self, dir: &str) -> io::Result<Vec<String>> {
+        use futures_util::TryStreamExt;
+        let base = self.path(dir);
+        let mut names: Vec<String> = self
+            .runtime
+            .block_on(self.store.list(Some(&base)).try_collect::<Vec<_>>())
+            .map_err(|e| io_err(dir, e))?
+            .into_iter()
+            .filter_map(|m| {
+                m.location.prefix_match(&base).map(|parts| {
+                    parts
+                        .map(|p| p.as_ref().to_owned())
+                        .collect::<Vec<_>>()
+                        .join("/")
+                })
+            })
+            .collect();
+        names.sort();
+        Ok(names)
+    }
+
+    /// Deletes the object at `rel` (gone already is fine).
+    pub fn delete(&self, rel: &str) -> io::Result<()> {
+        match self.runtime.block_on(self.store.delete(&self.path(rel))) {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(io_err(rel, e)),
+        }
+    }
+}
+
+/// An object store error as I/O: not found stays not found, the rest says
+/// which object and what the store said.
+fn io_err(rel: &str, e: object_store::Error) -> io::Error {
+    let kind = match &e {
+        object_store::Error::NotFound { .. } => io::ErrorKind::NotFound,
+        object_store::Error::AlreadyExists { .. } => io::ErrorKind::AlreadyExists,
+        object_store::Error::PermissionDenied { .. }
+        | object_store::Error::Unauthenticated { .. } => io::ErrorKind::PermissionDenied,
+        _ => io::ErrorKind::Other,
+    };
+    io::Error::new(kind, format!("the bucket's {rel}: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_name_a_bucket_and_a_clean_prefix() {
+        assert_eq!(
+            parse_url("s3://backups/site-a/strata/").unwrap(),
+            ("backups".into(), "site-a/strata".into())
+        );
+        assert_eq!(
+            parse_url("s3://backups").unwrap(),
+            ("backups".into(), String::new())
+        );
+        for bad in [
+            "backups/x",
+            "s3://Bad_Bucket/x",
+            "s3://ab",
+            "s3://b-ok/../x",
+            "file:///x",
+        ] {
+            assert!(parse_url(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn remote_toml_round_trips_and_refuses_unknown_keys() {
+        let c = RemoteConfig {
+            url: "s3://backups/site-a".into(),
+            endpoint: Some("http://127.0.0.1:9000".into()),
+            region: None,
+            allow_http: true,
+            virtual_hosted: false,
+        };
+        assert_eq!(RemoteConfig::parse(&c.render()).unwrap(), c);
+        assert!(RemoteConfig::parse("url = \"s3://backups/x\"\nsecret = \"no\"\n").is_err());
+    }
+}

@@ -1,0 +1,201 @@
+//! A repository whose finished packs live in an S3-compatible bucket: the
+//! pack backend that uploads them write-once and reads them back by range,
+//! and the repository directory (the bucket's local cache) that copies its
+//! config and key slots to the bucket as they change.
+//!
+//! A pack is finished locally (under `open/`), uploaded with a conditional
+//! create (`If-None-Match: *`: an object already there is never replaced),
+//! and then kept in the local `packs/` as a cache, so reads of what this
+//! machine wrote stay local. A pack not in the cache is read from the
+//! bucket by ranges, as the reader asks for chunks.
+
+use std::io;
+use std::sync::Arc;
+
+use super::backend::{LocalBackend, PackBackend};
+use super::remote::Remote;
+use super::{Disk, DiskFile, IndexBackend, LocalDisk};
+use crate::store::format::{CONFIG_FILE, KEYS_DIR, PACKS_DIR};
+use crate::store::id::PackId;
+
+/// Finished packs in the bucket, with the local ones as a cache.
+#[derive(Debug)]
+pub struct S3Backend {
+    remote: Arc<Remote>,
+    cache: LocalBackend,
+    disk: Arc<dyn Disk>,
+}
+
+impl S3Backend {
+    /// Packs in `remote`'s bucket, cached on `disk`.
+    pub fn new(remote: Arc<Remote>, disk: Arc<dyn Disk>) -> S3Backend {
+        S3Backend {
+            remote,
+            cache: LocalBackend::new(disk.clone()),
+            disk,
+        }
+    }
+}
+
+impl PackBackend for S3Backend {
+    fn create(&self, id: PackId, local: &str) -> io::Result<()> {
+        let rel = LocalBackend::path(id);
+        let data = self.disk.read(local)?;
+        let len = data.len() as u64;
+        if !self.remote.put_new(&rel, data)? {
+            // Already there: an upload whose record a crash lost. Packs are
+            // named by a random id, so the same id is the same pack unless
+            // its length says otherwise.
+            let there = self.remote.size(&rel)?;
+            if there != len {
+                return Err(io::Error::new(
+                    io::ErrorKind::AlreadyExists,
+                    format!(
+                        "the bucket already holds a different pack {id} ({there} bytes, not {len}); it is left as it is: run `strata check`"
+                    ),
+                ));
+            }
+        }
+        self.cache.create(id, local)
+    }
+
+    fn open(&self, id: PackId) -> io::Result<Box<dyn DiskFile>> {
+        if self.cache.exists(id) {
+            return self.cache.open(id);
+        }
+        let rel = LocalBackend::path(id);
+        let len = self.remote.size(&rel)?;
+        Ok(Box::new(RemotePack {
+            remote: self.remote.clone(),
+            rel,
+            len,
+        }))
+    }
+
+    fn list(&self) -> io::Result<Vec<PackId>> {
+        Ok(self
+            .remote
+            .list(PACKS_DIR)?
+            .iter()
+            .filter_map(|name| name.rsplit('/').next()?.parse().ok())
+            .collect())
+    }
+
+    fn exists(&self, id: PackId) -> bool {
+        self.cache.exists(id) || self.remote.size(&LocalBackend::path(id)).is_ok()
+    }
+
+    fn is_remote(&self) -> bool {
+        true
+    }
+
+    fn delete(&self, id: PackId) -> io::Result<()> {
+        self.remote.delete(&LocalBackend::path(id))?;
+        if self.cache.exists(id) {
+            self.cache.delete(id)?;
+        }
+        Ok(())
+    }
+}
+
+/// A pack read from the bucket by ranges.
+struct RemotePack {
+    remote: Arc<Remote>,
+    rel: String,
+    len: u64,
+}
+
+impl DiskFile for RemotePack {
+    fn len(&self) -> io::Result<u64> {
+        Ok(self.len)
+    }
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
+        if offset + buf.len() as u64 > self.len {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                format!("{}: read past its end", self.rel),
+            ));
+        }
+        self.remote.get_range(&self.rel, offset, buf)
+    }
+    fn write_at(&self, _offset: u64, _data: &[u8]) -> io::Result<()> {
+        Err(read_only(&self.rel))
+    }
+    fn set_len(&self, _len: u64) -> io::Result<()> {
+        Err(read_only(&self.rel))
+    }
+    fn sync(&self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+fn read_only(rel: &str) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::PermissionDenied,
+        format!("{rel}: a finished pack in the bucket is never written"),
+    )
+}
+
+/// The repository directory of a bucket: a local directory like any other,
+/// whose config and key slots are copied to the bucket whenever they are
+/// written or removed, so the bucket alone can bring the repository back.
+#[derive(Debug)]
+pub struct MirroredDisk {
+    local: LocalDisk,
+    remote: Arc<Remote>,
+}
+
+impl MirroredDisk {
+    /// `local`, mirrored to `remote`.
+    pub fn new(local: LocalDisk, remote: Arc<Remote>) -> MirroredDisk {
+        MirroredDisk { local, remote }
+    }
+
+    fn mirrored(path: &str) -> bool {
+        path == CONFIG_FILE || super::parent(path) == KEYS_DIR && !path.ends_with(".tmp")
+    }
+}
+
+impl Disk for MirroredDisk {
+    fn open(&self, path: &str, create: bool) -> io::Result<Box<dyn DiskFile>> {
+        self.local.open(path, create)
+    }
+    fn create_dir_all(&self, path: &str) -> io::Result<()> {
+        self.local.create_dir_all(path)
+    }
+    fn list(&self, dir: &str) -> io::Result<Vec<String>> {
+        self.local.list(dir)
+    }
+    fn remove(&self, path: &str) -> io::Result<()> {
+        self.local.remove(path)?;
+        if Self::mirrored(path) {
+            self.remote.delete(path)?;
+        }
+        Ok(())
+    }
+    fn rename(&self, from: &str, to: &str) -> io::Result<()> {
+        self.local.rename(from, to)
+    }
+    fn sync_dir(&self, dir: &str) -> io::Result<()> {
+        self.local.sync_dir(dir)
+    }
+    fn exists(&self, path: &str) -> bool {
+        self.local.exists(path)
+    }
+    fn index_backend(&self, path: &str) -> io::Result<IndexBackend> {
+        self.local.index_backend(path)
+    }
+    fn available(&self) -> Option<u64> {
+        self.local.available()
+    }
+    fn remote(&self) -> Option<Arc<Remote>> {
+        Some(self.remote.clone())
+    }
+    fn write_atomic(&self, path: &str, data: &[u8]) -> io::Result<()> {
+        self.local.write_atomic(path, data)?;
+        if Self::mirrored(path) {
+            self.remote.put(path, data.to_vec())?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,82 @@
+//! A real S3-compatible server on loopback for the tests: moto's server
+//! (`pip install 'moto[server]'`, the `moto_server` program), one per test,
+//! in memory, stopped when dropped.
+
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A running server.
+pub struct Server {
+    child: Child,
+    pub endpoint: String,
+}
+
+impl Server {
+    /// Starts one on a free loopback port and waits until it answers.
+    pub fn start() -> Server {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let child = Command::new("moto_server")
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("moto_server starts");
+        let endpoint = format!("http://127.0.0.1:{port}");
+        let s = Server { child, endpoint };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while ureq::get(&format!("{}/", s.endpoint)).call().is_err() {
+            assert!(Instant::now() < deadline, "moto_server did not answer");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        s
+    }
+
+    /// Creates bucket `name`.
+    pub fn bucket(&self, name: &str) {
+        ureq::put(&format!("{}/{name}", self.endpoint))
+            .send_empty()
+            .expect("bucket created");
+    }
+
+    /// The names under `prefix` in bucket `name`, from its listing.
+    pub fn keys(&self, name: &str, prefix: &str) -> Vec<String> {
+        let body = ureq::get(&format!(
+            "{}/{name}?list-type=2&prefix={prefix}",
+            self.endpoint
+        ))
+        .call()
+        .expect("listing")
+        .into_body()
+        .read_to_string()
+        .unwrap();
+        body.split("<Key>")
+            .skip(1)
+            .filter_map(|s| s.split("</Key>").next())
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// The environment a strata command needs to reach it, as the AWS
+    /// tools read it.
+    pub fn env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("AWS_ENDPOINT_URL", self.endpoint.clone()),
+            ("AWS_ALLOW_HTTP", "true".into()),
+            ("AWS_REGION", "us-east-1".into()),
+            ("AWS_ACCESS_KEY_ID", "testing".into()),
+            ("AWS_SECRET_ACCESS_KEY", "testing".into()),
+        ]
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

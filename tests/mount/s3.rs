@@ -1,0 +1,126 @@
+//! A repository whose packs live in an S3-compatible bucket (moto's server
+//! on loopback): backed up through the mount, then brought back on a
+//! machine that has nothing but the bucket, byte for byte.
+
+use std::path::Path;
+use std::process::Command;
+
+use super::common::s3::Server;
+use super::common::tier::{self, Tier};
+use super::harness::{differences, fails, ok, rsync_into, Mount};
+use super::{strata_at, tree};
+
+const URL: &str = "s3://strata-tests/site-a";
+
+/// `strata --repo s3://… ARGS` reaching `s3`, its local part under `cache`.
+fn at_bucket(m: &Mount, s3: &Server, cache: &Path, args: &[&str]) -> Command {
+    let mut c = strata_at(m, Path::new(URL), args);
+    c.env("STRATA_CACHE_DIR", cache).envs(s3.env());
+    c
+}
+
+#[test]
+fn a_bucket_repository_comes_back_from_the_bucket_alone() {
+    if tier::missing(&[Tier::Mount, Tier::S3]) {
+        return;
+    }
+    let s3 = Server::start();
+    s3.bucket("strata-tests");
+    let m = Mount::unmounted();
+    let cache = m.path("cache");
+    let cmd = |args: &[&str]| at_bucket(&m, &s3, &cache, args);
+    ok(&mut cmd(&[
+        "init",
+        "--kdf-memory-mib",
+        "8",
+        "--kdf-iterations",
+        "1",
+        "--pack-size",
+        "1MiB",
+    ]));
+    ok(cmd(&["mount", "--log-file"])
+        .arg(m.path("mountd.log"))
+        .arg(m.mnt()));
+    let src = m.path("src");
+    // Every file kind, and 12 MiB of content: several packs.
+    tree::make(&src);
+    rsync_into(&src, &m.head().join("data"));
+    ok(&mut cmd(&["snapshot", "create", "--label", "nightly"]));
+    ok(cmd(&["umount"]).arg(m.mnt()));
+
+    // The bucket holds the config, the key slot and every finished pack,
+    // the snapshot's own among them.
+    let keys = s3.keys("strata-tests", "site-a/");
+    assert!(keys.iter().any(|k| k == "site-a/config"), "{keys:?}");
+    assert!(
+        keys.iter().any(|k| k.starts_with("site-a/keys/")),
+        "{keys:?}"
+    );
+    let packs = keys
+        .iter()
+        .filter(|k| k.starts_with("site-a/packs/"))
+        .count();
+    assert!(packs >= 3, "{keys:?}");
+
+    // Another machine: nothing local but the password.
+    std::fs::remove_dir_all(&cache).unwrap();
+    fails(
+        &cmd(&["snapshot", "list"]).output().unwrap(),
+        13,
+        "strata repair index",
+    );
+    ok(&mut cmd(&["repair", "index"]));
+    ok(cmd(&["mount", "--log-file"])
+        .arg(m.path("mountd2.log"))
+        .arg(m.mnt()));
+    assert_eq!(
+        differences(&src, &m.snapshots().join("nightly").join("data")),
+        ""
+    );
+    ok(cmd(&["umount"]).arg(m.mnt()));
+    // Every chunk reads back from the bucket: no pack is cached here.
+    let local = cache.join("s3/strata-tests/site-a/packs");
+    let cached = std::fs::read_dir(&local).map_or(0, |d| d.count());
+    assert_eq!(cached, 0, "packs cached in {}", local.display());
+    ok(&mut cmd(&["check", "--read-data"]));
+}
+
+#[test]
+fn a_bucket_url_that_is_wrong_taken_or_empty_is_named_and_nothing_is_made() {
+    if tier::missing(&[Tier::Mount, Tier::S3]) {
+        return;
+    }
+    let s3 = Server::start();
+    s3.bucket("strata-tests");
+    let m = Mount::unmounted();
+    let cache = m.path("cache");
+    let mut bad = strata_at(&m, Path::new("s3://Bad_Bucket/x"), &["init"]);
+    bad.env("STRATA_CACHE_DIR", &cache).envs(s3.env());
+    fails(
+        &bad.output().unwrap(),
+        2,
+        "is not an s3://BUCKET/PREFIX URL",
+    );
+    assert!(!cache.exists());
+    // Nothing there yet: named as no repository.
+    fails(
+        &at_bucket(&m, &s3, &cache, &["snapshot", "list"])
+            .output()
+            .unwrap(),
+        10,
+        URL,
+    );
+    assert!(s3.keys("strata-tests", "").is_empty());
+    let init = ["init", "--kdf-memory-mib", "8", "--kdf-iterations", "1"];
+    ok(&mut at_bucket(&m, &s3, &cache, &init));
+    let before = s3.keys("strata-tests", "");
+    // A second init on the same prefix, from another machine: refused,
+    // the bucket untouched.
+    let other = m.path("other-cache");
+    fails(
+        &at_bucket(&m, &s3, &other, &init).output().unwrap(),
+        1,
+        "already holds a repository",
+    );
+    assert_eq!(s3.keys("strata-tests", ""), before);
+}

@@ -1,0 +1,84 @@
+//! The bucket backend against a real S3-compatible server (moto's, on
+//! loopback): packs are created write-once, read back by range, listed,
+//! and a different pack under a taken name is refused, never overwritten.
+
+mod common;
+
+use std::sync::Arc;
+
+use common::s3::Server;
+use common::tier::{self, Tier};
+use strata::store::id::PackId;
+use strata::store::io::backend::{LocalBackend, PackBackend};
+use strata::store::io::remote::{Remote, RemoteConfig};
+use strata::store::io::s3::S3Backend;
+use strata::store::io::{Disk, LocalDisk};
+
+fn backend(s3: &Server, dir: &std::path::Path) -> (S3Backend, Arc<Remote>, Arc<dyn Disk>) {
+    let config = RemoteConfig {
+        url: "s3://strata-tests/packs-test".into(),
+        endpoint: Some(s3.endpoint.clone()),
+        region: None,
+        allow_http: true,
+        virtual_hosted: false,
+    };
+    // Credentials come from the environment only.
+    for (k, v) in s3.env() {
+        std::env::set_var(k, v);
+    }
+    let remote = Remote::connect(&config).unwrap();
+    let disk: Arc<dyn Disk> = Arc::new(LocalDisk::new(dir));
+    disk.create_dir_all("open").unwrap();
+    (S3Backend::new(remote.clone(), disk.clone()), remote, disk)
+}
+
+#[test]
+fn packs_are_created_once_read_by_range_and_never_replaced() {
+    if tier::missing(&[Tier::S3]) {
+        return;
+    }
+    let s3 = Server::start();
+    s3.bucket("strata-tests");
+    let dir = tempfile::tempdir().unwrap();
+    let (b, remote, disk) = backend(&s3, dir.path());
+    let id: PackId = "00112233445566778899aabbccddeeff".parse().unwrap();
+    let data = common::bytes(3, 300_000);
+    disk.write_atomic("open/p", &data).unwrap();
+    b.create(id, "open/p").unwrap();
+    assert!(b.is_remote());
+    assert_eq!(b.list().unwrap(), vec![id]);
+    assert!(b.exists(id));
+    // Kept locally as a cache, and in the bucket whole.
+    assert!(disk.exists(&LocalBackend::path(id)));
+    assert_eq!(remote.get(&LocalBackend::path(id)).unwrap(), data);
+
+    // Read from the bucket by range once the cache is gone.
+    std::fs::remove_dir_all(dir.path().join("packs")).unwrap();
+    let f = b.open(id).unwrap();
+    assert_eq!(f.len().unwrap(), 300_000);
+    let mut buf = vec![0u8; 1000];
+    f.read_at(123_456, &mut buf).unwrap();
+    assert_eq!(buf, data[123_456..124_456]);
+    assert!(f.read_at(299_500, &mut buf).is_err(), "past the end");
+    assert!(
+        f.write_at(0, b"x").is_err(),
+        "a pack in the bucket is never written"
+    );
+
+    // The same pack again (an upload whose record a crash lost): fine.
+    disk.write_atomic("open/p", &data).unwrap();
+    b.create(id, "open/p").unwrap();
+    // A different one under the same name: refused, the bucket's kept.
+    std::fs::remove_dir_all(dir.path().join("packs")).unwrap();
+    disk.write_atomic("open/q", &common::bytes(4, 200_000))
+        .unwrap();
+    let e = b.create(id, "open/q").unwrap_err();
+    assert_eq!(e.kind(), std::io::ErrorKind::AlreadyExists, "{e}");
+    assert!(e.to_string().contains("left as it is"), "{e}");
+    assert_eq!(remote.get(&LocalBackend::path(id)).unwrap(), data);
+
+    // Garbage collection's delete removes it from both.
+    b.delete(id).unwrap();
+    assert!(b.list().unwrap().is_empty());
+    assert!(!b.exists(id));
+}
