@@ -6,7 +6,7 @@ mod common;
 
 use std::sync::Arc;
 
-use common::s3::Server;
+use common::s3::{FaultyProxy, Server};
 use common::tier::{self, Tier};
 use strata::store::id::PackId;
 use strata::store::io::backend::{LocalBackend, PackBackend};
@@ -15,9 +15,18 @@ use strata::store::io::s3::S3Backend;
 use strata::store::io::{Disk, LocalDisk};
 
 fn backend(s3: &Server, dir: &std::path::Path) -> (S3Backend, Arc<Remote>, Arc<dyn Disk>) {
+    backend_at(s3, &s3.endpoint, dir)
+}
+
+/// The backend reaching `s3` through `endpoint` (the server or a proxy).
+fn backend_at(
+    s3: &Server,
+    endpoint: &str,
+    dir: &std::path::Path,
+) -> (S3Backend, Arc<Remote>, Arc<dyn Disk>) {
     let config = RemoteConfig {
         url: "s3://strata-tests/packs-test".into(),
-        endpoint: Some(s3.endpoint.clone()),
+        endpoint: Some(endpoint.to_owned()),
         region: None,
         allow_http: true,
         virtual_hosted: false,
@@ -81,4 +90,49 @@ fn packs_are_created_once_read_by_range_and_never_replaced() {
     b.delete(id).unwrap();
     assert!(b.list().unwrap().is_empty());
     assert!(!b.exists(id));
+}
+
+#[test]
+fn a_pack_larger_than_one_request_goes_in_parts() {
+    if tier::missing(&[Tier::S3]) {
+        return;
+    }
+    let s3 = Server::start();
+    s3.bucket("strata-tests");
+    let dir = tempfile::tempdir().unwrap();
+    let (b, remote, disk) = backend(&s3, dir.path());
+    let id: PackId = "ffeeddccbbaa99887766554433221100".parse().unwrap();
+    let len = strata::store::io::remote::SINGLE_PUT as usize + 3_000_000;
+    let data = common::bytes(5, len);
+    disk.write_atomic("open/big", &data).unwrap();
+    b.create(id, "open/big").unwrap();
+    assert_eq!(remote.size(&LocalBackend::path(id)).unwrap(), len as u64);
+    assert_eq!(remote.get(&LocalBackend::path(id)).unwrap(), data);
+    // Once there, a second create sends nothing and replaces nothing.
+    disk.write_atomic("open/big", &data).unwrap();
+    b.create(id, "open/big").unwrap();
+}
+
+#[test]
+fn uploads_and_reads_ride_out_503s_and_dropped_connections() {
+    if tier::missing(&[Tier::S3]) {
+        return;
+    }
+    let s3 = Server::start();
+    s3.bucket("strata-tests");
+    let proxy = FaultyProxy::start(&s3.endpoint, 4);
+    let dir = tempfile::tempdir().unwrap();
+    let (b, _, disk) = backend_at(&s3, &proxy.endpoint, dir.path());
+    let id: PackId = "0123456789abcdef0123456789abcdef".parse().unwrap();
+    let data = common::bytes(6, 500_000);
+    disk.write_atomic("open/p", &data).unwrap();
+    b.create(id, "open/p").unwrap();
+    assert_eq!(proxy.injected(), 4, "every fault was met and retried");
+    // What arrived is whole: read back past the proxy, by range.
+    std::fs::remove_dir_all(dir.path().join("packs")).unwrap();
+    let (direct, _, _) = backend(&s3, dir.path());
+    let f = direct.open(id).unwrap();
+    let mut all = vec![0u8; data.len()];
+    f.read_at(0, &mut all).unwrap();
+    assert_eq!(all, data);
 }

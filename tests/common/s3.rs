@@ -80,3 +80,63 @@ impl Drop for Server {
         let _ = self.child.wait();
     }
 }
+
+/// A loopback proxy in front of a server that fails the first requests it
+/// gets, alternately with a 503 and with a connection dropped mid-request,
+/// then passes everything through: what a flaky link or a busy store does.
+pub struct FaultyProxy {
+    pub endpoint: String,
+    injected: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl FaultyProxy {
+    /// A proxy to `upstream` (`http://host:port`) that fails `faults`
+    /// requests first.
+    pub fn start(upstream: &str, faults: usize) -> FaultyProxy {
+        use std::io::{Read, Write};
+        use std::net::TcpStream;
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let endpoint = format!("http://{}", listener.local_addr().unwrap());
+        let upstream = upstream.trim_start_matches("http://").to_owned();
+        let injected = std::sync::Arc::new(AtomicUsize::new(0));
+        let count = injected.clone();
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(mut client) = conn else { continue };
+                let n = count.load(Ordering::SeqCst);
+                if n < faults {
+                    count.store(n + 1, Ordering::SeqCst);
+                    let mut head = [0u8; 512];
+                    let _ = client.read(&mut head);
+                    if n % 2 == 0 {
+                        let _ = client.write_all(
+                            b"HTTP/1.1 503 Slow Down\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                        );
+                    }
+                    // Odd ones: dropped without an answer.
+                    continue;
+                }
+                let Ok(server) = TcpStream::connect(&upstream) else {
+                    continue;
+                };
+                let (mut c2, mut s2) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+                std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut c2, &mut s2);
+                    let _ = s2.shutdown(std::net::Shutdown::Write);
+                });
+                let (mut s, mut c) = (server, client);
+                std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut s, &mut c);
+                    let _ = c.shutdown(std::net::Shutdown::Write);
+                });
+            }
+        });
+        FaultyProxy { endpoint, injected }
+    }
+
+    /// Faults injected so far.
+    pub fn injected(&self) -> usize {
+        self.injected.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}

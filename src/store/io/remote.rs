@@ -24,6 +24,11 @@ use serde::{Deserialize, Serialize};
 /// The file in a repository directory that names its bucket.
 pub const REMOTE_FILE: &str = "remote.toml";
 
+/// Largest object sent in one request; larger ones go in parts.
+pub const SINGLE_PUT: u64 = 64 << 20;
+/// The size of one part of a larger object.
+pub const PART: u64 = 16 << 20;
+
 /// Where the bucket is: everything but the credentials.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -202,6 +207,57 @@ impl Remote {
             Err(object_store::Error::AlreadyExists { .. }) => Ok(false),
             Err(e) => Err(io_err(rel, e)),
         }
+    }
+
+    /// Stores the `len` bytes of `file` at `rel` unless something is there
+    /// already: false then. Up to [`SINGLE_PUT`] in one conditional create;
+    /// larger in parts of [`PART`] read one at a time (S3 has no
+    /// conditional multipart create, so the name is looked up first: pack
+    /// names are random, and no other writer makes the same one).
+    pub fn put_new_file(
+        &self,
+        rel: &str,
+        file: &dyn super::DiskFile,
+        len: u64,
+    ) -> io::Result<bool> {
+        if len <= SINGLE_PUT {
+            let mut data = vec![0u8; len as usize];
+            file.read_at(0, &mut data)?;
+            return self.put_new(rel, data);
+        }
+        match self.size(rel) {
+            Ok(_) => return Ok(false),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+        let path = self.path(rel);
+        self.runtime.block_on(async {
+            let mut upload = self
+                .store
+                .put_multipart(&path)
+                .await
+                .map_err(|e| io_err(rel, e))?;
+            let mut at = 0u64;
+            let sent: io::Result<()> = async {
+                while at < len {
+                    let n = PART.min(len - at) as usize;
+                    let mut part = vec![0u8; n];
+                    file.read_at(at, &mut part)?;
+                    upload
+                        .put_part(PutPayload::from(part))
+                        .await
+                        .map_err(|e| io_err(rel, e))?;
+                    at += n as u64;
+                }
+                upload.complete().await.map_err(|e| io_err(rel, e))?;
+                Ok(())
+            }
+            .await;
+            if sent.is_err() {
+                let _ = upload.abort().await;
+            }
+            sent.map(|()| true)
+        })
     }
 
     /// Stores `data` at `rel`, replacing what is there (the config and

@@ -133,6 +133,30 @@ pub fn retry_delay(attempt: u32) -> Option<Duration> {
     Some(Duration::from_millis(base + jitter))
 }
 
+/// Runs `attempt_once` until it succeeds, fails in a way `op` may not
+/// retry, or the attempts are used up; each retry is logged with `what`.
+pub fn retrying<T>(
+    op: Operation,
+    what: &str,
+    mut attempt_once: impl FnMut() -> io::Result<T>,
+) -> io::Result<T> {
+    let mut attempt = 0;
+    loop {
+        let err = match attempt_once() {
+            Err(e) if may_retry(op, failure_of(&e)) => e,
+            other => return other,
+        };
+        attempt += 1;
+        match retry_delay(attempt) {
+            Some(pause) => {
+                tracing::warn!(what, attempt, error = %err, "storage operation failed; retrying");
+                std::thread::sleep(pause);
+            }
+            None => return Err(err),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -14,6 +14,7 @@ use std::sync::Arc;
 
 use super::backend::{LocalBackend, PackBackend};
 use super::remote::Remote;
+use super::retry::{retrying, Operation};
 use super::{Disk, DiskFile, IndexBackend, LocalDisk};
 use crate::store::format::{CONFIG_FILE, KEYS_DIR, PACKS_DIR};
 use crate::store::id::PackId;
@@ -40,9 +41,15 @@ impl S3Backend {
 impl PackBackend for S3Backend {
     fn create(&self, id: PackId, local: &str) -> io::Result<()> {
         let rel = LocalBackend::path(id);
-        let data = self.disk.read(local)?;
-        let len = data.len() as u64;
-        if !self.remote.put_new(&rel, data)? {
+        let file = self.disk.open(local, false)?;
+        let len = file.len()?;
+        // The client retries what it knows to be safe; a conditional create
+        // whose connection dropped it leaves alone, and it is safe here: a
+        // retry that finds the object checks it is this pack.
+        let created = retrying(Operation::WholeObjectUpload, &rel, || {
+            self.remote.put_new_file(&rel, file.as_ref(), len)
+        })?;
+        if !created {
             // Already there: an upload whose record a crash lost. Packs are
             // named by a random id, so the same id is the same pack unless
             // its length says otherwise.
