@@ -109,7 +109,7 @@ impl FaultyProxy {
                     count.store(n + 1, Ordering::SeqCst);
                     let mut head = [0u8; 512];
                     let _ = client.read(&mut head);
-                    if n % 2 == 0 {
+                    if n.is_multiple_of(2) {
                         let _ = client.write_all(
                             b"HTTP/1.1 503 Slow Down\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
                         );
