@@ -6,7 +6,8 @@
 //! (index, head, open packs, the packs written or read here). Its
 //! `remote.toml` says where the bucket is; credentials never go there:
 //! they come from the usual environment variables (`AWS_ACCESS_KEY_ID`,
-//! `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`), as for every AWS tool.
+//! `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`) or the shared credentials
+//! file (`~/.aws/credentials`, `AWS_PROFILE`), as for every AWS tool.
 //!
 //! The client is the Arrow project's `object_store` (request signing,
 //! retries with backoff, conditional create); its calls are async, so a
@@ -154,12 +155,16 @@ impl Remote {
         if let Some(e) = &config.endpoint {
             b = b.with_endpoint(e);
         }
+        let file = credentials_file();
         for (key, var) in [
             ("aws_access_key_id", "AWS_ACCESS_KEY_ID"),
             ("aws_secret_access_key", "AWS_SECRET_ACCESS_KEY"),
             ("aws_session_token", "AWS_SESSION_TOKEN"),
         ] {
-            if let (Ok(k), Ok(v)) = (key.parse(), std::env::var(var)) {
+            let value = std::env::var(var)
+                .ok()
+                .or_else(|| file.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone()));
+            if let (Ok(k), Some(v)) = (key.parse(), value) {
                 b = b.with_config(k, v);
             }
         }
@@ -336,6 +341,41 @@ impl Remote {
     }
 }
 
+/// The keys of the profile (`AWS_PROFILE`, else `default`) in the shared
+/// credentials file (`AWS_SHARED_CREDENTIALS_FILE`, else
+/// `~/.aws/credentials`), as the AWS tools read it; the environment's own
+/// variables win over it. Empty when there is no such file or profile.
+fn credentials_file() -> Vec<(String, String)> {
+    let path = std::env::var_os("AWS_SHARED_CREDENTIALS_FILE")
+        .map(std::path::PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("HOME").map(|h| std::path::Path::new(&h).join(".aws/credentials"))
+        });
+    let profile = std::env::var("AWS_PROFILE").unwrap_or_else(|_| "default".into());
+    path.and_then(|p| std::fs::read_to_string(p).ok())
+        .map(|text| profile_keys(&text, &profile))
+        .unwrap_or_default()
+}
+
+/// The `key = value` lines of `[profile]` in an INI text.
+fn profile_keys(text: &str, profile: &str) -> Vec<(String, String)> {
+    let mut inside = false;
+    let mut out = Vec::new();
+    for line in text.lines().map(str::trim) {
+        if line.starts_with('#') || line.starts_with(';') || line.is_empty() {
+            continue;
+        }
+        if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+            inside = name.trim() == profile;
+        } else if inside {
+            if let Some((k, v)) = line.split_once('=') {
+                out.push((k.trim().to_ascii_lowercase(), v.trim().to_owned()));
+            }
+        }
+    }
+    out
+}
+
 /// An object store error as I/O: not found stays not found, the rest says
 /// which object and what the store said.
 fn io_err(rel: &str, e: object_store::Error) -> io::Error {
@@ -372,6 +412,20 @@ mod tests {
         ] {
             assert!(parse_url(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn the_credentials_file_gives_the_chosen_profile_only() {
+        let text = "# shared\n[default]\naws_access_key_id = AKIDEFAULT\naws_secret_access_key=s1\n\n[backup]\nAWS_ACCESS_KEY_ID = AKIBACKUP\naws_secret_access_key = s2\n";
+        assert_eq!(
+            profile_keys(text, "backup"),
+            [
+                ("aws_access_key_id".to_owned(), "AKIBACKUP".to_owned()),
+                ("aws_secret_access_key".to_owned(), "s2".to_owned())
+            ]
+        );
+        assert_eq!(profile_keys(text, "default")[0].1, "AKIDEFAULT");
+        assert!(profile_keys(text, "nobody").is_empty());
     }
 
     #[test]
