@@ -285,23 +285,6 @@ impl Remote {
             .map_err(|e| io_err(rel, e))
     }
 
-    /// Bytes `offset..offset + buf.len()` of the object at `rel`.
-    pub fn get_range(&self, rel: &str, offset: u64, buf: &mut [u8]) -> io::Result<()> {
-        let range = offset..offset + buf.len() as u64;
-        let got = self
-            .runtime
-            .block_on(self.store.get_range(&self.path(rel), range))
-            .map_err(|e| io_err(rel, e))?;
-        if got.len() != buf.len() {
-            return Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                format!("{rel}: {} of {} bytes at {offset}", got.len(), buf.len()),
-            ));
-        }
-        buf.copy_from_slice(&got);
-        Ok(())
-    }
-
     /// The size of the object at `rel`; `NotFound` when there is none.
     pub fn size(&self, rel: &str) -> io::Result<u64> {
         self.runtime

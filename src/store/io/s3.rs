@@ -6,8 +6,8 @@
 //! A pack is finished locally (under `open/`), uploaded with a conditional
 //! create (`If-None-Match: *`: an object already there is never replaced),
 //! and then kept in the local `packs/` as a cache, so reads of what this
-//! machine wrote stay local. A pack not in the cache is read from the
-//! bucket by ranges, as the reader asks for chunks.
+//! machine wrote stay local. A pack not in the cache is fetched whole into
+//! it the first time a chunk of it is read.
 
 use std::io;
 use std::sync::Arc;
@@ -35,6 +35,27 @@ impl S3Backend {
             cache: LocalBackend::new(disk.clone()),
             disk,
         }
+    }
+}
+
+impl S3Backend {
+    /// Copies pack `id` from the bucket into the cache: a reader that asks
+    /// for one chunk of a pack mostly asks for its neighbours next (a
+    /// restore reads whole trees), and one request for the pack costs far
+    /// less than one per chunk. Written aside and renamed in, so the cache
+    /// never holds part of a pack.
+    fn fetch(&self, id: PackId) -> io::Result<()> {
+        let rel = LocalBackend::path(id);
+        let data = retrying(Operation::Read, &rel, || self.remote.get(&rel))?;
+        let tmp = format!("{rel}.fetch");
+        self.disk.create_dir_all(super::parent(&rel))?;
+        let f = self.disk.open(&tmp, true)?;
+        f.set_len(0)?;
+        f.write_at(0, &data)?;
+        f.sync()?;
+        drop(f);
+        self.disk.rename(&tmp, &rel)?;
+        self.disk.sync_dir(super::parent(&rel))
     }
 }
 
@@ -67,16 +88,10 @@ impl PackBackend for S3Backend {
     }
 
     fn open(&self, id: PackId) -> io::Result<Box<dyn DiskFile>> {
-        if self.cache.exists(id) {
-            return self.cache.open(id);
+        if !self.cache.exists(id) {
+            self.fetch(id)?;
         }
-        let rel = LocalBackend::path(id);
-        let len = self.remote.size(&rel)?;
-        Ok(Box::new(RemotePack {
-            remote: self.remote.clone(),
-            rel,
-            len,
-        }))
+        self.cache.open(id)
     }
 
     fn list(&self) -> io::Result<Vec<PackId>> {
@@ -103,44 +118,6 @@ impl PackBackend for S3Backend {
         }
         Ok(())
     }
-}
-
-/// A pack read from the bucket by ranges.
-struct RemotePack {
-    remote: Arc<Remote>,
-    rel: String,
-    len: u64,
-}
-
-impl DiskFile for RemotePack {
-    fn len(&self) -> io::Result<u64> {
-        Ok(self.len)
-    }
-    fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
-        if offset + buf.len() as u64 > self.len {
-            return Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                format!("{}: read past its end", self.rel),
-            ));
-        }
-        self.remote.get_range(&self.rel, offset, buf)
-    }
-    fn write_at(&self, _offset: u64, _data: &[u8]) -> io::Result<()> {
-        Err(read_only(&self.rel))
-    }
-    fn set_len(&self, _len: u64) -> io::Result<()> {
-        Err(read_only(&self.rel))
-    }
-    fn sync(&self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-fn read_only(rel: &str) -> io::Error {
-    io::Error::new(
-        io::ErrorKind::PermissionDenied,
-        format!("{rel}: a finished pack in the bucket is never written"),
-    )
 }
 
 /// The repository directory of a bucket: a local directory like any other,
