@@ -183,11 +183,6 @@ impl Remote {
         }))
     }
 
-    /// Where the bucket is.
-    pub fn config(&self) -> &RemoteConfig {
-        &self.config
-    }
-
     fn path(&self, rel: &str) -> ObjectPath {
         if self.prefix.is_empty() {
             ObjectPath::from(rel)
