@@ -42,12 +42,11 @@ fn backend_at(
 }
 
 #[test]
-fn packs_are_created_once_read_by_range_and_never_replaced() {
+fn packs_are_created_once_fetched_back_whole_and_never_replaced() {
     if tier::missing(&[Tier::S3]) {
         return;
     }
-    let s3 = Server::start();
-    s3.bucket("strata-tests");
+    let s3 = Server::with_bucket("strata-tests");
     let dir = tempfile::tempdir().unwrap();
     let (b, remote, disk) = backend(&s3, dir.path());
     let id: PackId = "00112233445566778899aabbccddeeff".parse().unwrap();
@@ -97,8 +96,7 @@ fn a_pack_larger_than_one_request_goes_in_parts() {
     if tier::missing(&[Tier::S3]) {
         return;
     }
-    let s3 = Server::start();
-    s3.bucket("strata-tests");
+    let s3 = Server::with_bucket("strata-tests");
     let dir = tempfile::tempdir().unwrap();
     let (b, remote, disk) = backend(&s3, dir.path());
     let id: PackId = "ffeeddccbbaa99887766554433221100".parse().unwrap();
@@ -118,8 +116,7 @@ fn uploads_and_reads_ride_out_503s_and_dropped_connections() {
     if tier::missing(&[Tier::S3]) {
         return;
     }
-    let s3 = Server::start();
-    s3.bucket("strata-tests");
+    let s3 = Server::with_bucket("strata-tests");
     let proxy = FaultyProxy::start(&s3.endpoint, 4);
     let dir = tempfile::tempdir().unwrap();
     let (b, _, disk) = backend_at(&s3, &proxy.endpoint, dir.path());

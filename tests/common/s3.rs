@@ -36,6 +36,13 @@ impl Server {
         s
     }
 
+    /// A server with bucket `name` made.
+    pub fn with_bucket(name: &str) -> Server {
+        let s = Server::start();
+        s.bucket(name);
+        s
+    }
+
     /// Creates bucket `name`.
     pub fn bucket(&self, name: &str) {
         ureq::put(&format!("{}/{name}", self.endpoint))

@@ -24,8 +24,7 @@ fn a_bucket_repository_comes_back_from_the_bucket_alone() {
     if tier::missing(&[Tier::Mount, Tier::S3]) {
         return;
     }
-    let s3 = Server::start();
-    s3.bucket("strata-tests");
+    let s3 = Server::with_bucket("strata-tests");
     let m = Mount::unmounted();
     let cache = m.path("cache");
     let cmd = |args: &[&str]| at_bucket(&m, &s3, &cache, args);
@@ -96,8 +95,7 @@ fn a_bucket_url_that_is_wrong_taken_or_empty_is_named_and_nothing_is_made() {
     if tier::missing(&[Tier::Mount, Tier::S3]) {
         return;
     }
-    let s3 = Server::start();
-    s3.bucket("strata-tests");
+    let s3 = Server::with_bucket("strata-tests");
     let m = Mount::unmounted();
     let cache = m.path("cache");
     let mut bad = strata_at(&m, Path::new("s3://Bad_Bucket/x"), &["init"]);
