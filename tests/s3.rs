@@ -85,6 +85,24 @@ fn packs_are_created_once_fetched_back_whole_and_never_replaced() {
     assert!(e.to_string().contains("left as it is"), "{e}");
     assert_eq!(remote.get(&LocalBackend::path(id)).unwrap(), data);
 
+    // Readers that miss the cache at once each fetch it, and none of
+    // them spoils the copy another has put in place.
+    assert!(!dir.path().join(LocalBackend::path(id)).exists());
+    std::thread::scope(|scope| {
+        for _ in 0..8 {
+            scope.spawn(|| {
+                let f = b.open(id).unwrap();
+                let mut all = vec![0u8; data.len()];
+                f.read_at(0, &mut all).unwrap();
+                assert!(all == data, "a reader saw a spoiled pack");
+            });
+        }
+    });
+    assert_eq!(
+        std::fs::read(dir.path().join(LocalBackend::path(id))).unwrap(),
+        data
+    );
+
     // Garbage collection's delete removes it from both.
     b.delete(id).unwrap();
     assert!(b.list().unwrap().is_empty());

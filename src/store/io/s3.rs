@@ -43,11 +43,14 @@ impl S3Backend {
     /// for one chunk of a pack mostly asks for its neighbours next (a
     /// restore reads whole trees), and one request for the pack costs far
     /// less than one per chunk. Written aside and renamed in, so the cache
-    /// never holds part of a pack.
+    /// never holds part of a pack (a crash can leave a `.fetch-*` file
+    /// beside it, which nothing reads).
     fn fetch(&self, id: PackId) -> io::Result<()> {
         let rel = LocalBackend::path(id);
         let data = retrying(Operation::Read, &rel, || self.remote.get(&rel))?;
-        let tmp = format!("{rel}.fetch");
+        // A name of its own: two readers may fetch the same pack at once,
+        // and one must not truncate the file the other has renamed in.
+        let tmp = format!("{rel}.fetch-{:016x}", rand::random::<u64>());
         self.disk.create_dir_all(super::parent(&rel))?;
         let f = self.disk.open(&tmp, true)?;
         f.set_len(0)?;
