@@ -9,6 +9,7 @@ use crate::ops::drill::plan::PlanError;
 use crate::ops::drill::{DrillError, TargetError};
 use crate::ops::forget::ForgetError;
 use crate::ops::prune::PruneError;
+use crate::ops::replicate::{OpenError, ReplicaFailed, ReplicateError};
 use crate::policy::hostconfig::HostConfigError;
 use crate::store::chunks::StoreError;
 use crate::store::index::IndexError;
@@ -59,6 +60,14 @@ pub const PROTECTED: u8 = 26;
 /// exits 13, one whose target refused the restore 1, one whose restored
 /// service failed its check 22.)
 pub const DRILL_MISSED_RTO: u8 = 27;
+/// A replica diverged from its source (it holds a snapshot the source does
+/// not have under that number), or is a copy of another repository; it is
+/// left as it is.
+pub const REPLICA_DIVERGED: u8 = 28;
+/// `strata replicate --verify`: a replica is a consistent prefix of its
+/// source but lacks some of its snapshots or objects; `strata replicate`
+/// brings it up to date.
+pub const REPLICA_BEHIND: u8 = 29;
 
 /// A check that found damage: reported, then exit 13.
 #[derive(Debug, thiserror::Error)]
@@ -116,6 +125,49 @@ impl ExitCode for ForgetError {
             ForgetError::Fs(crate::tree::types::FsError::Busy(_)) => PROTECTED,
             ForgetError::Lock(e) => e.exit_code(),
             ForgetError::Fs(_) => ERROR,
+        }
+    }
+}
+
+impl ExitCode for OpenError {
+    fn exit_code(&self) -> u8 {
+        match self {
+            OpenError::Remote(crate::store::io::remote::RemoteError::Url(_))
+            | OpenError::NotEmpty(_) => USAGE,
+            OpenError::Missing(_) => REPLICA_BEHIND,
+            OpenError::Repo(e) => e.exit_code(),
+            OpenError::Remote(_)
+            | OpenError::Bootstrap(_)
+            | OpenError::Create(..)
+            | OpenError::Fs(_) => ERROR,
+        }
+    }
+}
+
+impl ExitCode for ReplicaFailed {
+    fn exit_code(&self) -> u8 {
+        match self {
+            ReplicaFailed::Open { source, .. } => source.exit_code(),
+            ReplicaFailed::Copy { source, .. } => source.exit_code(),
+            ReplicaFailed::Forget { source, .. } => source.exit_code(),
+            ReplicaFailed::Upstream { .. } => ERROR,
+            ReplicaFailed::Verify { source, .. } => match **source {
+                crate::tree::types::FsError::Corrupt(_) => DAMAGED,
+                _ => ERROR,
+            },
+        }
+    }
+}
+
+impl ExitCode for ReplicateError {
+    fn exit_code(&self) -> u8 {
+        match self {
+            ReplicateError::Diverged { .. } => REPLICA_DIVERGED,
+            ReplicateError::Damaged { .. } => DAMAGED,
+            ReplicateError::Lock(e) => e.exit_code(),
+            ReplicateError::Store(e) => store(e),
+            ReplicateError::Fs(crate::tree::types::FsError::Corrupt(_)) => DAMAGED,
+            ReplicateError::Fs(_) => ERROR,
         }
     }
 }
@@ -180,6 +232,7 @@ impl ExitCode for RepoError {
             RepoError::NoSecret | RepoError::WrongSecret => WRONG_SECRET,
             RepoError::Config(_) | RepoError::IndexMissing => DAMAGED,
             RepoError::LockShortened(_) => PROTECTED,
+            RepoError::OtherRepository { .. } => REPLICA_DIVERGED,
             RepoError::Index(e) => index(e),
             RepoError::Store(e) => store(e),
             RepoError::NotEmpty { .. }

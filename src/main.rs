@@ -37,7 +37,7 @@ fn name_the_mount(repo: &Path, e: anyhow::Error) -> anyhow::Error {
     else {
         return e;
     };
-    let Some(mnt) = strata::sys::mountpoint::mount_of(&locked.config().id) else {
+    let Some(mnt) = strata::sys::mountpoint::mount_of(&locked.config().instance()) else {
         return e;
     };
     let mnt = mnt.display();

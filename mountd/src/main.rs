@@ -195,7 +195,9 @@ fn start_throttle(
     repo_id: &str,
 ) -> (Arc<Throttle>, Option<AdaptiveTask>, Option<IoPlacement>) {
     let placement = policy.io.filter(IoPolicy::needs_io_controller).and_then(|io| {
-        let name = format!("strata-{}", &repo_id[..repo_id.len().min(12)]);
+        // A replica's instance is "ID-NAME": its cgroup is not the source's.
+        let (id, replica) = repo_id.split_once('-').unwrap_or((repo_id, ""));
+        let name = format!("strata-{}{}", &id[..id.len().min(12)], replica);
         match cgroup::place_self(&name, &io, repo_dir) {
             Ok(p) => {
                 tracing::info!(cgroup = %name, "I/O limits applied to the daemon's cgroup");
@@ -267,8 +269,8 @@ fn run(args: &MountdArgs, ready: &dyn Fn()) -> Result<()> {
     }
     let host = HostConfig::load_or_default(opts.config.as_deref())?;
     let repo = unlock(args).map_err(|e| on_failing_disk(e, &args.repo))?;
-    let repo_id = repo.config().id.clone();
-    let id: RepoId = repo_id.parse()?;
+    let repo_id = repo.config().instance();
+    let id: RepoId = repo.config().id.parse()?;
     let alerter = Alerter::from_config(&host.alerts, alert::state_path(&id)).map_err(|e| {
         Reported(
             strata::exit::HOST_CONFIG,

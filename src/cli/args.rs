@@ -165,6 +165,33 @@ pub enum Command {
     /// permissions, no xattrs) exits 1, also with drill_failed.
     #[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
     Drill(DrillArgs),
+    /// Copy the repository to its replicas, or compare them with it.
+    ///
+    /// A replica is a complete repository with the same key, declared in
+    /// strata.toml(5) as [[replica]] (name, to: a directory or
+    /// s3://BUCKET/PREFIX, from: another replica for chains, bandwidth,
+    /// schedule, retention); it can be mounted, checked and restored from
+    /// on its own (`strata --repo DIR mount`), with the same passphrase or
+    /// key file. The first run makes it. Each run sends the snapshots the
+    /// replica lacks, oldest first, and only the objects it lacks, sealed
+    /// as they are after checking each against its id: a replica is
+    /// always a prefix of its source's snapshot chain, and a run stopped
+    /// at any point (kill -9, a dropped connection) resumes without
+    /// sending again what the replica committed (it commits every 16 MiB).
+    /// Several replicas are copied at once; one that copies from another
+    /// replica after it. Hold events go along; the replica's retention
+    /// lock is raised to the source's, and its own [replica.retention]
+    /// then forgets what it does not keep (`strata --repo DIR prune` frees
+    /// the space).
+    ///
+    /// A replica whose chain differs from its source's (it took a snapshot
+    /// of its own, or the source was replaced by an older copy) is never
+    /// overwritten: it is refused with exit 28. --verify compares instead
+    /// of copying: the chains link by link, and that the replica holds
+    /// every object of every snapshot both keep; exit 29 when it is behind.
+    /// Works mounted (through the daemon, beside writes and snapshots) and
+    /// unmounted. Exits with the code of the first replica that failed.
+    Replicate(ReplicateArgs),
     /// Manage head/, the tree backups are written into.
     #[command(subcommand)]
     Head(HeadCommand),
@@ -520,6 +547,24 @@ pub struct CheckArgs {
     /// With --freshness or --cycle: the host configuration with the alert
     /// channels and [verify] [default: /etc/strata/strata.toml, none if
     /// missing].
+    #[arg(long, env = "STRATA_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct ReplicateArgs {
+    /// The replicas, by name [default: all of them].
+    #[arg(value_name = "NAME")]
+    pub names: Vec<String>,
+    /// Compare with the replicas instead of copying: their chains, and
+    /// the objects of the snapshots both keep.
+    #[arg(long)]
+    pub verify: bool,
+    /// Only the replicas whose schedule says they are due (for a timer).
+    #[arg(long)]
+    pub due: bool,
+    /// The host configuration that declares the replicas [default:
+    /// /etc/strata/strata.toml].
     #[arg(long, env = "STRATA_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
 }

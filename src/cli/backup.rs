@@ -109,7 +109,7 @@ pub fn run(g: &Global, a: &BackupArgs) -> Result<()> {
         )
     })?;
     let daemon = Daemon { socket, mountpoint };
-    let _lock = run_lock(g, a, &repo.config().id)?;
+    let _lock = run_lock(g, a, &repo.config().instance())?;
     // Asked again under the lock: a run that failed while this one waited
     // for it has marked the head since.
     let status = match daemon.call(&Request::Status)? {

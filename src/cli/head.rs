@@ -46,7 +46,7 @@ pub fn run(g: &Global, c: &HeadCommand) -> Result<()> {
 
 /// The repository's run lock, or exit 24 naming the run in progress.
 fn run_lock(g: &Global) -> Result<runlock::RunLock> {
-    let id = locked(g)?.config().id.clone();
+    let id = locked(g)?.config().instance();
     let path = runlock::path(&strata::sys::mountpoint::runtime_dir(), &id);
     let me = runlock::Holder::me(Some("(strata head reset)".into()));
     let taken = runlock::acquire(&path, &me, None, |_| {})

@@ -10,6 +10,7 @@ mod man;
 mod mount;
 mod progress;
 mod prune;
+mod replicate;
 mod runs;
 mod secrets;
 mod snapshot;
@@ -51,6 +52,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Backup(a) => backup::run(g, a),
         Command::Forget(a) => forget::run(g, a),
         Command::Prune(a) => prune::run(g, a),
+        Command::Replicate(a) => replicate::run(g, a),
         Command::Drill(a) => drill::run(g, a),
         Command::Head(c) => head::run(g, c),
         Command::Runs(c) => runs::run(g, c),
@@ -159,13 +161,8 @@ pub fn resolve_remote(g: &mut Global) -> Result<()> {
         return Ok(());
     };
     let url = url.trim_end_matches('/').to_owned();
-    let (bucket, prefix) = strata::store::io::remote::parse_url(&url)
+    g.repo = strata::store::io::remote::cache_dir(&url)
         .map_err(|e| Reported(exit::USAGE, format!("--repo: {e}")))?;
-    let base = std::env::var_os("STRATA_CACHE_DIR")
-        .map_or_else(|| PathBuf::from("/var/cache/strata"), PathBuf::from);
-    let mut dir = base.join("s3").join(bucket);
-    dir.push(if prefix.is_empty() { "_" } else { &prefix });
-    g.repo = dir;
     g.remote = Some(url);
     Ok(())
 }
@@ -174,33 +171,14 @@ pub fn resolve_remote(g: &mut Global) -> Result<()> {
 /// slots fetched into a new local directory (the index is rebuilt from the
 /// packs by `strata repair index`).
 fn bootstrap(g: &Global, url: &str) -> Result<()> {
-    use strata::store::format::{CONFIG_FILE, KEYS_DIR};
-    use strata::store::io::remote::{Remote, RemoteConfig, REMOTE_FILE};
+    use strata::store::io::remote::RemoteConfig;
     let config = RemoteConfig::from_env(url)?;
-    let remote = Remote::connect(&config)?;
-    let text = match remote.get(CONFIG_FILE) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Err(RepoError::NotARepository {
-                path: url.to_owned(),
-            }
-            .into())
+    if !strata::store::io::remote::bootstrap(&config, &g.repo).context(format!("fetching {url}"))? {
+        return Err(RepoError::NotARepository {
+            path: url.to_owned(),
         }
-        Err(e) => return Err(e).context(format!("reading {url}")),
-    };
-    let slots = remote.list(KEYS_DIR).context(format!("listing {url}"))?;
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(g.repo.join(KEYS_DIR))
-        .with_context(|| format!("creating {}", g.repo.display()))?;
-    let local = LocalDisk::new(&g.repo);
-    for name in slots {
-        let path = format!("{KEYS_DIR}/{name}");
-        local.write_atomic(&path, &remote.get(&path)?)?;
+        .into());
     }
-    local.write_atomic(CONFIG_FILE, &text)?;
-    local.write_atomic(REMOTE_FILE, config.render().as_bytes())?;
     Ok(())
 }
 
@@ -242,7 +220,7 @@ pub(crate) fn socket_of(g: &Global) -> Result<std::path::PathBuf> {
 }
 
 pub(crate) fn socket(repo: &LockedRepo) -> std::path::PathBuf {
-    strata::sys::mountpoint::socket_path(&repo.config().id)
+    strata::sys::mountpoint::socket_path(&repo.config().instance())
 }
 
 fn locked(g: &Global) -> Result<LockedRepo> {

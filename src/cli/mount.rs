@@ -181,7 +181,7 @@ pub fn mount(g: &Global, a: &MountArgs) -> Result<()> {
     let mountd = mountd_path()?;
     let created = embedded_default(g, a)?;
     let repo = locked(g)?;
-    let id = repo.config().id.clone();
+    let id = repo.config().instance();
     let mut notes = Vec::new();
     notes.extend(mountpoint::prepare(&a.mount.mountpoint, a.mount.nonempty)?);
     for n in &notes {

@@ -159,7 +159,7 @@ pub fn run(g: &Global, c: &SnapshotCommand) -> Result<()> {
 /// A snapshot taken while a backup run copies could hold its copy
 /// half-done, so it is refused unless a human means it (--force).
 fn refuse_during_a_run(g: &Global) -> Result<()> {
-    let id = locked(g)?.config().id.clone();
+    let id = locked(g)?.config().instance();
     let lock = runlock::path(&strata::sys::mountpoint::runtime_dir(), &id);
     let running = runlock::running(&lock).with_context(|| {
         format!(

@@ -82,6 +82,15 @@ pub enum ControlError {
     /// Metrics could not be gathered.
     #[error("gathering metrics")]
     Metrics(#[from] MetricsError),
+    /// The host configuration cannot be used.
+    #[error(transparent)]
+    HostConfig(#[from] Box<crate::policy::hostconfig::HostConfigError>),
+    /// `strata replicate` without replicas.
+    #[error("no [[replica]] in the host configuration: declare one (name and to, a directory or s3://BUCKET/PREFIX; see strata.toml(5))")]
+    NoReplicas,
+    /// `strata replicate NAME` naming none.
+    #[error("no [[replica]] named {0:?} in the host configuration (see strata.toml(5))")]
+    NoReplica(String),
     /// No drill has the number.
     #[error("no drill {0}: see `strata drill list`")]
     NoDrill(u64),
@@ -202,7 +211,10 @@ impl ExitCode for ControlError {
             ControlError::Drill(e) => e.exit_code(),
             ControlError::Check(e) => e.exit_code(),
             ControlError::Metrics(_) => ERROR,
-            ControlError::NoDrill(_) => USAGE,
+            ControlError::NoDrill(_) | ControlError::NoReplicas | ControlError::NoReplica(_) => {
+                USAGE
+            }
+            ControlError::HostConfig(e) => e.exit_code(),
             ControlError::NoSnapshot(_)
             | ControlError::AlreadyHeld { .. }
             | ControlError::NotHeld(_)
@@ -292,6 +304,8 @@ pub enum Request {
         /// What to drill.
         spec: DrillSpec,
     },
+    /// Copy the repository to its replicas, or compare them with it.
+    Replicate(super::replicate::ReplicateRequest),
     /// Check the repository: its structure, every snapshot's trees and
     /// the chain, the head's references, and with `read` its data.
     Check {
@@ -364,6 +378,7 @@ impl Request {
             Request::DrillRecord { .. } => "drill_record",
             Request::DrillEstimate { .. } => "drill_estimate",
             Request::Check { .. } => "check",
+            Request::Replicate(_) => "replicate",
             Request::DrillList => "drill_list",
             Request::DrillShow { .. } => "drill_show",
             Request::Status => "status",
@@ -398,7 +413,7 @@ impl Request {
             | Request::ThrottleSet { .. }
             | Request::ThrottleClear => Lane::Free,
             // A check reads the packs prune moves objects out of.
-            Request::Prune { .. } | Request::Check { .. } => Lane::Prune,
+            Request::Prune { .. } | Request::Check { .. } | Request::Replicate(_) => Lane::Prune,
             Request::Drill { .. } | Request::DrillRecord { .. } | Request::DrillEstimate { .. } => {
                 Lane::Drill
             }
@@ -488,6 +503,8 @@ pub enum Reply {
     Estimate(Box<Estimate>),
     /// What a check found.
     Check(Box<CheckReport>),
+    /// What replication did or found.
+    Replicate(Box<super::replicate::ReplicateReply>),
     /// Metrics, in the Prometheus text format.
     Metrics(String),
     /// The report's data.
@@ -664,6 +681,12 @@ pub fn handle(ns: &Namespace, caller: Caller, req: &Request) -> Result<Reply, Co
             dry_run,
         } => Reply::Forget(Box::new(forget_snapshots(
             ns, caller, snapshots, retention, *dry_run,
+        )?)),
+        Request::Replicate(req) => Reply::Replicate(Box::new(super::replicate::serve(
+            ns.head(),
+            caller,
+            req,
+            None,
         )?)),
         Request::Prune { options } => Reply::Prune(Box::new(prune(
             ns.head(),

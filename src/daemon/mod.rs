@@ -1,7 +1,7 @@
 //! A mounted repository's side of strata: the control socket the CLI talks
 //! to ([`control`]), the storage watch that raises alerts ([`watch`]), the
-//! daemon's command line ([`mount_args`]) and the secrets handed to it
-//! ([`secrets`]), and the exit code an error chain ends a binary with
+//! daemon's command line ([`mount_args`]), the secrets handed to it
+//! ([`secrets`]), replication as the daemon serves it ([`replicate`]), and the exit code an error chain ends a binary with
 //! ([`exit_code`]). The FUSE adapter itself lives in the `strata-mountd`
 //! package.
 //!
@@ -10,6 +10,7 @@
 pub mod control;
 pub mod metrics_http;
 pub mod mount_args;
+pub mod replicate;
 pub mod secrets;
 pub mod watch;
 
@@ -43,6 +44,8 @@ pub fn exit_code(err: &(dyn Error + 'static)) -> u8 {
             .or_else(|| code::<control::ControlError>(e))
             .or_else(|| code::<crate::ops::forget::ForgetError>(e))
             .or_else(|| code::<crate::ops::prune::PruneError>(e))
+            .or_else(|| code::<crate::ops::replicate::ReplicaFailed>(e))
+            .or_else(|| code::<crate::ops::replicate::ReplicateError>(e))
             .or_else(|| code::<crate::ops::drill::DrillError>(e))
             .or_else(|| code::<crate::ops::check::CheckError>(e))
             .or_else(|| code::<secrets::SecretsError>(e))

@@ -117,6 +117,12 @@ Exit codes:
   27  drill: everything read back as the snapshot holds it, but slower than
       the recovery-time objective (a drill that found damage exits 13; one
       whose target refused the restore, 1)
+  28  replicate: a replica has diverged from its source (it holds a
+      snapshot the source does not have under that number) or is a copy of
+      another repository; it was left as it was
+  29  replicate --verify: a replica is a consistent prefix of its source
+      but lacks snapshots or objects (or was never made); `strata
+      replicate` brings it up to date
   128+N  backup: stopped by signal N (130 SIGINT, 143 SIGTERM); the copy
       and hooks were stopped and on_failure hooks ran";
 

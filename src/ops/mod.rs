@@ -1,7 +1,8 @@
 //! Operations over a whole repository, run by the CLI or the daemon: verify
 //! ([`check`]), rebuild what can be rebuilt ([`repair`]), apply retention
 //! ([`forget`]), collect the garbage it leaves ([`prune`]), prove that
-//! snapshots restore in time ([`drill`]) and tell how it all goes
+//! snapshots restore in time ([`drill`]), copy them off the machine
+//! ([`replicate`]) and tell how it all goes
 //! ([`metrics`]).
 //!
 //! May use the store, the trees and the policies; imports nothing from the
@@ -13,4 +14,5 @@ pub mod forget;
 pub mod metrics;
 pub mod prune;
 pub mod repair;
+pub mod replicate;
 pub mod report;

@@ -16,6 +16,7 @@ use serde::{Deserialize, Deserializer};
 
 use crate::policy::alert::{AlertConfig, ChannelKind, CHILD_PATH};
 use crate::policy::drill::{DrillConfig, DrillConfigError};
+use crate::policy::replica::{ReplicaConfig, ReplicaConfigError};
 use crate::policy::retention::{RetentionConfig, RetentionConfigError};
 use crate::policy::throttle::adaptive::PROBE_PATH;
 use crate::policy::throttle::{ThrottleConfig, ThrottleConfigError, ThrottlePolicy};
@@ -82,6 +83,9 @@ pub enum InvalidHostConfig {
     /// A `[[drill]]` is not valid.
     #[error(transparent)]
     Drill(#[from] DrillConfigError),
+    /// A `[[replica]]` is not valid.
+    #[error(transparent)]
+    Replica(#[from] ReplicaConfigError),
     /// A metrics listener other hosts could reach.
     #[error("[metrics] listen = \"{0}\" is not a loopback address: the metrics name the repository's state to whoever asks; listen on 127.0.0.1 or [::1] and let a local Prometheus (or a proxy with authentication) scrape it")]
     MetricsNotLoopback(std::net::SocketAddr),
@@ -138,6 +142,9 @@ pub struct HostConfig {
     /// The verify cycle.
     #[serde(default)]
     pub verify: VerifyConfig,
+    /// Copies of the repository elsewhere.
+    #[serde(default, rename = "replica")]
+    pub replicas: Vec<ReplicaConfig>,
     /// The daemon's metrics listener.
     #[serde(default)]
     pub metrics: MetricsConfig,
@@ -393,6 +400,7 @@ impl HostConfig {
         self.throttle.validate()?;
         self.retention.check()?;
         crate::policy::drill::check(&self.drills)?;
+        crate::policy::replica::check(&self.replicas)?;
         if let Some(a) = self.metrics.listen.filter(|a| !a.ip().is_loopback()) {
             return Err(InvalidHostConfig::MetricsNotLoopback(a));
         }

@@ -1,6 +1,7 @@
 //! What the administrator configures around the write path: backup runs and
 //! their hooks ([`backup`]), throttling ([`throttle`]), alerts ([`alert`]),
-//! retention ([`retention`]), restore drills ([`drill`]), and the host
+//! retention ([`retention`]), restore drills ([`drill`]), replicas
+//! ([`replica`]), and the host
 //! configuration that holds them all ([`hostconfig`]).
 //!
 //! Uses the trees and the store through their APIs; imports nothing from ops
@@ -10,5 +11,6 @@ pub mod alert;
 pub mod backup;
 pub mod drill;
 pub mod hostconfig;
+pub mod replica;
 pub mod retention;
 pub mod throttle;

@@ -129,6 +129,19 @@ struct Writer {
     failed_errno: Option<i32>,
 }
 
+/// An object as sealed in a pack, with what storing it elsewhere needs.
+#[derive(Clone, Debug)]
+pub struct Sealed {
+    /// What it is.
+    pub kind: Kind,
+    /// Its id.
+    pub id: ChunkId,
+    /// Its sealed bytes.
+    pub bytes: Vec<u8>,
+    /// Its plaintext length.
+    pub raw_len: u32,
+}
+
 /// The chunk store of one unlocked repository.
 pub struct Store {
     disk: Arc<dyn Disk>,
@@ -390,6 +403,20 @@ impl Store {
         raw_len: u32,
     ) -> Result<(), StoreError> {
         self.append(kind, id, sealed, raw_len, false)
+    }
+
+    /// Stores an object sealed by another store of the same repository (a
+    /// replica's copy, or a repair's) unless it is already stored; returns
+    /// whether it was new. The caller verified it ([`Store::get_sealed`]).
+    pub fn put_sealed(&self, sealed: &Sealed) -> Result<bool, StoreError> {
+        let id = sealed.id;
+        if self.is_pending(&id)
+            || (self.index.chunk(&id)?.is_some() && !self.doomed.read_locked().contains(&id))
+        {
+            return Ok(false);
+        }
+        self.append(sealed.kind, id, &sealed.bytes, sealed.raw_len, true)?;
+        Ok(true)
     }
 
     /// Appends sealed object `id` to the open pack (starting one if need
@@ -687,6 +714,32 @@ impl Store {
         }
     }
 
+    /// Reads object `id` of `kind` as it is sealed, after checking it as
+    /// [`Store::get_object`] does: what a replica stores unchanged.
+    pub fn get_sealed(&self, kind: Kind, id: &ChunkId) -> Result<Sealed, StoreError> {
+        let loc = self.locate(id)?;
+        let read = |loc: Location| -> Result<Sealed, StoreError> {
+            let bytes = self.read_object(loc.pack, loc.offset, loc.len)?;
+            self.decode_at(kind, id, loc, bytes.clone())?;
+            Ok(Sealed {
+                kind,
+                id: *id,
+                bytes,
+                raw_len: loc.raw_len,
+            })
+        };
+        let got = match read(loc) {
+            Err(StoreError::Pack(_) | StoreError::Io { .. }) if self.locate(id)? != loc => {
+                read(self.locate(id)?)
+            }
+            other => other,
+        };
+        if let Err(StoreError::Corrupt { .. }) = &got {
+            self.counters.damaged_reads.fetch_add(1, Ordering::Relaxed);
+        }
+        got
+    }
+
     /// Whether object `id` is stored: pending (written, its index row not
     /// yet committed), or in the index. Pending is asked first, so an
     /// object committed meanwhile is found in the index.
@@ -717,6 +770,17 @@ impl Store {
             });
         }
         let sealed = self.read_object(loc.pack, loc.offset, loc.len)?;
+        self.decode_at(kind, id, loc, sealed)
+    }
+
+    /// Opens and checks sealed object `id` read from `loc`.
+    fn decode_at(
+        &self,
+        kind: Kind,
+        id: &ChunkId,
+        loc: Location,
+        sealed: Vec<u8>,
+    ) -> Result<Verified, StoreError> {
         let max = if kind == Kind::Chunk {
             self.codec.max_len()
         } else {

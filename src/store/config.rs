@@ -92,6 +92,11 @@ pub struct Config {
     /// The retention lock: only ever lengthened.
     #[serde(default, skip_serializing_if = "RetentionLock::is_empty")]
     pub retention_lock: RetentionLock,
+    /// Set in a replica: its own instance name, so that on one host the
+    /// replica's mount, socket and locks are not the source's (it shares
+    /// the source's id, keys and objects).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replica: Option<String>,
     /// Keyed BLAKE3 (config key) of the fixed rendering of the other fields, hex.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mac: Option<String>,
@@ -112,6 +117,7 @@ impl Config {
             chunker,
             insecure_master_key: None,
             retention_lock: RetentionLock::default(),
+            replica: None,
             mac: None,
         }
     }
@@ -140,6 +146,13 @@ impl Config {
             return Err(ConfigError::Malformed("version 0 does not exist".into()));
         }
         c.repo_id()?;
+        if let Some(r) = &c.replica {
+            if r.is_empty() || !r.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Err(ConfigError::Malformed(format!(
+                    "replica {r:?} is not a hex instance name"
+                )));
+            }
+        }
         let suite = c.suite()?;
         c.chunker.validate()?;
         if !PACK_SIZES.contains(&c.pack_size) {
@@ -172,6 +185,15 @@ impl Config {
         Ok(self.id.parse()?)
     }
 
+    /// What names this copy of the repository on a host (its socket, its
+    /// mount, its run lock): the id, and a replica's instance name.
+    pub fn instance(&self) -> String {
+        match &self.replica {
+            Some(r) => format!("{}-{r}", self.id),
+            None => self.id.clone(),
+        }
+    }
+
     /// The cipher suite.
     pub fn suite(&self) -> Result<Suite, ConfigError> {
         Suite::from_name(&self.suite).ok_or_else(|| {
@@ -199,6 +221,11 @@ impl Config {
             self.insecure_master_key.as_deref().unwrap_or("-"),
             self.retention_lock.canonical(),
         );
+        // Absent from the rendering unless set, so older MACs still hold.
+        let canonical = match &self.replica {
+            Some(r) => format!("{canonical}\nreplica={r}"),
+            None => canonical,
+        };
         blake3::keyed_hash(key, canonical.as_bytes())
             .to_hex()
             .to_string()
@@ -254,6 +281,22 @@ mod tests {
         assert!(matches!(shortened.verify(&key), Err(ConfigError::BadMac)));
         let removed = Config::parse(&text.replace("all = 86400\n", "")).unwrap();
         assert!(matches!(removed.verify(&key), Err(ConfigError::BadMac)));
+    }
+
+    #[test]
+    fn a_replica_name_is_signed_and_names_the_instance() {
+        let key = [9u8; 32];
+        let mut c = Config::new(Suite::Aes256GcmSiv, ChunkerParams::default());
+        c.sign(&key);
+        assert_eq!(c.instance(), c.id);
+        c.replica = Some("0a1b".into());
+        assert!(matches!(c.verify(&key), Err(ConfigError::BadMac)));
+        c.sign(&key);
+        let parsed = Config::parse(&c.render()).unwrap();
+        parsed.verify(&key).unwrap();
+        assert_eq!(parsed.instance(), format!("{}-0a1b", c.id));
+        let bad = c.render().replace("0a1b", "../x");
+        assert!(Config::parse(&bad).is_err());
     }
 
     #[test]

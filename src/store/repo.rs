@@ -62,6 +62,16 @@ pub enum RepoError {
     /// A retention lock asked for is shorter than the repository's.
     #[error("refusing to shorten the retention lock: {}; a retention lock can only be lengthened, never shortened or removed; ask for at least the repository's lock (`strata forget --dry-run` shows it)", .0.iter().map(|s| s.to_string()).collect::<Vec<_>>().join("; "))]
     LockShortened(Vec<Shorter>),
+    /// A replica's config names another repository.
+    #[error("{path} is a copy of repository {found}, not of {expected}: it is not a replica of this repository")]
+    OtherRepository {
+        /// The replica.
+        path: String,
+        /// Its repository id.
+        found: String,
+        /// The source's.
+        expected: String,
+    },
     /// The index file is gone but packs are not.
     #[error(
         "the index (index.redb) is missing; rebuild it from the packs with `strata repair index`"
@@ -154,6 +164,42 @@ pub fn init(disk: Arc<dyn Disk>, opts: InitOptions) -> Result<RepoId, RepoError>
     Ok(repo)
 }
 
+/// Creates a replica of `source` on an empty disk: the source's key slots
+/// and its config with the replica's instance name (signed again), so the
+/// same secrets open it and an object has the same id in both. The config
+/// is written last, as by [`init`].
+pub fn init_replica(disk: Arc<dyn Disk>, source: &Repo, instance: &str) -> Result<(), RepoError> {
+    let listed = disk.list("").map_err(io_err("list", "."))?;
+    if listed
+        .iter()
+        .any(|n| n != crate::store::io::remote::REMOTE_FILE)
+    {
+        return Err(RepoError::NotEmpty { path: ".".into() });
+    }
+    for dir in [KEYS_DIR, PACKS_DIR, OPEN_DIR] {
+        disk.create_dir_all(dir).map_err(io_err("mkdir", dir))?;
+    }
+    for slot in source.locked.slots() {
+        write_slot(disk.as_ref(), slot)?;
+    }
+    let mut config = source.config().clone();
+    config.replica = Some(instance.to_owned());
+    if config.mac.is_some() {
+        config.sign(&source.unlocked.keys.config);
+    }
+    drop(Index::open(
+        disk.index_backend(INDEX_FILE)
+            .map_err(io_err("create", INDEX_FILE))?,
+        Sealer::new(
+            config.suite()?,
+            config.repo_id()?,
+            &source.unlocked.keys.index,
+        ),
+    )?);
+    disk.write_atomic(CONFIG_FILE, config.render().as_bytes())
+        .map_err(io_err("write", CONFIG_FILE))
+}
+
 fn slot_path(id: &str) -> String {
     format!("{KEYS_DIR}/{id}")
 }
@@ -167,6 +213,7 @@ fn write_slot(disk: &dyn Disk, slot: &KeySlot) -> Result<(), RepoError> {
 /// A repository whose config and key slots are read, nothing unlocked.
 pub struct LockedRepo {
     disk: Arc<dyn Disk>,
+    path: String,
     config: Config,
     slots: Vec<KeySlot>,
 }
@@ -227,6 +274,7 @@ impl LockedRepo {
         }
         Ok(LockedRepo {
             disk,
+            path: path.to_owned(),
             config,
             slots,
         })
@@ -301,6 +349,37 @@ impl LockedRepo {
     /// the index and the store, and recovers from any earlier crash.
     pub fn unlock(self, secret: Option<&Secret>) -> Result<Repo, RepoError> {
         let unlocked = self.unlock_keys(secret)?;
+        self.open_store(unlocked)
+    }
+
+    /// Unlocks a replica of `source` (or the source of a replica) with
+    /// `source`'s master key: one repository id, one key, checked by the
+    /// config's MAC.
+    pub fn unlock_as(self, source: &Repo) -> Result<Repo, RepoError> {
+        let unlocked = self.keys_of(source)?;
+        self.open_store(unlocked)
+    }
+
+    /// `source`'s keys, if they are this repository's.
+    fn keys_of(&self, source: &Repo) -> Result<Unlocked, RepoError> {
+        if self.config.id != source.config().id {
+            return Err(RepoError::OtherRepository {
+                path: self.path.clone(),
+                found: self.config.id.clone(),
+                expected: source.config().id.clone(),
+            });
+        }
+        let master = MasterKey::from_bytes(*source.unlocked.master.expose());
+        let keys = Keys::derive(&master);
+        self.config.verify(&keys.config)?;
+        Ok(Unlocked {
+            master,
+            keys,
+            slot: None,
+        })
+    }
+
+    fn open_store(self, unlocked: Unlocked) -> Result<Repo, RepoError> {
         if !self.disk.exists(INDEX_FILE) {
             return Err(RepoError::IndexMissing);
         }
@@ -344,6 +423,15 @@ impl LockedRepo {
         Ok(UnindexedKeys {
             repo: self,
             unlocked: self.unlock_keys(secret)?,
+        })
+    }
+
+    /// The keys of a replica of `source` whose index cannot be opened
+    /// (see [`LockedRepo::unlock_as`]).
+    pub fn keys_as(&self, source: &Repo) -> Result<UnindexedKeys<'_>, RepoError> {
+        Ok(UnindexedKeys {
+            repo: self,
+            unlocked: self.keys_of(source)?,
         })
     }
 

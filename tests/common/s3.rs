@@ -52,6 +52,14 @@ impl Server {
 
     /// The names under `prefix` in bucket `name`, from its listing.
     pub fn keys(&self, name: &str, prefix: &str) -> Vec<String> {
+        self.sizes(name, prefix)
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect()
+    }
+
+    /// The names under `prefix` in bucket `name` with their sizes.
+    pub fn sizes(&self, name: &str, prefix: &str) -> Vec<(String, u64)> {
         let body = ureq::get(&format!(
             "{}/{name}?list-type=2&prefix={prefix}",
             self.endpoint
@@ -61,10 +69,13 @@ impl Server {
         .into_body()
         .read_to_string()
         .unwrap();
-        body.split("<Key>")
+        let field = |entry: &str, tag: &str| -> Option<String> {
+            let rest = entry.split(&format!("<{tag}>")).nth(1)?;
+            Some(rest.split(&format!("</{tag}>")).next()?.to_owned())
+        };
+        body.split("<Contents>")
             .skip(1)
-            .filter_map(|s| s.split("</Key>").next())
-            .map(str::to_owned)
+            .filter_map(|e| Some((field(e, "Key")?, field(e, "Size")?.parse().ok()?)))
             .collect()
     }
 
@@ -94,6 +105,7 @@ impl Drop for Server {
 pub struct FaultyProxy {
     pub endpoint: String,
     injected: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    sent: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl FaultyProxy {
@@ -108,6 +120,8 @@ impl FaultyProxy {
         let upstream = upstream.trim_start_matches("http://").to_owned();
         let injected = std::sync::Arc::new(AtomicUsize::new(0));
         let count = injected.clone();
+        let sent = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let sent_count = sent.clone();
         std::thread::spawn(move || {
             for conn in listener.incoming() {
                 let Ok(mut client) = conn else { continue };
@@ -128,8 +142,15 @@ impl FaultyProxy {
                     continue;
                 };
                 let (mut c2, mut s2) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+                let sent = sent_count.clone();
                 std::thread::spawn(move || {
-                    let _ = std::io::copy(&mut c2, &mut s2);
+                    let mut buf = vec![0u8; 64 << 10];
+                    while let Ok(n @ 1..) = c2.read(&mut buf) {
+                        sent.fetch_add(n as u64, Ordering::SeqCst);
+                        if s2.write_all(&buf[..n]).is_err() {
+                            break;
+                        }
+                    }
                     let _ = s2.shutdown(std::net::Shutdown::Write);
                 });
                 let (mut s, mut c) = (server, client);
@@ -139,7 +160,16 @@ impl FaultyProxy {
                 });
             }
         });
-        FaultyProxy { endpoint, injected }
+        FaultyProxy {
+            endpoint,
+            injected,
+            sent,
+        }
+    }
+
+    /// Bytes passed on to the server (requests with their bodies).
+    pub fn sent(&self) -> u64 {
+        self.sent.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Faults injected so far.

@@ -22,6 +22,7 @@ mod metrics;
 mod mount_side;
 mod postgres;
 mod prune;
+mod replicate;
 mod runs;
 mod s3;
 mod summary;

@@ -100,6 +100,68 @@ pub fn parse_url(url: &str) -> Result<(String, String), RemoteError> {
     Ok((bucket.to_owned(), prefix.to_owned()))
 }
 
+/// The local directory of the repository at `url` (its index, head and
+/// open packs, and a cache of packs read): `BASE/s3/BUCKET/PREFIX`, `_`
+/// for the bucket's root. `base` is `$STRATA_CACHE_DIR`, else
+/// `/var/cache/strata`.
+pub fn cache_dir(url: &str) -> Result<std::path::PathBuf, RemoteError> {
+    let (bucket, prefix) = parse_url(url.trim_end_matches('/'))?;
+    let base = std::env::var_os("STRATA_CACHE_DIR")
+        .map_or_else(|| "/var/cache/strata".into(), std::path::PathBuf::from);
+    let mut dir = base.join("s3").join(bucket);
+    dir.push(if prefix.is_empty() { "_" } else { &prefix });
+    Ok(dir)
+}
+
+/// Fetches the config and key slots of the bucket's repository into the
+/// new local directory `dir`, with its `remote.toml`; `Ok(false)` when the
+/// bucket holds no repository. The index is then rebuilt from the packs.
+pub fn bootstrap(config: &RemoteConfig, dir: &std::path::Path) -> Result<bool, BootstrapError> {
+    use crate::store::format::{CONFIG_FILE, KEYS_DIR};
+    use crate::store::io::{Disk, LocalDisk};
+    use std::os::unix::fs::DirBuilderExt;
+    let remote = Remote::connect(config)?;
+    let text = match remote.get(CONFIG_FILE) {
+        Ok(t) => t,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(BootstrapError::Read(e)),
+    };
+    let slots = remote.list(KEYS_DIR).map_err(BootstrapError::Read)?;
+    let local = dir.join(KEYS_DIR);
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&local)
+        .map_err(|e| BootstrapError::Local(local.clone(), e))?;
+    let local = LocalDisk::new(dir);
+    let write = |path: &str, bytes: &[u8]| {
+        local
+            .write_atomic(path, bytes)
+            .map_err(|e| BootstrapError::Local(dir.join(path), e))
+    };
+    for name in slots {
+        let path = format!("{KEYS_DIR}/{name}");
+        write(&path, &remote.get(&path).map_err(BootstrapError::Read)?)?;
+    }
+    write(REMOTE_FILE, config.render().as_bytes())?;
+    write(CONFIG_FILE, &text)?;
+    Ok(true)
+}
+
+/// Fetching a bucket's repository failed.
+#[derive(Debug, thiserror::Error)]
+pub enum BootstrapError {
+    /// The client could not be set up.
+    #[error(transparent)]
+    Remote(#[from] RemoteError),
+    /// Reading the bucket failed.
+    #[error("reading the bucket")]
+    Read(#[source] io::Error),
+    /// Writing the local directory failed.
+    #[error("writing {}", .0.display())]
+    Local(std::path::PathBuf, #[source] io::Error),
+}
+
 /// The bucket could not be used.
 #[derive(Debug, thiserror::Error)]
 pub enum RemoteError {

@@ -164,7 +164,7 @@ impl SnapshotsView {
     /// copy half-done: refused, as `strata snapshot create` refuses it
     /// (which has `--force`; a mkdir has no way to say it).
     fn refuse_during_a_run(&self) -> Result<(), FsError> {
-        let id = &self.head.repo().config().id;
+        let id = &self.head.repo().config().instance();
         let lock = runlock::path(&crate::sys::mountpoint::runtime_dir(), id);
         match runlock::running(&lock) {
             Ok(None) => Ok(()),

@@ -144,7 +144,10 @@ impl Snapshots<'_> {
     }
 
     /// The events of the snapshots in `seqs`, by snapshot, oldest first.
-    fn hold_events(&self, seqs: std::ops::RangeInclusive<u64>) -> Result<Vec<HoldEvent>, FsError> {
+    pub(super) fn hold_events(
+        &self,
+        seqs: std::ops::RangeInclusive<u64>,
+    ) -> Result<Vec<HoldEvent>, FsError> {
         let r = self.head.rtx()?;
         let range = (*seqs.start(), 0)..=(*seqs.end(), u64::MAX);
         let mut out = Vec::new();

@@ -22,6 +22,7 @@ pub mod drills;
 pub mod forget;
 pub mod holds;
 pub mod live;
+pub mod receive;
 pub mod runs;
 pub mod scrub;
 

@@ -1,0 +1,515 @@
+//! `strata replicate`: copies a repository's snapshots to a replica, a
+//! complete repository with the same key (local, or in a bucket).
+//!
+//! Objects move sealed, as they are, after being checked against their id
+//! on the way out; the replica packs them its own way. The order is what
+//! keeps a replica consistent and a copy resumable:
+//!
+//! 1. The chains are compared first ([`compare`]); a replica whose chain is
+//!    not a prefix of the source's is refused before anything is written.
+//! 2. The source's links the replica lacks are sent oldest first. For a
+//!    snapshot, its trees are walked depth first and every object is
+//!    stored after the objects below it; a tree the replica holds is not
+//!    walked, since everything below it was stored before it.
+//! 3. The replica commits durably every [`COMMIT_BYTES`] sent, and once
+//!    more before the snapshot's row is added, in a transaction of its own
+//!    ([`Snapshots::receive`]). A kill at any point leaves a replica whose
+//!    chain is a prefix of the source's, and objects committed before it
+//!    are not sent again: at most [`COMMIT_BYTES`] are.
+
+pub mod target;
+pub mod verify;
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use crate::ops::forget::{forget, ForgetError, Selection};
+use crate::policy::replica::{depth, ReplicaConfig};
+use crate::policy::throttle::Throttle;
+use crate::store::chunks::StoreError;
+use crate::store::format::Kind;
+use crate::store::id::ChunkId;
+use crate::store::repo::RepoError;
+use crate::tree::head::Head;
+use crate::tree::objects::{SnapshotRow, Tree};
+use crate::tree::snapshot::receive::ChainLink;
+use crate::tree::snapshot::Snapshots;
+use crate::tree::types::{Caller, FsError, Timestamp};
+
+pub use target::OpenError;
+pub use verify::{compare, Comparison};
+
+/// Bytes sent between two durable commits of the replica: what a kill can
+/// make the next run send again.
+pub const COMMIT_BYTES: u64 = 16 << 20;
+
+/// Why a replication stopped. The replica holds every link committed
+/// before, and is a prefix of the source either way.
+#[derive(Debug, thiserror::Error)]
+pub enum ReplicateError {
+    /// The chains differ: the replica is left as it is.
+    #[error("the replica has diverged from its source at snapshot {seq}: {why}; it is left as it is — replicate to a new, empty replica, or remove this one if it is not needed")]
+    Diverged {
+        /// The first number where they differ.
+        seq: u64,
+        /// How.
+        why: String,
+    },
+    /// An object of the source does not verify.
+    #[error("object {id} of the source is damaged, so snapshot {seq} cannot be sent ({source}); run `strata check --read-data` on the source")]
+    Damaged {
+        /// The object.
+        id: ChunkId,
+        /// The snapshot being sent.
+        seq: u64,
+        /// What the read said.
+        source: StoreError,
+    },
+    /// The replica's retention lock could not be raised to the source's.
+    #[error("raising the replica's retention lock to the source's: {0}")]
+    Lock(#[source] RepoError),
+    /// Reading the source or writing the replica failed.
+    #[error(transparent)]
+    Fs(#[from] FsError),
+    /// Reading the source or writing the replica failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// What one replication did.
+#[derive(Debug, Default, Clone, Serialize, serde::Deserialize)]
+pub struct ReplicateReport {
+    /// Snapshots sent, by number.
+    pub snapshots_sent: Vec<u64>,
+    /// Tombstones sent (snapshots the source forgot before the replica got them).
+    pub tombstones_sent: u64,
+    /// Hold events sent.
+    pub holds_sent: u64,
+    /// Objects stored in the replica.
+    pub objects_sent: u64,
+    /// Their sealed bytes: what went to the replica.
+    pub bytes_sent: u64,
+    /// Objects the replica had already (a resumed or incremental run).
+    pub objects_present: u64,
+    /// Trees read from the source.
+    pub trees_read: u64,
+    /// The newest link of the replica's chain afterwards.
+    pub newest: u64,
+    /// Seconds it took.
+    pub seconds: f64,
+}
+
+/// How far a replication is.
+#[derive(Debug, Clone, Serialize)]
+pub struct ReplicateProgress {
+    /// The snapshot being sent.
+    pub seq: u64,
+    /// Snapshots still to send after it.
+    pub left: u64,
+    /// Bytes sent so far.
+    pub bytes_sent: u64,
+}
+
+/// Where the progress of several replications goes, by replica name.
+pub type Tell<'a> = &'a (dyn Fn(&str, &ReplicateProgress) + Sync);
+
+/// What a replication reports to and is held back by.
+#[derive(Default, Clone, Copy)]
+pub struct ReplicateContext<'a> {
+    /// The replica's bandwidth limit.
+    pub throttle: Option<&'a Throttle>,
+    /// Called as it goes.
+    pub progress: Option<&'a (dyn Fn(&ReplicateProgress) + Sync)>,
+}
+
+/// Brings `replica` up to `source`: every link it lacks, in order, and the
+/// source's hold events; raises its retention lock to the source's.
+pub fn replicate(
+    source: &Head,
+    replica: &Head,
+    cx: ReplicateContext<'_>,
+) -> Result<ReplicateReport, ReplicateError> {
+    let started = Instant::now();
+    let from = Snapshots::of(source);
+    let to = Snapshots::of(replica);
+    let source_chain = from.chain()?;
+    let cmp = compare(&source_chain, &to.chain()?);
+    if let Some(d) = cmp.diverged {
+        return Err(ReplicateError::Diverged {
+            seq: d.seq,
+            why: d.why,
+        });
+    }
+    let lock = replica
+        .repo()
+        .retention_lock()
+        .raised_to(&source.repo().retention_lock());
+    replica
+        .repo()
+        .raise_retention_lock(&lock)
+        .map_err(ReplicateError::Lock)?;
+    let rows: HashMap<u64, SnapshotRow> = from
+        .list()?
+        .into_iter()
+        .map(|r| (r.record.seq, r))
+        .collect();
+    let stones: HashMap<u64, _> = from.tombstones()?.into_iter().map(|t| (t.seq, t)).collect();
+    let runs = from.runs()?;
+    let holds = from.all_hold_events()?;
+    let mut send = Sender {
+        source,
+        replica,
+        cx,
+        report: ReplicateReport::default(),
+        uncommitted: 0,
+    };
+    let missing: Vec<&ChainLink> = source_chain
+        .iter()
+        .filter(|l| cmp.missing.contains(&l.seq))
+        .collect();
+    for (i, link) in missing.iter().enumerate() {
+        if let Some(p) = cx.progress {
+            p(&ReplicateProgress {
+                seq: link.seq,
+                left: (missing.len() - i - 1) as u64,
+                bytes_sent: send.report.bytes_sent,
+            });
+        }
+        match (rows.get(&link.seq), stones.get(&link.seq)) {
+            (Some(row), _) => {
+                send.snapshot(row)?;
+                let its_holds: Vec<_> = holds
+                    .iter()
+                    .filter(|e| e.seq == link.seq)
+                    .cloned()
+                    .collect();
+                to.receive(row, runs.get(&link.seq), &its_holds)?;
+                send.uncommitted = 0;
+                send.report.holds_sent += its_holds.len() as u64;
+                send.report.snapshots_sent.push(link.seq);
+            }
+            (None, Some(t)) => {
+                to.receive_tombstone(t)?;
+                send.report.tombstones_sent += 1;
+            }
+            // Forgotten while we read: sent next time.
+            (None, None) => break,
+        }
+        finish_remote_pack(replica)?;
+    }
+    send.report.holds_sent += to.receive_holds(&holds)? as u64;
+    finish_remote_pack(replica)?;
+    let mut report = send.report;
+    report.newest = to.chain()?.last().map_or(0, |l| l.seq);
+    report.seconds = started.elapsed().as_secs_f64();
+    tracing::info!(
+        snapshots = report.snapshots_sent.len(),
+        bytes = report.bytes_sent,
+        newest = report.newest,
+        "replicated"
+    );
+    Ok(report)
+}
+
+/// A replica in a bucket gets its open pack finished after each link, so
+/// the bucket alone holds every snapshot received (packs are uploaded
+/// only when finished).
+fn finish_remote_pack(replica: &Head) -> Result<(), StoreError> {
+    let store = replica.repo().store();
+    if store.backend().is_remote() {
+        store.flush_pack()?;
+    }
+    Ok(())
+}
+
+/// One replication's copying state.
+struct Sender<'a> {
+    source: &'a Head,
+    replica: &'a Head,
+    cx: ReplicateContext<'a>,
+    report: ReplicateReport,
+    uncommitted: u64,
+}
+
+impl Sender<'_> {
+    /// Stores everything snapshot `row` refers to, then its record.
+    fn snapshot(&mut self, row: &SnapshotRow) -> Result<(), ReplicateError> {
+        let seq = row.record.seq;
+        // Depth first; a tree is stored when popped the second time, after
+        // everything below it.
+        let mut stack: Vec<([u8; 32], bool)> = row
+            .record
+            .root
+            .subtree
+            .map(|t| (t, false))
+            .into_iter()
+            .collect();
+        while let Some((id, expanded)) = stack.pop() {
+            if expanded {
+                self.copy(Kind::Tree, ChunkId(id), seq)?;
+                continue;
+            }
+            if self.has(&ChunkId(id))? {
+                self.report.objects_present += 1;
+                continue;
+            }
+            let tree = Tree::load(self.source.repo().store(), &id)?;
+            self.report.trees_read += 1;
+            stack.push((id, true));
+            for e in &tree.entries {
+                for (_, chunk, _) in &e.extents {
+                    self.copy(Kind::Chunk, ChunkId(*chunk), seq)?;
+                }
+                if let Some(sub) = e.subtree {
+                    stack.push((sub, false));
+                }
+            }
+        }
+        self.copy(Kind::Snapshot, ChunkId(row.id), seq)?;
+        self.replica.commit()?;
+        Ok(())
+    }
+
+    fn has(&self, id: &ChunkId) -> Result<bool, StoreError> {
+        self.replica.repo().store().has(id)
+    }
+
+    /// Stores object `id` in the replica unless it is there; commits every
+    /// [`COMMIT_BYTES`].
+    fn copy(&mut self, kind: Kind, id: ChunkId, seq: u64) -> Result<(), ReplicateError> {
+        if self.has(&id)? {
+            self.report.objects_present += 1;
+            return Ok(());
+        }
+        let sealed = match self.source.repo().store().get_sealed(kind, &id) {
+            Ok(s) => s,
+            Err(
+                source @ (StoreError::Corrupt { .. }
+                | StoreError::Pack(_)
+                | StoreError::NotFound(_)),
+            ) => return Err(ReplicateError::Damaged { id, seq, source }),
+            Err(e) => return Err(e.into()),
+        };
+        let len = sealed.bytes.len() as u64;
+        if let Some(t) = self.cx.throttle {
+            admit(t, len);
+        }
+        if self.replica.repo().store().put_sealed(&sealed)? {
+            self.report.objects_sent += 1;
+            self.report.bytes_sent += len;
+            self.uncommitted += len;
+        }
+        if self.uncommitted >= COMMIT_BYTES {
+            self.replica.commit()?;
+            self.uncommitted = 0;
+        }
+        Ok(())
+    }
+}
+
+/// Waits until `bytes` fit the throttle's rate. The throttle answers with
+/// at most its `max_delay` per request, so a large object is admitted in
+/// pieces that each fit.
+fn admit(t: &Throttle, bytes: u64) {
+    const PIECE: u64 = 64 << 10;
+    let mut left = bytes;
+    while left > 0 {
+        let n = left.min(PIECE);
+        let wait = t.admit(n);
+        if wait > Duration::ZERO {
+            std::thread::sleep(wait);
+        }
+        left -= n;
+    }
+}
+
+/// Why one replica was not brought up to date.
+#[derive(Debug, thiserror::Error)]
+pub enum ReplicaFailed {
+    /// It could not be opened or made.
+    #[error("replica {name} ({to})")]
+    Open {
+        /// The replica.
+        name: String,
+        /// Where.
+        to: String,
+        /// Why.
+        source: Box<OpenError>,
+    },
+    /// The replica it copies from could not be opened.
+    #[error("replica {name}: the replica it copies from, {from}, cannot be opened: {why}")]
+    Upstream {
+        /// The replica.
+        name: String,
+        /// The one it copies from.
+        from: String,
+        /// Why.
+        why: String,
+    },
+    /// Copying stopped.
+    #[error("replica {name}")]
+    Copy {
+        /// The replica.
+        name: String,
+        /// Why.
+        source: Box<ReplicateError>,
+    },
+    /// Verifying it failed.
+    #[error("replica {name}: verifying it")]
+    Verify {
+        /// The replica.
+        name: String,
+        /// Why.
+        source: Box<FsError>,
+    },
+    /// Its retention could not be applied (everything was copied).
+    #[error("replica {name}: everything was copied, but its retention could not be applied")]
+    Forget {
+        /// The replica.
+        name: String,
+        /// Why.
+        source: Box<ForgetError>,
+    },
+}
+
+/// What one replica got.
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+pub struct Done {
+    /// The replica.
+    pub name: String,
+    /// Where it is.
+    pub to: String,
+    /// Whether it was made by this run.
+    pub created: bool,
+    /// What was copied.
+    pub report: ReplicateReport,
+    /// Snapshots its retention forgot.
+    pub forgotten: Vec<u64>,
+}
+
+/// Brings the replicas `chosen` (in the order [`in_order`] gives) up to
+/// date: those that copy from the repository from `source`, all at once,
+/// each in its own thread; then those that copy from another replica (of
+/// `all`) from it, opened with `source`'s keys. Each one's retention is
+/// applied after its copy.
+pub fn to_replicas(
+    source: &Head,
+    all: &[ReplicaConfig],
+    chosen: &[&ReplicaConfig],
+    caller: Caller,
+    progress: Option<Tell<'_>>,
+) -> Vec<Result<Done, ReplicaFailed>> {
+    by_source(source, all, chosen, |from, group| {
+        std::thread::scope(|s| {
+            let threads: Vec<_> = group
+                .iter()
+                .map(|r| s.spawn(move || to_replica(from, r, caller, progress)))
+                .collect();
+            threads
+                .into_iter()
+                .map(|t| t.join().expect("a replication thread panicked"))
+                .collect()
+        })
+    })
+}
+
+/// Runs `each` on every group of `chosen` that copies from one source, in
+/// order: `source` for the first, an opened replica for the others.
+pub fn by_source<T>(
+    source: &Head,
+    all: &[ReplicaConfig],
+    chosen: &[&ReplicaConfig],
+    each: impl Fn(&Head, &[&ReplicaConfig]) -> Vec<Result<T, ReplicaFailed>>,
+) -> Vec<Result<T, ReplicaFailed>> {
+    let mut groups: Vec<(Option<&str>, Vec<&ReplicaConfig>)> = Vec::new();
+    for r in chosen {
+        let key = r.from.as_deref();
+        match groups.iter_mut().find(|(from, _)| *from == key) {
+            Some((_, g)) => g.push(r),
+            None => groups.push((key, vec![r])),
+        }
+    }
+    groups.sort_by_key(|(_, g)| depth(all, g[0]));
+    let mut out = Vec::new();
+    for (from, group) in groups {
+        let Some(from) = from else {
+            out.extend(each(source, &group));
+            continue;
+        };
+        let upstream = all.iter().find(|r| r.name == from).expect("checked");
+        match target::open(&upstream.to, source.repo(), false) {
+            Ok((head, _)) => out.extend(each(&head, &group)),
+            Err(e) => {
+                let why = e.to_string();
+                for r in group {
+                    out.push(Err(ReplicaFailed::Upstream {
+                        name: r.name.clone(),
+                        from: from.to_owned(),
+                        why: why.clone(),
+                    }));
+                }
+            }
+        }
+    }
+    out
+}
+
+fn to_replica(
+    source: &Head,
+    r: &ReplicaConfig,
+    caller: Caller,
+    progress: Option<Tell<'_>>,
+) -> Result<Done, ReplicaFailed> {
+    let (name, to) = (r.name.clone(), r.to.clone());
+    let (replica, created) =
+        target::open(&r.to, source.repo(), true).map_err(|e| ReplicaFailed::Open {
+            name: name.clone(),
+            to: to.clone(),
+            source: Box::new(e),
+        })?;
+    let policy = r.bandwidth_policy();
+    let limited = !policy.limits.is_unlimited() || !policy.schedule.profiles.is_empty();
+    let throttle = limited.then(|| Throttle::with_system_clock(policy));
+    let tell = |p: &ReplicateProgress| {
+        if let Some(f) = progress {
+            f(&r.name, p)
+        }
+    };
+    let cx = ReplicateContext {
+        throttle: throttle.as_ref(),
+        progress: Some(&tell),
+    };
+    let copy_err = |e| ReplicaFailed::Copy {
+        name: name.clone(),
+        source: Box::new(e),
+    };
+    let report = replicate(source, &replica, cx).map_err(copy_err)?;
+    Snapshots::of(&replica)
+        .mark_replicated(Timestamp::now().secs.max(0) as u64)
+        .map_err(|e| copy_err(e.into()))?;
+    let mut forgotten = Vec::new();
+    if let Some(keep) = &r.retention {
+        let now = Timestamp::now().secs;
+        let done = forget(&replica, caller, &Selection::Policy(keep), now, false).map_err(|e| {
+            ReplicaFailed::Forget {
+                name: name.clone(),
+                source: Box::new(e),
+            }
+        })?;
+        forgotten = done
+            .snapshots
+            .iter()
+            .filter(|l| !l.keep)
+            .map(|l| l.seq)
+            .collect();
+    }
+    Ok(Done {
+        name,
+        to,
+        created,
+        report,
+        forgotten,
+    })
+}

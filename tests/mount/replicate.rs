@@ -1,0 +1,381 @@
+//! Replicas: copies of a repository in other directories and in a bucket,
+//! made by `strata replicate` from a mounted repository, mounted and
+//! restored from on their own; a diverged one refused, a killed copy
+//! resumed without sending again what had arrived.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use super::common::s3::{FaultyProxy, Server};
+use super::common::tier::{self, Tier};
+use super::harness::{differences, fails, ok, rsync_into, run, Mount};
+use super::{strata_at, tree};
+
+/// Writes strata.toml with `text` and returns its path.
+fn config(m: &Mount, text: &str) -> PathBuf {
+    let path = m.path("strata.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// `strata replicate --config CONFIG ARGS` on the test's repository.
+fn replicate(m: &Mount, conf: &Path, args: &[&str]) -> Command {
+    let mut c = m.strata();
+    c.arg("replicate").arg("--config").arg(conf).args(args);
+    c
+}
+
+fn json(out: &Output) -> serde_json::Value {
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)))
+}
+
+/// Mounts the repository at `repo` on `mnt`, runs `f`, unmounts.
+fn mounted(m: &Mount, repo: &Path, mnt: &Path, f: impl FnOnce()) {
+    std::fs::create_dir_all(mnt).unwrap();
+    ok(strata_at(m, repo, &["mount", "--log-file"])
+        .arg(m.path("replica-mountd.log"))
+        .arg(mnt));
+    f();
+    ok(strata_at(m, repo, &["umount"]).arg(mnt));
+}
+
+#[test]
+fn two_replicas_and_a_chain_restore_byte_identical_and_verify_clean() {
+    if tier::missing(&[Tier::Mount]) {
+        return;
+    }
+    let m = Mount::new();
+    let src = m.path("src");
+    tree::make(&src);
+    rsync_into(&src, &m.head().join("data"));
+    m.snapshot("nightly");
+    let (near, far, chained) = (m.path("near"), m.path("far"), m.path("chained"));
+    let conf = config(
+        &m,
+        &format!(
+            "[[replica]]\nname = \"near\"\nto = \"{}\"\n\n[[replica]]\nname = \"far\"\nto = \"{}\"\n\n[[replica]]\nname = \"chained\"\nto = \"{}\"\nfrom = \"far\"\n",
+            near.display(),
+            far.display(),
+            chained.display()
+        ),
+    );
+    // Never made yet: behind by everything.
+    fails(
+        &run(&mut replicate(&m, &conf, &["--verify"])),
+        29,
+        "not in step",
+    );
+    let out = run(&mut replicate(&m, &conf, &["--json"]));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v = json(&out);
+    let names: Vec<_> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["name"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(names, ["near", "far", "chained"], "sources first");
+    for o in v.as_array().unwrap() {
+        assert_eq!(o["exit"], 0, "{o}");
+        assert_eq!(o["result"]["created"], true, "{o}");
+        assert_eq!(
+            o["result"]["report"]["snapshots_sent"],
+            serde_json::json!([1]),
+            "{o}"
+        );
+    }
+    ok(&mut replicate(&m, &conf, &["--verify"]));
+
+    // A replica is a repository on its own: same passphrase, same bytes.
+    for r in [&near, &chained] {
+        ok(&mut strata_at(&m, r, &["check", "--read-data"]));
+        let mnt = m.path("replica-mnt");
+        mounted(&m, r, &mnt, || {
+            assert_eq!(
+                differences(&src, &mnt.join("snapshots/nightly/data")),
+                "",
+                "{}",
+                r.display()
+            );
+        });
+    }
+
+    // The next night: only the new snapshot and what it adds are sent.
+    std::fs::write(m.head().join("data/new-file"), tree::bytes(7, 300_000)).unwrap();
+    m.snapshot("second");
+    fails(
+        &run(&mut replicate(&m, &conf, &["--verify"])),
+        29,
+        "not in step",
+    );
+    let out = run(&mut replicate(&m, &conf, &["--json", "near"]));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r = &json(&out)[0]["result"]["report"];
+    assert_eq!(r["snapshots_sent"], serde_json::json!([2]));
+    let sent = r["bytes_sent"].as_u64().unwrap();
+    assert!(
+        (300_000..1_000_000).contains(&sent),
+        "sent {sent} bytes for a 300 kB change"
+    );
+    ok(&mut replicate(&m, &conf, &[]));
+    let verdict = ok(&mut replicate(&m, &conf, &["--verify"]));
+    assert!(verdict.contains("chained: every snapshot"), "{verdict}");
+}
+
+#[test]
+fn a_diverged_replica_is_refused_and_left_as_it_was() {
+    if tier::missing(&[Tier::Mount]) {
+        return;
+    }
+    let m = Mount::new();
+    std::fs::write(m.head().join("a"), b"first").unwrap();
+    m.snapshot("one");
+    let replica = m.path("replica");
+    let conf = config(
+        &m,
+        &format!(
+            "[[replica]]\nname = \"r\"\nto = \"{}\"\n",
+            replica.display()
+        ),
+    );
+    ok(&mut replicate(&m, &conf, &[]));
+    // Someone writes into the replica and snapshots it: its snapshot 2 is
+    // not the source's.
+    let mnt = m.path("replica-mnt");
+    mounted(&m, &replica, &mnt, || {
+        std::fs::write(mnt.join("head/mine"), b"replica's own").unwrap();
+        std::fs::create_dir(mnt.join("snapshots/own")).unwrap();
+    });
+    std::fs::write(m.head().join("b"), b"second").unwrap();
+    m.snapshot("two");
+    let before = ok(&mut strata_at(
+        &m,
+        &replica,
+        &["snapshot", "list", "--json"],
+    ));
+    fails(
+        &run(&mut replicate(&m, &conf, &[])),
+        28,
+        "diverged from its source at snapshot 2",
+    );
+    fails(&run(&mut replicate(&m, &conf, &["--verify"])), 28, "r");
+    let after = ok(&mut strata_at(
+        &m,
+        &replica,
+        &["snapshot", "list", "--json"],
+    ));
+    assert_eq!(before, after, "the replica was changed");
+    // A copy of another repository is not taken for a replica either.
+    let other = Mount::unmounted();
+    let conf2 = config(
+        &m,
+        &format!(
+            "[[replica]]\nname = \"x\"\nto = \"{}\"\n",
+            other.repo().display()
+        ),
+    );
+    fails(&run(&mut replicate(&m, &conf2, &[])), 28, "not of");
+    // Nor a directory with other files in it.
+    std::fs::create_dir(m.path("junk")).unwrap();
+    std::fs::write(m.path("junk/file"), b"x").unwrap();
+    let conf3 = config(
+        &m,
+        &format!(
+            "[[replica]]\nname = \"j\"\nto = \"{}\"\n",
+            m.path("junk").display()
+        ),
+    );
+    fails(
+        &run(&mut replicate(&m, &conf3, &[])),
+        2,
+        "holds files but no strata repository",
+    );
+    // Named wrong, or none declared: usage.
+    fails(
+        &run(&mut replicate(&m, &conf3, &["nope"])),
+        2,
+        "no [[replica]] named \"nope\"",
+    );
+    let empty = config(&m, "");
+    fails(&run(&mut replicate(&m, &empty, &[])), 2, "no [[replica]]");
+}
+
+#[test]
+fn holds_retention_and_the_lock_follow_the_replicas_policy() {
+    if tier::missing(&[Tier::Mount]) {
+        return;
+    }
+    let m = Mount::new();
+    for (i, label) in ["a", "b", "c"].iter().enumerate() {
+        std::fs::write(m.head().join(label), vec![i as u8; 1000]).unwrap();
+        m.snapshot(label);
+    }
+    ok(m.strata()
+        .args(["snapshot", "hold", "1", "--reason", "audit"]));
+    let replica = m.path("replica");
+    let conf = config(
+        &m,
+        &format!(
+            "[[replica]]\nname = \"r\"\nto = \"{}\"\n[replica.retention]\nkeep_last = 1\n",
+            replica.display()
+        ),
+    );
+    let out = ok(&mut replicate(&m, &conf, &[]));
+    // Its retention forgot 2; 1 is held, 3 the newest.
+    assert!(out.contains("its retention forgot 2"), "{out}");
+    let list = ok(&mut strata_at(&m, &replica, &["snapshot", "list"]));
+    assert!(list.contains("held"), "{list}");
+    // The source keeps all three: the replica is still in step.
+    let verdict = ok(&mut replicate(&m, &conf, &["--verify"]));
+    assert!(verdict.contains("forgot [2] the source keeps"), "{verdict}");
+}
+
+#[test]
+fn a_killed_copy_resumes_without_sending_again_what_arrived() {
+    if tier::missing(&[Tier::Mount]) {
+        return;
+    }
+    let m = Mount::new();
+    std::fs::write(m.head().join("big"), tree::bytes(3, 48 << 20)).unwrap();
+    m.snapshot("one");
+    m.umount();
+    // What a whole copy sends.
+    let whole = m.path("whole");
+    let conf = config(
+        &m,
+        &format!("[[replica]]\nname = \"w\"\nto = \"{}\"\n", whole.display()),
+    );
+    let total = json(&run(&mut replicate(&m, &conf, &["--json"])))[0]["result"]["report"]
+        ["bytes_sent"]
+        .as_u64()
+        .unwrap();
+    assert!(total > 48 << 20);
+    // The same, held to 8 MiB/s and killed twice on the way.
+    let replica = m.path("replica");
+    let conf = config(
+        &m,
+        &format!(
+            "[[replica]]\nname = \"r\"\nto = \"{}\"\n[replica.bandwidth]\nrate = \"8MiB/s\"\n",
+            replica.display()
+        ),
+    );
+    let stored = || -> u64 {
+        if !replica.join("config").exists() {
+            return 0;
+        }
+        let out = ok(&mut strata_at(&m, &replica, &["stats", "--json"]));
+        serde_json::from_str::<serde_json::Value>(&out).unwrap()["stored_bytes"]
+            .as_u64()
+            .unwrap()
+    };
+    let mut arrived = 0;
+    for wait in [1200, 1500] {
+        let mut child = replicate(&m, &conf, &[]).spawn().unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(wait));
+        // SAFETY: kill(2) on our own child.
+        unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
+        child.wait().unwrap();
+        let now = stored();
+        assert!(now >= arrived, "committed objects were lost");
+        arrived = now;
+        // A prefix: nothing diverged, nothing damaged.
+        ok(&mut strata_at(&m, &replica, &["check"]));
+    }
+    assert!(
+        arrived > 0 && arrived < total,
+        "arrived {arrived} of {total}"
+    );
+    let out = run(&mut replicate(&m, &conf, &["--json"]));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let resent = json(&out)[0]["result"]["report"]["bytes_sent"]
+        .as_u64()
+        .unwrap();
+    // Exactly what had not arrived: nothing committed is sent again.
+    assert_eq!(
+        resent + arrived,
+        total,
+        "resumed {resent} + arrived {arrived}"
+    );
+    ok(&mut replicate(&m, &conf, &["--verify"]));
+    ok(&mut strata_at(&m, &replica, &["check", "--read-data"]));
+}
+
+#[test]
+fn a_replica_in_a_bucket_through_a_flaky_link_comes_back_whole() {
+    if tier::missing(&[Tier::Mount, Tier::S3]) {
+        return;
+    }
+    let s3 = Server::with_bucket("replicas");
+    let proxy = FaultyProxy::start(&s3.endpoint, 6);
+    let m = Mount::unmounted_with(&["--pack-size", "1MiB"]);
+    let cache = m.path("cache");
+    let env = |c: &mut Command| {
+        c.env("STRATA_CACHE_DIR", &cache).envs(s3.env());
+        c.env("AWS_ENDPOINT_URL", &proxy.endpoint);
+    };
+    let mut mount = m.strata();
+    env(&mut mount);
+    ok(mount
+        .arg("mount")
+        .arg(m.mnt())
+        .arg("--log-file")
+        .arg(m.path("mountd.log")));
+    let src = m.path("src");
+    tree::make(&src);
+    rsync_into(&src, &m.head().join("data"));
+    m.snapshot("nightly");
+    let conf = config(
+        &m,
+        "[[replica]]\nname = \"offsite\"\nto = \"s3://replicas/site-b\"\n",
+    );
+    // The daemon copies (its environment reaches the bucket).
+    let mut c = replicate(&m, &conf, &["--json"]);
+    env(&mut c);
+    let out = run(&mut c);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(proxy.injected(), 6, "every fault was met and retried");
+    let packs = s3.sizes("replicas", "site-b/packs/");
+    assert!(packs.len() >= 3, "{packs:?}");
+    // Each pack went up once: what reached the server is the packs plus
+    // the requests' own headers, not a second copy of any.
+    let pack_bytes: u64 = packs.iter().map(|(_, n)| n).sum();
+    let sent = proxy.sent();
+    assert!(
+        sent >= pack_bytes && sent < pack_bytes + pack_bytes / 10 + (256 << 10),
+        "sent {sent} for {pack_bytes} bytes of packs"
+    );
+    m.umount();
+
+    // Another machine with nothing but the bucket restores from it.
+    std::fs::remove_dir_all(&cache).unwrap();
+    let url = Path::new("s3://replicas/site-b");
+    let at = |args: &[&str]| {
+        let mut c = strata_at(&m, url, args);
+        c.env("STRATA_CACHE_DIR", &cache).envs(s3.env());
+        c
+    };
+    ok(&mut at(&["repair", "index"]));
+    let mnt = m.path("replica-mnt");
+    std::fs::create_dir(&mnt).unwrap();
+    ok(at(&["mount", "--log-file"]).arg(m.path("r.log")).arg(&mnt));
+    assert_eq!(differences(&src, &mnt.join("snapshots/nightly/data")), "");
+    ok(at(&["umount"]).arg(&mnt));
+    ok(&mut at(&["check", "--read-data"]));
+}
