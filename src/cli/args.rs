@@ -756,4 +756,27 @@ pub enum RunsCommand {
 pub enum RepairCommand {
     /// Rebuild the index (index.redb) from the packs alone.
     Index,
+    /// Bring back missing or damaged packs from a replica.
+    ///
+    /// Reads every finished pack and every object the index points into
+    /// (as `check --read-data` does). Each object of a pack that is
+    /// missing, whose table does not read or that holds an object that
+    /// does not verify is stored again: fetched from the replica NAME of
+    /// strata.toml(5) and checked against its id, or copied from the pack
+    /// where it still reads intact. The new packs are durable before the
+    /// index moves to them, and only then is a bad pack deleted; one with
+    /// an object found nowhere is kept. Works mounted (through the daemon)
+    /// and unmounted. Exit 13 when something could not be recovered.
+    Packs(RepairPacksArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RepairPacksArgs {
+    /// The replica to fetch from, by its [[replica]] name.
+    #[arg(long, value_name = "NAME")]
+    pub from: String,
+    /// The host configuration that declares it [default:
+    /// /etc/strata/strata.toml].
+    #[arg(long, env = "STRATA_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
 }

@@ -48,6 +48,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Key(k) => cmd_key(g, k),
         Command::Check(a) => cmd_check(g, a),
         Command::Repair(RepairCommand::Index) => cmd_repair_index(g),
+        Command::Repair(RepairCommand::Packs(a)) => replicate::repair_packs(g, a),
         Command::Snapshot(c) => snapshot::run(g, c),
         Command::Backup(a) => backup::run(g, a),
         Command::Forget(a) => forget::run(g, a),

@@ -4,13 +4,13 @@ use std::io::IsTerminal;
 
 use anyhow::{bail, Result};
 use strata::daemon::control::{Reply, Request};
-use strata::daemon::replicate::{serve, Outcome, ReplicateReply, ReplicateRequest};
+use strata::daemon::replicate::{repair, serve, Outcome, ReplicateReply, ReplicateRequest};
 use strata::exit::Reported;
 use strata::ops::replicate::verify::Checked;
 use strata::ops::replicate::{Done, ReplicateProgress, Tell};
 use strata::policy::throttle::rate::format_bytes;
 
-use super::args::{Global, ReplicateArgs};
+use super::args::{Global, RepairPacksArgs, ReplicateArgs};
 use super::{print, progress, request_or};
 
 pub fn run(g: &Global, a: &ReplicateArgs) -> Result<()> {
@@ -162,4 +162,58 @@ fn verified(c: &Checked) -> String {
         ));
     }
     out.join("; ")
+}
+
+/// `strata repair packs --from NAME`.
+pub fn repair_packs(g: &Global, a: &RepairPacksArgs) -> Result<()> {
+    let config = a.config.as_deref().map(std::path::absolute).transpose()?;
+    let req = Request::RepairPacks {
+        config: config.clone(),
+        from: a.from.clone(),
+    };
+    let reply = request_or(g, &req, |ns, _| {
+        Ok(Reply::RepairPacks(Box::new(repair(
+            ns.head(),
+            config.as_deref(),
+            &a.from,
+        )?)))
+    })?;
+    let Reply::RepairPacks(r) = reply else {
+        bail!("unexpected answer from the daemon");
+    };
+    print(g, &r, || {
+        let mut out = format!(
+            "read {} pack(s), {} object(s); {} bad",
+            r.packs_checked,
+            r.objects_checked,
+            r.bad_packs.len()
+        );
+        for b in &r.bad_packs {
+            out.push_str(&format!("\n  {b}"));
+        }
+        if !r.bad_packs.is_empty() {
+            out.push_str(&format!(
+                "\nfetched {} object(s) ({}) from {}, kept {} intact, replaced {} pack(s)",
+                r.objects_fetched,
+                format_bytes(r.bytes_fetched as f64),
+                a.from,
+                r.objects_kept,
+                r.packs_replaced
+            ));
+        }
+        out
+    });
+    if !r.complete() {
+        return Err(Reported(
+            strata::exit::DAMAGED,
+            format!(
+                "{} object(s) are intact neither here nor in replica {}: {}; their packs were kept",
+                r.unrecoverable.len(),
+                a.from,
+                r.unrecoverable.join(", ")
+            ),
+        )
+        .into());
+    }
+    Ok(())
 }

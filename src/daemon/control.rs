@@ -91,6 +91,9 @@ pub enum ControlError {
     /// `strata replicate NAME` naming none.
     #[error("no [[replica]] named {0:?} in the host configuration (see strata.toml(5))")]
     NoReplica(String),
+    /// A replica could not be used.
+    #[error(transparent)]
+    Replica(#[from] Box<crate::ops::replicate::ReplicaFailed>),
     /// No drill has the number.
     #[error("no drill {0}: see `strata drill list`")]
     NoDrill(u64),
@@ -215,6 +218,7 @@ impl ExitCode for ControlError {
                 USAGE
             }
             ControlError::HostConfig(e) => e.exit_code(),
+            ControlError::Replica(e) => e.exit_code(),
             ControlError::NoSnapshot(_)
             | ControlError::AlreadyHeld { .. }
             | ControlError::NotHeld(_)
@@ -306,6 +310,13 @@ pub enum Request {
     },
     /// Copy the repository to its replicas, or compare them with it.
     Replicate(super::replicate::ReplicateRequest),
+    /// Repair missing or damaged packs from a replica.
+    RepairPacks {
+        /// The host configuration that declares the replica.
+        config: Option<PathBuf>,
+        /// The replica's name.
+        from: String,
+    },
     /// Check the repository: its structure, every snapshot's trees and
     /// the chain, the head's references, and with `read` its data.
     Check {
@@ -379,6 +390,7 @@ impl Request {
             Request::DrillEstimate { .. } => "drill_estimate",
             Request::Check { .. } => "check",
             Request::Replicate(_) => "replicate",
+            Request::RepairPacks { .. } => "repair_packs",
             Request::DrillList => "drill_list",
             Request::DrillShow { .. } => "drill_show",
             Request::Status => "status",
@@ -413,7 +425,10 @@ impl Request {
             | Request::ThrottleSet { .. }
             | Request::ThrottleClear => Lane::Free,
             // A check reads the packs prune moves objects out of.
-            Request::Prune { .. } | Request::Check { .. } | Request::Replicate(_) => Lane::Prune,
+            Request::Prune { .. }
+            | Request::Check { .. }
+            | Request::Replicate(_)
+            | Request::RepairPacks { .. } => Lane::Prune,
             Request::Drill { .. } | Request::DrillRecord { .. } | Request::DrillEstimate { .. } => {
                 Lane::Drill
             }
@@ -503,6 +518,8 @@ pub enum Reply {
     Estimate(Box<Estimate>),
     /// What a check found.
     Check(Box<CheckReport>),
+    /// What a pack repair did.
+    RepairPacks(Box<crate::ops::replicate::repair::PackRepairReport>),
     /// What replication did or found.
     Replicate(Box<super::replicate::ReplicateReply>),
     /// Metrics, in the Prometheus text format.
@@ -688,6 +705,9 @@ pub fn handle(ns: &Namespace, caller: Caller, req: &Request) -> Result<Reply, Co
             req,
             None,
         )?)),
+        Request::RepairPacks { config, from } => Reply::RepairPacks(Box::new(
+            super::replicate::repair(ns.head(), config.as_deref(), from)?,
+        )),
         Request::Prune { options } => Reply::Prune(Box::new(prune(
             ns.head(),
             caller,

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use crate::exit::{self, ExitCode};
+use crate::ops::replicate::repair::{repair_packs, PackRepairReport};
 use crate::ops::replicate::verify::{verify_replicas, Checked};
 use crate::ops::replicate::{target, to_replicas, Done, ReplicaFailed, Tell};
 use crate::policy::hostconfig::HostConfig;
@@ -131,4 +132,27 @@ fn is_due(head: &Head, r: &ReplicaConfig) -> bool {
         .and_then(|(replica, _)| Snapshots::of(&replica).replicated_at().ok().flatten());
     let now = Timestamp::now().secs.max(0) as u64;
     last.is_none_or(|t| now.saturating_sub(t) >= every.as_secs())
+}
+
+/// Repairs the bad packs of `head`'s repository from the replica `from`
+/// of the host configuration at `config`.
+pub fn repair(
+    head: &Head,
+    config: Option<&std::path::Path>,
+    from: &str,
+) -> Result<PackRepairReport, ControlError> {
+    let host = HostConfig::load_or_default(config).map_err(Box::new)?;
+    let r = host
+        .replicas
+        .iter()
+        .find(|r| r.name == from)
+        .ok_or_else(|| ControlError::NoReplica(from.to_owned()))?;
+    let (replica, _) = target::open(&r.to, head.repo(), false).map_err(|e| {
+        Box::new(ReplicaFailed::Open {
+            name: r.name.clone(),
+            to: r.to.clone(),
+            source: Box::new(e),
+        })
+    })?;
+    Ok(repair_packs(head, &replica).map_err(crate::tree::types::FsError::from)?)
 }

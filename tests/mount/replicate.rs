@@ -379,3 +379,88 @@ fn a_replica_in_a_bucket_through_a_flaky_link_comes_back_whole() {
     ok(at(&["umount"]).arg(&mnt));
     ok(&mut at(&["check", "--read-data"]));
 }
+
+/// The finished pack files of the repository at `repo`.
+fn packs(repo: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for sub in std::fs::read_dir(repo.join("packs")).unwrap() {
+        for f in std::fs::read_dir(sub.unwrap().path()).unwrap() {
+            out.push(f.unwrap().path());
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Flips bytes in the middle of `file`.
+fn damage(file: &Path) {
+    use std::os::unix::fs::FileExt;
+    let f = std::fs::OpenOptions::new().write(true).open(file).unwrap();
+    let mid = f.metadata().unwrap().len() / 2;
+    f.write_all_at(&[0x5a; 64], mid).unwrap();
+}
+
+#[test]
+fn damaged_and_missing_packs_are_repaired_from_a_replica() {
+    if tier::missing(&[Tier::Mount]) {
+        return;
+    }
+    let m = Mount::with_init(&["--pack-size", "1MiB"]);
+    let src = m.path("src");
+    tree::make(&src);
+    rsync_into(&src, &m.head().join("data"));
+    m.snapshot("nightly");
+    let replica = m.path("replica");
+    let conf = config(
+        &m,
+        &format!(
+            "[[replica]]\nname = \"r\"\nto = \"{}\"\n",
+            replica.display()
+        ),
+    );
+    ok(&mut replicate(&m, &conf, &[]));
+    // Data the replica does not have yet, in packs of its own.
+    let before = packs(&m.repo());
+    std::fs::write(m.head().join("late"), tree::bytes(9, 3 << 20)).unwrap();
+    m.snapshot("late");
+    m.umount();
+    let late: Vec<PathBuf> = packs(&m.repo())
+        .into_iter()
+        .filter(|p| !before.contains(p))
+        .collect();
+    assert!(late.len() >= 2, "{late:?}");
+
+    // One pack damaged, one gone: check finds both.
+    damage(&before[0]);
+    std::fs::remove_file(&before[1]).unwrap();
+    fails(&run(m.strata().args(["check", "--read-data"])), 13, "");
+    let out = ok(m
+        .strata()
+        .args(["repair", "packs", "--from", "r", "--config"])
+        .arg(&conf));
+    assert!(out.contains("2 bad"), "{out}");
+    assert!(out.contains("replaced 2 pack(s)"), "{out}");
+    ok(m.strata().args(["check", "--read-data"]));
+    m.mount();
+    assert_eq!(differences(&src, &m.snapshots().join("nightly/data")), "");
+    m.umount();
+
+    // A pack only this repository ever had cannot come back: said, exit
+    // 13, and the pack is kept with what still reads in it.
+    damage(&late[0]);
+    let out = run(m
+        .strata()
+        .args(["repair", "packs", "--from", "r", "--config"])
+        .arg(&conf));
+    fails(&out, 13, "intact neither here nor in replica r");
+    assert!(late[0].exists(), "the bad pack was deleted");
+    // No such replica: usage.
+    fails(
+        &run(m
+            .strata()
+            .args(["repair", "packs", "--from", "nope", "--config"])
+            .arg(&conf)),
+        2,
+        "no [[replica]] named \"nope\"",
+    );
+}

@@ -17,6 +17,7 @@
 //!    chain is a prefix of the source's, and objects committed before it
 //!    are not sent again: at most [`COMMIT_BYTES`] are.
 
+pub mod repair;
 pub mod target;
 pub mod verify;
 
