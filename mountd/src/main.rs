@@ -269,6 +269,9 @@ fn run(args: &MountdArgs, ready: &dyn Fn()) -> Result<()> {
     }
     let host = HostConfig::load_or_default(opts.config.as_deref())?;
     let repo = unlock(args).map_err(|e| on_failing_disk(e, &args.repo))?;
+    if let Some(refetch) = strata::daemon::replicate::refetch(&host, &repo) {
+        repo.store().set_refetch(refetch);
+    }
     let repo_id = repo.config().instance();
     let id: RepoId = repo.config().id.parse()?;
     let alerter = Alerter::from_config(&host.alerts, alert::state_path(&id)).map_err(|e| {

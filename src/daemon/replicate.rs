@@ -3,6 +3,9 @@
 //! host configuration, copied to or verified, each with its own outcome.
 
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use crate::store::repo::Repo;
 
 use serde::{Deserialize, Serialize};
 
@@ -12,6 +15,7 @@ use crate::ops::replicate::verify::{verify_replicas, Checked};
 use crate::ops::replicate::{target, to_replicas, Done, ReplicaFailed, Tell};
 use crate::policy::hostconfig::HostConfig;
 use crate::policy::replica::{in_order, ReplicaConfig};
+use crate::store::chunks::Refetch;
 use crate::sys::chain::Chain;
 use crate::tree::head::Head;
 use crate::tree::snapshot::Snapshots;
@@ -155,4 +159,42 @@ pub fn repair(
         })
     })?;
     Ok(repair_packs(head, &replica).map_err(crate::tree::types::FsError::from)?)
+}
+
+/// With `[repair] from = "NAME"`, where the store fetches an object that
+/// reads damaged: from that replica, opened while damaged reads go on and
+/// closed when the last one ends (they are rare, and a replica held open
+/// could not be replicated to meanwhile).
+pub fn refetch(host: &HostConfig, repo: &Repo) -> Option<Refetch> {
+    let name = host.repair.from.as_ref()?;
+    let r = host.replicas.iter().find(|r| &r.name == name)?.clone();
+    let key = repo.key();
+    // Readers at work, and the replica they share.
+    let open: Mutex<(usize, Option<Arc<Repo>>)> = Mutex::new((0, None));
+    Some(Arc::new(move |kind, id| {
+        let replica = {
+            let mut g = open.lock().unwrap_or_else(|e| e.into_inner());
+            if g.1.is_none() {
+                match target::open_repo(&r.to, &key) {
+                    Ok(replica) => g.1 = Some(Arc::new(replica)),
+                    Err(e) => {
+                        tracing::error!(replica = %r.name, error = %Chain(&e), "cannot open the replica to fetch a damaged object");
+                        return None;
+                    }
+                }
+            }
+            g.0 += 1;
+            g.1.clone()
+        }?;
+        let got = replica.store().get_sealed(kind, id).inspect_err(|e| {
+            tracing::error!(replica = %r.name, object = %id.short(), error = %Chain(e), "the replica cannot give the damaged object either")
+        });
+        drop(replica);
+        let mut g = open.lock().unwrap_or_else(|e| e.into_inner());
+        g.0 -= 1;
+        if g.0 == 0 {
+            g.1 = None;
+        }
+        got.ok()
+    }))
 }

@@ -16,7 +16,7 @@ use serde::{Deserialize, Deserializer};
 
 use crate::policy::alert::{AlertConfig, ChannelKind, CHILD_PATH};
 use crate::policy::drill::{DrillConfig, DrillConfigError};
-use crate::policy::replica::{ReplicaConfig, ReplicaConfigError};
+use crate::policy::replica::{RepairConfig, ReplicaConfig, ReplicaConfigError};
 use crate::policy::retention::{RetentionConfig, RetentionConfigError};
 use crate::policy::throttle::adaptive::PROBE_PATH;
 use crate::policy::throttle::{ThrottleConfig, ThrottleConfigError, ThrottlePolicy};
@@ -145,6 +145,9 @@ pub struct HostConfig {
     /// Copies of the repository elsewhere.
     #[serde(default, rename = "replica")]
     pub replicas: Vec<ReplicaConfig>,
+    /// What a read that meets damaged data does.
+    #[serde(default)]
+    pub repair: RepairConfig,
     /// The daemon's metrics listener.
     #[serde(default)]
     pub metrics: MetricsConfig,
@@ -400,7 +403,7 @@ impl HostConfig {
         self.throttle.validate()?;
         self.retention.check()?;
         crate::policy::drill::check(&self.drills)?;
-        crate::policy::replica::check(&self.replicas)?;
+        crate::policy::replica::check(&self.replicas, &self.repair)?;
         if let Some(a) = self.metrics.listen.filter(|a| !a.ip().is_loopback()) {
             return Err(InvalidHostConfig::MetricsNotLoopback(a));
         }

@@ -53,6 +53,16 @@ impl ReplicaConfig {
     }
 }
 
+/// `[repair]`: what the daemon does when a read meets damaged data.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RepairConfig {
+    /// The replica a damaged object is fetched from instead of failing
+    /// the read.
+    #[serde(default)]
+    pub from: Option<String>,
+}
+
 /// A `[[replica]]` that cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum ReplicaConfigError {
@@ -68,6 +78,9 @@ pub enum ReplicaConfigError {
     /// `from` names no replica.
     #[error("[[replica]] {0:?}: from = {1:?} names no [[replica]]")]
     From(String, String),
+    /// `[repair] from` names no replica.
+    #[error("[repair] from = {0:?} names no [[replica]]")]
+    RepairFrom(String),
     /// `from` goes round in a circle.
     #[error("[[replica]] {0:?}: its from chain comes back to it")]
     Cycle(String),
@@ -85,8 +98,13 @@ pub enum ReplicaConfigError {
     ),
 }
 
-/// Checks every `[[replica]]`.
-pub fn check(replicas: &[ReplicaConfig]) -> Result<(), ReplicaConfigError> {
+/// Checks every `[[replica]]`, and that `[repair]` names one of them.
+pub fn check(replicas: &[ReplicaConfig], repair: &RepairConfig) -> Result<(), ReplicaConfigError> {
+    if let Some(from) = &repair.from {
+        if !replicas.iter().any(|r| &r.name == from) {
+            return Err(ReplicaConfigError::RepairFrom(from.clone()));
+        }
+    }
     let mut by_name = BTreeMap::new();
     for r in replicas {
         let name = &r.name;
@@ -174,7 +192,7 @@ mod tests {
             replica: Vec<ReplicaConfig>,
         }
         let f: File = toml::from_str(text).map_err(|e| e.to_string())?;
-        check(&f.replica).map_err(|e| e.to_string())?;
+        check(&f.replica, &RepairConfig::default()).map_err(|e| e.to_string())?;
         Ok(f.replica)
     }
 

@@ -116,7 +116,15 @@ pub struct Counters {
     /// Objects read whose bytes were damaged (they failed to decode or
     /// verify, and the reader got an error instead).
     pub damaged_reads: AtomicU64,
+    /// Of those, and of reads of missing packs, the objects fetched again
+    /// from the [`Refetch`] and served intact.
+    pub repaired_reads: AtomicU64,
 }
+
+/// Where an object that reads damaged (or whose pack is missing) can be
+/// fetched again, sealed: a replica. What it returns is checked against
+/// the object's id like any read.
+pub type Refetch = Arc<dyn Fn(Kind, &ChunkId) -> Option<Sealed> + Send + Sync>;
 
 struct Writer {
     pack: Option<PackWriter>,
@@ -157,6 +165,8 @@ pub struct Store {
     writeback: OnceLock<Writeback>,
     packs: RwLock<HashMap<PackId, PackRecord>>,
     files: Mutex<HashMap<PackId, Arc<dyn DiskFile>>>,
+    /// Where damaged objects are fetched again, once set.
+    refetch: OnceLock<Refetch>,
     /// Objects garbage collection is about to drop: a write of one stores
     /// a fresh copy instead of deduplicating against the doomed one.
     doomed: RwLock<std::collections::HashSet<ChunkId>>,
@@ -199,6 +209,7 @@ impl Store {
             packs: RwLock::new(packs),
             files: Mutex::new(HashMap::new()),
             doomed: RwLock::new(Default::default()),
+            refetch: OnceLock::new(),
             read_only: std::sync::atomic::AtomicBool::new(false),
             nospace: std::sync::atomic::AtomicU64::new(0),
             counters: Counters::default(),
@@ -696,10 +707,37 @@ impl Store {
     pub fn get_object(&self, kind: Kind, id: &ChunkId) -> Result<Verified, StoreError> {
         self.counters.objects_read.fetch_add(1, Ordering::Relaxed);
         let got = self.get_object_once(kind, id);
-        if let Err(StoreError::Corrupt { .. }) = &got {
-            self.counters.damaged_reads.fetch_add(1, Ordering::Relaxed);
+        let missing = matches!(got, Err(StoreError::Pack(_) | StoreError::Io { .. }));
+        let damaged = matches!(got, Err(StoreError::Corrupt { .. }));
+        let Some(refetch) = self.refetch.get().filter(|_| damaged || missing) else {
+            if damaged {
+                self.counters.damaged_reads.fetch_add(1, Ordering::Relaxed);
+            }
+            return got;
+        };
+        // Counted either way, so the storage watch raises its alert.
+        self.counters.damaged_reads.fetch_add(1, Ordering::Relaxed);
+        let again = refetch(kind, id).and_then(|sealed| {
+            let max = if kind == Kind::Chunk {
+                self.codec.max_len()
+            } else {
+                MAX_OBJECT_LEN
+            };
+            self.codec.decode_owned(kind, id, sealed.bytes, max).ok()
+        });
+        match again {
+            Some(v) => {
+                self.counters.repaired_reads.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(object = %id.short(), "damaged object served from the replica");
+                Ok(v)
+            }
+            None => got,
         }
-        got
+    }
+
+    /// Sets where damaged objects are fetched again (`[repair] from`).
+    pub fn set_refetch(&self, refetch: Refetch) {
+        let _ = self.refetch.set(refetch);
     }
 
     fn get_object_once(&self, kind: Kind, id: &ChunkId) -> Result<Verified, StoreError> {

@@ -356,20 +356,26 @@ impl LockedRepo {
     /// `source`'s master key: one repository id, one key, checked by the
     /// config's MAC.
     pub fn unlock_as(self, source: &Repo) -> Result<Repo, RepoError> {
-        let unlocked = self.keys_of(source)?;
+        self.unlock_with(&source.key())
+    }
+
+    /// Unlocks with `key`, the master key of this repository (or of its
+    /// source or replica) taken from an unlocked copy.
+    pub fn unlock_with(self, key: &RepoKey) -> Result<Repo, RepoError> {
+        let unlocked = self.keys_of(key)?;
         self.open_store(unlocked)
     }
 
-    /// `source`'s keys, if they are this repository's.
-    fn keys_of(&self, source: &Repo) -> Result<Unlocked, RepoError> {
-        if self.config.id != source.config().id {
+    /// `key`'s keys, if they are this repository's.
+    fn keys_of(&self, key: &RepoKey) -> Result<Unlocked, RepoError> {
+        if self.config.id != key.id {
             return Err(RepoError::OtherRepository {
                 path: self.path.clone(),
                 found: self.config.id.clone(),
-                expected: source.config().id.clone(),
+                expected: key.id.clone(),
             });
         }
-        let master = MasterKey::from_bytes(*source.unlocked.master.expose());
+        let master = MasterKey::from_bytes(*key.master.expose());
         let keys = Keys::derive(&master);
         self.config.verify(&keys.config)?;
         Ok(Unlocked {
@@ -431,7 +437,7 @@ impl LockedRepo {
     pub fn keys_as(&self, source: &Repo) -> Result<UnindexedKeys<'_>, RepoError> {
         Ok(UnindexedKeys {
             repo: self,
-            unlocked: self.keys_of(source)?,
+            unlocked: self.keys_of(&source.key())?,
         })
     }
 
@@ -464,6 +470,20 @@ impl UnindexedKeys<'_> {
     }
 }
 
+/// The master key of an unlocked repository and its id: what opens its
+/// replicas (and a replica's source) without a secret.
+#[derive(Clone)]
+pub struct RepoKey {
+    id: String,
+    master: Arc<MasterKey>,
+}
+
+impl std::fmt::Debug for RepoKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "RepoKey({})", self.id)
+    }
+}
+
 /// An unlocked repository.
 pub struct Repo {
     locked: LockedRepo,
@@ -490,6 +510,14 @@ pub struct SlotInfo {
 }
 
 impl Repo {
+    /// Its master key, for opening its replicas.
+    pub fn key(&self) -> RepoKey {
+        RepoKey {
+            id: self.config().id.clone(),
+            master: Arc::new(MasterKey::from_bytes(*self.unlocked.master.expose())),
+        }
+    }
+
     /// The chunk store.
     pub fn store(&self) -> &Store {
         &self.store

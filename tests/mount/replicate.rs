@@ -464,3 +464,82 @@ fn damaged_and_missing_packs_are_repaired_from_a_replica() {
         "no [[replica]] named \"nope\"",
     );
 }
+
+#[test]
+fn a_damaged_read_on_the_mount_is_served_from_the_replica_and_alerted() {
+    use std::os::unix::fs::PermissionsExt;
+    if tier::missing(&[Tier::Mount]) {
+        return;
+    }
+    let m = Mount::unmounted_with(&["--pack-size", "1MiB"]);
+    let pager = m.path("pager");
+    std::fs::write(
+        &pager,
+        "#!/bin/sh\ncat >> \"$0.events\"; echo >> \"$0.events\"\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&pager, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let replica = m.path("replica");
+    let conf = config(
+        &m,
+        &format!(
+            "[[replica]]\nname = \"r\"\nto = \"{}\"\n\n[repair]\nfrom = \"r\"\n\n[alerts]\n[[alerts.channel]]\ntype = \"command\"\ncommand = [\"{}\"]\n",
+            replica.display(),
+            pager.display()
+        ),
+    );
+    std::fs::set_permissions(&conf, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let mount = |with_repair: bool| {
+        let mut c = m.strata();
+        c.arg("mount")
+            .arg(m.mnt())
+            .arg("--log-file")
+            .arg(m.path("mountd.log"));
+        if with_repair {
+            c.arg("--config").arg(&conf);
+        }
+        ok(&mut c);
+    };
+    mount(true);
+    let src = m.path("src");
+    tree::make(&src);
+    rsync_into(&src, &m.head().join("data"));
+    m.snapshot("nightly");
+    ok(&mut replicate(&m, &conf, &[]));
+    m.umount();
+    let packs = packs(&m.repo());
+    damage(&packs[0]);
+    std::fs::remove_file(&packs[1]).unwrap();
+    let data = m.snapshots().join("nightly/data");
+    // To a file: GNU tar reads nothing when it writes to /dev/null.
+    let out = m.path("out.tar");
+    let tar = || {
+        run(Command::new("tar")
+            .arg("-cf")
+            .arg(&out)
+            .arg("-C")
+            .arg(&data)
+            .arg("."))
+    };
+
+    // Without [repair], the damage is an error to the reader.
+    mount(false);
+    assert!(!tar().status.success(), "a damaged pack read without error");
+    m.umount();
+
+    // With it, every byte comes back as the snapshot holds it, and the
+    // damage is alerted all the same.
+    mount(true);
+    assert_eq!(differences(&src, &data), "");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let events = loop {
+        let text = std::fs::read_to_string(m.path("pager.events")).unwrap_or_default();
+        if text.contains("corruption") || std::time::Instant::now() > deadline {
+            break text;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(250));
+    };
+    assert!(events.contains("storage_error"), "{events}");
+    assert!(m.log().contains("served from the replica"), "{}", m.log());
+    m.umount();
+}

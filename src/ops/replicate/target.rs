@@ -12,7 +12,7 @@ use std::sync::Arc;
 use crate::store::format::CONFIG_FILE;
 use crate::store::io::remote::{self, BootstrapError, RemoteConfig, RemoteError, REMOTE_FILE};
 use crate::store::io::{Disk, LocalDisk};
-use crate::store::repo::{init_replica, LockedRepo, Repo, RepoError};
+use crate::store::repo::{init_replica, LockedRepo, Repo, RepoError, RepoKey};
 use crate::tree::head::Head;
 use crate::tree::types::FsError;
 
@@ -75,6 +75,17 @@ pub fn open(to: &str, source: &Repo, make: bool) -> Result<(Head, bool), OpenErr
     }
     let repo = locked.unlock_as(source)?;
     Ok((Head::new(repo)?, created))
+}
+
+/// The existing replica at `to`, opened with `key` (no head: what reading
+/// one object needs).
+pub fn open_repo(to: &str, key: &RepoKey) -> Result<Repo, OpenError> {
+    let dir = local_dir(to)?;
+    if !dir.join(CONFIG_FILE).exists() {
+        return Err(OpenError::Missing(dir));
+    }
+    let disk = crate::store::io::open_dir(&dir)?;
+    Ok(LockedRepo::open(disk, &dir.display().to_string())?.unlock_with(key)?)
 }
 
 /// Makes the replica's local directory: fetched from its bucket when the
