@@ -457,6 +457,21 @@ pub struct InitArgs {
     /// larger ones mean fewer files.
     #[arg(long, value_name = "SIZE", default_value = "64MiB")]
     pub pack_size: String,
+    /// With --repo s3://..., in a bucket made with S3 Object Lock: lock
+    /// each finished pack in this mode until its upload plus the
+    /// repository's longest retention lock, so that not even the bucket's
+    /// owner can delete it sooner.
+    #[arg(long, value_name = "MODE", value_enum)]
+    pub object_lock: Option<ObjectLockMode>,
+}
+
+/// S3 Object Lock modes.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum ObjectLockMode {
+    /// No one can delete a locked pack early.
+    Compliance,
+    /// Users allowed to bypass governance retention can.
+    Governance,
 }
 
 impl InitArgs {

@@ -347,9 +347,23 @@ pub(crate) fn cmd_init(g: &Global, a: &InitArgs) -> Result<()> {
                 .create(&g.repo)
                 .with_context(|| format!("creating {}", g.repo.display()))?;
         }
+        if a.object_lock.is_some() && g.remote.is_none() {
+            return Err(Reported(
+                exit::USAGE,
+                "--object-lock applies to a repository in a bucket (--repo s3://BUCKET/PREFIX)"
+                    .into(),
+            )
+            .into());
+        }
         if let Some(url) = &g.remote {
-            use strata::store::io::remote::{Remote, RemoteConfig, REMOTE_FILE};
-            let config = RemoteConfig::from_env(url)?;
+            use strata::store::io::remote::{ObjectLock, Remote, RemoteConfig, REMOTE_FILE};
+            let config = RemoteConfig {
+                object_lock: a.object_lock.map(|m| match m {
+                    args::ObjectLockMode::Compliance => ObjectLock::Compliance,
+                    args::ObjectLockMode::Governance => ObjectLock::Governance,
+                }),
+                ..RemoteConfig::from_env(url)?
+            };
             let remote = Remote::connect(&config)?;
             match remote.size(strata::store::format::CONFIG_FILE) {
                 Ok(_) => bail!("{url} already holds a repository; nothing was created (use it with --repo {url}, or name another prefix)"),

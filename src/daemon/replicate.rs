@@ -131,7 +131,7 @@ fn is_due(head: &Head, r: &ReplicaConfig) -> bool {
     let Some(every) = r.schedule else {
         return false;
     };
-    let last = target::open(&r.to, head.repo(), false)
+    let last = target::open(&r.to, head.repo(), None)
         .ok()
         .and_then(|(replica, _)| Snapshots::of(&replica).replicated_at().ok().flatten());
     let now = Timestamp::now().secs.max(0) as u64;
@@ -151,7 +151,7 @@ pub fn repair(
         .iter()
         .find(|r| r.name == from)
         .ok_or_else(|| ControlError::NoReplica(from.to_owned()))?;
-    let (replica, _) = target::open(&r.to, head.repo(), false).map_err(|e| {
+    let (replica, _) = target::open(&r.to, head.repo(), None).map_err(|e| {
         Box::new(ReplicaFailed::Open {
             name: r.name.clone(),
             to: r.to.clone(),

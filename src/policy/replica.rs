@@ -9,6 +9,7 @@ use serde::Deserialize;
 use crate::policy::hostconfig::duration;
 use crate::policy::retention::RetentionConfig;
 use crate::policy::throttle::{ThrottleConfig, ThrottleConfigError, ThrottlePolicy};
+use crate::store::io::remote::ObjectLock;
 
 /// One `[[replica]]`.
 #[derive(Clone, Debug, Deserialize)]
@@ -33,6 +34,11 @@ pub struct ReplicaConfig {
     /// receives. Its lock can only lengthen the source's.
     #[serde(default)]
     pub retention: Option<RetentionConfig>,
+    /// For a replica in a bucket made with S3 Object Lock: the mode its
+    /// packs are locked in ("compliance" or "governance"), until their
+    /// upload plus the longest retention lock. Set when the replica is made.
+    #[serde(default)]
+    pub object_lock: Option<ObjectLock>,
 }
 
 fn opt_duration<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
@@ -81,6 +87,9 @@ pub enum ReplicaConfigError {
     /// `[repair] from` names no replica.
     #[error("[repair] from = {0:?} names no [[replica]]")]
     RepairFrom(String),
+    /// Object Lock for a replica in a directory.
+    #[error("[[replica]] {0:?}: object_lock applies to a replica in a bucket (to = \"s3://...\")")]
+    ObjectLockLocal(String),
     /// `from` goes round in a circle.
     #[error("[[replica]] {0:?}: its from chain comes back to it")]
     Cycle(String),
@@ -116,6 +125,9 @@ pub fn check(replicas: &[ReplicaConfig], repair: &RepairConfig) -> Result<(), Re
         }
         if !(r.is_remote() || r.to.starts_with('/')) {
             return Err(ReplicaConfigError::To(name.clone()));
+        }
+        if r.object_lock.is_some() && !r.is_remote() {
+            return Err(ReplicaConfigError::ObjectLockLocal(name.clone()));
         }
         if r.bandwidth.io.is_some() || r.bandwidth.adaptive.is_some() {
             return Err(ReplicaConfigError::BandwidthIo(name.clone()));

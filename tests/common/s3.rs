@@ -50,6 +50,41 @@ impl Server {
             .expect("bucket created");
     }
 
+    /// Creates bucket `name` with S3 Object Lock enabled.
+    pub fn locked_bucket(&self, name: &str) {
+        ureq::put(&format!("{}/{name}", self.endpoint))
+            .header("x-amz-bucket-object-lock-enabled", "true")
+            .send_empty()
+            .expect("bucket created");
+    }
+
+    /// The Object Lock retention of `key` in bucket `name`: (mode, retain
+    /// until as RFC 3339), asked with a signed request through boto3 (which
+    /// moto's server comes with); `None` when the object has none.
+    pub fn retention(&self, name: &str, key: &str) -> Option<(String, String)> {
+        // HEAD, not GetObjectRetention: moto's server answers that with a 500.
+        let script = "import sys, boto3\n\
+s3 = boto3.client('s3', endpoint_url=sys.argv[1], region_name='us-east-1', aws_access_key_id='testing', aws_secret_access_key='testing')\n\
+h = s3.head_object(Bucket=sys.argv[2], Key=sys.argv[3])\n\
+if 'ObjectLockMode' not in h:\n    sys.exit(3)\n\
+print(h['ObjectLockMode'], h['ObjectLockRetainUntilDate'].isoformat())\n";
+        let out = Command::new("python3")
+            .args(["-c", script, &self.endpoint, name, key])
+            .output()
+            .expect("python3 runs");
+        if out.status.code() == Some(3) {
+            return None;
+        }
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let text = String::from_utf8(out.stdout).unwrap();
+        let (mode, until) = text.trim().split_once(' ').expect("mode and date");
+        Some((mode.to_owned(), until.to_owned()))
+    }
+
     /// The names under `prefix` in bucket `name`, from its listing.
     pub fn keys(&self, name: &str, prefix: &str) -> Vec<String> {
         self.sizes(name, prefix)

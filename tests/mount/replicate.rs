@@ -543,3 +543,53 @@ fn a_damaged_read_on_the_mount_is_served_from_the_replica_and_alerted() {
     assert!(m.log().contains("served from the replica"), "{}", m.log());
     m.umount();
 }
+
+#[test]
+fn packs_in_a_locked_bucket_carry_the_retention_lock() {
+    if tier::missing(&[Tier::Mount, Tier::S3]) {
+        return;
+    }
+    let s3 = Server::start();
+    s3.locked_bucket("vault");
+    let m = Mount::new();
+    std::fs::write(m.head().join("records"), tree::bytes(5, 2 << 20)).unwrap();
+    m.snapshot("nightly");
+    m.umount();
+    let conf = config(
+        &m,
+        "[retention]\nkeep_last = 10\nlock = \"30d\"\n\n[[replica]]\nname = \"vault\"\nto = \"s3://vault/site-c\"\nobject_lock = \"compliance\"\n",
+    );
+    // The source's lock, raised by applying its retention.
+    ok(m.strata().arg("forget").arg("--config").arg(&conf));
+    let mut c = replicate(&m, &conf, &[]);
+    c.env("STRATA_CACHE_DIR", m.path("cache")).envs(s3.env());
+    ok(&mut c);
+    let packs = s3.keys("vault", "site-c/packs/");
+    assert!(!packs.is_empty());
+    let soon = std::time::SystemTime::now() + std::time::Duration::from_secs(29 * 86_400);
+    for key in &packs {
+        let (mode, until) = s3
+            .retention("vault", key)
+            .unwrap_or_else(|| panic!("{key} is not locked"));
+        assert_eq!(mode, "COMPLIANCE", "{key}");
+        // e.g. 2027-01-07T00:00:00+00:00
+        let until =
+            humantime::parse_rfc3339_weak(&until[..19]).unwrap_or_else(|e| panic!("{until}: {e}"));
+        assert!(until > soon, "{key} locked only until {until:?}");
+    }
+    // Not the config or a key slot: those change.
+    assert_eq!(s3.retention("vault", "site-c/config"), None);
+    // Object Lock asked of a replica in a directory: refused by name.
+    let bad = config(
+        &m,
+        &format!(
+            "[[replica]]\nname = \"x\"\nto = \"{}\"\nobject_lock = \"governance\"\n",
+            m.path("x").display()
+        ),
+    );
+    fails(
+        &run(&mut replicate(&m, &bad, &[])),
+        15,
+        "object_lock applies to a replica in a bucket",
+    );
+}

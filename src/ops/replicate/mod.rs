@@ -440,7 +440,7 @@ pub fn by_source<T>(
             continue;
         };
         let upstream = all.iter().find(|r| r.name == from).expect("checked");
-        match target::open(&upstream.to, source.repo(), false) {
+        match target::open(&upstream.to, source.repo(), None) {
             Ok((head, _)) => out.extend(each(&head, &group)),
             Err(e) => {
                 let why = e.to_string();
@@ -464,12 +464,18 @@ fn to_replica(
     progress: Option<Tell<'_>>,
 ) -> Result<Done, ReplicaFailed> {
     let (name, to) = (r.name.clone(), r.to.clone());
-    let (replica, created) =
-        target::open(&r.to, source.repo(), true).map_err(|e| ReplicaFailed::Open {
-            name: name.clone(),
-            to: to.clone(),
-            source: Box::new(e),
-        })?;
+    let (replica, created) = target::open(
+        &r.to,
+        source.repo(),
+        Some(target::Made {
+            object_lock: r.object_lock,
+        }),
+    )
+    .map_err(|e| ReplicaFailed::Open {
+        name: name.clone(),
+        to: to.clone(),
+        source: Box::new(e),
+    })?;
     let policy = r.bandwidth_policy();
     let limited = !policy.limits.is_unlimited() || !policy.schedule.profiles.is_empty();
     let throttle = limited.then(|| Throttle::with_system_clock(policy));

@@ -10,7 +10,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::store::format::CONFIG_FILE;
-use crate::store::io::remote::{self, BootstrapError, RemoteConfig, RemoteError, REMOTE_FILE};
+use crate::store::io::remote::{
+    self, BootstrapError, ObjectLock, RemoteConfig, RemoteError, REMOTE_FILE,
+};
 use crate::store::io::{Disk, LocalDisk};
 use crate::store::repo::{init_replica, LockedRepo, Repo, RepoError, RepoKey};
 use crate::tree::head::Head;
@@ -42,6 +44,13 @@ pub enum OpenError {
     Fs(#[from] FsError),
 }
 
+/// How a replica is made when there is none yet.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Made {
+    /// The S3 Object Lock mode of a replica in a bucket.
+    pub object_lock: Option<ObjectLock>,
+}
+
 /// Where a replica keeps its files on this host: `to` itself, or the
 /// bucket's cache directory.
 pub fn local_dir(to: &str) -> Result<PathBuf, RemoteError> {
@@ -55,11 +64,11 @@ pub fn local_dir(to: &str) -> Result<PathBuf, RemoteError> {
 /// The replica at `to` (a directory or `s3://BUCKET/PREFIX`) of `source`,
 /// unlocked with `source`'s keys; made if there is none and `make` says
 /// so. Also returns whether it was made now.
-pub fn open(to: &str, source: &Repo, make: bool) -> Result<(Head, bool), OpenError> {
+pub fn open(to: &str, source: &Repo, make: Option<Made>) -> Result<(Head, bool), OpenError> {
     let dir = local_dir(to)?;
     let mut created = false;
     if !dir.join(CONFIG_FILE).exists() {
-        if !make && !to.starts_with("s3://") {
+        if make.is_none() && !to.starts_with("s3://") {
             return Err(OpenError::Missing(dir));
         }
         created = fetch_or_make(to, &dir, source, make)?;
@@ -90,13 +99,21 @@ pub fn open_repo(to: &str, key: &RepoKey) -> Result<Repo, OpenError> {
 
 /// Makes the replica's local directory: fetched from its bucket when the
 /// bucket has it, else a new replica (if `make`). Returns whether it is new.
-fn fetch_or_make(to: &str, dir: &Path, source: &Repo, make: bool) -> Result<bool, OpenError> {
+fn fetch_or_make(
+    to: &str,
+    dir: &Path,
+    source: &Repo,
+    make: Option<Made>,
+) -> Result<bool, OpenError> {
     let listed = match std::fs::read_dir(dir) {
         Ok(mut entries) => entries.next().is_some(),
         Err(_) => false,
     };
     let remote = match to.starts_with("s3://") {
-        true => Some(RemoteConfig::from_env(to)?),
+        true => Some(RemoteConfig {
+            object_lock: make.and_then(|m| m.object_lock),
+            ..RemoteConfig::from_env(to)?
+        }),
         false => None,
     };
     if listed && !(remote.is_some() && only_remote_file(dir)) {
@@ -107,7 +124,7 @@ fn fetch_or_make(to: &str, dir: &Path, source: &Repo, make: bool) -> Result<bool
             return Ok(false);
         }
     }
-    if !make {
+    if make.is_none() {
         return Err(OpenError::Missing(dir.to_owned()));
     }
     std::fs::create_dir_all(dir).map_err(|e| OpenError::Create(dir.to_owned(), e))?;

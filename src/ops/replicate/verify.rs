@@ -190,7 +190,7 @@ pub fn verify_replicas(
                     name: r.name.clone(),
                     source: Box::new(e),
                 };
-                let verdict = match target::open(&r.to, from.repo(), false) {
+                let verdict = match target::open(&r.to, from.repo(), None) {
                     Ok((replica, _)) => verify(from, &replica).map_err(failed)?,
                     Err(OpenError::Missing(_)) => Verdict {
                         chains: compare(&Snapshots::of(from).chain().map_err(failed)?, &[]),

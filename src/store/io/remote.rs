@@ -51,6 +51,31 @@ pub struct RemoteConfig {
     /// path-style (what self-hosted stores expect) when false.
     #[serde(default)]
     pub virtual_hosted: bool,
+    /// S3 Object Lock mode packs are written with, in a bucket made with
+    /// Object Lock enabled: each finished pack is locked until its upload
+    /// time plus the repository's longest retention lock.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub object_lock: Option<ObjectLock>,
+}
+
+/// S3 Object Lock retention modes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ObjectLock {
+    /// No one, the bucket's owner included, can delete or shorten it.
+    Compliance,
+    /// Users with `s3:BypassGovernanceRetention` can.
+    Governance,
+}
+
+impl ObjectLock {
+    /// The `x-amz-object-lock-mode` value.
+    pub fn header(self) -> &'static str {
+        match self {
+            ObjectLock::Compliance => "COMPLIANCE",
+            ObjectLock::Governance => "GOVERNANCE",
+        }
+    }
 }
 
 impl RemoteConfig {
@@ -66,6 +91,7 @@ impl RemoteConfig {
             region: var(&["AWS_REGION", "AWS_DEFAULT_REGION"]),
             allow_http: yes(&["AWS_ALLOW_HTTP"]),
             virtual_hosted: yes(&["AWS_VIRTUAL_HOSTED_STYLE_REQUEST"]),
+            object_lock: None,
         })
     }
 
@@ -180,6 +206,10 @@ pub enum RemoteError {
 pub struct Remote {
     config: RemoteConfig,
     store: AmazonS3,
+    /// How the client is made, for the clients that lock what they write.
+    builder: AmazonS3Builder,
+    /// The client that locks what it writes until the day it names.
+    locking: std::sync::Mutex<Option<(i64, AmazonS3)>>,
     prefix: String,
     runtime: tokio::runtime::Runtime,
 }
@@ -230,7 +260,10 @@ impl Remote {
                 b = b.with_config(k, v);
             }
         }
-        let store = b.build().map_err(|e| RemoteError::Client(e.to_string()))?;
+        let store = b
+            .clone()
+            .build()
+            .map_err(|e| RemoteError::Client(e.to_string()))?;
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .thread_name("strata-s3")
@@ -240,6 +273,8 @@ impl Remote {
         Ok(Arc::new(Remote {
             config: config.clone(),
             store,
+            builder: b,
+            locking: std::sync::Mutex::new(None),
             prefix,
             runtime,
         }))
@@ -253,18 +288,65 @@ impl Remote {
         }
     }
 
+    /// The Object Lock mode packs are written with, if any.
+    pub fn object_lock(&self) -> Option<ObjectLock> {
+        self.config.object_lock
+    }
+
+    /// The client whose writes are locked until `until` (seconds since the
+    /// epoch), rounded up to a whole day so one client serves a day's
+    /// uploads: object_store has no per-request headers, so the lock goes
+    /// in the client's default headers, with the checksum S3 asks of a
+    /// locked write.
+    fn locking_client(&self, mode: ObjectLock, until: i64) -> io::Result<AmazonS3> {
+        let day = until.div_euclid(86_400) + 1;
+        let mut cached = self.locking.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((d, client)) = cached.as_ref().filter(|(d, _)| *d == day) {
+            debug_assert_eq!(*d, day);
+            return Ok(client.clone());
+        }
+        let date = humantime::format_rfc3339_seconds(
+            std::time::UNIX_EPOCH + Duration::from_secs((day * 86_400).max(0) as u64),
+        )
+        .to_string();
+        let mut headers = http::HeaderMap::new();
+        let value = |v: &str| http::HeaderValue::from_str(v).map_err(io::Error::other);
+        headers.insert("x-amz-object-lock-mode", value(mode.header())?);
+        headers.insert("x-amz-object-lock-retain-until-date", value(&date)?);
+        // S3 refuses a locked write without a checksum: the client sends
+        // x-amz-checksum-sha256; this names its algorithm.
+        headers.insert("x-amz-sdk-checksum-algorithm", value("SHA256")?);
+        let client = self
+            .builder
+            .clone()
+            .with_checksum_algorithm(object_store::aws::Checksum::SHA256)
+            // Replaces the builder's options: allow_http again.
+            .with_client_options(
+                object_store::ClientOptions::new()
+                    .with_allow_http(self.config.allow_http)
+                    .with_default_headers(headers),
+            )
+            .build()
+            .map_err(io::Error::other)?;
+        *cached = Some((day, client.clone()));
+        Ok(client)
+    }
+
     /// Stores `data` at `rel` unless something is there already: false
     /// then (nothing is overwritten).
     pub fn put_new(&self, rel: &str, data: Vec<u8>) -> io::Result<bool> {
+        self.put_new_with(&self.store, rel, data)
+    }
+
+    fn put_new_with(&self, store: &AmazonS3, rel: &str, data: Vec<u8>) -> io::Result<bool> {
         let opts = PutOptions {
             mode: PutMode::Create,
             ..PutOptions::default()
         };
-        match self.runtime.block_on(self.store.put_opts(
-            &self.path(rel),
-            PutPayload::from(data),
-            opts,
-        )) {
+        match self
+            .runtime
+            .block_on(store.put_opts(&self.path(rel), PutPayload::from(data), opts))
+        {
             Ok(_) => Ok(true),
             Err(object_store::Error::AlreadyExists { .. }) => Ok(false),
             Err(e) => Err(io_err(rel, e)),
@@ -276,16 +358,23 @@ impl Remote {
     /// larger in parts of [`PART`] read one at a time (S3 has no
     /// conditional multipart create, so the name is looked up first: pack
     /// names are random, and no other writer makes the same one).
+    /// With `locked_until` (seconds since the epoch) and an Object Lock
+    /// mode in the config, the object is locked until then.
     pub fn put_new_file(
         &self,
         rel: &str,
         file: &dyn super::DiskFile,
         len: u64,
+        locked_until: Option<i64>,
     ) -> io::Result<bool> {
+        let store = match (self.config.object_lock, locked_until) {
+            (Some(mode), Some(until)) => self.locking_client(mode, until)?,
+            _ => self.store.clone(),
+        };
         if len <= SINGLE_PUT {
             let mut data = vec![0u8; len as usize];
             file.read_at(0, &mut data)?;
-            return self.put_new(rel, data);
+            return self.put_new_with(&store, rel, data);
         }
         match self.size(rel) {
             Ok(_) => return Ok(false),
@@ -294,8 +383,7 @@ impl Remote {
         }
         let path = self.path(rel);
         self.runtime.block_on(async {
-            let mut upload = self
-                .store
+            let mut upload = store
                 .put_multipart(&path)
                 .await
                 .map_err(|e| io_err(rel, e))?;

@@ -39,6 +39,28 @@ impl S3Backend {
 }
 
 impl S3Backend {
+    /// With S3 Object Lock, until when a pack uploaded now is locked: now
+    /// plus the repository's longest retention lock (read from its config
+    /// at each upload, so a lock raised meanwhile counts). The data of a
+    /// snapshot taken by now is in packs uploaded by now or later, so each
+    /// is locked at least as long as the snapshot.
+    fn locked_until(&self) -> Option<i64> {
+        self.remote.object_lock()?;
+        let text = self.disk.read(CONFIG_FILE).ok()?;
+        let config = crate::store::config::Config::parse(std::str::from_utf8(&text).ok()?).ok()?;
+        let lock = &config.retention_lock;
+        let longest = lock
+            .all
+            .into_iter()
+            .chain(lock.labels.values().copied())
+            .max()?;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .ok()?
+            .as_secs();
+        i64::try_from(now.saturating_add(longest)).ok()
+    }
+
     /// Copies pack `id` from the bucket into the cache: a reader that asks
     /// for one chunk of a pack mostly asks for its neighbours next (a
     /// restore reads whole trees), and one request for the pack costs far
@@ -70,8 +92,9 @@ impl PackBackend for S3Backend {
         // The client retries what it knows to be safe; a conditional create
         // whose connection dropped it leaves alone, and it is safe here: a
         // retry that finds the object checks it is this pack.
+        let until = self.locked_until();
         let created = retrying(Operation::WholeObjectUpload, &rel, || {
-            self.remote.put_new_file(&rel, file.as_ref(), len)
+            self.remote.put_new_file(&rel, file.as_ref(), len, until)
         })?;
         if !created {
             // Already there: an upload whose record a crash lost. Packs are
