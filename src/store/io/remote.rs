@@ -564,7 +564,9 @@ mod tests {
             region: None,
             allow_http: true,
             virtual_hosted: false,
+            object_lock: Some(ObjectLock::Compliance),
         };
+        assert!(c.render().contains("object_lock = \"compliance\""));
         assert_eq!(RemoteConfig::parse(&c.render()).unwrap(), c);
         assert!(RemoteConfig::parse("url = \"s3://backups/x\"\nsecret = \"no\"\n").is_err());
     }
