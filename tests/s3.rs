@@ -30,6 +30,7 @@ fn backend_at(
         region: None,
         allow_http: true,
         virtual_hosted: false,
+        object_lock: None,
     };
     // Credentials come from the environment only.
     for (k, v) in s3.env() {
