@@ -49,6 +49,8 @@ fn the_units_verify_with_the_built_programs() {
             "strata-freshness.service",
             "strata-freshness.timer",
             "strata-mountd.service",
+            "strata-replicate.service",
+            "strata-replicate.timer",
             "strata-verify.service",
             "strata-verify.timer"
         ]

@@ -223,7 +223,7 @@ impl Config {
         );
         // Absent from the rendering unless set, so older MACs still hold.
         let canonical = match &self.replica {
-            Some(r) => format!("{canonical}\nreplica={r}"),
+            Some(r) => format!("{canonical}replica={r}\n"),
             None => canonical,
         };
         blake3::keyed_hash(key, canonical.as_bytes())
