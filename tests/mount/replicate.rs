@@ -18,6 +18,17 @@ fn config(m: &Mount, text: &str) -> PathBuf {
     path
 }
 
+/// strata.toml with one `[[replica]]`, `name` at `to`, and `extra` lines.
+fn one_replica(m: &Mount, name: &str, to: &Path, extra: &str) -> PathBuf {
+    config(
+        m,
+        &format!(
+            "[[replica]]\nname = \"{name}\"\nto = \"{}\"\n{extra}",
+            to.display()
+        ),
+    )
+}
+
 /// `strata replicate --config CONFIG ARGS` on the test's repository.
 fn replicate(m: &Mount, conf: &Path, args: &[&str]) -> Command {
     let mut c = m.strata();
@@ -140,13 +151,7 @@ fn a_diverged_replica_is_refused_and_left_as_it_was() {
     std::fs::write(m.head().join("a"), b"first").unwrap();
     m.snapshot("one");
     let replica = m.path("replica");
-    let conf = config(
-        &m,
-        &format!(
-            "[[replica]]\nname = \"r\"\nto = \"{}\"\n",
-            replica.display()
-        ),
-    );
+    let conf = one_replica(&m, "r", &replica, "");
     ok(&mut replicate(&m, &conf, &[]));
     // Someone writes into the replica and snapshots it: its snapshot 2 is
     // not the source's.
@@ -176,24 +181,12 @@ fn a_diverged_replica_is_refused_and_left_as_it_was() {
     assert_eq!(before, after, "the replica was changed");
     // A copy of another repository is not taken for a replica either.
     let other = Mount::unmounted();
-    let conf2 = config(
-        &m,
-        &format!(
-            "[[replica]]\nname = \"x\"\nto = \"{}\"\n",
-            other.repo().display()
-        ),
-    );
+    let conf2 = one_replica(&m, "x", &other.repo(), "");
     fails(&run(&mut replicate(&m, &conf2, &[])), 28, "not of");
     // Nor a directory with other files in it.
     std::fs::create_dir(m.path("junk")).unwrap();
     std::fs::write(m.path("junk/file"), b"x").unwrap();
-    let conf3 = config(
-        &m,
-        &format!(
-            "[[replica]]\nname = \"j\"\nto = \"{}\"\n",
-            m.path("junk").display()
-        ),
-    );
+    let conf3 = one_replica(&m, "j", &m.path("junk"), "");
     fails(
         &run(&mut replicate(&m, &conf3, &[])),
         2,
@@ -222,13 +215,7 @@ fn holds_retention_and_the_lock_follow_the_replicas_policy() {
     ok(m.strata()
         .args(["snapshot", "hold", "1", "--reason", "audit"]));
     let replica = m.path("replica");
-    let conf = config(
-        &m,
-        &format!(
-            "[[replica]]\nname = \"r\"\nto = \"{}\"\n[replica.retention]\nkeep_last = 1\n",
-            replica.display()
-        ),
-    );
+    let conf = one_replica(&m, "r", &replica, "[replica.retention]\nkeep_last = 1\n");
     let out = ok(&mut replicate(&m, &conf, &[]));
     // Its retention forgot 2; 1 is held, 3 the newest.
     assert!(out.contains("its retention forgot 2"), "{out}");
@@ -250,10 +237,7 @@ fn a_killed_copy_resumes_without_sending_again_what_arrived() {
     m.umount();
     // What a whole copy sends.
     let whole = m.path("whole");
-    let conf = config(
-        &m,
-        &format!("[[replica]]\nname = \"w\"\nto = \"{}\"\n", whole.display()),
-    );
+    let conf = one_replica(&m, "w", &whole, "");
     let total = json(&run(&mut replicate(&m, &conf, &["--json"])))[0]["result"]["report"]
         ["bytes_sent"]
         .as_u64()
@@ -261,12 +245,11 @@ fn a_killed_copy_resumes_without_sending_again_what_arrived() {
     assert!(total > 48 << 20);
     // The same, held to 8 MiB/s and killed twice on the way.
     let replica = m.path("replica");
-    let conf = config(
+    let conf = one_replica(
         &m,
-        &format!(
-            "[[replica]]\nname = \"r\"\nto = \"{}\"\n[replica.bandwidth]\nrate = \"8MiB/s\"\n",
-            replica.display()
-        ),
+        "r",
+        &replica,
+        "[replica.bandwidth]\nrate = \"8MiB/s\"\n",
     );
     let stored = || -> u64 {
         if !replica.join("config").exists() {
@@ -411,13 +394,7 @@ fn damaged_and_missing_packs_are_repaired_from_a_replica() {
     rsync_into(&src, &m.head().join("data"));
     m.snapshot("nightly");
     let replica = m.path("replica");
-    let conf = config(
-        &m,
-        &format!(
-            "[[replica]]\nname = \"r\"\nto = \"{}\"\n",
-            replica.display()
-        ),
-    );
+    let conf = one_replica(&m, "r", &replica, "");
     ok(&mut replicate(&m, &conf, &[]));
     // Data the replica does not have yet, in packs of its own.
     let before = packs(&m.repo());
@@ -480,11 +457,12 @@ fn a_damaged_read_on_the_mount_is_served_from_the_replica_and_alerted() {
     .unwrap();
     std::fs::set_permissions(&pager, std::fs::Permissions::from_mode(0o755)).unwrap();
     let replica = m.path("replica");
-    let conf = config(
+    let conf = one_replica(
         &m,
+        "r",
+        &replica,
         &format!(
-            "[[replica]]\nname = \"r\"\nto = \"{}\"\n\n[repair]\nfrom = \"r\"\n\n[alerts]\n[[alerts.channel]]\ntype = \"command\"\ncommand = [\"{}\"]\n",
-            replica.display(),
+            "[repair]\nfrom = \"r\"\n[alerts]\n[[alerts.channel]]\ntype = \"command\"\ncommand = [\"{}\"]\n",
             pager.display()
         ),
     );
@@ -580,13 +558,7 @@ fn packs_in_a_locked_bucket_carry_the_retention_lock() {
     // Not the config or a key slot: those change.
     assert_eq!(s3.retention("vault", "site-c/config"), None);
     // Object Lock asked of a replica in a directory: refused by name.
-    let bad = config(
-        &m,
-        &format!(
-            "[[replica]]\nname = \"x\"\nto = \"{}\"\nobject_lock = \"governance\"\n",
-            m.path("x").display()
-        ),
-    );
+    let bad = one_replica(&m, "x", &m.path("x"), "object_lock = \"governance\"\n");
     fails(
         &run(&mut replicate(&m, &bad, &[])),
         15,
