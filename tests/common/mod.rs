@@ -1,6 +1,7 @@
 //! Helpers shared by the engine tests.
 #![allow(dead_code)]
 
+pub mod nights;
 pub mod postgres;
 pub mod s3;
 pub mod tier;

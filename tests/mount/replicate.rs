@@ -261,7 +261,7 @@ fn a_killed_copy_resumes_without_sending_again_what_arrived() {
             .unwrap()
     };
     let mut arrived = 0;
-    for wait in [1200, 1500] {
+    for wait in [2500, 3000] {
         let mut child = replicate(&m, &conf, &[]).spawn().unwrap();
         std::thread::sleep(std::time::Duration::from_millis(wait));
         // SAFETY: kill(2) on our own child.
@@ -340,6 +340,10 @@ fn a_replica_in_a_bucket_through_a_flaky_link_comes_back_whole() {
     // the requests' own headers, not a second copy of any.
     let pack_bytes: u64 = packs.iter().map(|(_, n)| n).sum();
     let sent = proxy.sent();
+    eprintln!(
+        "{} faults injected and retried; {sent} bytes reached the server for {pack_bytes} bytes of packs",
+        proxy.injected()
+    );
     assert!(
         sent >= pack_bytes && sent < pack_bytes + pack_bytes / 10 + (256 << 10),
         "sent {sent} for {pack_bytes} bytes of packs"

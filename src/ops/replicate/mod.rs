@@ -29,7 +29,7 @@ use serde::Serialize;
 use crate::ops::forget::{forget, ForgetError, Selection};
 use crate::policy::replica::{depth, ReplicaConfig};
 use crate::policy::throttle::Throttle;
-use crate::store::chunks::StoreError;
+use crate::store::chunks::{Sealed, StoreError};
 use crate::store::format::Kind;
 use crate::store::id::ChunkId;
 use crate::store::repo::RepoError;
@@ -45,6 +45,9 @@ pub use verify::{compare, Comparison};
 /// Bytes sent between two durable commits of the replica: what a kill can
 /// make the next run send again.
 pub const COMMIT_BYTES: u64 = 16 << 20;
+
+/// Chunks read at once by the threads of one replication.
+const SLICE: usize = 64;
 
 /// Why a replication stopped. The replica holds every link committed
 /// before, and is a prefix of the source either way.
@@ -259,14 +262,18 @@ impl Sender<'_> {
             let tree = Tree::load(self.source.repo().store(), &id)?;
             self.report.trees_read += 1;
             stack.push((id, true));
-            for e in &tree.entries {
-                for (_, chunk, _) in &e.extents {
-                    self.copy(Kind::Chunk, ChunkId(*chunk), seq)?;
-                }
-                if let Some(sub) = e.subtree {
-                    stack.push((sub, false));
-                }
-            }
+            let chunks: Vec<ChunkId> = tree
+                .entries
+                .iter()
+                .flat_map(|e| e.extents.iter().map(|(_, chunk, _)| ChunkId(*chunk)))
+                .collect();
+            self.copy_chunks(&chunks, seq)?;
+            stack.extend(
+                tree.entries
+                    .iter()
+                    .filter_map(|e| e.subtree)
+                    .map(|t| (t, false)),
+            );
         }
         self.copy(Kind::Snapshot, ChunkId(row.id), seq)?;
         self.replica.commit()?;
@@ -277,21 +284,74 @@ impl Sender<'_> {
         self.replica.repo().store().has(id)
     }
 
-    /// Stores object `id` in the replica unless it is there; commits every
-    /// [`COMMIT_BYTES`].
-    fn copy(&mut self, kind: Kind, id: ChunkId, seq: u64) -> Result<(), ReplicateError> {
+    /// Object `id` of the source, sealed and checked, unless the replica
+    /// has it.
+    fn fetch(&self, kind: Kind, id: ChunkId, seq: u64) -> Result<Option<Sealed>, ReplicateError> {
         if self.has(&id)? {
-            self.report.objects_present += 1;
-            return Ok(());
+            return Ok(None);
         }
-        let sealed = match self.source.repo().store().get_sealed(kind, &id) {
-            Ok(s) => s,
+        match self.source.repo().store().get_sealed(kind, &id) {
+            Ok(s) => Ok(Some(s)),
             Err(
                 source @ (StoreError::Corrupt { .. }
                 | StoreError::Pack(_)
                 | StoreError::NotFound(_)),
-            ) => return Err(ReplicateError::Damaged { id, seq, source }),
-            Err(e) => return Err(e.into()),
+            ) => Err(ReplicateError::Damaged { id, seq, source }),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Stores object `id` in the replica unless it is there.
+    fn copy(&mut self, kind: Kind, id: ChunkId, seq: u64) -> Result<(), ReplicateError> {
+        let fetched = self.fetch(kind, id, seq)?;
+        self.store(fetched)
+    }
+
+    /// Stores the chunks `ids` the replica lacks: read and checked by
+    /// several threads at once (opening, decompressing and hashing is most
+    /// of the work), stored in order, [`SLICE`] at a time so that commits
+    /// keep to [`COMMIT_BYTES`].
+    fn copy_chunks(&mut self, ids: &[ChunkId], seq: u64) -> Result<(), ReplicateError> {
+        let workers = std::thread::available_parallelism().map_or(1, |n| n.get().min(4));
+        for slice in ids.chunks(SLICE) {
+            let fetched: Vec<Result<Option<Sealed>, ReplicateError>> =
+                if workers < 2 || slice.len() < 8 {
+                    slice
+                        .iter()
+                        .map(|id| self.fetch(Kind::Chunk, *id, seq))
+                        .collect()
+                } else {
+                    let this = &*self;
+                    std::thread::scope(|s| {
+                        let parts: Vec<_> = slice
+                            .chunks(slice.len().div_ceil(workers))
+                            .map(|part| {
+                                s.spawn(move || {
+                                    part.iter()
+                                        .map(|id| this.fetch(Kind::Chunk, *id, seq))
+                                        .collect::<Vec<_>>()
+                                })
+                            })
+                            .collect();
+                        parts
+                            .into_iter()
+                            .flat_map(|t| t.join().expect("a replication reader panicked"))
+                            .collect()
+                    })
+                };
+            for f in fetched {
+                self.store(f?)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Stores `fetched` in the replica (counted as present when `None`);
+    /// commits every [`COMMIT_BYTES`].
+    fn store(&mut self, fetched: Option<Sealed>) -> Result<(), ReplicateError> {
+        let Some(sealed) = fetched else {
+            self.report.objects_present += 1;
+            return Ok(());
         };
         let len = sealed.bytes.len() as u64;
         if let Some(t) = self.cx.throttle {
@@ -301,6 +361,8 @@ impl Sender<'_> {
             self.report.objects_sent += 1;
             self.report.bytes_sent += len;
             self.uncommitted += len;
+        } else {
+            self.report.objects_present += 1;
         }
         if self.uncommitted >= COMMIT_BYTES {
             self.replica.commit()?;
@@ -476,7 +538,12 @@ fn to_replica(
         to: to.clone(),
         source: Box::new(e),
     })?;
-    let policy = r.bandwidth_policy();
+    let mut policy = r.bandwidth_policy();
+    if r.bandwidth.burst.is_none() {
+        // A copy runs for minutes or hours; the write path's second of
+        // burst would let its first second run over the limit.
+        policy.burst = Duration::from_millis(100);
+    }
     let limited = !policy.limits.is_unlimited() || !policy.schedule.profiles.is_empty();
     let throttle = limited.then(|| Throttle::with_system_clock(policy));
     let tell = |p: &ReplicateProgress| {
