@@ -355,7 +355,7 @@ impl Sender<'_> {
         };
         let len = sealed.bytes.len() as u64;
         if let Some(t) = self.cx.throttle {
-            admit(t, len);
+            t.wait(len);
         }
         if self.replica.repo().store().put_sealed(&sealed)? {
             self.report.objects_sent += 1;
@@ -372,21 +372,6 @@ impl Sender<'_> {
     }
 }
 
-/// Waits until `bytes` fit the throttle's rate. The throttle answers with
-/// at most its `max_delay` per request, so a large object is admitted in
-/// pieces that each fit.
-fn admit(t: &Throttle, bytes: u64) {
-    const PIECE: u64 = 64 << 10;
-    let mut left = bytes;
-    while left > 0 {
-        let n = left.min(PIECE);
-        let wait = t.admit(n);
-        if wait > Duration::ZERO {
-            std::thread::sleep(wait);
-        }
-        left -= n;
-    }
-}
 
 /// Why one replica was not brought up to date.
 #[derive(Debug, thiserror::Error)]

@@ -204,6 +204,23 @@ impl Throttle {
         delay
     }
 
+    /// Blocks until `bytes` fit the rate: for a copy that has nothing to
+    /// reply to (replication, uploads). The throttle answers one request
+    /// with at most its `max_delay`, so `bytes` are admitted in pieces that
+    /// each fit.
+    pub fn wait(&self, bytes: u64) {
+        const PIECE: u64 = 64 << 10;
+        let mut left = bytes;
+        while left > 0 {
+            let n = left.min(PIECE);
+            let delay = self.admit(n);
+            if !delay.is_zero() {
+                std::thread::sleep(delay);
+            }
+            left -= n;
+        }
+    }
+
     /// Replaces the limit from profiles and default with `limits`, for `dur`
     /// or until [`Throttle::clear`]. Adaptive mode still applies beneath it.
     pub fn set(&self, limits: Limits, dur: Option<Duration>) {
