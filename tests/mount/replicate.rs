@@ -292,6 +292,7 @@ fn a_killed_copy_resumes_without_sending_again_what_arrived() {
         total,
         "resumed {resent} + arrived {arrived}"
     );
+    eprintln!("killed twice: {arrived} of {total} bytes had arrived; the resumed run sent {resent}, so 0 were sent again");
     ok(&mut replicate(&m, &conf, &["--verify"]));
     ok(&mut strata_at(&m, &replica, &["check", "--read-data"]));
 }
