@@ -150,7 +150,13 @@ impl ExitCode for ReplicaFailed {
             ReplicaFailed::Open { source, .. } => source.exit_code(),
             ReplicaFailed::Copy { source, .. } => source.exit_code(),
             ReplicaFailed::Forget { source, .. } => source.exit_code(),
-            ReplicaFailed::Upstream { .. } => ERROR,
+            ReplicaFailed::Upstream { never_made, .. } => {
+                if *never_made {
+                    REPLICA_BEHIND
+                } else {
+                    ERROR
+                }
+            }
             ReplicaFailed::Verify { source, .. } => match **source {
                 crate::tree::types::FsError::Corrupt(_) => DAMAGED,
                 _ => ERROR,

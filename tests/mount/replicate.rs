@@ -77,6 +77,9 @@ fn two_replicas_and_a_chain_restore_byte_identical_and_verify_clean() {
         29,
         "not in step",
     );
+    // The chained one too, whose upstream does not exist yet.
+    let v = json(&run(&mut replicate(&m, &conf, &["--verify", "--json"])));
+    assert!(v.as_array().unwrap().iter().all(|o| o["exit"] == 29), "{v}");
     let out = run(&mut replicate(&m, &conf, &["--json"]));
     assert!(
         out.status.success(),

@@ -39,6 +39,8 @@ pub enum ReplicaFailed {
         from: String,
         /// Why.
         why: String,
+        /// Because it was never made (so this one is behind too).
+        never_made: bool,
     },
     /// Copying stopped.
     #[error("replica {name}")]
@@ -135,11 +137,13 @@ pub fn by_source<T>(
             Ok((head, _)) => out.extend(each(&head, &group)),
             Err(e) => {
                 let why = e.to_string();
+                let never_made = matches!(e, OpenError::Missing(_));
                 for r in group {
                     out.push(Err(ReplicaFailed::Upstream {
                         name: r.name.clone(),
                         from: from.to_owned(),
                         why: why.clone(),
+                        never_made,
                     }));
                 }
             }
