@@ -152,3 +152,82 @@ fn uploads_and_reads_ride_out_503s_and_dropped_connections() {
     f.read_at(0, &mut all).unwrap();
     assert_eq!(all, data);
 }
+
+#[test]
+fn uploads_keep_to_their_pace_in_parts_and_never_hold_back_writers() {
+    if tier::missing(&[Tier::S3]) {
+        return;
+    }
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Mutex;
+    let s3 = Server::with_bucket("strata-tests");
+    for (k, v) in s3.env() {
+        std::env::set_var(k, v);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let config = RemoteConfig {
+        url: "s3://strata-tests/paced".into(),
+        endpoint: Some(s3.endpoint.clone()),
+        region: None,
+        allow_http: true,
+        virtual_hosted: false,
+        object_lock: None,
+    };
+    std::fs::write(
+        dir.path().join(strata::store::io::remote::REMOTE_FILE),
+        config.render(),
+    )
+    .unwrap();
+    let disk = strata::store::io::open_dir(dir.path()).unwrap();
+    common::init_encrypted(disk.clone());
+    let repo = common::open(disk.clone());
+    // A pace that holds every upload until released, and records what it
+    // was asked to admit.
+    let open = Arc::new(AtomicBool::new(false));
+    let asked = Arc::new(Mutex::new(Vec::<u64>::new()));
+    let (gate, seen) = (open.clone(), asked.clone());
+    disk.remote().unwrap().set_pace(Arc::new(move |bytes| {
+        seen.lock().unwrap().push(bytes);
+        while !gate.load(Ordering::SeqCst) {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+    }));
+    // Several packs' worth (1 MiB packs), committed while every upload is
+    // held: the writer is not.
+    let data = common::bytes(8, 5 << 20);
+    repo.ingest(&data[..]).unwrap();
+    repo.store().commit().unwrap();
+    repo.ingest(&common::bytes(9, 2 << 20)[..]).unwrap();
+    repo.store().commit().unwrap();
+    assert!(
+        s3.keys("strata-tests", "paced/packs/").is_empty(),
+        "nothing went up while held"
+    );
+    // The upload thread got to the first pack and waits on its pace.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while asked.lock().unwrap().is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no upload asked its pace"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    open.store(true, Ordering::SeqCst);
+    repo.store().flush_pack().unwrap();
+    let packs = s3.sizes("strata-tests", "paced/packs/");
+    assert!(packs.len() >= 6, "{packs:?}");
+    let uploaded: u64 = packs.iter().map(|(_, n)| n).sum();
+    let asked = asked.lock().unwrap();
+    assert_eq!(
+        asked.iter().sum::<u64>(),
+        uploaded,
+        "every byte uploaded was paced"
+    );
+    assert!(asked.iter().all(|&n| n <= strata::store::io::remote::PART));
+    // Recorded as finished once uploaded.
+    assert!(repo
+        .store()
+        .pack_records()
+        .values()
+        .all(|r| r.state == strata::store::index::PackState::Finished));
+}

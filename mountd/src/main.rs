@@ -330,6 +330,15 @@ fn run(args: &MountdArgs, ready: &dyn Fn()) -> Result<()> {
     let requests = Arc::new(Requests::default());
     let (throttle, _adaptive, io_placement) =
         start_throttle(host.throttle_policy(), &args.repo, &repo_id);
+    // Uploads to a bucket keep to [throttle] as writes do, on a bucket of
+    // tokens of their own (the bytes written become the bytes uploaded).
+    if let Some(remote) = ns.head().repo().disk().remote() {
+        let policy = host.throttle_policy();
+        if !policy.limits.is_unlimited() || !policy.schedule.profiles.is_empty() {
+            let uploads = Arc::new(Throttle::with_system_clock(policy));
+            remote.set_pace(Arc::new(move |bytes| uploads.wait(bytes)));
+        }
+    }
     let fs = StrataFs::new(
         ns.clone(),
         tx.clone(),

@@ -165,6 +165,8 @@ pub struct Store {
     writeback: OnceLock<Writeback>,
     packs: RwLock<HashMap<PackId, PackRecord>>,
     files: Mutex<HashMap<PackId, Arc<dyn DiskFile>>>,
+    /// Finished packs on their way to a remote backend.
+    uploads: Option<crate::store::uploads::Uploads>,
     /// Where damaged objects are fetched again, once set.
     refetch: OnceLock<Refetch>,
     /// Objects garbage collection is about to drop: a write of one stores
@@ -191,7 +193,7 @@ impl Store {
         pack_target: u64,
     ) -> Result<Store, StoreError> {
         let packs: HashMap<PackId, PackRecord> = index.packs()?.into_iter().collect();
-        let store = Store {
+        let mut store = Store {
             disk,
             backend,
             codec,
@@ -210,11 +212,17 @@ impl Store {
             files: Mutex::new(HashMap::new()),
             doomed: RwLock::new(Default::default()),
             refetch: OnceLock::new(),
+            uploads: None,
             read_only: std::sync::atomic::AtomicBool::new(false),
             nospace: std::sync::atomic::AtomicU64::new(0),
             counters: Counters::default(),
         };
         let resumed = store.recover()?;
+        if store.backend.is_remote() {
+            let uploads = crate::store::uploads::Uploads::start(store.backend.clone())
+                .map_err(io_err("start", "the upload thread"))?;
+            store.uploads = Some(uploads);
+        }
         store.writer().pack = resumed;
         // A garbage collection interrupted after its commit left packs to
         // delete; nothing refers to them any more, so failing here only
@@ -610,6 +618,62 @@ impl Store {
     }
 
     fn commit_packs(&self, finish_open: bool, doom: &Doom) -> Result<(), StoreError> {
+        self.commit_packs_locked(finish_open, doom)?;
+        if finish_open {
+            self.wait_uploads()?;
+        }
+        Ok(())
+    }
+
+    /// Waits until every finished pack queued for upload is uploaded, and
+    /// records them as finished; a failed upload stops writes as a failed
+    /// sync does.
+    fn wait_uploads(&self) -> Result<(), StoreError> {
+        if let Some(u) = &self.uploads {
+            u.wait();
+        }
+        self.record_uploaded()
+    }
+
+    /// Records the packs uploaded since the last call as finished.
+    fn record_uploaded(&self) -> Result<(), StoreError> {
+        let Some(u) = &self.uploads else {
+            return Ok(());
+        };
+        let (done, failed) = u.take_done();
+        if !done.is_empty() {
+            let records: Vec<(PackId, PackRecord)> = done
+                .iter()
+                .map(|&(id, len)| {
+                    let rec = PackRecord {
+                        state: PackState::Finished,
+                        len,
+                    };
+                    (id, rec)
+                })
+                .collect();
+            self.index.commit(&[], &records)?;
+            let mut files = self.files.locked();
+            for (id, rec) in records {
+                self.packs.write_locked().insert(id, rec);
+                files.remove(&id);
+            }
+        }
+        if let Some(reason) = failed {
+            let mut w = self.writer();
+            if w.failed.is_none() {
+                return Err(self.sync_failed(
+                    &mut w,
+                    "publishing a finished pack",
+                    io::Error::other(reason),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn commit_packs_locked(&self, finish_open: bool, doom: &Doom) -> Result<(), StoreError> {
+        self.record_uploaded()?;
         let mut w = self.writer();
         if let Some(reason) = &w.failed {
             return Err(StoreError::Failed(reason.clone()));
@@ -670,6 +734,10 @@ impl Store {
         self.counters.commits.fetch_add(1, Ordering::Relaxed);
         let full = std::mem::take(&mut w.full);
         for pack in full {
+            if let Some(u) = &self.uploads {
+                u.queue(pack.id(), pack.len());
+                continue;
+            }
             if let Err(e) = self.publish(pack.id(), pack.len()) {
                 return Err(self.sync_failed(&mut w, "publishing a finished pack", e));
             }
@@ -963,6 +1031,9 @@ impl Drop for Store {
     fn drop(&mut self) {
         if let Err(e) = self.commit() {
             tracing::warn!(error = %e, "final commit failed; uncommitted chunks are not in the index");
+        }
+        if let Err(e) = self.wait_uploads() {
+            tracing::warn!(error = %e, "a finished pack was not uploaded; the next open uploads it");
         }
     }
 }

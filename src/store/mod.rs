@@ -19,3 +19,4 @@ pub mod pack;
 pub mod repo;
 pub mod retention_lock;
 pub mod stats;
+pub mod uploads;

@@ -202,8 +202,13 @@ pub enum RemoteError {
     Client(String),
 }
 
+/// Holds an upload back until its `bytes` fit a bandwidth limit.
+pub type Pace = Arc<dyn Fn(u64) + Send + Sync>;
+
 /// A connection to the bucket.
 pub struct Remote {
+    /// Uploads of packs keep to this, once set.
+    pace: std::sync::OnceLock<Pace>,
     config: RemoteConfig,
     store: AmazonS3,
     /// How the client is made, for the clients that lock what they write.
@@ -275,6 +280,7 @@ impl Remote {
             store,
             builder: b,
             locking: std::sync::Mutex::new(None),
+            pace: std::sync::OnceLock::new(),
             prefix,
             runtime,
         }))
@@ -286,6 +292,13 @@ impl Remote {
         } else {
             ObjectPath::from(format!("{}/{rel}", self.prefix))
         }
+    }
+
+    /// Has pack uploads keep to `pace` (the daemon's `[throttle]`): they
+    /// then go up in parts of at most [`PART`], each admitted before it is
+    /// sent. Uploads run on the store's upload thread, so only it waits.
+    pub fn set_pace(&self, pace: Pace) {
+        let _ = self.pace.set(pace);
     }
 
     /// The Object Lock mode packs are written with, if any.
@@ -371,9 +384,14 @@ impl Remote {
             (Some(mode), Some(until)) => self.locking_client(mode, until)?,
             _ => self.store.clone(),
         };
-        if len <= SINGLE_PUT {
+        let pace = self.pace.get();
+        let single = if pace.is_some() { PART } else { SINGLE_PUT };
+        if len <= single {
             let mut data = vec![0u8; len as usize];
             file.read_at(0, &mut data)?;
+            if let Some(pace) = pace {
+                pace(len);
+            }
             return self.put_new_with(&store, rel, data);
         }
         match self.size(rel) {
@@ -393,6 +411,9 @@ impl Remote {
                     let n = PART.min(len - at) as usize;
                     let mut part = vec![0u8; n];
                     file.read_at(at, &mut part)?;
+                    if let Some(pace) = pace {
+                        pace(n as u64);
+                    }
                     upload
                         .put_part(PutPayload::from(part))
                         .await

@@ -3,7 +3,8 @@
 //! and the repository directory (the bucket's local cache) that copies its
 //! config and key slots to the bucket as they change.
 //!
-//! A pack is finished locally (under `open/`), uploaded with a conditional
+//! A pack is finished locally (under `open/`), uploaded (by the store's
+//! upload thread, [`crate::store::uploads`]) with a conditional
 //! create (`If-None-Match: *`: an object already there is never replaced),
 //! and then kept in the local `packs/` as a cache, so reads of what this
 //! machine wrote stay local. A pack not in the cache is fetched whole into
