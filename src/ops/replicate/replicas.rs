@@ -83,7 +83,7 @@ pub struct Done {
     pub forgotten: Vec<u64>,
 }
 
-/// Brings the replicas `chosen` (in the order [`in_order`] gives) up to
+/// Brings the replicas `chosen` (in the order [`crate::policy::replica::in_order`] gives) up to
 /// date: those that copy from the repository from `source`, all at once,
 /// each in its own thread; then those that copy from another replica (of
 /// `all`) from it, opened with `source`'s keys. Each one's retention is
