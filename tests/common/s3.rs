@@ -85,6 +85,38 @@ print(h['ObjectLockMode'], h['ObjectLockRetainUntilDate'].isoformat())\n";
         Some((mode.to_owned(), until.to_owned()))
     }
 
+    /// The keys under `prefix` in bucket `name` that were deleted (their
+    /// newest version is a delete marker) but whose data is still kept
+    /// under an Object Lock retention date: (key, mode).
+    pub fn deleted_but_locked(&self, name: &str, prefix: &str) -> Vec<(String, String)> {
+        let script = r#"
+import sys, boto3
+s3 = boto3.client('s3', endpoint_url=sys.argv[1], region_name='us-east-1',
+                  aws_access_key_id='testing', aws_secret_access_key='testing')
+v = s3.list_object_versions(Bucket=sys.argv[2], Prefix=sys.argv[3])
+gone = {m['Key'] for m in v.get('DeleteMarkers', []) if m['IsLatest']}
+for o in v.get('Versions', []):
+    if o['Key'] in gone:
+        h = s3.head_object(Bucket=sys.argv[2], Key=o['Key'], VersionId=o['VersionId'])
+        print(o['Key'], h.get('ObjectLockMode', '-'))
+"#;
+        let out = Command::new("python3")
+            .args(["-c", script, &self.endpoint, name, prefix])
+            .output()
+            .expect("python3 runs");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .filter_map(|l| l.split_once(' '))
+            .map(|(k, m)| (k.to_owned(), m.to_owned()))
+            .collect()
+    }
+
     /// The names under `prefix` in bucket `name`, from its listing.
     pub fn keys(&self, name: &str, prefix: &str) -> Vec<String> {
         self.sizes(name, prefix)

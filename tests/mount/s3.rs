@@ -128,3 +128,63 @@ fn a_bucket_url_that_is_wrong_taken_or_empty_is_named_and_nothing_is_made() {
     );
     assert_eq!(s3.keys("strata-tests", ""), before);
 }
+
+#[test]
+fn prune_in_a_locked_bucket_leaves_the_locked_packs_to_their_date() {
+    if tier::missing(&[Tier::Mount, Tier::S3]) {
+        return;
+    }
+    let s3 = Server::start();
+    s3.locked_bucket("vault");
+    let m = Mount::unmounted();
+    let cache = m.path("cache");
+    let cmd = |args: &[&str]| {
+        let mut c = strata_at(&m, Path::new("s3://vault/repo"), args);
+        c.env("STRATA_CACHE_DIR", &cache).envs(s3.env());
+        c
+    };
+    ok(&mut cmd(&[
+        "init",
+        "--kdf-memory-mib",
+        "8",
+        "--kdf-iterations",
+        "1",
+        "--pack-size",
+        "1MiB",
+        "--object-lock",
+        "compliance",
+    ]));
+    let conf = m.path("strata.toml");
+    std::fs::write(&conf, "[retention]\nkeep_last = 1\nlock = \"1s\"\n").unwrap();
+    // A lock of a second for every snapshot: each pack is locked until a
+    // day boundary after its upload plus that second.
+    ok(cmd(&["forget", "--config"]).arg(&conf));
+    let mount = |log: &str| ok(cmd(&["mount", "--log-file"]).arg(m.path(log)).arg(m.mnt()));
+    mount("mountd.log");
+    std::fs::write(m.head().join("old"), tree::bytes(4, 3 << 20)).unwrap();
+    ok(&mut cmd(&["snapshot", "create", "--label", "one"]));
+    std::fs::remove_file(m.head().join("old")).unwrap();
+    std::fs::write(m.head().join("new"), b"kept").unwrap();
+    ok(&mut cmd(&["snapshot", "create", "--label", "two"]));
+    ok(cmd(&["umount"]).arg(m.mnt()));
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    // Snapshot one is out of its lock: forgotten, and prune deletes its
+    // packs. The bucket keeps their locked versions until their date.
+    let out = ok(cmd(&["forget", "--config"]).arg(&conf));
+    assert!(out.contains("forgot 1"), "{out}");
+    let out = ok(&mut cmd(&["prune"]));
+    assert!(out.contains("deleted"), "{out}");
+    let kept = s3.deleted_but_locked("vault", "repo/packs/");
+    assert!(kept.len() >= 3, "{kept:?}");
+    assert!(
+        kept.iter().all(|(_, mode)| mode == "COMPLIANCE"),
+        "{kept:?}"
+    );
+    ok(&mut cmd(&["check", "--read-data"]));
+    mount("mountd2.log");
+    assert_eq!(
+        std::fs::read(m.snapshots().join("two/new")).unwrap(),
+        b"kept"
+    );
+    ok(cmd(&["umount"]).arg(m.mnt()));
+}
