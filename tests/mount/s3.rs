@@ -14,7 +14,12 @@ const URL: &str = "s3://strata-tests/site-a";
 
 /// `strata --repo s3://… ARGS` reaching `s3`, its local part under `cache`.
 fn at_bucket(m: &Mount, s3: &Server, cache: &Path, args: &[&str]) -> Command {
-    let mut c = strata_at(m, Path::new(URL), args);
+    at_url(m, s3, cache, URL, args)
+}
+
+/// [`at_bucket`] for the repository at `url`.
+fn at_url(m: &Mount, s3: &Server, cache: &Path, url: &str, args: &[&str]) -> Command {
+    let mut c = strata_at(m, Path::new(url), args);
     c.env("STRATA_CACHE_DIR", cache).envs(s3.env());
     c
 }
@@ -138,11 +143,7 @@ fn prune_in_a_locked_bucket_leaves_the_locked_packs_to_their_date() {
     s3.locked_bucket("vault");
     let m = Mount::unmounted();
     let cache = m.path("cache");
-    let cmd = |args: &[&str]| {
-        let mut c = strata_at(&m, Path::new("s3://vault/repo"), args);
-        c.env("STRATA_CACHE_DIR", &cache).envs(s3.env());
-        c
-    };
+    let cmd = |args: &[&str]| at_url(&m, &s3, &cache, "s3://vault/repo", args);
     ok(&mut cmd(&[
         "init",
         "--kdf-memory-mib",
