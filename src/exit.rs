@@ -68,6 +68,21 @@ pub const REPLICA_DIVERGED: u8 = 28;
 /// source but lacks some of its snapshots or objects; `strata replicate`
 /// brings it up to date.
 pub const REPLICA_BEHIND: u8 = 29;
+/// `strata audit verify`: a record of the audit log was edited, removed,
+/// reordered or cut off, or is not the one a snapshot's anchor names.
+pub const AUDIT_TAMPERED: u8 = 30;
+
+/// An audit log that does not verify: its problems were reported, then
+/// exit 30.
+#[derive(Debug, thiserror::Error)]
+#[error("the audit log does not verify: {0} problem(s) found; see above. Keep the repository as it is for the investigation, and compare its snapshots with a replica (`strata replicate --verify`)")]
+pub struct Tampered(pub usize);
+
+impl ExitCode for Tampered {
+    fn exit_code(&self) -> u8 {
+        AUDIT_TAMPERED
+    }
+}
 
 /// A check that found damage: reported, then exit 13.
 #[derive(Debug, thiserror::Error)]

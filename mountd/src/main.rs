@@ -414,6 +414,22 @@ fn run(args: &MountdArgs, ready: &dyn Fn()) -> Result<()> {
 
     wait_answering(&mnt)?;
     tracing::info!(mountpoint = %mnt.display(), repo = %repo_id, "mounted");
+    let host_file = opts
+        .config
+        .clone()
+        .unwrap_or_else(|| strata::policy::hostconfig::DEFAULT_PATH.into());
+    let read = |p: &std::path::Path| std::fs::read(p).ok();
+    strata::daemon::audit::mounted(
+        &ns,
+        &mnt.display().to_string(),
+        &[
+            (
+                "repository",
+                read(&args.repo.join(strata::store::format::CONFIG_FILE)),
+            ),
+            ("host", read(&host_file)),
+        ],
+    );
     ready();
     sd_notify("READY=1");
 
@@ -428,6 +444,7 @@ fn run(args: &MountdArgs, ready: &dyn Fn()) -> Result<()> {
         }
     }
     let _ = std::fs::remove_file(mountpoint::socket_path(&repo_id));
+    strata::daemon::audit::unmounted(&ns, &mnt.display().to_string());
     let committed = ns.shutdown().context("committing the head at unmount");
     write_outcome(&repo_id, &committed);
     committed?;

@@ -200,6 +200,18 @@ pub enum Command {
     /// 50 per repository, under STRATA_STATE_DIR or /var/lib/strata).
     #[command(subcommand)]
     Runs(RunsCommand),
+    /// Read and check the audit log: who read, changed or deleted backups
+    /// or keys, and when.
+    ///
+    /// Every control request but polling questions (status, metrics,
+    /// report, listings) leaves a record with its caller (user, group and
+    /// process id: SO_PEERCRED on the daemon's socket), whether it
+    /// succeeded or not, and so do mounts, unmounts and key changes. The
+    /// records are sealed, numbered and hash-chained (SHA-256), and each
+    /// snapshot record carries the log's head when it was taken; see
+    /// strata-format(5) for what `audit verify` detects and what it cannot.
+    #[command(subcommand)]
+    Audit(AuditCommand),
     /// Show what the repository holds and what it costs on disk.
     ///
     /// Fields (names as in --json): suite, the cipher suite; chunks, the
@@ -765,6 +777,58 @@ pub enum RunsCommand {
         /// The run's id (as `strata runs list` and the logs print it).
         run: String,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// List the records, oldest first.
+    List {
+        /// Only records written at or after WHEN: an RFC 3339 date or time
+        /// (2026-12-01, 2026-12-01T08:00:00Z) or an age (7d, 12h).
+        #[arg(long, value_name = "WHEN", value_parser = parse_when)]
+        since: Option<i64>,
+    },
+    /// Check that no record was edited, removed, reordered or cut off.
+    ///
+    /// Every row must open as the record of its number, the numbers must
+    /// run without gaps, each record must name its predecessor's chain
+    /// hash, the sealed head must name the last record, and every kept
+    /// snapshot's anchor must name a record the log holds, with the same
+    /// hash. Exit 30 when anything does not hold; each problem is named.
+    Verify,
+    /// Write the records as JSON lines an auditor's tools can check.
+    ///
+    /// One object per line: n, the record's number; hash, SHA-256 of
+    /// record, hex; record, the record's JSON exactly as stored (its prev
+    /// field is the previous record's hash). `sha256sum`, `jq` or a few
+    /// lines of Python recompute the chain; strata-format(5) gives the
+    /// fields.
+    Export {
+        /// Only records written at or after WHEN (as for `audit list`);
+        /// the first record's prev then names one not exported.
+        #[arg(long, value_name = "WHEN", value_parser = parse_when)]
+        since: Option<i64>,
+        /// Write to FILE instead of standard output.
+        #[arg(long, short, value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
+}
+
+/// Parses WHEN: an RFC 3339 date or time, or an age before now.
+pub fn parse_when(s: &str) -> Result<i64, String> {
+    let now = std::time::SystemTime::now();
+    let at = if let Ok(age) = humantime::parse_duration(s) {
+        now.checked_sub(age)
+    } else if let Ok(t) = humantime::parse_rfc3339_weak(s) {
+        Some(t)
+    } else if let Ok(t) = humantime::parse_rfc3339_weak(&format!("{s} 00:00:00")) {
+        Some(t)
+    } else {
+        None
+    };
+    at.and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map(|d| d.as_secs() as i64)
+        .ok_or_else(|| format!("{s:?} is neither a date or time (2026-12-01, 2026-12-01T08:00:00Z) nor an age (7d, 12h)"))
 }
 
 #[derive(Debug, Subcommand)]

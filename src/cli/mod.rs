@@ -1,6 +1,7 @@
 //! The CLI: parse flags, turn them into one library call, print the result.
 
 pub mod args;
+mod audit;
 mod backup;
 mod drill;
 mod forget;
@@ -24,8 +25,9 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use clap::CommandFactory;
 use serde::Serialize;
-use strata::daemon::control::{self, Reply, Request};
-use strata::ops::check::{check_repo, ReadData};
+use strata::daemon::audit::Via;
+use strata::daemon::control::{self, KeyChange, Reply, Request};
+use strata::ops::check::{check_repo_keeping, ReadData};
 use strata::store::chunker::ChunkerParams;
 use strata::store::crypto::slot::{KdfParams, SlotKind};
 use strata::store::id::RepoId;
@@ -57,6 +59,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Drill(a) => drill::run(g, a),
         Command::Head(c) => head::run(g, c),
         Command::Runs(c) => runs::run(g, c),
+        Command::Audit(c) => audit::run(g, c),
         Command::Throttle(c) => throttle::run(g, c),
         Command::Mount(a) => mount::mount(g, a),
         Command::Umount { mountpoint } => match mountpoint {
@@ -200,7 +203,7 @@ pub fn request(g: &Global, req: &Request) -> Result<Reply> {
 }
 
 /// Serves `req` by the running daemon, or, when none runs, by `here` on
-/// the opened repository.
+/// the opened repository; either way the audit log records it.
 pub fn request_or(
     g: &Global,
     req: &Request,
@@ -211,8 +214,35 @@ pub fn request_or(
         return Ok(reply);
     }
     let secret = secret_for(g, &repo)?;
-    let ns = Namespace::new(Head::new(repo.unlock(secret.as_ref())?)?, Access::default())?;
-    here(&ns, me())
+    serve_here(repo.unlock(secret.as_ref())?, req, here)
+}
+
+/// Serves `req` by `here` on `repo`, opened by this process, and records
+/// it in the audit log as the daemon does what it serves.
+fn serve_here(
+    repo: Repo,
+    req: &Request,
+    here: impl FnOnce(&Namespace, Caller) -> Result<Reply>,
+) -> Result<Reply> {
+    let ns = Namespace::new(Head::new(repo)?, Access::default())?;
+    let caller = me();
+    let reply = here(&ns, caller);
+    let outcome = reply
+        .as_ref()
+        .map_err(|e| strata::daemon::exit_code(e.as_ref()));
+    strata::daemon::audit::record(&ns, caller, Via::Repository, req, outcome);
+    reply
+}
+
+/// Records a change of the key slots, made by this process on `repo`'s
+/// files: by the daemon when one serves the repository, else here.
+fn record_key_change(repo: Repo, change: KeyChange) -> Result<()> {
+    let req = Request::KeyChanged { change };
+    let socket = strata::sys::mountpoint::socket_path(&repo.config().instance());
+    if control::call(&socket, &req)?.is_none() {
+        serve_here(repo, &req, |_, _| Ok(Reply::Done))?;
+    }
+    Ok(())
 }
 
 /// The control socket of the repository's daemon, whether one runs or not.
@@ -462,6 +492,11 @@ fn cmd_key(g: &Global, k: &KeyCommand) -> Result<()> {
                 (s, kind, None)
             };
             let id = repo.add_key(&secret, kind, &a.label, kdf(&a.secret.kdf))?;
+            let change = KeyChange {
+                op: "key_add".into(),
+                slot: id.clone(),
+                kind: Some(kind.name().into()),
+            };
             #[derive(Serialize)]
             struct Added<'a> {
                 id: &'a str,
@@ -483,12 +518,19 @@ fn cmd_key(g: &Global, k: &KeyCommand) -> Result<()> {
             }
                 },
             );
+            record_key_change(repo, change)?;
         }
         KeyCommand::Remove { id } => {
             repo.remove_key(id)?;
             if !g.quiet && !g.json {
                 println!("removed key slot {id}");
             }
+            let change = KeyChange {
+                op: "key_remove".into(),
+                slot: id.clone(),
+                kind: None,
+            };
+            record_key_change(repo, change)?;
         }
         KeyCommand::Passwd(a) => {
             let (secret, _) = new_secret(a)?;
@@ -496,6 +538,12 @@ fn cmd_key(g: &Global, k: &KeyCommand) -> Result<()> {
             if !g.quiet && !g.json {
                 println!("replaced the key slot that was used with new slot {id}");
             }
+            let change = KeyChange {
+                op: "key_passwd".into(),
+                slot: id,
+                kind: None,
+            };
+            record_key_change(repo, change)?;
         }
     }
     Ok(())
@@ -542,7 +590,7 @@ fn cmd_check(g: &Global, a: &CheckArgs) -> Result<()> {
                 let secret = secret_for(g, &repo)?;
                 let repo = repo.unlock(secret.as_ref())?;
                 let mut last = Instant::now();
-                let report = check_repo(repo, me(), read, |done, total| {
+                let (report, head) = check_repo_keeping(repo, me(), read, |done, total| {
                     if show_progress
                         && (last.elapsed() > Duration::from_millis(250) || done == total)
                     {
@@ -550,7 +598,12 @@ fn cmd_check(g: &Global, a: &CheckArgs) -> Result<()> {
                         last = Instant::now();
                     }
                 })?;
-                Reply::Check(Box::new(report))
+                let reply = Reply::Check(Box::new(report));
+                if let Some(head) = head {
+                    let ns = Namespace::new(head, Access::default())?;
+                    strata::daemon::audit::record(&ns, me(), Via::Repository, &req, Ok(&reply));
+                }
+                reply
             }
         }
     };

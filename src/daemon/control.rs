@@ -13,7 +13,9 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+use super::audit::Via;
 use crate::exit::{ExitCode, Reported};
+use crate::ops::audit;
 use crate::ops::check::{check_all, CheckError, CheckReport, ReadData};
 use crate::ops::drill::estimate::{estimate, Estimate};
 use crate::ops::drill::plan::Plan;
@@ -368,8 +370,38 @@ pub enum Request {
     },
     /// End an override: profiles and the default limit apply again.
     ThrottleClear,
+    /// The audit log's records, oldest first.
+    AuditList {
+        /// Only those written at or after this time (seconds since the epoch).
+        since: Option<i64>,
+    },
+    /// Check the audit log against itself and the snapshots' anchors.
+    AuditVerify,
+    /// The audit log as JSON lines, each with its chain hash.
+    AuditExport {
+        /// Only those written at or after this time (seconds since the epoch).
+        since: Option<i64>,
+    },
+    /// The CLI changed the key slots (they are files of their own, changed
+    /// beside a running daemon): the daemon records it in the audit log.
+    KeyChanged {
+        /// What changed.
+        change: KeyChange,
+    },
     /// Unmount and exit (after committing everything).
     Shutdown,
+}
+
+/// A change of the key slots, for the audit log.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyChange {
+    /// "key_add", "key_remove" or "key_passwd".
+    pub op: String,
+    /// The slot's id.
+    pub slot: String,
+    /// The slot's kind (passphrase, key file, escrow), when added.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
 }
 
 impl Request {
@@ -401,6 +433,10 @@ impl Request {
             Request::ThrottleShow => "throttle_show",
             Request::ThrottleSet { .. } => "throttle_set",
             Request::ThrottleClear => "throttle_clear",
+            Request::AuditList { .. } => "audit_list",
+            Request::AuditVerify => "audit_verify",
+            Request::AuditExport { .. } => "audit_export",
+            Request::KeyChanged { .. } => "key_changed",
             Request::Shutdown => "shutdown",
         }
     }
@@ -423,7 +459,11 @@ impl Request {
             | Request::DrillShow { .. }
             | Request::ThrottleShow
             | Request::ThrottleSet { .. }
-            | Request::ThrottleClear => Lane::Free,
+            | Request::ThrottleClear
+            | Request::AuditList { .. }
+            | Request::AuditVerify
+            | Request::AuditExport { .. }
+            | Request::KeyChanged { .. } => Lane::Free,
             // A check reads the packs prune moves objects out of.
             Request::Prune { .. }
             | Request::Check { .. }
@@ -524,6 +564,12 @@ pub enum Reply {
     Replicate(Box<super::replicate::ReplicateReply>),
     /// Metrics, in the Prometheus text format.
     Metrics(String),
+    /// Audit records.
+    Audit(Vec<crate::tree::audit::AuditRecord>),
+    /// What a check of the audit log found.
+    AuditVerdict(Box<crate::tree::audit::verify::Verdict>),
+    /// The audit log as JSON lines.
+    AuditExport(Vec<String>),
     /// The report's data.
     Report(Box<crate::ops::report::Report>),
     /// Done.
@@ -758,6 +804,11 @@ pub fn handle(ns: &Namespace, caller: Caller, req: &Request) -> Result<Reply, Co
         Request::ThrottleShow | Request::ThrottleSet { .. } | Request::ThrottleClear => {
             return Err(ControlError::NotMounted)
         }
+        Request::AuditList { since } => Reply::Audit(audit::list(ns.head(), *since)?),
+        Request::AuditVerify => Reply::AuditVerdict(Box::new(audit::verify(ns.head())?)),
+        Request::AuditExport { since } => Reply::AuditExport(audit::export(ns.head(), *since)?),
+        // Recorded by the caller of `handle`, as every request is.
+        Request::KeyChanged { .. } => Reply::Done,
         Request::Status => {
             let head = ns.head();
             let stats = head.stats()?;
@@ -1082,127 +1133,10 @@ fn serve_one(
     let reply = serde_json::from_str::<Request>(&line)
         .map_err(ControlError::MalformedRequest)
         .and_then(|req| {
-            let req = &req;
-            tracing::info!(
-                uid = caller.uid,
-                gid = caller.gid,
-                pid = caller.pid,
-                request = req.name(),
-                "control request"
-            );
-            // A forget waits for a drill under way (before its own turn, so
-            // snapshots go on meanwhile): it could remove what is read.
-            let _drills_done = matches!(req, Request::Forget { dry_run: false, .. })
-                .then(|| lanes.enter(Lane::Drill));
-            let _turn = lanes.enter(req.lane());
-            let throttle = daemon.throttle();
-            let mut reply = match req {
-                Request::Prune { options } => {
-                    let tell = |p: &PruneProgress| *lanes.pruning.locked() = Some(p.clone());
-                    let cx = PruneContext {
-                        throttle: Some(throttle),
-                        progress: Some(&tell),
-                    };
-                    let done = prune(ns.head(), caller, *options, cx);
-                    *lanes.pruning.locked() = None;
-                    Reply::Prune(Box::new(done?))
-                }
-                Request::Drill { spec } => {
-                    let tell = |p: &DrillProgress| *lanes.drilling.locked() = Some(p.clone());
-                    let cx = DrillContext {
-                        progress: Some(&tell),
-                    };
-                    let mnt = PathBuf::from(daemon.mountpoint());
-                    let done = run_drill(ns, caller, spec, Some(&mnt), cx);
-                    *lanes.drilling.locked() = None;
-                    Reply::Drill(Box::new(done?))
-                }
-                Request::Check { read } => {
-                    if let Some(class) = throttle.policy().io.and_then(|io| io.class) {
-                        if let Err(e) = class.apply_to_current_thread() {
-                            tracing::warn!(error = %e, %class, "[throttle.io] class cannot be applied; check runs at the daemon's priority");
-                        }
-                    }
-                    *lanes.checking.locked() = Some((0, 0));
-                    let tell = |done, total| *lanes.checking.locked() = Some((done, total));
-                    let done = check_all(ns.head(), caller, *read, true, tell);
-                    *lanes.checking.locked() = None;
-                    let report = done?;
-                    tracing::info!(
-                        uid = caller.uid,
-                        errors = report.errors.len(),
-                        damaged = ?report.damaged.iter().map(|c| c.short()).collect::<Vec<_>>(),
-                        "check done"
-                    );
-                    Reply::Check(Box::new(report))
-                }
-                Request::DrillEstimate { spec } => {
-                    let mnt = PathBuf::from(daemon.mountpoint());
-                    Reply::Estimate(Box::new(run_estimate(ns, caller, spec, Some(&mnt))?))
-                }
-                Request::Metrics => Reply::Metrics(daemon_metrics(ns, daemon)?),
-                Request::ThrottleShow => Reply::Throttle(Box::new(throttle.status())),
-                Request::ThrottleSet { limits, seconds } => {
-                    throttle.set(*limits, seconds.map(std::time::Duration::from_secs));
-                    tracing::info!(uid = caller.uid, ?limits, ?seconds, "throttle override set");
-                    Reply::Throttle(Box::new(throttle.status()))
-                }
-                Request::ThrottleClear => {
-                    throttle.clear();
-                    tracing::info!(uid = caller.uid, "throttle override cleared");
-                    Reply::Throttle(Box::new(throttle.status()))
-                }
-                Request::Shutdown => {
-                    daemon.shutdown().map_err(|e| {
-                        tracing::warn!(error = %e, "unmount refused; still serving");
-                        let mnt = daemon.mountpoint();
-                        if e.raw_os_error() == Some(libc::EBUSY) {
-                            ControlError::UnmountBusy { mnt }
-                        } else {
-                            ControlError::Unmount { mnt, source: e }
-                        }
-                    })?;
-                    Reply::Done
-                }
-                Request::HeadReset { snapshot } => {
-                    let reply = reset(ns, caller, snapshot, Some(&daemon.mountpoint()))?;
-                    daemon.head_reset();
-                    reply
-                }
-                _ => handle(ns, caller, req)?,
-            };
-            match (req, &mut reply) {
-                (Request::SnapshotCreate { label, .. }, _) => {
-                    daemon.snapshot_taken(label.as_deref())
-                }
-                (Request::SnapshotRun { seq, .. }, _) => {
-                    let label = ns.snapshots().into_iter().find(|r| r.record.seq == *seq);
-                    daemon.snapshot_taken(label.and_then(|r| r.record.label).as_deref())
-                }
-                (Request::Forget { dry_run: false, .. }, Reply::Forget(report)) => {
-                    let gone = report.snapshots.iter().filter(|l| !l.keep);
-                    let names: Vec<String> = gone.clone().map(|l| l.name.clone()).collect();
-                    let labels: Vec<String> = gone.filter_map(|l| l.label.clone()).collect();
-                    if !names.is_empty() {
-                        daemon.snapshots_forgotten(&names, &labels);
-                    }
-                }
-                (Request::Status, Reply::Status(s)) => {
-                    s.mounted = true;
-                    s.mountpoint = Some(daemon.mountpoint());
-                    s.pid = Some(std::process::id());
-                    s.throttle = Some(throttle.status());
-                    s.prune = lanes.pruning.locked().clone();
-                    s.drill = lanes.drilling.locked().clone();
-                    s.check = *lanes.checking.locked();
-                    for (op, (n, us)) in daemon.requests() {
-                        s.fuse_requests.insert(op.clone(), n);
-                        s.fuse_micros.insert(op, us);
-                    }
-                }
-                _ => {}
-            }
-            Ok(reply)
+            let reply = serve_request(&req, caller, ns, daemon, lanes);
+            let outcome = reply.as_ref().map_err(|e| e.exit_code());
+            super::audit::record(ns, caller, Via::Socket, &req, outcome);
+            reply
         });
     let wire = match reply {
         Ok(r) => Wire::Ok(r),
@@ -1218,6 +1152,136 @@ fn serve_one(
     out.push(b'\n');
     (&stream).write_all(&out)?;
     Ok(())
+}
+
+/// Serves one request that came over the socket: the requests that need
+/// the daemon (progress, the throttle, the mountpoint) here, the rest by
+/// [`handle`].
+fn serve_request(
+    req: &Request,
+    caller: Caller,
+    ns: &Namespace,
+    daemon: &dyn Daemon,
+    lanes: &Lanes,
+) -> Result<Reply, ControlError> {
+    tracing::info!(
+        uid = caller.uid,
+        gid = caller.gid,
+        pid = caller.pid,
+        request = req.name(),
+        "control request"
+    );
+    // A forget waits for a drill under way (before its own turn, so
+    // snapshots go on meanwhile): it could remove what is read.
+    let _drills_done =
+        matches!(req, Request::Forget { dry_run: false, .. }).then(|| lanes.enter(Lane::Drill));
+    let _turn = lanes.enter(req.lane());
+    let throttle = daemon.throttle();
+    let mut reply = match req {
+        Request::Prune { options } => {
+            let tell = |p: &PruneProgress| *lanes.pruning.locked() = Some(p.clone());
+            let cx = PruneContext {
+                throttle: Some(throttle),
+                progress: Some(&tell),
+            };
+            let done = prune(ns.head(), caller, *options, cx);
+            *lanes.pruning.locked() = None;
+            Reply::Prune(Box::new(done?))
+        }
+        Request::Drill { spec } => {
+            let tell = |p: &DrillProgress| *lanes.drilling.locked() = Some(p.clone());
+            let cx = DrillContext {
+                progress: Some(&tell),
+            };
+            let mnt = PathBuf::from(daemon.mountpoint());
+            let done = run_drill(ns, caller, spec, Some(&mnt), cx);
+            *lanes.drilling.locked() = None;
+            Reply::Drill(Box::new(done?))
+        }
+        Request::Check { read } => {
+            if let Some(class) = throttle.policy().io.and_then(|io| io.class) {
+                if let Err(e) = class.apply_to_current_thread() {
+                    tracing::warn!(error = %e, %class, "[throttle.io] class cannot be applied; check runs at the daemon's priority");
+                }
+            }
+            *lanes.checking.locked() = Some((0, 0));
+            let tell = |done, total| *lanes.checking.locked() = Some((done, total));
+            let done = check_all(ns.head(), caller, *read, true, tell);
+            *lanes.checking.locked() = None;
+            let report = done?;
+            tracing::info!(
+                uid = caller.uid,
+                errors = report.errors.len(),
+                damaged = ?report.damaged.iter().map(|c| c.short()).collect::<Vec<_>>(),
+                "check done"
+            );
+            Reply::Check(Box::new(report))
+        }
+        Request::DrillEstimate { spec } => {
+            let mnt = PathBuf::from(daemon.mountpoint());
+            Reply::Estimate(Box::new(run_estimate(ns, caller, spec, Some(&mnt))?))
+        }
+        Request::Metrics => Reply::Metrics(daemon_metrics(ns, daemon)?),
+        Request::ThrottleShow => Reply::Throttle(Box::new(throttle.status())),
+        Request::ThrottleSet { limits, seconds } => {
+            throttle.set(*limits, seconds.map(std::time::Duration::from_secs));
+            tracing::info!(uid = caller.uid, ?limits, ?seconds, "throttle override set");
+            Reply::Throttle(Box::new(throttle.status()))
+        }
+        Request::ThrottleClear => {
+            throttle.clear();
+            tracing::info!(uid = caller.uid, "throttle override cleared");
+            Reply::Throttle(Box::new(throttle.status()))
+        }
+        Request::Shutdown => {
+            daemon.shutdown().map_err(|e| {
+                tracing::warn!(error = %e, "unmount refused; still serving");
+                let mnt = daemon.mountpoint();
+                if e.raw_os_error() == Some(libc::EBUSY) {
+                    ControlError::UnmountBusy { mnt }
+                } else {
+                    ControlError::Unmount { mnt, source: e }
+                }
+            })?;
+            Reply::Done
+        }
+        Request::HeadReset { snapshot } => {
+            let reply = reset(ns, caller, snapshot, Some(&daemon.mountpoint()))?;
+            daemon.head_reset();
+            reply
+        }
+        _ => handle(ns, caller, req)?,
+    };
+    match (req, &mut reply) {
+        (Request::SnapshotCreate { label, .. }, _) => daemon.snapshot_taken(label.as_deref()),
+        (Request::SnapshotRun { seq, .. }, _) => {
+            let label = ns.snapshots().into_iter().find(|r| r.record.seq == *seq);
+            daemon.snapshot_taken(label.and_then(|r| r.record.label).as_deref())
+        }
+        (Request::Forget { dry_run: false, .. }, Reply::Forget(report)) => {
+            let gone = report.snapshots.iter().filter(|l| !l.keep);
+            let names: Vec<String> = gone.clone().map(|l| l.name.clone()).collect();
+            let labels: Vec<String> = gone.filter_map(|l| l.label.clone()).collect();
+            if !names.is_empty() {
+                daemon.snapshots_forgotten(&names, &labels);
+            }
+        }
+        (Request::Status, Reply::Status(s)) => {
+            s.mounted = true;
+            s.mountpoint = Some(daemon.mountpoint());
+            s.pid = Some(std::process::id());
+            s.throttle = Some(throttle.status());
+            s.prune = lanes.pruning.locked().clone();
+            s.drill = lanes.drilling.locked().clone();
+            s.check = *lanes.checking.locked();
+            for (op, (n, us)) in daemon.requests() {
+                s.fuse_requests.insert(op.clone(), n);
+                s.fuse_micros.insert(op, us);
+            }
+        }
+        _ => {}
+    }
+    Ok(reply)
 }
 
 /// The peer's credentials (SO_PEERCRED).

@@ -7,6 +7,7 @@
 //!
 //! The top of the library: it may use every layer below.
 
+pub mod audit;
 pub mod control;
 pub mod metrics_http;
 pub mod mount_args;
@@ -16,7 +17,7 @@ pub mod watch;
 
 use std::error::Error;
 
-use crate::exit::{Damaged, ExitCode, Reported};
+use crate::exit::{Damaged, ExitCode, Reported, Tampered};
 use crate::policy::hostconfig::HostConfigError;
 use crate::store::repo::RepoError;
 use crate::sys::mountpoint::MountpointError;
@@ -38,6 +39,7 @@ pub fn exit_code(err: &(dyn Error + 'static)) -> u8 {
     while let Some(e) = cause {
         let found = code::<Reported>(e)
             .or_else(|| code::<Damaged>(e))
+            .or_else(|| code::<Tampered>(e))
             .or_else(|| code::<RepoError>(e))
             .or_else(|| code::<HostConfigError>(e))
             .or_else(|| code::<MountpointError>(e))

@@ -123,6 +123,8 @@ Exit codes:
   29  replicate --verify: a replica is a consistent prefix of its source
       but lacks snapshots or objects (or was never made); `strata
       replicate` brings it up to date
+  30  audit verify: the audit log was tampered with (a record edited,
+      removed, reordered or cut off, or not the one a snapshot vouches for)
   128+N  backup: stopped by signal N (130 SIGINT, 143 SIGTERM); the copy
       and hooks were stopped and on_failure hooks ran";
 

@@ -436,21 +436,37 @@ pub fn check_repo(
     read: ReadData,
     progress: impl FnMut(u64, u64),
 ) -> Result<CheckReport, CheckError> {
+    check_repo_keeping(repo, caller, read, progress).map(|(report, _)| report)
+}
+
+/// [`check_repo`], which also returns the head when it opened (a damaged
+/// index may keep it shut), for what comes after: the audit record.
+pub fn check_repo_keeping(
+    repo: Repo,
+    caller: crate::tree::types::Caller,
+    read: ReadData,
+    progress: impl FnMut(u64, u64),
+) -> Result<(CheckReport, Option<Head>), CheckError> {
     if let ReadData::Cycle { .. } = read {
         // The cycle's cursor is in the head's tables.
-        return check_all(&Head::new(repo)?, caller, read, false, progress);
+        let head = Head::new(repo)?;
+        let report = check_all(&head, caller, read, false, progress)?;
+        return Ok((report, Some(head)));
     }
     let mut report = check(&repo, read, false, progress)?;
     match Head::new(repo) {
-        Ok(head) => above_the_store(&head, caller, &mut report)?,
+        Ok(head) => {
+            above_the_store(&head, caller, &mut report)?;
+            Ok((report, Some(head)))
+        }
         Err(e) if !report.ok() => {
             report.users = Some(format!(
                 "the files that use the damaged chunk(s) could not be found: {e}\n"
-            ))
+            ));
+            Ok((report, None))
         }
-        Err(e) => return Err(e.into()),
+        Err(e) => Err(e.into()),
     }
-    Ok(report)
 }
 
 /// The layer above the store: with the store sound, the snapshots, the

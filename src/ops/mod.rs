@@ -8,6 +8,7 @@
 //! May use the store, the trees and the policies; imports nothing from the
 //! daemon.
 
+pub mod audit;
 pub mod check;
 pub mod drill;
 pub mod forget;

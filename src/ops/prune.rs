@@ -207,11 +207,15 @@ impl Judged {
 }
 
 /// Kinds kept whatever the mark says: the records an index rebuilt from
-/// packs recovers runs, holds, tombstones and drills from.
+/// packs recovers runs, holds, tombstones, drills and the audit log from.
 fn always_kept(kind: Kind) -> bool {
     matches!(
         kind,
-        Kind::SnapshotRun | Kind::SnapshotHold | Kind::SnapshotTombstone | Kind::Drill
+        Kind::SnapshotRun
+            | Kind::SnapshotHold
+            | Kind::SnapshotTombstone
+            | Kind::Drill
+            | Kind::Audit
     )
 }
 

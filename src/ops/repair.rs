@@ -5,7 +5,7 @@
 //! uncommitted tail). The new index is built beside the old one and renamed
 //! over it only when complete, so an interrupted repair changes nothing.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use serde::Serialize;
 
@@ -21,6 +21,7 @@ use crate::store::io::backend::PackBackend;
 use crate::store::io::Disk;
 use crate::store::pack;
 use crate::store::repo::{LockedRepo, RepoError};
+use crate::tree::audit::{chain_hash, sealed_rows, AuditRecord};
 
 /// What a rebuild found.
 #[derive(Debug, Default, Serialize)]
@@ -142,6 +143,7 @@ pub fn rebuild_index(
                     | Kind::SnapshotHold
                     | Kind::SnapshotTombstone
                     | Kind::Drill
+                    | Kind::Audit
             ) {
                 snapshot_objects.push((id, e));
             }
@@ -293,7 +295,9 @@ fn recover_snapshots(
     objects: &[(PackId, pack::TocEntry)],
     to: &redb::Database,
 ) -> Result<u64, RepoError> {
-    use crate::tree::head::records::{seal, DRILLS, HOLDS, META, RUNS, SNAPSHOTS, TOMBSTONES};
+    use crate::tree::head::records::{
+        seal, AUDIT, DRILLS, HOLDS, META, RUNS, SNAPSHOTS, TOMBSTONES,
+    };
     use crate::tree::objects::{SnapshotRecord, SnapshotRow};
     use crate::tree::snapshot::drills::DrillRecord;
     use crate::tree::snapshot::forget::Tombstone;
@@ -304,6 +308,7 @@ fn recover_snapshots(
     let mut holds: Vec<HoldEvent> = Vec::new();
     let mut tombstones: HashMap<u64, Tombstone> = HashMap::new();
     let mut drills: Vec<DrillRecord> = Vec::new();
+    let mut audit: BTreeMap<u64, Vec<Vec<u8>>> = BTreeMap::new();
     for (pack_id, e) in objects {
         let name = pack_id.to_string();
         let file = open_any_pack(disk, backend, *pack_id).map_err(io_err("open pack", &name))?;
@@ -318,6 +323,15 @@ fn recover_snapshots(
         if e.kind == Kind::SnapshotTombstone {
             if let Ok(t) = postcard::from_bytes::<Tombstone>(plain.as_slice()) {
                 tombstones.insert(t.seq, t);
+            }
+            continue;
+        }
+        if e.kind == Kind::Audit {
+            if let Ok(r) = AuditRecord::decode(plain.as_slice()) {
+                audit
+                    .entry(r.n)
+                    .or_default()
+                    .push(plain.as_slice().to_vec());
             }
             continue;
         }
@@ -344,7 +358,7 @@ fn recover_snapshots(
             }
             continue;
         }
-        let Ok(record) = postcard::from_bytes::<SnapshotRecord>(plain.as_slice()) else {
+        let Ok(record) = SnapshotRecord::decode(plain.as_slice()) else {
             continue;
         };
         rows.push(SnapshotRow { id: e.id.0, record });
@@ -357,7 +371,7 @@ fn recover_snapshots(
         let mut table = wt.open_table(SNAPSHOTS).map_err(db_err)?;
         for row in &rows {
             let seq = row.record.seq;
-            let v = seal(index_sealer, Kind::IndexSnapshot, &seq.to_le_bytes(), row);
+            let v = row.seal(index_sealer, seq);
             table.insert(seq, v.as_slice()).map_err(db_err)?;
         }
         let mut run_table = wt.open_table(RUNS).map_err(db_err)?;
@@ -408,6 +422,12 @@ fn recover_snapshots(
             );
             drill_table.insert(d.number, v.as_slice()).map_err(db_err)?;
         }
+        let mut audit_table = wt.open_table(AUDIT).map_err(db_err)?;
+        for (n, body) in audit_chain(audit) {
+            for (k, v) in sealed_rows(index_sealer, n, &body) {
+                audit_table.insert(k, v.as_slice()).map_err(db_err)?;
+            }
+        }
         let max = rows
             .iter()
             .map(|r| r.record.seq)
@@ -426,4 +446,22 @@ fn recover_snapshots(
     }
     wt.commit().map_err(db_err)?;
     Ok(rows.len() as u64)
+}
+
+/// The audit log as the packs hold it, by number: where one number has
+/// several records (a log rewritten by someone holding the key leaves the
+/// originals in the packs), the one that names its predecessor's hash, so
+/// `strata audit verify` judges the chain the log was written as.
+fn audit_chain(found: BTreeMap<u64, Vec<Vec<u8>>>) -> Vec<(u64, Vec<u8>)> {
+    let mut prev = [0u8; 32];
+    let mut out = Vec::new();
+    for (n, mut bodies) in found {
+        let follows =
+            |b: &Vec<u8>| AuditRecord::decode(b).is_ok_and(|r| r.prev == hex::encode(prev));
+        let pick = bodies.iter().position(follows).unwrap_or(0);
+        let body = bodies.swap_remove(pick);
+        prev = chain_hash(&body);
+        out.push((n, body));
+    }
+    out
 }

@@ -154,6 +154,12 @@ pub enum Kind {
     Drill = 20,
     /// A value of the index's drill table.
     IndexDrill = 21,
+    /// A record of the audit log (22 and 23 belong to the catalog).
+    Audit = 24,
+    /// A record of the index's audit table.
+    IndexAudit = 25,
+    /// The audit log's head: its newest record's number and chain hash.
+    IndexAuditHead = 26,
 }
 
 impl Kind {
@@ -167,6 +173,7 @@ impl Kind {
             16 => Some(Kind::SnapshotHold),
             18 => Some(Kind::SnapshotTombstone),
             20 => Some(Kind::Drill),
+            24 => Some(Kind::Audit),
             _ => None,
         }
     }

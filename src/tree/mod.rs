@@ -7,6 +7,7 @@
 //!
 //! Built on [`crate::store`]; imports nothing from policy, ops or the daemon.
 
+pub mod audit;
 pub mod head;
 pub mod namespace;
 pub mod objects;

@@ -8,6 +8,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::store::chunks::Store;
+use crate::store::crypto::Sealer;
 use crate::store::format::Kind;
 use crate::store::id::ChunkId;
 use crate::tree::types::{Fault, FsError, Meta, Timestamp};
@@ -66,6 +67,22 @@ pub struct SnapshotRecord {
     pub caller: (u32, u32, u32),
     /// Counts.
     pub stats: SnapshotStats,
+    /// The audit log's head when the snapshot was taken. Stored after the
+    /// fields above (see [`SnapshotRecord::encode`]), so records written
+    /// before the audit log existed still decode, and so it is inside the
+    /// bytes the record's id, the chain and every replica vouch for.
+    #[serde(skip)]
+    pub audit: Option<AuditAnchor>,
+}
+
+/// Where the audit log stood: its newest record's number and chain hash
+/// (number 0 and the zero hash for an empty log).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditAnchor {
+    /// The newest record's number.
+    pub n: u64,
+    /// Its chain hash.
+    pub hash: [u8; 32],
 }
 
 /// A stored record with its object id.
@@ -78,6 +95,21 @@ pub struct SnapshotRow {
 }
 
 impl SnapshotRecord {
+    /// The stored form: the fields in postcard, then the audit anchor, if
+    /// any, in postcard after them.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut bytes = postcard::to_allocvec(self).expect("a record serializes");
+        append_anchor(&mut bytes, self.audit.as_ref());
+        bytes
+    }
+
+    /// A record from its stored form.
+    pub fn decode(bytes: &[u8]) -> Result<SnapshotRecord, postcard::Error> {
+        let (mut record, rest): (SnapshotRecord, _) = postcard::take_from_bytes(bytes)?;
+        record.audit = decode_anchor(rest)?;
+        Ok(record)
+    }
+
     /// The snapshot's directory name: its UTC time, ISO 8601, to the second.
     pub fn name(&self) -> String {
         SnapshotRecord::name_at(self.time)
@@ -87,6 +119,43 @@ impl SnapshotRecord {
     pub fn name_at(time: Timestamp) -> String {
         let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(time.secs.max(0) as u64);
         humantime::format_rfc3339_seconds(t).to_string()
+    }
+}
+
+fn append_anchor(bytes: &mut Vec<u8>, anchor: Option<&AuditAnchor>) {
+    if let Some(a) = anchor {
+        bytes.extend(postcard::to_allocvec(a).expect("an anchor serializes"));
+    }
+}
+
+fn decode_anchor(rest: &[u8]) -> Result<Option<AuditAnchor>, postcard::Error> {
+    if rest.is_empty() {
+        return Ok(None);
+    }
+    postcard::from_bytes(rest).map(Some)
+}
+
+impl SnapshotRow {
+    /// The row as the `snapshots` table holds it for `seq`: sealed, with
+    /// the record's audit anchor after it (the record is the row's last
+    /// field, so old rows decode as before).
+    pub fn seal(&self, sealer: &Sealer, seq: u64) -> Vec<u8> {
+        let mut plain = postcard::to_allocvec(self).expect("a row serializes");
+        append_anchor(&mut plain, self.record.audit.as_ref());
+        sealer.seal(Kind::IndexSnapshot, &seq.to_le_bytes(), &plain)
+    }
+
+    /// Opens the `snapshots` row of `seq`.
+    pub fn open(sealer: &Sealer, seq: u64, sealed: &[u8]) -> Result<SnapshotRow, FsError> {
+        let what = || format!("snapshot row {seq}");
+        let plain = sealer
+            .open(Kind::IndexSnapshot, &seq.to_le_bytes(), sealed)
+            .map_err(|e| FsError::Corrupt(Fault::caused(what(), e)))?;
+        let (mut row, rest): (SnapshotRow, _) = postcard::take_from_bytes(&plain)
+            .map_err(|e| FsError::Corrupt(Fault::caused(what(), e)))?;
+        row.record.audit =
+            decode_anchor(rest).map_err(|e| FsError::Corrupt(Fault::caused(what(), e)))?;
+        Ok(row)
     }
 }
 

@@ -15,6 +15,7 @@
 //! | snapshot_tombstones | sequence number u64          | a forgotten snapshot      |
 //! | head_leftovers | "marker"                          | a failed run's leftovers  |
 //! | drills         | drill number u64                  | a restore drill's record  |
+//! | audit          | record number u64 (0: the head)   | an audit record           |
 //!
 //! Name hashes are keyed BLAKE3 of (parent, name), so the table order and
 //! keys reveal nothing about names; a listing resumes from the last hash it
@@ -46,6 +47,8 @@ pub const RUNS: TableDefinition<u64, &[u8]> = TableDefinition::new("snapshot_run
 pub const HOLDS: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("snapshot_holds");
 /// Forgotten snapshots by sequence number: their links in the hash chain.
 pub const TOMBSTONES: TableDefinition<u64, &[u8]> = TableDefinition::new("snapshot_tombstones");
+/// The audit log: records by number, from 1; row 0 holds its head.
+pub const AUDIT: TableDefinition<u64, &[u8]> = TableDefinition::new("audit");
 /// Restore drills by number, from 1.
 pub const DRILLS: TableDefinition<u64, &[u8]> = TableDefinition::new("drills");
 /// Directories a reset left unloaded: their entries are still only in the

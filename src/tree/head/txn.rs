@@ -5,7 +5,10 @@
 use std::cell::OnceCell;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use redb::{Durability, ReadOnlyTable, ReadableDatabase, ReadableTable, Table, WriteTransaction};
+use redb::{
+    Durability, ReadOnlyTable, ReadableDatabase, ReadableTable, Table, TableDefinition,
+    WriteTransaction,
+};
 
 use super::records::*;
 use crate::store::crypto::Sealer;
@@ -277,6 +280,7 @@ pub struct Read<'a> {
     holds: OnceCell<ReadOnlyTable<(u64, u64), Sealed>>,
     tombstones: OnceCell<ReadOnlyTable<u64, Sealed>>,
     drills: OnceCell<ReadOnlyTable<u64, Sealed>>,
+    audit: OnceCell<ReadOnlyTable<u64, Sealed>>,
 }
 
 impl<'a> Read<'a> {
@@ -305,6 +309,7 @@ impl<'a> Read<'a> {
             holds: OnceCell::new(),
             tombstones: OnceCell::new(),
             drills: OnceCell::new(),
+            audit: OnceCell::new(),
         })
     }
 
@@ -355,16 +360,13 @@ impl<'a> Read<'a> {
     /// Restore drills; `None` in a repository that never had one (the
     /// table came with drills, after the repository's first transaction).
     pub fn drills(&self) -> Result<Option<&ReadOnlyTable<u64, Sealed>>, FsError> {
-        if self.drills.get().is_none() {
-            match self.tx.open_table(DRILLS) {
-                Ok(t) => {
-                    let _ = self.drills.set(t);
-                }
-                Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
-                Err(e) => return Err(db_err(e)),
-            }
-        }
-        Ok(self.drills.get())
+        optional(&self.tx, &self.drills, DRILLS)
+    }
+
+    /// The audit log; `None` in a repository that never wrote a record
+    /// (the table came with the log).
+    pub fn audit(&self) -> Result<Option<&ReadOnlyTable<u64, Sealed>>, FsError> {
+        optional(&self.tx, &self.audit, AUDIT)
     }
 
     /// What the head's rows refer to in the packs, for garbage collection:
@@ -404,15 +406,8 @@ impl Read<'_> {
     /// The newest snapshot's row, if any.
     pub fn last_snapshot(&self) -> Result<Option<SnapshotRow>, FsError> {
         let last = self.snapshots()?.last().map_err(db)?;
-        last.map(|(k, v)| {
-            open(
-                self.sealer,
-                Kind::IndexSnapshot,
-                &k.value().to_le_bytes(),
-                v.value(),
-            )
-        })
-        .transpose()
+        last.map(|(k, v)| SnapshotRow::open(self.sealer, k.value(), v.value()))
+            .transpose()
     }
 }
 
@@ -436,6 +431,7 @@ pub struct Write<'a> {
     holds: OnceCell<Table<'a, (u64, u64), Sealed>>,
     tombstones: OnceCell<Table<'a, u64, Sealed>>,
     drills: OnceCell<Table<'a, u64, Sealed>>,
+    audit: OnceCell<Table<'a, u64, Sealed>>,
     /// Key and value bytes this transaction wrote, for the cost counters.
     pub bytes_written: u64,
 }
@@ -478,6 +474,7 @@ pub fn write<T>(
             holds: OnceCell::new(),
             tombstones: OnceCell::new(),
             drills: OnceCell::new(),
+            audit: OnceCell::new(),
             bytes_written: 0,
         };
         let out = f(&mut w)?;
@@ -485,6 +482,24 @@ pub fn write<T>(
     };
     tx.commit().map_err(db_err)?;
     Ok(out)
+}
+
+/// A table that later versions added: `None` until its first row is written.
+fn optional<'c>(
+    tx: &redb::ReadTransaction,
+    cell: &'c OnceCell<ReadOnlyTable<u64, Sealed>>,
+    def: TableDefinition<u64, Sealed>,
+) -> Result<Option<&'c ReadOnlyTable<u64, Sealed>>, FsError> {
+    if cell.get().is_none() {
+        match tx.open_table(def) {
+            Ok(t) => {
+                let _ = cell.set(t);
+            }
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+            Err(e) => return Err(db_err(e)),
+        }
+    }
+    Ok(cell.get())
 }
 
 /// Read and mutable accessors of a write transaction's lazily opened tables.
@@ -518,6 +533,7 @@ write_tables! {
     holds, holds_t, holds_mut_inner, HOLDS: (u64, u64) => Sealed;
     tombstones, tombstones_t, tombstones_mut_inner, TOMBSTONES: u64 => Sealed;
     drills, drills_t, drills_mut_inner, DRILLS: u64 => Sealed;
+    audit, audit_t, audit_mut_inner, AUDIT: u64 => Sealed;
 }
 
 impl<'a> Write<'a> {
@@ -750,6 +766,7 @@ impl<'a> Write<'a> {
         self.holds_t()?;
         self.tombstones_t()?;
         self.drills_t()?;
+        self.audit_t()?;
         Ok(())
     }
 
@@ -786,6 +803,16 @@ impl<'a> Write<'a> {
     /// Forgotten snapshots, to add one.
     pub fn tombstones_mut(&mut self) -> Result<&mut Table<'a, u64, Sealed>, FsError> {
         self.tombstones_mut_inner()
+    }
+
+    /// The audit log.
+    pub fn audit(&self) -> Result<&Table<'a, u64, Sealed>, FsError> {
+        self.audit_t()
+    }
+
+    /// The audit log, to append to.
+    pub fn audit_mut(&mut self) -> Result<&mut Table<'a, u64, Sealed>, FsError> {
+        self.audit_mut_inner()
     }
 
     /// Restore drills, to add one.

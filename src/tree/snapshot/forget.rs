@@ -67,12 +67,7 @@ struct Link {
 pub(super) fn newest_link(w: &Write<'_>) -> Result<Option<(u64, [u8; 32], Timestamp)>, FsError> {
     let kept = match w.snapshots()?.last().map_err(records::db)? {
         Some((k, v)) => {
-            let row: SnapshotRow = records::open(
-                w.sealer(),
-                Kind::IndexSnapshot,
-                &k.value().to_le_bytes(),
-                v.value(),
-            )?;
+            let row = SnapshotRow::open(w.sealer(), k.value(), v.value())?;
             Some((row.record.seq, row.id, row.record.time))
         }
         None => None,
@@ -133,8 +128,7 @@ impl Snapshots<'_> {
                     .ok_or(FsError::NotFound)?
                     .value()
                     .to_vec();
-                let row: SnapshotRow =
-                    records::open(w.sealer(), Kind::IndexSnapshot, &seq.to_le_bytes(), &v)?;
+                let row = SnapshotRow::open(w.sealer(), seq, &v)?;
                 protect(w, &row, &lock)?;
                 let stone = Tombstone {
                     seq,

@@ -124,14 +124,15 @@ impl<'h> Snapshots<'h> {
                 prev,
                 caller: (caller.uid, caller.gid, caller.pid),
                 stats,
+                audit: Some(crate::tree::audit::head(w)?),
             };
-            let bytes = postcard::to_allocvec(&record).expect("record serializes");
+            let bytes = record.encode();
             let (id, _) = store.put_object(Kind::Snapshot, &bytes)?;
             let row = SnapshotRow {
                 id: id.0,
                 record: record.clone(),
             };
-            let v = records::seal(w.sealer(), Kind::IndexSnapshot, &seq.to_le_bytes(), &row);
+            let v = row.seal(w.sealer(), seq);
             w.snapshots_mut()?
                 .insert(seq, v.as_slice())
                 .map_err(records::db)?;
@@ -159,12 +160,7 @@ impl<'h> Snapshots<'h> {
         let mut out = Vec::new();
         for row in r.snapshots()?.iter().map_err(records::db)? {
             let (k, v) = row.map_err(records::db)?;
-            out.push(records::open(
-                r.sealer(),
-                Kind::IndexSnapshot,
-                &k.value().to_le_bytes(),
-                v.value(),
-            )?);
+            out.push(SnapshotRow::open(r.sealer(), k.value(), v.value())?);
         }
         Ok(out)
     }
@@ -182,12 +178,7 @@ impl<'h> Snapshots<'h> {
             .get(seq)
             .map_err(records::db)?
             .ok_or(FsError::NotFound)?;
-        records::open(
-            r.sealer(),
-            Kind::IndexSnapshot,
-            &seq.to_le_bytes(),
-            v.value(),
-        )
+        SnapshotRow::open(r.sealer(), seq, v.value())
     }
 
     /// Checks the snapshot chain ([`Snapshots::verify_chain`]) and every

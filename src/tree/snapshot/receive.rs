@@ -89,7 +89,7 @@ impl Snapshots<'_> {
         let serial = self.head.serial();
         serial.transact(|w| {
             next_link(w, seq, row.record.prev)?;
-            let v = records::seal(w.sealer(), Kind::IndexSnapshot, &seq.to_le_bytes(), row);
+            let v = row.seal(w.sealer(), seq);
             w.snapshots_mut()?
                 .insert(seq, v.as_slice())
                 .map_err(records::db)?;

@@ -1,0 +1,142 @@
+//! Checking the audit log: every row opens as the record of its number, the
+//! numbers have no gaps, each record names its predecessor's chain hash,
+//! the sealed head names the last record, and every anchor (a snapshot
+//! record's, here or on a replica) names a record the log still holds, with
+//! the same hash.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::{chain_hash, open_head, open_row, AuditRecord};
+use crate::store::crypto::Sealer;
+use crate::tree::objects::AuditAnchor;
+
+/// What a check of the log found.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Verdict {
+    /// Records read.
+    pub records: u64,
+    /// The newest record's number, as the sealed head names it.
+    pub head: u64,
+    /// Its chain hash, hex.
+    pub head_hash: String,
+    /// Anchors compared with the log.
+    pub anchors: u64,
+    /// What does not hold; empty when the log is intact.
+    pub problems: Vec<String>,
+}
+
+/// Checks `rows` (number, sealed bytes; row 0 is the head) against each
+/// other and against `anchors` (where the anchor was found, the anchor).
+pub fn verify(
+    sealer: &Sealer,
+    rows: &[(u64, Vec<u8>)],
+    anchors: &[(String, AuditAnchor)],
+) -> Verdict {
+    let mut v = Verdict::default();
+    let mut head = None;
+    let mut hashes = BTreeMap::new();
+    // The hash the next record must name; `None` after a record that could
+    // not be read, whose hash is unknown.
+    let mut prev = Some([0u8; 32]);
+    let mut expected = 1;
+    for (n, sealed) in rows {
+        let n = *n;
+        if n == 0 {
+            match open_head(sealer, sealed) {
+                Ok(h) => head = Some(h),
+                Err(e) => v.problems.push(format!("{e}: it was changed or replaced")),
+            }
+            continue;
+        }
+        v.records += 1;
+        if n != expected {
+            v.problems.push(missing(expected, n - 1));
+            prev = None;
+        }
+        expected = n + 1;
+        let body = match open_row(sealer, n, sealed) {
+            Ok(body) => body,
+            Err(_) => {
+                v.problems.push(format!(
+                    "record {n} does not open as record {n}: its bytes were changed, or it was moved from another row"
+                ));
+                prev = None;
+                continue;
+            }
+        };
+        let hash = chain_hash(&body);
+        match AuditRecord::decode(&body) {
+            Err(e) => v.problems.push(format!("record {n} is not a record: {e}")),
+            Ok(r) if r.n != n => v
+                .problems
+                .push(format!("record {n} calls itself record {}", r.n)),
+            Ok(r) => {
+                if let Some(p) = prev {
+                    if r.prev != hex::encode(p) {
+                        v.problems.push(format!(
+                            "record {n} does not follow record {}: one of the two was replaced",
+                            n - 1
+                        ));
+                    }
+                }
+            }
+        }
+        hashes.insert(n, hash);
+        prev = Some(hash);
+    }
+    let last = expected - 1;
+    match head {
+        None if last > 0 => v
+            .problems
+            .push("the log's head (row 0) is missing: it was removed".to_owned()),
+        None => {}
+        Some(h) => {
+            v.head = h.n;
+            v.head_hash = hex::encode(h.hash);
+            if h.n > last {
+                v.problems.push(format!(
+                    "the log ends at record {last} but its head names record {}: {}",
+                    h.n,
+                    missing(last + 1, h.n)
+                ));
+            } else if h.n < last {
+                v.problems.push(format!(
+                    "the log's head names record {} but the log goes on to {last}: the head was rolled back or the records after it added",
+                    h.n
+                ));
+            } else if hashes.get(&last).is_some_and(|x| *x != h.hash) {
+                v.problems.push(format!(
+                    "record {last} is not the record the log's head names: it was replaced"
+                ));
+            }
+        }
+    }
+    for (at, a) in anchors {
+        if a.n == 0 {
+            continue;
+        }
+        v.anchors += 1;
+        match hashes.get(&a.n) {
+            None => v.problems.push(format!(
+                "{at} vouches for record {}, which the log no longer holds",
+                a.n
+            )),
+            Some(h) if *h != a.hash => v.problems.push(format!(
+                "{at} vouches for another record {}: the log was rewritten from there on",
+                a.n
+            )),
+            Some(_) => {}
+        }
+    }
+    v
+}
+
+fn missing(from: u64, to: u64) -> String {
+    if from == to {
+        format!("record {from} is missing: it was removed")
+    } else {
+        format!("records {from} to {to} are missing: they were removed")
+    }
+}
