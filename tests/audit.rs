@@ -25,6 +25,8 @@ impl Repo {
             dir: tempfile::tempdir().unwrap(),
         };
         std::fs::write(r.path("pw"), "correct horse\n").unwrap();
+        // No replicas: this machine's /etc/strata/strata.toml is not the test's.
+        std::fs::write(r.path("strata.toml"), "").unwrap();
         r.ok(&["init", "--kdf-memory-mib", "1", "--kdf-iterations", "1"]);
         r
     }
@@ -42,6 +44,7 @@ impl Repo {
             .args(args)
             .env("STRATA_RUNTIME_DIR", self.path("run"))
             .env("STRATA_STATE_DIR", self.path("state"))
+            .env("STRATA_CONFIG", self.path("strata.toml"))
             .stdin(std::process::Stdio::null())
             .output()
             .unwrap()

@@ -794,8 +794,14 @@ pub enum AuditCommand {
     /// run without gaps, each record must name its predecessor's chain
     /// hash, the sealed head must name the last record, and every kept
     /// snapshot's anchor must name a record the log holds, with the same
-    /// hash. Exit 30 when anything does not hold; each problem is named.
-    Verify,
+    /// hash. The snapshots of each replica strata.toml declares are
+    /// compared too: a rewrite of this repository does not reach them.
+    /// Exit 30 when anything does not hold; each problem is named.
+    Verify {
+        /// The host configuration that declares the replicas.
+        #[arg(long, value_name = "FILE", env = "STRATA_CONFIG")]
+        config: Option<PathBuf>,
+    },
     /// Write the records as JSON lines an auditor's tools can check.
     ///
     /// One object per line: n, the record's number; hash, SHA-256 of

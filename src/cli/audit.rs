@@ -19,22 +19,22 @@ pub fn run(g: &Global, c: &AuditCommand) -> Result<()> {
             };
             print(g, &records, || table(&records));
         }
-        AuditCommand::Verify => {
-            let Reply::AuditVerdict(v) = request(g, &Request::AuditVerify)? else {
+        AuditCommand::Verify { config } => {
+            let req = Request::AuditVerify {
+                config: config.clone(),
+            };
+            let Reply::AuditVerdict(v) = request(g, &req)? else {
                 bail!("unexpected answer checking the audit log");
             };
             print(g, &v, || {
+                let head = v.head_hash.get(..16).unwrap_or("-");
                 let mut out = format!(
-                    "{} records, head {} ({}), {} snapshot anchors compared",
-                    v.records,
-                    v.head,
-                    if v.head_hash.is_empty() {
-                        "-"
-                    } else {
-                        &v.head_hash[..16]
-                    },
-                    v.anchors
+                    "{} records, head {} ({head}), {} snapshot anchors compared ({} replica(s))",
+                    v.records, v.head, v.anchors, v.replicas
                 );
+                for w in &v.warnings {
+                    out.push_str(&format!("\nwarning: {w}"));
+                }
                 for p in &v.problems {
                     out.push_str(&format!("\nproblem: {p}"));
                 }

@@ -26,6 +26,7 @@ use crate::ops::metrics::{gather, DaemonState, MetricsError};
 use crate::ops::prune::{
     prune, PruneContext, PruneError, PruneOptions, PruneProgress, PruneReport,
 };
+use crate::policy::hostconfig::HostConfig;
 use crate::policy::retention::RetentionConfig;
 use crate::policy::throttle::{Limits, Throttle, ThrottleStatus};
 use crate::store::io::writeback::WritebackStatus;
@@ -375,15 +376,19 @@ pub enum Request {
         /// Only those written at or after this time (seconds since the epoch).
         since: Option<i64>,
     },
-    /// Check the audit log against itself and the snapshots' anchors.
-    AuditVerify,
+    /// Check the audit log against itself and the snapshots' anchors,
+    /// here and on the replicas the host configuration declares.
+    AuditVerify {
+        /// The host configuration (the default path when `None`).
+        config: Option<PathBuf>,
+    },
     /// The audit log as JSON lines, each with its chain hash.
     AuditExport {
         /// Only those written at or after this time (seconds since the epoch).
         since: Option<i64>,
     },
-    /// The CLI changed the key slots (they are files of their own, changed
-    /// beside a running daemon): the daemon records it in the audit log.
+    /// The CLI changed the key slots (files of their own, changed only
+    /// while unmounted): recorded in the audit log, as requests are.
     KeyChanged {
         /// What changed.
         change: KeyChange,
@@ -434,7 +439,7 @@ impl Request {
             Request::ThrottleSet { .. } => "throttle_set",
             Request::ThrottleClear => "throttle_clear",
             Request::AuditList { .. } => "audit_list",
-            Request::AuditVerify => "audit_verify",
+            Request::AuditVerify { .. } => "audit_verify",
             Request::AuditExport { .. } => "audit_export",
             Request::KeyChanged { .. } => "key_changed",
             Request::Shutdown => "shutdown",
@@ -461,7 +466,7 @@ impl Request {
             | Request::ThrottleSet { .. }
             | Request::ThrottleClear
             | Request::AuditList { .. }
-            | Request::AuditVerify
+            | Request::AuditVerify { .. }
             | Request::AuditExport { .. }
             | Request::KeyChanged { .. } => Lane::Free,
             // A check reads the packs prune moves objects out of.
@@ -805,7 +810,10 @@ pub fn handle(ns: &Namespace, caller: Caller, req: &Request) -> Result<Reply, Co
             return Err(ControlError::NotMounted)
         }
         Request::AuditList { since } => Reply::Audit(audit::list(ns.head(), *since)?),
-        Request::AuditVerify => Reply::AuditVerdict(Box::new(audit::verify(ns.head())?)),
+        Request::AuditVerify { config } => {
+            let host = HostConfig::load_or_default(config.as_deref()).map_err(Box::new)?;
+            Reply::AuditVerdict(Box::new(audit::verify(ns.head(), &host.replicas)?))
+        }
         Request::AuditExport { since } => Reply::AuditExport(audit::export(ns.head(), *since)?),
         // Recorded by the caller of `handle`, as every request is.
         Request::KeyChanged { .. } => Reply::Done,

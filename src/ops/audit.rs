@@ -4,9 +4,13 @@
 
 use serde::Serialize;
 
+use crate::ops::replicate::target;
+use crate::policy::replica::ReplicaConfig;
+use crate::sys::chain::Chain;
 use crate::tree::audit::verify::{self, Verdict};
 use crate::tree::audit::{chain_hash, open_row, Audit, AuditRecord};
 use crate::tree::head::Head;
+use crate::tree::objects::AuditAnchor;
 use crate::tree::snapshot::Snapshots;
 use crate::tree::types::{Fault, FsError};
 
@@ -17,20 +21,45 @@ pub fn list(head: &Head, since: Option<i64>) -> Result<Vec<AuditRecord>, FsError
     Ok(records)
 }
 
-/// Checks the log against itself and against the anchor every kept
-/// snapshot record carries.
-pub fn verify(head: &Head) -> Result<Verdict, FsError> {
+/// Checks the log against itself, against the anchor every kept snapshot
+/// record carries, and against the anchors in the snapshot records of
+/// `replicas`: copies a rewrite of this repository cannot reach. A replica
+/// that cannot be opened is a warning, not a finding.
+pub fn verify(head: &Head, replicas: &[ReplicaConfig]) -> Result<Verdict, FsError> {
     let audit = Audit::of(head);
     let rows = audit.rows()?;
-    let anchors: Vec<_> = Snapshots::of(head)
+    let mut anchors = anchors(head, "")?;
+    let mut warnings = Vec::new();
+    for r in replicas {
+        match target::open(&r.to, head.repo(), None) {
+            Ok((replica, _)) => anchors.extend(self::anchors(&replica, &r.name)?),
+            Err(e) => warnings.push(format!(
+                "replica {} was not compared: {}",
+                r.name,
+                Chain(&e)
+            )),
+        }
+    }
+    let mut verdict = audit.with_sealer(|sealer| verify::verify(sealer, &rows, &anchors))?;
+    verdict.replicas = (replicas.len() - warnings.len()) as u64;
+    verdict.warnings = warnings;
+    Ok(verdict)
+}
+
+/// The anchors of `head`'s kept snapshots, named for a reader.
+fn anchors(head: &Head, replica: &str) -> Result<Vec<(String, AuditAnchor)>, FsError> {
+    let at = |seq: u64, name: String| match replica {
+        "" => format!("snapshot {seq} ({name})"),
+        r => format!("replica {r}'s snapshot {seq} ({name})"),
+    };
+    Ok(Snapshots::of(head)
         .list()?
         .into_iter()
         .filter_map(|row| {
-            let at = format!("snapshot {} ({})", row.record.seq, row.record.name());
-            row.record.audit.map(|a| (at, a))
+            let a = row.record.audit?;
+            Some((at(row.record.seq, row.record.name()), a))
         })
-        .collect();
-    audit.with_sealer(|sealer| verify::verify(sealer, &rows, &anchors))
+        .collect())
 }
 
 /// One line of an export: the record's number, its chain hash, and the

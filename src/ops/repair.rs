@@ -250,7 +250,7 @@ fn db_err(e: impl Into<redb::Error>) -> RepoError {
 /// sealed: they are bound to their keys, not to the file).
 fn copy_layer_tables(from: &redb::Database, to: &redb::Database) -> Result<(), RepoError> {
     use crate::tree::head::records::{
-        DIRENTS, DRILLS, EXTENTS, HOLDS, INODES, LEFTOVERS, META, PARENTS, RUNS, SNAPSHOTS,
+        AUDIT, DIRENTS, DRILLS, EXTENTS, HOLDS, INODES, LEFTOVERS, META, PARENTS, RUNS, SNAPSHOTS,
         TOMBSTONES, UNLOADED, XATTRS,
     };
     use redb::{ReadableDatabase, ReadableTable};
@@ -278,6 +278,8 @@ fn copy_layer_tables(from: &redb::Database, to: &redb::Database) -> Result<(), R
     copy!(HOLDS);
     copy!(TOMBSTONES);
     copy!(DRILLS);
+    // As it is: a repair must not make a tampered log look intact.
+    copy!(AUDIT);
     copy!(UNLOADED);
     copy!(LEFTOVERS);
     wt.commit().map_err(db_err)

@@ -2,6 +2,7 @@
 //! tar and cp, and the failures they must see.
 
 mod alert_classes;
+mod audit;
 mod backup;
 mod check_names;
 #[path = "../common/mod.rs"]

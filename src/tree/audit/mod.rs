@@ -39,7 +39,9 @@ pub struct Entry {
     pub op: String,
     /// How the request arrived: "socket" (the daemon's control socket),
     /// "repository" (a command that opened the repository itself),
-    /// "mount" (the daemon's own doing).
+    /// "fuse" (a file operation through the mount: a mkdir in snapshots/,
+    /// the first open of a snapshot's file by a user), "mount" (the
+    /// daemon's own doing).
     pub via: String,
     /// What it acted on: snapshot names, key slots, counts.
     pub details: serde_json::Map<String, serde_json::Value>,
@@ -197,11 +199,12 @@ impl<'h> Audit<'h> {
     }
 
     /// Appends `entry` for `caller` and makes it durable before returning.
+    /// Under the head's commit serialization, as a snapshot is: the
+    /// transaction stores an object, so a store commit must not wait on it.
     pub fn record(&self, caller: Caller, entry: Entry) -> Result<AuditRecord, FsError> {
-        let record = self
-            .head
-            .transact(|w| append(w, self.head, caller, entry))?;
-        self.head.commit()?;
+        let serial = self.head.serial();
+        let record = serial.transact(|w| append(w, self.head, caller, entry))?;
+        serial.commit()?;
         Ok(record)
     }
 

@@ -23,6 +23,10 @@ pub struct Verdict {
     pub head_hash: String,
     /// Anchors compared with the log.
     pub anchors: u64,
+    /// Replicas whose snapshots' anchors were compared.
+    pub replicas: u64,
+    /// What could not be compared (a replica out of reach).
+    pub warnings: Vec<String>,
     /// What does not hold; empty when the log is intact.
     pub problems: Vec<String>,
 }

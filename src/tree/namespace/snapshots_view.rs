@@ -5,12 +5,13 @@
 //! returned it, so the entries it may ask about are kept, with the
 //! kernel's lookup count, until it forgets them.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex, RwLock};
 
 use crate::store::id::ChunkId;
 use crate::sys::runlock;
 use crate::sys::sync::{Recover, RecoverRw};
+use crate::tree::audit::{Audit, Entry};
 use crate::tree::head::Head;
 use crate::tree::namespace::view::{list_fixed, DirReply, Listed, View, Virtual};
 use crate::tree::namespace::Node;
@@ -62,6 +63,9 @@ pub(super) struct SnapshotsView {
     /// By mount inode number.
     known: Mutex<HashMap<u64, Known>>,
     trees: Mutex<TreeCache>,
+    /// (user, snapshot) pairs that opened a file since the mount: the
+    /// first open of each is audited, not every read.
+    readers: Mutex<HashSet<(u32, u64)>>,
 }
 
 impl SnapshotsView {
@@ -74,6 +78,7 @@ impl SnapshotsView {
             link_numbers: Mutex::new(vec![LATEST.to_owned()]),
             known: Mutex::new(HashMap::new()),
             trees: Mutex::new((HashMap::new(), VecDeque::new())),
+            readers: Mutex::new(HashSet::new()),
         };
         view.reload()?;
         Ok(view)
@@ -157,7 +162,28 @@ impl SnapshotsView {
             by = "mkdir",
             "snapshot taken"
         );
+        // Recorded as a control request is (daemon/audit.rs), from here:
+        // the daemon sees only a mkdir.
+        let mut details = serde_json::Map::new();
+        details.insert("label".into(), label.into());
+        details.insert("seq".into(), rec.seq.into());
+        details.insert("name".into(), rec.name().into());
+        self.audit(caller, "snapshot_create", details);
         Ok(snap_attr(rec.seq, &rec.root))
+    }
+
+    /// Records what `caller` did through the mount. What was done stands
+    /// whether or not the record could be written; the log says if not.
+    fn audit(&self, caller: Caller, op: &str, details: serde_json::Map<String, serde_json::Value>) {
+        let entry = Entry {
+            op: op.into(),
+            via: "fuse".into(),
+            details,
+            failed: None,
+        };
+        if let Err(e) = Audit::of(&self.head).record(caller, entry) {
+            tracing::error!(op, uid = caller.uid, error = %e, "an audit record could not be written");
+        }
     }
 
     /// A snapshot by mkdir while a backup run is in progress would hold its
@@ -444,6 +470,14 @@ impl View for SnapshotsView {
                 let e = self.entry(seq, ino)?;
                 if e.meta.kind == FileKind::File {
                     self.read_ahead(seq, &e, 0);
+                    if self.readers.locked().insert((caller.uid, seq)) {
+                        let mut details = serde_json::Map::new();
+                        details.insert("seq".into(), seq.into());
+                        if let Some(name) = self.name(seq) {
+                            details.insert("name".into(), name.into());
+                        }
+                        self.audit(caller, "snapshot_read", details);
+                    }
                 }
                 Ok(snap_attr(seq, &e))
             }

@@ -176,7 +176,10 @@ impl Snapshots<'_> {
     ) -> Result<DrillRecord, FsError> {
         let _op = caller.span("record_drill");
         let store = self.head.repo().store();
-        let record = self.head.transact(|w| {
+        // Under the commit serialization: the transaction stores an object,
+        // so a store commit must not wait on it (see `Head::serial`).
+        let serial = self.head.serial();
+        let record = serial.transact(|w| {
             let number = w.counter("drill_seq")? + 1;
             w.set_counter("drill_seq", number)?;
             record.number = number;
@@ -188,7 +191,8 @@ impl Snapshots<'_> {
                 .map_err(records::db)?;
             Ok(record)
         })?;
-        self.head.commit()?;
+        serial.commit()?;
+        drop(serial);
         tracing::info!(
             drill = record.number,
             snapshot = record.snapshot,
