@@ -319,17 +319,34 @@ print(n)
     assert!(!out.status.success());
 }
 
-/// The records are objects in the packs too: an index rebuilt from the
-/// packs holds the same log, which still verifies.
+/// The records of what changed the repository are objects in the packs
+/// too: an index rebuilt from the packs holds them as they were, and the
+/// repair names the records of reads it could not recover (the index alone
+/// held them, so that a read leaves the files as they were).
 #[test]
 fn repair_index_keeps_the_log() {
     let r = busy();
+    r.ok(&["snapshot", "create"]);
     let before = r.records();
     std::fs::remove_file(r.path("repo").join(strata::store::format::INDEX_FILE)).unwrap();
     r.ok(&["repair", "index"]);
     let after = r.records();
-    assert_eq!(after[..before.len()], before[..]);
-    r.ok(&["audit", "verify"]);
+    let changes = ["snapshot_create", "snapshot_hold", "snapshot_release"];
+    let kept: Vec<_> = before
+        .iter()
+        .filter(|x| changes.contains(&x.op.as_str()))
+        .collect();
+    assert_eq!(kept.len(), 5);
+    assert_eq!(after.iter().take(5).collect::<Vec<_>>(), kept);
+    let repair = &after[5];
+    assert_eq!(repair.op, "repair_index");
+    // The check, the listing and the verify of busy(); the listing after
+    // the last change is past the end of what the packs hold.
+    assert_eq!(repair.details["lost_records"], serde_json::json!([5, 6, 7]));
+    assert_eq!(repair.details["packs_end"], 8);
+    assert_eq!(repair.n, 9);
+    let said = r.ok(&["audit", "verify"]);
+    assert!(said.contains("records 5 to 7 are not in the log"), "{said}");
 }
 
 /// The sealed head and a snapshot's anchor are only as old as the last
@@ -345,4 +362,64 @@ fn a_rolled_back_head_is_found() {
     r.ok(&["snapshot", "create"]);
     r.tamper(|head| set_row(head, 0, Some(&old_head)));
     r.tampered("the head was rolled back");
+}
+
+/// Every file but the index, with its bytes.
+fn files(dir: &std::path::Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(files(&p));
+        } else if p.file_name() != Some(strata::store::format::INDEX_FILE.as_ref()) {
+            out.push((p.clone(), std::fs::read(&p).unwrap()));
+        }
+    }
+    out.sort();
+    out
+}
+
+/// A refused request is recorded in the index alone, so the repository's
+/// files stay as they were; an index rebuilt from the packs lacks that
+/// record, and the repair says so in a record of its own.
+#[test]
+fn a_refused_request_changes_no_file_and_a_repair_names_what_it_lost() {
+    let r = busy();
+    r.ok(&["snapshot", "hold", "1", "--reason", "case 9"]);
+    let before = files(&r.path("repo"));
+    let refused = r.run(&["forget", "1"]);
+    assert_eq!(refused.status.code(), Some(26), "held");
+    assert!(
+        before == files(&r.path("repo")),
+        "a refused forget changed a file"
+    );
+    let records = r.records();
+    let last = records.last().unwrap();
+    assert_eq!((last.op.as_str(), last.exit), ("forget", Some(26)));
+    let lost = last.n;
+    // A change after it: the refused request's record is now inside the
+    // log the packs hold, not past its end.
+    r.ok(&["snapshot", "release", "1", "--reason", "case 9 closed"]);
+
+    std::fs::remove_file(r.path("repo").join(strata::store::format::INDEX_FILE)).unwrap();
+    r.ok(&["repair", "index"]);
+    let after = r.records();
+    let repair = after
+        .iter()
+        .find(|x| x.op == "repair_index")
+        .expect("recorded");
+    let named: Vec<u64> = serde_json::from_value(repair.details["lost_records"].clone()).unwrap();
+    assert!(named.contains(&lost), "{named:?}");
+    let said = r.ok(&["audit", "verify"]);
+    assert!(
+        said.contains(&format!(
+            "records {lost} to {} are not in the log",
+            lost + 1
+        )),
+        "{said}"
+    );
+    assert!(said.contains("changed nothing"), "{said}");
+    // Without the repair's record, the same gap is a finding.
+    r.tamper(|head| set_row(head, repair.n, None));
+    r.tampered(&format!("records {lost} to {} are missing", lost + 1));
 }

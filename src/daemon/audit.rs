@@ -76,11 +76,59 @@ pub fn entry(req: &Request, via: Via, outcome: Result<&Reply, u8>) -> Entry {
         Request::KeyChanged { change } => change.op.clone(),
         _ => req.name().to_owned(),
     };
+    let failed = outcome.err().or_else(|| outcome.ok().and_then(verdict));
     Entry {
         op,
         via: via.as_str().to_owned(),
         details,
-        failed: outcome.err(),
+        failed,
+        changed_nothing: failed.is_some() || !changes(req),
+    }
+}
+
+/// Whether `req` changes the repository's backups or keys (when it
+/// succeeds); reads, checks, dry runs and the throttle do not.
+fn changes(req: &Request) -> bool {
+    match req {
+        Request::SnapshotCreate { .. }
+        | Request::SnapshotRun { .. }
+        | Request::SnapshotHold { .. }
+        | Request::SnapshotRelease { .. }
+        | Request::HeadReset { .. }
+        | Request::LeftoversRecord { .. }
+        | Request::Drill { .. }
+        | Request::DrillRecord { .. }
+        | Request::RepairPacks { .. }
+        | Request::KeyChanged { .. } => true,
+        Request::Forget { dry_run, .. } => !*dry_run,
+        Request::Prune { options } => !options.dry_run,
+        Request::SnapshotList
+        | Request::SnapshotShow { .. }
+        | Request::Check { .. }
+        | Request::DrillEstimate { .. }
+        | Request::DrillList
+        | Request::DrillShow { .. }
+        | Request::Replicate(_)
+        | Request::Metrics
+        | Request::Report
+        | Request::Status
+        | Request::ThrottleShow
+        | Request::ThrottleSet { .. }
+        | Request::ThrottleClear
+        | Request::AuditList { .. }
+        | Request::AuditVerify { .. }
+        | Request::AuditExport { .. }
+        | Request::Shutdown => false,
+    }
+}
+
+/// The exit code of a reply that reports a finding: the command that gets
+/// it fails.
+fn verdict(reply: &Reply) -> Option<u8> {
+    match reply {
+        Reply::Check(c) if !c.errors.is_empty() => Some(crate::exit::DAMAGED),
+        Reply::AuditVerdict(v) if !v.problems.is_empty() => Some(crate::exit::AUDIT_TAMPERED),
+        _ => None,
     }
 }
 
@@ -217,6 +265,7 @@ fn own(ns: &Namespace, op: &str, details: Map<String, Value>) {
         via: "mount".to_owned(),
         details,
         failed: None,
+        changed_nothing: false,
     };
     if let Err(e) = Audit::of(ns.head()).record(daemon(), entry) {
         tracing::error!(op, error = %e, "the audit record could not be written");

@@ -42,7 +42,7 @@ pub fn verify(head: &Head, replicas: &[ReplicaConfig]) -> Result<Verdict, FsErro
     }
     let mut verdict = audit.with_sealer(|sealer| verify::verify(sealer, &rows, &anchors))?;
     verdict.replicas = (replicas.len() - warnings.len()) as u64;
-    verdict.warnings = warnings;
+    verdict.warnings.extend(warnings);
     Ok(verdict)
 }
 

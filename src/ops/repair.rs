@@ -21,7 +21,8 @@ use crate::store::io::backend::PackBackend;
 use crate::store::io::Disk;
 use crate::store::pack;
 use crate::store::repo::{LockedRepo, RepoError};
-use crate::tree::audit::{chain_hash, sealed_rows, AuditRecord};
+use crate::tree::audit::{chain_hash, make, sealed_rows, AuditRecord, Entry, LOST};
+use crate::tree::objects::AuditAnchor;
 
 /// What a rebuild found.
 #[derive(Debug, Default, Serialize)]
@@ -425,10 +426,16 @@ fn recover_snapshots(
             drill_table.insert(d.number, v.as_slice()).map_err(db_err)?;
         }
         let mut audit_table = wt.open_table(AUDIT).map_err(db_err)?;
-        for (n, body) in audit_chain(audit) {
-            for (k, v) in sealed_rows(index_sealer, n, &body) {
+        let chain = audit_chain(audit);
+        for (n, body) in &chain {
+            for (k, v) in sealed_rows(index_sealer, *n, body) {
                 audit_table.insert(k, v.as_slice()).map_err(db_err)?;
             }
+        }
+        let anchored = rows.iter().filter_map(|r| r.record.audit.map(|a| a.n));
+        let (n, body) = repaired(&chain, anchored);
+        for (k, v) in sealed_rows(index_sealer, n, &body) {
+            audit_table.insert(k, v.as_slice()).map_err(db_err)?;
         }
         let max = rows
             .iter()
@@ -448,6 +455,51 @@ fn recover_snapshots(
     }
     wt.commit().map_err(db_err)?;
     Ok(rows.len() as u64)
+}
+
+/// The record a rebuild from packs appends to the log it recovered: who
+/// repaired, and which numbers the packs did not hold (the records of
+/// failed requests live in the index only; so may a snapshot's anchor
+/// name one), so `strata audit verify` tells them from removed ones.
+fn repaired(chain: &[(u64, Vec<u8>)], anchored: impl Iterator<Item = u64>) -> (u64, Vec<u8>) {
+    let found: std::collections::BTreeSet<u64> = chain.iter().map(|(n, _)| *n).collect();
+    let last = found
+        .last()
+        .copied()
+        .unwrap_or(0)
+        .max(anchored.max().unwrap_or(0));
+    let lost: Vec<u64> = (1..=last).filter(|n| !found.contains(n)).collect();
+    let mut details = serde_json::Map::new();
+    details.insert(LOST.into(), lost.into());
+    // Records after this one, if any, were of operations that changed
+    // nothing: nothing in the packs tells how many.
+    details.insert("packs_end".into(), last.into());
+    let entry = Entry {
+        op: "repair_index".into(),
+        via: "repository".into(),
+        details,
+        failed: None,
+        changed_nothing: false,
+    };
+    // The chain goes on from the last record recovered.
+    let prev = chain.last().map_or([0; 32], |(_, b)| chain_hash(b));
+    // SAFETY: getuid, getgid cannot fail.
+    let caller = unsafe {
+        crate::tree::types::Caller {
+            uid: libc::getuid(),
+            gid: libc::getgid(),
+            pid: std::process::id(),
+        }
+    };
+    let (record, body) = make(
+        AuditAnchor {
+            n: last,
+            hash: prev,
+        },
+        caller,
+        entry,
+    );
+    (record.n, body)
 }
 
 /// The audit log as the packs hold it, by number: where one number has

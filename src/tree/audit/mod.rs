@@ -47,6 +47,10 @@ pub struct Entry {
     pub details: serde_json::Map<String, serde_json::Value>,
     /// The exit code it failed with; `None` when it succeeded.
     pub failed: Option<u8>,
+    /// Whether the operation left the repository's backups and keys as they
+    /// were (a read, a check, a failure, a refusal, a dry run): its record
+    /// then stays in the index only, so that the files stay so too.
+    pub changed_nothing: bool,
 }
 
 /// One record, as stored and exported.
@@ -144,7 +148,9 @@ pub fn head(w: &Write<'_>) -> Result<AuditAnchor, FsError> {
 }
 
 /// Appends `entry` as `caller`'s record in `w`: the next number, chained to
-/// the head.
+/// the head. The record of an operation that changed nothing stays in the
+/// index only ([`Entry::changed_nothing`]; an index lost with it is said by
+/// `strata repair index`: [`LOST`]).
 pub fn append(
     w: &mut Write<'_>,
     head: &Head,
@@ -152,6 +158,26 @@ pub fn append(
     entry: Entry,
 ) -> Result<AuditRecord, FsError> {
     let last = self::head(w)?;
+    let in_packs = !entry.changed_nothing && entry.failed.is_none();
+    let (record, body) = make(last, caller, entry);
+    if in_packs {
+        head.repo().store().put_object(Kind::Audit, &body)?;
+    }
+    for (k, v) in sealed_rows(w.sealer(), record.n, &body) {
+        w.audit_mut()?
+            .insert(k, v.as_slice())
+            .map_err(records::db)?;
+    }
+    Ok(record)
+}
+
+/// The details key of a `repair_index` record that names the records an
+/// index rebuilt from packs could not recover (those of operations that
+/// changed nothing, which only the lost index held).
+pub const LOST: &str = "lost_records";
+
+/// The record that follows `last`, and its stored bytes.
+pub fn make(last: AuditAnchor, caller: Caller, entry: Entry) -> (AuditRecord, Vec<u8>) {
     let record = AuditRecord {
         n: last.n + 1,
         time: rfc3339(Timestamp::now()),
@@ -171,13 +197,7 @@ pub fn append(
         prev: hex::encode(last.hash),
     };
     let body = serde_json::to_vec(&record).expect("a record serializes");
-    head.repo().store().put_object(Kind::Audit, &body)?;
-    for (k, v) in sealed_rows(w.sealer(), record.n, &body) {
-        w.audit_mut()?
-            .insert(k, v.as_slice())
-            .map_err(records::db)?;
-    }
-    Ok(record)
+    (record, body)
 }
 
 /// `time` as RFC 3339 UTC to the microsecond.

@@ -4,11 +4,11 @@
 //! record's, here or on a replica) names a record the log still holds, with
 //! the same hash.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
-use super::{chain_hash, open_head, open_row, AuditRecord};
+use super::{chain_hash, open_head, open_row, AuditRecord, LOST};
 use crate::store::crypto::Sealer;
 use crate::tree::objects::AuditAnchor;
 
@@ -39,6 +39,7 @@ pub fn verify(
     anchors: &[(String, AuditAnchor)],
 ) -> Verdict {
     let mut v = Verdict::default();
+    let lost = lost(sealer, rows);
     let mut head = None;
     let mut hashes = BTreeMap::new();
     // The hash the next record must name; `None` after a record that could
@@ -56,7 +57,14 @@ pub fn verify(
         }
         v.records += 1;
         if n != expected {
-            v.problems.push(missing(expected, n - 1));
+            if (expected..n).all(|k| lost.contains(&k)) {
+                v.warnings.push(format!(
+                    "{} not in the log: {LOST_SAID}",
+                    numbers(expected, n - 1)
+                ));
+            } else {
+                v.problems.push(missing(expected, n - 1));
+            }
             prev = None;
         }
         expected = n + 1;
@@ -123,6 +131,9 @@ pub fn verify(
         }
         v.anchors += 1;
         match hashes.get(&a.n) {
+            None if lost.contains(&a.n) => v
+                .warnings
+                .push(format!("{at} vouches for record {}: {LOST_SAID}", a.n)),
             None => v.problems.push(format!(
                 "{at} vouches for record {}, which the log no longer holds",
                 a.n
@@ -137,10 +148,34 @@ pub fn verify(
     v
 }
 
+/// Why a number a repair named is not a finding.
+const LOST_SAID: &str = "the record of an operation that changed nothing (a read, a check, a failure, a refusal, a dry run) is kept in the index only, and the index was rebuilt from the packs (the repair_index record says so)";
+
+/// The numbers `repair_index` records name as lost with the index.
+fn lost(sealer: &Sealer, rows: &[(u64, Vec<u8>)]) -> BTreeSet<u64> {
+    rows.iter()
+        .filter(|(n, _)| *n > 0)
+        .filter_map(|(n, sealed)| open_row(sealer, *n, sealed).ok())
+        .filter_map(|body| AuditRecord::decode(&body).ok())
+        .filter(|r| r.op == "repair_index")
+        .filter_map(|r| r.details.get(LOST).cloned())
+        .filter_map(|v| serde_json::from_value::<Vec<u64>>(v).ok())
+        .flatten()
+        .collect()
+}
+
 fn missing(from: u64, to: u64) -> String {
     if from == to {
         format!("record {from} is missing: it was removed")
     } else {
         format!("records {from} to {to} are missing: they were removed")
+    }
+}
+
+fn numbers(from: u64, to: u64) -> String {
+    if from == to {
+        format!("record {from} is")
+    } else {
+        format!("records {from} to {to} are")
     }
 }

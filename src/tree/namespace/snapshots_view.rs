@@ -168,18 +168,25 @@ impl SnapshotsView {
         details.insert("label".into(), label.into());
         details.insert("seq".into(), rec.seq.into());
         details.insert("name".into(), rec.name().into());
-        self.audit(caller, "snapshot_create", details);
+        self.audit(caller, "snapshot_create", details, false);
         Ok(snap_attr(rec.seq, &rec.root))
     }
 
     /// Records what `caller` did through the mount. What was done stands
     /// whether or not the record could be written; the log says if not.
-    fn audit(&self, caller: Caller, op: &str, details: serde_json::Map<String, serde_json::Value>) {
+    fn audit(
+        &self,
+        caller: Caller,
+        op: &str,
+        details: serde_json::Map<String, serde_json::Value>,
+        read: bool,
+    ) {
         let entry = Entry {
             op: op.into(),
             via: "fuse".into(),
             details,
             failed: None,
+            changed_nothing: read,
         };
         if let Err(e) = Audit::of(&self.head).record(caller, entry) {
             tracing::error!(op, uid = caller.uid, error = %e, "an audit record could not be written");
@@ -476,7 +483,7 @@ impl View for SnapshotsView {
                         if let Some(name) = self.name(seq) {
                             details.insert("name".into(), name.into());
                         }
-                        self.audit(caller, "snapshot_read", details);
+                        self.audit(caller, "snapshot_read", details, true);
                     }
                 }
                 Ok(snap_attr(seq, &e))
