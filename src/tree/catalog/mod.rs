@@ -94,7 +94,8 @@ impl<'h> Catalog<'h> {
             })?;
             if cost.snapshots > 0 {
                 let c = &self.head.counters;
-                c.last_catalog_records.store(cost.records, Ordering::Relaxed);
+                c.last_catalog_records
+                    .store(cost.records, Ordering::Relaxed);
                 c.last_catalog_trees.store(cost.trees, Ordering::Relaxed);
             }
             total.snapshots += cost.snapshots;

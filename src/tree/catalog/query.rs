@@ -135,7 +135,12 @@ impl Pattern {
         if spec.regex {
             regex::bytes::Regex::new(&spec.pattern)
                 .map(Pattern::Regex)
-                .map_err(|e| format!("the pattern {:?} is not a regular expression: {e}", spec.pattern))
+                .map_err(|e| {
+                    format!(
+                        "the pattern {:?} is not a regular expression: {e}",
+                        spec.pattern
+                    )
+                })
         } else {
             globset::GlobBuilder::new(&spec.pattern)
                 .literal_separator(true)
@@ -327,7 +332,10 @@ impl Catalog<'_> {
             Some(i) if path.len() > 1 => i,
             _ => return Ok(Vec::new()),
         };
-        let (dir, name) = (if cut == 0 { &b"/"[..] } else { &path[..cut] }, &path[cut + 1..]);
+        let (dir, name) = (
+            if cut == 0 { &b"/"[..] } else { &path[..cut] },
+            &path[cut + 1..],
+        );
         let r = self.head.rtx()?;
         let hash = path_hash(r_name_key(&r), dir);
         let Some(number) = r.catalog_paths()?.get(hash).map_err(db)?.map(|v| v.value()) else {

@@ -68,7 +68,11 @@ impl Version {
             kind: e.meta.kind,
             // A directory's size says nothing a user searches for, and
             // `diff` does not compare it.
-            size: if e.meta.kind == FileKind::Dir { 0 } else { e.meta.size },
+            size: if e.meta.kind == FileKind::Dir {
+                0
+            } else {
+                e.meta.size
+            },
             mtime: e.meta.mtime,
             uid: e.meta.uid,
             gid: e.meta.gid,
@@ -125,9 +129,7 @@ pub fn path_hash(name_key: &[u8; 32], path: &[u8]) -> [u8; 16] {
     let mut h = blake3::Hasher::new_keyed(name_key);
     h.update(b"c");
     h.update(path);
-    h.finalize().as_bytes()[..16]
-        .try_into()
-        .expect("16 bytes")
+    h.finalize().as_bytes()[..16].try_into().expect("16 bytes")
 }
 
 const TIP_KEY: &str = "tip";
@@ -192,7 +194,12 @@ pub fn open_dir(r: &impl Reader, number: u64, sealed: &[u8]) -> Result<DirRecord
 /// The record of directory `path` and its number, if the catalog has one.
 pub fn get_dir(w: &Write<'_>, path: &[u8]) -> Result<Option<(u64, DirRecord)>, FsError> {
     let hash = path_hash(w.name_key(), path);
-    let Some(number) = w.catalog_paths_ref()?.get(hash).map_err(db)?.map(|v| v.value()) else {
+    let Some(number) = w
+        .catalog_paths_ref()?
+        .get(hash)
+        .map_err(db)?
+        .map(|v| v.value())
+    else {
         return Ok(None);
     };
     let sealed = w
@@ -217,7 +224,12 @@ pub fn put_dir(w: &mut Write<'_>, number: Option<u64>, rec: &DirRecord) -> Resul
             n
         }
     };
-    let v = records::seal(w.sealer(), Kind::IndexCatalogDir, &number.to_le_bytes(), rec);
+    let v = records::seal(
+        w.sealer(),
+        Kind::IndexCatalogDir,
+        &number.to_le_bytes(),
+        rec,
+    );
     w.catalog_dirs_mut()?
         .insert(number, v.as_slice())
         .map_err(db)?;
