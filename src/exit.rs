@@ -68,6 +68,11 @@ pub const REPLICA_DIVERGED: u8 = 28;
 /// source but lacks some of its snapshots or objects; `strata replicate`
 /// brings it up to date.
 pub const REPLICA_BEHIND: u8 = 29;
+/// `strata find` matched nothing, `strata versions` found the path in no
+/// kept snapshot, `strata diff A B PATH` found PATH in neither snapshot.
+/// Not 1 as grep has it: 1 already means that something failed, and a
+/// script must tell "nothing there" from "could not look".
+pub const NOT_FOUND: u8 = 30;
 
 /// A check that found damage: reported, then exit 13.
 #[derive(Debug, thiserror::Error)]

@@ -2,7 +2,9 @@
 
 pub mod args;
 mod backup;
+mod diff;
 mod drill;
+mod find;
 mod forget;
 mod freshness;
 mod head;
@@ -10,11 +12,13 @@ mod man;
 mod mount;
 mod progress;
 mod prune;
+mod repair_catalog;
 mod replicate;
 mod runs;
 mod secrets;
 mod snapshot;
 mod throttle;
+mod versions;
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -49,6 +53,10 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Check(a) => cmd_check(g, a),
         Command::Repair(RepairCommand::Index) => cmd_repair_index(g),
         Command::Repair(RepairCommand::Packs(a)) => replicate::repair_packs(g, a),
+        Command::Repair(RepairCommand::Catalog) => repair_catalog::run(g),
+        Command::Find(a) => find::run(g, a),
+        Command::Versions { path } => versions::run(g, path),
+        Command::Diff { from, to, path } => diff::run(g, from, to, path.as_deref()),
         Command::Snapshot(c) => snapshot::run(g, c),
         Command::Backup(a) => backup::run(g, a),
         Command::Forget(a) => forget::run(g, a),

@@ -7,6 +7,7 @@
 //!
 //! The top of the library: it may use every layer below.
 
+pub mod catalog;
 pub mod control;
 pub mod metrics_http;
 pub mod mount_args;

@@ -123,6 +123,8 @@ Exit codes:
   29  replicate --verify: a replica is a consistent prefix of its source
       but lacks snapshots or objects (or was never made); `strata
       replicate` brings it up to date
+  30  find: nothing matched; versions: no kept snapshot holds the path;
+      diff A B PATH: neither snapshot holds PATH
   128+N  backup: stopped by signal N (130 SIGINT, 143 SIGTERM); the copy
       and hooks were stopped and on_failure hooks ran";
 

@@ -3,6 +3,7 @@
 
 mod alert_classes;
 mod backup;
+mod catalog;
 mod check_names;
 #[path = "../common/mod.rs"]
 mod common;
