@@ -427,6 +427,13 @@ fn reference_diff(
     out
 }
 
+/// A find to run: the spec, and which paths and entries the reference keeps.
+type Case = (
+    FindSpec,
+    Box<dyn Fn(&str) -> bool>,
+    Box<dyn Fn(&TreeEntry) -> bool>,
+);
+
 fn check_all(
     h: &Head,
     rng: &mut StdRng,
@@ -437,11 +444,7 @@ fn check_all(
     let kept: Vec<u64> = rows.iter().map(|r| r.record.seq).collect();
     // find: base-name globs, full-path globs, regexes, filters.
     let base = |p: &str| p.rsplit('/').next().unwrap().to_owned();
-    let cases: Vec<(
-        FindSpec,
-        Box<dyn Fn(&str) -> bool>,
-        Box<dyn Fn(&TreeEntry) -> bool>,
-    )> = vec![
+    let cases: Vec<Case> = vec![
         (
             FindSpec {
                 pattern: "*".into(),

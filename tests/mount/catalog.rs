@@ -14,8 +14,11 @@ fn json(out: &str) -> serde_json::Value {
     serde_json::from_str(out).unwrap_or_else(|e| panic!("{e}: {out}"))
 }
 
-/// Every path below `root` ("/a/b") with (is a dir, content, mode, mtime).
-fn walk(root: &Path) -> BTreeMap<String, (bool, Vec<u8>, u32, (i64, i64))> {
+/// What a walk sees of one path: is a dir, content, mode, mtime (s, ns).
+type Seen = (bool, Vec<u8>, u32, (i64, i64));
+
+/// Every path below `root` ("/a/b") and what is seen of it.
+fn walk(root: &Path) -> BTreeMap<String, Seen> {
     let mut out = BTreeMap::new();
     let mut stack = vec![root.to_owned()];
     while let Some(d) = stack.pop() {
