@@ -256,7 +256,10 @@ pub enum Command {
     /// the finished pack files and those still being written;
     /// pack_file_bytes, the bytes of all pack files (stored_bytes plus pack
     /// headers, metadata and space not yet reclaimed); index_bytes, the
-    /// index file; key_slots, the key slots that unlock the repository.
+    /// index file; key_slots, the key slots that unlock the repository;
+    /// catalog: records (directory paths), versions and bytes (sealed rows
+    /// of the catalog, within index_bytes) and tip (the newest snapshot it
+    /// took in).
     Stats,
     /// Run a backup: pre-backup hooks, COMMAND (the copy into MNT/head/),
     /// post-backup hooks, a snapshot, then validation hooks against it.

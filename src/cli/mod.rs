@@ -80,17 +80,19 @@ pub fn run(cli: Cli) -> Result<()> {
                 #[serde(flatten)]
                 repository: strata::store::stats::Stats,
                 head: strata::tree::head::HeadStats,
+                catalog: strata::tree::catalog::CatalogStats,
             }
             let head = strata::tree::head::Head::new(unlock(g)?)?;
             let all = All {
                 repository: strata::store::stats::stats(head.repo())?,
                 head: head.stats()?,
+                catalog: strata::tree::catalog::Catalog::of(&head).stats()?,
             };
-            let (s, h) = (&all.repository, &all.head);
+            let (s, h, c) = (&all.repository, &all.head, &all.catalog);
             print(g, &all, || {
                 format!(
-                    "suite            {}\nobjects          {} ({} bytes)\nstored bytes     {} ({:.1} % of object bytes)\npacks            {} finished, {} open ({} bytes)\nindex            {} bytes\nkey slots        {}\ninodes           {}\nsnapshots        {} (the newest serialized {} directories, reused {})",
-                    s.suite, s.chunks, s.chunk_bytes, s.stored_bytes, s.compression_ratio * 100.0, s.packs, s.open_packs, s.pack_file_bytes, s.index_bytes, s.key_slots, h.inodes, h.snapshots, h.last_snapshot_dirs_serialized, h.last_snapshot_dirs_reused
+                    "suite            {}\nobjects          {} ({} bytes)\nstored bytes     {} ({:.1} % of object bytes)\npacks            {} finished, {} open ({} bytes)\nindex            {} bytes\nkey slots        {}\ninodes           {}\nsnapshots        {} (the newest serialized {} directories, reused {})\ncatalog          {} directory records, {} versions, {} bytes",
+                    s.suite, s.chunks, s.chunk_bytes, s.stored_bytes, s.compression_ratio * 100.0, s.packs, s.open_packs, s.pack_file_bytes, s.index_bytes, s.key_slots, h.inodes, h.snapshots, h.last_snapshot_dirs_serialized, h.last_snapshot_dirs_reused, c.records, c.versions, c.bytes
                 )
             });
             Ok(())

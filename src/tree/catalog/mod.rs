@@ -56,6 +56,20 @@ pub struct Cost {
     pub trees: u64,
 }
 
+/// The catalog's size, for `strata stats`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct CatalogStats {
+    /// Directory records.
+    pub records: u64,
+    /// Versions they hold.
+    pub versions: u64,
+    /// Sealed bytes of the records, keys and lookup rows (redb's own
+    /// overhead not included).
+    pub bytes: u64,
+    /// The newest snapshot taken in.
+    pub tip: Option<u64>,
+}
+
 /// The catalog of one head's snapshots.
 #[derive(Clone, Copy)]
 pub struct Catalog<'h> {
@@ -71,6 +85,24 @@ impl<'h> Catalog<'h> {
     /// The newest snapshot taken in, if any.
     pub fn tip(&self) -> Result<Option<Tip>, FsError> {
         tip(&self.head.rtx()?)
+    }
+
+    /// Counts records, versions and bytes (reads every record).
+    pub fn stats(&self) -> Result<CatalogStats, FsError> {
+        let r = self.head.rtx()?;
+        let mut out = CatalogStats {
+            tip: tip(&r)?.map(|t| t.seq),
+            ..CatalogStats::default()
+        };
+        for row in r.catalog_dirs()?.iter().map_err(db)? {
+            let (k, v) = row.map_err(db)?;
+            let rec = record::open_dir(&r, k.value(), v.value())?;
+            out.records += 1;
+            out.versions += rec.versions.len() as u64;
+            // The record's key and value, and its lookup row.
+            out.bytes += 8 + v.value().len() as u64 + 16 + 8;
+        }
+        Ok(out)
     }
 
     /// Takes in every snapshot newer than the tip, oldest first.
