@@ -284,11 +284,19 @@ impl Catalog<'_> {
             let rec = open_dir(&r, k.value(), v.value())?;
             for group in rec.versions.chunk_by(|a, b| a.name == b.name) {
                 let name = &group[0].name;
-                let full = join(&rec.path, name);
-                let subject = if spec.path { &full } else { name };
-                if !pattern.is_match(subject) {
+                // A base name is tested before its path is built: most
+                // names do not match.
+                let full = if spec.path {
+                    let full = join(&rec.path, name);
+                    if !pattern.is_match(&full) {
+                        continue;
+                    }
+                    full
+                } else if pattern.is_match(name) {
+                    join(&rec.path, name)
+                } else {
                     continue;
-                }
+                };
                 let mut spans: Vec<(usize, usize)> = Vec::new();
                 let mut kind = None;
                 for v in group.iter().filter(|v| passes(v)) {
