@@ -83,6 +83,11 @@ impl ExitCode for Tampered {
         AUDIT_TAMPERED
     }
 }
+/// `strata find` matched nothing, `strata versions` found the path in no
+/// kept snapshot, `strata diff A B PATH` found PATH in neither snapshot.
+/// Not 1 as grep has it: 1 already means that something failed, and a
+/// script must tell "nothing there" from "could not look".
+pub const NOT_FOUND: u8 = 31;
 
 /// A check that found damage: reported, then exit 13.
 #[derive(Debug, thiserror::Error)]

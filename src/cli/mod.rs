@@ -3,7 +3,9 @@
 pub mod args;
 mod audit;
 mod backup;
+mod diff;
 mod drill;
+mod find;
 mod forget;
 mod freshness;
 mod head;
@@ -11,11 +13,13 @@ mod man;
 mod mount;
 mod progress;
 mod prune;
+mod repair_catalog;
 mod replicate;
 mod runs;
 mod secrets;
 mod snapshot;
 mod throttle;
+mod versions;
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -51,6 +55,10 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Check(a) => cmd_check(g, a),
         Command::Repair(RepairCommand::Index) => cmd_repair_index(g),
         Command::Repair(RepairCommand::Packs(a)) => replicate::repair_packs(g, a),
+        Command::Repair(RepairCommand::Catalog) => repair_catalog::run(g),
+        Command::Find(a) => find::run(g, a),
+        Command::Versions { path } => versions::run(g, path),
+        Command::Diff { from, to, path } => diff::run(g, from, to, path.as_deref()),
         Command::Snapshot(c) => snapshot::run(g, c),
         Command::Backup(a) => backup::run(g, a),
         Command::Forget(a) => forget::run(g, a),
@@ -75,17 +83,19 @@ pub fn run(cli: Cli) -> Result<()> {
                 #[serde(flatten)]
                 repository: strata::store::stats::Stats,
                 head: strata::tree::head::HeadStats,
+                catalog: strata::tree::catalog::CatalogStats,
             }
             let head = strata::tree::head::Head::new(unlock(g)?)?;
             let all = All {
                 repository: strata::store::stats::stats(head.repo())?,
                 head: head.stats()?,
+                catalog: strata::tree::catalog::Catalog::of(&head).stats()?,
             };
-            let (s, h) = (&all.repository, &all.head);
+            let (s, h, c) = (&all.repository, &all.head, &all.catalog);
             print(g, &all, || {
                 format!(
-                    "suite            {}\nobjects          {} ({} bytes)\nstored bytes     {} ({:.1} % of object bytes)\npacks            {} finished, {} open ({} bytes)\nindex            {} bytes\nkey slots        {}\ninodes           {}\nsnapshots        {} (the newest serialized {} directories, reused {})",
-                    s.suite, s.chunks, s.chunk_bytes, s.stored_bytes, s.compression_ratio * 100.0, s.packs, s.open_packs, s.pack_file_bytes, s.index_bytes, s.key_slots, h.inodes, h.snapshots, h.last_snapshot_dirs_serialized, h.last_snapshot_dirs_reused
+                    "suite            {}\nobjects          {} ({} bytes)\nstored bytes     {} ({:.1} % of object bytes)\npacks            {} finished, {} open ({} bytes)\nindex            {} bytes\nkey slots        {}\ninodes           {}\nsnapshots        {} (the newest serialized {} directories, reused {})\ncatalog          {} directory records, {} versions, {} bytes",
+                    s.suite, s.chunks, s.chunk_bytes, s.stored_bytes, s.compression_ratio * 100.0, s.packs, s.open_packs, s.pack_file_bytes, s.index_bytes, s.key_slots, h.inodes, h.snapshots, h.last_snapshot_dirs_serialized, h.last_snapshot_dirs_reused, c.records, c.versions, c.bytes
                 )
             });
             Ok(())

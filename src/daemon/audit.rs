@@ -118,6 +118,10 @@ fn changes(req: &Request) -> bool {
         | Request::AuditList { .. }
         | Request::AuditVerify { .. }
         | Request::AuditExport { .. }
+        | Request::Find { .. }
+        | Request::Versions { .. }
+        | Request::Diff { .. }
+        | Request::RepairCatalog
         | Request::Shutdown => false,
     }
 }
@@ -148,8 +152,11 @@ fn params(req: &Request) -> Map<String, Value> {
         }
     }
     map.remove("leftovers");
-    if let Some(Value::Object(change)) = map.remove("change") {
-        map.extend(change);
+    // A key change's or a query's fields, at the top.
+    for inner in ["change", "spec"] {
+        if let Some(Value::Object(fields)) = map.remove(inner) {
+            map.extend(fields);
+        }
     }
     map.remove("op");
     prune_empty(&mut map);

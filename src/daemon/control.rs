@@ -32,6 +32,8 @@ use crate::policy::throttle::{Limits, Throttle, ThrottleStatus};
 use crate::store::io::writeback::WritebackStatus;
 use crate::sys::chain::Chain;
 use crate::sys::sync::Recover;
+use crate::tree::catalog::query::{FindSpec, Found};
+use crate::tree::catalog::{Catalog, Cost};
 use crate::tree::namespace::{may_be_latest, Namespace};
 use crate::tree::objects::SnapshotRow;
 use crate::tree::record::{HoldChange, HoldInfo, Leftovers, RunRecord, SnapshotInfo};
@@ -105,6 +107,22 @@ pub enum ControlError {
         "the repository is not mounted: throttling governs the daemon's write path; mount it first"
     )]
     NotMounted,
+    /// A `find` pattern that does not compile.
+    #[error("{0}; nothing was searched")]
+    BadPattern(String),
+    /// A path that is not absolute.
+    #[error("{0:?} is not a path from a snapshot's root: write it as /DIR/NAME (as it appears below MOUNTPOINT/snapshots/NAME/)")]
+    NotAbsolute(String),
+    /// `diff A B PATH` where neither snapshot holds PATH.
+    #[error("neither snapshot {from} nor {to} holds {path}; `strata find --path '{path}'` shows where it was")]
+    NoSuchPath {
+        /// The path.
+        path: String,
+        /// The older snapshot's name.
+        from: String,
+        /// The newer snapshot's name.
+        to: String,
+    },
     /// `head reset` named no snapshot.
     #[error("head/ was not reset: no snapshot {0:?}: see `strata snapshot list`")]
     NoResetTarget(String),
@@ -209,7 +227,11 @@ impl ExitCode for ControlError {
         use crate::exit::{ERROR, MOUNTPOINT, NOT_COMMITTED, USAGE};
         match self {
             ControlError::NotMounted | ControlError::ResetBusy { .. } => MOUNTPOINT,
-            ControlError::NoResetTarget(_) | ControlError::NoReason => USAGE,
+            ControlError::NoResetTarget(_)
+            | ControlError::NoReason
+            | ControlError::BadPattern(_)
+            | ControlError::NotAbsolute(_) => USAGE,
+            ControlError::NoSuchPath { .. } => crate::exit::NOT_FOUND,
             ControlError::StoreFailed { .. } | ControlError::SnapshotNotStored(_) => NOT_COMMITTED,
             ControlError::DaemonReported(r) => r.exit_code(),
             ControlError::Forget(e) => e.exit_code(),
@@ -393,6 +415,28 @@ pub enum Request {
         /// What changed.
         change: KeyChange,
     },
+    /// Paths of the kept snapshots that match a pattern and filters.
+    Find {
+        /// The pattern and filters.
+        spec: FindSpec,
+    },
+    /// The distinct versions of one path across the kept snapshots.
+    Versions {
+        /// The path, from the snapshot's root ("/a/b").
+        path: String,
+    },
+    /// What differs between two snapshots (by number, name, label or
+    /// "latest"), below `path` when given.
+    Diff {
+        /// The older.
+        from: String,
+        /// The newer.
+        to: String,
+        /// Only this path and what is below it.
+        path: Option<String>,
+    },
+    /// Drop the catalog and build it again from the snapshot trees.
+    RepairCatalog,
     /// Unmount and exit (after committing everything).
     Shutdown,
 }
@@ -442,6 +486,10 @@ impl Request {
             Request::AuditVerify { .. } => "audit_verify",
             Request::AuditExport { .. } => "audit_export",
             Request::KeyChanged { .. } => "key_changed",
+            Request::Find { .. } => "find",
+            Request::Versions { .. } => "versions",
+            Request::Diff { .. } => "diff",
+            Request::RepairCatalog => "repair_catalog",
             Request::Shutdown => "shutdown",
         }
     }
@@ -449,7 +497,15 @@ impl Request {
     /// Whether a live daemon answers it at once: a question of the Free
     /// lane, but for the metrics and the report, which read every tree.
     pub fn quick(&self) -> bool {
-        self.lane() == Lane::Free && !matches!(self, Request::Metrics | Request::Report)
+        self.lane() == Lane::Free
+            && !matches!(
+                self,
+                Request::Metrics
+                    | Request::Report
+                    | Request::Find { .. }
+                    | Request::Versions { .. }
+                    | Request::Diff { .. }
+            )
     }
 
     /// Which requests it may run beside; see [`Lane`].
@@ -469,6 +525,10 @@ impl Request {
             | Request::AuditVerify { .. }
             | Request::AuditExport { .. }
             | Request::KeyChanged { .. } => Lane::Free,
+            // The catalog's catch-up before a query is its own write
+            // transaction, which redb serializes; taking a snapshot in
+            // twice is refused by its tip.
+            Request::Find { .. } | Request::Versions { .. } | Request::Diff { .. } => Lane::Free,
             // A check reads the packs prune moves objects out of.
             Request::Prune { .. }
             | Request::Check { .. }
@@ -484,6 +544,7 @@ impl Request {
             | Request::Forget { .. }
             | Request::HeadReset { .. }
             | Request::LeftoversRecord { .. }
+            | Request::RepairCatalog
             | Request::Shutdown => Lane::Catalog,
         }
     }
@@ -577,6 +638,14 @@ pub enum Reply {
     AuditExport(Vec<String>),
     /// The report's data.
     Report(Box<crate::ops::report::Report>),
+    /// Paths `find` matched.
+    Found(Vec<Found>),
+    /// The versions of a path.
+    Versions(Box<super::catalog::VersionsReply>),
+    /// What differs between two snapshots.
+    Diff(Box<super::catalog::DiffReply>),
+    /// What a catalog rebuild took in.
+    CatalogRebuilt(Cost),
     /// Done.
     Done,
 }
@@ -806,6 +875,17 @@ pub fn handle(ns: &Namespace, caller: Caller, req: &Request) -> Result<Reply, Co
             );
             Reply::Leftovers(Box::new(kept))
         }
+        Request::Find { spec } => Reply::Found(super::catalog::find(ns, spec)?),
+        Request::Versions { path } => {
+            Reply::Versions(Box::new(super::catalog::versions(ns, path)?))
+        }
+        Request::Diff { from, to, path } => Reply::Diff(Box::new(super::catalog::diff(
+            ns,
+            from,
+            to,
+            path.as_deref(),
+        )?)),
+        Request::RepairCatalog => Reply::CatalogRebuilt(Catalog::of(ns.head()).rebuild(caller)?),
         Request::ThrottleShow | Request::ThrottleSet { .. } | Request::ThrottleClear => {
             return Err(ControlError::NotMounted)
         }

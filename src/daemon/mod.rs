@@ -8,6 +8,7 @@
 //! The top of the library: it may use every layer below.
 
 pub mod audit;
+pub mod catalog;
 pub mod control;
 pub mod metrics_http;
 pub mod mount_args;

@@ -125,6 +125,8 @@ Exit codes:
       replicate` brings it up to date
   30  audit verify: the audit log was tampered with (a record edited,
       removed, reordered or cut off, or not the one a snapshot vouches for)
+  31  find: nothing matched; versions: no kept snapshot holds the path;
+      diff A B PATH: neither snapshot holds PATH
   128+N  backup: stopped by signal N (130 SIGINT, 143 SIGTERM); the copy
       and hooks were stopped and on_failure hooks ran";
 

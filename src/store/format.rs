@@ -154,6 +154,11 @@ pub enum Kind {
     Drill = 20,
     /// A value of the index's drill table.
     IndexDrill = 21,
+    /// A value of the catalog's directory table: one directory path and
+    /// the versions of its entries across snapshots.
+    IndexCatalogDir = 22,
+    /// The catalog's tip: the newest snapshot it has taken in.
+    IndexCatalogTip = 23,
     /// A record of the audit log (22 and 23 belong to the catalog).
     Audit = 24,
     /// A record of the index's audit table.

@@ -3,11 +3,15 @@
 //! runs that took them ([`record`]); the read path ([`reader`]); the
 //! mutable head that writers fill ([`head`]); the immutable snapshots taken
 //! of it ([`snapshot`], a sibling that uses the head's API); and the
-//! namespace a mount shows (`head/`, `snapshots/`: [`namespace`]).
+//! namespace a mount shows (`head/`, `snapshots/`: [`namespace`]); two
+//! trees compared ([`diff`]) and the catalog of every path of every
+//! snapshot built from those comparisons ([`catalog`]).
 //!
 //! Built on [`crate::store`]; imports nothing from policy, ops or the daemon.
 
 pub mod audit;
+pub mod catalog;
+pub mod diff;
 pub mod head;
 pub mod namespace;
 pub mod objects;

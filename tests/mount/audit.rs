@@ -61,6 +61,7 @@ fn the_mount_records_who_did_what() {
     }
     ok(m.strata().args(["snapshot", "create", "--label", "second"]));
     ok(m.strata().args(["check"]));
+    ok(m.strata().args(["find", "*"]));
     ok(m.strata().args(["replicate", "--config", c]));
     m.umount();
     // Key slots change only while unmounted.
@@ -83,6 +84,7 @@ fn the_mount_records_who_did_what() {
             ("snapshot_read", "fuse"),
             ("snapshot_create", "socket"),
             ("check", "socket"),
+            ("find", "socket"),
             ("replicate", "socket"),
             ("unmount", "mount"),
             ("key_add", "repository"),
@@ -101,17 +103,18 @@ fn the_mount_records_who_did_what() {
     }
     assert_eq!(records[1].details["label"], "nightly");
     assert_eq!(records[2].details["seq"], 1);
-    for r in records[3..6].iter().chain(&records[7..8]) {
+    for r in records[3..7].iter().chain(&records[8..9]) {
         assert!(r.pid != me && r.pid != daemon, "{r:?}");
         assert_eq!(r.uid, unsafe { libc::geteuid() });
     }
     assert_eq!(records[3].details["seq"], 2);
+    assert_eq!(records[5].details["pattern"], "*");
     assert!(records[0].details.get("config_changed").is_none());
     assert_eq!(
-        records[8].details["config_changed"],
+        records[9].details["config_changed"],
         serde_json::json!(["host"])
     );
-    assert_ne!(records[8].details["config"]["repository"], "absent");
+    assert_ne!(records[9].details["config"]["repository"], "absent");
 
     // The snapshots anchor the log; so do the replica's copies of them.
     let v: serde_json::Value = serde_json::from_str(&ok(m

@@ -4,6 +4,7 @@
 mod alert_classes;
 mod audit;
 mod backup;
+mod catalog;
 mod check_names;
 #[path = "../common/mod.rs"]
 mod common;

@@ -70,6 +70,11 @@ pub struct HeadCounters {
     /// Index key and value bytes written by the last operation (a create
     /// costs a few hundred, whatever the directory's size).
     pub last_txn_index_bytes: AtomicU64,
+    /// Catalog records the last catalog update wrote (one snapshot taken
+    /// in): the directories its diff touched, not the tree's size.
+    pub last_catalog_records: AtomicU64,
+    /// Trees the last catalog update read.
+    pub last_catalog_trees: AtomicU64,
 }
 
 /// What `strata stats` shows of the head. The live counters (staging, last

@@ -16,6 +16,9 @@
 //! | head_leftovers | "marker"                          | a failed run's leftovers  |
 //! | drills         | drill number u64                  | a restore drill's record  |
 //! | audit          | record number u64 (0: the head)   | an audit record           |
+//! | catalog_dirs   | record number u64                 | a directory's versions    |
+//! | catalog_paths  | directory path hash [16]          | record number u64 (plain) |
+//! | catalog_tip    | "tip"                             | the newest snapshot taken in |
 //!
 //! Name hashes are keyed BLAKE3 of (parent, name), so the table order and
 //! keys reveal nothing about names; a listing resumes from the last hash it
@@ -51,6 +54,13 @@ pub const TOMBSTONES: TableDefinition<u64, &[u8]> = TableDefinition::new("snapsh
 pub const AUDIT: TableDefinition<u64, &[u8]> = TableDefinition::new("audit");
 /// Restore drills by number, from 1.
 pub const DRILLS: TableDefinition<u64, &[u8]> = TableDefinition::new("drills");
+/// The catalog: one record per directory path that any snapshot held
+/// (see `tree::catalog`).
+pub const CATALOG_DIRS: TableDefinition<u64, &[u8]> = TableDefinition::new("catalog_dirs");
+/// The catalog's lookup: keyed hash of a directory path -> its record.
+pub const CATALOG_PATHS: TableDefinition<[u8; 16], u64> = TableDefinition::new("catalog_paths");
+/// The catalog's tip (one row): how far it has caught up.
+pub const CATALOG_TIP: TableDefinition<&str, &[u8]> = TableDefinition::new("catalog_tip");
 /// Directories a reset left unloaded: their entries are still only in the
 /// snapshot tree their `clean_tree` names (see `Write::load`). Roots for
 /// garbage collection while they last.

@@ -281,6 +281,9 @@ pub struct Read<'a> {
     tombstones: OnceCell<ReadOnlyTable<u64, Sealed>>,
     drills: OnceCell<ReadOnlyTable<u64, Sealed>>,
     audit: OnceCell<ReadOnlyTable<u64, Sealed>>,
+    catalog_dirs: OnceCell<ReadOnlyTable<u64, Sealed>>,
+    catalog_paths: OnceCell<ReadOnlyTable<[u8; 16], u64>>,
+    catalog_tip: OnceCell<ReadOnlyTable<&'static str, Sealed>>,
 }
 
 impl<'a> Read<'a> {
@@ -310,6 +313,9 @@ impl<'a> Read<'a> {
             tombstones: OnceCell::new(),
             drills: OnceCell::new(),
             audit: OnceCell::new(),
+            catalog_dirs: OnceCell::new(),
+            catalog_paths: OnceCell::new(),
+            catalog_tip: OnceCell::new(),
         })
     }
 
@@ -367,6 +373,21 @@ impl<'a> Read<'a> {
     /// (the table came with the log).
     pub fn audit(&self) -> Result<Option<&ReadOnlyTable<u64, Sealed>>, FsError> {
         optional(&self.tx, &self.audit, AUDIT)
+    }
+
+    /// The catalog's directory records.
+    pub fn catalog_dirs(&self) -> Result<&ReadOnlyTable<u64, Sealed>, FsError> {
+        lazy(&self.catalog_dirs, || self.tx.open_table(CATALOG_DIRS))
+    }
+
+    /// The catalog's path lookup.
+    pub fn catalog_paths(&self) -> Result<&ReadOnlyTable<[u8; 16], u64>, FsError> {
+        lazy(&self.catalog_paths, || self.tx.open_table(CATALOG_PATHS))
+    }
+
+    /// The catalog's tip.
+    pub fn catalog_tip(&self) -> Result<&ReadOnlyTable<&'static str, Sealed>, FsError> {
+        lazy(&self.catalog_tip, || self.tx.open_table(CATALOG_TIP))
     }
 
     /// What the head's rows refer to in the packs, for garbage collection:
@@ -432,6 +453,9 @@ pub struct Write<'a> {
     tombstones: OnceCell<Table<'a, u64, Sealed>>,
     drills: OnceCell<Table<'a, u64, Sealed>>,
     audit: OnceCell<Table<'a, u64, Sealed>>,
+    catalog_dirs: OnceCell<Table<'a, u64, Sealed>>,
+    catalog_paths: OnceCell<Table<'a, [u8; 16], u64>>,
+    catalog_tip: OnceCell<Table<'a, &'static str, Sealed>>,
     /// Key and value bytes this transaction wrote, for the cost counters.
     pub bytes_written: u64,
 }
@@ -475,6 +499,9 @@ pub fn write<T>(
             tombstones: OnceCell::new(),
             drills: OnceCell::new(),
             audit: OnceCell::new(),
+            catalog_dirs: OnceCell::new(),
+            catalog_paths: OnceCell::new(),
+            catalog_tip: OnceCell::new(),
             bytes_written: 0,
         };
         let out = f(&mut w)?;
@@ -534,6 +561,9 @@ write_tables! {
     tombstones, tombstones_t, tombstones_mut_inner, TOMBSTONES: u64 => Sealed;
     drills, drills_t, drills_mut_inner, DRILLS: u64 => Sealed;
     audit, audit_t, audit_mut_inner, AUDIT: u64 => Sealed;
+    catalog_dirs, catalog_dirs_t, catalog_dirs_mut_inner, CATALOG_DIRS: u64 => Sealed;
+    catalog_paths, catalog_paths_t, catalog_paths_mut_inner, CATALOG_PATHS: [u8; 16] => u64;
+    catalog_tip, catalog_tip_t, catalog_tip_mut_inner, CATALOG_TIP: &'static str => Sealed;
 }
 
 impl<'a> Write<'a> {
@@ -767,6 +797,9 @@ impl<'a> Write<'a> {
         self.tombstones_t()?;
         self.drills_t()?;
         self.audit_t()?;
+        self.catalog_dirs_t()?;
+        self.catalog_paths_t()?;
+        self.catalog_tip_t()?;
         Ok(())
     }
 
@@ -818,6 +851,44 @@ impl<'a> Write<'a> {
     /// Restore drills, to add one.
     pub fn drills_mut(&mut self) -> Result<&mut Table<'a, u64, Sealed>, FsError> {
         self.drills_mut_inner()
+    }
+
+    /// The catalog's directory records.
+    pub fn catalog_dirs_ref(&self) -> Result<&Table<'a, u64, Sealed>, FsError> {
+        self.catalog_dirs_t()
+    }
+
+    /// The catalog's path lookup.
+    pub fn catalog_paths_ref(&self) -> Result<&Table<'a, [u8; 16], u64>, FsError> {
+        self.catalog_paths_t()
+    }
+
+    /// The catalog's tip.
+    pub fn catalog_tip_ref(&self) -> Result<&Table<'a, &'static str, Sealed>, FsError> {
+        self.catalog_tip_t()
+    }
+
+    /// Empties the catalog's tables (`strata repair catalog`).
+    pub fn clear_catalog(&mut self) -> Result<(), FsError> {
+        self.catalog_dirs_mut()?.retain(|_, _| false).map_err(db)?;
+        self.catalog_paths_mut()?.retain(|_, _| false).map_err(db)?;
+        self.catalog_tip_mut()?.retain(|_, _| false).map_err(db)?;
+        self.set_counter("catalog_dir_seq", 0)
+    }
+
+    /// The catalog's directory records, to change.
+    pub fn catalog_dirs_mut(&mut self) -> Result<&mut Table<'a, u64, Sealed>, FsError> {
+        self.catalog_dirs_mut_inner()
+    }
+
+    /// The catalog's path lookup, to change.
+    pub fn catalog_paths_mut(&mut self) -> Result<&mut Table<'a, [u8; 16], u64>, FsError> {
+        self.catalog_paths_mut_inner()
+    }
+
+    /// The catalog's tip, to change.
+    pub fn catalog_tip_mut(&mut self) -> Result<&mut Table<'a, &'static str, Sealed>, FsError> {
+        self.catalog_tip_mut_inner()
     }
 
     /// Inodes marked as orphans.

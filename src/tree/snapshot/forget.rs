@@ -158,6 +158,12 @@ impl Snapshots<'_> {
             Ok(stones)
         })?;
         serial.commit()?;
+        drop(serial);
+        // Queries skip what no kept snapshot holds, so this only saves
+        // space; a failure leaves the catalog correct.
+        if let Err(e) = crate::tree::catalog::Catalog::of(head).compact() {
+            tracing::warn!(error = %e, "compacting the catalog after forgetting failed");
+        }
         for s in &stones {
             tracing::info!(
                 seq = s.seq,

@@ -4,7 +4,8 @@
 //! Roots are every kept snapshot (its record and trees), and the head: its
 //! files' extents and its directories' clean trees (a directory reset
 //! left unloaded has its entries only there; a clean tree may belong to a
-//! forgotten snapshot and is reused by the next one). Every tree below a
+//! forgotten snapshot and is reused by the next one), and the catalog's
+//! tip (the next catalog update diffs against it). Every tree below a
 //! root is read, so a tree that cannot be read stops the mark: garbage
 //! collection must never decide from a partial picture.
 
@@ -42,9 +43,13 @@ impl Snapshots<'_> {
             live.ids.insert(ChunkId(row.id));
             stack.extend(row.record.root.subtree);
         }
-        let (chunks, trees) = self.head.rtx()?.references()?;
+        let r = self.head.rtx()?;
+        let (chunks, trees) = r.references()?;
         live.ids.extend(chunks);
         stack.extend(trees);
+        // The catalog's next update diffs against its tip's trees, whose
+        // snapshot may be forgotten.
+        stack.extend(crate::tree::catalog::record::tip(&r)?.map(|t| t.root));
         let store = self.head.repo().store();
         while let Some(id) = stack.pop() {
             if !live.ids.insert(ChunkId(id)) {

@@ -151,6 +151,12 @@ impl<'h> Snapshots<'h> {
             record.stats.dirs_serialized,
             std::sync::atomic::Ordering::Relaxed,
         );
+        drop(serial);
+        // The snapshot stands whatever happens here: a catalog that did
+        // not catch up now does before its next query.
+        if let Err(e) = crate::tree::catalog::Catalog::of(head).catch_up() {
+            tracing::warn!(seq = record.seq, error = %e, "the catalog did not take the snapshot in; the next query will");
+        }
         Ok(record)
     }
 
