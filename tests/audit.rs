@@ -174,7 +174,7 @@ fn each_operation_leaves_a_record_with_its_caller() {
     assert_eq!(since.trim(), "[]");
     let bad = r.run(&["audit", "list", "--since", "yesterday-ish"]);
     assert_eq!(bad.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&bad.stderr).contains("neither a date"));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("is not a time"));
 }
 
 #[test]

@@ -870,21 +870,9 @@ pub enum AuditCommand {
     },
 }
 
-/// Parses WHEN: an RFC 3339 date or time, or an age before now.
+/// WHEN as seconds since the epoch (see [`parse_time`]).
 pub fn parse_when(s: &str) -> Result<i64, String> {
-    let now = std::time::SystemTime::now();
-    let at = if let Ok(age) = humantime::parse_duration(s) {
-        now.checked_sub(age)
-    } else if let Ok(t) = humantime::parse_rfc3339_weak(s) {
-        Some(t)
-    } else if let Ok(t) = humantime::parse_rfc3339_weak(&format!("{s} 00:00:00")) {
-        Some(t)
-    } else {
-        None
-    };
-    at.and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-        .map(|d| d.as_secs() as i64)
-        .ok_or_else(|| format!("{s:?} is neither a date or time (2026-12-01, 2026-12-01T08:00:00Z) nor an age (7d, 12h)"))
+    parse_time(s).map(|t| t.secs)
 }
 
 #[derive(Debug, Subcommand)]
