@@ -10,7 +10,7 @@ use std::process::{Command, Output};
 use std::sync::Arc;
 
 use strata::store::io::{Disk, LocalDisk};
-use strata::tree::audit::{chain_hash, sealed_rows, AuditRecord};
+use strata::tree::audit::AuditRecord;
 use strata::tree::head::txn::Reader;
 use strata::tree::head::Head;
 
@@ -249,27 +249,7 @@ fn a_resealed_record_is_found() {
 fn a_rewritten_chain_is_found_by_the_snapshot_anchor() {
     let r = busy();
     r.tamper(|head| {
-        let rows = rows(head);
-        let sealer_rows = |n: u64, body: &[u8]| {
-            let t = head.rtx().unwrap();
-            sealed_rows(t.sealer(), n, body)
-        };
-        let mut prev = [0u8; 32];
-        for (n, sealed) in rows.iter().filter(|(n, _)| *n > 0) {
-            let t = head.rtx().unwrap();
-            let body = strata::tree::audit::open_row(t.sealer(), *n, sealed).unwrap();
-            drop(t);
-            let mut rec = AuditRecord::decode(&body).unwrap();
-            if *n == 1 {
-                rec.uid = 4242;
-            }
-            rec.prev = hex::encode(prev);
-            let edited = serde_json::to_vec(&rec).unwrap();
-            prev = chain_hash(&edited);
-            for (k, v) in sealer_rows(*n, &edited) {
-                set_row(head, k, Some(&v));
-            }
-        }
+        common::audit::rewrite_log(head);
     });
     r.tampered("vouches for another record 1");
 }
@@ -422,4 +402,40 @@ fn a_refused_request_changes_no_file_and_a_repair_names_what_it_lost() {
     // Without the repair's record, the same gap is a finding.
     r.tamper(|head| set_row(head, repair.n, None));
     r.tampered(&format!("records {lost} to {} are missing", lost + 1));
+}
+
+/// A drill, a head reset and every key command leave their records too,
+/// with what they acted on.
+#[test]
+fn drills_resets_and_key_changes_leave_records() {
+    let r = busy();
+    r.ok(&["drill", "latest", "--discard"]);
+    r.ok(&["head", "reset", "--to", "1"]);
+    let key = r.path("second.key");
+    let added = r.ok(&["key", "add", "--new-key-file", key.to_str().unwrap()]);
+    let slot = added.trim().rsplit(' ').next().unwrap().to_owned();
+    std::fs::write(r.path("pw2"), "battery staple\n").unwrap();
+    let cheap = ["--kdf-memory-mib", "1", "--kdf-iterations", "1"];
+    let pw2 = r.path("pw2");
+    let mut passwd = vec![
+        "key",
+        "passwd",
+        "--new-password-file",
+        pw2.to_str().unwrap(),
+    ];
+    passwd.extend(cheap);
+    r.ok(&passwd);
+    std::fs::copy(r.path("pw2"), r.path("pw")).unwrap();
+    r.ok(&["key", "remove", &slot]);
+    let records = r.records();
+    let tail: Vec<&str> = records[7..].iter().map(|x| x.op.as_str()).collect();
+    assert_eq!(
+        tail,
+        ["drill", "head_reset", "key_add", "key_passwd", "key_remove"]
+    );
+    assert_eq!(records[7].details["result"], "passed");
+    assert_eq!(records[8].details["seq"], 1);
+    assert_eq!(records[9].details["slot"], slot.as_str());
+    assert_eq!(records[11].details["slot"], slot.as_str());
+    r.ok(&["audit", "verify"]);
 }

@@ -193,11 +193,12 @@ pub fn repair_packs(g: &Global, a: &RepairPacksArgs) -> Result<()> {
         }
         if !r.bad_packs.is_empty() {
             out.push_str(&format!(
-                "\nfetched {} object(s) ({}) from {}, kept {} intact, replaced {} pack(s)",
+                "\nfetched {} object(s) ({}) from {}, kept {} intact, {} audit record(s) from the index, replaced {} pack(s)",
                 r.objects_fetched,
                 format_bytes(r.bytes_fetched as f64),
                 a.from,
                 r.objects_kept,
+                r.objects_from_log,
                 r.packs_replaced
             ));
         }

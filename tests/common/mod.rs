@@ -1,6 +1,7 @@
 //! Helpers shared by the engine tests.
 #![allow(dead_code)]
 
+pub mod audit;
 pub mod nights;
 pub mod postgres;
 pub mod s3;

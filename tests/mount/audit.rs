@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use strata::store::io::{Disk, LocalDisk};
-use strata::tree::audit::{chain_hash, open_row, sealed_rows, Audit, AuditRecord};
+use strata::tree::audit::AuditRecord;
 use strata::tree::head::txn::Reader;
 use strata::tree::head::Head;
 use strata::tree::objects::{AuditAnchor, SnapshotRow};
@@ -36,15 +36,21 @@ fn config(m: &Mount, extra: &str) -> PathBuf {
     path
 }
 
+/// A repository mounted with strata.toml declaring the replica "near".
+fn mounted_with_replica() -> (Mount, PathBuf) {
+    let m = Mount::unmounted();
+    let conf = config(&m, "");
+    m.mount_with(&["--config", conf.to_str().unwrap()]);
+    (m, conf)
+}
+
 #[test]
 fn the_mount_records_who_did_what() {
     if tier::missing(&[Tier::Mount]) {
         return;
     }
-    let m = Mount::unmounted();
-    let conf = config(&m, "");
+    let (m, conf) = mounted_with_replica();
     let c = conf.to_str().unwrap();
-    m.mount_with(&["--config", c]);
     let daemon = m.daemon_pid();
     let src = m.path("src");
     tree::make(&src);
@@ -142,10 +148,8 @@ fn a_replica_vouches_for_the_log_after_a_rewrite_here() {
     if tier::missing(&[Tier::Mount]) {
         return;
     }
-    let m = Mount::unmounted();
-    let conf = config(&m, "");
+    let (m, conf) = mounted_with_replica();
     let c = conf.to_str().unwrap();
-    m.mount_with(&["--config", c]);
     m.snapshot("one");
     m.snapshot("two");
     ok(m.strata().args(["replicate", "--config", c]));
@@ -169,31 +173,13 @@ fn a_replica_vouches_for_the_log_after_a_rewrite_here() {
     assert!(!said.contains("problem: snapshot"), "here it holds: {said}");
 }
 
-/// Rewrites every audit record (the first's uid changed), chains them
-/// again, and re-anchors every snapshot row on the new chain.
+/// Rewrites the audit log ([`super::common::audit::rewrite_log`]) and
+/// re-anchors every snapshot row on the new chain.
 fn rewrite(head: &Head) {
-    let rows = Audit::of(head).rows().unwrap();
-    let mut prev = [0u8; 32];
-    let mut hashes = vec![[0u8; 32]];
+    let hashes = super::common::audit::rewrite_log(head);
     let serial = head.serial();
     serial
         .transact(|w| {
-            for (n, sealed) in rows.iter().filter(|(n, _)| *n > 0) {
-                let body = open_row(w.sealer(), *n, sealed)?;
-                let mut rec = AuditRecord::decode(&body).unwrap();
-                if *n == 1 {
-                    rec.uid = 4242;
-                }
-                rec.prev = hex::encode(prev);
-                let edited = serde_json::to_vec(&rec).unwrap();
-                prev = chain_hash(&edited);
-                hashes.push(prev);
-                for (k, v) in sealed_rows(w.sealer(), *n, &edited) {
-                    w.audit_mut()?
-                        .insert(k, v.as_slice())
-                        .map_err(strata::tree::head::records::db)?;
-                }
-            }
             let snaps: Vec<(u64, Vec<u8>)> = {
                 use redb::ReadableTable;
                 w.snapshots()?

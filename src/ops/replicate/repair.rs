@@ -11,7 +11,9 @@
 //! 2. Every object of a bad pack is stored again: fetched from the replica
 //!    and checked there against its id ([`Store::get_sealed`]: the seal
 //!    opened, the plaintext hashed), or, where the replica lacks it but the
-//!    local copy reads intact, copied from that copy.
+//!    local copy reads intact, copied from that copy. An audit record,
+//!    which replicas do not hold (each keeps its own log), is sealed again
+//!    from the index's audit row, which holds the same bytes.
 //! 3. The copies go into new packs, synced before the one durable index
 //!    commit ([`Store::commit_dropping`]) that moves their rows and drops
 //!    the bad packs every object of which was stored again; only then are
@@ -31,6 +33,7 @@ use crate::store::chunks::{Sealed, Store, StoreError};
 use crate::store::format::Kind;
 use crate::store::id::{ChunkId, PackId};
 use crate::store::index::{Doom, Location, PackState};
+use crate::tree::audit::Audit;
 use crate::tree::head::Head;
 
 /// What a pack repair did.
@@ -46,6 +49,10 @@ pub struct PackRepairReport {
     pub objects_fetched: u64,
     /// Their sealed bytes.
     pub bytes_fetched: u64,
+    /// Audit records stored again from the index's audit rows (replicas
+    /// keep logs of their own, not the source's).
+    #[serde(default)]
+    pub objects_from_log: u64,
     /// Intact objects of bad packs copied from where they were.
     pub objects_kept: u64,
     /// Bad packs replaced (deleted after their objects were stored again).
@@ -82,6 +89,7 @@ pub fn repair_packs(head: &Head, replica: &Head) -> Result<PackRepairReport, Sto
         rows.entry(loc.pack).or_default().push((id, loc));
     }
     let mut doom = Doom::default();
+    let mut log = None;
     for (pack, record) in store.pack_records() {
         if record.state != PackState::Finished {
             continue;
@@ -124,6 +132,17 @@ pub fn repair_packs(head: &Head, replica: &Head) -> Result<PackRepairReport, Sto
                     report.bytes_fetched += sealed.bytes.len() as u64;
                     store.copy_object(sealed.kind, id, &sealed.bytes, sealed.raw_len)?;
                 }
+                // Audit records are not copied to replicas (each keeps its
+                // own log); the index's rows still hold every one.
+                None if log
+                    .get_or_insert_with(|| audit_objects(head))
+                    .contains_key(&id) =>
+                {
+                    let body = &log.as_ref().expect("just filled")[&id];
+                    let sealed = store.codec().encode_object(Kind::Audit, &id, body);
+                    store.copy_object(Kind::Audit, id, &sealed, body.len() as u32)?;
+                    report.objects_from_log += 1;
+                }
                 None => {
                     whole = false;
                     report
@@ -143,6 +162,17 @@ pub fn repair_packs(head: &Head, replica: &Head) -> Result<PackRepairReport, Sto
     report.packs_replaced = doom.packs.len() as u64;
     store.commit_dropping(&doom)?;
     Ok(report)
+}
+
+/// The audit records of `head`'s log by object id.
+fn audit_objects(head: &Head) -> HashMap<ChunkId, Vec<u8>> {
+    let codec = head.repo().store().codec();
+    Audit::of(head)
+        .bodies()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|body| (codec.object_id(Kind::Audit, &body), body))
+        .collect()
 }
 
 /// Object `id` from the replica, verified, trying every packed kind when

@@ -262,6 +262,18 @@ impl<'h> Audit<'h> {
         Ok(out)
     }
 
+    /// The stored bytes of every record that opens, oldest first: what a
+    /// pack repair stores again when a pack that held them is lost.
+    pub fn bodies(&self) -> Result<Vec<Vec<u8>>, FsError> {
+        let r = self.head.rtx()?;
+        Ok(self
+            .rows()?
+            .into_iter()
+            .filter(|(n, _)| *n > 0)
+            .filter_map(|(n, sealed)| open_row(r.sealer(), n, &sealed).ok())
+            .collect())
+    }
+
     /// Runs `f` with the sealer of the log's rows.
     pub fn with_sealer<T>(&self, f: impl FnOnce(&Sealer) -> T) -> Result<T, FsError> {
         Ok(f(self.head.rtx()?.sealer()))
