@@ -107,6 +107,19 @@ impl DirChange {
     fn is_empty(&self) -> bool {
         self.added.is_empty() && self.removed.is_empty() && self.changed.is_empty()
     }
+
+    /// Notes entry `a` becoming `b` (one name in both trees), if anything
+    /// about it changed.
+    fn compare(&mut self, a: &TreeEntry, b: &TreeEntry) {
+        let what = attributes(a, b);
+        if !what.is_empty() {
+            self.changed.push(Changed {
+                old: a.clone(),
+                new: b.clone(),
+                what,
+            });
+        }
+    }
 }
 
 /// `dir/name`, where the root is "/".
@@ -191,14 +204,7 @@ impl<'s> Walker<'s> {
                 }
                 std::cmp::Ordering::Equal => {
                     let (a, b) = (&olds[i], &news[j]);
-                    let what = attributes(a, b);
-                    if !what.is_empty() {
-                        change.changed.push(Changed {
-                            old: a.clone(),
-                            new: b.clone(),
-                            what,
-                        });
-                    }
+                    change.compare(a, b);
                     if a.subtree != b.subtree {
                         below.push((join(path, &a.name), a.subtree, b.subtree));
                     }
@@ -269,16 +275,7 @@ impl<'s> Walker<'s> {
             (None, None) => return Ok(None),
             (Some(a), None) => change.removed.push(a.clone()),
             (None, Some(b)) => change.added.push(b.clone()),
-            (Some(a), Some(b)) => {
-                let what = attributes(a, b);
-                if !what.is_empty() {
-                    change.changed.push(Changed {
-                        old: a.clone(),
-                        new: b.clone(),
-                        what,
-                    });
-                }
-            }
+            (Some(a), Some(b)) => change.compare(a, b),
         }
         if !change.is_empty() {
             visit(change)?;
