@@ -201,7 +201,7 @@ pub fn make(last: AuditAnchor, caller: Caller, entry: Entry) -> (AuditRecord, Ve
 }
 
 /// `time` as RFC 3339 UTC to the microsecond.
-pub fn rfc3339(time: Timestamp) -> String {
+fn rfc3339(time: Timestamp) -> String {
     let t = std::time::UNIX_EPOCH + std::time::Duration::new(time.secs.max(0) as u64, time.nanos);
     humantime::format_rfc3339_micros(t).to_string()
 }
