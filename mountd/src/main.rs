@@ -19,7 +19,7 @@ use anyhow::{Context, Result};
 use clap::Parser;
 use fuser::{Config, MountOption, SessionACL};
 use strata::daemon::control::{self, Daemon};
-use strata::daemon::mount_args::{resolve_group, MountdArgs};
+use strata::daemon::mount_args::{resolve_group, MountdArgs, Transport};
 use strata::exit::Reported;
 use strata::policy::alert::{self, Alerter};
 use strata::policy::hostconfig::HostConfig;
@@ -32,9 +32,10 @@ use strata::sys::mountpoint::{self, MountpointError};
 use strata::tree::namespace::{Access, Namespace};
 
 use delay::Delayer;
-use fuse::StrataFs;
+use fuse::{StrataFs, MAX_WRITE};
 use invalidate::{after_forget, after_snapshot, send_invalidation, Invalidate};
 use requests::Requests;
+use strata_mountd::kernel::{self, Negotiate, TransportStatus};
 
 /// Threads that decode chunks ahead of readers.
 const READ_AHEAD_WORKERS: usize = 2;
@@ -117,6 +118,7 @@ struct Served {
     unmount: Mutex<Option<fuser::SessionUnmounter>>,
     requests: Arc<Requests>,
     throttle: Arc<Throttle>,
+    transport: Arc<TransportStatus>,
 }
 
 impl Served {
@@ -184,6 +186,10 @@ impl Daemon for Served {
 
     fn throttle(&self) -> &Throttle {
         &self.throttle
+    }
+
+    fn transport(&self) -> String {
+        self.transport.describe()
     }
 }
 
@@ -325,8 +331,6 @@ fn run(args: &MountdArgs, ready: &dyn Fn()) -> Result<()> {
     } else {
         SessionACL::Owner
     };
-    config.n_threads = Some(opts.threads.max(1));
-    config.clone_fd = true;
     let requests = Arc::new(Requests::default());
     let (throttle, _adaptive, io_placement) =
         start_throttle(host.throttle_policy(), &args.repo, &repo_id);
@@ -339,15 +343,39 @@ fn run(args: &MountdArgs, ready: &dyn Fn()) -> Result<()> {
             remote.set_pace(Arc::new(move |bytes| uploads.wait(bytes)));
         }
     }
-    let fs = StrataFs::new(
+    let fs: Arc<dyn kernel::Serve> = Arc::new(StrataFs::new(
         ns.clone(),
         tx.clone(),
         requests.clone(),
         throttle.clone(),
         Delayer::spawn()?,
+    ));
+    let negotiate = Negotiate::new(
+        fuse::capabilities(),
+        MAX_WRITE,
+        opts.transport != Transport::DevFuse,
     );
-    let mut session = fuser::Session::new(fs, &mnt, &config)
+    let ring = negotiate.ring.clone();
+    let mut session = fuser::Session::new(negotiate, &mnt, &config)
         .map_err(|e| MountpointError::Mount(mnt.clone(), e.to_string()))?;
+    let ring = Negotiate::ring_granted(&ring);
+    if let (Transport::IoUring, Err(why)) = (opts.transport, &ring) {
+        let _ = session.unmount();
+        return Err(Reported(
+            strata::exit::MOUNTPOINT,
+            format!("--transport io-uring: {why}; or mount with --transport auto to fall back to /dev/fuse"),
+        )
+        .into());
+    }
+    let transport = Arc::new(TransportStatus::default());
+    let serving = kernel::start(
+        std::os::fd::AsFd::as_fd(&session),
+        fs,
+        opts.threads,
+        MAX_WRITE as usize,
+        ring,
+        &transport,
+    )?;
     let served = Arc::new(Served {
         mountpoint: mnt.clone(),
         ns: ns.clone(),
@@ -355,6 +383,7 @@ fn run(args: &MountdArgs, ready: &dyn Fn()) -> Result<()> {
         unmount: Mutex::new(Some(session.unmount_callable())),
         requests,
         throttle,
+        transport,
     });
     strata::daemon::watch::spawn(
         ns.clone(),
@@ -410,7 +439,11 @@ fn run(args: &MountdArgs, ready: &dyn Fn()) -> Result<()> {
     }
     let serving = std::thread::Builder::new()
         .name("session".into())
-        .spawn(move || session.run())?;
+        .spawn(move || {
+            let r = serving.join();
+            drop(session);
+            r
+        })?;
 
     wait_answering(&mnt)?;
     tracing::info!(mountpoint = %mnt.display(), repo = %repo_id, "mounted");

@@ -365,7 +365,9 @@ pub enum Command {
     /// label, start time, why it failed, and last_good, the snapshot to
     /// reset head/ to with `strata head reset --to`), if any;
     /// staging_bytes, overwrites held until they are chunked;
-    /// durable_commits, commits since the daemon started; fuse_requests and
+    /// durable_commits, commits since the daemon started; transport, how
+    /// FUSE requests reach the daemon (io_uring, or dev-fuse and why the
+    /// ring is not used; see strata-mountd(8)); fuse_requests and
     /// fuse_micros, the requests served per operation and the microseconds
     /// spent on them; throttle, the write limit in force and why;
     /// writeback, the pack writeback thread's I/O priority and what it

@@ -51,6 +51,7 @@ pub fn write_pages(dir: &Path) -> Result<()> {
     clap_mangen::Man::new(with_synopsis("strata-mountd", mountd))
         .section("8")
         .render(&mut buf)?;
+    buf.extend_from_slice(strata::daemon::mount_args::TRANSPORT_MAN.as_bytes());
     see_also(
         &mut buf,
         &["strata(1)", "strata-mount(1)", "strata.toml(5)"].map(String::from),

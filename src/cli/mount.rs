@@ -202,6 +202,7 @@ pub fn mount(g: &Global, a: &MountArgs) -> Result<()> {
         .arg("--key-fd")
         .arg(KEY_FD.to_string());
     cmd.arg("--threads").arg(a.mount.threads.to_string());
+    cmd.arg("--transport").arg(a.mount.transport.as_str());
     if a.mount.allow_other {
         cmd.arg("--allow-other");
     }

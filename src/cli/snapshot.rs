@@ -209,6 +209,9 @@ pub fn status(g: &Global) -> Result<()> {
             s.staging_bytes,
             s.durable_commits
         );
+        if let Some(t) = &s.transport {
+            out.push_str(&format!("\ntransport   {t}"));
+        }
         if let Some(w) = &s.writeback {
             out.push_str(&format!(
                 "\nwriteback   {} written back at I/O priority {} (thread {}){}",

@@ -685,6 +685,10 @@ pub struct Status {
     pub staging_bytes: u64,
     /// Durable commits since the daemon started.
     pub durable_commits: u64,
+    /// How FUSE requests reach the daemon: "io_uring (N queues)", or
+    /// "dev-fuse (why the ring is not used)".
+    #[serde(default)]
+    pub transport: Option<String>,
     /// FUSE requests served, per opcode.
     pub fuse_requests: BTreeMap<String, u64>,
     /// Microseconds spent serving them, per opcode.
@@ -1184,6 +1188,8 @@ pub trait Daemon: Send + Sync {
     fn shutdown(&self) -> std::io::Result<()>;
     /// FUSE requests served: count and microseconds per opcode.
     fn requests(&self) -> BTreeMap<String, (u64, u64)>;
+    /// The FUSE transport in use, and why when it is not the ring.
+    fn transport(&self) -> String;
     /// The write throttle.
     fn throttle(&self) -> &Throttle;
 }
@@ -1358,6 +1364,7 @@ fn serve_request(
             s.mounted = true;
             s.mountpoint = Some(daemon.mountpoint());
             s.pid = Some(std::process::id());
+            s.transport = Some(daemon.transport());
             s.throttle = Some(throttle.status());
             s.prune = lanes.pruning.locked().clone();
             s.drill = lanes.drilling.locked().clone();

@@ -22,9 +22,14 @@ pub struct MountOptions {
     /// Let members of GROUP browse the mount and its snapshots (name or gid).
     #[arg(long, value_name = "GROUP")]
     pub reader_group: Option<String>,
-    /// FUSE request threads.
+    /// FUSE request threads reading /dev/fuse.
     #[arg(long, value_name = "N", default_value_t = 4)]
     pub threads: usize,
+    /// How requests reach the daemon: FUSE over io_uring where the kernel
+    /// offers it (auto), only (io-uring: the mount fails without it), or
+    /// never (dev-fuse). See strata-mountd(8), TRANSPORT.
+    #[arg(long, env = "STRATA_TRANSPORT", value_enum, default_value_t = Transport::Auto)]
+    pub transport: Transport,
     /// The host configuration: throttling and alerts [default: /etc/strata/strata.toml, none if missing].
     #[arg(long, env = "STRATA_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
@@ -70,6 +75,65 @@ pub struct MountdArgs {
     #[arg(long, value_name = "FD", hide = true)]
     pub ready_fd: Option<i32>,
 }
+
+/// The FUSE transport asked for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Transport {
+    /// The io_uring when the kernel offers it, /dev/fuse otherwise.
+    Auto,
+    /// The io_uring or no mount.
+    IoUring,
+    /// /dev/fuse only.
+    DevFuse,
+}
+
+impl Transport {
+    /// The option's spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Transport::Auto => "auto",
+            Transport::IoUring => "io-uring",
+            Transport::DevFuse => "dev-fuse",
+        }
+    }
+}
+
+/// strata-mountd(8)'s TRANSPORT section, as roff.
+pub const TRANSPORT_MAN: &str = r#".SH TRANSPORT
+The kernel hands FUSE requests to the daemon in one of two ways.
+FUSE over io_uring (Linux 6.14 and later) gives each CPU a queue, served by
+a thread pinned to that CPU: a request is answered and the next one fetched
+in one submission, on the CPU that made it. The classic transport reads
+requests from /dev/fuse with \fB\-\-threads\fR threads, each woken across CPUs.
+Forgets, interrupts and cache notifications use /dev/fuse on either.
+.PP
+With \fB\-\-transport auto\fR (the default) the daemon asks for the ring
+when it mounts and uses it when the kernel offers it; otherwise it serves
+/dev/fuse and says why, once, in its log. \fBstrata status\fR shows the
+transport in use: "io_uring (N queues, M requests served on the ring)", or
+"dev\-fuse (why the ring is not used)". \fB\-\-transport io\-uring\fR
+refuses to mount without the ring (exit 14); \fB\-\-transport dev\-fuse\fR
+turns it off. STRATA_TRANSPORT sets the same.
+.PP
+The kernel offers the ring only while the fuse module's \fBenable_uring\fR
+parameter is on; the daemon never changes it. Until the next boot:
+.PP
+.RS
+echo Y > /sys/module/fuse/parameters/enable_uring
+.RE
+.PP
+At every boot: \fBoptions fuse enable_uring=1\fR in
+/etc/modprobe.d/strata.conf where fuse is a module, \fBfuse.enable_uring=1\fR
+on the kernel command line where it is built in, or, for the
+strata\-mountd unit only, a drop\-in with
+.PP
+.RS
+ExecStartPre=/bin/sh \-c 'echo Y > /sys/module/fuse/parameters/enable_uring'
+.RE
+.PP
+The parameter is read when a mount starts: mounts made before it was set
+stay on /dev/fuse until they are mounted again.
+"#;
 
 /// Where `strata mount` mounts when given no mountpoint.
 pub const DEFAULT_MOUNTPOINT: &str = "/mnt/strata";
