@@ -2,83 +2,69 @@
 //! filesystem costs. `scripts/bench` rsyncs into it to tell the kernel
 //! round trips apart from strata's own work.
 //!
-//!     nullfs MOUNTPOINT        # foreground; ends on `umount MOUNTPOINT`
+//!     nullfs [--transport auto|io-uring|dev-fuse] [--threads N] MOUNTPOINT
+//!
+//! It stays in the foreground, says on stderr which transport serves, and
+//! ends on `umount MOUNTPOINT`.
+//!
+//! It runs on strata-mountd's own kernel layer (`strata_mountd::kernel`):
+//! the same request parsing and replies, over the same transports, chosen
+//! as strata-mountd chooses them (`--transport`, strata-mountd(8),
+//! TRANSPORT: FUSE over io_uring where the kernel offers it, /dev/fuse
+//! otherwise), so the bench measures the floor of each transport.
 //!
 //! Only metadata lives (in memory): inodes with their attributes,
 //! directories, symlink targets, extended attributes and file sizes. Data
 //! is dropped: a write only extends the size, a read returns zeros.
 //!
-//! fuser's defaults throughout (no extra init capabilities, one thread);
-//! the only choices are those any filesystem makes: attributes and entries,
-//! absent names included, are cached by the kernel for a minute (this
-//! process is the only writer), as strata does for its head.
+//! The only choices are those any filesystem makes. INIT asks for nothing
+//! but writes as large as strata's (FUSE_BIG_WRITES, FUSE_MAX_PAGES, 1 MiB),
+//! none of strata's other capabilities; /dev/fuse is read by one thread
+//! unless `--threads` says otherwise. Attributes and entries, absent names
+//! included, are cached by the kernel for a minute (this process is the
+//! only writer), as strata does for its head.
 
 use std::collections::{BTreeMap, HashMap};
-use std::ffi::OsStr;
-use std::os::unix::ffi::OsStrExt;
-use std::path::Path;
-use std::sync::{Mutex, MutexGuard};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context};
-use fuser::{
-    Config, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo,
-    LockOwner, MountOption, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData,
-    ReplyDirectory, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr,
-    Request, TimeOrNow, WriteFlags,
-};
+use fuser::{Config, InitFlags, MountOption};
+use strata::daemon::mount_args::Transport;
+use strata_mountd::kernel::abi::{self, fattr, InHeader};
+use strata_mountd::kernel::reply::{Listing, Reply};
+use strata_mountd::kernel::request::Op;
+use strata_mountd::kernel::{self, Serve, TransportStatus};
 
 const TTL: Duration = Duration::from_secs(60);
 const ROOT: u64 = 1;
 const NAME_MAX: usize = 255;
 const BSIZE: u64 = 4096;
+/// Largest write the kernel sends, as to strata-mountd.
+const MAX_WRITE: u32 = 1 << 20;
 /// Directory cursors 1 and 2 are "." and "..".
 const FIRST_COOKIE: u64 = 3;
 
-/// A time as the kernel means it: seconds (maybe negative) and nanoseconds.
+const USAGE: &str = "usage: nullfs [--transport auto|io-uring|dev-fuse] [--threads N] MOUNTPOINT";
+
+/// A time as the kernel sends and takes it: seconds (two's complement, so
+/// before the epoch too) and nanoseconds.
 #[derive(Clone, Copy)]
 struct Ts {
-    secs: i64,
+    secs: u64,
     nanos: u32,
 }
 
 impl Ts {
     fn now() -> Ts {
-        Ts::from_kernel(SystemTime::now())
-    }
-
-    /// What we send: exact on both sides of the epoch (fuser encodes it
-    /// with a borrow for negative times).
-    fn system_time(self) -> SystemTime {
-        let nanos = Duration::from_nanos(u64::from(self.nanos));
-        if self.secs >= 0 {
-            UNIX_EPOCH + Duration::from_secs(self.secs as u64) + nanos
-        } else {
-            UNIX_EPOCH - Duration::from_secs(self.secs.unsigned_abs()) + nanos
+        let d = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
+        Ts {
+            secs: d.as_secs(),
+            nanos: d.subsec_nanos(),
         }
-    }
-
-    /// A time fuser 0.18 hands us: it decodes negative (secs, nsecs) as
-    /// the epoch minus (|secs|, nsecs); this undoes exactly that (as
-    /// mountd/src/fuse.rs does).
-    fn from_kernel(t: SystemTime) -> Ts {
-        match t.duration_since(UNIX_EPOCH) {
-            Ok(d) => Ts {
-                secs: d.as_secs() as i64,
-                nanos: d.subsec_nanos(),
-            },
-            Err(e) => Ts {
-                secs: -(e.duration().as_secs() as i64),
-                nanos: e.duration().subsec_nanos(),
-            },
-        }
-    }
-}
-
-fn time(t: TimeOrNow) -> Ts {
-    match t {
-        TimeOrNow::SpecificTime(t) => Ts::from_kernel(t),
-        TimeOrNow::Now => Ts::now(),
     }
 }
 
@@ -109,8 +95,10 @@ impl Content {
 }
 
 struct Inode {
-    kind: FileType,
-    perm: u16,
+    /// The file-type bits of `st_mode` (`S_IFREG`, `S_IFDIR`, ...).
+    kind: u32,
+    /// The permission bits of `st_mode` (with setuid, setgid, sticky).
+    perm: u32,
     uid: u32,
     gid: u32,
     size: u64,
@@ -125,17 +113,18 @@ struct Inode {
 }
 
 impl Inode {
-    fn attr(&self, ino: u64) -> FileAttr {
-        FileAttr {
-            ino: INodeNo(ino),
+    fn attr(&self, ino: u64) -> abi::Attr {
+        abi::Attr {
+            ino,
             size: self.size,
             blocks: self.size.div_ceil(512),
-            atime: self.atime.system_time(),
-            mtime: self.mtime.system_time(),
-            ctime: self.ctime.system_time(),
-            crtime: self.ctime.system_time(),
-            kind: self.kind,
-            perm: self.perm,
+            atime: self.atime.secs,
+            mtime: self.mtime.secs,
+            ctime: self.ctime.secs,
+            atimensec: self.atime.nanos,
+            mtimensec: self.mtime.nanos,
+            ctimensec: self.ctime.nanos,
+            mode: self.kind | self.perm,
             nlink: self.nlink,
             uid: self.uid,
             gid: self.gid,
@@ -158,22 +147,18 @@ struct State {
     next_ino: u64,
 }
 
-type Res<T> = Result<T, Errno>;
-
-/// A directory entry: inode, cursor, kind, name.
-type DirEntry = (u64, u64, FileType, Vec<u8>);
-
-fn err(code: i32) -> Errno {
-    Errno::from_i32(code)
-}
+/// A result or an errno.
+type Res<T> = Result<T, i32>;
 
 impl State {
     fn new() -> State {
         let now = Ts::now();
         let root = Inode {
-            kind: FileType::Directory,
+            kind: libc::S_IFDIR,
             perm: 0o755,
+            // SAFETY: getuid and getgid take nothing and cannot fail.
             uid: unsafe { libc::getuid() },
+            // SAFETY: as above.
             gid: unsafe { libc::getgid() },
             size: 0,
             nlink: 2,
@@ -191,18 +176,18 @@ impl State {
     }
 
     fn get(&self, ino: u64) -> Res<&Inode> {
-        self.inodes.get(&ino).ok_or(Errno::ENOENT)
+        self.inodes.get(&ino).ok_or(libc::ENOENT)
     }
 
     fn get_mut(&mut self, ino: u64) -> Res<&mut Inode> {
-        self.inodes.get_mut(&ino).ok_or(Errno::ENOENT)
+        self.inodes.get_mut(&ino).ok_or(libc::ENOENT)
     }
 
     /// The inode `name` in directory `dir` names, if any.
     fn child(&self, dir: u64, name: &[u8]) -> Res<Option<u64>> {
         match &self.get(dir)?.content {
             Content::Dir { entries, .. } => Ok(entries.get(name).map(|e| e.0)),
-            _ => Err(Errno::ENOTDIR),
+            _ => Err(libc::ENOTDIR),
         }
     }
 
@@ -224,7 +209,7 @@ impl State {
                 by_cookie.insert(cookie, name.to_vec());
                 Ok(())
             }
-            _ => Err(Errno::ENOTDIR),
+            _ => Err(libc::ENOTDIR),
         }
     }
 
@@ -237,11 +222,11 @@ impl State {
             Content::Dir {
                 entries, by_cookie, ..
             } => {
-                let (ino, cookie) = entries.remove(name).ok_or(Errno::ENOENT)?;
+                let (ino, cookie) = entries.remove(name).ok_or(libc::ENOENT)?;
                 by_cookie.remove(&cookie);
                 Ok(ino)
             }
-            _ => Err(Errno::ENOTDIR),
+            _ => Err(libc::ENOTDIR),
         }
     }
 
@@ -269,36 +254,36 @@ impl State {
         self.maybe_free(ino);
     }
 
-    /// Makes an inode named `name` in `parent` with the permissions in
-    /// `mode` (the umask applied); returns its attributes (the kernel now
-    /// holds one reference).
+    /// Makes an inode of `kind` named `name` in `parent` for the caller of
+    /// `h`, with the permissions in `mode` (the umask applied); returns its
+    /// attributes (the kernel now holds one reference).
     fn make(
         &mut self,
-        req: &Request,
+        h: &InHeader,
         parent: u64,
         name: &[u8],
-        kind: FileType,
+        kind: u32,
         mode: u32,
         content: Content,
-    ) -> Res<FileAttr> {
+    ) -> Res<abi::Attr> {
         if name.len() > NAME_MAX {
-            return Err(err(libc::ENAMETOOLONG));
+            return Err(libc::ENAMETOOLONG);
         }
         let p = self.get(parent)?;
         if self.child(parent, name)?.is_some() {
-            return Err(Errno::EEXIST);
+            return Err(libc::EEXIST);
         }
-        let mut perm = (mode & 0o7777) as u16;
-        let mut gid = req.gid();
+        let is_dir = kind == libc::S_IFDIR;
+        let mut perm = mode & 0o7777;
+        let mut gid = h.gid;
         // A set-group-ID directory hands its group down (and the bit to
         // subdirectories).
-        if p.perm & libc::S_ISGID as u16 != 0 {
+        if p.perm & libc::S_ISGID != 0 {
             gid = p.gid;
-            if kind == FileType::Directory {
-                perm |= libc::S_ISGID as u16;
+            if is_dir {
+                perm |= libc::S_ISGID;
             }
         }
-        let is_dir = kind == FileType::Directory;
         let size = match &content {
             Content::Symlink(t) => t.len() as u64,
             _ => 0,
@@ -309,7 +294,7 @@ impl State {
         let node = Inode {
             kind,
             perm,
-            uid: req.uid(),
+            uid: h.uid,
             gid,
             size,
             nlink: if is_dir { 2 } else { 1 },
@@ -329,9 +314,9 @@ impl State {
         Ok(attr)
     }
 
-    fn lookup(&mut self, parent: u64, name: &[u8]) -> Res<Option<FileAttr>> {
+    fn lookup(&mut self, parent: u64, name: &[u8]) -> Res<Option<abi::Attr>> {
         if name.len() > NAME_MAX {
-            return Err(err(libc::ENAMETOOLONG));
+            return Err(libc::ENAMETOOLONG);
         }
         let Some(ino) = self.child(parent, name)? else {
             return Ok(None);
@@ -348,56 +333,55 @@ impl State {
         self.maybe_free(ino);
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn setattr(
-        &mut self,
-        ino: u64,
-        mode: Option<u32>,
-        uid: Option<u32>,
-        gid: Option<u32>,
-        size: Option<u64>,
-        atime: Option<TimeOrNow>,
-        mtime: Option<TimeOrNow>,
-    ) -> Res<FileAttr> {
-        let n = self.get_mut(ino)?;
+    /// Sets what `s.valid` says, and only that.
+    fn setattr(&mut self, ino: u64, s: &abi::SetattrIn) -> Res<abi::Attr> {
+        let has = |bit| s.valid & bit != 0;
         let now = Ts::now();
-        if let Some(size) = size {
+        let time = |set_now, secs, nanos| {
+            if has(set_now) {
+                now
+            } else {
+                Ts { secs, nanos }
+            }
+        };
+        let n = self.get_mut(ino)?;
+        if has(fattr::SIZE) {
             match n.content {
                 Content::File => {}
-                Content::Dir { .. } => return Err(Errno::EISDIR),
-                _ => return Err(Errno::EINVAL),
+                Content::Dir { .. } => return Err(libc::EISDIR),
+                _ => return Err(libc::EINVAL),
             }
-            n.size = size;
+            n.size = s.size;
             n.mtime = now;
         }
-        if let Some(mode) = mode {
-            n.perm = (mode & 0o7777) as u16;
+        if has(fattr::MODE) {
+            n.perm = s.mode & 0o7777;
         }
-        if let Some(uid) = uid {
-            n.uid = uid;
+        if has(fattr::UID) {
+            n.uid = s.uid;
         }
-        if let Some(gid) = gid {
-            n.gid = gid;
+        if has(fattr::GID) {
+            n.gid = s.gid;
         }
-        if let Some(t) = atime {
-            n.atime = time(t);
+        if has(fattr::ATIME) {
+            n.atime = time(fattr::ATIME_NOW, s.atime, s.atimensec);
         }
-        if let Some(t) = mtime {
-            n.mtime = time(t);
+        if has(fattr::MTIME) {
+            n.mtime = time(fattr::MTIME_NOW, s.mtime, s.mtimensec);
         }
         n.ctime = now;
         Ok(n.attr(ino))
     }
 
-    fn link(&mut self, ino: u64, newparent: u64, newname: &[u8]) -> Res<FileAttr> {
+    fn link(&mut self, ino: u64, newparent: u64, newname: &[u8]) -> Res<abi::Attr> {
         if newname.len() > NAME_MAX {
-            return Err(err(libc::ENAMETOOLONG));
+            return Err(libc::ENAMETOOLONG);
         }
         if self.get(ino)?.is_dir() {
-            return Err(Errno::EPERM);
+            return Err(libc::EPERM);
         }
         if self.child(newparent, newname)?.is_some() {
-            return Err(Errno::EEXIST);
+            return Err(libc::EEXIST);
         }
         self.add_entry(newparent, newname, ino)?;
         let n = self.get_mut(ino)?;
@@ -408,9 +392,9 @@ impl State {
     }
 
     fn unlink(&mut self, parent: u64, name: &[u8]) -> Res<()> {
-        let ino = self.child(parent, name)?.ok_or(Errno::ENOENT)?;
+        let ino = self.child(parent, name)?.ok_or(libc::ENOENT)?;
         if self.get(ino)?.is_dir() {
-            return Err(Errno::EISDIR);
+            return Err(libc::EISDIR);
         }
         self.remove_entry(parent, name)?;
         self.unref(ino);
@@ -418,7 +402,7 @@ impl State {
     }
 
     fn rmdir(&mut self, parent: u64, name: &[u8]) -> Res<()> {
-        let ino = self.child(parent, name)?.ok_or(Errno::ENOENT)?;
+        let ino = self.child(parent, name)?.ok_or(libc::ENOENT)?;
         self.check_empty_dir(ino)?;
         self.remove_entry(parent, name)?;
         self.get_mut(parent)?.nlink -= 1;
@@ -429,8 +413,8 @@ impl State {
     fn check_empty_dir(&self, ino: u64) -> Res<()> {
         match &self.get(ino)?.content {
             Content::Dir { entries, .. } if entries.is_empty() => Ok(()),
-            Content::Dir { .. } => Err(err(libc::ENOTEMPTY)),
-            _ => Err(Errno::ENOTDIR),
+            Content::Dir { .. } => Err(libc::ENOTEMPTY),
+            _ => Err(libc::ENOTDIR),
         }
     }
 
@@ -445,13 +429,13 @@ impl State {
         noreplace: bool,
     ) -> Res<()> {
         if newname.len() > NAME_MAX {
-            return Err(err(libc::ENAMETOOLONG));
+            return Err(libc::ENAMETOOLONG);
         }
-        let ino = self.child(parent, name)?.ok_or(Errno::ENOENT)?;
+        let ino = self.child(parent, name)?.ok_or(libc::ENOENT)?;
         let src_dir = self.get(ino)?.is_dir();
         if let Some(old) = self.child(newparent, newname)? {
             if noreplace {
-                return Err(Errno::EEXIST);
+                return Err(libc::EEXIST);
             }
             if old == ino {
                 // Two names of one file: nothing to do.
@@ -459,8 +443,8 @@ impl State {
             }
             match (src_dir, self.get(old)?.is_dir()) {
                 (true, true) => self.check_empty_dir(old)?,
-                (true, false) => return Err(Errno::ENOTDIR),
-                (false, true) => return Err(Errno::EISDIR),
+                (true, false) => return Err(libc::ENOTDIR),
+                (false, true) => return Err(libc::EISDIR),
                 (false, false) => {}
             }
             self.remove_entry(newparent, newname)?;
@@ -487,7 +471,7 @@ impl State {
     fn write(&mut self, ino: u64, offset: u64, len: usize) -> Res<()> {
         let n = self.get_mut(ino)?;
         if !matches!(n.content, Content::File) {
-            return Err(Errno::EBADF);
+            return Err(libc::EBADF);
         }
         let now = Ts::now();
         n.size = n.size.max(offset + len as u64);
@@ -496,30 +480,145 @@ impl State {
         Ok(())
     }
 
-    /// Entries of `ino` after the cursor `offset`.
-    fn readdir(&self, ino: u64, offset: u64) -> Res<Vec<DirEntry>> {
+    /// Lists `dir` after the cursor `offset` into `out`, until it is full.
+    /// With `plus`, every entry carries its attributes and the kernel takes
+    /// a lookup reference on each, counted here as a lookup's, but on "."
+    /// and ".." (fs/fuse/readdir.c, fuse_direntplus_link).
+    fn readdir(&mut self, dir: u64, offset: u64, plus: bool, out: &mut Listing) -> Res<()> {
         let Content::Dir {
             parent,
             entries,
             by_cookie,
             ..
-        } = &self.get(ino)?.content
+        } = &self.get(dir)?.content
         else {
-            return Err(Errno::ENOTDIR);
+            return Err(libc::ENOTDIR);
         };
-        let mut out = Vec::new();
+        let mut list = Vec::new();
         if offset < 1 {
-            out.push((ino, 1, FileType::Directory, b".".to_vec()));
+            list.push((dir, 1, b".".to_vec()));
         }
         if offset < 2 {
-            out.push((*parent, 2, FileType::Directory, b"..".to_vec()));
+            list.push((*parent, 2, b"..".to_vec()));
         }
         for (&cookie, name) in by_cookie.range(offset.max(FIRST_COOKIE - 1) + 1..) {
-            let child = entries[name].0;
-            let kind = self.get(child)?.kind;
-            out.push((child, cookie, kind, name.clone()));
+            list.push((entries[name].0, cookie, name.clone()));
         }
-        Ok(out)
+        for (ino, cookie, name) in list {
+            let n = self.get_mut(ino)?;
+            let entry = plus.then(|| entry_out(n.attr(ino)));
+            if !out.push(entry.as_ref(), ino, cookie, n.kind >> 12, &name) {
+                break;
+            }
+            if plus && cookie >= FIRST_COOKIE {
+                n.lookups += 1;
+            }
+        }
+        Ok(())
+    }
+
+    fn setxattr(&mut self, ino: u64, name: &[u8], value: &[u8], flags: u32) -> Res<()> {
+        let n = self.get_mut(ino)?;
+        let exists = n.xattrs.contains_key(name);
+        let flags = flags as i32;
+        if flags & libc::XATTR_CREATE != 0 && exists {
+            return Err(libc::EEXIST);
+        }
+        if flags & libc::XATTR_REPLACE != 0 && !exists {
+            return Err(libc::ENODATA);
+        }
+        n.xattrs.insert(name.to_vec(), value.to_vec());
+        n.ctime = Ts::now();
+        Ok(())
+    }
+
+    fn removexattr(&mut self, ino: u64, name: &[u8]) -> Res<()> {
+        let n = self.get_mut(ino)?;
+        n.xattrs.remove(name).ok_or(libc::ENODATA)?;
+        n.ctime = Ts::now();
+        Ok(())
+    }
+
+    fn statfs(&self) -> abi::StatfsOut {
+        let used = self
+            .inodes
+            .values()
+            .map(|n| n.size.div_ceil(BSIZE))
+            .sum::<u64>();
+        // Free blocks and free inodes alike.
+        let free = 1u64 << 32;
+        abi::StatfsOut {
+            blocks: used + free,
+            bfree: free,
+            bavail: free,
+            files: self.inodes.len() as u64 + free,
+            ffree: free,
+            bsize: BSIZE as u32,
+            namelen: NAME_MAX as u32,
+            frsize: BSIZE as u32,
+            ..Default::default()
+        }
+    }
+}
+
+/// The answer naming an inode (its number and attributes, cached for
+/// TTL); inode 0 is an absent name, whose absence is cached alike.
+fn entry_out(attr: abi::Attr) -> abi::EntryOut {
+    abi::EntryOut {
+        nodeid: attr.ino,
+        generation: 0,
+        entry_valid: TTL.as_secs(),
+        attr_valid: TTL.as_secs(),
+        entry_valid_nsec: TTL.subsec_nanos(),
+        attr_valid_nsec: TTL.subsec_nanos(),
+        attr,
+    }
+}
+
+fn entry(reply: Reply, r: Res<abi::Attr>) {
+    match r {
+        Ok(a) => reply.entry(&entry_out(a)),
+        Err(e) => reply.error(e),
+    }
+}
+
+fn attr(reply: Reply, r: Res<abi::Attr>) {
+    match r {
+        Ok(attr) => reply.attr(&abi::AttrOut {
+            attr_valid: TTL.as_secs(),
+            attr_valid_nsec: TTL.subsec_nanos(),
+            dummy: 0,
+            attr,
+        }),
+        Err(e) => reply.error(e),
+    }
+}
+
+fn empty(reply: Reply, r: Res<()>) {
+    match r {
+        Ok(()) => reply.ok(),
+        Err(e) => reply.error(e),
+    }
+}
+
+/// An xattr value or name list by the kernel's size protocol.
+fn xattr(reply: Reply, size: u32, r: Res<Vec<u8>>) {
+    match r {
+        Ok(v) if size == 0 => reply.xattr_size(v.len() as u32),
+        Ok(v) if v.len() > size as usize => reply.error(libc::ERANGE),
+        Ok(v) => reply.data(&v),
+        Err(e) => reply.error(e),
+    }
+}
+
+/// The file-type bits of a mknod that makes something other than a
+/// directory or symlink.
+fn kind_of(mode: u32) -> Option<u32> {
+    match mode & libc::S_IFMT {
+        k @ (libc::S_IFREG | libc::S_IFCHR | libc::S_IFBLK | libc::S_IFIFO | libc::S_IFSOCK) => {
+            Some(k)
+        }
+        _ => None,
     }
 }
 
@@ -533,479 +632,230 @@ impl NullFs {
     }
 }
 
-fn entry(reply: ReplyEntry, r: Res<FileAttr>) {
-    match r {
-        Ok(a) => reply.entry(&TTL, &a, Generation(0)),
-        Err(e) => reply.error(e),
-    }
-}
-
-fn empty(reply: ReplyEmpty, r: Res<()>) {
-    match r {
-        Ok(()) => reply.ok(),
-        Err(e) => reply.error(e),
-    }
-}
-
-/// An xattr value or name list by the kernel's size protocol.
-fn xattr(reply: ReplyXattr, size: u32, r: Res<Vec<u8>>) {
-    match r {
-        Ok(v) if size == 0 => reply.size(v.len() as u32),
-        Ok(v) if v.len() > size as usize => reply.error(err(libc::ERANGE)),
-        Ok(v) => reply.data(&v),
-        Err(e) => reply.error(e),
-    }
-}
-
-/// The entry of an absent name (inode 0): the kernel remembers the
-/// absence for TTL.
-fn absent() -> FileAttr {
-    FileAttr {
-        ino: INodeNo(0),
-        size: 0,
-        blocks: 0,
-        atime: UNIX_EPOCH,
-        mtime: UNIX_EPOCH,
-        ctime: UNIX_EPOCH,
-        crtime: UNIX_EPOCH,
-        kind: FileType::RegularFile,
-        perm: 0,
-        nlink: 0,
-        uid: 0,
-        gid: 0,
-        rdev: 0,
-        blksize: 0,
-        flags: 0,
-    }
-}
-
-fn kind_of(mode: u32) -> Option<FileType> {
-    match mode & libc::S_IFMT {
-        libc::S_IFREG => Some(FileType::RegularFile),
-        libc::S_IFCHR => Some(FileType::CharDevice),
-        libc::S_IFBLK => Some(FileType::BlockDevice),
-        libc::S_IFIFO => Some(FileType::NamedPipe),
-        libc::S_IFSOCK => Some(FileType::Socket),
-        _ => None,
-    }
-}
-
-impl Filesystem for NullFs {
-    fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
-        match self.state().lookup(parent.0, name.as_bytes()) {
-            Ok(Some(a)) => reply.entry(&TTL, &a, Generation(0)),
-            Ok(None) => reply.entry(&TTL, &absent(), Generation(0)),
-            Err(e) => reply.error(e),
-        }
-    }
-
-    fn forget(&self, _req: &Request, ino: INodeNo, nlookup: u64) {
-        self.state().forget(ino.0, nlookup);
-    }
-
-    fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
-        match self.state().get(ino.0) {
-            Ok(n) => reply.attr(&TTL, &n.attr(ino.0)),
-            Err(e) => reply.error(e),
-        }
-    }
-
-    fn setattr(
-        &self,
-        _req: &Request,
-        ino: INodeNo,
-        mode: Option<u32>,
-        uid: Option<u32>,
-        gid: Option<u32>,
-        size: Option<u64>,
-        atime: Option<TimeOrNow>,
-        mtime: Option<TimeOrNow>,
-        _ctime: Option<SystemTime>,
-        _fh: Option<FileHandle>,
-        _crtime: Option<SystemTime>,
-        _chgtime: Option<SystemTime>,
-        _bkuptime: Option<SystemTime>,
-        _flags: Option<fuser::BsdFileFlags>,
-        reply: ReplyAttr,
-    ) {
-        match self
-            .state()
-            .setattr(ino.0, mode, uid, gid, size, atime, mtime)
-        {
-            Ok(a) => reply.attr(&TTL, &a),
-            Err(e) => reply.error(e),
-        }
-    }
-
-    fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
-        match self.state().get(ino.0).map(|n| &n.content) {
-            Ok(Content::Symlink(t)) => reply.data(t),
-            Ok(_) => reply.error(Errno::EINVAL),
-            Err(e) => reply.error(e),
-        }
-    }
-
-    fn mknod(
-        &self,
-        req: &Request,
-        parent: INodeNo,
-        name: &OsStr,
-        mode: u32,
-        umask: u32,
-        rdev: u32,
-        reply: ReplyEntry,
-    ) {
-        let Some(kind) = kind_of(mode) else {
-            return reply.error(Errno::EINVAL);
-        };
-        let content = if kind == FileType::RegularFile {
-            Content::File
-        } else {
-            Content::Special(rdev)
-        };
-        let r = self
-            .state()
-            .make(req, parent.0, name.as_bytes(), kind, mode & !umask, content);
-        entry(reply, r);
-    }
-
-    fn mkdir(
-        &self,
-        req: &Request,
-        parent: INodeNo,
-        name: &OsStr,
-        mode: u32,
-        umask: u32,
-        reply: ReplyEntry,
-    ) {
-        let r = self.state().make(
-            req,
-            parent.0,
-            name.as_bytes(),
-            FileType::Directory,
-            mode & !umask,
-            Content::dir(parent.0),
-        );
-        entry(reply, r);
-    }
-
-    fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        empty(reply, self.state().unlink(parent.0, name.as_bytes()));
-    }
-
-    fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        empty(reply, self.state().rmdir(parent.0, name.as_bytes()));
-    }
-
-    fn symlink(
-        &self,
-        req: &Request,
-        parent: INodeNo,
-        link_name: &OsStr,
-        target: &Path,
-        reply: ReplyEntry,
-    ) {
-        let target = target.as_os_str().as_bytes().to_vec();
-        let r = self.state().make(
-            req,
-            parent.0,
-            link_name.as_bytes(),
-            FileType::Symlink,
-            0o777,
-            Content::Symlink(target),
-        );
-        entry(reply, r);
-    }
-
-    fn rename(
-        &self,
-        _req: &Request,
-        parent: INodeNo,
-        name: &OsStr,
-        newparent: INodeNo,
-        newname: &OsStr,
-        flags: RenameFlags,
-        reply: ReplyEmpty,
-    ) {
-        let noreplace = if flags.is_empty() {
-            false
-        } else if flags == RenameFlags::RENAME_NOREPLACE {
-            true
-        } else {
-            return reply.error(Errno::EINVAL);
-        };
-        let r = self.state().rename(
-            parent.0,
-            name.as_bytes(),
-            newparent.0,
-            newname.as_bytes(),
-            noreplace,
-        );
-        empty(reply, r);
-    }
-
-    fn link(
-        &self,
-        _req: &Request,
-        ino: INodeNo,
-        newparent: INodeNo,
-        newname: &OsStr,
-        reply: ReplyEntry,
-    ) {
-        entry(
-            reply,
-            self.state().link(ino.0, newparent.0, newname.as_bytes()),
-        );
-    }
-
-    fn open(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
-        match self.state().get(ino.0) {
-            Ok(n) if n.is_dir() => reply.error(Errno::EISDIR),
-            Ok(_) => reply.opened(FileHandle(0), FopenFlags::empty()),
-            Err(e) => reply.error(e),
-        }
-    }
-
-    fn read(
-        &self,
-        _req: &Request,
-        ino: INodeNo,
-        _fh: FileHandle,
-        offset: u64,
-        size: u32,
-        _flags: OpenFlags,
-        _lock_owner: Option<LockOwner>,
-        reply: ReplyData,
-    ) {
-        let len = match self.state().get(ino.0) {
-            Ok(n) => n.size.saturating_sub(offset).min(u64::from(size)),
-            Err(e) => return reply.error(e),
-        };
-        reply.data(&vec![0; len as usize]);
-    }
-
-    fn write(
-        &self,
-        _req: &Request,
-        ino: INodeNo,
-        _fh: FileHandle,
-        offset: u64,
-        data: &[u8],
-        _write_flags: WriteFlags,
-        _flags: OpenFlags,
-        _lock_owner: Option<LockOwner>,
-        reply: ReplyWrite,
-    ) {
-        match self.state().write(ino.0, offset, data.len()) {
-            Ok(()) => reply.written(data.len() as u32),
-            Err(e) => reply.error(e),
-        }
-    }
-
-    fn flush(
-        &self,
-        _req: &Request,
-        _ino: INodeNo,
-        _fh: FileHandle,
-        _lock_owner: LockOwner,
-        reply: ReplyEmpty,
-    ) {
-        reply.ok();
-    }
-
-    fn release(
-        &self,
-        _req: &Request,
-        _ino: INodeNo,
-        _fh: FileHandle,
-        _flags: OpenFlags,
-        _lock_owner: Option<LockOwner>,
-        _flush: bool,
-        reply: ReplyEmpty,
-    ) {
-        reply.ok();
-    }
-
-    fn fsync(
-        &self,
-        _req: &Request,
-        _ino: INodeNo,
-        _fh: FileHandle,
-        _datasync: bool,
-        reply: ReplyEmpty,
-    ) {
-        reply.ok();
-    }
-
-    fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
-        match self.state().get(ino.0) {
-            Ok(n) if n.is_dir() => reply.opened(FileHandle(0), FopenFlags::empty()),
-            Ok(_) => reply.error(Errno::ENOTDIR),
-            Err(e) => reply.error(e),
-        }
-    }
-
-    fn readdir(
-        &self,
-        _req: &Request,
-        ino: INodeNo,
-        _fh: FileHandle,
-        offset: u64,
-        mut reply: ReplyDirectory,
-    ) {
-        match self.state().readdir(ino.0, offset) {
-            Ok(list) => {
-                for (child, cookie, kind, name) in list {
-                    if reply.add(INodeNo(child), cookie, kind, OsStr::from_bytes(&name)) {
-                        break;
-                    }
+impl Serve for NullFs {
+    fn serve(&self, h: &InHeader, op: Op<'_>, reply: Reply) {
+        let ino = h.nodeid;
+        match op {
+            Op::Lookup { name } => match self.state().lookup(ino, name) {
+                Ok(Some(a)) => reply.entry(&entry_out(a)),
+                Ok(None) => reply.entry(&entry_out(abi::Attr::default())),
+                Err(e) => reply.error(e),
+            },
+            Op::Forget { nlookup } => {
+                self.state().forget(ino, nlookup);
+                reply.none();
+            }
+            Op::BatchForget(all) => {
+                let mut st = self.state();
+                for (ino, nlookup) in all {
+                    st.forget(ino, nlookup);
                 }
-                reply.ok();
+                reply.none();
             }
-            Err(e) => reply.error(e),
-        }
-    }
-
-    fn releasedir(
-        &self,
-        _req: &Request,
-        _ino: INodeNo,
-        _fh: FileHandle,
-        _flags: OpenFlags,
-        reply: ReplyEmpty,
-    ) {
-        reply.ok();
-    }
-
-    fn fsyncdir(
-        &self,
-        _req: &Request,
-        _ino: INodeNo,
-        _fh: FileHandle,
-        _datasync: bool,
-        reply: ReplyEmpty,
-    ) {
-        reply.ok();
-    }
-
-    fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
-        let st = self.state();
-        let used = st
-            .inodes
-            .values()
-            .map(|n| n.size.div_ceil(BSIZE))
-            .sum::<u64>();
-        let free = 1u64 << 32;
-        let ffree = 1u64 << 32;
-        reply.statfs(
-            used + free,
-            free,
-            free,
-            st.inodes.len() as u64 + ffree,
-            ffree,
-            BSIZE as u32,
-            NAME_MAX as u32,
-            BSIZE as u32,
-        );
-    }
-
-    fn setxattr(
-        &self,
-        _req: &Request,
-        ino: INodeNo,
-        name: &OsStr,
-        value: &[u8],
-        flags: i32,
-        _position: u32,
-        reply: ReplyEmpty,
-    ) {
-        let mut st = self.state();
-        let n = match st.get_mut(ino.0) {
-            Ok(n) => n,
-            Err(e) => return reply.error(e),
-        };
-        let exists = n.xattrs.contains_key(name.as_bytes());
-        if flags & libc::XATTR_CREATE != 0 && exists {
-            return reply.error(Errno::EEXIST);
-        }
-        if flags & libc::XATTR_REPLACE != 0 && !exists {
-            return reply.error(Errno::NO_XATTR);
-        }
-        n.xattrs.insert(name.as_bytes().to_vec(), value.to_vec());
-        n.ctime = Ts::now();
-        reply.ok();
-    }
-
-    fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
-        let r = self.state().get(ino.0).and_then(|n| {
-            n.xattrs
-                .get(name.as_bytes())
-                .cloned()
-                .ok_or(Errno::NO_XATTR)
-        });
-        xattr(reply, size, r);
-    }
-
-    fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
-        let r = self.state().get(ino.0).map(|n| {
-            let mut out = Vec::new();
-            for name in n.xattrs.keys() {
-                out.extend_from_slice(name);
-                out.push(0);
+            Op::Getattr => attr(reply, self.state().get(ino).map(|n| n.attr(ino))),
+            Op::Setattr(s) => attr(reply, self.state().setattr(ino, &s)),
+            Op::Readlink => match self.state().get(ino).map(|n| &n.content) {
+                Ok(Content::Symlink(t)) => reply.data(t),
+                Ok(_) => reply.error(libc::EINVAL),
+                Err(e) => reply.error(e),
+            },
+            Op::Mknod {
+                name,
+                mode,
+                umask,
+                rdev,
+            } => {
+                let Some(kind) = kind_of(mode) else {
+                    return reply.error(libc::EINVAL);
+                };
+                let content = if kind == libc::S_IFREG {
+                    Content::File
+                } else {
+                    Content::Special(rdev)
+                };
+                let r = self
+                    .state()
+                    .make(h, ino, name, kind, mode & !umask, content);
+                entry(reply, r);
             }
-            out
-        });
-        xattr(reply, size, r);
-    }
-
-    fn removexattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        let mut st = self.state();
-        let r = st.get_mut(ino.0).and_then(|n| {
-            n.xattrs.remove(name.as_bytes()).ok_or(Errno::NO_XATTR)?;
-            n.ctime = Ts::now();
-            Ok(())
-        });
-        empty(reply, r);
-    }
-
-    fn create(
-        &self,
-        req: &Request,
-        parent: INodeNo,
-        name: &OsStr,
-        mode: u32,
-        umask: u32,
-        _flags: i32,
-        reply: ReplyCreate,
-    ) {
-        let r = self.state().make(
-            req,
-            parent.0,
-            name.as_bytes(),
-            FileType::RegularFile,
-            mode & !umask,
-            Content::File,
-        );
-        match r {
-            Ok(a) => reply.created(&TTL, &a, Generation(0), FileHandle(0), FopenFlags::empty()),
-            Err(e) => reply.error(e),
+            Op::Mkdir { name, mode, umask } => {
+                let r = self.state().make(
+                    h,
+                    ino,
+                    name,
+                    libc::S_IFDIR,
+                    mode & !umask,
+                    Content::dir(ino),
+                );
+                entry(reply, r);
+            }
+            Op::Unlink { name } => empty(reply, self.state().unlink(ino, name)),
+            Op::Rmdir { name } => empty(reply, self.state().rmdir(ino, name)),
+            Op::Symlink { name, target } => {
+                let r = self.state().make(
+                    h,
+                    ino,
+                    name,
+                    libc::S_IFLNK,
+                    0o777,
+                    Content::Symlink(target.to_vec()),
+                );
+                entry(reply, r);
+            }
+            Op::Rename {
+                name,
+                newdir,
+                newname,
+                flags,
+            } => {
+                let noreplace = match flags {
+                    0 => false,
+                    libc::RENAME_NOREPLACE => true,
+                    _ => return reply.error(libc::EINVAL),
+                };
+                let r = self.state().rename(ino, name, newdir, newname, noreplace);
+                empty(reply, r);
+            }
+            Op::Link { oldnodeid, newname } => {
+                entry(reply, self.state().link(oldnodeid, ino, newname))
+            }
+            Op::Open { .. } => match self.state().get(ino) {
+                Ok(n) if n.is_dir() => reply.error(libc::EISDIR),
+                Ok(_) => reply.opened(&abi::OpenOut::default()),
+                Err(e) => reply.error(e),
+            },
+            Op::Read { offset, size } => {
+                let len = match self.state().get(ino) {
+                    Ok(n) => n.size.saturating_sub(offset).min(u64::from(size)),
+                    Err(e) => return reply.error(e),
+                };
+                reply.data(&vec![0; len as usize]);
+            }
+            Op::Write { offset, data, .. } => match self.state().write(ino, offset, data.len()) {
+                Ok(()) => reply.written(data.len() as u32),
+                Err(e) => reply.error(e),
+            },
+            Op::Flush | Op::Release | Op::Fsync | Op::Fsyncdir | Op::Releasedir => reply.ok(),
+            Op::Opendir => match self.state().get(ino) {
+                Ok(n) if n.is_dir() => reply.opened(&abi::OpenOut::default()),
+                Ok(_) => reply.error(libc::ENOTDIR),
+                Err(e) => reply.error(e),
+            },
+            Op::Readdir { offset, size, plus } => {
+                let mut out = Listing::new(size);
+                match self.state().readdir(ino, offset, plus, &mut out) {
+                    Ok(()) => out.send(reply),
+                    Err(e) => reply.error(e),
+                }
+            }
+            Op::Statfs => reply.statfs(&self.state().statfs()),
+            Op::Setxattr { name, value, flags } => {
+                empty(reply, self.state().setxattr(ino, name, value, flags))
+            }
+            Op::Getxattr { name, size } => {
+                let r = self
+                    .state()
+                    .get(ino)
+                    .and_then(|n| n.xattrs.get(name).cloned().ok_or(libc::ENODATA));
+                xattr(reply, size, r);
+            }
+            Op::Listxattr { size } => {
+                let r = self.state().get(ino).map(|n| {
+                    let mut out = Vec::new();
+                    for name in n.xattrs.keys() {
+                        out.extend_from_slice(name);
+                        out.push(0);
+                    }
+                    out
+                });
+                xattr(reply, size, r);
+            }
+            Op::Removexattr { name } => empty(reply, self.state().removexattr(ino, name)),
+            Op::Create { name, mode, umask } => {
+                let r =
+                    self.state()
+                        .make(h, ino, name, libc::S_IFREG, mode & !umask, Content::File);
+                match r {
+                    Ok(a) => reply.created(&entry_out(a), &abi::OpenOut::default()),
+                    Err(e) => reply.error(e),
+                }
+            }
+            // No file here is a terminal (shells and isatty(3) ask TCGETS).
+            Op::Ioctl => reply.error(libc::ENOTTY),
+            // Requests are short; an interrupted one simply finishes.
+            Op::Interrupt => reply.none(),
+            Op::Destroy => reply.ok(),
+            Op::Other(_) => reply.error(libc::ENOSYS),
         }
+    }
+}
+
+/// The command line.
+struct Args {
+    transport: Transport,
+    threads: usize,
+    mountpoint: PathBuf,
+}
+
+impl Args {
+    fn parse() -> anyhow::Result<Args> {
+        let mut transport = Transport::Auto;
+        let mut threads = 1;
+        let mut mountpoint = None;
+        let mut args = std::env::args_os().skip(1);
+        while let Some(arg) = args.next() {
+            let mut value = || args.next().and_then(|v| v.into_string().ok());
+            match arg.to_str() {
+                Some("--transport") => {
+                    let v = value();
+                    transport = [Transport::Auto, Transport::IoUring, Transport::DevFuse]
+                        .into_iter()
+                        .find(|t| Some(t.as_str()) == v.as_deref())
+                        .with_context(|| {
+                            format!("--transport: auto, io-uring or dev-fuse\n{USAGE}")
+                        })?;
+                }
+                Some("--threads") => {
+                    threads = value()
+                        .and_then(|v| v.parse().ok())
+                        .filter(|&n| n > 0)
+                        .with_context(|| format!("--threads: a number above 0\n{USAGE}"))?;
+                }
+                Some(a) if a.starts_with('-') => bail!("unknown option {a}\n{USAGE}"),
+                _ if mountpoint.is_none() => mountpoint = Some(PathBuf::from(arg)),
+                _ => bail!(USAGE),
+            }
+        }
+        Ok(Args {
+            transport,
+            threads,
+            mountpoint: mountpoint.context(USAGE)?,
+        })
     }
 }
 
 fn main() -> anyhow::Result<()> {
-    let args: Vec<_> = std::env::args_os().skip(1).collect();
-    let [mountpoint] = args.as_slice() else {
-        bail!("usage: nullfs MOUNTPOINT");
-    };
+    let args = Args::parse()?;
+    let mnt = args.mountpoint.display();
     let mut config = Config::default();
     config.mount_options = vec![
         MountOption::FSName("nullfs".into()),
         MountOption::DefaultPermissions,
     ];
-    let fs = NullFs {
+    let fs = Arc::new(NullFs {
         state: Mutex::new(State::new()),
+    });
+    let status = Arc::new(TransportStatus::default());
+    let options = kernel::Options {
+        config: &config,
+        capabilities: InitFlags::FUSE_BIG_WRITES | InitFlags::FUSE_MAX_PAGES,
+        max_write: MAX_WRITE,
+        transport: args.transport,
+        threads: args.threads,
     };
-    fuser::mount(fs, mountpoint, &config)
-        .with_context(|| format!("nullfs on {}", Path::new(mountpoint).display()))
+    let mounted = kernel::mount(&args.mountpoint, &options, fs, status.clone())
+        .with_context(|| format!("nullfs on {mnt}"))?;
+    eprintln!("nullfs on {mnt}: serving on {}", status.describe());
+    mounted.join().with_context(|| format!("nullfs on {mnt}"))?;
+    Ok(())
 }

@@ -19,7 +19,7 @@ use anyhow::{Context, Result};
 use clap::Parser;
 use fuser::{Config, MountOption, SessionACL};
 use strata::daemon::control::{self, Daemon};
-use strata::daemon::mount_args::{resolve_group, MountdArgs, Transport};
+use strata::daemon::mount_args::{resolve_group, MountdArgs};
 use strata::exit::Reported;
 use strata::policy::alert::{self, Alerter};
 use strata::policy::hostconfig::HostConfig;
@@ -35,7 +35,7 @@ use delay::Delayer;
 use fuse::{StrataFs, MAX_WRITE};
 use invalidate::{after_forget, after_snapshot, send_invalidation, Invalidate};
 use requests::Requests;
-use strata_mountd::kernel::{self, Negotiate, TransportStatus};
+use strata_mountd::kernel::{self, TransportStatus};
 
 /// Threads that decode chunks ahead of readers.
 const READ_AHEAD_WORKERS: usize = 2;
@@ -350,37 +350,26 @@ fn run(args: &MountdArgs, ready: &dyn Fn()) -> Result<()> {
         throttle.clone(),
         Delayer::spawn()?,
     ));
-    let negotiate = Negotiate::new(
-        fuse::capabilities(),
-        MAX_WRITE,
-        opts.transport != Transport::DevFuse,
-    );
-    let ring = negotiate.ring.clone();
-    let mut session = fuser::Session::new(negotiate, &mnt, &config)
-        .map_err(|e| MountpointError::Mount(mnt.clone(), e.to_string()))?;
-    let ring = Negotiate::ring_granted(&ring);
-    if let (Transport::IoUring, Err(why)) = (opts.transport, &ring) {
-        let _ = session.unmount();
-        return Err(Reported(
-            strata::exit::MOUNTPOINT,
-            format!("--transport io-uring: {why}; or mount with --transport auto to fall back to /dev/fuse"),
-        )
-        .into());
-    }
     let transport = Arc::new(TransportStatus::default());
-    let serving = kernel::start(
-        std::os::fd::AsFd::as_fd(&session),
-        fs,
-        opts.threads,
-        MAX_WRITE as usize,
-        ring,
-        &transport,
-    )?;
+    let options = kernel::Options {
+        config: &config,
+        capabilities: fuse::capabilities(),
+        max_write: MAX_WRITE,
+        transport: opts.transport,
+        threads: opts.threads,
+    };
+    let mut mounted =
+        kernel::mount(&mnt, &options, fs, transport.clone()).map_err(|e| match e {
+            kernel::MountError::NoRing(_) => {
+                anyhow::Error::from(Reported(strata::exit::MOUNTPOINT, e.to_string()))
+            }
+            e => MountpointError::Mount(mnt.clone(), e.to_string()).into(),
+        })?;
     let served = Arc::new(Served {
         mountpoint: mnt.clone(),
         ns: ns.clone(),
-        notifier: session.notifier(),
-        unmount: Mutex::new(Some(session.unmount_callable())),
+        notifier: mounted.notifier(),
+        unmount: Mutex::new(Some(mounted.unmounter())),
         requests,
         throttle,
         transport,
@@ -392,7 +381,7 @@ fn run(args: &MountdArgs, ready: &dyn Fn()) -> Result<()> {
         args.repo.clone(),
         host.alerts.fill_threshold,
     )?;
-    let notifier = session.notifier();
+    let notifier = mounted.notifier();
     std::thread::Builder::new()
         .name("invalidate".into())
         .spawn(move || {
@@ -439,11 +428,7 @@ fn run(args: &MountdArgs, ready: &dyn Fn()) -> Result<()> {
     }
     let serving = std::thread::Builder::new()
         .name("session".into())
-        .spawn(move || {
-            let r = serving.join();
-            drop(session);
-            r
-        })?;
+        .spawn(move || mounted.join())?;
 
     wait_answering(&mnt)?;
     tracing::info!(mountpoint = %mnt.display(), repo = %repo_id, "mounted");

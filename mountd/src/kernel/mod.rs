@@ -3,26 +3,26 @@
 //! ([`classic`]) and, where the kernel allows it, per-CPU io_uring queues
 //! ([`ring`]). The filesystem implements [`Serve`] once for both.
 //!
-//! fuser still mounts, negotiates INIT, sends notifications and unmounts;
-//! it reads no request. (fuser's transport cannot carry the ring, and its
+//! fuser still mounts, negotiates INIT ([`mount`]), sends notifications
+//! and unmounts; it reads no request. (fuser's transport cannot carry the ring, and its
 //! parsed request types cannot be built outside it.)
 
 pub mod abi;
 mod classic;
-mod negotiate;
+mod mount;
 pub mod reply;
 pub mod request;
 mod ring;
 
 use std::io;
 use std::os::fd::BorrowedFd;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 use strata::sys::sync::Recover;
 
-pub use negotiate::Negotiate;
+pub use mount::{mount, MountError, Mounted, Options};
 
 use abi::InHeader;
 use reply::Reply;
@@ -59,24 +59,32 @@ fn dispatch(fs: &dyn Serve, h: &InHeader, body: Body<'_>, reply: Reply) {
 /// What the mount runs on, for the log and `strata status`.
 #[derive(Default)]
 pub struct TransportStatus {
-    state: Mutex<String>,
+    /// Queues serving, 0 when the ring is not used.
+    queues: AtomicUsize,
+    /// Why the ring is not used.
+    why_not: Mutex<String>,
     ring_requests: Arc<AtomicU64>,
 }
 
 impl TransportStatus {
-    fn set(&self, s: String) {
-        *self.state.locked() = s;
+    fn ring(&self, queues: usize) {
+        self.queues.store(queues, Ordering::Relaxed);
     }
 
-    /// "io_uring" with the requests its queues served, or "dev-fuse" and
-    /// why the ring is not used.
+    fn dev_fuse(&self, why: String) {
+        self.queues.store(0, Ordering::Relaxed);
+        *self.why_not.locked() = why;
+    }
+
+    /// "io_uring (N queues, M requests served on the ring)", or
+    /// "dev-fuse (why the ring is not used)".
     pub fn describe(&self) -> String {
-        let state = self.state.locked().clone();
-        if state.starts_with("io_uring") {
-            let n = self.ring_requests.load(Ordering::Relaxed);
-            format!("{state}, {n} requests served on the ring)")
-        } else {
-            state
+        match self.queues.load(Ordering::Relaxed) {
+            0 => format!("dev-fuse ({})", self.why_not.locked()),
+            q => format!(
+                "io_uring ({q} queues, {} requests served on the ring)",
+                self.ring_requests.load(Ordering::Relaxed)
+            ),
         }
     }
 }
@@ -90,13 +98,13 @@ pub struct Serving {
 /// Starts serving the connection `dev` (after INIT): `threads` readers of
 /// /dev/fuse, and the ring's queues if `ring_offered`. `max_write` is the
 /// negotiated largest write.
-pub fn start(
+fn start(
     dev: BorrowedFd<'_>,
     fs: Arc<dyn Serve>,
     threads: usize,
     max_write: usize,
     ring_offered: Result<(), String>,
-    status: &TransportStatus,
+    status: Arc<TransportStatus>,
 ) -> io::Result<Serving> {
     // Header, the largest fixed argument, and the data.
     let bufsize = max_write + 4096;
@@ -118,7 +126,7 @@ pub fn start(
     match ring_offered {
         Err(why) => {
             tracing::info!("serving on /dev/fuse: {why}");
-            status.set(format!("dev-fuse ({why})"));
+            status.dev_fuse(why);
         }
         Ok(()) => {
             let n = ring::queue_count();
@@ -131,26 +139,29 @@ pub fn start(
             match made {
                 Err(e) => {
                     tracing::warn!(error = %e, "cannot set up the io_uring queues; serving on /dev/fuse");
-                    status.set(format!(
-                        "dev-fuse (the io_uring queues could not be set up: {e})"
-                    ));
+                    status.dev_fuse(format!("the io_uring queues could not be set up: {e}"));
                 }
                 Ok(made) => {
+                    status.ring(n);
                     for q in made {
-                        let (queue, fs) = (q.clone(), fs.clone());
+                        let (queue, fs, status) = (q.clone(), fs.clone(), status.clone());
+                        let qid = queues.len();
                         let h = std::thread::Builder::new()
-                            .name(format!("fuse-ring-{}", queues.len()))
+                            .name(format!("fuse-ring-{qid}"))
                             .spawn(move || {
                                 let r = queue.run(&*fs);
+                                // The kernel uses the ring only once every
+                                // queue has registered: a queue that fails
+                                // to leaves /dev/fuse serving.
                                 if let Err(e) = &r {
-                                    tracing::error!(error = %e, "an io_uring queue stopped");
+                                    tracing::error!(qid, error = %e, "an io_uring queue stopped");
+                                    status.dev_fuse(format!("io_uring queue {qid} failed: {e}"));
                                 }
                                 r
                             })?;
                         queues.push((q, h));
                     }
                     tracing::info!(queues = n, "serving on FUSE over io_uring");
-                    status.set(format!("io_uring ({n} queues"));
                 }
             }
         }

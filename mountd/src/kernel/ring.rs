@@ -414,11 +414,26 @@ fn pin_to(cpu: usize) {
     }
 }
 
-/// The queues the kernel expects: one per possible CPU.
+/// The queues the kernel expects: one per possible CPU (its qid is the CPU
+/// a request comes from), from /sys/devices/system/cpu/possible ("0-3",
+/// "0,2-5"), or the configured CPUs if that cannot be read.
 pub fn queue_count() -> usize {
-    // SAFETY: sysconf has no preconditions.
-    let n = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_CONF) };
-    n.max(1) as usize
+    let possible = std::fs::read_to_string("/sys/devices/system/cpu/possible")
+        .ok()
+        .and_then(|s| highest_cpu(&s));
+    match possible {
+        Some(max) => max + 1,
+        // SAFETY: sysconf has no preconditions.
+        None => unsafe { libc::sysconf(libc::_SC_NPROCESSORS_CONF) }.max(1) as usize,
+    }
+}
+
+/// The highest CPU number of a kernel CPU list.
+fn highest_cpu(list: &str) -> Option<usize> {
+    list.trim()
+        .split(',')
+        .map(|r| r.rsplit('-').next()?.parse::<usize>().ok())
+        .try_fold(0, |m, n| Some(m.max(n?)))
 }
 
 /// Whether the request's fixed argument fits the ring's header area.
@@ -430,6 +445,14 @@ const _: () = assert!(HEADER_SIZE == 288);
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cpu_lists_give_their_highest_cpu() {
+        assert_eq!(highest_cpu("0-1\n"), Some(1));
+        assert_eq!(highest_cpu("0"), Some(0));
+        assert_eq!(highest_cpu("0,2-5,7"), Some(7));
+        assert_eq!(highest_cpu("x"), None);
+    }
 
     #[test]
     fn len_is_set_beside_addr() {
