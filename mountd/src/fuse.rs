@@ -9,9 +9,7 @@ use fuser::InitFlags;
 use strata::policy::throttle::Throttle;
 use strata::sys::sync::Recover;
 use strata::tree::namespace::{DirReply, Listed, Namespace, Node};
-use strata::tree::types::{
-    Attr, Caller, FileKind, FsError, OpenMode, RenameMode, SetAttr, Timestamp,
-};
+use strata::tree::types::{Attr, Caller, FsError, OpenMode, RenameMode, SetAttr, Timestamp};
 
 use crate::delay::Delayer;
 use crate::invalidate::{after_snapshot, Invalidate};
@@ -89,19 +87,6 @@ fn ttl(ino: u64) -> Duration {
     }
 }
 
-/// The file-type bits of `st_mode`.
-fn type_bits(k: FileKind) -> u32 {
-    match k {
-        FileKind::File => libc::S_IFREG,
-        FileKind::Dir => libc::S_IFDIR,
-        FileKind::Symlink => libc::S_IFLNK,
-        FileKind::CharDevice => libc::S_IFCHR,
-        FileKind::BlockDevice => libc::S_IFBLK,
-        FileKind::Fifo => libc::S_IFIFO,
-        FileKind::Socket => libc::S_IFSOCK,
-    }
-}
-
 /// The kernel's times are (seconds as a two's-complement u64, nanoseconds).
 fn wire_time(t: Timestamp) -> (u64, u32) {
     (t.secs as u64, t.nanos)
@@ -128,7 +113,7 @@ fn file_attr(a: &Attr) -> abi::Attr {
         atimensec,
         mtimensec,
         ctimensec,
-        mode: type_bits(a.kind) | (a.perm & 0o7777),
+        mode: a.kind.type_bits() | (a.perm & 0o7777),
         nlink: a.nlink,
         uid: a.uid,
         gid: a.gid,
@@ -531,7 +516,7 @@ struct Entries {
 impl DirReply for Entries {
     fn add(&mut self, e: Listed) -> bool {
         let ino = e.node.ino();
-        let typ = type_bits(e.kind) >> 12;
+        let typ = e.kind.type_bits() >> 12;
         if !self.plus {
             return self.out.push(None, ino, e.cursor, typ, &e.name);
         }

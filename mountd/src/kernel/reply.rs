@@ -126,9 +126,14 @@ impl Drop for Reply {
 /// One write of the header and parts. ENOENT means the kernel gave up on
 /// the request (interrupted): nobody waits for the answer any more.
 fn write_dev(fd: &OwnedFd, header: &OutHeader, parts: &[&[u8]]) {
-    let mut iov = Vec::with_capacity(parts.len() + 1);
-    iov.push(IoSlice::new(header.as_bytes()));
-    iov.extend(parts.iter().map(|p| IoSlice::new(p)));
+    // No allocation per reply: an answer has at most two parts (create).
+    assert!(parts.len() <= 2, "a FUSE answer of more than two parts");
+    let mut iov = [IoSlice::new(&[]); 3];
+    iov[0] = IoSlice::new(header.as_bytes());
+    for (slot, p) in iov[1..].iter_mut().zip(parts) {
+        *slot = IoSlice::new(p);
+    }
+    let iov = &iov[..1 + parts.len()];
     loop {
         // SAFETY: IoSlice is ABI-compatible with iovec; the slices outlive the call.
         let n = unsafe {
