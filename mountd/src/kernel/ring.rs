@@ -35,6 +35,8 @@ const OP_IN_SIZE: usize = 128;
 /// Requests a queue holds at once: one being served, the others waiting
 /// or held back (a throttled write's answer).
 const DEPTH: usize = 8;
+/// Refusals in a row after which an entry is no longer registered again.
+const MAX_REFUSALS: u32 = 3;
 /// The completion's user data of the stop signal (entries are 0..DEPTH).
 const STOP: u64 = u64::MAX;
 const PAGE: usize = 4096;
@@ -138,6 +140,8 @@ struct Entry {
 #[derive(Default)]
 struct EntryState {
     commit_id: u64,
+    /// Commands of this entry the kernel refused in a row.
+    refusals: u32,
     /// The payload is borrowed by the request being served.
     borrowed: bool,
     staged: Option<(OutHeader, Vec<u8>)>,
@@ -341,19 +345,42 @@ impl Queue {
                 }
                 let index = user as usize;
                 if res < 0 {
-                    match -res {
-                        // The connection is gone (unmounted or aborted).
-                        libc::ENOTCONN | libc::ENODEV | libc::ECANCELED => return Ok(()),
-                        libc::EINTR | libc::EAGAIN => {
-                            self.register(index)?;
-                            continue;
-                        }
-                        e => return Err(io::Error::from_raw_os_error(e)),
+                    // The connection is gone (unmounted or aborted).
+                    if matches!(-res, libc::ENOTCONN | libc::ENODEV | libc::ECANCELED) {
+                        return Ok(());
                     }
+                    self.refused(index, io::Error::from_raw_os_error(-res))?;
+                    continue;
                 }
+                self.entries[index].state.locked().refusals = 0;
                 self.serve(index, fs);
             }
         }
+    }
+
+    /// The kernel refused a command of entry `index`: the entry is
+    /// registered again, so the queue keeps its depth (a queue that lost
+    /// every entry would leave its CPU's requests waiting forever). An entry
+    /// refused again and again is given up; the queue stops when all are.
+    fn refused(&self, index: usize, e: io::Error) -> io::Result<()> {
+        let refusals = {
+            let mut st = self.entries[index].state.locked();
+            st.refusals += 1;
+            st.refusals
+        };
+        tracing::error!(qid = self.qid, index, error = %e, "the kernel refused an io_uring command");
+        if refusals <= MAX_REFUSALS {
+            return self.register(index);
+        }
+        let given_up = self
+            .entries
+            .iter()
+            .filter(|e| e.state.locked().refusals > MAX_REFUSALS)
+            .count();
+        if given_up == self.entries.len() {
+            return Err(e);
+        }
+        Ok(())
     }
 
     /// Serves the request the kernel put in entry `index`.
