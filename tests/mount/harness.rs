@@ -147,11 +147,15 @@ impl Mount {
         ok(self.strata().arg("umount").arg(self.mnt()));
     }
 
+    /// `strata status --json`.
+    pub fn status(&self) -> serde_json::Value {
+        let out = ok(self.strata().args(["status", "--json"]));
+        serde_json::from_str(&out).unwrap()
+    }
+
     /// The daemon's process id, from `strata status --json`.
     pub fn daemon_pid(&self) -> u32 {
-        let out = ok(self.strata().args(["status", "--json"]));
-        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
-        v["pid"].as_u64().expect("mounted") as u32
+        self.status()["pid"].as_u64().expect("mounted") as u32
     }
 
     /// Takes a snapshot through the mount (mkdir in snapshots/); returns

@@ -13,9 +13,7 @@ fn ring_offered() -> bool {
 }
 
 fn transport(m: &Mount) -> String {
-    let out = ok(m.strata().args(["status", "--json"]));
-    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
-    v["transport"]
+    m.status()["transport"]
         .as_str()
         .expect("a mounted status names its transport")
         .to_owned()
