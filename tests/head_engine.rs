@@ -8,6 +8,7 @@ use std::sync::Arc;
 use common::*;
 use strata::store::io::sim::SimDisk;
 use strata::store::io::Disk;
+use strata::tree::head::txn::Reader;
 use strata::tree::head::Head;
 use strata::tree::objects::Tree;
 use strata::tree::record::RunStatus;
@@ -831,4 +832,61 @@ fn open_with_truncate_empties_the_file_and_its_pending_writes() {
     let empty = h.create(ME, ROOT, &n("empty"), 0o644, 0).unwrap();
     let again = h.open(ME, empty.ino, OpenMode::Truncate).unwrap();
     assert!(again.mtime > empty.mtime && again.ctime > empty.ctime);
+}
+
+/// Writes `data` as rsync -S does: 32 KiB pieces, the zeros at both ends
+/// of each seeked over, and a file that ends in zeros extended by a
+/// truncate.
+fn write_sparsely(h: &Head, ino: InodeNo, data: &[u8]) {
+    h.open(ME, ino, OpenMode::Write).unwrap();
+    let mut end = 0;
+    for (i, piece) in data.chunks(32 << 10).enumerate() {
+        let Some(first) = piece.iter().position(|&b| b != 0) else {
+            continue;
+        };
+        let last = piece.iter().rposition(|&b| b != 0).unwrap();
+        let at = (i * (32 << 10) + first) as u64;
+        h.write(ME, ino, at, &piece[first..=last]).unwrap();
+        end = at + (last + 1 - first) as u64;
+    }
+    if end < data.len() as u64 {
+        let set = SetAttr {
+            size: Some(data.len() as u64),
+            ..SetAttr::default()
+        };
+        h.setattr(ME, ino, &set).unwrap();
+    }
+    h.release(ME, ino).unwrap();
+}
+
+/// A file written with its zero runs seeked over (rsync -S on database
+/// pages, whose free space is zeros) stores the chunks of the same bytes
+/// written densely: dedup does not depend on how the writer wrote them.
+#[test]
+fn zeros_seeked_over_store_the_chunks_of_dense_writes() {
+    let (_, h) = head();
+    let max = h.repo().chunker().params().max_size as usize;
+    let mut data = bytes(31, 3 * max + 12_345);
+    // 8 KiB pages, the second half of each free; one whole free megabyte;
+    // and a file that ends in zeros.
+    for page in data.chunks_mut(8 << 10) {
+        let n = page.len();
+        page[n / 2..].fill(0);
+    }
+    data[max..2 * max].fill(0);
+    let tail = data.len() - 3000;
+    data[tail..].fill(0);
+    let dense = h.create(ME, ROOT, &n("dense"), 0o644, 0).unwrap().ino;
+    h.open(ME, dense, OpenMode::Write).unwrap();
+    for (i, piece) in data.chunks(32 << 10).enumerate() {
+        h.write(ME, dense, (i * (32 << 10)) as u64, piece).unwrap();
+    }
+    h.release(ME, dense).unwrap();
+    let sparse = h.create(ME, ROOT, &n("sparse"), 0o644, 0).unwrap().ino;
+    write_sparsely(&h, sparse, &data);
+    same(&contents(&h, sparse), &data);
+    let r = h.rtx().unwrap();
+    let dense_extents = r.extents(dense, 0, u64::MAX).unwrap();
+    assert!(dense_extents.len() >= 3, "{dense_extents:?}");
+    assert_eq!(r.extents(sparse, 0, u64::MAX).unwrap(), dense_extents);
 }

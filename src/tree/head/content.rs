@@ -30,6 +30,42 @@ use crate::tree::types::{Attr, Caller, Fault, FileKind, FsError, InodeNo, SetAtt
 /// Staged bytes past which a file is re-chunked without waiting for flush.
 pub const STAGING_LIMIT: u64 = 64 << 20;
 
+/// Gaps up to this size in a file being appended to are fed to the chunker
+/// as zeros: rsync -S seeks over the zeros at both ends of every write, and
+/// chunks are then cut as for the same bytes written densely, so dedup does
+/// not depend on how the writer wrote them. A larger gap stays a hole and
+/// starts a new stream.
+const FED_GAP: u64 = 1 << 20;
+
+/// A file's size and mtime as its writes left them, written by flush in
+/// the transaction that records its last chunks.
+#[derive(Clone, Copy)]
+struct Ending {
+    size: u64,
+    mtime: Option<Timestamp>,
+}
+
+impl Ending {
+    fn of(st: &FileState) -> Ending {
+        Ending {
+            size: st.size,
+            mtime: st.mtime,
+        }
+    }
+
+    /// Writes the size and mtime to the inode, and dirties the directories above.
+    fn apply(self, w: &mut super::txn::Write<'_>, ino: InodeNo) -> Result<(), FsError> {
+        let mut rec = w.get(ino)?;
+        rec.meta.size = self.size;
+        if let Some(t) = self.mtime {
+            rec.meta.mtime = t;
+            rec.meta.ctime = t;
+        }
+        w.put(ino, &rec)?;
+        w.dirty_parents(ino)
+    }
+}
+
 enum Mode {
     /// Appending: bytes from `buf_start` on are in the chunker.
     Stream {
@@ -341,6 +377,8 @@ impl Content {
 
     /// Records chunks cut from a stream that started at `*buf_start`,
     /// stored already by [`put_cut`] as the chunker emitted them.
+    /// With an `ending` (flush), the file's size and mtime are written in
+    /// the same transaction.
     fn store_stream_chunks(
         &self,
         head: &Head,
@@ -348,9 +386,10 @@ impl Content {
         buf_start: &mut u64,
         cleared: &mut bool,
         chunks: Cut,
+        ending: Option<Ending>,
     ) -> Result<(), FsError> {
         let pieces = chunks.pieces?;
-        if pieces.is_empty() {
+        if pieces.is_empty() && ending.is_none() {
             return Ok(());
         }
         let mut rows = Vec::with_capacity(pieces.len());
@@ -369,6 +408,9 @@ impl Content {
             }
             for (off, id, len) in &rows {
                 w.put_extent(ino, *off, *id, *len)?;
+            }
+            if let Some(ending) = ending {
+                return ending.apply(w, ino);
             }
             // The size grows with the stored extents in the same transaction,
             // so after a crash no extent lies past the file's end.
@@ -410,14 +452,16 @@ impl Content {
                 chunker,
                 buf_start,
                 cleared,
-            } if offset == size => {
+            } if offset >= size && offset - size <= FED_GAP => {
+                let store = head.repo.store();
                 let mut cut = Cut::default();
-                chunker.push(data, |c| put_cut(head.repo.store(), &mut cut, c));
-                self.store_stream_chunks(head, ino, buf_start, cleared, cut)?;
+                chunker.push_zeros((offset - size) as usize, |c| put_cut(store, &mut cut, c));
+                chunker.push(data, |c| put_cut(store, &mut cut, c));
+                self.store_stream_chunks(head, ino, buf_start, cleared, cut, None)?;
             }
             Mode::Stream { .. } if offset > size => {
-                // A gap: what lies between stays a hole; a new stream starts.
-                self.finish_stream(head, st)?;
+                // A large gap stays a hole; a new stream starts after it.
+                self.finish_stream(head, st, None)?;
                 st.mode = Mode::Stream {
                     chunker: head.repo.chunker().stream(),
                     buf_start: offset,
@@ -433,10 +477,10 @@ impl Content {
                 };
                 let mut cut = Cut::default();
                 chunker.push(data, |c| put_cut(head.repo.store(), &mut cut, c));
-                self.store_stream_chunks(head, ino, buf_start, cleared, cut)?;
+                self.store_stream_chunks(head, ino, buf_start, cleared, cut, None)?;
             }
             Mode::Stream { .. } => {
-                self.finish_stream(head, st)?;
+                self.finish_stream(head, st, None)?;
                 st.mode = Mode::Staged {
                     overlay: BTreeMap::new(),
                     dirty: Vec::new(),
@@ -456,8 +500,14 @@ impl Content {
         Ok(data.len())
     }
 
-    /// Emits a stream's look-ahead as the file's last chunks.
-    fn finish_stream(&self, head: &Head, st: &mut FileState) -> Result<(), FsError> {
+    /// Emits a stream's look-ahead as the file's last chunks (with the
+    /// file's `ending`, if given, in the same transaction).
+    fn finish_stream(
+        &self,
+        head: &Head,
+        st: &mut FileState,
+        ending: Option<Ending>,
+    ) -> Result<(), FsError> {
         let ino = st.ino;
         if !matches!(st.mode, Mode::Stream { .. }) {
             return Ok(());
@@ -475,7 +525,7 @@ impl Content {
         {
             let mut cut = Cut::default();
             chunker.finish(|c| put_cut(head.repo.store(), &mut cut, c));
-            self.store_stream_chunks(head, ino, &mut buf_start, &mut cleared, cut)?;
+            self.store_stream_chunks(head, ino, &mut buf_start, &mut cleared, cut, ending)?;
         }
         Ok(())
     }
@@ -590,11 +640,27 @@ impl Content {
     }
 
     fn truncate_locked(&self, head: &Head, st: &mut FileState, size: u64) -> Result<(), FsError> {
-        if matches!(st.mode, Mode::Stream { .. }) {
+        if let Mode::Stream {
+            chunker,
+            buf_start,
+            cleared,
+        } = &mut st.mode
+        {
             if size == st.size {
                 return Ok(());
             }
-            self.finish_stream(head, st)?;
+            if size > st.size && size - st.size <= FED_GAP {
+                // rsync -S ends a file whose last bytes are zeros so: they
+                // are appended as zeros, as a write of them would be.
+                let store = head.repo.store();
+                let mut cut = Cut::default();
+                chunker.push_zeros((size - st.size) as usize, |c| put_cut(store, &mut cut, c));
+                self.store_stream_chunks(head, st.ino, buf_start, cleared, cut, None)?;
+                st.size = size;
+                st.mtime = Some(Timestamp::now());
+                return self.persist(head, st);
+            }
+            self.finish_stream(head, st, None)?;
         }
         if size < st.size {
             if let Mode::Staged {
@@ -639,6 +705,9 @@ impl Content {
         else {
             return Ok(());
         };
+        if overlay.is_empty() && dirty.is_empty() && *cut == u64::MAX {
+            return Ok(());
+        }
         let ino = st.ino;
         let size = st.size;
         let old = head.rtx()?.extents(ino, 0, u64::MAX)?;
@@ -748,17 +817,8 @@ impl Content {
 
     /// Writes a file's pending size and mtime to its inode.
     fn persist(&self, head: &Head, st: &FileState) -> Result<(), FsError> {
-        let (ino, size, mtime) = (st.ino, st.size, st.mtime);
-        head.wtx_no_commit(|w| {
-            let mut rec = w.get(ino)?;
-            rec.meta.size = size;
-            if let Some(t) = mtime {
-                rec.meta.mtime = t;
-                rec.meta.ctime = t;
-            }
-            w.put(ino, &rec)?;
-            w.dirty_parents(ino)
-        })
+        let (ino, ending) = (st.ino, Ending::of(st));
+        head.wtx_no_commit(|w| ending.apply(w, ino))
     }
 
     /// Makes the pending writes of every open file part of the next commit,
@@ -831,10 +891,16 @@ impl Content {
         if st.closed {
             return Ok(());
         }
-        let result = self
-            .finish_stream(head, &mut st)
-            .and_then(|_| self.rebuild(head, &mut st))
-            .and_then(|_| self.persist(head, &st));
+        // One transaction: a stream's last chunks with the size and mtime.
+        let result = match st.mode {
+            Mode::Stream { .. } => {
+                let ending = Ending::of(&st);
+                self.finish_stream(head, &mut st, Some(ending))
+            }
+            Mode::Staged { .. } => self
+                .rebuild(head, &mut st)
+                .and_then(|_| self.persist(head, &st)),
+        };
         if let Err(e) = &result {
             tracing::error!(ino = ino.0, error = %e, "flush failed; file marked incomplete");
             self.mark_incomplete(head, ino, st.size);
