@@ -56,6 +56,30 @@ impl std::fmt::Debug for Verified {
     }
 }
 
+/// Whether `packed` bytes standing for `len` save at least 1/16.
+fn saves(packed: usize, len: usize) -> bool {
+    packed + len / 16 < len
+}
+
+/// Bytes of each sample that predicts whether a chunk compresses.
+const SAMPLE: usize = 8 << 10;
+
+/// Whether `data` is worth trying to compress whole: a chunk of more than
+/// a few samples is first tried on its start and its middle (as borg's
+/// auto mode predicts its compressor), so an incompressible chunk (media,
+/// encrypted or already compressed files) costs two small compressions
+/// instead of a whole one. A chunk whose samples do not compress but whose
+/// rest would is stored as it is; it only takes more room.
+fn worth_compressing(data: &[u8]) -> bool {
+    if data.len() < 4 * SAMPLE {
+        return true;
+    }
+    let mid = data.len() / 2;
+    [&data[..SAMPLE], &data[mid..mid + SAMPLE]]
+        .iter()
+        .any(|s| saves(lz4_flex::block::compress(s).len(), s.len()))
+}
+
 /// Keys and limits needed to encode and decode chunks.
 pub struct ChunkCodec {
     id_key: [u8; 32],
@@ -113,7 +137,8 @@ impl ChunkCodec {
         &self.sealer
     }
 
-    /// Seals chunk `data` under `id`, compressed when that saves at least 1/16.
+    /// Seals chunk `data` under `id`, compressed when that saves at least
+    /// 1/16 (and its samples say it may, see [`worth_compressing`]).
     pub fn encode(&self, id: &ChunkId, data: &[u8]) -> Vec<u8> {
         self.encode_object(Kind::Chunk, id, data)
     }
@@ -123,6 +148,14 @@ impl ChunkCodec {
     /// encrypted in place; an object that does not compress is copied
     /// there once.
     pub fn encode_object(&self, kind: Kind, id: &ChunkId, data: &[u8]) -> Vec<u8> {
+        if !worth_compressing(data) {
+            return self
+                .sealer
+                .seal_with(kind, id.as_bytes(), 1 + data.len(), |out| {
+                    out.push(COMPRESSION_NONE);
+                    out.extend_from_slice(data);
+                });
+        }
         let bound = lz4_flex::block::get_maximum_output_size(data.len());
         self.sealer
             .seal_with(kind, id.as_bytes(), 1 + 4 + bound, |out| {
@@ -133,8 +166,7 @@ impl ChunkCodec {
                 out.resize(body + bound, 0);
                 let n = lz4_flex::block::compress_into(data, &mut out[body..])
                     .expect("the output holds the compressor's bound");
-                // Compressed when that saves at least 1/16, size prefix included.
-                if 4 + n + data.len() / 16 < data.len() {
+                if saves(4 + n, data.len()) {
                     out.truncate(body + n);
                 } else {
                     out.truncate(start);
@@ -237,6 +269,35 @@ mod tests {
         let sealed = c.encode(&id, &data);
         assert!(sealed.len() < 2_000);
         assert_eq!(c.decode(&id, &sealed).unwrap().as_slice(), &data[..]);
+    }
+
+    /// A chunk whose samples do not compress is stored as it is, without
+    /// compressing it whole; one whose samples do is compressed.
+    #[test]
+    fn samples_decide_whether_a_chunk_is_compressed() {
+        let c = codec(Suite::Aes256GcmSiv);
+        let noise = crate::store::chunker::tests::xorshift_bytes(9, 200_000);
+        let method = |data: &[u8]| {
+            let id = c.id(data);
+            let sealed = c.encode(&id, data);
+            assert_eq!(c.decode(&id, &sealed).unwrap().as_slice(), data);
+            c.sealer.open(Kind::Chunk, id.as_bytes(), &sealed).unwrap()[0]
+        };
+        assert_eq!(method(&noise), COMPRESSION_NONE);
+        // Text after noisy samples is not looked at: stored as it is.
+        let mut mixed = noise.clone();
+        for (i, b) in mixed[SAMPLE..100_000 - SAMPLE].iter_mut().enumerate() {
+            *b = b"abcdefgh"[i % 8];
+        }
+        assert!(!worth_compressing(&mixed));
+        // Database pages half zeros, and small chunks, are compressed.
+        let mut pages = noise.clone();
+        for page in pages.chunks_mut(8192) {
+            let half = page.len() / 2;
+            page[half..].fill(0);
+        }
+        assert_eq!(method(&pages), COMPRESSION_LZ4);
+        assert_eq!(method(&vec![7u8; 3 * SAMPLE]), COMPRESSION_LZ4);
     }
 
     #[test]
