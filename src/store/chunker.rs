@@ -171,20 +171,8 @@ pub struct StreamChunker {
 
 impl StreamChunker {
     /// Adds `data`; calls `emit` with every chunk that is now final.
-    pub fn push(&mut self, data: &[u8], emit: impl FnMut(&[u8])) {
+    pub fn push(&mut self, data: &[u8], mut emit: impl FnMut(&[u8])) {
         self.buf.extend_from_slice(data);
-        self.emit_full(emit);
-    }
-
-    /// Adds `n` zero bytes (a gap the writer seeked over), as [`Self::push`]
-    /// of that many zeros would.
-    pub fn push_zeros(&mut self, n: usize, emit: impl FnMut(&[u8])) {
-        self.buf.resize(self.buf.len() + n, 0);
-        self.emit_full(emit);
-    }
-
-    /// Emits the chunks that no further byte can change.
-    fn emit_full(&mut self, mut emit: impl FnMut(&[u8])) {
         let max = self.chunker.params.max_size as usize;
         while self.buf.len() - self.start >= max {
             let n = self.chunker.cut(&self.buf[self.start..]);
@@ -332,24 +320,6 @@ pub(crate) mod tests {
             .lengths(&vec![0u8; 100_000])
             .iter()
             .all(|&n| n == 32768 || n == 100_000 % 32768));
-    }
-
-    /// A gap pushed as zeros cuts where the zeros written would.
-    #[test]
-    fn pushed_zeros_cut_as_written_zeros() {
-        let c = Arc::new(Chunker::new(small(), &[3u8; 32]));
-        let mut data = xorshift_bytes(5, 120_000);
-        data[40_000..47_000].fill(0);
-        data[90_000..90_300].fill(0);
-        let mut s = c.stream();
-        let mut out = Vec::new();
-        s.push(&data[..40_000], |c| out.push(c.len()));
-        s.push_zeros(7_000, |c| out.push(c.len()));
-        s.push(&data[47_000..90_000], |c| out.push(c.len()));
-        s.push_zeros(300, |c| out.push(c.len()));
-        s.push(&data[90_300..], |c| out.push(c.len()));
-        s.finish(|c| out.push(c.len()));
-        assert_eq!(out, c.lengths(&data));
     }
 
     proptest! {

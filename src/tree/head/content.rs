@@ -30,13 +30,6 @@ use crate::tree::types::{Attr, Caller, Fault, FileKind, FsError, InodeNo, SetAtt
 /// Staged bytes past which a file is re-chunked without waiting for flush.
 pub const STAGING_LIMIT: u64 = 64 << 20;
 
-/// Gaps up to this size in a file being appended to are fed to the chunker
-/// as zeros: rsync -S seeks over the zeros at both ends of every write, and
-/// chunks are then cut as for the same bytes written densely, so dedup does
-/// not depend on how the writer wrote them. A larger gap stays a hole and
-/// starts a new stream.
-const FED_GAP: u64 = 1 << 20;
-
 /// A file's size and mtime as its writes left them, written by flush in
 /// the transaction that records its last chunks.
 #[derive(Clone, Copy)]
@@ -452,15 +445,13 @@ impl Content {
                 chunker,
                 buf_start,
                 cleared,
-            } if offset >= size && offset - size <= FED_GAP => {
-                let store = head.repo.store();
+            } if offset == size => {
                 let mut cut = Cut::default();
-                chunker.push_zeros((offset - size) as usize, |c| put_cut(store, &mut cut, c));
-                chunker.push(data, |c| put_cut(store, &mut cut, c));
+                chunker.push(data, |c| put_cut(head.repo.store(), &mut cut, c));
                 self.store_stream_chunks(head, ino, buf_start, cleared, cut, None)?;
             }
             Mode::Stream { .. } if offset > size => {
-                // A large gap stays a hole; a new stream starts after it.
+                // A gap: what lies between stays a hole; a new stream starts.
                 self.finish_stream(head, st, None)?;
                 st.mode = Mode::Stream {
                     chunker: head.repo.chunker().stream(),
@@ -640,25 +631,9 @@ impl Content {
     }
 
     fn truncate_locked(&self, head: &Head, st: &mut FileState, size: u64) -> Result<(), FsError> {
-        if let Mode::Stream {
-            chunker,
-            buf_start,
-            cleared,
-        } = &mut st.mode
-        {
+        if matches!(st.mode, Mode::Stream { .. }) {
             if size == st.size {
                 return Ok(());
-            }
-            if size > st.size && size - st.size <= FED_GAP {
-                // rsync -S ends a file whose last bytes are zeros so: they
-                // are appended as zeros, as a write of them would be.
-                let store = head.repo.store();
-                let mut cut = Cut::default();
-                chunker.push_zeros((size - st.size) as usize, |c| put_cut(store, &mut cut, c));
-                self.store_stream_chunks(head, st.ino, buf_start, cleared, cut, None)?;
-                st.size = size;
-                st.mtime = Some(Timestamp::now());
-                return self.persist(head, st);
             }
             self.finish_stream(head, st, None)?;
         }
