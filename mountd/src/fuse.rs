@@ -184,9 +184,7 @@ fn opened(reply: Reply, open_flags: u32) {
 
 /// Snapshot files never change: the kernel keeps their pages across
 /// opens. Closing a read-only handle has nothing to flush (rsync -X opens
-/// every file it compares), so the kernel need not tell us; kernels since
-/// 5.16 skipped that FLUSH, but the 6.18 kernel CI runs sends it anyway
-/// (measured), where it costs one round trip and no work.
+/// every file it compares), so the kernel need not tell us.
 fn open_flags(ino: u64, write: bool) -> u32 {
     let keep = match Node::of(ino) {
         Node::Snap { .. } => fopen::KEEP_CACHE,
