@@ -341,7 +341,7 @@ pub fn umount(g: &Global, dir: &Path) -> Result<()> {
         // connection: a status that does not come back is checked again.
         match control::call(&socket, &Request::Status) {
             Ok(Some(Reply::Status(s))) => Some(s),
-            _ if mountpoint::is_dead(&dir) => None,
+            _ if dies_soon(&dir) => None,
             Ok(_) => return unmount_without_daemon(g, &dir),
             Err(e) => return Err(e.into()),
         }
@@ -351,7 +351,7 @@ pub fn umount(g: &Global, dir: &Path) -> Result<()> {
     };
     match control::call(&socket, &Request::Shutdown) {
         Ok(Some(_)) => {}
-        Ok(None) if mountpoint::is_dead(&dir) => return detach_dead(g, &dir),
+        Ok(None) if dies_soon(&dir) => return detach_dead(g, &dir),
         Ok(None) => return unmount_without_daemon(g, &dir),
         // The daemon may exit before its answer is out; gone is done.
         Err(_) if mountpoint::mounted_on(&dir).is_none() => {}
@@ -401,6 +401,24 @@ fn detach_dead(g: &Global, dir: &Path) -> Result<()> {
             not_committed: Some(DEAD_DAEMON.to_owned()),
         },
     )
+}
+
+/// Whether a mount whose daemon's socket does not answer turns out dead
+/// within a moment. A daemon killed just now keeps its mount alive while
+/// the kernel tears down its io_uring queues and closes its /dev/fuse
+/// descriptors, after its socket is already gone; taking that mount for a
+/// live one without a socket would report a clean unmount.
+fn dies_soon(dir: &Path) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(3);
+    loop {
+        if mountpoint::is_dead(dir) {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 /// A live mount whose daemon has no control socket: unmount it directly;
