@@ -148,7 +148,7 @@ impl ChunkCodec {
     /// encrypted in place; an object that does not compress is copied
     /// there once.
     pub fn encode_object(&self, kind: Kind, id: &ChunkId, data: &[u8]) -> Vec<u8> {
-        if !worth_compressing(data) {
+        if kind == Kind::Chunk && !worth_compressing(data) {
             return self
                 .sealer
                 .seal_with(kind, id.as_bytes(), 1 + data.len(), |out| {
