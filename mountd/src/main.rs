@@ -414,10 +414,11 @@ fn run(args: &MountdArgs, ready: &dyn Fn()) -> Result<()> {
             .name(format!("read-ahead-{i}"))
             .spawn(move || n.run_prefetcher())?;
     }
-    let (n, d) = (ns.clone(), served.clone());
+    let in_flight = Arc::new(control::InFlight::default());
+    let (n, d, f) = (ns.clone(), served.clone(), in_flight.clone());
     std::thread::Builder::new()
         .name("control".into())
-        .spawn(move || control::serve(listener, n, d))?;
+        .spawn(move || control::serve(listener, n, d, f))?;
     if let Some(addr) = host.metrics.listen {
         strata::daemon::metrics_http::spawn(addr, ns.clone(), served.clone()).map_err(|e| {
             Reported(
@@ -462,6 +463,12 @@ fn run(args: &MountdArgs, ready: &dyn Fn()) -> Result<()> {
         }
     }
     let _ = std::fs::remove_file(mountpoint::socket_path(&repo_id));
+    // The request that unmounted (and any other) is recorded first.
+    if !in_flight.wait_idle(Duration::from_secs(30)) {
+        tracing::warn!(
+            "control requests still running at unmount; their audit records may be lost"
+        );
+    }
     strata::daemon::audit::unmounted(&ns, &mnt.display().to_string());
     let committed = ns.shutdown().context("committing the head at unmount");
     write_outcome(&repo_id, &committed);

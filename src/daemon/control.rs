@@ -1194,16 +1194,62 @@ pub trait Daemon: Send + Sync {
     fn throttle(&self) -> &Throttle;
 }
 
+/// The control requests being served, so that the daemon's exit waits for
+/// them: the request that unmounts (shutdown) is recorded in the audit log
+/// after the unmount, and must be before the exit's own record and commit.
+#[derive(Default)]
+pub struct InFlight {
+    count: std::sync::Mutex<usize>,
+    idle: std::sync::Condvar,
+}
+
+impl InFlight {
+    fn enter(self: &Arc<Self>) -> Serving {
+        *self.count.locked() += 1;
+        Serving(self.clone())
+    }
+
+    /// Waits until no request is being served, at most `limit`; whether none is.
+    pub fn wait_idle(&self, limit: std::time::Duration) -> bool {
+        let count = self.count.locked();
+        let (count, _) = self
+            .idle
+            .wait_timeout_while(count, limit, |n| *n > 0)
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        *count == 0
+    }
+}
+
+/// One request being served, until dropped.
+struct Serving(Arc<InFlight>);
+
+impl Drop for Serving {
+    fn drop(&mut self) {
+        let mut n = self.0.count.locked();
+        *n -= 1;
+        if *n == 0 {
+            self.0.idle.notify_all();
+        }
+    }
+}
+
 /// Accepts requests on `listener` until the process ends, each on its own
-/// thread (see [`Lane`]).
-pub fn serve(listener: UnixListener, ns: Arc<Namespace>, daemon: Arc<dyn Daemon>) {
+/// thread (see [`Lane`]), counted in `in_flight`.
+pub fn serve(
+    listener: UnixListener,
+    ns: Arc<Namespace>,
+    daemon: Arc<dyn Daemon>,
+    in_flight: Arc<InFlight>,
+) {
     let lanes = Arc::new(Lanes::default());
     for conn in listener.incoming() {
         let Ok(stream) = conn else { continue };
         let (ns, daemon, lanes) = (ns.clone(), daemon.clone(), lanes.clone());
+        let serving = in_flight.enter();
         let spawned = std::thread::Builder::new()
             .name("control-request".into())
             .spawn(move || {
+                let _serving = serving;
                 if let Err(e) = serve_one(stream, &ns, daemon.as_ref(), &lanes) {
                     tracing::warn!(error = %Chain(&e), "control request failed");
                 }

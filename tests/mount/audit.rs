@@ -92,6 +92,8 @@ fn the_mount_records_who_did_what() {
             ("check", "socket"),
             ("find", "socket"),
             ("replicate", "socket"),
+            // The request that unmounted, always before the mount's end.
+            ("shutdown", "socket"),
             ("unmount", "mount"),
             ("key_add", "repository"),
             ("mount", "mount"),
@@ -109,7 +111,7 @@ fn the_mount_records_who_did_what() {
     }
     assert_eq!(records[1].details["label"], "nightly");
     assert_eq!(records[2].details["seq"], 1);
-    for r in records[3..7].iter().chain(&records[8..9]) {
+    for r in records[3..8].iter().chain(&records[9..10]) {
         assert!(r.pid != me && r.pid != daemon, "{r:?}");
         assert_eq!(r.uid, unsafe { libc::geteuid() });
     }
@@ -117,10 +119,10 @@ fn the_mount_records_who_did_what() {
     assert_eq!(records[5].details["pattern"], "*");
     assert!(records[0].details.get("config_changed").is_none());
     assert_eq!(
-        records[9].details["config_changed"],
+        records[10].details["config_changed"],
         serde_json::json!(["host"])
     );
-    assert_ne!(records[9].details["config"]["repository"], "absent");
+    assert_ne!(records[10].details["config"]["repository"], "absent");
 
     // The snapshots anchor the log; so do the replica's copies of them.
     let v: serde_json::Value = serde_json::from_str(&ok(m
