@@ -183,3 +183,32 @@ fn an_rsync_style_replace_of_an_unchanged_file_stores_no_data() {
         "replacing an unchanged file stored new objects"
     );
 }
+
+/// A file written as `rsync -S` writes database pages (each page's data,
+/// then a seek over its free space) ends a chunk at every seek. The chunks
+/// are recorded in the head in batches: one transaction per page was most
+/// of what such a file cost.
+#[test]
+fn a_sparse_writers_pages_are_recorded_in_batches_not_one_per_page() {
+    let h = mem_head();
+    let f = h
+        .create(ME, InodeNo::ROOT, &n("pages"), 0o644, 0)
+        .unwrap()
+        .ino;
+    let data = bytes(7, 2000 * 4096);
+    let txns = || h.counters.write_txns.load(Ordering::Relaxed);
+    let before = txns();
+    for (k, page) in data.chunks(4096).enumerate() {
+        h.write(ME, f, (k * 8192) as u64, page).unwrap();
+    }
+    h.release(ME, f).unwrap();
+    let used = txns() - before;
+    assert!(used <= 10, "{used} head transactions for 2000 pages");
+    // Each page reads back, with zeros where the writer seeked.
+    let mut written = vec![0u8; 1999 * 8192 + 4096];
+    for (k, page) in data.chunks(4096).enumerate() {
+        written[k * 8192..k * 8192 + 4096].copy_from_slice(page);
+    }
+    let back = h.read(ME, f, 0, 2000 * 8192).unwrap();
+    assert!(back == written, "the pages do not read back as written");
+}

@@ -2,7 +2,11 @@
 //! goes to a staging overlay that is re-chunked on flush.
 //!
 //! A file being appended to (rsync, tar, cp, pg_basebackup) keeps only the
-//! chunker's look-ahead in memory; every chunk it cuts is stored at once.
+//! chunker's look-ahead in memory; every chunk it cuts is stored at once,
+//! and the chunks are recorded in the head's rows in batches (at flush, at
+//! a checkpoint, before a read, or every [`ROWS_PER_RECORD`]): a writer
+//! that seeks over zeros, as `rsync -S` does, ends a chunk at every seek,
+//! and one transaction per page was most of what such a file cost.
 //! The first write that is not an append moves that file to staging: the
 //! written bytes are kept in memory (never on disk in the clear) over the
 //! stored extents, and flush re-chunks only the regions around them, from
@@ -29,6 +33,9 @@ use crate::tree::types::{Attr, Caller, Fault, FileKind, FsError, InodeNo, SetAtt
 
 /// Staged bytes past which a file is re-chunked without waiting for flush.
 pub const STAGING_LIMIT: u64 = 64 << 20;
+
+/// Stored chunks a stream keeps unrecorded before it records them anyway.
+const ROWS_PER_RECORD: usize = 1024;
 
 /// A file's size and mtime as its writes left them, written by flush in
 /// the transaction that records its last chunks.
@@ -64,9 +71,6 @@ enum Mode {
     Stream {
         chunker: StreamChunker,
         buf_start: u64,
-        /// Whether extents from `buf_start` on were dropped (they were
-        /// re-fed to continue the last chunk).
-        cleared: bool,
     },
     /// Overwrites held over the stored extents.
     Staged {
@@ -86,6 +90,41 @@ pub struct FileState {
     size: u64,
     mtime: Option<Timestamp>,
     mode: Mode,
+    /// What streams cut and stored that the head's rows do not have yet
+    /// (empty whenever the file is not streaming).
+    unrecorded: Unrecorded,
+}
+
+/// Chunks a stream cut and stored, not yet recorded in the head's rows.
+/// They live only here, under the file's lock, until [`Content::record`]
+/// writes them; so a flush (which prune's flush of every file waits for)
+/// or a checkpoint (before every durable commit) leaves none behind.
+#[derive(Default)]
+struct Unrecorded {
+    /// Stored extents from here on are stale (a last chunk re-fed to the
+    /// chunker, or a checkpoint's provisional one): dropped by the record.
+    stale_from: Option<u64>,
+    /// (offset, id, length) of each stored chunk; holes have none.
+    rows: Vec<(u64, ChunkId, u32)>,
+    /// Pieces cut since the last record, holes included.
+    pieces: usize,
+    /// Where the last piece ends.
+    end: u64,
+}
+
+impl Unrecorded {
+    /// Adds the pieces a stream cut from `*at` on; moves `*at` past them.
+    fn add(&mut self, at: &mut u64, cut: Cut) -> Result<(), FsError> {
+        for (len, id) in cut.pieces? {
+            if let Some(id) = id {
+                self.rows.push((*at, id, len));
+            }
+            *at += u64::from(len);
+            self.pieces += 1;
+        }
+        self.end = self.end.max(*at);
+        Ok(())
+    }
 }
 
 impl FileState {
@@ -266,6 +305,7 @@ impl Content {
                 dirty: Vec::new(),
                 cut: u64::MAX,
             },
+            unrecorded: Unrecorded::default(),
         }));
         let mut files = self.files.locked();
         Ok(files.entry(ino).or_insert(state).clone())
@@ -350,74 +390,60 @@ impl Content {
         // (the chunker cuts there anyway), and re-fed it would fill the
         // look-ahead: the stream starts after it. A shorter one may grow.
         let max = head.repo.chunker().params().max_size;
-        let (buf_start, cleared) = match last.first() {
+        let buf_start = match last.first() {
             Some(&(off, id, len)) if off + len as u64 == st.size && len < max => {
                 let bytes = head.repo.store().get(&id)?;
                 chunker.push(bytes.as_slice(), |_| {
                     unreachable!("a chunk below the maximum never fills the look-ahead")
                 });
-                (off, false)
+                // Its extent is replaced by what the chunker cuts there.
+                st.unrecorded.stale_from = Some(off);
+                off
             }
-            _ => (st.size, true),
+            _ => st.size,
         };
-        st.mode = Mode::Stream {
-            chunker,
-            buf_start,
-            cleared,
-        };
+        st.mode = Mode::Stream { chunker, buf_start };
         Ok(())
     }
 
-    /// Records chunks cut from a stream that started at `*buf_start`,
-    /// stored already by [`put_cut`] as the chunker emitted them.
-    /// With an `ending` (flush), the file's size and mtime are written in
-    /// the same transaction.
-    fn store_stream_chunks(
+    /// Records the chunks the file's streams stored in the head's rows,
+    /// in one transaction, with the file's `ending` (flush) if given.
+    fn record(
         &self,
         head: &Head,
-        ino: InodeNo,
-        buf_start: &mut u64,
-        cleared: &mut bool,
-        chunks: Cut,
+        st: &mut FileState,
         ending: Option<Ending>,
     ) -> Result<(), FsError> {
-        let pieces = chunks.pieces?;
-        if pieces.is_empty() && ending.is_none() {
+        let u = &st.unrecorded;
+        if u.pieces == 0 && ending.is_none() {
             return Ok(());
         }
-        let mut rows = Vec::with_capacity(pieces.len());
-        let mut at = *buf_start;
-        for (len, id) in pieces {
-            if let Some(id) = id {
-                rows.push((at, id, len));
-            }
-            at += u64::from(len);
-        }
-        let from = *buf_start;
-        let clear = !*cleared;
+        let ino = st.ino;
         head.wtx_no_commit(|w| {
-            if clear {
+            if let Some(from) = u.stale_from {
                 w.drop_extents_from(ino, from)?;
             }
-            for (off, id, len) in &rows {
-                w.put_extent(ino, *off, *id, *len)?;
+            for &(off, id, len) in &u.rows {
+                w.put_extent(ino, off, id, len)?;
             }
             if let Some(ending) = ending {
                 return ending.apply(w, ino);
             }
-            // The size grows with the stored extents in the same transaction,
-            // so after a crash no extent lies past the file's end.
+            // The size grows with the recorded extents in the same
+            // transaction, so after a crash no extent lies past the end.
             let mut rec = w.get(ino)?;
-            if rec.meta.size < at {
-                rec.meta.size = at;
+            if rec.meta.size < u.end {
+                rec.meta.size = u.end;
                 w.put(ino, &rec)?;
             }
             // The file changed: the next snapshot must not reuse its
             // directories' trees, even if a crash comes before the flush.
             w.dirty_parents(ino)
         })?;
-        *cleared = true;
-        *buf_start = at;
+        st.unrecorded = Unrecorded {
+            end: st.unrecorded.end,
+            ..Unrecorded::default()
+        };
         Ok(())
     }
 
@@ -433,42 +459,40 @@ impl Content {
         offset: u64,
         data: &[u8],
     ) -> Result<usize, FsError> {
+        if !matches!(st.mode, Mode::Stream { .. }) {
+            // A stream that failed to end left its chunks for the overlay
+            // to lie over: they are recorded first.
+            self.record(head, st, None)?;
+        }
         let fresh = matches!(&st.mode, Mode::Staged { overlay, dirty, cut } if overlay.is_empty() && dirty.is_empty() && *cut == u64::MAX);
         if fresh && offset == st.size {
             self.start_stream(head, st)?;
         }
         let size = st.size;
-        let FileState { mode, ino, .. } = &mut *st;
-        let ino = *ino;
-        match mode {
-            Mode::Stream {
-                chunker,
-                buf_start,
-                cleared,
-            } if offset == size => {
-                let mut cut = Cut::default();
-                chunker.push(data, |c| put_cut(head.repo.store(), &mut cut, c));
-                self.store_stream_chunks(head, ino, buf_start, cleared, cut, None)?;
-            }
-            Mode::Stream { .. } if offset > size => {
-                // A gap: what lies between stays a hole; a new stream starts.
-                self.finish_stream(head, st, None)?;
-                st.mode = Mode::Stream {
-                    chunker: head.repo.chunker().stream(),
-                    buf_start: offset,
-                    cleared: true,
-                };
-                let Mode::Stream {
-                    chunker,
-                    buf_start,
-                    cleared,
-                } = &mut st.mode
+        match &mut st.mode {
+            Mode::Stream { .. } if offset >= size => {
+                if offset > size {
+                    // A gap: what lies between stays a hole; a new stream starts.
+                    self.end_chunker(head, st)?;
+                    st.mode = Mode::Stream {
+                        chunker: head.repo.chunker().stream(),
+                        buf_start: offset,
+                    };
+                }
+                let FileState {
+                    mode: Mode::Stream { chunker, buf_start },
+                    unrecorded,
+                    ..
+                } = &mut *st
                 else {
-                    unreachable!()
+                    unreachable!("streaming")
                 };
                 let mut cut = Cut::default();
                 chunker.push(data, |c| put_cut(head.repo.store(), &mut cut, c));
-                self.store_stream_chunks(head, ino, buf_start, cleared, cut, None)?;
+                unrecorded.add(buf_start, cut)?;
+                if unrecorded.rows.len() >= ROWS_PER_RECORD {
+                    self.record(head, st, None)?;
+                }
             }
             Mode::Stream { .. } => {
                 self.finish_stream(head, st, None)?;
@@ -491,18 +515,9 @@ impl Content {
         Ok(data.len())
     }
 
-    /// Emits a stream's look-ahead as the file's last chunks (with the
-    /// file's `ending`, if given, in the same transaction).
-    fn finish_stream(
-        &self,
-        head: &Head,
-        st: &mut FileState,
-        ending: Option<Ending>,
-    ) -> Result<(), FsError> {
-        let ino = st.ino;
-        if !matches!(st.mode, Mode::Stream { .. }) {
-            return Ok(());
-        }
+    /// Cuts a stream's look-ahead as its last chunks, stored and left
+    /// unrecorded; the file is no longer streaming.
+    fn end_chunker(&self, head: &Head, st: &mut FileState) -> Result<(), FsError> {
         let fresh = Mode::Staged {
             overlay: BTreeMap::new(),
             dirty: Vec::new(),
@@ -511,14 +526,28 @@ impl Content {
         if let Mode::Stream {
             chunker,
             mut buf_start,
-            mut cleared,
         } = std::mem::replace(&mut st.mode, fresh)
         {
             let mut cut = Cut::default();
             chunker.finish(|c| put_cut(head.repo.store(), &mut cut, c));
-            self.store_stream_chunks(head, ino, &mut buf_start, &mut cleared, cut, ending)?;
+            st.unrecorded.add(&mut buf_start, cut)?;
         }
         Ok(())
+    }
+
+    /// Ends a stream and records its chunks (with the file's `ending`, if
+    /// given, in the same transaction).
+    fn finish_stream(
+        &self,
+        head: &Head,
+        st: &mut FileState,
+        ending: Option<Ending>,
+    ) -> Result<(), FsError> {
+        if !matches!(st.mode, Mode::Stream { .. }) {
+            return Ok(());
+        }
+        self.end_chunker(head, st)?;
+        self.record(head, st, ending)
     }
 
     /// Reads up to `size` bytes at `offset`.
@@ -529,7 +558,9 @@ impl Content {
             None => None,
         };
         match st {
-            Some(st) if !st.closed => {
+            Some(mut st) if !st.closed => {
+                // What the stream cut is read from the head's rows.
+                self.record(head, &mut st, None)?;
                 let end = (offset + size as u64).min(st.size);
                 if offset >= end {
                     return Ok(Vec::new());
@@ -672,6 +703,8 @@ impl Content {
 
     /// Re-chunks the regions of a staged file around its dirty ranges.
     fn rebuild(&self, head: &Head, st: &mut FileState) -> Result<(), FsError> {
+        // Left by a stream that failed to end; the old extents include them.
+        self.record(head, st, None)?;
         let Mode::Staged {
             overlay,
             dirty,
@@ -820,39 +853,26 @@ impl Content {
 
     /// Stores a file's pending bytes and its size and mtime without ending
     /// its writes. A stream keeps its chunker: the look-ahead is stored as
-    /// a provisional last chunk, replaced when the chunker cuts there (the
-    /// `cleared` flag), so chunk boundaries are as without the checkpoint.
+    /// a provisional last chunk, replaced when the chunker cuts there (it
+    /// is stale from then on), so chunk boundaries are as without the
+    /// checkpoint.
     fn checkpoint(&self, head: &Head, st: &mut FileState) -> Result<(), FsError> {
-        let ino = st.ino;
-        match &mut st.mode {
-            Mode::Stream {
-                chunker,
-                buf_start,
-                cleared,
-            } => {
-                let pending = chunker.pending_bytes();
-                if !pending.is_empty() {
-                    let id = match is_zero(pending) {
-                        true => None,
-                        false => Some(head.repo.store().put(pending)?.0),
-                    };
-                    let (from, len, clear) = (*buf_start, pending.len() as u32, !*cleared);
-                    head.wtx_no_commit(|w| {
-                        if clear {
-                            w.drop_extents_from(ino, from)?;
-                        }
-                        match id {
-                            Some(id) => w.put_extent(ino, from, id, len),
-                            None => Ok(()),
-                        }
-                    })?;
-                    // Extents from `buf_start` on exist again only if stored.
-                    *cleared = id.is_none();
-                }
-            }
-            Mode::Staged { .. } => self.rebuild(head, st)?,
+        let Mode::Stream { chunker, buf_start } = &st.mode else {
+            self.rebuild(head, st)?;
+            return self.persist(head, st);
+        };
+        let pending = chunker.pending_bytes();
+        let at = *buf_start;
+        let provisional = match pending.is_empty() || is_zero(pending) {
+            true => None,
+            false => Some((head.repo.store().put(pending)?.0, pending.len() as u32)),
+        };
+        if let Some((id, len)) = provisional {
+            st.unrecorded.rows.push((at, id, len));
         }
-        self.persist(head, st)
+        self.record(head, st, Some(Ending::of(st)))?;
+        st.unrecorded.stale_from = provisional.map(|_| at);
+        Ok(())
     }
 
     /// Finishes a file's pending writes: the stream's last chunks or the

@@ -67,6 +67,9 @@ pub struct HeadCounters {
     pub durable_commits: AtomicU64,
     /// Of those, the committer thread's.
     pub background_commits: AtomicU64,
+    /// Write transactions of the head (recording a stream's chunks in
+    /// batches is checked by it).
+    pub write_txns: AtomicU64,
     /// Index key and value bytes written by the last operation (a create
     /// costs a few hundred, whatever the directory's size).
     pub last_txn_index_bytes: AtomicU64,
@@ -260,6 +263,7 @@ impl Head {
         self.counters
             .last_txn_index_bytes
             .store(bytes, Ordering::Relaxed);
+        self.counters.write_txns.fetch_add(1, Ordering::Relaxed);
         Ok(out)
     }
 
