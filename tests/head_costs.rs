@@ -12,6 +12,7 @@ use strata::store::chunker::ChunkerParams;
 use strata::store::crypto::slot::SlotKind;
 use strata::store::io::{Disk, LocalDisk};
 use strata::store::repo::{init, InitOptions};
+use strata::tree::head::txn::Reader;
 use strata::tree::head::Head;
 use strata::tree::snapshot::Snapshots;
 use strata::tree::types::{Caller, InodeNo, RenameMode, SetAttr, Timestamp};
@@ -211,4 +212,33 @@ fn a_sparse_writers_pages_are_recorded_in_batches_not_one_per_page() {
     }
     let back = h.read(ME, f, 0, 2000 * 8192).unwrap();
     assert!(back == written, "the pages do not read back as written");
+}
+
+/// What a stream has stored but not recorded stays bounded: the committer
+/// skips a file busy in a write, and such a file is left out of that
+/// durable commit by at most 8 MiB (an eighth of the commit cadence's
+/// bytes) and its chunker's look-ahead.
+#[test]
+fn a_streams_unrecorded_chunks_stay_bounded() {
+    // The default chunk sizes: 40 MiB is far fewer chunks than the count
+    // that also makes a stream record, so the bytes decide.
+    let dir = tempfile::tempdir().unwrap();
+    let h = disk_head(dir.path());
+    let f = h
+        .create(ME, InodeNo::ROOT, &n("big"), 0o644, 0)
+        .unwrap()
+        .ino;
+    let data = bytes(9, 40 << 20);
+    for (k, piece) in data.chunks(1 << 20).enumerate() {
+        h.write(ME, f, (k << 20) as u64, piece).unwrap();
+    }
+    let recorded = h.rtx().unwrap().extents(f, 0, u64::MAX).unwrap();
+    let end = recorded.last().map_or(0, |&(o, _, l)| o + u64::from(l));
+    let max = u64::from(h.repo().chunker().params().max_size);
+    assert!(
+        end + (8 << 20) + max >= 40 << 20,
+        "only {end} of {} bytes recorded before the flush",
+        40 << 20
+    );
+    h.release(ME, f).unwrap();
 }

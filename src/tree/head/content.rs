@@ -4,9 +4,11 @@
 //! A file being appended to (rsync, tar, cp, pg_basebackup) keeps only the
 //! chunker's look-ahead in memory; every chunk it cuts is stored at once,
 //! and the chunks are recorded in the head's rows in batches (at flush, at
-//! a checkpoint, before a read, or every [`ROWS_PER_RECORD`]): a writer
-//! that seeks over zeros, as `rsync -S` does, ends a chunk at every seek,
-//! and one transaction per page was most of what such a file cost.
+//! a checkpoint, before a read, or every [`ROWS_PER_RECORD`] chunks or
+//! [`BYTES_PER_RECORD`]): a writer that seeks over zeros, as `rsync -S`
+//! does, ends a chunk at every seek, and one transaction per page was most
+//! of what such a file cost.
+//!
 //! The first write that is not an append moves that file to staging: the
 //! written bytes are kept in memory (never on disk in the clear) over the
 //! stored extents, and flush re-chunks only the regions around them, from
@@ -24,7 +26,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::txn::Reader;
-use super::Head;
+use super::{Head, COMMIT_BYTES};
 use crate::store::chunker::StreamChunker;
 use crate::store::chunks::{Store, StoreError};
 use crate::store::id::ChunkId;
@@ -36,6 +38,10 @@ pub const STAGING_LIMIT: u64 = 64 << 20;
 
 /// Stored chunks a stream keeps unrecorded before it records them anyway.
 const ROWS_PER_RECORD: usize = 1024;
+/// Bytes a stream keeps unrecorded before it records them anyway: a file
+/// busy in a write while the committer checkpoints (it skips busy files)
+/// leaves at most this, and its look-ahead, out of that durable commit.
+const BYTES_PER_RECORD: u64 = COMMIT_BYTES / 8;
 
 /// A file's size and mtime as its writes left them, written by flush in
 /// the transaction that records its last chunks.
@@ -106,8 +112,9 @@ struct Unrecorded {
     stale_from: Option<u64>,
     /// (offset, id, length) of each stored chunk; holes have none.
     rows: Vec<(u64, ChunkId, u32)>,
-    /// Pieces cut since the last record, holes included.
+    /// Pieces cut since the last record, holes included, and their bytes.
     pieces: usize,
+    bytes: u64,
     /// Where the last piece ends.
     end: u64,
 }
@@ -121,9 +128,15 @@ impl Unrecorded {
             }
             *at += u64::from(len);
             self.pieces += 1;
+            self.bytes += u64::from(len);
         }
         self.end = self.end.max(*at);
         Ok(())
+    }
+
+    /// Whether enough is unrecorded to record it now.
+    fn full(&self) -> bool {
+        self.rows.len() >= ROWS_PER_RECORD || self.bytes >= BYTES_PER_RECORD
     }
 }
 
@@ -490,7 +503,7 @@ impl Content {
                 let mut cut = Cut::default();
                 chunker.push(data, |c| put_cut(head.repo.store(), &mut cut, c));
                 unrecorded.add(buf_start, cut)?;
-                if unrecorded.rows.len() >= ROWS_PER_RECORD {
+                if unrecorded.full() {
                     self.record(head, st, None)?;
                 }
             }
