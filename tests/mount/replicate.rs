@@ -404,16 +404,27 @@ fn damaged_and_missing_packs_are_repaired_from_a_replica() {
     let replica = m.path("replica");
     let conf = one_replica(&m, "r", &replica, "");
     ok(&mut replicate(&m, &conf, &[]));
-    // Data the replica does not have yet, in packs of its own.
+    // Data the replica does not have yet, in packs of its own: not the
+    // pack still open now, which holds replicated objects too and is
+    // finished later with late ones.
     let before = packs(&m.repo());
+    let open_now: Vec<_> = std::fs::read_dir(m.repo().join("open"))
+        .unwrap()
+        .map(|f| f.unwrap().file_name())
+        .collect();
     std::fs::write(m.head().join("late"), tree::bytes(9, 3 << 20)).unwrap();
     m.snapshot("late");
     m.umount();
     let late: Vec<PathBuf> = packs(&m.repo())
         .into_iter()
         .filter(|p| !before.contains(p))
+        .filter(|p| {
+            !open_now
+                .iter()
+                .any(|o| Some(o.as_os_str()) == p.file_name())
+        })
         .collect();
-    assert!(late.len() >= 2, "{late:?}");
+    assert!(!late.is_empty(), "no pack holds only late data");
 
     // One pack damaged, one gone: check finds both.
     damage(&before[0]);
