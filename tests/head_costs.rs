@@ -242,3 +242,53 @@ fn a_streams_unrecorded_chunks_stay_bounded() {
     );
     h.release(ME, f).unwrap();
 }
+
+#[test]
+fn absent_xattrs_are_answered_without_reading_the_index_and_present_ones_survive_a_reopen() {
+    use strata::tree::types::FsError;
+    let disk: Arc<dyn Disk> = Arc::new(strata::store::io::sim::SimDisk::new());
+    init_encrypted(disk.clone());
+    let reads = |h: &Head| h.counters.read_txns.load(Ordering::Relaxed);
+    let (bare, tagged) = {
+        let h = Head::new(open(disk.clone())).unwrap();
+        let bare = h
+            .create(ME, InodeNo::ROOT, &n("bare"), 0o644, 0)
+            .unwrap()
+            .ino;
+        let tagged = h
+            .create(ME, InodeNo::ROOT, &n("tagged"), 0o644, 0)
+            .unwrap()
+            .ino;
+        h.setxattr(ME, tagged, b"user.tag", b"night", false, false)
+            .unwrap();
+        let before = reads(&h);
+        assert!(matches!(
+            h.getxattr(ME, bare, b"security.capability"),
+            Err(FsError::NoAttr)
+        ));
+        assert!(h.listxattr(ME, bare).unwrap().is_empty());
+        assert_eq!(reads(&h), before, "an absent xattr read the index");
+        assert_eq!(h.getxattr(ME, tagged, b"user.tag").unwrap(), b"night");
+        assert!(matches!(
+            h.getxattr(ME, tagged, b"user.other"),
+            Err(FsError::NoAttr)
+        ));
+        // Removed and set again: found again.
+        h.removexattr(ME, tagged, b"user.tag").unwrap();
+        assert!(h.listxattr(ME, tagged).unwrap().is_empty());
+        h.setxattr(ME, tagged, b"user.tag", b"again", false, false)
+            .unwrap();
+        h.commit().unwrap();
+        (bare, tagged)
+    };
+    // A reopened head knows from the index which inodes have xattrs.
+    let h = Head::new(open(disk)).unwrap();
+    assert_eq!(h.getxattr(ME, tagged, b"user.tag").unwrap(), b"again");
+    assert_eq!(h.listxattr(ME, tagged).unwrap(), vec![b"user.tag".to_vec()]);
+    let before = reads(&h);
+    assert!(matches!(
+        h.getxattr(ME, bare, b"system.posix_acl_access"),
+        Err(FsError::NoAttr)
+    ));
+    assert_eq!(reads(&h), before, "an absent xattr read the index");
+}

@@ -145,6 +145,10 @@ impl Head {
     /// An extended attribute's value.
     pub fn getxattr(&self, caller: Caller, ino: InodeNo, name: &[u8]) -> Result<Vec<u8>, FsError> {
         let _op = caller.span("getxattr");
+        // The kernel only asks about inodes it holds, which exist.
+        if !self.xattr_owners.may_have(ino) {
+            return Err(FsError::NoAttr);
+        }
         let r = self.rtx()?;
         r.get(ino)?;
         Ok(r.xattr(ino, name)?.ok_or(FsError::NoAttr)?.value)
@@ -153,6 +157,9 @@ impl Head {
     /// Names of all extended attributes, sorted.
     pub fn listxattr(&self, caller: Caller, ino: InodeNo) -> Result<Vec<Vec<u8>>, FsError> {
         let _op = caller.span("listxattr");
+        if !self.xattr_owners.may_have(ino) {
+            return Ok(Vec::new());
+        }
         let r = self.rtx()?;
         r.get(ino)?;
         Ok(r.xattrs(ino)?.into_iter().map(|x| x.name).collect())

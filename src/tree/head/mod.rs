@@ -7,7 +7,8 @@
 //! store ([`content`]). This file holds the head's life cycle, commits,
 //! lookups, open and release; the namespace operations (create, link,
 //! unlink, rename) are in `names.rs`, the attributes (setattr, xattrs,
-//! ACLs) in `attrs.rs`, a reset in [`reset`].
+//! ACLs) in `attrs.rs` (with `xattr_owners.rs`, which answers "no such
+//! attribute" for most files from memory), a reset in [`reset`].
 //!
 //! Durability: every operation commits its own transaction without forcing
 //! it to disk. [`Head::commit`] (called by fsync, by snapshots, and on the
@@ -26,6 +27,7 @@ mod names;
 pub mod records;
 pub mod reset;
 pub mod txn;
+mod xattr_owners;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -70,6 +72,9 @@ pub struct HeadCounters {
     /// Write transactions of the head (recording a stream's chunks in
     /// batches is checked by it).
     pub write_txns: AtomicU64,
+    /// Read transactions of the filesystem calls (answering an absent
+    /// xattr from memory is checked by it).
+    pub read_txns: AtomicU64,
     /// Index key and value bytes written by the last operation (a create
     /// costs a few hundred, whatever the directory's size).
     pub last_txn_index_bytes: AtomicU64,
@@ -115,6 +120,8 @@ pub struct Head {
     /// Whether a reset may have left directories unloaded (see
     /// `reset.rs`): set by a reset or at open, never cleared while open.
     lazy: AtomicBool,
+    /// Which inodes may have extended attributes.
+    xattr_owners: xattr_owners::XattrOwners,
     /// Cost counters.
     pub counters: HeadCounters,
 }
@@ -174,9 +181,11 @@ impl Head {
             cadence: cadence::Cadence::default(),
             counters: HeadCounters::default(),
             lazy: AtomicBool::new(false),
+            xattr_owners: Default::default(),
         };
         head.transact(|w| {
             w.create_tables()?;
+            w.load_xattr_owners()?;
             if w.any_unloaded()? {
                 head.lazy.store(true, Ordering::SeqCst);
             }
@@ -233,10 +242,12 @@ impl Head {
     /// A read transaction over the head's tables, for walks outside the
     /// filesystem calls (`strata check` naming the files of damaged chunks).
     pub fn rtx(&self) -> Result<Read<'_>, FsError> {
+        self.counters.read_txns.fetch_add(1, Ordering::Relaxed);
         Read::begin(
             self.repo.store().index().database(),
             &self.sealer,
             &self.name_key,
+            &self.xattr_owners,
             &self.lazy,
         )
     }
@@ -259,7 +270,15 @@ impl Head {
     ) -> Result<T, FsError> {
         let db = self.repo.store().index().database();
         let trees = |id: &[u8; 32]| Tree::load(self.repo.store(), id);
-        let (out, bytes) = txn::write(db, &self.sealer, &self.name_key, &self.lazy, &trees, f)?;
+        let (out, bytes) = txn::write(
+            db,
+            &self.sealer,
+            &self.name_key,
+            &self.xattr_owners,
+            &self.lazy,
+            &trees,
+            f,
+        )?;
         self.counters
             .last_txn_index_bytes
             .store(bytes, Ordering::Relaxed);

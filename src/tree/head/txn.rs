@@ -11,6 +11,7 @@ use redb::{
 };
 
 use super::records::*;
+use super::xattr_owners::XattrOwners;
 use crate::store::crypto::Sealer;
 use crate::store::format::Kind;
 use crate::store::id::ChunkId;
@@ -176,6 +177,9 @@ macro_rules! reader_impl {
             }
             fn xattrs(&self, ino: InodeNo) -> Result<Vec<XattrRecord>, FsError> {
                 let mut out = Vec::new();
+                if !self.owners.may_have(ino) {
+                    return Ok(out);
+                }
                 for row in self
                     .xattrs_t()?
                     .range((ino.0, [0; 16])..=(ino.0, [0xff; 16]))
@@ -194,6 +198,9 @@ macro_rules! reader_impl {
                 Ok(out)
             }
             fn xattr(&self, ino: InodeNo, name: &[u8]) -> Result<Option<XattrRecord>, FsError> {
+                if !self.owners.may_have(ino) {
+                    return Ok(None);
+                }
                 let h = xattr_hash(self.name_key, ino.0, name);
                 match self.xattrs_t()?.get((ino.0, h)).map_err(db)? {
                     None => Ok(None),
@@ -266,6 +273,7 @@ fn lazy<T>(
 pub struct Read<'a> {
     sealer: &'a Sealer,
     name_key: &'a [u8; 32],
+    owners: &'a XattrOwners,
     tx: redb::ReadTransaction,
     /// Whether some directory may be unloaded (see [`Write::load`]).
     lazy: bool,
@@ -293,12 +301,14 @@ impl<'a> Read<'a> {
         db: &redb::Database,
         sealer: &'a Sealer,
         name_key: &'a [u8; 32],
+        owners: &'a XattrOwners,
         lazy: &AtomicBool,
     ) -> Result<Read<'a>, FsError> {
         let tx = db.begin_read().map_err(db_err)?;
         Ok(Read {
             sealer,
             name_key,
+            owners,
             tx,
             lazy: lazy.load(Ordering::SeqCst),
             unloaded: OnceCell::new(),
@@ -436,6 +446,7 @@ impl Read<'_> {
 pub struct Write<'a> {
     sealer: &'a Sealer,
     name_key: &'a [u8; 32],
+    owners: &'a XattrOwners,
     tx: &'a WriteTransaction,
     /// Whether some directory may be unloaded, and where their trees are.
     lazy: bool,
@@ -473,6 +484,7 @@ pub fn write<T>(
     db: &redb::Database,
     sealer: &Sealer,
     name_key: &[u8; 32],
+    owners: &XattrOwners,
     lazy: &AtomicBool,
     trees: Trees<'_>,
     f: impl FnOnce(&mut Write<'_>) -> Result<T, FsError>,
@@ -483,6 +495,7 @@ pub fn write<T>(
         let mut w = Write {
             sealer,
             name_key,
+            owners,
             tx: &tx,
             lazy: lazy.load(Ordering::SeqCst),
             trees,
@@ -576,6 +589,20 @@ impl<'a> Write<'a> {
         Ok(())
     }
 
+    /// Marks every inode that has a row in the xattr table, for a head
+    /// being opened.
+    pub fn load_xattr_owners(&self) -> Result<(), FsError> {
+        let mut inos = Vec::new();
+        for row in self.xattrs_t()?.iter().map_err(db)? {
+            let ino = row.map_err(db)?.0.value().0;
+            if inos.last() != Some(&ino) {
+                inos.push(ino);
+            }
+        }
+        self.owners.extend(inos);
+        Ok(())
+    }
+
     /// Deletes an inode with its xattrs and extents.
     pub fn delete_inode(&mut self, ino: InodeNo) -> Result<(), FsError> {
         self.inodes_mut()?.remove(ino.0).map_err(db)?;
@@ -623,6 +650,7 @@ impl<'a> Write<'a> {
 
     /// Sets or replaces an xattr.
     pub fn set_xattr(&mut self, ino: InodeNo, rec: &XattrRecord) -> Result<(), FsError> {
+        self.owners.add(ino);
         let h = xattr_hash(self.name_key, ino.0, &rec.name);
         let v = seal(self.sealer, Kind::HeadXattr, &key_hash(ino.0, &h), rec);
         self.xattrs_mut()?
