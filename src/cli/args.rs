@@ -315,6 +315,10 @@ pub enum Command {
     /// still applies beneath an override.
     #[command(subcommand)]
     Throttle(ThrottleCommand),
+    /// Storage tiers: which tier the classification rules of strata.toml
+    /// send files to.
+    #[command(subcommand)]
+    Tier(TierCommand),
     /// Mount the repository: head/ to back up into, snapshots/ to restore from.
     ///
     /// Starts strata-mountd, hands it the key on an inherited descriptor
@@ -447,6 +451,37 @@ pub enum HeadCommand {
         #[arg(long = "to", value_name = "SNAPSHOT")]
         to: String,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TierCommand {
+    /// Show which tier each file under PATH would go to, and why: try the
+    /// rules on local files before a backup writes them.
+    ///
+    /// Each regular file is classified as the mount would classify it when
+    /// written into head/: by its path there (PATH's own path, or with --as
+    /// the path it will have under head/), its owner, its type told from
+    /// its first bytes, and the content patterns found in them. Reads only
+    /// the first [classification] sample bytes of each file; changes
+    /// nothing. Exit 15 when the rules are not valid, 1 when a file cannot
+    /// be read (the others are still shown).
+    Classify(TierClassifyArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct TierClassifyArgs {
+    /// Files or directories (walked, symlinks not followed).
+    #[arg(value_name = "PATH", required = true)]
+    pub paths: Vec<PathBuf>,
+    /// The directory under head/ that PATH will be copied to, e.g. `data`
+    /// for `rsync -a /srv/ MNT/head/data/`; rules' paths are matched below
+    /// it [default: PATH's own path, from /].
+    #[arg(long = "as", value_name = "DIR")]
+    pub under: Option<PathBuf>,
+    /// The host configuration with the rules [default:
+    /// /etc/strata/strata.toml].
+    #[arg(long, env = "STRATA_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -19,6 +19,7 @@ mod runs;
 mod secrets;
 mod snapshot;
 mod throttle;
+mod tier;
 mod versions;
 
 use std::io::IsTerminal;
@@ -69,6 +70,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Runs(c) => runs::run(g, c),
         Command::Audit(c) => audit::run(g, c),
         Command::Throttle(c) => throttle::run(g, c),
+        Command::Tier(c) => tier::run(g, c),
         Command::Mount(a) => mount::mount(g, a),
         Command::Umount { mountpoint } => match mountpoint {
             Some(dir) => mount::umount(g, dir),

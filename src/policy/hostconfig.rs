@@ -15,6 +15,10 @@ use std::time::Duration;
 use serde::{Deserialize, Deserializer};
 
 use crate::policy::alert::{AlertConfig, ChannelKind, CHILD_PATH};
+use crate::policy::classify::{
+    ClassificationConfig, Classifier, ClassifyConfig, ClassifyConfigError, PatternConfig,
+    RuleConfig, TierConfig,
+};
 use crate::policy::drill::{DrillConfig, DrillConfigError};
 use crate::policy::replica::{RepairConfig, ReplicaConfig, ReplicaConfigError};
 use crate::policy::retention::{RetentionConfig, RetentionConfigError};
@@ -86,6 +90,9 @@ pub enum InvalidHostConfig {
     /// A `[[replica]]` is not valid.
     #[error(transparent)]
     Replica(#[from] ReplicaConfigError),
+    /// The classification tables are not valid.
+    #[error(transparent)]
+    Classify(#[from] ClassifyConfigError),
     /// A metrics listener other hosts could reach.
     #[error("[metrics] listen = \"{0}\" is not a loopback address: the metrics name the repository's state to whoever asks; listen on 127.0.0.1 or [::1] and let a local Prometheus (or a proxy with authentication) scrape it")]
     MetricsNotLoopback(std::net::SocketAddr),
@@ -151,6 +158,18 @@ pub struct HostConfig {
     /// The daemon's metrics listener.
     #[serde(default)]
     pub metrics: MetricsConfig,
+    /// Storage tiers.
+    #[serde(default, rename = "tier")]
+    pub tiers: Vec<TierConfig>,
+    /// The default tier and the sample size of classification.
+    #[serde(default)]
+    pub classification: ClassificationConfig,
+    /// Classification rules, in order.
+    #[serde(default, rename = "classify")]
+    pub rules: Vec<RuleConfig>,
+    /// Content patterns of the rules.
+    #[serde(default, rename = "pattern")]
+    pub patterns: Vec<PatternConfig>,
 }
 
 /// `[metrics]`: the daemon's Prometheus listener, off unless set.
@@ -399,11 +418,23 @@ impl HostConfig {
             .expect("validated when the configuration was loaded")
     }
 
+    /// The classification rules, built; `None` when no `[[tier]]` is
+    /// declared.
+    pub fn classifier(&self) -> Result<Option<Classifier>, ClassifyConfigError> {
+        Classifier::new(&ClassifyConfig {
+            tiers: &self.tiers,
+            classification: &self.classification,
+            rules: &self.rules,
+            patterns: &self.patterns,
+        })
+    }
+
     fn check(&self) -> Result<(), InvalidHostConfig> {
         self.throttle.validate()?;
         self.retention.check()?;
         crate::policy::drill::check(&self.drills)?;
         crate::policy::replica::check(&self.replicas, &self.repair)?;
+        self.classifier()?;
         if let Some(a) = self.metrics.listen.filter(|a| !a.ip().is_loopback()) {
             return Err(InvalidHostConfig::MetricsNotLoopback(a));
         }

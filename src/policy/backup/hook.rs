@@ -364,6 +364,11 @@ enum UnknownUser {
     TooManyGroups(String),
 }
 
+/// The id of user `user` on this host, if there is one.
+pub fn uid_of(user: &str) -> Option<u32> {
+    Identity::of(user).ok().map(|i| i.uid)
+}
+
 impl Identity {
     fn of(user: &str) -> Result<Identity, UnknownUser> {
         let name = CString::new(user).map_err(|source| UnknownUser::NotAName {
