@@ -206,11 +206,22 @@ fn each_sample_goes_to_the_tier_of_the_first_rule_that_takes_it() {
     let d = decide(&c, "feeds/lab.hl7", 0, hl7);
     assert_eq!(d.rule, Some(2));
     assert_eq!(d.patterns, vec!["hl7-pid".to_string()]);
-    let mut binary = b"SSN 123-45-6789\0".to_vec();
-    binary.extend_from_slice(&[0xff; 64]);
-    let d = decide(&c, "blob", 0, &binary);
-    assert!(d.patterns.is_empty(), "{d:?}");
-    assert_eq!((d.tier.as_str(), d.rule), ("general", None));
+    // Binary samples are read too: a DICOM header names the patient.
+    let mut scan = dicom();
+    scan.extend_from_slice(b"\x10\x00\x30\x00DA\x08\x00DOB 19610412");
+    let d = decide(&c, "scan.dcm", 0, &scan);
+    assert_eq!(d.patterns, vec!["date-of-birth".to_string()]);
+    // UTF-16 text, as spreadsheets export it.
+    let mut utf16 = vec![0xff, 0xfe];
+    for u in "name,ssn\nDOE,123-45-6789\n".encode_utf16() {
+        utf16.extend_from_slice(&u.to_le_bytes());
+    }
+    let d = decide(&c, "export.csv", 0, &utf16);
+    assert_eq!(
+        (d.tier.as_str(), d.patterns.clone()),
+        ("phi", vec!["us-ssn".to_string()]),
+        "{d:?}"
+    );
 }
 
 #[test]
@@ -269,10 +280,6 @@ fn rules_that_cannot_work_are_refused_naming_what_to_fix() {
             "[[pattern]] \"x\": not a valid regular expression",
         ),
         (
-            format!("{tiers}[[classify]]\ntier = \"phi\"\nowners = [\"no-such-user-here\"]\n"),
-            "owner \"no-such-user-here\" is not a user on this host",
-        ),
-        (
             format!("{tiers}[classification]\nsample = 10\n"),
             "sample = 10: give 4096 to",
         ),
@@ -296,6 +303,20 @@ fn rules_that_cannot_work_are_refused_naming_what_to_fix() {
         };
         assert!(err.contains(want), "{err}\n  wanted: {want}\n{text}");
     }
+    // An owner that is not a user here is no error of the file (one file
+    // serves hosts with different users): it matches nothing, and the
+    // classifier says so.
+    let c = HostConfig::parse(&format!(
+        "{tiers}[[classify]]\ntier = \"phi\"\nowners = [\"no-such-user-here\", 26]\n"
+    ))
+    .unwrap()
+    .classifier()
+    .unwrap()
+    .unwrap();
+    assert!(c.unknown_owners()[0]
+        .to_string()
+        .contains("owner \"no-such-user-here\" is not a user on this host"));
+    assert_eq!(decide(&c, "f", 26, b"").tier, "phi");
     // No tiers and no rules: classification is off, nothing refused.
     assert!(HostConfig::parse("")
         .unwrap()
@@ -496,4 +517,53 @@ fn the_command_says_what_is_wrong_and_exits_with_its_code() {
         classified(&out),
         vec![(PathBuf::from("notes/note.txt"), "phi".into(), None)]
     );
+}
+
+#[test]
+fn odd_names_links_and_fifos_neither_break_nor_hang_the_walk() {
+    use std::os::unix::ffi::OsStrExt;
+    if tier::missing(&[Tier::Root]) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    write_rules(dir.path(), RULES);
+    let src = dir.path().join("src");
+    std::fs::create_dir(&src).unwrap();
+    std::fs::write(src.join("note.txt"), "MRN: 1234567\n").unwrap();
+    // Not UTF-8, and a newline that must not forge a line.
+    let odd = std::ffi::OsStr::from_bytes(b"caf\xe9\nphi.txt");
+    std::fs::write(src.join(odd), "SSN 123-45-6789\n").unwrap();
+    let fifo = std::ffi::CString::new(src.join("pipe").as_os_str().as_bytes()).unwrap();
+    // SAFETY: a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o600) }, 0);
+    // A symlink given as PATH is followed (as `find -H` does).
+    let link = dir.path().join("link");
+    std::os::unix::fs::symlink(&src, &link).unwrap();
+    let out = strata_classify(dir.path(), Some("./x/../data"), &link);
+    let files = classified(&out);
+    assert_eq!(
+        files,
+        vec![
+            (
+                PathBuf::from("data/caf\u{fffd}\nphi.txt"),
+                "phi".into(),
+                None
+            ),
+            (PathBuf::from("data/note.txt"), "phi".into(), None),
+        ]
+    );
+    // The human listing escapes the newline: one line per file.
+    let human = Command::new(env!("CARGO_BIN_EXE_strata"))
+        .args(["tier", "classify", "--config"])
+        .arg(dir.path().join("strata.toml"))
+        .arg(&src)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&human.stdout);
+    assert_eq!(
+        text.lines().filter(|l| l.starts_with("phi ")).count(),
+        2,
+        "{text}"
+    );
+    assert!(text.contains("caf\u{fffd}\\nphi.txt"), "{text}");
 }

@@ -462,15 +462,20 @@ pub enum TierCommand {
     /// written into head/: by its path there (PATH's own path, or with --as
     /// the path it will have under head/), its owner, its type told from
     /// its first bytes, and the content patterns found in them. Reads only
-    /// the first [classification] sample bytes of each file; changes
-    /// nothing. Exit 15 when the rules are not valid, 1 when a file cannot
-    /// be read (the others are still shown).
+    /// the first [classification] sample bytes of each file (opened
+    /// without blocking, and without changing its access time where the
+    /// caller owns it or is root); changes nothing. Files are listed as
+    /// they are classified, then the totals per tier; --json gives all at
+    /// the end. Owner names that are not users here are warned about. Exit
+    /// 15 when the rules are not valid or no [[tier]] is declared, 1 when
+    /// a path cannot be read (the others are still shown).
     Classify(TierClassifyArgs),
 }
 
 #[derive(Debug, Args)]
 pub struct TierClassifyArgs {
-    /// Files or directories (walked, symlinks not followed).
+    /// Files or directories, walked; a symlink given here is followed,
+    /// none found below is. Only regular files are classified.
     #[arg(value_name = "PATH", required = true)]
     pub paths: Vec<PathBuf>,
     /// The directory under head/ that PATH will be copied to, e.g. `data`

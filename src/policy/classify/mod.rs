@@ -8,7 +8,10 @@
 //! holds decides, and a file no rule takes goes to the default tier.
 //!
 //! Classification reads only a bounded sample of a file's start, so its
-//! cost per file is fixed whatever the file's size.
+//! cost per file is fixed whatever the file's size. Patterns are looked
+//! for in every sample, binary ones included (a DICOM header or a
+//! database page holds names and dates as text); UTF-16 text with a byte
+//! order mark is read as the text it is.
 
 pub mod patterns;
 pub mod sniff;
@@ -130,7 +133,7 @@ pub enum ClassifyConfigError {
 
 /// What classification knows of a file.
 pub struct Subject<'a> {
-    /// Its path under head/, without a leading `/`.
+    /// Its path under head/, without a leading `/`, `.` or `..`.
     pub path: &'a Path,
     /// Its owner.
     pub uid: u32,
@@ -155,6 +158,10 @@ pub struct Decision {
 /// The rules, built once and then applied to every file.
 pub struct Classifier {
     rules: Vec<Rule>,
+    /// Owner names that are not users here: a rule's other owners still
+    /// count. Not an error of the configuration (the same file serves
+    /// hosts with different users), but `strata tier classify` says so.
+    unknown_owners: Vec<ClassifyConfigError>,
     default: String,
     sample: usize,
     pattern_names: Vec<String>,
@@ -219,6 +226,7 @@ impl Classifier {
             None => first.name.clone(),
         };
         let mut rules = Vec::new();
+        let mut unknown_owners = Vec::new();
         for (i, r) in config.rules.iter().enumerate() {
             let n = i + 1;
             known(format!("[[classify]] rule {n}"), &r.tier)?;
@@ -230,15 +238,18 @@ impl Classifier {
                 return Err(ClassifyConfigError::EmptyRule(n));
             }
             let (whole, name) = globs(n, &r.paths)?;
-            let owners = r
-                .owners
-                .iter()
-                .map(|o| match o {
-                    Owner::Id(id) => Ok(*id),
-                    Owner::Name(user) => crate::policy::backup::hook::uid_of(user)
-                        .ok_or_else(|| ClassifyConfigError::UnknownOwner(n, user.clone())),
-                })
-                .collect::<Result<_, _>>()?;
+            let mut owners = Vec::new();
+            for o in &r.owners {
+                match o {
+                    Owner::Id(id) => owners.push(*id),
+                    Owner::Name(user) => match crate::policy::backup::hook::uid_of(user) {
+                        Some(uid) => owners.push(uid),
+                        None => {
+                            unknown_owners.push(ClassifyConfigError::UnknownOwner(n, user.clone()))
+                        }
+                    },
+                }
+            }
             let idx = r
                 .patterns
                 .iter()
@@ -268,11 +279,17 @@ impl Classifier {
             .map_err(|e| ClassifyConfigError::Regex("(all)".into(), e.to_string()))?;
         Ok(Some(Classifier {
             rules,
+            unknown_owners,
             default,
             sample,
             pattern_names: patterns.into_iter().map(|(n, _)| n).collect(),
             pattern_set,
         }))
+    }
+
+    /// The owner names of the rules that are not users on this host.
+    pub fn unknown_owners(&self) -> &[ClassifyConfigError] {
+        &self.unknown_owners
     }
 
     /// How many of a file's first bytes the rules read.
@@ -284,11 +301,8 @@ impl Classifier {
     pub fn classify(&self, file: &Subject<'_>) -> Decision {
         let head = &file.head[..file.head.len().min(self.sample)];
         let file_type = sniff::sniff(head);
-        let found: Vec<usize> = if patterns::is_text(head) {
-            self.pattern_set.matches(head).into_iter().collect()
-        } else {
-            Vec::new()
-        };
+        let text = patterns::text_of(head);
+        let found: Vec<usize> = self.pattern_set.matches(&text).into_iter().collect();
         let name = file.path.file_name().map(Path::new);
         let takes = |r: &Rule| {
             let path_ok = (r.whole.is_none() && r.name.is_none())
@@ -328,7 +342,7 @@ fn globs(
     let mut name = GlobSetBuilder::new();
     let (mut any_whole, mut any_name) = (false, false);
     for p in paths {
-        let glob: Glob = GlobBuilder::new(p.trim_start_matches('/'))
+        let glob: Glob = GlobBuilder::new(p.trim_start_matches("./").trim_start_matches('/'))
             .literal_separator(true)
             .build()
             .map_err(|e| ClassifyConfigError::Glob(n, p.clone(), e.kind().to_string()))?;

@@ -3,8 +3,8 @@
 //!
 //! A few are built in; `[[pattern]]` adds or replaces them by name. They
 //! run together, in one pass over the sample ([`regex::bytes::RegexSet`]),
-//! and only over text: a sample with a NUL byte is binary, and its bytes
-//! are not read as characters.
+//! over every sample, binary or not, with UTF-16 text read as text
+//! ([`text_of`]).
 
 use serde::Deserialize;
 
@@ -27,12 +27,12 @@ pub const BUILT_IN: [(&str, &str); 4] = [
     // short letter prefix.
     (
         "mrn",
-        r"\b(?i:MRN|medical record (?:number|no\.?|#))\s*[:#=]?\s*[A-Z]{0,3}-?\d{5,12}\b",
+        r"\b(?i:MRN|medical record (?:number|no\.?|#))\s*[:#=]?\s*[A-Za-z]{0,3}-?\d{5,12}\b",
     ),
     // A date of birth after its label.
     (
         "date-of-birth",
-        r"(?i)\b(?:DOB|date of birth|birth ?date)\s*[:=]?\s*\d{1,4}[-/.]\d{1,2}[-/.]\d{1,4}\b",
+        r"(?i)\b(?:DOB|date of birth|birth ?date)\s*[:=]?\s*(?:\d{1,4}[-/.]\d{1,2}[-/.]\d{1,4}|(?:19|20)\d{6}|\d{1,2}\.? (?:jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)[a-z]*\.? \d{4}|(?:jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)[a-z]*\.? \d{1,2},? \d{4})\b",
     ),
     // An HL7 v2 patient identification segment (segments end in CR).
     ("hl7-pid", r"(?:^|[\r\n])PID\|"),
@@ -50,9 +50,28 @@ pub fn all(configured: &[PatternConfig]) -> Vec<(String, String)> {
     out
 }
 
-/// Whether `sample` is text the patterns should read.
-pub fn is_text(sample: &[u8]) -> bool {
-    !sample.contains(&0)
+/// The bytes the patterns read in `sample`: UTF-16 with a byte order
+/// mark (Windows and spreadsheet exports) as UTF-8, anything else as is.
+pub fn text_of(sample: &[u8]) -> std::borrow::Cow<'_, [u8]> {
+    let units = |le: bool| {
+        sample[2..].chunks_exact(2).map(move |b| {
+            let pair = [b[0], b[1]];
+            if le {
+                u16::from_le_bytes(pair)
+            } else {
+                u16::from_be_bytes(pair)
+            }
+        })
+    };
+    let le = match sample.get(..2) {
+        Some([0xff, 0xfe]) => true,
+        Some([0xfe, 0xff]) => false,
+        _ => return std::borrow::Cow::Borrowed(sample),
+    };
+    let text: String = char::decode_utf16(units(le))
+        .map(|c| c.unwrap_or(char::REPLACEMENT_CHARACTER))
+        .collect();
+    std::borrow::Cow::Owned(text.into_bytes())
 }
 
 #[cfg(test)]
@@ -76,7 +95,21 @@ mod tests {
         assert!(hit("date-of-birth", "DOB: 1961-04-12"));
         assert!(hit("date-of-birth", "Date of birth 12/04/1961"));
         assert!(!hit("date-of-birth", "released 2026-12-07"));
+        assert!(hit("date-of-birth", "DOB:19610412"));
+        assert!(hit("date-of-birth", "Date of Birth: April 12, 1961"));
+        assert!(hit("date-of-birth", "born: dob 12 Apr 1961"));
+        assert!(hit("mrn", "mrn: ab-1234567"));
         assert!(hit("hl7-pid", "MSH|^~\\&|A\rPID|1||123\r"));
+    }
+
+    #[test]
+    fn utf16_text_is_read_as_text() {
+        let mut le = vec![0xff, 0xfe];
+        for u in "SSN 123-45-6789".encode_utf16() {
+            le.extend_from_slice(&u.to_le_bytes());
+        }
+        assert_eq!(&*text_of(&le), b"SSN 123-45-6789");
+        assert_eq!(&*text_of(b"plain"), b"plain");
     }
 
     #[test]

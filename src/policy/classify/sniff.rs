@@ -109,6 +109,8 @@ fn is_office(head: &[u8]) -> bool {
         return false;
     };
     if name == b"[Content_Types].xml"
+        || name.starts_with(b"_rels/")
+        || name.starts_with(b"docProps/")
         || name.starts_with(b"word/")
         || name.starts_with(b"xl/")
         || name.starts_with(b"ppt/")
@@ -130,6 +132,8 @@ fn is_hl7(head: &[u8]) -> bool {
         .strip_prefix(&[0x0b])
         .or_else(|| head.strip_prefix(b"\xef\xbb\xbf"))
         .unwrap_or(head);
+    let start = head.iter().position(|c| !c.is_ascii_whitespace());
+    let head = &head[start.unwrap_or(head.len())..];
     let Some(seg) = head.get(..8) else {
         return false;
     };
@@ -141,14 +145,17 @@ fn is_hl7(head: &[u8]) -> bool {
             .all(|&c| c.is_ascii_punctuation() && c != field)
 }
 
-/// JSON with a `resourceType` near its start, or XML in FHIR's namespace.
+/// JSON with a `resourceType`, or XML that declares FHIR's namespace
+/// (by default or with a prefix, in either quotes).
 fn is_fhir(head: &[u8]) -> bool {
-    let start = &head[..head.len().min(4096)];
-    let text = start.strip_prefix(b"\xef\xbb\xbf").unwrap_or(start);
+    let text = head.strip_prefix(b"\xef\xbb\xbf").unwrap_or(head);
     let first = text.iter().find(|c| !c.is_ascii_whitespace());
     match first {
         Some(b'{') => find(text, b"\"resourceType\"").is_some(),
-        Some(b'<') => find(text, b"xmlns=\"http://hl7.org/fhir\"").is_some(),
+        Some(b'<') => {
+            find(text, b"\"http://hl7.org/fhir\"").is_some()
+                || find(text, b"'http://hl7.org/fhir'").is_some()
+        }
         _ => false,
     }
 }
@@ -179,13 +186,27 @@ fn is_pg_page(head: &[u8]) -> bool {
 }
 
 /// A write-ahead log segment: its first page's magic (0xD1xx, by server
-/// version) and the long-header flag.
+/// version), the long-header flag, and the long header's segment size (a
+/// power of two from 1 MiB to 1 GiB, which the segment's address is a
+/// multiple of) and block size (8 KiB).
 fn is_pg_wal(head: &[u8]) -> bool {
     const XLP_LONG_HEADER: u16 = 0x0002;
-    let (Some(magic), Some(info)) = (u16_le(head, 0), u16_le(head, 2)) else {
+    let u32_le = |at: usize| {
+        head.get(at..at + 4)
+            .map(|b| u32::from_le_bytes(b.try_into().expect("4 bytes")))
+    };
+    let (Some(magic), Some(info), Some(seg), Some(block)) =
+        (u16_le(head, 0), u16_le(head, 2), u32_le(32), u32_le(36))
+    else {
         return false;
     };
-    head.len() >= 40 && magic & 0xff00 == 0xd100 && info & XLP_LONG_HEADER != 0
+    let addr = u64::from_le_bytes(head[8..16].try_into().expect("8 bytes"));
+    magic & 0xff00 == 0xd100
+        && info & XLP_LONG_HEADER != 0
+        && block == 8192
+        && seg.is_power_of_two()
+        && (1 << 20..=1 << 30).contains(&seg)
+        && addr % u64::from(seg) == 0
 }
 
 #[cfg(test)]
@@ -206,6 +227,32 @@ mod tests {
         assert_eq!(sniff(b"MSH|^~\\&|LAB|HOSP|"), Some(FileType::Hl7));
         assert_eq!(sniff(b"\x0bMSH|^~\\&|LAB|"), Some(FileType::Hl7));
         assert_eq!(sniff(b"MSH is a word here"), None);
+        assert_eq!(sniff(b"\r\nMSH|^~\\&|LAB|"), Some(FileType::Hl7));
+    }
+
+    #[test]
+    fn fhir_xml_is_told_by_its_namespace_however_declared() {
+        let cases: [&[u8]; 3] = [
+            b"<Patient xmlns=\"http://hl7.org/fhir\"/>",
+            b"<Patient xmlns='http://hl7.org/fhir'/>",
+            b"<f:Patient xmlns:f=\"http://hl7.org/fhir\"/>",
+        ];
+        for c in cases {
+            assert_eq!(sniff(c), Some(FileType::Fhir));
+        }
+    }
+
+    #[test]
+    fn a_pg_wal_segment_needs_its_long_header() {
+        let mut page = vec![0u8; 8192];
+        page[0..2].copy_from_slice(&0xd116u16.to_le_bytes());
+        page[2..4].copy_from_slice(&2u16.to_le_bytes());
+        page[8..16].copy_from_slice(&(3u64 << 24).to_le_bytes());
+        page[32..36].copy_from_slice(&(16u32 << 20).to_le_bytes());
+        page[36..40].copy_from_slice(&8192u32.to_le_bytes());
+        assert_eq!(sniff(&page), Some(FileType::Postgresql));
+        page[36..40].copy_from_slice(&4096u32.to_le_bytes());
+        assert_eq!(sniff(&page), None);
     }
 
     #[test]
