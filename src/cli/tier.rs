@@ -232,12 +232,9 @@ fn line(f: &File) -> String {
 /// `s` with its control characters escaped.
 fn escaped(s: &str) -> String {
     s.chars()
-        .flat_map(|c| {
-            let plain = (!c.is_control()).then_some(c);
-            plain
-                .into_iter()
-                .map(String::from)
-                .chain((plain.is_none()).then(|| c.escape_default().to_string()))
+        .map(|c| match c.is_control() {
+            true => c.escape_default().to_string(),
+            false => c.to_string(),
         })
         .collect()
 }
