@@ -364,6 +364,38 @@ fn a_failed_flush_leaves_a_size_and_mtime_rsync_will_not_trust() {
     );
 }
 
+/// Chunks are sealed and stored off the writer's path, so a write is
+/// acknowledged before its chunks are stored; one that then fails to store
+/// fails the file's later records and its flush, even once the disk heals.
+#[test]
+fn a_chunk_that_fails_after_its_write_was_acknowledged_fails_the_flush() {
+    let sim = SimDisk::new();
+    let disk: Arc<dyn Disk> = Arc::new(sim.clone());
+    init_encrypted(disk.clone());
+    let h = Head::new(open(disk)).unwrap();
+    let f = h.create(ME, ROOT, &n("f"), 0o644, 0).unwrap().ino;
+    let data = bytes(13, 12 << 20);
+    // Enough to cut chunks while writing: they go to the pipeline.
+    h.write(ME, f, 0, &data[..4 << 20]).unwrap();
+    sim.fail_write(0, std::io::ErrorKind::StorageFull);
+    let mut acknowledged = 0;
+    for piece in data[4 << 20..].chunks(128 << 10) {
+        if h.write(ME, f, (4 << 20) + acknowledged, piece).is_err() {
+            break;
+        }
+        acknowledged += piece.len() as u64;
+    }
+    assert!(acknowledged > 0, "no write was acknowledged");
+    // The disk has room again, but what was lost stays lost: the flush says so.
+    sim.heal();
+    assert!(matches!(h.flush(ME, f), Err(FsError::NoSpace)));
+    let a = h.getattr(ME, f).unwrap();
+    assert!(
+        a.size < (4 << 20) + acknowledged,
+        "the lost bytes count in the size"
+    );
+}
+
 #[test]
 fn an_unlinked_open_file_is_removed_after_a_crash() {
     let sim = SimDisk::new();

@@ -564,3 +564,63 @@ fn a_doomed_object_written_again_is_stored_afresh_and_survives_its_pack() {
         .unwrap();
     assert!(matches!(store.get(&y), Err(StoreError::NotFound(_))));
 }
+
+/// The write pipeline seals on several workers but appends in the order
+/// chunks were handed over: a file's chunks lie in its pack as in the file.
+#[test]
+fn the_pipeline_appends_chunks_in_the_order_they_were_handed_over() {
+    let (_, disk) = sim();
+    init_encrypted(disk.clone());
+    let repo = open(disk);
+    let pipeline = strata::store::pipeline::Pipeline::start(repo.store_arc(), 3);
+    // Lengths that differ a lot, so workers finish out of order.
+    let chunks: Vec<Vec<u8>> = (0..48u64)
+        .map(|i| bytes(100 + i, 1 + (i as usize * 7919) % 300_000))
+        .collect();
+    let tickets: Vec<_> = chunks.iter().map(|c| pipeline.submit(c.clone())).collect();
+    let ids: Vec<ChunkId> = tickets.iter().map(|t| t.wait().unwrap()).collect();
+    drop(pipeline);
+    repo.store().commit().unwrap();
+    let mut last = None;
+    for (id, chunk) in ids.iter().zip(&chunks) {
+        assert_eq!(repo.store().get(id).unwrap().as_slice(), chunk.as_slice());
+        let loc = repo.store().index().chunk(id).unwrap().unwrap();
+        if let Some((pack, offset)) = last {
+            assert!(pack != loc.pack || offset < loc.offset, "out of order");
+        }
+        last = Some((loc.pack, loc.offset));
+    }
+}
+
+/// Identical chunks sealed at the same time by two workers are appended once.
+#[test]
+fn the_pipeline_stores_a_duplicate_in_flight_once() {
+    let (_, disk) = sim();
+    init_encrypted(disk.clone());
+    let repo = open(disk);
+    let pipeline = strata::store::pipeline::Pipeline::start(repo.store_arc(), 2);
+    let chunk = bytes(7, 200_000);
+    let tickets: Vec<_> = (0..8).map(|_| pipeline.submit(chunk.clone())).collect();
+    let ids: Vec<ChunkId> = tickets.iter().map(|t| t.wait().unwrap()).collect();
+    assert!(ids.windows(2).all(|w| w[0] == w[1]));
+    let new = &repo.store().counters.chunks_new;
+    assert_eq!(new.load(std::sync::atomic::Ordering::Relaxed), 1);
+}
+
+/// Without workers the caller stores the chunk itself; a store that
+/// refuses writes answers the ticket with its error.
+#[test]
+fn the_pipeline_without_workers_stores_on_the_callers_thread_and_reports_failures() {
+    let (sim, disk) = sim();
+    init_encrypted(disk.clone());
+    let repo = open(disk);
+    let pipeline = strata::store::pipeline::Pipeline::start(repo.store_arc(), 0);
+    assert_eq!(pipeline.workers(), 0);
+    let id = pipeline.submit(b"inline".to_vec()).wait().unwrap();
+    assert_eq!(repo.store().get(&id).unwrap().as_slice(), b"inline");
+    sim.fail_write(0, io::ErrorKind::Other);
+    let failed = strata::store::pipeline::Pipeline::start(repo.store_arc(), 2)
+        .submit(bytes(8, 100_000))
+        .wait();
+    assert!(failed.is_err());
+}

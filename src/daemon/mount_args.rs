@@ -133,6 +133,18 @@ ExecStartPre=/bin/sh \-c 'echo Y > /sys/module/fuse/parameters/enable_uring'
 .PP
 The parameter is read when a mount starts: mounts made before it was set
 stay on /dev/fuse until they are mounted again.
+.SH WRITES
+A write into head/ is answered once its bytes are cut into chunks; the
+chunks are hashed, compressed and sealed by a worker per CPU (at most four,
+the threads named strata\-seal\-N) and appended to the open pack in the
+order they were written. close(2) and fsync(2) wait for a file's chunks, and
+report any that could not be stored (ENOSPC, EIO): an error of a write that
+was answered is never lost.
+.PP
+The kernel's writeback cache is not used. Measured on rsync of the benchmark
+data it halves the write requests but adds as many attribute updates, and
+the ingest takes as long; without it a failed write reaches the writer no
+later than its close.
 "#;
 
 /// Where `strata mount` mounts when given no mountpoint.

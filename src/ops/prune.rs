@@ -29,9 +29,11 @@
 //!    ([`Store::doom_objects`]): from then on a write of one of those
 //!    objects stores a fresh copy instead of deduplicating.
 //! 6. Every open file's pending state is flushed ([`Head::flush_all`]),
-//!    which waits for every write in progress (each stores its chunks
-//!    under its file's lock, where they wait to be recorded) and records
-//!    every chunk a file's state holds, and the head's commit lock is
+//!    which waits for every write in progress (each hands its chunks to
+//!    the write pipeline under its file's lock, where they wait to be
+//!    recorded), waits for the pipeline to store them (its dedup look-ups
+//!    included), and records every chunk a file's state holds, and the
+//!    head's commit lock is
 //!    taken, which waits for a snapshot in progress. A reference taken by
 //!    deduplication before step 5 is now in the head's rows or in a
 //!    snapshot taken since the mark; both are marked again

@@ -150,6 +150,16 @@ pub struct Sealed {
     pub raw_len: u32,
 }
 
+/// An object hashed and, unless the store has it, sealed: what
+/// [`Store::append_prepared`] appends.
+pub struct Prepared {
+    kind: Kind,
+    id: ChunkId,
+    /// `None` when the store already holds it.
+    sealed: Option<Vec<u8>>,
+    raw_len: u32,
+}
+
 /// The chunk store of one unlocked repository.
 pub struct Store {
     disk: Arc<dyn Disk>,
@@ -394,6 +404,14 @@ impl Store {
     /// Stores an object of `kind` (chunk, tree or snapshot record) unless
     /// it is already stored; see [`Store::put`].
     pub fn put_object(&self, kind: Kind, data: &[u8]) -> Result<(ChunkId, bool), StoreError> {
+        let prepared = self.prepare(kind, data)?;
+        self.append_prepared(prepared)
+    }
+
+    /// The part of [`Store::put_object`] that takes no lock: hashes `data`,
+    /// looks it up, and seals it unless it is stored already. The write
+    /// pipeline runs it on its workers, many at a time.
+    pub fn prepare(&self, kind: Kind, data: &[u8]) -> Result<Prepared, StoreError> {
         if data.len() + 64 > MAX_OBJECT_LEN {
             return Err(StoreError::TooLarge { len: data.len() });
         }
@@ -401,14 +419,36 @@ impl Store {
         let len = data.len() as u64;
         self.counters.bytes_in.fetch_add(len, Ordering::Relaxed);
         let id = self.codec.object_id(kind, data);
-        if self.is_pending(&id)
+        let sealed = match self.is_pending(&id)
             || (self.index.chunk(&id)?.is_some() && !self.doomed.read_locked().contains(&id))
         {
-            return Ok((id, false));
+            true => None,
+            false => Some(self.codec.encode_object(kind, &id, data)),
+        };
+        Ok(Prepared {
+            kind,
+            id,
+            sealed,
+            raw_len: data.len() as u32,
+        })
+    }
+
+    /// Appends what [`Store::prepare`] sealed to the open pack; returns the
+    /// object's id and whether it was new.
+    pub fn append_prepared(&self, prepared: Prepared) -> Result<(ChunkId, bool), StoreError> {
+        let Prepared {
+            kind,
+            id,
+            sealed,
+            raw_len,
+        } = prepared;
+        match sealed {
+            Some(sealed) => {
+                self.append(kind, id, &sealed, raw_len, true)?;
+                Ok((id, true))
+            }
+            None => Ok((id, false)),
         }
-        let sealed = self.codec.encode_object(kind, &id, data);
-        self.append(kind, id, &sealed, data.len() as u32, true)?;
-        Ok((id, true))
     }
 
     /// Appends an object already sealed (read from another pack by garbage

@@ -16,6 +16,7 @@ pub mod id;
 pub mod index;
 pub mod io;
 pub mod pack;
+pub mod pipeline;
 pub mod repo;
 pub mod retention_lock;
 pub mod stats;

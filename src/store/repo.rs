@@ -4,7 +4,7 @@
 //! Operations exist only on the state that allows them.
 
 use std::io::Read;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use crate::store::chunker::{Chunker, ChunkerParams};
 use crate::store::chunks::{Store, StoreError};
@@ -16,7 +16,9 @@ use crate::store::format::{Suite, CONFIG_FILE, INDEX_FILE, KEYS_DIR, OPEN_DIR, P
 use crate::store::id::{ChunkId, RepoId, SlotId};
 use crate::store::index::{Index, IndexError};
 use crate::store::io::Disk;
+use crate::store::pipeline::Pipeline;
 use crate::store::retention_lock::{RetentionLock, Shorter};
+use crate::sys::cpus::Cpus;
 
 /// Why a repository could not be created, opened or changed.
 #[derive(Debug, thiserror::Error)]
@@ -94,6 +96,10 @@ pub enum RepoError {
         source: std::io::Error,
     },
 }
+
+/// Sealing workers at most: past four, the pack appends they take turns
+/// at, and the writers feeding them, are the limit.
+pub const MAX_SEALERS: usize = 4;
 
 fn io_err(op: &'static str, path: &str) -> impl FnOnce(std::io::Error) -> RepoError {
     let path = path.to_owned();
@@ -412,9 +418,10 @@ impl LockedRepo {
         let chunker = Arc::new(Chunker::new(params, &unlocked.keys.chunker));
         let retention_lock = std::sync::RwLock::new(self.config.retention_lock.clone());
         Ok(Repo {
+            pipeline: OnceLock::new(),
             locked: self,
             unlocked,
-            store,
+            store: Arc::new(store),
             chunker,
             retention_lock,
         })
@@ -486,9 +493,12 @@ impl std::fmt::Debug for RepoKey {
 
 /// An unlocked repository.
 pub struct Repo {
+    /// Started at the first chunk a file hands over; first to drop, so its
+    /// workers finish before the store's last commit.
+    pipeline: OnceLock<Pipeline>,
     locked: LockedRepo,
     unlocked: Unlocked,
-    store: Store,
+    store: Arc<Store>,
     chunker: Arc<Chunker>,
     /// The retention lock as of the last raise (the config's until then).
     retention_lock: std::sync::RwLock<RetentionLock>,
@@ -521,6 +531,23 @@ impl Repo {
     /// The chunk store.
     pub fn store(&self) -> &Store {
         &self.store
+    }
+
+    /// The store, shared (with a pipeline of one's own, say).
+    pub fn store_arc(&self) -> Arc<Store> {
+        self.store.clone()
+    }
+
+    /// The write pipeline, which seals files' chunks on a worker per CPU
+    /// of the process (at most [`MAX_SEALERS`]), started the first time it
+    /// is asked for.
+    pub fn pipeline(&self) -> &Pipeline {
+        self.pipeline.get_or_init(|| {
+            // The process's CPUs: the first chunk may come from a thread
+            // pinned to one.
+            let cores = Cpus::of_process().map_or(1, |c| c.count());
+            Pipeline::start(self.store.clone(), cores.min(MAX_SEALERS))
+        })
     }
 
     /// The keyed chunker.

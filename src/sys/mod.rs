@@ -3,11 +3,13 @@
 //! that outlive a panic in one request ([`sync`]), a thread's I/O priority
 //! ([`ioprio`]), the directories repositories are mounted on
 //! ([`mountpoint`]), and the lock that lets one backup run at a time
-//! ([`runlock`]), and an error shown with its causes ([`chain`]).
+//! ([`runlock`]), an error shown with its causes ([`chain`]), and the
+//! CPUs the process may use ([`cpus`]).
 //!
 //! Imports nothing from the rest of the crate.
 
 pub mod chain;
+pub mod cpus;
 pub mod ioprio;
 pub mod mountpoint;
 pub mod process;

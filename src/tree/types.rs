@@ -456,6 +456,32 @@ impl FsError {
             FsError::Unloaded(_) => libc::EAGAIN,
         }
     }
+
+    /// The same error for another caller (a file's write failure, kept
+    /// until its flush): a fault's cause is kept as its text.
+    pub fn again(&self) -> FsError {
+        match self {
+            FsError::NotFound => FsError::NotFound,
+            FsError::Exists => FsError::Exists,
+            FsError::NotDir => FsError::NotDir,
+            FsError::IsDir => FsError::IsDir,
+            FsError::NotEmpty => FsError::NotEmpty,
+            FsError::InvalidName => FsError::InvalidName,
+            FsError::NameTooLong => FsError::NameTooLong,
+            FsError::Invalid(what) => FsError::Invalid(what),
+            FsError::Loop => FsError::Loop,
+            FsError::NoAttr => FsError::NoAttr,
+            FsError::TooLarge => FsError::TooLarge,
+            FsError::TooManyLinks => FsError::TooManyLinks,
+            FsError::ReadOnly => FsError::ReadOnly,
+            FsError::PermissionDenied => FsError::PermissionDenied,
+            FsError::Busy(what) => FsError::Busy(what),
+            FsError::NoSpace => FsError::NoSpace,
+            FsError::Corrupt(f) => FsError::Corrupt(Fault::new(f.to_string())),
+            FsError::Io(f) => FsError::Io(Fault::new(f.to_string())),
+            FsError::Unloaded(ino) => FsError::Unloaded(*ino),
+        }
+    }
 }
 
 impl From<StoreError> for FsError {

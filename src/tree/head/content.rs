@@ -2,12 +2,16 @@
 //! goes to a staging overlay that is re-chunked on flush.
 //!
 //! A file being appended to (rsync, tar, cp, pg_basebackup) keeps only the
-//! chunker's look-ahead in memory; every chunk it cuts is stored at once,
-//! and the chunks are recorded in the head's rows in batches (at flush, at
-//! a checkpoint, before a read, or every [`ROWS_PER_RECORD`] chunks or
+//! chunker's look-ahead in memory; every chunk it cuts goes to the store's
+//! write pipeline at once (hashed, compressed and sealed on its workers,
+//! so the write is answered while that happens), and the chunks are
+//! recorded in the head's rows, once stored, in batches (at flush, at a
+//! checkpoint, before a read, or every [`ROWS_PER_RECORD`] chunks or
 //! [`BYTES_PER_RECORD`]): a writer that seeks over zeros, as `rsync -S`
 //! does, ends a chunk at every seek, and one transaction per page was most
-//! of what such a file cost.
+//! of what such a file cost. A chunk that fails to store fails the file's
+//! next record and its flush, so an acknowledged write's error is never
+//! lost.
 //!
 //! The first write that is not an append moves that file to staging: the
 //! written bytes are kept in memory (never on disk in the clear) over the
@@ -21,6 +25,7 @@
 //! the head whose transactions store what it cuts, and run the commit
 //! cadence after it.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -28,8 +33,10 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use super::txn::Reader;
 use super::{Head, COMMIT_BYTES};
 use crate::store::chunker::StreamChunker;
-use crate::store::chunks::{Store, StoreError};
+use crate::store::chunks::Store;
+use crate::store::format::Kind;
 use crate::store::id::ChunkId;
+use crate::store::pipeline::{Pipeline, Ticket};
 use crate::sys::sync::Recover;
 use crate::tree::types::{Attr, Caller, Fault, FileKind, FsError, InodeNo, SetAttr, Timestamp};
 
@@ -101,42 +108,105 @@ pub struct FileState {
     unrecorded: Unrecorded,
 }
 
-/// Chunks a stream cut and stored, not yet recorded in the head's rows.
-/// They live only here, under the file's lock, until [`Content::record`]
-/// writes them; so a flush (which prune's flush of every file waits for)
-/// or a checkpoint (before every durable commit) leaves none behind.
+/// A chunk a stream cut: its id once stored, or the pipeline's ticket for it.
+enum Stored {
+    Id(ChunkId),
+    Pending(Ticket),
+}
+
+/// Chunks a stream cut and handed to the store, not yet recorded in the
+/// head's rows. They live only here, under the file's lock, until
+/// [`Content::record`] waits for them to be stored and writes them; so a
+/// flush (which prune's flush of every file waits for) or a checkpoint
+/// (before every durable commit) leaves none behind.
 #[derive(Default)]
 struct Unrecorded {
     /// Stored extents from here on are stale (a last chunk re-fed to the
     /// chunker, or a checkpoint's provisional one): dropped by the record.
     stale_from: Option<u64>,
-    /// (offset, id, length) of each stored chunk; holes have none.
-    rows: Vec<(u64, ChunkId, u32)>,
+    /// (offset, chunk, length) of each chunk; holes have none.
+    rows: Vec<(u64, Stored, u32)>,
     /// Pieces cut since the last record, holes included, and their bytes.
     pieces: usize,
     bytes: u64,
     /// Where the last piece ends.
     end: u64,
+    /// Why a chunk of this file failed to store. Every later record fails
+    /// with it, so the write's error reaches the flush however many writes
+    /// were acknowledged in between.
+    failed: Option<FsError>,
 }
 
 impl Unrecorded {
     /// Adds the pieces a stream cut from `*at` on; moves `*at` past them.
-    fn add(&mut self, at: &mut u64, cut: Cut) -> Result<(), FsError> {
-        for (len, id) in cut.pieces? {
-            if let Some(id) = id {
-                self.rows.push((*at, id, len));
+    fn add(&mut self, at: &mut u64, pieces: Pieces) {
+        for (len, stored) in pieces {
+            if let Some(stored) = stored {
+                self.rows.push((*at, stored, len));
             }
             *at += u64::from(len);
             self.pieces += 1;
             self.bytes += u64::from(len);
         }
         self.end = self.end.max(*at);
-        Ok(())
     }
 
     /// Whether enough is unrecorded to record it now.
     fn full(&self) -> bool {
         self.rows.len() >= ROWS_PER_RECORD || self.bytes >= BYTES_PER_RECORD
+    }
+
+    /// Stores a stream's last chunk on the calling thread, which would
+    /// only wait for it otherwise (a flush): sealed while the pipeline
+    /// seals the ones before it, appended after them.
+    fn store_last(&mut self, store: &Store, at: &mut u64, chunk: &[u8]) -> Result<(), FsError> {
+        let len = chunk.len() as u32;
+        if is_zero(chunk) {
+            self.add(at, vec![(len, None)]);
+            return Ok(());
+        }
+        let prepared = store.prepare(Kind::Chunk, chunk);
+        self.resolve(true)?;
+        match prepared.and_then(|p| store.append_prepared(p)) {
+            Ok((id, _)) => {
+                self.add(at, vec![(len, Some(Stored::Id(id)))]);
+                Ok(())
+            }
+            Err(e) => {
+                let e = FsError::from(e);
+                self.failed = Some(e.again());
+                Err(e)
+            }
+        }
+    }
+
+    /// Turns tickets into ids, in order, waiting for each if `wait`;
+    /// returns how many rows from the first on have their ids.
+    fn resolve(&mut self, wait: bool) -> Result<usize, FsError> {
+        if let Some(e) = &self.failed {
+            return Err(e.again());
+        }
+        for (i, (_, stored, _)) in self.rows.iter_mut().enumerate() {
+            let Stored::Pending(ticket) = stored else {
+                continue;
+            };
+            let outcome = match wait {
+                true => ticket.wait(),
+                false => match ticket.try_take() {
+                    Some(outcome) => outcome,
+                    None => return Ok(i),
+                },
+            };
+            match outcome {
+                Ok(id) => *stored = Stored::Id(id),
+                Err(e) => {
+                    let e = FsError::from(e);
+                    self.failed = Some(e.again());
+                    return Err(e);
+                }
+            }
+        }
+        Ok(self.rows.len())
     }
 }
 
@@ -182,38 +252,14 @@ fn is_zero(data: &[u8]) -> bool {
 }
 
 /// What one push into a stream cut: each chunk's length and, unless it
-/// is all zeros (a hole), the id it was stored under; or the first error,
-/// after which nothing more is stored.
-struct Cut {
-    pieces: Result<Vec<(u32, Option<ChunkId>)>, StoreError>,
-}
+/// is all zeros (a hole), how it is stored.
+type Pieces = Vec<(u32, Option<Stored>)>;
 
-impl Default for Cut {
-    fn default() -> Cut {
-        Cut {
-            pieces: Ok(Vec::new()),
-        }
-    }
-}
-
-/// Stores chunk `c` as the chunker emits it, from the chunker's own
-/// buffer: the bytes are not copied before the codec seals them.
-fn put_cut(store: &Store, cut: &mut Cut, c: &[u8]) {
-    let Ok(pieces) = &mut cut.pieces else {
-        return;
-    };
-    let id = if is_zero(c) {
-        None
-    } else {
-        match store.put(c) {
-            Ok((id, _)) => Some(id),
-            Err(e) => {
-                cut.pieces = Err(e);
-                return;
-            }
-        }
-    };
-    pieces.push((c.len() as u32, id));
+/// Hands chunk `c` to the write pipeline as the chunker emits it.
+fn submit_cut(pipeline: &Pipeline, pieces: &mut Pieces, c: Cow<'_, [u8]>) {
+    let len = c.len() as u32;
+    let ticket = (!is_zero(&c)).then(|| Stored::Pending(pipeline.submit(c.into_owned())));
+    pieces.push((len, ticket));
 }
 
 /// Writes `data` at `offset` into `overlay`, merging with what is there.
@@ -420,24 +466,52 @@ impl Content {
     }
 
     /// Records the chunks the file's streams stored in the head's rows,
-    /// in one transaction, with the file's `ending` (flush) if given.
+    /// in one transaction, with the file's `ending` (flush) if given;
+    /// waits for the pipeline to store them.
     fn record(
         &self,
         head: &Head,
         st: &mut FileState,
         ending: Option<Ending>,
     ) -> Result<(), FsError> {
+        self.record_stored(head, st, ending, true)
+    }
+
+    /// Records the chunks already stored, from the first on, without
+    /// waiting for the rest: a stream records as it goes without stalling
+    /// the pipeline. (A stream's first record after it resumed replaces
+    /// the old last extent, so it waits and records everything.)
+    fn record_ready(&self, head: &Head, st: &mut FileState) -> Result<(), FsError> {
+        self.record_stored(head, st, None, st.unrecorded.stale_from.is_some())
+    }
+
+    fn record_stored(
+        &self,
+        head: &Head,
+        st: &mut FileState,
+        ending: Option<Ending>,
+        wait: bool,
+    ) -> Result<(), FsError> {
+        let ready = st.unrecorded.resolve(wait || ending.is_some())?;
         let u = &st.unrecorded;
-        if u.pieces == 0 && ending.is_none() {
+        let all = ready == u.rows.len();
+        if (u.pieces == 0 && ending.is_none()) || (ready == 0 && !all) {
             return Ok(());
         }
+        let end = match all {
+            true => u.end,
+            false => u.rows[ready - 1].0 + u64::from(u.rows[ready - 1].2),
+        };
         let ino = st.ino;
         head.wtx_no_commit(|w| {
             if let Some(from) = u.stale_from {
                 w.drop_extents_from(ino, from)?;
             }
-            for &(off, id, len) in &u.rows {
-                w.put_extent(ino, off, id, len)?;
+            for (off, stored, len) in &u.rows[..ready] {
+                let Stored::Id(id) = stored else {
+                    unreachable!("resolved")
+                };
+                w.put_extent(ino, *off, *id, *len)?;
             }
             if let Some(ending) = ending {
                 return ending.apply(w, ino);
@@ -445,18 +519,26 @@ impl Content {
             // The size grows with the recorded extents in the same
             // transaction, so after a crash no extent lies past the end.
             let mut rec = w.get(ino)?;
-            if rec.meta.size < u.end {
-                rec.meta.size = u.end;
+            if rec.meta.size < end {
+                rec.meta.size = end;
                 w.put(ino, &rec)?;
             }
             // The file changed: the next snapshot must not reuse its
             // directories' trees, even if a crash comes before the flush.
             w.dirty_parents(ino)
         })?;
-        st.unrecorded = Unrecorded {
-            end: st.unrecorded.end,
-            ..Unrecorded::default()
-        };
+        let u = &mut st.unrecorded;
+        if all {
+            *u = Unrecorded {
+                end: u.end,
+                ..Unrecorded::default()
+            };
+        } else {
+            u.rows.drain(..ready);
+            u.stale_from = None;
+            u.pieces = u.rows.len();
+            u.bytes = u.rows.iter().map(|r| u64::from(r.2)).sum();
+        }
         Ok(())
     }
 
@@ -500,11 +582,14 @@ impl Content {
                 else {
                     unreachable!("streaming")
                 };
-                let mut cut = Cut::default();
-                chunker.push(data, |c| put_cut(head.repo.store(), &mut cut, c));
-                unrecorded.add(buf_start, cut)?;
+                let mut pieces = Pieces::new();
+                let pipeline = head.repo.pipeline();
+                chunker.push(data, |c| {
+                    submit_cut(pipeline, &mut pieces, Cow::Borrowed(c))
+                });
+                unrecorded.add(buf_start, pieces);
                 if unrecorded.full() {
-                    self.record(head, st, None)?;
+                    self.record_ready(head, st)?;
                 }
             }
             Mode::Stream { .. } => {
@@ -529,7 +614,8 @@ impl Content {
     }
 
     /// Cuts a stream's look-ahead as its last chunks, stored and left
-    /// unrecorded; the file is no longer streaming.
+    /// unrecorded; the file is no longer streaming. The caller waits for
+    /// them next, so the very last is stored here ([`Unrecorded::store_last`]).
     fn end_chunker(&self, head: &Head, st: &mut FileState) -> Result<(), FsError> {
         let fresh = Mode::Staged {
             overlay: BTreeMap::new(),
@@ -541,9 +627,19 @@ impl Content {
             mut buf_start,
         } = std::mem::replace(&mut st.mode, fresh)
         {
-            let mut cut = Cut::default();
-            chunker.finish(|c| put_cut(head.repo.store(), &mut cut, c));
-            st.unrecorded.add(&mut buf_start, cut)?;
+            let mut pieces = Pieces::new();
+            let pipeline = head.repo.pipeline();
+            let mut last: Option<Vec<u8>> = None;
+            chunker.finish(|c| {
+                if let Some(before) = last.replace(c.to_vec()) {
+                    submit_cut(pipeline, &mut pieces, Cow::Owned(before));
+                }
+            });
+            st.unrecorded.add(&mut buf_start, pieces);
+            if let Some(last) = last {
+                st.unrecorded
+                    .store_last(head.repo.store(), &mut buf_start, &last)?;
+            }
         }
         Ok(())
     }
@@ -746,7 +842,8 @@ impl Content {
             .filter(|(a, b)| a < b)
             .collect();
         ranges.sort_unstable();
-        let mut new_rows: Vec<(u64, ChunkId, u32)> = Vec::new();
+        let pipeline = head.repo.pipeline();
+        let mut new_rows: Vec<(u64, Ticket, u32)> = Vec::new();
         let mut replaced: Vec<(u64, u64)> = Vec::new();
         let mut prev_stop = 0u64;
         let mut i = 0;
@@ -769,19 +866,12 @@ impl Content {
                 // Chunks are stored as they are cut, until one ends on a
                 // boundary past the dirty range; the rest are not needed.
                 let mut stopped = false;
-                let mut failed = None;
                 let mut store_chunk = |c: &[u8]| {
-                    if stopped || failed.is_some() {
+                    if stopped {
                         return;
                     }
                     if !is_zero(c) {
-                        match head.repo.store().put(c) {
-                            Ok((id, _)) => new_rows.push((pos, id, c.len() as u32)),
-                            Err(e) => {
-                                failed = Some(e);
-                                return;
-                            }
-                        }
+                        new_rows.push((pos, pipeline.submit(c.to_vec()), c.len() as u32));
                     }
                     pos += c.len() as u64;
                     while i + 1 < ranges.len() && ranges[i + 1].0 < pos {
@@ -800,15 +890,16 @@ impl Content {
                     rest.finish(&mut store_chunk);
                     done = true;
                 }
-                if let Some(e) = failed {
-                    return Err(e.into());
-                }
                 done |= stopped;
             }
             replaced.push((start, pos));
             prev_stop = pos;
             i += 1;
         }
+        let new_rows = new_rows
+            .into_iter()
+            .map(|(off, ticket, len)| Ok((off, ticket.wait()?, len)))
+            .collect::<Result<Vec<_>, FsError>>()?;
         let cut_at = *cut;
         head.wtx_no_commit(|w| {
             if cut_at != u64::MAX {
@@ -881,7 +972,7 @@ impl Content {
             false => Some((head.repo.store().put(pending)?.0, pending.len() as u32)),
         };
         if let Some((id, len)) = provisional {
-            st.unrecorded.rows.push((at, id, len));
+            st.unrecorded.rows.push((at, Stored::Id(id), len));
         }
         self.record(head, st, Some(Ending::of(st)))?;
         st.unrecorded.stale_from = provisional.map(|_| at);
