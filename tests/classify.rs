@@ -11,6 +11,7 @@ use std::process::{Command, Output};
 use common::tier::{self, Tier};
 use strata::policy::classify::{Classifier, Decision, FileType, Subject};
 use strata::policy::hostconfig::HostConfig;
+use strata::tree::classify::Classify;
 
 const RULES: &str = r#"
 [[tier]]

@@ -921,3 +921,114 @@ fn zeros_seeked_over_read_back_and_dedup_when_written_alike() {
     assert!(extents.len() >= 3, "{extents:?}");
     assert_eq!(r.extents(again, 0, u64::MAX).unwrap(), extents);
 }
+
+/// Tier classification on the write path: what a file's first bytes tell
+/// is kept with its inode when it is flushed, follows it through a rename,
+/// is decided again when its start is rewritten, is read back when the
+/// writes left a gap, and survives a reopen.
+#[test]
+fn a_written_file_is_classified_from_its_first_bytes_at_flush() {
+    use strata::policy::hostconfig::HostConfig;
+    use strata::tree::classify::Classify;
+    let host = HostConfig::parse(
+        r#"
+[[tier]]
+name = "phi"
+[[tier]]
+name = "general"
+[classification]
+default = "general"
+[[classify]]
+tier = "phi"
+types = ["pdf"]
+[[classify]]
+tier = "phi"
+patterns = ["us-ssn"]
+"#,
+    )
+    .unwrap();
+    let classifier: Arc<dyn Classify> = Arc::new(host.classifier().unwrap().unwrap());
+    let sim = SimDisk::new();
+    let disk: Arc<dyn Disk> = Arc::new(sim.clone());
+    init_encrypted(disk.clone());
+    let h = Head::new(open(disk.clone())).unwrap();
+    let tier_of = |h: &Head, ino: InodeNo, path: &str| {
+        let facts = h.facts(ino).unwrap().unwrap_or_default();
+        classifier
+            .place(std::path::Path::new(path), 1000, &facts)
+            .tier
+    };
+
+    // Written before classification was configured: nothing is known.
+    let before = h.create(ME, ROOT, &n("before.pdf"), 0o644, 0).unwrap().ino;
+    h.write(ME, before, 0, b"%PDF-1.7\n").unwrap();
+    h.flush(ME, before).unwrap();
+    assert_eq!(h.facts(before).unwrap(), None);
+
+    h.set_classifier(Some(classifier.clone()));
+    // rsync's way: a temporary name, written in pieces from the start, renamed.
+    let f = h
+        .create(ME, ROOT, &n(".report.XyZ123"), 0o600, 0)
+        .unwrap()
+        .ino;
+    let mut pdf = b"%PDF-1.7\n".to_vec();
+    pdf.extend(bytes(21, 300_000));
+    for (i, piece) in pdf.chunks(32 << 10).enumerate() {
+        h.write(ME, f, (i * (32 << 10)) as u64, piece).unwrap();
+    }
+    h.flush(ME, f).unwrap();
+    let facts = h.facts(f).unwrap().expect("classified at flush");
+    assert_eq!(facts.types, ["pdf"]);
+    h.rename(
+        ME,
+        ROOT,
+        &n(".report.XyZ123"),
+        ROOT,
+        &n("report.pdf"),
+        RenameMode::default(),
+    )
+    .unwrap();
+    assert_eq!(tier_of(&h, f, "report.pdf"), "phi");
+
+    // Its start rewritten with text that holds a national id.
+    h.setattr(
+        ME,
+        f,
+        &SetAttr {
+            size: Some(0),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    h.write(ME, f, 0, b"patient 123-45-6789 seen today\n")
+        .unwrap();
+    h.flush(ME, f).unwrap();
+    let facts = h.facts(f).unwrap().unwrap();
+    assert!(facts.types.is_empty(), "{facts:?}");
+    assert_eq!(facts.patterns, ["us-ssn"]);
+
+    // Written out of order: the first bytes are read back once stored.
+    let g = h.create(ME, ROOT, &n("notes.txt"), 0o644, 0).unwrap().ino;
+    h.write(ME, g, 8, b"nothing to see here\n").unwrap();
+    h.write(ME, g, 0, b"%PDF-1.").unwrap();
+    h.flush(ME, g).unwrap();
+    assert_eq!(h.facts(g).unwrap().unwrap().types, ["pdf"]);
+    assert_eq!(tier_of(&h, g, "notes.txt"), "phi");
+
+    // Plain text goes to the default tier.
+    let t = h.create(ME, ROOT, &n("plain.txt"), 0o644, 0).unwrap().ino;
+    h.write(ME, t, 0, b"just text\n").unwrap();
+    h.flush(ME, t).unwrap();
+    assert_eq!(tier_of(&h, t, "plain.txt"), "general");
+
+    h.fsync(ME, t).unwrap();
+    drop(h);
+    let h = Head::new(open(disk)).unwrap();
+    assert_eq!(h.facts(f).unwrap().unwrap().patterns, ["us-ssn"]);
+    assert_eq!(h.facts(g).unwrap().unwrap().types, ["pdf"]);
+    assert_eq!(h.facts(before).unwrap(), None);
+    same(
+        &h.read(ME, g, 0, 100).unwrap(),
+        b"%PDF-1.\0nothing to see here\n",
+    );
+}

@@ -300,6 +300,11 @@ fn run(args: &MountdArgs, ready: &dyn Fn()) -> Result<()> {
     start_writeback(&repo, host.throttle_policy().io.and_then(|io| io.class))?;
     let head =
         strata::tree::head::Head::new(repo).map_err(|e| on_failing_disk(e.into(), &args.repo))?;
+    // The host configuration was checked when it loaded, its rules with it.
+    if let Some(classifier) = host.classifier()? {
+        tracing::info!("classifying files into tiers as they are written");
+        head.set_classifier(Some(Arc::new(classifier)));
+    }
     let ns = Arc::new(Namespace::new(head, access)?);
     let listener = control::bind(&mountpoint::socket_path(&repo_id))?;
     // An outcome left by an earlier daemon of this repository is stale.

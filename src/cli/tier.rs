@@ -13,6 +13,7 @@ use serde::Serialize;
 use strata::exit::{self, Reported};
 use strata::policy::classify::{Decision, Subject};
 use strata::policy::hostconfig::{HostConfig, DEFAULT_PATH};
+use strata::tree::classify::Classify;
 
 use super::args::{Global, TierClassifyArgs, TierCommand};
 use super::print;

@@ -11,6 +11,7 @@
 
 pub mod audit;
 pub mod catalog;
+pub mod classify;
 pub mod diff;
 pub mod head;
 pub mod namespace;

@@ -23,6 +23,7 @@ use globset::{Glob, GlobBuilder, GlobSet, GlobSetBuilder};
 use regex::bytes::RegexSet;
 use serde::{Deserialize, Serialize};
 
+use crate::tree::classify::{Classify, Facts, Placement};
 pub use patterns::PatternConfig;
 pub use sniff::FileType;
 
@@ -292,42 +293,77 @@ impl Classifier {
         &self.unknown_owners
     }
 
-    /// How many of a file's first bytes the rules read.
-    pub fn sample(&self) -> usize {
+    /// Where `file` goes.
+    pub fn classify(&self, file: &Subject<'_>) -> Decision {
+        let (facts, file_type) = self.read(file.head);
+        let placed = self.place(file.path, file.uid, &facts);
+        Decision {
+            tier: placed.tier,
+            rule: placed.rule,
+            file_type,
+            patterns: facts.patterns,
+        }
+    }
+
+    /// What `head` tells (the sample of it), and the first type it matches.
+    fn read(&self, head: &[u8]) -> (Facts, Option<FileType>) {
+        let head = &head[..head.len().min(self.sample)];
+        let types: Vec<FileType> = FileType::ALL
+            .into_iter()
+            .filter(|t| t.matches(head))
+            .collect();
+        let text = patterns::text_of(head);
+        let facts = Facts {
+            types: types.iter().map(|t| t.name().to_owned()).collect(),
+            patterns: self
+                .pattern_set
+                .matches(&text)
+                .into_iter()
+                .map(|i| self.pattern_names[i].clone())
+                .collect(),
+        };
+        (facts, sniff::sniff(head))
+    }
+}
+
+impl Classify for Classifier {
+    fn sample(&self) -> usize {
         self.sample
     }
 
-    /// Where `file` goes.
-    pub fn classify(&self, file: &Subject<'_>) -> Decision {
-        let head = &file.head[..file.head.len().min(self.sample)];
-        let file_type = sniff::sniff(head);
-        let text = patterns::text_of(head);
-        let found: Vec<usize> = self.pattern_set.matches(&text).into_iter().collect();
-        let name = file.path.file_name().map(Path::new);
+    fn facts(&self, head: &[u8]) -> Facts {
+        self.read(head).0
+    }
+
+    fn place(&self, path: &Path, uid: u32, facts: &Facts) -> Placement {
+        let name = path.file_name().map(Path::new);
         let takes = |r: &Rule| {
             let path_ok = (r.whole.is_none() && r.name.is_none())
-                || r.whole.as_ref().is_some_and(|g| g.is_match(file.path))
+                || r.whole.as_ref().is_some_and(|g| g.is_match(path))
                 || r.name
                     .as_ref()
                     .zip(name)
                     .is_some_and(|(g, n)| g.is_match(n));
             path_ok
-                && (r.owners.is_empty() || r.owners.contains(&file.uid))
-                && (r.types.is_empty() || r.types.iter().any(|t| t.matches(head)))
-                && (r.patterns.is_empty() || r.patterns.iter().any(|p| found.contains(p)))
+                && (r.owners.is_empty() || r.owners.contains(&uid))
+                && (r.types.is_empty()
+                    || r.types
+                        .iter()
+                        .any(|t| facts.types.iter().any(|n| n == t.name())))
+                && (r.patterns.is_empty()
+                    || r.patterns
+                        .iter()
+                        .any(|&p| facts.patterns.contains(&self.pattern_names[p])))
         };
-        let (rule, tier) = match self.rules.iter().position(takes) {
-            Some(i) => (Some(i + 1), self.rules[i].tier.clone()),
-            None => (None, self.default.clone()),
-        };
-        Decision {
-            tier,
-            rule,
-            file_type,
-            patterns: found
-                .into_iter()
-                .map(|i| self.pattern_names[i].clone())
-                .collect(),
+        match self.rules.iter().position(takes) {
+            Some(i) => Placement {
+                tier: self.rules[i].tier.clone(),
+                rule: Some(i + 1),
+            },
+            None => Placement {
+                tier: self.default.clone(),
+                rule: None,
+            },
         }
     }
 }

@@ -38,6 +38,7 @@ use crate::store::format::Kind;
 use crate::store::id::ChunkId;
 use crate::store::pipeline::{Pipeline, Ticket};
 use crate::sys::sync::Recover;
+use crate::tree::classify::Facts;
 use crate::tree::types::{Attr, Caller, Fault, FileKind, FsError, InodeNo, SetAttr, Timestamp};
 
 /// Staged bytes past which a file is re-chunked without waiting for flush.
@@ -52,10 +53,13 @@ const BYTES_PER_RECORD: u64 = COMMIT_BYTES / 8;
 
 /// A file's size and mtime as its writes left them, written by flush in
 /// the transaction that records its last chunks.
-#[derive(Clone, Copy)]
+#[derive(Clone)]
 struct Ending {
     size: u64,
     mtime: Option<Timestamp>,
+    /// What classification made of the file's first bytes, when its writes
+    /// touched them.
+    facts: Option<Facts>,
 }
 
 impl Ending {
@@ -63,16 +67,21 @@ impl Ending {
         Ending {
             size: st.size,
             mtime: st.mtime,
+            facts: None,
         }
     }
 
-    /// Writes the size and mtime to the inode, and dirties the directories above.
-    fn apply(self, w: &mut super::txn::Write<'_>, ino: InodeNo) -> Result<(), FsError> {
+    /// Writes the size, mtime and facts to the inode, and dirties the
+    /// directories above.
+    fn apply(&self, w: &mut super::txn::Write<'_>, ino: InodeNo) -> Result<(), FsError> {
         let mut rec = w.get(ino)?;
         rec.meta.size = self.size;
         if let Some(t) = self.mtime {
             rec.meta.mtime = t;
             rec.meta.ctime = t;
+        }
+        if let Some(facts) = &self.facts {
+            rec.facts = Some(facts.clone());
         }
         w.put(ino, &rec)?;
         w.dirty_parents(ino)
@@ -106,6 +115,13 @@ pub struct FileState {
     /// What streams cut and stored that the head's rows do not have yet
     /// (empty whenever the file is not streaming).
     unrecorded: Unrecorded,
+    /// A write touched the bytes tier classification reads: the file is
+    /// classified again at flush.
+    reclassify: bool,
+    /// Those bytes as written, while the writes run from the start of the
+    /// file in order (what rsync, cp and tar do); otherwise they are read
+    /// back at flush.
+    sample: Vec<u8>,
 }
 
 /// A chunk a stream cut: its id once stored, or the pipeline's ticket for it.
@@ -239,6 +255,25 @@ impl FileState {
         }
     }
 
+    /// Notes a write of `data` at `offset` for classification, which reads
+    /// the first `limit` bytes (0: no classification).
+    fn keep_sample(&mut self, limit: usize, offset: u64, data: &[u8]) {
+        if offset >= limit as u64 {
+            return;
+        }
+        self.reclassify = true;
+        let at = offset as usize;
+        if at > self.sample.len() {
+            // A gap: the bytes before it are read back at flush.
+            return;
+        }
+        let end = (at + data.len()).min(limit);
+        if self.sample.len() < end {
+            self.sample.resize(end, 0);
+        }
+        self.sample[at..end].copy_from_slice(&data[..end - at]);
+    }
+
     fn staged_bytes(&self) -> u64 {
         match &self.mode {
             Mode::Staged { overlay, .. } => overlay.values().map(|v| v.len() as u64).sum(),
@@ -365,6 +400,8 @@ impl Content {
                 cut: u64::MAX,
             },
             unrecorded: Unrecorded::default(),
+            reclassify: false,
+            sample: Vec::new(),
         }));
         let mut files = self.files.locked();
         Ok(files.entry(ino).or_insert(state).clone())
@@ -554,6 +591,7 @@ impl Content {
         offset: u64,
         data: &[u8],
     ) -> Result<usize, FsError> {
+        st.keep_sample(head.sample.load(Ordering::Relaxed), offset, data);
         if !matches!(st.mode, Mode::Stream { .. }) {
             // A stream that failed to end left its chunks for the overlay
             // to lie over: they are recorded first.
@@ -771,6 +809,10 @@ impl Content {
     }
 
     fn truncate_locked(&self, head: &Head, st: &mut FileState, size: u64) -> Result<(), FsError> {
+        if size < head.sample.load(Ordering::Relaxed) as u64 {
+            st.reclassify = true;
+            st.sample.truncate(size as usize);
+        }
         if matches!(st.mode, Mode::Stream { .. }) {
             if size == st.size {
                 return Ok(());
@@ -929,8 +971,37 @@ impl Content {
 
     /// Writes a file's pending size and mtime to its inode.
     fn persist(&self, head: &Head, st: &FileState) -> Result<(), FsError> {
-        let (ino, ending) = (st.ino, Ending::of(st));
+        self.persist_ending(head, st.ino, &Ending::of(st))
+    }
+
+    fn persist_ending(&self, head: &Head, ino: InodeNo, ending: &Ending) -> Result<(), FsError> {
         head.wtx_no_commit(|w| ending.apply(w, ino))
+    }
+
+    /// Classifies a file whose writes touched its first bytes: from the
+    /// bytes kept as written when they are all there, else (`Err(n)`) from
+    /// its first `n` bytes, to be read back once stored.
+    fn facts_of(&self, head: &Head, st: &FileState) -> Option<Result<Facts, u64>> {
+        let classifier = head.classifier().filter(|_| st.reclassify)?;
+        let n = st.size.min(classifier.sample() as u64);
+        Some(match st.sample.get(..n as usize) {
+            Some(first) => Ok(classifier.facts(first)),
+            None => Err(n),
+        })
+    }
+
+    /// Classifies a flushed file from its first `n` stored bytes.
+    fn classify_stored(&self, head: &Head, ino: InodeNo, n: u64) -> Result<(), FsError> {
+        let Some(classifier) = head.classifier() else {
+            return Ok(());
+        };
+        let first = self.read_extents(head, ino, 0, n, u64::MAX)?;
+        let facts = classifier.facts(&first);
+        head.wtx_no_commit(|w| {
+            let mut rec = w.get(ino)?;
+            rec.facts = Some(facts.clone());
+            w.put(ino, &rec)
+        })
     }
 
     /// Makes the pending writes of every open file part of the next commit,
@@ -990,15 +1061,26 @@ impl Content {
         if st.closed {
             return Ok(());
         }
-        // One transaction: a stream's last chunks with the size and mtime.
+        // One transaction: a stream's last chunks with the size, mtime and
+        // what classification made of the file.
+        let (facts, read_back) = match self.facts_of(head, &st) {
+            Some(Ok(facts)) => (Some(facts), None),
+            Some(Err(n)) => (None, Some(n)),
+            None => (None, None),
+        };
+        let ending = Ending {
+            facts,
+            ..Ending::of(&st)
+        };
         let result = match st.mode {
-            Mode::Stream { .. } => {
-                let ending = Ending::of(&st);
-                self.finish_stream(head, &mut st, Some(ending))
-            }
+            Mode::Stream { .. } => self.finish_stream(head, &mut st, Some(ending)),
             Mode::Staged { .. } => self
                 .rebuild(head, &mut st)
-                .and_then(|_| self.persist(head, &st)),
+                .and_then(|_| self.persist_ending(head, ino, &ending)),
+        };
+        let result = match (result, read_back) {
+            (Ok(()), Some(n)) => self.classify_stored(head, ino, n),
+            (result, _) => result,
         };
         if let Err(e) = &result {
             tracing::error!(ino = ino.0, error = %e, "flush failed; file marked incomplete");

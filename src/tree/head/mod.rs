@@ -30,8 +30,8 @@ pub mod txn;
 mod xattr_owners;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use redb::ReadableTableMetadata;
@@ -42,6 +42,7 @@ use txn::{Read, Reader, Write};
 use crate::store::crypto::Sealer;
 use crate::store::repo::Repo;
 use crate::sys::sync::Recover;
+use crate::tree::classify::{Classify, Facts};
 use crate::tree::objects::Tree;
 use crate::tree::reader::ChunkReader;
 use crate::tree::types::{
@@ -122,6 +123,10 @@ pub struct Head {
     lazy: AtomicBool,
     /// Which inodes may have extended attributes.
     xattr_owners: xattr_owners::XattrOwners,
+    /// Tier classification, when the host configures tiers.
+    classifier: RwLock<Option<Arc<dyn Classify>>>,
+    /// Its sample size (0: none), read by every write without a lock.
+    sample: AtomicUsize,
     /// Cost counters.
     pub counters: HeadCounters,
 }
@@ -182,6 +187,8 @@ impl Head {
             counters: HeadCounters::default(),
             lazy: AtomicBool::new(false),
             xattr_owners: Default::default(),
+            classifier: RwLock::new(None),
+            sample: AtomicUsize::new(0),
         };
         head.transact(|w| {
             w.create_tables()?;
@@ -208,6 +215,7 @@ impl Head {
                     meta,
                     target: Vec::new(),
                     clean_tree: None,
+                    facts: None,
                 };
                 w.put(InodeNo::ROOT, &root)?;
             }
@@ -226,6 +234,29 @@ impl Head {
         })?;
         head.commit()?;
         Ok(head)
+    }
+
+    /// Classifies the files written from now on (`None`: none are). A file
+    /// whose writes touch its first bytes gets what they tell, kept with its
+    /// inode, when it is flushed.
+    pub fn set_classifier(&self, classifier: Option<Arc<dyn Classify>>) {
+        let sample = classifier.as_ref().map_or(0, |c| c.sample());
+        *self.classifier.write().unwrap_or_else(|p| p.into_inner()) = classifier;
+        self.sample.store(sample, Ordering::Relaxed);
+    }
+
+    /// The classifier, if one is set.
+    fn classifier(&self) -> Option<Arc<dyn Classify>> {
+        self.classifier
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// What classification knows of a file's content (`None`: nothing,
+    /// e.g. it was not written since tiers were configured).
+    pub fn facts(&self, ino: InodeNo) -> Result<Option<Facts>, FsError> {
+        Ok(self.rtx()?.get(ino)?.facts)
     }
 
     /// The repository.

@@ -91,6 +91,7 @@ impl Head {
                 meta,
                 target: target.to_vec(),
                 clean_tree: None,
+                facts: None,
             };
             w.put(ino, &rec)?;
             w.link(

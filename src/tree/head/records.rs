@@ -29,6 +29,7 @@ use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
 use crate::store::crypto::Sealer;
 use crate::store::format::Kind;
+use crate::tree::classify::Facts;
 use crate::tree::types::{Fault, FileKind, FsError, Meta};
 
 /// Inode table.
@@ -80,6 +81,11 @@ pub struct InodeRecord {
     /// A directory's tree id as of the last snapshot, cleared when anything
     /// below it changes.
     pub clean_tree: Option<[u8; 32]>,
+    /// What a file's first bytes told tier classification, when the head
+    /// classified its content. Stored after the fields above, in postcard
+    /// of its own, so records without it read as they always did.
+    #[serde(skip)]
+    pub facts: Option<Facts>,
 }
 
 /// A directory entry.
@@ -125,7 +131,14 @@ pub fn open<T: DeserializeOwned>(
     key: &[u8],
     sealed: &[u8],
 ) -> Result<T, FsError> {
-    let plain = sealer.open(kind, key, sealed).map_err(|e| {
+    let plain = open_plain(sealer, kind, key, sealed)?;
+    postcard::from_bytes(&plain)
+        .map_err(|e| FsError::Corrupt(Fault::caused(format!("head row {kind:?}"), e)))
+}
+
+/// The plaintext of a sealed record of row `key`.
+fn open_plain(sealer: &Sealer, kind: Kind, key: &[u8], sealed: &[u8]) -> Result<Vec<u8>, FsError> {
+    sealer.open(kind, key, sealed).map_err(|e| {
         FsError::Corrupt(Fault::caused(
             format!(
                 "head row {kind:?}/{}",
@@ -133,9 +146,7 @@ pub fn open<T: DeserializeOwned>(
             ),
             e,
         ))
-    })?;
-    postcard::from_bytes(&plain)
-        .map_err(|e| FsError::Corrupt(Fault::caused(format!("head row {kind:?}"), e)))
+    })
 }
 
 /// Row-key bytes of the tables, the context their values are sealed to.
@@ -165,10 +176,16 @@ pub fn get_inode(
     sealer: &Sealer,
     ino: u64,
 ) -> Result<Option<InodeRecord>, FsError> {
-    match t.get(ino).map_err(db)? {
-        None => Ok(None),
-        Some(v) => open(sealer, Kind::HeadInode, &key_u64(ino), v.value()).map(Some),
+    let Some(v) = t.get(ino).map_err(db)? else {
+        return Ok(None);
+    };
+    let plain = open_plain(sealer, Kind::HeadInode, &key_u64(ino), v.value())?;
+    let corrupt = |e| FsError::Corrupt(Fault::caused("head row HeadInode", e));
+    let (mut rec, rest): (InodeRecord, _) = postcard::take_from_bytes(&plain).map_err(corrupt)?;
+    if !rest.is_empty() {
+        rec.facts = Some(postcard::from_bytes(rest).map_err(corrupt)?);
     }
+    Ok(Some(rec))
 }
 
 /// Seals and writes one inode; returns the sealed length.
@@ -178,7 +195,11 @@ pub fn put_inode(
     ino: u64,
     rec: &InodeRecord,
 ) -> Result<usize, FsError> {
-    let v = seal(sealer, Kind::HeadInode, &key_u64(ino), rec);
+    let mut plain = postcard::to_allocvec(rec).expect("records serialize");
+    if let Some(facts) = &rec.facts {
+        plain.extend(postcard::to_allocvec(facts).expect("facts serialize"));
+    }
+    let v = sealer.seal(Kind::HeadInode, &key_u64(ino), &plain);
     t.insert(ino, v.as_slice()).map_err(db)?;
     Ok(v.len())
 }
@@ -215,6 +236,7 @@ mod tests {
             meta,
             target: b"a/b".to_vec(),
             clean_tree: None,
+            facts: None,
         };
         let bytes = postcard::to_allocvec(&rec).unwrap();
         assert_eq!(hex::encode(&bytes), GOLDEN);

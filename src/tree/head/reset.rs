@@ -52,6 +52,7 @@ impl Head {
             meta: root.meta.clone(),
             target: root.target.clone(),
             clean_tree: root.subtree,
+            facts: None,
         };
         let xattrs = root
             .xattrs

@@ -997,6 +997,7 @@ impl Write<'_> {
                     meta: e.meta,
                     target: e.target,
                     clean_tree: e.subtree,
+                    facts: None,
                 };
                 self.put(ino, &rec)?;
                 for (name, value) in e.xattrs {
