@@ -982,7 +982,10 @@ impl Content {
     /// bytes kept as written when they are all there, else (`Err(n)`) from
     /// its first `n` bytes, to be read back once stored.
     fn facts_of(&self, head: &Head, st: &FileState) -> Option<Result<Facts, u64>> {
-        let classifier = head.classifier().filter(|_| st.reclassify)?;
+        if !st.reclassify {
+            return None;
+        }
+        let classifier = head.classifier()?;
         let n = st.size.min(classifier.sample() as u64);
         Some(match st.sample.get(..n as usize) {
             Some(first) => Ok(classifier.facts(first)),
