@@ -470,6 +470,29 @@ pub enum TierCommand {
     /// 15 when the rules are not valid or no [[tier]] is declared, 1 when
     /// a path cannot be read (the others are still shown).
     Classify(TierClassifyArgs),
+    /// Show the tier of files in head/, and why: by the rules the daemon
+    /// mounted with, each file's path and owner now, and what its first
+    /// bytes told when it was written.
+    ///
+    /// PATH is written from the root of head/ (/DIR/NAME for
+    /// MOUNTPOINT/head/DIR/NAME). A file written before tiers were
+    /// configured was not read: its tier rests on its path and owner alone,
+    /// and the listing says so. Without a running daemon the repository is
+    /// opened here, with the rules of --config. Exit 15 when no [[tier]] is
+    /// configured, 31 when head/ holds nothing at a PATH, 2 when a PATH is
+    /// not written from the root.
+    Show(TierShowArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct TierShowArgs {
+    /// Paths from the root of head/, e.g. /data/scan.dcm.
+    #[arg(value_name = "PATH", required = true)]
+    pub paths: Vec<String>,
+    /// The host configuration with the rules, when no daemon runs
+    /// [default: /etc/strata/strata.toml].
+    #[arg(long, env = "STRATA_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

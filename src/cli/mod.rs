@@ -20,6 +20,7 @@ mod secrets;
 mod snapshot;
 mod throttle;
 mod tier;
+mod tier_show;
 mod versions;
 
 use std::io::IsTerminal;

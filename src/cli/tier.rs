@@ -21,6 +21,7 @@ use super::print;
 pub fn run(g: &Global, c: &TierCommand) -> Result<()> {
     match c {
         TierCommand::Classify(a) => classify(g, a),
+        TierCommand::Show(a) => super::tier_show::run(g, a),
     }
 }
 

@@ -120,6 +120,7 @@ fn changes(req: &Request) -> bool {
         | Request::AuditExport { .. }
         | Request::Find { .. }
         | Request::Versions { .. }
+        | Request::TierShow { .. }
         | Request::Diff { .. }
         | Request::RepairCatalog
         | Request::Shutdown => false,

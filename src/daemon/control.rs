@@ -110,6 +110,15 @@ pub enum ControlError {
     /// A `find` pattern that does not compile.
     #[error("{0}; nothing was searched")]
     BadPattern(String),
+    /// A `tier show` path that is not written from the root of head/.
+    #[error("{0:?} is not a path from the root of head/: write it as /DIR/NAME (as it appears below MOUNTPOINT/head/)")]
+    NotFromHead(String),
+    /// A `tier show` path that head/ does not hold.
+    #[error("head/ holds nothing at {0:?}; `ls MOUNTPOINT/head/` shows what it holds")]
+    NotInHead(String),
+    /// `tier show` without tiers.
+    #[error("nothing is classified: the host configuration in use (the daemon's, when mounted) has no [[tier]]; add tiers (see strata.toml(5)) and, if mounted, mount again")]
+    NoTiers,
     /// A path that is not absolute.
     #[error("{0:?} is not a path from a snapshot's root: write it as /DIR/NAME (as it appears below MOUNTPOINT/snapshots/NAME/)")]
     NotAbsolute(String),
@@ -230,7 +239,10 @@ impl ExitCode for ControlError {
             ControlError::NoResetTarget(_)
             | ControlError::NoReason
             | ControlError::BadPattern(_)
-            | ControlError::NotAbsolute(_) => USAGE,
+            | ControlError::NotAbsolute(_)
+            | ControlError::NotFromHead(_) => USAGE,
+            ControlError::NotInHead(_) => crate::exit::NOT_FOUND,
+            ControlError::NoTiers => crate::exit::HOST_CONFIG,
             ControlError::NoSuchPath { .. } => crate::exit::NOT_FOUND,
             ControlError::StoreFailed { .. } | ControlError::SnapshotNotStored(_) => NOT_COMMITTED,
             ControlError::DaemonReported(r) => r.exit_code(),
@@ -420,6 +432,11 @@ pub enum Request {
         /// The pattern and filters.
         spec: FindSpec,
     },
+    /// Where files of head/ go now (`strata tier show`).
+    TierShow {
+        /// Paths from the root of head/ ("/a/b").
+        paths: Vec<String>,
+    },
     /// The distinct versions of one path across the kept snapshots.
     Versions {
         /// The path, from the snapshot's root ("/a/b").
@@ -488,6 +505,7 @@ impl Request {
             Request::KeyChanged { .. } => "key_changed",
             Request::Find { .. } => "find",
             Request::Versions { .. } => "versions",
+            Request::TierShow { .. } => "tier_show",
             Request::Diff { .. } => "diff",
             Request::RepairCatalog => "repair_catalog",
             Request::Shutdown => "shutdown",
@@ -524,7 +542,8 @@ impl Request {
             | Request::AuditList { .. }
             | Request::AuditVerify { .. }
             | Request::AuditExport { .. }
-            | Request::KeyChanged { .. } => Lane::Free,
+            | Request::KeyChanged { .. }
+            | Request::TierShow { .. } => Lane::Free,
             // The catalog's catch-up before a query is its own write
             // transaction, which redb serializes; taking a snapshot in
             // twice is refused by its tip.
@@ -642,6 +661,8 @@ pub enum Reply {
     Found(Vec<Found>),
     /// The versions of a path.
     Versions(Box<super::catalog::VersionsReply>),
+    /// Where files of head/ go.
+    Tiers(Vec<super::tier::Shown>),
     /// What differs between two snapshots.
     Diff(Box<super::catalog::DiffReply>),
     /// What a catalog rebuild took in.
@@ -883,6 +904,7 @@ pub fn handle(ns: &Namespace, caller: Caller, req: &Request) -> Result<Reply, Co
         Request::Versions { path } => {
             Reply::Versions(Box::new(super::catalog::versions(ns, path)?))
         }
+        Request::TierShow { paths } => Reply::Tiers(super::tier::show(ns, caller, paths)?),
         Request::Diff { from, to, path } => Reply::Diff(Box::new(super::catalog::diff(
             ns,
             from,

@@ -1,7 +1,8 @@
 //! A mounted repository's side of strata: the control socket the CLI talks
 //! to ([`control`]), the storage watch that raises alerts ([`watch`]), the
 //! daemon's command line ([`mount_args`]), the secrets handed to it
-//! ([`secrets`]), replication as the daemon serves it ([`replicate`]), and the exit code an error chain ends a binary with
+//! ([`secrets`]), replication as the daemon serves it ([`replicate`]), `strata tier show`
+//! ([`tier`]), and the exit code an error chain ends a binary with
 //! ([`exit_code`]). The FUSE adapter itself lives in the `strata-mountd`
 //! package.
 //!
@@ -14,6 +15,7 @@ pub mod metrics_http;
 pub mod mount_args;
 pub mod replicate;
 pub mod secrets;
+pub mod tier;
 pub mod watch;
 
 use std::error::Error;

@@ -29,6 +29,7 @@ mod runs;
 mod s3;
 mod summary;
 mod throttle;
+mod tiers;
 mod transport;
 mod tree;
 mod umount_default;

@@ -26,6 +26,7 @@ pub mod leftovers;
 mod names;
 pub mod records;
 pub mod reset;
+mod tiering;
 pub mod txn;
 mod xattr_owners;
 
@@ -42,7 +43,7 @@ use txn::{Read, Reader, Write};
 use crate::store::crypto::Sealer;
 use crate::store::repo::Repo;
 use crate::sys::sync::Recover;
-use crate::tree::classify::{Classify, Facts};
+use crate::tree::classify::Classify;
 use crate::tree::objects::Tree;
 use crate::tree::reader::ChunkReader;
 use crate::tree::types::{
@@ -123,7 +124,7 @@ pub struct Head {
     lazy: AtomicBool,
     /// Which inodes may have extended attributes.
     xattr_owners: xattr_owners::XattrOwners,
-    /// Tier classification, when the host configures tiers.
+    /// Tier classification, when the host configures tiers ([`tiering`]).
     classifier: RwLock<Option<Arc<dyn Classify>>>,
     /// Its sample size (0: none), read by every write without a lock.
     sample: AtomicUsize,
@@ -234,29 +235,6 @@ impl Head {
         })?;
         head.commit()?;
         Ok(head)
-    }
-
-    /// Classifies the files written from now on (`None`: none are). A file
-    /// whose writes touch its first bytes gets what they tell, kept with its
-    /// inode, when it is flushed.
-    pub fn set_classifier(&self, classifier: Option<Arc<dyn Classify>>) {
-        let sample = classifier.as_ref().map_or(0, |c| c.sample());
-        *self.classifier.write().unwrap_or_else(|p| p.into_inner()) = classifier;
-        self.sample.store(sample, Ordering::Relaxed);
-    }
-
-    /// The classifier, if one is set.
-    fn classifier(&self) -> Option<Arc<dyn Classify>> {
-        self.classifier
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
-    }
-
-    /// What classification knows of a file's content (`None`: nothing,
-    /// e.g. it was not written since tiers were configured).
-    pub fn facts(&self, ino: InodeNo) -> Result<Option<Facts>, FsError> {
-        Ok(self.rtx()?.get(ino)?.facts)
     }
 
     /// The repository.
