@@ -930,23 +930,7 @@ fn zeros_seeked_over_read_back_and_dedup_when_written_alike() {
 fn a_written_file_is_classified_from_its_first_bytes_at_flush() {
     use strata::policy::hostconfig::HostConfig;
     use strata::tree::classify::Classify;
-    let host = HostConfig::parse(
-        r#"
-[[tier]]
-name = "phi"
-[[tier]]
-name = "general"
-[classification]
-default = "general"
-[[classify]]
-tier = "phi"
-types = ["pdf"]
-[[classify]]
-tier = "phi"
-patterns = ["us-ssn"]
-"#,
-    )
-    .unwrap();
+    let host = HostConfig::parse(TIER_RULES).unwrap();
     let classifier: Arc<dyn Classify> = Arc::new(host.classifier().unwrap().unwrap());
     let sim = SimDisk::new();
     let disk: Arc<dyn Disk> = Arc::new(sim.clone());

@@ -127,3 +127,23 @@ pub fn run_record(status: RunStatus, revision: u32) -> RunRecord {
         io: None,
     }
 }
+
+/// Tier rules of the classification tests: `*.dcm` by name (rule 1), PDF
+/// and HL7 by type (rule 2), national ids by pattern (rule 3), else "general".
+pub const TIER_RULES: &str = r#"
+[[tier]]
+name = "phi"
+[[tier]]
+name = "general"
+[classification]
+default = "general"
+[[classify]]
+tier = "phi"
+paths = ["*.dcm"]
+[[classify]]
+tier = "phi"
+types = ["pdf", "hl7"]
+[[classify]]
+tier = "phi"
+patterns = ["us-ssn"]
+"#;

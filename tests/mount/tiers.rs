@@ -4,25 +4,8 @@
 //! written, by the rules the daemon mounted with.
 
 use crate::common::tier::{self, Tier};
+use crate::common::TIER_RULES;
 use crate::harness::{fails, ok, run, Mount};
-
-const RULES: &str = r#"
-[[tier]]
-name = "phi"
-[[tier]]
-name = "general"
-[classification]
-default = "general"
-[[classify]]
-tier = "phi"
-paths = ["*.dcm"]
-[[classify]]
-tier = "phi"
-types = ["pdf", "hl7"]
-[[classify]]
-tier = "phi"
-patterns = ["us-ssn"]
-"#;
 
 fn json(out: &str) -> serde_json::Value {
     serde_json::from_str(out).unwrap_or_else(|e| panic!("{e}: {out}"))
@@ -37,7 +20,7 @@ fn files_rsync_writes_are_placed_by_their_final_path_owner_and_first_bytes() {
     // Written before tiers were configured: placed by path and owner alone.
     std::fs::write(m.head().join("old.pdf"), b"%PDF-1.4\n").unwrap();
     let config = m.path("strata.toml");
-    std::fs::write(&config, RULES).unwrap();
+    std::fs::write(&config, TIER_RULES).unwrap();
     m.umount();
     m.mount_with(&["--config", config.to_str().unwrap()]);
     assert!(
